@@ -1,0 +1,215 @@
+-- Core: the collision check, schemas, roles and configuration.
+
+-- pg_opsdata owns four schemas outright.  Refuse to install into a database
+-- where one of them already exists rather than mixing our objects with the
+-- user's (CREATE EXTENSION then rolls back with nothing created).
+DO $$
+DECLARE
+	taken text[];
+BEGIN
+	SELECT pg_catalog.array_agg(pg_catalog.format('"%s"', nspname) ORDER BY nspname)
+	  INTO taken
+	  FROM pg_catalog.pg_namespace
+	 WHERE nspname IN ('audit', 'learning', 'metrics', 'opsdata');
+	IF pg_catalog.cardinality(taken) = 1 THEN
+		RAISE EXCEPTION 'schema % already exists', taken[1]
+			USING ERRCODE = 'duplicate_schema',
+				  DETAIL = 'pg_opsdata creates the schemas audit, learning, metrics and opsdata and does not share them.',
+				  HINT = 'Rename or drop the existing schema, then run CREATE EXTENSION again.';
+	ELSIF pg_catalog.cardinality(taken) > 1 THEN
+		RAISE EXCEPTION 'schemas % already exist', pg_catalog.array_to_string(taken, ', ')
+			USING ERRCODE = 'duplicate_schema',
+				  DETAIL = 'pg_opsdata creates the schemas audit, learning, metrics and opsdata and does not share them.',
+				  HINT = 'Rename or drop the existing schemas, then run CREATE EXTENSION again.';
+	END IF;
+END
+$$;
+
+CREATE SCHEMA opsdata;
+CREATE SCHEMA audit;
+CREATE SCHEMA learning;
+CREATE SCHEMA metrics;
+
+COMMENT ON SCHEMA opsdata IS 'pg_opsdata: configuration, jobs, managed partitions and health';
+COMMENT ON SCHEMA audit IS 'pg_opsdata: audit trail, seals, audit rules and the audit processing queue';
+COMMENT ON SCHEMA learning IS 'pg_opsdata: feedback, tuned thresholds and active-learning candidates';
+COMMENT ON SCHEMA metrics IS 'pg_opsdata: time series, points and rollups';
+
+-- Roles are cluster-wide: created if missing, never dropped by DROP EXTENSION.
+DO $$
+DECLARE
+	r text;
+BEGIN
+	FOREACH r IN ARRAY ARRAY['opsdata_admin', 'opsdata_writer', 'opsdata_reader', 'opsdata_auditor']
+	LOOP
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+			EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+		END IF;
+	END LOOP;
+END
+$$;
+
+COMMENT ON ROLE opsdata_admin IS 'pg_opsdata: configure settings, jobs and partition sets, run maintenance';
+COMMENT ON ROLE opsdata_writer IS 'pg_opsdata: record metrics and feedback, use the queues';
+COMMENT ON ROLE opsdata_reader IS 'pg_opsdata: read metrics, learning data and health';
+COMMENT ON ROLE opsdata_auditor IS 'pg_opsdata: read and verify the audit trail';
+
+-- An administrator can do what writers and readers do.
+GRANT opsdata_writer, opsdata_reader TO opsdata_admin;
+
+REVOKE ALL ON SCHEMA opsdata, audit, learning, metrics FROM PUBLIC;
+GRANT USAGE ON SCHEMA opsdata TO opsdata_admin, opsdata_writer, opsdata_reader, opsdata_auditor;
+GRANT USAGE ON SCHEMA audit TO opsdata_auditor;
+GRANT USAGE ON SCHEMA learning, metrics TO opsdata_writer, opsdata_reader;
+
+--
+-- Settings.  opsdata.settings lists every setting the extension knows, with
+-- its type and default; opsdata.config holds only the values a user chose.
+-- Only opsdata.config is dumped, so pg_dump keeps user settings and a new
+-- release can change defaults.
+--
+CREATE TABLE opsdata.settings (
+	key				text PRIMARY KEY,
+	type			regtype NOT NULL,
+	default_value	text NOT NULL,
+	valid_when		text,
+	description		text NOT NULL
+);
+
+COMMENT ON TABLE opsdata.settings IS 'Every setting pg_opsdata knows, with its type and default value';
+COMMENT ON COLUMN opsdata.settings.key IS 'Setting name, "<area>.<name>"';
+COMMENT ON COLUMN opsdata.settings.type IS 'Type the value must be a valid input for';
+COMMENT ON COLUMN opsdata.settings.default_value IS 'Value used while opsdata.config holds none';
+COMMENT ON COLUMN opsdata.settings.valid_when IS 'Boolean SQL expression over "value" (already cast to the type) that a new value must satisfy';
+COMMENT ON COLUMN opsdata.settings.description IS 'What the setting controls';
+
+CREATE TABLE opsdata.config (
+	key			text PRIMARY KEY REFERENCES opsdata.settings (key) ON UPDATE CASCADE ON DELETE CASCADE,
+	value		text NOT NULL,
+	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_by	name NOT NULL DEFAULT SESSION_USER
+);
+
+COMMENT ON TABLE opsdata.config IS 'Settings changed from their defaults; change them with opsdata.set_setting()';
+COMMENT ON COLUMN opsdata.config.key IS 'Setting name, one of opsdata.settings';
+COMMENT ON COLUMN opsdata.config.value IS 'Chosen value, valid input for the setting''s type';
+COMMENT ON COLUMN opsdata.config.updated_at IS 'When the value was last set';
+COMMENT ON COLUMN opsdata.config.updated_by IS 'Session user that last set the value';
+
+SELECT pg_catalog.pg_extension_config_dump('opsdata.config', '');
+
+CREATE FUNCTION opsdata.setting(key text)
+RETURNS text
+LANGUAGE plpgsql STABLE STRICT
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result text;
+BEGIN
+	SELECT coalesce(c.value, s.default_value) INTO result
+	  FROM opsdata.settings s LEFT JOIN opsdata.config c USING (key)
+	 WHERE s.key = setting.key;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unrecognized pg_opsdata setting "%"', key
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'The settings are listed in opsdata.settings.';
+	END IF;
+	RETURN result;
+END
+$$;
+
+COMMENT ON FUNCTION opsdata.setting(text) IS 'Current value of a pg_opsdata setting: the configured one, else the default';
+
+CREATE FUNCTION opsdata.set_setting(key text, value text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s opsdata.settings;
+	ok boolean;
+BEGIN
+	IF key IS NULL OR value IS NULL THEN
+		RAISE EXCEPTION 'setting name and value must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Use opsdata.reset_setting() to return a setting to its default.';
+	END IF;
+	SELECT * INTO s FROM opsdata.settings WHERE settings.key = set_setting.key;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unrecognized pg_opsdata setting "%"', key
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'The settings are listed in opsdata.settings.';
+	END IF;
+	BEGIN
+		EXECUTE pg_catalog.format('SELECT coalesce((%s), false) FROM (SELECT %L::%s AS value) v',
+								  coalesce(s.valid_when, 'true'), value, s.type)
+		   INTO ok;
+	EXCEPTION WHEN data_exception OR syntax_error_or_access_rule_violation THEN
+		RAISE EXCEPTION 'invalid value for pg_opsdata setting "%": "%"', key, value
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = SQLERRM,
+				  HINT = pg_catalog.format('The value must be a valid %s.', s.type);
+	END;
+	IF NOT ok THEN
+		RAISE EXCEPTION 'invalid value for pg_opsdata setting "%": "%"', key, value
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = pg_catalog.format('The value must satisfy: %s.', s.valid_when);
+	END IF;
+	INSERT INTO opsdata.config AS c (key, value)
+		 VALUES (set_setting.key, set_setting.value)
+	ON CONFLICT ON CONSTRAINT config_pkey
+	DO UPDATE SET value = excluded.value, updated_at = pg_catalog.now(), updated_by = SESSION_USER;
+	RETURN value;
+END
+$$;
+
+COMMENT ON FUNCTION opsdata.set_setting(text, text) IS 'Set a pg_opsdata setting after checking the value against its type and constraint';
+
+CREATE FUNCTION opsdata.reset_setting(key text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE STRICT
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM FROM opsdata.settings WHERE settings.key = reset_setting.key;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unrecognized pg_opsdata setting "%"', key
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'The settings are listed in opsdata.settings.';
+	END IF;
+	DELETE FROM opsdata.config WHERE config.key = reset_setting.key;
+	RETURN opsdata.setting(key);
+END
+$$;
+
+COMMENT ON FUNCTION opsdata.reset_setting(text) IS 'Return a pg_opsdata setting to its default; returns the default';
+
+-- Every setting with its current value, for people.
+CREATE VIEW opsdata.current_settings AS
+	SELECT s.key, coalesce(c.value, s.default_value) AS value, s.default_value,
+		   c.key IS NOT NULL AS changed, s.type, s.description, c.updated_at, c.updated_by
+	  FROM opsdata.settings s LEFT JOIN opsdata.config c USING (key);
+
+COMMENT ON VIEW opsdata.current_settings IS 'Every pg_opsdata setting with its current value and whether it was changed';
+
+--
+-- Library entry points of the core.
+--
+CREATE FUNCTION opsdata._health_core(OUT component text, OUT status text, OUT detail text)
+RETURNS SETOF record
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'opsdata_health_core';
+
+CREATE FUNCTION opsdata._library_version()
+RETURNS text
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'opsdata_library_version';
+
+CREATE FUNCTION opsdata._warn_if_not_preloaded()
+RETURNS boolean
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'opsdata_warn_if_not_preloaded';
+
+COMMENT ON FUNCTION opsdata._health_core() IS 'Internal: the core''s rows of opsdata.health()';
+COMMENT ON FUNCTION opsdata._library_version() IS 'Version of the loaded pg_opsdata library';
+COMMENT ON FUNCTION opsdata._warn_if_not_preloaded() IS 'Internal: WARNING when the library is not preloaded';

@@ -1,0 +1,55 @@
+/*-------------------------------------------------------------------------
+ *
+ * opsdata.h
+ *		Declarations shared by every area of pg_opsdata.
+ *
+ * Each area (worker, partition, audit, metrics, learning) exposes one
+ * *_init() function that _PG_init() calls; everything else an area needs
+ * from the core is declared here.
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/core/opsdata.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef OPSDATA_H
+#define OPSDATA_H
+
+#include "core/compat.h"
+
+/* Name of the extension, its library and its GUC prefix. */
+#define OPSDATA_NAME "pg_opsdata"
+
+/*
+ * True in processes that loaded the library from shared_preload_libraries
+ * (the postmaster and every process it forks).  False when a backend loaded
+ * it on demand, e.g. at CREATE EXTENSION without preloading: hooks, shared
+ * memory and workers are then off.
+ */
+extern bool opsdata_preloaded;
+
+/*
+ * Shared memory is requested and initialized through one dispatch: an area
+ * registers a part from its *_init() (only when preloaded), and the core's
+ * shmem_request and shmem_startup hooks size and initialize every part.
+ * startup() runs with AddinShmemInitLock held, in the postmaster and (under
+ * EXEC_BACKEND) in each child; it calls ShmemInitStruct itself.
+ */
+typedef struct OpsdataShmemPart
+{
+	const char *name;	/* also the name of its LWLock tranche */
+	Size (*size)(void); /* bytes of shared memory it needs */
+	int lwlocks;		/* LWLocks in its named tranche, or 0 */
+	void (*startup)(void);
+} OpsdataShmemPart;
+
+extern void opsdata_shmem_init(void);
+extern void opsdata_shmem_register(const OpsdataShmemPart *part);
+extern Size opsdata_shmem_total(void);
+extern int opsdata_shmem_parts(void);
+
+/* Area entry points, called by _PG_init() in this order. */
+
+#endif /* OPSDATA_H */

@@ -1,0 +1,99 @@
+-- The shape CREATE EXTENSION makes: schemas, tables and their columns,
+-- partitioning, keys and the settings catalog.
+BEGIN;
+SELECT plan(45);
+
+SELECT schemas_are(ARRAY['public', 'audit', 'learning', 'metrics', 'opsdata'],
+	'pg_opsdata adds exactly the schemas audit, learning, metrics and opsdata');
+
+SELECT tables_are('opsdata', ARRAY['settings', 'config', 'jobs', 'job_runs', 'partitions']);
+SELECT tables_are('audit', ARRAY['entries', 'entries_default', 'statements', 'seals', 'rules', 'queue']);
+SELECT tables_are('learning', ARRAY['feedback', 'thresholds', 'candidates']);
+SELECT tables_are('metrics', ARRAY['series', 'points', 'points_default', 'rollups']);
+
+SELECT is_partitioned('audit', 'entries', 'audit.entries is partitioned');
+SELECT is_partitioned('metrics', 'points', 'metrics.points is partitioned');
+SELECT is((SELECT partstrat FROM pg_partitioned_table WHERE partrelid = 'audit.entries'::regclass),
+	'r', 'audit.entries is partitioned by range');
+SELECT is((SELECT partstrat FROM pg_partitioned_table WHERE partrelid = 'metrics.points'::regclass),
+	'r', 'metrics.points is partitioned by range');
+SELECT is(pg_get_partkeydef('audit.entries'::regclass), 'RANGE (ts)', 'audit.entries is partitioned on ts');
+SELECT is(pg_get_partkeydef('metrics.points'::regclass), 'RANGE (ts)', 'metrics.points is partitioned on ts');
+SELECT partitions_are('audit', 'entries', ARRAY['audit.entries_default']);
+SELECT partitions_are('metrics', 'points', ARRAY['metrics.points_default']);
+
+SELECT columns_are('audit', 'entries', ARRAY['entry_id', 'ts', 'database', 'username',
+	'current_user_name', 'application', 'client_addr', 'backend_pid', 'xid', 'class', 'command',
+	'objects', 'rows', 'duration', 'outcome', 'sqlstate', 'statement_id', 'params']);
+SELECT columns_are('audit', 'statements', ARRAY['statement_id', 'statement_hash', 'statement_text', 'first_seen']);
+SELECT columns_are('audit', 'seals', ARRAY['seal_id', 'first_entry_id', 'last_entry_id', 'entry_count',
+	'prev_hash', 'hash', 'sealed_at']);
+SELECT columns_are('audit', 'rules', ARRAY['rule_id', 'action', 'role_name', 'database_name',
+	'schema_name', 'relation_name', 'class', 'created_at', 'created_by', 'comment']);
+SELECT columns_are('audit', 'queue', ARRAY['item_id', 'consumer', 'entry_id', 'payload',
+	'enqueued_at', 'available_at', 'claimed_by', 'attempts', 'done_at']);
+SELECT columns_are('learning', 'feedback', ARRAY['feedback_id', 'key', 'item_id', 'score', 'label',
+	'rating', 'given_by', 'source', 'created_at', 'metadata']);
+SELECT columns_are('learning', 'thresholds', ARRAY['key', 'objective', 'target', 'min_support',
+	'threshold', 'precision', 'recall', 'support', 'tuned_at']);
+SELECT columns_are('learning', 'candidates', ARRAY['candidate_id', 'key', 'item_id', 'priority',
+	'scores', 'payload', 'status', 'claimed_by', 'lease_until', 'labels', 'created_at', 'closed_at']);
+SELECT columns_are('metrics', 'series', ARRAY['series_id', 'name', 'tags', 'created_at']);
+SELECT columns_are('metrics', 'points', ARRAY['series_id', 'ts', 'value']);
+SELECT columns_are('metrics', 'rollups', ARRAY['series_id', 'bucket_width', 'bucket_start', 'count',
+	'sum', 'min', 'max', 'updated_at']);
+SELECT columns_are('opsdata', 'settings', ARRAY['key', 'type', 'default_value', 'valid_when', 'description']);
+SELECT columns_are('opsdata', 'config', ARRAY['key', 'value', 'updated_at', 'updated_by']);
+SELECT columns_are('opsdata', 'jobs', ARRAY['job_id', 'name', 'command', 'schedule', 'paused',
+	'max_runtime', 'max_retries', 'retry_delay', 'run_as', 'builtin', 'next_run', 'created_at', 'comment']);
+SELECT columns_are('opsdata', 'job_runs', ARRAY['run_id', 'job_id', 'started_at', 'finished_at',
+	'status', 'attempt', 'pid', 'sqlstate', 'message']);
+SELECT columns_are('opsdata', 'partitions', ARRAY['parent', 'control_column', 'control_type',
+	'part_interval', 'premake', 'retention', 'retention_mode', 'archive_schema', 'default_partition',
+	'builtin', 'created_at', 'last_run_at', 'last_status', 'last_message']);
+
+SELECT col_type_is('audit', 'entries', 'ts', 'timestamp with time zone', 'audit.entries.ts is timestamp with time zone');
+SELECT col_type_is('metrics', 'points', 'ts', 'timestamp with time zone', 'metrics.points.ts is timestamp with time zone');
+SELECT col_type_is('audit', 'entries', 'client_addr', 'inet', 'audit.entries.client_addr is inet');
+SELECT col_type_is('audit', 'entries', 'xid', 'xid8', 'audit.entries.xid is xid8');
+
+-- Every unique key of a table meant to be distributed includes the
+-- partition key (and no foreign key leaves the hot tables).
+SELECT col_is_pk('audit', 'entries', ARRAY['entry_id', 'ts']::name[], 'audit.entries has primary key (entry_id, ts)');
+SELECT col_is_pk('metrics', 'rollups', ARRAY['series_id', 'bucket_width', 'bucket_start']::name[], 'metrics.rollups has primary key (series_id, bucket_width, bucket_start)');
+SELECT col_is_unique('metrics', 'series', ARRAY['name', 'tags']::name[], 'metrics.series has a unique key on (name, tags)');
+SELECT col_is_unique('learning', 'candidates', ARRAY['key', 'item_id']::name[], 'learning.candidates has a unique key on (key, item_id)');
+SELECT is((SELECT count(*)::int FROM pg_constraint
+			WHERE contype = 'f' AND conrelid IN ('audit.entries'::regclass, 'metrics.points'::regclass)),
+	0, 'no foreign key from audit.entries or metrics.points');
+SELECT has_index('audit', 'entries', 'entries_username_ts_idx', ARRAY['username', 'ts']::name[], 'audit.entries is indexed on (username, ts)');
+SELECT has_index('metrics', 'points', 'points_series_id_ts_idx', ARRAY['series_id', 'ts']::name[], 'metrics.points is indexed on (series_id, ts)');
+
+-- pg_dump keeps the data of every extension table: configuration dumps are
+-- registered for all of them (leaf tables; partitions made later are not
+-- extension members and are dumped anyway).
+SELECT is(
+	(SELECT array_agg(c.oid::regclass::text ORDER BY 1)
+	   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	  WHERE n.nspname IN ('audit', 'learning', 'metrics', 'opsdata') AND c.relkind = 'r'
+		AND c.oid::regclass <> 'opsdata.settings'::regclass
+		AND c.oid <> ALL ((SELECT extconfig FROM pg_extension WHERE extname = 'pg_opsdata')::oid[])),
+	NULL, 'every data table but opsdata.settings is registered with pg_extension_config_dump');
+SELECT is(
+	(SELECT array_agg(c.oid::regclass::text ORDER BY 1)
+	   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	  WHERE n.nspname IN ('audit', 'learning', 'metrics', 'opsdata') AND c.relkind = 'S'
+		AND c.oid <> ALL ((SELECT extconfig FROM pg_extension WHERE extname = 'pg_opsdata')::oid[])),
+	NULL, 'every sequence is registered with pg_extension_config_dump');
+
+-- The extension is not relocatable and owns its schemas.
+SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'pg_opsdata'), false,
+	'pg_opsdata is not relocatable');
+SELECT is((SELECT count(*)::int FROM pg_depend d JOIN pg_namespace n ON d.classid = 'pg_namespace'::regclass AND d.objid = n.oid
+			WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+			  AND n.nspname IN ('audit', 'learning', 'metrics', 'opsdata')),
+	4, 'the four schemas are members of the extension');
+SELECT has_function('opsdata', 'health', 'opsdata.health() exists');
+
+SELECT * FROM finish();
+ROLLBACK;

@@ -1,0 +1,176 @@
+-- Who may do what: every role × every table, view, function and schema of
+-- pg_opsdata, PUBLIC included, against one matrix; then the same promises
+-- exercised by real sessions.
+BEGIN;
+
+CREATE TEMP TABLE roles (role name);
+INSERT INTO roles VALUES ('opsdata_admin'), ('opsdata_writer'), ('opsdata_reader'),
+	('opsdata_auditor'), ('public');
+
+-- Expected table privileges, as has_table_privilege sees them (inherited
+-- ones included: opsdata_admin is a member of opsdata_writer and
+-- opsdata_reader).  A relation or role not listed must have none.
+CREATE TEMP TABLE table_matrix (rel text, role name, privs text[]);
+INSERT INTO table_matrix
+SELECT rel, role, privs FROM (VALUES
+	('opsdata.settings', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
+	('opsdata.config', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
+	('opsdata.current_settings', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
+	('opsdata.jobs', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
+	('opsdata.job_runs', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
+	('opsdata.partitions', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
+	('audit.entries', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
+	('audit.statements', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
+	('audit.seals', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
+	('audit.rules', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
+	('audit.queue', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
+	('learning.feedback', ARRAY['opsdata_admin', 'opsdata_writer'], ARRAY['INSERT', 'SELECT']),
+	('learning.feedback', ARRAY['opsdata_reader'], ARRAY['SELECT']),
+	('learning.thresholds', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
+	('learning.candidates', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
+	('metrics.series', ARRAY['opsdata_admin', 'opsdata_writer'], ARRAY['INSERT', 'SELECT']),
+	('metrics.series', ARRAY['opsdata_reader'], ARRAY['SELECT']),
+	('metrics.points', ARRAY['opsdata_admin', 'opsdata_writer'], ARRAY['INSERT', 'SELECT']),
+	('metrics.points', ARRAY['opsdata_reader'], ARRAY['SELECT']),
+	('metrics.rollups', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT'])
+) v(rel, roles, privs), unnest(roles) AS role;
+
+-- Expected EXECUTE on functions; functions whose name starts with "_" are
+-- internal and executable by no one but the owner.
+CREATE TEMP TABLE function_matrix (func text, role name);
+INSERT INTO function_matrix
+SELECT func, role FROM (VALUES
+	('opsdata.health', ARRAY['opsdata_admin', 'opsdata_writer', 'opsdata_reader', 'opsdata_auditor']),
+	('opsdata.setting', ARRAY['opsdata_admin', 'opsdata_writer', 'opsdata_reader', 'opsdata_auditor']),
+	('opsdata.set_setting', ARRAY['opsdata_admin']),
+	('opsdata.reset_setting', ARRAY['opsdata_admin'])
+) v(func, roles), unnest(roles) AS role;
+
+CREATE TEMP TABLE schema_matrix (nsp name, role name);
+INSERT INTO schema_matrix VALUES
+	('opsdata', 'opsdata_admin'), ('opsdata', 'opsdata_writer'), ('opsdata', 'opsdata_reader'),
+	('opsdata', 'opsdata_auditor'), ('audit', 'opsdata_auditor'),
+	('learning', 'opsdata_admin'), ('learning', 'opsdata_writer'), ('learning', 'opsdata_reader'),
+	('metrics', 'opsdata_admin'), ('metrics', 'opsdata_writer'), ('metrics', 'opsdata_reader');
+
+CREATE TEMP VIEW our_relations AS
+	SELECT n.nspname, c.relname, c.oid
+	  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	 WHERE n.nspname IN ('audit', 'learning', 'metrics', 'opsdata') AND c.relkind IN ('r', 'p', 'v');
+CREATE TEMP VIEW our_functions AS
+	SELECT n.nspname, p.proname, p.oid,
+		   string_to_array(pg_get_function_identity_arguments(p.oid), ', ') AS args,
+		   oidvectortypes(p.proargtypes) AS argtypes
+	  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+	 WHERE n.nspname IN ('audit', 'learning', 'metrics', 'opsdata');
+
+CREATE ROLE app_admin LOGIN IN ROLE opsdata_admin;
+CREATE ROLE app_writer LOGIN IN ROLE opsdata_writer;
+CREATE ROLE app_reader LOGIN IN ROLE opsdata_reader;
+CREATE ROLE app_auditor LOGIN IN ROLE opsdata_auditor;
+CREATE ROLE app_nobody LOGIN;
+CREATE ROLE app_bypass LOGIN IN ROLE pg_write_all_data, pg_read_all_data;
+
+SELECT plan(
+	(SELECT count(*)::int FROM our_relations) * 5
+	+ (SELECT count(*)::int FROM our_functions) * 5
+	+ 4 * 5
+	+ 3
+	+ 18);
+
+SELECT table_privs_are(r.nspname, r.relname, ro.role,
+		coalesce((SELECT privs FROM table_matrix m
+				   WHERE m.rel = r.nspname || '.' || r.relname AND m.role = ro.role), '{}'),
+		format('%s on %I.%I: %s', ro.role, r.nspname, r.relname,
+			   coalesce((SELECT array_to_string(privs, ', ') FROM table_matrix m
+						  WHERE m.rel = r.nspname || '.' || r.relname AND m.role = ro.role), 'nothing')))
+  FROM our_relations r CROSS JOIN roles ro
+ ORDER BY r.nspname, r.relname, ro.role;
+
+SELECT function_privs_are(f.nspname, f.proname,
+		coalesce(string_to_array(f.argtypes, ', '), '{}'), ro.role,
+		CASE WHEN EXISTS (SELECT FROM function_matrix m
+						   WHERE m.func = f.nspname || '.' || f.proname AND m.role = ro.role)
+			 THEN ARRAY['EXECUTE'] ELSE '{}'::text[] END,
+		format('%s on %I.%I(%s): %s', ro.role, f.nspname, f.proname, f.argtypes,
+			   CASE WHEN EXISTS (SELECT FROM function_matrix m
+								  WHERE m.func = f.nspname || '.' || f.proname AND m.role = ro.role)
+					THEN 'EXECUTE' ELSE 'nothing' END))
+  FROM our_functions f CROSS JOIN roles ro
+ ORDER BY f.nspname, f.proname, f.argtypes, ro.role;
+
+SELECT schema_privs_are(s.nsp, ro.role,
+		CASE WHEN EXISTS (SELECT FROM schema_matrix m WHERE m.nsp = s.nsp AND m.role = ro.role)
+			 THEN ARRAY['USAGE'] ELSE '{}'::text[] END,
+		format('%s on schema %s', ro.role, s.nsp))
+  FROM (VALUES ('audit'::name), ('learning'), ('metrics'), ('opsdata')) s(nsp) CROSS JOIN roles ro
+ ORDER BY s.nsp, ro.role;
+
+-- No role but the extension owner is granted changes to audit tables
+-- (pg_write_all_data bypasses grants; the guard trigger stops it, below),
+-- and no sequence is usable by anyone but the owner.
+SELECT is_empty($$
+	SELECT c.oid::regclass, a.grantee::regrole, a.privilege_type
+	  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
+	 WHERE n.nspname = 'audit' AND c.relkind IN ('r', 'p') AND a.grantee <> c.relowner
+	   AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')$$,
+	'no role but the owner is granted INSERT, UPDATE, DELETE or TRUNCATE on an audit table');
+SELECT is_empty($$
+	SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	 WHERE n.nspname IN ('audit', 'learning', 'metrics', 'opsdata') AND c.relkind = 'S'
+	   AND c.relacl IS NOT NULL AND array_length(c.relacl, 1) > 1$$,
+	'sequences are granted to no one');
+SELECT is_empty($$
+	SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	 WHERE n.nspname IN ('audit', 'learning', 'metrics', 'opsdata')
+	   AND EXISTS (SELECT FROM aclexplode(c.relacl) a WHERE a.grantee = 0)
+	UNION ALL
+	SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+	 WHERE n.nspname IN ('audit', 'learning', 'metrics', 'opsdata')
+	   AND (p.proacl IS NULL OR EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0))$$,
+	'nothing in the extension''s schemas is granted to PUBLIC');
+
+-- The same promises, exercised by sessions of real roles, on tables that
+-- hold a row.
+INSERT INTO audit.entries (database, username, current_user_name, backend_pid, class, command, outcome)
+	 VALUES (current_database(), session_user, current_user, pg_backend_pid(), 'misc', 'SELECT', 'ok');
+SET ROLE app_nobody;
+SELECT throws_ok('SELECT * FROM opsdata.health()', '42501', NULL, 'a role without grants cannot call health()');
+SELECT throws_ok('SELECT count(*) FROM metrics.points', '42501', NULL, 'a role without grants cannot read metrics');
+SELECT throws_ok('SELECT count(*) FROM audit.entries', '42501', NULL, 'a role without grants cannot read the audit trail');
+RESET ROLE;
+
+SET ROLE app_reader;
+SELECT lives_ok('SELECT * FROM opsdata.health()', 'a reader calls health()');
+SELECT lives_ok('SELECT count(*) FROM metrics.rollups', 'a reader reads rollups');
+SELECT throws_ok('INSERT INTO metrics.points VALUES (1, now(), 1)', '42501', NULL, 'a reader cannot record points');
+SELECT throws_ok($$SELECT opsdata.set_setting('x', 'y')$$, '42501', NULL, 'a reader cannot change settings');
+RESET ROLE;
+
+SET ROLE app_writer;
+SELECT lives_ok('INSERT INTO metrics.points VALUES (1, now(), 1)', 'a writer records points');
+SELECT lives_ok($$INSERT INTO learning.feedback (key, score, label) VALUES ('k', 0.5, true)$$, 'a writer records feedback');
+SELECT throws_ok('SELECT count(*) FROM audit.entries', '42501', NULL, 'a writer cannot read the audit trail');
+RESET ROLE;
+
+SET ROLE app_auditor;
+SELECT lives_ok('SELECT count(*) FROM audit.entries', 'an auditor reads the audit trail');
+SELECT throws_ok('UPDATE audit.entries SET outcome = ''ok''', '42501', NULL, 'an auditor cannot update audit entries');
+SELECT throws_ok('DELETE FROM audit.entries', '42501', NULL, 'an auditor cannot delete audit entries');
+SELECT throws_ok('TRUNCATE audit.entries', '42501', NULL, 'an auditor cannot truncate audit entries');
+RESET ROLE;
+
+SET ROLE app_bypass;
+SELECT throws_ok('UPDATE audit.entries SET outcome = ''ok''', '42501', 'audit rows cannot be changed',
+	'pg_write_all_data does not let a role change audit entries');
+SELECT throws_ok('DELETE FROM audit.entries_default', '42501', 'audit rows cannot be changed',
+	'pg_write_all_data does not let a role delete from a partition of audit entries');
+RESET ROLE;
+
+SET ROLE app_admin;
+SELECT throws_ok('DELETE FROM audit.entries', '42501', NULL, 'an administrator cannot delete audit entries');
+SELECT lives_ok('SELECT count(*) FROM opsdata.current_settings', 'an administrator reads settings');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;

@@ -1,0 +1,30 @@
+# Helpers shared by pg_opsdata's Perl TAP tests.
+package OpsdataTest;
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Exporter 'import';
+
+our @EXPORT = qw(opsdata_node);
+
+# A new, initialized (not started) node.  preload => 0 leaves pg_opsdata out
+# of shared_preload_libraries; extra settings may be given as conf => '...'.
+sub opsdata_node
+{
+	my ($name, %opts) = @_;
+	my $preload = exists $opts{preload} ? $opts{preload} : 1;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(%{ $opts{init} || {} });
+	$node->append_conf('postgresql.conf',
+		$preload
+		? "shared_preload_libraries = 'pg_opsdata'\n"
+		: "shared_preload_libraries = ''\n");
+	$node->append_conf('postgresql.conf', "max_worker_processes = 16\n");
+	$node->append_conf('postgresql.conf', $opts{conf}) if $opts{conf};
+	return $node;
+}
+
+1;
