@@ -7,51 +7,22 @@ CREATE TEMP TABLE roles (role name);
 INSERT INTO roles VALUES ('opsdata_admin'), ('opsdata_writer'), ('opsdata_reader'),
 	('opsdata_auditor'), ('public');
 
--- Expected table privileges, as has_table_privilege sees them (inherited
--- ones included: opsdata_admin is a member of opsdata_writer and
--- opsdata_reader).  A relation or role not listed must have none.
 CREATE TEMP TABLE table_matrix (rel text, role name, privs text[]);
-INSERT INTO table_matrix
-SELECT rel, role, privs FROM (VALUES
-	('opsdata.settings', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
-	('opsdata.config', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
-	('opsdata.current_settings', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
-	('opsdata.jobs', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
-	('opsdata.job_runs', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
-	('opsdata.partitions', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
-	('audit.entries', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
-	('audit.statements', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
-	('audit.seals', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
-	('audit.rules', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
-	('audit.queue', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
-	('learning.feedback', ARRAY['opsdata_admin', 'opsdata_writer'], ARRAY['INSERT', 'SELECT']),
-	('learning.feedback', ARRAY['opsdata_reader'], ARRAY['SELECT']),
-	('learning.thresholds', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
-	('learning.candidates', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
-	('metrics.series', ARRAY['opsdata_admin', 'opsdata_writer'], ARRAY['INSERT', 'SELECT']),
-	('metrics.series', ARRAY['opsdata_reader'], ARRAY['SELECT']),
-	('metrics.points', ARRAY['opsdata_admin', 'opsdata_writer'], ARRAY['INSERT', 'SELECT']),
-	('metrics.points', ARRAY['opsdata_reader'], ARRAY['SELECT']),
-	('metrics.rollups', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT'])
-) v(rel, roles, privs), unnest(roles) AS role;
-
--- Expected EXECUTE on functions; functions whose name starts with "_" are
--- internal and executable by no one but the owner.
 CREATE TEMP TABLE function_matrix (func text, role name);
-INSERT INTO function_matrix
-SELECT func, role FROM (VALUES
-	('opsdata.health', ARRAY['opsdata_admin', 'opsdata_writer', 'opsdata_reader', 'opsdata_auditor']),
-	('opsdata.setting', ARRAY['opsdata_admin', 'opsdata_writer', 'opsdata_reader', 'opsdata_auditor']),
-	('opsdata.set_setting', ARRAY['opsdata_admin']),
-	('opsdata.reset_setting', ARRAY['opsdata_admin'])
-) v(func, roles), unnest(roles) AS role;
-
 CREATE TEMP TABLE schema_matrix (nsp name, role name);
-INSERT INTO schema_matrix VALUES
-	('opsdata', 'opsdata_admin'), ('opsdata', 'opsdata_writer'), ('opsdata', 'opsdata_reader'),
-	('opsdata', 'opsdata_auditor'), ('audit', 'opsdata_auditor'),
-	('learning', 'opsdata_admin'), ('learning', 'opsdata_writer'), ('learning', 'opsdata_reader'),
-	('metrics', 'opsdata_admin'), ('metrics', 'opsdata_writer'), ('metrics', 'opsdata_reader');
+
+-- Each area lists what its roles may do in test/privileges/<area>.sql:
+-- table privileges as has_table_privilege sees them (inherited ones
+-- included: opsdata_admin is a member of opsdata_writer and opsdata_reader),
+-- EXECUTE on functions, USAGE on schemas.  Whatever is not listed must not
+-- be granted; functions whose name starts with "_" are internal and
+-- executable by no one but the owner.
+\ir privileges/core.sql
+\ir privileges/worker.sql
+\ir privileges/partition.sql
+\ir privileges/audit.sql
+\ir privileges/metrics.sql
+\ir privileges/learning.sql
 
 CREATE TEMP VIEW our_relations AS
 	SELECT n.nspname, c.relname, c.oid

@@ -1,13 +1,14 @@
 -- Core, last piece: health across every area, grants on core functions, and
 -- the warning when the library is not preloaded.
 
-CREATE FUNCTION opsdata.health()
-RETURNS TABLE (component text, status text, detail text)
+-- opsdata.health() gathers the rows of every function named "_health_*" in
+-- the extension's schemas, each returning (component, status, detail): an
+-- area adds its rows by defining one.  A failing row source shows as an
+-- error row of its own instead of failing the whole call.
+CREATE FUNCTION opsdata._health_extension(OUT component text, OUT status text, OUT detail text)
+RETURNS SETOF record
 LANGUAGE sql STABLE
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT h.component, h.status, h.detail FROM opsdata._health_core() h
-	UNION ALL
 	SELECT 'extension',
 		   CASE WHEN e.extversion = opsdata._library_version() THEN 'ok' ELSE 'error' END,
 		   CASE WHEN e.extversion = opsdata._library_version()
@@ -17,6 +18,37 @@ AS $$
 		   END
 	  FROM pg_catalog.pg_extension e
 	 WHERE e.extname = 'pg_opsdata'
+$$;
+
+COMMENT ON FUNCTION opsdata._health_extension() IS 'Internal: whether the loaded library matches the installed extension';
+
+CREATE FUNCTION opsdata.health()
+RETURNS TABLE (component text, status text, detail text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	source regprocedure;
+BEGIN
+	FOR source IN
+		SELECT p.oid::regprocedure
+		  FROM pg_catalog.pg_proc p
+		  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+									 AND d.deptype = 'e'
+		  JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_opsdata'
+		 WHERE p.proname LIKE '\_health\_%' AND p.pronargs = 0
+		 ORDER BY p.proname
+	LOOP
+		BEGIN
+			RETURN QUERY EXECUTE pg_catalog.format('SELECT component, status, detail FROM %s', source);
+		EXCEPTION WHEN OTHERS THEN
+			component := pg_catalog.regexp_replace(source::text, '^.*_health_(\w+)\(\)$', '\1');
+			status := 'error';
+			detail := pg_catalog.format('Health check %s failed: %s', source, SQLERRM);
+			RETURN NEXT;
+		END;
+	END LOOP;
+END
 $$;
 
 COMMENT ON FUNCTION opsdata.health() IS 'One row per component: status ok, warning, error or off, and a detail for people';

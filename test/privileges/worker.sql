@@ -1,0 +1,6 @@
+-- Privileges of the worker area's objects (see 02-core-privileges.sql).
+INSERT INTO table_matrix
+SELECT rel, role, privs FROM (VALUES
+	('opsdata.jobs', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
+	('opsdata.job_runs', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT'])
+) v(rel, roles, privs), unnest(roles) AS role;
