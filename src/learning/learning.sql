@@ -28,6 +28,8 @@ CREATE TABLE learning.feedback (
 );
 
 CREATE INDEX feedback_key_created_at_idx ON learning.feedback (key, created_at);
+-- Tuning reads the raw rows of a few score bins of a key.
+CREATE INDEX feedback_key_score_idx ON learning.feedback (key, score);
 
 COMMENT ON TABLE learning.feedback IS 'Feedback on the application''s decisions: the model''s score and whether it was right';
 COMMENT ON COLUMN learning.feedback.feedback_id IS 'Feedback identifier';
@@ -69,8 +71,8 @@ COMMENT ON COLUMN learning.feedback_changes.changed_at IS 'When the feedback was
 CREATE TABLE learning.score_bins (
 	key			text NOT NULL,
 	bin			integer NOT NULL CHECK (bin >= 0 AND bin <= 10000),
-	positives	bigint NOT NULL CHECK (positives >= 0),
-	negatives	bigint NOT NULL CHECK (negatives >= 0),
+	positives	bigint NOT NULL,
+	negatives	bigint NOT NULL,
 	min_score	double precision NOT NULL,
 	PRIMARY KEY (key, bin)
 );
@@ -360,7 +362,7 @@ CREATE AGGREGATE learning.optimal_threshold(score double precision, label boolea
 COMMENT ON AGGREGATE learning.optimal_threshold(double precision, boolean, text, double precision) IS 'Threshold on score that best meets the objective (precision, f_beta or youden) over the rows; precision targets use the Wilson lower bound at 95% confidence';
 COMMENT ON AGGREGATE learning.optimal_threshold(double precision, boolean, text, double precision, double precision) IS 'Threshold on score that best meets the objective over the rows; precision targets use the Wilson lower bound at the given confidence';
 
--- The same sweep over histogram bins, for the tuning job.
+-- Result of tuning one key.
 CREATE TYPE learning.tuning AS (
 	threshold		double precision,
 	precision		double precision,
@@ -373,27 +375,12 @@ CREATE TYPE learning.tuning AS (
 
 COMMENT ON TYPE learning.tuning IS 'Result of tuning one key: the threshold and the figures at it';
 
-CREATE FUNCTION learning._tune_bins_transfn(internal, double precision, bigint, bigint, text, double precision, double precision)
-RETURNS internal
-LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
-AS 'MODULE_PATHNAME', 'learning_tune_bins_transfn';
-
-CREATE FUNCTION learning._tune_bins_finalfn(internal, double precision, bigint, bigint, text, double precision, double precision)
+CREATE FUNCTION learning._tune_histogram(key text, objective text, target double precision, confidence double precision)
 RETURNS learning.tuning
-LANGUAGE c CALLED ON NULL INPUT PARALLEL SAFE
-AS 'MODULE_PATHNAME', 'learning_tune_bins_finalfn';
+LANGUAGE c STABLE CALLED ON NULL INPUT
+AS 'MODULE_PATHNAME', 'learning_tune_histogram';
 
-COMMENT ON FUNCTION learning._tune_bins_transfn(internal, double precision, bigint, bigint, text, double precision, double precision) IS 'Internal: state transition of learning._tune_bins()';
-COMMENT ON FUNCTION learning._tune_bins_finalfn(internal, double precision, bigint, bigint, text, double precision, double precision) IS 'Internal: final function of learning._tune_bins()';
-
-CREATE AGGREGATE learning._tune_bins(score double precision, positives bigint, negatives bigint, objective text, param double precision, confidence double precision) (
-	SFUNC = learning._tune_bins_transfn,
-	STYPE = internal,
-	FINALFUNC = learning._tune_bins_finalfn,
-	FINALFUNC_EXTRA
-);
-
-COMMENT ON AGGREGATE learning._tune_bins(double precision, bigint, bigint, text, double precision, double precision) IS 'Internal: tunes a threshold from counts per distinct score (histogram bins)';
+COMMENT ON FUNCTION learning._tune_histogram(text, text, double precision, double precision) IS 'Internal: tunes a key from its score histogram, reading raw feedback only in the bins that may hold a better threshold';
 
 CREATE FUNCTION learning._check_objective(objective text, target double precision)
 RETURNS double precision
@@ -435,10 +422,9 @@ BEGIN
 	DELETE FROM learning.score_bins b
 	 WHERE b.key = _tune_key.key AND b.positives <= 0 AND b.negatives <= 0;
 
-	SELECT (learning._tune_bins(b.min_score, b.positives, b.negatives, t.objective, t.target,
-								opsdata.setting('learning.precision_confidence')::double precision)).*
-	  INTO r
-	  FROM learning.score_bins b WHERE b.key = _tune_key.key;
+	SELECT * INTO r
+	  FROM learning._tune_histogram(t.key, t.objective, t.target,
+									opsdata.setting('learning.precision_confidence')::double precision);
 
 	IF r.threshold IS DISTINCT FROM t.threshold THEN
 		INSERT INTO learning.threshold_history
@@ -554,7 +540,7 @@ BEGIN
 	ON CONFLICT ON CONSTRAINT thresholds_pkey DO UPDATE
 	   SET objective = excluded.objective, target = excluded.target,
 		   min_support = coalesce(set_objective.min_support, t.min_support),
-		   configured_at = pg_catalog.clock_timestamp();
+		   configured_at = pg_catalog.now();
 
 	-- Re-tune at once from the key's histogram.
 	PERFORM learning._tune_key(key);

@@ -16,10 +16,11 @@
  *	youden		the threshold of highest Youden's J (TPR - FPR).
  *
  * Ties go to the highest threshold.  learning.optimal_threshold() runs the
- * sweep over raw (score, label) rows; learning._tune_bins() over histogram
- * bins (the lowest score of each bin with its counts), which is what the
- * tuning job uses.  Both share learning_tune_points(), so a bin boundary
- * the job picks is judged exactly as the raw computation would judge it.
+ * sweep over raw (score, label) rows.  The tuning job runs it over a key's
+ * histogram instead (learning._tune_histogram()): the exact figures at the
+ * lowest score of every bin, then, in the few bins whose bound could beat
+ * the best of those, the raw rows.  Both apply the same objective values and
+ * tie rules, so they find the same threshold.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -33,6 +34,8 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "funcapi.h"
@@ -48,17 +51,15 @@ PG_FUNCTION_INFO_V1(learning_optimal_threshold_finalfn);
 PG_FUNCTION_INFO_V1(learning_optimal_threshold_combinefn);
 PG_FUNCTION_INFO_V1(learning_optimal_threshold_serialfn);
 PG_FUNCTION_INFO_V1(learning_optimal_threshold_deserialfn);
-PG_FUNCTION_INFO_V1(learning_tune_bins_transfn);
-PG_FUNCTION_INFO_V1(learning_tune_bins_finalfn);
 PG_FUNCTION_INFO_V1(learning_check_objective);
+PG_FUNCTION_INFO_V1(learning_tune_histogram);
 
 /* Confidence of the four-argument learning.optimal_threshold(). */
 #define LEARNING_DEFAULT_CONFIDENCE 0.95
 
 /*
- * Aggregate state.  Raw rows are kept as (score, label) pairs, histogram
- * bins as points with counts; the objective is fixed by the first row and
- * must not change.
+ * Aggregate state: the rows as (score, label) pairs.  The objective is
+ * fixed by the first row and must not change.
  */
 typedef struct LearningRow
 {
@@ -74,8 +75,7 @@ typedef struct LearningTuneState
 	double confidence;
 	int64 nrows;
 	int64 capacity;
-	LearningRow *rows;	   /* raw rows (optimal_threshold) */
-	LearningPoint *points; /* bins (_tune_bins) */
+	LearningRow *rows;
 } LearningTuneState;
 
 /*
@@ -554,62 +554,6 @@ learning_optimal_threshold_deserialfn(PG_FUNCTION_ARGS)
 }
 
 /*
- * learning._tune_bins(score, positives, negatives, objective, param,
- * confidence) transition: one row per histogram bin.
- */
-Datum
-learning_tune_bins_transfn(PG_FUNCTION_ARGS)
-{
-	MemoryContext aggcontext;
-	LearningTuneState *state;
-
-	if (!AggCheckCallContext(fcinfo, &aggcontext))
-		elog(ERROR, "learning_tune_bins_transfn called in non-aggregate context");
-
-	state = PG_ARGISNULL(0) ? learning_state_new(aggcontext) : (LearningTuneState *) PG_GETARG_POINTER(0);
-	learning_state_configure(state, fcinfo, 4, 5, 6);
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
-		PG_RETURN_POINTER(state);
-
-	learning_state_grow(state, aggcontext, sizeof(LearningPoint), (void **) &state->points);
-	state->points[state->nrows].score = PG_GETARG_FLOAT8(1);
-	state->points[state->nrows].positives = Max(PG_GETARG_INT64(2), 0);
-	state->points[state->nrows].negatives = Max(PG_GETARG_INT64(3), 0);
-	state->nrows++;
-	PG_RETURN_POINTER(state);
-}
-
-Datum
-learning_tune_bins_finalfn(PG_FUNCTION_ARGS)
-{
-	LearningTuneState *state;
-	LearningTuning result;
-	TupleDesc tupdesc;
-	Datum values[7];
-	bool nulls[7] = {false, false, false, false, false, false, false};
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
-
-	memset(&result, 0, sizeof(result));
-	state = PG_ARGISNULL(0) ? NULL : (LearningTuneState *) PG_GETARG_POINTER(0);
-	if (state != NULL && state->configured)
-		learning_tune_points(state->points, state->nrows, state->objective, state->param,
-							 state->confidence, &result);
-
-	values[0] = Float8GetDatum(result.threshold);
-	values[1] = Float8GetDatum(result.precision);
-	values[2] = Float8GetDatum(result.recall);
-	values[3] = Float8GetDatum(result.value);
-	nulls[0] = nulls[1] = nulls[2] = nulls[3] = !result.found;
-	values[4] = Int64GetDatum(result.support);
-	values[5] = Int64GetDatum(result.positives);
-	values[6] = Int64GetDatum(result.negatives);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
-}
-
-/*
  * learning._check_objective(objective, target) raises the error a bad
  * objective or target deserves, and returns the target to store.
  */
@@ -632,4 +576,266 @@ learning_check_objective(PG_FUNCTION_ARGS)
 	if (isnan(target))
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(target);
+}
+
+/* ---- tuning from a histogram -------------------------------------------- */
+
+/*
+ * Value of the objective with tp true and fp false positives, out of
+ * total_pos and total_neg; z is the normal quantile for precision.
+ */
+static double
+objective_value(LearningObjective objective, double param, double z, double tp, double fp,
+				double total_pos, double total_neg)
+{
+	double b2 = param * param;
+
+	switch (objective)
+	{
+		case LEARNING_PRECISION:
+			return learning_wilson_lower(tp, tp + fp, z);
+		case LEARNING_F_BETA:
+			return ((1.0 + b2) * tp) / ((1.0 + b2) * tp + b2 * (total_pos - tp) + fp);
+		case LEARNING_YOUDEN:
+			return tp / total_pos - fp / total_neg;
+	}
+	return 0;
+}
+
+/* The best threshold found so far, with the rules of learning_tune_points(). */
+typedef struct TuneBest
+{
+	bool found;
+	double threshold;
+	double value;
+	int64 tp;
+	int64 fp;
+} TuneBest;
+
+static void
+tune_consider(TuneBest *best, LearningObjective objective, double param, double z,
+			  double threshold, int64 tp, int64 fp, int64 total_pos, int64 total_neg)
+{
+	double value;
+	bool take;
+
+	if (tp + fp == 0)
+		return;
+	value = objective_value(objective, param, z, (double) tp, (double) fp, (double) total_pos,
+							(double) total_neg);
+	if (objective == LEARNING_PRECISION)
+		take = value >= param && (!best->found || threshold < best->threshold);
+	else
+		take = !best->found || value > best->value ||
+			   (value == best->value && threshold > best->threshold);
+	if (take)
+	{
+		best->found = true;
+		best->threshold = threshold;
+		best->value = value;
+		best->tp = tp;
+		best->fp = fp;
+	}
+}
+
+/*
+ * Sweep the raw feedback of one bin, highest score first, starting from the
+ * true and false positives of every bin above it.
+ */
+static void
+tune_refine_bin(SPIPlanPtr plan, Datum key, int bin, int64 tp, int64 fp, TuneBest *best,
+				LearningObjective objective, double param, double z, int64 total_pos,
+				int64 total_neg)
+{
+	Datum args[3];
+	uint64 i;
+	int rc;
+
+	args[0] = key;
+	args[1] = Float8GetDatum((double) bin / LEARNING_BINS);
+	args[2] = Float8GetDatum((double) (bin + 1) / LEARNING_BINS);
+	rc = SPI_execute_plan(plan, args, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read the feedback of a score bin: %s", SPI_result_code_string(rc));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool isnull;
+		double score = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		bool label = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (label)
+			tp++;
+		else
+			fp++;
+		if (i + 1 < SPI_processed &&
+			DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i + 1], SPI_tuptable->tupdesc, 1, &isnull)) == score)
+			continue;
+		tune_consider(best, objective, param, z, score, tp, fp, total_pos, total_neg);
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * learning._tune_histogram(key, objective, target, confidence) tunes a key
+ * from its histogram and returns a learning.tuning row.
+ *
+ * The histogram gives the exact figures at the lowest score of every bin.
+ * A bin can hold a better threshold only if the objective's bound over it
+ * (all its correct rows counted, none of its wrong ones) beats the best
+ * found so far; those bins alone are read from learning.feedback and swept
+ * row by row.  The result is the one learning.optimal_threshold() gives over
+ * the raw rows, at the cost of reading the histogram and a few bins.
+ */
+Datum
+learning_tune_histogram(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr bins_plan = NULL;
+	static SPIPlanPtr rows_plan = NULL;
+	Datum key = PG_GETARG_DATUM(0);
+	LearningObjective objective;
+	double param;
+	double confidence;
+	double z = 0;
+	TupleDesc tupdesc;
+	Datum values[7];
+	bool nulls[7] = {false, false, false, false, false, false, false};
+	int nbins;
+	int *bin;
+	double *minscore;
+	int64 *pos;
+	int64 *neg;
+	int64 *tp_above;
+	int64 *fp_above;
+	int64 total_pos = 0;
+	int64 total_neg = 0;
+	TuneBest best;
+	int j;
+	int rc;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		elog(ERROR, "learning._tune_histogram needs a key and an objective");
+	objective = learning_parse_objective(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	param = learning_check_target(objective, PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_FLOAT8(2));
+	confidence = PG_ARGISNULL(3) ? LEARNING_DEFAULT_CONFIDENCE : PG_GETARG_FLOAT8(3);
+	if (objective == LEARNING_PRECISION)
+		z = learning_normal_quantile(confidence);
+
+	SPI_connect();
+	if (bins_plan == NULL)
+	{
+		Oid types[1] = {TEXTOID};
+
+		bins_plan = learning_prepare(
+			"SELECT b.bin, b.min_score, b.positives, b.negatives FROM learning.score_bins b "
+			" WHERE b.key = $1 AND (b.positives > 0 OR b.negatives > 0) ORDER BY b.bin DESC",
+			1, types);
+	}
+	if (rows_plan == NULL)
+	{
+		Oid types[3] = {TEXTOID, FLOAT8OID, FLOAT8OID};
+
+		rows_plan = learning_prepare(
+			"SELECT f.score, f.label FROM learning.feedback f "
+			" WHERE f.key = $1 AND f.score >= $2 AND f.score < $3 AND f.label IS NOT NULL "
+			" ORDER BY f.score DESC",
+			3, types);
+	}
+	rc = SPI_execute_plan(bins_plan, &key, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read a score histogram: %s", SPI_result_code_string(rc));
+	nbins = (int) SPI_processed;
+	bin = palloc((nbins + 1) * sizeof(int));
+	minscore = palloc((nbins + 1) * sizeof(double));
+	pos = palloc((nbins + 1) * sizeof(int64));
+	neg = palloc((nbins + 1) * sizeof(int64));
+	tp_above = palloc((nbins + 1) * sizeof(int64));
+	fp_above = palloc((nbins + 1) * sizeof(int64));
+	for (j = 0; j < nbins; j++)
+	{
+		HeapTuple row = SPI_tuptable->vals[j];
+		bool isnull;
+
+		bin[j] = DatumGetInt32(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
+		minscore[j] = DatumGetFloat8(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
+		pos[j] = Max(DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 3, &isnull)), 0);
+		neg[j] = Max(DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 4, &isnull)), 0);
+		tp_above[j] = total_pos;
+		fp_above[j] = total_neg;
+		total_pos += pos[j];
+		total_neg += neg[j];
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	memset(&best, 0, sizeof(best));
+	if (total_pos > 0 && !(objective == LEARNING_YOUDEN && total_neg == 0))
+	{
+		/* Exact figures at the lowest score of each bin. */
+		for (j = 0; j < nbins; j++)
+			tune_consider(&best, objective, param, z, minscore[j], tp_above[j] + pos[j],
+						  fp_above[j] + neg[j], total_pos, total_neg);
+
+		if (objective == LEARNING_PRECISION)
+		{
+			/*
+			 * The lowest threshold that meets the target: look up from the
+			 * bottom, into bins whose bound reaches the target and that lie
+			 * below the best bin edge.
+			 */
+			for (j = nbins - 1; j >= 0; j--)
+			{
+				double bound;
+
+				CHECK_FOR_INTERRUPTS();
+				if (best.found && minscore[j] >= best.threshold)
+					break;
+				if (pos[j] + neg[j] <= 1)
+					continue; /* only its lowest score, already judged */
+				bound = objective_value(objective, param, z, (double) (tp_above[j] + pos[j]),
+										(double) fp_above[j], (double) total_pos, (double) total_neg);
+				if (bound >= param)
+				{
+					TuneBest inside;
+
+					memset(&inside, 0, sizeof(inside));
+					tune_refine_bin(rows_plan, key, bin[j], tp_above[j], fp_above[j], &inside,
+									objective, param, z, total_pos, total_neg);
+					if (inside.found && (!best.found || inside.threshold < best.threshold))
+					{
+						best = inside;
+						break;
+					}
+				}
+			}
+		}
+		else
+		{
+			for (j = 0; j < nbins; j++)
+			{
+				double bound;
+
+				CHECK_FOR_INTERRUPTS();
+				if (pos[j] + neg[j] <= 1)
+					continue;
+				bound = objective_value(objective, param, z, (double) (tp_above[j] + pos[j]),
+										(double) fp_above[j], (double) total_pos, (double) total_neg);
+				if (!best.found || bound >= best.value)
+					tune_refine_bin(rows_plan, key, bin[j], tp_above[j], fp_above[j], &best,
+									objective, param, z, total_pos, total_neg);
+			}
+		}
+	}
+	SPI_finish();
+
+	values[0] = Float8GetDatum(best.threshold);
+	values[1] = Float8GetDatum(best.found ? (double) best.tp / (best.tp + best.fp) : 0);
+	values[2] = Float8GetDatum(best.found ? (double) best.tp / total_pos : 0);
+	values[3] = Float8GetDatum(best.value);
+	nulls[0] = nulls[1] = nulls[2] = nulls[3] = !best.found;
+	values[4] = Int64GetDatum(total_pos + total_neg);
+	values[5] = Int64GetDatum(total_pos);
+	values[6] = Int64GetDatum(total_neg);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
