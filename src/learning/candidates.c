@@ -751,8 +751,7 @@ learning_submit(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("candidate " INT64_FORMAT " is leased to another reviewer", candidate),
-				 errdetail("The lease of \"%s\" runs until %s.", TextDatumGetCString(claimed_by),
-						   timestamptz_to_str(lease_until)),
+				 errdetail("It is leased to \"%s\".", TextDatumGetCString(claimed_by)),
 				 errhint("Claim candidates with learning.claim(); a lease that expired may be handed to someone else.")));
 
 	closing = labels + 1 >= required;

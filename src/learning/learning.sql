@@ -609,13 +609,14 @@ BEGIN
 	END IF;
 	SELECT e.ord, e.elem->>'score' AS score INTO bad
 	  FROM pg_catalog.jsonb_array_elements(feedback) WITH ORDINALITY AS e(elem, ord)
-	 WHERE pg_catalog.jsonb_typeof(e.elem->'score') NOT IN ('number', 'null')
-		OR (e.elem->>'score')::double precision NOT BETWEEN 0 AND 1
+	 WHERE CASE pg_catalog.jsonb_typeof(e.elem->'score')
+			   WHEN 'number' THEN (e.elem->>'score')::double precision NOT BETWEEN 0 AND 1
+			   ELSE pg_catalog.jsonb_typeof(e.elem->'score') <> 'null'
+		   END
 	 LIMIT 1;
 	IF FOUND THEN
-		RAISE EXCEPTION 'score of feedback element % is out of range: %', bad.ord, bad.score
-			USING ERRCODE = 'numeric_value_out_of_range',
-				  HINT = 'Scores are numbers between 0 and 1.';
+		RAISE EXCEPTION 'score of feedback element % must be a number between 0 and 1, not %', bad.ord, bad.score
+			USING ERRCODE = 'numeric_value_out_of_range';
 	END IF;
 
 	INSERT INTO learning.feedback (key, item_id, score, label, rating, given_by, source, created_at, metadata)
