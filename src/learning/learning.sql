@@ -826,9 +826,35 @@ INSERT INTO opsdata.jobs (name, command, schedule, builtin, comment) VALUES
 	 'Mark candidates whose lease expired as open again');
 
 --
--- Privileges.
+-- Privileges.  Writers record feedback and work the queue, readers read
+-- everything and call learning.threshold(), administrators configure and
+-- run the upkeep; the functions that write run as the owner where writers
+-- hold no table rights.
 --
-GRANT SELECT ON learning.feedback, learning.thresholds, learning.threshold_history, learning.strategies,
-	learning.candidates, learning.agreement, learning.score_bins, learning.feedback_changes TO opsdata_reader;
+GRANT SELECT ON learning.feedback, learning.feedback_changes, learning.score_bins, learning.thresholds,
+	learning.threshold_history, learning.strategies, learning.candidates, learning.agreement TO opsdata_reader;
 GRANT SELECT, INSERT ON learning.feedback TO opsdata_writer;
 GRANT SELECT ON learning.thresholds, learning.strategies TO opsdata_writer;
+
+GRANT EXECUTE ON FUNCTION
+	learning.record_feedback(text, double precision, boolean, text, smallint, text, text, jsonb),
+	learning.record_feedback(jsonb),
+	learning.offer(text, text, double precision[], jsonb),
+	learning.offer(text, text, double precision, jsonb),
+	learning.claim(integer, text, interval, text),
+	learning.submit(bigint, text, boolean, smallint, jsonb),
+	learning.release(bigint, text)
+	TO opsdata_writer;
+GRANT EXECUTE ON FUNCTION
+	learning.threshold(text),
+	learning.priority(text, double precision[], double precision),
+	learning.optimal_threshold(double precision, boolean, text, double precision),
+	learning.optimal_threshold(double precision, boolean, text, double precision, double precision)
+	TO opsdata_writer, opsdata_reader;
+GRANT EXECUTE ON FUNCTION
+	learning.set_objective(text, text, double precision, integer),
+	learning.set_strategy(text, text, integer),
+	learning.tune(text),
+	learning.rebuild_histograms(text),
+	learning.reclaim_expired()
+	TO opsdata_admin;
