@@ -8,7 +8,7 @@ SELECT schemas_are(ARRAY['public', 'audit', 'learning', 'metrics', 'opsdata'],
 
 SELECT tables_are('opsdata', ARRAY['settings', 'config', 'jobs', 'job_runs', 'partitions']);
 SELECT tables_are('audit', ARRAY['entries', 'entries_default', 'statements', 'seals', 'rules', 'queue']);
-SELECT tables_are('learning', ARRAY['feedback', 'feedback_changes', 'score_bins', 'thresholds',
+SELECT tables_are('learning', ARRAY['feedback', 'feedback_changes', 'histograms', 'thresholds',
 	'threshold_history', 'strategies', 'candidates']);
 SELECT tables_are('metrics', ARRAY['series', 'points', 'points_default', 'rollups']);
 

@@ -8,7 +8,7 @@
  * fires one statement-level trigger with its transition tables; the trigger
  * sums the rows per key and score bin and appends those sums to
  * learning.feedback_changes in one insert.  learning.tune() later deletes
- * the changes it folds into learning.score_bins, in the same transaction as
+ * the changes it folds into learning.histograms, in the same transaction as
  * the threshold it writes, so a change is counted once whether a run
  * commits, fails or is killed.  TRUNCATE empties the histograms.
  *
@@ -41,6 +41,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -51,6 +52,7 @@
 
 PG_FUNCTION_INFO_V1(learning_score_bin);
 PG_FUNCTION_INFO_V1(learning_feedback_changed);
+PG_FUNCTION_INFO_V1(learning_fold_changes);
 
 /* One key and bin of a statement's changes. */
 typedef struct HistogramDelta
@@ -375,7 +377,7 @@ learning_feedback_changed(PG_FUNCTION_ARGS)
 	{
 		if (histogram_truncate_plan == NULL)
 			histogram_truncate_plan = learning_prepare(
-				"WITH gone AS (DELETE FROM learning.score_bins), "
+				"WITH gone AS (DELETE FROM learning.histograms), "
 				"     dropped AS (DELETE FROM learning.feedback_changes) "
 				"INSERT INTO learning.feedback_changes (key, bin, positives, negatives) "
 				"SELECT t.key, 0, 0, 0 FROM learning.thresholds t",
@@ -397,4 +399,163 @@ learning_feedback_changed(PG_FUNCTION_ARGS)
 		histogram_write(&deltas);
 	SPI_finish();
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * Read a key's histogram into arrays of LEARNING_BINS + 1 elements; all
+ * zero (and Infinity) when the key has none.  The caller is connected to
+ * SPI; lock says whether to lock the row for update.  Returns whether the
+ * key had a row.
+ */
+bool
+learning_histogram_read(Datum key, bool lock, int64 *positives, int64 *negatives, double *min_scores)
+{
+	static SPIPlanPtr read_plan = NULL;
+	static SPIPlanPtr lock_plan = NULL;
+	SPIPlanPtr plan;
+	int rc;
+	int i;
+
+	for (i = 0; i <= LEARNING_BINS; i++)
+	{
+		positives[i] = 0;
+		negatives[i] = 0;
+		min_scores[i] = get_float8_infinity();
+	}
+	if (read_plan == NULL)
+	{
+		Oid types[1] = {TEXTOID};
+
+		read_plan = learning_prepare("SELECT h.positives, h.negatives, h.min_scores FROM learning.histograms h "
+									 " WHERE h.key = $1",
+									 1, types);
+		lock_plan = learning_prepare("SELECT h.positives, h.negatives, h.min_scores FROM learning.histograms h "
+									 " WHERE h.key = $1 FOR UPDATE",
+									 1, types);
+	}
+	plan = lock ? lock_plan : read_plan;
+	rc = SPI_execute_plan(plan, &key, NULL, !lock, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read a score histogram: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return false;
+
+	for (i = 0; i < 3; i++)
+	{
+		bool isnull;
+		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
+		ArrayType *a;
+		int n;
+		int j;
+
+		if (isnull)
+			elog(ERROR, "score histogram has a null array");
+		a = DatumGetArrayTypeP(d);
+		n = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+		if (n != LEARNING_BINS + 1 || ARR_HASNULL(a))
+			elog(ERROR, "score histogram has %d bins instead of %d", n, LEARNING_BINS + 1);
+		for (j = 0; j <= LEARNING_BINS; j++)
+		{
+			if (i == 0)
+				positives[j] = ((int64 *) ((char *) a + ARR_OVERHEAD_NONULLS(ARR_NDIM(a))))[j];
+			else if (i == 1)
+				negatives[j] = ((int64 *) ((char *) a + ARR_OVERHEAD_NONULLS(ARR_NDIM(a))))[j];
+			else
+				min_scores[j] = ((double *) ((char *) a + ARR_OVERHEAD_NONULLS(ARR_NDIM(a))))[j];
+		}
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return true;
+}
+
+/*
+ * learning._fold_changes(key) moves the key's pending changes into its
+ * histogram: one DELETE ... RETURNING and one write of the histogram row,
+ * in the caller's transaction.  Returns the number of changes folded.
+ */
+Datum
+learning_fold_changes(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr take_plan = NULL;
+	static SPIPlanPtr write_plan = NULL;
+	Datum key = PG_GETARG_DATUM(0);
+	int64 *positives;
+	int64 *negatives;
+	double *min_scores;
+	int64 support = 0;
+	uint64 folded;
+	uint64 i;
+	Datum *elems;
+	Datum args[5];
+	int rc;
+
+	SPI_connect();
+	positives = palloc((LEARNING_BINS + 1) * sizeof(int64));
+	negatives = palloc((LEARNING_BINS + 1) * sizeof(int64));
+	min_scores = palloc((LEARNING_BINS + 1) * sizeof(double));
+	learning_histogram_read(key, true, positives, negatives, min_scores);
+
+	if (take_plan == NULL)
+	{
+		Oid types[5] = {TEXTOID, INT8ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID, INT8OID};
+
+		take_plan = learning_prepare("DELETE FROM learning.feedback_changes c WHERE c.key = $1 "
+									 "RETURNING c.bin, c.positives, c.negatives, c.min_score",
+									 1, types);
+		write_plan = learning_prepare(
+			"INSERT INTO learning.histograms AS h (key, positives, negatives, min_scores, support) "
+			"VALUES ($1, $2, $3, $4, $5) "
+			"ON CONFLICT (key) DO UPDATE SET positives = excluded.positives, negatives = excluded.negatives, "
+			"    min_scores = excluded.min_scores, support = excluded.support, folded_at = pg_catalog.now()",
+			5, types);
+	}
+	rc = SPI_execute_plan(take_plan, &key, NULL, false, 0);
+	if (rc != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "could not take the pending feedback changes: %s", SPI_result_code_string(rc));
+	folded = SPI_processed;
+	for (i = 0; i < folded; i++)
+	{
+		HeapTuple row = SPI_tuptable->vals[i];
+		TupleDesc desc = SPI_tuptable->tupdesc;
+		bool isnull;
+		int bin = DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull));
+		double min_score;
+
+		CHECK_FOR_INTERRUPTS();
+		if (bin < 0 || bin > LEARNING_BINS)
+			continue;
+		positives[bin] += DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
+		negatives[bin] += DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+		min_score = DatumGetFloat8(SPI_getbinval(row, desc, 4, &isnull));
+		if (!isnull && min_score < min_scores[bin])
+			min_scores[bin] = min_score;
+	}
+	if (folded > 0)
+		SPI_freetuptable(SPI_tuptable);
+
+	elems = palloc((LEARNING_BINS + 1) * sizeof(Datum));
+	for (i = 0; i <= LEARNING_BINS; i++)
+	{
+		if (positives[i] < 0)
+			positives[i] = 0;
+		if (negatives[i] < 0)
+			negatives[i] = 0;
+		support += positives[i] + negatives[i];
+	}
+	args[0] = key;
+	for (i = 0; i <= LEARNING_BINS; i++)
+		elems[i] = Int64GetDatum(positives[i]);
+	args[1] = PointerGetDatum(construct_array(elems, LEARNING_BINS + 1, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	for (i = 0; i <= LEARNING_BINS; i++)
+		elems[i] = Int64GetDatum(negatives[i]);
+	args[2] = PointerGetDatum(construct_array(elems, LEARNING_BINS + 1, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	for (i = 0; i <= LEARNING_BINS; i++)
+		elems[i] = Float8GetDatum(min_scores[i]);
+	args[3] = PointerGetDatum(construct_array(elems, LEARNING_BINS + 1, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[4] = Int64GetDatum(support);
+	rc = SPI_execute_plan(write_plan, args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not write a score histogram: %s", SPI_result_code_string(rc));
+	SPI_finish();
+	PG_RETURN_INT64((int64) folded);
 }

@@ -64,6 +64,8 @@ extern void learning_tune_points(LearningPoint *points, int64 npoints,
 
 /* histogram.c */
 extern int learning_score_bin_of(double score);
+extern bool learning_histogram_read(Datum key, bool lock, int64 *positives, int64 *negatives,
+									double *min_scores);
 
 /* shared.c: signals from committing transactions to other backends */
 extern void learning_shmem_init(void);

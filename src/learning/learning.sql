@@ -3,7 +3,7 @@
 -- Feedback is appended to learning.feedback.  A statement trigger folds
 -- each statement's rows into learning.feedback_changes, one row per key and
 -- score bin; the tuning job (learning.tune()) moves those changes into the
--- per-key histograms of learning.score_bins and re-tunes only the keys they
+-- per-key histograms of learning.histograms and re-tunes only the keys they
 -- touched, so its cost follows the feedback that arrived, never all the
 -- feedback ever recorded.
 --
@@ -65,24 +65,43 @@ COMMENT ON COLUMN learning.feedback_changes.negatives IS 'Change in the number o
 COMMENT ON COLUMN learning.feedback_changes.min_score IS 'Lowest score added to the bin';
 COMMENT ON COLUMN learning.feedback_changes.changed_at IS 'When the feedback was recorded';
 
--- Per-key score histograms: bins of width 1/10000, each with its counts and
--- the lowest score seen in it.  Derived data, rebuilt from learning.feedback
--- by learning.rebuild_histograms().
-CREATE TABLE learning.score_bins (
-	key			text NOT NULL,
-	bin			integer NOT NULL CHECK (bin >= 0 AND bin <= 10000),
-	positives	bigint NOT NULL,
-	negatives	bigint NOT NULL,
-	min_score	double precision NOT NULL,
-	PRIMARY KEY (key, bin)
+-- Per-key score histograms: bins of width 1/10000 (bin k holds the scores
+-- in [k / 10000, (k + 1) / 10000), bin 10000 the score 1), each with its
+-- counts and the lowest score seen in it, one row per key, so that folding
+-- new feedback in rewrites one row.  Derived data, rebuilt from
+-- learning.feedback by learning.rebuild_histograms().
+CREATE TABLE learning.histograms (
+	key			text PRIMARY KEY,
+	positives	bigint[] NOT NULL,
+	negatives	bigint[] NOT NULL,
+	min_scores	double precision[] NOT NULL,
+	support		bigint NOT NULL,
+	folded_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	CHECK (pg_catalog.array_length(positives, 1) = 10001 AND pg_catalog.array_length(negatives, 1) = 10001
+		   AND pg_catalog.array_length(min_scores, 1) = 10001)
 );
 
-COMMENT ON TABLE learning.score_bins IS 'Score histogram per key, kept by learning.tune(); the thresholds are tuned from it';
+COMMENT ON TABLE learning.histograms IS 'Score histogram per key, kept by learning.tune(); the thresholds are tuned from it';
+COMMENT ON COLUMN learning.histograms.key IS 'Key the histogram belongs to';
+COMMENT ON COLUMN learning.histograms.positives IS 'Per bin (element k + 1 for bin k), feedback rows whose label is true';
+COMMENT ON COLUMN learning.histograms.negatives IS 'Per bin, feedback rows whose label is false';
+COMMENT ON COLUMN learning.histograms.min_scores IS 'Per bin, the lowest score seen (Infinity when none)';
+COMMENT ON COLUMN learning.histograms.support IS 'Feedback rows counted';
+COMMENT ON COLUMN learning.histograms.folded_at IS 'When changes were last folded in';
+
+CREATE VIEW learning.score_bins AS
+	SELECT h.key, (b.k - 1)::integer AS bin, b.positives, b.negatives, b.min_score
+	  FROM learning.histograms h,
+		   ROWS FROM (pg_catalog.unnest(h.positives), pg_catalog.unnest(h.negatives), pg_catalog.unnest(h.min_scores))
+			   WITH ORDINALITY AS b(positives, negatives, min_score, k)
+	 WHERE b.positives <> 0 OR b.negatives <> 0;
+
+COMMENT ON VIEW learning.score_bins IS 'The non-empty bins of every score histogram, one row each';
 COMMENT ON COLUMN learning.score_bins.key IS 'Key the histogram belongs to';
 COMMENT ON COLUMN learning.score_bins.bin IS 'Score bin: the largest k with k / 10000 <= score';
 COMMENT ON COLUMN learning.score_bins.positives IS 'Feedback rows in the bin whose label is true';
 COMMENT ON COLUMN learning.score_bins.negatives IS 'Feedback rows in the bin whose label is false';
-COMMENT ON COLUMN learning.score_bins.min_score IS 'Lowest score seen in the bin; the threshold reported for the bin';
+COMMENT ON COLUMN learning.score_bins.min_score IS 'Lowest score seen in the bin';
 
 --
 -- Thresholds.
@@ -216,7 +235,7 @@ COMMENT ON COLUMN learning.candidates.closed_at IS 'When enough labels were rece
 SELECT pg_catalog.pg_extension_config_dump('learning.feedback', '');
 SELECT pg_catalog.pg_extension_config_dump('learning.feedback_feedback_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('learning.feedback_changes', 'WHERE false');
-SELECT pg_catalog.pg_extension_config_dump('learning.score_bins', 'WHERE false');
+SELECT pg_catalog.pg_extension_config_dump('learning.histograms', 'WHERE false');
 SELECT pg_catalog.pg_extension_config_dump('learning.thresholds', '');
 SELECT pg_catalog.pg_extension_config_dump('learning.threshold_history', '');
 SELECT pg_catalog.pg_extension_config_dump('learning.threshold_history_change_id_seq', '');
@@ -375,6 +394,13 @@ CREATE TYPE learning.tuning AS (
 
 COMMENT ON TYPE learning.tuning IS 'Result of tuning one key: the threshold and the figures at it';
 
+CREATE FUNCTION learning._fold_changes(key text)
+RETURNS bigint
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'learning_fold_changes';
+
+COMMENT ON FUNCTION learning._fold_changes(text) IS 'Internal: moves a key''s pending feedback changes into its histogram; returns the changes folded';
+
 CREATE FUNCTION learning._tune_histogram(key text, objective text, target double precision, confidence double precision)
 RETURNS learning.tuning
 LANGUAGE c STABLE CALLED ON NULL INPUT
@@ -402,25 +428,7 @@ DECLARE
 BEGIN
 	SELECT * INTO STRICT t FROM learning.thresholds WHERE thresholds.key = _tune_key.key FOR UPDATE;
 
-	WITH folded AS (
-		DELETE FROM learning.feedback_changes c WHERE c.key = _tune_key.key
-		RETURNING c.bin, c.positives, c.negatives, c.min_score
-	), summed AS (
-		SELECT f.bin, pg_catalog.sum(f.positives)::bigint AS positives,
-			   pg_catalog.sum(f.negatives)::bigint AS negatives, pg_catalog.min(f.min_score) AS min_score
-		  FROM folded f GROUP BY f.bin
-	)
-	INSERT INTO learning.score_bins AS b (key, bin, positives, negatives, min_score)
-	SELECT _tune_key.key, s.bin, s.positives, s.negatives,
-		   coalesce(s.min_score, s.bin::double precision / 10000)
-	  FROM summed s
-	ON CONFLICT ON CONSTRAINT score_bins_pkey DO UPDATE
-	   SET positives = b.positives + excluded.positives,
-		   negatives = b.negatives + excluded.negatives,
-		   min_score = LEAST(b.min_score, excluded.min_score);
-
-	DELETE FROM learning.score_bins b
-	 WHERE b.key = _tune_key.key AND b.positives <= 0 AND b.negatives <= 0;
+	PERFORM learning._fold_changes(t.key);
 
 	SELECT * INTO r
 	  FROM learning._tune_histogram(t.key, t.objective, t.target,
@@ -453,6 +461,7 @@ AS $$
 DECLARE
 	k text;
 	tuned integer := 0;
+	default_objective text;
 BEGIN
 	-- One tuning at a time; a run that finds another under way leaves the
 	-- work to it (anything it does not see stays for the next run).
@@ -461,13 +470,14 @@ BEGIN
 	END IF;
 
 	-- Keys with feedback but no objective get the default one.
+	default_objective := opsdata.setting('learning.default_objective');
 	INSERT INTO learning.thresholds AS t (key, objective, target, min_support)
-	SELECT DISTINCT c.key, opsdata.setting('learning.default_objective'),
-		   CASE WHEN opsdata.setting('learning.default_objective') = 'f_beta'
-				THEN opsdata.setting('learning.default_beta')::double precision END,
+	SELECT k.key, default_objective,
+		   CASE WHEN default_objective = 'f_beta' THEN opsdata.setting('learning.default_beta')::double precision END,
 		   opsdata.setting('learning.default_min_support')::integer
-	  FROM learning.feedback_changes c
-	 WHERE tune.key IS NULL OR c.key = tune.key
+	  FROM (SELECT DISTINCT c.key FROM learning.feedback_changes c
+			 WHERE tune.key IS NULL OR c.key = tune.key) k
+	 WHERE NOT EXISTS (SELECT FROM learning.thresholds t WHERE t.key = k.key)
 	ON CONFLICT ON CONSTRAINT thresholds_pkey DO NOTHING;
 
 	-- Keys in name order, so that concurrent set_objective() calls and this
@@ -499,7 +509,7 @@ BEGIN
 	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pg_opsdata learning.tune'));
 	LOCK TABLE learning.feedback IN SHARE MODE;
 	DELETE FROM learning.feedback_changes c WHERE rebuild_histograms.key IS NULL OR c.key = rebuild_histograms.key;
-	DELETE FROM learning.score_bins b WHERE rebuild_histograms.key IS NULL OR b.key = rebuild_histograms.key;
+	DELETE FROM learning.histograms h WHERE rebuild_histograms.key IS NULL OR h.key = rebuild_histograms.key;
 	INSERT INTO learning.feedback_changes (key, bin, positives, negatives, min_score)
 	SELECT f.key, learning._score_bin(f.score),
 		   pg_catalog.count(*) FILTER (WHERE f.label), pg_catalog.count(*) FILTER (WHERE NOT f.label),
@@ -831,7 +841,7 @@ INSERT INTO opsdata.jobs (name, command, schedule, builtin, comment) VALUES
 -- run the upkeep; the functions that write run as the owner where writers
 -- hold no table rights.
 --
-GRANT SELECT ON learning.feedback, learning.feedback_changes, learning.score_bins, learning.thresholds,
+GRANT SELECT ON learning.feedback, learning.feedback_changes, learning.histograms, learning.score_bins, learning.thresholds,
 	learning.threshold_history, learning.strategies, learning.candidates, learning.agreement TO opsdata_reader;
 GRANT SELECT, INSERT ON learning.feedback TO opsdata_writer;
 GRANT SELECT ON learning.thresholds, learning.strategies TO opsdata_writer;

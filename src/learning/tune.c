@@ -639,31 +639,32 @@ tune_consider(TuneBest *best, LearningObjective objective, double param, double 
 }
 
 /*
- * Sweep the raw feedback of one bin, highest score first, starting from the
- * true and false positives of every bin above it.
+ * Sweep the raw feedback with scores in [low, high), highest first, starting
+ * from the true and false positives above high, and consider every distinct
+ * score as a threshold.
  */
 static void
-tune_refine_bin(SPIPlanPtr plan, Datum key, int bin, int64 tp, int64 fp, TuneBest *best,
-				LearningObjective objective, double param, double z, int64 total_pos,
-				int64 total_neg)
+tune_sweep_range(SPIPlanPtr plan, Datum key, double low, double high, int64 tp, int64 fp,
+				 TuneBest *best, LearningObjective objective, double param, double z,
+				 int64 total_pos, int64 total_neg)
 {
 	Datum args[3];
 	uint64 i;
 	int rc;
 
 	args[0] = key;
-	args[1] = Float8GetDatum((double) bin / LEARNING_BINS);
-	args[2] = Float8GetDatum((double) (bin + 1) / LEARNING_BINS);
+	args[1] = Float8GetDatum(low);
+	args[2] = Float8GetDatum(high);
 	rc = SPI_execute_plan(plan, args, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read the feedback of a score bin: %s", SPI_result_code_string(rc));
+		elog(ERROR, "could not read the feedback of score bins: %s", SPI_result_code_string(rc));
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool isnull;
-		double score = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		bool label = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		HeapTuple row = SPI_tuptable->vals[i];
+		double score = DatumGetFloat8(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
 
-		if (label)
+		if (DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull)))
 			tp++;
 		else
 			fp++;
@@ -675,6 +676,9 @@ tune_refine_bin(SPIPlanPtr plan, Datum key, int bin, int64 tp, int64 fp, TuneBes
 	SPI_freetuptable(SPI_tuptable);
 }
 
+/* Candidate bins closer than this are read in one range. */
+#define TUNE_RANGE_GAP 20
+
 /*
  * learning._tune_histogram(key, objective, target, confidence) tunes a key
  * from its histogram and returns a learning.tuning row.
@@ -682,14 +686,14 @@ tune_refine_bin(SPIPlanPtr plan, Datum key, int bin, int64 tp, int64 fp, TuneBes
  * The histogram gives the exact figures at the lowest score of every bin.
  * A bin can hold a better threshold only if the objective's bound over it
  * (all its correct rows counted, none of its wrong ones) beats the best
- * found so far; those bins alone are read from learning.feedback and swept
- * row by row.  The result is the one learning.optimal_threshold() gives over
- * the raw rows, at the cost of reading the histogram and a few bins.
+ * found so far; the raw rows of those bins alone are read from
+ * learning.feedback (neighbouring ones in one range scan) and swept.  The
+ * result is the one learning.optimal_threshold() gives over the raw rows,
+ * at the cost of reading one histogram row and a few bins of feedback.
  */
 Datum
 learning_tune_histogram(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr bins_plan = NULL;
 	static SPIPlanPtr rows_plan = NULL;
 	Datum key = PG_GETARG_DATUM(0);
 	LearningObjective objective;
@@ -699,18 +703,17 @@ learning_tune_histogram(PG_FUNCTION_ARGS)
 	TupleDesc tupdesc;
 	Datum values[7];
 	bool nulls[7] = {false, false, false, false, false, false, false};
-	int nbins;
-	int *bin;
-	double *minscore;
-	int64 *pos;
-	int64 *neg;
+	int64 *positives;
+	int64 *negatives;
+	double *min_scores;
 	int64 *tp_above;
 	int64 *fp_above;
+	bool *candidate;
 	int64 total_pos = 0;
 	int64 total_neg = 0;
 	TuneBest best;
-	int j;
-	int rc;
+	TuneBest inside;
+	int k;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -723,16 +726,14 @@ learning_tune_histogram(PG_FUNCTION_ARGS)
 	if (objective == LEARNING_PRECISION)
 		z = learning_normal_quantile(confidence);
 
-	SPI_connect();
-	if (bins_plan == NULL)
-	{
-		Oid types[1] = {TEXTOID};
+	positives = palloc((LEARNING_BINS + 1) * sizeof(int64));
+	negatives = palloc((LEARNING_BINS + 1) * sizeof(int64));
+	min_scores = palloc((LEARNING_BINS + 1) * sizeof(double));
+	tp_above = palloc((LEARNING_BINS + 1) * sizeof(int64));
+	fp_above = palloc((LEARNING_BINS + 1) * sizeof(int64));
+	candidate = palloc0((LEARNING_BINS + 1) * sizeof(bool));
 
-		bins_plan = learning_prepare(
-			"SELECT b.bin, b.min_score, b.positives, b.negatives FROM learning.score_bins b "
-			" WHERE b.key = $1 AND (b.positives > 0 OR b.negatives > 0) ORDER BY b.bin DESC",
-			1, types);
-	}
+	SPI_connect();
 	if (rows_plan == NULL)
 	{
 		Oid types[3] = {TEXTOID, FLOAT8OID, FLOAT8OID};
@@ -743,89 +744,79 @@ learning_tune_histogram(PG_FUNCTION_ARGS)
 			" ORDER BY f.score DESC",
 			3, types);
 	}
-	rc = SPI_execute_plan(bins_plan, &key, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read a score histogram: %s", SPI_result_code_string(rc));
-	nbins = (int) SPI_processed;
-	bin = palloc((nbins + 1) * sizeof(int));
-	minscore = palloc((nbins + 1) * sizeof(double));
-	pos = palloc((nbins + 1) * sizeof(int64));
-	neg = palloc((nbins + 1) * sizeof(int64));
-	tp_above = palloc((nbins + 1) * sizeof(int64));
-	fp_above = palloc((nbins + 1) * sizeof(int64));
-	for (j = 0; j < nbins; j++)
+	learning_histogram_read(key, false, positives, negatives, min_scores);
+	for (k = LEARNING_BINS; k >= 0; k--)
 	{
-		HeapTuple row = SPI_tuptable->vals[j];
-		bool isnull;
-
-		bin[j] = DatumGetInt32(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
-		minscore[j] = DatumGetFloat8(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull));
-		pos[j] = Max(DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 3, &isnull)), 0);
-		neg[j] = Max(DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 4, &isnull)), 0);
-		tp_above[j] = total_pos;
-		fp_above[j] = total_neg;
-		total_pos += pos[j];
-		total_neg += neg[j];
+		tp_above[k] = total_pos;
+		fp_above[k] = total_neg;
+		total_pos += positives[k];
+		total_neg += negatives[k];
 	}
-	SPI_freetuptable(SPI_tuptable);
 
 	memset(&best, 0, sizeof(best));
 	if (total_pos > 0 && !(objective == LEARNING_YOUDEN && total_neg == 0))
 	{
+		int ncandidates = 0;
+		int top;
+
 		/* Exact figures at the lowest score of each bin. */
-		for (j = 0; j < nbins; j++)
-			tune_consider(&best, objective, param, z, minscore[j], tp_above[j] + pos[j],
-						  fp_above[j] + neg[j], total_pos, total_neg);
-
-		if (objective == LEARNING_PRECISION)
+		for (k = LEARNING_BINS; k >= 0; k--)
 		{
-			/*
-			 * The lowest threshold that meets the target: look up from the
-			 * bottom, into bins whose bound reaches the target and that lie
-			 * below the best bin edge.
-			 */
-			for (j = nbins - 1; j >= 0; j--)
-			{
-				double bound;
+			if (positives[k] + negatives[k] > 0)
+				tune_consider(&best, objective, param, z, min_scores[k], tp_above[k] + positives[k],
+							  fp_above[k] + negatives[k], total_pos, total_neg);
+		}
 
-				CHECK_FOR_INTERRUPTS();
-				if (best.found && minscore[j] >= best.threshold)
-					break;
-				if (pos[j] + neg[j] <= 1)
-					continue; /* only its lowest score, already judged */
-				bound = objective_value(objective, param, z, (double) (tp_above[j] + pos[j]),
-										(double) fp_above[j], (double) total_pos, (double) total_neg);
-				if (bound >= param)
+		/* Bins that may hold a better threshold inside. */
+		for (k = LEARNING_BINS; k >= 0; k--)
+		{
+			double bound;
+
+			if (positives[k] + negatives[k] <= 1)
+				continue;
+			if (objective == LEARNING_PRECISION && best.found && min_scores[k] >= best.threshold)
+				continue;
+			bound = objective_value(objective, param, z, (double) (tp_above[k] + positives[k]),
+									(double) fp_above[k], (double) total_pos, (double) total_neg);
+			if (objective == LEARNING_PRECISION ? bound >= param : (!best.found || bound >= best.value))
+			{
+				candidate[k] = true;
+				ncandidates++;
+			}
+		}
+
+		/* Read them, neighbours together, and sweep their raw rows. */
+		memset(&inside, 0, sizeof(inside));
+		for (top = LEARNING_BINS; top >= 0 && ncandidates > 0; top--)
+		{
+			int bottom;
+			int gap = 0;
+
+			CHECK_FOR_INTERRUPTS();
+			if (!candidate[top])
+				continue;
+			for (bottom = top, k = top - 1; k >= 0 && gap < TUNE_RANGE_GAP; k--)
+			{
+				if (candidate[k])
 				{
-					TuneBest inside;
-
-					memset(&inside, 0, sizeof(inside));
-					tune_refine_bin(rows_plan, key, bin[j], tp_above[j], fp_above[j], &inside,
-									objective, param, z, total_pos, total_neg);
-					if (inside.found && (!best.found || inside.threshold < best.threshold))
-					{
-						best = inside;
-						break;
-					}
+					bottom = k;
+					gap = 0;
 				}
+				else
+					gap++;
 			}
-		}
-		else
-		{
-			for (j = 0; j < nbins; j++)
+			tune_sweep_range(rows_plan, key, (double) bottom / LEARNING_BINS, (double) (top + 1) / LEARNING_BINS,
+							 tp_above[top], fp_above[top], &inside, objective, param, z, total_pos, total_neg);
+			for (k = top; k >= bottom; k--)
 			{
-				double bound;
-
-				CHECK_FOR_INTERRUPTS();
-				if (pos[j] + neg[j] <= 1)
-					continue;
-				bound = objective_value(objective, param, z, (double) (tp_above[j] + pos[j]),
-										(double) fp_above[j], (double) total_pos, (double) total_neg);
-				if (!best.found || bound >= best.value)
-					tune_refine_bin(rows_plan, key, bin[j], tp_above[j], fp_above[j], &best,
-									objective, param, z, total_pos, total_neg);
+				if (candidate[k])
+					ncandidates--;
 			}
+			top = bottom;
 		}
+		if (inside.found)
+			tune_consider(&best, objective, param, z, inside.threshold, inside.tp, inside.fp, total_pos,
+						  total_neg);
 	}
 	SPI_finish();
 

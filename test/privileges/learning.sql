@@ -6,6 +6,7 @@ SELECT rel, role, privs FROM (VALUES
 	('learning.thresholds', ARRAY['opsdata_admin', 'opsdata_reader', 'opsdata_writer'], ARRAY['SELECT']),
 	('learning.strategies', ARRAY['opsdata_admin', 'opsdata_reader', 'opsdata_writer'], ARRAY['SELECT']),
 	('learning.feedback_changes', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
+	('learning.histograms', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
 	('learning.score_bins', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
 	('learning.threshold_history', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
 	('learning.candidates', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
