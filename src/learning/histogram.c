@@ -402,17 +402,19 @@ learning_feedback_changed(PG_FUNCTION_ARGS)
 }
 
 /*
- * Read a key's histogram into arrays of LEARNING_BINS + 1 elements; all
- * zero (and Infinity) when the key has none.  The caller is connected to
- * SPI; lock says whether to lock the row for update.  Returns whether the
- * key had a row.
+ * Read a key's histogram into dense arrays of LEARNING_BINS + 1 elements;
+ * all zero (min_scores Infinity) when the key has none.  The caller is
+ * connected to SPI; lock says whether to lock the row for update.  Returns
+ * whether the key had a row.
  */
 bool
 learning_histogram_read(Datum key, bool lock, int64 *positives, int64 *negatives, double *min_scores)
 {
 	static SPIPlanPtr read_plan = NULL;
 	static SPIPlanPtr lock_plan = NULL;
-	SPIPlanPtr plan;
+	Datum *cols[4];
+	int ncols[4];
+	Oid types[4] = {INT4OID, INT8OID, INT8OID, FLOAT8OID};
 	int rc;
 	int i;
 
@@ -424,45 +426,43 @@ learning_histogram_read(Datum key, bool lock, int64 *positives, int64 *negatives
 	}
 	if (read_plan == NULL)
 	{
-		Oid types[1] = {TEXTOID};
+		Oid argtypes[1] = {TEXTOID};
 
-		read_plan = learning_prepare("SELECT h.positives, h.negatives, h.min_scores FROM learning.histograms h "
-									 " WHERE h.key = $1",
-									 1, types);
-		lock_plan = learning_prepare("SELECT h.positives, h.negatives, h.min_scores FROM learning.histograms h "
-									 " WHERE h.key = $1 FOR UPDATE",
-									 1, types);
+		read_plan = learning_prepare("SELECT h.bins, h.positives, h.negatives, h.min_scores "
+									 "  FROM learning.histograms h WHERE h.key = $1",
+									 1, argtypes);
+		lock_plan = learning_prepare("SELECT h.bins, h.positives, h.negatives, h.min_scores "
+									 "  FROM learning.histograms h WHERE h.key = $1 FOR UPDATE",
+									 1, argtypes);
 	}
-	plan = lock ? lock_plan : read_plan;
-	rc = SPI_execute_plan(plan, &key, NULL, !lock, 0);
+	rc = SPI_execute_plan(lock ? lock_plan : read_plan, &key, NULL, !lock, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read a score histogram: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
 		return false;
 
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 4; i++)
 	{
 		bool isnull;
+		bool *nulls;
 		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
-		ArrayType *a;
-		int n;
-		int j;
 
 		if (isnull)
 			elog(ERROR, "score histogram has a null array");
-		a = DatumGetArrayTypeP(d);
-		n = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
-		if (n != LEARNING_BINS + 1 || ARR_HASNULL(a))
-			elog(ERROR, "score histogram has %d bins instead of %d", n, LEARNING_BINS + 1);
-		for (j = 0; j <= LEARNING_BINS; j++)
-		{
-			if (i == 0)
-				positives[j] = ((int64 *) ((char *) a + ARR_OVERHEAD_NONULLS(ARR_NDIM(a))))[j];
-			else if (i == 1)
-				negatives[j] = ((int64 *) ((char *) a + ARR_OVERHEAD_NONULLS(ARR_NDIM(a))))[j];
-			else
-				min_scores[j] = ((double *) ((char *) a + ARR_OVERHEAD_NONULLS(ARR_NDIM(a))))[j];
-		}
+		deconstruct_array(DatumGetArrayTypeP(d), types[i], i == 0 ? 4 : 8, i == 0 ? true : FLOAT8PASSBYVAL,
+						  i == 0 ? TYPALIGN_INT : TYPALIGN_DOUBLE, &cols[i], &nulls, &ncols[i]);
+		if (ncols[i] != ncols[0])
+			elog(ERROR, "score histogram arrays differ in length");
+	}
+	for (i = 0; i < ncols[0]; i++)
+	{
+		int bin = DatumGetInt32(cols[0][i]);
+
+		if (bin < 0 || bin > LEARNING_BINS)
+			elog(ERROR, "score histogram has bin %d out of range", bin);
+		positives[bin] = DatumGetInt64(cols[1][i]);
+		negatives[bin] = DatumGetInt64(cols[2][i]);
+		min_scores[bin] = DatumGetFloat8(cols[3][i]);
 	}
 	SPI_freetuptable(SPI_tuptable);
 	return true;
@@ -485,8 +485,7 @@ learning_fold_changes(PG_FUNCTION_ARGS)
 	int64 support = 0;
 	uint64 folded;
 	uint64 i;
-	Datum *elems;
-	Datum args[5];
+	Datum args[6];
 	int rc;
 
 	SPI_connect();
@@ -497,17 +496,18 @@ learning_fold_changes(PG_FUNCTION_ARGS)
 
 	if (take_plan == NULL)
 	{
-		Oid types[5] = {TEXTOID, INT8ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID, INT8OID};
+		Oid types[6] = {TEXTOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID, INT8OID};
 
 		take_plan = learning_prepare("DELETE FROM learning.feedback_changes c WHERE c.key = $1 "
 									 "RETURNING c.bin, c.positives, c.negatives, c.min_score",
 									 1, types);
 		write_plan = learning_prepare(
-			"INSERT INTO learning.histograms AS h (key, positives, negatives, min_scores, support) "
-			"VALUES ($1, $2, $3, $4, $5) "
-			"ON CONFLICT (key) DO UPDATE SET positives = excluded.positives, negatives = excluded.negatives, "
+			"INSERT INTO learning.histograms AS h (key, bins, positives, negatives, min_scores, support) "
+			"VALUES ($1, $2, $3, $4, $5, $6) "
+			"ON CONFLICT (key) DO UPDATE SET bins = excluded.bins, positives = excluded.positives, "
+			"    negatives = excluded.negatives, "
 			"    min_scores = excluded.min_scores, support = excluded.support, folded_at = pg_catalog.now()",
-			5, types);
+			6, types);
 	}
 	rc = SPI_execute_plan(take_plan, &key, NULL, false, 0);
 	if (rc != SPI_OK_DELETE_RETURNING)
@@ -533,26 +533,31 @@ learning_fold_changes(PG_FUNCTION_ARGS)
 	if (folded > 0)
 		SPI_freetuptable(SPI_tuptable);
 
-	elems = palloc((LEARNING_BINS + 1) * sizeof(Datum));
-	for (i = 0; i <= LEARNING_BINS; i++)
 	{
-		if (positives[i] < 0)
-			positives[i] = 0;
-		if (negatives[i] < 0)
-			negatives[i] = 0;
-		support += positives[i] + negatives[i];
+		Datum *bins = palloc((LEARNING_BINS + 1) * sizeof(Datum));
+		Datum *pos = palloc((LEARNING_BINS + 1) * sizeof(Datum));
+		Datum *neg = palloc((LEARNING_BINS + 1) * sizeof(Datum));
+		Datum *mins = palloc((LEARNING_BINS + 1) * sizeof(Datum));
+		int n = 0;
+
+		for (i = 0; i <= LEARNING_BINS; i++)
+		{
+			if (positives[i] <= 0 && negatives[i] <= 0)
+				continue;
+			bins[n] = Int32GetDatum((int32) i);
+			pos[n] = Int64GetDatum(Max(positives[i], 0));
+			neg[n] = Int64GetDatum(Max(negatives[i], 0));
+			mins[n] = Float8GetDatum(min_scores[i]);
+			support += Max(positives[i], 0) + Max(negatives[i], 0);
+			n++;
+		}
+		args[0] = key;
+		args[1] = PointerGetDatum(construct_array(bins, n, INT4OID, 4, true, TYPALIGN_INT));
+		args[2] = PointerGetDatum(construct_array(pos, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[3] = PointerGetDatum(construct_array(neg, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[4] = PointerGetDatum(construct_array(mins, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	}
-	args[0] = key;
-	for (i = 0; i <= LEARNING_BINS; i++)
-		elems[i] = Int64GetDatum(positives[i]);
-	args[1] = PointerGetDatum(construct_array(elems, LEARNING_BINS + 1, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	for (i = 0; i <= LEARNING_BINS; i++)
-		elems[i] = Int64GetDatum(negatives[i]);
-	args[2] = PointerGetDatum(construct_array(elems, LEARNING_BINS + 1, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	for (i = 0; i <= LEARNING_BINS; i++)
-		elems[i] = Float8GetDatum(min_scores[i]);
-	args[3] = PointerGetDatum(construct_array(elems, LEARNING_BINS + 1, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[4] = Int64GetDatum(support);
+	args[5] = Int64GetDatum(support);
 	rc = SPI_execute_plan(write_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not write a score histogram: %s", SPI_result_code_string(rc));

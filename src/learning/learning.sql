@@ -29,7 +29,7 @@ CREATE TABLE learning.feedback (
 
 CREATE INDEX feedback_key_created_at_idx ON learning.feedback (key, created_at);
 -- Tuning reads the raw rows of a few score bins of a key.
-CREATE INDEX feedback_key_score_idx ON learning.feedback (key, score);
+CREATE INDEX feedback_key_score_idx ON learning.feedback (key, score) INCLUDE (label);
 
 COMMENT ON TABLE learning.feedback IS 'Feedback on the application''s decisions: the model''s score and whether it was right';
 COMMENT ON COLUMN learning.feedback.feedback_id IS 'Feedback identifier';
@@ -67,36 +67,44 @@ COMMENT ON COLUMN learning.feedback_changes.changed_at IS 'When the feedback was
 
 -- Per-key score histograms: bins of width 1/10000 (bin k holds the scores
 -- in [k / 10000, (k + 1) / 10000), bin 10000 the score 1), each with its
--- counts and the lowest score seen in it, one row per key, so that folding
--- new feedback in rewrites one row.  Derived data, rebuilt from
--- learning.feedback by learning.rebuild_histograms().
+-- counts and the lowest score seen in it.  One row per key holds its
+-- non-empty bins in parallel arrays, so that folding new feedback in
+-- rewrites one row; the arrays are stored uncompressed, which makes that
+-- rewrite cheap.  Derived data, rebuilt from learning.feedback by
+-- learning.rebuild_histograms().
 CREATE TABLE learning.histograms (
 	key			text PRIMARY KEY,
+	bins		integer[] NOT NULL,
 	positives	bigint[] NOT NULL,
 	negatives	bigint[] NOT NULL,
 	min_scores	double precision[] NOT NULL,
 	support		bigint NOT NULL,
 	folded_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	CHECK (pg_catalog.array_length(positives, 1) = 10001 AND pg_catalog.array_length(negatives, 1) = 10001
-		   AND pg_catalog.array_length(min_scores, 1) = 10001)
+	CHECK (pg_catalog.cardinality(bins) = pg_catalog.cardinality(positives)
+		   AND pg_catalog.cardinality(bins) = pg_catalog.cardinality(negatives)
+		   AND pg_catalog.cardinality(bins) = pg_catalog.cardinality(min_scores))
 );
+
+ALTER TABLE learning.histograms ALTER COLUMN bins SET STORAGE EXTERNAL,
+	ALTER COLUMN positives SET STORAGE EXTERNAL, ALTER COLUMN negatives SET STORAGE EXTERNAL,
+	ALTER COLUMN min_scores SET STORAGE EXTERNAL;
 
 COMMENT ON TABLE learning.histograms IS 'Score histogram per key, kept by learning.tune(); the thresholds are tuned from it';
 COMMENT ON COLUMN learning.histograms.key IS 'Key the histogram belongs to';
-COMMENT ON COLUMN learning.histograms.positives IS 'Per bin (element k + 1 for bin k), feedback rows whose label is true';
+COMMENT ON COLUMN learning.histograms.bins IS 'The non-empty bins, ascending: bin k holds the scores in [k / 10000, (k + 1) / 10000)';
+COMMENT ON COLUMN learning.histograms.positives IS 'Per bin, feedback rows whose label is true';
 COMMENT ON COLUMN learning.histograms.negatives IS 'Per bin, feedback rows whose label is false';
-COMMENT ON COLUMN learning.histograms.min_scores IS 'Per bin, the lowest score seen (Infinity when none)';
+COMMENT ON COLUMN learning.histograms.min_scores IS 'Per bin, the lowest score seen';
 COMMENT ON COLUMN learning.histograms.support IS 'Feedback rows counted';
 COMMENT ON COLUMN learning.histograms.folded_at IS 'When changes were last folded in';
 
 CREATE VIEW learning.score_bins AS
-	SELECT h.key, (b.k - 1)::integer AS bin, b.positives, b.negatives, b.min_score
+	SELECT h.key, b.bin, b.positives, b.negatives, b.min_score
 	  FROM learning.histograms h,
-		   ROWS FROM (pg_catalog.unnest(h.positives), pg_catalog.unnest(h.negatives), pg_catalog.unnest(h.min_scores))
-			   WITH ORDINALITY AS b(positives, negatives, min_score, k)
-	 WHERE b.positives <> 0 OR b.negatives <> 0;
+		   ROWS FROM (pg_catalog.unnest(h.bins), pg_catalog.unnest(h.positives), pg_catalog.unnest(h.negatives),
+					  pg_catalog.unnest(h.min_scores)) AS b(bin, positives, negatives, min_score);
 
-COMMENT ON VIEW learning.score_bins IS 'The non-empty bins of every score histogram, one row each';
+COMMENT ON VIEW learning.score_bins IS 'The bins of every score histogram, one row each';
 COMMENT ON COLUMN learning.score_bins.key IS 'Key the histogram belongs to';
 COMMENT ON COLUMN learning.score_bins.bin IS 'Score bin: the largest k with k / 10000 <= score';
 COMMENT ON COLUMN learning.score_bins.positives IS 'Feedback rows in the bin whose label is true';
