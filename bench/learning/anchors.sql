@@ -104,12 +104,56 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Milliseconds a statement takes, and its result as text.
-CREATE FUNCTION bench.timed(statement text, OUT ms float8, OUT result text)
+CREATE TYPE bench.timed AS (ms float8, result text);
+CREATE FUNCTION bench.timed(statement text)
+RETURNS bench.timed
 LANGUAGE plpgsql AS $$
 DECLARE
 	t0 timestamptz := clock_timestamp();
+	r bench.timed;
 BEGIN
-	EXECUTE statement INTO result;
-	ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
+	EXECUTE statement INTO r.result;
+	r.ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
+	RETURN r;
+END
+$$;
+
+-- One round of the tuning comparison, in one session (as a scheduler's
+-- worker would run the job): per objective, 1,000 new rows, then the job's
+-- re-tune and the exact computation, in alternating order.
+CREATE TABLE bench.tuning (round int, objective text, job_ms float8, exact_ms float8, aggregate_ms float8,
+						   job_threshold float8, exact_threshold float8, aggregate_threshold float8);
+
+CREATE PROCEDURE bench.tuning_round(r int)
+LANGUAGE plpgsql AS $$
+DECLARE
+	o record;
+	job bench.timed;
+	exact bench.timed;
+	agg bench.timed;
+BEGIN
+	FOR o IN SELECT * FROM (VALUES ('precision', 0.9::float8), ('f_beta', 1), ('youden', NULL)) v(name, target) LOOP
+		PERFORM learning.set_objective('bench.tune', o.name, o.target);
+		COMMIT;
+		INSERT INTO learning.feedback (key, score, label, source)
+		SELECT 'bench.tune', s, random() < s * s * (3 - 2 * s), 'bench'
+		  FROM (SELECT random() AS s FROM generate_series(1, 1000)) g;
+		COMMIT;
+		IF r % 2 = 1 THEN
+			job := bench.timed('SELECT learning.tune()');
+			COMMIT;
+			exact := bench.timed(format('SELECT bench.exact_threshold(%L, %L, %L)', 'bench.tune', o.name, o.target));
+		ELSE
+			exact := bench.timed(format('SELECT bench.exact_threshold(%L, %L, %L)', 'bench.tune', o.name, o.target));
+			job := bench.timed('SELECT learning.tune()');
+			COMMIT;
+		END IF;
+		agg := bench.timed(format('SELECT learning.optimal_threshold(score, label, %L, %L) FROM learning.feedback WHERE key = %L',
+								  o.name, o.target, 'bench.tune'));
+		INSERT INTO bench.tuning
+		SELECT r, o.name, job.ms, exact.ms, agg.ms, t.threshold, exact.result::float8, agg.result::float8
+		  FROM learning.thresholds t WHERE t.key = 'bench.tune';
+		COMMIT;
+	END LOOP;
 END
 $$;

@@ -593,6 +593,10 @@ learning_claim(PG_FUNCTION_ARGS)
 		from_id = cursor->candidate_id;
 	}
 
+	/* The last scan found nothing to hand out, and nothing changed since. */
+	if (!from_top && cursor->priority < 0)
+		return (Datum) 0;
+
 	SPI_connect();
 	prepare_claim_plans();
 	args[2] = PG_GETARG_DATUM(1);
