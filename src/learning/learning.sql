@@ -817,7 +817,8 @@ BEGIN
 		detail := pg_catalog.format('No threshold meets the objective of %s; learning.threshold() returns the default for them.', unmet);
 	ELSE
 		status := 'ok';
-		detail := pg_catalog.format('%s keys, %s below their min_support; %s pending changes.', keys, below, pending);
+		detail := pg_catalog.format('Keys with a threshold: %s (%s below their min_support); feedback changes waiting for tuning: %s.',
+									keys, below, pending);
 	END IF;
 	RETURN NEXT;
 
@@ -828,7 +829,7 @@ BEGIN
 	  FROM learning.candidates c WHERE c.closed_at IS NULL;
 	component := 'learning candidates';
 	status := 'ok';
-	detail := pg_catalog.format('%s candidates to label, %s leased, %s leases expired.', open_n, leased, expired);
+	detail := pg_catalog.format('Candidates to label: %s; leased: %s; leases expired: %s.', open_n, leased, expired);
 	RETURN NEXT;
 END
 $$;
