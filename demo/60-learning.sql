@@ -41,5 +41,11 @@ SELECT item_id, score, round(priority::numeric, 3) AS priority FROM learning.cla
 \echo '-- labels become feedback; each candidate needs two reviewers'
 SELECT learning.submit(candidate_id, claimed_by, score > 0.5) IS NOT NULL AS submitted
   FROM learning.candidates WHERE status = 'claimed' ORDER BY candidate_id;
-SELECT item_id, status, labels, reviewers FROM learning.candidates WHERE labels > 0 ORDER BY priority DESC;
+\echo '-- each reviewer now gets the other''s candidates; the second label closes them'
+SELECT learning.submit(c.candidate_id, 'rita', c.score > 0.6) IS NOT NULL AS submitted
+  FROM learning.claim(3, 'rita', '15 minutes') c;
+SELECT learning.submit(c.candidate_id, 'sam', c.score > 0.6) IS NOT NULL AS submitted
+  FROM learning.claim(3, 'sam', '15 minutes') c;
+SELECT item_id, status, labels, reviewers, label FROM learning.candidates WHERE labels > 0 ORDER BY priority DESC;
+SELECT key, candidates, labels, observed_agreement, round(kappa::numeric, 3) AS kappa FROM learning.agreement;
 SELECT component, status, detail FROM opsdata.health() WHERE component LIKE 'learning%';

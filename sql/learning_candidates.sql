@@ -105,6 +105,19 @@ SELECT pg_sleep(0.01);
 SELECT learning.reclaim_expired() AS reclaimed;
 SELECT status, claimed_by, lease_until FROM learning.candidates WHERE item_id = 'o4';
 
+-- One backend serving several reviewers (a connection pool), with claims
+-- going on from where the previous one stopped: candidates one reviewer
+-- passed because they labelled them are still handed to another.
+RESET pg_opsdata.claim_rescan_interval;
+SELECT learning.set_strategy('pool', 'least_confidence', 2) IS NOT NULL AS set;
+SELECT count(learning.offer('pool', 'p' || g, g / 100.0)) AS offered
+  FROM unnest(ARRAY[40, 30, 20, 10, 5, 2]) g;
+SELECT item_id, learning.submit(candidate_id, 'uma', true) IS NOT NULL AS labelled
+  FROM learning.claim(2, 'uma', '5 minutes', 'pool');
+SELECT item_id FROM learning.claim(2, 'uma', '5 minutes', 'pool');
+SELECT item_id FROM learning.claim(2, 'val', '5 minutes', 'pool');
+SET pg_opsdata.claim_rescan_interval = 0;
+
 -- Errors, which change nothing.
 SELECT learning.set_strategy(NULL, 'margin');
 SELECT learning.set_strategy('k', 'random');

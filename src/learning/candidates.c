@@ -15,12 +15,12 @@
  *	  leaves none dead.  Only closing a candidate takes it out of the queue
  *	  index (a partial index on closed_at IS NULL).
  *
- *	- Every backend remembers where its previous claim stopped, as
- *	  (priority, candidate_id), and the next claim scans the queue index
- *	  backwards from there: what lies above was handed out, closed, or
- *	  leased when this backend passed it.  Entries left dead by candidates
- *	  that were closed since are therefore walked once per backend, not once
- *	  per claim.  The scan starts from the top again when the cursor is
+ *	- Every backend remembers, per reviewer, where that reviewer's previous
+ *	  claim stopped, as (priority, candidate_id), and the next claim scans
+ *	  the queue index backwards from there: what lies above was handed out,
+ *	  closed, leased, or labelled by that reviewer when the scan passed it.
+ *	  Entries left dead by candidates that were closed since are therefore
+ *	  walked once per backend and reviewer, not once per claim.  The scan starts from the top again when the cursor is
  *	  older than pg_opsdata.claim_rescan_interval, when the scan reaches the
  *	  bottom, or when another backend announced (shared.c) that a candidate
  *	  became available at or above the cursor: a new or re-offered one, a
@@ -79,7 +79,7 @@ PG_FUNCTION_INFO_V1(learning_release);
 
 /* Most candidates one claim() hands out. */
 #define CLAIM_MAX 1000
-/* Keys with a cursor of their own, before they are all forgotten. */
+/* Cursors a backend keeps before it forgets them all. */
 #define CLAIM_CURSORS_MAX 1000
 #define CLAIM_KEYLEN	  256
 
@@ -91,10 +91,10 @@ typedef enum LearningStrategy
 	STRATEGY_THRESHOLD
 } LearningStrategy;
 
-/* Where this backend's previous claim (of any key, or of one) stopped. */
+/* Where a reviewer's previous claim (of any key, or of one) stopped. */
 typedef struct ClaimCursor
 {
-	char key[CLAIM_KEYLEN]; /* "" for claims of any key */
+	char key[CLAIM_KEYLEN]; /* reviewer, then \x01 and the key, or \x02 for any key */
 	bool valid;
 	Oid relid;
 	double priority;
@@ -103,7 +103,6 @@ typedef struct ClaimCursor
 	uint64 generation;		/* candidate events already taken into account */
 } ClaimCursor;
 
-static ClaimCursor claim_cursor_any;
 static HTAB *claim_cursors = NULL;
 static MemoryContext claim_cursor_cxt = NULL;
 
@@ -123,37 +122,37 @@ static SPIPlanPtr offer_existing_plan = NULL;
 void
 learning_claim_cursor_reset(void)
 {
-	claim_cursor_any.valid = false;
 	if (claim_cursor_cxt != NULL)
 		MemoryContextReset(claim_cursor_cxt);
 	claim_cursors = NULL;
 }
 
+/*
+ * The cursor of a reviewer's claims (of one key, or of any).  Cursors are
+ * per reviewer because a claim also passes the candidates that reviewer
+ * labelled already, which another reviewer served by the same backend (a
+ * connection pool) may still take.  NULL when the names are too long to
+ * keep: such claims always scan from the top.
+ */
 static ClaimCursor *
-claim_cursor_for(text *key)
+claim_cursor_for(text *reviewer, text *key)
 {
 	char buf[CLAIM_KEYLEN];
-	Size len;
+	Size rlen = VARSIZE_ANY_EXHDR(reviewer);
+	Size klen = key ? VARSIZE_ANY_EXHDR(key) : 0;
 	ClaimCursor *cursor;
 	bool found;
 
-	if (key == NULL)
-		return &claim_cursor_any;
-	len = VARSIZE_ANY_EXHDR(key);
-	if (len >= CLAIM_KEYLEN)
-		return NULL; /* always from the top */
-	memcpy(buf, VARDATA_ANY(key), len);
-	buf[len] = '\0';
+	if (rlen + klen + 2 >= CLAIM_KEYLEN)
+		return NULL;
+	memcpy(buf, VARDATA_ANY(reviewer), rlen);
+	buf[rlen] = key ? '\x01' : '\x02';
+	if (key)
+		memcpy(buf + rlen + 1, VARDATA_ANY(key), klen);
+	buf[rlen + 1 + klen] = '\0';
 
 	if (claim_cursors != NULL && hash_get_num_entries(claim_cursors) >= CLAIM_CURSORS_MAX)
-	{
-		bool any_valid = claim_cursor_any.valid;
-		ClaimCursor any = claim_cursor_any;
-
 		learning_claim_cursor_reset();
-		if (any_valid)
-			claim_cursor_any = any;
-	}
 	if (claim_cursors == NULL)
 	{
 		HASHCTL ctl;
@@ -568,7 +567,7 @@ learning_claim(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	relid = candidates_relid();
-	cursor = claim_cursor_for(key);
+	cursor = claim_cursor_for(PG_GETARG_TEXT_PP(1), key);
 	if (cursor == NULL)
 	{
 		memset(&local, 0, sizeof(local));
