@@ -8,7 +8,8 @@ SELECT schemas_are(ARRAY['public', 'audit', 'learning', 'metrics', 'opsdata'],
 
 SELECT tables_are('opsdata', ARRAY['settings', 'config', 'jobs', 'job_runs', 'partitions']);
 SELECT tables_are('audit', ARRAY['entries', 'entries_default', 'statements', 'seals', 'rules', 'queue']);
-SELECT tables_are('learning', ARRAY['feedback', 'thresholds', 'candidates']);
+SELECT tables_are('learning', ARRAY['feedback', 'feedback_changes', 'histograms', 'thresholds',
+	'threshold_history', 'strategies', 'candidates']);
 SELECT tables_are('metrics', ARRAY['series', 'points', 'points_default', 'rollups']);
 
 SELECT is_partitioned('audit', 'entries', 'audit.entries is partitioned');
@@ -35,9 +36,11 @@ SELECT columns_are('audit', 'queue', ARRAY['item_id', 'consumer', 'entry_id', 'p
 SELECT columns_are('learning', 'feedback', ARRAY['feedback_id', 'key', 'item_id', 'score', 'label',
 	'rating', 'given_by', 'source', 'created_at', 'metadata']);
 SELECT columns_are('learning', 'thresholds', ARRAY['key', 'objective', 'target', 'min_support',
-	'threshold', 'precision', 'recall', 'support', 'tuned_at']);
-SELECT columns_are('learning', 'candidates', ARRAY['candidate_id', 'key', 'item_id', 'priority',
-	'scores', 'payload', 'status', 'claimed_by', 'lease_until', 'labels', 'created_at', 'closed_at']);
+	'threshold', 'precision', 'recall', 'objective_value', 'support', 'positives', 'negatives',
+	'tuned_at', 'configured_at']);
+SELECT columns_are('learning', 'candidates', ARRAY['candidate_id', 'key', 'item_id', 'priority', 'score',
+	'scores', 'payload', 'status', 'claimed_by', 'lease_until', 'labels', 'positives', 'reviewers',
+	'label', 'created_at', 'closed_at']);
 SELECT columns_are('metrics', 'series', ARRAY['series_id', 'name', 'tags', 'created_at']);
 SELECT columns_are('metrics', 'points', ARRAY['series_id', 'ts', 'value']);
 SELECT columns_are('metrics', 'rollups', ARRAY['series_id', 'bucket_width', 'bucket_start', 'count',

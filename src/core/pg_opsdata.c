@@ -41,5 +41,7 @@ _PG_init(void)
 
 	opsdata_shmem_init();
 
+	learning_init();
+
 	MarkGUCPrefixReserved(OPSDATA_NAME);
 }
