@@ -1,5 +1,107 @@
--- Metrics: series, raw points and rollups.
+-- Metrics: the quantile sketch type, series, raw points, rollups and the
+-- queue of contributions waiting to be rolled up.
 
+--
+-- metrics.sketch: a mergeable quantile sketch with 1% relative accuracy
+-- (src/metrics/sketch.h).
+--
+CREATE TYPE metrics.sketch;
+
+CREATE FUNCTION metrics.sketch_in(cstring) RETURNS metrics.sketch
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_in';
+CREATE FUNCTION metrics.sketch_out(metrics.sketch) RETURNS cstring
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_out';
+CREATE FUNCTION metrics.sketch_recv(internal) RETURNS metrics.sketch
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_recv';
+CREATE FUNCTION metrics.sketch_send(metrics.sketch) RETURNS bytea
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_send';
+
+CREATE TYPE metrics.sketch (
+	INPUT = metrics.sketch_in,
+	OUTPUT = metrics.sketch_out,
+	RECEIVE = metrics.sketch_recv,
+	SEND = metrics.sketch_send,
+	INTERNALLENGTH = VARIABLE,
+	ALIGNMENT = int4,
+	STORAGE = extended
+);
+
+COMMENT ON TYPE metrics.sketch IS 'Mergeable quantile sketch: any quantile within 1% relative error, merges independent of order';
+COMMENT ON FUNCTION metrics.sketch_in(cstring) IS 'Text input of metrics.sketch';
+COMMENT ON FUNCTION metrics.sketch_out(metrics.sketch) IS 'Text output of metrics.sketch';
+COMMENT ON FUNCTION metrics.sketch_recv(internal) IS 'Binary input of metrics.sketch';
+COMMENT ON FUNCTION metrics.sketch_send(metrics.sketch) IS 'Binary output of metrics.sketch';
+
+CREATE FUNCTION metrics.sketch_count(metrics.sketch) RETURNS bigint
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_count';
+CREATE FUNCTION metrics.sketch_sum(metrics.sketch) RETURNS double precision
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_sum';
+CREATE FUNCTION metrics.sketch_min(metrics.sketch) RETURNS double precision
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_min';
+CREATE FUNCTION metrics.sketch_max(metrics.sketch) RETURNS double precision
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_max';
+CREATE FUNCTION metrics.quantile(sketch metrics.sketch, q double precision) RETURNS double precision
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_quantile';
+CREATE FUNCTION metrics.quantiles(sketch metrics.sketch, qs double precision[]) RETURNS double precision[]
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_quantiles';
+CREATE FUNCTION metrics.sketch_merge(a metrics.sketch, b metrics.sketch) RETURNS metrics.sketch
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_merge2';
+
+COMMENT ON FUNCTION metrics.sketch_count(metrics.sketch) IS 'Number of values in the sketch';
+COMMENT ON FUNCTION metrics.sketch_sum(metrics.sketch) IS 'Sum of the values, exact then rounded once to float8';
+COMMENT ON FUNCTION metrics.sketch_min(metrics.sketch) IS 'Smallest value (exact); NULL for an empty sketch';
+COMMENT ON FUNCTION metrics.sketch_max(metrics.sketch) IS 'Largest value (exact); NULL for an empty sketch';
+COMMENT ON FUNCTION metrics.quantile(metrics.sketch, double precision) IS 'The q-quantile (0 <= q <= 1), within 1% of the value percentile_disc(q) would return';
+COMMENT ON FUNCTION metrics.quantiles(metrics.sketch, double precision[]) IS 'Several quantiles at once, in the order given';
+COMMENT ON FUNCTION metrics.sketch_merge(metrics.sketch, metrics.sketch) IS 'Sketch of the values of both sketches; NULL counts as empty';
+
+-- Aggregate support: one state for both aggregates, parallel-safe.
+CREATE FUNCTION metrics._sketch_agg_trans(internal, double precision) RETURNS internal
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_agg_trans';
+CREATE FUNCTION metrics._sketch_union_trans(internal, metrics.sketch) RETURNS internal
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_union_trans';
+CREATE FUNCTION metrics._sketch_combine(internal, internal) RETURNS internal
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_combine';
+CREATE FUNCTION metrics._sketch_serialize(internal) RETURNS bytea
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_serial';
+CREATE FUNCTION metrics._sketch_deserialize(bytea, internal) RETURNS internal
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_deserial';
+CREATE FUNCTION metrics._sketch_final(internal) RETURNS metrics.sketch
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'metrics_sketch_final';
+
+COMMENT ON FUNCTION metrics._sketch_agg_trans(internal, double precision) IS 'Internal: transition function of metrics.sketch_agg';
+COMMENT ON FUNCTION metrics._sketch_union_trans(internal, metrics.sketch) IS 'Internal: transition function of metrics.sketch_union';
+COMMENT ON FUNCTION metrics._sketch_combine(internal, internal) IS 'Internal: combine function of the sketch aggregates';
+COMMENT ON FUNCTION metrics._sketch_serialize(internal) IS 'Internal: serialization function of the sketch aggregates';
+COMMENT ON FUNCTION metrics._sketch_deserialize(bytea, internal) IS 'Internal: deserialization function of the sketch aggregates';
+COMMENT ON FUNCTION metrics._sketch_final(internal) IS 'Internal: final function of the sketch aggregates';
+
+CREATE AGGREGATE metrics.sketch_agg(double precision) (
+	SFUNC = metrics._sketch_agg_trans,
+	STYPE = internal,
+	FINALFUNC = metrics._sketch_final,
+	COMBINEFUNC = metrics._sketch_combine,
+	SERIALFUNC = metrics._sketch_serialize,
+	DESERIALFUNC = metrics._sketch_deserialize,
+	PARALLEL = SAFE
+);
+
+CREATE AGGREGATE metrics.sketch_union(metrics.sketch) (
+	SFUNC = metrics._sketch_union_trans,
+	STYPE = internal,
+	FINALFUNC = metrics._sketch_final,
+	COMBINEFUNC = metrics._sketch_combine,
+	SERIALFUNC = metrics._sketch_serialize,
+	DESERIALFUNC = metrics._sketch_deserialize,
+	PARALLEL = SAFE
+);
+
+COMMENT ON AGGREGATE metrics.sketch_agg(double precision) IS 'Sketch of the values; NULLs are skipped, NaN and infinities are errors';
+COMMENT ON AGGREGATE metrics.sketch_union(metrics.sketch) IS 'Sketch of the values of all the sketches, the same in any order';
+
+--
+-- Series, points and rollups.
+--
 CREATE TABLE metrics.series (
 	series_id	bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
 	name		text NOT NULL CHECK (name <> ''),
@@ -39,6 +141,7 @@ CREATE TABLE metrics.rollups (
 	sum				double precision NOT NULL,
 	min				double precision,
 	max				double precision,
+	sketch			metrics.sketch,
 	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	PRIMARY KEY (series_id, bucket_width, bucket_start)
 );
@@ -51,6 +154,7 @@ COMMENT ON COLUMN metrics.rollups.count IS 'Points in the bucket';
 COMMENT ON COLUMN metrics.rollups.sum IS 'Sum of their values';
 COMMENT ON COLUMN metrics.rollups.min IS 'Smallest value';
 COMMENT ON COLUMN metrics.rollups.max IS 'Largest value';
+COMMENT ON COLUMN metrics.rollups.sketch IS 'Quantile sketch of the values (metrics.quantile reads it); count, sum, min and max are read from it too';
 COMMENT ON COLUMN metrics.rollups.updated_at IS 'When the bucket was last computed';
 
 SELECT pg_catalog.pg_extension_config_dump('metrics.series', '');
