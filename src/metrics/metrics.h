@@ -1,0 +1,81 @@
+/*-------------------------------------------------------------------------
+ *
+ * metrics.h
+ *		Declarations shared by the files of the metrics area.
+ *
+ * The area's SQL objects live in schema "metrics" (the SQL files of src/metrics).
+ * Points reach metrics.points by three paths, all of which also queue
+ * their contribution to the rollups in metrics.rollup_queue, in the same
+ * transaction as the points:
+ *
+ *	 - metrics.record() inserts through metrics.points, whose statement
+ *	   trigger (capture.c) queues what any INSERT into metrics.points adds;
+ *	 - metrics.record_many() and the metrics.ingest foreign table (COPY)
+ *	   buffer points in a MetricsPointWriter (writer.c), which writes them
+ *	   straight into the leaf partitions with COPY's bulk insertion and
+ *	   queues their sketches itself.
+ *
+ * Series ids are resolved through a per-backend cache (series.c).
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/metrics/metrics.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef METRICS_METRICS_H
+#define METRICS_METRICS_H
+
+#include "datatype/timestamp.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+
+#include "metrics/sketch.h"
+
+/* Contributions are queued per series and minute (UTC). */
+#define METRICS_QUEUE_GRANULARITY USECS_PER_MINUTE
+
+/* GUC: entries of the per-backend series cache. */
+extern int metrics_series_cache_size;
+
+/* series.c */
+extern void metrics_series_init(void);
+extern int64 metrics_series_resolve(text *name, Jsonb *tags);
+extern int64 metrics_series_resolve_text(const char *name, int namelen,
+										 const char *tags, int tagslen);
+extern void metrics_check_name(const char *name, int len);
+
+/* queue.c: sketches of queued contributions, per series and minute */
+typedef struct MetricsDeltaKey
+{
+	int64 series_id;
+	TimestampTz minute;
+} MetricsDeltaKey;
+
+typedef struct MetricsDelta
+{
+	MetricsDeltaKey key;
+	MetricsSketch *sketch;
+} MetricsDelta;
+
+extern HTAB *metrics_deltas_create(MemoryContext cxt);
+extern void metrics_deltas_add(HTAB *deltas, MemoryContext cxt, int64 series_id,
+							   TimestampTz ts, double value);
+extern void metrics_deltas_flush(HTAB *deltas);
+extern TimestampTz metrics_minute_of(TimestampTz ts);
+extern Oid metrics_relid(const char *relname);
+extern void metrics_check_writable(const char *what);
+
+/* writer.c: bulk insertion into the leaf partitions of metrics.points */
+typedef struct MetricsPointWriter MetricsPointWriter;
+
+extern MetricsPointWriter *metrics_writer_begin(void);
+extern void metrics_writer_add(MetricsPointWriter *writer, int64 series_id,
+							   TimestampTz ts, double value);
+extern uint64 metrics_writer_finish(MetricsPointWriter *writer);
+
+/* capture.c */
+extern bool metrics_capture_trusted;
+
+#endif /* METRICS_METRICS_H */

@@ -1,0 +1,335 @@
+/*-------------------------------------------------------------------------
+ *
+ * writer.c
+ *		Bulk insertion of points into the leaf partitions of metrics.points.
+ *
+ * metrics.record_many() and the metrics.ingest foreign table hand their
+ * points to a MetricsPointWriter.  It routes each point to the leaf
+ * partition of metrics.points its timestamp belongs to, buffers it there
+ * in COPY's binary format, and feeds each buffer to PostgreSQL's own COPY
+ * FROM machinery (BeginCopyFrom/CopyFrom) on that leaf, which inserts in
+ * batches and maintains the leaf's indexes, constraints and triggers as a
+ * COPY would.  Meanwhile it builds the per-minute sketches of the points
+ * and queues them (queue.c) with the points, in the same transaction.
+ *
+ * Inserting into the leaves rather than through metrics.points bypasses
+ * the parent's statement trigger (capture.c), which would otherwise queue
+ * the same points a second time, and the cost of its transition table.
+ *
+ * Routing uses a PartitionDirectory, so the partition descriptor stays the
+ * same for the life of the writer, as for one executor query.  The parent
+ * is locked RowExclusiveLock until the end of the transaction, like any
+ * INSERT.  All memory is in a context of the writer's own, a child of the
+ * context current at metrics_writer_begin(), so an error frees it with the
+ * caller's context.  The COPY data source is a static pointer set only
+ * while CopyFrom runs.
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/metrics/writer.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/partition.h"
+#include "commands/copy.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_node.h"
+#include "parser/parse_relation.h"
+#include "partitioning/partbounds.h"
+#include "partitioning/partdesc.h"
+#include "port/pg_bswap.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/partcache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "metrics/metrics.h"
+
+/* Flush when this many points or this many (series, minute) are buffered. */
+#define WRITER_FLUSH_POINTS 65536
+#define WRITER_FLUSH_DELTAS 16384
+
+typedef struct LeafBuffer
+{
+	Oid relid;
+	StringInfoData data; /* binary COPY tuples */
+	int64 rows;
+	struct LeafBuffer *next;
+} LeafBuffer;
+
+struct MetricsPointWriter
+{
+	MemoryContext cxt;		 /* the writer and its buffers */
+	MemoryContext delta_cxt; /* sketches of the deltas, reset at each flush */
+	Relation parent;
+	PartitionKey key;
+	PartitionDirectory pdir;
+	PartitionDesc partdesc;
+	LeafBuffer *leaves;
+	/* The leaf of the last point and its bounds, when it has simple ones. */
+	LeafBuffer *last;
+	bool last_ranged;
+	TimestampTz last_lo; /* inclusive; PG_INT64_MIN if unbounded */
+	TimestampTz last_hi; /* exclusive; PG_INT64_MAX if unbounded */
+	HTAB *deltas;
+	int64 buffered;
+	uint64 total;
+};
+
+/* The buffer CopyFrom reads, while it runs. */
+static StringInfo writer_source = NULL;
+static int writer_source_offset = 0;
+
+static const char writer_copy_header[] = "PGCOPY\n\377\r\n\0";
+
+static int
+writer_copy_read(void *outbuf, int minread, int maxread)
+{
+	int n;
+
+	Assert(writer_source != NULL);
+	n = Min(maxread, writer_source->len - writer_source_offset);
+	memcpy(outbuf, writer_source->data + writer_source_offset, n);
+	writer_source_offset += n;
+	return n;
+}
+
+/*
+ * Start writing points.  The caller must be allowed to insert into
+ * metrics.points (checked here, since COPY's own check is bypassed).
+ */
+MetricsPointWriter *
+metrics_writer_begin(void)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "pg_opsdata point writer",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	MetricsPointWriter *w = palloc0(sizeof(MetricsPointWriter));
+	Oid relid;
+	AclResult aclresult;
+
+	metrics_check_writable("metrics ingest");
+	w->cxt = cxt;
+	w->delta_cxt = AllocSetContextCreate(cxt, "pg_opsdata point writer deltas",
+										 ALLOCSET_DEFAULT_SIZES);
+	relid = metrics_relid("points");
+	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_INSERT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, "points");
+	w->parent = table_open(relid, RowExclusiveLock);
+	if (w->parent->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		elog(ERROR, "metrics.points is not partitioned");
+	w->key = RelationGetPartitionKey(w->parent);
+	w->pdir = CreatePartitionDirectory(cxt, true);
+	w->partdesc = PartitionDirectoryLookup(w->pdir, w->parent);
+	w->deltas = metrics_deltas_create(cxt);
+	MemoryContextSwitchTo(old);
+	return w;
+}
+
+static LeafBuffer *
+writer_leaf(MetricsPointWriter *w, Oid relid)
+{
+	LeafBuffer *leaf;
+	MemoryContext old;
+
+	for (leaf = w->leaves; leaf != NULL; leaf = leaf->next)
+		if (leaf->relid == relid)
+			return leaf;
+	old = MemoryContextSwitchTo(w->cxt);
+	leaf = palloc0(sizeof(LeafBuffer));
+	leaf->relid = relid;
+	initStringInfo(&leaf->data);
+	leaf->next = w->leaves;
+	w->leaves = leaf;
+	MemoryContextSwitchTo(old);
+	return leaf;
+}
+
+/*
+ * The leaf buffer of the partition ts belongs to, remembering the
+ * partition's bounds for the next point.
+ */
+static LeafBuffer *
+writer_route(MetricsPointWriter *w, TimestampTz ts)
+{
+	PartitionBoundInfo bi = w->partdesc->boundinfo;
+	Datum value = TimestampTzGetDatum(ts);
+	int bound = -1;
+	int part = -1;
+	bool equal;
+	LeafBuffer *leaf;
+
+	if (w->last != NULL && w->last_ranged && ts >= w->last_lo && ts < w->last_hi)
+		return w->last;
+
+	if (bi != NULL && bi->ndatums > 0)
+	{
+		bound = partition_range_datum_bsearch(w->key->partsupfunc,
+											  w->key->partcollation, bi, 1,
+											  &value, &equal);
+		part = bi->indexes[bound + 1];
+	}
+	w->last_ranged = part >= 0;
+	if (part < 0 && bi != NULL)
+		part = bi->default_index;
+	if (part < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("no partition of relation \"%s\" found for row",
+						RelationGetRelationName(w->parent)),
+				 errdetail("Partition key of the failing row contains (ts) = (%s).",
+						   timestamptz_to_str(ts))));
+	if (!w->partdesc->is_leaf[part])
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("partition \"%s\" of relation \"%s\" is itself partitioned",
+						get_rel_name(w->partdesc->oids[part]),
+						RelationGetRelationName(w->parent)),
+				 errhint("Partitions of metrics.points must be plain tables.")));
+
+	leaf = writer_leaf(w, w->partdesc->oids[part]);
+	w->last = leaf;
+	if (w->last_ranged)
+	{
+		if (bound >= 0 && bi->kind[bound][0] == PARTITION_RANGE_DATUM_VALUE)
+			w->last_lo = DatumGetTimestampTz(bi->datums[bound][0]);
+		else
+			w->last_lo = PG_INT64_MIN;
+		if (bound + 1 < bi->ndatums && bi->kind[bound + 1][0] == PARTITION_RANGE_DATUM_VALUE)
+			w->last_hi = DatumGetTimestampTz(bi->datums[bound + 1][0]);
+		else
+			w->last_hi = PG_INT64_MAX;
+	}
+	return leaf;
+}
+
+static inline void
+writer_put_field(StringInfo buf, uint64 v)
+{
+	uint32 len = pg_hton32(8);
+	uint64 be = pg_hton64(v);
+
+	appendBinaryStringInfoNT(buf, (const char *) &len, 4);
+	appendBinaryStringInfoNT(buf, (const char *) &be, 8);
+}
+
+/*
+ * COPY one leaf's buffer into it.
+ */
+static void
+writer_copy_leaf(LeafBuffer *leaf)
+{
+	Relation rel;
+	ParseState *pstate;
+	List *attnames;
+	List *options;
+	CopyFromState cstate;
+	StringInfoData data;
+	uint32 zero = 0;
+	int16 trailer = (int16) pg_hton16((uint16) -1);
+
+	if (leaf->rows == 0)
+		return;
+
+	/* Header, the tuples, trailer. */
+	initStringInfo(&data);
+	appendBinaryStringInfo(&data, writer_copy_header, sizeof(writer_copy_header) - 1);
+	appendBinaryStringInfo(&data, (const char *) &zero, 4); /* flags */
+	appendBinaryStringInfo(&data, (const char *) &zero, 4); /* extension */
+	appendBinaryStringInfo(&data, leaf->data.data, leaf->data.len);
+	appendBinaryStringInfo(&data, (const char *) &trailer, 2);
+
+	rel = table_open(leaf->relid, RowExclusiveLock);
+	pstate = make_parsestate(NULL);
+	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL,
+										 false, false);
+	attnames = list_make3(makeString("series_id"), makeString("ts"),
+						  makeString("value"));
+	options = list_make1(makeDefElem("format", (Node *) makeString("binary"), -1));
+
+	writer_source = &data;
+	writer_source_offset = 0;
+	PG_TRY();
+	{
+		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, writer_copy_read,
+							   attnames, options);
+		(void) CopyFrom(cstate);
+		EndCopyFrom(cstate);
+	}
+	PG_FINALLY();
+	{
+		writer_source = NULL;
+	}
+	PG_END_TRY();
+
+	free_parsestate(pstate);
+	table_close(rel, NoLock);
+	pfree(data.data);
+	resetStringInfo(&leaf->data);
+	leaf->rows = 0;
+}
+
+static void
+writer_flush(MetricsPointWriter *w)
+{
+	LeafBuffer *leaf;
+
+	for (leaf = w->leaves; leaf != NULL; leaf = leaf->next)
+		writer_copy_leaf(leaf);
+	metrics_deltas_flush(w->deltas);
+	MemoryContextReset(w->delta_cxt);
+	w->buffered = 0;
+}
+
+/*
+ * Add one point; the value must be finite (checked by the sketch).
+ */
+void
+metrics_writer_add(MetricsPointWriter *w, int64 series_id, TimestampTz ts,
+				   double value)
+{
+	LeafBuffer *leaf;
+	uint16 nfields = pg_hton16(3);
+	uint64 bits;
+
+	metrics_deltas_add(w->deltas, w->delta_cxt, series_id, ts, value);
+	leaf = writer_route(w, ts);
+	memcpy(&bits, &value, sizeof(bits));
+	enlargeStringInfo(&leaf->data, 2 + 3 * 12);
+	appendBinaryStringInfoNT(&leaf->data, (const char *) &nfields, 2);
+	writer_put_field(&leaf->data, (uint64) series_id);
+	writer_put_field(&leaf->data, (uint64) ts);
+	writer_put_field(&leaf->data, bits);
+	leaf->rows++;
+	w->total++;
+	if (++w->buffered >= WRITER_FLUSH_POINTS ||
+		hash_get_num_entries(w->deltas) >= WRITER_FLUSH_DELTAS)
+		writer_flush(w);
+}
+
+/*
+ * Write what is buffered and release the writer.  Returns the number of
+ * points written.  The parent stays locked until the end of the
+ * transaction.
+ */
+uint64
+metrics_writer_finish(MetricsPointWriter *w)
+{
+	uint64 total;
+
+	writer_flush(w);
+	total = w->total;
+	DestroyPartitionDirectory(w->pdir);
+	table_close(w->parent, NoLock);
+	MemoryContextDelete(w->cxt);
+	return total;
+}
