@@ -13,9 +13,11 @@
  * everything back.
  *
  * Contributions are gathered in memory in a hash table of sketches keyed
- * by (series, minute) and inserted with one statement.  The insert runs as
- * the owner of metrics.rollup_queue: writers may add points, not queue
- * rows of their own making.
+ * by (series, minute), then inserted with table_multi_insert() while
+ * metrics.rollup_queue is the plain table this extension made, else with
+ * an INSERT statement run as the table's owner.  Either way the caller
+ * needs no privilege on the queue: writers may add points, not queue rows
+ * of their own making.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -26,6 +28,9 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -34,6 +39,7 @@
 #include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
 
 #include "metrics/metrics.h"
@@ -114,9 +120,125 @@ metrics_deltas_add(HTAB *deltas, MemoryContext cxt, int64 series_id,
 }
 
 /*
- * Insert the contributions into metrics.rollup_queue, as the table's
- * owner, and empty the hash table (the sketches' memory stays with the
- * caller's context).
+ * Whether metrics.rollup_queue is as this extension made it: four columns
+ * of the expected types, and no index, trigger or check constraint that
+ * table_multi_insert() would bypass.
+ */
+static bool
+queue_is_plain(Relation rel, Oid sketch_type)
+{
+	TupleDesc desc = RelationGetDescr(rel);
+	Oid types[4] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, sketch_type};
+	int i;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhasindex ||
+		rel->trigdesc != NULL || desc->natts != 4 ||
+		(desc->constr != NULL && (desc->constr->num_check > 0 ||
+								  desc->constr->has_generated_stored)))
+		return false;
+	for (i = 0; i < 4; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || att->atttypid != types[i])
+			return false;
+	}
+	return true;
+}
+
+static void
+queue_insert_direct(Relation rel, Datum *ids, Datum *minutes, Datum *sketches,
+					long n)
+{
+#define QUEUE_BATCH 1000
+	TupleTableSlot *slots[QUEUE_BATCH];
+	BulkInsertState bistate = GetBulkInsertState();
+	CommandId cid = GetCurrentCommandId(true);
+	Datum queued_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	long done = 0;
+	int nslots = 0;
+	int i;
+
+	while (done < n)
+	{
+		int k = (int) Min(QUEUE_BATCH, n - done);
+
+		for (i = 0; i < k; i++)
+		{
+			TupleTableSlot *slot;
+
+			if (i >= nslots)
+				slots[nslots++] = table_slot_create(rel, NULL);
+			slot = slots[i];
+			ExecClearTuple(slot);
+			slot->tts_values[0] = ids[done + i];
+			slot->tts_values[1] = minutes[done + i];
+			slot->tts_values[2] = queued_at;
+			slot->tts_values[3] = sketches[done + i];
+			memset(slot->tts_isnull, 0, 4 * sizeof(bool));
+			ExecStoreVirtualTuple(slot);
+		}
+		table_multi_insert(rel, slots, k, cid, 0, bistate);
+		done += k;
+	}
+	for (i = 0; i < nslots; i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	FreeBulkInsertState(bistate);
+	table_finish_bulk_insert(rel, 0);
+}
+
+/*
+ * Insert with a statement run as the owner of metrics.rollup_queue.
+ */
+static void
+queue_insert_as_owner(Oid relid, Oid sketch_type, Datum *ids, Datum *minutes,
+					  Datum *sketches, long n)
+{
+	Oid argtypes[3];
+	Datum args[3];
+	Oid owner;
+	Oid save_userid;
+	int save_sec;
+	HeapTuple tuple;
+
+	argtypes[0] = INT8ARRAYOID;
+	argtypes[1] = get_array_type(TIMESTAMPTZOID);
+	argtypes[2] = get_array_type(sketch_type);
+	args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(minutes, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(construct_array(sketches, n, sketch_type, -1, false, TYPALIGN_INT));
+
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+									  SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		int ret;
+
+		SPI_connect();
+		ret = SPI_execute_with_args("INSERT INTO metrics.rollup_queue (series_id, bucket_start, sketch) "
+									"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
+									3, argtypes, args, NULL, false, 0);
+		if (ret != SPI_OK_INSERT)
+			elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Insert the contributions into metrics.rollup_queue and empty the hash
+ * table (the sketches' memory stays with the caller's context).
  */
 void
 metrics_deltas_flush(HTAB *deltas)
@@ -128,12 +250,7 @@ metrics_deltas_flush(HTAB *deltas)
 	HASH_SEQ_STATUS seq;
 	MetricsDelta *delta;
 	Oid sketch_type;
-	Oid argtypes[3];
-	Datum args[3];
-	Oid owner;
-	Oid save_userid;
-	int save_sec;
-	HeapTuple tuple;
+	Relation queue;
 	long i = 0;
 
 	if (n == 0)
@@ -157,39 +274,14 @@ metrics_deltas_flush(HTAB *deltas)
 								  ObjectIdGetDatum(get_namespace_oid("metrics", false)));
 	if (!OidIsValid(sketch_type))
 		elog(ERROR, "type metrics.sketch does not exist");
-	argtypes[0] = INT8ARRAYOID;
-	argtypes[1] = get_array_type(TIMESTAMPTZOID);
-	argtypes[2] = get_array_type(sketch_type);
-	args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[1] = PointerGetDatum(construct_array(minutes, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[2] = PointerGetDatum(construct_array(sketches, n, sketch_type, -1, false, TYPALIGN_INT));
 
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(metrics_relid("rollup_queue")));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation metrics.rollup_queue");
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
-	PG_TRY();
-	{
-		int ret;
-
-		SPI_connect();
-		ret = SPI_execute_with_args("INSERT INTO metrics.rollup_queue (series_id, bucket_start, sketch) "
-									"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
-									3, argtypes, args, NULL, false, 0);
-		if (ret != SPI_OK_INSERT)
-			elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_sec);
-	}
-	PG_END_TRY();
+	queue = table_open(metrics_relid("rollup_queue"), RowExclusiveLock);
+	if (queue_is_plain(queue, sketch_type))
+		queue_insert_direct(queue, ids, minutes, sketches, n);
+	else
+		queue_insert_as_owner(RelationGetRelid(queue), sketch_type, ids, minutes,
+							  sketches, n);
+	table_close(queue, NoLock);
 
 	for (i = 0; i < n; i++)
 		pfree(DatumGetPointer(sketches[i]));

@@ -328,6 +328,16 @@ series_make_key(char kind, const char *name, int namelen, const char *tags,
 	return key;
 }
 
+/* A palloc'd copy of a key's bytes (which contain a zero byte). */
+static char *
+series_copy_key(const SeriesKey *key)
+{
+	char *copy = palloc(key->len);
+
+	memcpy(copy, key->data, key->len);
+	return copy;
+}
+
 static SeriesEntry *
 series_lookup(const SeriesKey *key)
 {
@@ -479,7 +489,7 @@ metrics_series_resolve(text *name, Jsonb *tags)
 	series_check_tags(tags);
 	/* The key buffer is reused by nested lookups: keep a copy. */
 	saved = key;
-	saved.data = pnstrdup(key.data, key.len);
+	saved.data = series_copy_key(&key);
 	series_id = series_find_or_create(name, tags);
 	series_remember(&saved, series_id, metrics_relid("series"));
 	pfree(saved.data);
@@ -505,7 +515,7 @@ metrics_series_resolve_text(const char *name, int namelen, const char *tags,
 
 	metrics_check_name(name, namelen);
 	saved = key;
-	saved.data = pnstrdup(key.data, key.len);
+	saved.data = series_copy_key(&key);
 	jtags = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 											   CStringGetDatum(pnstrdup(tags, tagslen))));
 	tname = cstring_to_text_with_len(name, namelen);

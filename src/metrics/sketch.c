@@ -37,7 +37,7 @@ static double metrics_index_multiplier = 0.0;
 static double metrics_log_value_factor = 0.0;
 
 /* Extra counters allocated beyond what is needed when a store grows. */
-#define METRICS_STORE_SLACK 32
+#define METRICS_STORE_SLACK 8
 
 static void
 metrics_sketch_constants(void)
@@ -108,6 +108,7 @@ static void
 metrics_store_init(MetricsSketchStore *store)
 {
 	store->total = 0;
+	store->nonzero = 0;
 	store->lo = 0;
 	store->hi = -1;
 	store->base = 0;
@@ -188,12 +189,16 @@ metrics_store_add(MetricsSketch *sketch, MetricsSketchStore *store, int32 index,
 
 			for (i = store->lo; i < floor && i <= store->hi; i++)
 			{
+				if (store->counts[i - store->base] != 0)
+					store->nonzero--;
 				moved += store->counts[i - store->base];
 				store->counts[i - store->base] = 0;
 			}
 			sketch->collapsed = true;
 			store->lo = floor;
 			metrics_store_cover(sketch, store, floor, index);
+			if (store->counts[floor - store->base] == 0 && moved != 0)
+				store->nonzero++;
 			store->counts[floor - store->base] += moved;
 		}
 		else
@@ -212,6 +217,8 @@ metrics_store_add(MetricsSketch *sketch, MetricsSketchStore *store, int32 index,
 		metrics_store_cover(sketch, store, index, store->hi);
 		store->lo = index;
 	}
+	if (store->counts[index - store->base] == 0)
+		store->nonzero++;
 	metrics_count_add(&store->counts[index - store->base], count);
 	metrics_count_add(&store->total, count);
 }
@@ -252,6 +259,7 @@ metrics_sketch_reset(MetricsSketch *sketch)
 		if (store->counts != NULL)
 			memset(store->counts, 0, sizeof(int64) * store->size);
 		store->total = 0;
+		store->nonzero = 0;
 		store->hi = -1;
 		store->lo = 0;
 	}

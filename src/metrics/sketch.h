@@ -72,6 +72,7 @@ typedef struct MetricsXsum
 typedef struct MetricsSketchStore
 {
 	int64 total;   /* sum of counts */
+	int32 nonzero; /* buckets with a count */
 	int32 lo;	   /* lowest non-empty index, when total > 0 */
 	int32 hi;	   /* highest non-empty index, when total > 0 */
 	int32 base;	   /* index of counts[0] */

@@ -56,69 +56,72 @@ PG_FUNCTION_INFO_V1(metrics_sketch_out);
 PG_FUNCTION_INFO_V1(metrics_sketch_recv);
 PG_FUNCTION_INFO_V1(metrics_sketch_send);
 
-/* --- encoding helpers ---------------------------------------------------- */
+/* --- encoding ----------------------------------------------------------- */
 
-static void
-put_varint(StringInfo buf, uint64 v)
+static inline uint8 *
+put_varint(uint8 *p, uint64 v)
 {
-	do
+	while (v >= 0x80)
 	{
-		uint8 byte = v & 0x7F;
-
+		*p++ = (uint8) (v | 0x80);
 		v >>= 7;
-		if (v)
-			byte |= 0x80;
-		appendStringInfoChar(buf, (char) byte);
-	} while (v);
+	}
+	*p++ = (uint8) v;
+	return p;
 }
 
-static void
-put_uint64_le(StringInfo buf, uint64 v)
+static inline uint8 *
+put_uint32_le(uint8 *p, uint32 v)
 {
-	int i;
-
-	for (i = 0; i < 8; i++)
-		appendStringInfoChar(buf, (char) ((v >> (8 * i)) & 0xFF));
+	p[0] = (uint8) v;
+	p[1] = (uint8) (v >> 8);
+	p[2] = (uint8) (v >> 16);
+	p[3] = (uint8) (v >> 24);
+	return p + 4;
 }
 
-static void
-put_double(StringInfo buf, double d)
+static inline uint8 *
+put_double(uint8 *p, double d)
 {
 	uint64 bits;
 
 	memcpy(&bits, &d, sizeof(bits));
-	put_uint64_le(buf, bits);
+	p = put_uint32_le(p, (uint32) bits);
+	return put_uint32_le(p, (uint32) (bits >> 32));
 }
 
-static void
-put_store(StringInfo buf, const MetricsSketchStore *store)
+static int64
+store_buckets(const MetricsSketchStore *store)
+{
+	return store->total == 0 ? 0 : store->nonzero;
+}
+
+static uint8 *
+put_store(uint8 *p, const MetricsSketchStore *store, int64 nbuckets)
 {
 	int32 i;
 	int32 prev = 0;
-	uint64 n = 0;
+	bool first = true;
 
-	if (store->total == 0)
-	{
-		put_varint(buf, 0);
-		return;
-	}
-	for (i = store->lo; i <= store->hi; i++)
-		if (store->counts[i - store->base] != 0)
-			n++;
-	put_varint(buf, n);
-	for (i = store->lo; i <= store->hi; i++)
+	p = put_varint(p, (uint64) nbuckets);
+	if (nbuckets == 0)
+		return p;
+	for (i = store->lo; i <= store->hi && nbuckets > 0; i++)
 	{
 		int64 c = store->counts[i - store->base];
 
 		if (c == 0)
 			continue;
-		if (i == store->lo)
-			put_varint(buf, i >= 0 ? (uint64) i << 1 : ((uint64) (-(int64) i) << 1) - 1);
+		if (first)
+			p = put_varint(p, i >= 0 ? (uint64) i << 1 : ((uint64) (-(int64) i) << 1) - 1);
 		else
-			put_varint(buf, (uint64) (i - prev));
-		put_varint(buf, (uint64) c);
+			p = put_varint(p, (uint64) (i - prev));
+		p = put_varint(p, (uint64) c);
 		prev = i;
+		first = false;
+		nbuckets--;
 	}
+	return p;
 }
 
 /*
@@ -127,49 +130,51 @@ put_store(StringInfo buf, const MetricsSketchStore *store)
 bytea *
 metrics_sketch_serialize(const MetricsSketch *sketch)
 {
-	StringInfoData buf;
 	uint32 mag[METRICS_XSUM_LIMBS];
 	int lo;
 	int hi;
 	int i;
 	uint8 flags = 0;
+	int64 npos = store_buckets(&sketch->pos);
+	int64 nneg = store_buckets(&sketch->neg);
+	Size maxlen;
 	bytea *result;
+	uint8 *start;
+	uint8 *p;
 
-	initStringInfo(&buf);
-	appendStringInfoSpaces(&buf, VARHDRSZ);
 	if (metrics_xsum_magnitude(&sketch->sum, mag, &lo, &hi))
 		flags |= METRICS_FLAG_SUM_NEGATIVE;
 	if (sketch->collapsed)
 		flags |= METRICS_FLAG_COLLAPSED;
 
-	appendStringInfoChar(&buf, (char) METRICS_SKETCH_FORMAT);
-	appendStringInfoChar(&buf, (char) flags);
-	put_varint(&buf, (uint64) sketch->count);
+	/* Varints take at most 10 bytes. */
+	maxlen = VARHDRSZ + 2 + 10 + 16 + 10 + 20 + 4 * METRICS_XSUM_LIMBS +
+			 2 * 10 + 20 * (npos + nneg);
+	result = palloc(maxlen);
+	start = p = (uint8 *) VARDATA(result);
+
+	*p++ = METRICS_SKETCH_FORMAT;
+	*p++ = flags;
+	p = put_varint(p, (uint64) sketch->count);
 	if (sketch->count > 0)
 	{
-		put_double(&buf, sketch->min);
-		put_double(&buf, sketch->max);
+		p = put_double(p, sketch->min);
+		p = put_double(p, sketch->max);
 	}
-	put_varint(&buf, (uint64) sketch->zero);
+	p = put_varint(p, (uint64) sketch->zero);
 	if (hi < lo)
-		put_varint(&buf, 0);
+		p = put_varint(p, 0);
 	else
 	{
-		put_varint(&buf, (uint64) (hi - lo + 1));
-		put_varint(&buf, (uint64) lo);
+		p = put_varint(p, (uint64) (hi - lo + 1));
+		p = put_varint(p, (uint64) lo);
 		for (i = lo; i <= hi; i++)
-		{
-			appendStringInfoChar(&buf, (char) (mag[i] & 0xFF));
-			appendStringInfoChar(&buf, (char) ((mag[i] >> 8) & 0xFF));
-			appendStringInfoChar(&buf, (char) ((mag[i] >> 16) & 0xFF));
-			appendStringInfoChar(&buf, (char) ((mag[i] >> 24) & 0xFF));
-		}
+			p = put_uint32_le(p, mag[i]);
 	}
-	put_store(&buf, &sketch->pos);
-	put_store(&buf, &sketch->neg);
-
-	result = (bytea *) buf.data;
-	SET_VARSIZE(result, buf.len);
+	p = put_store(p, &sketch->pos, npos);
+	p = put_store(p, &sketch->neg, nneg);
+	Assert((Size) (p - start) + VARHDRSZ <= maxlen);
+	SET_VARSIZE(result, VARHDRSZ + (p - start));
 	return result;
 }
 

@@ -5,12 +5,18 @@
  *
  * metrics.record_many() and the metrics.ingest foreign table hand their
  * points to a MetricsPointWriter.  It routes each point to the leaf
- * partition of metrics.points its timestamp belongs to, buffers it there
- * in COPY's binary format, and feeds each buffer to PostgreSQL's own COPY
- * FROM machinery (BeginCopyFrom/CopyFrom) on that leaf, which inserts in
- * batches and maintains the leaf's indexes, constraints and triggers as a
- * COPY would.  Meanwhile it builds the per-minute sketches of the points
- * and queues them (queue.c) with the points, in the same transaction.
+ * partition of metrics.points its timestamp belongs to and buffers it
+ * there.  A buffer is written with table_multi_insert() when its leaf is a
+ * plain table of exactly the three columns with no index, trigger or check
+ * constraint and is not the default partition (the usual daily partition
+ * of partition maintenance).  Any other leaf gets the buffer in COPY's
+ * binary format through PostgreSQL's own COPY FROM machinery
+ * (BeginCopyFrom/CopyFrom), which maintains indexes, checks constraints,
+ * the partition constraint included, and fires triggers as a COPY would.
+ * The default partition always takes this path: its constraint changes
+ * when partitions are attached.  Meanwhile the writer builds the
+ * per-minute sketches of the points and queues them (queue.c) with the
+ * points, in the same transaction.
  *
  * Inserting into the leaves rather than through metrics.points bypasses
  * the parent's statement trigger (capture.c), which would otherwise queue
@@ -33,7 +39,11 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "catalog/partition.h"
 #include "commands/copy.h"
 #include "miscadmin.h"
@@ -56,11 +66,20 @@
 #define WRITER_FLUSH_POINTS 65536
 #define WRITER_FLUSH_DELTAS 16384
 
+typedef struct BufferedPoint
+{
+	int64 series_id;
+	TimestampTz ts;
+	double value;
+} BufferedPoint;
+
 typedef struct LeafBuffer
 {
 	Oid relid;
-	StringInfoData data; /* binary COPY tuples */
+	bool is_default; /* the default partition */
+	BufferedPoint *points;
 	int64 rows;
+	int64 size;
 	struct LeafBuffer *next;
 } LeafBuffer;
 
@@ -136,7 +155,7 @@ metrics_writer_begin(void)
 }
 
 static LeafBuffer *
-writer_leaf(MetricsPointWriter *w, Oid relid)
+writer_leaf(MetricsPointWriter *w, Oid relid, bool is_default)
 {
 	LeafBuffer *leaf;
 	MemoryContext old;
@@ -147,7 +166,9 @@ writer_leaf(MetricsPointWriter *w, Oid relid)
 	old = MemoryContextSwitchTo(w->cxt);
 	leaf = palloc0(sizeof(LeafBuffer));
 	leaf->relid = relid;
-	initStringInfo(&leaf->data);
+	leaf->is_default = is_default;
+	leaf->size = 1024;
+	leaf->points = palloc(sizeof(BufferedPoint) * leaf->size);
 	leaf->next = w->leaves;
 	w->leaves = leaf;
 	MemoryContextSwitchTo(old);
@@ -196,7 +217,7 @@ writer_route(MetricsPointWriter *w, TimestampTz ts)
 						RelationGetRelationName(w->parent)),
 				 errhint("Partitions of metrics.points must be plain tables.")));
 
-	leaf = writer_leaf(w, w->partdesc->oids[part]);
+	leaf = writer_leaf(w, w->partdesc->oids[part], !w->last_ranged);
 	w->last = leaf;
 	if (w->last_ranged)
 	{
@@ -223,32 +244,109 @@ writer_put_field(StringInfo buf, uint64 v)
 }
 
 /*
- * COPY one leaf's buffer into it.
+ * Whether a leaf can take table_multi_insert(): a plain table whose
+ * columns are exactly (series_id bigint, ts timestamptz, value float8),
+ * with nothing that COPY would have to maintain or check.
+ */
+static bool
+writer_leaf_is_plain(Relation rel)
+{
+	TupleDesc desc = RelationGetDescr(rel);
+	static const Oid types[3] = {INT8OID, TIMESTAMPTZOID, FLOAT8OID};
+	int i;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhasindex ||
+		rel->trigdesc != NULL || desc->natts != 3 ||
+		(desc->constr != NULL && (desc->constr->num_check > 0 ||
+								  desc->constr->has_generated_stored)))
+		return false;
+	for (i = 0; i < 3; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || att->atttypid != types[i])
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Insert a leaf's points with table_multi_insert(), in batches.
  */
 static void
-writer_copy_leaf(LeafBuffer *leaf)
+writer_insert_leaf(LeafBuffer *leaf, Relation rel)
 {
-	Relation rel;
+#define WRITER_BATCH 1000
+	TupleTableSlot *slots[WRITER_BATCH];
+	BulkInsertState bistate = GetBulkInsertState();
+	CommandId cid = GetCurrentCommandId(true);
+	int64 done = 0;
+	int nslots = 0;
+	int i;
+
+	while (done < leaf->rows)
+	{
+		int n = (int) Min(WRITER_BATCH, leaf->rows - done);
+
+		for (i = 0; i < n; i++)
+		{
+			BufferedPoint *p = &leaf->points[done + i];
+			TupleTableSlot *slot;
+
+			if (i >= nslots)
+				slots[nslots++] = table_slot_create(rel, NULL);
+			slot = slots[i];
+			ExecClearTuple(slot);
+			slot->tts_values[0] = Int64GetDatum(p->series_id);
+			slot->tts_values[1] = TimestampTzGetDatum(p->ts);
+			slot->tts_values[2] = Float8GetDatum(p->value);
+			slot->tts_isnull[0] = slot->tts_isnull[1] = slot->tts_isnull[2] = false;
+			ExecStoreVirtualTuple(slot);
+		}
+		CHECK_FOR_INTERRUPTS();
+		table_multi_insert(rel, slots, n, cid, 0, bistate);
+		done += n;
+	}
+	for (i = 0; i < nslots; i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	FreeBulkInsertState(bistate);
+	table_finish_bulk_insert(rel, 0);
+}
+
+/*
+ * Insert a leaf's points with COPY FROM, from a buffer in binary format.
+ */
+static void
+writer_copy_leaf(LeafBuffer *leaf, Relation rel)
+{
 	ParseState *pstate;
 	List *attnames;
 	List *options;
 	CopyFromState cstate;
 	StringInfoData data;
 	uint32 zero = 0;
+	uint16 nfields = pg_hton16(3);
 	int16 trailer = (int16) pg_hton16((uint16) -1);
+	int64 i;
 
-	if (leaf->rows == 0)
-		return;
-
-	/* Header, the tuples, trailer. */
 	initStringInfo(&data);
 	appendBinaryStringInfo(&data, writer_copy_header, sizeof(writer_copy_header) - 1);
 	appendBinaryStringInfo(&data, (const char *) &zero, 4); /* flags */
 	appendBinaryStringInfo(&data, (const char *) &zero, 4); /* extension */
-	appendBinaryStringInfo(&data, leaf->data.data, leaf->data.len);
+	for (i = 0; i < leaf->rows; i++)
+	{
+		BufferedPoint *p = &leaf->points[i];
+		uint64 bits;
+
+		memcpy(&bits, &p->value, sizeof(bits));
+		enlargeStringInfo(&data, 2 + 3 * 12);
+		appendBinaryStringInfoNT(&data, (const char *) &nfields, 2);
+		writer_put_field(&data, (uint64) p->series_id);
+		writer_put_field(&data, (uint64) p->ts);
+		writer_put_field(&data, bits);
+	}
 	appendBinaryStringInfo(&data, (const char *) &trailer, 2);
 
-	rel = table_open(leaf->relid, RowExclusiveLock);
 	pstate = make_parsestate(NULL);
 	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL,
 										 false, false);
@@ -272,22 +370,40 @@ writer_copy_leaf(LeafBuffer *leaf)
 	PG_END_TRY();
 
 	free_parsestate(pstate);
-	table_close(rel, NoLock);
 	pfree(data.data);
-	resetStringInfo(&leaf->data);
+}
+
+static void
+writer_write_leaf(LeafBuffer *leaf)
+{
+	Relation rel;
+
+	if (leaf->rows == 0)
+		return;
+	rel = table_open(leaf->relid, RowExclusiveLock);
+	if (!leaf->is_default && writer_leaf_is_plain(rel))
+		writer_insert_leaf(leaf, rel);
+	else
+		writer_copy_leaf(leaf, rel);
+	table_close(rel, NoLock);
 	leaf->rows = 0;
 }
 
 static void
-writer_flush(MetricsPointWriter *w)
+writer_flush_points(MetricsPointWriter *w)
 {
 	LeafBuffer *leaf;
 
 	for (leaf = w->leaves; leaf != NULL; leaf = leaf->next)
-		writer_copy_leaf(leaf);
+		writer_write_leaf(leaf);
+	w->buffered = 0;
+}
+
+static void
+writer_flush_deltas(MetricsPointWriter *w)
+{
 	metrics_deltas_flush(w->deltas);
 	MemoryContextReset(w->delta_cxt);
-	w->buffered = 0;
 }
 
 /*
@@ -298,22 +414,24 @@ metrics_writer_add(MetricsPointWriter *w, int64 series_id, TimestampTz ts,
 				   double value)
 {
 	LeafBuffer *leaf;
-	uint16 nfields = pg_hton16(3);
-	uint64 bits;
+	BufferedPoint *p;
 
 	metrics_deltas_add(w->deltas, w->delta_cxt, series_id, ts, value);
 	leaf = writer_route(w, ts);
-	memcpy(&bits, &value, sizeof(bits));
-	enlargeStringInfo(&leaf->data, 2 + 3 * 12);
-	appendBinaryStringInfoNT(&leaf->data, (const char *) &nfields, 2);
-	writer_put_field(&leaf->data, (uint64) series_id);
-	writer_put_field(&leaf->data, (uint64) ts);
-	writer_put_field(&leaf->data, bits);
-	leaf->rows++;
+	if (leaf->rows >= leaf->size)
+	{
+		leaf->size *= 2;
+		leaf->points = repalloc_huge(leaf->points, sizeof(BufferedPoint) * leaf->size);
+	}
+	p = &leaf->points[leaf->rows++];
+	p->series_id = series_id;
+	p->ts = ts;
+	p->value = value;
 	w->total++;
-	if (++w->buffered >= WRITER_FLUSH_POINTS ||
-		hash_get_num_entries(w->deltas) >= WRITER_FLUSH_DELTAS)
-		writer_flush(w);
+	if (++w->buffered >= WRITER_FLUSH_POINTS)
+		writer_flush_points(w);
+	if (hash_get_num_entries(w->deltas) >= WRITER_FLUSH_DELTAS)
+		writer_flush_deltas(w);
 }
 
 /*
@@ -326,7 +444,8 @@ metrics_writer_finish(MetricsPointWriter *w)
 {
 	uint64 total;
 
-	writer_flush(w);
+	writer_flush_points(w);
+	writer_flush_deltas(w);
 	total = w->total;
 	DestroyPartitionDirectory(w->pdir);
 	table_close(w->parent, NoLock);
