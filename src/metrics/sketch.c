@@ -361,8 +361,9 @@ metrics_sketch_merge(MetricsSketch *dst, const MetricsSketch *src)
 /*
  * The q-quantile (0 <= q <= 1) of a non-empty sketch: the estimate of the
  * value of rank max(1, ceil(q * count)) in ascending order, the rank
- * percentile_disc() uses, clamped to [min, max].  Unless the sketch
- * collapsed, it is within METRICS_SKETCH_ALPHA of that value, relatively.
+ * percentile_disc() uses, clamped to [min, max], and exactly min or max
+ * for the first and last ranks.  Unless the sketch collapsed, it is within
+ * METRICS_SKETCH_ALPHA of that value, relatively.
  */
 double
 metrics_sketch_quantile(const MetricsSketch *sketch, double q)
@@ -378,6 +379,11 @@ metrics_sketch_quantile(const MetricsSketch *sketch, double q)
 		rank = 1;
 	if (rank > sketch->count)
 		rank = sketch->count;
+	/* The extremes are known exactly. */
+	if (rank == 1)
+		return sketch->min;
+	if (rank == sketch->count)
+		return sketch->max;
 
 	if (rank <= sketch->neg.total)
 	{
