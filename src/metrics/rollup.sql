@@ -235,7 +235,7 @@ BEGIN
 		detail := format('%s points waiting to be rolled up.', waiting);
 	END IF;
 	IF coalesce(state.late_points, 0) > 0 THEN
-		detail := detail || format(' %s points arrived later than the setting "metrics.rollup_lateness" allows and were not rolled up, the last at %s.',
+		detail := detail || format(' Points that arrived later than the setting "metrics.rollup_lateness" allows are not rolled up: %s so far, the last at %s.',
 								   state.late_points, state.last_late_at);
 	END IF;
 	RETURN NEXT;
