@@ -75,7 +75,4 @@ extern void metrics_writer_add(MetricsPointWriter *writer, int64 series_id,
 							   TimestampTz ts, double value);
 extern uint64 metrics_writer_finish(MetricsPointWriter *writer);
 
-/* capture.c */
-extern bool metrics_capture_trusted;
-
 #endif /* METRICS_METRICS_H */

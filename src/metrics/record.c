@@ -118,16 +118,7 @@ metrics_record(PG_FUNCTION_ARGS)
 	args[0] = Int64GetDatum(series_id);
 	args[1] = TimestampTzGetDatum(ts);
 	args[2] = Float8GetDatum(value);
-	metrics_capture_trusted = true;
-	PG_TRY();
-	{
-		ret = SPI_execute_plan(record_plan, args, NULL, false, 0);
-	}
-	PG_FINALLY();
-	{
-		metrics_capture_trusted = false;
-	}
-	PG_END_TRY();
+	ret = SPI_execute_plan(record_plan, args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 	SPI_finish();
