@@ -123,6 +123,15 @@ SELECT metrics.rollup() AS rolled_up;
 SELECT * FROM check_rollups;
 SELECT runs, points, late_points FROM metrics.rollup_state;
 
+-- rebuild_rollups() recomputes a range, widened to whole days, from the
+-- raw points: here after the rollups of one day were damaged by hand.
+UPDATE metrics.rollups SET count = 0, sketch = NULL
+ WHERE bucket_start >= '2024-04-02' AND bucket_start < '2024-04-03';
+SELECT metrics.rebuild_rollups('2024-04-02 00:30', '2024-04-02 01:00') AS rebuilt;
+SELECT count(*) AS points_that_day FROM metrics.points WHERE ts >= '2024-04-02' AND ts < '2024-04-03';
+SELECT * FROM check_rollups;
+SELECT try($$SELECT metrics.rebuild_rollups('2024-04-03', '2024-04-02')$$);
+
 -- Points later than the lateness are not rolled up, and counted; query()
 -- leaves them out too.
 SELECT opsdata.set_setting('metrics.rollup_lateness', '1 hour');

@@ -155,6 +155,8 @@ queue_insert_direct(Relation rel, Datum *ids, Datum *minutes, Datum *sketches,
 	BulkInsertState bistate = GetBulkInsertState();
 	CommandId cid = GetCurrentCommandId(true);
 	Datum queued_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	/* Not reference-counted: slots over it cost nothing to the resource owner. */
+	TupleDesc desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	long done = 0;
 	int nslots = 0;
 	int i;
@@ -168,7 +170,7 @@ queue_insert_direct(Relation rel, Datum *ids, Datum *minutes, Datum *sketches,
 			TupleTableSlot *slot;
 
 			if (i >= nslots)
-				slots[nslots++] = table_slot_create(rel, NULL);
+				slots[nslots++] = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
 			slot = slots[i];
 			ExecClearTuple(slot);
 			slot->tts_values[0] = ids[done + i];

@@ -89,6 +89,58 @@ $$;
 COMMENT ON FUNCTION metrics.rollup() IS 'Roll up the points recorded since the last run into every rollup width, exactly once; returns how many points';
 
 --
+-- metrics.rebuild_rollups(from, to): recompute the rollups of a time range
+-- from the raw points, e.g. after changing the rollup widths.  The range
+-- is widened to whole buckets of the coarsest width.  The rollups of the
+-- range and its queued contributions are replaced, in one transaction,
+-- by the sketches of the points the transaction sees, which are then
+-- rolled up; the contributions of transactions still in progress are not
+-- visible, and neither are their points, so nothing is counted twice or
+-- lost.  Points already removed by retention are not in the result.
+--
+CREATE FUNCTION metrics.rebuild_rollups("from" timestamptz, "to" timestamptz) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	widths interval[] := opsdata.setting('metrics.rollup_widths')::interval[];
+	coarsest interval;
+	origin timestamptz := timestamptz '2000-01-03 00:00:00+00';
+	lo timestamptz;
+	hi timestamptz;
+BEGIN
+	IF "from" IS NULL OR "to" IS NULL OR "from" >= "to" THEN
+		RAISE EXCEPTION 'invalid time range for metrics.rebuild_rollups()'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give a range whose start is before its end.';
+	END IF;
+	coarsest := widths[cardinality(widths)];
+	lo := date_bin(coarsest, "from", origin);
+	hi := date_bin(coarsest, "to", origin);
+	IF hi < "to" THEN
+		hi := hi + coarsest;
+	END IF;
+
+	-- Serialize with metrics.rollup().
+	INSERT INTO metrics.rollup_state DEFAULT VALUES ON CONFLICT DO NOTHING;
+	PERFORM FROM metrics.rollup_state FOR UPDATE;
+
+	DELETE FROM metrics.rollups WHERE bucket_start >= lo AND bucket_start < hi;
+	DELETE FROM metrics.rollup_queue WHERE bucket_start >= lo AND bucket_start < hi;
+	-- Queued as of their own minute, so that lateness does not apply.
+	INSERT INTO metrics.rollup_queue (series_id, bucket_start, queued_at, sketch)
+	SELECT series_id, date_bin(interval '1 minute', ts, origin), date_bin(interval '1 minute', ts, origin),
+		   metrics.sketch_agg(value)
+	  FROM metrics.points
+	 WHERE ts >= lo AND ts < hi
+	 GROUP BY 1, 2;
+	RETURN metrics.rollup();
+END
+$$;
+
+COMMENT ON FUNCTION metrics.rebuild_rollups(timestamptz, timestamptz) IS 'Recompute the rollups of a time range (widened to whole buckets) from the raw points; returns how many points were rolled up';
+
+--
 -- metrics.expire_rollups(): remove the buckets older than the retention
 -- of their width.  Raw points are kept or dropped by partition
 -- maintenance on their own schedule; neither affects the other.
@@ -261,4 +313,5 @@ $$;
 COMMENT ON FUNCTION metrics._health_metrics() IS 'Internal: the metrics rows of opsdata.health(): rollup lag and series cardinality';
 
 GRANT EXECUTE ON FUNCTION metrics.query(text, jsonb, timestamptz, timestamptz, interval) TO opsdata_reader;
-GRANT EXECUTE ON FUNCTION metrics.rollup(), metrics.expire_rollups() TO opsdata_admin;
+GRANT EXECUTE ON FUNCTION metrics.rollup(), metrics.expire_rollups(),
+	metrics.rebuild_rollups(timestamptz, timestamptz) TO opsdata_admin;

@@ -36,8 +36,12 @@ static double metrics_log_gamma = 0.0;
 static double metrics_index_multiplier = 0.0;
 static double metrics_log_value_factor = 0.0;
 
-/* Extra counters allocated beyond what is needed when a store grows. */
-#define METRICS_STORE_SLACK 8
+/*
+ * Counters allocated beyond what is needed when a store grows, and the
+ * smallest window allocated: most sketches then never grow.
+ */
+#define METRICS_STORE_SLACK	   8
+#define METRICS_STORE_MIN_SIZE 64
 
 static void
 metrics_sketch_constants(void)
@@ -135,7 +139,7 @@ metrics_store_cover(MetricsSketch *sketch, MetricsSketchStore *store, int32 lo,
 		hi < store->base + store->size)
 		return;
 
-	size = Max(span + 2 * METRICS_STORE_SLACK, store->size * 2);
+	size = Max(Max(span + 2 * METRICS_STORE_SLACK, store->size * 2), METRICS_STORE_MIN_SIZE);
 	size = Min(size, METRICS_SKETCH_MAX_BUCKETS + 2 * METRICS_STORE_SLACK);
 	base = lo - (size - span) / 2;
 

@@ -100,6 +100,10 @@ struct MetricsPointWriter
 	HTAB *deltas;
 	int64 buffered;
 	uint64 total;
+	/* Slots for table_multi_insert(), made on first use. */
+	TupleDesc slot_desc;
+	TupleTableSlot **slots;
+	int nslots;
 };
 
 /* The buffer CopyFrom reads, while it runs. */
@@ -137,8 +141,9 @@ metrics_writer_begin(void)
 
 	metrics_check_writable("metrics ingest");
 	w->cxt = cxt;
+	/* Small blocks: malloc keeps them for the next writer. */
 	w->delta_cxt = AllocSetContextCreate(cxt, "pg_opsdata point writer deltas",
-										 ALLOCSET_DEFAULT_SIZES);
+										 0, 8 * 1024, 64 * 1024);
 	relid = metrics_relid("points");
 	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_INSERT);
 	if (aclresult != ACLCHECK_OK)
@@ -271,19 +276,28 @@ writer_leaf_is_plain(Relation rel)
 }
 
 /*
- * Insert a leaf's points with table_multi_insert(), in batches.
+ * Insert a leaf's points with table_multi_insert(), in batches.  The slots
+ * are the writer's, over a copy of the leaf's descriptor that is not
+ * reference-counted (plain leaves all have the same three columns), so
+ * that they cost nothing to the resource owner.
  */
-static void
-writer_insert_leaf(LeafBuffer *leaf, Relation rel)
-{
 #define WRITER_BATCH 1000
-	TupleTableSlot *slots[WRITER_BATCH];
+static void
+writer_insert_leaf(MetricsPointWriter *w, LeafBuffer *leaf, Relation rel)
+{
 	BulkInsertState bistate = GetBulkInsertState();
 	CommandId cid = GetCurrentCommandId(true);
 	int64 done = 0;
-	int nslots = 0;
 	int i;
 
+	if (w->slots == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
+		w->slot_desc = CreateTupleDescCopy(RelationGetDescr(rel));
+		w->slots = palloc(sizeof(TupleTableSlot *) * WRITER_BATCH);
+		MemoryContextSwitchTo(old);
+	}
 	while (done < leaf->rows)
 	{
 		int n = (int) Min(WRITER_BATCH, leaf->rows - done);
@@ -293,9 +307,14 @@ writer_insert_leaf(LeafBuffer *leaf, Relation rel)
 			BufferedPoint *p = &leaf->points[done + i];
 			TupleTableSlot *slot;
 
-			if (i >= nslots)
-				slots[nslots++] = table_slot_create(rel, NULL);
-			slot = slots[i];
+			if (i >= w->nslots)
+			{
+				MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
+				w->slots[w->nslots++] = MakeSingleTupleTableSlot(w->slot_desc, &TTSOpsHeapTuple);
+				MemoryContextSwitchTo(old);
+			}
+			slot = w->slots[i];
 			ExecClearTuple(slot);
 			slot->tts_values[0] = Int64GetDatum(p->series_id);
 			slot->tts_values[1] = TimestampTzGetDatum(p->ts);
@@ -304,11 +323,9 @@ writer_insert_leaf(LeafBuffer *leaf, Relation rel)
 			ExecStoreVirtualTuple(slot);
 		}
 		CHECK_FOR_INTERRUPTS();
-		table_multi_insert(rel, slots, n, cid, 0, bistate);
+		table_multi_insert(rel, w->slots, n, cid, 0, bistate);
 		done += n;
 	}
-	for (i = 0; i < nslots; i++)
-		ExecDropSingleTupleTableSlot(slots[i]);
 	FreeBulkInsertState(bistate);
 	table_finish_bulk_insert(rel, 0);
 }
@@ -374,7 +391,7 @@ writer_copy_leaf(LeafBuffer *leaf, Relation rel)
 }
 
 static void
-writer_write_leaf(LeafBuffer *leaf)
+writer_write_leaf(MetricsPointWriter *w, LeafBuffer *leaf)
 {
 	Relation rel;
 
@@ -382,7 +399,7 @@ writer_write_leaf(LeafBuffer *leaf)
 		return;
 	rel = table_open(leaf->relid, RowExclusiveLock);
 	if (!leaf->is_default && writer_leaf_is_plain(rel))
-		writer_insert_leaf(leaf, rel);
+		writer_insert_leaf(w, leaf, rel);
 	else
 		writer_copy_leaf(leaf, rel);
 	table_close(rel, NoLock);
@@ -395,7 +412,7 @@ writer_flush_points(MetricsPointWriter *w)
 	LeafBuffer *leaf;
 
 	for (leaf = w->leaves; leaf != NULL; leaf = leaf->next)
-		writer_write_leaf(leaf);
+		writer_write_leaf(w, leaf);
 	w->buffered = 0;
 }
 
@@ -443,10 +460,13 @@ uint64
 metrics_writer_finish(MetricsPointWriter *w)
 {
 	uint64 total;
+	int i;
 
 	writer_flush_points(w);
 	writer_flush_deltas(w);
 	total = w->total;
+	for (i = 0; i < w->nslots; i++)
+		ExecDropSingleTupleTableSlot(w->slots[i]);
 	DestroyPartitionDirectory(w->pdir);
 	table_close(w->parent, NoLock);
 	MemoryContextDelete(w->cxt);

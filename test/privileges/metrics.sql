@@ -29,5 +29,6 @@ SELECT func, role FROM (VALUES
 	('metrics.record_many', ARRAY['opsdata_admin', 'opsdata_writer']),
 	('metrics.query', ARRAY['opsdata_admin', 'opsdata_reader']),
 	('metrics.rollup', ARRAY['opsdata_admin']),
+	('metrics.rebuild_rollups', ARRAY['opsdata_admin']),
 	('metrics.expire_rollups', ARRAY['opsdata_admin'])
 ) v(func, roles), unnest(roles) AS role;
