@@ -96,7 +96,8 @@ COMMENT ON FUNCTION metrics.rollup() IS 'Roll up the points recorded since the l
 -- by the sketches of the points the transaction sees, which are then
 -- rolled up; the contributions of transactions still in progress are not
 -- visible, and neither are their points, so nothing is counted twice or
--- lost.  Points already removed by retention are not in the result.
+-- lost.  Points already removed by retention are not in the result;
+-- rollups of widths no longer configured are left alone.
 --
 CREATE FUNCTION metrics.rebuild_rollups("from" timestamptz, "to" timestamptz) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -125,7 +126,7 @@ BEGIN
 	INSERT INTO metrics.rollup_state DEFAULT VALUES ON CONFLICT DO NOTHING;
 	PERFORM FROM metrics.rollup_state FOR UPDATE;
 
-	DELETE FROM metrics.rollups WHERE bucket_start >= lo AND bucket_start < hi;
+	DELETE FROM metrics.rollups WHERE bucket_width = ANY (widths) AND bucket_start >= lo AND bucket_start < hi;
 	DELETE FROM metrics.rollup_queue WHERE bucket_start >= lo AND bucket_start < hi;
 	-- Queued as of their own minute, so that lateness does not apply.
 	INSERT INTO metrics.rollup_queue (series_id, bucket_start, queued_at, sketch)
