@@ -124,5 +124,6 @@ extern bytea *metrics_sketch_serialize(const MetricsSketch *sketch);
 extern MetricsSketch *metrics_sketch_deserialize(const bytea *data,
 												 MemoryContext cxt);
 extern MetricsSketch *metrics_sketch_from_datum(Datum datum, MemoryContext cxt);
+extern void metrics_sketch_read_header(Datum datum, MetricsSketch *sketch);
 
 #endif /* METRICS_SKETCH_H */

@@ -288,43 +288,37 @@ get_store(SketchReader *r, MetricsSketch *sketch, bool negative,
 }
 
 /*
- * Decode a stored sketch (not toasted) into a new sketch in cxt.
+ * Read the fields before the buckets (format, flags, count, min, max,
+ * zeros and the exact sum) into sketch, leaving the reader at the buckets.
  */
-MetricsSketch *
-metrics_sketch_deserialize(const bytea *data, MemoryContext cxt)
+static void
+get_header(SketchReader *r, MetricsSketch *sketch, uint8 *flags_out)
 {
-	SketchReader r;
-	MetricsSketch *sketch = metrics_sketch_create(cxt);
 	uint8 flags;
 	uint64 nlimbs;
-	int64 pos_total;
-	int64 neg_total;
-	int64 sum;
 
-	r.p = (const uint8 *) VARDATA_ANY(data);
-	r.end = r.p + VARSIZE_ANY_EXHDR(data);
-	if (r.end - r.p < 2)
+	if (r->end - r->p < 2)
 		sketch_corrupt("The data is too short.");
-	if (r.p[0] != METRICS_SKETCH_FORMAT)
+	if (r->p[0] != METRICS_SKETCH_FORMAT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("unsupported sketch format version %d", r.p[0]),
+				 errmsg("unsupported sketch format version %d", r->p[0]),
 				 errhint("The sketch was written by a newer version of pg_opsdata.")));
-	flags = r.p[1];
-	r.p += 2;
+	flags = r->p[1];
+	r->p += 2;
 	if (flags & ~(METRICS_FLAG_COLLAPSED | METRICS_FLAG_SUM_NEGATIVE))
 		sketch_corrupt("Unknown flags are set.");
-	sketch->count = get_count(&r);
+	sketch->count = get_count(r);
 	if (sketch->count > 0)
 	{
-		sketch->min = get_double(&r);
-		sketch->max = get_double(&r);
+		sketch->min = get_double(r);
+		sketch->max = get_double(r);
 		if (sketch->min > sketch->max)
 			sketch_corrupt("The minimum is greater than the maximum.");
 	}
-	sketch->zero = get_count(&r);
+	sketch->zero = get_count(r);
 
-	nlimbs = get_varint(&r);
+	nlimbs = get_varint(r);
 	if (nlimbs == 0)
 	{
 		if (flags & METRICS_FLAG_SUM_NEGATIVE)
@@ -333,25 +327,65 @@ metrics_sketch_deserialize(const bytea *data, MemoryContext cxt)
 	else
 	{
 		uint32 mag[METRICS_XSUM_LIMBS];
-		uint64 lo = get_varint(&r);
+		uint64 lo = get_varint(r);
 		uint64 i;
 
 		if (nlimbs >= METRICS_XSUM_LIMBS || lo + nlimbs >= METRICS_XSUM_LIMBS)
 			sketch_corrupt("The sum is out of range.");
-		if ((uint64) (r.end - r.p) < 4 * nlimbs)
+		if ((uint64) (r->end - r->p) < 4 * nlimbs)
 			sketch_corrupt("The data ends in the middle of the sum.");
 		memset(mag, 0, sizeof(mag));
 		for (i = 0; i < nlimbs; i++)
 		{
-			mag[lo + i] = (uint32) r.p[0] | (uint32) r.p[1] << 8 |
-						  (uint32) r.p[2] << 16 | (uint32) r.p[3] << 24;
-			r.p += 4;
+			mag[lo + i] = (uint32) r->p[0] | (uint32) r->p[1] << 8 |
+						  (uint32) r->p[2] << 16 | (uint32) r->p[3] << 24;
+			r->p += 4;
 		}
 		if (!metrics_xsum_set_magnitude(&sketch->sum,
 										(flags & METRICS_FLAG_SUM_NEGATIVE) != 0,
 										mag, (int) lo, (int) (lo + nlimbs - 1)))
 			sketch_corrupt("The sum is not in canonical form.");
 	}
+	*flags_out = flags;
+}
+
+/*
+ * Count, min, max, zeros and sum of a sketch datum, without decoding its
+ * buckets: what the accessors need.  The result's stores are empty.
+ */
+void
+metrics_sketch_read_header(Datum datum, MetricsSketch *sketch)
+{
+	bytea *data = (bytea *) PG_DETOAST_DATUM_PACKED(datum);
+	SketchReader r;
+	uint8 flags;
+
+	sketch->cxt = CurrentMemoryContext;
+	sketch->count = sketch->zero = 0;
+	sketch->min = sketch->max = 0.0;
+	metrics_xsum_init(&sketch->sum);
+	r.p = (const uint8 *) VARDATA_ANY(data);
+	r.end = r.p + VARSIZE_ANY_EXHDR(data);
+	get_header(&r, sketch, &flags);
+	sketch->collapsed = (flags & METRICS_FLAG_COLLAPSED) != 0;
+}
+
+/*
+ * Decode a stored sketch (not toasted) into a new sketch in cxt.
+ */
+MetricsSketch *
+metrics_sketch_deserialize(const bytea *data, MemoryContext cxt)
+{
+	SketchReader r;
+	MetricsSketch *sketch = metrics_sketch_create(cxt);
+	uint8 flags;
+	int64 pos_total;
+	int64 neg_total;
+	int64 sum;
+
+	r.p = (const uint8 *) VARDATA_ANY(data);
+	r.end = r.p + VARSIZE_ANY_EXHDR(data);
+	get_header(&r, sketch, &flags);
 
 	get_store(&r, sketch, false, &pos_total);
 	get_store(&r, sketch, true, &neg_total);

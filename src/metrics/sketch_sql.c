@@ -175,44 +175,45 @@ metrics_sketch_merge2(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(metrics_sketch_serialize(a));
 }
 
+/* The accessors read the header of the stored form only. */
 Datum
 metrics_sketch_count(PG_FUNCTION_ARGS)
 {
-	MetricsSketch *s = metrics_sketch_from_datum(PG_GETARG_DATUM(0),
-												 CurrentMemoryContext);
+	MetricsSketch s;
 
-	PG_RETURN_INT64(s->count);
+	metrics_sketch_read_header(PG_GETARG_DATUM(0), &s);
+	PG_RETURN_INT64(s.count);
 }
 
 Datum
 metrics_sketch_sum(PG_FUNCTION_ARGS)
 {
-	MetricsSketch *s = metrics_sketch_from_datum(PG_GETARG_DATUM(0),
-												 CurrentMemoryContext);
+	MetricsSketch s;
 
-	PG_RETURN_FLOAT8(metrics_xsum_value(&s->sum));
+	metrics_sketch_read_header(PG_GETARG_DATUM(0), &s);
+	PG_RETURN_FLOAT8(metrics_xsum_value(&s.sum));
 }
 
 Datum
 metrics_sketch_min(PG_FUNCTION_ARGS)
 {
-	MetricsSketch *s = metrics_sketch_from_datum(PG_GETARG_DATUM(0),
-												 CurrentMemoryContext);
+	MetricsSketch s;
 
-	if (s->count == 0)
+	metrics_sketch_read_header(PG_GETARG_DATUM(0), &s);
+	if (s.count == 0)
 		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(s->min);
+	PG_RETURN_FLOAT8(s.min);
 }
 
 Datum
 metrics_sketch_max(PG_FUNCTION_ARGS)
 {
-	MetricsSketch *s = metrics_sketch_from_datum(PG_GETARG_DATUM(0),
-												 CurrentMemoryContext);
+	MetricsSketch s;
 
-	if (s->count == 0)
+	metrics_sketch_read_header(PG_GETARG_DATUM(0), &s);
+	if (s.count == 0)
 		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(s->max);
+	PG_RETURN_FLOAT8(s.max);
 }
 
 /*
