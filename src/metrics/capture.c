@@ -7,8 +7,8 @@
  * metrics.points with a transition table: it reads the rows the statement
  * inserted (through the parent, whatever partition they went to), builds
  * one sketch per series and minute, and queues them (queue.c) in the
- * inserting transaction.  It is how an INSERT by the application, and
- * metrics.record(), reach the rollups.
+ * inserting transaction.  It is how an INSERT (or COPY) into
+ * metrics.points by the application reaches the rollups.
  *
  * Rows written into a partition directly, as COPY of a restored dump or
  * the bulk writer (writer.c) do, do not fire it: the writer queues its

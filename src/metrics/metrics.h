@@ -8,12 +8,12 @@
  * their contribution to the rollups in metrics.rollup_queue, in the same
  * transaction as the points:
  *
- *	 - metrics.record() inserts through metrics.points, whose statement
- *	   trigger (capture.c) queues what any INSERT into metrics.points adds;
- *	 - metrics.record_many() and the metrics.ingest foreign table (COPY)
- *	   buffer points in a MetricsPointWriter (writer.c), which writes them
- *	   straight into the leaf partitions with COPY's bulk insertion and
- *	   queues their sketches itself.
+ *	 - metrics.record(), metrics.record_many() and the metrics.ingest foreign
+ *	   table (COPY) hand points to a MetricsPointWriter (writer.c), which
+ *	   writes them straight into the leaf partitions of metrics.points and
+ *	   queues their sketches itself;
+ *	 - an INSERT into metrics.points by the application fires its statement
+ *	   trigger (capture.c), which queues what the statement added.
  *
  * Series ids are resolved through a per-backend cache (series.c).
  *

@@ -3,12 +3,11 @@
  * record.c
  *		metrics.record() and metrics.record_many(): recording points.
  *
- * record() resolves its series through the cache (series.c) and inserts
- * one row through metrics.points with a saved plan; the statement trigger
- * on metrics.points (capture.c) queues its rollup contribution.
- * record_many() checks every element first, then hands the points to a
- * MetricsPointWriter (writer.c), which bulk-inserts them and queues their
- * contributions itself.
+ * Both resolve series through the cache (series.c) and hand their points
+ * to a MetricsPointWriter (writer.c), which inserts them into the leaf
+ * partitions of metrics.points and queues their rollup contributions in
+ * the same transaction; record_many() checks every element before it
+ * writes anything.
  *
  * Both run as the caller: recording needs SELECT and INSERT on
  * metrics.series and INSERT on metrics.points, which opsdata_writer has.
@@ -25,8 +24,8 @@
 
 #include <math.h>
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -37,10 +36,6 @@
 
 PG_FUNCTION_INFO_V1(metrics_record);
 PG_FUNCTION_INFO_V1(metrics_record_many);
-
-/* record()'s insert, prepared once per backend and table. */
-static SPIPlanPtr record_plan = NULL;
-static Oid record_plan_relid = InvalidOid;
 
 static void
 record_check_ts(TimestampTz ts)
@@ -75,9 +70,7 @@ metrics_record(PG_FUNCTION_ARGS)
 	Jsonb *tags;
 	TimestampTz ts;
 	int64 series_id;
-	Oid relid;
-	Datum args[3];
-	int ret;
+	MetricsPointWriter *writer;
 
 	if (PG_ARGISNULL(0))
 		record_null_error("name", 0);
@@ -97,31 +90,9 @@ metrics_record(PG_FUNCTION_ARGS)
 
 	series_id = metrics_series_resolve(name, tags);
 
-	relid = metrics_relid("points");
-	SPI_connect();
-	if (record_plan == NULL || record_plan_relid != relid)
-	{
-		Oid argtypes[3] = {INT8OID, TIMESTAMPTZOID, FLOAT8OID};
-		SPIPlanPtr plan;
-
-		if (record_plan != NULL)
-			SPI_freeplan(record_plan);
-		record_plan = NULL;
-		plan = SPI_prepare("INSERT INTO metrics.points (series_id, ts, value) VALUES ($1, $2, $3)",
-						   3, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		record_plan = plan;
-		record_plan_relid = relid;
-	}
-	args[0] = Int64GetDatum(series_id);
-	args[1] = TimestampTzGetDatum(ts);
-	args[2] = Float8GetDatum(value);
-	ret = SPI_execute_plan(record_plan, args, NULL, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-	SPI_finish();
+	writer = metrics_writer_begin();
+	metrics_writer_add(writer, series_id, ts, value);
+	metrics_writer_finish(writer);
 
 	PG_RETURN_INT64(series_id);
 }
