@@ -59,8 +59,11 @@ BEGIN
 				   r.count AS old_count, r.sum AS old_sum, r.min AS old_min, r.max AS old_max,
 				   metrics.sketch_merge(r.sketch, d.s) AS s
 			  FROM d%1$s d
-			  LEFT JOIN metrics.rollups r
-				ON r.series_id = d.series_id AND r.bucket_width = $1[%1$s] AND r.bucket_start = d.b
+			  -- one index probe per bucket, whatever the size of the table
+			  LEFT JOIN LATERAL (
+				SELECT * FROM metrics.rollups x
+				 WHERE x.series_id = d.series_id AND x.bucket_width = $1[%1$s] AND x.bucket_start = d.b
+				 LIMIT 1) r ON true
 		), u%1$s AS (
 			INSERT INTO metrics.rollups AS r (series_id, bucket_width, bucket_start, count, sum, min, max, sketch)
 			SELECT series_id, $1[%1$s], b,
