@@ -29,6 +29,7 @@
 
 #include "commands/trigger.h"
 #include "executor/tuptable.h"
+#include "miscadmin.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -94,6 +95,7 @@ metrics_points_inserted(PG_FUNCTION_ARGS)
 		TimestampTz ts = DatumGetTimestampTz(slot_getattr(slot, att_ts, &isnull));
 		double value = DatumGetFloat8(slot_getattr(slot, att_value, &isnull));
 
+		CHECK_FOR_INTERRUPTS();
 		if (TIMESTAMP_NOT_FINITE(ts))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),

@@ -26,6 +26,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -195,6 +196,7 @@ metrics_record_many(PG_FUNCTION_ARGS)
 		int ti = ntags == 1 ? 0 : i;
 		Jsonb *t;
 
+		CHECK_FOR_INTERRUPTS();
 		if (name_nulls[ni])
 			record_null_error("name", ni + 1);
 		if (val_nulls[i])
