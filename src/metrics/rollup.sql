@@ -51,31 +51,25 @@ BEGIN
 			  FROM d%2$s GROUP BY 1, 2
 		)$q$, i, i - 1);
 		END IF;
-		-- Merge each delta with its bucket once; the rollup_state lock keeps
-		-- other runs from writing the bucket meanwhile.  A bucket without a
-		-- sketch (not written by a run) keeps its own count and sum.
-		stmt := stmt || format($q$, m%1$s AS (
-			SELECT d.series_id, d.b, r.series_id IS NOT NULL AND r.sketch IS NULL AS bare,
-				   r.count AS old_count, r.sum AS old_sum, r.min AS old_min, r.max AS old_max,
-				   metrics.sketch_merge(r.sketch, d.s) AS s
-			  FROM d%1$s d
-			  -- one index probe per bucket, whatever the size of the table
-			  LEFT JOIN LATERAL (
-				SELECT * FROM metrics.rollups x
-				 WHERE x.series_id = d.series_id AND x.bucket_width = $1[%1$s] AND x.bucket_start = d.b
-				 LIMIT 1) r ON true
-		), u%1$s AS (
+		-- A delta for an existing bucket is merged into it once, through
+		-- the conflict on the primary key; a bucket without a sketch (not
+		-- written by a run) keeps its own count, sum, min and max.
+		stmt := stmt || format($q$, u%1$s AS (
 			INSERT INTO metrics.rollups AS r (series_id, bucket_width, bucket_start, count, sum, min, max, sketch)
-			SELECT series_id, $1[%1$s], b,
-				   metrics.sketch_count(s) + CASE WHEN bare THEN old_count ELSE 0 END,
-				   metrics.sketch_sum(s) + CASE WHEN bare THEN old_sum ELSE 0 END,
-				   CASE WHEN bare THEN least(old_min, metrics.sketch_min(s)) ELSE metrics.sketch_min(s) END,
-				   CASE WHEN bare THEN greatest(old_max, metrics.sketch_max(s)) ELSE metrics.sketch_max(s) END,
-				   s
-			  FROM m%1$s
+			SELECT series_id, $1[%1$s], b, metrics.sketch_count(s), metrics.sketch_sum(s),
+				   metrics.sketch_min(s), metrics.sketch_max(s), s
+			  FROM d%1$s
 			ON CONFLICT (series_id, bucket_width, bucket_start) DO UPDATE
-			   SET count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max,
-				   sketch = excluded.sketch, updated_at = now()
+			   SET (sketch, count, sum, min, max, updated_at) = (
+					SELECT m.s,
+						   metrics.sketch_count(m.s) + CASE WHEN r.sketch IS NULL THEN r.count ELSE 0 END,
+						   metrics.sketch_sum(m.s) + CASE WHEN r.sketch IS NULL THEN r.sum ELSE 0 END,
+						   CASE WHEN r.sketch IS NULL THEN least(r.min, metrics.sketch_min(m.s))
+								ELSE metrics.sketch_min(m.s) END,
+						   CASE WHEN r.sketch IS NULL THEN greatest(r.max, metrics.sketch_max(m.s))
+								ELSE metrics.sketch_max(m.s) END,
+						   now()
+					  FROM (SELECT metrics.sketch_merge(r.sketch, excluded.sketch) AS s) m)
 			RETURNING 1
 		)$q$, i);
 	END LOOP;
