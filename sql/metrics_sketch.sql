@@ -164,6 +164,12 @@ SELECT count(DISTINCT b) AS distinct_results FROM (
 	UNION ALL SELECT metrics.sketch_send(metrics.sketch_agg(v ORDER BY v)) FROM wide
 	UNION ALL SELECT metrics.sketch_send(metrics.sketch_union(s)) FROM
 		(SELECT metrics.sketch_agg(v) AS s FROM wide GROUP BY i % 13) p
+	UNION ALL SELECT metrics.sketch_send(metrics.sketch_merge(
+		(SELECT metrics.sketch_agg(v) FROM wide WHERE v < 1),
+		(SELECT metrics.sketch_agg(v) FROM wide WHERE v >= 1)))
+	UNION ALL SELECT metrics.sketch_send(metrics.sketch_merge(
+		(SELECT metrics.sketch_agg(v) FROM wide WHERE v >= 1),
+		(SELECT metrics.sketch_agg(v) FROM wide WHERE v < 1)))
 ) t;
 
 -- Extreme values: the largest and smallest doubles.

@@ -176,7 +176,7 @@ CREATE TABLE metrics.rollups (
 	sketch			metrics.sketch,
 	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	PRIMARY KEY (series_id, bucket_width, bucket_start)
-);
+) WITH (fillfactor = 75);	-- room for the updates of open buckets to stay on their page (HOT)
 
 -- Retention removes the oldest buckets of one width.
 CREATE INDEX rollups_bucket_width_bucket_start_idx ON metrics.rollups (bucket_width, bucket_start);

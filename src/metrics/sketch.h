@@ -125,5 +125,7 @@ extern MetricsSketch *metrics_sketch_deserialize(const bytea *data,
 												 MemoryContext cxt);
 extern MetricsSketch *metrics_sketch_from_datum(Datum datum, MemoryContext cxt);
 extern void metrics_sketch_read_header(Datum datum, MetricsSketch *sketch);
+extern void metrics_sketch_merge_datum(MetricsSketch *target, Datum datum);
+extern bytea *metrics_sketch_merge_stored(const bytea *a, const bytea *b);
 
 #endif /* METRICS_SKETCH_H */

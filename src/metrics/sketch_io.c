@@ -124,35 +124,27 @@ put_store(uint8 *p, const MetricsSketchStore *store, int64 nbuckets)
 	return p;
 }
 
+/* Room for the fields before the buckets, and for one bucket. */
+#define METRICS_HEADER_MAX (2 + 10 + 16 + 10 + 20 + 4 * METRICS_XSUM_LIMBS)
+#define METRICS_BUCKET_MAX 20
+
 /*
- * The stored form of a sketch, palloc'd in the current memory context.
+ * Write the fields before the buckets: format, flags, count, min, max,
+ * zeros and the exact sum.
  */
-bytea *
-metrics_sketch_serialize(const MetricsSketch *sketch)
+static uint8 *
+put_header(uint8 *p, const MetricsSketch *sketch)
 {
 	uint32 mag[METRICS_XSUM_LIMBS];
 	int lo;
 	int hi;
 	int i;
 	uint8 flags = 0;
-	int64 npos = store_buckets(&sketch->pos);
-	int64 nneg = store_buckets(&sketch->neg);
-	Size maxlen;
-	bytea *result;
-	uint8 *start;
-	uint8 *p;
 
 	if (metrics_xsum_magnitude(&sketch->sum, mag, &lo, &hi))
 		flags |= METRICS_FLAG_SUM_NEGATIVE;
 	if (sketch->collapsed)
 		flags |= METRICS_FLAG_COLLAPSED;
-
-	/* Varints take at most 10 bytes. */
-	maxlen = VARHDRSZ + 2 + 10 + 16 + 10 + 20 + 4 * METRICS_XSUM_LIMBS +
-			 2 * 10 + 20 * (npos + nneg);
-	result = palloc(maxlen);
-	start = p = (uint8 *) VARDATA(result);
-
 	*p++ = METRICS_SKETCH_FORMAT;
 	*p++ = flags;
 	p = put_varint(p, (uint64) sketch->count);
@@ -171,6 +163,24 @@ metrics_sketch_serialize(const MetricsSketch *sketch)
 		for (i = lo; i <= hi; i++)
 			p = put_uint32_le(p, mag[i]);
 	}
+	return p;
+}
+
+/*
+ * The stored form of a sketch, palloc'd in the current memory context.
+ */
+bytea *
+metrics_sketch_serialize(const MetricsSketch *sketch)
+{
+	int64 npos = store_buckets(&sketch->pos);
+	int64 nneg = store_buckets(&sketch->neg);
+	Size maxlen = VARHDRSZ + METRICS_HEADER_MAX + 2 * 10 +
+				  METRICS_BUCKET_MAX * (npos + nneg);
+	bytea *result = palloc(maxlen);
+	uint8 *start = (uint8 *) VARDATA(result);
+	uint8 *p = start;
+
+	p = put_header(p, sketch);
 	p = put_store(p, &sketch->pos, npos);
 	p = put_store(p, &sketch->neg, nneg);
 	Assert((Size) (p - start) + VARHDRSZ <= maxlen);
@@ -246,16 +256,28 @@ get_double(SketchReader *r)
 	return d == 0.0 ? 0.0 : d; /* -0 is stored as 0 */
 }
 
+/* The buckets of one store, as read: indexes ascending. */
+typedef struct SparseStore
+{
+	int n;
+	int64 total;
+	int32 index[METRICS_SKETCH_MAX_BUCKETS];
+	int64 count[METRICS_SKETCH_MAX_BUCKETS];
+} SparseStore;
+
+/*
+ * Read and validate one store.
+ */
 static void
-get_store(SketchReader *r, MetricsSketch *sketch, bool negative,
-		  int64 *total)
+get_sparse_store(SketchReader *r, SparseStore *store)
 {
 	uint64 n = get_varint(r);
 	uint64 k;
 	int64 index = 0;
 	int64 first = 0;
 
-	*total = 0;
+	store->n = 0;
+	store->total = 0;
 	if (n > METRICS_SKETCH_MAX_BUCKETS)
 		sketch_corrupt("A store has more buckets than the size cap.");
 	for (k = 0; k < n; k++)
@@ -281,10 +303,92 @@ get_store(SketchReader *r, MetricsSketch *sketch, bool negative,
 		c = get_count(r);
 		if (c == 0)
 			sketch_corrupt("A bucket is empty.");
-		if (pg_add_s64_overflow(*total, c, total))
+		if (pg_add_s64_overflow(store->total, c, &store->total))
 			sketch_corrupt("A count is out of range.");
-		metrics_sketch_add_bucket(sketch, negative, (int32) index, c);
+		store->index[k] = (int32) index;
+		store->count[k] = c;
 	}
+	store->n = (int) n;
+}
+
+/*
+ * Read one store and add its buckets to sketch.  Not reentrant: the
+ * buckets pass through a static buffer.
+ */
+static void
+get_store(SketchReader *r, MetricsSketch *sketch, bool negative,
+		  int64 *total)
+{
+	static SparseStore scratch;
+	int k;
+
+	get_sparse_store(r, &scratch);
+	for (k = 0; k < scratch.n; k++)
+		metrics_sketch_add_bucket(sketch, negative, scratch.index[k], scratch.count[k]);
+	*total = scratch.total;
+}
+
+static uint8 *
+put_sparse_store(uint8 *p, const SparseStore *store)
+{
+	int k;
+
+	p = put_varint(p, (uint64) store->n);
+	for (k = 0; k < store->n; k++)
+	{
+		int32 i = store->index[k];
+
+		if (k == 0)
+			p = put_varint(p, i >= 0 ? (uint64) i << 1 : ((uint64) (-(int64) i) << 1) - 1);
+		else
+			p = put_varint(p, (uint64) (i - store->index[k - 1]));
+		p = put_varint(p, (uint64) store->count[k]);
+	}
+	return p;
+}
+
+/*
+ * Merge two stores into out; false if the result would be wider than the
+ * cap (the caller then merges with collapsing).
+ */
+static bool
+merge_sparse_stores(const SparseStore *a, const SparseStore *b, SparseStore *out)
+{
+	int i = 0;
+	int j = 0;
+	int n = 0;
+
+	if (a->n > 0 && b->n > 0 &&
+		(int64) Max(a->index[a->n - 1], b->index[b->n - 1]) -
+				Min(a->index[0], b->index[0]) >=
+			METRICS_SKETCH_MAX_BUCKETS)
+		return false;
+	while (i < a->n || j < b->n)
+	{
+		if (j >= b->n || (i < a->n && a->index[i] < b->index[j]))
+		{
+			out->index[n] = a->index[i];
+			out->count[n++] = a->count[i++];
+		}
+		else if (i >= a->n || b->index[j] < a->index[i])
+		{
+			out->index[n] = b->index[j];
+			out->count[n++] = b->count[j++];
+		}
+		else
+		{
+			out->index[n] = a->index[i];
+			if (pg_add_s64_overflow(a->count[i], b->count[j], &out->count[n]))
+				ereport(ERROR,
+						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						 errmsg("sketch count is out of range")));
+			n++;
+			i++;
+			j++;
+		}
+	}
+	out->n = n;
+	return true;
 }
 
 /*
@@ -371,40 +475,166 @@ metrics_sketch_read_header(Datum datum, MetricsSketch *sketch)
 }
 
 /*
+ * Check what the header of a stored sketch says against its stores.
+ */
+static void
+check_stored(const MetricsSketch *header, int64 pos_total, int64 neg_total)
+{
+	int64 sum;
+
+	if (pg_add_s64_overflow(pos_total, neg_total, &sum) ||
+		pg_add_s64_overflow(sum, header->zero, &sum) || sum != header->count)
+		sketch_corrupt("The bucket counts do not add up to the count.");
+	if (header->count == 0 && header->sum.hi >= 0)
+		sketch_corrupt("An empty sketch has a non-zero sum.");
+	if (header->count > 0 &&
+		((neg_total == 0 && header->min < 0) ||
+		 (pos_total == 0 && header->max > 0) ||
+		 (neg_total > 0 && header->min >= 0) ||
+		 (pos_total > 0 && header->max <= 0)))
+		sketch_corrupt("The minimum or maximum contradicts the buckets.");
+}
+
+static void
+init_header(MetricsSketch *header)
+{
+	header->cxt = CurrentMemoryContext;
+	header->count = header->zero = 0;
+	header->min = header->max = 0.0;
+	header->collapsed = false;
+	metrics_xsum_init(&header->sum);
+}
+
+/*
+ * Add the fields of header (count, zeros, min, max, sum, collapsed) to
+ * target's.
+ */
+static void
+merge_header(MetricsSketch *target, const MetricsSketch *header)
+{
+	if (header->count == 0)
+		return;
+	if (pg_add_s64_overflow(target->zero, header->zero, &target->zero))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("sketch count is out of range")));
+	if (target->count == 0)
+	{
+		target->min = header->min;
+		target->max = header->max;
+	}
+	else
+	{
+		if (header->min < target->min)
+			target->min = header->min;
+		if (header->max > target->max)
+			target->max = header->max;
+	}
+	if (pg_add_s64_overflow(target->count, header->count, &target->count))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("sketch count is out of range")));
+	target->collapsed = target->collapsed || header->collapsed;
+	metrics_xsum_merge(&target->sum, &header->sum);
+}
+
+/*
+ * Add the values of a stored sketch (not toasted) to target, validating it
+ * as it is read: its buckets go straight into target's stores, with no
+ * intermediate sketch.
+ */
+static void
+sketch_merge_stored(MetricsSketch *target, const bytea *data)
+{
+	SketchReader r;
+	MetricsSketch header;
+	uint8 flags;
+	int64 pos_total;
+	int64 neg_total;
+
+	init_header(&header);
+	r.p = (const uint8 *) VARDATA_ANY(data);
+	r.end = r.p + VARSIZE_ANY_EXHDR(data);
+	get_header(&r, &header, &flags);
+	header.collapsed = (flags & METRICS_FLAG_COLLAPSED) != 0;
+	get_store(&r, target, false, &pos_total);
+	get_store(&r, target, true, &neg_total);
+	if (r.p != r.end)
+		sketch_corrupt("There are bytes after the end of the sketch.");
+	check_stored(&header, pos_total, neg_total);
+	merge_header(target, &header);
+}
+
+/* Buffers of metrics_sketch_merge_stored(): not reentrant, never nested. */
+static SparseStore merge_a[2];
+static SparseStore merge_b[2];
+static SparseStore merge_out[2];
+
+static void
+read_sparse(const bytea *data, MetricsSketch *header, SparseStore *stores)
+{
+	SketchReader r;
+	uint8 flags;
+
+	init_header(header);
+	r.p = (const uint8 *) VARDATA_ANY(data);
+	r.end = r.p + VARSIZE_ANY_EXHDR(data);
+	get_header(&r, header, &flags);
+	header->collapsed = (flags & METRICS_FLAG_COLLAPSED) != 0;
+	get_sparse_store(&r, &stores[0]);
+	get_sparse_store(&r, &stores[1]);
+	if (r.p != r.end)
+		sketch_corrupt("There are bytes after the end of the sketch.");
+	check_stored(header, stores[0].total, stores[1].total);
+}
+
+/*
+ * The stored form of the merge of two stored sketches (not toasted),
+ * computed on their bucket lists without building dense stores; NULL when
+ * the merge needs the size cap to collapse buckets, which the caller then
+ * does with metrics_sketch_merge().  The bytes are those
+ * metrics_sketch_serialize() would give.
+ */
+bytea *
+metrics_sketch_merge_stored(const bytea *a, const bytea *b)
+{
+	MetricsSketch merged;
+	MetricsSketch hb;
+	int s;
+	Size maxlen;
+	bytea *result;
+	uint8 *start;
+	uint8 *p;
+
+	read_sparse(a, &merged, merge_a);
+	read_sparse(b, &hb, merge_b);
+	for (s = 0; s < 2; s++)
+		if (!merge_sparse_stores(&merge_a[s], &merge_b[s], &merge_out[s]))
+			return NULL;
+	merge_header(&merged, &hb);
+
+	maxlen = VARHDRSZ + METRICS_HEADER_MAX + 2 * 10 +
+			 METRICS_BUCKET_MAX * (merge_out[0].n + merge_out[1].n);
+	result = palloc(maxlen);
+	start = p = (uint8 *) VARDATA(result);
+	p = put_header(p, &merged);
+	p = put_sparse_store(p, &merge_out[0]);
+	p = put_sparse_store(p, &merge_out[1]);
+	Assert((Size) (p - start) + VARHDRSZ <= maxlen);
+	SET_VARSIZE(result, VARHDRSZ + (p - start));
+	return result;
+}
+
+/*
  * Decode a stored sketch (not toasted) into a new sketch in cxt.
  */
 MetricsSketch *
 metrics_sketch_deserialize(const bytea *data, MemoryContext cxt)
 {
-	SketchReader r;
 	MetricsSketch *sketch = metrics_sketch_create(cxt);
-	uint8 flags;
-	int64 pos_total;
-	int64 neg_total;
-	int64 sum;
 
-	r.p = (const uint8 *) VARDATA_ANY(data);
-	r.end = r.p + VARSIZE_ANY_EXHDR(data);
-	get_header(&r, sketch, &flags);
-
-	get_store(&r, sketch, false, &pos_total);
-	get_store(&r, sketch, true, &neg_total);
-	if (r.p != r.end)
-		sketch_corrupt("There are bytes after the end of the sketch.");
-	if (pg_add_s64_overflow(pos_total, neg_total, &sum) ||
-		pg_add_s64_overflow(sum, sketch->zero, &sum) || sum != sketch->count)
-		sketch_corrupt("The bucket counts do not add up to the count.");
-	if (sketch->count == 0 && sketch->sum.hi >= 0)
-		sketch_corrupt("An empty sketch has a non-zero sum.");
-	if (sketch->count > 0 &&
-		((neg_total == 0 && sketch->min < 0) ||
-		 (pos_total == 0 && sketch->max > 0) ||
-		 (neg_total > 0 && sketch->min >= 0) ||
-		 (pos_total > 0 && sketch->max <= 0)))
-		sketch_corrupt("The minimum or maximum contradicts the buckets.");
-	/* Stores are checked to fit the cap, so decoding collapsed nothing. */
-	Assert(!sketch->collapsed);
-	sketch->collapsed = (flags & METRICS_FLAG_COLLAPSED) != 0;
+	/* Stores are checked to fit the cap, so this collapses nothing new. */
+	sketch_merge_stored(sketch, data);
 	return sketch;
 }
 
@@ -420,6 +650,19 @@ metrics_sketch_from_datum(Datum datum, MemoryContext cxt)
 	if ((Pointer) data != DatumGetPointer(datum))
 		pfree(data);
 	return sketch;
+}
+
+/*
+ * Add the values of a sketch datum to target.
+ */
+void
+metrics_sketch_merge_datum(MetricsSketch *target, Datum datum)
+{
+	bytea *data = (bytea *) PG_DETOAST_DATUM_PACKED(datum);
+
+	sketch_merge_stored(target, data);
+	if ((Pointer) data != DatumGetPointer(datum))
+		pfree(data);
 }
 
 /* --- text I/O ------------------------------------------------------------ */

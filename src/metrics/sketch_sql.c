@@ -94,7 +94,6 @@ Datum
 metrics_sketch_union_trans(PG_FUNCTION_ARGS)
 {
 	MetricsSketch *state;
-	MetricsSketch *input;
 
 	if (PG_ARGISNULL(1))
 	{
@@ -103,9 +102,7 @@ metrics_sketch_union_trans(PG_FUNCTION_ARGS)
 		PG_RETURN_POINTER(PG_GETARG_POINTER(0));
 	}
 	state = metrics_agg_state(fcinfo, "metrics.sketch_union");
-	/* The input is decoded in the per-row context, which is reset. */
-	input = metrics_sketch_from_datum(PG_GETARG_DATUM(1), CurrentMemoryContext);
-	metrics_sketch_merge(state, input);
+	metrics_sketch_merge_datum(state, PG_GETARG_DATUM(1));
 	PG_RETURN_POINTER(state);
 }
 
@@ -161,7 +158,10 @@ metrics_sketch_final(PG_FUNCTION_ARGS)
 Datum
 metrics_sketch_merge2(PG_FUNCTION_ARGS)
 {
-	MetricsSketch *a;
+	bytea *a;
+	bytea *b;
+	bytea *merged;
+	MetricsSketch *sketch;
 
 	if (PG_ARGISNULL(0) && PG_ARGISNULL(1))
 		PG_RETURN_NULL();
@@ -169,10 +169,15 @@ metrics_sketch_merge2(PG_FUNCTION_ARGS)
 		PG_RETURN_DATUM(PG_GETARG_DATUM(1));
 	if (PG_ARGISNULL(1))
 		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
-	a = metrics_sketch_from_datum(PG_GETARG_DATUM(0), CurrentMemoryContext);
-	metrics_sketch_merge(a, metrics_sketch_from_datum(PG_GETARG_DATUM(1),
-													  CurrentMemoryContext));
-	PG_RETURN_BYTEA_P(metrics_sketch_serialize(a));
+	a = PG_GETARG_BYTEA_PP(0);
+	b = PG_GETARG_BYTEA_PP(1);
+	merged = metrics_sketch_merge_stored(a, b);
+	if (merged != NULL)
+		PG_RETURN_BYTEA_P(merged);
+	/* The merge collapses buckets: do it on dense stores. */
+	sketch = metrics_sketch_deserialize(a, CurrentMemoryContext);
+	metrics_sketch_merge_datum(sketch, PG_GETARG_DATUM(1));
+	PG_RETURN_BYTEA_P(metrics_sketch_serialize(sketch));
 }
 
 /* The accessors read the header of the stored form only. */
