@@ -411,7 +411,7 @@ series_find_or_create(text *name, Jsonb *tags)
 	{
 		bool isnull;
 
-		ret = SPI_execute_with_args("SELECT series_id FROM metrics.series WHERE name = $1 AND tags = $2",
+		ret = SPI_execute_with_args("SELECT series_id FROM metrics.series WHERE name OPERATOR(pg_catalog.=) $1 AND tags OPERATOR(pg_catalog.=) $2",
 									2, argtypes, args, NULL, false, 1);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
@@ -431,8 +431,8 @@ series_find_or_create(text *name, Jsonb *tags)
 			elog(ERROR, "could not read the setting \"metrics.series_limit\"");
 		limit = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		args[1] = Int32GetDatum(limit);
-		ret = SPI_execute_with_args("SELECT pg_catalog.count(*) >= $2 FROM "
-									"(SELECT FROM metrics.series WHERE name = $1 LIMIT $2) s",
+		ret = SPI_execute_with_args("SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>=) $2 FROM "
+									"(SELECT FROM metrics.series WHERE name OPERATOR(pg_catalog.=) $1 LIMIT $2) s",
 									2, limit_types, args, NULL, false, 1);
 		args[1] = PointerGetDatum(tags);
 		if (ret != SPI_OK_SELECT || SPI_processed != 1)
