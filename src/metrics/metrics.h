@@ -62,6 +62,8 @@ typedef struct MetricsDelta
 extern HTAB *metrics_deltas_create(MemoryContext cxt);
 extern void metrics_deltas_add(HTAB *deltas, MemoryContext cxt, int64 series_id,
 							   TimestampTz ts, double value);
+extern MetricsSketch *metrics_deltas_sketch(HTAB *deltas, MemoryContext cxt,
+											int64 series_id, TimestampTz minute);
 extern void metrics_deltas_flush(HTAB *deltas);
 extern TimestampTz metrics_minute_of(TimestampTz ts);
 extern Oid metrics_relid(const char *relname);

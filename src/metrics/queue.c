@@ -99,12 +99,12 @@ metrics_deltas_create(MemoryContext cxt)
 }
 
 /*
- * Add a value to the contribution of its series and minute.  Sketches
- * are allocated in cxt.
+ * The sketch of the contribution of a series and minute, made empty in
+ * cxt if there is none yet.
  */
-void
-metrics_deltas_add(HTAB *deltas, MemoryContext cxt, int64 series_id,
-				   TimestampTz ts, double value)
+MetricsSketch *
+metrics_deltas_sketch(HTAB *deltas, MemoryContext cxt, int64 series_id,
+					  TimestampTz minute)
 {
 	MetricsDeltaKey key;
 	MetricsDelta *delta;
@@ -112,11 +112,24 @@ metrics_deltas_add(HTAB *deltas, MemoryContext cxt, int64 series_id,
 
 	memset(&key, 0, sizeof(key));
 	key.series_id = series_id;
-	key.minute = metrics_minute_of(ts);
+	key.minute = minute;
 	delta = (MetricsDelta *) hash_search(deltas, &key, HASH_ENTER, &found);
 	if (!found)
 		delta->sketch = metrics_sketch_create(cxt);
-	metrics_sketch_add(delta->sketch, value);
+	return delta->sketch;
+}
+
+/*
+ * Add a value to the contribution of its series and minute.  Sketches
+ * are allocated in cxt.
+ */
+void
+metrics_deltas_add(HTAB *deltas, MemoryContext cxt, int64 series_id,
+				   TimestampTz ts, double value)
+{
+	metrics_sketch_add(metrics_deltas_sketch(deltas, cxt, series_id,
+											 metrics_minute_of(ts)),
+					   value);
 }
 
 /*

@@ -73,6 +73,19 @@ typedef struct BufferedPoint
 	double value;
 } BufferedPoint;
 
+/*
+ * The last contribution sketch of a few series, so that points of the same
+ * series and minute, the common case, skip the hash table of deltas.
+ */
+#define WRITER_DELTA_SLOTS 256
+
+typedef struct DeltaSlot
+{
+	int64 series_id;
+	TimestampTz minute;
+	MetricsSketch *sketch; /* NULL when empty */
+} DeltaSlot;
+
 typedef struct LeafBuffer
 {
 	Oid relid;
@@ -100,6 +113,7 @@ struct MetricsPointWriter
 	HTAB *deltas;
 	int64 buffered;
 	uint64 total;
+	DeltaSlot delta_slots[WRITER_DELTA_SLOTS];
 	/* Slots for table_multi_insert(), made on first use. */
 	TupleDesc slot_desc;
 	TupleTableSlot **slots;
@@ -421,6 +435,7 @@ writer_flush_deltas(MetricsPointWriter *w)
 {
 	metrics_deltas_flush(w->deltas);
 	MemoryContextReset(w->delta_cxt);
+	memset(w->delta_slots, 0, sizeof(w->delta_slots));
 }
 
 /*
@@ -432,8 +447,16 @@ metrics_writer_add(MetricsPointWriter *w, int64 series_id, TimestampTz ts,
 {
 	LeafBuffer *leaf;
 	BufferedPoint *p;
+	TimestampTz minute = metrics_minute_of(ts);
+	DeltaSlot *slot = &w->delta_slots[(uint64) series_id % WRITER_DELTA_SLOTS];
 
-	metrics_deltas_add(w->deltas, w->delta_cxt, series_id, ts, value);
+	if (slot->sketch == NULL || slot->series_id != series_id || slot->minute != minute)
+	{
+		slot->series_id = series_id;
+		slot->minute = minute;
+		slot->sketch = metrics_deltas_sketch(w->deltas, w->delta_cxt, series_id, minute);
+	}
+	metrics_sketch_add(slot->sketch, value);
 	leaf = writer_route(w, ts);
 	if (leaf->rows >= leaf->size)
 	{
