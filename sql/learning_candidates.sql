@@ -154,4 +154,5 @@ SELECT learning.release(999);
 SELECT learning.release(NULL);
 SELECT count(*) AS candidates, count(*) FILTER (WHERE key = 'k') AS of_k FROM learning.candidates;
 
+DROP FUNCTION cand(text);
 DROP EXTENSION pg_opsdata;

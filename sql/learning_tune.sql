@@ -167,4 +167,7 @@ SELECT learning.set_objective('k', 'f_beta', -1);
 SELECT learning.set_objective('k', 'f_beta', 1, 0);
 SELECT count(*) AS no_row_for_k FROM learning.thresholds WHERE key = 'k';
 
+DROP VIEW sweep;
+DROP TABLE d, big, before;
+DROP FUNCTION wilson(float8, float8, float8);
 DROP EXTENSION pg_opsdata;
