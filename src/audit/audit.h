@@ -28,6 +28,7 @@
 #include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
 #include "tcop/cmdtag.h"
+#include "tcop/utility.h"
 
 /* Statement classes; pg_opsdata.audit is a set of them. */
 typedef enum AuditClass
@@ -131,7 +132,7 @@ extern void audit_executor_run_begin(QueryDesc *queryDesc);
 extern void audit_executor_run_end(QueryDesc *queryDesc);
 extern void audit_executor_end(QueryDesc *queryDesc);
 extern void *audit_utility_begin(PlannedStmt *pstmt, const char *queryString,
-								 ParamListInfo params);
+								 ProcessUtilityContext context, ParamListInfo params);
 extern void audit_utility_end(void *item, QueryCompletion *qc);
 extern void audit_function_called(Oid funcid);
 extern void audit_error(ErrorData *edata);

@@ -314,6 +314,17 @@ audit_class_may_be_wanted(int class, bool *by_class)
 
 /* --- events ------------------------------------------------------------- */
 
+/*
+ * Is a transaction open whose end the callbacks will see?  (A savepoint
+ * being defined or a failed transaction block are not "in progress", but
+ * belong to one.)
+ */
+static bool
+audit_in_live_xact(void)
+{
+	return IsTransactionOrTransactionBlock() && !IsAbortedTransactionBlockState();
+}
+
 static void
 audit_ensure_contexts(void)
 {
@@ -475,7 +486,7 @@ audit_xact_queue_now(void)
 static void
 audit_add_event(AuditEvent *ev)
 {
-	if (!IsTransactionState() || IsAbortedTransactionBlockState())
+	if (!audit_in_live_xact())
 	{
 		audit_queue_or_defer(&ev, 1, audit_confirmed());
 		return;
@@ -542,7 +553,7 @@ audit_item_event(AuditItem *item, int class, const char *command, int outcome, i
 	int i;
 
 	audit_ensure_contexts();
-	cxt = IsTransactionState() && !IsAbortedTransactionBlockState() ? audit_xact_cxt : audit_deferred_cxt;
+	cxt = audit_in_live_xact() ? audit_xact_cxt : audit_deferred_cxt;
 	ev = audit_new_event(cxt, class, command);
 	ev->ts = item->start;
 	ev->outcome = outcome;
@@ -833,7 +844,8 @@ audit_executor_end(QueryDesc *queryDesc)
  * item to pass to audit_utility_end(), or NULL when it is not audited.
  */
 void *
-audit_utility_begin(PlannedStmt *pstmt, const char *queryString, ParamListInfo params)
+audit_utility_begin(PlannedStmt *pstmt, const char *queryString, ProcessUtilityContext context,
+					ParamListInfo params)
 {
 	Node *parsetree = pstmt->utilityStmt;
 	int class;
@@ -841,7 +853,8 @@ audit_utility_begin(PlannedStmt *pstmt, const char *queryString, ParamListInfo p
 	bool always;
 	AuditItem *item;
 
-	if (!audit_capture_active())
+	/* Parts of a statement (CREATE TABLE's index...) are the statement's. */
+	if (context == PROCESS_UTILITY_SUBCOMMAND || !audit_capture_active())
 		return NULL;
 	audit_flush_deferred(true);
 
@@ -1124,14 +1137,15 @@ audit_error(ErrorData *edata)
 	}
 
 	/* An error outside any audited statement: record the statement text. */
-	if (!any && debug_query_string != NULL && dlist_is_empty(&audit_items))
+	if (!any && debug_query_string != NULL)
 	{
 		const char *command;
 		int class = audit_keyword_class(debug_query_string, &command);
+		int len = strlen(debug_query_string);
 
 		if (audit_classes & AUDIT_BIT(class) || audit_rules_may_include())
 		{
-			MemoryContext cxt = IsTransactionState() && !IsAbortedTransactionBlockState()
+			MemoryContext cxt = audit_in_live_xact()
 									? audit_xact_cxt
 									: audit_deferred_cxt;
 			AuditEvent *ev = audit_new_event(cxt, class, command);
@@ -1141,6 +1155,12 @@ audit_error(ErrorData *edata)
 			ev->statement = audit_unparsed_may_hold_secret(debug_query_string)
 								? psprintf("%s ... (not recorded: the statement was not parsed and may hold a secret)", command)
 								: MemoryContextStrdup(cxt, debug_query_string);
+			/* Without its final semicolon, as a parsed statement's text is. */
+			while (len > 0 && (debug_query_string[len - 1] == ';' || debug_query_string[len - 1] == ' ' ||
+							   debug_query_string[len - 1] == '\n'))
+				len--;
+			if (!audit_unparsed_may_hold_secret(debug_query_string))
+				((char *) ev->statement)[len] = '\0';
 			if (audit_rules_wanted(ev, GetUserId()))
 				audit_add_event(ev);
 		}

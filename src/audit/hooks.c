@@ -105,7 +105,7 @@ opsdata_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnl
 					   ProcessUtilityContext context, ParamListInfo params,
 					   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
-	void *item = audit_utility_begin(pstmt, queryString, params);
+	void *item = audit_utility_begin(pstmt, queryString, context, params);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);

@@ -280,7 +280,6 @@ audit_writer_close(AuditWriter *w)
 {
 	if (w->proute)
 		ExecCleanupTupleRouting(w->mtstate, w->proute);
-	ExecCloseIndices(w->statements);
 	ExecCloseResultRelations(w->estate);
 	ExecCloseRangeTableRelations(w->estate);
 	ExecResetTupleTable(w->estate->es_tupleTable, false);
