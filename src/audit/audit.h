@@ -129,7 +129,7 @@ extern bool audit_capture_active(void);
 extern bool audit_extension_present(void);
 extern void audit_executor_start(QueryDesc *queryDesc, int eflags);
 extern void audit_executor_run_begin(QueryDesc *queryDesc);
-extern void audit_executor_run_end(QueryDesc *queryDesc);
+extern void audit_executor_run_end(QueryDesc *queryDesc, bool run);
 extern void audit_executor_end(QueryDesc *queryDesc);
 extern void *audit_utility_begin(PlannedStmt *pstmt, const char *queryString,
 								 ProcessUtilityContext context, ParamListInfo params);

@@ -82,6 +82,7 @@ typedef struct AuditItem
 	bool linked;
 	bool failed;
 	int running;		  /* nesting of ExecutorStart/Run/Finish calls */
+	int64 rows;			  /* rows processed by the runs so far */
 	QueryDesc *queryDesc; /* NULL for a utility statement */
 	SubTransactionId subid;
 	int class;
@@ -525,6 +526,9 @@ audit_item_text(AuditItem *item, MemoryContext cxt)
 
 		src = item->source + loc;
 		len = item->len > 0 ? item->len : (int) strlen(src);
+		/* A statement after the first of a string starts after blanks. */
+		while (len > 0 && (*src == ' ' || *src == '\n' || *src == '\t' || *src == '\r'))
+			src++, len--;
 	}
 	/* Trim trailing blanks and semicolons of a statement in a longer string. */
 	while (len > 0 && (src[len - 1] == ' ' || src[len - 1] == '\n' || src[len - 1] == '\t' ||
@@ -809,15 +813,19 @@ audit_executor_run_begin(QueryDesc *queryDesc)
 }
 
 void
-audit_executor_run_end(QueryDesc *queryDesc)
+audit_executor_run_end(QueryDesc *queryDesc, bool run)
 {
 	AuditItem *item;
 
 	if (dlist_is_empty(&audit_items))
 		return;
 	item = audit_find_item(queryDesc);
-	if (item != NULL)
-		item->running--;
+	if (item == NULL)
+		return;
+	item->running--;
+	/* Each run of a portal (a FETCH) counts its own rows. */
+	if (run && queryDesc->estate != NULL)
+		item->rows += queryDesc->estate->es_processed;
 }
 
 /*
@@ -834,7 +842,7 @@ audit_executor_end(QueryDesc *queryDesc)
 	item = audit_find_item(queryDesc);
 	if (item == NULL)
 		return;
-	audit_item_finish(item, queryDesc->estate ? (int64) queryDesc->estate->es_processed : 0, true);
+	audit_item_finish(item, item->rows, true);
 }
 
 /* --- utility ------------------------------------------------------------ */
@@ -935,6 +943,30 @@ audit_utility_begin(PlannedStmt *pstmt, const char *queryString, ProcessUtilityC
 					audit_item_add_object(item, quote_identifier(((RoleSpec *) n)->rolename), NULL);
 				else if (IsA(n, AccessPriv) && ((AccessPriv *) n)->priv_name)
 					audit_item_add_object(item, quote_identifier(((AccessPriv *) n)->priv_name), NULL);
+			}
+			break;
+		}
+		case T_GrantStmt:
+		{
+			GrantStmt *grant = (GrantStmt *) parsetree;
+			ListCell *lc;
+
+			if (grant->targtype == ACL_TARGET_OBJECT && grant->objtype == OBJECT_TABLE)
+			{
+				foreach (lc, grant->objects)
+				{
+					Oid relid = RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true);
+
+					if (OidIsValid(relid))
+						audit_item_add_object(item, audit_relation_name(relid), NULL);
+				}
+			}
+			foreach (lc, grant->grantees)
+			{
+				RoleSpec *role = (RoleSpec *) lfirst(lc);
+
+				if (role->roletype == ROLESPEC_CSTRING)
+					audit_item_add_object(item, quote_identifier(role->rolename), NULL);
 			}
 			break;
 		}

@@ -76,7 +76,7 @@ opsdata_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
 		prev_ExecutorRun(queryDesc, direction, count, execute_once);
 	else
 		standard_ExecutorRun(queryDesc, direction, count, execute_once);
-	audit_executor_run_end(queryDesc);
+	audit_executor_run_end(queryDesc, true);
 }
 
 static void
@@ -87,7 +87,7 @@ opsdata_ExecutorFinish(QueryDesc *queryDesc)
 		prev_ExecutorFinish(queryDesc);
 	else
 		standard_ExecutorFinish(queryDesc);
-	audit_executor_run_end(queryDesc);
+	audit_executor_run_end(queryDesc, false);
 }
 
 static void
