@@ -152,4 +152,6 @@ SELECT database = current_database() AS database, username = session_user AS use
 
 REVOKE ALL ON accounts FROM audit_clerk;
 DROP ROLE audit_nobody, audit_clerk;
+DROP FUNCTION trail();
+DROP TABLE shown;
 DROP EXTENSION pg_opsdata;

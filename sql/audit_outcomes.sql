@@ -133,4 +133,6 @@ SELECT count(*) AS entries_without_text FROM audit.entries e
  WHERE e.statement_id IS NOT NULL AND NOT EXISTS (SELECT FROM audit.statements s WHERE s.statement_id = e.statement_id);
 
 DROP ROLE audit_outsider;
+DROP FUNCTION trail();
+DROP TABLE shown;
 DROP EXTENSION pg_opsdata;

@@ -1301,7 +1301,14 @@ audit_record_change(const char *command, const char *object)
 	audit_ensure_contexts();
 	ev = audit_new_event(audit_xact_cxt, AUDIT_CLASS_DDL, MemoryContextStrdup(audit_xact_cxt, command));
 	ev->flags |= AUDIT_EVENT_ALWAYS;
-	ev->statement = debug_query_string ? MemoryContextStrdup(audit_xact_cxt, debug_query_string) : NULL;
+	if (debug_query_string != NULL)
+	{
+		int len = strlen(debug_query_string);
+
+		while (len > 0 && (debug_query_string[len - 1] == ';' || isspace((unsigned char) debug_query_string[len - 1])))
+			len--;
+		ev->statement = MemoryContextStrdup(audit_xact_cxt, pnstrdup(debug_query_string, len));
+	}
 	ev->nobjects = 1;
 	ev->objects = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
 	ev->privileges = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
@@ -1423,11 +1430,7 @@ audit_xact_callback(XactEvent event, void *arg)
 			audit_ext_checked = false;
 			break;
 		case XACT_EVENT_ABORT:
-			if (audit_queue_claimed())
-			{
-				audit_queue_count_writer_error(audit_database_name());
-				audit_queue_release(false);
-			}
+			audit_queue_release(false);
 			audit_writer_end_xact(false);
 			audit_abort();
 			audit_xact_reset();
@@ -1461,8 +1464,20 @@ audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	{
 		AuditItem *item = dlist_container(AuditItem, node, iter.cur);
 
-		if (item->subid >= mySubid)
-			audit_item_unlink(item);
+		if (item->subid < mySubid)
+			continue;
+		/* Failed with an error that was caught (its SQLSTATE is gone). */
+		if (item->running > 0 && !item->failed &&
+			(item->wanted_by_class || (item->flags & AUDIT_EVENT_ALWAYS)))
+		{
+			AuditEvent *ev = audit_item_event(item, item->class, item->command,
+											  AUDIT_OUTCOME_ERROR, 0);
+
+			ev->subid = item->subid;
+			if (audit_rules_wanted(ev, GetUserId()))
+				audit_add_event(ev);
+		}
+		audit_item_unlink(item);
 	}
 	audit_writer_end_subxact();
 }

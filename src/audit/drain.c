@@ -68,7 +68,16 @@ audit_drain_batch(bool wait_for_owner, int max_events)
 			continue;
 		events[n++] = ev;
 	}
-	audit_write_events(events, n);
+	PG_TRY();
+	{
+		audit_write_events(events, n);
+	}
+	PG_CATCH();
+	{
+		audit_queue_count_writer_error(dbname);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	pfree(events);
 	pfree(batch.events);
 	pfree(batch.data);

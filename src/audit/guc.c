@@ -214,6 +214,10 @@ audit_define_gucs(void)
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
+	/* Sizes of shared memory exist only when it is allocated. */
+	if (!opsdata_preloaded)
+		goto reloadable;
+
 	DefineCustomIntVariable("pg_opsdata.audit_queue_size",
 							"Size of the shared-memory audit queue of each database.",
 							NULL,
@@ -232,6 +236,7 @@ audit_define_gucs(void)
 							0,
 							NULL, NULL, NULL);
 
+reloadable:
 	DefineCustomIntVariable("pg_opsdata.audit_flush_interval",
 							"Longest time an entry waits in the audit queue before the scheduler writes it.",
 							NULL,

@@ -8,7 +8,8 @@
  * win.  A rule matches when each of its non-NULL conditions holds: the
  * current user is a member of role_name (directly or not), the database
  * is database_name, one of the statement's objects is in schema_name or is
- * relation_name, and the statement is of class class.
+ * relation_name, and the statement is of class class.  Superusers are
+ * members of a role only if they were granted it.
  *
  * The rules of the current database are read once and kept in
  * TopMemoryContext; audit.add_rule() and audit.drop_rule() send a relcache
@@ -237,7 +238,7 @@ audit_rule_matches(const AuditRule *rule, const AuditEvent *ev, Oid roleid)
 	if (rule->class >= 0 && rule->class != ev->class)
 		return false;
 	if (rule->has_role &&
-		(!OidIsValid(rule->roleid) || !OidIsValid(roleid) || !is_member_of_role(roleid, rule->roleid)))
+		(!OidIsValid(rule->roleid) || !OidIsValid(roleid) || !is_member_of_role_nosuper(roleid, rule->roleid)))
 		return false;
 	if (rule->schema_prefix != NULL || rule->relation != NULL)
 	{
