@@ -75,6 +75,10 @@ typedef struct AuditStmtEntry
 static HTAB *audit_stmt_cache = NULL;
 static int audit_stmt_provisional = 0;
 
+/* The audit.statements storage the cache describes (dropped, truncated: reset). */
+static Oid audit_stmt_cache_relid = InvalidOid;
+static Oid audit_stmt_cache_relfilenode = InvalidOid;
+
 /* Columns of audit.entries, by attribute number (0 when absent). */
 enum
 {
@@ -264,6 +268,15 @@ audit_writer_open(AuditWriter *w)
 	w->stmt_text_att = attnum_of(desc, "statement_text");
 	w->stmt_seen_att = attnum_of(desc, "first_seen");
 	w->stmt_slot = table_slot_create(w->statements->ri_RelationDesc, &w->estate->es_tupleTable);
+	if (audit_stmt_cache != NULL &&
+		(RelationGetRelid(w->statements->ri_RelationDesc) != audit_stmt_cache_relid ||
+		 w->statements->ri_RelationDesc->rd_node.relNode != audit_stmt_cache_relfilenode))
+	{
+		hash_destroy(audit_stmt_cache);
+		audit_stmt_cache = NULL;
+	}
+	audit_stmt_cache_relid = RelationGetRelid(w->statements->ri_RelationDesc);
+	audit_stmt_cache_relfilenode = w->statements->ri_RelationDesc->rd_node.relNode;
 	for (i = 0; i < w->statements->ri_NumIndices; i++)
 	{
 		Relation idx = w->statements->ri_IndexRelationDescs[i];
