@@ -75,6 +75,10 @@ typedef struct AuditStmtEntry
 static HTAB *audit_stmt_cache = NULL;
 static int audit_stmt_provisional = 0;
 
+/* Keys of the provisional entries, to settle them at transaction end. */
+static AuditStmtKey *audit_stmt_prov_keys = NULL;
+static int audit_stmt_prov_max = 0;
+
 /* The audit.statements storage the cache describes (dropped, truncated: reset). */
 static Oid audit_stmt_cache_relid = InvalidOid;
 static Oid audit_stmt_cache_relfilenode = InvalidOid;
@@ -143,16 +147,12 @@ audit_stmt_cache_init(void)
 static void
 audit_stmt_cache_forget_provisional(void)
 {
-	HASH_SEQ_STATUS status;
-	AuditStmtEntry *entry;
+	int i;
 
-	if (audit_stmt_cache == NULL || audit_stmt_provisional == 0)
-		return;
-	hash_seq_init(&status, audit_stmt_cache);
-	while ((entry = hash_seq_search(&status)) != NULL)
+	if (audit_stmt_cache != NULL)
 	{
-		if (entry->provisional)
-			hash_search(audit_stmt_cache, &entry->key, HASH_REMOVE, NULL);
+		for (i = 0; i < audit_stmt_provisional; i++)
+			hash_search(audit_stmt_cache, &audit_stmt_prov_keys[i], HASH_REMOVE, NULL);
 	}
 	audit_stmt_provisional = 0;
 }
@@ -164,19 +164,26 @@ audit_stmt_cache_forget_provisional(void)
 void
 audit_writer_end_xact(bool commit)
 {
-	HASH_SEQ_STATUS status;
-	AuditStmtEntry *entry;
+	int i;
 
-	if (audit_stmt_cache == NULL || audit_stmt_provisional == 0)
+	if (audit_stmt_provisional == 0)
 		return;
 	if (!commit)
 	{
 		audit_stmt_cache_forget_provisional();
 		return;
 	}
-	hash_seq_init(&status, audit_stmt_cache);
-	while ((entry = hash_seq_search(&status)) != NULL)
-		entry->provisional = false;
+	if (audit_stmt_cache != NULL)
+	{
+		for (i = 0; i < audit_stmt_provisional; i++)
+		{
+			AuditStmtEntry *entry = hash_search(audit_stmt_cache, &audit_stmt_prov_keys[i],
+												HASH_FIND, NULL);
+
+			if (entry != NULL)
+				entry->provisional = false;
+		}
+	}
 	audit_stmt_provisional = 0;
 }
 
@@ -432,7 +439,16 @@ audit_statement_id(AuditWriter *w, const char *text)
 		entry->statement_id = id;
 		entry->provisional = probe == 0;
 		if (probe == 0)
-			audit_stmt_provisional++;
+		{
+			if (audit_stmt_provisional == audit_stmt_prov_max)
+			{
+				audit_stmt_prov_max = Max(64, audit_stmt_prov_max * 2);
+				audit_stmt_prov_keys = audit_stmt_prov_keys == NULL
+										   ? MemoryContextAlloc(TopMemoryContext, sizeof(AuditStmtKey) * audit_stmt_prov_max)
+										   : repalloc(audit_stmt_prov_keys, sizeof(AuditStmtKey) * audit_stmt_prov_max);
+			}
+			audit_stmt_prov_keys[audit_stmt_provisional++] = key;
+		}
 		return id;
 	}
 	elog(ERROR, "could not store the text of an audited statement");
