@@ -137,6 +137,8 @@ static bool audit_client_done = false;
 static TimestampTz audit_session_start = 0;
 static bool audit_exit_registered = false;
 static bool audit_login_recorded = false;
+static bool audit_login_pending = false;
+static AuditEvent audit_login_event;
 bool audit_in_error = false;
 
 static void audit_on_exit(int code, Datum arg);
@@ -1136,6 +1138,7 @@ audit_error(ErrorData *edata)
 
 	if (IsInitProcessingMode() && edata->elevel >= FATAL)
 	{
+		audit_login_pending = false;
 		audit_login_failed(edata);
 		audit_in_error = false;
 		return;
@@ -1204,13 +1207,14 @@ audit_error(ErrorData *edata)
 
 /*
  * ClientAuthentication_hook: a client authenticated (failures arrive
- * through audit_error() as FATAL errors).
+ * through audit_error() as FATAL errors).  The login is recorded once the
+ * session is set up (audit_login_settled()), since connecting can still
+ * fail after authentication (no such database, no CONNECT privilege).
  */
 void
 audit_login(Port *port, int status)
 {
-	AuditEvent ev;
-	AuditEvent *evp = &ev;
+	AuditEvent *ev = &audit_login_event;
 
 	audit_session_start = GetCurrentTimestamp();
 	if (!audit_exit_registered)
@@ -1221,18 +1225,35 @@ audit_login(Port *port, int status)
 	if (status != STATUS_OK || !(audit_classes & AUDIT_BIT(AUDIT_CLASS_LOGIN)) ||
 		port->database_name == NULL || port->user_name == NULL)
 		return;
-	memset(&ev, 0, sizeof(ev));
-	ev.ts = audit_session_start;
-	ev.class = AUDIT_CLASS_LOGIN;
-	ev.command = "LOGIN";
-	ev.outcome = AUDIT_OUTCOME_OK;
-	ev.backend_pid = MyProcPid;
-	ev.database = port->database_name;
-	ev.username = port->user_name;
-	ev.current_user_name = port->user_name;
-	ev.application = port->application_name;
-	ev.client_addr = audit_client_address(port);
-	audit_queue_put(port->database_name, false, &evp, 1, AUDIT_PUT_DROP, NULL);
+	memset(ev, 0, sizeof(AuditEvent));
+	ev->ts = audit_session_start;
+	ev->class = AUDIT_CLASS_LOGIN;
+	ev->command = "LOGIN";
+	ev->outcome = AUDIT_OUTCOME_OK;
+	ev->backend_pid = MyProcPid;
+	ev->database = MemoryContextStrdup(TopMemoryContext, port->database_name);
+	ev->username = MemoryContextStrdup(TopMemoryContext, port->user_name);
+	ev->current_user_name = ev->username;
+	ev->application = port->application_name
+						  ? MemoryContextStrdup(TopMemoryContext, port->application_name)
+						  : NULL;
+	ev->client_addr = audit_client_address(port);
+	audit_login_pending = true;
+}
+
+/*
+ * Record the login once the session is set up: called from the transaction
+ * callbacks and at exit.
+ */
+static void
+audit_login_settled(void)
+{
+	AuditEvent *evp = &audit_login_event;
+
+	if (!audit_login_pending || IsInitProcessingMode())
+		return;
+	audit_login_pending = false;
+	audit_queue_put(audit_login_event.database, false, &evp, 1, AUDIT_PUT_DROP, NULL);
 	audit_login_recorded = true;
 }
 
@@ -1244,6 +1265,8 @@ static void
 audit_on_exit(int code, Datum arg)
 {
 	Port *port = MyProcPort;
+
+	audit_login_settled();
 
 	if (audit_xact_nevents > 0)
 	{
@@ -1416,6 +1439,8 @@ audit_abort(void)
 void
 audit_xact_callback(XactEvent event, void *arg)
 {
+	if (audit_login_pending)
+		audit_login_settled();
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
