@@ -136,15 +136,34 @@ extern void *audit_utility_begin(PlannedStmt *pstmt, const char *queryString,
 extern void audit_utility_end(void *item, QueryCompletion *qc);
 extern void audit_function_called(Oid funcid);
 extern void audit_error(ErrorData *edata);
+extern void audit_on_exit(int code, Datum arg);
+extern const char *audit_client_address(Port *port);
+extern const char *audit_application(void);
+
+/* session.c */
 extern void audit_login(Port *port, int status);
+extern void audit_login_failed(ErrorData *edata);
+extern void audit_login_settled(void);
+extern void audit_record_disconnect(void);
 extern void audit_ddl_objects(List *identities);
-extern void audit_record_change(const char *command, const char *object);
+extern MemoryContext audit_xact_cxt;
+extern void audit_ensure_contexts(void);
+extern AuditEvent *audit_new_event(MemoryContext cxt, int class, const char *command);
+extern void audit_add_event(AuditEvent *ev);
 extern void audit_xact_callback(XactEvent event, void *arg);
 extern void audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
 extern void audit_flush_deferred(bool wait);
 
 /* classify.c */
+typedef struct AuditObject
+{
+	const char *name;
+	const char *privilege; /* constant string, or NULL */
+} AuditObject;
+
+extern List *audit_utility_objects(Node *parsetree);
+extern const char *audit_privilege_text(AclMode perms);
 extern int audit_utility_class(Node *parsetree);
 extern bool audit_is_settings_change(Node *parsetree);
 extern int audit_keyword_class(const char *text, const char **command);
@@ -168,7 +187,7 @@ extern Oid audit_rules_relid(void);
 
 /* queue.c */
 extern void audit_queue_init(void);
-extern Size audit_event_size(const AuditEvent *event);
+extern AuditEvent *audit_event_copy(const AuditEvent *src, MemoryContext cxt);
 #define AUDIT_PUT_WAIT 0
 #define AUDIT_PUT_DROP 1
 #define AUDIT_PUT_TRY  2

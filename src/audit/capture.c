@@ -110,7 +110,7 @@ int audit_internal_depth = 0;
 static dlist_head audit_items = DLIST_STATIC_INIT(audit_items);
 
 /* Events of the current transaction. */
-static MemoryContext audit_xact_cxt = NULL;
+MemoryContext audit_xact_cxt = NULL;
 static AuditEvent **audit_xact_events = NULL;
 static int audit_xact_nevents = 0;
 static int audit_xact_maxevents = 0;
@@ -134,14 +134,7 @@ static Oid audit_our_nsps[4];
 static char *audit_dbname = NULL;
 static char *audit_client = NULL;
 static bool audit_client_done = false;
-static TimestampTz audit_session_start = 0;
-static bool audit_exit_registered = false;
-static bool audit_login_recorded = false;
-static bool audit_login_pending = false;
-static AuditEvent audit_login_event;
 bool audit_in_error = false;
-
-static void audit_on_exit(int code, Datum arg);
 
 /* --- session facts ------------------------------------------------------ */
 
@@ -160,7 +153,7 @@ audit_database_name(void)
 	return audit_dbname ? audit_dbname : "";
 }
 
-static const char *
+const char *
 audit_client_address(Port *port)
 {
 	char host[NI_MAXHOST];
@@ -206,7 +199,7 @@ audit_role_name(Oid roleid)
 	return names[i];
 }
 
-static const char *
+const char *
 audit_application(void)
 {
 	static char *cached = NULL;
@@ -328,7 +321,7 @@ audit_in_live_xact(void)
 	return IsTransactionOrTransactionBlock() && !IsAbortedTransactionBlockState();
 }
 
-static void
+void
 audit_ensure_contexts(void)
 {
 	if (audit_xact_cxt == NULL)
@@ -341,7 +334,7 @@ audit_ensure_contexts(void)
 }
 
 /* A new event with the session's facts, in cxt. */
-static AuditEvent *
+AuditEvent *
 audit_new_event(MemoryContext cxt, int class, const char *command)
 {
 	AuditEvent *ev = MemoryContextAllocZero(cxt, sizeof(AuditEvent));
@@ -376,7 +369,6 @@ audit_defer(AuditEvent **events, int n)
 	{
 		AuditEvent *src = events[i];
 		AuditEvent *ev;
-		int j;
 
 		if (audit_deferred_n == audit_deferred_max)
 		{
@@ -388,29 +380,7 @@ audit_defer(AuditEvent **events, int n)
 				audit_deferred = repalloc(audit_deferred, sizeof(AuditEvent *) * audit_deferred_max);
 		}
 		/* Deep copy: the source may be in memory about to be reset. */
-		ev = MemoryContextAlloc(audit_deferred_cxt, sizeof(AuditEvent));
-		*ev = *src;
-#define COPY_STR(f) (ev->f = src->f ? MemoryContextStrdup(audit_deferred_cxt, src->f) : NULL)
-		COPY_STR(database);
-		COPY_STR(username);
-		COPY_STR(current_user_name);
-		COPY_STR(application);
-		COPY_STR(client_addr);
-		COPY_STR(command);
-		COPY_STR(statement);
-		COPY_STR(params);
-#undef COPY_STR
-		if (src->nobjects > 0)
-		{
-			ev->objects = MemoryContextAlloc(audit_deferred_cxt, sizeof(char *) * src->nobjects);
-			ev->privileges = MemoryContextAllocZero(audit_deferred_cxt, sizeof(char *) * src->nobjects);
-			for (j = 0; j < src->nobjects; j++)
-			{
-				ev->objects[j] = MemoryContextStrdup(audit_deferred_cxt, src->objects[j]);
-				if (src->privileges && src->privileges[j])
-					ev->privileges[j] = MemoryContextStrdup(audit_deferred_cxt, src->privileges[j]);
-			}
-		}
+		ev = audit_event_copy(src, audit_deferred_cxt);
 		audit_deferred[audit_deferred_n++] = ev;
 	}
 }
@@ -486,7 +456,7 @@ audit_xact_queue_now(void)
  * Hand a finished event over: into the transaction's list when a
  * transaction is open, else straight to the queue.
  */
-static void
+void
 audit_add_event(AuditEvent *ev)
 {
 	if (!audit_in_live_xact())
@@ -664,38 +634,6 @@ audit_item_add_object(AuditItem *item, const char *name, const char *privilege)
 	item->objects[item->nobjects] = MemoryContextStrdup(item->cxt, name);
 	item->privileges[item->nobjects] = privilege;
 	item->nobjects++;
-}
-
-static const char *
-audit_privilege_text(AclMode perms)
-{
-	static const char *const names[] = {
-		"SELECT", "INSERT", "UPDATE", "DELETE", "SELECT,INSERT", "SELECT,UPDATE",
-		"SELECT,DELETE", "INSERT,UPDATE", "SELECT,INSERT,UPDATE"};
-
-	switch (perms & (ACL_SELECT | ACL_INSERT | ACL_UPDATE | ACL_DELETE))
-	{
-		case ACL_SELECT:
-			return names[0];
-		case ACL_INSERT:
-			return names[1];
-		case ACL_UPDATE:
-			return names[2];
-		case ACL_DELETE:
-			return names[3];
-		case ACL_SELECT | ACL_INSERT:
-			return names[4];
-		case ACL_SELECT | ACL_UPDATE:
-			return names[5];
-		case ACL_SELECT | ACL_DELETE:
-			return names[6];
-		case ACL_INSERT | ACL_UPDATE:
-			return names[7];
-		case ACL_SELECT | ACL_INSERT | ACL_UPDATE:
-			return names[8];
-		default:
-			return NULL;
-	}
 }
 
 /* Finish an item that completed: its event(s) join the transaction. */
@@ -888,100 +826,16 @@ audit_utility_begin(PlannedStmt *pstmt, const char *queryString, ProcessUtilityC
 	if (queryString != NULL && audit_needs_redaction(parsetree))
 		item->text = audit_redact_at(parsetree, queryString, pstmt->stmt_location, pstmt->stmt_len);
 
-	switch (nodeTag(parsetree))
 	{
-		case T_CopyStmt:
+		List *objects = audit_utility_objects(parsetree);
+		ListCell *lc;
+
+		foreach (lc, objects)
 		{
-			CopyStmt *copy = (CopyStmt *) parsetree;
+			AuditObject *obj = (AuditObject *) lfirst(lc);
 
-			if (copy->relation != NULL)
-			{
-				Oid relid = RangeVarGetRelid(copy->relation, NoLock, true);
-
-				if (OidIsValid(relid))
-					audit_item_add_object(item, audit_relation_name(relid),
-										  copy->is_from ? "INSERT" : "SELECT");
-			}
-			break;
+			audit_item_add_object(item, obj->name, obj->privilege);
 		}
-		case T_TruncateStmt:
-		{
-			ListCell *lc;
-
-			foreach (lc, ((TruncateStmt *) parsetree)->relations)
-			{
-				Oid relid = RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true);
-
-				if (OidIsValid(relid))
-					audit_item_add_object(item, audit_relation_name(relid), "TRUNCATE");
-			}
-			break;
-		}
-		case T_CreateRoleStmt:
-			audit_item_add_object(item, quote_identifier(((CreateRoleStmt *) parsetree)->role), NULL);
-			break;
-		case T_AlterRoleStmt:
-		case T_AlterRoleSetStmt:
-		case T_DropRoleStmt:
-		case T_GrantRoleStmt:
-		{
-			List *roles = NIL;
-			ListCell *lc;
-
-			if (IsA(parsetree, AlterRoleStmt))
-				roles = list_make1(((AlterRoleStmt *) parsetree)->role);
-			else if (IsA(parsetree, AlterRoleSetStmt) && ((AlterRoleSetStmt *) parsetree)->role)
-				roles = list_make1(((AlterRoleSetStmt *) parsetree)->role);
-			else if (IsA(parsetree, DropRoleStmt))
-				roles = ((DropRoleStmt *) parsetree)->roles;
-			else if (IsA(parsetree, GrantRoleStmt))
-				roles = list_concat_copy(((GrantRoleStmt *) parsetree)->granted_roles,
-										 ((GrantRoleStmt *) parsetree)->grantee_roles);
-			foreach (lc, roles)
-			{
-				Node *n = lfirst(lc);
-
-				if (IsA(n, RoleSpec) && ((RoleSpec *) n)->roletype == ROLESPEC_CSTRING)
-					audit_item_add_object(item, quote_identifier(((RoleSpec *) n)->rolename), NULL);
-				else if (IsA(n, AccessPriv) && ((AccessPriv *) n)->priv_name)
-					audit_item_add_object(item, quote_identifier(((AccessPriv *) n)->priv_name), NULL);
-			}
-			break;
-		}
-		case T_GrantStmt:
-		{
-			GrantStmt *grant = (GrantStmt *) parsetree;
-			ListCell *lc;
-
-			if (grant->targtype == ACL_TARGET_OBJECT && grant->objtype == OBJECT_TABLE)
-			{
-				foreach (lc, grant->objects)
-				{
-					Oid relid = RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true);
-
-					if (OidIsValid(relid))
-						audit_item_add_object(item, audit_relation_name(relid), NULL);
-				}
-			}
-			foreach (lc, grant->grantees)
-			{
-				RoleSpec *role = (RoleSpec *) lfirst(lc);
-
-				if (role->roletype == ROLESPEC_CSTRING)
-					audit_item_add_object(item, quote_identifier(role->rolename), NULL);
-			}
-			break;
-		}
-		case T_VariableSetStmt:
-			if (((VariableSetStmt *) parsetree)->name)
-				audit_item_add_object(item, ((VariableSetStmt *) parsetree)->name, NULL);
-			break;
-		case T_AlterSystemStmt:
-			if (((AlterSystemStmt *) parsetree)->setstmt->name)
-				audit_item_add_object(item, ((AlterSystemStmt *) parsetree)->setstmt->name, NULL);
-			break;
-		default:
-			break;
 	}
 	return item;
 }
@@ -1095,32 +949,6 @@ audit_error_outcome(int sqlerrcode)
 	return sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ? AUDIT_OUTCOME_DENIED : AUDIT_OUTCOME_ERROR;
 }
 
-/* A failed login: FATAL while the session was being set up. */
-static void
-audit_login_failed(ErrorData *edata)
-{
-	Port *port = MyProcPort;
-	AuditEvent ev;
-	AuditEvent *evp = &ev;
-
-	if (!(audit_classes & AUDIT_BIT(AUDIT_CLASS_LOGIN)) || port == NULL ||
-		port->database_name == NULL || port->user_name == NULL)
-		return;
-	memset(&ev, 0, sizeof(ev));
-	ev.ts = GetCurrentTimestamp();
-	ev.class = AUDIT_CLASS_LOGIN;
-	ev.command = "LOGIN";
-	ev.outcome = AUDIT_OUTCOME_FAILED;
-	ev.sqlstate = edata->sqlerrcode;
-	ev.backend_pid = MyProcPid;
-	ev.database = port->database_name;
-	ev.username = port->user_name;
-	ev.current_user_name = port->user_name;
-	ev.application = port->application_name;
-	ev.client_addr = audit_client_address(port);
-	audit_queue_put(port->database_name, false, &evp, 1, AUDIT_PUT_DROP, NULL);
-}
-
 /*
  * emit_log_hook: an ERROR (or worse) is being reported.  The running
  * statements failed; a failure during connection set-up is a failed login.
@@ -1138,7 +966,6 @@ audit_error(ErrorData *edata)
 
 	if (IsInitProcessingMode() && edata->elevel >= FATAL)
 	{
-		audit_login_pending = false;
 		audit_login_failed(edata);
 		audit_in_error = false;
 		return;
@@ -1203,69 +1030,13 @@ audit_error(ErrorData *edata)
 	audit_in_error = false;
 }
 
-/* --- logins ------------------------------------------------------------- */
-
-/*
- * ClientAuthentication_hook: a client authenticated (failures arrive
- * through audit_error() as FATAL errors).  The login is recorded once the
- * session is set up (audit_login_settled()), since connecting can still
- * fail after authentication (no such database, no CONNECT privilege).
- */
-void
-audit_login(Port *port, int status)
-{
-	AuditEvent *ev = &audit_login_event;
-
-	audit_session_start = GetCurrentTimestamp();
-	if (!audit_exit_registered)
-	{
-		before_shmem_exit(audit_on_exit, (Datum) 0);
-		audit_exit_registered = true;
-	}
-	if (status != STATUS_OK || !(audit_classes & AUDIT_BIT(AUDIT_CLASS_LOGIN)) ||
-		port->database_name == NULL || port->user_name == NULL)
-		return;
-	memset(ev, 0, sizeof(AuditEvent));
-	ev->ts = audit_session_start;
-	ev->class = AUDIT_CLASS_LOGIN;
-	ev->command = "LOGIN";
-	ev->outcome = AUDIT_OUTCOME_OK;
-	ev->backend_pid = MyProcPid;
-	ev->database = MemoryContextStrdup(TopMemoryContext, port->database_name);
-	ev->username = MemoryContextStrdup(TopMemoryContext, port->user_name);
-	ev->current_user_name = ev->username;
-	ev->application = port->application_name
-						  ? MemoryContextStrdup(TopMemoryContext, port->application_name)
-						  : NULL;
-	ev->client_addr = audit_client_address(port);
-	audit_login_pending = true;
-}
-
-/*
- * Record the login once the session is set up: called from the transaction
- * callbacks and at exit.
- */
-static void
-audit_login_settled(void)
-{
-	AuditEvent *evp = &audit_login_event;
-
-	if (!audit_login_pending || IsInitProcessingMode())
-		return;
-	audit_login_pending = false;
-	audit_queue_put(audit_login_event.database, false, &evp, 1, AUDIT_PUT_DROP, NULL);
-	audit_login_recorded = true;
-}
-
 /*
  * At exit: queue what is left (never waiting) and record the disconnect of
  * a session whose login was recorded.
  */
-static void
+void
 audit_on_exit(int code, Datum arg)
 {
-	Port *port = MyProcPort;
-
 	audit_login_settled();
 
 	if (audit_xact_nevents > 0)
@@ -1285,59 +1056,7 @@ audit_on_exit(int code, Datum arg)
 	}
 	audit_flush_deferred(false);
 
-	if (audit_login_recorded && !IsInitProcessingMode() && port != NULL &&
-		(audit_classes & AUDIT_BIT(AUDIT_CLASS_LOGIN)) && port->database_name != NULL)
-	{
-		AuditEvent ev;
-		AuditEvent *evp = &ev;
-
-		memset(&ev, 0, sizeof(ev));
-		ev.ts = GetCurrentTimestamp();
-		ev.class = AUDIT_CLASS_LOGIN;
-		ev.command = "DISCONNECT";
-		ev.outcome = AUDIT_OUTCOME_OK;
-		ev.backend_pid = MyProcPid;
-		ev.database = port->database_name;
-		ev.username = port->user_name;
-		ev.current_user_name = port->user_name;
-		ev.application = audit_application();
-		ev.client_addr = audit_client_address(port);
-		ev.duration_us = ev.ts - audit_session_start;
-		ev.flags = AUDIT_EVENT_HAS_DURATION;
-		audit_queue_put(port->database_name, false, &evp, 1, AUDIT_PUT_DROP, NULL);
-	}
-}
-
-/* --- changes of audit rules --------------------------------------------- */
-
-/*
- * Record a change of the audit rules made by the current statement (always
- * audited, written with the change at commit).
- */
-void
-audit_record_change(const char *command, const char *object)
-{
-	AuditEvent *ev;
-
-	if (!opsdata_preloaded || RecoveryInProgress())
-		return;
-	audit_ensure_contexts();
-	ev = audit_new_event(audit_xact_cxt, AUDIT_CLASS_DDL, MemoryContextStrdup(audit_xact_cxt, command));
-	ev->flags |= AUDIT_EVENT_ALWAYS;
-	if (debug_query_string != NULL)
-	{
-		int len = strlen(debug_query_string);
-
-		while (len > 0 && (debug_query_string[len - 1] == ';' || isspace((unsigned char) debug_query_string[len - 1])))
-			len--;
-		ev->statement = MemoryContextStrdup(audit_xact_cxt, pnstrdup(debug_query_string, len));
-	}
-	ev->nobjects = 1;
-	ev->objects = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
-	ev->privileges = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
-	ev->objects[0] = MemoryContextStrdup(audit_xact_cxt, object);
-	ev->privileges[0] = NULL;
-	audit_add_event(ev);
+	audit_record_disconnect();
 }
 
 /* --- transaction ends --------------------------------------------------- */
@@ -1439,8 +1158,7 @@ audit_abort(void)
 void
 audit_xact_callback(XactEvent event, void *arg)
 {
-	if (audit_login_pending)
-		audit_login_settled();
+	audit_login_settled();
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:

@@ -25,6 +25,7 @@
 
 #include "catalog/catalog.h"
 #include "catalog/namespace.h"
+#include "nodes/parsenodes.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -308,4 +309,157 @@ audit_keyword_class(const char *text, const char **command)
 		}
 	}
 	return AUDIT_CLASS_MISC;
+}
+
+const char *
+audit_privilege_text(AclMode perms)
+{
+	static const char *const names[] = {
+		"SELECT", "INSERT", "UPDATE", "DELETE", "SELECT,INSERT", "SELECT,UPDATE",
+		"SELECT,DELETE", "INSERT,UPDATE", "SELECT,INSERT,UPDATE"};
+
+	switch (perms & (ACL_SELECT | ACL_INSERT | ACL_UPDATE | ACL_DELETE))
+	{
+		case ACL_SELECT:
+			return names[0];
+		case ACL_INSERT:
+			return names[1];
+		case ACL_UPDATE:
+			return names[2];
+		case ACL_DELETE:
+			return names[3];
+		case ACL_SELECT | ACL_INSERT:
+			return names[4];
+		case ACL_SELECT | ACL_UPDATE:
+			return names[5];
+		case ACL_SELECT | ACL_DELETE:
+			return names[6];
+		case ACL_INSERT | ACL_UPDATE:
+			return names[7];
+		case ACL_SELECT | ACL_INSERT | ACL_UPDATE:
+			return names[8];
+		default:
+			return NULL;
+	}
+}
+
+#define ADD(n, p) (objects = lappend(objects, audit_object((n), (p))))
+
+static AuditObject *
+audit_object(const char *name, const char *privilege)
+{
+	AuditObject *obj = palloc(sizeof(AuditObject));
+
+	obj->name = pstrdup(name);
+	obj->privilege = privilege;
+	return obj;
+}
+
+/*
+ * Objects a utility statement names, from its parse tree: the relation of
+ * COPY and TRUNCATE, the roles of role statements, the relations and
+ * grantees of GRANT, the setting of SET and ALTER SYSTEM.  (DDL learns its
+ * objects from the event triggers.)  Returns a List of AuditObject.
+ */
+List *
+audit_utility_objects(Node *parsetree)
+{
+	List *objects = NIL;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_CopyStmt:
+		{
+			CopyStmt *copy = (CopyStmt *) parsetree;
+
+			if (copy->relation != NULL)
+			{
+				Oid relid = RangeVarGetRelid(copy->relation, NoLock, true);
+
+				if (OidIsValid(relid))
+					ADD(audit_relation_name(relid),
+						copy->is_from ? "INSERT" : "SELECT");
+			}
+			break;
+		}
+		case T_TruncateStmt:
+		{
+			ListCell *lc;
+
+			foreach (lc, ((TruncateStmt *) parsetree)->relations)
+			{
+				Oid relid = RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true);
+
+				if (OidIsValid(relid))
+					ADD(audit_relation_name(relid), "TRUNCATE");
+			}
+			break;
+		}
+		case T_CreateRoleStmt:
+			ADD(quote_identifier(((CreateRoleStmt *) parsetree)->role), NULL);
+			break;
+		case T_AlterRoleStmt:
+		case T_AlterRoleSetStmt:
+		case T_DropRoleStmt:
+		case T_GrantRoleStmt:
+		{
+			List *roles = NIL;
+			ListCell *lc;
+
+			if (IsA(parsetree, AlterRoleStmt))
+				roles = list_make1(((AlterRoleStmt *) parsetree)->role);
+			else if (IsA(parsetree, AlterRoleSetStmt) && ((AlterRoleSetStmt *) parsetree)->role)
+				roles = list_make1(((AlterRoleSetStmt *) parsetree)->role);
+			else if (IsA(parsetree, DropRoleStmt))
+				roles = ((DropRoleStmt *) parsetree)->roles;
+			else if (IsA(parsetree, GrantRoleStmt))
+				roles = list_concat_copy(((GrantRoleStmt *) parsetree)->granted_roles,
+										 ((GrantRoleStmt *) parsetree)->grantee_roles);
+			foreach (lc, roles)
+			{
+				Node *n = lfirst(lc);
+
+				if (IsA(n, RoleSpec) && ((RoleSpec *) n)->roletype == ROLESPEC_CSTRING)
+					ADD(quote_identifier(((RoleSpec *) n)->rolename), NULL);
+				else if (IsA(n, AccessPriv) && ((AccessPriv *) n)->priv_name)
+					ADD(quote_identifier(((AccessPriv *) n)->priv_name), NULL);
+			}
+			break;
+		}
+		case T_GrantStmt:
+		{
+			GrantStmt *grant = (GrantStmt *) parsetree;
+			ListCell *lc;
+
+			if (grant->targtype == ACL_TARGET_OBJECT && grant->objtype == OBJECT_TABLE)
+			{
+				foreach (lc, grant->objects)
+				{
+					Oid relid = RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true);
+
+					if (OidIsValid(relid))
+						ADD(audit_relation_name(relid), NULL);
+				}
+			}
+			foreach (lc, grant->grantees)
+			{
+				RoleSpec *role = (RoleSpec *) lfirst(lc);
+
+				if (role->roletype == ROLESPEC_CSTRING)
+					ADD(quote_identifier(role->rolename), NULL);
+			}
+			break;
+		}
+		case T_VariableSetStmt:
+			if (((VariableSetStmt *) parsetree)->name)
+				ADD(((VariableSetStmt *) parsetree)->name, NULL);
+			break;
+		case T_AlterSystemStmt:
+			if (((AlterSystemStmt *) parsetree)->setstmt->name)
+				ADD(((AlterSystemStmt *) parsetree)->setstmt->name, NULL);
+			break;
+		default:
+			break;
+	}
+	return objects;
 }

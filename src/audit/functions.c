@@ -27,6 +27,9 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "access/xlog.h"
+#include "tcop/tcopprot.h"
 #include "utils/inval.h"
 #include "utils/tuplestore.h"
 
@@ -157,6 +160,36 @@ audit_health(PG_FUNCTION_ARGS)
 							  unassigned)
 				   : "Empty: nothing was queued for this database since the server started.");
 	PG_RETURN_VOID();
+}
+
+/*
+ * Record a change of the audit rules made by the current statement (always
+ * audited, written with the change at commit).
+ */
+static void
+audit_record_change(const char *command, const char *object)
+{
+	AuditEvent *ev;
+
+	if (!opsdata_preloaded || RecoveryInProgress())
+		return;
+	audit_ensure_contexts();
+	ev = audit_new_event(audit_xact_cxt, AUDIT_CLASS_DDL, MemoryContextStrdup(audit_xact_cxt, command));
+	ev->flags |= AUDIT_EVENT_ALWAYS;
+	if (debug_query_string != NULL)
+	{
+		int len = strlen(debug_query_string);
+
+		while (len > 0 && (debug_query_string[len - 1] == ';' || isspace((unsigned char) debug_query_string[len - 1])))
+			len--;
+		ev->statement = MemoryContextStrdup(audit_xact_cxt, pnstrdup(debug_query_string, len));
+	}
+	ev->nobjects = 1;
+	ev->objects = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
+	ev->privileges = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
+	ev->objects[0] = MemoryContextStrdup(audit_xact_cxt, object);
+	ev->privileges[0] = NULL;
+	audit_add_event(ev);
 }
 
 /*

@@ -400,19 +400,6 @@ audit_event_deserialize(char *rec, AuditEvent *ev)
 	ev->params = read_string(&p);
 }
 
-Size
-audit_event_size(const AuditEvent *ev)
-{
-	Size size = sizeof(AuditRecordHeader) + 8 * sizeof(uint32);
-	int i;
-
-	size += ev->statement ? strlen(ev->statement) + 1 : 0;
-	size += ev->params ? strlen(ev->params) + 1 : 0;
-	for (i = 0; i < ev->nobjects; i++)
-		size += strlen(ev->objects[i]) + 8;
-	return size;
-}
-
 static void
 ring_write(int i, uint64 pos, const char *src, Size len)
 {
@@ -710,4 +697,38 @@ audit_queue_unassigned_drops(void)
 	if (audit_queue == NULL)
 		return 0;
 	return pg_atomic_read_u64(&audit_queue->unassigned_drops);
+}
+
+/*
+ * A deep copy of an event in cxt.
+ */
+AuditEvent *
+audit_event_copy(const AuditEvent *src, MemoryContext cxt)
+{
+	AuditEvent *ev = MemoryContextAlloc(cxt, sizeof(AuditEvent));
+	int j;
+
+	*ev = *src;
+#define COPY_STR(f) (ev->f = src->f ? MemoryContextStrdup(cxt, src->f) : NULL)
+	COPY_STR(database);
+	COPY_STR(username);
+	COPY_STR(current_user_name);
+	COPY_STR(application);
+	COPY_STR(client_addr);
+	COPY_STR(command);
+	COPY_STR(statement);
+	COPY_STR(params);
+#undef COPY_STR
+	if (src->nobjects > 0)
+	{
+		ev->objects = MemoryContextAlloc(cxt, sizeof(char *) * src->nobjects);
+		ev->privileges = MemoryContextAllocZero(cxt, sizeof(char *) * src->nobjects);
+		for (j = 0; j < src->nobjects; j++)
+		{
+			ev->objects[j] = MemoryContextStrdup(cxt, src->objects[j]);
+			if (src->privileges && src->privileges[j])
+				ev->privileges[j] = MemoryContextStrdup(cxt, src->privileges[j]);
+		}
+	}
+	return ev;
 }
