@@ -1098,7 +1098,13 @@ audit_pre_commit(void)
 
 		if (ev->flags & AUDIT_EVENT_WRITTEN)
 			continue;
-		if (AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES)
+
+		/*
+		 * A session draining the queue (audit.flush()) frees room in it only
+		 * when it commits, so it must not wait for room: it writes all its
+		 * events itself.
+		 */
+		if ((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) || audit_queue_claimed())
 			written[nw++] = ev;
 		else
 			queued[nq++] = ev;
