@@ -25,8 +25,8 @@ SELECT partitions_are('metrics', 'points', ARRAY['metrics.points_default']);
 
 SELECT columns_are('audit', 'entries', ARRAY['entry_id', 'ts', 'database', 'username',
 	'current_user_name', 'application', 'client_addr', 'backend_pid', 'xid', 'class', 'command',
-	'objects', 'rows', 'duration', 'outcome', 'sqlstate', 'statement_id', 'params']);
-SELECT columns_are('audit', 'statements', ARRAY['statement_id', 'statement_hash', 'statement_text', 'first_seen']);
+	'objects', 'privileges', 'rows', 'duration', 'outcome', 'sqlstate', 'statement_id', 'params']);
+SELECT columns_are('audit', 'statements', ARRAY['statement_id', 'statement_text', 'first_seen']);
 SELECT columns_are('audit', 'seals', ARRAY['seal_id', 'first_entry_id', 'last_entry_id', 'entry_count',
 	'prev_hash', 'hash', 'sealed_at']);
 SELECT columns_are('audit', 'rules', ARRAY['rule_id', 'action', 'role_name', 'database_name',
