@@ -196,7 +196,7 @@ runner_start(int64 job_id, bool manual, bool atomic, Oid owner, MemoryContext cx
 	if (SPI_connect_ext(atomic ? 0 : SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
 	ret = SPI_execute_with_args("SELECT run_id, name, command, run_as, builtin,"
-								" coalesce((extract(epoch FROM max_runtime) * 1000)::bigint, 0), max_runtime"
+								" coalesce((extract(epoch FROM max_runtime) * 1000)::bigint, 0)"
 								" FROM opsdata._job_start($1, $2, $3)",
 								3, types, values, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
@@ -213,12 +213,16 @@ runner_start(int64 job_id, bool manual, bool atomic, Oid owner, MemoryContext cx
 		run->run_as = runner_text(4, cxt);
 		run->builtin = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
 		run->max_runtime_ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull));
-		run->max_runtime_text = runner_text(7, cxt);
+		run->max_runtime_text = run->max_runtime_ms % 1000 == 0
+									? psprintf("%lld s", (long long) (run->max_runtime_ms / 1000))
+									: psprintf("%lld ms", (long long) run->max_runtime_ms);
+		run->max_runtime_text = MemoryContextStrdup(cxt, run->max_runtime_text);
 	}
+	/* Back to the caller before the commit: a new transaction remembers the user. */
+	SetUserIdAndSecContext(save_userid, save_sec);
 	if (!atomic)
 		SPI_commit();
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
 	MemoryContextSwitchTo(cxt);
 	return found;
 }
@@ -255,10 +259,10 @@ runner_finish(RunnerRun *run, bool atomic, Oid owner, const char *status, ErrorD
 								false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not record the run of job \"%s\": SPI error %d", run->name, ret);
+	SetUserIdAndSecContext(save_userid, save_sec);
 	if (!atomic)
 		SPI_commit();
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
 	MemoryContextSwitchTo(cxt);
 }
 
@@ -356,6 +360,7 @@ runner_execute(RunnerRun *run, bool atomic, Oid role, MemoryContext cxt, bool *t
 			AbortCurrentTransaction();
 			if (ActivePortal != NULL)
 				ActivePortal->portalSnapshot = NULL;
+			SetUserIdAndSecContext(save_userid, save_sec);
 			StartTransactionCommand();
 		}
 		SetUserIdAndSecContext(save_userid, save_sec);
@@ -452,7 +457,7 @@ runner_run(int64 job_id, bool manual, FunctionCallInfo fcinfo)
 			else if (timed_out)
 			{
 				status = "timed out";
-				message = psprintf("The run exceeded its max_runtime of %s and was cancelled.",
+				message = psprintf("The run exceeded its max_runtime (%s) and was cancelled.",
 								   run.max_runtime_text);
 			}
 			else
@@ -468,7 +473,7 @@ runner_run(int64 job_id, bool manual, FunctionCallInfo fcinfo)
 				if (timed_out)
 					ereport(ERROR,
 							(errcode(ERRCODE_QUERY_CANCELED),
-							 errmsg("job \"%s\" was cancelled after running longer than its max_runtime of %s",
+							 errmsg("job \"%s\" was cancelled after running longer than its max_runtime (%s)",
 									run.name, run.max_runtime_text),
 							 errcontext("pg_opsdata job \"%s\" (run %lld)", run.name, (long long) run.run_id)));
 				ReThrowError(edata);

@@ -433,7 +433,18 @@ scheduler_backoff(int64 job_id, bool create)
 		if (sched_backoffs[i].job_id == job_id)
 			return &sched_backoffs[i];
 	}
-	if (!create || sched_nbackoffs >= (int) lengthof(sched_backoffs))
+	if (!create)
+		return NULL;
+	for (i = 0; i < sched_nbackoffs; i++)
+	{
+		if (sched_backoffs[i].ms == 0)
+		{
+			sched_backoffs[i].job_id = job_id;
+			sched_backoffs[i].until = 0;
+			return &sched_backoffs[i];
+		}
+	}
+	if (sched_nbackoffs >= (int) lengthof(sched_backoffs))
 		return NULL;
 	memset(&sched_backoffs[sched_nbackoffs], 0, sizeof(JobBackoff));
 	sched_backoffs[sched_nbackoffs].job_id = job_id;

@@ -44,6 +44,7 @@
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "storage/shmem.h"
+#include "commands/dbcommands.h"
 #include "utils/lsyscache.h"
 
 #include "core/opsdata.h"
@@ -598,7 +599,9 @@ worker_hold_database(Oid dboid, const char *command)
 		return;
 
 	ereport(LOG,
-			(errmsg("pg_opsdata stopped %d worker(s) in database %u for %s", stopped, dboid, command)));
+			(errmsg_plural("pg_opsdata stopped %d worker in database \"%s\" for %s",
+						   "pg_opsdata stopped %d workers in database \"%s\" for %s",
+						   stopped, stopped, get_database_name(dboid), command)));
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WORKER_HOLD_WAIT_MS);
 	ConditionVariablePrepareToSleep(&worker_shared->slot_freed);

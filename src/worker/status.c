@@ -219,8 +219,8 @@ worker_status(PG_FUNCTION_ARGS)
 		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "error",
 				   "Not running: the launcher is not running.");
 	else
-		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "warning",
-				   "Not running yet: the launcher starts it when the extension's installation has committed.");
+		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "ok",
+				   "Starting: the launcher starts it once the extension's installation has committed.");
 
 	return (Datum) 0;
 }

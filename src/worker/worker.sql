@@ -202,21 +202,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	steps double precision;
-	next timestamptz;
+	result timestamptz;
 BEGIN
-	next := last + schedule;
-	IF next > now THEN
-		RETURN next;
+	result := last + schedule;
+	IF result > now THEN
+		RETURN result;
 	END IF;
 	-- Jump close to now in one step, then walk (months have no fixed length).
 	steps := floor(extract(epoch FROM now - last) / extract(epoch FROM schedule));
 	IF steps > 1 THEN
-		next := last + schedule * (steps - 1);
+		result := last + schedule * (steps - 1);
 	END IF;
-	WHILE next <= now LOOP
-		next := next + schedule;
+	WHILE result <= now LOOP
+		result := result + schedule;
 	END LOOP;
-	RETURN next;
+	RETURN result;
 END
 $$;
 
@@ -249,7 +249,9 @@ BEGIN
 	SELECT * INTO j FROM opsdata.jobs WHERE job_id = _job_start.job FOR UPDATE;
 	IF NOT FOUND THEN
 		IF manual THEN
-			RAISE EXCEPTION 'job % does not exist', job USING ERRCODE = 'undefined_object';
+			RAISE EXCEPTION 'job % does not exist', job
+				USING ERRCODE = 'undefined_object',
+					  HINT = 'The jobs are listed in opsdata.jobs.';
 		END IF;
 		RETURN;
 	END IF;
@@ -608,12 +610,13 @@ AS $$
 	SELECT pg_catalog.format('job "%s"', j.name),
 		   CASE WHEN j.failures > 0 AND j.retry_at IS NULL THEN 'error' ELSE 'warning' END,
 		   CASE WHEN j.failures > 0 THEN
-				pg_catalog.format('Failed %s time(s) in a row; last error: %s %s',
+				pg_catalog.format('%s run(s) in a row did not succeed; the last one %s%s: %s %s',
 					j.failures, coalesce(r.status, 'failed'),
-					coalesce('(' || r.sqlstate || ') ', '') || coalesce(r.message, 'unknown') ||
+					coalesce(' with SQLSTATE ' || r.sqlstate, ''),
+					pg_catalog.rtrim(coalesce(r.message, 'no message'), '.') || '.',
 					CASE WHEN j.retry_at IS NOT NULL
-						 THEN pg_catalog.format(' Retried at %s.', j.retry_at)
-						 ELSE pg_catalog.format(' Next run at %s.', j.next_run) END)
+						 THEN pg_catalog.format('It is retried at %s.', j.retry_at)
+						 ELSE pg_catalog.format('Its next run is at %s.', j.next_run) END)
 			ELSE pg_catalog.format('Late: due at %s and not started.',
 					least(j.next_run, j.retry_at))
 		   END
