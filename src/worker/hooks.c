@@ -11,11 +11,12 @@
  *
  *   CREATE EXTENSION  the install script calls opsdata._worker_register();
  *                     at commit the launcher gets an "installed" event.
- *                     When the script runs with check_function_bodies off,
- *                     as every pg_dump output sets it, the database is
- *                     being restored: its jobs wait until this session
- *                     ends, so that they do not write rows the restore is
- *                     about to load.
+ *                     When the session runs with row_security off, as
+ *                     every pg_dump output sets it, a dump is being
+ *                     restored: the database's jobs wait until this
+ *                     session ends, so that they do not write rows the
+ *                     restore is about to load (the scheduler also waits
+ *                     while any pg_restore session is connected).
  *   DROP EXTENSION    the object access hook sees the extension dropped,
  *                     by any path; at commit, a "dropped" event.
  *   opsdata.jobs      a statement trigger; at commit the database's
@@ -56,6 +57,7 @@
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/rls.h"
 
 #include "core/opsdata.h"
 #include "worker/worker_int.h"
@@ -261,18 +263,7 @@ worker_xact_callback(XactEvent event, void *arg)
 				worker_push_event(WORKER_EVENT_INSTALLED, MyDatabaseId);
 			}
 			if (worker_pending_jobs_changed)
-			{
-				int i;
-
-				for (i = 0; i < worker_shared->nslots; i++)
-				{
-					WorkerSlot *slot = &worker_shared->slots[i];
-
-					if (slot->kind == WORKER_SLOT_SCHEDULER && slot->dboid == MyDatabaseId)
-						pg_atomic_write_u32(&slot->jobs_changed, 1);
-				}
-				worker_wake_scheduler(MyDatabaseId);
-			}
+				worker_jobs_changed_now(MyDatabaseId);
 			if (worker_pending_db_changed)
 				worker_push_event(WORKER_EVENT_DB_CHANGED, InvalidOid);
 			break;
@@ -303,7 +294,7 @@ Datum
 worker_register_database(PG_FUNCTION_ARGS)
 {
 	worker_pending_installed = true;
-	worker_pending_restore = !check_function_bodies;
+	worker_pending_restore = !row_security;
 	PG_RETURN_VOID();
 }
 

@@ -101,7 +101,7 @@ static bool runner_timeout_registered = false;
 static TimeoutId runner_timeout_id;
 static volatile sig_atomic_t runner_timeout_fired = false;
 
-static void runner_run(int64 job_id, bool manual, FunctionCallInfo fcinfo);
+static void runner_run(int64 job_id, const char *name, bool manual, FunctionCallInfo fcinfo);
 
 /*
  * Timer handler: max_runtime has passed.  Cancel the running command like
@@ -377,7 +377,7 @@ runner_execute(RunnerRun *run, bool atomic, Oid role, MemoryContext cxt, bool *t
  * left alone, and its error is raised); else by a job worker for a due job.
  */
 static void
-runner_run(int64 job_id, bool manual, FunctionCallInfo fcinfo)
+runner_run(int64 job_id, const char *name, bool manual, FunctionCallInfo fcinfo)
 {
 	bool atomic = runner_is_atomic(fcinfo);
 	MemoryContext cxt;
@@ -418,6 +418,11 @@ runner_run(int64 job_id, bool manual, FunctionCallInfo fcinfo)
 			ereport(DEBUG1, (errmsg("pg_opsdata job %lld is already running", (long long) job_id)));
 			return;
 		}
+		if (name != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("job \"%s\" is already running", name),
+					 errhint("A job runs once at a time; run it again when the run in progress has ended.")));
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("job %lld is already running", (long long) job_id),
@@ -484,6 +489,8 @@ runner_run(int64 job_id, bool manual, FunctionCallInfo fcinfo)
 	{
 		runner_nactive--;
 		LockRelease(&tag, ExclusiveLock, true);
+		/* The scheduler skips a job whose lock is taken: now it is free. */
+		worker_jobs_changed_now(MyDatabaseId);
 	}
 	PG_END_TRY();
 
@@ -500,7 +507,7 @@ worker_run_job(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("job must not be null")));
-	runner_run(PG_GETARG_INT64(0), true, fcinfo);
+	runner_run(PG_GETARG_INT64(0), NULL, true, fcinfo);
 	PG_RETURN_VOID();
 }
 
@@ -548,7 +555,7 @@ worker_run_job_by_name(PG_FUNCTION_ARGS)
 				 errmsg("job \"%s\" does not exist", text_to_cstring(PG_GETARG_TEXT_PP(0))),
 				 errhint("The jobs are listed in opsdata.jobs.")));
 
-	runner_run(job_id, true, fcinfo);
+	runner_run(job_id, text_to_cstring(PG_GETARG_TEXT_PP(0)), true, fcinfo);
 	PG_RETURN_VOID();
 }
 
@@ -563,6 +570,6 @@ worker_run_scheduled_job(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("scheduled runs are started by the pg_opsdata scheduler only"),
 				 errhint("Use CALL opsdata.run_job() to run a job now.")));
-	runner_run(PG_GETARG_INT64(0), false, fcinfo);
+	runner_run(PG_GETARG_INT64(0), NULL, false, fcinfo);
 	PG_RETURN_VOID();
 }

@@ -56,6 +56,7 @@
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -71,6 +72,9 @@
 #define SCHEDULER_MAX_BACKOFF_MS   (60 * 1000)
 #define SCHEDULER_CAP_LOG_MS	   (10 * 60 * 1000)
 #define SCHEDULER_MAX_JOBS		   1024
+/* While a restore runs, look for its end this often, and wait this long after. */
+#define SCHEDULER_RESTORE_POLL_MS  1000
+#define SCHEDULER_RESTORE_GRACE_MS 2000
 
 /* A job of opsdata.jobs, as last read. */
 typedef struct SchedJob
@@ -128,6 +132,7 @@ static TimestampTz sched_reaped_due[64];
 static bool sched_reaped_timeout[64];
 static int sched_nreaped;
 
+static TimestampTz sched_restore_seen_at = 0;
 static TimestampTz sched_dispatch_retry_at = 0;
 static int sched_dispatch_backoff_ms = 0;
 static TimestampTz sched_cap_logged_at = 0;
@@ -137,6 +142,7 @@ static TimestampTz sched_service_backoff_until[WORKER_MAX_SERVICES];
 static int sched_service_backoff_ms[WORKER_MAX_SERVICES];
 static int sched_current_service = -1;
 
+static bool scheduler_restoring(TimestampTz now);
 static bool scheduler_extension_present(void);
 static void scheduler_adopt_job_workers(void);
 static void scheduler_run_services(TimestampTz now);
@@ -225,8 +231,7 @@ worker_scheduler_main(Datum main_arg)
 		if (pg_atomic_exchange_u32(&sched_slot->jobs_changed, 0) != 0)
 			sched_jobs_dirty = true;
 
-		restoring = worker_restore_in_progress(MyDatabaseId);
-		if (!restoring && now >= sched_catalog_retry_at)
+		if (now >= sched_catalog_retry_at)
 		{
 			bool due = false;
 
@@ -236,6 +241,12 @@ worker_scheduler_main(Datum main_arg)
 			if (sched_jobs_dirty || due || sched_nreaped > 0 ||
 				TimestampDifferenceExceeds(sched_jobs_read_at, now, worker_check_interval))
 				scheduler_read_jobs();
+		}
+		restoring = false;
+		for (i = 0; i < sched_njobs && !restoring; i++)
+		{
+			if (!sched_jobs[i].busy && sched_jobs[i].due <= now && !scheduler_in_flight(sched_jobs[i].job_id))
+				restoring = scheduler_restoring(now);
 		}
 
 		/* Start what is due, in order of due time. */
@@ -287,6 +298,8 @@ worker_scheduler_main(Datum main_arg)
 		}
 		if (sched_catalog_retry_at > now && sched_catalog_retry_at < wake)
 			wake = sched_catalog_retry_at;
+		if (restoring)
+			wake = Min(wake, TimestampTzPlusMilliseconds(now, SCHEDULER_RESTORE_POLL_MS));
 
 		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), wake);
 		pgstat_report_activity(STATE_IDLE, NULL);
@@ -342,6 +355,42 @@ scheduler_error_recovery(void)
 			proc_exit(0);
 		}
 	}
+}
+
+/*
+ * True while a dump is being restored into this database: a session that
+ * ran CREATE EXTENSION as pg_dump output does is still connected, or a
+ * pg_restore session is, or one was less than SCHEDULER_RESTORE_GRACE_MS
+ * ago (pg_restore --jobs reconnects between its phases).  Jobs then wait:
+ * the rows they would write could clash with those the restore loads.
+ * Called only when a job is due.
+ */
+static bool
+scheduler_restoring(TimestampTz now)
+{
+	bool found = worker_restore_in_progress(MyDatabaseId);
+	int n;
+	int i;
+
+	if (!found)
+	{
+		pgstat_clear_backend_activity_snapshot();
+		n = pgstat_fetch_stat_numbackends();
+		for (i = 1; i <= n && !found; i++)
+		{
+			LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+			PgBackendStatus *be = local != NULL ? &local->backendStatus : NULL;
+
+			found = be != NULL && be->st_databaseid == MyDatabaseId &&
+					be->st_backendType == B_BACKEND && be->st_appname != NULL &&
+					strcmp(be->st_appname, "pg_restore") == 0;
+		}
+		pgstat_clear_backend_activity_snapshot();
+	}
+	if (found)
+		sched_restore_seen_at = now;
+	return found || (sched_restore_seen_at != 0 &&
+					 !TimestampDifferenceExceeds(sched_restore_seen_at, now, SCHEDULER_RESTORE_GRACE_MS));
 }
 
 /* Whether pg_opsdata is installed in this database. */

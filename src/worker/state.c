@@ -169,6 +169,28 @@ worker_wake_scheduler(Oid dboid)
 	}
 }
 
+/*
+ * Tell the scheduler of a database to re-read its jobs, and wake it.  No
+ * lock, like worker_wake_scheduler().
+ */
+void
+worker_jobs_changed_now(Oid dboid)
+{
+	int i;
+
+	if (worker_shared == NULL)
+		return;
+
+	for (i = 0; i < worker_shared->nslots; i++)
+	{
+		WorkerSlot *slot = &worker_shared->slots[i];
+
+		if (slot->kind == WORKER_SLOT_SCHEDULER && slot->dboid == dboid)
+			pg_atomic_write_u32(&slot->jobs_changed, 1);
+	}
+	worker_wake_scheduler(dboid);
+}
+
 /* Wake every scheduler waiting for a job worker. */
 void
 worker_wake_waiting_schedulers(void)
@@ -468,17 +490,8 @@ worker_slot_exit(int code, Datum arg)
 		worker_wake_launcher();
 	else if (kind == WORKER_SLOT_JOB)
 	{
-		int i;
-
 		/* Our scheduler re-reads its jobs; waiting schedulers may start one. */
-		for (i = 0; i < worker_shared->nslots; i++)
-		{
-			WorkerSlot *s = &worker_shared->slots[i];
-
-			if (s->kind == WORKER_SLOT_SCHEDULER && s->dboid == dboid)
-				pg_atomic_write_u32(&s->jobs_changed, 1);
-		}
-		worker_wake_scheduler(dboid);
+		worker_jobs_changed_now(dboid);
 		worker_wake_waiting_schedulers();
 	}
 }

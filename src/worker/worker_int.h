@@ -191,6 +191,7 @@ extern bool worker_note_exhausted(bool exhausted);
 extern void worker_reclaim_stale_reservations(void);
 extern void worker_wake_launcher(void);
 extern void worker_wake_waiting_schedulers(void);
+extern void worker_jobs_changed_now(Oid dboid);
 extern void worker_note_scheduler_exit(Oid dboid, TimestampTz restart_at, int failures);
 extern bool worker_restore_in_progress(Oid dboid);
 extern void worker_add_restore(Oid dboid, pid_t pid);
