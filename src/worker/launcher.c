@@ -161,6 +161,8 @@ worker_launcher_main(Datum main_arg)
 							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
+	worker_shared->launcher_restart_delay = worker_restart_delay;
+	worker_shared->launcher_check_interval = worker_check_interval;
 	worker_shared->launcher_pid = MyProcPid;
 	worker_shared->launcher_started = GetCurrentTimestamp();
 	pg_write_barrier();
@@ -184,6 +186,10 @@ worker_launcher_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
+			worker_shared->launcher_restart_delay = worker_restart_delay;
+			worker_shared->launcher_check_interval = worker_check_interval;
+			LWLockRelease(worker_shared->lock);
 		}
 
 		launcher_drain_events();

@@ -43,6 +43,13 @@ PG_FUNCTION_INFO_V1(worker_acting_role);
 /* A job waiting this long for a job worker makes the scheduler row a warning. */
 #define STATUS_WAIT_WARNING_MS (10 * 1000)
 
+/* A timestamp as text; timestamptz_to_str() reuses one buffer. */
+static char *
+status_time(TimestampTz t)
+{
+	return pstrdup(timestamptz_to_str(t));
+}
+
 static void
 status_row(ReturnSetInfo *rsinfo, const char *component, const char *status, const char *detail)
 {
@@ -137,15 +144,15 @@ worker_status(PG_FUNCTION_ARGS)
 				njobs++;
 		}
 		status_row(rsinfo, "launcher", "ok",
-				   psprintf("Running since %s (pid %d), with %d scheduler(s) and %d job worker(s); pg_opsdata.max_workers is %d.",
-							timestamptz_to_str(copy.launcher_started), (int) copy.launcher_pid,
-							nschedulers, njobs, worker_max_workers));
+				   psprintf("Running since %s (pid %d), with %d scheduler(s) and %d job worker(s); it restarts a stopped scheduler after %d ms and looks for changes at least every %d ms.",
+							status_time(copy.launcher_started), (int) copy.launcher_pid,
+							nschedulers, njobs, copy.launcher_restart_delay, copy.launcher_check_interval));
 	}
 
 	if (copy.exhausted_since != 0)
 		status_row(rsinfo, "worker capacity", "warning",
 				   psprintf("Since %s, schedulers or jobs could not start: all %d background workers allowed by max_worker_processes are in use. Raise max_worker_processes.",
-							timestamptz_to_str(copy.exhausted_since), max_worker_processes));
+							status_time(copy.exhausted_since), max_worker_processes));
 
 	/* Every running scheduler, and those known to have stopped. */
 	for (i = 0; i < copy.nslots; i++)
@@ -161,7 +168,7 @@ worker_status(PG_FUNCTION_ARGS)
 		}
 		status_row(rsinfo, status_scheduler_name(slot->dboid), "ok",
 				   slot->running ? psprintf("Running since %s (pid %d).",
-											timestamptz_to_str(slot->started_at), (int) slot->pid)
+											status_time(slot->started_at), (int) slot->pid)
 								 : "Starting.");
 	}
 	for (i = 0; i < WORKER_MAX_EXITS; i++)
@@ -186,7 +193,7 @@ worker_status(PG_FUNCTION_ARGS)
 		}
 		status_row(rsinfo, status_scheduler_name(e->dboid), "warning",
 				   psprintf("Not running: stopped at %s after %d short run(s) in a row; restarts at %s.",
-							timestamptz_to_str(e->exited_at), e->failures, timestamptz_to_str(e->restart_at)));
+							status_time(e->exited_at), e->failures, status_time(e->restart_at)));
 	}
 
 	/* This database's scheduler. */
@@ -197,11 +204,11 @@ worker_status(PG_FUNCTION_ARGS)
 			 TimestampDifferenceExceeds(mine->waiting_since, now, STATUS_WAIT_WARNING_MS))
 		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "warning",
 				   psprintf("Running (pid %d), but since %s jobs wait for a job worker: pg_opsdata.max_workers (%d) are busy or max_worker_processes is used up.",
-							(int) mine->pid, timestamptz_to_str(mine->waiting_since), worker_max_workers));
+							(int) mine->pid, status_time(mine->waiting_since), worker_max_workers));
 	else if (mine != NULL)
 		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "ok",
 				   mine->running ? psprintf("Running since %s (pid %d)%s.",
-											timestamptz_to_str(mine->started_at), (int) mine->pid,
+											status_time(mine->started_at), (int) mine->pid,
 											worker_restore_in_progress(MyDatabaseId)
 												? "; jobs wait until the session restoring this database ends"
 												: "")
@@ -209,8 +216,8 @@ worker_status(PG_FUNCTION_ARGS)
 	else if (my_exit != NULL)
 		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "warning",
 				   psprintf("Not running: stopped at %s after %d short run(s) in a row; restarts at %s.",
-							timestamptz_to_str(my_exit->exited_at), my_exit->failures,
-							timestamptz_to_str(my_exit->restart_at)));
+							status_time(my_exit->exited_at), my_exit->failures,
+							status_time(my_exit->restart_at)));
 	else if (copy.exhausted_since != 0)
 		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "warning",
 				   psprintf("Not running: no background worker is free (max_worker_processes is %d).",

@@ -155,6 +155,8 @@ typedef struct WorkerShared
 	pid_t launcher_pid;
 	Latch *launcher_latch;
 	TimestampTz launcher_started;
+	int launcher_restart_delay; /* the settings the launcher applies */
+	int launcher_check_interval;
 
 	int nevents;
 	bool events_lost; /* the ring overflowed: launcher re-probes */
