@@ -222,6 +222,7 @@ worker_scheduler_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			sched_jobs_dirty = true;
 		}
+		sched_slot->check_interval = worker_check_interval;
 
 		now = GetCurrentTimestamp();
 		scheduler_run_services(now);

@@ -207,8 +207,8 @@ worker_status(PG_FUNCTION_ARGS)
 							(int) mine->pid, status_time(mine->waiting_since), worker_max_workers));
 	else if (mine != NULL)
 		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "ok",
-				   mine->running ? psprintf("Running since %s (pid %d)%s.",
-											status_time(mine->started_at), (int) mine->pid,
+				   mine->running ? psprintf("Running since %s (pid %d); it reads its jobs again at least every %d ms%s.",
+											status_time(mine->started_at), (int) mine->pid, mine->check_interval,
 											worker_restore_in_progress(MyDatabaseId)
 												? "; jobs wait until the session restoring this database ends"
 												: "")

@@ -95,6 +95,7 @@ typedef struct WorkerSlot
 	pg_atomic_uint32 jobs_changed; /* opsdata.jobs changed: re-read it */
 	TimestampTz waiting_since;	   /* wants a job worker; 0 if not */
 	TimestampTz last_granted;	   /* last time it got a job worker */
+	int check_interval;			   /* the setting it applies */
 
 	/* job workers */
 	int64 job_id;
