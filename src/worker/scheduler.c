@@ -69,6 +69,7 @@
 
 /* A job worker past max_runtime by this much more is terminated. */
 #define SCHEDULER_RUNTIME_GRACE_MS (10 * 1000)
+#define SCHEDULER_FIRST_RETRY_MS   100
 #define SCHEDULER_MAX_BACKOFF_MS   (60 * 1000)
 #define SCHEDULER_CAP_LOG_MS	   (10 * 60 * 1000)
 #define SCHEDULER_MAX_JOBS		   1024
@@ -301,6 +302,8 @@ worker_scheduler_main(Datum main_arg)
 			wake = sched_catalog_retry_at;
 		if (restoring)
 			wake = Min(wake, TimestampTzPlusMilliseconds(now, SCHEDULER_RESTORE_POLL_MS));
+		if (sched_dispatch_retry_at > now && sched_dispatch_retry_at < wake)
+			wake = sched_dispatch_retry_at;
 
 		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), wake);
 		pgstat_report_activity(STATE_IDLE, NULL);
@@ -780,7 +783,17 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 
 	if (handle == NULL)
 	{
-		if (worker_note_exhausted(true))
+		/*
+		 * The postmaster frees a worker's slot a moment after the worker
+		 * has left ours: retry soon, and only call it a shortage (logged,
+		 * shown in health) when it lasts.  The scheduler stays first in
+		 * line for the next free worker meanwhile.
+		 */
+		sched_dispatch_backoff_ms = sched_dispatch_backoff_ms == 0
+										? SCHEDULER_FIRST_RETRY_MS
+										: Min(sched_dispatch_backoff_ms * 2, SCHEDULER_MAX_BACKOFF_MS);
+		sched_dispatch_retry_at = TimestampTzPlusMilliseconds(now, sched_dispatch_backoff_ms);
+		if (sched_dispatch_backoff_ms >= 1000 && worker_note_exhausted(true))
 			ereport(LOG,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("pg_opsdata could not start a job worker in database \"%s\": no background worker slot is free",
@@ -788,11 +801,6 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 					 errdetail("All %d background workers allowed by max_worker_processes are in use.",
 							   max_worker_processes),
 					 errhint("Raise max_worker_processes: pg_opsdata needs one worker for its launcher, one per database with the extension, and up to pg_opsdata.max_workers for jobs.")));
-		sched_dispatch_backoff_ms = sched_dispatch_backoff_ms == 0
-										? 1000
-										: Min(sched_dispatch_backoff_ms * 2, SCHEDULER_MAX_BACKOFF_MS);
-		sched_dispatch_retry_at = TimestampTzPlusMilliseconds(now, sched_dispatch_backoff_ms);
-		worker_stop_waiting(sched_slotno);
 		return false;
 	}
 

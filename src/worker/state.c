@@ -499,29 +499,27 @@ worker_slot_exit(int code, Datum arg)
 /*
  * Record that max_worker_processes was found used up (exhausted = true) or
  * that a registration succeeded again.  Returns true when the caller should
- * log: the first failure of an episode, then at most every five minutes.
+ * log: its first failure of an episode, then at most every five minutes.
  */
 bool
 worker_note_exhausted(bool exhausted)
 {
+	static TimestampTz logged_at = 0;
 	TimestampTz now = GetCurrentTimestamp();
-	bool log = false;
+	TimestampTz since;
 
 	LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
 	if (!exhausted)
 		worker_shared->exhausted_since = 0;
-	else
-	{
-		if (worker_shared->exhausted_since == 0 ||
-			TimestampDifferenceExceeds(worker_shared->exhausted_last, now, 5 * 60 * 1000))
-			log = true;
-		if (worker_shared->exhausted_since == 0)
-			worker_shared->exhausted_since = now;
-		if (log)
-			worker_shared->exhausted_last = now;
-	}
+	else if (worker_shared->exhausted_since == 0)
+		worker_shared->exhausted_since = now;
+	since = worker_shared->exhausted_since;
 	LWLockRelease(worker_shared->lock);
-	return log;
+
+	if (!exhausted || (logged_at >= since && !TimestampDifferenceExceeds(logged_at, now, 5 * 60 * 1000)))
+		return false;
+	logged_at = now;
+	return true;
 }
 
 /*

@@ -169,7 +169,6 @@ typedef struct WorkerShared
 
 	/* RegisterDynamicBackgroundWorker failed: max_worker_processes is used up */
 	TimestampTz exhausted_since; /* 0 once a registration succeeded again */
-	TimestampTz exhausted_last;
 
 	uint64 next_generation;
 	int nslots;
