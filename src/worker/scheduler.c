@@ -737,8 +737,9 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 	bool capped;
 	int slotno;
 	InFlight *f;
+	WorkerTurn turn;
 
-	slotno = worker_reserve_job_slot(sched_slotno, job->job_id, &generation, &capped);
+	slotno = worker_reserve_job_slot(sched_slotno, job->job_id, &generation, &capped, &turn);
 	if (slotno < 0 && capped)
 	{
 		if (worker_max_workers > 0 &&
@@ -778,7 +779,10 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 			handle = NULL;
 		MemoryContextSwitchTo(old);
 		if (handle == NULL)
+		{
 			worker_release_reservation(slotno, generation);
+			worker_restore_turn(sched_slotno, &turn);
+		}
 	}
 
 	if (handle == NULL)

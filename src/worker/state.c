@@ -274,7 +274,8 @@ worker_reserve_slot(WorkerSlotKind kind, Oid dboid, int64 job_id, uint64 *genera
  * the slot array is full.
  */
 int
-worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation, bool *capped)
+worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation, bool *capped,
+						WorkerTurn *turn)
 {
 	WorkerSlot *me = &worker_shared->slots[my_slot];
 	int used = 0;
@@ -326,6 +327,8 @@ worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation, bool *cap
 
 	if (result >= 0)
 	{
+		turn->waiting_since = me->waiting_since != 0 ? me->waiting_since : now;
+		turn->last_granted = me->last_granted;
 		me->waiting_since = 0;
 		me->last_granted = now;
 	}
@@ -334,6 +337,22 @@ worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation, bool *cap
 
 	LWLockRelease(worker_shared->lock);
 	return result;
+}
+
+/*
+ * The job worker a scheduler was granted could not be registered: give the
+ * scheduler back its place in line, so that it is served first when a
+ * worker frees up.
+ */
+void
+worker_restore_turn(int my_slot, const WorkerTurn *turn)
+{
+	WorkerSlot *me = &worker_shared->slots[my_slot];
+
+	LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
+	me->waiting_since = turn->waiting_since;
+	me->last_granted = turn->last_granted;
+	LWLockRelease(worker_shared->lock);
 }
 
 /*

@@ -140,6 +140,13 @@ typedef struct WorkerExit
 	int failures;
 } WorkerExit;
 
+/* A scheduler's place in line for job workers, before a grant. */
+typedef struct WorkerTurn
+{
+	TimestampTz waiting_since;
+	TimestampTz last_granted;
+} WorkerTurn;
+
 /* What a parent passes in bgw_extra to the worker it starts. */
 typedef struct WorkerStartArgs
 {
@@ -185,7 +192,9 @@ extern WorkerShared *worker_shared;
 extern void worker_shmem_register(void);
 extern void worker_push_event(WorkerEventKind kind, Oid dboid);
 extern int worker_reserve_slot(WorkerSlotKind kind, Oid dboid, int64 job_id, uint64 *generation);
-extern int worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation, bool *capped);
+extern int worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation, bool *capped,
+								   WorkerTurn *turn);
+extern void worker_restore_turn(int my_slot, const WorkerTurn *turn);
 extern void worker_release_reservation(int slot, uint64 generation);
 extern WorkerSlot *worker_claim_slot(int slot, uint64 generation, WorkerSlotKind kind);
 extern bool worker_database_held(Oid dboid);

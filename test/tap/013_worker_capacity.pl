@@ -44,11 +44,11 @@ ok($node->log_contains(qr/pg_opsdata could not start the scheduler of database "
 	'the log says which scheduler could not start and why');
 ok($node->log_contains(qr/HINT:  Raise max_worker_processes/), 'and how to fix it');
 
-# Let five seconds pass on the server's clock, in which the launcher
+# Let four seconds pass on the server's clock, in which the launcher
 # retries (after 1 s, then 2 s): the log still holds a single line, and the
 # server has not restarted anything.
 $node->poll_query_until('four', q{
-	SELECT substring(detail FROM '^Since (.*), schedulers')::timestamptz < now() - interval '5 seconds'
+	SELECT substring(detail FROM '^Since (.*), schedulers')::timestamptz < now() - interval '4 seconds'
 	  FROM opsdata.health() WHERE component = 'worker capacity'})
   or die 'capacity warning gone';
 my $log = slurp_file($node->logfile);
