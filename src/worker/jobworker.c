@@ -3,9 +3,11 @@
  * jobworker.c
  *		A job worker: runs one due job as a top-level CALL, then exits.
  *
- * The scheduler reserves a slot and starts the worker with the job's id.
- * The worker claims the slot (it exits at once if the database is held for
- * DROP DATABASE or the like), connects as the bootstrap superuser and runs
+ * The scheduler reserves a slot and starts the worker with the job's id,
+ * a little before the job is due (WORKER_DISPATCH_LEAD_MS).  The worker
+ * claims the slot (it exits at once if the database is held for DROP
+ * DATABASE or the like), connects as the bootstrap superuser, waits for the
+ * due time, and runs
  *
  *     CALL opsdata._run_scheduled_job(<job>)
  *
@@ -73,6 +75,19 @@ worker_job_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
 	SetConfigOption("application_name", WORKER_JOB_TYPE, PGC_USERSET, PGC_S_SESSION);
 	worker_is_job_worker = true;
+
+	/* Started ahead of time: wait until the job is due. */
+	for (;;)
+	{
+		long delay = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), args.due);
+
+		CHECK_FOR_INTERRUPTS();
+		if (delay <= 0 && GetCurrentTimestamp() >= args.due)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(delay, 1), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata job worker", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(cxt);

@@ -265,6 +265,8 @@ worker_scheduler_main(Datum main_arg)
 			backoff = scheduler_backoff(job->job_id, false);
 			if (backoff != NULL && backoff->until > at)
 				at = backoff->until;
+			else
+				at = TimestampTzPlusMilliseconds(at, -WORKER_DISPATCH_LEAD_MS);
 			if (at > now || waiting || worker_max_workers == 0 || now < sched_dispatch_retry_at)
 			{
 				if (!waiting && worker_max_workers > 0 && at < wake)
@@ -772,6 +774,7 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 		args.generation = generation;
 		args.dboid = MyDatabaseId;
 		args.job_id = job->job_id;
+		args.due = job->due;
 		memcpy(bgw.bgw_extra, &args, sizeof(args));
 
 		old = MemoryContextSwitchTo(sched_context);

@@ -152,8 +152,16 @@ typedef struct WorkerStartArgs
 {
 	uint64 generation; /* of the reserved slot, whose number is bgw_main_arg */
 	Oid dboid;
-	int64 job_id; /* job workers */
+	int64 job_id;	 /* job workers: the job */
+	TimestampTz due; /* job workers: when it is due */
 } WorkerStartArgs;
+
+/*
+ * A job worker is started this long before its job is due, and waits for
+ * the due time once connected: the run then starts on time, not a process
+ * start and a connection later.
+ */
+#define WORKER_DISPATCH_LEAD_MS 250
 
 typedef struct WorkerShared
 {
