@@ -255,17 +255,17 @@ worker_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 			if (worker_pending_dropped)
-				worker_push_event(WORKER_EVENT_DROPPED, MyDatabaseId);
+				worker_push_event(WORKER_EVENT_DROPPED, MyDatabaseId, 0);
 			if (worker_pending_installed)
 			{
 				if (worker_pending_restore)
 					worker_add_restore(MyDatabaseId, MyProcPid);
-				worker_push_event(WORKER_EVENT_INSTALLED, MyDatabaseId);
+				worker_push_event(WORKER_EVENT_INSTALLED, MyDatabaseId, 0);
 			}
 			if (worker_pending_jobs_changed)
 				worker_jobs_changed_now(MyDatabaseId);
 			if (worker_pending_db_changed)
-				worker_push_event(WORKER_EVENT_DB_CHANGED, InvalidOid);
+				worker_push_event(WORKER_EVENT_DB_CHANGED, InvalidOid, 0);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:

@@ -97,6 +97,10 @@ typedef struct LauncherDb
 	/* restarts */
 	TimestampTz stopped_at;
 	int failures;
+
+	/* the last CREATE EXTENSION seen */
+	uint64 installed_seq;
+	TimestampTz installed_at;
 } LauncherDb;
 
 static HTAB *launcher_dbs = NULL;
@@ -264,6 +268,8 @@ launcher_entry(Oid dboid)
 		db->started_at = 0;
 		db->stopped_at = 0;
 		db->failures = 0;
+		db->installed_seq = 0;
+		db->installed_at = 0;
 	}
 	return db;
 }
@@ -340,14 +346,20 @@ launcher_drain_events(void)
 					db->state = LAUNCHER_DB_INSTALLED;
 				db->failures = 0;
 				db->stopped_at = 0;
+				db->installed_seq = events[i].seq;
+				db->installed_at = GetCurrentTimestamp();
 				worker_note_scheduler_exit(db->dboid, 0, 0);
 				break;
 			case WORKER_EVENT_PRESENT:
 				if (db->state == LAUNCHER_DB_UNKNOWN)
 					db->state = LAUNCHER_DB_INSTALLED;
 				break;
-			case WORKER_EVENT_DROPPED:
 			case WORKER_EVENT_ABSENT:
+				/* A scheduler that looked before CREATE EXTENSION committed. */
+				if (events[i].seen_seq < db->installed_seq)
+					break;
+				/* FALLTHROUGH */
+			case WORKER_EVENT_DROPPED:
 				if (db->state != LAUNCHER_DB_SKIPPED)
 					db->state = LAUNCHER_DB_ABSENT;
 				db->failures = 0;
@@ -488,6 +500,8 @@ launcher_reap(LauncherDb *db, TimestampTz now)
 		return;
 	if (worker_database_held(db->dboid))
 		return; /* stopped on purpose; restarted when the hold ends */
+	if (db->installed_at >= db->started_at)
+		return; /* it looked before the extension was installed: start anew */
 
 	if (TimestampDifferenceExceeds(db->started_at, now, LAUNCHER_STABLE_RUN_MS))
 		db->failures = 0;

@@ -164,6 +164,7 @@ worker_scheduler_main(Datum main_arg)
 {
 	WorkerStartArgs args;
 	sigjmp_buf local_sigjmp_buf;
+	uint64 seen;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	sched_slotno = DatumGetInt32(main_arg);
@@ -183,12 +184,13 @@ worker_scheduler_main(Datum main_arg)
 	/* Never queue for long behind DDL on our tables: back off and retry. */
 	SetConfigOption("lock_timeout", "1s", PGC_USERSET, PGC_S_SESSION);
 
+	seen = worker_event_seq();
 	if (!scheduler_extension_present())
 	{
-		worker_push_event(WORKER_EVENT_ABSENT, MyDatabaseId);
+		worker_push_event(WORKER_EVENT_ABSENT, MyDatabaseId, seen);
 		proc_exit(0);
 	}
-	worker_push_event(WORKER_EVENT_PRESENT, MyDatabaseId);
+	worker_push_event(WORKER_EVENT_PRESENT, MyDatabaseId, seen);
 
 	sched_context = AllocSetContextCreate(TopMemoryContext, "pg_opsdata scheduler",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -348,6 +350,8 @@ scheduler_error_recovery(void)
 	}
 	else
 	{
+		uint64 seen;
+
 		sched_catalog_backoff_ms = sched_catalog_backoff_ms == 0
 									   ? 1000
 									   : Min(sched_catalog_backoff_ms * 2, SCHEDULER_MAX_BACKOFF_MS);
@@ -355,9 +359,10 @@ scheduler_error_recovery(void)
 		sched_jobs_dirty = true;
 
 		/* The extension may be gone: then there is nothing left to do here. */
+		seen = worker_event_seq();
 		if (!scheduler_extension_present())
 		{
-			worker_push_event(WORKER_EVENT_ABSENT, MyDatabaseId);
+			worker_push_event(WORKER_EVENT_ABSENT, MyDatabaseId, seen);
 			proc_exit(0);
 		}
 	}

@@ -107,25 +107,45 @@ worker_shmem_startup(void)
 /*
  * Queue an event for the launcher and wake it.  When the ring is full the
  * launcher is told that events were lost and re-examines every database.
+ * seen_seq is, for a scheduler's verdict on the extension, the number of
+ * the last event queued before it looked (worker_event_seq()), so that the
+ * launcher can tell a verdict older than a CREATE EXTENSION that
+ * committed meanwhile.
  */
 void
-worker_push_event(WorkerEventKind kind, Oid dboid)
+worker_push_event(WorkerEventKind kind, Oid dboid, uint64 seen_seq)
 {
 	if (worker_shared == NULL)
 		return;
 
 	LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
+	worker_shared->event_seq++;
 	if (worker_shared->nevents < WORKER_MAX_EVENTS)
 	{
-		worker_shared->events[worker_shared->nevents].kind = kind;
-		worker_shared->events[worker_shared->nevents].dboid = dboid;
-		worker_shared->nevents++;
+		WorkerEvent *event = &worker_shared->events[worker_shared->nevents++];
+
+		event->kind = kind;
+		event->dboid = dboid;
+		event->seq = worker_shared->event_seq;
+		event->seen_seq = seen_seq;
 	}
 	else
 		worker_shared->events_lost = true;
 	LWLockRelease(worker_shared->lock);
 
 	worker_wake_launcher();
+}
+
+/* The number of the last event queued. */
+uint64
+worker_event_seq(void)
+{
+	uint64 seq;
+
+	LWLockAcquire(worker_shared->lock, LW_SHARED);
+	seq = worker_shared->event_seq;
+	LWLockRelease(worker_shared->lock);
+	return seq;
 }
 
 /* Set the launcher's latch, if it runs. */

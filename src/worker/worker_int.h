@@ -115,6 +115,8 @@ typedef struct WorkerEvent
 {
 	WorkerEventKind kind;
 	Oid dboid;
+	uint64 seq;		 /* events are numbered in the order they are queued */
+	uint64 seen_seq; /* ABSENT, PRESENT: last event queued when the check began */
 } WorkerEvent;
 
 /* No worker may run in a database while a backend holds it. */
@@ -174,6 +176,7 @@ typedef struct WorkerShared
 	int launcher_restart_delay; /* the settings the launcher applies */
 	int launcher_check_interval;
 
+	uint64 event_seq; /* number of the last event queued */
 	int nevents;
 	bool events_lost; /* the ring overflowed: launcher re-probes */
 	WorkerEvent events[WORKER_MAX_EVENTS];
@@ -198,7 +201,8 @@ extern int worker_restart_delay;
 /* state.c */
 extern WorkerShared *worker_shared;
 extern void worker_shmem_register(void);
-extern void worker_push_event(WorkerEventKind kind, Oid dboid);
+extern void worker_push_event(WorkerEventKind kind, Oid dboid, uint64 seen_seq);
+extern uint64 worker_event_seq(void);
 extern int worker_reserve_slot(WorkerSlotKind kind, Oid dboid, int64 job_id, uint64 *generation);
 extern int worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation, bool *capped,
 								   WorkerTurn *turn);
