@@ -134,6 +134,7 @@ static bool sched_reaped_timeout[64];
 static int sched_nreaped;
 
 static TimestampTz sched_restore_seen_at = 0;
+static bool sched_check_extension = false;
 static TimestampTz sched_dispatch_retry_at = 0;
 static int sched_dispatch_backoff_ms = 0;
 static TimestampTz sched_cap_logged_at = 0;
@@ -235,6 +236,17 @@ worker_scheduler_main(Datum main_arg)
 		if (pg_atomic_exchange_u32(&sched_slot->jobs_changed, 0) != 0)
 			sched_jobs_dirty = true;
 
+		if (sched_check_extension && now >= sched_catalog_retry_at)
+		{
+			uint64 seen = worker_event_seq();
+
+			if (!scheduler_extension_present())
+			{
+				worker_push_event(WORKER_EVENT_ABSENT, MyDatabaseId, seen);
+				proc_exit(0);
+			}
+			sched_check_extension = false;
+		}
 		if (now >= sched_catalog_retry_at)
 		{
 			bool due = false;
@@ -246,10 +258,12 @@ worker_scheduler_main(Datum main_arg)
 				TimestampDifferenceExceeds(sched_jobs_read_at, now, worker_check_interval))
 				scheduler_read_jobs();
 		}
+		/* Only when a job is about to start: is a dump being loaded? */
 		restoring = false;
 		for (i = 0; i < sched_njobs && !restoring; i++)
 		{
-			if (!sched_jobs[i].busy && sched_jobs[i].due <= now && !scheduler_in_flight(sched_jobs[i].job_id))
+			if (!sched_jobs[i].busy && !scheduler_in_flight(sched_jobs[i].job_id) &&
+				sched_jobs[i].due <= TimestampTzPlusMilliseconds(now, WORKER_DISPATCH_LEAD_MS))
 				restoring = scheduler_restoring(now);
 		}
 
@@ -350,21 +364,13 @@ scheduler_error_recovery(void)
 	}
 	else
 	{
-		uint64 seen;
-
 		sched_catalog_backoff_ms = sched_catalog_backoff_ms == 0
 									   ? 1000
 									   : Min(sched_catalog_backoff_ms * 2, SCHEDULER_MAX_BACKOFF_MS);
 		sched_catalog_retry_at = TimestampTzPlusMilliseconds(now, sched_catalog_backoff_ms);
 		sched_jobs_dirty = true;
-
-		/* The extension may be gone: then there is nothing left to do here. */
-		seen = worker_event_seq();
-		if (!scheduler_extension_present())
-		{
-			worker_push_event(WORKER_EVENT_ABSENT, MyDatabaseId, seen);
-			proc_exit(0);
-		}
+		/* The extension may be gone; find out in the loop, after the back-off. */
+		sched_check_extension = true;
 	}
 }
 
