@@ -12,9 +12,10 @@
  * It learns which databases have the extension without any list to
  * maintain:
  *  - after a start, every connectable database that is not a template is
- *    "unknown"; the launcher starts a scheduler there, which checks the
- *    catalog and exits at once (reporting "absent") if the extension is not
- *    installed, or stays (reporting "present");
+ *    "unknown"; the launcher starts a scheduler there (a few at a time, so
+ *    as not to take every background worker), which checks the catalog and
+ *    exits at once (reporting "absent") if the extension is not installed,
+ *    or stays (reporting "present");
  *  - CREATE EXTENSION and DROP EXTENSION send an event when they commit
  *    (hooks.c), so the launcher reacts within milliseconds;
  *  - CREATE, DROP and ALTER DATABASE make it re-read pg_database, and so
@@ -72,6 +73,8 @@
 #define LAUNCHER_STABLE_RUN_MS	   (60 * 1000)
 #define LAUNCHER_MAX_BACKOFF_SHIFT 6
 #define LAUNCHER_EXHAUSTED_MAX_MS  (60 * 1000)
+/* Databases whose extension state is checked at once (after a start). */
+#define LAUNCHER_MAX_PROBES 4
 
 typedef enum LauncherDbState
 {
@@ -184,6 +187,7 @@ worker_launcher_main(Datum main_arg)
 		TimestampTz now;
 		TimestampTz wake;
 		long timeout;
+		int probes;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -205,14 +209,24 @@ worker_launcher_main(Datum main_arg)
 
 		now = GetCurrentTimestamp();
 		wake = TimestampTzPlusMilliseconds(now, worker_check_interval);
+		probes = 0;
+		hash_seq_init(&seq, launcher_dbs);
+		while ((db = hash_seq_search(&seq)) != NULL)
+		{
+			launcher_reap(db, now);
+			if (db->slot >= 0 && db->state == LAUNCHER_DB_UNKNOWN)
+				probes++;
+		}
 		hash_seq_init(&seq, launcher_dbs);
 		while ((db = hash_seq_search(&seq)) != NULL)
 		{
 			TimestampTz at;
 
-			launcher_reap(db, now);
 			if (db->slot >= 0 ||
 				(db->state != LAUNCHER_DB_UNKNOWN && db->state != LAUNCHER_DB_INSTALLED))
+				continue;
+			/* Few databases are checked at once: woken when a check ends. */
+			if (db->state == LAUNCHER_DB_UNKNOWN && probes >= LAUNCHER_MAX_PROBES)
 				continue;
 			if (worker_database_held(db->dboid))
 				continue; /* woken when the hold is released */
@@ -225,8 +239,13 @@ worker_launcher_main(Datum main_arg)
 					wake = at;
 				continue;
 			}
-			if (!launcher_start(db, now) && launcher_retry_at < wake)
-				wake = launcher_retry_at;
+			if (!launcher_start(db, now))
+			{
+				if (launcher_retry_at < wake)
+					wake = launcher_retry_at;
+			}
+			else if (db->state == LAUNCHER_DB_UNKNOWN)
+				probes++;
 		}
 
 		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), wake);
