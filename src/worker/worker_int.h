@@ -34,9 +34,11 @@
  * dump is being restored.
  *
  * Locking: WorkerShared->lock (an LWLock) protects everything but the
- * fields read without it by worker_wake_scheduler(): a slot's kind, dboid
- * and latch are written under the lock and read with a barrier; a stale
- * read at worst sets a latch that nobody waits on.
+ * fields read without it by worker_wake_scheduler() and
+ * worker_jobs_changed_now(): a slot's kind, dboid and latch are written
+ * under the lock and read with a barrier, so a stale read at worst sets a
+ * latch that nobody waits on; the jobs_changed flag is atomic, and
+ * check_interval is only written by the slot's own scheduler.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
