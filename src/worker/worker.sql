@@ -631,6 +631,9 @@ AS $$
 						  WHERE x.job_id = j.job_id AND x.status <> 'running'
 						  ORDER BY x.started_at DESC, x.run_id DESC LIMIT 1) r ON true
 	 WHERE NOT pg_catalog.pg_is_in_recovery()
+	   -- No job runs in a template: it is not late there.
+	   AND NOT EXISTS (SELECT FROM pg_catalog.pg_database d
+						WHERE d.datname = pg_catalog.current_database() AND d.datistemplate)
 	   AND (j.failures > 0
 			OR (NOT j.paused
 				AND least(j.next_run, j.retry_at) < pg_catalog.now() - interval '1 minute'
