@@ -51,6 +51,7 @@ extern Size opsdata_shmem_total(void);
 extern int opsdata_shmem_parts(void);
 
 /* Area entry points, called by _PG_init() in this order. */
+extern void worker_init(void);
 extern void audit_init(void);
 extern void metrics_init(void);
 extern void learning_init(void);

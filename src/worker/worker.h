@@ -1,0 +1,56 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.h
+ *		Services of the per-database scheduler, for the other areas.
+ *
+ * Each database with pg_opsdata has one scheduler process.  Besides
+ * starting the jobs of opsdata.jobs, it runs "services": work that must
+ * happen inside the scheduler process itself, continuously and cheaply,
+ * rather than as a job (the audit area drains its shared-memory queue this
+ * way).  An area registers its service from its *_init() when the library
+ * is preloaded, and wakes the scheduler of a database when there is work
+ * for it.
+ *
+ * The rest of the worker area's declarations are in worker_int.h; only
+ * this file is meant for the other areas.
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/worker/worker.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef OPSDATA_WORKER_H
+#define OPSDATA_WORKER_H
+
+typedef struct WorkerService
+{
+	const char *name;
+
+	/*
+	 * Called by every scheduler process, outside any transaction, once
+	 * connected to its database and each time the scheduler wakes up (its
+	 * latch was set, or the delay this function last returned has passed).
+	 * Starts and commits its own transactions.  Returns the milliseconds
+	 * until it wants to run again, or -1 to run only when woken.  An error
+	 * is caught by the scheduler, logged, and the service is called again
+	 * after a back-off.  Not called on a hot standby.
+	 */
+	long (*run)(void);
+} WorkerService;
+
+/*
+ * Register a service; from an area's *_init() while shared_preload_libraries
+ * is processed only.  The struct must be static: the scheduler keeps the
+ * pointer.
+ */
+extern void worker_register_service(const WorkerService *service);
+
+/*
+ * Set the latch of the scheduler of that database, if one runs.  Cheap,
+ * callable from any backend at any frequency; takes no lock.
+ */
+extern void worker_wake_scheduler(Oid dboid);
+
+#endif /* OPSDATA_WORKER_H */

@@ -1,0 +1,256 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker_int.h
+ *		Declarations shared by the files of the worker area.
+ *
+ * Processes
+ * ---------
+ * launcher   one per cluster, a static background worker started once
+ *            recovery has finished (so never on a hot standby, and never in
+ *            binary upgrade mode).  Connected to no database: it reads
+ *            pg_database only, and keeps one scheduler running in every
+ *            database that has the extension (launcher.c).
+ * scheduler  one per such database, a dynamic worker started by the
+ *            launcher.  It runs the registered services and starts a job
+ *            worker for each due job (scheduler.c).  Started in a database
+ *            whose extension state is unknown, it checks and exits if the
+ *            extension is not there: that is how the launcher learns about
+ *            databases after a restart without a setting listing them.
+ * job worker one per job run, a dynamic worker started by a scheduler; it
+ *            runs CALL opsdata._run_scheduled_job(job) as a top-level
+ *            statement and exits (jobworker.c, runner.c).
+ *
+ * Shared memory (state.c)
+ * -----------------------
+ * One slot per running or starting scheduler and job worker; the array has
+ * max_worker_processes entries, which no number of background workers can
+ * exceed.  A parent reserves a slot before registering the worker, the
+ * worker claims it once started and frees it when it exits
+ * (on_shmem_exit), which also wakes whoever waits for it.  Besides slots:
+ * a small ring of events for the launcher (extension created or dropped in
+ * a database, a scheduler found the extension missing), "holds" that keep
+ * every worker out of a database while DROP DATABASE and similar commands
+ * need it empty, and restore holds that keep jobs from running while a
+ * dump is being restored.
+ *
+ * Locking: WorkerShared->lock (an LWLock) protects everything but the
+ * fields read without it by worker_wake_scheduler() and
+ * worker_jobs_changed_now(): a slot's kind, dboid and latch are written
+ * under the lock and read with a barrier, so a stale read at worst sets a
+ * latch that nobody waits on; the jobs_changed flag is atomic, and
+ * check_interval is only written by the slot's own scheduler.
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/worker/worker_int.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef OPSDATA_WORKER_INT_H
+#define OPSDATA_WORKER_INT_H
+
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
+#include "storage/lwlock.h"
+#include "utils/timestamp.h"
+
+#include "worker/worker.h"
+
+#define WORKER_LAUNCHER_TYPE  "pg_opsdata launcher"
+#define WORKER_SCHEDULER_TYPE "pg_opsdata scheduler"
+#define WORKER_JOB_TYPE		  "pg_opsdata job"
+
+#define WORKER_MAX_SERVICES		8
+#define WORKER_MAX_EVENTS		64
+#define WORKER_MAX_HOLDS		32
+#define WORKER_MAX_RESTORES		16
+#define WORKER_RESTORE_GRACE_MS 5000
+#define WORKER_MAX_EXITS		64
+
+/* A reservation whose worker never claimed it is reclaimed after this. */
+#define WORKER_RESERVATION_TIMEOUT_MS (60 * 1000)
+
+/* Field 4 of the advisory lock tag that keeps a job from running twice. */
+#define WORKER_JOB_LOCK_FIELD4 0x4f50
+
+typedef enum WorkerSlotKind
+{
+	WORKER_SLOT_FREE = 0,
+	WORKER_SLOT_SCHEDULER,
+	WORKER_SLOT_JOB
+} WorkerSlotKind;
+
+typedef struct WorkerSlot
+{
+	WorkerSlotKind kind;
+	bool running; /* claimed by its process; else only reserved */
+	Oid dboid;
+	pid_t pid;		   /* 0 until claimed */
+	Latch *latch;	   /* the process's latch, NULL until claimed */
+	uint64 generation; /* tells a reservation from a later reuse */
+	TimestampTz reserved_at;
+	TimestampTz started_at;
+
+	/* schedulers */
+	pg_atomic_uint32 jobs_changed; /* opsdata.jobs changed: re-read it */
+	TimestampTz waiting_since;	   /* wants a job worker; 0 if not */
+	TimestampTz last_granted;	   /* last time it got a job worker */
+	int check_interval;			   /* the setting it applies */
+
+	/* job workers */
+	int64 job_id;
+	pid_t parent_pid; /* the scheduler that reserved the slot */
+} WorkerSlot;
+
+typedef enum WorkerEventKind
+{
+	WORKER_EVENT_INSTALLED, /* CREATE EXTENSION committed */
+	WORKER_EVENT_DROPPED,	/* DROP EXTENSION committed */
+	WORKER_EVENT_ABSENT,	/* a scheduler found no extension */
+	WORKER_EVENT_PRESENT,	/* a scheduler found the extension */
+	WORKER_EVENT_DB_CHANGED /* pg_database may have changed */
+} WorkerEventKind;
+
+typedef struct WorkerEvent
+{
+	WorkerEventKind kind;
+	Oid dboid;
+	uint64 seq;		 /* events are numbered in the order they are queued */
+	uint64 seen_seq; /* ABSENT, PRESENT: last event queued when the check began */
+} WorkerEvent;
+
+/* No worker may run in a database while a backend holds it. */
+typedef struct WorkerHold
+{
+	Oid dboid;
+	pid_t holder;
+} WorkerHold;
+
+/*
+ * Jobs wait while a session restoring a dump is connected, and for
+ * WORKER_RESTORE_GRACE_MS after the last one left (pg_restore --jobs
+ * reconnects between its phases).
+ */
+typedef struct WorkerRestore
+{
+	Oid dboid;
+	pid_t pid;			  /* 0 once the session ended */
+	TimestampTz ended_at; /* when it ended */
+} WorkerRestore;
+
+/* Why a database's scheduler is not running, for opsdata.health(). */
+typedef struct WorkerExit
+{
+	Oid dboid;
+	TimestampTz exited_at;
+	TimestampTz restart_at;
+	int failures;
+} WorkerExit;
+
+/* A scheduler's place in line for job workers, before a grant. */
+typedef struct WorkerTurn
+{
+	TimestampTz waiting_since;
+	TimestampTz last_granted;
+} WorkerTurn;
+
+/* What a parent passes in bgw_extra to the worker it starts. */
+typedef struct WorkerStartArgs
+{
+	uint64 generation; /* of the reserved slot, whose number is bgw_main_arg */
+	Oid dboid;
+	int64 job_id;	 /* job workers: the job */
+	TimestampTz due; /* job workers: when it is due */
+} WorkerStartArgs;
+
+/*
+ * A job worker is started this long before its job is due, and waits for
+ * the due time once connected: the run then starts on time, not a process
+ * start and a connection later.
+ */
+#define WORKER_DISPATCH_LEAD_MS 250
+
+typedef struct WorkerShared
+{
+	LWLock *lock;
+	ConditionVariable slot_freed; /* broadcast whenever a slot is freed */
+
+	pid_t launcher_pid;
+	Latch *launcher_latch;
+	TimestampTz launcher_started;
+	int launcher_restart_delay; /* the settings the launcher applies */
+	int launcher_check_interval;
+
+	uint64 event_seq; /* number of the last event queued */
+	int nevents;
+	bool events_lost; /* the ring overflowed: launcher re-probes */
+	WorkerEvent events[WORKER_MAX_EVENTS];
+
+	WorkerHold holds[WORKER_MAX_HOLDS];
+	WorkerRestore restores[WORKER_MAX_RESTORES];
+	WorkerExit exits[WORKER_MAX_EXITS];
+
+	/* RegisterDynamicBackgroundWorker failed: max_worker_processes is used up */
+	TimestampTz exhausted_since; /* 0 once a registration succeeded again */
+
+	uint64 next_generation;
+	int nslots;
+	WorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} WorkerShared;
+
+/* worker.c */
+extern int worker_max_workers;
+extern int worker_check_interval;
+extern int worker_restart_delay;
+
+/* state.c */
+extern WorkerShared *worker_shared;
+extern void worker_shmem_register(void);
+extern void worker_push_event(WorkerEventKind kind, Oid dboid, uint64 seen_seq);
+extern uint64 worker_event_seq(void);
+extern int worker_reserve_slot(WorkerSlotKind kind, Oid dboid, int64 job_id, uint64 *generation);
+extern int worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation, bool *capped,
+								   WorkerTurn *turn);
+extern void worker_restore_turn(int my_slot, const WorkerTurn *turn);
+extern void worker_release_reservation(int slot, uint64 generation);
+extern WorkerSlot *worker_claim_slot(int slot, uint64 generation, WorkerSlotKind kind);
+extern bool worker_database_held(Oid dboid);
+extern bool worker_note_exhausted(bool exhausted);
+extern void worker_reclaim_stale_reservations(void);
+extern void worker_wake_launcher(void);
+extern void worker_wake_waiting_schedulers(void);
+extern void worker_jobs_changed_now(Oid dboid);
+extern void worker_note_scheduler_exit(Oid dboid, TimestampTz restart_at, int failures);
+extern bool worker_restore_in_progress(Oid dboid);
+extern void worker_add_restore(Oid dboid, pid_t pid);
+extern void worker_hold_database(Oid dboid, const char *command);
+extern void worker_release_holds(void);
+extern int worker_signal_database(Oid dboid, int signo);
+extern void worker_stop_waiting(int my_slot);
+extern void worker_job_lock_tag(LOCKTAG *tag, int64 job_id);
+
+/* launcher.c */
+extern void worker_register_launcher(void);
+PGDLLEXPORT void worker_launcher_main(Datum main_arg);
+
+/* scheduler.c */
+PGDLLEXPORT void worker_scheduler_main(Datum main_arg);
+
+/* jobworker.c */
+PGDLLEXPORT void worker_job_main(Datum main_arg);
+
+/* runner.c */
+extern bool worker_is_job_worker;
+extern bool worker_run_recorded;
+
+/* hooks.c */
+extern void worker_install_hooks(void);
+
+/* services (worker.c) */
+extern int worker_nservices;
+extern const WorkerService *worker_services[WORKER_MAX_SERVICES];
+
+#endif /* OPSDATA_WORKER_INT_H */
