@@ -180,3 +180,4 @@ GRANT SELECT ON audit.entries, audit.statements, audit.seals, audit.rules, audit
 INSERT INTO opsdata.settings (key, type, default_value, valid_when, description) VALUES
 	('audit.retention', 'interval', '90 days', 'value > interval ''0''',
 	 'Age after which daily partitions of audit.entries are removed by partition maintenance');
+SELECT opsdata._partition_builtin('audit.entries', 'ts', '1 day', 7, 'audit.retention');

@@ -64,3 +64,4 @@ GRANT SELECT, INSERT ON metrics.series, metrics.points TO opsdata_writer;
 INSERT INTO opsdata.settings (key, type, default_value, valid_when, description) VALUES
 	('metrics.points_retention', 'interval', '30 days', 'value > interval ''0''',
 	 'Age after which daily partitions of metrics.points are removed by partition maintenance; rollups are kept');
+SELECT opsdata._partition_builtin('metrics.points', 'ts', '1 day', 7, 'metrics.points_retention');
