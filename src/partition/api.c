@@ -81,6 +81,19 @@ partition_function_owner(FunctionCallInfo fcinfo)
 }
 
 /*
+ * The qualified name of a relation, or its OID when it does not exist.
+ */
+static char *
+partition_rel_name(Oid relid)
+{
+	char *name = get_rel_name(relid);
+
+	if (name == NULL)
+		return psprintf("%u", relid);
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
+}
+
+/*
  * Checks that parent exists and that the current user owns it; returns its
  * owner.
  */
@@ -137,6 +150,7 @@ partition_manage(PG_FUNCTION_ARGS)
 		char nulls[8];
 		char *start_from = PG_ARGISNULL(7) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(7));
 		char *parent_name;
+		MemoryContext cxt = CurrentMemoryContext;
 		PartitionTiming timing;
 		List *steps;
 		ListCell *lc;
@@ -152,11 +166,10 @@ partition_manage(PG_FUNCTION_ARGS)
 								  8, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not record the partition set");
 		partition_read_timing(&timing);
-		steps = partition_plan(parent, start_from, false, CurrentMemoryContext);
+		steps = partition_plan(parent, start_from, false, cxt);
 		SPI_finish();
 
-		parent_name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(parent)),
-												 get_rel_name(parent));
+		parent_name = partition_rel_name(parent);
 		foreach (lc, steps)
 		{
 			PartitionStep *step = (PartitionStep *) lfirst(lc);
@@ -221,7 +234,7 @@ partition_unmanage(PG_FUNCTION_ARGS)
 			if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("\"%s\" is a built-in partition set", get_rel_name(parent)),
+						 errmsg("\"%s\" is a built-in partition set", partition_rel_name(parent)),
 						 errdetail("pg_opsdata keeps its own tables partitioned.")));
 			if (SPI_execute_with_args("DELETE FROM opsdata.partitions WHERE parent = $1",
 									  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
@@ -322,12 +335,10 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 			elog(ERROR, "could not read opsdata.partitions");
 		if (SPI_processed == 0)
 		{
-			char *name = get_rel_name(parent);
-
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("relation \"%s\" is not a managed partition set",
-							name ? name : psprintf("%u", parent)),
+							partition_rel_name(parent)),
 					 errhint("Put it under management with opsdata.manage_partitions().")));
 		}
 		SPI_finish();
@@ -398,9 +409,14 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 				values[6] = CStringGetTextDatum("another partition maintenance pass is running");
 				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 				finished = true;
+				break;
 			}
 			else if (kind == PARTITION_MSG_DONE)
+			{
+				/* The worker may go on completing pending detaches. */
 				finished = true;
+				break;
+			}
 		}
 	}
 	PG_CATCH();

@@ -56,8 +56,9 @@
 #include "partition/partition.h"
 
 /*
- * Reads partition.lock_timeout, partition.lock_retries and
- * partition.retry_delay.  The caller is connected to SPI.
+ * Reads partition.lock_timeout, partition.detach_timeout,
+ * partition.lock_retries and partition.retry_delay.  The caller is
+ * connected to SPI.
  */
 void
 partition_read_timing(PartitionTiming *timing)
@@ -65,16 +66,16 @@ partition_read_timing(PartitionTiming *timing)
 	bool isnull;
 
 	if (SPI_execute("SELECT (EXTRACT(epoch FROM opsdata.setting('partition.lock_timeout')::pg_catalog.interval) * 1000)::pg_catalog.int4,"
+					" (EXTRACT(epoch FROM opsdata.setting('partition.detach_timeout')::pg_catalog.interval) * 1000)::pg_catalog.int4,"
 					" opsdata.setting('partition.lock_retries')::pg_catalog.int4,"
 					" (EXTRACT(epoch FROM opsdata.setting('partition.retry_delay')::pg_catalog.interval) * 1000)::pg_catalog.int4",
 					true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not read the partition maintenance settings");
-	timing->lock_timeout_ms = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	timing->lock_retries = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	timing->retry_delay_ms = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	if (timing->lock_timeout_ms < 1)
-		timing->lock_timeout_ms = 1;
+	timing->lock_timeout_ms = Max(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)), 1);
+	timing->detach_timeout_ms = Max(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)), 1);
+	timing->lock_retries = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	timing->retry_delay_ms = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 }
 
 static char *

@@ -28,6 +28,7 @@
 typedef struct PartitionTiming
 {
 	int lock_timeout_ms;
+	int detach_timeout_ms;
 	int lock_retries;
 	int retry_delay_ms;
 } PartitionTiming;
@@ -49,6 +50,7 @@ typedef enum PartitionStepStatus
 {
 	PARTITION_STEP_DONE,
 	PARTITION_STEP_SKIPPED, /* a lock was not granted in any try */
+	PARTITION_STEP_PENDING, /* a concurrent detach was left to FINALIZE */
 	PARTITION_STEP_FAILED
 } PartitionStepStatus;
 

@@ -15,7 +15,9 @@
 -- midnight UTC.  Id sets use multiples of the interval.
 --
 -- Phases, in order; a step that fails or is skipped ends its phase:
---   finalize   complete detaches left pending by an interrupted run
+--   finalize   complete detaches left pending by an interrupted run (the
+--              worker runs this phase after it has returned its results,
+--              because FINALIZE waits for every older snapshot)
 --   create     partitions from the current one to premake ahead (and back
 --              to start_from when a set is first managed); a slot whose rows
 --              sit in the default partition is made by moving them
@@ -105,6 +107,33 @@ $$;
 
 COMMENT ON FUNCTION opsdata._partition_name(name, name, text, text[]) IS 'Internal: a free name for a new partition';
 
+-- The statements moving a detached partition into the archive schema,
+-- renamed first when its name is taken there.
+CREATE FUNCTION opsdata._partition_archive(p_schema name, p_relname name, p_archive name)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v_new name;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+					WHERE n.nspname = p_archive AND c.relname = p_relname) THEN
+		RETURN ARRAY[pg_catalog.format('ALTER TABLE %I.%I SET SCHEMA %I', p_schema, p_relname, p_archive)];
+	END IF;
+	FOR i IN 1 .. 1000 LOOP
+		v_new := pg_catalog.left(p_relname, 63 - pg_catalog.length('_' || i)) || '_' || i;
+		CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+							   WHERE n.nspname IN (p_archive, p_schema) AND c.relname = v_new);
+		RETURN ARRAY[pg_catalog.format('ALTER TABLE %I.%I RENAME TO %I', p_schema, p_relname, v_new),
+					 pg_catalog.format('ALTER TABLE %I.%I SET SCHEMA %I', p_schema, v_new, p_archive)];
+	END LOOP;
+	RAISE EXCEPTION 'no free name for "%" in schema "%"', p_relname, p_archive USING ERRCODE = 'duplicate_table';
+END
+$$;
+
+COMMENT ON FUNCTION opsdata._partition_archive(name, name, name) IS 'Internal: the statements moving a detached partition into the archive schema';
+
 CREATE FUNCTION opsdata._partition_plan(p_parent regclass, p_start_from text, p_maintain boolean,
 	OUT step integer, OUT phase text, OUT action text, OUT partition text, OUT statements text[],
 	OUT toplevel boolean, OUT replica boolean, OUT detail text)
@@ -126,6 +155,7 @@ DECLARE
 	v_max bigint;
 	v_ret text;
 	v_default regclass;
+	v_pending regclass;
 	v_like text;
 	v_cols text;
 	v_tail text[] := '{}';
@@ -151,8 +181,6 @@ DECLARE
 	v_end_id bigint;
 	v_names text[] := '{}';
 	v_expired text[] := '{}';
-	v_expired_upper timestamptz[] := '{}';
-	v_expired_upper_id bigint[] := '{}';
 	v_name name;
 	v_child text;
 	v_lit_lo text;
@@ -231,7 +259,7 @@ BEGIN
 		   pg_catalog.array_agg(l.upper_id ORDER BY l.lower_time NULLS FIRST, l.lower_id NULLS FIRST)
 	  INTO v_parts, v_lt, v_ut, v_li, v_ui
 	  FROM opsdata._partition_layout(p_parent) l
-	 WHERE NOT l.is_default;
+	 WHERE NOT l.is_default AND NOT l.detach_pending;
 	v_parts := coalesce(v_parts, '{}');
 
 	-- The highest id, read from the newest partition holding rows and from
@@ -242,7 +270,7 @@ BEGIN
 			EXIT WHEN v_highest IS NOT NULL;
 		END LOOP;
 		IF v_default IS NOT NULL THEN
-			EXECUTE pg_catalog.format('SELECT pg_catalog.greatest(max(%I)::bigint, $1) FROM ONLY %s', s.control_column, v_default)
+			EXECUTE pg_catalog.format('SELECT GREATEST(max(%I)::bigint, $1) FROM ONLY %s', s.control_column, v_default)
 			   INTO v_highest USING v_highest;
 		END IF;
 	END IF;
@@ -286,6 +314,7 @@ BEGIN
 		FOR r IN SELECT l.partition, l.upper_time, l.upper_id
 				   FROM opsdata._partition_layout(p_parent) l
 				  WHERE l.detach_pending ORDER BY l.lower_time, l.lower_id LOOP
+			v_pending := r.partition;
 			step := step + 1; phase := 'finalize'; action := 'finalize'; partition := r.partition::text;
 			statements := ARRAY[pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s FINALIZE', p_parent, r.partition)];
 			toplevel := false; replica := false; detail := 'interrupted detach completed';
@@ -298,7 +327,9 @@ BEGIN
 					statements := ARRAY[pg_catalog.format('DROP TABLE %s', r.partition)];
 				ELSE
 					action := 'archive';
-					statements := ARRAY[pg_catalog.format('ALTER TABLE %s SET SCHEMA %I', r.partition, s.archive_schema)];
+					statements := (SELECT opsdata._partition_archive(n.nspname, c.relname, s.archive_schema)
+									 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+									WHERE c.oid = r.partition);
 				END IF;
 				detail := 'older than the retention of ' || v_ret;
 				RETURN NEXT;
@@ -312,7 +343,7 @@ BEGIN
 		v_lo := opsdata._partition_floor(v_now, v_iv);
 		v_end := opsdata._partition_add(v_lo, v_iv, s.premake + 1);
 		IF p_start_from IS NOT NULL THEN
-			v_lo := pg_catalog.least(v_lo, opsdata._partition_floor(
+			v_lo := LEAST(v_lo, opsdata._partition_floor(
 				CASE WHEN s.control_type = 'date'::regtype THEN p_start_from::date::timestamptz
 					 ELSE p_start_from::timestamptz END, v_iv));
 		END IF;
@@ -323,7 +354,7 @@ BEGIN
 		v_lo_id := v_highest - ((v_highest % v_w) + v_w) % v_w;
 		v_end_id := v_lo_id + (s.premake + 1) * v_w;
 		IF p_start_from IS NOT NULL THEN
-			v_lo_id := pg_catalog.least(v_lo_id, p_start_from::bigint - ((p_start_from::bigint % v_w) + v_w) % v_w);
+			v_lo_id := LEAST(v_lo_id, p_start_from::bigint - ((p_start_from::bigint % v_w) + v_w) % v_w);
 		END IF;
 	END IF;
 	LOOP
@@ -412,9 +443,7 @@ BEGIN
 		RETURN NEXT;
 		IF (v_time AND v_cut IS NOT NULL AND v_hi <= v_cut)
 		   OR (NOT v_time AND v_cut_id IS NOT NULL AND v_hi_id <= v_cut_id) THEN
-			v_expired := v_expired || partition;
-			v_expired_upper := v_expired_upper || v_hi;
-			v_expired_upper_id := v_expired_upper_id || v_hi_id;
+			v_expired := v_expired || r.relname::text;
 		END IF;
 	END LOOP;
 	IF v_nulls > 0 THEN
@@ -428,11 +457,22 @@ BEGIN
 	IF v_cut IS NULL AND v_cut_id IS NULL THEN
 		RETURN;
 	END IF;
+	IF v_default IS NULL AND v_pending IS NOT NULL THEN
+		-- A table has at most one detach pending; the next one waits.
+		step := step + 1; phase := 'retention'; action := 'note'; partition := NULL; statements := NULL;
+		toplevel := false; replica := false;
+		detail := pg_catalog.format('retention waits for the pending detach of %s', v_pending);
+		RETURN NEXT;
+		RETURN;
+	END IF;
 	FOR r IN
-		SELECT u.p::text AS p FROM ROWS FROM (pg_catalog.unnest(v_parts), pg_catalog.unnest(v_ut), pg_catalog.unnest(v_ui)) u(p, ut, ui)
+		SELECT u.p::text AS p, n.nspname AS nspname, c.relname AS relname
+		  FROM ROWS FROM (pg_catalog.unnest(v_parts), pg_catalog.unnest(v_ut), pg_catalog.unnest(v_ui)) u(p, ut, ui)
+		  JOIN pg_catalog.pg_class c ON c.oid = u.p
+		  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		 WHERE (v_time AND u.ut <= v_cut) OR (NOT v_time AND u.ui <= v_cut_id)
 		UNION ALL
-		SELECT e FROM pg_catalog.unnest(v_expired) e
+		SELECT pg_catalog.format('%I.%I', v_schema, e), v_schema, e FROM pg_catalog.unnest(v_expired) e
 	LOOP
 		phase := 'retention'; partition := r.p; replica := false;
 		detail := 'older than the retention of ' || v_ret;
@@ -451,7 +491,7 @@ BEGIN
 				statements := ARRAY[pg_catalog.format('DROP TABLE %s', r.p)];
 			ELSE
 				action := 'archive';
-				statements := ARRAY[pg_catalog.format('ALTER TABLE %s SET SCHEMA %I', r.p, s.archive_schema)];
+				statements := opsdata._partition_archive(r.nspname, r.relname, s.archive_schema);
 			END IF;
 			RETURN NEXT;
 		ELSE
@@ -465,8 +505,8 @@ BEGIN
 				statements := ARRAY[pg_catalog.format('DROP TABLE %s', r.p)];
 			ELSE
 				action := 'archive';
-				statements := ARRAY[pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s', p_parent, r.p),
-									pg_catalog.format('ALTER TABLE %s SET SCHEMA %I', r.p, s.archive_schema)];
+				statements := pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s', p_parent, r.p)
+							  || opsdata._partition_archive(r.nspname, r.relname, s.archive_schema);
 			END IF;
 			RETURN NEXT;
 		END IF;
@@ -483,10 +523,10 @@ COMMENT ON FUNCTION opsdata._partition_plan(regclass, text, boolean) IS 'Interna
 -- ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on the parent, which
 -- blocks no reader or writer (and ACCESS EXCLUSIVE on the default
 -- partition when there is one).
-CREATE FUNCTION opsdata._partition_step(s opsdata.partitions, parent regclass, schema name, relname name,
+CREATE FUNCTION opsdata._partition_step(s opsdata.partitions, parent regclass, schema name, parent_name name,
 	space text, like_clause text, cols text, tail text[], default_part regclass, taken text[],
 	lo timestamptz, hi timestamptz, lo_id bigint, hi_id bigint, filled boolean,
-	OUT action text, OUT partition text, OUT statements text[], OUT detail text)
+	OUT action text, OUT partition text, OUT relname name, OUT statements text[], OUT detail text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET TimeZone = 'UTC'
@@ -513,7 +553,8 @@ BEGIN
 	ELSE
 		v_suffix := pg_catalog.replace(lo_id::text, '-', 'm');
 	END IF;
-	v_name := opsdata._partition_name(schema, relname, v_suffix, taken);
+	v_name := opsdata._partition_name(schema, parent_name, v_suffix, taken);
+	relname := v_name;
 	partition := pg_catalog.format('%I.%I', schema, v_name);
 	detail := pg_catalog.format('FROM (%s) TO (%s)', v_lit_lo, coalesce(v_lit_hi, 'MAXVALUE'));
 	IF NOT filled THEN

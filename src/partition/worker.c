@@ -58,6 +58,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "core/opsdata.h"
 #include "partition/partition.h"
@@ -67,15 +68,30 @@ typedef struct PartitionSetResult
 {
 	Oid parent;
 	char *name;
+	Oid owner;
 	int created;
 	int64 moved;
 	int detached;
 	int dropped;
-	bool skipped;
+	int finalized;
+	int skipped; /* steps skipped for want of a lock */
+	int pending; /* detaches left pending, to FINALIZE */
 	bool failed;
-	StringInfoData done;  /* what was done, for people */
 	StringInfoData notes; /* what was left, and why */
 } PartitionSetResult;
+
+/*
+ * A pending detach, completed by FINALIZE after the pass has returned its
+ * results: FINALIZE waits for every snapshot older than its own, among them
+ * the one of the backend waiting for those results.
+ */
+typedef struct PartitionDeferred
+{
+	PartitionSetResult *res;
+	PartitionStep *finalize;
+	PartitionStep *followup; /* drop or archive once detached, or NULL */
+	bool from_plan;			 /* pending before this pass began */
+} PartitionDeferred;
 
 static shm_mq_handle *partition_mq = NULL;
 static MemoryContext partition_stmt_cxt = NULL;
@@ -105,8 +121,21 @@ partition_send_text(StringInfo msg, const char *text)
 static const char *
 partition_status(const PartitionSetResult *res)
 {
-	return res->failed ? "failed" : res->skipped ? "skipped"
-												 : "ok";
+	if (res->failed)
+		return "failed";
+	if (res->skipped > 0 || res->pending > 0)
+		return "skipped";
+	return "ok";
+}
+
+static void
+partition_count(StringInfo buf, int n, const char *what)
+{
+	if (n == 0)
+		return;
+	if (buf->len > 0)
+		appendStringInfoString(buf, ", ");
+	appendStringInfo(buf, what, n, n == 1 ? "" : "s");
 }
 
 static char *
@@ -115,13 +144,27 @@ partition_message(const PartitionSetResult *res)
 	StringInfoData msg;
 
 	initStringInfo(&msg);
-	if (res->done.len > 0)
-		appendStringInfoString(&msg, res->done.data);
-	else if (res->notes.len == 0)
+	partition_count(&msg, res->created, "made %d partition%s");
+	if (res->moved > 0)
+		appendStringInfo(&msg, "%smoved " INT64_FORMAT " row%s out of the default partition",
+						 msg.len > 0 ? ", " : "", res->moved, res->moved == 1 ? "" : "s");
+	partition_count(&msg, res->finalized, "completed %d pending detach%s");
+	partition_count(&msg, res->detached, "detached %d partition%s into the archive schema");
+	partition_count(&msg, res->dropped, "dropped %d partition%s");
+	if (msg.len == 0 && res->notes.len == 0)
 		appendStringInfoString(&msg, "nothing to do");
 	if (res->notes.len > 0)
 		appendStringInfo(&msg, "%s%s", msg.len > 0 ? "; " : "", res->notes.data);
 	return msg.data;
+}
+
+static void
+partition_note(PartitionSetResult *res, const char *fmt, const char *a, const char *b,
+			   const char *c)
+{
+	if (res->notes.len > 0)
+		appendStringInfoString(&res->notes, "; ");
+	appendStringInfo(&res->notes, fmt, a, b, c);
 }
 
 static void
@@ -142,27 +185,25 @@ partition_send_result(const PartitionSetResult *res)
 	pfree(msg.data);
 }
 
-static void
-partition_append(StringInfo buf, const char *fmt, int n, const char *one, const char *many)
-{
-	if (buf->len > 0)
-		appendStringInfoString(buf, ", ");
-	appendStringInfo(buf, fmt, n, n == 1 ? one : many);
-}
-
 /*
- * Runs sql as a top-level statement in transactions of its own: parse,
- * analysis and plan trees live in partition_stmt_cxt, which survives the
- * commits the statement may do itself.  Errors propagate.
+ * Runs sql as a top-level statement in transactions of its own, waiting at
+ * most lock_timeout_ms for each lock: parse, analysis and plan trees live
+ * in partition_stmt_cxt, which survives the commits the statement may do
+ * itself.  Errors propagate.
  */
 static void
-partition_exec_toplevel(const char *sql)
+partition_exec_toplevel(const char *sql, int lock_timeout_ms)
 {
 	MemoryContext old;
 	List *parsetrees;
 	List *querytrees;
 	List *plantrees;
 	PlannedStmt *pstmt;
+	char value[32];
+
+	/* Session level: the statement commits and starts transactions. */
+	snprintf(value, sizeof(value), "%d", lock_timeout_ms);
+	SetConfigOption("lock_timeout", value, PGC_USERSET, PGC_S_SESSION);
 
 	StartTransactionCommand();
 	old = MemoryContextSwitchTo(partition_stmt_cxt);
@@ -174,7 +215,14 @@ partition_exec_toplevel(const char *sql)
 	plantrees = pg_plan_queries(querytrees, sql, 0, NULL);
 	pstmt = linitial_node(PlannedStmt, plantrees);
 	PushActiveSnapshot(GetTransactionSnapshot());
+
+	/*
+	 * Utility commands that commit in the middle keep what must survive the
+	 * commit in PortalContext, as they would under a portal.
+	 */
+	PortalContext = partition_stmt_cxt;
 	ProcessUtility(pstmt, sql, false, PROCESS_UTILITY_TOPLEVEL, NULL, NULL, None_Receiver, NULL);
+	PortalContext = NULL;
 	MemoryContextSwitchTo(partition_stmt_cxt);
 	if (ActiveSnapshotSet())
 		PopActiveSnapshot();
@@ -231,16 +279,17 @@ partition_log_now(const char *parent_name, const char *action, const char *parti
  * after aborting whatever transaction the statement had open.
  */
 static ErrorData *
-partition_try_toplevel(const char *sql, MemoryContext cxt)
+partition_try_toplevel(const char *sql, int lock_timeout_ms, MemoryContext cxt)
 {
 	ErrorData *volatile edata = NULL;
 
 	PG_TRY();
 	{
-		partition_exec_toplevel(sql);
+		partition_exec_toplevel(sql, lock_timeout_ms);
 	}
 	PG_CATCH();
 	{
+		PortalContext = NULL;
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -253,46 +302,54 @@ partition_try_toplevel(const char *sql, MemoryContext cxt)
 }
 
 /*
- * Runs a top-level step: DETACH CONCURRENTLY first, then FINALIZE once the
- * partition is pending.  Returns its status and, unless done, the last
- * error in *error (allocated in cxt).
+ * Runs a DETACH PARTITION ... CONCURRENTLY step.  Neither of its two
+ * transactions blocks the parent's readers and writers, so it may wait up
+ * to partition.detach_timeout for the transactions using the parent.  A
+ * lock not granted in its first transaction is tried again like any step;
+ * one not granted in its second leaves the partition detach-pending:
+ * PARTITION_STEP_PENDING.  Otherwise returns DONE, or FAILED with the error
+ * in *error (allocated in cxt).
  */
 static PartitionStepStatus
 partition_toplevel_step(const PartitionStep *step, const char *parent_name,
 						const PartitionTiming *timing, MemoryContext cxt, ErrorData **error)
 {
-	bool pending = false;
 	int attempt;
+	PartitionStepStatus status = PARTITION_STEP_FAILED;
+	char value[32];
 
 	for (attempt = 0;; attempt++)
 	{
-		const char *sql = pending ? (const char *) lsecond(step->statements)
-								  : (const char *) linitial(step->statements);
-		ErrorData *edata = partition_try_toplevel(sql, cxt);
+		ErrorData *edata = partition_try_toplevel((const char *) linitial(step->statements),
+												  timing->detach_timeout_ms, cxt);
 
 		if (edata == NULL)
 		{
-			partition_log_now(parent_name, "detach", step->partition,
-							  pending ? "detached concurrently, completed after an interruption"
-									  : "detached concurrently");
-			return PARTITION_STEP_DONE;
+			partition_log_now(parent_name, "detach", step->partition, "detached concurrently");
+			status = PARTITION_STEP_DONE;
+			break;
 		}
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
+		*error = edata;
 		if (!partition_lock_error(edata))
+			break;
+		if (partition_detach_pending(step->partition))
 		{
-			*error = edata;
-			return PARTITION_STEP_FAILED;
+			status = PARTITION_STEP_PENDING;
+			break;
 		}
-		pending = partition_detach_pending(step->partition);
 		if (attempt >= timing->lock_retries)
 		{
-			*error = edata;
-			return PARTITION_STEP_SKIPPED;
+			status = PARTITION_STEP_SKIPPED;
+			break;
 		}
 		FreeErrorData(edata);
 		partition_sleep(timing->retry_delay_ms);
 	}
+	snprintf(value, sizeof(value), "%d", timing->lock_timeout_ms);
+	SetConfigOption("lock_timeout", value, PGC_USERSET, PGC_S_SESSION);
+	return status;
 }
 
 /*
@@ -300,7 +357,7 @@ partition_toplevel_step(const PartitionStep *step, const char *parent_name,
  * owner, or records why it could not be planned and returns NIL.
  */
 static List *
-partition_plan_set(PartitionSetResult *res, Oid *owner, MemoryContext cxt)
+partition_plan_set(PartitionSetResult *res, MemoryContext namecxt, MemoryContext cxt)
 {
 	List *volatile steps = NIL;
 	ErrorData *volatile edata = NULL;
@@ -317,10 +374,10 @@ partition_plan_set(PartitionSetResult *res, Oid *owner, MemoryContext cxt)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_TABLE),
 					 errmsg("relation with OID %u does not exist", res->parent)));
-		*owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+		res->owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 		ReleaseSysCache(tuple);
-		res->name = MemoryContextStrdup(cxt, quote_qualified_identifier(get_namespace_name(get_rel_namespace(res->parent)),
-																		get_rel_name(res->parent)));
+		res->name = MemoryContextStrdup(namecxt, quote_qualified_identifier(get_namespace_name(get_rel_namespace(res->parent)),
+																			get_rel_name(res->parent)));
 		steps = partition_plan(res->parent, NULL, true, cxt);
 		PopActiveSnapshot();
 		SPI_finish();
@@ -341,93 +398,189 @@ partition_plan_set(PartitionSetResult *res, Oid *owner, MemoryContext cxt)
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
 		if (res->name == NULL)
-			res->name = psprintf("%u", res->parent);
+			res->name = MemoryContextStrdup(namecxt, psprintf("%u", res->parent));
 		if (partition_lock_error(edata))
-		{
-			res->skipped = true;
-			appendStringInfo(&res->notes, "not planned: %s", edata->message);
-			partition_log_now(res->name, "skip", NULL, res->notes.data);
-		}
+			res->skipped++;
 		else
-		{
 			res->failed = true;
-			appendStringInfo(&res->notes, "not planned: %s", edata->message);
-			partition_log_now(res->name, "fail", NULL, res->notes.data);
-		}
+		partition_note(res, "not planned: %s", edata->message, NULL, NULL);
+		partition_log_now(res->name, partition_lock_error(edata) ? "skip" : "fail", NULL, res->notes.data);
 		return NIL;
 	}
 	return steps;
 }
 
+static bool
+partition_phase_stopped(List *stopped, const char *phase)
+{
+	ListCell *lc;
+
+	foreach (lc, stopped)
+	{
+		if (strcmp((const char *) lfirst(lc), phase) == 0)
+			return true;
+	}
+	return false;
+}
+
+static PartitionStep *
+partition_copy_step(const PartitionStep *step, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	PartitionStep *copy = palloc(sizeof(PartitionStep));
+	ListCell *lc;
+
+	*copy = *step;
+	copy->phase = pstrdup(step->phase);
+	copy->action = pstrdup(step->action);
+	copy->partition = step->partition ? pstrdup(step->partition) : NULL;
+	copy->detail = step->detail ? pstrdup(step->detail) : NULL;
+	copy->statements = NIL;
+	foreach (lc, step->statements)
+		copy->statements = lappend(copy->statements, pstrdup((const char *) lfirst(lc)));
+	MemoryContextSwitchTo(old);
+	return copy;
+}
+
 /*
- * Maintains one set: plan, then every step in a transaction of its own.
+ * Counts a step that succeeded.
  */
 static void
-partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing, MemoryContext cxt)
+partition_count_step(PartitionSetResult *res, const PartitionStep *step, int64 rows)
 {
-	Oid owner = InvalidOid;
-	List *steps;
-	List *stopped = NIL;
-	ListCell *lc;
-	int made = 0;
+	if (strcmp(step->action, "create") == 0 || strcmp(step->action, "move") == 0)
+		res->created++;
+	if (strcmp(step->action, "move") == 0)
+		res->moved += rows;
+	if (strcmp(step->action, "finalize") == 0)
+		res->finalized++;
+	if (strcmp(step->action, "archive") == 0)
+		res->detached++;
+	if (strcmp(step->action, "drop") == 0)
+		res->dropped++;
+}
 
-	steps = partition_plan_set(res, &owner, cxt);
+/*
+ * Runs one step that is not top-level in a transaction of its own; logs
+ * what it did, or why it did not.
+ */
+static PartitionStepStatus
+partition_run_step(PartitionSetResult *res, const PartitionStep *step,
+				   const PartitionTiming *timing, MemoryContext cxt, ErrorData **edata)
+{
+	PartitionStepStatus status;
+	int64 rows = 0;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(cxt);
+	status = partition_exec_step(step, res->owner, res->name, timing, &rows, edata);
+	if (status != PARTITION_STEP_DONE)
+		partition_log(res->name, status == PARTITION_STEP_SKIPPED ? "skip" : "fail",
+					  step->partition, psprintf("%s: %s", step->action, (*edata)->message));
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	if (status == PARTITION_STEP_DONE)
+		partition_count_step(res, step, rows);
+	return status;
+}
+
+/*
+ * Maintains one set: plan, then every step in a transaction of its own.
+ * FINALIZE steps are appended to *deferred (in runcxt) instead.
+ */
+static void
+partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing,
+					   MemoryContext runcxt, MemoryContext cxt, List **deferred)
+{
+	List *steps;
+	List *stopped = NIL; /* phases ended by a step that did not succeed */
+	PartitionDeferred *last = NULL;
+	ListCell *lc;
+
+	steps = partition_plan_set(res, runcxt, cxt);
 	foreach (lc, steps)
 	{
 		PartitionStep *step = (PartitionStep *) lfirst(lc);
 		PartitionStepStatus status;
 		ErrorData *edata = NULL;
-		int64 rows = 0;
 
 		CHECK_FOR_INTERRUPTS();
 		if (strcmp(step->action, "note") == 0)
 		{
-			if (res->notes.len > 0)
-				appendStringInfoString(&res->notes, "; ");
-			appendStringInfoString(&res->notes, step->detail);
+			partition_note(res, "%s", step->detail, NULL, NULL);
 			continue;
 		}
-		if (list_member(stopped, step->phase))
+
+		/*
+		 * The step after a detach, for the same partition, waits for the
+		 * detach when that was deferred.
+		 */
+		if (last != NULL && last->followup == NULL && step->partition != NULL &&
+			strcmp(step->partition, last->finalize->partition) == 0 &&
+			(strcmp(step->action, "drop") == 0 || strcmp(step->action, "archive") == 0))
+		{
+			last->followup = partition_copy_step(step, runcxt);
+			continue;
+		}
+		last = NULL;
+
+		if (strcmp(step->phase, "finalize") == 0)
+		{
+			MemoryContext old = MemoryContextSwitchTo(runcxt);
+
+			last = palloc0(sizeof(PartitionDeferred));
+			last->res = res;
+			last->finalize = partition_copy_step(step, runcxt);
+			last->from_plan = true;
+			*deferred = lappend(*deferred, last);
+			MemoryContextSwitchTo(old);
+			continue;
+		}
+		if (partition_phase_stopped(stopped, step->phase))
 			continue;
 
 		if (step->toplevel)
 			status = partition_toplevel_step(step, res->name, timing, cxt, &edata);
 		else
-		{
-			StartTransactionCommand();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			MemoryContextSwitchTo(cxt);
-			status = partition_exec_step(step, owner, res->name, timing, &rows, &edata);
-			if (status != PARTITION_STEP_DONE)
-				partition_log(res->name, status == PARTITION_STEP_SKIPPED ? "skip" : "fail",
-							  step->partition, psprintf("%s: %s", step->action, edata->message));
-			PopActiveSnapshot();
-			CommitTransactionCommand();
-			MemoryContextSwitchTo(cxt);
-		}
-
+			status = partition_run_step(res, step, timing, cxt, &edata);
 		if (status == PARTITION_STEP_DONE)
+			continue;
+
+		if (status == PARTITION_STEP_PENDING)
 		{
-			if (strcmp(step->action, "create") == 0 || strcmp(step->action, "move") == 0)
-				made++;
-			if (strcmp(step->action, "move") == 0)
-				res->moved += rows;
-			if (strcmp(step->action, "archive") == 0)
-				res->detached++;
-			if (strcmp(step->action, "drop") == 0)
-				res->dropped++;
+			MemoryContext old = MemoryContextSwitchTo(runcxt);
+			PartitionStep *finalize = partition_copy_step(step, runcxt);
+
+			finalize->action = "finalize";
+			finalize->phase = "finalize";
+			finalize->toplevel = false;
+			finalize->detail = "detach completed after its interruption";
+			finalize->statements = list_make1(lsecond(finalize->statements));
+			last = palloc0(sizeof(PartitionDeferred));
+			last->res = res;
+			last->finalize = finalize;
+			*deferred = lappend(*deferred, last);
+			MemoryContextSwitchTo(old);
+			res->pending++;
+			partition_note(res, "detach of %s still waits for transactions using the table (%s); it is completed when they end",
+						   step->partition, edata->message, NULL);
+			partition_log_now(res->name, "skip", step->partition,
+							  psprintf("detach left pending: %s", edata->message));
+
+			/* A table has at most one detach pending at a time. */
+			stopped = lappend(stopped, step->phase);
 			continue;
 		}
 
-		/* The rest of this phase needs the lock that was not granted. */
+		/* The rest of this phase needs what was not granted. */
 		stopped = lappend(stopped, step->phase);
-		if (res->notes.len > 0)
-			appendStringInfoString(&res->notes, "; ");
 		if (status == PARTITION_STEP_SKIPPED)
 		{
-			res->skipped = true;
-			appendStringInfo(&res->notes, "%s of %s skipped after %d tries: %s; the rest of the %s phase waits for the next run",
-							 step->action, step->partition, timing->lock_retries + 1, edata->message, step->phase);
+			res->skipped++;
+			partition_note(res, "%s of %s skipped: %s; the rest of its phase waits for the next run",
+						   step->action, step->partition, edata->message);
 			if (step->toplevel)
 				partition_log_now(res->name, "skip", step->partition,
 								  psprintf("%s: %s", step->action, edata->message));
@@ -435,26 +588,12 @@ partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing, M
 		else
 		{
 			res->failed = true;
-			appendStringInfo(&res->notes, "%s of %s failed: %s", step->action, step->partition, edata->message);
+			partition_note(res, "%s of %s failed: %s", step->action, step->partition, edata->message);
 			if (step->toplevel)
 				partition_log_now(res->name, "fail", step->partition,
 								  psprintf("%s: %s", step->action, edata->message));
 		}
 	}
-	res->created = made;
-	if (made > 0)
-		partition_append(&res->done, "made %d partition%s", made, "", "s");
-	if (res->moved > 0)
-	{
-		if (res->done.len > 0)
-			appendStringInfoString(&res->done, ", ");
-		appendStringInfo(&res->done, "moved " INT64_FORMAT " row%s out of the default partition",
-						 res->moved, res->moved == 1 ? "" : "s");
-	}
-	if (res->detached > 0)
-		partition_append(&res->done, "detached %d partition%s into the archive schema", res->detached, "", "s");
-	if (res->dropped > 0)
-		partition_append(&res->done, "dropped %d partition%s", res->dropped, "", "s");
 }
 
 /*
@@ -485,7 +624,102 @@ partition_record(const PartitionSetResult *res)
 }
 
 /*
- * The pass: lock, read the settings and the sets, maintain each set.
+ * Completes the deferred detaches, each FINALIZE waiting up to
+ * partition.detach_timeout for older snapshots, then its drop or archive
+ * step.  The first FINALIZE that times out ends the work: the others would
+ * wait for the same transactions.  Sets whose outcome changed are
+ * recorded again.
+ */
+static void
+partition_run_deferred(List *deferred, const PartitionTiming *timing, MemoryContext cxt)
+{
+	PartitionTiming finalize_timing = *timing;
+	List *changed = NIL;
+	bool blocked = false;
+	ListCell *lc;
+
+	finalize_timing.lock_timeout_ms = timing->detach_timeout_ms;
+	finalize_timing.lock_retries = 0;
+	foreach (lc, deferred)
+	{
+		PartitionDeferred *d = (PartitionDeferred *) lfirst(lc);
+		PartitionSetResult *res = d->res;
+		PartitionStepStatus status;
+		ErrorData *edata = NULL;
+
+		CHECK_FOR_INTERRUPTS();
+		if (blocked)
+			continue;
+		status = partition_run_step(res, d->finalize, &finalize_timing, cxt, &edata);
+		if (status != PARTITION_STEP_DONE)
+		{
+			if (status == PARTITION_STEP_SKIPPED)
+				blocked = true;
+			else
+				res->failed = true;
+			if (d->from_plan)
+			{
+				res->pending++;
+				partition_note(res, "pending detach of %s not completed: %s", d->finalize->partition,
+							   edata->message, NULL);
+				changed = list_append_unique_ptr(changed, res);
+			}
+			continue;
+		}
+		if (!d->from_plan)
+			res->pending--;
+		if (d->followup != NULL)
+		{
+			status = partition_run_step(res, d->followup, timing, cxt, &edata);
+			if (status == PARTITION_STEP_SKIPPED)
+				res->skipped++;
+			else if (status != PARTITION_STEP_DONE)
+				res->failed = true;
+			if (status != PARTITION_STEP_DONE)
+				partition_note(res, "%s of %s did not happen: %s", d->followup->action,
+							   d->followup->partition, edata->message);
+		}
+		changed = list_append_unique_ptr(changed, res);
+	}
+	foreach (lc, changed)
+		partition_record((PartitionSetResult *) lfirst(lc));
+}
+
+/*
+ * Takes the lock that keeps two passes apart, waiting at most
+ * partition.detach_timeout for a pass that is completing its deferred
+ * detaches.
+ */
+static bool
+partition_run_lock(const PartitionTiming *timing)
+{
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timing->detach_timeout_ms);
+
+	for (;;)
+	{
+		bool locked;
+		bool isnull;
+
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (SPI_execute("SELECT pg_catalog.pg_try_advisory_lock(1869639524, 1)", false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not take the partition maintenance lock");
+		locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+		if (locked)
+			return true;
+		if (GetCurrentTimestamp() >= end)
+			return false;
+		partition_sleep(100);
+	}
+}
+
+/*
+ * The pass: lock, read the settings and the sets, maintain each set,
+ * return the results, then complete the deferred detaches.
  */
 static void
 partition_run(Oid only)
@@ -494,8 +728,8 @@ partition_run(Oid only)
 	MemoryContext setcxt;
 	PartitionTiming timing;
 	List *sets = NIL;
+	List *deferred = NIL;
 	ListCell *lc;
-	bool locked;
 	char value[32];
 	StringInfoData msg;
 
@@ -506,20 +740,31 @@ partition_run(Oid only)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_execute("SELECT pg_catalog.pg_try_advisory_lock(1869639524, 1)", false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not take the partition maintenance lock");
-	{
-		bool isnull;
+	partition_read_timing(&timing);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
 
-		locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!partition_run_lock(&timing))
+	{
+		initStringInfo(&msg);
+		pq_sendbyte(&msg, PARTITION_MSG_BUSY);
+		partition_send(&msg);
+		return;
 	}
-	if (locked)
+
+	/* Nothing this worker does waits longer than that for a lock. */
+	snprintf(value, sizeof(value), "%d", timing.lock_timeout_ms);
+	SetConfigOption("lock_timeout", value, PGC_USERSET, PGC_S_SESSION);
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	{
 		Oid argtypes[1] = {OIDOID};
 		Datum values[1];
 		uint64 i;
 
-		partition_read_timing(&timing);
 		if (SPI_execute("DELETE FROM opsdata.partition_log WHERE logged_at < pg_catalog.now()"
 						" - opsdata.setting('partition.log_retention')::pg_catalog.interval",
 						false, 0) != SPI_OK_DELETE)
@@ -544,44 +789,39 @@ partition_run(Oid only)
 	SPI_finish();
 	CommitTransactionCommand();
 
-	if (!locked)
-	{
-		initStringInfo(&msg);
-		pq_sendbyte(&msg, PARTITION_MSG_BUSY);
-		partition_send(&msg);
-		return;
-	}
-
-	/* Nothing this worker does waits longer than that for a lock. */
-	snprintf(value, sizeof(value), "%d", timing.lock_timeout_ms);
-	SetConfigOption("lock_timeout", value, PGC_USERSET, PGC_S_SESSION);
-
 	foreach (lc, sets)
 	{
-		PartitionSetResult res;
+		PartitionSetResult *res;
 		MemoryContext old;
 
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextReset(setcxt);
-		old = MemoryContextSwitchTo(setcxt);
-		memset(&res, 0, sizeof(res));
-		res.parent = lfirst_oid(lc);
-		initStringInfo(&res.done);
-		initStringInfo(&res.notes);
+		old = MemoryContextSwitchTo(runcxt);
+		res = palloc0(sizeof(PartitionSetResult));
+		res->parent = lfirst_oid(lc);
+		initStringInfo(&res->notes);
+		MemoryContextSwitchTo(setcxt);
 		pgstat_report_activity(STATE_RUNNING, "partition maintenance");
 
-		partition_maintain_set(&res, &timing, setcxt);
+		partition_maintain_set(res, &timing, runcxt, setcxt, &deferred);
 		MemoryContextSwitchTo(setcxt);
-		partition_record(&res);
+		partition_record(res);
 		MemoryContextSwitchTo(setcxt);
-		partition_send_result(&res);
+		partition_send_result(res);
 		MemoryContextSwitchTo(old);
 	}
-	pgstat_report_activity(STATE_IDLE, NULL);
 
 	initStringInfo(&msg);
 	pq_sendbyte(&msg, PARTITION_MSG_DONE);
 	partition_send(&msg);
+
+	if (deferred != NIL)
+	{
+		pgstat_report_activity(STATE_RUNNING, "partition maintenance: completing pending detaches");
+		MemoryContextReset(setcxt);
+		partition_run_deferred(deferred, &timing, setcxt);
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextDelete(runcxt);
 }
 
