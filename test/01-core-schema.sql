@@ -1,12 +1,12 @@
 -- The shape CREATE EXTENSION makes: schemas, tables and their columns,
 -- partitioning, keys and the settings catalog.
 BEGIN;
-SELECT plan(45);
+SELECT plan(46);
 
 SELECT schemas_are(ARRAY['public', 'audit', 'learning', 'metrics', 'opsdata'],
 	'pg_opsdata adds exactly the schemas audit, learning, metrics and opsdata');
 
-SELECT tables_are('opsdata', ARRAY['settings', 'config', 'jobs', 'job_runs', 'partitions']);
+SELECT tables_are('opsdata', ARRAY['settings', 'config', 'jobs', 'job_runs', 'partitions', 'partition_log']);
 SELECT tables_are('audit', ARRAY['entries', 'entries_default', 'statements', 'seals', 'rules', 'queue']);
 SELECT tables_are('learning', ARRAY['feedback', 'thresholds', 'candidates']);
 SELECT tables_are('metrics', ARRAY['series', 'points', 'points_default', 'rollups']);
@@ -49,8 +49,9 @@ SELECT columns_are('opsdata', 'jobs', ARRAY['job_id', 'name', 'command', 'schedu
 SELECT columns_are('opsdata', 'job_runs', ARRAY['run_id', 'job_id', 'started_at', 'finished_at',
 	'status', 'attempt', 'pid', 'sqlstate', 'message']);
 SELECT columns_are('opsdata', 'partitions', ARRAY['parent', 'control_column', 'control_type',
-	'part_interval', 'premake', 'retention', 'retention_mode', 'archive_schema', 'default_partition',
-	'builtin', 'created_at', 'last_run_at', 'last_status', 'last_message']);
+	'part_interval', 'premake', 'retention', 'retention_setting', 'retention_mode', 'archive_schema',
+	'default_partition', 'builtin', 'created_at', 'last_run_at', 'last_status', 'last_message']);
+SELECT columns_are('opsdata', 'partition_log', ARRAY['logged_at', 'parent', 'action', 'partition', 'detail']);
 
 SELECT col_type_is('audit', 'entries', 'ts', 'timestamp with time zone', 'audit.entries.ts is timestamp with time zone');
 SELECT col_type_is('metrics', 'points', 'ts', 'timestamp with time zone', 'metrics.points.ts is timestamp with time zone');
