@@ -266,7 +266,7 @@ BEGIN
 	IF parent IS NULL THEN
 		RAISE EXCEPTION 'parent table must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
-	SELECT c.relkind, c.relpersistence, c.relowner, n.nspname INTO rel
+	SELECT c.relkind, c.relpersistence, c.relowner, c.relnamespace, n.nspname INTO rel
 	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 	 WHERE c.oid = parent;
 	IF NOT FOUND THEN
@@ -311,12 +311,20 @@ BEGIN
 											 (SELECT attname FROM pg_catalog.pg_attribute
 											   WHERE attrelid = parent AND attnum = key.attnum));
 	END IF;
-	IF col.type NOT IN ('timestamptz'::regtype, 'date'::regtype, 'smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
+	IF col.type = 'timestamp'::regtype THEN
 		RAISE EXCEPTION 'column "%" of relation "%" has type %', control_column, parent, col.type
 			USING ERRCODE = 'datatype_mismatch',
 				  DETAIL = 'Managed sets are keyed by timestamp with time zone, date, smallint, integer or bigint.',
-				  HINT = CASE WHEN col.type = 'timestamp'::regtype
-							  THEN 'Store times as timestamp with time zone: partition bounds are kept in UTC.' END;
+				  HINT = 'Store times as timestamp with time zone: partition bounds are kept in UTC.';
+	ELSIF col.type NOT IN ('timestamptz'::regtype, 'date'::regtype, 'smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
+		RAISE EXCEPTION 'column "%" of relation "%" has type %', control_column, parent, col.type
+			USING ERRCODE = 'datatype_mismatch',
+				  DETAIL = 'Managed sets are keyed by timestamp with time zone, date, smallint, integer or bigint.';
+	END IF;
+	IF NOT pg_catalog.has_schema_privilege(rel.relowner, rel.relnamespace, 'CREATE') THEN
+		RAISE EXCEPTION 'owner of "%" has no CREATE privilege on schema "%"', parent, rel.nspname
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Maintenance makes partitions with the privileges of the table''s owner, in the table''s schema.';
 	END IF;
 
 	v_interval := opsdata._partition_interval(col.type, part_interval);
@@ -475,7 +483,7 @@ COMMENT ON FUNCTION opsdata.run_maintenance(regclass) IS 'Run partition maintena
 CREATE FUNCTION opsdata.show_partitions(parent regclass)
 RETURNS TABLE (partition regclass, lower_bound text, upper_bound text, is_default boolean, detach_pending boolean)
 LANGUAGE plpgsql STABLE STRICT
-SET search_path = pg_catalog, pg_temp
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET TimeZone = 'UTC'
 SET DateStyle = 'ISO, YMD'
 AS $$
