@@ -559,8 +559,9 @@ BEGIN
 				EXECUTE pg_catalog.format('SELECT count(*) FROM (SELECT FROM ONLY %s LIMIT 100001) x',
 										  r.default_partition) INTO n;
 				IF n > 0 THEN
-					rows_text := pg_catalog.format('The default partition %s holds %s rows.', r.default_partition,
-												   CASE WHEN n > 100000 THEN 'more than 100000' ELSE n::text END);
+					rows_text := pg_catalog.format('The default partition %s holds %s.', r.default_partition,
+												   CASE WHEN n > 100000 THEN 'more than 100000 rows'
+														WHEN n = 1 THEN '1 row' ELSE n || ' rows' END);
 				END IF;
 			EXCEPTION WHEN lock_not_available THEN
 				rows_text := pg_catalog.format('The rows of the default partition %s were not counted: it is locked.',

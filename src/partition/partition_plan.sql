@@ -449,7 +449,9 @@ BEGIN
 	IF v_nulls > 0 THEN
 		step := step + 1; phase := 'move'; action := 'note'; partition := NULL; statements := NULL;
 		toplevel := false; replica := false;
-		detail := pg_catalog.format('%s rows with a NULL "%s" stay in the default partition', v_nulls, s.control_column);
+		detail := pg_catalog.format('%s with a NULL "%s" %s in the default partition',
+									CASE WHEN v_nulls = 1 THEN '1 row' ELSE v_nulls || ' rows' END, s.control_column,
+									CASE WHEN v_nulls = 1 THEN 'stays' ELSE 'stay' END);
 		RETURN NEXT;
 	END IF;
 
