@@ -15,9 +15,12 @@
 -- midnight UTC.  Id sets use multiples of the interval.
 --
 -- Phases, in order; a step that fails or is skipped ends its phase:
---   finalize   complete detaches left pending by an interrupted run (the
---              worker runs this phase after it has returned its results,
---              because FINALIZE waits for every older snapshot)
+--   finalize   complete, with FINALIZE, detaches left pending by an
+--              interrupted run (the worker runs this phase after it has
+--              returned its results, because FINALIZE waits for every older
+--              snapshot, the caller's included); a pending partition that
+--              retention drops is simply dropped, first in the retention
+--              phase
 --   create     partitions from the current one to premake ahead (and back
 --              to start_from when a set is first managed); a slot whose rows
 --              sit in the default partition is made by moving them
@@ -156,6 +159,7 @@ DECLARE
 	v_ret text;
 	v_default regclass;
 	v_pending regclass;
+	v_drop_pending regclass;
 	v_like text;
 	v_cols text;
 	v_tail text[] := '{}';
@@ -308,29 +312,30 @@ BEGIN
 		v_used := pg_catalog.array_fill(false, ARRAY[pg_catalog.cardinality(v_bn)]);
 	END IF;
 
-	-- Finalize: detaches left pending (a run interrupted between the two
-	-- transactions of DETACH CONCURRENTLY, or a user's).
+	-- Detaches left pending (a run interrupted between the two transactions
+	-- of DETACH CONCURRENTLY, or a user's).  One to drop is dropped at the
+	-- start of the retention phase; others are completed with FINALIZE.
 	IF p_maintain THEN
 		FOR r IN SELECT l.partition, l.upper_time, l.upper_id
 				   FROM opsdata._partition_layout(p_parent) l
 				  WHERE l.detach_pending ORDER BY l.lower_time, l.lower_id LOOP
 			v_pending := r.partition;
+			IF s.retention_mode = 'drop'
+			   AND ((v_time AND v_cut IS NOT NULL AND r.upper_time <= v_cut)
+					OR (NOT v_time AND v_cut_id IS NOT NULL AND r.upper_id <= v_cut_id)) THEN
+				v_drop_pending := r.partition;
+				CONTINUE;
+			END IF;
 			step := step + 1; phase := 'finalize'; action := 'finalize'; partition := r.partition::text;
 			statements := ARRAY[pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s FINALIZE', p_parent, r.partition)];
 			toplevel := false; replica := false; detail := 'interrupted detach completed';
 			RETURN NEXT;
 			IF (v_time AND v_cut IS NOT NULL AND r.upper_time <= v_cut)
 			   OR (NOT v_time AND v_cut_id IS NOT NULL AND r.upper_id <= v_cut_id) THEN
-				step := step + 1; phase := 'finalize';
-				IF s.retention_mode = 'drop' THEN
-					action := 'drop';
-					statements := ARRAY[pg_catalog.format('DROP TABLE %s', r.partition)];
-				ELSE
-					action := 'archive';
-					statements := (SELECT opsdata._partition_archive(n.nspname, c.relname, s.archive_schema)
-									 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-									WHERE c.oid = r.partition);
-				END IF;
+				step := step + 1; phase := 'finalize'; action := 'archive';
+				statements := (SELECT opsdata._partition_archive(n.nspname, c.relname, s.archive_schema)
+								 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+								WHERE c.oid = r.partition);
 				detail := 'older than the retention of ' || v_ret;
 				RETURN NEXT;
 			END IF;
@@ -459,7 +464,16 @@ BEGIN
 	IF v_cut IS NULL AND v_cut_id IS NULL THEN
 		RETURN;
 	END IF;
-	IF v_default IS NULL AND v_pending IS NOT NULL THEN
+	IF v_drop_pending IS NOT NULL THEN
+		-- DROP TABLE takes ACCESS EXCLUSIVE on the parent, under the step's
+		-- lock_timeout, but needs no FINALIZE (which would wait for every
+		-- older snapshot, the caller's included).
+		step := step + 1; phase := 'retention'; action := 'drop'; partition := v_drop_pending::text;
+		statements := ARRAY[pg_catalog.format('DROP TABLE %s', v_drop_pending)];
+		toplevel := false; replica := false;
+		detail := 'older than the retention of ' || v_ret || ', its detach interrupted';
+		RETURN NEXT;
+	ELSIF v_default IS NULL AND v_pending IS NOT NULL THEN
 		-- A table has at most one detach pending; the next one waits.
 		step := step + 1; phase := 'retention'; action := 'note'; partition := NULL; statements := NULL;
 		toplevel := false; replica := false;

@@ -497,12 +497,12 @@ partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing,
 	List *steps;
 	List *stopped = NIL; /* phases ended by a step that did not succeed */
 	PartitionDeferred *last = NULL;
-	ListCell *lc;
+	int i;
 
 	steps = partition_plan_set(res, runcxt, cxt);
-	foreach (lc, steps)
+	for (i = 0; i < list_length(steps); i++)
 	{
-		PartitionStep *step = (PartitionStep *) lfirst(lc);
+		PartitionStep *step = (PartitionStep *) list_nth(steps, i);
 		PartitionStepStatus status;
 		ErrorData *edata = NULL;
 
@@ -550,28 +550,47 @@ partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing,
 
 		if (status == PARTITION_STEP_PENDING)
 		{
-			MemoryContext old = MemoryContextSwitchTo(runcxt);
-			PartitionStep *finalize = partition_copy_step(step, runcxt);
+			PartitionStep *followup = i + 1 < list_length(steps) ? (PartitionStep *) list_nth(steps, i + 1) : NULL;
+			MemoryContext old;
+			PartitionStep *finalize;
 
-			finalize->action = "finalize";
-			finalize->phase = "finalize";
-			finalize->toplevel = false;
-			finalize->detail = "detach completed after its interruption";
-			finalize->statements = list_make1(lsecond(finalize->statements));
-			last = palloc0(sizeof(PartitionDeferred));
-			last->res = res;
-			last->finalize = finalize;
-			*deferred = lappend(*deferred, last);
-			MemoryContextSwitchTo(old);
-			res->pending++;
-			partition_note(res, "detach of %s still waits for transactions using the table (%s); it is completed when they end",
-						   step->partition, edata->message, NULL);
 			partition_log_now(res->name, "skip", step->partition,
 							  psprintf("detach left pending: %s", edata->message));
 
-			/* A table has at most one detach pending at a time. */
-			stopped = lappend(stopped, step->phase);
-			continue;
+			/*
+			 * A partition to drop needs no FINALIZE: DROP TABLE removes it,
+			 * pending or not, under the step's lock_timeout.
+			 */
+			if (followup != NULL && strcmp(followup->action, "drop") == 0 &&
+				strcmp(followup->partition, step->partition) == 0)
+			{
+				i++;
+				status = partition_run_step(res, followup, timing, cxt, &edata);
+				if (status == PARTITION_STEP_DONE)
+					continue;
+				step = followup;
+			}
+			else
+			{
+				/* A table has at most one detach pending at a time. */
+				old = MemoryContextSwitchTo(runcxt);
+				finalize = partition_copy_step(step, runcxt);
+				finalize->action = "finalize";
+				finalize->phase = "finalize";
+				finalize->toplevel = false;
+				finalize->detail = "detach completed after its interruption";
+				finalize->statements = list_make1(lsecond(finalize->statements));
+				last = palloc0(sizeof(PartitionDeferred));
+				last->res = res;
+				last->finalize = finalize;
+				*deferred = lappend(*deferred, last);
+				MemoryContextSwitchTo(old);
+				res->pending++;
+				partition_note(res, "detach of %s still waits for transactions using the table (%s); it is completed when they end",
+							   step->partition, edata->message, NULL);
+				stopped = lappend(stopped, step->phase);
+				continue;
+			}
 		}
 
 		/* The rest of this phase needs what was not granted. */
