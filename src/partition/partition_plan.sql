@@ -110,6 +110,47 @@ $$;
 
 COMMENT ON FUNCTION opsdata._partition_name(name, name, text, text[]) IS 'Internal: a free name for a new partition';
 
+-- What a new partition copies from its parent: column defaults, CHECK and
+-- NOT NULL constraints, generated columns, storage and compression (the
+-- LIKE clause), then grants and replica identity (statements with %1$s for
+-- the partition).  ATTACH adds the parent's indexes, row triggers and
+-- foreign keys; the owner creates the table, so it has the parent's owner.
+-- Also the columns a move copies (all but generated ones).
+CREATE FUNCTION opsdata._partition_ddl_parts(parent regclass,
+	OUT like_clause text, OUT cols text, OUT tail text[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	like_clause := pg_catalog.format('(LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMPRESSION', parent);
+	SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
+	  FROM pg_catalog.pg_attribute a
+	 WHERE a.attrelid = parent AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+	SELECT coalesce(pg_catalog.array_agg(g ORDER BY g), '{}') INTO tail FROM (
+		SELECT pg_catalog.format('GRANT %s ON TABLE %%1$s TO %s%s',
+								 pg_catalog.string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type),
+								 CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+									  ELSE pg_catalog.replace(pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)), '%', '%%') END,
+								 CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) AS g
+		  FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+		 WHERE c.oid = parent AND a.grantee <> c.relowner
+		 GROUP BY a.grantee, a.is_grantable
+		UNION ALL
+		SELECT pg_catalog.format('GRANT %s (%s) ON TABLE %%1$s TO %s%s', x.privilege_type,
+								 pg_catalog.replace(pg_catalog.quote_ident(att.attname), '%', '%%'),
+								 CASE WHEN x.grantee = 0 THEN 'PUBLIC'
+									  ELSE pg_catalog.replace(pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(x.grantee)), '%', '%%') END,
+								 CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+		  FROM pg_catalog.pg_attribute att, pg_catalog.aclexplode(att.attacl) x
+		 WHERE att.attrelid = parent AND att.attacl IS NOT NULL AND NOT att.attisdropped
+		UNION ALL
+		SELECT 'ALTER TABLE %1$s REPLICA IDENTITY ' || CASE c.relreplident WHEN 'f' THEN 'FULL' ELSE 'NOTHING' END
+		  FROM pg_catalog.pg_class c WHERE c.oid = parent AND c.relreplident IN ('f', 'n')) t;
+END
+$$;
+
+COMMENT ON FUNCTION opsdata._partition_ddl_parts(regclass) IS 'Internal: what a new partition copies from its parent, as SQL pieces';
+
 -- The statements moving a detached partition into the archive schema,
 -- renamed first when its name is taken there.
 CREATE FUNCTION opsdata._partition_archive(p_schema name, p_relname name, p_archive name)
@@ -159,10 +200,12 @@ DECLARE
 	v_ret text;
 	v_default regclass;
 	v_pending regclass;
+	v_pending_ut timestamptz;
+	v_pending_ui bigint;
 	v_drop_pending regclass;
 	v_like text;
 	v_cols text;
-	v_tail text[] := '{}';
+	v_tail text[];
 	v_parts regclass[];
 	v_lt timestamptz[];
 	v_ut timestamptz[];
@@ -180,18 +223,16 @@ DECLARE
 	v_lo timestamptz;
 	v_hi timestamptz;
 	v_lo_id bigint;
-	v_hi_id bigint;
+	v_hi_id numeric;
 	v_end timestamptz;
 	v_end_id bigint;
 	v_names text[] := '{}';
 	v_expired text[] := '{}';
-	v_name name;
-	v_child text;
-	v_lit_lo text;
-	v_lit_hi text;
-	v_check text;
-	v_rows bigint;
-	v_slots integer := 0;
+	v_expired_ut timestamptz[] := '{}';
+	v_expired_ui bigint[] := '{}';
+	v_missing timestamptz[];
+	v_missing_id bigint[];
+	v_slots bigint := 0;
 	v_limit integer;
 	v_moves integer := 0;
 	v_overlap boolean;
@@ -224,46 +265,19 @@ BEGIN
 										THEN opsdata.setting(s.retention_setting) END);
 	v_limit := opsdata.setting('partition.move_limit')::integer;
 
-	-- What a new partition copies from its parent: column defaults, CHECK
-	-- and NOT NULL constraints, generated columns, storage and compression
-	-- (LIKE), then grants and replica identity.  ATTACH adds the parent's
-	-- indexes, row triggers and foreign keys; the table is created by the
-	-- owner, so it has the parent's owner.
-	v_like := pg_catalog.format('(LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMPRESSION', p_parent);
-	SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_cols
-	  FROM pg_catalog.pg_attribute a
-	 WHERE a.attrelid = p_parent AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
-	SELECT coalesce(pg_catalog.array_agg(g ORDER BY g), '{}') INTO v_tail FROM (
-		SELECT pg_catalog.format('GRANT %s ON TABLE %%1$s TO %s%s',
-								 pg_catalog.string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type),
-								 CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-									  ELSE pg_catalog.replace(pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)), '%', '%%') END,
-								 CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) AS g
-		  FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
-		 WHERE c.oid = p_parent AND a.grantee <> c.relowner
-		 GROUP BY a.grantee, a.is_grantable
-		UNION ALL
-		SELECT pg_catalog.format('GRANT %s (%s) ON TABLE %%1$s TO %s%s', x.privilege_type,
-								 pg_catalog.replace(pg_catalog.quote_ident(att.attname), '%', '%%'),
-								 CASE WHEN x.grantee = 0 THEN 'PUBLIC'
-									  ELSE pg_catalog.replace(pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(x.grantee)), '%', '%%') END,
-								 CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-		  FROM pg_catalog.pg_attribute att, pg_catalog.aclexplode(att.attacl) x
-		 WHERE att.attrelid = p_parent AND att.attacl IS NOT NULL AND NOT att.attisdropped
-		UNION ALL
-		SELECT 'ALTER TABLE %1$s REPLICA IDENTITY ' || CASE c.relreplident WHEN 'f' THEN 'FULL' ELSE 'NOTHING' END
-		  FROM pg_catalog.pg_class c WHERE c.oid = p_parent AND c.relreplident IN ('f', 'n')) t;
-
 	SELECT NULLIF(p.partdefid, 0)::regclass INTO v_default
 	  FROM pg_catalog.pg_partitioned_table p WHERE p.partrelid = p_parent;
-	SELECT pg_catalog.array_agg(l.partition ORDER BY l.lower_time NULLS FIRST, l.lower_id NULLS FIRST),
-		   pg_catalog.array_agg(l.lower_time ORDER BY l.lower_time NULLS FIRST, l.lower_id NULLS FIRST),
-		   pg_catalog.array_agg(l.upper_time ORDER BY l.lower_time NULLS FIRST, l.lower_id NULLS FIRST),
-		   pg_catalog.array_agg(l.lower_id ORDER BY l.lower_time NULLS FIRST, l.lower_id NULLS FIRST),
-		   pg_catalog.array_agg(l.upper_id ORDER BY l.lower_time NULLS FIRST, l.lower_id NULLS FIRST)
-	  INTO v_parts, v_lt, v_ut, v_li, v_ui
+	SELECT pg_catalog.array_agg(l.partition) FILTER (WHERE NOT l.detach_pending),
+		   pg_catalog.array_agg(l.lower_time) FILTER (WHERE NOT l.detach_pending),
+		   pg_catalog.array_agg(l.upper_time) FILTER (WHERE NOT l.detach_pending),
+		   pg_catalog.array_agg(l.lower_id) FILTER (WHERE NOT l.detach_pending),
+		   pg_catalog.array_agg(l.upper_id) FILTER (WHERE NOT l.detach_pending),
+		   max(l.partition::oid) FILTER (WHERE l.detach_pending)::regclass,
+		   max(l.upper_time) FILTER (WHERE l.detach_pending),
+		   max(l.upper_id) FILTER (WHERE l.detach_pending)
+	  INTO v_parts, v_lt, v_ut, v_li, v_ui, v_pending, v_pending_ut, v_pending_ui
 	  FROM opsdata._partition_layout(p_parent) l
-	 WHERE NOT l.is_default AND NOT l.detach_pending;
+	 WHERE NOT l.is_default;
 	v_parts := coalesce(v_parts, '{}');
 
 	-- The highest id, read from the newest partition holding rows and from
@@ -315,31 +329,26 @@ BEGIN
 	-- Detaches left pending (a run interrupted between the two transactions
 	-- of DETACH CONCURRENTLY, or a user's).  One to drop is dropped at the
 	-- start of the retention phase; others are completed with FINALIZE.
-	IF p_maintain THEN
-		FOR r IN SELECT l.partition, l.upper_time, l.upper_id
-				   FROM opsdata._partition_layout(p_parent) l
-				  WHERE l.detach_pending ORDER BY l.lower_time, l.lower_id LOOP
-			v_pending := r.partition;
-			IF s.retention_mode = 'drop'
-			   AND ((v_time AND v_cut IS NOT NULL AND r.upper_time <= v_cut)
-					OR (NOT v_time AND v_cut_id IS NOT NULL AND r.upper_id <= v_cut_id)) THEN
-				v_drop_pending := r.partition;
-				CONTINUE;
-			END IF;
-			step := step + 1; phase := 'finalize'; action := 'finalize'; partition := r.partition::text;
-			statements := ARRAY[pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s FINALIZE', p_parent, r.partition)];
+	IF p_maintain AND v_pending IS NOT NULL THEN
+		IF s.retention_mode = 'drop'
+		   AND ((v_time AND v_cut IS NOT NULL AND v_pending_ut <= v_cut)
+				OR (NOT v_time AND v_cut_id IS NOT NULL AND v_pending_ui <= v_cut_id)) THEN
+			v_drop_pending := v_pending;
+		ELSE
+			step := step + 1; phase := 'finalize'; action := 'finalize'; partition := v_pending::text;
+			statements := ARRAY[pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s FINALIZE', p_parent, v_pending)];
 			toplevel := false; replica := false; detail := 'interrupted detach completed';
 			RETURN NEXT;
-			IF (v_time AND v_cut IS NOT NULL AND r.upper_time <= v_cut)
-			   OR (NOT v_time AND v_cut_id IS NOT NULL AND r.upper_id <= v_cut_id) THEN
+			IF (v_time AND v_cut IS NOT NULL AND v_pending_ut <= v_cut)
+			   OR (NOT v_time AND v_cut_id IS NOT NULL AND v_pending_ui <= v_cut_id) THEN
 				step := step + 1; phase := 'finalize'; action := 'archive';
 				statements := (SELECT opsdata._partition_archive(n.nspname, c.relname, s.archive_schema)
 								 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-								WHERE c.oid = r.partition);
+								WHERE c.oid = v_pending);
 				detail := 'older than the retention of ' || v_ret;
 				RETURN NEXT;
 			END IF;
-		END LOOP;
+		END IF;
 	END IF;
 
 	-- Create: every slot from the current one to premake ahead (from
@@ -352,51 +361,58 @@ BEGIN
 				CASE WHEN s.control_type = 'date'::regtype THEN p_start_from::date::timestamptz
 					 ELSE p_start_from::timestamptz END, v_iv));
 		END IF;
+		SELECT pg_catalog.array_agg(g.lo ORDER BY g.lo), count(*) INTO v_missing, v_slots
+		  FROM (SELECT t AT TIME ZONE 'UTC' AS lo, (t + v_iv) AT TIME ZONE 'UTC' AS hi
+				  FROM pg_catalog.generate_series(v_lo AT TIME ZONE 'UTC', (v_end AT TIME ZONE 'UTC') - interval '1 microsecond', v_iv) t
+				 LIMIT 10001) g
+		 WHERE NOT EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(v_lt), pg_catalog.unnest(v_ut)) u(lo, hi)
+							WHERE (u.lo IS NULL OR u.lo < g.hi) AND (u.hi IS NULL OR u.hi > g.lo));
 	ELSE
 		v_highest := coalesce(v_highest,
 							  CASE WHEN p_start_from IS NOT NULL THEN p_start_from::bigint END,
 							  (SELECT min(x) FROM pg_catalog.unnest(v_li) x), 0);
 		v_lo_id := v_highest - ((v_highest % v_w) + v_w) % v_w;
-		v_end_id := v_lo_id + (s.premake + 1) * v_w;
+		v_end_id := LEAST(v_lo_id::numeric + (s.premake + 1) * v_w::numeric, v_max::numeric)::bigint;
 		IF p_start_from IS NOT NULL THEN
 			v_lo_id := LEAST(v_lo_id, p_start_from::bigint - ((p_start_from::bigint % v_w) + v_w) % v_w);
 		END IF;
+		SELECT pg_catalog.array_agg(g.lo ORDER BY g.lo), count(*) INTO v_missing_id, v_slots
+		  FROM (SELECT t AS lo, t::numeric + v_w AS hi
+				  FROM pg_catalog.generate_series(v_lo_id, v_end_id - 1, v_w) t
+				 LIMIT 10001) g
+		 WHERE NOT EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(v_li), pg_catalog.unnest(v_ui)) u(lo, hi)
+							WHERE (u.lo IS NULL OR u.lo < g.hi) AND (u.hi IS NULL OR u.hi > g.lo));
 	END IF;
-	LOOP
+	IF v_slots > 10000 THEN
+		RAISE EXCEPTION 'start_from "%" would make more than 10000 partitions', p_start_from
+			USING ERRCODE = 'program_limit_exceeded',
+				  HINT = 'Choose a later start_from, or a longer part_interval.';
+	END IF;
+	FOR i IN 1 .. coalesce(pg_catalog.cardinality(v_missing), pg_catalog.cardinality(v_missing_id), 0) LOOP
 		IF v_time THEN
-			EXIT WHEN v_lo >= v_end;
+			v_lo := v_missing[i];
 			v_hi := opsdata._partition_add(v_lo, v_iv, 1);
-			v_overlap := EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(v_lt), pg_catalog.unnest(v_ut)) u(lo, hi)
-								  WHERE (u.lo IS NULL OR u.lo < v_hi) AND (u.hi IS NULL OR u.hi > v_lo));
 			v_bucket := pg_catalog.array_position(v_blt, v_lo);
 		ELSE
-			EXIT WHEN v_lo_id >= v_end_id OR v_lo_id > v_max;
-			v_hi_id := v_lo_id + v_w;
-			v_overlap := EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(v_li), pg_catalog.unnest(v_ui)) u(lo, hi)
-								  WHERE (u.lo IS NULL OR u.lo < v_hi_id) AND (u.hi IS NULL OR u.hi > v_lo_id));
+			v_lo_id := v_missing_id[i];
+			v_hi_id := v_lo_id::numeric + v_w;
 			v_bucket := pg_catalog.array_position(v_bli, v_lo_id);
 		END IF;
-		v_slots := v_slots + 1;
-		IF v_slots > 10000 THEN
-			RAISE EXCEPTION 'start_from "%" would make more than 10000 partitions', p_start_from
-				USING ERRCODE = 'program_limit_exceeded',
-					  HINT = 'Choose a later start_from, or a longer part_interval.';
+		IF v_like IS NULL THEN
+			SELECT * INTO v_like, v_cols, v_tail FROM opsdata._partition_ddl_parts(p_parent);
 		END IF;
-		IF NOT v_overlap THEN
-			step := step + 1; phase := 'create';
-			SELECT * INTO r FROM opsdata._partition_step(s, p_parent, v_schema, v_relname, v_space, v_like, v_cols,
-														 v_tail, v_default, v_names, v_lo, v_hi, v_lo_id,
-														 CASE WHEN v_hi_id > v_max THEN NULL ELSE v_hi_id END,
-														 v_bucket IS NOT NULL);
-			action := r.action; partition := r.partition; statements := r.statements;
-			toplevel := false; replica := v_bucket IS NOT NULL; detail := r.detail;
-			IF v_bucket IS NOT NULL THEN
-				v_used[v_bucket] := true;
-			END IF;
-			v_names := v_names || partition;
-			RETURN NEXT;
+		step := step + 1; phase := 'create';
+		SELECT * INTO r FROM opsdata._partition_step(s, p_parent, v_schema, v_relname, v_space, v_like, v_cols,
+													 v_tail, v_default, v_names, v_lo, v_hi, v_lo_id,
+													 CASE WHEN v_hi_id > v_max THEN NULL ELSE v_hi_id::bigint END,
+													 v_bucket IS NOT NULL);
+		action := r.action; partition := r.partition; statements := r.statements;
+		toplevel := false; replica := v_bucket IS NOT NULL; detail := r.detail;
+		IF v_bucket IS NOT NULL THEN
+			v_used[v_bucket] := true;
 		END IF;
-		IF v_time THEN v_lo := v_hi; ELSE v_lo_id := v_hi_id; END IF;
+		v_names := v_names || partition;
+		RETURN NEXT;
 	END LOOP;
 
 	IF NOT p_maintain THEN
@@ -415,7 +431,7 @@ BEGIN
 		ELSE
 			CONTINUE WHEN v_bli[i] IS NULL;
 			v_lo_id := v_bli[i];
-			v_hi_id := v_lo_id + v_w;
+			v_hi_id := v_lo_id::numeric + v_w;
 			v_overlap := EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(v_li), pg_catalog.unnest(v_ui)) u(lo, hi)
 								  WHERE (u.lo IS NULL OR u.lo < v_hi_id) AND (u.hi IS NULL OR u.hi > v_lo_id));
 		END IF;
@@ -439,9 +455,12 @@ BEGIN
 			EXIT;
 		END IF;
 		v_moves := v_moves + 1;
+		IF v_like IS NULL THEN
+			SELECT * INTO v_like, v_cols, v_tail FROM opsdata._partition_ddl_parts(p_parent);
+		END IF;
 		SELECT * INTO r FROM opsdata._partition_step(s, p_parent, v_schema, v_relname, v_space, v_like, v_cols,
 													 v_tail, v_default, v_names, v_lo, v_hi, v_lo_id,
-													 CASE WHEN v_hi_id > v_max THEN NULL ELSE v_hi_id END, true);
+													 CASE WHEN v_hi_id > v_max THEN NULL ELSE v_hi_id::bigint END, true);
 		action := r.action; partition := r.partition; statements := r.statements; replica := true;
 		detail := r.detail;
 		v_names := v_names || partition;
@@ -449,6 +468,8 @@ BEGIN
 		IF (v_time AND v_cut IS NOT NULL AND v_hi <= v_cut)
 		   OR (NOT v_time AND v_cut_id IS NOT NULL AND v_hi_id <= v_cut_id) THEN
 			v_expired := v_expired || r.relname::text;
+			v_expired_ut := v_expired_ut || v_hi;
+			v_expired_ui := v_expired_ui || v_hi_id::bigint;
 		END IF;
 	END LOOP;
 	IF v_nulls > 0 THEN
@@ -482,13 +503,16 @@ BEGIN
 		RETURN;
 	END IF;
 	FOR r IN
-		SELECT u.p::text AS p, n.nspname AS nspname, c.relname AS relname
-		  FROM ROWS FROM (pg_catalog.unnest(v_parts), pg_catalog.unnest(v_ut), pg_catalog.unnest(v_ui)) u(p, ut, ui)
-		  JOIN pg_catalog.pg_class c ON c.oid = u.p
-		  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		 WHERE (v_time AND u.ut <= v_cut) OR (NOT v_time AND u.ui <= v_cut_id)
-		UNION ALL
-		SELECT pg_catalog.format('%I.%I', v_schema, e), v_schema, e FROM pg_catalog.unnest(v_expired) e
+		SELECT x.p, x.nspname, x.relname FROM (
+			SELECT u.p::text AS p, n.nspname AS nspname, c.relname AS relname, u.ut, u.ui
+			  FROM ROWS FROM (pg_catalog.unnest(v_parts), pg_catalog.unnest(v_ut), pg_catalog.unnest(v_ui)) u(p, ut, ui)
+			  JOIN pg_catalog.pg_class c ON c.oid = u.p
+			  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+			 WHERE (v_time AND u.ut <= v_cut) OR (NOT v_time AND u.ui <= v_cut_id)
+			UNION ALL
+			SELECT pg_catalog.format('%I.%I', v_schema, e.name), v_schema, e.name, e.ut, e.ui
+			  FROM ROWS FROM (pg_catalog.unnest(v_expired), pg_catalog.unnest(v_expired_ut), pg_catalog.unnest(v_expired_ui)) e(name, ut, ui)) x
+		 ORDER BY x.ut, x.ui
 	LOOP
 		phase := 'retention'; partition := r.p; replica := false;
 		detail := 'older than the retention of ' || v_ret;
