@@ -8,25 +8,34 @@
  * runs the pass in transactions of its own, whatever the caller's
  * transaction holds:
  *
- *	- a session-level advisory lock (pg_try_advisory_lock(1869639524, 1)),
- *	  taken without waiting, keeps two passes from overlapping; a pass that
- *	  does not get it ends at once and says so;
+ *	- a session-level advisory lock (pg_try_advisory_lock(1869639524, 1))
+ *	  keeps two passes from overlapping; a pass waits for the one running
+ *	  up to partition.detach_timeout, then ends and says so;
  *	- each set is planned in one short transaction, then each step of its
  *	  plan runs in a transaction of its own (exec.c), so no lock outlives
  *	  the step that took it; a set that fails is recorded and the pass goes
  *	  on with the next one;
  *	- DETACH PARTITION ... CONCURRENTLY runs as a top-level statement, which
- *	  it must be (it commits in the middle).  When its second transaction
- *	  does not get its lock in time the partition stays "detach pending";
- *	  later tries, and the next pass, complete it with FINALIZE.
+ *	  it must be (it commits in the middle), and may wait up to
+ *	  partition.detach_timeout, since neither of its transactions blocks the
+ *	  parent's readers and writers.  When its second transaction does not
+ *	  get its lock in time the partition stays "detach pending": a partition
+ *	  to drop is then dropped at once (DROP TABLE needs no FINALIZE), others
+ *	  are completed with FINALIZE;
+ *	- FINALIZE waits for every snapshot older than its own, among them that
+ *	  of the backend waiting for our results, so FINALIZE steps run after
+ *	  the results have been sent ("deferred"); what they could not complete
+ *	  the next pass finds pending and tries again.
  *
  * The worker's session lock_timeout is partition.lock_timeout, so nothing
- * it does (planning included) waits longer for a lock.  Results go back to
- * the starting backend through a shm_mq, one message per set; they are also
- * written to opsdata.partitions and opsdata.partition_log, so a pass whose
- * starter went away (a cancelled job) still leaves its record.  SIGTERM
- * ends the worker at the next interruption point; what it committed stays,
- * and the next pass carries on from the catalog.
+ * it does (planning included) waits longer for a lock, but for the two
+ * statements above.  Results go back to the starting backend through a
+ * shm_mq, one message per set; they are also written to opsdata.partitions
+ * and opsdata.partition_log, so a pass whose starter went away (a cancelled
+ * job) still leaves its record.  SIGTERM ends the worker at the next
+ * interruption point; what it committed stays, each step being one
+ * transaction with its log row, and the next pass carries on from the
+ * catalog.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
