@@ -117,6 +117,13 @@ foreach my $signal ('TERM', 'KILL')
 	my $pid = $node->safe_psql('postgres',
 		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_opsdata partition maintenance'});
 	ok($pid =~ /^\d+$/, "the maintenance worker runs ($signal test)");
+	if ($signal eq 'TERM')
+	{
+		is($node->safe_psql('postgres',
+				q{SELECT coalesce(parent_table::text, '-') || ' ' || status || ': ' || message FROM opsdata.run_maintenance()}),
+			'- skipped: another partition maintenance pass is running',
+			'a second pass does not overlap the running one');
+	}
 	kill $signal, $pid;
 	if ($signal eq 'KILL')
 	{
