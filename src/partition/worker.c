@@ -888,6 +888,12 @@ partition_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(task->database, task->user, 0);
 	pgstat_report_appname("pg_opsdata partition maintenance");
 
+	/*
+	 * Waits are bounded by lock_timeout and detach_timeout; a server-wide
+	 * statement_timeout meant for applications must not cut a step short.
+	 */
+	SetConfigOption("statement_timeout", "0", PGC_USERSET, PGC_S_SESSION);
+
 	partition_run(task->parent);
 
 	proc_exit(0);
