@@ -132,7 +132,7 @@ partition_manage(PG_FUNCTION_ARGS)
 	Oid owner;
 	Oid save_userid;
 	int save_sec_context;
-	int made = 0;
+	volatile int made = 0;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
