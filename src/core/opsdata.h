@@ -51,5 +51,6 @@ extern Size opsdata_shmem_total(void);
 extern int opsdata_shmem_parts(void);
 
 /* Area entry points, called by _PG_init() in this order. */
+extern void partition_init(void);
 
 #endif /* OPSDATA_H */

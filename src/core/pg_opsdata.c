@@ -40,6 +40,7 @@ _PG_init(void)
 	opsdata_preloaded = process_shared_preload_libraries_in_progress;
 
 	opsdata_shmem_init();
+	partition_init();
 
 	MarkGUCPrefixReserved(OPSDATA_NAME);
 }

@@ -88,4 +88,7 @@ extern void partition_sleep(int mean_ms);
 /* worker.c */
 extern PGDLLEXPORT void partition_worker_main(Datum main_arg);
 
+/* restore.c */
+extern void partition_restore_init(void);
+
 #endif /* OPSDATA_PARTITION_H */
