@@ -28,5 +28,5 @@ void
 partition_init(void)
 {
 	if (opsdata_preloaded)
-		(void) 0;
+		partition_restore_init();
 }
