@@ -153,7 +153,10 @@ partition_manage(PG_FUNCTION_ARGS)
 		MemoryContext cxt = CurrentMemoryContext;
 		PartitionTiming timing;
 		List *steps;
+		List *work = NIL;
 		ListCell *lc;
+		ErrorData *edata;
+		PartitionStepStatus status;
 		int i;
 
 		for (i = 0; i < 8; i++)
@@ -173,23 +176,20 @@ partition_manage(PG_FUNCTION_ARGS)
 		foreach (lc, steps)
 		{
 			PartitionStep *step = (PartitionStep *) lfirst(lc);
-			ErrorData *edata;
-			int64 rows;
-			PartitionStepStatus status;
 
-			if (strcmp(step->action, "note") == 0)
-				continue;
-			status = partition_exec_step(step, owner, parent_name, &timing, &rows, &edata);
-			if (status == PARTITION_STEP_SKIPPED)
-				ereport(ERROR,
-						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-						 errmsg("could not make partition %s of \"%s\"", step->partition, parent_name),
-						 errdetail("%s", edata->message),
-						 errhint("Another transaction holds a conflicting lock on the table; try again when it ends.")));
-			if (status == PARTITION_STEP_FAILED)
-				ReThrowError(edata);
-			made++;
+			if (strcmp(step->action, "note") != 0)
+				work = lappend(work, step);
 		}
+		status = partition_exec_batch(work, owner, parent_name, &timing, &edata);
+		if (status == PARTITION_STEP_SKIPPED)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("could not make the partitions of \"%s\"", parent_name),
+					 errdetail("%s", edata->message),
+					 errhint("Another transaction holds a conflicting lock on the table; try again when it ends.")));
+		if (status == PARTITION_STEP_FAILED)
+			ReThrowError(edata);
+		made = list_length(work);
 	}
 	PG_FINALLY();
 	{

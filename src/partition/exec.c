@@ -267,6 +267,131 @@ partition_exec_statements(const PartitionStep *step, Oid owner, const PartitionT
 }
 
 /*
+ * Logs the steps of a batch that succeeded, in one statement.
+ */
+static void
+partition_log_batch(const char *parent_name, List *steps, const int64 *rows)
+{
+	Oid argtypes[4] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum values[4];
+	int n = list_length(steps);
+	Datum *actions = palloc(n * sizeof(Datum));
+	Datum *partitions = palloc(n * sizeof(Datum));
+	Datum *details = palloc(n * sizeof(Datum));
+	bool *nulls = palloc0(n * sizeof(bool));
+	int dims[1] = {n};
+	int lbs[1] = {1};
+	int i = 0;
+	ListCell *lc;
+
+	foreach (lc, steps)
+	{
+		const PartitionStep *step = (const PartitionStep *) lfirst(lc);
+
+		actions[i] = CStringGetTextDatum(step->action);
+		partitions[i] = CStringGetTextDatum(step->partition ? step->partition : "");
+		if (strcmp(step->action, "move") == 0)
+			details[i] = CStringGetTextDatum(psprintf("%s, " INT64_FORMAT " row%s moved from the default partition",
+													  step->detail, rows[i], rows[i] == 1 ? "" : "s"));
+		else
+			details[i] = CStringGetTextDatum(step->detail ? step->detail : "");
+		i++;
+	}
+	values[0] = CStringGetTextDatum(parent_name);
+	values[1] = PointerGetDatum(construct_md_array(actions, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_md_array(partitions, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_md_array(details, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	SPI_connect();
+	if (SPI_execute_with_args("INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
+							  " SELECT $1, u.a, NULLIF(u.p, ''), NULLIF(u.d, '')"
+							  "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(a, p, d)",
+							  4, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write to opsdata.partition_log");
+	SPI_finish();
+}
+
+/*
+ * One try of a batch of steps in one subtransaction.  Returns NULL and the
+ * rows each step moved in rows[], or the error (in the caller's memory
+ * context) after rolling the subtransaction back.
+ */
+static ErrorData *
+partition_try_batch(List *steps, Oid owner, const PartitionTiming *timing, int64 *rows)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner resowner = CurrentResourceOwner;
+	ErrorData *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		ListCell *lc;
+		int i = 0;
+
+		foreach (lc, steps)
+			rows[i++] = partition_exec_statements((const PartitionStep *) lfirst(lc), owner, timing);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = resowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = resowner;
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+/*
+ * Runs steps (none top-level, no note) all at once in the current
+ * transaction, as manage_partitions() does: one subtransaction for them all,
+ * tried again as a whole when a lock is not granted; on success logs them
+ * and returns PARTITION_STEP_DONE.  Otherwise returns SKIPPED or FAILED and
+ * the last error in *error; nothing of the steps remains.
+ */
+PartitionStepStatus
+partition_exec_batch(List *steps, Oid owner, const char *parent_name,
+					 const PartitionTiming *timing, ErrorData **error)
+{
+	int64 *rows = palloc0(Max(list_length(steps), 1) * sizeof(int64));
+	int attempt;
+
+	*error = NULL;
+	if (steps == NIL)
+		return PARTITION_STEP_DONE;
+	for (attempt = 0;; attempt++)
+	{
+		ErrorData *edata = partition_try_batch(steps, owner, timing, rows);
+
+		if (edata == NULL)
+		{
+			partition_log_batch(parent_name, steps, rows);
+			return PARTITION_STEP_DONE;
+		}
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		if (!partition_lock_error(edata) && edata->sqlerrcode != ERRCODE_CHECK_VIOLATION)
+		{
+			*error = edata;
+			return PARTITION_STEP_FAILED;
+		}
+		if (attempt >= timing->lock_retries)
+		{
+			*error = edata;
+			return partition_lock_error(edata) ? PARTITION_STEP_SKIPPED : PARTITION_STEP_FAILED;
+		}
+		FreeErrorData(edata);
+		partition_sleep(timing->retry_delay_ms);
+	}
+}
+
+/*
  * One try of a step in a subtransaction of its own.  Returns NULL and the
  * rows moved in *rows, or the error (in the caller's memory context) after
  * rolling the subtransaction back.

@@ -80,6 +80,8 @@ extern PartitionStepStatus partition_exec_step(const PartitionStep *step, Oid ow
 											   const char *parent_name,
 											   const PartitionTiming *timing,
 											   int64 *rows, ErrorData **error);
+extern PartitionStepStatus partition_exec_batch(List *steps, Oid owner, const char *parent_name,
+												const PartitionTiming *timing, ErrorData **error);
 extern void partition_log(const char *parent_name, const char *action,
 						  const char *partition, const char *detail);
 extern bool partition_lock_error(const ErrorData *edata);
