@@ -123,6 +123,7 @@ DROP TABLE p.events;
 SELECT parent FROM opsdata.partitions WHERE NOT builtin;
 
 DROP SCHEMA p CASCADE;
+DROP SCHEMA p_archive;
 DROP ROLE p_admin;
 DROP ROLE p_reader;
 DROP EXTENSION pg_opsdata;

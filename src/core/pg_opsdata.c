@@ -41,6 +41,9 @@ _PG_init(void)
 
 	opsdata_shmem_init();
 	partition_init();
+	audit_init();
+	metrics_init();
+	learning_init();
 
 	MarkGUCPrefixReserved(OPSDATA_NAME);
 }

@@ -21,7 +21,7 @@ $node->safe_psql('src', q{
 		 VALUES (1, '1 hour', date_trunc('hour', now()), 100, 5050, 1, 100);
 	INSERT INTO audit.entries (database, username, current_user_name, backend_pid, class, command, outcome)
 		 SELECT current_database(), 'alice', 'alice', 1, 'write', 'INSERT', 'ok' FROM generate_series(1, 10);
-	INSERT INTO audit.statements (statement_hash, statement_text) VALUES ('\x01', 'SELECT 1');
+	INSERT INTO audit.statements (statement_id, statement_text) VALUES (1, 'SELECT 1');
 	INSERT INTO learning.feedback (key, score, label) SELECT 'intent.refund', i / 100.0, i % 2 = 0 FROM generate_series(1, 50) i;
 	INSERT INTO learning.candidates (key, item_id, priority) VALUES ('intent.refund', 'item-1', 0.9);
 	INSERT INTO opsdata.jobs (name, command, schedule) VALUES ('user job', 'SELECT 1', '1 hour');

@@ -1,0 +1,40 @@
+-- Audit: the sample workload leaves a queryable trail, with its failed
+-- statements, a rolled-back transaction and a failed login.
+\echo '-- audit writes, DDL, role changes and logins of every session of this server'
+ALTER SYSTEM SET pg_opsdata.audit = 'write, ddl, role, login';
+SELECT pg_catalog.pg_reload_conf();
+SELECT pg_catalog.pg_sleep(0.2);
+\connect
+
+\echo '-- a small workload'
+CREATE TABLE orders (id int PRIMARY KEY, customer text NOT NULL, total numeric);
+INSERT INTO orders VALUES (1, 'acme', 120), (2, 'globex', 75);
+UPDATE orders SET total = total * 1.1 WHERE customer = 'acme';
+
+\echo '-- a transaction that is rolled back'
+BEGIN;
+DELETE FROM orders;
+ROLLBACK;
+
+\echo '-- a statement that fails'
+\set ON_ERROR_STOP 0
+INSERT INTO orders VALUES (1, 'initech', 10);
+\set ON_ERROR_STOP 1
+
+\echo '-- a role whose password never reaches the trail, and a login it may not make'
+CREATE ROLE demo_intruder NOLOGIN PASSWORD 'letmein';
+\! psql -X -d demo -U demo_intruder -c 'SELECT 1' 2>&1 | sed 's/^/    /'
+
+\echo '-- the trail (audit.flush() writes what the queue holds; the scheduler does it on its own)'
+SELECT audit.flush() > 0 AS flushed;
+SELECT ts::time(0) AS at, username, class, command, objects, rows, outcome, sqlstate,
+	   left(statement_text, 60) AS statement
+  FROM audit.trail
+ WHERE class <> 'login' OR outcome = 'failed'
+ ORDER BY ts, entry_id;
+
+\echo '-- health of audit'
+SELECT component, status, detail FROM opsdata.health() WHERE component LIKE 'audit%';
+
+ALTER SYSTEM RESET pg_opsdata.audit;
+SELECT pg_catalog.pg_reload_conf();

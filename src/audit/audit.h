@@ -1,0 +1,238 @@
+/*-------------------------------------------------------------------------
+ *
+ * audit.h
+ *		Declarations shared by the files of the audit area.
+ *
+ * An audited statement, login or disconnect becomes an AuditEvent in the
+ * backend that saw it.  Events of write, ddl and role statements are kept
+ * in the transaction and inserted into audit.entries at pre-commit
+ * (writer.c); every other event goes through the database's shared-memory
+ * queue (queue.c) and is inserted by whoever drains it (drain.c).  hooks.c
+ * only collects and hands over to capture.c, which owns the events of the
+ * running statements and of the current transaction.
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/audit/audit.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef OPSDATA_AUDIT_H
+#define OPSDATA_AUDIT_H
+
+#include "access/xact.h"
+#include "datatype/timestamp.h"
+#include "executor/execdesc.h"
+#include "audit/port.h"
+#include "nodes/parsenodes.h"
+#include "nodes/plannodes.h"
+#include "tcop/cmdtag.h"
+#include "tcop/utility.h"
+
+/* Statement classes; pg_opsdata.audit is a set of them. */
+typedef enum AuditClass
+{
+	AUDIT_CLASS_READ = 0,
+	AUDIT_CLASS_WRITE,
+	AUDIT_CLASS_FUNCTION,
+	AUDIT_CLASS_ROLE,
+	AUDIT_CLASS_DDL,
+	AUDIT_CLASS_MISC,
+	AUDIT_CLASS_LOGIN,
+	AUDIT_NUM_CLASSES
+} AuditClass;
+
+#define AUDIT_BIT(c)	  (1 << (c))
+#define AUDIT_ALL_CLASSES ((1 << AUDIT_NUM_CLASSES) - 1)
+
+/* Classes whose entries are written in the statement's own transaction. */
+#define AUDIT_TRANSACTIONAL_CLASSES \
+	(AUDIT_BIT(AUDIT_CLASS_WRITE) | AUDIT_BIT(AUDIT_CLASS_DDL) | AUDIT_BIT(AUDIT_CLASS_ROLE))
+
+typedef enum AuditOutcome
+{
+	AUDIT_OUTCOME_OK = 0,
+	AUDIT_OUTCOME_ERROR,
+	AUDIT_OUTCOME_ROLLED_BACK,
+	AUDIT_OUTCOME_DENIED,
+	AUDIT_OUTCOME_FAILED
+} AuditOutcome;
+
+/* AuditEvent.flags */
+#define AUDIT_EVENT_HAS_ROWS	 0x01
+#define AUDIT_EVENT_HAS_DURATION 0x02
+#define AUDIT_EVENT_HAS_XID		 0x04
+#define AUDIT_EVENT_TXN_CONTROL	 0x08 /* BEGIN, COMMIT...: never "rolled back" */
+#define AUDIT_EVENT_ALWAYS		 0x10 /* audit settings or rules: rules ignored */
+#define AUDIT_EVENT_WRITTEN		 0x20 /* backend-local: inserted at pre-commit */
+
+/*
+ * One audit entry before it is written.  Strings are NUL-terminated; the
+ * pointers refer to memory owned by whoever made the event (a transaction's
+ * event context, or a buffer read from the queue).  objects and privileges
+ * have nobjects elements each.
+ */
+typedef struct AuditEvent
+{
+	TimestampTz ts;
+	int64 duration_us;
+	int64 rows;
+	uint64 xid;
+	int32 backend_pid;
+	int32 sqlstate; /* packed with MAKE_SQLSTATE, 0 for none */
+	uint8 class;
+	uint8 outcome;
+	uint8 flags;
+	SubTransactionId subid; /* backend-local: for savepoint rollbacks */
+	const char *database;
+	const char *username;
+	const char *current_user_name;
+	const char *application;
+	const char *client_addr; /* text form of an inet, or NULL */
+	const char *command;
+	const char *statement; /* redacted statement text, or NULL */
+	const char *params;	   /* bind parameters, or NULL */
+	int nobjects;
+	const char **objects;
+	const char **privileges; /* per object; elements may be NULL */
+} AuditEvent;
+
+/* guc.c */
+extern int audit_classes;
+extern int audit_overflow;
+extern bool audit_catalog;
+extern bool audit_log_parameters;
+extern int audit_parameter_max_length;
+extern int audit_queue_size_kb;
+extern int audit_max_databases;
+extern int audit_flush_interval_ms;
+
+#define AUDIT_OVERFLOW_WAIT 0
+#define AUDIT_OVERFLOW_DROP 1
+
+extern void audit_define_gucs(void);
+extern const char *audit_class_name(int class);
+extern const char *audit_outcome_name(int outcome);
+extern char *audit_classes_string(int classes);
+
+/* hooks.c */
+extern void audit_install_hooks(void);
+
+/* capture.c */
+extern int audit_internal_depth;
+extern bool audit_in_error;
+extern bool audit_is_our_namespace(Oid nspoid);
+extern void audit_executor_started(QueryDesc *queryDesc);
+extern bool audit_utility_running(void);
+extern bool audit_capture_active(void);
+extern bool audit_extension_present(void);
+extern void audit_executor_start(QueryDesc *queryDesc, int eflags);
+extern void audit_executor_run_begin(QueryDesc *queryDesc);
+extern void audit_executor_run_end(QueryDesc *queryDesc, bool run);
+extern void audit_executor_end(QueryDesc *queryDesc);
+extern void *audit_utility_begin(PlannedStmt *pstmt, const char *queryString,
+								 ProcessUtilityContext context, ParamListInfo params);
+extern void audit_utility_end(void *item, QueryCompletion *qc);
+extern void audit_function_called(Oid funcid);
+extern void audit_error(ErrorData *edata);
+extern void audit_on_exit(int code, Datum arg);
+extern const char *audit_client_address(Port *port);
+extern const char *audit_application(void);
+
+/* session.c */
+extern void audit_login(Port *port, int status);
+extern void audit_login_failed(ErrorData *edata);
+extern void audit_login_settled(void);
+extern void audit_record_disconnect(void);
+extern void audit_ddl_objects(List *identities);
+extern MemoryContext audit_xact_cxt;
+extern void audit_ensure_contexts(void);
+extern AuditEvent *audit_new_event(MemoryContext cxt, int class, const char *command);
+extern void audit_add_event(AuditEvent *ev);
+extern void audit_xact_callback(XactEvent event, void *arg);
+extern void audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+								   SubTransactionId parentSubid, void *arg);
+extern void audit_flush_deferred(bool wait);
+
+/* classify.c */
+typedef struct AuditObject
+{
+	const char *name;
+	const char *privilege; /* constant string, or NULL */
+} AuditObject;
+
+extern List *audit_utility_objects(Node *parsetree);
+extern const char *audit_privilege_text(AclMode perms);
+extern int audit_utility_class(Node *parsetree);
+extern bool audit_is_settings_change(Node *parsetree);
+extern int audit_keyword_class(const char *text, const char **command);
+extern const char *audit_relation_name(Oid relid);
+extern bool audit_relation_is_catalog(Oid relid);
+extern void audit_classify_init(void);
+
+/* redact.c */
+extern bool audit_needs_redaction(Node *parsetree);
+extern char *audit_redact_at(Node *parsetree, const char *source, int location, int len);
+extern bool audit_unparsed_may_hold_secret(const char *text);
+
+/* rules.c */
+extern bool audit_rules_wanted(const AuditEvent *event, Oid roleid);
+extern bool audit_rules_excluded(const AuditEvent *event, Oid roleid);
+extern bool audit_rules_may_include(void);
+extern bool audit_rules_may_exclude(void);
+extern void audit_rules_init(void);
+extern void audit_rules_invalidate(void);
+extern Oid audit_rules_relid(void);
+
+/* queue.c */
+extern void audit_queue_init(void);
+extern AuditEvent *audit_event_copy(const AuditEvent *src, MemoryContext cxt);
+#define AUDIT_PUT_WAIT 0
+#define AUDIT_PUT_DROP 1
+#define AUDIT_PUT_TRY  2
+extern int audit_queue_put(const char *dbname, bool confirm, AuditEvent **events,
+						   int nevents, int mode, int *progress);
+extern bool audit_queue_active(void);
+
+typedef struct AuditQueueBatch
+{
+	char *data;	 /* copied records */
+	Size bytes;	 /* bytes of data */
+	uint64 end;	 /* queue position after the last record */
+	int nevents; /* records */
+	AuditEvent *events;
+} AuditQueueBatch;
+
+extern bool audit_queue_claim(const char *dbname, int max_events, bool wait_for_owner,
+							  AuditQueueBatch *batch);
+extern void audit_queue_release(bool advance);
+extern bool audit_queue_claimed(void);
+extern void audit_queue_count_writer_error(const char *dbname);
+
+typedef struct AuditQueueStats
+{
+	char database[NAMEDATALEN];
+	Size capacity;
+	Size used;
+	uint64 enqueued;
+	uint64 drained;
+	uint64 dropped;
+	uint64 waits;
+	uint64 writer_errors;
+} AuditQueueStats;
+
+extern int audit_queue_stats(AuditQueueStats **stats);
+extern uint64 audit_queue_unassigned_drops(void);
+
+/* writer.c */
+extern void audit_write_events(AuditEvent **events, int nevents);
+extern void audit_writer_end_xact(bool commit);
+extern void audit_writer_end_subxact(void);
+
+/* drain.c */
+extern int64 audit_drain(bool wait_for_owner);
+extern long audit_drain_service(void);
+extern void audit_wake_drainer(void);
+
+#endif /* OPSDATA_AUDIT_H */

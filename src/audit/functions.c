@@ -1,0 +1,278 @@
+/*-------------------------------------------------------------------------
+ *
+ * functions.c
+ *		SQL-callable functions of the audit area.
+ *
+ * audit.flush() drains the database's queue in the caller's transaction;
+ * audit.queue_state() and audit._health_audit() report on the queues;
+ * audit._rules_changed() is called by audit.add_rule() and
+ * audit.drop_rule() to record the change and make every backend read the
+ * rules again; the two event trigger functions hand the identities of
+ * the objects a DDL statement touched to the running audited statement.
+ * Without preloading they all work and report that capture is off.
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/audit/functions.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/dbcommands.h"
+#include "commands/event_trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "access/xlog.h"
+#include "tcop/tcopprot.h"
+#include "utils/inval.h"
+#include "utils/tuplestore.h"
+
+#include "audit/audit.h"
+#include "core/opsdata.h"
+
+PG_FUNCTION_INFO_V1(audit_flush);
+PG_FUNCTION_INFO_V1(audit_queue_state);
+PG_FUNCTION_INFO_V1(audit_health);
+PG_FUNCTION_INFO_V1(audit_rules_changed);
+PG_FUNCTION_INFO_V1(audit_ddl_command_end);
+PG_FUNCTION_INFO_V1(audit_sql_drop);
+
+/*
+ * audit.flush() returns bigint: write every entry queued for the current
+ * database now, in the caller's transaction; returns how many.
+ */
+Datum
+audit_flush(PG_FUNCTION_ARGS)
+{
+	int64 n;
+
+	if (!opsdata_preloaded)
+		PG_RETURN_INT64(0);
+	audit_flush_deferred(true);
+	n = audit_drain(true);
+	CommandCounterIncrement();
+	PG_RETURN_INT64(n);
+}
+
+/*
+ * audit.queue_state(): one row per database with a queue.
+ */
+Datum
+audit_queue_state(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	AuditQueueStats *stats;
+	int n;
+	int i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	n = audit_queue_stats(&stats);
+	for (i = 0; i < n; i++)
+	{
+		Datum values[8];
+		bool nulls[8] = {false};
+
+		values[0] = CStringGetTextDatum(stats[i].database);
+		values[1] = Int64GetDatum((int64) stats[i].capacity);
+		values[2] = Int64GetDatum((int64) stats[i].used);
+		values[3] = Int64GetDatum((int64) stats[i].enqueued);
+		values[4] = Int64GetDatum((int64) stats[i].drained);
+		values[5] = Int64GetDatum((int64) stats[i].dropped);
+		values[6] = Int64GetDatum((int64) stats[i].waits);
+		values[7] = Int64GetDatum((int64) stats[i].writer_errors);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+static void
+health_row(ReturnSetInfo *rsinfo, const char *component, const char *status, const char *detail)
+{
+	Datum values[3];
+	bool nulls[3] = {false, false, false};
+
+	values[0] = CStringGetTextDatum(component);
+	values[1] = CStringGetTextDatum(status);
+	values[2] = CStringGetTextDatum(detail);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * audit._health_audit(): rows of opsdata.health() for audit capture and
+ * this database's queue (fill, drops, failed writes).
+ */
+Datum
+audit_health(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	AuditQueueStats *stats;
+	char *dbname = get_database_name(MyDatabaseId);
+	int n;
+	int i;
+	uint64 unassigned;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (!opsdata_preloaded)
+	{
+		health_row(rsinfo, "audit capture", "off",
+				   "Audit capture needs pg_opsdata in shared_preload_libraries.");
+		health_row(rsinfo, "audit queue", "off",
+				   "The audit queue needs pg_opsdata in shared_preload_libraries.");
+		PG_RETURN_VOID();
+	}
+	health_row(rsinfo, "audit capture", "ok",
+			   psprintf("Auditing %s (pg_opsdata.audit), plus the rules in audit.rules.",
+						audit_classes_string(audit_classes)));
+
+	n = audit_queue_stats(&stats);
+	unassigned = audit_queue_unassigned_drops();
+	for (i = 0; i < n; i++)
+	{
+		AuditQueueStats *st = &stats[i];
+		int pct;
+		const char *status = "ok";
+
+		if (strcmp(st->database, dbname) != 0)
+			continue;
+		pct = (int) (st->used * 100 / Max(st->capacity, 1));
+		if (st->writer_errors > 0)
+			status = "error";
+		else if (st->dropped > 0 || unassigned > 0 || pct >= 90)
+			status = "warning";
+		health_row(rsinfo, "audit queue", status,
+				   psprintf("%d%% of %zu kB used; " UINT64_FORMAT " entries dropped, " UINT64_FORMAT " failed writes of the queue.%s",
+							pct, st->capacity / 1024, st->dropped + unassigned, st->writer_errors,
+							st->dropped + unassigned > 0
+								? " Entries are dropped when the queue is full and pg_opsdata.audit_overflow is drop; consider increasing pg_opsdata.audit_queue_size."
+								: ""));
+		PG_RETURN_VOID();
+	}
+	health_row(rsinfo, unassigned > 0 ? "audit queue" : "audit queue",
+			   unassigned > 0 ? "warning" : "ok",
+			   unassigned > 0
+				   ? psprintf(UINT64_FORMAT " entries dropped because every queue was taken; consider increasing pg_opsdata.audit_max_databases.",
+							  unassigned)
+				   : "Empty: nothing was queued for this database since the server started.");
+	PG_RETURN_VOID();
+}
+
+/*
+ * Record a change of the audit rules made by the current statement (always
+ * audited, written with the change at commit).
+ */
+static void
+audit_record_change(const char *command, const char *object)
+{
+	AuditEvent *ev;
+
+	if (!opsdata_preloaded || RecoveryInProgress())
+		return;
+	audit_ensure_contexts();
+	ev = audit_new_event(audit_xact_cxt, AUDIT_CLASS_DDL, MemoryContextStrdup(audit_xact_cxt, command));
+	ev->flags |= AUDIT_EVENT_ALWAYS;
+	if (debug_query_string != NULL)
+	{
+		int len = strlen(debug_query_string);
+
+		while (len > 0 && (debug_query_string[len - 1] == ';' || isspace((unsigned char) debug_query_string[len - 1])))
+			len--;
+		ev->statement = MemoryContextStrdup(audit_xact_cxt, pnstrdup(debug_query_string, len));
+	}
+	ev->nobjects = 1;
+	ev->objects = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
+	ev->privileges = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
+	ev->objects[0] = MemoryContextStrdup(audit_xact_cxt, object);
+	ev->privileges[0] = NULL;
+	audit_add_event(ev);
+}
+
+/*
+ * audit._rules_changed(command text, object text): record a change of the
+ * audit rules (always audited) and make every backend read them again.
+ */
+Datum
+audit_rules_changed(PG_FUNCTION_ARGS)
+{
+	char *command = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char *object = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Oid rules = audit_rules_relid();
+
+	if (OidIsValid(rules))
+		CacheInvalidateRelcacheByRelid(rules);
+	audit_rules_invalidate();
+	audit_record_change(command, object);
+	PG_RETURN_VOID();
+}
+
+/* Object identities returned by query (first column), NULLs skipped. */
+static List *
+audit_identities(const char *query)
+{
+	List *volatile result = NIL;
+	MemoryContext caller = CurrentMemoryContext;
+	uint64 i;
+
+	audit_internal_depth++;
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute(query, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute failed: %s", query);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			char *value = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+			if (value != NULL)
+			{
+				MemoryContext old = MemoryContextSwitchTo(caller);
+
+				result = lappend(result, pstrdup(value));
+				MemoryContextSwitchTo(old);
+			}
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		audit_internal_depth--;
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
+ * Event trigger on ddl_command_end: objects created or altered.
+ */
+Datum
+audit_ddl_command_end(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "audit._ddl_command_end must be called as an event trigger");
+	if (opsdata_preloaded && audit_utility_running())
+		audit_ddl_objects(audit_identities(
+			"SELECT DISTINCT object_identity FROM pg_catalog.pg_event_trigger_ddl_commands() "
+			"WHERE object_identity IS NOT NULL ORDER BY 1"));
+	PG_RETURN_NULL();
+}
+
+/*
+ * Event trigger on sql_drop: objects dropped by name.
+ */
+Datum
+audit_sql_drop(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "audit._sql_drop must be called as an event trigger");
+	if (opsdata_preloaded && audit_utility_running())
+		audit_ddl_objects(audit_identities(
+			"SELECT DISTINCT object_identity FROM pg_catalog.pg_event_trigger_dropped_objects() "
+			"WHERE original AND object_identity IS NOT NULL ORDER BY 1"));
+	PG_RETURN_NULL();
+}

@@ -1,0 +1,248 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *		The pg_opsdata.audit* settings and the names of classes and outcomes.
+ *
+ * pg_opsdata.audit is a list of classes (read, write, function, role, ddl,
+ * misc, login, all, none; a class preceded by "-" is taken away), parsed
+ * once by its check hook into a bit set that the hooks test.  The policy
+ * settings are SUSET: only superusers change them, in a session or with
+ * ALTER ROLE / ALTER DATABASE ... SET.  Queue sizes are fixed at server
+ * start (POSTMASTER); the flush interval is reloadable (SIGHUP).
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/audit/guc.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/varlena.h"
+
+#include "audit/audit.h"
+#include "core/opsdata.h"
+
+int audit_classes = 0;
+int audit_overflow = AUDIT_OVERFLOW_WAIT;
+bool audit_catalog = true;
+bool audit_log_parameters = false;
+int audit_parameter_max_length = 1024;
+int audit_queue_size_kb = 1024;
+int audit_max_databases = 8;
+int audit_flush_interval_ms = 200;
+
+static char *audit_classes_text = NULL;
+
+static const char *const audit_class_names[AUDIT_NUM_CLASSES] = {
+	"read", "write", "function", "role", "ddl", "misc", "login"};
+
+static const char *const audit_outcome_names[] = {
+	"ok", "error", "rolled back", "denied", "failed"};
+
+static const struct config_enum_entry audit_overflow_options[] = {
+	{"wait", AUDIT_OVERFLOW_WAIT, false},
+	{"drop", AUDIT_OVERFLOW_DROP, false},
+	{NULL, 0, false}};
+
+const char *
+audit_class_name(int class)
+{
+	Assert(class >= 0 && class < AUDIT_NUM_CLASSES);
+	return audit_class_names[class];
+}
+
+const char *
+audit_outcome_name(int outcome)
+{
+	return audit_outcome_names[outcome];
+}
+
+/*
+ * The classes of a bit set as a comma-separated list, for health reports.
+ */
+char *
+audit_classes_string(int classes)
+{
+	StringInfoData buf;
+	int i;
+
+	if (classes == 0)
+		return pstrdup("none");
+	if (classes == AUDIT_ALL_CLASSES)
+		return pstrdup("all");
+	initStringInfo(&buf);
+	for (i = 0; i < AUDIT_NUM_CLASSES; i++)
+	{
+		if (classes & AUDIT_BIT(i))
+			appendStringInfo(&buf, "%s%s", buf.len > 0 ? "," : "", audit_class_names[i]);
+	}
+	return buf.data;
+}
+
+/*
+ * Parse pg_opsdata.audit; on success *extra holds the bit set.
+ */
+static bool
+audit_check_classes(char **newval, void **extra, GucSource source)
+{
+	char *raw = pstrdup(*newval);
+	List *items;
+	ListCell *lc;
+	int classes = 0;
+	int *result;
+
+	if (!SplitIdentifierString(raw, ',', &items))
+	{
+		GUC_check_errdetail("List syntax is invalid.");
+		pfree(raw);
+		list_free(items);
+		return false;
+	}
+
+	foreach (lc, items)
+	{
+		char *item = (char *) lfirst(lc);
+		bool subtract = false;
+		int bits = -1;
+		int i;
+
+		if (item[0] == '-')
+		{
+			subtract = true;
+			item++;
+		}
+		if (pg_strcasecmp(item, "all") == 0)
+			bits = AUDIT_ALL_CLASSES;
+		else if (pg_strcasecmp(item, "none") == 0)
+			bits = 0;
+		else
+		{
+			for (i = 0; i < AUDIT_NUM_CLASSES; i++)
+			{
+				if (pg_strcasecmp(item, audit_class_names[i]) == 0)
+					bits = AUDIT_BIT(i);
+			}
+		}
+		if (bits < 0)
+		{
+			GUC_check_errdetail("Unrecognized audit class: \"%s\".", item);
+			GUC_check_errhint("Valid classes are read, write, function, role, ddl, misc, login, all and none.");
+			pfree(raw);
+			list_free(items);
+			return false;
+		}
+		if (subtract)
+			classes &= ~bits;
+		else
+			classes |= bits;
+	}
+	pfree(raw);
+	list_free(items);
+
+	result = (int *) malloc(sizeof(int));
+	if (result == NULL)
+		return false;
+	*result = classes;
+	*extra = result;
+	return true;
+}
+
+static void
+audit_assign_classes(const char *newval, void *extra)
+{
+	audit_classes = *((int *) extra);
+}
+
+/*
+ * Define the audit settings.  Called from audit_init() whether or not the
+ * library is preloaded, so that the settings exist for every session.
+ */
+void
+audit_define_gucs(void)
+{
+	DefineCustomStringVariable("pg_opsdata.audit",
+							   "Classes of statements to audit.",
+							   "A comma-separated list of read, write, function, role, ddl, misc, login, all or none; "
+							   "a class preceded by \"-\" is removed.",
+							   &audit_classes_text,
+							   "none",
+							   PGC_SUSET,
+							   GUC_LIST_INPUT,
+							   audit_check_classes,
+							   audit_assign_classes,
+							   NULL);
+
+	DefineCustomEnumVariable("pg_opsdata.audit_overflow",
+							 "What a session does when its database's audit queue is full.",
+							 "wait: wait until the queue has room; drop: drop the entry and count it.",
+							 &audit_overflow,
+							 AUDIT_OVERFLOW_WAIT,
+							 audit_overflow_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("pg_opsdata.audit_catalog",
+							 "Audit statements that touch only system catalogs.",
+							 NULL,
+							 &audit_catalog,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("pg_opsdata.audit_parameters",
+							 "Record the bind parameters of audited statements.",
+							 NULL,
+							 &audit_log_parameters,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_opsdata.audit_parameter_max_length",
+							"Bytes of each bind parameter recorded; longer values are truncated.",
+							"-1 records parameters in full.",
+							&audit_parameter_max_length,
+							1024, -1, INT_MAX / 2,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	/* Sizes of shared memory exist only when it is allocated. */
+	if (!opsdata_preloaded)
+		goto reloadable;
+
+	DefineCustomIntVariable("pg_opsdata.audit_queue_size",
+							"Size of the shared-memory audit queue of each database.",
+							NULL,
+							&audit_queue_size_kb,
+							1024, 64, 1024 * 1024,
+							PGC_POSTMASTER,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pg_opsdata.audit_max_databases",
+							"Databases that can have an audit queue at the same time.",
+							NULL,
+							&audit_max_databases,
+							8, 1, 1024,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+reloadable:
+	DefineCustomIntVariable("pg_opsdata.audit_flush_interval",
+							"Longest time an entry waits in the audit queue before the scheduler writes it.",
+							NULL,
+							&audit_flush_interval_ms,
+							200, 10, 60 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}

@@ -1,0 +1,36 @@
+/*-------------------------------------------------------------------------
+ *
+ * metrics.c
+ *		Entry point of the metrics area: its GUC and per-process set-up.
+ *
+ * metrics_init() runs in _PG_init() whether or not the library is
+ * preloaded: the metrics area needs no shared memory and no hooks, only
+ * the per-backend series cache (series.c), whose size is the one GUC of
+ * the area.
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/metrics/metrics.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/guc.h"
+
+#include "core/opsdata.h"
+#include "metrics/metrics.h"
+
+void
+metrics_init(void)
+{
+	DefineCustomIntVariable("pg_opsdata.metrics_series_cache_size",
+							"Series ids each backend keeps in memory to resolve metric names and tags.",
+							"The cache is emptied when it reaches this many entries; 0 disables it.",
+							&metrics_series_cache_size,
+							10000, 0, 10000000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	metrics_series_init();
+}

@@ -1,0 +1,80 @@
+/*-------------------------------------------------------------------------
+ *
+ * metrics.h
+ *		Declarations shared by the files of the metrics area.
+ *
+ * The area's SQL objects live in schema "metrics" (the SQL files of src/metrics).
+ * Points reach metrics.points by three paths, all of which also queue
+ * their contribution to the rollups in metrics.rollup_queue, in the same
+ * transaction as the points:
+ *
+ *	 - metrics.record(), metrics.record_many() and the metrics.ingest foreign
+ *	   table (COPY) hand points to a MetricsPointWriter (writer.c), which
+ *	   writes them straight into the leaf partitions of metrics.points and
+ *	   queues their sketches itself;
+ *	 - an INSERT into metrics.points by the application fires its statement
+ *	   trigger (capture.c), which queues what the statement added.
+ *
+ * Series ids are resolved through a per-backend cache (series.c).
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/metrics/metrics.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef METRICS_METRICS_H
+#define METRICS_METRICS_H
+
+#include "datatype/timestamp.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+
+#include "metrics/sketch.h"
+
+/* Contributions are queued per series and minute (UTC). */
+#define METRICS_QUEUE_GRANULARITY USECS_PER_MINUTE
+
+/* GUC: entries of the per-backend series cache. */
+extern int metrics_series_cache_size;
+
+/* series.c */
+extern void metrics_series_init(void);
+extern int64 metrics_series_resolve(text *name, Jsonb *tags);
+extern int64 metrics_series_resolve_text(const char *name, int namelen,
+										 const char *tags, int tagslen);
+extern void metrics_check_name(const char *name, int len);
+
+/* queue.c: sketches of queued contributions, per series and minute */
+typedef struct MetricsDeltaKey
+{
+	int64 series_id;
+	TimestampTz minute;
+} MetricsDeltaKey;
+
+typedef struct MetricsDelta
+{
+	MetricsDeltaKey key;
+	MetricsSketch *sketch;
+} MetricsDelta;
+
+extern HTAB *metrics_deltas_create(MemoryContext cxt);
+extern void metrics_deltas_add(HTAB *deltas, MemoryContext cxt, int64 series_id,
+							   TimestampTz ts, double value);
+extern MetricsSketch *metrics_deltas_sketch(HTAB *deltas, MemoryContext cxt,
+											int64 series_id, TimestampTz minute);
+extern void metrics_deltas_flush(HTAB *deltas);
+extern TimestampTz metrics_minute_of(TimestampTz ts);
+extern Oid metrics_relid(const char *relname);
+extern void metrics_check_writable(const char *what);
+
+/* writer.c: bulk insertion into the leaf partitions of metrics.points */
+typedef struct MetricsPointWriter MetricsPointWriter;
+
+extern MetricsPointWriter *metrics_writer_begin(void);
+extern void metrics_writer_add(MetricsPointWriter *writer, int64 series_id,
+							   TimestampTz ts, double value);
+extern uint64 metrics_writer_finish(MetricsPointWriter *writer);
+
+#endif /* METRICS_METRICS_H */

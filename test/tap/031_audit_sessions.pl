@@ -1,0 +1,125 @@
+# Audit of what only a real server shows: failed password logins, logins
+# and disconnects; the queue's overflow policies (wait, then drop) with
+# their counts in health; the extended and prepared protocols through
+# pgbench without leaks or errors.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use OpsdataTest;
+
+my $node = opsdata_node('audit_sessions',
+	conf => "pg_opsdata.audit = 'login'\npg_opsdata.audit_queue_size = 64kB\n");
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION pg_opsdata');
+$node->safe_psql('postgres',
+	"SET password_encryption = 'scram-sha-256'; CREATE ROLE alice LOGIN PASSWORD 'right'");
+
+# Password authentication for alice on the Unix socket.
+my $hba = $node->data_dir . '/pg_hba.conf';
+my $old = slurp_file($hba);
+open(my $fh, '>', $hba) or die $!;
+print $fh "local all alice scram-sha-256\n$old";
+close $fh;
+$node->reload;
+
+# --- failed and successful logins --------------------------------------
+$node->connect_fails('dbname=postgres user=alice password=wrong', 'a wrong password is refused',
+	expected_stderr => qr/password authentication failed for user "alice"/);
+$node->connect_ok('dbname=postgres user=alice password=right', 'the right password is accepted');
+
+$node->safe_psql('postgres', 'SELECT audit.flush()');
+is($node->safe_psql('postgres',
+		"SELECT string_agg(command || ':' || outcome || ':' || coalesce(sqlstate, ''), ',' ORDER BY ts, entry_id)
+		   FROM audit.entries WHERE username = 'alice'"),
+	'LOGIN:failed:28P01,LOGIN:ok:,DISCONNECT:ok:',
+	'the failed login is recorded with its SQLSTATE, then the login and disconnect');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM audit.entries WHERE username = 'alice' AND database = 'postgres' AND class = 'login'"),
+	'3', 'login entries name the database and the user');
+
+# A role that may not log in, with trust authentication: also a failed login.
+$node->safe_psql('postgres', 'CREATE ROLE mallory NOLOGIN');
+$node->connect_fails('dbname=postgres user=mallory', 'a NOLOGIN role is refused',
+	expected_stderr => qr/not permitted to log in/);
+$node->safe_psql('postgres', 'SELECT audit.flush()');
+is($node->safe_psql('postgres',
+		"SELECT outcome || ':' || sqlstate FROM audit.entries WHERE username = 'mallory'"),
+	'failed:28000', 'a refused role is a failed login');
+
+# --- overflow: wait -----------------------------------------------------
+# Nothing drains the queue while the test does not call audit.flush(): a
+# session that fills it waits, and goes on once the queue is flushed.
+# The filling session audits its reads; the others audit nothing, so they
+# do not wait themselves.
+$node->safe_psql('postgres', 'SELECT audit.flush()');
+my $statements = 1500;
+my $selects = join('', map { "SELECT $_ AS padding_padding_padding_padding_padding_padding;\n" } 1 .. $statements);
+my $script = "SET pg_opsdata.audit = 'read';\n$selects";
+my $file = $node->basedir . '/filler.sql';
+PostgreSQL::Test::Utils::append_to_file($file, $script);
+my ($stdout, $stderr) = ('', '');
+my $h = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres') . ' application_name=filler',
+	  '-f', $file ],
+	'>', \$stdout, '2>', \$stderr);
+ok($node->poll_query_until('postgres',
+		"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'filler' AND wait_event_type = 'Extension')"),
+	'a session that fills the queue waits (pg_opsdata.audit_overflow = wait)');
+my $flushed = 0;
+for (1 .. 100)
+{
+	$flushed += $node->safe_psql('postgres', 'SELECT audit.flush()');
+	last unless $h->pumpable;
+	$h->pump_nb;
+	usleep(50_000);
+}
+$h->finish;
+is($?, 0, 'the waiting session completes once the queue is flushed');
+$node->safe_psql('postgres', 'SELECT audit.flush()');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM audit.entries WHERE statement_id IN
+		   (SELECT statement_id FROM audit.statements WHERE statement_text LIKE 'SELECT % AS padding%')"),
+	$statements, 'with wait, no entry of the waiting session is lost');
+
+# --- overflow: drop -----------------------------------------------------
+$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'),
+		'-c', "SET pg_opsdata.audit_overflow = 'drop';\n$script" ],
+	'with drop, a session filling the queue never waits');
+my $dropped = $node->safe_psql('postgres',
+	'SELECT dropped FROM audit.queue_state() WHERE database = current_database()');
+cmp_ok($dropped, '>', 0, 'entries that did not fit were dropped and counted');
+like($node->safe_psql('postgres', "SELECT status || ': ' || detail FROM opsdata.health() WHERE component = 'audit queue'"),
+	qr/^warning: .* $dropped entries dropped/, 'health shows the drops as a warning');
+
+# --- the extended and prepared protocols --------------------------------
+$node->safe_psql('postgres', "ALTER SYSTEM SET pg_opsdata.audit = 'all'");
+$node->safe_psql('postgres', "ALTER SYSTEM SET pg_opsdata.audit_queue_size = '1MB'");
+$node->restart;
+$node->command_ok([ 'pgbench', '-i', '-s', '1', '-q', $node->connstr('postgres') ], 'pgbench tables');
+$node->safe_psql('postgres', 'SELECT audit.flush()');
+my $before = $node->safe_psql('postgres', "SELECT count(*) FROM audit.entries WHERE command = 'UPDATE'");
+for my $mode ('extended', 'prepared')
+{
+	# A flusher keeps the queue drained while pgbench runs.
+	my $flusher = IPC::Run::start(
+		[ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c',
+		  "DO \$\$ BEGIN FOR i IN 1..100 LOOP PERFORM audit.flush(); COMMIT; PERFORM pg_sleep(0.05); END LOOP; END \$\$" ]);
+	$node->command_ok([ 'pgbench', '-n', '-M', $mode, '-c', '2', '-t', '100', $node->connstr('postgres') ],
+		"pgbench -M $mode runs with every statement audited");
+	$flusher->finish;
+}
+$node->safe_psql('postgres', 'SELECT audit.flush()');
+is($node->safe_psql('postgres', "SELECT count(*) - $before FROM audit.entries WHERE command = 'UPDATE' AND outcome = 'ok'"),
+	2 * 2 * 100 * 3, 'every UPDATE of both protocols has its entry');
+is($node->safe_psql('postgres', "SELECT count(*) FROM audit.entries WHERE command = 'SELECT' AND rows = 1 AND objects = '{public.pgbench_accounts}'"),
+	2 * 2 * 100, 'every SELECT has its entry, with its row');
+my $log = slurp_file($node->logfile);
+unlike($log, qr/(WARNING|ERROR):.*(stack|leak)/i, 'no stack errors or leaks in the server log');
+unlike($log, qr/pgbench.*ERROR:/, 'no pgbench session had an error');
+
+$node->stop;
+done_testing();
