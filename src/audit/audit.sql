@@ -297,3 +297,4 @@ GRANT USAGE ON SCHEMA audit TO opsdata_admin;
 INSERT INTO opsdata.settings (key, type, default_value, valid_when, description) VALUES
 	('audit.retention', 'interval', '90 days', 'value > interval ''0''',
 	 'Age after which daily partitions of audit.entries are removed by partition maintenance');
+SELECT opsdata._partition_builtin('audit.entries', 'ts', '1 day', 7, 'audit.retention');

@@ -8,7 +8,8 @@
  * inserted through the table AM and the executor's index and partition
  * routing code, as COPY does: no SPI, no per-row planning.  audit.entries
  * rows are routed to the partition of their ts (the default partition
- * until partition maintenance has made the day's).
+ * until partition maintenance has made the day's), with the default
+ * partition locked first (partition/route.c).
  *
  * Statement texts are stored once each.  The statement_id of a text is
  * derived from a 64-bit hash of it; a backend-local cache remembers which
@@ -56,6 +57,7 @@
 #include "utils/xid8.h"
 
 #include "audit/audit.h"
+#include "partition/route.h"
 
 #define AUDIT_STATEMENT_CACHE_SIZE 8192
 
@@ -261,7 +263,10 @@ audit_writer_open(AuditWriter *w)
 	w->mtstate->resultRelInfo = w->entries;
 	w->mtstate->rootResultRelInfo = w->entries;
 	if (w->entries->ri_RelationDesc->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		partition_lock_default(w->entries->ri_RelationDesc);
 		w->proute = ExecSetupPartitionTupleRouting(w->estate, w->entries->ri_RelationDesc);
+	}
 	else
 		ExecOpenIndices(w->entries, false);
 

@@ -52,6 +52,7 @@ extern int opsdata_shmem_parts(void);
 
 /* Area entry points, called by _PG_init() in this order. */
 extern void worker_init(void);
+extern void partition_init(void);
 extern void audit_init(void);
 extern void metrics_init(void);
 extern void learning_init(void);

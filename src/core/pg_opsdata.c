@@ -41,6 +41,7 @@ _PG_init(void)
 
 	opsdata_shmem_init();
 	worker_init();
+	partition_init();
 	audit_init();
 	metrics_init();
 	learning_init();

@@ -265,3 +265,4 @@ INSERT INTO opsdata.settings (key, type, default_value, valid_when, description)
 	 'How long rollups of each width (same order as metrics.rollup_widths) are kept; NULL or a missing entry keeps them'),
 	('metrics.rollup_lateness', 'interval', '1 day', 'value >= interval ''0''',
 	 'How long after the end of its minute a point may arrive and still be rolled up');
+SELECT opsdata._partition_builtin('metrics.points', 'ts', '1 day', 7, 'metrics.points_retention');

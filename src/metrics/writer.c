@@ -25,7 +25,9 @@
  * Routing uses a PartitionDirectory, so the partition descriptor stays the
  * same for the life of the writer, as for one executor query.  The parent
  * is locked RowExclusiveLock until the end of the transaction, like any
- * INSERT.  All memory is in a context of the writer's own, a child of the
+ * INSERT, and so is its default partition, before the descriptor is read:
+ * a partition attached meanwhile never makes a point routed to the default
+ * partition fail its constraint (partition/route.c).  All memory is in a context of the writer's own, a child of the
  * context current at metrics_writer_begin(), so an error frees it with the
  * caller's context.  The COPY data source is a static pointer set only
  * while CopyFrom runs.
@@ -61,6 +63,7 @@
 #include "utils/timestamp.h"
 
 #include "metrics/metrics.h"
+#include "partition/route.h"
 
 /* Flush when this many points or this many (series, minute) are buffered. */
 #define WRITER_FLUSH_POINTS 65536
@@ -166,6 +169,7 @@ metrics_writer_begin(void)
 	if (w->parent->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		elog(ERROR, "metrics.points is not partitioned");
 	w->key = RelationGetPartitionKey(w->parent);
+	partition_lock_default(w->parent);
 	w->pdir = CreatePartitionDirectory(cxt, true);
 	w->partdesc = PartitionDirectoryLookup(w->pdir, w->parent);
 	w->deltas = metrics_deltas_create(cxt);

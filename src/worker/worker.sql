@@ -84,9 +84,11 @@ COMMENT ON COLUMN opsdata.job_runs.message IS 'Error message of a run that did n
 -- instead of failing on the unique name.  opsdata.job_runs has no foreign
 -- key to opsdata.jobs: pg_restore --jobs loads the two tables at once, and
 -- the key would make it fail; remove_job() deletes a job's runs itself.
+-- A run in progress while the dump is taken is left out of it: in the
+-- restored database no process would ever finish it.
 SELECT pg_catalog.pg_extension_config_dump('opsdata.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('opsdata.jobs_job_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('opsdata.job_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('opsdata.job_runs', 'WHERE status <> ''running''');
 SELECT pg_catalog.pg_extension_config_dump('opsdata.job_runs_run_id_seq', '');
 
 GRANT SELECT ON opsdata.jobs, opsdata.job_runs TO opsdata_admin, opsdata_reader;

@@ -1,0 +1,436 @@
+/*-------------------------------------------------------------------------
+ *
+ * api.c
+ *		SQL entry points of partition maintenance.
+ *
+ * These functions are the role boundary of the area.  They are executable
+ * by opsdata_admin only (GRANTs in partition.sql), and act as the extension
+ * owner (the owner of the function itself) to write opsdata.partitions, so
+ * that no role can change the table directly:
+ *
+ *	- manage_partitions() and unmanage_partitions() first check that the
+ *	  caller owns the table (or is a member of its owner role), as ALTER
+ *	  TABLE would; a set is only ever maintained on its owner's request.
+ *	  manage_partitions() then makes the set's first partitions in the
+ *	  caller's transaction, with the owner's privileges (exec.c).
+ *	- run_maintenance() starts the maintenance worker (worker.c) connected
+ *	  as the extension owner, waits for it, and returns what it did per set.
+ *	  The pass runs in the worker's own transactions, so it neither sees nor
+ *	  depends on what the caller's transaction has not committed, and none
+ *	  of its locks is held until the caller commits.
+ *
+ * The user id is switched with SetUserIdAndSecContext() and restored in a
+ * PG_FINALLY block; an error inside aborts the (sub)transaction, which
+ * restores it too.
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/partition/api.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xlog.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "libpq/pqformat.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/proc.h"
+#include "storage/shm_mq.h"
+#include "storage/shm_toc.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/tuplestore.h"
+
+#include "core/opsdata.h"
+#include "partition/partition.h"
+
+PG_FUNCTION_INFO_V1(partition_manage);
+PG_FUNCTION_INFO_V1(partition_unmanage);
+PG_FUNCTION_INFO_V1(partition_run_maintenance);
+
+#define PARTITION_RESULT_COLS 7
+
+/*
+ * The owner of the called function: the extension owner, whose rights the
+ * entry points use past their own checks.
+ */
+static Oid
+partition_function_owner(FunctionCallInfo fcinfo)
+{
+	HeapTuple tuple;
+	Oid owner;
+
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+	owner = ((Form_pg_proc) GETSTRUCT(tuple))->proowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * The qualified name of a relation, or its OID when it does not exist.
+ */
+static char *
+partition_rel_name(Oid relid)
+{
+	char *name = get_rel_name(relid);
+
+	if (name == NULL)
+		return psprintf("%u", relid);
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
+}
+
+/*
+ * Checks that parent exists and that the current user owns it; returns its
+ * owner.
+ */
+static Oid
+partition_check_owner(Oid parent)
+{
+	HeapTuple tuple;
+	Oid owner;
+	char relkind;
+
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(parent));
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", parent)));
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	relkind = ((Form_pg_class) GETSTRUCT(tuple))->relkind;
+	ReleaseSysCache(tuple);
+	if (!opsdata_class_ownercheck(parent, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind), get_rel_name(parent));
+	return owner;
+}
+
+/*
+ * opsdata.manage_partitions(parent, control_column, part_interval, premake,
+ * retention, retention_mode, archive_schema, start_from) records the set
+ * (or its new settings) and makes its partitions from the current one (or
+ * start_from) to premake ahead; returns how many it made.  Rows of the
+ * default partition that belong to these partitions are moved into them.
+ */
+Datum
+partition_manage(PG_FUNCTION_ARGS)
+{
+	Oid ext_owner = partition_function_owner(fcinfo);
+	Oid parent;
+	Oid owner;
+	Oid save_userid;
+	int save_sec_context;
+	volatile int made = 0;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("parent table must not be null")));
+	parent = PG_GETARG_OID(0);
+	owner = partition_check_owner(parent);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(ext_owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		Oid argtypes[8] = {REGCLASSOID, NAMEOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, NAMEOID, TEXTOID};
+		Datum values[8];
+		char nulls[8];
+		char *start_from = PG_ARGISNULL(7) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(7));
+		char *parent_name;
+		MemoryContext cxt = CurrentMemoryContext;
+		PartitionTiming timing;
+		List *steps;
+		List *work = NIL;
+		ListCell *lc;
+		ErrorData *edata;
+		PartitionStepStatus status;
+		int i;
+
+		for (i = 0; i < 8; i++)
+		{
+			nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+			values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+		}
+		SPI_connect();
+		if (SPI_execute_with_args("SELECT FROM opsdata._partition_register($1, $2, $3, $4, $5, $6, $7, $8, NULL, false)",
+								  8, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not record the partition set");
+		partition_read_timing(&timing);
+		steps = partition_plan(parent, start_from, false, cxt);
+		SPI_finish();
+
+		parent_name = partition_rel_name(parent);
+		foreach (lc, steps)
+		{
+			PartitionStep *step = (PartitionStep *) lfirst(lc);
+
+			if (strcmp(step->action, "note") != 0)
+				work = lappend(work, step);
+		}
+		status = partition_exec_batch(work, owner, parent_name, &timing, &edata);
+		if (status == PARTITION_STEP_SKIPPED)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("could not make the partitions of \"%s\"", parent_name),
+					 errdetail("%s", edata->message),
+					 errhint("Another transaction holds a conflicting lock on the table; try again when it ends.")));
+		if (status == PARTITION_STEP_FAILED)
+			ReThrowError(edata);
+		made = list_length(work);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	PG_END_TRY();
+
+	PG_RETURN_INT32(made);
+}
+
+/*
+ * opsdata.unmanage_partitions(parent) stops maintaining a set; returns
+ * whether it was managed.  Built-in sets cannot be unmanaged.
+ */
+Datum
+partition_unmanage(PG_FUNCTION_ARGS)
+{
+	Oid ext_owner = partition_function_owner(fcinfo);
+	Oid parent = PG_GETARG_OID(0);
+	Oid save_userid;
+	int save_sec_context;
+	bool found = false;
+
+	(void) partition_check_owner(parent);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(ext_owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		Oid argtypes[1] = {REGCLASSOID};
+		Datum values[1];
+
+		values[0] = ObjectIdGetDatum(parent);
+		SPI_connect();
+		if (SPI_execute_with_args("SELECT builtin FROM opsdata.partitions WHERE parent = $1 FOR UPDATE",
+								  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read opsdata.partitions");
+		if (SPI_processed == 1)
+		{
+			bool isnull;
+
+			if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("\"%s\" is a built-in partition set", partition_rel_name(parent)),
+						 errdetail("pg_opsdata keeps its own tables partitioned.")));
+			if (SPI_execute_with_args("DELETE FROM opsdata.partitions WHERE parent = $1",
+									  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not delete from opsdata.partitions");
+			found = true;
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	PG_END_TRY();
+
+	PG_RETURN_BOOL(found);
+}
+
+static char *
+partition_get_text(StringInfo msg)
+{
+	int len = pq_getmsgint(msg, 4);
+	char *text;
+
+	if (len < 0)
+		return NULL;
+	text = palloc(len + 1);
+	pq_copymsgbytes(msg, text, len);
+	text[len] = '\0';
+	return text;
+}
+
+/*
+ * Adds one result row from a message of the worker.
+ */
+static void
+partition_put_result(ReturnSetInfo *rsinfo, StringInfo msg)
+{
+	Datum values[PARTITION_RESULT_COLS];
+	bool nulls[PARTITION_RESULT_COLS] = {false};
+	char *status;
+	char *message;
+
+	values[0] = ObjectIdGetDatum((Oid) pq_getmsgint(msg, 4));
+	status = partition_get_text(msg);
+	values[1] = CStringGetTextDatum(status ? status : "");
+	values[2] = Int32GetDatum(pq_getmsgint(msg, 4));
+	values[3] = Int64GetDatum(pq_getmsgint64(msg));
+	values[4] = Int32GetDatum(pq_getmsgint(msg, 4));
+	values[5] = Int32GetDatum(pq_getmsgint(msg, 4));
+	message = partition_get_text(msg);
+	if (message)
+		values[6] = CStringGetTextDatum(message);
+	else
+		nulls[6] = true;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * opsdata.run_maintenance(parent regclass DEFAULT NULL) runs a maintenance
+ * pass over one set or all of them in a background worker and returns one
+ * row per set: what was made, moved, detached and dropped, and the set's
+ * status.  When another pass is running, returns one row saying so.
+ */
+Datum
+partition_run_maintenance(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid parent = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
+	Oid ext_owner = partition_function_owner(fcinfo);
+	shm_toc_estimator estimator;
+	Size size;
+	dsm_segment *seg;
+	shm_toc *toc;
+	PartitionTask *task;
+	shm_mq *mq;
+	shm_mq_handle *mqh;
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	bool finished = false;
+
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("partition maintenance cannot run during recovery"),
+				 errhint("Partitions are maintained on the primary and reach standbys by replication.")));
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	if (OidIsValid(parent))
+	{
+		Oid argtypes[1] = {REGCLASSOID};
+		Datum values[1];
+
+		values[0] = ObjectIdGetDatum(parent);
+		SPI_connect();
+		if (SPI_execute_with_args("SELECT FROM opsdata.partitions WHERE parent = $1",
+								  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read opsdata.partitions");
+		if (SPI_processed == 0)
+		{
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("relation \"%s\" is not a managed partition set",
+							partition_rel_name(parent)),
+					 errhint("Put it under management with opsdata.manage_partitions().")));
+		}
+		SPI_finish();
+	}
+
+	shm_toc_initialize_estimator(&estimator);
+	shm_toc_estimate_chunk(&estimator, sizeof(PartitionTask));
+	shm_toc_estimate_chunk(&estimator, PARTITION_QUEUE_SIZE);
+	shm_toc_estimate_keys(&estimator, 2);
+	size = shm_toc_estimate(&estimator);
+	seg = dsm_create(size, 0);
+	toc = shm_toc_create(PARTITION_SHM_MAGIC, dsm_segment_address(seg), size);
+	task = shm_toc_allocate(toc, sizeof(PartitionTask));
+	task->database = MyDatabaseId;
+	task->user = ext_owner;
+	task->parent = parent;
+	shm_toc_insert(toc, PARTITION_KEY_TASK, task);
+	mq = shm_mq_create(shm_toc_allocate(toc, PARTITION_QUEUE_SIZE), PARTITION_QUEUE_SIZE);
+	shm_toc_insert(toc, PARTITION_KEY_QUEUE, mq);
+	shm_mq_set_receiver(mq, MyProc);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "%s", OPSDATA_NAME);
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "partition_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_opsdata partition maintenance");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_opsdata partition maintenance");
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start a partition maintenance worker"),
+				 errdetail("Every background worker slot is in use."),
+				 errhint("Consider increasing the configuration parameter \"%s\".", "max_worker_processes")));
+	mqh = shm_mq_attach(mq, seg, handle);
+
+	PG_TRY();
+	{
+		for (;;)
+		{
+			Size nbytes;
+			void *data;
+			StringInfoData msg;
+			char kind;
+
+			if (shm_mq_receive(mqh, &nbytes, &data, false) != SHM_MQ_SUCCESS)
+				break;
+			msg.data = data;
+			msg.len = nbytes;
+			msg.maxlen = nbytes;
+			msg.cursor = 0;
+			kind = pq_getmsgbyte(&msg);
+			if (kind == PARTITION_MSG_SET)
+				partition_put_result(rsinfo, &msg);
+			else if (kind == PARTITION_MSG_BUSY)
+			{
+				Datum values[PARTITION_RESULT_COLS] = {0};
+				bool nulls[PARTITION_RESULT_COLS] = {true, false, false, false, false, false, false};
+
+				values[1] = CStringGetTextDatum("skipped");
+				values[2] = Int32GetDatum(0);
+				values[3] = Int64GetDatum(0);
+				values[4] = Int32GetDatum(0);
+				values[5] = Int32GetDatum(0);
+				values[6] = CStringGetTextDatum("another partition maintenance pass is running");
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+				finished = true;
+				break;
+			}
+			else if (kind == PARTITION_MSG_DONE)
+			{
+				/* The worker may go on completing pending detaches. */
+				finished = true;
+				break;
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		TerminateBackgroundWorker(handle);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (!finished)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("partition maintenance worker exited before finishing"),
+				 errhint("The server log tells why; what it did until then is in opsdata.partition_log.")));
+	dsm_detach(seg);
+	return (Datum) 0;
+}

@@ -1,0 +1,900 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The background worker that runs a partition maintenance pass.
+ *
+ * opsdata.run_maintenance() (api.c) starts this worker and waits for it.
+ * The worker connects to the caller's database as the extension owner and
+ * runs the pass in transactions of its own, whatever the caller's
+ * transaction holds:
+ *
+ *	- a session-level advisory lock (pg_try_advisory_lock(1869639524, 1))
+ *	  keeps two passes from overlapping; a pass waits for the one running
+ *	  up to partition.detach_timeout, then ends and says so;
+ *	- each set is planned in one short transaction, then each step of its
+ *	  plan runs in a transaction of its own (exec.c), so no lock outlives
+ *	  the step that took it; a set that fails is recorded and the pass goes
+ *	  on with the next one;
+ *	- DETACH PARTITION ... CONCURRENTLY runs as a top-level statement, which
+ *	  it must be (it commits in the middle), and may wait up to
+ *	  partition.detach_timeout, since neither of its transactions blocks the
+ *	  parent's readers and writers.  When its second transaction does not
+ *	  get its lock in time the partition stays "detach pending": a partition
+ *	  to drop is then dropped at once (DROP TABLE needs no FINALIZE), others
+ *	  are completed with FINALIZE;
+ *	- FINALIZE waits for every snapshot older than its own, among them that
+ *	  of the backend waiting for our results, so FINALIZE steps run after
+ *	  the results have been sent ("deferred"); what they could not complete
+ *	  the next pass finds pending and tries again.
+ *
+ * The worker's session lock_timeout is partition.lock_timeout, so nothing
+ * it does (planning included) waits longer for a lock, but for the two
+ * statements above.  Results go back to the starting backend through a
+ * shm_mq, one message per set; they are also written to opsdata.partitions
+ * and opsdata.partition_log, so a pass whose starter went away (a cancelled
+ * job) still leaves its record.  SIGTERM ends the worker at the next
+ * interruption point; what it committed stays, each step being one
+ * transaction with its log row, and the next pass carries on from the
+ * catalog.
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/partition/worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "libpq/pqformat.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shm_mq.h"
+#include "storage/shm_toc.h"
+#include "tcop/tcopprot.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "core/opsdata.h"
+#include "partition/partition.h"
+
+/* What a pass did to one set. */
+typedef struct PartitionSetResult
+{
+	Oid parent;
+	char *name;
+	Oid owner;
+	int created;
+	int64 moved;
+	int detached;
+	int dropped;
+	int finalized;
+	int skipped; /* steps skipped for want of a lock */
+	int pending; /* detaches left pending, to FINALIZE */
+	bool failed;
+	StringInfoData notes; /* what was left, and why */
+} PartitionSetResult;
+
+/*
+ * A pending detach, completed by FINALIZE after the pass has returned its
+ * results: FINALIZE waits for every snapshot older than its own, among them
+ * the one of the backend waiting for those results.
+ */
+typedef struct PartitionDeferred
+{
+	PartitionSetResult *res;
+	PartitionStep *finalize;
+	PartitionStep *followup; /* drop or archive once detached, or NULL */
+	bool from_plan;			 /* pending before this pass began */
+} PartitionDeferred;
+
+static shm_mq_handle *partition_mq = NULL;
+static MemoryContext partition_stmt_cxt = NULL;
+
+/*
+ * Sends a message to the starting backend, if it still listens.
+ */
+static void
+partition_send(StringInfo msg)
+{
+	if (partition_mq == NULL)
+		return;
+	if (shm_mq_send(partition_mq, msg->len, msg->data, false, true) != SHM_MQ_SUCCESS)
+		partition_mq = NULL;
+}
+
+static void
+partition_send_text(StringInfo msg, const char *text)
+{
+	int len = text ? (int) strlen(text) : -1;
+
+	pq_sendint32(msg, len);
+	if (len > 0)
+		pq_sendbytes(msg, text, len);
+}
+
+static const char *
+partition_status(const PartitionSetResult *res)
+{
+	if (res->failed)
+		return "failed";
+	if (res->skipped > 0 || res->pending > 0)
+		return "skipped";
+	return "ok";
+}
+
+static void
+partition_count(StringInfo buf, int n, const char *what)
+{
+	if (n == 0)
+		return;
+	if (buf->len > 0)
+		appendStringInfoString(buf, ", ");
+	appendStringInfo(buf, what, n, n == 1 ? "" : "s");
+}
+
+static char *
+partition_message(const PartitionSetResult *res)
+{
+	StringInfoData msg;
+
+	initStringInfo(&msg);
+	partition_count(&msg, res->created, "made %d partition%s");
+	if (res->moved > 0)
+		appendStringInfo(&msg, "%smoved " INT64_FORMAT " row%s out of the default partition",
+						 msg.len > 0 ? ", " : "", res->moved, res->moved == 1 ? "" : "s");
+	partition_count(&msg, res->finalized, "completed %d pending detach%s");
+	partition_count(&msg, res->detached, "detached %d partition%s into the archive schema");
+	partition_count(&msg, res->dropped, "dropped %d partition%s");
+	if (msg.len == 0 && res->notes.len == 0)
+		appendStringInfoString(&msg, "nothing to do");
+	if (res->notes.len > 0)
+		appendStringInfo(&msg, "%s%s", msg.len > 0 ? "; " : "", res->notes.data);
+	return msg.data;
+}
+
+static void
+partition_note(PartitionSetResult *res, const char *fmt, const char *a, const char *b,
+			   const char *c)
+{
+	if (res->notes.len > 0)
+		appendStringInfoString(&res->notes, "; ");
+	appendStringInfo(&res->notes, fmt, a, b, c);
+}
+
+static void
+partition_send_result(const PartitionSetResult *res)
+{
+	StringInfoData msg;
+
+	initStringInfo(&msg);
+	pq_sendbyte(&msg, PARTITION_MSG_SET);
+	pq_sendint32(&msg, res->parent);
+	partition_send_text(&msg, partition_status(res));
+	pq_sendint32(&msg, res->created);
+	pq_sendint64(&msg, res->moved);
+	pq_sendint32(&msg, res->detached);
+	pq_sendint32(&msg, res->dropped);
+	partition_send_text(&msg, partition_message(res));
+	partition_send(&msg);
+	pfree(msg.data);
+}
+
+/*
+ * Runs sql as a top-level statement in transactions of its own, waiting at
+ * most lock_timeout_ms for each lock: parse, analysis and plan trees live
+ * in partition_stmt_cxt, which survives the commits the statement may do
+ * itself.  Errors propagate.
+ */
+static void
+partition_exec_toplevel(const char *sql, int lock_timeout_ms)
+{
+	MemoryContext old;
+	List *parsetrees;
+	List *querytrees;
+	List *plantrees;
+	PlannedStmt *pstmt;
+	char value[32];
+
+	/* Session level: the statement commits and starts transactions. */
+	snprintf(value, sizeof(value), "%d", lock_timeout_ms);
+	SetConfigOption("lock_timeout", value, PGC_USERSET, PGC_S_SESSION);
+
+	StartTransactionCommand();
+	old = MemoryContextSwitchTo(partition_stmt_cxt);
+	parsetrees = pg_parse_query(sql);
+	if (list_length(parsetrees) != 1)
+		elog(ERROR, "a top-level step must be one statement");
+	querytrees = pg_analyze_and_rewrite_fixedparams(linitial_node(RawStmt, parsetrees), sql,
+													NULL, 0, NULL);
+	plantrees = pg_plan_queries(querytrees, sql, 0, NULL);
+	pstmt = linitial_node(PlannedStmt, plantrees);
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	/*
+	 * Utility commands that commit in the middle keep what must survive the
+	 * commit in PortalContext, as they would under a portal.
+	 */
+	PortalContext = partition_stmt_cxt;
+	ProcessUtility(pstmt, sql, false, PROCESS_UTILITY_TOPLEVEL, NULL, NULL, None_Receiver, NULL);
+	PortalContext = NULL;
+	MemoryContextSwitchTo(partition_stmt_cxt);
+	if (ActiveSnapshotSet())
+		PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(partition_stmt_cxt);
+}
+
+/*
+ * True when the partition named by qualified name is detach-pending.
+ */
+static bool
+partition_detach_pending(const char *partition)
+{
+	bool pending = false;
+	Oid argtypes[1] = {TEXTOID};
+	Datum values[1];
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	values[0] = CStringGetTextDatum(partition);
+	if (SPI_execute_with_args("SELECT i.inhdetachpending FROM pg_catalog.pg_inherits i"
+							  " WHERE i.inhrelid = pg_catalog.to_regclass($1)",
+							  1, argtypes, values, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		bool isnull;
+
+		pending = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	return pending;
+}
+
+/*
+ * Logs a step's outcome in a transaction of its own.
+ */
+static void
+partition_log_now(const char *parent_name, const char *action, const char *partition,
+				  const char *detail)
+{
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	partition_log(parent_name, action, partition, detail);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * One try of a top-level statement.  Returns NULL, or the error (in cxt)
+ * after aborting whatever transaction the statement had open.
+ */
+static ErrorData *
+partition_try_toplevel(const char *sql, int lock_timeout_ms, MemoryContext cxt)
+{
+	ErrorData *volatile edata = NULL;
+
+	PG_TRY();
+	{
+		partition_exec_toplevel(sql, lock_timeout_ms);
+	}
+	PG_CATCH();
+	{
+		PortalContext = NULL;
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		MemoryContextSwitchTo(cxt);
+		MemoryContextReset(partition_stmt_cxt);
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+/*
+ * Runs a DETACH PARTITION ... CONCURRENTLY step.  Neither of its two
+ * transactions blocks the parent's readers and writers, so it may wait up
+ * to partition.detach_timeout for the transactions using the parent.  A
+ * lock not granted in its first transaction is tried again like any step;
+ * one not granted in its second leaves the partition detach-pending:
+ * PARTITION_STEP_PENDING.  Otherwise returns DONE, or FAILED with the error
+ * in *error (allocated in cxt).
+ */
+static PartitionStepStatus
+partition_toplevel_step(const PartitionStep *step, const char *parent_name,
+						const PartitionTiming *timing, MemoryContext cxt, ErrorData **error)
+{
+	int attempt;
+	PartitionStepStatus status = PARTITION_STEP_FAILED;
+	char value[32];
+
+	for (attempt = 0;; attempt++)
+	{
+		ErrorData *edata = partition_try_toplevel((const char *) linitial(step->statements),
+												  timing->detach_timeout_ms, cxt);
+
+		if (edata == NULL)
+		{
+			partition_log_now(parent_name, "detach", step->partition, "detached concurrently");
+			status = PARTITION_STEP_DONE;
+			break;
+		}
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		*error = edata;
+		if (!partition_lock_error(edata))
+			break;
+		if (partition_detach_pending(step->partition))
+		{
+			status = PARTITION_STEP_PENDING;
+			break;
+		}
+		if (attempt >= timing->lock_retries)
+		{
+			status = PARTITION_STEP_SKIPPED;
+			break;
+		}
+		FreeErrorData(edata);
+		partition_sleep(timing->retry_delay_ms);
+	}
+	snprintf(value, sizeof(value), "%d", timing->lock_timeout_ms);
+	SetConfigOption("lock_timeout", value, PGC_USERSET, PGC_S_SESSION);
+	return status;
+}
+
+/*
+ * Plans one set: returns its steps (in cxt) and fills in its name and
+ * owner, or records why it could not be planned and returns NIL.
+ */
+static List *
+partition_plan_set(PartitionSetResult *res, MemoryContext namecxt, MemoryContext cxt)
+{
+	List *volatile steps = NIL;
+	ErrorData *volatile edata = NULL;
+
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		HeapTuple tuple;
+
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(res->parent));
+		if (!HeapTupleIsValid(tuple))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation with OID %u does not exist", res->parent)));
+		res->owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+		ReleaseSysCache(tuple);
+		res->name = MemoryContextStrdup(namecxt, quote_qualified_identifier(get_namespace_name(get_rel_namespace(res->parent)),
+																			get_rel_name(res->parent)));
+		steps = partition_plan(res->parent, NULL, true, cxt);
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		MemoryContextSwitchTo(cxt);
+	}
+	PG_END_TRY();
+
+	if (edata != NULL)
+	{
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		if (res->name == NULL)
+			res->name = MemoryContextStrdup(namecxt, psprintf("%u", res->parent));
+		if (partition_lock_error(edata))
+			res->skipped++;
+		else
+			res->failed = true;
+		partition_note(res, "not planned: %s", edata->message, NULL, NULL);
+		partition_log_now(res->name, partition_lock_error(edata) ? "skip" : "fail", NULL, res->notes.data);
+		return NIL;
+	}
+	return steps;
+}
+
+static bool
+partition_phase_stopped(List *stopped, const char *phase)
+{
+	ListCell *lc;
+
+	foreach (lc, stopped)
+	{
+		if (strcmp((const char *) lfirst(lc), phase) == 0)
+			return true;
+	}
+	return false;
+}
+
+static PartitionStep *
+partition_copy_step(const PartitionStep *step, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	PartitionStep *copy = palloc(sizeof(PartitionStep));
+	ListCell *lc;
+
+	*copy = *step;
+	copy->phase = pstrdup(step->phase);
+	copy->action = pstrdup(step->action);
+	copy->partition = step->partition ? pstrdup(step->partition) : NULL;
+	copy->detail = step->detail ? pstrdup(step->detail) : NULL;
+	copy->statements = NIL;
+	foreach (lc, step->statements)
+		copy->statements = lappend(copy->statements, pstrdup((const char *) lfirst(lc)));
+	MemoryContextSwitchTo(old);
+	return copy;
+}
+
+/*
+ * Counts a step that succeeded.
+ */
+static void
+partition_count_step(PartitionSetResult *res, const PartitionStep *step, int64 rows)
+{
+	if (strcmp(step->action, "create") == 0 || strcmp(step->action, "move") == 0)
+		res->created++;
+	if (strcmp(step->action, "move") == 0)
+		res->moved += rows;
+	if (strcmp(step->action, "finalize") == 0)
+		res->finalized++;
+	if (strcmp(step->action, "archive") == 0)
+		res->detached++;
+	if (strcmp(step->action, "drop") == 0)
+		res->dropped++;
+}
+
+/*
+ * Runs one step that is not top-level in a transaction of its own; logs
+ * what it did, or why it did not.
+ */
+static PartitionStepStatus
+partition_run_step(PartitionSetResult *res, const PartitionStep *step,
+				   const PartitionTiming *timing, MemoryContext cxt, ErrorData **edata)
+{
+	PartitionStepStatus status;
+	int64 rows = 0;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(cxt);
+	status = partition_exec_step(step, res->owner, res->name, timing, &rows, edata);
+	if (status != PARTITION_STEP_DONE)
+		partition_log(res->name, status == PARTITION_STEP_SKIPPED ? "skip" : "fail",
+					  step->partition, psprintf("%s: %s", step->action, (*edata)->message));
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	if (status == PARTITION_STEP_DONE)
+		partition_count_step(res, step, rows);
+	return status;
+}
+
+/*
+ * Maintains one set: plan, then every step in a transaction of its own.
+ * FINALIZE steps are appended to *deferred (in runcxt) instead.
+ */
+static void
+partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing,
+					   MemoryContext runcxt, MemoryContext cxt, List **deferred)
+{
+	List *steps;
+	List *stopped = NIL; /* phases ended by a step that did not succeed */
+	PartitionDeferred *last = NULL;
+	int i;
+
+	steps = partition_plan_set(res, runcxt, cxt);
+	for (i = 0; i < list_length(steps); i++)
+	{
+		PartitionStep *step = (PartitionStep *) list_nth(steps, i);
+		PartitionStepStatus status;
+		ErrorData *edata = NULL;
+
+		CHECK_FOR_INTERRUPTS();
+		if (strcmp(step->action, "note") == 0)
+		{
+			partition_note(res, "%s", step->detail, NULL, NULL);
+			continue;
+		}
+
+		/*
+		 * The step after a detach, for the same partition, waits for the
+		 * detach when that was deferred.
+		 */
+		if (last != NULL && last->followup == NULL && step->partition != NULL &&
+			strcmp(step->partition, last->finalize->partition) == 0 &&
+			(strcmp(step->action, "drop") == 0 || strcmp(step->action, "archive") == 0))
+		{
+			last->followup = partition_copy_step(step, runcxt);
+			continue;
+		}
+		last = NULL;
+
+		if (strcmp(step->phase, "finalize") == 0)
+		{
+			MemoryContext old = MemoryContextSwitchTo(runcxt);
+
+			last = palloc0(sizeof(PartitionDeferred));
+			last->res = res;
+			last->finalize = partition_copy_step(step, runcxt);
+			last->from_plan = true;
+			*deferred = lappend(*deferred, last);
+			MemoryContextSwitchTo(old);
+			continue;
+		}
+		if (partition_phase_stopped(stopped, step->phase))
+			continue;
+
+		if (step->toplevel)
+			status = partition_toplevel_step(step, res->name, timing, cxt, &edata);
+		else
+			status = partition_run_step(res, step, timing, cxt, &edata);
+		if (status == PARTITION_STEP_DONE)
+			continue;
+
+		if (status == PARTITION_STEP_PENDING)
+		{
+			PartitionStep *followup = i + 1 < list_length(steps) ? (PartitionStep *) list_nth(steps, i + 1) : NULL;
+			MemoryContext old;
+			PartitionStep *finalize;
+
+			partition_log_now(res->name, "skip", step->partition,
+							  psprintf("detach left pending: %s", edata->message));
+
+			/*
+			 * A partition to drop needs no FINALIZE: DROP TABLE removes it,
+			 * pending or not, under the step's lock_timeout.
+			 */
+			if (followup != NULL && strcmp(followup->action, "drop") == 0 &&
+				strcmp(followup->partition, step->partition) == 0)
+			{
+				i++;
+				status = partition_run_step(res, followup, timing, cxt, &edata);
+				if (status == PARTITION_STEP_DONE)
+					continue;
+				step = followup;
+			}
+			else
+			{
+				/* A table has at most one detach pending at a time. */
+				old = MemoryContextSwitchTo(runcxt);
+				finalize = partition_copy_step(step, runcxt);
+				finalize->action = "finalize";
+				finalize->phase = "finalize";
+				finalize->toplevel = false;
+				finalize->detail = "detach completed after its interruption";
+				finalize->statements = list_make1(lsecond(finalize->statements));
+				last = palloc0(sizeof(PartitionDeferred));
+				last->res = res;
+				last->finalize = finalize;
+				*deferred = lappend(*deferred, last);
+				MemoryContextSwitchTo(old);
+				res->pending++;
+				partition_note(res, "detach of %s still waits for transactions using the table (%s); it is completed when they end",
+							   step->partition, edata->message, NULL);
+				stopped = lappend(stopped, step->phase);
+				continue;
+			}
+		}
+
+		/* The rest of this phase needs what was not granted. */
+		stopped = lappend(stopped, step->phase);
+		if (status == PARTITION_STEP_SKIPPED)
+		{
+			res->skipped++;
+			partition_note(res, "%s of %s skipped: %s; the rest of its phase waits for the next run",
+						   step->action, step->partition, edata->message);
+			if (step->toplevel)
+				partition_log_now(res->name, "skip", step->partition,
+								  psprintf("%s: %s", step->action, edata->message));
+		}
+		else
+		{
+			res->failed = true;
+			partition_note(res, "%s of %s failed: %s", step->action, step->partition, edata->message);
+			if (step->toplevel)
+				partition_log_now(res->name, "fail", step->partition,
+								  psprintf("%s: %s", step->action, edata->message));
+		}
+	}
+}
+
+/*
+ * Records a set's outcome in opsdata.partitions.
+ */
+static void
+partition_record(const PartitionSetResult *res)
+{
+	Oid argtypes[3] = {OIDOID, TEXTOID, TEXTOID};
+	Datum values[3];
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	values[0] = ObjectIdGetDatum(res->parent);
+	values[1] = CStringGetTextDatum(partition_status(res));
+	values[2] = CStringGetTextDatum(partition_message(res));
+	if (SPI_execute_with_args("UPDATE opsdata.partitions p SET last_run_at = pg_catalog.now(),"
+							  " last_status = $2, last_message = $3,"
+							  " default_partition = coalesce((SELECT t.partdefid <> 0 FROM pg_catalog.pg_partitioned_table t"
+							  "  WHERE t.partrelid = p.parent), false)"
+							  " WHERE p.parent = $1::pg_catalog.regclass",
+							  3, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the outcome of partition maintenance");
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
+/*
+ * Completes the deferred detaches, each FINALIZE waiting up to
+ * partition.detach_timeout for older snapshots, then its drop or archive
+ * step.  The first FINALIZE that times out ends the work: the others would
+ * wait for the same transactions.  Sets whose outcome changed are
+ * recorded again.
+ */
+static void
+partition_run_deferred(List *deferred, const PartitionTiming *timing, MemoryContext cxt)
+{
+	PartitionTiming finalize_timing = *timing;
+	List *changed = NIL;
+	bool blocked = false;
+	ListCell *lc;
+
+	finalize_timing.lock_timeout_ms = timing->detach_timeout_ms;
+	finalize_timing.lock_retries = 0;
+	foreach (lc, deferred)
+	{
+		PartitionDeferred *d = (PartitionDeferred *) lfirst(lc);
+		PartitionSetResult *res = d->res;
+		PartitionStepStatus status;
+		ErrorData *edata = NULL;
+
+		CHECK_FOR_INTERRUPTS();
+		if (blocked)
+			continue;
+		status = partition_run_step(res, d->finalize, &finalize_timing, cxt, &edata);
+		if (status != PARTITION_STEP_DONE)
+		{
+			if (status == PARTITION_STEP_SKIPPED)
+				blocked = true;
+			else
+				res->failed = true;
+			if (d->from_plan)
+			{
+				res->pending++;
+				partition_note(res, "pending detach of %s not completed: %s", d->finalize->partition,
+							   edata->message, NULL);
+				changed = list_append_unique_ptr(changed, res);
+			}
+			continue;
+		}
+		if (!d->from_plan)
+			res->pending--;
+		if (d->followup != NULL)
+		{
+			status = partition_run_step(res, d->followup, timing, cxt, &edata);
+			if (status == PARTITION_STEP_SKIPPED)
+				res->skipped++;
+			else if (status != PARTITION_STEP_DONE)
+				res->failed = true;
+			if (status != PARTITION_STEP_DONE)
+				partition_note(res, "%s of %s did not happen: %s", d->followup->action,
+							   d->followup->partition, edata->message);
+		}
+		changed = list_append_unique_ptr(changed, res);
+	}
+	foreach (lc, changed)
+		partition_record((PartitionSetResult *) lfirst(lc));
+}
+
+/*
+ * Takes the lock that keeps two passes apart, waiting at most
+ * partition.detach_timeout for a pass that is completing its deferred
+ * detaches.
+ */
+static bool
+partition_run_lock(const PartitionTiming *timing)
+{
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timing->detach_timeout_ms);
+
+	for (;;)
+	{
+		bool locked;
+		bool isnull;
+
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (SPI_execute("SELECT pg_catalog.pg_try_advisory_lock(1869639524, 1)", false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not take the partition maintenance lock");
+		locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+		if (locked)
+			return true;
+		if (GetCurrentTimestamp() >= end)
+			return false;
+		partition_sleep(100);
+	}
+}
+
+/*
+ * The pass: lock, read the settings and the sets, maintain each set,
+ * return the results, then complete the deferred detaches.
+ */
+static void
+partition_run(Oid only)
+{
+	MemoryContext runcxt;
+	MemoryContext setcxt;
+	PartitionTiming timing;
+	List *sets = NIL;
+	List *deferred = NIL;
+	ListCell *lc;
+	char value[32];
+	StringInfoData msg;
+
+	runcxt = AllocSetContextCreate(TopMemoryContext, "partition maintenance pass", ALLOCSET_DEFAULT_SIZES);
+	setcxt = AllocSetContextCreate(runcxt, "partition maintenance set", ALLOCSET_DEFAULT_SIZES);
+	partition_stmt_cxt = AllocSetContextCreate(runcxt, "partition maintenance statement", ALLOCSET_DEFAULT_SIZES);
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	partition_read_timing(&timing);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+
+	if (!partition_run_lock(&timing))
+	{
+		initStringInfo(&msg);
+		pq_sendbyte(&msg, PARTITION_MSG_BUSY);
+		partition_send(&msg);
+		return;
+	}
+
+	/* Nothing this worker does waits longer than that for a lock. */
+	snprintf(value, sizeof(value), "%d", timing.lock_timeout_ms);
+	SetConfigOption("lock_timeout", value, PGC_USERSET, PGC_S_SESSION);
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	{
+		Oid argtypes[1] = {OIDOID};
+		Datum values[1];
+		uint64 i;
+
+		if (SPI_execute("DELETE FROM opsdata.partition_log WHERE logged_at < pg_catalog.now()"
+						" - opsdata.setting('partition.log_retention')::pg_catalog.interval",
+						false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not trim opsdata.partition_log");
+		values[0] = ObjectIdGetDatum(only);
+		if (SPI_execute_with_args("SELECT p.parent::pg_catalog.oid FROM opsdata.partitions p"
+								  " WHERE $1 = 0 OR p.parent::pg_catalog.oid = $1"
+								  " ORDER BY p.builtin DESC, p.parent::pg_catalog.text",
+								  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read opsdata.partitions");
+		for (i = 0; i < SPI_processed; i++)
+		{
+			bool isnull;
+			MemoryContext old = MemoryContextSwitchTo(runcxt);
+
+			sets = lappend_oid(sets, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																	SPI_tuptable->tupdesc, 1, &isnull)));
+			MemoryContextSwitchTo(old);
+		}
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+
+	foreach (lc, sets)
+	{
+		PartitionSetResult *res;
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(setcxt);
+		old = MemoryContextSwitchTo(runcxt);
+		res = palloc0(sizeof(PartitionSetResult));
+		res->parent = lfirst_oid(lc);
+		initStringInfo(&res->notes);
+		MemoryContextSwitchTo(setcxt);
+		pgstat_report_activity(STATE_RUNNING, "partition maintenance");
+
+		partition_maintain_set(res, &timing, runcxt, setcxt, &deferred);
+		MemoryContextSwitchTo(setcxt);
+		partition_record(res);
+		MemoryContextSwitchTo(setcxt);
+		partition_send_result(res);
+		MemoryContextSwitchTo(old);
+	}
+
+	initStringInfo(&msg);
+	pq_sendbyte(&msg, PARTITION_MSG_DONE);
+	partition_send(&msg);
+
+	if (deferred != NIL)
+	{
+		pgstat_report_activity(STATE_RUNNING, "partition maintenance: completing pending detaches");
+		MemoryContextReset(setcxt);
+		partition_run_deferred(deferred, &timing, setcxt);
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextDelete(runcxt);
+}
+
+/*
+ * Entry point of the worker; main_arg is the handle of the segment holding
+ * the task and the result queue.
+ */
+void
+partition_worker_main(Datum main_arg)
+{
+	dsm_segment *seg;
+	shm_toc *toc;
+	PartitionTask *task;
+	shm_mq *mq;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	CurrentResourceOwner = ResourceOwnerCreate(NULL, "pg_opsdata partition maintenance");
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("could not map the shared memory of a partition maintenance pass")));
+	dsm_pin_mapping(seg);
+	toc = shm_toc_attach(PARTITION_SHM_MAGIC, dsm_segment_address(seg));
+	if (toc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invalid shared memory of a partition maintenance pass")));
+	task = shm_toc_lookup(toc, PARTITION_KEY_TASK, false);
+	mq = shm_toc_lookup(toc, PARTITION_KEY_QUEUE, false);
+	shm_mq_set_sender(mq, MyProc);
+	partition_mq = shm_mq_attach(mq, seg, NULL);
+
+	BackgroundWorkerInitializeConnectionByOid(task->database, task->user, 0);
+	pgstat_report_appname("pg_opsdata partition maintenance");
+
+	/*
+	 * Waits are bounded by lock_timeout and detach_timeout; a server-wide
+	 * statement_timeout meant for applications must not cut a step short.
+	 */
+	SetConfigOption("statement_timeout", "0", PGC_USERSET, PGC_S_SESSION);
+
+	partition_run(task->parent);
+
+	proc_exit(0);
+}
