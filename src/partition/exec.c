@@ -392,41 +392,6 @@ partition_exec_batch(List *steps, Oid owner, const char *parent_name,
 }
 
 /*
- * One try of a step in a subtransaction of its own.  Returns NULL and the
- * rows moved in *rows, or the error (in the caller's memory context) after
- * rolling the subtransaction back.
- */
-static ErrorData *
-partition_try_step(const PartitionStep *step, Oid owner, const PartitionTiming *timing,
-				   int64 *rows)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner resowner = CurrentResourceOwner;
-	ErrorData *volatile edata = NULL;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		*rows = partition_exec_statements(step, owner, timing);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = resowner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = resowner;
-	}
-	PG_END_TRY();
-	return edata;
-}
-
-/*
  * Runs one step (not a top-level one) in the current transaction, with
  * retries; on success logs it and returns PARTITION_STEP_DONE with the rows
  * moved in *rows.  Otherwise returns SKIPPED (no lock in any try) or FAILED
@@ -444,7 +409,7 @@ partition_exec_step(const PartitionStep *step, Oid owner, const char *parent_nam
 	for (attempt = 0;; attempt++)
 	{
 		int64 moved = 0;
-		ErrorData *edata = partition_try_step(step, owner, timing, &moved);
+		ErrorData *edata = partition_try_batch(list_make1((PartitionStep *) step), owner, timing, &moved);
 
 		if (edata == NULL)
 		{

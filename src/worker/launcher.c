@@ -540,36 +540,22 @@ launcher_reap(LauncherDb *db, TimestampTz now)
 static bool
 launcher_start(LauncherDb *db, TimestampTz now)
 {
-	BackgroundWorker bgw;
 	WorkerStartArgs args;
 	BackgroundWorkerHandle *handle = NULL;
-	MemoryContext old;
+	char name[BGW_MAXLEN];
 	uint64 generation;
 	int slotno;
 
 	slotno = worker_reserve_slot(WORKER_SLOT_SCHEDULER, db->dboid, 0, &generation);
 	if (slotno >= 0)
 	{
-		memset(&bgw, 0, sizeof(bgw));
-		bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		bgw.bgw_restart_time = BGW_NEVER_RESTART;
-		snprintf(bgw.bgw_library_name, BGW_MAXLEN, "%s", OPSDATA_NAME);
-		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "worker_scheduler_main");
-		snprintf(bgw.bgw_name, BGW_MAXLEN, "%s for database \"%s\"",
-				 WORKER_SCHEDULER_TYPE, NameStr(db->name));
-		snprintf(bgw.bgw_type, BGW_MAXLEN, WORKER_SCHEDULER_TYPE);
-		bgw.bgw_main_arg = Int32GetDatum(slotno);
-		bgw.bgw_notify_pid = MyProcPid;
 		memset(&args, 0, sizeof(args));
 		args.generation = generation;
 		args.dboid = db->dboid;
-		memcpy(bgw.bgw_extra, &args, sizeof(args));
-
-		old = MemoryContextSwitchTo(launcher_context);
-		if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
-			handle = NULL;
-		MemoryContextSwitchTo(old);
+		snprintf(name, sizeof(name), "%s for database \"%s\"", WORKER_SCHEDULER_TYPE,
+				 NameStr(db->name));
+		handle = worker_start_dynamic("worker_scheduler_main", WORKER_SCHEDULER_TYPE, name, slotno,
+									  &args, launcher_context);
 		if (handle == NULL)
 			worker_release_reservation(slotno, generation);
 	}

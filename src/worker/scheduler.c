@@ -742,10 +742,9 @@ scheduler_read_jobs(void)
 static bool
 scheduler_dispatch(SchedJob *job, TimestampTz now)
 {
-	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle = NULL;
 	WorkerStartArgs args;
-	MemoryContext old;
+	char name[BGW_MAXLEN];
 	uint64 generation;
 	bool capped;
 	int slotno;
@@ -771,27 +770,14 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 
 	if (slotno >= 0)
 	{
-		memset(&bgw, 0, sizeof(bgw));
-		bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		bgw.bgw_restart_time = BGW_NEVER_RESTART;
-		snprintf(bgw.bgw_library_name, BGW_MAXLEN, "%s", OPSDATA_NAME);
-		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "worker_job_main");
-		snprintf(bgw.bgw_name, BGW_MAXLEN, "%s %lld", WORKER_JOB_TYPE, (long long) job->job_id);
-		snprintf(bgw.bgw_type, BGW_MAXLEN, WORKER_JOB_TYPE);
-		bgw.bgw_main_arg = Int32GetDatum(slotno);
-		bgw.bgw_notify_pid = MyProcPid;
 		memset(&args, 0, sizeof(args));
 		args.generation = generation;
 		args.dboid = MyDatabaseId;
 		args.job_id = job->job_id;
 		args.due = job->due;
-		memcpy(bgw.bgw_extra, &args, sizeof(args));
-
-		old = MemoryContextSwitchTo(sched_context);
-		if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
-			handle = NULL;
-		MemoryContextSwitchTo(old);
+		snprintf(name, sizeof(name), "%s %lld", WORKER_JOB_TYPE, (long long) job->job_id);
+		handle = worker_start_dynamic("worker_job_main", WORKER_JOB_TYPE, name, slotno, &args,
+									  sched_context);
 		if (handle == NULL)
 		{
 			worker_release_reservation(slotno, generation);

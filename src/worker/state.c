@@ -148,6 +148,39 @@ worker_event_seq(void)
 	return seq;
 }
 
+/*
+ * Register a dynamic background worker of pg_opsdata that runs function
+ * (type and name as pg_stat_activity shows them) in slot slotno with args,
+ * notifying this process of its start and exit; the handle is allocated in
+ * cxt.  Returns NULL when no worker could be registered.
+ */
+BackgroundWorkerHandle *
+worker_start_dynamic(const char *function, const char *type, const char *name, int slotno,
+					 const WorkerStartArgs *args, MemoryContext cxt)
+{
+	BackgroundWorker bgw;
+	BackgroundWorkerHandle *handle;
+	MemoryContext old;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "%s", OPSDATA_NAME);
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "%s", type);
+	bgw.bgw_main_arg = Int32GetDatum(slotno);
+	bgw.bgw_notify_pid = MyProcPid;
+	memcpy(bgw.bgw_extra, args, sizeof(*args));
+
+	old = MemoryContextSwitchTo(cxt);
+	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
+		handle = NULL;
+	MemoryContextSwitchTo(old);
+	return handle;
+}
+
 /* Set the launcher's latch, if it runs. */
 void
 worker_wake_launcher(void)
@@ -163,12 +196,13 @@ worker_wake_launcher(void)
 }
 
 /*
- * Set the latch of the scheduler of a database.  Takes no lock: it reads
- * each slot's kind, database and latch, which only change under the lock,
- * and a stale read sets a latch harmlessly.
+ * Set the latch of the scheduler of a database, first telling it to re-read
+ * its jobs if jobs_changed.  Takes no lock: it reads each slot's kind,
+ * database and latch, which only change under the lock, and a stale read
+ * sets a latch harmlessly.
  */
-void
-worker_wake_scheduler(Oid dboid)
+static void
+worker_signal_scheduler(Oid dboid, bool jobs_changed)
 {
 	int i;
 
@@ -182,6 +216,8 @@ worker_wake_scheduler(Oid dboid)
 
 		if (slot->kind != WORKER_SLOT_SCHEDULER || slot->dboid != dboid)
 			continue;
+		if (jobs_changed)
+			pg_atomic_write_u32(&slot->jobs_changed, 1);
 		pg_read_barrier();
 		latch = slot->latch;
 		if (latch != NULL)
@@ -189,26 +225,18 @@ worker_wake_scheduler(Oid dboid)
 	}
 }
 
-/*
- * Tell the scheduler of a database to re-read its jobs, and wake it.  No
- * lock, like worker_wake_scheduler().
- */
+/* Wake the scheduler of a database. */
+void
+worker_wake_scheduler(Oid dboid)
+{
+	worker_signal_scheduler(dboid, false);
+}
+
+/* Tell the scheduler of a database to re-read its jobs, and wake it. */
 void
 worker_jobs_changed_now(Oid dboid)
 {
-	int i;
-
-	if (worker_shared == NULL)
-		return;
-
-	for (i = 0; i < worker_shared->nslots; i++)
-	{
-		WorkerSlot *slot = &worker_shared->slots[i];
-
-		if (slot->kind == WORKER_SLOT_SCHEDULER && slot->dboid == dboid)
-			pg_atomic_write_u32(&slot->jobs_changed, 1);
-	}
-	worker_wake_scheduler(dboid);
+	worker_signal_scheduler(dboid, true);
 }
 
 /* Wake every scheduler waiting for a job worker. */

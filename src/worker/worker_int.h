@@ -51,6 +51,7 @@
 #define OPSDATA_WORKER_INT_H
 
 #include "port/atomics.h"
+#include "postmaster/bgworker.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
@@ -224,6 +225,9 @@ extern void worker_wake_launcher(void);
 extern void worker_wake_waiting_schedulers(void);
 extern void worker_jobs_changed_now(Oid dboid);
 extern void worker_note_scheduler_exit(Oid dboid, TimestampTz restart_at, int failures);
+extern BackgroundWorkerHandle *worker_start_dynamic(const char *function, const char *type,
+													const char *name, int slotno,
+													const WorkerStartArgs *args, MemoryContext cxt);
 extern bool worker_restore_in_progress(Oid dboid);
 extern void worker_add_restore(Oid dboid, pid_t pid);
 extern void worker_hold_database(Oid dboid, const char *command);
