@@ -65,9 +65,8 @@
 #include "metrics/metrics.h"
 #include "partition/route.h"
 
-/* Flush when this many points or this many (series, minute) are buffered. */
+/* Write the points when this many are buffered. */
 #define WRITER_FLUSH_POINTS 65536
-#define WRITER_FLUSH_DELTAS 16384
 
 typedef struct BufferedPoint
 {
@@ -75,19 +74,6 @@ typedef struct BufferedPoint
 	TimestampTz ts;
 	double value;
 } BufferedPoint;
-
-/*
- * The last contribution sketch of a few series, so that points of the same
- * series and minute, the common case, skip the hash table of deltas.
- */
-#define WRITER_DELTA_SLOTS 256
-
-typedef struct DeltaSlot
-{
-	int64 series_id;
-	TimestampTz minute;
-	MetricsSketch *sketch; /* NULL when empty */
-} DeltaSlot;
 
 typedef struct LeafBuffer
 {
@@ -101,8 +87,7 @@ typedef struct LeafBuffer
 
 struct MetricsPointWriter
 {
-	MemoryContext cxt;		 /* the writer and its buffers */
-	MemoryContext delta_cxt; /* sketches of the deltas, reset at each flush */
+	MemoryContext cxt; /* the writer and its buffers */
 	Relation parent;
 	PartitionKey key;
 	PartitionDirectory pdir;
@@ -113,10 +98,9 @@ struct MetricsPointWriter
 	bool last_ranged;
 	TimestampTz last_lo; /* inclusive; PG_INT64_MIN if unbounded */
 	TimestampTz last_hi; /* exclusive; PG_INT64_MAX if unbounded */
-	HTAB *deltas;
+	MetricsDeltas *deltas;
 	int64 buffered;
 	uint64 total;
-	DeltaSlot delta_slots[WRITER_DELTA_SLOTS];
 	/* Slots for table_multi_insert(), made on first use. */
 	TupleDesc slot_desc;
 	TupleTableSlot **slots;
@@ -158,9 +142,6 @@ metrics_writer_begin(void)
 
 	metrics_check_writable("metrics ingest");
 	w->cxt = cxt;
-	/* Small blocks: malloc keeps them for the next writer. */
-	w->delta_cxt = AllocSetContextCreate(cxt, "pg_opsdata point writer deltas",
-										 0, 8 * 1024, 64 * 1024);
 	relid = metrics_relid("points");
 	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_INSERT);
 	if (aclresult != ACLCHECK_OK)
@@ -434,14 +415,6 @@ writer_flush_points(MetricsPointWriter *w)
 	w->buffered = 0;
 }
 
-static void
-writer_flush_deltas(MetricsPointWriter *w)
-{
-	metrics_deltas_flush(w->deltas);
-	MemoryContextReset(w->delta_cxt);
-	memset(w->delta_slots, 0, sizeof(w->delta_slots));
-}
-
 /*
  * Add one point; the value must be finite (checked by the sketch).
  */
@@ -451,16 +424,8 @@ metrics_writer_add(MetricsPointWriter *w, int64 series_id, TimestampTz ts,
 {
 	LeafBuffer *leaf;
 	BufferedPoint *p;
-	TimestampTz minute = metrics_minute_of(ts);
-	DeltaSlot *slot = &w->delta_slots[(uint64) series_id % WRITER_DELTA_SLOTS];
 
-	if (slot->sketch == NULL || slot->series_id != series_id || slot->minute != minute)
-	{
-		slot->series_id = series_id;
-		slot->minute = minute;
-		slot->sketch = metrics_deltas_sketch(w->deltas, w->delta_cxt, series_id, minute);
-	}
-	metrics_sketch_add(slot->sketch, value);
+	metrics_deltas_add(w->deltas, series_id, metrics_minute_of(ts), value);
 	leaf = writer_route(w, ts);
 	if (leaf->rows >= leaf->size)
 	{
@@ -474,8 +439,6 @@ metrics_writer_add(MetricsPointWriter *w, int64 series_id, TimestampTz ts,
 	w->total++;
 	if (++w->buffered >= WRITER_FLUSH_POINTS)
 		writer_flush_points(w);
-	if (hash_get_num_entries(w->deltas) >= WRITER_FLUSH_DELTAS)
-		writer_flush_deltas(w);
 }
 
 /*
@@ -490,7 +453,7 @@ metrics_writer_finish(MetricsPointWriter *w)
 	int i;
 
 	writer_flush_points(w);
-	writer_flush_deltas(w);
+	metrics_deltas_flush(w->deltas);
 	total = w->total;
 	for (i = 0; i < w->nslots; i++)
 		ExecDropSingleTupleTableSlot(w->slots[i]);
