@@ -118,7 +118,7 @@ typedef struct DeltaSlot
 
 struct MetricsDeltas
 {
-	MemoryContext cxt;		 /* this struct and the scratch sketch */
+	MemoryContext cxt;		 /* this struct, the scratch sketch and its stored form */
 	MemoryContext hash_cxt;	 /* the hash table and folded sketches */
 	MemoryContext chunk_cxt; /* chunks of values not folded yet */
 	HTAB *hash;
@@ -176,6 +176,7 @@ deltas_fold(MetricsDeltas *d)
 	for (delta = d->pending; delta != NULL; delta = delta->next_pending)
 	{
 		DeltaChunk *chunk;
+		bytea *stored;
 		int i;
 
 		metrics_sketch_reset(d->scratch);
@@ -187,7 +188,13 @@ deltas_fold(MetricsDeltas *d)
 		for (chunk = delta->head; chunk != NULL; chunk = chunk->next)
 			for (i = 0; i < chunk->n; i++)
 				metrics_sketch_add(d->scratch, chunk->values[i]);
-		delta->folded = metrics_sketch_serialize(d->scratch);
+		/* Serialized with room to spare, then kept at its size. */
+		MemoryContextSwitchTo(d->cxt);
+		stored = metrics_sketch_serialize(d->scratch);
+		MemoryContextSwitchTo(d->hash_cxt);
+		delta->folded = palloc(VARSIZE(stored));
+		memcpy(delta->folded, stored, VARSIZE(stored));
+		pfree(stored);
 		delta->head = delta->tail = NULL;
 	}
 	MemoryContextSwitchTo(old);
