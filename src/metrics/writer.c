@@ -275,10 +275,43 @@ writer_leaf_is_plain(Relation rel)
 }
 
 /*
+ * The heap tuple of a point for a plain leaf, whose three columns are
+ * 8-byte, pass-by-value and never null: the header (no null bitmap) and
+ * the three values in column order, as heap_form_tuple() would lay them
+ * out, without its general-purpose loops.  Allocated in cxt, the context
+ * of the slot that is to own it.
+ */
+static HeapTuple
+writer_form_point(MemoryContext cxt, TupleDesc desc, const BufferedPoint *p)
+{
+	Size hoff = MAXALIGN(SizeofHeapTupleHeader);
+	Size len = hoff + 3 * sizeof(int64);
+	HeapTuple tuple = (HeapTuple) MemoryContextAlloc(cxt, HEAPTUPLESIZE + len);
+	HeapTupleHeader td = (HeapTupleHeader) ((char *) tuple + HEAPTUPLESIZE);
+	int64 *data = (int64 *) ((char *) td + hoff);
+
+	memset(td, 0, hoff);
+	tuple->t_len = len;
+	ItemPointerSetInvalid(&(tuple->t_self));
+	tuple->t_tableOid = InvalidOid;
+	tuple->t_data = td;
+	HeapTupleHeaderSetDatumLength(td, len);
+	HeapTupleHeaderSetTypeId(td, desc->tdtypeid);
+	HeapTupleHeaderSetTypMod(td, desc->tdtypmod);
+	HeapTupleHeaderSetNatts(td, 3);
+	td->t_hoff = hoff;
+	data[0] = p->series_id;
+	data[1] = p->ts;
+	memcpy(&data[2], &p->value, sizeof(double));
+	return tuple;
+}
+
+/*
  * Insert a leaf's points with table_multi_insert(), in batches.  The slots
  * are the writer's, over a copy of the leaf's descriptor that is not
  * reference-counted (plain leaves all have the same three columns), so
- * that they cost nothing to the resource owner.
+ * that they cost nothing to the resource owner.  Each slot owns the tuple
+ * it is given, so that table_multi_insert() does not copy it.
  */
 #define WRITER_BATCH 1000
 static void
@@ -314,12 +347,7 @@ writer_insert_leaf(MetricsPointWriter *w, LeafBuffer *leaf, Relation rel)
 				MemoryContextSwitchTo(old);
 			}
 			slot = w->slots[i];
-			ExecClearTuple(slot);
-			slot->tts_values[0] = Int64GetDatum(p->series_id);
-			slot->tts_values[1] = TimestampTzGetDatum(p->ts);
-			slot->tts_values[2] = Float8GetDatum(p->value);
-			slot->tts_isnull[0] = slot->tts_isnull[1] = slot->tts_isnull[2] = false;
-			ExecStoreVirtualTuple(slot);
+			ExecStoreHeapTuple(writer_form_point(slot->tts_mcxt, w->slot_desc, p), slot, true);
 		}
 		CHECK_FOR_INTERRUPTS();
 		table_multi_insert(rel, w->slots, n, cid, 0, bistate);
