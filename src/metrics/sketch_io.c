@@ -626,6 +626,18 @@ metrics_sketch_merge_stored(const bytea *a, const bytea *b)
 }
 
 /*
+ * Validate a stored sketch (not toasted) without decoding it into stores;
+ * an error if it is not a valid stored form.
+ */
+void
+metrics_sketch_validate_stored(const bytea *data)
+{
+	MetricsSketch header;
+
+	read_sparse(data, &header, merge_a);
+}
+
+/*
  * Decode a stored sketch (not toasted) into a new sketch in cxt.
  */
 MetricsSketch *
