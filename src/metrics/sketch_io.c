@@ -206,7 +206,7 @@ sketch_corrupt(const char *what)
 }
 
 static uint64
-get_varint(SketchReader *r)
+get_varint_long(SketchReader *r)
 {
 	uint64 v = 0;
 	int shift = 0;
@@ -226,6 +226,15 @@ get_varint(SketchReader *r)
 		shift += 7;
 	}
 	return v;
+}
+
+/* Most numbers of a sketch (counts, index steps) fit in one byte. */
+static inline uint64
+get_varint(SketchReader *r)
+{
+	if (likely(r->p < r->end && *r->p < 0x80))
+		return *r->p++;
+	return get_varint_long(r);
 }
 
 static int64
