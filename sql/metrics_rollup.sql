@@ -14,14 +14,10 @@ SET TimeZone = 'UTC';
 -- The points below are dated in the past: accept them as late as that.
 SELECT opsdata.set_setting('metrics.rollup_lateness', '100 years');
 
-CREATE FUNCTION try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE cmd;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+-- try(cmd): the SQLSTATE and message of a statement's error, or 'ok'.
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set try_file :abs_srcdir '/sql/metrics_try.inc'
+\i :try_file
 
 -- Every rollup bucket against the raw points it covers: same count, sum,
 -- min, max, and the same sketch bytes as sketch_agg over the points.
