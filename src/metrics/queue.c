@@ -12,12 +12,18 @@
  * until it commits, an aborted one never appears, and a killed run puts
  * everything back.
  *
- * Contributions are gathered in memory in a hash table of sketches keyed
- * by (series, minute), then inserted with table_multi_insert() while
- * metrics.rollup_queue is the plain table this extension made, else with
- * an INSERT statement run as the table's owner.  Either way the caller
- * needs no privilege on the queue: writers may add points, not queue rows
- * of their own making.
+ * Contributions are gathered in memory per (series, minute), in a hash
+ * table with a small direct-mapped array in front for the series seen
+ * last.  A value is first only appended to its contribution's chunk of
+ * values; when many values wait, each contribution's values are folded
+ * into its stored sketch, one contribution at a time in a single scratch
+ * sketch.  Building sketches that way touches little memory however many
+ * series a statement writes, where a sketch per contribution with dense
+ * stores would touch kilobytes per value's bucket.  The stored sketches
+ * are inserted with table_multi_insert() while metrics.rollup_queue is
+ * the plain table this extension made, else with an INSERT statement run
+ * as the table's owner.  Either way the caller needs no privilege on the
+ * queue: writers may add points, not queue rows of their own making.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -101,8 +107,8 @@ typedef struct DeltaChunk
 typedef struct MetricsDelta
 {
 	MetricsDeltaKey key;
-	bytea *folded;			  /* stored form of the values folded so far */
-	DeltaChunk *head;		  /* values not folded yet, or NULL */
+	bytea *folded;	  /* stored form of the values folded so far */
+	DeltaChunk *head; /* values not folded yet, or NULL */
 	DeltaChunk *tail;
 	struct MetricsDelta *next_pending; /* in the list of deltas with values */
 } MetricsDelta;
