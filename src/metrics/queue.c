@@ -18,8 +18,9 @@
  * values; when many values wait, each contribution's values are folded
  * into its stored sketch, one contribution at a time in a single scratch
  * sketch.  Building sketches that way touches little memory however many
- * series a statement writes, where a sketch per contribution with dense
- * stores would touch kilobytes per value's bucket.  The stored sketches
+ * series a statement writes; a sketch per contribution, each with its
+ * dense stores, would scatter the values over kilobytes per series.  The
+ * stored sketches
  * are inserted with table_multi_insert() while metrics.rollup_queue is
  * the plain table this extension made, else with an INSERT statement run
  * as the table's owner.  Either way the caller needs no privilege on the
