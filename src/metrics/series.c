@@ -78,7 +78,7 @@ static HTAB *series_cache = NULL;
 static MemoryContext series_cxt = NULL;
 
 /* Entries of series_cache by the low bits of their hash. */
-#define SERIES_FRONT_SIZE 1024
+#define SERIES_FRONT_SIZE 4096
 static SeriesEntry *series_front[SERIES_FRONT_SIZE];
 static Oid series_cached_relid = InvalidOid;
 
