@@ -383,15 +383,20 @@ rollup_take_query(RollupRun *run, const char *sql, int nargs, Oid *argtypes,
 	portal = SPI_cursor_open(NULL, plan, args, NULL, false);
 	for (;;)
 	{
+		SPITupleTable *rows;
+		uint64 nrows;
 		uint64 i;
 
+		/* A flush runs a statement: keep the rows fetched at hand. */
 		SPI_cursor_fetch(portal, true, ROLLUP_FETCH);
-		if (SPI_processed == 0)
+		rows = SPI_tuptable;
+		nrows = SPI_processed;
+		if (nrows == 0)
 			break;
-		for (i = 0; i < SPI_processed; i++)
+		for (i = 0; i < nrows; i++)
 		{
-			HeapTuple tuple = SPI_tuptable->vals[i];
-			TupleDesc desc = SPI_tuptable->tupdesc;
+			HeapTuple tuple = rows->vals[i];
+			TupleDesc desc = rows->tupdesc;
 			bool isnull[4];
 			Datum series = SPI_getbinval(tuple, desc, 1, &isnull[0]);
 			Datum bucket = SPI_getbinval(tuple, desc, 2, &isnull[1]);
@@ -407,7 +412,7 @@ rollup_take_query(RollupRun *run, const char *sql, int nargs, Oid *argtypes,
 			if ((Pointer) data != DatumGetPointer(sketch))
 				pfree(data);
 		}
-		SPI_freetuptable(SPI_tuptable);
+		SPI_freetuptable(rows);
 		CHECK_FOR_INTERRUPTS();
 	}
 	SPI_cursor_close(portal);
