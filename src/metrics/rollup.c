@@ -103,6 +103,7 @@ typedef struct RollupRun
  */
 #define ROLLUP_ORIGIN ((TimestampTz) 2 * USECS_PER_DAY)
 
+/* An empty table of groups, in cxt. */
 static HTAB *
 rollup_make_groups(MemoryContext cxt)
 {
@@ -116,6 +117,7 @@ rollup_make_groups(MemoryContext cxt)
 					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 }
 
+/* date_bin(width, ts, origin) */
 static TimestampTz
 rollup_bin(const Interval *width, TimestampTz ts, TimestampTz origin)
 {
@@ -125,6 +127,7 @@ rollup_bin(const Interval *width, TimestampTz ts, TimestampTz origin)
 												   TimestampTzGetDatum(origin)));
 }
 
+/* ts + span, as SQL adds an interval to a timestamptz */
 static TimestampTz
 rollup_plus(TimestampTz ts, const Interval *span)
 {
