@@ -12,15 +12,10 @@ DO $$BEGIN PERFORM opsdata.pause_job(job_id) FROM opsdata.jobs WHERE builtin; EN
 COMMIT;
 SET TimeZone = 'UTC';
 
--- The SQLSTATE and message of a statement's error.
-CREATE FUNCTION try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE cmd;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+-- try(cmd): the SQLSTATE and message of a statement's error, or 'ok'.
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set try_file :abs_srcdir '/sql/metrics_try.inc'
+\i :try_file
 
 -- Points per series, and whether the queue holds exactly their values:
 -- for each series, the queued sketches merged equal the sketch of its

@@ -14,14 +14,10 @@ SET TimeZone = 'UTC';
 -- The points below are dated in the past: accept them as late as that.
 SELECT opsdata.set_setting('metrics.rollup_lateness', '100 years');
 
-CREATE FUNCTION try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE cmd;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+-- try(cmd): the SQLSTATE and message of a statement's error, or 'ok'.
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set try_file :abs_srcdir '/sql/metrics_try.inc'
+\i :try_file
 
 -- Every rollup bucket against the raw points it covers: same count, sum,
 -- min, max, and the same sketch bytes as sketch_agg over the points.
@@ -203,6 +199,27 @@ SELECT r.bucket_width, r.bucket_start, r.count, to_char(r.bucket_start, 'Dy') AS
 SELECT bucket, count FROM metrics.query('weekly', '{}', '2024-04-08', '2024-04-22', '1 week');
 SELECT opsdata.reset_setting('metrics.rollup_widths');
 SELECT opsdata.reset_setting('metrics.rollup_retention');
+
+-- A backlog of more series and minutes than a run keeps in memory at once
+-- (32768) is rolled up in parts: every bucket still equals its raw points.
+SELECT metrics.record_many('{api.backlog}', array_agg(i ORDER BY i),
+						   array_agg(jsonb_build_object('shard', (i % 20)::text) ORDER BY i),
+						   array_agg('2024-05-01 00:00:00+00'::timestamptz + (i / 20) * interval '1 minute' ORDER BY i))
+  FROM generate_series(0, 39999) i;
+SELECT metrics.rollup() AS rolled_up;
+WITH s AS (SELECT series_id FROM metrics.series WHERE name = 'api.backlog'),
+w(width) AS (SELECT unnest(opsdata.setting('metrics.rollup_widths')::interval[])),
+raw AS (
+	SELECT p.series_id, w.width AS bucket_width, date_bin(w.width, p.ts, '2000-01-03') AS bucket_start,
+		   count(*) AS n, metrics.sketch_agg(p.value) AS sk
+	  FROM metrics.points p JOIN s USING (series_id), w GROUP BY 1, 2, 3
+), r AS (
+	SELECT r.* FROM metrics.rollups r JOIN s USING (series_id)
+)
+SELECT bucket_width, count(*) AS buckets,
+	   count(*) FILTER (WHERE r.count = raw.n AND metrics.sketch_send(r.sketch) = metrics.sketch_send(raw.sk)) AS exact
+  FROM raw FULL JOIN r USING (series_id, bucket_width, bucket_start)
+ GROUP BY 1 ORDER BY 1;
 
 -- The built-in jobs run these functions.
 SELECT name, command, schedule, builtin FROM opsdata.jobs WHERE name LIKE 'metrics.%' ORDER BY name;

@@ -64,7 +64,7 @@ metrics_points_inserted(PG_FUNCTION_ARGS)
 	TupleTableSlot *slot;
 	MemoryContext cxt;
 	MemoryContext old;
-	HTAB *deltas;
+	MetricsDeltas *deltas;
 	int att_series;
 	int att_ts;
 	int att_value;
@@ -100,7 +100,7 @@ metrics_points_inserted(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 					 errmsg("metric timestamp must be finite")));
-		metrics_deltas_add(deltas, cxt, series_id, ts, value);
+		metrics_deltas_add(deltas, series_id, metrics_minute_of(ts), value);
 	}
 	ExecDropSingleTupleTableSlot(slot);
 

@@ -46,25 +46,27 @@ extern int64 metrics_series_resolve_text(const char *name, int namelen,
 										 const char *tags, int tagslen);
 extern void metrics_check_name(const char *name, int len);
 
-/* queue.c: sketches of queued contributions, per series and minute */
+/*
+ * queue.c: contributions to queue, per series and minute.  Values are kept
+ * until METRICS_DELTAS_FOLD_VALUES wait, then folded into one stored sketch
+ * per series and minute; the sketches go to the queue when there are
+ * METRICS_DELTAS_FLUSH_ENTRIES of them, or at metrics_deltas_flush().
+ */
+#define METRICS_DELTAS_FOLD_VALUES	 65536
+#define METRICS_DELTAS_FLUSH_ENTRIES 16384
+
 typedef struct MetricsDeltaKey
 {
 	int64 series_id;
 	TimestampTz minute;
 } MetricsDeltaKey;
 
-typedef struct MetricsDelta
-{
-	MetricsDeltaKey key;
-	MetricsSketch *sketch;
-} MetricsDelta;
+typedef struct MetricsDeltas MetricsDeltas;
 
-extern HTAB *metrics_deltas_create(MemoryContext cxt);
-extern void metrics_deltas_add(HTAB *deltas, MemoryContext cxt, int64 series_id,
-							   TimestampTz ts, double value);
-extern MetricsSketch *metrics_deltas_sketch(HTAB *deltas, MemoryContext cxt,
-											int64 series_id, TimestampTz minute);
-extern void metrics_deltas_flush(HTAB *deltas);
+extern MetricsDeltas *metrics_deltas_create(MemoryContext parent);
+extern void metrics_deltas_add(MetricsDeltas *deltas, int64 series_id,
+							   TimestampTz minute, double value);
+extern void metrics_deltas_flush(MetricsDeltas *deltas);
 extern TimestampTz metrics_minute_of(TimestampTz ts);
 extern Oid metrics_relid(const char *relname);
 extern void metrics_check_writable(const char *what);

@@ -12,12 +12,19 @@
  * until it commits, an aborted one never appears, and a killed run puts
  * everything back.
  *
- * Contributions are gathered in memory in a hash table of sketches keyed
- * by (series, minute), then inserted with table_multi_insert() while
- * metrics.rollup_queue is the plain table this extension made, else with
- * an INSERT statement run as the table's owner.  Either way the caller
- * needs no privilege on the queue: writers may add points, not queue rows
- * of their own making.
+ * Contributions are gathered in memory per (series, minute), in a hash
+ * table with a small direct-mapped array in front for the series seen
+ * last.  A value is first only appended to its contribution's chunk of
+ * values; when many values wait, each contribution's values are folded
+ * into its stored sketch, one contribution at a time in a single scratch
+ * sketch.  Building sketches that way touches little memory however many
+ * series a statement writes; a sketch per contribution, each with its
+ * dense stores, would scatter the values over kilobytes per series.  The
+ * stored sketches
+ * are inserted with table_multi_insert() while metrics.rollup_queue is
+ * the plain table this extension made, else with an INSERT statement run
+ * as the table's owner.  Either way the caller needs no privilege on the
+ * queue: writers may add points, not queue rows of their own making.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -39,6 +46,7 @@
 #include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
@@ -85,51 +93,178 @@ metrics_minute_of(TimestampTz ts)
 	return ts - r;
 }
 
-HTAB *
-metrics_deltas_create(MemoryContext cxt)
+/*
+ * Values of a contribution not yet folded into its sketch, in chunks.
+ */
+#define DELTA_CHUNK_VALUES 30
+
+typedef struct DeltaChunk
+{
+	struct DeltaChunk *next;
+	int n;
+	double values[DELTA_CHUNK_VALUES];
+} DeltaChunk;
+
+typedef struct MetricsDelta
+{
+	MetricsDeltaKey key;
+	bytea *folded;	  /* stored form of the values folded so far */
+	DeltaChunk *head; /* values not folded yet, or NULL */
+	DeltaChunk *tail;
+	struct MetricsDelta *next_pending; /* in the list of deltas with values */
+} MetricsDelta;
+
+/* The delta of a few recent (series, minute), in front of the hash table. */
+#define DELTA_SLOTS 256
+
+typedef struct DeltaSlot
+{
+	MetricsDeltaKey key;
+	MetricsDelta *delta; /* NULL when empty */
+} DeltaSlot;
+
+struct MetricsDeltas
+{
+	MemoryContext cxt;		 /* this struct, the scratch sketch and its stored form */
+	MemoryContext hash_cxt;	 /* the hash table and folded sketches */
+	MemoryContext chunk_cxt; /* chunks of values not folded yet */
+	HTAB *hash;
+	MetricsDelta *pending; /* deltas that have values not folded yet */
+	int64 npending;		   /* values not folded yet */
+	MetricsSketch *scratch;
+	DeltaSlot slots[DELTA_SLOTS];
+};
+
+static void
+deltas_make_hash(MetricsDeltas *d)
 {
 	HASHCTL ctl;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(MetricsDeltaKey);
 	ctl.entrysize = sizeof(MetricsDelta);
-	ctl.hcxt = cxt;
-	return hash_create("pg_opsdata metric deltas", 64, &ctl,
-					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.hcxt = d->hash_cxt;
+	d->hash = hash_create("pg_opsdata metric deltas", 256, &ctl,
+						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 }
 
 /*
- * The sketch of the contribution of a series and minute, made empty in
- * cxt if there is none yet.
+ * A new, empty set of contributions, in a memory context of its own under
+ * parent.
  */
-MetricsSketch *
-metrics_deltas_sketch(HTAB *deltas, MemoryContext cxt, int64 series_id,
-					  TimestampTz minute)
+MetricsDeltas *
+metrics_deltas_create(MemoryContext parent)
 {
-	MetricsDeltaKey key;
-	MetricsDelta *delta;
-	bool found;
+	MemoryContext cxt = AllocSetContextCreate(parent, "pg_opsdata metric deltas",
+											  ALLOCSET_DEFAULT_SIZES);
+	MetricsDeltas *d = MemoryContextAllocZero(cxt, sizeof(MetricsDeltas));
 
-	memset(&key, 0, sizeof(key));
-	key.series_id = series_id;
-	key.minute = minute;
-	delta = (MetricsDelta *) hash_search(deltas, &key, HASH_ENTER, &found);
-	if (!found)
-		delta->sketch = metrics_sketch_create(cxt);
-	return delta->sketch;
+	d->cxt = cxt;
+	d->hash_cxt = AllocSetContextCreate(cxt, "pg_opsdata metric delta sketches",
+										ALLOCSET_DEFAULT_SIZES);
+	d->chunk_cxt = AllocSetContextCreate(cxt, "pg_opsdata metric delta values",
+										 0, 64 * 1024, 64 * 1024);
+	d->scratch = metrics_sketch_create(cxt);
+	deltas_make_hash(d);
+	return d;
 }
 
 /*
- * Add a value to the contribution of its series and minute.  Sketches
- * are allocated in cxt.
+ * Fold the values of every pending delta into its stored sketch, one delta
+ * at a time in the scratch sketch, so that building the sketches touches
+ * little memory whatever the number of series.
+ */
+static void
+deltas_fold(MetricsDeltas *d)
+{
+	MetricsDelta *delta;
+	MemoryContext old = MemoryContextSwitchTo(d->hash_cxt);
+
+	for (delta = d->pending; delta != NULL; delta = delta->next_pending)
+	{
+		DeltaChunk *chunk;
+		bytea *stored;
+		int i;
+
+		metrics_sketch_reset(d->scratch);
+		if (delta->folded != NULL)
+		{
+			metrics_sketch_merge_datum(d->scratch, PointerGetDatum(delta->folded));
+			pfree(delta->folded);
+		}
+		for (chunk = delta->head; chunk != NULL; chunk = chunk->next)
+			for (i = 0; i < chunk->n; i++)
+				metrics_sketch_add(d->scratch, chunk->values[i]);
+		/* Serialized with room to spare, then kept at its size. */
+		MemoryContextSwitchTo(d->cxt);
+		stored = metrics_sketch_serialize(d->scratch);
+		MemoryContextSwitchTo(d->hash_cxt);
+		delta->folded = palloc(VARSIZE(stored));
+		memcpy(delta->folded, stored, VARSIZE(stored));
+		pfree(stored);
+		delta->head = delta->tail = NULL;
+	}
+	MemoryContextSwitchTo(old);
+	d->pending = NULL;
+	d->npending = 0;
+	MemoryContextReset(d->chunk_cxt);
+}
+
+/*
+ * Add a value to the contribution of its series and minute.  The value must
+ * be finite (checked when it is folded).  Folds when many values wait, and
+ * writes the contributions to the queue when there are many of them.
  */
 void
-metrics_deltas_add(HTAB *deltas, MemoryContext cxt, int64 series_id,
-				   TimestampTz ts, double value)
+metrics_deltas_add(MetricsDeltas *d, int64 series_id, TimestampTz minute,
+				   double value)
 {
-	metrics_sketch_add(metrics_deltas_sketch(deltas, cxt, series_id,
-											 metrics_minute_of(ts)),
-					   value);
+	DeltaSlot *slot = &d->slots[(uint64) series_id % DELTA_SLOTS];
+	MetricsDelta *delta = slot->delta;
+	DeltaChunk *chunk;
+
+	if (delta == NULL || slot->key.series_id != series_id || slot->key.minute != minute)
+	{
+		MetricsDeltaKey key;
+		bool found;
+
+		memset(&key, 0, sizeof(key));
+		key.series_id = series_id;
+		key.minute = minute;
+		delta = (MetricsDelta *) hash_search(d->hash, &key, HASH_ENTER, &found);
+		if (!found)
+		{
+			delta->folded = NULL;
+			delta->head = delta->tail = NULL;
+			delta->next_pending = NULL;
+		}
+		slot->key = key;
+		slot->delta = delta;
+	}
+
+	chunk = delta->tail;
+	if (chunk == NULL || chunk->n == DELTA_CHUNK_VALUES)
+	{
+		DeltaChunk *fresh = MemoryContextAlloc(d->chunk_cxt, sizeof(DeltaChunk));
+
+		fresh->next = NULL;
+		fresh->n = 0;
+		if (chunk == NULL)
+		{
+			delta->head = fresh;
+			delta->next_pending = d->pending;
+			d->pending = delta;
+		}
+		else
+			chunk->next = fresh;
+		delta->tail = chunk = fresh;
+	}
+	chunk->values[chunk->n++] = value;
+
+	if (++d->npending >= METRICS_DELTAS_FOLD_VALUES)
+		deltas_fold(d);
+	if (hash_get_num_entries(d->hash) >= METRICS_DELTAS_FLUSH_ENTRIES)
+		metrics_deltas_flush(d);
 }
 
 /*
@@ -252,13 +387,12 @@ queue_insert_as_owner(Oid relid, Oid sketch_type, Datum *ids, Datum *minutes,
 }
 
 /*
- * Insert the contributions into metrics.rollup_queue and empty the hash
- * table (the sketches' memory stays with the caller's context).
+ * Insert the contributions into metrics.rollup_queue and forget them.
  */
 void
-metrics_deltas_flush(HTAB *deltas)
+metrics_deltas_flush(MetricsDeltas *d)
 {
-	long n = hash_get_num_entries(deltas);
+	long n;
 	Datum *ids;
 	Datum *minutes;
 	Datum *sketches;
@@ -266,22 +400,25 @@ metrics_deltas_flush(HTAB *deltas)
 	MetricsDelta *delta;
 	Oid sketch_type;
 	Relation queue;
+	MemoryContext old;
 	long i = 0;
 
+	deltas_fold(d);
+	n = hash_get_num_entries(d->hash);
 	if (n == 0)
 		return;
 
+	old = MemoryContextSwitchTo(d->hash_cxt);
 	ids = palloc(sizeof(Datum) * n);
 	minutes = palloc(sizeof(Datum) * n);
 	sketches = palloc(sizeof(Datum) * n);
-	hash_seq_init(&seq, deltas);
+	hash_seq_init(&seq, d->hash);
 	while ((delta = (MetricsDelta *) hash_seq_search(&seq)) != NULL)
 	{
 		ids[i] = Int64GetDatum(delta->key.series_id);
 		minutes[i] = TimestampTzGetDatum(delta->key.minute);
-		sketches[i] = PointerGetDatum(metrics_sketch_serialize(delta->sketch));
+		sketches[i] = PointerGetDatum(delta->folded);
 		i++;
-		hash_search(deltas, &delta->key, HASH_REMOVE, NULL);
 	}
 
 	sketch_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
@@ -297,10 +434,10 @@ metrics_deltas_flush(HTAB *deltas)
 		queue_insert_as_owner(RelationGetRelid(queue), sketch_type, ids, minutes,
 							  sketches, n);
 	table_close(queue, NoLock);
+	MemoryContextSwitchTo(old);
 
-	for (i = 0; i < n; i++)
-		pfree(DatumGetPointer(sketches[i]));
-	pfree(ids);
-	pfree(minutes);
-	pfree(sketches);
+	/* Start afresh: the hash table and the sketches go with their context. */
+	MemoryContextReset(d->hash_cxt);
+	memset(d->slots, 0, sizeof(d->slots));
+	deltas_make_hash(d);
 }

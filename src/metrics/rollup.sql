@@ -3,94 +3,12 @@
 
 --
 -- metrics.rollup(): merge the queued contributions into the rollups of
--- every width, in one transaction.  The queue rows it can see are deleted
--- as they are read, so each contribution is rolled up exactly once: rows
--- of transactions still in progress stay for the next run, and a run that
--- fails or is killed leaves queue and rollups as they were.  A
--- contribution that arrived later than metrics.rollup_lateness after the
--- end of its finest bucket is counted in metrics.rollup_state.late_points
--- instead.  Coarser widths get the sketches of the finer one merged, so
--- raw points are never read.  Buckets of every width are aligned on
--- 2000-01-03 00:00 UTC, a Monday.
+-- every width, exactly once, in one transaction (src/metrics/rollup.c).
 --
 CREATE FUNCTION metrics.rollup() RETURNS bigint
-LANGUAGE plpgsql VOLATILE
+LANGUAGE c VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	widths interval[] := opsdata.setting('metrics.rollup_widths')::interval[];
-	lateness interval := opsdata.setting('metrics.rollup_lateness')::interval;
-	stmt text;
-	i integer;
-	rolled bigint;
-	late bigint;
-	buckets bigint;
-BEGIN
-	-- One run at a time: a concurrent run waits here, then takes what the
-	-- first one left.
-	INSERT INTO metrics.rollup_state DEFAULT VALUES ON CONFLICT DO NOTHING;
-	PERFORM FROM metrics.rollup_state FOR UPDATE;
-
-	stmt := $q$
-		WITH q AS (
-			DELETE FROM metrics.rollup_queue RETURNING series_id, bucket_start, queued_at, sketch
-		), d1 AS (
-			SELECT series_id, date_bin($1[1], bucket_start, $3) AS b, metrics.sketch_union(sketch) AS s
-			  FROM q
-			 WHERE queued_at <= date_bin($1[1], bucket_start, $3) + $1[1] + $2
-			 GROUP BY 1, 2
-		), late AS (
-			SELECT coalesce(sum(metrics.sketch_count(sketch)), 0) AS n
-			  FROM q
-			 WHERE queued_at > date_bin($1[1], bucket_start, $3) + $1[1] + $2
-		)$q$;
-	FOR i IN 1 .. cardinality(widths) LOOP
-		IF i > 1 THEN
-			stmt := stmt || format($q$, d%1$s AS (
-			SELECT series_id, date_bin($1[%1$s], b, $3) AS b, metrics.sketch_union(s) AS s
-			  FROM d%2$s GROUP BY 1, 2
-		)$q$, i, i - 1);
-		END IF;
-		-- A delta for an existing bucket is merged into it once, through
-		-- the conflict on the primary key; a bucket without a sketch (not
-		-- written by a run) keeps its own count, sum, min and max.
-		stmt := stmt || format($q$, u%1$s AS (
-			INSERT INTO metrics.rollups AS r (series_id, bucket_width, bucket_start, count, sum, min, max, sketch)
-			SELECT series_id, $1[%1$s], b, metrics.sketch_count(s), metrics.sketch_sum(s),
-				   metrics.sketch_min(s), metrics.sketch_max(s), s
-			  FROM d%1$s
-			ON CONFLICT (series_id, bucket_width, bucket_start) DO UPDATE
-			   SET (sketch, count, sum, min, max, updated_at) = (
-					SELECT m.s,
-						   metrics.sketch_count(m.s) + CASE WHEN r.sketch IS NULL THEN r.count ELSE 0 END,
-						   metrics.sketch_sum(m.s) + CASE WHEN r.sketch IS NULL THEN r.sum ELSE 0 END,
-						   CASE WHEN r.sketch IS NULL THEN least(r.min, metrics.sketch_min(m.s))
-								ELSE metrics.sketch_min(m.s) END,
-						   CASE WHEN r.sketch IS NULL THEN greatest(r.max, metrics.sketch_max(m.s))
-								ELSE metrics.sketch_max(m.s) END,
-						   now()
-					  FROM (SELECT metrics.sketch_merge(r.sketch, excluded.sketch) AS s) m)
-			RETURNING 1
-		)$q$, i);
-	END LOOP;
-	stmt := stmt || $q$
-		SELECT (SELECT coalesce(sum(metrics.sketch_count(s)), 0) FROM d1)::bigint,
-			   (SELECT n FROM late)::bigint,
-			   (SELECT count(*) FROM (SELECT 1 FROM u1$q$;
-	FOR i IN 2 .. cardinality(widths) LOOP
-		stmt := stmt || format(' UNION ALL SELECT 1 FROM u%s', i);
-	END LOOP;
-	stmt := stmt || ') AS u)';
-
-	EXECUTE stmt INTO rolled, late, buckets USING widths, lateness, timestamptz '2000-01-03 00:00:00+00';
-
-	UPDATE metrics.rollup_state
-	   SET runs = runs + 1, last_run_at = clock_timestamp(), last_run_points = rolled,
-		   points = points + rolled, late_points = late_points + late,
-		   last_late_at = CASE WHEN late > 0 THEN clock_timestamp() ELSE last_late_at END;
-	RETURN rolled;
-END
-$$;
+AS 'MODULE_PATHNAME', 'metrics_rollup';
 
 COMMENT ON FUNCTION metrics.rollup() IS 'Roll up the points recorded since the last run into every rollup width, exactly once; returns how many points';
 
@@ -134,16 +52,16 @@ BEGIN
 
 	DELETE FROM metrics.rollups WHERE bucket_width = ANY (widths) AND bucket_start >= lo AND bucket_start < hi;
 	DELETE FROM metrics.rollup_queue WHERE bucket_start >= lo AND bucket_start < hi;
-	-- Queued as of their own minute, so that lateness does not apply.
-	INSERT INTO metrics.rollup_queue (series_id, bucket_start, queued_at, sketch)
-	SELECT series_id, date_bin(interval '1 minute', ts, origin), date_bin(interval '1 minute', ts, origin),
-		   metrics.sketch_agg(value)
-	  FROM metrics.points
-	 WHERE ts >= lo AND ts < hi
-	 GROUP BY 1, 2;
-	RETURN metrics.rollup();
+	-- The points of the range, never judged late, and the rest of the queue.
+	RETURN metrics._rollup_points(lo, hi);
 END
 $$;
+
+CREATE FUNCTION metrics._rollup_points("from" timestamptz, "to" timestamptz) RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'metrics_rollup_points';
+
+COMMENT ON FUNCTION metrics._rollup_points(timestamptz, timestamptz) IS 'Internal: roll up the points of a range and the queue, for metrics.rebuild_rollups()';
 
 COMMENT ON FUNCTION metrics.rebuild_rollups(timestamptz, timestamptz) IS 'Recompute the rollups of a time range (widened to whole buckets) from the raw points; returns how many points were rolled up';
 

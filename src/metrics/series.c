@@ -6,7 +6,9 @@
  * Every ingest path turns a metric name and its tags into the series_id of
  * metrics.series, creating the series on first use.  A hash table in
  * TopMemoryContext remembers the answers, so a repeated (name, tags) costs
- * one hash lookup; only a miss runs SQL.  Keys are the name and the tags as
+ * one hash lookup; only a miss runs SQL.  In front of it, a direct-mapped
+ * array of entries answers most lookups from the hash of the name and tags
+ * and one comparison, without building a key.  Keys are the name and the tags as
  * given: the binary jsonb for record() and record_many(), the raw text for
  * the metrics.ingest foreign table (so COPY does not parse JSON per row).
  * Different spellings of the same tags are different keys of the same
@@ -42,7 +44,6 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
-#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -75,6 +76,10 @@ typedef struct SeriesEntry
 
 static HTAB *series_cache = NULL;
 static MemoryContext series_cxt = NULL;
+
+/* Entries of series_cache by the low bits of their hash. */
+#define SERIES_FRONT_SIZE 4096
+static SeriesEntry *series_front[SERIES_FRONT_SIZE];
 static Oid series_cached_relid = InvalidOid;
 
 /* Entries made by the current transaction, to settle at its end. */
@@ -112,6 +117,7 @@ series_cache_reset(void)
 {
 	if (series_cxt != NULL)
 		MemoryContextDelete(series_cxt);
+	memset(series_front, 0, sizeof(series_front));
 	series_cxt = NULL;
 	series_cache = NULL;
 	series_ntentative = 0;
@@ -141,6 +147,8 @@ series_forget(SeriesEntry *entry)
 	char *data = entry->key.data;
 	bool found;
 
+	if (series_front[entry->key.hash % SERIES_FRONT_SIZE] == entry)
+		series_front[entry->key.hash % SERIES_FRONT_SIZE] = NULL;
 	hash_search(series_cache, &entry->key, HASH_REMOVE, &found);
 	pfree(data);
 }
@@ -302,6 +310,61 @@ series_check_tags(Jsonb *tags)
 }
 
 /*
+ * Hash of the bytes of a key part, eight at a time, continuing from h.  The
+ * last bytes are read as one word that may overlap the ones before.
+ */
+static inline uint64
+series_hash_part(const char *p, int len, uint64 h)
+{
+	const uint64 mul = UINT64CONST(0x9E3779B97F4A7C15);
+	const char *end = p + len;
+	uint64 w;
+
+	for (; end - p > 8; p += 8)
+	{
+		memcpy(&w, p, 8);
+		h = (h ^ w) * mul;
+		h ^= h >> 29;
+	}
+	if (len >= 8)
+		memcpy(&w, end - 8, 8);
+	else if (len >= 4)
+	{
+		uint32 a;
+		uint32 b;
+
+		memcpy(&a, p, 4);
+		memcpy(&b, end - 4, 4);
+		w = (uint64) a | ((uint64) b << 32);
+	}
+	else if (len > 0)
+		w = (uint64) (unsigned char) p[0] | ((uint64) (unsigned char) p[len / 2] << 8) |
+			((uint64) (unsigned char) end[-1] << 16);
+	else
+		return h;
+	h = (h ^ w) * mul;
+	return h ^ (h >> 29);
+}
+
+/*
+ * Hash of (kind, name, tags); the lengths are part of it, so that moving
+ * bytes from the name to the tags changes it.
+ */
+static uint32
+series_hash_key(char kind, const char *name, int namelen, const char *tags,
+				int tagslen)
+{
+	uint64 h = ((uint64) (unsigned char) kind << 48) ^ ((uint64) namelen << 24) ^
+			   (uint64) tagslen;
+
+	h = series_hash_part(tags, tagslen, series_hash_part(name, namelen, h));
+	h ^= h >> 33;
+	h *= UINT64CONST(0xFF51AFD7ED558CCD);
+	h ^= h >> 33;
+	return (uint32) h;
+}
+
+/*
  * Build the cache key of (kind, name, tags) in series_keybuf.
  */
 static SeriesKey
@@ -324,8 +387,30 @@ series_make_key(char kind, const char *name, int namelen, const char *tags,
 	appendBinaryStringInfo(&series_keybuf, tags, tagslen);
 	key.data = series_keybuf.data;
 	key.len = series_keybuf.len;
-	key.hash = hash_bytes((const unsigned char *) key.data, key.len);
+	key.hash = series_hash_key(kind, name, namelen, tags, tagslen);
 	return key;
+}
+
+/*
+ * The cached entry of (kind, name, tags) whose hash is hash, if the front
+ * array has it.
+ */
+static inline SeriesEntry *
+series_front_lookup(uint32 hash, char kind, const char *name, int namelen,
+					const char *tags, int tagslen)
+{
+	SeriesEntry *entry = series_front[hash % SERIES_FRONT_SIZE];
+	const char *data;
+
+	if (entry == NULL || entry->key.hash != hash ||
+		entry->key.len != namelen + tagslen + 2)
+		return NULL;
+	data = entry->key.data;
+	if (data[0] != kind || memcmp(data + 1, name, namelen) != 0 ||
+		data[namelen + 1] != '\0' ||
+		memcmp(data + namelen + 2, tags, tagslen) != 0)
+		return NULL;
+	return entry;
 }
 
 /* A palloc'd copy of a key's bytes (which contain a zero byte). */
@@ -341,9 +426,14 @@ series_copy_key(const SeriesKey *key)
 static SeriesEntry *
 series_lookup(const SeriesKey *key)
 {
+	SeriesEntry *entry;
+
 	if (series_cache == NULL)
 		return NULL;
-	return (SeriesEntry *) hash_search(series_cache, key, HASH_FIND, NULL);
+	entry = (SeriesEntry *) hash_search(series_cache, key, HASH_FIND, NULL);
+	if (entry != NULL)
+		series_front[key->hash % SERIES_FRONT_SIZE] = entry;
+	return entry;
 }
 
 /*
@@ -372,6 +462,7 @@ series_remember(const SeriesKey *key, int64 series_id, Oid relid)
 	memcpy(entry->key.data, key->data, key->len);
 	entry->series_id = series_id;
 	entry->subid = GetCurrentSubTransactionId();
+	series_front[key->hash % SERIES_FRONT_SIZE] = entry;
 
 	if (series_ntentative >= series_tentative_size)
 	{
@@ -476,12 +567,20 @@ series_find_or_create(text *name, Jsonb *tags)
 int64
 metrics_series_resolve(text *name, Jsonb *tags)
 {
-	SeriesKey key = series_make_key('j', VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name),
-									VARDATA_ANY(tags), VARSIZE_ANY_EXHDR(tags));
-	SeriesEntry *entry = series_lookup(&key);
+	const char *n = VARDATA_ANY(name);
+	const char *t = VARDATA_ANY(tags);
+	int nlen = VARSIZE_ANY_EXHDR(name);
+	int tlen = VARSIZE_ANY_EXHDR(tags);
+	SeriesEntry *entry = series_front_lookup(series_hash_key('j', n, nlen, t, tlen),
+											 'j', n, nlen, t, tlen);
+	SeriesKey key;
 	int64 series_id;
 	SeriesKey saved;
 
+	if (entry != NULL)
+		return entry->series_id;
+	key = series_make_key('j', n, nlen, t, tlen);
+	entry = series_lookup(&key);
 	if (entry != NULL)
 		return entry->series_id;
 
@@ -503,13 +602,18 @@ int64
 metrics_series_resolve_text(const char *name, int namelen, const char *tags,
 							int tagslen)
 {
-	SeriesKey key = series_make_key('t', name, namelen, tags, tagslen);
-	SeriesEntry *entry = series_lookup(&key);
+	SeriesEntry *entry = series_front_lookup(series_hash_key('t', name, namelen, tags, tagslen),
+											 't', name, namelen, tags, tagslen);
+	SeriesKey key;
 	SeriesKey saved;
 	Jsonb *jtags;
 	text *tname;
 	int64 series_id;
 
+	if (entry != NULL)
+		return entry->series_id;
+	key = series_make_key('t', name, namelen, tags, tagslen);
+	entry = series_lookup(&key);
 	if (entry != NULL)
 		return entry->series_id;
 

@@ -248,7 +248,8 @@ metrics_sketch_create(MemoryContext cxt)
 }
 
 /*
- * Empty a sketch, keeping its arrays for reuse.
+ * Empty a sketch, keeping its arrays for reuse.  Only counters in [lo, hi]
+ * can be non-zero, so only they are cleared.
  */
 void
 metrics_sketch_reset(MetricsSketch *sketch)
@@ -260,8 +261,9 @@ metrics_sketch_reset(MetricsSketch *sketch)
 	{
 		MetricsSketchStore *store = stores[s];
 
-		if (store->counts != NULL)
-			memset(store->counts, 0, sizeof(int64) * store->size);
+		if (store->total > 0)
+			memset(store->counts + (store->lo - store->base), 0,
+				   sizeof(int64) * (store->hi - store->lo + 1));
 		store->total = 0;
 		store->nonzero = 0;
 		store->hi = -1;

@@ -93,6 +93,13 @@ typedef struct MetricsSketch
 	MetricsXsum sum;
 } MetricsSketch;
 
+/* sketch_acc.c: accumulating stored sketches (see there) */
+typedef struct MetricsSketchAcc
+{
+	MetricsSketch *sketch; /* NULL while single holds everything */
+	bytea *single;		   /* the only sketch received so far, or NULL */
+} MetricsSketchAcc;
+
 /* sketch.c: building, merging and reading sketches */
 extern MetricsSketch *metrics_sketch_create(MemoryContext cxt);
 extern void metrics_sketch_reset(MetricsSketch *sketch);
@@ -127,5 +134,17 @@ extern MetricsSketch *metrics_sketch_from_datum(Datum datum, MemoryContext cxt);
 extern void metrics_sketch_read_header(Datum datum, MetricsSketch *sketch);
 extern void metrics_sketch_merge_datum(MetricsSketch *target, Datum datum);
 extern bytea *metrics_sketch_merge_stored(const bytea *a, const bytea *b);
+extern void metrics_sketch_validate_stored(const bytea *data);
+
+/* sketch_acc.c */
+extern void metrics_acc_init(MetricsSketchAcc *acc);
+extern bool metrics_acc_is_empty(const MetricsSketchAcc *acc);
+extern MetricsSketch *metrics_acc_sketch(MetricsSketchAcc *acc, MemoryContext cxt);
+extern void metrics_acc_add_stored(MetricsSketchAcc *acc, const bytea *data,
+								   MemoryContext cxt);
+extern void metrics_acc_merge(MetricsSketchAcc *acc, const MetricsSketchAcc *other,
+							  MemoryContext cxt);
+extern bytea *metrics_acc_stored(const MetricsSketchAcc *acc);
+extern void metrics_acc_header(const MetricsSketchAcc *acc, MetricsSketch *header);
 
 #endif /* METRICS_SKETCH_H */

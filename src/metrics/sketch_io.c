@@ -206,7 +206,7 @@ sketch_corrupt(const char *what)
 }
 
 static uint64
-get_varint(SketchReader *r)
+get_varint_long(SketchReader *r)
 {
 	uint64 v = 0;
 	int shift = 0;
@@ -226,6 +226,15 @@ get_varint(SketchReader *r)
 		shift += 7;
 	}
 	return v;
+}
+
+/* Most numbers of a sketch (counts, index steps) fit in one byte. */
+static inline uint64
+get_varint(SketchReader *r)
+{
+	if (likely(r->p < r->end && *r->p < 0x80))
+		return *r->p++;
+	return get_varint_long(r);
 }
 
 static int64
@@ -623,6 +632,18 @@ metrics_sketch_merge_stored(const bytea *a, const bytea *b)
 	Assert((Size) (p - start) + VARHDRSZ <= maxlen);
 	SET_VARSIZE(result, VARHDRSZ + (p - start));
 	return result;
+}
+
+/*
+ * Validate a stored sketch (not toasted) without decoding it into stores;
+ * an error if it is not a valid stored form.
+ */
+void
+metrics_sketch_validate_stored(const bytea *data)
+{
+	MetricsSketch header;
+
+	read_sparse(data, &header, merge_a);
 }
 
 /*

@@ -4,13 +4,15 @@
  *		SQL functions and aggregates over metrics.sketch.
  *
  * metrics.sketch_agg(float8) and metrics.sketch_union(metrics.sketch) share
- * one transition state, a MetricsSketch in the aggregate's memory context,
- * and one set of combine, serialize, deserialize and final functions, so
- * both run in parallel.  The serialized state is the stored form of a
- * sketch (sketch_io.c), which carries the exact sum, so partial aggregates
- * combine without any rounding.  A deserialized state is transient: the
- * combine function copies it into the aggregate context when it becomes
- * the state.
+ * one transition state, a MetricsSketchAcc (sketch_acc.c) in the
+ * aggregate's memory context, and one set of combine, serialize,
+ * deserialize and final functions, so both run in parallel.  A group that
+ * receives a single stored sketch (sketch_union) costs a copy of its
+ * bytes, never decoded into dense stores.  The serialized state is the
+ * stored form of a sketch (sketch_io.c), which carries the exact sum, so
+ * partial aggregates combine without any rounding.  A deserialized state
+ * is transient: the combine function copies it into the aggregate context
+ * when it becomes the state.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -58,14 +60,23 @@ metrics_agg_context(FunctionCallInfo fcinfo, const char *name)
 	return aggcontext;
 }
 
-static MetricsSketch *
-metrics_agg_state(FunctionCallInfo fcinfo, const char *name)
+static MetricsSketchAcc *
+metrics_agg_new_state(MemoryContext cxt)
 {
-	MemoryContext aggcontext = metrics_agg_context(fcinfo, name);
+	MetricsSketchAcc *state = (MetricsSketchAcc *) MemoryContextAlloc(cxt, sizeof(MetricsSketchAcc));
+
+	metrics_acc_init(state);
+	return state;
+}
+
+static MetricsSketchAcc *
+metrics_agg_state(FunctionCallInfo fcinfo, const char *name, MemoryContext *aggcontext)
+{
+	*aggcontext = metrics_agg_context(fcinfo, name);
 
 	if (PG_ARGISNULL(0))
-		return metrics_sketch_create(aggcontext);
-	return (MetricsSketch *) PG_GETARG_POINTER(0);
+		return metrics_agg_new_state(*aggcontext);
+	return (MetricsSketchAcc *) PG_GETARG_POINTER(0);
 }
 
 /*
@@ -74,7 +85,8 @@ metrics_agg_state(FunctionCallInfo fcinfo, const char *name)
 Datum
 metrics_sketch_agg_trans(PG_FUNCTION_ARGS)
 {
-	MetricsSketch *state;
+	MetricsSketchAcc *state;
+	MemoryContext aggcontext;
 
 	if (PG_ARGISNULL(1))
 	{
@@ -82,18 +94,20 @@ metrics_sketch_agg_trans(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		PG_RETURN_POINTER(PG_GETARG_POINTER(0));
 	}
-	state = metrics_agg_state(fcinfo, "metrics.sketch_agg");
-	metrics_sketch_add(state, PG_GETARG_FLOAT8(1));
+	state = metrics_agg_state(fcinfo, "metrics.sketch_agg", &aggcontext);
+	metrics_sketch_add(metrics_acc_sketch(state, aggcontext), PG_GETARG_FLOAT8(1));
 	PG_RETURN_POINTER(state);
 }
 
 /*
  * sketch_union(sketch) transition: merge the sketch; NULLs are skipped.
+ * The first sketch of a group is kept as it is, validated.
  */
 Datum
 metrics_sketch_union_trans(PG_FUNCTION_ARGS)
 {
-	MetricsSketch *state;
+	MetricsSketchAcc *state;
+	MemoryContext aggcontext;
 
 	if (PG_ARGISNULL(1))
 	{
@@ -101,8 +115,8 @@ metrics_sketch_union_trans(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		PG_RETURN_POINTER(PG_GETARG_POINTER(0));
 	}
-	state = metrics_agg_state(fcinfo, "metrics.sketch_union");
-	metrics_sketch_merge_datum(state, PG_GETARG_DATUM(1));
+	state = metrics_agg_state(fcinfo, "metrics.sketch_union", &aggcontext);
+	metrics_acc_add_stored(state, PG_GETARG_BYTEA_PP(1), aggcontext);
 	PG_RETURN_POINTER(state);
 }
 
@@ -110,7 +124,8 @@ Datum
 metrics_sketch_combine(PG_FUNCTION_ARGS)
 {
 	MemoryContext aggcontext = metrics_agg_context(fcinfo, "metrics._sketch_combine");
-	MetricsSketch *state;
+	MetricsSketchAcc *state;
+	MetricsSketchAcc *other;
 
 	if (PG_ARGISNULL(1))
 	{
@@ -119,28 +134,32 @@ metrics_sketch_combine(PG_FUNCTION_ARGS)
 		PG_RETURN_POINTER(PG_GETARG_POINTER(0));
 	}
 	if (PG_ARGISNULL(0))
-		state = metrics_sketch_create(aggcontext);
+		state = metrics_agg_new_state(aggcontext);
 	else
-		state = (MetricsSketch *) PG_GETARG_POINTER(0);
-	metrics_sketch_merge(state, (MetricsSketch *) PG_GETARG_POINTER(1));
+		state = (MetricsSketchAcc *) PG_GETARG_POINTER(0);
+	other = (MetricsSketchAcc *) PG_GETARG_POINTER(1);
+	metrics_acc_merge(state, other, aggcontext);
 	PG_RETURN_POINTER(state);
 }
 
 Datum
 metrics_sketch_serial(PG_FUNCTION_ARGS)
 {
-	MetricsSketch *state = (MetricsSketch *) PG_GETARG_POINTER(0);
+	MetricsSketchAcc *state = (MetricsSketchAcc *) PG_GETARG_POINTER(0);
 
 	(void) metrics_agg_context(fcinfo, "metrics._sketch_serialize");
-	PG_RETURN_BYTEA_P(metrics_sketch_serialize(state));
+	PG_RETURN_BYTEA_P(metrics_acc_stored(state));
 }
 
 Datum
 metrics_sketch_deserial(PG_FUNCTION_ARGS)
 {
+	MetricsSketchAcc *state;
+
 	(void) metrics_agg_context(fcinfo, "metrics._sketch_deserialize");
-	PG_RETURN_POINTER(metrics_sketch_deserialize(PG_GETARG_BYTEA_PP(0),
-												 CurrentMemoryContext));
+	state = metrics_agg_new_state(CurrentMemoryContext);
+	state->sketch = metrics_sketch_deserialize(PG_GETARG_BYTEA_PP(0), CurrentMemoryContext);
+	PG_RETURN_POINTER(state);
 }
 
 Datum
@@ -148,7 +167,7 @@ metrics_sketch_final(PG_FUNCTION_ARGS)
 {
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	PG_RETURN_BYTEA_P(metrics_sketch_serialize((MetricsSketch *) PG_GETARG_POINTER(0)));
+	PG_RETURN_BYTEA_P(metrics_acc_stored((MetricsSketchAcc *) PG_GETARG_POINTER(0)));
 }
 
 /*

@@ -65,9 +65,8 @@
 #include "metrics/metrics.h"
 #include "partition/route.h"
 
-/* Flush when this many points or this many (series, minute) are buffered. */
+/* Write the points when this many are buffered. */
 #define WRITER_FLUSH_POINTS 65536
-#define WRITER_FLUSH_DELTAS 16384
 
 typedef struct BufferedPoint
 {
@@ -75,19 +74,6 @@ typedef struct BufferedPoint
 	TimestampTz ts;
 	double value;
 } BufferedPoint;
-
-/*
- * The last contribution sketch of a few series, so that points of the same
- * series and minute, the common case, skip the hash table of deltas.
- */
-#define WRITER_DELTA_SLOTS 256
-
-typedef struct DeltaSlot
-{
-	int64 series_id;
-	TimestampTz minute;
-	MetricsSketch *sketch; /* NULL when empty */
-} DeltaSlot;
 
 typedef struct LeafBuffer
 {
@@ -101,8 +87,7 @@ typedef struct LeafBuffer
 
 struct MetricsPointWriter
 {
-	MemoryContext cxt;		 /* the writer and its buffers */
-	MemoryContext delta_cxt; /* sketches of the deltas, reset at each flush */
+	MemoryContext cxt; /* the writer and its buffers */
 	Relation parent;
 	PartitionKey key;
 	PartitionDirectory pdir;
@@ -113,10 +98,9 @@ struct MetricsPointWriter
 	bool last_ranged;
 	TimestampTz last_lo; /* inclusive; PG_INT64_MIN if unbounded */
 	TimestampTz last_hi; /* exclusive; PG_INT64_MAX if unbounded */
-	HTAB *deltas;
+	MetricsDeltas *deltas;
 	int64 buffered;
 	uint64 total;
-	DeltaSlot delta_slots[WRITER_DELTA_SLOTS];
 	/* Slots for table_multi_insert(), made on first use. */
 	TupleDesc slot_desc;
 	TupleTableSlot **slots;
@@ -158,9 +142,6 @@ metrics_writer_begin(void)
 
 	metrics_check_writable("metrics ingest");
 	w->cxt = cxt;
-	/* Small blocks: malloc keeps them for the next writer. */
-	w->delta_cxt = AllocSetContextCreate(cxt, "pg_opsdata point writer deltas",
-										 0, 8 * 1024, 64 * 1024);
 	relid = metrics_relid("points");
 	aclresult = pg_class_aclcheck(relid, GetUserId(), ACL_INSERT);
 	if (aclresult != ACLCHECK_OK)
@@ -294,10 +275,43 @@ writer_leaf_is_plain(Relation rel)
 }
 
 /*
+ * The heap tuple of a point for a plain leaf, whose three columns are
+ * 8-byte, pass-by-value and never null: the header (no null bitmap) and
+ * the three values in column order, as heap_form_tuple() would lay them
+ * out, without its general-purpose loops.  Allocated in cxt, the context
+ * of the slot that is to own it.
+ */
+static HeapTuple
+writer_form_point(MemoryContext cxt, TupleDesc desc, const BufferedPoint *p)
+{
+	Size hoff = MAXALIGN(SizeofHeapTupleHeader);
+	Size len = hoff + 3 * sizeof(int64);
+	HeapTuple tuple = (HeapTuple) MemoryContextAlloc(cxt, HEAPTUPLESIZE + len);
+	HeapTupleHeader td = (HeapTupleHeader) ((char *) tuple + HEAPTUPLESIZE);
+	int64 *data = (int64 *) ((char *) td + hoff);
+
+	memset(td, 0, hoff);
+	tuple->t_len = len;
+	ItemPointerSetInvalid(&(tuple->t_self));
+	tuple->t_tableOid = InvalidOid;
+	tuple->t_data = td;
+	HeapTupleHeaderSetDatumLength(td, len);
+	HeapTupleHeaderSetTypeId(td, desc->tdtypeid);
+	HeapTupleHeaderSetTypMod(td, desc->tdtypmod);
+	HeapTupleHeaderSetNatts(td, 3);
+	td->t_hoff = hoff;
+	data[0] = p->series_id;
+	data[1] = p->ts;
+	memcpy(&data[2], &p->value, sizeof(double));
+	return tuple;
+}
+
+/*
  * Insert a leaf's points with table_multi_insert(), in batches.  The slots
  * are the writer's, over a copy of the leaf's descriptor that is not
  * reference-counted (plain leaves all have the same three columns), so
- * that they cost nothing to the resource owner.
+ * that they cost nothing to the resource owner.  Each slot owns the tuple
+ * it is given, so that table_multi_insert() does not copy it.
  */
 #define WRITER_BATCH 1000
 static void
@@ -333,12 +347,7 @@ writer_insert_leaf(MetricsPointWriter *w, LeafBuffer *leaf, Relation rel)
 				MemoryContextSwitchTo(old);
 			}
 			slot = w->slots[i];
-			ExecClearTuple(slot);
-			slot->tts_values[0] = Int64GetDatum(p->series_id);
-			slot->tts_values[1] = TimestampTzGetDatum(p->ts);
-			slot->tts_values[2] = Float8GetDatum(p->value);
-			slot->tts_isnull[0] = slot->tts_isnull[1] = slot->tts_isnull[2] = false;
-			ExecStoreVirtualTuple(slot);
+			ExecStoreHeapTuple(writer_form_point(slot->tts_mcxt, w->slot_desc, p), slot, true);
 		}
 		CHECK_FOR_INTERRUPTS();
 		table_multi_insert(rel, w->slots, n, cid, 0, bistate);
@@ -434,14 +443,6 @@ writer_flush_points(MetricsPointWriter *w)
 	w->buffered = 0;
 }
 
-static void
-writer_flush_deltas(MetricsPointWriter *w)
-{
-	metrics_deltas_flush(w->deltas);
-	MemoryContextReset(w->delta_cxt);
-	memset(w->delta_slots, 0, sizeof(w->delta_slots));
-}
-
 /*
  * Add one point; the value must be finite (checked by the sketch).
  */
@@ -451,16 +452,8 @@ metrics_writer_add(MetricsPointWriter *w, int64 series_id, TimestampTz ts,
 {
 	LeafBuffer *leaf;
 	BufferedPoint *p;
-	TimestampTz minute = metrics_minute_of(ts);
-	DeltaSlot *slot = &w->delta_slots[(uint64) series_id % WRITER_DELTA_SLOTS];
 
-	if (slot->sketch == NULL || slot->series_id != series_id || slot->minute != minute)
-	{
-		slot->series_id = series_id;
-		slot->minute = minute;
-		slot->sketch = metrics_deltas_sketch(w->deltas, w->delta_cxt, series_id, minute);
-	}
-	metrics_sketch_add(slot->sketch, value);
+	metrics_deltas_add(w->deltas, series_id, metrics_minute_of(ts), value);
 	leaf = writer_route(w, ts);
 	if (leaf->rows >= leaf->size)
 	{
@@ -474,8 +467,6 @@ metrics_writer_add(MetricsPointWriter *w, int64 series_id, TimestampTz ts,
 	w->total++;
 	if (++w->buffered >= WRITER_FLUSH_POINTS)
 		writer_flush_points(w);
-	if (hash_get_num_entries(w->deltas) >= WRITER_FLUSH_DELTAS)
-		writer_flush_deltas(w);
 }
 
 /*
@@ -490,7 +481,7 @@ metrics_writer_finish(MetricsPointWriter *w)
 	int i;
 
 	writer_flush_points(w);
-	writer_flush_deltas(w);
+	metrics_deltas_flush(w->deltas);
 	total = w->total;
 	for (i = 0; i < w->nslots; i++)
 		ExecDropSingleTupleTableSlot(w->slots[i]);

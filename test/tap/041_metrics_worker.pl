@@ -23,11 +23,14 @@ my $batch = q{
 (my $second = $batch) =~ s/START/2024-07-01 12:00:00+00/;
 
 $node->safe_psql('postgres', q{
+	BEGIN;
 	CREATE EXTENSION pg_opsdata;
 	SELECT opsdata.set_setting('metrics.rollup_lateness', '100 years');
 	-- Partition maintenance keeps these old raw points, so that the
-	-- rollups can be compared with them.
+	-- rollups can be compared with them: set before the scheduler sees
+	-- the extension.
 	SELECT opsdata.set_setting('metrics.points_retention', '100 years');
+	COMMIT;
 });
 $node->safe_psql('postgres', $first);
 
