@@ -79,7 +79,7 @@ $node->safe_psql('postgres', q{
 	SELECT count(learning.record_feedback('fresh', ((i * 613) % 1000) / 1000.0, (i * 613) % 1000 + (i * 37) % 400 > 700))
 	  FROM generate_series(1, 500) i;
 });
-is($node->safe_psql('postgres', $thresholds_sql), 'grid precision  0',
+is($node->safe_psql('postgres', $thresholds_sql), 'grid precision 0',
 	'before the job runs, the feedback is not tuned');
 is($node->safe_psql('postgres', 'SELECT sum(positives + negatives) FROM learning.feedback_changes'), '2500',
 	'and its 2500 rows wait in learning.feedback_changes');
@@ -126,7 +126,7 @@ $node->safe_psql('postgres', q{
 # New feedback that moves the threshold, by INSERT this time.
 $node->safe_psql('postgres', q{
 	INSERT INTO learning.feedback (key, score, label, source)
-	SELECT 'grid', ((i * 7919) % 1000) / 1000.0, ((i * 7919) % 1000) / 1000.0 + ((i * 15485863) % 400) / 1000.0 - 0.1 > 0.6,
+	SELECT 'grid', ((i * 7919) % 1000) / 1000.0, ((i * 7919) % 1000) / 1000.0 + ((i * 7907) % 400) / 1000.0 - 0.1 > 0.6,
 		   'review'
 	  FROM generate_series(1, 1500) i});
 my $changes_sql = q{SELECT sum(positives + negatives) FROM learning.feedback_changes};
@@ -168,7 +168,7 @@ $node->safe_psql('postgres', 'DELETE FROM stall_flag');
 ok($node->poll_query_until('postgres', qq{
 	SELECT ($tuned_sql) AND (SELECT support = 3500 FROM learning.thresholds WHERE key = 'grid')}),
 	'the job runs again after the crash and tunes the key on all its feedback');
-is($node->safe_psql('postgres', "$changes_sql IS NULL"), 't', 'nothing is left pending');
+is($node->safe_psql('postgres', "SELECT ($changes_sql) IS NULL"), 't', 'nothing is left pending');
 is($node->safe_psql('postgres', $bins_sql), '3500',
 	'the histogram counts every feedback row once');
 isnt($node->safe_psql('postgres', q{SELECT threshold FROM learning.thresholds WHERE key = 'grid'}),
@@ -177,7 +177,7 @@ is($node->safe_psql('postgres', qq{
 	SELECT (SELECT count(*) FROM learning.threshold_history WHERE key = 'grid') - $history_before || ' '
 		   || (SELECT threshold = exact_precision('grid', 0.9) AND previous = $first_threshold
 				 FROM learning.threshold_history WHERE key = 'grid' ORDER BY change_id DESC LIMIT 1)}),
-	'1 t', 'the history has one row for the change, from the old threshold to the exact new one');
+	'1 true', 'the history has one row for the change, from the old threshold to the exact new one');
 ok($node->safe_psql('postgres', qq{
 	SELECT count(*) FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
 	 WHERE j.name = 'learning.tune' AND r.status = 'succeeded' AND r.started_at > '$since'}) > 0,
