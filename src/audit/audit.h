@@ -220,6 +220,8 @@ typedef struct AuditQueueStats
 	uint64 dropped;
 	uint64 waits;
 	uint64 writer_errors;
+	TimestampTz last_drained; /* 0 for never */
+	TimestampTz last_error;	  /* 0 for never */
 } AuditQueueStats;
 
 extern int audit_queue_stats(AuditQueueStats **stats);
@@ -233,6 +235,6 @@ extern void audit_writer_end_subxact(void);
 /* drain.c */
 extern int64 audit_drain(bool wait_for_owner);
 extern long audit_drain_service(void);
-extern void audit_wake_drainer(void);
+extern void audit_wake_drainer(Oid dboid);
 
 #endif /* OPSDATA_AUDIT_H */

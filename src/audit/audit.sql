@@ -200,7 +200,7 @@ COMMENT ON FUNCTION audit.flush() IS 'Write every entry queued for this database
 
 CREATE FUNCTION audit.queue_state(OUT database text, OUT capacity bigint, OUT used bigint,
 	OUT enqueued bigint, OUT drained bigint, OUT dropped bigint, OUT waits bigint,
-	OUT failed_writes bigint)
+	OUT failed_writes bigint, OUT last_drained timestamptz)
 RETURNS SETOF record
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'audit_queue_state';
