@@ -228,9 +228,16 @@ extern int audit_queue_stats(AuditQueueStats **stats);
 extern uint64 audit_queue_unassigned_drops(void);
 
 /* writer.c */
+extern void audit_writer_init(void);
 extern void audit_write_events(AuditEvent **events, int nevents);
-extern void audit_writer_end_xact(bool commit);
-extern void audit_writer_end_subxact(void);
+
+/* statements.c */
+typedef struct AuditStmtWriter AuditStmtWriter;
+extern AuditStmtWriter *audit_statements_open(EState *estate, ResultRelInfo *rri);
+extern int64 audit_statement_id(AuditStmtWriter *sw, const char *text);
+extern void audit_statements_close(AuditStmtWriter *sw);
+extern void audit_statements_end_xact(bool commit);
+extern void audit_statements_end_subxact(void);
 
 /* drain.c */
 extern int64 audit_drain(bool wait_for_owner);

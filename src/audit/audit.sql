@@ -21,9 +21,9 @@ CREATE SEQUENCE audit.entries_entry_id_seq AS bigint;
 CREATE TABLE audit.entries (
 	entry_id			bigint NOT NULL DEFAULT pg_catalog.nextval('audit.entries_entry_id_seq'),
 	ts					timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	database			name NOT NULL,
-	username			name NOT NULL,
-	current_user_name	name NOT NULL,
+	database			text NOT NULL,
+	username			text NOT NULL,
+	current_user_name	text NOT NULL,
 	application			text,
 	client_addr			inet,
 	backend_pid			integer NOT NULL,

@@ -1174,13 +1174,13 @@ audit_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PREPARE:
 			audit_queue_release(true);
-			audit_writer_end_xact(true);
+			audit_statements_end_xact(true);
 			audit_xact_reset();
 			audit_ext_checked = false;
 			break;
 		case XACT_EVENT_ABORT:
 			audit_queue_release(false);
-			audit_writer_end_xact(false);
+			audit_statements_end_xact(false);
 			audit_abort();
 			audit_xact_reset();
 			audit_ext_checked = false;
@@ -1228,5 +1228,5 @@ audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		}
 		audit_item_unlink(item);
 	}
-	audit_writer_end_subxact();
+	audit_statements_end_subxact();
 }

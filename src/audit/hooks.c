@@ -229,6 +229,7 @@ audit_init(void)
 	audit_queue_init();
 	audit_classify_init();
 	audit_rules_init();
+	audit_writer_init();
 	audit_install_hooks();
 	worker_register_service(&audit_drain_service_def);
 }
