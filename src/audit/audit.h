@@ -233,6 +233,8 @@ extern void audit_write_events(AuditEvent **events, int nevents);
 
 /* statements.c */
 typedef struct AuditStmtWriter AuditStmtWriter;
+extern void audit_statements_init(void);
+extern void audit_statements_filter_load(void);
 extern AuditStmtWriter *audit_statements_open(EState *estate, ResultRelInfo *rri);
 extern int64 audit_statement_id(AuditStmtWriter *sw, const char *text);
 extern void audit_statements_close(AuditStmtWriter *sw);

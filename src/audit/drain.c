@@ -98,13 +98,26 @@ audit_drain(bool wait_for_owner)
 }
 
 /*
- * The scheduler service: drain in batches of one transaction each until
- * the queue is empty, then ask to be called again after the flush
- * interval.  Called outside any transaction.
+ * The scheduler service: first load the statement filter of the database
+ * (statements.c), then drain in batches of one transaction each until the
+ * queue is empty, and ask to be called again after the flush interval.
+ * Called outside any transaction.
  */
 long
 audit_drain_service(void)
 {
+	static bool filter_loaded = false;
+
+	if (!filter_loaded)
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		audit_statements_filter_load();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		filter_loaded = true;
+	}
 	for (;;)
 	{
 		int64 n;

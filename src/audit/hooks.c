@@ -227,6 +227,7 @@ audit_init(void)
 	if (!opsdata_preloaded)
 		return;
 	audit_queue_init();
+	audit_statements_init();
 	audit_classify_init();
 	audit_rules_init();
 	audit_writer_init();

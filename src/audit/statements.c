@@ -16,6 +16,19 @@
  * different text with the same id (a hash collision) moves on to the next
  * id.
  *
+ * Most texts of some workloads are new (statements with literals in
+ * them), and for those the probe is a wasted descent of a large index.  A
+ * filter in shared memory, one bit per hash bucket of statement_id, is set
+ * for every id ever inserted; the database's scheduler loads it once after
+ * the server starts, from an index-only pass over the primary key.  Once
+ * the filter of a database is loaded, an id whose bit is clear cannot be
+ * in audit.statements, and its text is inserted without a probe.  The
+ * filter only ever decides which of two correct paths is taken: a text
+ * whose row arrived some other way (a restored dump) is caught by the
+ * unique check and handled as a concurrent insertion is.  Bits are set
+ * with atomic OR and never cleared; the readiness flags of databases are
+ * guarded by a spinlock.
+ *
  * Cache entries made by a transaction that has not committed are
  * "provisional": forgotten if it (or any subtransaction) aborts, made
  * permanent at commit.  The cache also forgets everything when
@@ -33,21 +46,45 @@
 
 #include "access/genam.h"
 #include "access/heapam.h"
+#include "access/relscan.h"
+#include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
 #include "storage/lmgr.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "audit/audit.h"
+#include "core/opsdata.h"
 
 /* Slots of the backend-local cache; a power of two. */
 #define AUDIT_STMT_CACHE_SLOTS 8192
+
+/* Bits of the shared filter (4 MB), a power of two; databases it tracks. */
+#define AUDIT_FILTER_BITS	   (UINT64CONST(1) << 25)
+#define AUDIT_FILTER_DATABASES 64
+#define AUDIT_FILTER_NAME	   "pg_opsdata audit statement filter"
+
+typedef struct AuditStmtFilter
+{
+	slock_t mutex;						/* guards dboids */
+	Oid dboids[AUDIT_FILTER_DATABASES]; /* databases whose filter is loaded */
+	pg_atomic_uint32 bits[FLEXIBLE_ARRAY_MEMBER];
+} AuditStmtFilter;
+
+static AuditStmtFilter *audit_filter = NULL;
+static bool audit_filter_ready_here = false; /* loaded for MyDatabaseId */
 
 typedef struct AuditStmtKey
 {
@@ -152,6 +189,175 @@ audit_statements_end_subxact(void)
 {
 	audit_stmt_forget_provisional();
 }
+
+/* --- the shared filter --------------------------------------------------- */
+
+static Size
+audit_filter_size(void)
+{
+	return add_size(offsetof(AuditStmtFilter, bits),
+					mul_size(sizeof(pg_atomic_uint32), AUDIT_FILTER_BITS / 32));
+}
+
+static void
+audit_filter_startup(void)
+{
+	bool found;
+	uint64 i;
+
+	audit_filter = ShmemInitStruct(AUDIT_FILTER_NAME, audit_filter_size(), &found);
+	if (found)
+		return;
+	SpinLockInit(&audit_filter->mutex);
+	memset(audit_filter->dboids, 0, sizeof(audit_filter->dboids));
+	for (i = 0; i < AUDIT_FILTER_BITS / 32; i++)
+		pg_atomic_init_u32(&audit_filter->bits[i], 0);
+}
+
+static const OpsdataShmemPart audit_filter_part = {
+	AUDIT_FILTER_NAME,
+	audit_filter_size,
+	0,
+	audit_filter_startup};
+
+/*
+ * Register the filter's shared memory.  Preloaded only.
+ */
+void
+audit_statements_init(void)
+{
+	opsdata_shmem_register(&audit_filter_part);
+}
+
+static inline uint64
+audit_filter_bit(int64 id)
+{
+	return (uint64) id & (AUDIT_FILTER_BITS - 1);
+}
+
+static void
+audit_filter_set(int64 id)
+{
+	uint64 bit = audit_filter_bit(id);
+
+	if (audit_filter != NULL)
+		pg_atomic_fetch_or_u32(&audit_filter->bits[bit / 32], (uint32) 1 << (bit % 32));
+}
+
+/* Is id certainly absent from audit.statements of this database? */
+static bool
+audit_filter_absent(int64 id)
+{
+	uint64 bit = audit_filter_bit(id);
+	int i;
+
+	if (audit_filter == NULL)
+		return false;
+	if (!audit_filter_ready_here)
+	{
+		SpinLockAcquire(&audit_filter->mutex);
+		for (i = 0; i < AUDIT_FILTER_DATABASES; i++)
+		{
+			if (audit_filter->dboids[i] == MyDatabaseId)
+				audit_filter_ready_here = true;
+		}
+		SpinLockRelease(&audit_filter->mutex);
+		if (!audit_filter_ready_here)
+			return false;
+	}
+	return (pg_atomic_read_u32(&audit_filter->bits[bit / 32]) & ((uint32) 1 << (bit % 32))) == 0;
+}
+
+/*
+ * Load the filter for the current database, unless done since the server
+ * started: set the bit of every statement_id in the primary key of
+ * audit.statements (dead entries too; a bit too many only costs a probe).
+ * Called by the scheduler, in a transaction.  Writers set the bits of what
+ * they insert meanwhile, so the filter is complete when this returns.
+ */
+void
+audit_statements_filter_load(void)
+{
+	Oid nsp;
+	Oid relid;
+	Relation heap;
+	Relation pk = NULL;
+	List *indexes;
+	ListCell *lc;
+	IndexScanDesc scan;
+	int free_slot = -1;
+	int i;
+	uint64 n = 0;
+
+	if (audit_filter == NULL)
+		return;
+	SpinLockAcquire(&audit_filter->mutex);
+	for (i = 0; i < AUDIT_FILTER_DATABASES; i++)
+	{
+		if (audit_filter->dboids[i] == MyDatabaseId)
+		{
+			SpinLockRelease(&audit_filter->mutex);
+			return;
+		}
+		if (audit_filter->dboids[i] == InvalidOid && free_slot < 0)
+			free_slot = i;
+	}
+	SpinLockRelease(&audit_filter->mutex);
+	if (free_slot < 0)
+		return; /* too many databases: this one always probes */
+
+	nsp = get_namespace_oid("audit", true);
+	relid = OidIsValid(nsp) ? get_relname_relid("statements", nsp) : InvalidOid;
+	if (!OidIsValid(relid))
+		return;
+	heap = table_open(relid, AccessShareLock);
+	indexes = RelationGetIndexList(heap);
+	foreach (lc, indexes)
+	{
+		Relation idx = index_open(lfirst_oid(lc), AccessShareLock);
+
+		if (idx->rd_index->indisprimary && pk == NULL)
+			pk = idx;
+		else
+			index_close(idx, AccessShareLock);
+	}
+	if (pk != NULL)
+	{
+		scan = index_beginscan(heap, pk, SnapshotAny, 0, 0);
+		scan->xs_want_itup = true;
+		index_rescan(scan, NULL, 0, NULL, 0);
+		while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
+		{
+			bool isnull;
+			Datum d = index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &isnull);
+
+			if (!isnull)
+				audit_filter_set(DatumGetInt64(d));
+			if ((++n & 1023) == 0)
+				CHECK_FOR_INTERRUPTS();
+		}
+		index_endscan(scan);
+		index_close(pk, AccessShareLock);
+	}
+	table_close(heap, AccessShareLock);
+	if (pk == NULL)
+		return;
+
+	SpinLockAcquire(&audit_filter->mutex);
+	for (i = 0; i < AUDIT_FILTER_DATABASES; i++)
+	{
+		if (audit_filter->dboids[i] == MyDatabaseId)
+			break;
+		if (audit_filter->dboids[i] == InvalidOid)
+		{
+			audit_filter->dboids[i] = MyDatabaseId;
+			break;
+		}
+	}
+	SpinLockRelease(&audit_filter->mutex);
+}
+
+/* --- writing ------------------------------------------------------------- */
 
 static int
 audit_attnum(TupleDesc desc, const char *name)
@@ -292,6 +498,7 @@ audit_stmt_insert(AuditStmtWriter *sw, int64 id, const char *text, int len)
 		slot->tts_isnull[sw->seen_att - 1] = false;
 	}
 	ExecStoreVirtualTuple(slot);
+	audit_filter_set(id);
 	table_tuple_insert(sw->heap, slot, GetCurrentCommandId(true), 0, NULL);
 	recheck = ExecInsertIndexTuples(sw->rri, slot, sw->estate, false, true, &conflict, NIL);
 	list_free(recheck);
@@ -347,6 +554,12 @@ audit_statement_id(AuditStmtWriter *sw, const char *text)
 		return slot->statement_id;
 
 	id = (int64) (key.h1 & UINT64CONST(0x7FFFFFFFFFFFFFFF));
+	/* A text certainly not stored yet is inserted at once. */
+	if (audit_filter_absent(id) && audit_stmt_insert(sw, id, text, len))
+	{
+		audit_stmt_remember(&key, id, true);
+		return id;
+	}
 	for (attempt = 0; attempt < 128; attempt++)
 	{
 		int probe = audit_stmt_probe(sw, id, text, len);

@@ -51,7 +51,7 @@
 #include "partition/route.h"
 
 /* Rows of one partition inserted together. */
-#define AUDIT_WRITER_BATCH 1000
+#define AUDIT_WRITER_BATCH 100
 
 /* Columns of audit.entries, by attribute number (0 when absent). */
 enum
