@@ -430,7 +430,8 @@ audit_statements_close(AuditStmtWriter *sw)
 /*
  * Look up statement_id in audit.statements with a dirty snapshot, waiting
  * for a transaction that is inserting it.  Returns 1 when present with this
- * text, -1 when present with another text, 0 when absent.
+ * text, 2 when our own transaction inserted it, -1 when present with
+ * another text, 0 when absent.
  */
 static int
 audit_stmt_probe(AuditStmtWriter *sw, int64 id, const char *stmt, int len)
@@ -466,6 +467,11 @@ audit_stmt_probe(AuditStmtWriter *sw, int64 id, const char *stmt, int len)
 					  memcmp(VARDATA_ANY(t), stmt, len) == 0)
 						 ? 1
 						 : -1;
+			/* Our own transaction's row goes if it aborts. */
+			if (result == 1 &&
+				TransactionIdIsCurrentTransactionId(
+					HeapTupleHeaderGetRawXmin(ExecFetchSlotHeapTuple(slot, false, NULL)->t_data)))
+				result = 2;
 			break;
 		}
 		ExecClearTuple(slot);
@@ -572,7 +578,7 @@ audit_statement_id(AuditStmtWriter *sw, const char *text)
 		}
 		if (probe == 0 && !audit_stmt_insert(sw, id, text, len))
 			continue; /* a concurrent session stored this id first: probe again */
-		audit_stmt_remember(&key, id, probe == 0);
+		audit_stmt_remember(&key, id, probe != 1);
 		return id;
 	}
 	elog(ERROR, "could not store the text of an audited statement");
