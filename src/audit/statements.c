@@ -375,6 +375,53 @@ audit_attnum(TupleDesc desc, const char *name)
 }
 
 /*
+ * Forget the cache when audit.statements is not the storage it describes
+ * (the table was dropped and made again, or truncated).  The writer calls
+ * it for every batch with what it knows of the table.
+ */
+void
+audit_statements_check_storage(Oid relid, Oid relfilenode)
+{
+	if (audit_stmt_cache == NULL)
+		audit_stmt_cache = MemoryContextAllocZero(TopMemoryContext,
+												  sizeof(AuditStmtSlot) * AUDIT_STMT_CACHE_SLOTS);
+	if (relid != audit_stmt_cache_relid || relfilenode != audit_stmt_cache_relfilenode)
+	{
+		memset(audit_stmt_cache, 0, sizeof(AuditStmtSlot) * AUDIT_STMT_CACHE_SLOTS);
+		audit_stmt_provisional = 0;
+		audit_stmt_cache_relid = relid;
+		audit_stmt_cache_relfilenode = relfilenode;
+	}
+}
+
+static void
+audit_stmt_key(const char *text, int len, AuditStmtKey *key)
+{
+	key->h1 = hash_bytes_extended((const unsigned char *) text, len, 0x6f707364);
+	key->h2 = hash_bytes_extended((const unsigned char *) text, len, 0x61756474);
+}
+
+/*
+ * Is the text known to be stored?  Then *id is its statement_id.  Needs
+ * no relation: the writer opens audit.statements only on a miss.
+ */
+bool
+audit_statement_cached(const char *text, int64 *id)
+{
+	AuditStmtKey key;
+	AuditStmtSlot *slot;
+
+	if (audit_stmt_cache == NULL)
+		return false;
+	audit_stmt_key(text, strlen(text), &key);
+	slot = audit_stmt_slot(&key);
+	if (!slot->used || !audit_stmt_key_equal(&slot->key, &key))
+		return false;
+	*id = slot->statement_id;
+	return true;
+}
+
+/*
  * Prepare to store texts into audit.statements, opened as rri (indexes
  * open) in estate.  Allocates in the current memory context.
  */
@@ -405,17 +452,7 @@ audit_statements_open(EState *estate, ResultRelInfo *rri)
 	if (sw->pk == NULL)
 		elog(ERROR, "audit.statements has no primary key");
 
-	if (audit_stmt_cache == NULL)
-		audit_stmt_cache = MemoryContextAllocZero(TopMemoryContext,
-												  sizeof(AuditStmtSlot) * AUDIT_STMT_CACHE_SLOTS);
-	if (RelationGetRelid(sw->heap) != audit_stmt_cache_relid ||
-		sw->heap->rd_node.relNode != audit_stmt_cache_relfilenode)
-	{
-		memset(audit_stmt_cache, 0, sizeof(AuditStmtSlot) * AUDIT_STMT_CACHE_SLOTS);
-		audit_stmt_provisional = 0;
-		audit_stmt_cache_relid = RelationGetRelid(sw->heap);
-		audit_stmt_cache_relfilenode = sw->heap->rd_node.relNode;
-	}
+	audit_statements_check_storage(RelationGetRelid(sw->heap), sw->heap->rd_node.relNode);
 	return sw;
 }
 
@@ -553,8 +590,7 @@ audit_statement_id(AuditStmtWriter *sw, const char *text)
 	int64 id;
 	int attempt;
 
-	key.h1 = hash_bytes_extended((const unsigned char *) text, len, 0x6f707364);
-	key.h2 = hash_bytes_extended((const unsigned char *) text, len, 0x61756474);
+	audit_stmt_key(text, len, &key);
 	slot = audit_stmt_slot(&key);
 	if (slot->used && audit_stmt_key_equal(&slot->key, &key))
 		return slot->statement_id;

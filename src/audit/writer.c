@@ -90,6 +90,7 @@ typedef struct AuditWriterCatalog
 	Oid entries;
 	Oid statements;
 	Oid seq;
+	Oid statements_relfilenode;
 	char entries_kind;
 	char statements_kind;
 	int attnum[NUM_COLS];
@@ -185,6 +186,9 @@ audit_writer_lookup(void)
 		}
 	}
 	table_close(rel, AccessShareLock);
+	rel = table_open(c->statements, AccessShareLock);
+	c->statements_relfilenode = rel->rd_node.relNode;
+	table_close(rel, AccessShareLock);
 	c->valid = true;
 }
 
@@ -204,7 +208,6 @@ static void
 audit_writer_open(AuditWriter *w)
 {
 	AuditWriterCatalog *c = &audit_writer_catalog;
-	ResultRelInfo *statements;
 
 	audit_writer_lookup();
 	memset(w, 0, sizeof(AuditWriter));
@@ -213,10 +216,9 @@ audit_writer_open(AuditWriter *w)
 											 audit_rte(c->statements, c->statements_kind)));
 	w->entries = makeNode(ResultRelInfo);
 	ExecInitResultRelation(w->estate, w->entries, 1);
-	statements = makeNode(ResultRelInfo);
-	ExecInitResultRelation(w->estate, statements, 2);
-	ExecOpenIndices(statements, true);
-	w->stmts = audit_statements_open(w->estate, statements);
+	/* Taking the lock read the invalidations: was audit.statements truncated? */
+	audit_writer_lookup();
+	audit_statements_check_storage(c->statements, c->statements_relfilenode);
 
 	w->mtstate = makeNode(ModifyTableState);
 	w->mtstate->ps.plan = NULL;
@@ -236,6 +238,28 @@ audit_writer_open(AuditWriter *w)
 	w->cid = GetCurrentCommandId(true);
 	w->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata audit rows",
 									  ALLOCSET_DEFAULT_SIZES);
+}
+
+/*
+ * The statement_id of a text: from the cache when it is known, else
+ * through audit.statements, opened at the first such text of the batch.
+ */
+static int64
+audit_writer_statement_id(AuditWriter *w, const char *text)
+{
+	int64 id;
+
+	if (audit_statement_cached(text, &id))
+		return id;
+	if (w->stmts == NULL)
+	{
+		ResultRelInfo *statements = makeNode(ResultRelInfo);
+
+		ExecInitResultRelation(w->estate, statements, 2);
+		ExecOpenIndices(statements, true);
+		w->stmts = audit_statements_open(w->estate, statements);
+	}
+	return audit_statement_id(w->stmts, text);
 }
 
 /* Insert the rows waiting for the multi-insert, and their index entries. */
@@ -267,7 +291,8 @@ static void
 audit_writer_close(AuditWriter *w)
 {
 	audit_writer_flush(w);
-	audit_statements_close(w->stmts);
+	if (w->stmts != NULL)
+		audit_statements_close(w->stmts);
 	if (w->proute)
 		ExecCleanupTupleRouting(w->mtstate, w->proute);
 	ExecCloseResultRelations(w->estate);
@@ -436,7 +461,7 @@ audit_write_events(AuditEvent **events, int nevents)
 			int64 statement_id = 0;
 
 			if (ev->statement != NULL)
-				statement_id = audit_statement_id(w.stmts, ev->statement);
+				statement_id = audit_writer_statement_id(&w, ev->statement);
 			MemoryContextReset(w.rowcxt);
 			MemoryContextSwitchTo(w.rowcxt);
 			audit_fill_entry(&w, ev, statement_id, ev->statement != NULL);
