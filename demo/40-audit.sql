@@ -25,12 +25,22 @@ INSERT INTO orders VALUES (1, 'initech', 10);
 CREATE ROLE demo_intruder NOLOGIN PASSWORD 'letmein';
 \! psql -X -d demo -U demo_intruder -c 'SELECT 1' 2>&1 | sed 's/^/    /'
 
-\echo '-- the trail (audit.flush() writes what the queue holds; the scheduler does it on its own)'
-SELECT audit.flush() > 0 AS flushed;
+\echo '-- a role that logs in with a password (scram-sha-256 in pg_hba.conf), and a wrong password'
+CREATE ROLE demo_clerk LOGIN PASSWORD 'clerk-secret';
+SELECT pg_catalog.current_setting('hba_file') AS hba_file \gset
+\setenv HBA_FILE :hba_file
+\! { echo 'local all demo_clerk scram-sha-256'; cat "$HBA_FILE"; } > "$HBA_FILE.new" && mv "$HBA_FILE.new" "$HBA_FILE"
+SELECT pg_catalog.pg_reload_conf();
+\! PGPASSWORD=not-the-password psql -X -d demo -U demo_clerk -c 'SELECT 1' 2>&1 | sed 's/^/    /'
+\! PGPASSWORD=clerk-secret psql -X -d demo -U demo_clerk -Atc 'SELECT current_user' 2>&1 | sed 's/^/    logged in as /'
+
+\echo '-- the trail (the scheduler writes what the queue holds within pg_opsdata.audit_flush_interval;'
+\echo '-- audit.flush() writes it at once)'
+SELECT 'written' AS queue FROM audit.flush();
 SELECT ts::time(0) AS at, username, class, command, objects, rows, outcome, sqlstate,
 	   left(statement_text, 60) AS statement
   FROM audit.trail
- WHERE class <> 'login' OR outcome = 'failed'
+ WHERE class <> 'login' OR outcome = 'failed' OR username = 'demo_clerk'
  ORDER BY ts, entry_id;
 
 \echo '-- health of audit'
@@ -38,3 +48,4 @@ SELECT component, status, detail FROM opsdata.health() WHERE component LIKE 'aud
 
 ALTER SYSTEM RESET pg_opsdata.audit;
 SELECT pg_catalog.pg_reload_conf();
+DROP ROLE demo_clerk;

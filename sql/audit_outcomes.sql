@@ -136,3 +136,24 @@ DROP ROLE audit_outsider;
 DROP FUNCTION trail();
 DROP TABLE shown, items;
 DROP EXTENSION pg_opsdata;
+
+-- The backend's cache of stored texts follows audit.statements when the
+-- table is made again or truncated: the text is stored again.
+CREATE EXTENSION pg_opsdata;
+CREATE TABLE again (id int);
+SET pg_opsdata.audit = 'write';
+INSERT INTO again VALUES (1);
+RESET pg_opsdata.audit;
+DROP EXTENSION pg_opsdata;
+CREATE EXTENSION pg_opsdata;
+SET pg_opsdata.audit = 'write';
+INSERT INTO again VALUES (1);
+RESET pg_opsdata.audit;
+SELECT command, statement_text FROM audit.trail WHERE command = 'INSERT';
+TRUNCATE audit.statements;
+SET pg_opsdata.audit = 'write';
+INSERT INTO again VALUES (1);
+RESET pg_opsdata.audit;
+SELECT command, statement_text FROM audit.trail WHERE command = 'INSERT' ORDER BY entry_id;
+DROP TABLE again;
+DROP EXTENSION pg_opsdata;

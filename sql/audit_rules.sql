@@ -14,7 +14,7 @@ GRANT USAGE ON SCHEMA payroll TO audit_reporting;
 CREATE TABLE shown (last bigint);
 INSERT INTO shown VALUES (0);
 CREATE FUNCTION trail()
-RETURNS TABLE (class text, command text, current_user_name name, objects text[], outcome text,
+RETURNS TABLE (class text, command text, current_user_name text, objects text[], outcome text,
 			   statement text)
 LANGUAGE plpgsql AS $$
 BEGIN

@@ -9,7 +9,8 @@
  * (writer.c); every other event goes through the database's shared-memory
  * queue (queue.c) and is inserted by whoever drains it (drain.c).  hooks.c
  * only collects and hands over to capture.c, which owns the events of the
- * running statements and of the current transaction.
+ * running statements; events.c owns those of the current transaction, and
+ * active.c decides whether capture is on at all.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -119,14 +120,24 @@ extern char *audit_classes_string(int classes);
 /* hooks.c */
 extern void audit_install_hooks(void);
 
+/* active.c */
+extern bool audit_is_our_namespace(Oid nspoid);
+extern bool audit_capture_active(void);
+extern bool audit_extension_present(void);
+extern bool audit_extension_known_absent(void);
+extern void audit_capture_xact_end(void);
+extern bool audit_confirmed(void);
+extern bool audit_class_may_be_wanted(int class, bool *by_class);
+extern const char *audit_database_name(void);
+extern const char *audit_role_name(Oid roleid);
+extern const char *audit_client_address(Port *port);
+extern const char *audit_application(void);
+
 /* capture.c */
 extern int audit_internal_depth;
 extern bool audit_in_error;
-extern bool audit_is_our_namespace(Oid nspoid);
 extern void audit_executor_started(QueryDesc *queryDesc);
 extern bool audit_utility_running(void);
-extern bool audit_capture_active(void);
-extern bool audit_extension_present(void);
 extern void audit_executor_start(QueryDesc *queryDesc, int eflags);
 extern void audit_executor_run_begin(QueryDesc *queryDesc);
 extern void audit_executor_run_end(QueryDesc *queryDesc, bool run);
@@ -136,24 +147,28 @@ extern void *audit_utility_begin(PlannedStmt *pstmt, const char *queryString,
 extern void audit_utility_end(void *item, QueryCompletion *qc);
 extern void audit_function_called(Oid funcid);
 extern void audit_error(ErrorData *edata);
+extern void audit_items_subxact_abort(SubTransactionId mySubid);
+extern void audit_ddl_objects(List *identities);
+
+/* events.c */
+extern MemoryContext audit_xact_cxt;
+extern void audit_ensure_contexts(void);
+extern bool audit_in_live_xact(void);
+extern MemoryContext audit_event_context(void);
+extern const char *audit_last_event_statement(void);
+extern AuditEvent *audit_new_event(MemoryContext cxt, int class, const char *command);
+extern void audit_add_event(AuditEvent *ev);
+extern void audit_flush_deferred(bool wait);
 extern void audit_on_exit(int code, Datum arg);
-extern const char *audit_client_address(Port *port);
-extern const char *audit_application(void);
+extern void audit_xact_callback(XactEvent event, void *arg);
+extern void audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+								   SubTransactionId parentSubid, void *arg);
 
 /* session.c */
 extern void audit_login(Port *port, int status);
 extern void audit_login_failed(ErrorData *edata);
 extern void audit_login_settled(void);
 extern void audit_record_disconnect(void);
-extern void audit_ddl_objects(List *identities);
-extern MemoryContext audit_xact_cxt;
-extern void audit_ensure_contexts(void);
-extern AuditEvent *audit_new_event(MemoryContext cxt, int class, const char *command);
-extern void audit_add_event(AuditEvent *ev);
-extern void audit_xact_callback(XactEvent event, void *arg);
-extern void audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-								   SubTransactionId parentSubid, void *arg);
-extern void audit_flush_deferred(bool wait);
 
 /* classify.c */
 typedef struct AuditObject
@@ -220,19 +235,32 @@ typedef struct AuditQueueStats
 	uint64 dropped;
 	uint64 waits;
 	uint64 writer_errors;
+	TimestampTz last_drained; /* 0 for never */
+	TimestampTz last_error;	  /* 0 for never */
 } AuditQueueStats;
 
 extern int audit_queue_stats(AuditQueueStats **stats);
 extern uint64 audit_queue_unassigned_drops(void);
 
 /* writer.c */
+extern void audit_writer_init(void);
 extern void audit_write_events(AuditEvent **events, int nevents);
-extern void audit_writer_end_xact(bool commit);
-extern void audit_writer_end_subxact(void);
+
+/* statements.c */
+typedef struct AuditStmtWriter AuditStmtWriter;
+extern void audit_statements_init(void);
+extern void audit_statements_filter_load(void);
+extern AuditStmtWriter *audit_statements_open(EState *estate, ResultRelInfo *rri);
+extern int64 audit_statement_id(AuditStmtWriter *sw, const char *text);
+extern bool audit_statement_cached(const char *text, int64 *id);
+extern void audit_statements_check_storage(Oid relid, Oid relfilenode);
+extern void audit_statements_close(AuditStmtWriter *sw);
+extern void audit_statements_end_xact(bool commit);
+extern void audit_statements_end_subxact(void);
 
 /* drain.c */
 extern int64 audit_drain(bool wait_for_owner);
 extern long audit_drain_service(void);
-extern void audit_wake_drainer(void);
+extern void audit_wake_drainer(Oid dboid);
 
 #endif /* OPSDATA_AUDIT_H */

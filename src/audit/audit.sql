@@ -21,9 +21,9 @@ CREATE SEQUENCE audit.entries_entry_id_seq AS bigint;
 CREATE TABLE audit.entries (
 	entry_id			bigint NOT NULL DEFAULT pg_catalog.nextval('audit.entries_entry_id_seq'),
 	ts					timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	database			name NOT NULL,
-	username			name NOT NULL,
-	current_user_name	name NOT NULL,
+	database			text NOT NULL,
+	username			text NOT NULL,
+	current_user_name	text NOT NULL,
 	application			text,
 	client_addr			inet,
 	backend_pid			integer NOT NULL,
@@ -46,10 +46,10 @@ CREATE TABLE audit.entries (
 ALTER SEQUENCE audit.entries_entry_id_seq OWNED BY audit.entries.entry_id;
 
 -- Auditors look by time (BRIN: ts grows with the table, and costs next to
--- nothing to maintain), by user and by object.
+-- nothing to maintain), by user and by object.  The by-user B-tree and the
+-- by-object GIN index would cost every audited statement; they are built
+-- on each day's partition once the day is over (audit._index_closed_partitions()).
 CREATE INDEX entries_ts_idx ON audit.entries USING brin (ts);
-CREATE INDEX entries_username_ts_idx ON audit.entries (username, ts);
-CREATE INDEX entries_objects_idx ON audit.entries USING gin (objects);
 
 -- Rows land here until partition maintenance has made the day's partition,
 -- and maintenance moves them out.
@@ -200,7 +200,7 @@ COMMENT ON FUNCTION audit.flush() IS 'Write every entry queued for this database
 
 CREATE FUNCTION audit.queue_state(OUT database text, OUT capacity bigint, OUT used bigint,
 	OUT enqueued bigint, OUT drained bigint, OUT dropped bigint, OUT waits bigint,
-	OUT failed_writes bigint)
+	OUT failed_writes bigint, OUT last_drained timestamptz)
 RETURNS SETOF record
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'audit_queue_state';
@@ -293,6 +293,17 @@ GRANT EXECUTE ON FUNCTION audit.flush(), audit.queue_state() TO opsdata_admin, o
 GRANT EXECUTE ON FUNCTION audit.add_rule(text, name, name, name, text, text, text),
 	audit.drop_rule(bigint) TO opsdata_admin;
 GRANT USAGE ON SCHEMA audit TO opsdata_admin;
+
+CREATE FUNCTION audit._index_closed_partitions()
+RETURNS integer
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_index_closed_partitions';
+
+COMMENT ON FUNCTION audit._index_closed_partitions() IS 'Internal: start building the by-user and by-object indexes missing on partitions of audit.entries whose day ended over an hour ago; returns how many are missing';
+
+INSERT INTO opsdata.jobs (name, command, schedule, builtin, comment) VALUES
+	('audit index closed partitions', 'SELECT audit._index_closed_partitions()', '1 hour', true,
+	 'Builds the by-user and by-object indexes of each day of audit.entries once the day is over');
 
 INSERT INTO opsdata.settings (key, type, default_value, valid_when, description) VALUES
 	('audit.retention', 'interval', '90 days', 'value > interval ''0''',

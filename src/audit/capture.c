@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * capture.c
- *		Audit events of running statements and of the current transaction.
+ *		Audit events of running statements.
  *
  * A statement being audited has an AuditItem: executor statements from
  * ExecutorStart to ExecutorEnd (a cursor's item lives as long as its
@@ -15,24 +15,11 @@
  * protocol) cannot upset it.
  *
  * An item that finishes becomes an AuditEvent in the transaction's event
- * list.  emit_log_hook turns the items that are running at the time of an
- * ERROR into events with outcome "error" (or "denied") and its SQLSTATE;
- * an error outside any audited statement (a syntax error, a failed COMMIT)
- * is recorded from the statement text alone.
- *
- * At pre-commit the events of write, ddl and role statements are inserted
- * into audit.entries in the same transaction (writer.c); the others are
- * put into the database's queue.  At abort every event that was "ok"
- * becomes "rolled back" (transaction control statements excepted) and all
- * are queued; at a savepoint rollback the same happens to the events of the
- * aborted subtransactions.  Events that cannot be queued while aborting
- * (the ring is full and nothing may wait there) are kept in a deferred
- * list and queued at the start of the next statement, or at exit.
- *
- * Nothing is captured in parallel workers (their leader audits the
- * statement), background workers, during recovery, inside the extension's
- * own functions (audit_internal_depth, maintained by the fmgr hook), or in
- * a database without the extension.
+ * list (events.c).  emit_log_hook turns the items that are running at the
+ * time of an ERROR into events with outcome "error" (or "denied") and its
+ * SQLSTATE; an error outside any audited statement (a syntax error, a
+ * failed COMMIT) is recorded from the statement text alone.  Whether
+ * capture is on at all is decided in active.c.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -73,9 +60,6 @@
 #include "audit/audit.h"
 #include "core/opsdata.h"
 
-/* Above this many queued-class events a transaction queues them at once. */
-#define AUDIT_XACT_QUEUE_BATCH 1000
-
 typedef struct AuditItem
 {
 	dlist_node node;
@@ -106,379 +90,8 @@ typedef struct AuditItem
 } AuditItem;
 
 int audit_internal_depth = 0;
-
 static dlist_head audit_items = DLIST_STATIC_INIT(audit_items);
-
-/* Events of the current transaction. */
-MemoryContext audit_xact_cxt = NULL;
-static AuditEvent **audit_xact_events = NULL;
-static int audit_xact_nevents = 0;
-static int audit_xact_maxevents = 0;
-static int audit_xact_nqueued = 0; /* of them, events that go to the queue */
-
-/* Events waiting for room in the queue. */
-static MemoryContext audit_deferred_cxt = NULL;
-static AuditEvent **audit_deferred = NULL;
-static int audit_deferred_n = 0;
-static int audit_deferred_max = 0;
-
-/* Whether the database has the extension, checked once per transaction. */
-static bool audit_ext_checked = false;
-static bool audit_ext_known = false;
-static bool audit_ext_present = false;
-static Oid audit_ext_nsp = InvalidOid;
-static Oid audit_ext_nsp_verified = InvalidOid;
-static Oid audit_our_nsps[4];
-
-/* Session facts. */
-static char *audit_dbname = NULL;
-static char *audit_client = NULL;
-static bool audit_client_done = false;
 bool audit_in_error = false;
-
-/* --- session facts ------------------------------------------------------ */
-
-static const char *
-audit_database_name(void)
-{
-	if (audit_dbname == NULL && MyProcPort != NULL && MyProcPort->database_name != NULL)
-		audit_dbname = MemoryContextStrdup(TopMemoryContext, MyProcPort->database_name);
-	if (audit_dbname == NULL && OidIsValid(MyDatabaseId) && IsTransactionState())
-	{
-		char *name = get_database_name(MyDatabaseId);
-
-		if (name != NULL)
-			audit_dbname = MemoryContextStrdup(TopMemoryContext, name);
-	}
-	return audit_dbname ? audit_dbname : "";
-}
-
-const char *
-audit_client_address(Port *port)
-{
-	char host[NI_MAXHOST];
-
-	if (audit_client_done)
-		return audit_client;
-	audit_client_done = true;
-	if (port == NULL || port->raddr.addr.ss_family == AF_UNIX)
-		return NULL;
-	host[0] = '\0';
-	if (pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen, host, sizeof(host), NULL, 0,
-						   NI_NUMERICHOST) != 0)
-		return NULL;
-	audit_client = MemoryContextStrdup(TopMemoryContext, host);
-	return audit_client;
-}
-
-/* Name of a role, cached; the strings are never freed. */
-static const char *
-audit_role_name(Oid roleid)
-{
-	static Oid last[2] = {InvalidOid, InvalidOid};
-	static char *names[2] = {NULL, NULL};
-	static int next = 0;
-	char *name;
-	int i;
-
-	for (i = 0; i < 2; i++)
-	{
-		if (last[i] == roleid && names[i] != NULL)
-			return names[i];
-	}
-	/* No catalog access while an error is being reported. */
-	if (audit_in_error || !IsTransactionState())
-		return MyProcPort && MyProcPort->user_name ? MyProcPort->user_name : "";
-	name = GetUserNameFromId(roleid, true);
-	if (name == NULL)
-		name = psprintf("%u", roleid);
-	i = next;
-	next = (next + 1) % 2;
-	last[i] = roleid;
-	names[i] = MemoryContextStrdup(TopMemoryContext, name);
-	return names[i];
-}
-
-const char *
-audit_application(void)
-{
-	static char *cached = NULL;
-
-	if (application_name == NULL || application_name[0] == '\0')
-		return NULL;
-	if (cached == NULL || strcmp(cached, application_name) != 0)
-		cached = MemoryContextStrdup(TopMemoryContext, application_name);
-	return cached;
-}
-
-/* --- is capture on? ----------------------------------------------------- */
-
-/*
- * Is the schema nspoid a member of extension pg_opsdata?  Catalog access;
- * called once per schema OID seen.
- */
-static bool
-audit_verify_extension(Oid nspoid)
-{
-	Oid ext = get_extension_oid(OPSDATA_NAME, true);
-	const char *names[4] = {"opsdata", "audit", "learning", "metrics"};
-	int i;
-
-	if (!OidIsValid(ext) || getExtensionOfObject(NamespaceRelationId, nspoid) != ext)
-		return false;
-	for (i = 0; i < 4; i++)
-		audit_our_nsps[i] = get_namespace_oid(names[i], true);
-	return true;
-}
-
-/*
- * Does the current database have pg_opsdata?  Checked once per
- * transaction through the syscache; caller is in a transaction.
- */
-bool
-audit_extension_present(void)
-{
-	if (audit_ext_checked)
-		return audit_ext_present;
-	if (!IsTransactionState())
-		return audit_ext_present;
-	audit_ext_nsp = get_namespace_oid("audit", true);
-	if (!OidIsValid(audit_ext_nsp))
-		audit_ext_present = false;
-	else if (audit_ext_nsp == audit_ext_nsp_verified)
-		audit_ext_present = true;
-	else
-	{
-		audit_ext_present = audit_verify_extension(audit_ext_nsp);
-		if (audit_ext_present)
-			audit_ext_nsp_verified = audit_ext_nsp;
-	}
-	/* The extension's own install or update script is not audited. */
-	if (audit_ext_present && creating_extension &&
-		CurrentExtensionObject == get_extension_oid(OPSDATA_NAME, true))
-		return false;
-	audit_ext_checked = true;
-	audit_ext_known = true;
-	return audit_ext_present;
-}
-
-/* Is the queue of this database known to be drained (extension present)? */
-static bool
-audit_confirmed(void)
-{
-	return audit_ext_known && audit_ext_present;
-}
-
-/*
- * Is nspoid one of the extension's schemas?  Used by the fmgr hook.
- */
-bool
-audit_is_our_namespace(Oid nspoid)
-{
-	int i;
-
-	if (!OidIsValid(audit_ext_nsp_verified))
-		return false;
-	for (i = 0; i < 4; i++)
-	{
-		if (audit_our_nsps[i] == nspoid)
-			return true;
-	}
-	return false;
-}
-
-/*
- * Cheap tests first: is this a client session in normal processing, outside
- * the extension's own code, on a primary, in a database with pg_opsdata?
- */
-bool
-audit_capture_active(void)
-{
-	if (!opsdata_preloaded || audit_internal_depth > 0 || MyBackendType != B_BACKEND ||
-		IsParallelWorker() || !IsNormalProcessingMode() || RecoveryInProgress())
-		return false;
-	return audit_extension_present();
-}
-
-/* May a statement of this class be audited (by class, or by an include rule)? */
-static bool
-audit_class_may_be_wanted(int class, bool *by_class)
-{
-	*by_class = (audit_classes & AUDIT_BIT(class)) != 0;
-	return *by_class || audit_rules_may_include();
-}
-
-/* --- events ------------------------------------------------------------- */
-
-/*
- * Is a transaction open whose end the callbacks will see?  (A savepoint
- * being defined or a failed transaction block are not "in progress", but
- * belong to one.)
- */
-static bool
-audit_in_live_xact(void)
-{
-	return IsTransactionOrTransactionBlock() && !IsAbortedTransactionBlockState();
-}
-
-void
-audit_ensure_contexts(void)
-{
-	if (audit_xact_cxt == NULL)
-	{
-		audit_xact_cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata audit events",
-											   ALLOCSET_DEFAULT_SIZES);
-		audit_deferred_cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata audit deferred",
-												   ALLOCSET_SMALL_SIZES);
-	}
-}
-
-/* A new event with the session's facts, in cxt. */
-AuditEvent *
-audit_new_event(MemoryContext cxt, int class, const char *command)
-{
-	AuditEvent *ev = MemoryContextAllocZero(cxt, sizeof(AuditEvent));
-	FullTransactionId fxid = GetTopFullTransactionIdIfAny();
-
-	ev->ts = GetCurrentTimestamp();
-	ev->class = class;
-	ev->command = command;
-	ev->outcome = AUDIT_OUTCOME_OK;
-	ev->backend_pid = MyProcPid;
-	ev->database = audit_database_name();
-	ev->username = audit_role_name(GetSessionUserId());
-	ev->current_user_name = audit_role_name(GetUserId());
-	ev->application = audit_application();
-	ev->client_addr = audit_client_address(MyProcPort);
-	ev->subid = GetCurrentSubTransactionId();
-	if (FullTransactionIdIsValid(fxid))
-	{
-		ev->xid = U64FromFullTransactionId(fxid);
-		ev->flags |= AUDIT_EVENT_HAS_XID;
-	}
-	return ev;
-}
-
-static void
-audit_defer(AuditEvent **events, int n)
-{
-	int i;
-
-	audit_ensure_contexts();
-	for (i = 0; i < n; i++)
-	{
-		AuditEvent *src = events[i];
-		AuditEvent *ev;
-
-		if (audit_deferred_n == audit_deferred_max)
-		{
-			audit_deferred_max = Max(16, audit_deferred_max * 2);
-			if (audit_deferred == NULL)
-				audit_deferred = MemoryContextAlloc(audit_deferred_cxt,
-													sizeof(AuditEvent *) * audit_deferred_max);
-			else
-				audit_deferred = repalloc(audit_deferred, sizeof(AuditEvent *) * audit_deferred_max);
-		}
-		/* Deep copy: the source may be in memory about to be reset. */
-		ev = audit_event_copy(src, audit_deferred_cxt);
-		audit_deferred[audit_deferred_n++] = ev;
-	}
-}
-
-/*
- * Queue events now if they fit, else keep them for later.  Never waits and
- * never raises an error for a full queue: usable while aborting.
- */
-static void
-audit_queue_or_defer(AuditEvent **events, int n, bool confirm)
-{
-	int done;
-
-	if (n == 0)
-		return;
-	if (audit_overflow == AUDIT_OVERFLOW_DROP)
-	{
-		audit_queue_put(audit_database_name(), confirm, events, n, AUDIT_PUT_DROP, NULL);
-		return;
-	}
-	done = audit_deferred_n > 0 ? 0 : audit_queue_put(audit_database_name(), confirm, events, n, AUDIT_PUT_TRY, NULL);
-	if (done < n)
-		audit_defer(events + done, n - done);
-}
-
-/*
- * Queue the deferred events.  With wait (at the start of a statement) a
- * full queue makes the session wait according to pg_opsdata.audit_overflow;
- * without it (at exit) they are dropped and counted when they do not fit.
- */
-void
-audit_flush_deferred(bool wait)
-{
-	int mode;
-
-	if (audit_deferred_n == 0)
-		return;
-	mode = !wait || audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP : AUDIT_PUT_WAIT;
-	audit_queue_put(audit_database_name(), audit_confirmed(), audit_deferred, audit_deferred_n, mode,
-					NULL);
-	audit_deferred_n = 0;
-	MemoryContextReset(audit_deferred_cxt);
-	audit_deferred = NULL;
-	audit_deferred_max = 0;
-}
-
-/* Queue the transaction's queued-class events that completed so far. */
-static void
-audit_xact_queue_now(void)
-{
-	AuditEvent **queued = palloc(sizeof(AuditEvent *) * audit_xact_nevents);
-	int nq = 0;
-	int nk = 0;
-	int i;
-
-	for (i = 0; i < audit_xact_nevents; i++)
-	{
-		AuditEvent *ev = audit_xact_events[i];
-
-		if (AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES)
-			audit_xact_events[nk++] = ev;
-		else
-			queued[nq++] = ev;
-	}
-	audit_xact_nevents = nk;
-	audit_queue_put(audit_database_name(), true, queued, nq,
-					audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP : AUDIT_PUT_WAIT, NULL);
-	audit_xact_nqueued = 0;
-	pfree(queued);
-}
-
-/*
- * Hand a finished event over: into the transaction's list when a
- * transaction is open, else straight to the queue.
- */
-void
-audit_add_event(AuditEvent *ev)
-{
-	if (!audit_in_live_xact())
-	{
-		audit_queue_or_defer(&ev, 1, audit_confirmed());
-		return;
-	}
-	if (audit_xact_nevents == audit_xact_maxevents)
-	{
-		audit_xact_maxevents = Max(32, audit_xact_maxevents * 2);
-		if (audit_xact_events == NULL)
-			audit_xact_events = MemoryContextAlloc(audit_xact_cxt,
-												   sizeof(AuditEvent *) * audit_xact_maxevents);
-		else
-			audit_xact_events = repalloc(audit_xact_events,
-										 sizeof(AuditEvent *) * audit_xact_maxevents);
-	}
-	audit_xact_events[audit_xact_nevents++] = ev;
-	if (!(AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) &&
-		++audit_xact_nqueued >= AUDIT_XACT_QUEUE_BATCH && !audit_in_error)
-		audit_xact_queue_now();
-}
 
 /* The statement text of an item, copied into cxt (shared with the previous event when equal). */
 static const char *
@@ -506,8 +119,7 @@ audit_item_text(AuditItem *item, MemoryContext cxt)
 	while (len > 0 && (src[len - 1] == ' ' || src[len - 1] == '\n' || src[len - 1] == '\t' ||
 					   src[len - 1] == '\r' || src[len - 1] == ';'))
 		len--;
-	if (last_text != NULL && audit_xact_nevents > 0 &&
-		audit_xact_events[audit_xact_nevents - 1]->statement == last_text &&
+	if (last_text != NULL && audit_last_event_statement() == last_text &&
 		strncmp(last_text, src, len) == 0 && last_text[len] == '\0')
 		return last_text;
 	{
@@ -528,8 +140,7 @@ audit_item_event(AuditItem *item, int class, const char *command, int outcome, i
 	AuditEvent *ev;
 	int i;
 
-	audit_ensure_contexts();
-	cxt = audit_in_live_xact() ? audit_xact_cxt : audit_deferred_cxt;
+	cxt = audit_event_context();
 	ev = audit_new_event(cxt, class, command);
 	ev->ts = item->start;
 	ev->outcome = outcome;
@@ -971,7 +582,7 @@ audit_error(ErrorData *edata)
 		return;
 	}
 	if (!IsNormalProcessingMode() || audit_internal_depth > 0 || RecoveryInProgress() ||
-		(audit_ext_known && !audit_ext_present))
+		audit_extension_known_absent())
 	{
 		audit_in_error = false;
 		return;
@@ -1007,9 +618,7 @@ audit_error(ErrorData *edata)
 
 		if (audit_classes & AUDIT_BIT(class) || audit_rules_may_include())
 		{
-			MemoryContext cxt = audit_in_live_xact()
-									? audit_xact_cxt
-									: audit_deferred_cxt;
+			MemoryContext cxt = audit_event_context();
 			AuditEvent *ev = audit_new_event(cxt, class, command);
 
 			ev->outcome = audit_error_outcome(edata->sqlerrcode);
@@ -1031,184 +640,15 @@ audit_error(ErrorData *edata)
 }
 
 /*
- * At exit: queue what is left (never waiting) and record the disconnect of
- * a session whose login was recorded.
+ * A subtransaction is being aborted: the items it started are gone; those
+ * still running failed with an error that was caught (its SQLSTATE is
+ * gone) and are recorded as errors.
  */
 void
-audit_on_exit(int code, Datum arg)
-{
-	audit_login_settled();
-
-	if (audit_xact_nevents > 0)
-	{
-		int i;
-
-		for (i = 0; i < audit_xact_nevents; i++)
-		{
-			AuditEvent *ev = audit_xact_events[i];
-
-			if (ev->outcome == AUDIT_OUTCOME_OK && !(ev->flags & AUDIT_EVENT_TXN_CONTROL))
-				ev->outcome = AUDIT_OUTCOME_ROLLED_BACK;
-		}
-		audit_queue_put(audit_database_name(), audit_confirmed(), audit_xact_events,
-						audit_xact_nevents, AUDIT_PUT_DROP, NULL);
-		audit_xact_nevents = 0;
-	}
-	audit_flush_deferred(false);
-
-	audit_record_disconnect();
-}
-
-/* --- transaction ends --------------------------------------------------- */
-
-static void
-audit_xact_reset(void)
-{
-	audit_xact_events = NULL;
-	audit_xact_nevents = 0;
-	audit_xact_maxevents = 0;
-	audit_xact_nqueued = 0;
-	if (audit_xact_cxt != NULL)
-		MemoryContextReset(audit_xact_cxt);
-}
-
-/*
- * Pre-commit: write the transaction's write events, queue the others.  The
- * written events stay in the list, marked, so that an abort after this
- * point still records them (as rolled back); queued events leave it as
- * they are queued.
- */
-static void
-audit_pre_commit(void)
-{
-	AuditEvent **written;
-	AuditEvent **queued;
-	int nw = 0;
-	int nq = 0;
-	int i;
-	int done = 0;
-
-	if (audit_xact_nevents == 0)
-		return;
-	written = palloc(sizeof(AuditEvent *) * audit_xact_nevents);
-	queued = palloc(sizeof(AuditEvent *) * audit_xact_nevents);
-	for (i = 0; i < audit_xact_nevents; i++)
-	{
-		AuditEvent *ev = audit_xact_events[i];
-
-		if (ev->flags & AUDIT_EVENT_WRITTEN)
-			continue;
-
-		/*
-		 * A session draining the queue (audit.flush()) frees room in it only
-		 * when it commits, so it must not wait for room: it writes all its
-		 * events itself.
-		 */
-		if ((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) || audit_queue_claimed())
-			written[nw++] = ev;
-		else
-			queued[nq++] = ev;
-	}
-	if (nw > 0)
-	{
-		audit_write_events(written, nw);
-		for (i = 0; i < nw; i++)
-			written[i]->flags |= AUDIT_EVENT_WRITTEN;
-	}
-	if (nq == 0)
-		return;
-
-	PG_TRY();
-	{
-		audit_queue_put(audit_database_name(), true, queued, nq,
-						audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP : AUDIT_PUT_WAIT, &done);
-	}
-	PG_FINALLY();
-	{
-		/* Keep the written events and those not yet queued. */
-		int n = 0;
-		int q = 0;
-
-		for (i = 0; i < audit_xact_nevents; i++)
-		{
-			AuditEvent *ev = audit_xact_events[i];
-
-			if (q < done && ev == queued[q])
-			{
-				q++;
-				continue;
-			}
-			audit_xact_events[n++] = ev;
-		}
-		audit_xact_nevents = n;
-	}
-	PG_END_TRY();
-}
-
-static void
-audit_abort(void)
-{
-	int i;
-
-	for (i = 0; i < audit_xact_nevents; i++)
-	{
-		AuditEvent *ev = audit_xact_events[i];
-
-		if (ev->outcome == AUDIT_OUTCOME_OK && !(ev->flags & AUDIT_EVENT_TXN_CONTROL))
-			ev->outcome = AUDIT_OUTCOME_ROLLED_BACK;
-	}
-	audit_queue_or_defer(audit_xact_events, audit_xact_nevents, true);
-	audit_xact_nevents = 0;
-}
-
-void
-audit_xact_callback(XactEvent event, void *arg)
-{
-	audit_login_settled();
-	switch (event)
-	{
-		case XACT_EVENT_PRE_COMMIT:
-		case XACT_EVENT_PRE_PREPARE:
-			audit_pre_commit();
-			break;
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PREPARE:
-			audit_queue_release(true);
-			audit_writer_end_xact(true);
-			audit_xact_reset();
-			audit_ext_checked = false;
-			break;
-		case XACT_EVENT_ABORT:
-			audit_queue_release(false);
-			audit_writer_end_xact(false);
-			audit_abort();
-			audit_xact_reset();
-			audit_ext_checked = false;
-			break;
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PARALLEL_PRE_COMMIT:
-			break;
-	}
-}
-
-void
-audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					   SubTransactionId parentSubid, void *arg)
+audit_items_subxact_abort(SubTransactionId mySubid)
 {
 	dlist_mutable_iter iter;
-	int i;
 
-	if (event != SUBXACT_EVENT_ABORT_SUB)
-		return;
-	for (i = 0; i < audit_xact_nevents; i++)
-	{
-		AuditEvent *ev = audit_xact_events[i];
-
-		if (ev->subid >= mySubid && ev->outcome == AUDIT_OUTCOME_OK &&
-			!(ev->flags & AUDIT_EVENT_TXN_CONTROL))
-			ev->outcome = AUDIT_OUTCOME_ROLLED_BACK;
-	}
 	dlist_foreach_modify(iter, &audit_items)
 	{
 		AuditItem *item = dlist_container(AuditItem, node, iter.cur);
@@ -1228,5 +668,4 @@ audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		}
 		audit_item_unlink(item);
 	}
-	audit_writer_end_subxact();
 }

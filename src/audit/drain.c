@@ -8,8 +8,10 @@
  * the records leave the queue only when that transaction commits (the
  * transaction callbacks release the queue: advancing it at commit, leaving
  * it as it was at abort), so an error loses nothing.  audit.flush() drains
- * everything in the caller's transaction; the database's scheduler drains
- * in batches, one transaction each.
+ * everything in the caller's transaction; the database's scheduler runs
+ * audit_drain_service() as a scheduler service (src/worker/worker.h),
+ * draining in batches of one transaction each every
+ * pg_opsdata.audit_flush_interval, and sooner when a writer wakes it.
  *
  * Logins were classified when they happened, before the session had a
  * database and could read the rules; the exclude rules are applied to them
@@ -32,6 +34,7 @@
 #include "utils/snapmgr.h"
 
 #include "audit/audit.h"
+#include "worker/worker.h"
 
 #define AUDIT_DRAIN_BATCH 10000
 
@@ -95,13 +98,26 @@ audit_drain(bool wait_for_owner)
 }
 
 /*
- * The scheduler service: drain in batches of one transaction each until
- * the queue is empty, then ask to be called again after the flush
- * interval.  Called outside any transaction.
+ * The scheduler service: first load the statement filter of the database
+ * (statements.c), then drain in batches of one transaction each until the
+ * queue is empty, and ask to be called again after the flush interval.
+ * Called outside any transaction.
  */
 long
 audit_drain_service(void)
 {
+	static bool filter_loaded = false;
+
+	if (!filter_loaded)
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		audit_statements_filter_load();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		filter_loaded = true;
+	}
 	for (;;)
 	{
 		int64 n;
@@ -120,11 +136,16 @@ audit_drain_service(void)
 }
 
 /*
- * Ask the drainer of the current database to run soon: the queue is
- * filling up or a session waits for room.  Until the scheduler drains the
- * queue, audit.flush() does.
+ * Ask the scheduler of database dboid to drain its queue now: the queue is
+ * filling up or a session waits for room.  Cheap and lock-free; a queue
+ * whose database is not known yet (only logins reached it) falls back on
+ * the current database.
  */
 void
-audit_wake_drainer(void)
+audit_wake_drainer(Oid dboid)
 {
+	if (!OidIsValid(dboid))
+		dboid = MyDatabaseId;
+	if (OidIsValid(dboid))
+		worker_wake_scheduler(dboid);
 }

@@ -28,6 +28,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "access/xlog.h"
 #include "tcop/tcopprot.h"
 #include "utils/inval.h"
@@ -75,8 +76,8 @@ audit_queue_state(PG_FUNCTION_ARGS)
 	n = audit_queue_stats(&stats);
 	for (i = 0; i < n; i++)
 	{
-		Datum values[8];
-		bool nulls[8] = {false};
+		Datum values[9];
+		bool nulls[9] = {false};
 
 		values[0] = CStringGetTextDatum(stats[i].database);
 		values[1] = Int64GetDatum((int64) stats[i].capacity);
@@ -86,26 +87,64 @@ audit_queue_state(PG_FUNCTION_ARGS)
 		values[5] = Int64GetDatum((int64) stats[i].dropped);
 		values[6] = Int64GetDatum((int64) stats[i].waits);
 		values[7] = Int64GetDatum((int64) stats[i].writer_errors);
+		values[8] = TimestampTzGetDatum(stats[i].last_drained);
+		nulls[8] = stats[i].last_drained == 0;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
 }
 
-static void
-health_row(ReturnSetInfo *rsinfo, const char *component, const char *status, const char *detail)
-{
-	Datum values[3];
-	bool nulls[3] = {false, false, false};
+/* Entries waiting longer than this without a drain make health warn. */
+#define AUDIT_HEALTH_STALE_MS Max(5 * 1000, 10 * audit_flush_interval_ms)
 
-	values[0] = CStringGetTextDatum(component);
-	values[1] = CStringGetTextDatum(status);
-	values[2] = CStringGetTextDatum(detail);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+/* "0.2 s ago" or "never". */
+static char *
+audit_ago(TimestampTz then, TimestampTz now)
+{
+	if (then == 0)
+		return pstrdup("never");
+	return psprintf("%.1f s ago", (double) Max(now - then, 0) / USECS_PER_SEC);
+}
+
+/* The "audit queue" row of this database's queue. */
+static void
+audit_health_queue(ReturnSetInfo *rsinfo, const AuditQueueStats *st, uint64 unassigned)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int pct = (int) (st->used * 100 / Max(st->capacity, 1));
+	uint64 dropped = st->dropped + unassigned;
+	bool stale = st->used > 0 &&
+				 (st->last_drained == 0 ||
+				  TimestampDifferenceExceeds(st->last_drained, now, AUDIT_HEALTH_STALE_MS));
+	const char *status = "ok";
+	StringInfoData detail;
+
+	initStringInfo(&detail);
+	appendStringInfo(&detail, "%d%% of %zu kB used, last drained %s; " UINT64_FORMAT " entries dropped, " UINT64_FORMAT " failed writes of the queue.",
+					 pct, st->capacity / 1024, audit_ago(st->last_drained, now), dropped,
+					 st->writer_errors);
+	if (st->writer_errors > 0 && st->last_error >= st->last_drained)
+	{
+		status = "error";
+		appendStringInfo(&detail, " The last write of the queue failed (%s) and none succeeded since: see the server log.",
+						 audit_ago(st->last_error, now));
+	}
+	else if (stale)
+	{
+		status = "warning";
+		appendStringInfoString(&detail, " Entries are waiting and nothing drained the queue lately: is the pg_opsdata scheduler of this database running (see its row)?");
+	}
+	else if (dropped > 0 || pct >= 90)
+		status = "warning";
+	if (dropped > 0)
+		appendStringInfoString(&detail, " Entries are dropped when the queue is full and pg_opsdata.audit_overflow is drop; consider increasing pg_opsdata.audit_queue_size.");
+	opsdata_health_row(rsinfo, "audit queue", status, detail.data);
 }
 
 /*
  * audit._health_audit(): rows of opsdata.health() for audit capture and
- * this database's queue (fill, drops, failed writes).
+ * this database's queue (fill, when it was last drained, drops, failed
+ * writes).
  */
 Datum
 audit_health(PG_FUNCTION_ARGS)
@@ -120,45 +159,33 @@ audit_health(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (!opsdata_preloaded)
 	{
-		health_row(rsinfo, "audit capture", "off",
-				   "Audit capture needs pg_opsdata in shared_preload_libraries.");
-		health_row(rsinfo, "audit queue", "off",
-				   "The audit queue needs pg_opsdata in shared_preload_libraries.");
+		opsdata_health_row(rsinfo, "audit capture", "off",
+						   "Audit capture needs pg_opsdata in shared_preload_libraries.");
+		opsdata_health_row(rsinfo, "audit queue", "off",
+						   "The audit queue needs pg_opsdata in shared_preload_libraries.");
 		PG_RETURN_VOID();
 	}
-	health_row(rsinfo, "audit capture", "ok",
-			   psprintf("Auditing %s (pg_opsdata.audit), plus the rules in audit.rules.",
-						audit_classes_string(audit_classes)));
+	opsdata_health_row(rsinfo, "audit capture", "ok",
+					   psprintf("Auditing %s (pg_opsdata.audit), plus the rules in audit.rules.",
+								audit_classes_string(audit_classes)));
 
 	n = audit_queue_stats(&stats);
 	unassigned = audit_queue_unassigned_drops();
 	for (i = 0; i < n; i++)
 	{
-		AuditQueueStats *st = &stats[i];
-		int pct;
-		const char *status = "ok";
-
-		if (strcmp(st->database, dbname) != 0)
-			continue;
-		pct = (int) (st->used * 100 / Max(st->capacity, 1));
-		if (st->writer_errors > 0)
-			status = "error";
-		else if (st->dropped > 0 || unassigned > 0 || pct >= 90)
-			status = "warning";
-		health_row(rsinfo, "audit queue", status,
-				   psprintf("%d%% of %zu kB used; " UINT64_FORMAT " entries dropped, " UINT64_FORMAT " failed writes of the queue.%s",
-							pct, st->capacity / 1024, st->dropped + unassigned, st->writer_errors,
-							st->dropped + unassigned > 0
-								? " Entries are dropped when the queue is full and pg_opsdata.audit_overflow is drop; consider increasing pg_opsdata.audit_queue_size."
-								: ""));
-		PG_RETURN_VOID();
+		if (strcmp(stats[i].database, dbname) == 0)
+		{
+			audit_health_queue(rsinfo, &stats[i], unassigned);
+			PG_RETURN_VOID();
+		}
 	}
-	health_row(rsinfo, unassigned > 0 ? "audit queue" : "audit queue",
-			   unassigned > 0 ? "warning" : "ok",
-			   unassigned > 0
-				   ? psprintf(UINT64_FORMAT " entries dropped because every queue was taken; consider increasing pg_opsdata.audit_max_databases.",
-							  unassigned)
-				   : "Empty: nothing was queued for this database since the server started.");
+	if (unassigned > 0)
+		opsdata_health_row(rsinfo, "audit queue", "warning",
+						   psprintf(UINT64_FORMAT " entries dropped because every queue was taken; consider increasing pg_opsdata.audit_max_databases.",
+									unassigned));
+	else
+		opsdata_health_row(rsinfo, "audit queue", "ok",
+						   "Empty: nothing was queued for this database since the server started.");
 	PG_RETURN_VOID();
 }
 

@@ -17,6 +17,9 @@
  *	ClientAuthentication_hook		logins (and the disconnect that follows)
  *	transaction callbacks			pre-commit writes, rollbacks, the queue
  *
+ * It also registers the drain of the audit queue as a service of every
+ * scheduler (src/worker/worker.h).
+ *
  * Copyright (c) 2026, pg_opsdata developers
  *
  * IDENTIFICATION
@@ -40,6 +43,7 @@
 
 #include "audit/audit.h"
 #include "core/opsdata.h"
+#include "worker/worker.h"
 
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
@@ -208,6 +212,11 @@ audit_install_hooks(void)
 	RegisterSubXactCallback(audit_subxact_callback, NULL);
 }
 
+/* Every scheduler drains its database's queue (drain.c). */
+static const WorkerService audit_drain_service_def = {
+	"audit queue drain",
+	audit_drain_service};
+
 /*
  * The audit area's entry point, called from _PG_init().
  */
@@ -218,7 +227,10 @@ audit_init(void)
 	if (!opsdata_preloaded)
 		return;
 	audit_queue_init();
+	audit_statements_init();
 	audit_classify_init();
 	audit_rules_init();
+	audit_writer_init();
 	audit_install_hooks();
+	worker_register_service(&audit_drain_service_def);
 }

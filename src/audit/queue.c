@@ -15,7 +15,10 @@
  * session knows its database's OID).  A slot that no session of its
  * database has yet confirmed (i.e. seen the extension installed) can be
  * taken back when the slots run out; its records are then counted as
- * dropped.
+ * dropped.  A slot learns its database's OID when a session or drainer of
+ * that database confirms it, so that writers can wake that database's
+ * scheduler (lock-free, see worker_wake_scheduler()) when the ring is half
+ * full or they wait for room.
  *
  * A record is a uint32 length (MAXALIGNed, header included) followed by the
  * serialized event; records never straddle the claim boundary but may wrap
@@ -60,6 +63,7 @@ typedef struct AuditQueueSlot
 	bool in_use;
 	bool confirmed;
 	int drainer_pid;
+	Oid dboid; /* once a session or drainer of the database confirmed it */
 	char dbname[NAMEDATALEN];
 	uint64 head;
 	uint64 tail;
@@ -69,6 +73,8 @@ typedef struct AuditQueueSlot
 	uint64 dropped;
 	uint64 waits;
 	uint64 writer_errors;
+	TimestampTz last_drained; /* last commit of a drainer, 0 for never */
+	TimestampTz last_error;	  /* last failed write, 0 for never */
 	ConditionVariable space_cv;
 	ConditionVariable owner_cv;
 } AuditQueueSlot;
@@ -206,10 +212,12 @@ audit_queue_slot(const char *dbname, bool create, bool confirm)
 	LWLockRelease(alloc);
 	if (i < audit_queue->nslots)
 	{
-		if (confirm && !audit_queue->slots[i].confirmed)
+		if (confirm && (!audit_queue->slots[i].confirmed ||
+						audit_queue->slots[i].dboid != MyDatabaseId))
 		{
 			LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
 			audit_queue->slots[i].confirmed = true;
+			audit_queue->slots[i].dboid = MyDatabaseId;
 			LWLockRelease(slot_lock(i));
 		}
 		return i;
@@ -254,7 +262,9 @@ audit_queue_slot(const char *dbname, bool create, bool confirm)
 			lost = slot->enqueued - slot->drained;
 		slot->in_use = true;
 		slot->confirmed = confirm;
+		slot->dboid = confirm ? MyDatabaseId : InvalidOid;
 		slot->drainer_pid = 0;
+		slot->last_drained = slot->last_error = 0;
 		strlcpy(slot->dbname, dbname, NAMEDATALEN);
 		slot->head = slot->tail = slot->claim_end = 0;
 		slot->enqueued = slot->drained = slot->dropped = slot->waits = slot->writer_errors = 0;
@@ -512,7 +522,7 @@ audit_queue_put(const char *dbname, bool confirm, AuditEvent **events, int neven
 			if (!slept)
 				slot->waits++;
 			LWLockRelease(slot_lock(i));
-			audit_wake_drainer();
+			audit_wake_drainer(slot->dboid);
 			slept = true;
 			ConditionVariableTimedSleep(&slot->space_cv, 1000, PG_WAIT_EXTENSION);
 		}
@@ -525,7 +535,7 @@ audit_queue_put(const char *dbname, bool confirm, AuditEvent **events, int neven
 			*progress = done;
 		/* Wake the drainer early when the ring is getting full. */
 		if (fits && slot->head - slot->tail > audit_queue->capacity / 2)
-			audit_wake_drainer();
+			audit_wake_drainer(slot->dboid);
 	}
 	return done;
 }
@@ -620,6 +630,7 @@ audit_queue_release(bool advance)
 	{
 		slot->tail = slot->claim_end;
 		slot->drained += audit_claimed_events;
+		slot->last_drained = GetCurrentTimestamp();
 	}
 	slot->drainer_pid = 0;
 	LWLockRelease(slot_lock(i));
@@ -647,6 +658,7 @@ audit_queue_count_writer_error(const char *dbname)
 		return;
 	LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
 	audit_queue->slots[i].writer_errors++;
+	audit_queue->slots[i].last_error = GetCurrentTimestamp();
 	LWLockRelease(slot_lock(i));
 }
 
@@ -681,6 +693,8 @@ audit_queue_stats(AuditQueueStats **stats)
 			st->dropped = slot->dropped;
 			st->waits = slot->waits;
 			st->writer_errors = slot->writer_errors;
+			st->last_drained = slot->last_drained;
+			st->last_error = slot->last_error;
 			n++;
 		}
 		LWLockRelease(slot_lock(i));

@@ -6,7 +6,8 @@
  * opsdata.health() (src/core/finish.sql) is the union of one row source per
  * area; this file provides the core's: whether the library was preloaded
  * and what shared memory it holds, plus the library's own version so that
- * SQL can compare it with the installed extension version.
+ * SQL can compare it with the installed extension version.  The row
+ * builder opsdata_health_row() is shared with the other areas.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -31,9 +32,14 @@ PG_FUNCTION_INFO_V1(opsdata_warn_if_not_preloaded);
 #define OPSDATA_PRELOAD_HINT \
 	"Add pg_opsdata to shared_preload_libraries in postgresql.conf and restart the server."
 
-static void
-health_row(ReturnSetInfo *rsinfo, const char *component, const char *status,
-		   const char *detail)
+/*
+ * Append a (component, status, detail) row to the result of a health
+ * function that called InitMaterializedSRF().  Every area's _health_*()
+ * function uses it.
+ */
+void
+opsdata_health_row(ReturnSetInfo *rsinfo, const char *component, const char *status,
+				   const char *detail)
 {
 	Datum values[3];
 	bool nulls[3] = {false, false, false};
@@ -57,19 +63,19 @@ opsdata_health_core(PG_FUNCTION_ARGS)
 
 	if (opsdata_preloaded)
 	{
-		health_row(rsinfo, "preload", "ok",
-				   "pg_opsdata is loaded through shared_preload_libraries.");
-		health_row(rsinfo, "shared memory", "ok",
-				   psprintf("%d parts, %zu bytes.", opsdata_shmem_parts(),
-							opsdata_shmem_total()));
+		opsdata_health_row(rsinfo, "preload", "ok",
+						   "pg_opsdata is loaded through shared_preload_libraries.");
+		opsdata_health_row(rsinfo, "shared memory", "ok",
+						   psprintf("%d parts, %zu bytes.", opsdata_shmem_parts(),
+									opsdata_shmem_total()));
 	}
 	else
 	{
-		health_row(rsinfo, "preload", "warning",
-				   "pg_opsdata is not in shared_preload_libraries: audit capture, "
-				   "the audit queue and the background workers are off. " OPSDATA_PRELOAD_HINT);
-		health_row(rsinfo, "shared memory", "off",
-				   "No shared memory without shared_preload_libraries.");
+		opsdata_health_row(rsinfo, "preload", "warning",
+						   "pg_opsdata is not in shared_preload_libraries: audit capture, "
+						   "the audit queue and the background workers are off. " OPSDATA_PRELOAD_HINT);
+		opsdata_health_row(rsinfo, "shared memory", "off",
+						   "No shared memory without shared_preload_libraries.");
 	}
 
 	return (Datum) 0;

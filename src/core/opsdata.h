@@ -50,6 +50,14 @@ extern void opsdata_shmem_register(const OpsdataShmemPart *part);
 extern Size opsdata_shmem_total(void);
 extern int opsdata_shmem_parts(void);
 
+/*
+ * A row of opsdata.health(): for the _health_*() functions of every area,
+ * after InitMaterializedSRF().  Status is ok, warning, error or off.
+ */
+struct ReturnSetInfo;
+extern void opsdata_health_row(struct ReturnSetInfo *rsinfo, const char *component,
+							   const char *status, const char *detail);
+
 /* Area entry points, called by _PG_init() in this order. */
 extern void worker_init(void);
 extern void partition_init(void);

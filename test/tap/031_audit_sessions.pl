@@ -1,6 +1,7 @@
 # Audit of what only a real server shows: failed password logins, logins
 # and disconnects; the queue's overflow policies (wait, then drop) with
-# their counts in health; the extended and prepared protocols through
+# their counts in health, while a session owns the queue so that the
+# scheduler cannot drain it; the extended and prepared protocols through
 # pgbench without leaks or errors.
 use strict;
 use warnings;
@@ -51,11 +52,15 @@ is($node->safe_psql('postgres',
 	'failed:28000', 'a refused role is a failed login');
 
 # --- overflow: wait -----------------------------------------------------
-# Nothing drains the queue while the test does not call audit.flush(): a
-# session that fills it waits, and goes on once the queue is flushed.
-# The filling session audits its reads; the others audit nothing, so they
-# do not wait themselves.
-$node->safe_psql('postgres', 'SELECT audit.flush()');
+# A session that drained the queue in a transaction still open owns it:
+# neither the scheduler nor anyone else can drain it until that session
+# ends its transaction.  A session that fills the queue meanwhile waits,
+# and goes on once the owner commits and the scheduler drains the queue
+# (nobody else calls audit.flush()).  The filling session audits its
+# reads; the others audit nothing, so they do not wait themselves.
+my $owner = $node->background_psql('postgres');
+$owner->query_safe('BEGIN');
+$owner->query_safe('SELECT audit.flush()');
 my $statements = 1500;
 my $selects = join('', map { "SELECT $_ AS padding_padding_padding_padding_padding_padding;\n" } 1 .. $statements);
 my $script = "SET pg_opsdata.audit = 'read';\n$selects";
@@ -69,26 +74,22 @@ my $h = IPC::Run::start(
 ok($node->poll_query_until('postgres',
 		"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'filler' AND wait_event_type = 'Extension')"),
 	'a session that fills the queue waits (pg_opsdata.audit_overflow = wait)');
-my $flushed = 0;
-for (1 .. 100)
-{
-	$flushed += $node->safe_psql('postgres', 'SELECT audit.flush()');
-	last unless $h->pumpable;
-	$h->pump_nb;
-	usleep(50_000);
-}
+$owner->query_safe('COMMIT');
 $h->finish;
-is($?, 0, 'the waiting session completes once the queue is flushed');
-$node->safe_psql('postgres', 'SELECT audit.flush()');
-is($node->safe_psql('postgres',
-		"SELECT count(*) FROM audit.entries WHERE statement_id IN
-		   (SELECT statement_id FROM audit.statements WHERE statement_text LIKE 'SELECT % AS padding%')"),
-	$statements, 'with wait, no entry of the waiting session is lost');
+is($?, 0, 'the waiting session completes once the scheduler can drain the queue');
+my $padding = "SELECT count(*) FROM audit.entries WHERE statement_id IN
+		   (SELECT statement_id FROM audit.statements WHERE statement_text LIKE 'SELECT % AS padding%')";
+ok($node->poll_query_until('postgres', $padding, $statements),
+	'with wait, no entry of the waiting session is lost');
 
 # --- overflow: drop -----------------------------------------------------
+$owner->query_safe('BEGIN');
+$owner->query_safe('SELECT audit.flush()');
 $node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'),
 		'-c', "SET pg_opsdata.audit_overflow = 'drop';\n$script" ],
 	'with drop, a session filling the queue never waits');
+$owner->query_safe('COMMIT');
+$owner->quit;
 my $dropped = $node->safe_psql('postgres',
 	'SELECT dropped FROM audit.queue_state() WHERE database = current_database()');
 cmp_ok($dropped, '>', 0, 'entries that did not fit were dropped and counted');
@@ -104,13 +105,9 @@ $node->safe_psql('postgres', 'SELECT audit.flush()');
 my $before = $node->safe_psql('postgres', "SELECT count(*) FROM audit.entries WHERE command = 'UPDATE'");
 for my $mode ('extended', 'prepared')
 {
-	# A flusher keeps the queue drained while pgbench runs.
-	my $flusher = IPC::Run::start(
-		[ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-c',
-		  "DO \$\$ BEGIN FOR i IN 1..100 LOOP PERFORM audit.flush(); COMMIT; PERFORM pg_sleep(0.05); END LOOP; END \$\$" ]);
+	# The scheduler keeps the queue drained while pgbench runs.
 	$node->command_ok([ 'pgbench', '-n', '-M', $mode, '-c', '2', '-t', '100', $node->connstr('postgres') ],
 		"pgbench -M $mode runs with every statement audited");
-	$flusher->finish;
 }
 $node->safe_psql('postgres', 'SELECT audit.flush()');
 is($node->safe_psql('postgres', "SELECT count(*) - $before FROM audit.entries WHERE command = 'UPDATE' AND outcome = 'ok'"),

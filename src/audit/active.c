@@ -1,0 +1,253 @@
+/*-------------------------------------------------------------------------
+ *
+ * active.c
+ *		Whether capture is on, and the facts of the session.
+ *
+ * Capture happens only in a client session in normal processing, on a
+ * primary, outside the extension's own functions (audit_internal_depth,
+ * maintained by the fmgr hook), and in a database that has the extension.
+ * That last fact costs a syscache lookup, so it is checked once per
+ * transaction.  The facts every entry carries about its session (database,
+ * client address, role names, application) are cached here too: role names
+ * by OID, the rest for the session.
+ *
+ * Nothing is captured in parallel workers (their leader audits the
+ * statement), background workers, during recovery, or in the extension's
+ * own install script.
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/audit/active.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "audit/port.h"
+
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_namespace.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "common/ip.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/params.h"
+#include "parser/parsetree.h"
+#include "storage/ipc.h"
+#include "tcop/tcopprot.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/timestamp.h"
+
+#include "audit/audit.h"
+#include "core/opsdata.h"
+
+/* Whether the database has the extension, checked once per transaction. */
+static bool audit_ext_checked = false;
+static bool audit_ext_known = false;
+static bool audit_ext_present = false;
+static Oid audit_ext_nsp = InvalidOid;
+static Oid audit_ext_nsp_verified = InvalidOid;
+static Oid audit_our_nsps[4];
+
+/* Session facts. */
+static char *audit_dbname = NULL;
+static char *audit_client = NULL;
+static bool audit_client_done = false;
+/* --- session facts ------------------------------------------------------ */
+
+const char *
+audit_database_name(void)
+{
+	if (audit_dbname == NULL && MyProcPort != NULL && MyProcPort->database_name != NULL)
+		audit_dbname = MemoryContextStrdup(TopMemoryContext, MyProcPort->database_name);
+	if (audit_dbname == NULL && OidIsValid(MyDatabaseId) && IsTransactionState())
+	{
+		char *name = get_database_name(MyDatabaseId);
+
+		if (name != NULL)
+			audit_dbname = MemoryContextStrdup(TopMemoryContext, name);
+	}
+	return audit_dbname ? audit_dbname : "";
+}
+
+const char *
+audit_client_address(Port *port)
+{
+	char host[NI_MAXHOST];
+
+	if (audit_client_done)
+		return audit_client;
+	audit_client_done = true;
+	if (port == NULL || port->raddr.addr.ss_family == AF_UNIX)
+		return NULL;
+	host[0] = '\0';
+	if (pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen, host, sizeof(host), NULL, 0,
+						   NI_NUMERICHOST) != 0)
+		return NULL;
+	audit_client = MemoryContextStrdup(TopMemoryContext, host);
+	return audit_client;
+}
+
+/* Name of a role, cached; the strings are never freed. */
+const char *
+audit_role_name(Oid roleid)
+{
+	static Oid last[2] = {InvalidOid, InvalidOid};
+	static char *names[2] = {NULL, NULL};
+	static int next = 0;
+	char *name;
+	int i;
+
+	for (i = 0; i < 2; i++)
+	{
+		if (last[i] == roleid && names[i] != NULL)
+			return names[i];
+	}
+	/* No catalog access while an error is being reported. */
+	if (audit_in_error || !IsTransactionState())
+		return MyProcPort && MyProcPort->user_name ? MyProcPort->user_name : "";
+	name = GetUserNameFromId(roleid, true);
+	if (name == NULL)
+		name = psprintf("%u", roleid);
+	i = next;
+	next = (next + 1) % 2;
+	last[i] = roleid;
+	names[i] = MemoryContextStrdup(TopMemoryContext, name);
+	return names[i];
+}
+
+const char *
+audit_application(void)
+{
+	static char *cached = NULL;
+
+	if (application_name == NULL || application_name[0] == '\0')
+		return NULL;
+	if (cached == NULL || strcmp(cached, application_name) != 0)
+		cached = MemoryContextStrdup(TopMemoryContext, application_name);
+	return cached;
+}
+
+/* --- is capture on? ----------------------------------------------------- */
+
+/*
+ * Is the schema nspoid a member of extension pg_opsdata?  Catalog access;
+ * called once per schema OID seen.
+ */
+static bool
+audit_verify_extension(Oid nspoid)
+{
+	Oid ext = get_extension_oid(OPSDATA_NAME, true);
+	const char *names[4] = {"opsdata", "audit", "learning", "metrics"};
+	int i;
+
+	if (!OidIsValid(ext) || getExtensionOfObject(NamespaceRelationId, nspoid) != ext)
+		return false;
+	for (i = 0; i < 4; i++)
+		audit_our_nsps[i] = get_namespace_oid(names[i], true);
+	return true;
+}
+
+/*
+ * Does the current database have pg_opsdata?  Checked once per
+ * transaction through the syscache; caller is in a transaction.
+ */
+bool
+audit_extension_present(void)
+{
+	if (audit_ext_checked)
+		return audit_ext_present;
+	if (!IsTransactionState())
+		return audit_ext_present;
+	audit_ext_nsp = get_namespace_oid("audit", true);
+	if (!OidIsValid(audit_ext_nsp))
+		audit_ext_present = false;
+	else if (audit_ext_nsp == audit_ext_nsp_verified)
+		audit_ext_present = true;
+	else
+	{
+		audit_ext_present = audit_verify_extension(audit_ext_nsp);
+		if (audit_ext_present)
+			audit_ext_nsp_verified = audit_ext_nsp;
+	}
+	/* The extension's own install or update script is not audited. */
+	if (audit_ext_present && creating_extension &&
+		CurrentExtensionObject == get_extension_oid(OPSDATA_NAME, true))
+		return false;
+	audit_ext_checked = true;
+	audit_ext_known = true;
+	return audit_ext_present;
+}
+
+/* Is the queue of this database known to be drained (extension present)? */
+bool
+audit_confirmed(void)
+{
+	return audit_ext_known && audit_ext_present;
+}
+
+/*
+ * Is nspoid one of the extension's schemas?  Used by the fmgr hook.
+ */
+bool
+audit_is_our_namespace(Oid nspoid)
+{
+	int i;
+
+	if (!OidIsValid(audit_ext_nsp_verified))
+		return false;
+	for (i = 0; i < 4; i++)
+	{
+		if (audit_our_nsps[i] == nspoid)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Cheap tests first: is this a client session in normal processing, outside
+ * the extension's own code, on a primary, in a database with pg_opsdata?
+ */
+bool
+audit_capture_active(void)
+{
+	if (!opsdata_preloaded || audit_internal_depth > 0 || MyBackendType != B_BACKEND ||
+		IsParallelWorker() || !IsNormalProcessingMode() || RecoveryInProgress())
+		return false;
+	return audit_extension_present();
+}
+
+/* May a statement of this class be audited (by class, or by an include rule)? */
+bool
+audit_class_may_be_wanted(int class, bool *by_class)
+{
+	*by_class = (audit_classes & AUDIT_BIT(class)) != 0;
+	return *by_class || audit_rules_may_include();
+}
+
+/* Is the database known, from an earlier check, not to have the extension? */
+bool
+audit_extension_known_absent(void)
+{
+	return audit_ext_known && !audit_ext_present;
+}
+
+/* A transaction ended: check the extension again in the next one. */
+void
+audit_capture_xact_end(void)
+{
+	audit_ext_checked = false;
+}

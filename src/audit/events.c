@@ -1,0 +1,444 @@
+/*-------------------------------------------------------------------------
+ *
+ * events.c
+ *		The audit events of the current transaction, and where they go.
+ *
+ * Events of finished statements wait in the transaction's list
+ * (audit_xact_cxt).  At pre-commit the events of write, ddl and role
+ * statements are inserted into audit.entries in the same transaction
+ * (writer.c); the others are put into the database's queue (queue.c).  A
+ * transaction with many queued-class events queues them as it goes.  At
+ * abort every event that was "ok" becomes "rolled back" (transaction
+ * control statements excepted) and all are queued; at a savepoint rollback
+ * the same happens to the events of the aborted subtransactions.  Events
+ * that cannot be queued while aborting (the ring is full and nothing may
+ * wait there) are kept in a deferred list and queued at the start of the
+ * next statement, or at exit.
+ *
+ * A session that drains the queue itself (audit.flush()) frees room in it
+ * only when it commits, so at pre-commit it writes all its events instead
+ * of waiting for room it holds.
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/audit/events.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "audit/port.h"
+
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_namespace.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "common/ip.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/params.h"
+#include "parser/parsetree.h"
+#include "storage/ipc.h"
+#include "tcop/tcopprot.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/timestamp.h"
+
+#include "audit/audit.h"
+#include "core/opsdata.h"
+
+/* Above this many queued-class events a transaction queues them at once. */
+#define AUDIT_XACT_QUEUE_BATCH 1000
+
+/* Events of the current transaction. */
+MemoryContext audit_xact_cxt = NULL;
+static AuditEvent **audit_xact_events = NULL;
+static int audit_xact_nevents = 0;
+static int audit_xact_maxevents = 0;
+static int audit_xact_nqueued = 0; /* of them, events that go to the queue */
+
+/* Events waiting for room in the queue. */
+static MemoryContext audit_deferred_cxt = NULL;
+static AuditEvent **audit_deferred = NULL;
+static int audit_deferred_n = 0;
+static int audit_deferred_max = 0;
+
+/* --- events ------------------------------------------------------------- */
+
+/*
+ * Is a transaction open whose end the callbacks will see?  (A savepoint
+ * being defined or a failed transaction block are not "in progress", but
+ * belong to one.)
+ */
+bool
+audit_in_live_xact(void)
+{
+	return IsTransactionOrTransactionBlock() && !IsAbortedTransactionBlockState();
+}
+
+void
+audit_ensure_contexts(void)
+{
+	if (audit_xact_cxt == NULL)
+	{
+		audit_xact_cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata audit events",
+											   ALLOCSET_DEFAULT_SIZES);
+		audit_deferred_cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata audit deferred",
+												   ALLOCSET_SMALL_SIZES);
+	}
+}
+
+/* A new event with the session's facts, in cxt. */
+AuditEvent *
+audit_new_event(MemoryContext cxt, int class, const char *command)
+{
+	AuditEvent *ev = MemoryContextAllocZero(cxt, sizeof(AuditEvent));
+	FullTransactionId fxid = GetTopFullTransactionIdIfAny();
+
+	ev->ts = GetCurrentTimestamp();
+	ev->class = class;
+	ev->command = command;
+	ev->outcome = AUDIT_OUTCOME_OK;
+	ev->backend_pid = MyProcPid;
+	ev->database = audit_database_name();
+	ev->username = audit_role_name(GetSessionUserId());
+	ev->current_user_name = audit_role_name(GetUserId());
+	ev->application = audit_application();
+	ev->client_addr = audit_client_address(MyProcPort);
+	ev->subid = GetCurrentSubTransactionId();
+	if (FullTransactionIdIsValid(fxid))
+	{
+		ev->xid = U64FromFullTransactionId(fxid);
+		ev->flags |= AUDIT_EVENT_HAS_XID;
+	}
+	return ev;
+}
+
+static void
+audit_defer(AuditEvent **events, int n)
+{
+	int i;
+
+	audit_ensure_contexts();
+	for (i = 0; i < n; i++)
+	{
+		AuditEvent *src = events[i];
+		AuditEvent *ev;
+
+		if (audit_deferred_n == audit_deferred_max)
+		{
+			audit_deferred_max = Max(16, audit_deferred_max * 2);
+			if (audit_deferred == NULL)
+				audit_deferred = MemoryContextAlloc(audit_deferred_cxt,
+													sizeof(AuditEvent *) * audit_deferred_max);
+			else
+				audit_deferred = repalloc(audit_deferred, sizeof(AuditEvent *) * audit_deferred_max);
+		}
+		/* Deep copy: the source may be in memory about to be reset. */
+		ev = audit_event_copy(src, audit_deferred_cxt);
+		audit_deferred[audit_deferred_n++] = ev;
+	}
+}
+
+/*
+ * Queue events now if they fit, else keep them for later.  Never waits and
+ * never raises an error for a full queue: usable while aborting.
+ */
+static void
+audit_queue_or_defer(AuditEvent **events, int n, bool confirm)
+{
+	int done;
+
+	if (n == 0)
+		return;
+	if (audit_overflow == AUDIT_OVERFLOW_DROP)
+	{
+		audit_queue_put(audit_database_name(), confirm, events, n, AUDIT_PUT_DROP, NULL);
+		return;
+	}
+	done = audit_deferred_n > 0 ? 0 : audit_queue_put(audit_database_name(), confirm, events, n, AUDIT_PUT_TRY, NULL);
+	if (done < n)
+		audit_defer(events + done, n - done);
+}
+
+/*
+ * Queue the deferred events.  With wait (at the start of a statement) a
+ * full queue makes the session wait according to pg_opsdata.audit_overflow;
+ * without it (at exit) they are dropped and counted when they do not fit.
+ */
+void
+audit_flush_deferred(bool wait)
+{
+	int mode;
+
+	if (audit_deferred_n == 0)
+		return;
+	mode = !wait || audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP : AUDIT_PUT_WAIT;
+	audit_queue_put(audit_database_name(), audit_confirmed(), audit_deferred, audit_deferred_n, mode,
+					NULL);
+	audit_deferred_n = 0;
+	MemoryContextReset(audit_deferred_cxt);
+	audit_deferred = NULL;
+	audit_deferred_max = 0;
+}
+
+/* Queue the transaction's queued-class events that completed so far. */
+static void
+audit_xact_queue_now(void)
+{
+	AuditEvent **queued = palloc(sizeof(AuditEvent *) * audit_xact_nevents);
+	int nq = 0;
+	int nk = 0;
+	int i;
+
+	for (i = 0; i < audit_xact_nevents; i++)
+	{
+		AuditEvent *ev = audit_xact_events[i];
+
+		if (AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES)
+			audit_xact_events[nk++] = ev;
+		else
+			queued[nq++] = ev;
+	}
+	audit_xact_nevents = nk;
+	audit_queue_put(audit_database_name(), true, queued, nq,
+					audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP : AUDIT_PUT_WAIT, NULL);
+	audit_xact_nqueued = 0;
+	pfree(queued);
+}
+
+/*
+ * Hand a finished event over: into the transaction's list when a
+ * transaction is open, else straight to the queue.
+ */
+void
+audit_add_event(AuditEvent *ev)
+{
+	if (!audit_in_live_xact())
+	{
+		audit_queue_or_defer(&ev, 1, audit_confirmed());
+		return;
+	}
+	if (audit_xact_nevents == audit_xact_maxevents)
+	{
+		audit_xact_maxevents = Max(32, audit_xact_maxevents * 2);
+		if (audit_xact_events == NULL)
+			audit_xact_events = MemoryContextAlloc(audit_xact_cxt,
+												   sizeof(AuditEvent *) * audit_xact_maxevents);
+		else
+			audit_xact_events = repalloc(audit_xact_events,
+										 sizeof(AuditEvent *) * audit_xact_maxevents);
+	}
+	audit_xact_events[audit_xact_nevents++] = ev;
+	if (!(AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) &&
+		++audit_xact_nqueued >= AUDIT_XACT_QUEUE_BATCH && !audit_in_error)
+		audit_xact_queue_now();
+}
+
+/* The context for a new event: the transaction's, or the deferred list's. */
+MemoryContext
+audit_event_context(void)
+{
+	audit_ensure_contexts();
+	return audit_in_live_xact() ? audit_xact_cxt : audit_deferred_cxt;
+}
+
+/* The statement text of the newest event of the transaction, or NULL. */
+const char *
+audit_last_event_statement(void)
+{
+	return audit_xact_nevents > 0 ? audit_xact_events[audit_xact_nevents - 1]->statement : NULL;
+}
+
+/*
+ * At exit: queue what is left (never waiting) and record the disconnect of
+ * a session whose login was recorded.
+ */
+void
+audit_on_exit(int code, Datum arg)
+{
+	audit_login_settled();
+
+	if (audit_xact_nevents > 0)
+	{
+		int i;
+
+		for (i = 0; i < audit_xact_nevents; i++)
+		{
+			AuditEvent *ev = audit_xact_events[i];
+
+			if (ev->outcome == AUDIT_OUTCOME_OK && !(ev->flags & AUDIT_EVENT_TXN_CONTROL))
+				ev->outcome = AUDIT_OUTCOME_ROLLED_BACK;
+		}
+		audit_queue_put(audit_database_name(), audit_confirmed(), audit_xact_events,
+						audit_xact_nevents, AUDIT_PUT_DROP, NULL);
+		audit_xact_nevents = 0;
+	}
+	audit_flush_deferred(false);
+
+	audit_record_disconnect();
+}
+
+/* --- transaction ends --------------------------------------------------- */
+
+static void
+audit_xact_reset(void)
+{
+	audit_xact_events = NULL;
+	audit_xact_nevents = 0;
+	audit_xact_maxevents = 0;
+	audit_xact_nqueued = 0;
+	if (audit_xact_cxt != NULL)
+		MemoryContextReset(audit_xact_cxt);
+}
+
+/*
+ * Pre-commit: write the transaction's write events, queue the others.  The
+ * written events stay in the list, marked, so that an abort after this
+ * point still records them (as rolled back); queued events leave it as
+ * they are queued.
+ */
+static void
+audit_pre_commit(void)
+{
+	AuditEvent **written;
+	AuditEvent **queued;
+	int nw = 0;
+	int nq = 0;
+	int i;
+	int done = 0;
+
+	if (audit_xact_nevents == 0)
+		return;
+	written = palloc(sizeof(AuditEvent *) * audit_xact_nevents);
+	queued = palloc(sizeof(AuditEvent *) * audit_xact_nevents);
+	for (i = 0; i < audit_xact_nevents; i++)
+	{
+		AuditEvent *ev = audit_xact_events[i];
+
+		if (ev->flags & AUDIT_EVENT_WRITTEN)
+			continue;
+
+		/*
+		 * A session draining the queue (audit.flush()) frees room in it only
+		 * when it commits, so it must not wait for room: it writes all its
+		 * events itself.
+		 */
+		if ((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) || audit_queue_claimed())
+			written[nw++] = ev;
+		else
+			queued[nq++] = ev;
+	}
+	if (nw > 0)
+	{
+		audit_write_events(written, nw);
+		for (i = 0; i < nw; i++)
+			written[i]->flags |= AUDIT_EVENT_WRITTEN;
+	}
+	if (nq == 0)
+		return;
+
+	PG_TRY();
+	{
+		audit_queue_put(audit_database_name(), true, queued, nq,
+						audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP : AUDIT_PUT_WAIT, &done);
+	}
+	PG_FINALLY();
+	{
+		/* Keep the written events and those not yet queued. */
+		int n = 0;
+		int q = 0;
+
+		for (i = 0; i < audit_xact_nevents; i++)
+		{
+			AuditEvent *ev = audit_xact_events[i];
+
+			if (q < done && ev == queued[q])
+			{
+				q++;
+				continue;
+			}
+			audit_xact_events[n++] = ev;
+		}
+		audit_xact_nevents = n;
+	}
+	PG_END_TRY();
+}
+
+static void
+audit_abort(void)
+{
+	int i;
+
+	for (i = 0; i < audit_xact_nevents; i++)
+	{
+		AuditEvent *ev = audit_xact_events[i];
+
+		if (ev->outcome == AUDIT_OUTCOME_OK && !(ev->flags & AUDIT_EVENT_TXN_CONTROL))
+			ev->outcome = AUDIT_OUTCOME_ROLLED_BACK;
+	}
+	audit_queue_or_defer(audit_xact_events, audit_xact_nevents, true);
+	audit_xact_nevents = 0;
+}
+
+void
+audit_xact_callback(XactEvent event, void *arg)
+{
+	audit_login_settled();
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			audit_pre_commit();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PREPARE:
+			audit_queue_release(true);
+			audit_statements_end_xact(true);
+			audit_xact_reset();
+			audit_capture_xact_end();
+			break;
+		case XACT_EVENT_ABORT:
+			audit_queue_release(false);
+			audit_statements_end_xact(false);
+			audit_abort();
+			audit_xact_reset();
+			audit_capture_xact_end();
+			break;
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			break;
+	}
+}
+
+void
+audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	int i;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	for (i = 0; i < audit_xact_nevents; i++)
+	{
+		AuditEvent *ev = audit_xact_events[i];
+
+		if (ev->subid >= mySubid && ev->outcome == AUDIT_OUTCOME_OK &&
+			!(ev->flags & AUDIT_EVENT_TXN_CONTROL))
+			ev->outcome = AUDIT_OUTCOME_ROLLED_BACK;
+	}
+	audit_items_subxact_abort(mySubid);
+	audit_statements_end_subxact();
+}
