@@ -161,6 +161,7 @@ extern void audit_add_event(AuditEvent *ev);
 extern void audit_flush_deferred(bool wait);
 extern void audit_on_exit(int code, Datum arg);
 extern void audit_xact_callback(XactEvent event, void *arg);
+extern void audit_note_extension_dropped(void);
 extern void audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
 
@@ -222,6 +223,7 @@ typedef struct AuditQueueBatch
 extern bool audit_queue_claim(const char *dbname, int max_events, bool wait_for_owner,
 							  AuditQueueBatch *batch);
 extern void audit_queue_release(bool advance);
+extern void audit_queue_discard(const char *dbname);
 extern bool audit_queue_claimed(void);
 extern void audit_queue_count_writer_error(const char *dbname);
 

@@ -392,6 +392,24 @@ audit_abort(void)
 	audit_xact_nevents = 0;
 }
 
+/*
+ * DROP EXTENSION pg_opsdata in this transaction: at commit, the database's
+ * queue goes with it.  The name is taken now: no catalog access at commit.
+ */
+static bool audit_extension_dropped = false;
+static char audit_dropped_dbname[NAMEDATALEN];
+
+void
+audit_note_extension_dropped(void)
+{
+	char *dbname = get_database_name(MyDatabaseId);
+
+	if (dbname == NULL)
+		return;
+	strlcpy(audit_dropped_dbname, dbname, NAMEDATALEN);
+	audit_extension_dropped = true;
+}
+
 void
 audit_xact_callback(XactEvent event, void *arg)
 {
@@ -408,6 +426,9 @@ audit_xact_callback(XactEvent event, void *arg)
 			audit_statements_end_xact(true);
 			audit_xact_reset();
 			audit_capture_xact_end();
+			if (audit_extension_dropped && audit_queue_active())
+				audit_queue_discard(audit_dropped_dbname);
+			audit_extension_dropped = false;
 			break;
 		case XACT_EVENT_ABORT:
 			audit_queue_release(false);
@@ -415,6 +436,7 @@ audit_xact_callback(XactEvent event, void *arg)
 			audit_abort();
 			audit_xact_reset();
 			audit_capture_xact_end();
+			audit_extension_dropped = false;
 			break;
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:

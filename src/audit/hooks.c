@@ -33,7 +33,9 @@
 
 #include "access/xact.h"
 #include "catalog/objectaccess.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_proc.h"
+#include "commands/extension.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "libpq/auth.h"
@@ -126,6 +128,9 @@ opsdata_object_access(ObjectAccessType access, Oid classId, Oid objectId, int su
 		prev_object_access_hook(access, classId, objectId, subId, arg);
 	if (access == OAT_FUNCTION_EXECUTE && classId == ProcedureRelationId)
 		audit_function_called(objectId);
+	else if (access == OAT_DROP && classId == ExtensionRelationId &&
+			 objectId == get_extension_oid(OPSDATA_NAME, true))
+		audit_note_extension_dropped();
 }
 
 static bool

@@ -276,6 +276,33 @@ audit_queue_slot(const char *dbname, bool create, bool confirm)
 	return victim;
 }
 
+/*
+ * The extension was dropped in the database: what its queue holds belonged
+ * to the dropped trail and is discarded, and its counters start again.
+ * Left alone while a drainer owns the slot (an audit.flush() of another
+ * session); runs after the commit of DROP EXTENSION, so it must not fail.
+ */
+void
+audit_queue_discard(const char *dbname)
+{
+	int i = audit_queue_slot(dbname, false, false);
+	AuditQueueSlot *slot;
+
+	if (i < 0)
+		return;
+	slot = &audit_queue->slots[i];
+	LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
+	if (slot->drainer_pid == 0)
+	{
+		slot->tail = slot->claim_end = slot->head;
+		slot->confirmed = false;
+		slot->enqueued = slot->drained = slot->dropped = slot->waits = slot->writer_errors = 0;
+		slot->last_drained = slot->last_error = 0;
+	}
+	LWLockRelease(slot_lock(i));
+	ConditionVariableBroadcast(&slot->space_cv);
+}
+
 static void
 append_string(StringInfo buf, const char *s)
 {
