@@ -149,14 +149,29 @@ opsdata_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
 	switch (event)
 	{
 		case FHET_START:
-			if (audit_fmgr_level < 64 && flinfo->fn_oid >= FirstNormalObjectId &&
-				audit_is_our_namespace(get_func_namespace(flinfo->fn_oid)))
+		{
+			/*
+				 * *arg is the call site's private word for the fmgr hooks;
+				 * it remembers whether the function is ours when no other
+				 * hook shares it.
+				 */
+			Datum ours = *arg;
+
+			if (prev_fmgr_hook != NULL || ours == (Datum) 0)
+				ours = (flinfo->fn_oid >= FirstNormalObjectId &&
+						audit_is_our_namespace(get_func_namespace(flinfo->fn_oid)))
+						   ? (Datum) 1
+						   : (Datum) 2;
+			if (prev_fmgr_hook == NULL)
+				*arg = ours;
+			if (audit_fmgr_level < 64 && ours == (Datum) 1)
 			{
 				audit_fmgr_ours |= UINT64CONST(1) << audit_fmgr_level;
 				audit_internal_depth++;
 			}
 			audit_fmgr_level++;
 			break;
+		}
 		case FHET_END:
 		case FHET_ABORT:
 			if (audit_fmgr_level > 0)
