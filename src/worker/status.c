@@ -50,18 +50,6 @@ status_time(TimestampTz t)
 	return pstrdup(timestamptz_to_str(t));
 }
 
-static void
-status_row(ReturnSetInfo *rsinfo, const char *component, const char *status, const char *detail)
-{
-	Datum values[3];
-	bool nulls[3] = {false, false, false};
-
-	values[0] = CStringGetTextDatum(component);
-	values[1] = CStringGetTextDatum(status);
-	values[2] = CStringGetTextDatum(detail);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-}
-
 /* "scheduler" component name of a database. */
 static char *
 status_scheduler_name(Oid dboid)
@@ -113,14 +101,14 @@ worker_status(PG_FUNCTION_ARGS)
 
 	if (!opsdata_preloaded || worker_shared == NULL)
 	{
-		status_row(rsinfo, "launcher", "off",
-				   "Background workers need pg_opsdata in shared_preload_libraries: no job runs on schedule.");
+		opsdata_health_row(rsinfo, "launcher", "off",
+						   "Background workers need pg_opsdata in shared_preload_libraries: no job runs on schedule.");
 		return (Datum) 0;
 	}
 	if (RecoveryInProgress())
 	{
-		status_row(rsinfo, "launcher", "off",
-				   "This server is a hot standby: no job runs and nothing is written until it is promoted.");
+		opsdata_health_row(rsinfo, "launcher", "off",
+						   "This server is a hot standby: no job runs and nothing is written until it is promoted.");
 		return (Datum) 0;
 	}
 
@@ -132,8 +120,8 @@ worker_status(PG_FUNCTION_ARGS)
 	LWLockRelease(worker_shared->lock);
 
 	if (copy.launcher_pid == 0)
-		status_row(rsinfo, "launcher", "error",
-				   "The pg_opsdata launcher is not running; the server restarts it within 10 seconds. The server log tells why it stopped.");
+		opsdata_health_row(rsinfo, "launcher", "error",
+						   "The pg_opsdata launcher is not running; the server restarts it within 10 seconds. The server log tells why it stopped.");
 	else
 	{
 		for (i = 0; i < copy.nslots; i++)
@@ -143,16 +131,16 @@ worker_status(PG_FUNCTION_ARGS)
 			else if (slots[i].kind == WORKER_SLOT_JOB)
 				njobs++;
 		}
-		status_row(rsinfo, "launcher", "ok",
-				   psprintf("Running since %s (pid %d), with %d scheduler(s) and %d job worker(s); it restarts a stopped scheduler after %d ms and looks for changes at least every %d ms.",
-							status_time(copy.launcher_started), (int) copy.launcher_pid,
-							nschedulers, njobs, copy.launcher_restart_delay, copy.launcher_check_interval));
+		opsdata_health_row(rsinfo, "launcher", "ok",
+						   psprintf("Running since %s (pid %d), with %d scheduler(s) and %d job worker(s); it restarts a stopped scheduler after %d ms and looks for changes at least every %d ms.",
+									status_time(copy.launcher_started), (int) copy.launcher_pid,
+									nschedulers, njobs, copy.launcher_restart_delay, copy.launcher_check_interval));
 	}
 
 	if (copy.exhausted_since != 0)
-		status_row(rsinfo, "worker capacity", "warning",
-				   psprintf("Since %s, schedulers or jobs could not start: all %d background workers allowed by max_worker_processes are in use. Raise max_worker_processes.",
-							status_time(copy.exhausted_since), max_worker_processes));
+		opsdata_health_row(rsinfo, "worker capacity", "warning",
+						   psprintf("Since %s, schedulers or jobs could not start: all %d background workers allowed by max_worker_processes are in use. Raise max_worker_processes.",
+									status_time(copy.exhausted_since), max_worker_processes));
 
 	/* Every running scheduler, and those known to have stopped. */
 	for (i = 0; i < copy.nslots; i++)
@@ -166,10 +154,10 @@ worker_status(PG_FUNCTION_ARGS)
 			mine = slot;
 			continue;
 		}
-		status_row(rsinfo, status_scheduler_name(slot->dboid), "ok",
-				   slot->running ? psprintf("Running since %s (pid %d).",
-											status_time(slot->started_at), (int) slot->pid)
-								 : "Starting.");
+		opsdata_health_row(rsinfo, status_scheduler_name(slot->dboid), "ok",
+						   slot->running ? psprintf("Running since %s (pid %d).",
+													status_time(slot->started_at), (int) slot->pid)
+										 : "Starting.");
 	}
 	for (i = 0; i < WORKER_MAX_EXITS; i++)
 	{
@@ -191,43 +179,43 @@ worker_status(PG_FUNCTION_ARGS)
 			my_exit = e;
 			continue;
 		}
-		status_row(rsinfo, status_scheduler_name(e->dboid), "warning",
-				   psprintf("Not running: stopped at %s after %d short run(s) in a row; restarts at %s.",
-							status_time(e->exited_at), e->failures, status_time(e->restart_at)));
+		opsdata_health_row(rsinfo, status_scheduler_name(e->dboid), "warning",
+						   psprintf("Not running: stopped at %s after %d short run(s) in a row; restarts at %s.",
+									status_time(e->exited_at), e->failures, status_time(e->restart_at)));
 	}
 
 	/* This database's scheduler. */
 	skipped = status_database_skipped();
 	if (skipped != NULL)
-		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "off", skipped);
+		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "off", skipped);
 	else if (mine != NULL && mine->waiting_since != 0 &&
 			 TimestampDifferenceExceeds(mine->waiting_since, now, STATUS_WAIT_WARNING_MS))
-		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "warning",
-				   psprintf("Running (pid %d), but since %s jobs wait for a job worker: pg_opsdata.max_workers (%d) are busy or max_worker_processes is used up.",
-							(int) mine->pid, status_time(mine->waiting_since), worker_max_workers));
+		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "warning",
+						   psprintf("Running (pid %d), but since %s jobs wait for a job worker: pg_opsdata.max_workers (%d) are busy or max_worker_processes is used up.",
+									(int) mine->pid, status_time(mine->waiting_since), worker_max_workers));
 	else if (mine != NULL)
-		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "ok",
-				   mine->running ? psprintf("Running since %s (pid %d); it reads its jobs again at least every %d ms%s.",
-											status_time(mine->started_at), (int) mine->pid, mine->check_interval,
-											worker_restore_in_progress(MyDatabaseId)
-												? "; jobs wait until the session restoring this database ends"
-												: "")
-								 : "Starting.");
+		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "ok",
+						   mine->running ? psprintf("Running since %s (pid %d); it reads its jobs again at least every %d ms%s.",
+													status_time(mine->started_at), (int) mine->pid, mine->check_interval,
+													worker_restore_in_progress(MyDatabaseId)
+														? "; jobs wait until the session restoring this database ends"
+														: "")
+										 : "Starting.");
 	else if (my_exit != NULL)
-		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "warning",
-				   psprintf("Not running: stopped at %s after %d short run(s) in a row; restarts at %s.",
-							status_time(my_exit->exited_at), my_exit->failures,
-							status_time(my_exit->restart_at)));
+		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "warning",
+						   psprintf("Not running: stopped at %s after %d short run(s) in a row; restarts at %s.",
+									status_time(my_exit->exited_at), my_exit->failures,
+									status_time(my_exit->restart_at)));
 	else if (copy.exhausted_since != 0)
-		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "warning",
-				   psprintf("Not running: no background worker is free (max_worker_processes is %d).",
-							max_worker_processes));
+		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "warning",
+						   psprintf("Not running: no background worker is free (max_worker_processes is %d).",
+									max_worker_processes));
 	else if (copy.launcher_pid == 0)
-		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "error",
-				   "Not running: the launcher is not running.");
+		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "error",
+						   "Not running: the launcher is not running.");
 	else
-		status_row(rsinfo, status_scheduler_name(MyDatabaseId), "ok",
-				   "Starting: the launcher starts it once the extension's installation has committed.");
+		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "ok",
+						   "Starting: the launcher starts it once the extension's installation has committed.");
 
 	return (Datum) 0;
 }

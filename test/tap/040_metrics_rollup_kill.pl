@@ -73,18 +73,7 @@ ok(kill('KILL', $pid), 'the process running the rollup is killed');
 $run->quit;
 
 # The postmaster reinitializes after the crash; then restart it too.
-my $up = 0;
-for (1 .. 600)
-{
-	my $answer = eval { $node->safe_psql('postgres', 'SELECT 1') };
-	if (defined $answer && $answer eq '1')
-	{
-		$up = 1;
-		last;
-	}
-	select(undef, undef, undef, 0.1);
-}
-ok($up, 'the server is back after the crash');
+ok(opsdata_wait_up($node), 'the server is back after the crash');
 $node->restart;
 
 is($node->safe_psql('postgres', $queue_sql), '30000',

@@ -141,18 +141,7 @@ my $pid = $node->safe_psql('postgres', $stalled);
 ok(kill('KILL', $pid), 'the job process is killed');
 
 # The postmaster reinitializes after the crash and the scheduler comes back.
-my $up = 0;
-for (1 .. 600)
-{
-	my $answer = eval { $node->safe_psql('postgres', 'SELECT 1') };
-	if (defined $answer && $answer eq '1')
-	{
-		$up = 1;
-		last;
-	}
-	select(undef, undef, undef, 0.1);
-}
-ok($up, 'the server is back after the crash');
+ok(opsdata_wait_up($node), 'the server is back after the crash');
 is($node->safe_psql('postgres', $changes_sql), '1500', 'the killed run took nothing from the pending changes');
 is($node->safe_psql('postgres', $bins_sql), '2000', 'and added nothing to the histogram');
 is($node->safe_psql('postgres', q{SELECT threshold || ' ' || support FROM learning.thresholds WHERE key = 'grid'}),
