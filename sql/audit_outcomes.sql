@@ -155,5 +155,7 @@ SET pg_opsdata.audit = 'write';
 INSERT INTO again VALUES (1);
 RESET pg_opsdata.audit;
 SELECT command, statement_text FROM audit.trail WHERE command = 'INSERT' ORDER BY entry_id;
+-- Nothing of this test stays queued for the next one.
+SELECT audit.flush() >= 0 AS flushed;
 DROP TABLE again;
 DROP EXTENSION pg_opsdata;

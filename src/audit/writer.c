@@ -37,6 +37,7 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inet.h"
@@ -214,6 +215,12 @@ audit_writer_open(AuditWriter *w)
 	w->estate = CreateExecutorState();
 	ExecInitRangeTable(w->estate, list_make2(audit_rte(c->entries, c->entries_kind),
 											 audit_rte(c->statements, c->statements_kind)));
+	/*
+	 * The executor expects its range table locked by the caller, as the
+	 * planner does: the parent first, then (partition_lock_default) its
+	 * default partition, the order DDL on the partitions takes them in.
+	 */
+	LockRelationOid(c->entries, RowExclusiveLock);
 	w->entries = makeNode(ResultRelInfo);
 	ExecInitResultRelation(w->estate, w->entries, 1);
 	/* Taking the lock read the invalidations: was audit.statements truncated? */
@@ -255,6 +262,7 @@ audit_writer_statement_id(AuditWriter *w, const char *text)
 	{
 		ResultRelInfo *statements = makeNode(ResultRelInfo);
 
+		LockRelationOid(audit_writer_catalog.statements, RowExclusiveLock);
 		ExecInitResultRelation(w->estate, statements, 2);
 		ExecOpenIndices(statements, true);
 		w->stmts = audit_statements_open(w->estate, statements);
