@@ -301,8 +301,11 @@ AS 'MODULE_PATHNAME', 'audit_index_closed_partitions';
 
 COMMENT ON FUNCTION audit._index_closed_partitions() IS 'Internal: start building the by-user and by-object indexes missing on partitions of audit.entries whose day ended over an hour ago; returns how many are missing';
 
-INSERT INTO opsdata.jobs (name, command, schedule, builtin, comment) VALUES
-	('audit index closed partitions', 'SELECT audit._index_closed_partitions()', '1 hour', true,
+-- Five minutes past every hour: a day's partition qualifies an hour after
+-- midnight UTC.
+INSERT INTO opsdata.jobs (name, command, schedule, next_run, builtin, comment) VALUES
+	('audit index closed partitions', 'SELECT audit._index_closed_partitions()', '1 hour',
+	 pg_catalog.date_trunc('hour', pg_catalog.now()) + interval '1 hour 5 minutes', true,
 	 'Builds the by-user and by-object indexes of each day of audit.entries once the day is over');
 
 INSERT INTO opsdata.settings (key, type, default_value, valid_when, description) VALUES
