@@ -40,10 +40,10 @@ _PG_init(void)
 	opsdata_preloaded = process_shared_preload_libraries_in_progress;
 
 	opsdata_shmem_init();
+	metrics_init();
 	worker_init();
 	partition_init();
 	audit_init();
-	metrics_init();
 	learning_init();
 
 	MarkGUCPrefixReserved(OPSDATA_NAME);

@@ -155,6 +155,34 @@ ingest_null(const char *what)
 			 errmsg("metric %s must not be null", what)));
 }
 
+/*
+ * Check one row of metrics.ingest and hand its point to the writer: the
+ * checks and errors every way into metrics.ingest shares, in the same
+ * order.  A NULL name or tags pointer, or a null flag, is an SQL NULL.
+ */
+void
+metrics_ingest_point(MetricsPointWriter *writer, const char *name, int namelen,
+					 const char *tags, int tagslen, bool ts_null, TimestampTz ts,
+					 bool value_null, double value)
+{
+	if (name == NULL)
+		ingest_null("name");
+	if (tags == NULL)
+		ingest_null("tags");
+	if (ts_null)
+		ingest_null("timestamp");
+	if (value_null)
+		ingest_null("value");
+	metrics_sketch_check_value(value);
+	if (TIMESTAMP_NOT_FINITE(ts))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("metric timestamp must be finite")));
+	metrics_writer_add(writer,
+					   metrics_series_resolve_text(name, namelen, tags, tagslen),
+					   ts, value);
+}
+
 static TupleTableSlot *
 ingest_ExecForeignInsert(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slot,
 						 TupleTableSlot *planSlot)
@@ -162,36 +190,23 @@ ingest_ExecForeignInsert(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *s
 	IngestState *state = (IngestState *) rinfo->ri_FdwState;
 	Datum *values;
 	bool *nulls;
-	text *name;
-	text *tags;
-	TimestampTz ts;
-	double value;
-	int64 series_id;
+	text *name = NULL;
+	text *tags = NULL;
 
 	slot_getallattrs(slot);
 	values = slot->tts_values;
 	nulls = slot->tts_isnull;
-	if (nulls[state->att_name])
-		ingest_null("name");
-	if (nulls[state->att_tags])
-		ingest_null("tags");
-	if (nulls[state->att_ts])
-		ingest_null("timestamp");
-	if (nulls[state->att_value])
-		ingest_null("value");
-
-	value = DatumGetFloat8(values[state->att_value]);
-	metrics_sketch_check_value(value);
-	ts = DatumGetTimestampTz(values[state->att_ts]);
-	if (TIMESTAMP_NOT_FINITE(ts))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("metric timestamp must be finite")));
-	name = DatumGetTextPP(values[state->att_name]);
-	tags = DatumGetTextPP(values[state->att_tags]);
-	series_id = metrics_series_resolve_text(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name),
-											VARDATA_ANY(tags), VARSIZE_ANY_EXHDR(tags));
-	metrics_writer_add(state->writer, series_id, ts, value);
+	if (!nulls[state->att_name])
+		name = DatumGetTextPP(values[state->att_name]);
+	if (!nulls[state->att_tags])
+		tags = DatumGetTextPP(values[state->att_tags]);
+	metrics_ingest_point(state->writer,
+						 name ? VARDATA_ANY(name) : NULL, name ? VARSIZE_ANY_EXHDR(name) : 0,
+						 tags ? VARDATA_ANY(tags) : NULL, tags ? VARSIZE_ANY_EXHDR(tags) : 0,
+						 nulls[state->att_ts],
+						 nulls[state->att_ts] ? 0 : DatumGetTimestampTz(values[state->att_ts]),
+						 nulls[state->att_value],
+						 nulls[state->att_value] ? 0.0 : DatumGetFloat8(values[state->att_value]));
 	return slot;
 }
 

@@ -4,9 +4,11 @@
  *		Entry point of the metrics area: its GUC and per-process set-up.
  *
  * metrics_init() runs in _PG_init() whether or not the library is
- * preloaded: the metrics area needs no shared memory and no hooks, only
- * the per-backend series cache (series.c), whose size is the one GUC of
- * the area.
+ * preloaded: the metrics area needs no shared memory, only the per-backend
+ * series cache (series.c), whose size is the one GUC of the area, and,
+ * when preloaded, the utility hook that reads COPY into metrics.ingest
+ * (ingest_copy.c).  _PG_init() calls it before the other areas install
+ * their hooks, so that theirs see such a COPY as any other.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -33,4 +35,6 @@ metrics_init(void)
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
 	metrics_series_init();
+	if (opsdata_preloaded)
+		metrics_ingest_copy_init();
 }

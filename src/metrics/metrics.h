@@ -12,6 +12,8 @@
  *	   table (COPY) hand points to a MetricsPointWriter (writer.c), which
  *	   writes them straight into the leaf partitions of metrics.points and
  *	   queues their sketches itself;
+ *	   (COPY into metrics.ingest is read by ingest_copy.c when the library is
+ *	   preloaded, by the foreign table's insert routine otherwise);
  *	 - an INSERT into metrics.points by the application fires its statement
  *	   trigger (capture.c), which queues what the statement added.
  *
@@ -78,5 +80,15 @@ extern MetricsPointWriter *metrics_writer_begin(void);
 extern void metrics_writer_add(MetricsPointWriter *writer, int64 series_id,
 							   TimestampTz ts, double value);
 extern uint64 metrics_writer_finish(MetricsPointWriter *writer);
+
+/* ingest_fdw.c: one row of metrics.ingest, checked and written */
+extern void metrics_ingest_point(MetricsPointWriter *writer, const char *name,
+								 int namelen, const char *tags, int tagslen,
+								 bool ts_null, TimestampTz ts, bool value_null,
+								 double value);
+
+/* ingest_copy.c: COPY into metrics.ingest without the executor */
+extern void metrics_ingest_copy_init(void);
+extern bool metrics_parse_timestamptz(const char *str, TimestampTz *result);
 
 #endif /* METRICS_METRICS_H */
