@@ -109,7 +109,7 @@ CREATE TABLE stamps AS
 SELECT i, t,
 	   to_char(t AT TIME ZONE o.off, 'YYYY-MM-DD') || CASE WHEN i % 3 = 0 THEN 'T' ELSE ' ' END ||
 	   to_char(t AT TIME ZONE o.off, 'HH24:MI:SS') ||
-	   CASE WHEN i % 8 = 0 THEN '' ELSE '.' || left(to_char(t, 'US') || '5', i % 8) END ||
+	   CASE WHEN i / 8 % 8 = 0 THEN '' ELSE '.' || left(to_char(t, 'US') || '5', i / 8 % 8) END ||
 	   o.spelling AS spelling
   FROM (SELECT i, timestamptz '0002-01-01 00:00:00+00' +
 				  random() * (timestamptz '9998-12-31 00:00:00+00' - timestamptz '0002-01-01 00:00:00+00') AS t
