@@ -47,11 +47,13 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/copy.h"
 #include "commands/copyfrom_internal.h"
+#include "commands/extension.h"
 #include "commands/progress.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -70,6 +72,7 @@
 #include "utils/rel.h"
 #include "utils/rls.h"
 
+#include "core/opsdata.h"
 #include "metrics/metrics.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
@@ -181,9 +184,10 @@ metrics_parse_timestamptz(const char *s, TimestampTz *result)
 }
 
 /*
- * The foreign table as this extension made it: columns name text,
- * tags text, ts timestamptz and value float8 (attribute numbers 1 to 4),
- * no trigger and no constraint COPY would check.
+ * The foreign table as this extension made it: a member of the extension,
+ * columns name text, tags text, ts timestamptz and value float8
+ * (attribute numbers 1 to 4), no trigger and no constraint COPY would
+ * check.
  */
 static bool
 ingest_copy_table_is_plain(Relation rel)
@@ -197,6 +201,9 @@ ingest_copy_table_is_plain(Relation rel)
 		desc->natts != 4 ||
 		(desc->constr != NULL && (desc->constr->has_not_null || desc->constr->num_check > 0 ||
 								  desc->constr->has_generated_stored)))
+		return false;
+	if (getExtensionOfObject(RelationRelationId, RelationGetRelid(rel)) !=
+		get_extension_oid(OPSDATA_NAME, true))
 		return false;
 	for (i = 0; i < 4; i++)
 	{
