@@ -81,6 +81,9 @@ ANALYZE big;
 EXPLAIN (COSTS OFF) SELECT learning.optimal_threshold(score, label, 'f_beta', 1) FROM big;
 SELECT learning.optimal_threshold(score, label, 'f_beta', 1) AS parallel FROM big;
 RESET max_parallel_workers_per_gather;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
 SELECT learning.optimal_threshold(score, label, 'f_beta', 1) AS serial FROM big;
 
 -- The tuning job: the same data as feedback, tuned from the histograms.

@@ -100,6 +100,10 @@ my $consistent = q{
 			 WHERE l.parent LIKE 'app.k%' AND l.action = 'create' AND l.logged_at >= 'STARTED'
 			   AND to_regclass(l.partition) IS NULL)};
 
+# The pass is stopped while it waits for a lock on the last set, held by
+# another transaction, whatever the speed of the machine: the sets before
+# it are done, that one is not.
+$node->safe_psql('postgres', q{SELECT opsdata.set_setting('partition.lock_timeout', '1 minute')});
 foreach my $signal ('TERM', 'KILL')
 {
 	drop_ahead("app.k$_", '1 day') for 1 .. 8;
@@ -108,12 +112,16 @@ foreach my $signal ('TERM', 'KILL')
 	my $log_before = $node->safe_psql('postgres',
 		q{SELECT count(*) FROM opsdata.partition_log WHERE parent LIKE 'app.k%' AND action = 'create'});
 	my $started = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+	my $holder = $node->background_psql('postgres', on_error_stop => 0);
+	$holder->query_safe('BEGIN; LOCK TABLE app.k8 IN SHARE MODE;');
 	my $bg = $node->background_psql('postgres', on_error_stop => 0);
 	$bg->{stdin} .= "SELECT count(*) FROM opsdata.run_maintenance();\n";
 	$bg->{run}->pump_nb();
-	$node->poll_query_until('postgres',
-		qq{SELECT count(*) > $log_before + 30 FROM opsdata.partition_log WHERE parent LIKE 'app.k%' AND action = 'create'})
-	  or die 'maintenance made no progress';
+	$node->poll_query_until('postgres', q{
+		SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		 WHERE a.backend_type = 'pg_opsdata partition maintenance' AND NOT l.granted
+		   AND l.relation = 'app.k8'::regclass})
+	  or die 'maintenance never reached the last set';
 	my $pid = $node->safe_psql('postgres',
 		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_opsdata partition maintenance'});
 	ok($pid =~ /^\d+$/, "the maintenance worker runs ($signal test)");
@@ -145,8 +153,17 @@ foreach my $signal ('TERM', 'KILL')
 		like($bg->{stderr}, qr/partition maintenance worker exited before finishing/,
 			'the caller is told the pass did not finish');
 	}
-	# After the crash the caller's connection is gone with its psql input.
-	$bg->{run}->kill_kill if $signal eq 'KILL';
+	# After the crash the callers' connections are gone with their psql input.
+	if ($signal eq 'KILL')
+	{
+		$bg->{run}->kill_kill;
+		$holder->{run}->kill_kill;
+	}
+	else
+	{
+		$holder->query_safe('COMMIT;');
+		$holder->quit;
+	}
 	my $made = $node->safe_psql('postgres',
 		q{SELECT count(*) FROM opsdata.partition_log WHERE parent LIKE 'app.k%' AND action = 'create'}) - $log_before;
 	cmp_ok($made, '<', $missing, "the pass stopped by SIG$signal had not finished");
@@ -164,6 +181,8 @@ foreach my $signal ('TERM', 'KILL')
 			q{SELECT string_agg(DISTINCT message, ',') FROM opsdata.run_maintenance() WHERE parent_table::text LIKE 'app.k%'}),
 		'nothing to do', "after SIG$signal a further pass has nothing to do");
 }
+
+$node->safe_psql('postgres', q{SELECT opsdata.reset_setting('partition.lock_timeout')});
 
 #
 # A concurrent detach left pending by a long transaction is completed once
