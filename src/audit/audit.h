@@ -253,8 +253,9 @@ typedef struct AuditStmtWriter AuditStmtWriter;
 extern void audit_statements_init(void);
 extern void audit_statements_filter_load(void);
 extern AuditStmtWriter *audit_statements_open(EState *estate, ResultRelInfo *rri);
-extern int64 audit_statement_id(AuditStmtWriter *sw, const char *text);
-extern bool audit_statement_cached(const char *text, int64 *id);
+typedef AuditStmtWriter *(*AuditStmtOpener)(void *arg);
+extern void audit_statement_ids(const char *const *texts, int n, int64 *ids, AuditStmtOpener open,
+								void *arg);
 extern void audit_statements_check_storage(Oid relid, Oid relfilenode);
 extern void audit_statements_close(AuditStmtWriter *sw);
 extern void audit_statements_end_xact(bool commit);

@@ -247,27 +247,18 @@ audit_writer_open(AuditWriter *w)
 									  ALLOCSET_DEFAULT_SIZES);
 }
 
-/*
- * The statement_id of a text: from the cache when it is known, else
- * through audit.statements, opened at the first such text of the batch.
- */
-static int64
-audit_writer_statement_id(AuditWriter *w, const char *text)
+/* Open audit.statements for the texts the cache does not know. */
+static AuditStmtWriter *
+audit_writer_open_statements(void *arg)
 {
-	int64 id;
+	AuditWriter *w = (AuditWriter *) arg;
+	ResultRelInfo *statements = makeNode(ResultRelInfo);
 
-	if (audit_statement_cached(text, &id))
-		return id;
-	if (w->stmts == NULL)
-	{
-		ResultRelInfo *statements = makeNode(ResultRelInfo);
-
-		LockRelationOid(audit_writer_catalog.statements, RowExclusiveLock);
-		ExecInitResultRelation(w->estate, statements, 2);
-		ExecOpenIndices(statements, true);
-		w->stmts = audit_statements_open(w->estate, statements);
-	}
-	return audit_statement_id(w->stmts, text);
+	LockRelationOid(audit_writer_catalog.statements, RowExclusiveLock);
+	ExecInitResultRelation(w->estate, statements, 2);
+	ExecOpenIndices(statements, false);
+	w->stmts = audit_statements_open(w->estate, statements);
+	return w->stmts;
 }
 
 /* Insert the rows waiting for the multi-insert, and their index entries. */
@@ -462,17 +453,18 @@ audit_write_events(AuditEvent **events, int nevents)
 	audit_internal_depth++;
 	PG_TRY();
 	{
+		const char **texts = palloc(sizeof(char *) * nevents);
+		int64 *ids = palloc(sizeof(int64) * nevents);
+
 		audit_writer_open(&w);
 		for (i = 0; i < nevents; i++)
+			texts[i] = events[i]->statement;
+		audit_statement_ids(texts, nevents, ids, audit_writer_open_statements, &w);
+		for (i = 0; i < nevents; i++)
 		{
-			AuditEvent *ev = events[i];
-			int64 statement_id = 0;
-
-			if (ev->statement != NULL)
-				statement_id = audit_writer_statement_id(&w, ev->statement);
 			MemoryContextReset(w.rowcxt);
 			MemoryContextSwitchTo(w.rowcxt);
-			audit_fill_entry(&w, ev, statement_id, ev->statement != NULL);
+			audit_fill_entry(&w, events[i], ids[i], texts[i] != NULL);
 			MemoryContextSwitchTo(cxt);
 			audit_writer_add(&w);
 		}
