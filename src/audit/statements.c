@@ -28,9 +28,11 @@
  * entries.  The
  * filter only ever decides which of two correct paths is taken: a text
  * whose row arrived some other way (a restored dump) is caught by the
- * unique check and handled as a concurrent insertion is.  Bits are set
- * with atomic OR and never cleared; the readiness flags of databases are
- * guarded by a spinlock.
+ * unique check and handled as a concurrent insertion is, and its bit is
+ * set then.  The filter is also asked before the cache: a text whose bit
+ * is clear cannot be cached, and the new texts of literal-laden workloads
+ * skip the lookup.  Bits are set with atomic OR and never cleared; the
+ * readiness flags of databases are guarded by a spinlock.
  *
  * Cache entries made by a transaction that has not committed are
  * "provisional": forgotten if it (or any subtransaction) aborts, made
@@ -573,6 +575,13 @@ audit_stmt_remember(const AuditStmtKey *key, int64 id, bool provisional)
 	audit_stmt_prov_keys[audit_stmt_provisional++] = *key;
 }
 
+/* The id a text is stored under unless another text held it first. */
+static inline int64
+audit_stmt_first_id(const AuditStmtKey *key)
+{
+	return (int64) (key->h1 & UINT64CONST(0x7FFFFFFFFFFFFFFF));
+}
+
 /* The cached statement_id of key, if any. */
 static inline bool
 audit_stmt_lookup(const AuditStmtKey *key, int64 *id)
@@ -593,7 +602,7 @@ audit_stmt_lookup(const AuditStmtKey *key, int64 *id)
 static int64
 audit_stmt_resolve(AuditStmtWriter *sw, const char *text, int len, const AuditStmtKey *key)
 {
-	int64 id = (int64) (key->h1 & UINT64CONST(0x7FFFFFFFFFFFFFFF));
+	int64 id = audit_stmt_first_id(key);
 	int attempt;
 
 	for (attempt = 0; attempt < 128; attempt++)
@@ -608,6 +617,9 @@ audit_stmt_resolve(AuditStmtWriter *sw, const char *text, int len, const AuditSt
 		}
 		if (probe == 0 && !audit_stmt_insert(sw, id, text, len))
 			continue; /* a concurrent session stored this id first: probe again */
+		/* A row the filter missed (restored from a dump) is known from now on. */
+		audit_filter_set(audit_stmt_first_id(key));
+		audit_filter_set(id);
 		audit_stmt_remember(key, id, probe != 1);
 		return id;
 	}
@@ -693,7 +705,8 @@ audit_statement_ids(const char *const *texts, int n, int64 *ids, AuditStmtOpener
 			continue;
 		len = strlen(texts[i]);
 		audit_stmt_key(texts[i], len, &key);
-		if (audit_stmt_lookup(&key, &ids[i]))
+		/* A text the filter has never seen is in no cache: skip the lookup. */
+		if (!audit_filter_absent(audit_stmt_first_id(&key)) && audit_stmt_lookup(&key, &ids[i]))
 			continue;
 		if (misses == NULL)
 			misses = palloc(sizeof(AuditStmtMiss) * (n - i));
@@ -711,14 +724,13 @@ audit_statement_ids(const char *const *texts, int n, int64 *ids, AuditStmtOpener
 	{
 		AuditStmtMiss *m = &misses[i];
 		const char *text = texts[m->index];
-		int64 id = (int64) (m->key.h1 & UINT64CONST(0x7FFFFFFFFFFFFFFF));
+		int64 id = audit_stmt_first_id(&m->key);
 
-		/* The same text earlier in the batch. */
-		if (audit_stmt_lookup(&m->key, &ids[m->index]))
-			continue;
 		if (!audit_filter_absent(id))
 		{
-			ids[m->index] = audit_stmt_resolve(sw, text, m->len, &m->key);
+			/* Maybe stored, perhaps just now as an earlier text of the batch. */
+			if (!audit_stmt_lookup(&m->key, &ids[m->index]))
+				ids[m->index] = audit_stmt_resolve(sw, text, m->len, &m->key);
 			continue;
 		}
 		/* Certainly not stored yet: inserted with the next rows. */

@@ -28,12 +28,16 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "access/tupconvert.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "executor/execPartition.h"
+#include "partitioning/partbounds.h"
+#include "partitioning/partdesc.h"
+#include "utils/partcache.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -98,14 +102,43 @@ typedef struct AuditWriterCatalog
 	Oid atttype[NUM_COLS];
 } AuditWriterCatalog;
 
+/*
+ * The partition of audit.entries the last row went to, with the bounds of
+ * the values of ts it takes, so that the next rows need no routing.  Reset
+ * by any relcache invalidation of audit.entries (partitions attached,
+ * detached or dropped) or of the partition.
+ */
+typedef struct AuditWriterRoute
+{
+	bool valid;
+	Oid part;
+	TimestampTz lo;	  /* inclusive */
+	TimestampTz hi;	  /* exclusive */
+	bool same_layout; /* the partition's columns are the parent's */
+} AuditWriterRoute;
+
+static AuditWriterRoute audit_writer_route;
+
 static AuditWriterCatalog audit_writer_catalog;
+
+/* A partition the batch writes to. */
+typedef struct AuditWriterPart
+{
+	Oid relid;
+	ResultRelInfo *rri;
+} AuditWriterPart;
+
+#define AUDIT_WRITER_MAX_PARTS 8
 
 typedef struct AuditWriter
 {
 	EState *estate;
-	ModifyTableState *mtstate;
-	PartitionTupleRouting *proute;
+	ModifyTableState *mtstate;	   /* for the general routing only */
+	PartitionTupleRouting *proute; /* made when that is needed */
 	ResultRelInfo *entries;
+	bool partitioned;
+	AuditWriterPart parts[AUDIT_WRITER_MAX_PARTS]; /* opened here, not by proute */
+	int nparts;
 	TupleTableSlot *root_slot;
 	AuditStmtWriter *stmts;
 	CommandId cid;
@@ -124,6 +157,9 @@ audit_writer_invalidate(Datum arg, Oid relid)
 	if (relid == InvalidOid || relid == audit_writer_catalog.entries ||
 		relid == audit_writer_catalog.statements || relid == audit_writer_catalog.seq)
 		audit_writer_catalog.valid = false;
+	if (relid == InvalidOid || relid == audit_writer_catalog.entries ||
+		relid == audit_writer_route.part)
+		audit_writer_route.valid = false;
 }
 
 /*
@@ -227,18 +263,9 @@ audit_writer_open(AuditWriter *w)
 	audit_writer_lookup();
 	audit_statements_check_storage(c->statements, c->statements_relfilenode);
 
-	w->mtstate = makeNode(ModifyTableState);
-	w->mtstate->ps.plan = NULL;
-	w->mtstate->ps.state = w->estate;
-	w->mtstate->operation = CMD_INSERT;
-	w->mtstate->mt_nrels = 1;
-	w->mtstate->resultRelInfo = w->entries;
-	w->mtstate->rootResultRelInfo = w->entries;
-	if (w->entries->ri_RelationDesc->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
-	{
+	w->partitioned = w->entries->ri_RelationDesc->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
+	if (w->partitioned)
 		partition_lock_default(w->entries->ri_RelationDesc);
-		w->proute = ExecSetupPartitionTupleRouting(w->estate, w->entries->ri_RelationDesc);
-	}
 	else
 		ExecOpenIndices(w->entries, false);
 	w->root_slot = table_slot_create(w->entries->ri_RelationDesc, &w->estate->es_tupleTable);
@@ -289,11 +316,18 @@ audit_writer_flush(AuditWriter *w)
 static void
 audit_writer_close(AuditWriter *w)
 {
+	int i;
+
 	audit_writer_flush(w);
 	if (w->stmts != NULL)
 		audit_statements_close(w->stmts);
 	if (w->proute)
 		ExecCleanupTupleRouting(w->mtstate, w->proute);
+	for (i = 0; i < w->nparts; i++)
+	{
+		ExecCloseIndices(w->parts[i].rri);
+		table_close(w->parts[i].rri->ri_RelationDesc, NoLock);
+	}
 	ExecCloseResultRelations(w->estate);
 	ExecCloseRangeTableRelations(w->estate);
 	ExecResetTupleTable(w->estate->es_tupleTable, false);
@@ -393,19 +427,143 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id, bool has_st
 }
 
 /*
+ * Learn from the partition bounds of audit.entries which partition takes
+ * rows with this ts, and the range of ts it takes.  Returns false when the
+ * table is not partitioned the way pg_opsdata makes it (by range of ts
+ * alone, one level): the executor's routing then decides.
+ */
+static bool
+audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
+{
+	Relation parent = w->entries->ri_RelationDesc;
+	PartitionKey key = RelationGetPartitionKey(parent);
+	/* Partitions being detached are left out as the executor leaves them out. */
+	PartitionDesc pd = RelationGetPartitionDesc(parent, !IsolationUsesXactSnapshot());
+	PartitionBoundInfo bi = pd->boundinfo;
+	AuditWriterRoute *r = &audit_writer_route;
+	int lo = 0;
+	int hi;
+	int below; /* greatest bound <= ts, or -1 */
+	int index;
+	Oid part;
+
+	if (key->strategy != PARTITION_STRATEGY_RANGE || key->partnatts != 1 ||
+		key->partattrs[0] != audit_writer_catalog.attnum[COL_TS] ||
+		key->parttypid[0] != TIMESTAMPTZOID || bi == NULL)
+		return false;
+
+	/* Binary search for the greatest bound not above ts. */
+	hi = bi->ndatums - 1;
+	below = -1;
+	while (lo <= hi)
+	{
+		int mid = (lo + hi) / 2;
+		PartitionRangeDatumKind kind = bi->kind[mid][0];
+		bool le = kind == PARTITION_RANGE_DATUM_MINVALUE ||
+				  (kind == PARTITION_RANGE_DATUM_VALUE && DatumGetTimestampTz(bi->datums[mid][0]) <= ts);
+
+		if (le)
+		{
+			below = mid;
+			lo = mid + 1;
+		}
+		else
+			hi = mid - 1;
+	}
+	index = bi->indexes[below + 1];
+	if (index < 0)
+		index = bi->default_index;
+	if (index < 0)
+		return false; /* no partition: the executor's routing reports it */
+	part = pd->oids[index];
+	if (get_rel_relkind(part) != RELKIND_RELATION)
+		return false;
+
+	r->valid = false;
+	r->part = part;
+	r->lo = below >= 0 && bi->kind[below][0] == PARTITION_RANGE_DATUM_VALUE
+				? DatumGetTimestampTz(bi->datums[below][0])
+				: DT_NOBEGIN;
+	r->hi = below + 1 < bi->ndatums && bi->kind[below + 1][0] == PARTITION_RANGE_DATUM_VALUE
+				? DatumGetTimestampTz(bi->datums[below + 1][0])
+				: DT_NOEND;
+	{
+		Relation rel = table_open(part, RowExclusiveLock);
+		TupleConversionMap *map = convert_tuples_by_name(RelationGetDescr(parent),
+														 RelationGetDescr(rel));
+
+		r->same_layout = map == NULL;
+		table_close(rel, NoLock);
+	}
+	r->valid = true;
+	return true;
+}
+
+/*
+ * The partition for a row with this ts, opened with its indexes, when the
+ * writer's own routing knows it; NULL when the executor's routing must
+ * decide.
+ */
+static ResultRelInfo *
+audit_writer_partition(AuditWriter *w, TimestampTz ts)
+{
+	AuditWriterRoute *r = &audit_writer_route;
+	ResultRelInfo *rri;
+	Relation rel;
+	int i;
+
+	if (!r->valid || ts < r->lo || ts >= r->hi)
+	{
+		if (!audit_writer_learn_route(w, ts))
+			return NULL;
+	}
+	if (!r->same_layout)
+		return NULL;
+	for (i = 0; i < w->nparts; i++)
+	{
+		if (w->parts[i].relid == r->part)
+			return w->parts[i].rri;
+	}
+	if (w->nparts == AUDIT_WRITER_MAX_PARTS)
+		return NULL;
+	rel = table_open(r->part, RowExclusiveLock);
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 0, w->entries, 0);
+	ExecOpenIndices(rri, false);
+	w->parts[w->nparts].relid = r->part;
+	w->parts[w->nparts].rri = rri;
+	w->nparts++;
+	return rri;
+}
+
+/*
  * Route the row in the root slot to its partition and add it to the rows
  * waiting for the multi-insert, flushing them first when they are for
  * another partition or enough of them wait.
  */
 static void
-audit_writer_add(AuditWriter *w)
+audit_writer_add(AuditWriter *w, TimestampTz ts)
 {
 	ResultRelInfo *part = w->entries;
 	TupleTableSlot *slot;
 	TupleConversionMap *map = NULL;
 
-	if (w->proute)
+	if (w->partitioned)
+		part = audit_writer_partition(w, ts);
+	if (part == NULL)
 	{
+		/* The executor's routing, set up at the first row that needs it. */
+		if (w->proute == NULL)
+		{
+			w->mtstate = makeNode(ModifyTableState);
+			w->mtstate->ps.plan = NULL;
+			w->mtstate->ps.state = w->estate;
+			w->mtstate->operation = CMD_INSERT;
+			w->mtstate->mt_nrels = 1;
+			w->mtstate->resultRelInfo = w->entries;
+			w->mtstate->rootResultRelInfo = w->entries;
+			w->proute = ExecSetupPartitionTupleRouting(w->estate, w->entries->ri_RelationDesc);
+		}
 		part = ExecFindPartition(w->mtstate, w->entries, w->proute, w->root_slot, w->estate);
 		map = part->ri_RootToPartitionMap;
 	}
@@ -466,7 +624,7 @@ audit_write_events(AuditEvent **events, int nevents)
 			MemoryContextSwitchTo(w.rowcxt);
 			audit_fill_entry(&w, events[i], ids[i], texts[i] != NULL);
 			MemoryContextSwitchTo(cxt);
-			audit_writer_add(&w);
+			audit_writer_add(&w, events[i]->ts);
 		}
 		audit_writer_close(&w);
 	}
