@@ -125,7 +125,7 @@ extern bool audit_is_our_namespace(Oid nspoid);
 extern bool audit_capture_active(void);
 extern bool audit_extension_present(void);
 extern bool audit_extension_known_absent(void);
-extern void audit_capture_xact_end(void);
+extern void audit_active_init(void);
 extern bool audit_confirmed(void);
 extern bool audit_class_may_be_wanted(int class, bool *by_class);
 extern const char *audit_database_name(void);

@@ -142,7 +142,10 @@ typedef struct AuditWriter
 	TupleTableSlot *root_slot;
 	AuditStmtWriter *stmts;
 	CommandId cid;
-	MemoryContext rowcxt; /* values of the row in root_slot */
+	MemoryContext rowcxt;			/* values of the row in root_slot */
+	MemoryContext batchcxt;			/* values shared by rows of the batch */
+	const char *last_src[NUM_COLS]; /* string each column's last datum was made from */
+	Datum last_datum[NUM_COLS];
 
 	/* Rows waiting for the multi-insert, all for the partition part. */
 	ResultRelInfo *part;
@@ -272,6 +275,7 @@ audit_writer_open(AuditWriter *w)
 	w->cid = GetCurrentCommandId(true);
 	w->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata audit rows",
 									  ALLOCSET_DEFAULT_SIZES);
+	w->batchcxt = CurrentMemoryContext;
 }
 
 /* Open audit.statements for the texts the cache does not know. */
@@ -366,6 +370,25 @@ audit_string_datum(int c, const char *s)
 	return CStringGetTextDatum(s ? s : "");
 }
 
+/*
+ * The datum of a string column, made once for consecutive rows with the
+ * same value (the session facts, class, command and outcome of a batch
+ * mostly repeat).  The strings live as long as the batch.
+ */
+static Datum
+audit_batch_string(AuditWriter *w, int c, const char *s)
+{
+	MemoryContext old;
+
+	if (w->last_src[c] != NULL && (w->last_src[c] == s || strcmp(w->last_src[c], s) == 0))
+		return w->last_datum[c];
+	old = MemoryContextSwitchTo(w->batchcxt);
+	w->last_datum[c] = audit_string_datum(c, s);
+	MemoryContextSwitchTo(old);
+	w->last_src[c] = s;
+	return w->last_datum[c];
+}
+
 #define SET_COL(c, v)                                 \
 	do                                                \
 	{                                                 \
@@ -390,18 +413,18 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id, bool has_st
 	memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 	SET_COL(COL_ENTRY_ID, Int64GetDatum(nextval_internal(audit_writer_catalog.seq, false)));
 	SET_COL(COL_TS, TimestampTzGetDatum(ev->ts));
-	SET_COL(COL_DATABASE, audit_string_datum(COL_DATABASE, ev->database));
-	SET_COL(COL_USERNAME, audit_string_datum(COL_USERNAME, ev->username));
-	SET_COL(COL_CURRENT_USER, audit_string_datum(COL_CURRENT_USER, ev->current_user_name));
+	SET_COL(COL_DATABASE, audit_batch_string(w, COL_DATABASE, ev->database ? ev->database : ""));
+	SET_COL(COL_USERNAME, audit_batch_string(w, COL_USERNAME, ev->username ? ev->username : ""));
+	SET_COL(COL_CURRENT_USER, audit_batch_string(w, COL_CURRENT_USER, ev->current_user_name ? ev->current_user_name : ""));
 	if (ev->application)
-		SET_COL(COL_APPLICATION, CStringGetTextDatum(ev->application));
+		SET_COL(COL_APPLICATION, audit_batch_string(w, COL_APPLICATION, ev->application));
 	if (ev->client_addr)
 		SET_COL(COL_CLIENT_ADDR, DirectFunctionCall1(inet_in, CStringGetDatum(ev->client_addr)));
 	SET_COL(COL_BACKEND_PID, Int32GetDatum(ev->backend_pid));
 	if (ev->flags & AUDIT_EVENT_HAS_XID)
 		SET_COL(COL_XID, FullTransactionIdGetDatum(FullTransactionIdFromU64(ev->xid)));
-	SET_COL(COL_CLASS, CStringGetTextDatum(audit_class_name(ev->class)));
-	SET_COL(COL_COMMAND, CStringGetTextDatum(ev->command ? ev->command : "???"));
+	SET_COL(COL_CLASS, audit_batch_string(w, COL_CLASS, audit_class_name(ev->class)));
+	SET_COL(COL_COMMAND, audit_batch_string(w, COL_COMMAND, ev->command ? ev->command : "???"));
 	if (ev->nobjects > 0)
 	{
 		SET_COL(COL_OBJECTS, audit_text_array(ev->objects, ev->nobjects));
@@ -416,7 +439,7 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id, bool has_st
 		iv->time = ev->duration_us;
 		SET_COL(COL_DURATION, IntervalPGetDatum(iv));
 	}
-	SET_COL(COL_OUTCOME, CStringGetTextDatum(audit_outcome_name(ev->outcome)));
+	SET_COL(COL_OUTCOME, audit_batch_string(w, COL_OUTCOME, audit_outcome_name(ev->outcome)));
 	if (ev->sqlstate != 0)
 		SET_COL(COL_SQLSTATE, CStringGetTextDatum(unpack_sql_state(ev->sqlstate)));
 	if (has_statement)
