@@ -6,8 +6,8 @@
  * Capture happens only in a client session in normal processing, on a
  * primary, outside the extension's own functions (audit_internal_depth,
  * maintained by the fmgr hook), and in a database that has the extension.
- * That last fact costs a syscache lookup, so it is checked once per
- * transaction.  The facts every entry carries about its session (database,
+ * That last fact costs a syscache lookup, so it is checked again only
+ * when pg_namespace changes.  The facts every entry carries about its session (database,
  * client address, role names, application) are cached here too: role names
  * by OID, the rest for the session.
  *
@@ -49,12 +49,14 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "audit/audit.h"
 #include "core/opsdata.h"
 
-/* Whether the database has the extension, checked once per transaction. */
+/* Whether the database has the extension, checked again after pg_namespace changes. */
 static bool audit_ext_checked = false;
 static bool audit_ext_known = false;
 static bool audit_ext_present = false;
@@ -162,12 +164,16 @@ audit_verify_extension(Oid nspoid)
 }
 
 /*
- * Does the current database have pg_opsdata?  Checked once per
- * transaction through the syscache; caller is in a transaction.
+ * Does the current database have pg_opsdata?  Looked up through the
+ * syscache after each change of pg_namespace; caller is in a transaction.
  */
 bool
 audit_extension_present(void)
 {
+	/* The extension's own install or update script is not audited. */
+	if (creating_extension && IsTransactionState() &&
+		CurrentExtensionObject == get_extension_oid(OPSDATA_NAME, true))
+		return false;
 	if (audit_ext_checked)
 		return audit_ext_present;
 	if (!IsTransactionState())
@@ -183,10 +189,6 @@ audit_extension_present(void)
 		if (audit_ext_present)
 			audit_ext_nsp_verified = audit_ext_nsp;
 	}
-	/* The extension's own install or update script is not audited. */
-	if (audit_ext_present && creating_extension &&
-		CurrentExtensionObject == get_extension_oid(OPSDATA_NAME, true))
-		return false;
 	audit_ext_checked = true;
 	audit_ext_known = true;
 	return audit_ext_present;
@@ -245,9 +247,20 @@ audit_extension_known_absent(void)
 	return audit_ext_known && !audit_ext_present;
 }
 
-/* A transaction ended: check the extension again in the next one. */
-void
-audit_capture_xact_end(void)
+static void
+audit_namespace_changed(Datum arg, int cacheid, uint32 hashvalue)
 {
 	audit_ext_checked = false;
+}
+
+/*
+ * Check again whether the database has the extension whenever pg_namespace
+ * changes (CREATE or DROP EXTENSION make or drop its schemas), instead of
+ * once per transaction.  Preloaded only.
+ */
+void
+audit_active_init(void)
+{
+	CacheRegisterSyscacheCallback(NAMESPACEOID, audit_namespace_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACENAME, audit_namespace_changed, (Datum) 0);
 }

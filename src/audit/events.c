@@ -425,7 +425,6 @@ audit_xact_callback(XactEvent event, void *arg)
 			audit_queue_release(true);
 			audit_statements_end_xact(true);
 			audit_xact_reset();
-			audit_capture_xact_end();
 			if (audit_extension_dropped && audit_queue_active())
 				audit_queue_discard(audit_dropped_dbname);
 			audit_extension_dropped = false;
@@ -435,7 +434,6 @@ audit_xact_callback(XactEvent event, void *arg)
 			audit_statements_end_xact(false);
 			audit_abort();
 			audit_xact_reset();
-			audit_capture_xact_end();
 			audit_extension_dropped = false;
 			break;
 		case XACT_EVENT_PARALLEL_COMMIT:

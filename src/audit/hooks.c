@@ -249,6 +249,7 @@ audit_init(void)
 	audit_queue_init();
 	audit_statements_init();
 	audit_classify_init();
+	audit_active_init();
 	audit_rules_init();
 	audit_writer_init();
 	audit_install_hooks();

@@ -7,7 +7,8 @@
  * backend-local cache remembers which texts are known to be stored.  It is
  * direct-mapped (a text's slot is a function of its hash; a newer text
  * takes the slot over), so a lookup costs one comparison and the cache
- * never has to be rebuilt.  On a miss the primary key is probed with a
+ * never has to be rebuilt.  Each text of a batch is hashed once.  On a
+ * miss the primary key is probed with a
  * dirty snapshot (waiting for a concurrent inserter of the same id to
  * finish), reusing one index scan for the whole batch; a missing text is
  * inserted with the unique check in "partial" mode, and if a concurrent
@@ -22,12 +23,16 @@
  * for every id ever inserted; the database's scheduler loads it once after
  * the server starts, from an index-only pass over the primary key.  Once
  * the filter of a database is loaded, an id whose bit is clear cannot be
- * in audit.statements, and its text is inserted without a probe.  The
+ * in audit.statements, and its text is inserted without a probe: the new
+ * texts of a batch go in with one multi-insert, then their primary key
+ * entries.  The
  * filter only ever decides which of two correct paths is taken: a text
  * whose row arrived some other way (a restored dump) is caught by the
- * unique check and handled as a concurrent insertion is.  Bits are set
- * with atomic OR and never cleared; the readiness flags of databases are
- * guarded by a spinlock.
+ * unique check and handled as a concurrent insertion is, and its bit is
+ * set then.  The filter is also asked before the cache: a text whose bit
+ * is clear cannot be cached, and the new texts of literal-laden workloads
+ * skip the lookup.  Bits are set with atomic OR and never cleared; the
+ * readiness flags of databases are guarded by a spinlock.
  *
  * Cache entries made by a transaction that has not committed are
  * "provisional": forgotten if it (or any subtransaction) aborts, made
@@ -68,6 +73,9 @@
 #include "audit/audit.h"
 #include "core/opsdata.h"
 
+/* New texts inserted together. */
+#define AUDIT_STMT_BATCH 100
+
 /* Slots of the backend-local cache; a power of two. */
 #define AUDIT_STMT_CACHE_SLOTS 8192
 
@@ -107,7 +115,9 @@ struct AuditStmtWriter
 	Relation heap;
 	Relation pk;
 	TupleTableSlot *slot;
-	IndexScanDesc scan; /* opened at the first probe, reused */
+	IndexScanDesc scan;		/* opened at the first probe, reused */
+	TupleTableSlot **slots; /* new rows for the multi-insert */
+	int nslots;				/* slots made */
 	SnapshotData dirty;
 	int id_att;
 	int text_att;
@@ -402,26 +412,6 @@ audit_stmt_key(const char *text, int len, AuditStmtKey *key)
 }
 
 /*
- * Is the text known to be stored?  Then *id is its statement_id.  Needs
- * no relation: the writer opens audit.statements only on a miss.
- */
-bool
-audit_statement_cached(const char *text, int64 *id)
-{
-	AuditStmtKey key;
-	AuditStmtSlot *slot;
-
-	if (audit_stmt_cache == NULL)
-		return false;
-	audit_stmt_key(text, strlen(text), &key);
-	slot = audit_stmt_slot(&key);
-	if (!slot->used || !audit_stmt_key_equal(&slot->key, &key))
-		return false;
-	*id = slot->statement_id;
-	return true;
-}
-
-/*
  * Prepare to store texts into audit.statements, opened as rri (indexes
  * open) in estate.  Allocates in the current memory context.
  */
@@ -442,6 +432,7 @@ audit_statements_open(EState *estate, ResultRelInfo *rri)
 	if (sw->id_att == 0 || sw->text_att == 0)
 		elog(ERROR, "audit.statements lacks its columns");
 	sw->slot = table_slot_create(sw->heap, &estate->es_tupleTable);
+	sw->slots = palloc(sizeof(TupleTableSlot *) * AUDIT_STMT_BATCH);
 	for (i = 0; i < rri->ri_NumIndices; i++)
 	{
 		Relation idx = rri->ri_IndexRelationDescs[i];
@@ -518,17 +509,10 @@ audit_stmt_probe(AuditStmtWriter *sw, int64 id, const char *stmt, int len)
 	}
 }
 
-/*
- * Insert a statement row.  Returns false when a concurrent session
- * inserted the same id first (our row is then deleted again).
- */
-static bool
-audit_stmt_insert(AuditStmtWriter *sw, int64 id, const char *text, int len)
+/* Put the values of a new statement row into slot. */
+static void
+audit_stmt_fill(AuditStmtWriter *sw, TupleTableSlot *slot, int64 id, const char *text, int len)
 {
-	TupleTableSlot *slot = sw->slot;
-	bool conflict = false;
-	List *recheck;
-
 	ExecClearTuple(slot);
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 	slot->tts_values[sw->id_att - 1] = Int64GetDatum(id);
@@ -541,6 +525,20 @@ audit_stmt_insert(AuditStmtWriter *sw, int64 id, const char *text, int len)
 		slot->tts_isnull[sw->seen_att - 1] = false;
 	}
 	ExecStoreVirtualTuple(slot);
+}
+
+/*
+ * Insert a statement row.  Returns false when a concurrent session
+ * inserted the same id first (our row is then deleted again).
+ */
+static bool
+audit_stmt_insert(AuditStmtWriter *sw, int64 id, const char *text, int len)
+{
+	TupleTableSlot *slot = sw->slot;
+	bool conflict = false;
+	List *recheck;
+
+	audit_stmt_fill(sw, slot, id, text, len);
 	audit_filter_set(id);
 	table_tuple_insert(sw->heap, slot, GetCurrentCommandId(true), 0, NULL);
 	recheck = ExecInsertIndexTuples(sw->rri, slot, sw->estate, false, true, &conflict, NIL);
@@ -577,31 +575,36 @@ audit_stmt_remember(const AuditStmtKey *key, int64 id, bool provisional)
 	audit_stmt_prov_keys[audit_stmt_provisional++] = *key;
 }
 
-/*
- * The statement_id of a text, inserting it into audit.statements if needed,
- * in the current transaction.
- */
-int64
-audit_statement_id(AuditStmtWriter *sw, const char *text)
+/* The id a text is stored under unless another text held it first. */
+static inline int64
+audit_stmt_first_id(const AuditStmtKey *key)
 {
-	int len = strlen(text);
-	AuditStmtKey key;
-	AuditStmtSlot *slot;
-	int64 id;
+	return (int64) (key->h1 & UINT64CONST(0x7FFFFFFFFFFFFFFF));
+}
+
+/* The cached statement_id of key, if any. */
+static inline bool
+audit_stmt_lookup(const AuditStmtKey *key, int64 *id)
+{
+	AuditStmtSlot *slot = audit_stmt_slot(key);
+
+	if (!slot->used || !audit_stmt_key_equal(&slot->key, key))
+		return false;
+	*id = slot->statement_id;
+	return true;
+}
+
+/*
+ * The statement_id of a text not in the cache, through the primary key:
+ * probe from the id its hash gives, inserting the text where it is
+ * absent, moving on past ids that hold other texts.
+ */
+static int64
+audit_stmt_resolve(AuditStmtWriter *sw, const char *text, int len, const AuditStmtKey *key)
+{
+	int64 id = audit_stmt_first_id(key);
 	int attempt;
 
-	audit_stmt_key(text, len, &key);
-	slot = audit_stmt_slot(&key);
-	if (slot->used && audit_stmt_key_equal(&slot->key, &key))
-		return slot->statement_id;
-
-	id = (int64) (key.h1 & UINT64CONST(0x7FFFFFFFFFFFFFFF));
-	/* A text certainly not stored yet is inserted at once. */
-	if (audit_filter_absent(id) && audit_stmt_insert(sw, id, text, len))
-	{
-		audit_stmt_remember(&key, id, true);
-		return id;
-	}
 	for (attempt = 0; attempt < 128; attempt++)
 	{
 		int probe = audit_stmt_probe(sw, id, text, len);
@@ -614,9 +617,152 @@ audit_statement_id(AuditStmtWriter *sw, const char *text)
 		}
 		if (probe == 0 && !audit_stmt_insert(sw, id, text, len))
 			continue; /* a concurrent session stored this id first: probe again */
-		audit_stmt_remember(&key, id, probe != 1);
+		/* A row the filter missed (restored from a dump) is known from now on. */
+		audit_filter_set(audit_stmt_first_id(key));
+		audit_filter_set(id);
+		audit_stmt_remember(key, id, probe != 1);
 		return id;
 	}
 	elog(ERROR, "could not store the text of an audited statement");
 	return 0;
+}
+
+/* A text of the batch that was not in the cache. */
+typedef struct AuditStmtMiss
+{
+	int index; /* in the caller's arrays */
+	int len;
+	AuditStmtKey key;
+} AuditStmtMiss;
+
+/*
+ * Insert the new texts waiting in the writer's slots: all heap rows in one
+ * multi-insert, then their primary key entries.  A row whose id a
+ * concurrent session stored first (or a row the filter did not know of)
+ * is deleted again and its text resolved through the key.  Returns false
+ * when a text ended up under another id than the one it was inserted with.
+ */
+static bool
+audit_stmt_flush(AuditStmtWriter *sw, const char *const *texts, AuditStmtMiss **pending, int n)
+{
+	bool same = true;
+	int k;
+
+	if (n == 0)
+		return true;
+	table_multi_insert(sw->heap, sw->slots, n, GetCurrentCommandId(true), 0, NULL);
+	for (k = 0; k < n; k++)
+	{
+		TupleTableSlot *slot = sw->slots[k];
+		bool conflict = false;
+		List *recheck;
+
+		recheck = ExecInsertIndexTuples(sw->rri, slot, sw->estate, false, true, &conflict, NIL);
+		list_free(recheck);
+		if (conflict)
+		{
+			AuditStmtMiss *m = pending[k];
+			bool isnull;
+			int64 id = DatumGetInt64(slot_getattr(slot, sw->id_att, &isnull));
+
+			CommandCounterIncrement();
+			simple_heap_delete(sw->heap, &slot->tts_tid);
+			CommandCounterIncrement();
+			if (audit_stmt_resolve(sw, texts[m->index], m->len, &m->key) != id)
+				same = false;
+		}
+		ExecClearTuple(slot);
+	}
+	return same;
+}
+
+/*
+ * The statement_id of each of n texts (NULL ones are skipped), inserting
+ * the texts that are not stored yet into audit.statements in the current
+ * transaction.  Texts known to the cache need no relation; open() is
+ * called, once, for the first that is not.
+ */
+void
+audit_statement_ids(const char *const *texts, int n, int64 *ids, AuditStmtOpener open, void *arg)
+{
+	AuditStmtMiss *misses = NULL;
+	AuditStmtMiss **pending = NULL;
+	AuditStmtWriter *sw;
+	int nmiss = 0;
+	int npending = 0;
+	bool same = true;
+	int i;
+
+	if (audit_stmt_cache == NULL)
+		audit_stmt_cache = MemoryContextAllocZero(TopMemoryContext,
+												  sizeof(AuditStmtSlot) * AUDIT_STMT_CACHE_SLOTS);
+	for (i = 0; i < n; i++)
+	{
+		AuditStmtKey key;
+		int len;
+
+		if (texts[i] == NULL)
+			continue;
+		len = strlen(texts[i]);
+		audit_stmt_key(texts[i], len, &key);
+		/* A text the filter has never seen is in no cache: skip the lookup. */
+		if (!audit_filter_absent(audit_stmt_first_id(&key)) && audit_stmt_lookup(&key, &ids[i]))
+			continue;
+		if (misses == NULL)
+			misses = palloc(sizeof(AuditStmtMiss) * (n - i));
+		misses[nmiss].index = i;
+		misses[nmiss].len = len;
+		misses[nmiss].key = key;
+		nmiss++;
+	}
+	if (nmiss == 0)
+		return;
+
+	sw = open(arg);
+	pending = palloc(sizeof(AuditStmtMiss *) * AUDIT_STMT_BATCH);
+	for (i = 0; i < nmiss; i++)
+	{
+		AuditStmtMiss *m = &misses[i];
+		const char *text = texts[m->index];
+		int64 id = audit_stmt_first_id(&m->key);
+
+		if (!audit_filter_absent(id))
+		{
+			/* Maybe stored, perhaps just now as an earlier text of the batch. */
+			if (!audit_stmt_lookup(&m->key, &ids[m->index]))
+				ids[m->index] = audit_stmt_resolve(sw, text, m->len, &m->key);
+			continue;
+		}
+		/* Certainly not stored yet: inserted with the next rows. */
+		if (npending == AUDIT_STMT_BATCH)
+		{
+			same &= audit_stmt_flush(sw, texts, pending, npending);
+			npending = 0;
+		}
+		if (npending == sw->nslots)
+			sw->slots[sw->nslots++] = table_slot_create(sw->heap, &sw->estate->es_tupleTable);
+		audit_filter_set(id);
+		audit_stmt_fill(sw, sw->slots[npending], id, text, m->len);
+		pending[npending++] = m;
+		audit_stmt_remember(&m->key, id, true);
+		ids[m->index] = id;
+	}
+	same &= audit_stmt_flush(sw, texts, pending, npending);
+
+	/*
+	 * A conflict moved a text to another id (a different text held its
+	 * own): every miss takes its id from the cache or the key again.
+	 */
+	if (!same)
+	{
+		for (i = 0; i < nmiss; i++)
+		{
+			AuditStmtMiss *m = &misses[i];
+
+			if (!audit_stmt_lookup(&m->key, &ids[m->index]))
+				ids[m->index] = audit_stmt_resolve(sw, texts[m->index], m->len, &m->key);
+		}
+	}
+	pfree(pending);
+	pfree(misses);
 }

@@ -28,12 +28,16 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "access/tupconvert.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "executor/execPartition.h"
+#include "partitioning/partbounds.h"
+#include "partitioning/partdesc.h"
+#include "utils/partcache.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -98,18 +102,50 @@ typedef struct AuditWriterCatalog
 	Oid atttype[NUM_COLS];
 } AuditWriterCatalog;
 
+/*
+ * The partition of audit.entries the last row went to, with the bounds of
+ * the values of ts it takes, so that the next rows need no routing.  Reset
+ * by any relcache invalidation of audit.entries (partitions attached,
+ * detached or dropped) or of the partition.
+ */
+typedef struct AuditWriterRoute
+{
+	bool valid;
+	Oid part;
+	TimestampTz lo;	  /* inclusive */
+	TimestampTz hi;	  /* exclusive */
+	bool same_layout; /* the partition's columns are the parent's */
+} AuditWriterRoute;
+
+static AuditWriterRoute audit_writer_route;
+
 static AuditWriterCatalog audit_writer_catalog;
+
+/* A partition the batch writes to. */
+typedef struct AuditWriterPart
+{
+	Oid relid;
+	ResultRelInfo *rri;
+} AuditWriterPart;
+
+#define AUDIT_WRITER_MAX_PARTS 8
 
 typedef struct AuditWriter
 {
 	EState *estate;
-	ModifyTableState *mtstate;
-	PartitionTupleRouting *proute;
+	ModifyTableState *mtstate;	   /* for the general routing only */
+	PartitionTupleRouting *proute; /* made when that is needed */
 	ResultRelInfo *entries;
+	bool partitioned;
+	AuditWriterPart parts[AUDIT_WRITER_MAX_PARTS]; /* opened here, not by proute */
+	int nparts;
 	TupleTableSlot *root_slot;
 	AuditStmtWriter *stmts;
 	CommandId cid;
-	MemoryContext rowcxt; /* values of the row in root_slot */
+	MemoryContext rowcxt;			/* values of the row in root_slot */
+	MemoryContext batchcxt;			/* values shared by rows of the batch */
+	const char *last_src[NUM_COLS]; /* string each column's last datum was made from */
+	Datum last_datum[NUM_COLS];
 
 	/* Rows waiting for the multi-insert, all for the partition part. */
 	ResultRelInfo *part;
@@ -124,6 +160,9 @@ audit_writer_invalidate(Datum arg, Oid relid)
 	if (relid == InvalidOid || relid == audit_writer_catalog.entries ||
 		relid == audit_writer_catalog.statements || relid == audit_writer_catalog.seq)
 		audit_writer_catalog.valid = false;
+	if (relid == InvalidOid || relid == audit_writer_catalog.entries ||
+		relid == audit_writer_route.part)
+		audit_writer_route.valid = false;
 }
 
 /*
@@ -227,47 +266,30 @@ audit_writer_open(AuditWriter *w)
 	audit_writer_lookup();
 	audit_statements_check_storage(c->statements, c->statements_relfilenode);
 
-	w->mtstate = makeNode(ModifyTableState);
-	w->mtstate->ps.plan = NULL;
-	w->mtstate->ps.state = w->estate;
-	w->mtstate->operation = CMD_INSERT;
-	w->mtstate->mt_nrels = 1;
-	w->mtstate->resultRelInfo = w->entries;
-	w->mtstate->rootResultRelInfo = w->entries;
-	if (w->entries->ri_RelationDesc->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
-	{
+	w->partitioned = w->entries->ri_RelationDesc->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
+	if (w->partitioned)
 		partition_lock_default(w->entries->ri_RelationDesc);
-		w->proute = ExecSetupPartitionTupleRouting(w->estate, w->entries->ri_RelationDesc);
-	}
 	else
 		ExecOpenIndices(w->entries, false);
 	w->root_slot = table_slot_create(w->entries->ri_RelationDesc, &w->estate->es_tupleTable);
 	w->cid = GetCurrentCommandId(true);
 	w->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata audit rows",
 									  ALLOCSET_DEFAULT_SIZES);
+	w->batchcxt = CurrentMemoryContext;
 }
 
-/*
- * The statement_id of a text: from the cache when it is known, else
- * through audit.statements, opened at the first such text of the batch.
- */
-static int64
-audit_writer_statement_id(AuditWriter *w, const char *text)
+/* Open audit.statements for the texts the cache does not know. */
+static AuditStmtWriter *
+audit_writer_open_statements(void *arg)
 {
-	int64 id;
+	AuditWriter *w = (AuditWriter *) arg;
+	ResultRelInfo *statements = makeNode(ResultRelInfo);
 
-	if (audit_statement_cached(text, &id))
-		return id;
-	if (w->stmts == NULL)
-	{
-		ResultRelInfo *statements = makeNode(ResultRelInfo);
-
-		LockRelationOid(audit_writer_catalog.statements, RowExclusiveLock);
-		ExecInitResultRelation(w->estate, statements, 2);
-		ExecOpenIndices(statements, true);
-		w->stmts = audit_statements_open(w->estate, statements);
-	}
-	return audit_statement_id(w->stmts, text);
+	LockRelationOid(audit_writer_catalog.statements, RowExclusiveLock);
+	ExecInitResultRelation(w->estate, statements, 2);
+	ExecOpenIndices(statements, false);
+	w->stmts = audit_statements_open(w->estate, statements);
+	return w->stmts;
 }
 
 /* Insert the rows waiting for the multi-insert, and their index entries. */
@@ -298,11 +320,18 @@ audit_writer_flush(AuditWriter *w)
 static void
 audit_writer_close(AuditWriter *w)
 {
+	int i;
+
 	audit_writer_flush(w);
 	if (w->stmts != NULL)
 		audit_statements_close(w->stmts);
 	if (w->proute)
 		ExecCleanupTupleRouting(w->mtstate, w->proute);
+	for (i = 0; i < w->nparts; i++)
+	{
+		ExecCloseIndices(w->parts[i].rri);
+		table_close(w->parts[i].rri->ri_RelationDesc, NoLock);
+	}
 	ExecCloseResultRelations(w->estate);
 	ExecCloseRangeTableRelations(w->estate);
 	ExecResetTupleTable(w->estate->es_tupleTable, false);
@@ -341,6 +370,25 @@ audit_string_datum(int c, const char *s)
 	return CStringGetTextDatum(s ? s : "");
 }
 
+/*
+ * The datum of a string column, made once for consecutive rows with the
+ * same value (the session facts, class, command and outcome of a batch
+ * mostly repeat).  The strings live as long as the batch.
+ */
+static Datum
+audit_batch_string(AuditWriter *w, int c, const char *s)
+{
+	MemoryContext old;
+
+	if (w->last_src[c] != NULL && (w->last_src[c] == s || strcmp(w->last_src[c], s) == 0))
+		return w->last_datum[c];
+	old = MemoryContextSwitchTo(w->batchcxt);
+	w->last_datum[c] = audit_string_datum(c, s);
+	MemoryContextSwitchTo(old);
+	w->last_src[c] = s;
+	return w->last_datum[c];
+}
+
 #define SET_COL(c, v)                                 \
 	do                                                \
 	{                                                 \
@@ -365,18 +413,18 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id, bool has_st
 	memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 	SET_COL(COL_ENTRY_ID, Int64GetDatum(nextval_internal(audit_writer_catalog.seq, false)));
 	SET_COL(COL_TS, TimestampTzGetDatum(ev->ts));
-	SET_COL(COL_DATABASE, audit_string_datum(COL_DATABASE, ev->database));
-	SET_COL(COL_USERNAME, audit_string_datum(COL_USERNAME, ev->username));
-	SET_COL(COL_CURRENT_USER, audit_string_datum(COL_CURRENT_USER, ev->current_user_name));
+	SET_COL(COL_DATABASE, audit_batch_string(w, COL_DATABASE, ev->database ? ev->database : ""));
+	SET_COL(COL_USERNAME, audit_batch_string(w, COL_USERNAME, ev->username ? ev->username : ""));
+	SET_COL(COL_CURRENT_USER, audit_batch_string(w, COL_CURRENT_USER, ev->current_user_name ? ev->current_user_name : ""));
 	if (ev->application)
-		SET_COL(COL_APPLICATION, CStringGetTextDatum(ev->application));
+		SET_COL(COL_APPLICATION, audit_batch_string(w, COL_APPLICATION, ev->application));
 	if (ev->client_addr)
 		SET_COL(COL_CLIENT_ADDR, DirectFunctionCall1(inet_in, CStringGetDatum(ev->client_addr)));
 	SET_COL(COL_BACKEND_PID, Int32GetDatum(ev->backend_pid));
 	if (ev->flags & AUDIT_EVENT_HAS_XID)
 		SET_COL(COL_XID, FullTransactionIdGetDatum(FullTransactionIdFromU64(ev->xid)));
-	SET_COL(COL_CLASS, CStringGetTextDatum(audit_class_name(ev->class)));
-	SET_COL(COL_COMMAND, CStringGetTextDatum(ev->command ? ev->command : "???"));
+	SET_COL(COL_CLASS, audit_batch_string(w, COL_CLASS, audit_class_name(ev->class)));
+	SET_COL(COL_COMMAND, audit_batch_string(w, COL_COMMAND, ev->command ? ev->command : "???"));
 	if (ev->nobjects > 0)
 	{
 		SET_COL(COL_OBJECTS, audit_text_array(ev->objects, ev->nobjects));
@@ -391,7 +439,7 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id, bool has_st
 		iv->time = ev->duration_us;
 		SET_COL(COL_DURATION, IntervalPGetDatum(iv));
 	}
-	SET_COL(COL_OUTCOME, CStringGetTextDatum(audit_outcome_name(ev->outcome)));
+	SET_COL(COL_OUTCOME, audit_batch_string(w, COL_OUTCOME, audit_outcome_name(ev->outcome)));
 	if (ev->sqlstate != 0)
 		SET_COL(COL_SQLSTATE, CStringGetTextDatum(unpack_sql_state(ev->sqlstate)));
 	if (has_statement)
@@ -402,19 +450,143 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id, bool has_st
 }
 
 /*
+ * Learn from the partition bounds of audit.entries which partition takes
+ * rows with this ts, and the range of ts it takes.  Returns false when the
+ * table is not partitioned the way pg_opsdata makes it (by range of ts
+ * alone, one level): the executor's routing then decides.
+ */
+static bool
+audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
+{
+	Relation parent = w->entries->ri_RelationDesc;
+	PartitionKey key = RelationGetPartitionKey(parent);
+	/* Partitions being detached are left out as the executor leaves them out. */
+	PartitionDesc pd = RelationGetPartitionDesc(parent, !IsolationUsesXactSnapshot());
+	PartitionBoundInfo bi = pd->boundinfo;
+	AuditWriterRoute *r = &audit_writer_route;
+	int lo = 0;
+	int hi;
+	int below; /* greatest bound <= ts, or -1 */
+	int index;
+	Oid part;
+
+	if (key->strategy != PARTITION_STRATEGY_RANGE || key->partnatts != 1 ||
+		key->partattrs[0] != audit_writer_catalog.attnum[COL_TS] ||
+		key->parttypid[0] != TIMESTAMPTZOID || bi == NULL)
+		return false;
+
+	/* Binary search for the greatest bound not above ts. */
+	hi = bi->ndatums - 1;
+	below = -1;
+	while (lo <= hi)
+	{
+		int mid = (lo + hi) / 2;
+		PartitionRangeDatumKind kind = bi->kind[mid][0];
+		bool le = kind == PARTITION_RANGE_DATUM_MINVALUE ||
+				  (kind == PARTITION_RANGE_DATUM_VALUE && DatumGetTimestampTz(bi->datums[mid][0]) <= ts);
+
+		if (le)
+		{
+			below = mid;
+			lo = mid + 1;
+		}
+		else
+			hi = mid - 1;
+	}
+	index = bi->indexes[below + 1];
+	if (index < 0)
+		index = bi->default_index;
+	if (index < 0)
+		return false; /* no partition: the executor's routing reports it */
+	part = pd->oids[index];
+	if (get_rel_relkind(part) != RELKIND_RELATION)
+		return false;
+
+	r->valid = false;
+	r->part = part;
+	r->lo = below >= 0 && bi->kind[below][0] == PARTITION_RANGE_DATUM_VALUE
+				? DatumGetTimestampTz(bi->datums[below][0])
+				: DT_NOBEGIN;
+	r->hi = below + 1 < bi->ndatums && bi->kind[below + 1][0] == PARTITION_RANGE_DATUM_VALUE
+				? DatumGetTimestampTz(bi->datums[below + 1][0])
+				: DT_NOEND;
+	{
+		Relation rel = table_open(part, RowExclusiveLock);
+		TupleConversionMap *map = convert_tuples_by_name(RelationGetDescr(parent),
+														 RelationGetDescr(rel));
+
+		r->same_layout = map == NULL;
+		table_close(rel, NoLock);
+	}
+	r->valid = true;
+	return true;
+}
+
+/*
+ * The partition for a row with this ts, opened with its indexes, when the
+ * writer's own routing knows it; NULL when the executor's routing must
+ * decide.
+ */
+static ResultRelInfo *
+audit_writer_partition(AuditWriter *w, TimestampTz ts)
+{
+	AuditWriterRoute *r = &audit_writer_route;
+	ResultRelInfo *rri;
+	Relation rel;
+	int i;
+
+	if (!r->valid || ts < r->lo || ts >= r->hi)
+	{
+		if (!audit_writer_learn_route(w, ts))
+			return NULL;
+	}
+	if (!r->same_layout)
+		return NULL;
+	for (i = 0; i < w->nparts; i++)
+	{
+		if (w->parts[i].relid == r->part)
+			return w->parts[i].rri;
+	}
+	if (w->nparts == AUDIT_WRITER_MAX_PARTS)
+		return NULL;
+	rel = table_open(r->part, RowExclusiveLock);
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 0, w->entries, 0);
+	ExecOpenIndices(rri, false);
+	w->parts[w->nparts].relid = r->part;
+	w->parts[w->nparts].rri = rri;
+	w->nparts++;
+	return rri;
+}
+
+/*
  * Route the row in the root slot to its partition and add it to the rows
  * waiting for the multi-insert, flushing them first when they are for
  * another partition or enough of them wait.
  */
 static void
-audit_writer_add(AuditWriter *w)
+audit_writer_add(AuditWriter *w, TimestampTz ts)
 {
 	ResultRelInfo *part = w->entries;
 	TupleTableSlot *slot;
 	TupleConversionMap *map = NULL;
 
-	if (w->proute)
+	if (w->partitioned)
+		part = audit_writer_partition(w, ts);
+	if (part == NULL)
 	{
+		/* The executor's routing, set up at the first row that needs it. */
+		if (w->proute == NULL)
+		{
+			w->mtstate = makeNode(ModifyTableState);
+			w->mtstate->ps.plan = NULL;
+			w->mtstate->ps.state = w->estate;
+			w->mtstate->operation = CMD_INSERT;
+			w->mtstate->mt_nrels = 1;
+			w->mtstate->resultRelInfo = w->entries;
+			w->mtstate->rootResultRelInfo = w->entries;
+			w->proute = ExecSetupPartitionTupleRouting(w->estate, w->entries->ri_RelationDesc);
+		}
 		part = ExecFindPartition(w->mtstate, w->entries, w->proute, w->root_slot, w->estate);
 		map = part->ri_RootToPartitionMap;
 	}
@@ -462,19 +634,20 @@ audit_write_events(AuditEvent **events, int nevents)
 	audit_internal_depth++;
 	PG_TRY();
 	{
+		const char **texts = palloc(sizeof(char *) * nevents);
+		int64 *ids = palloc(sizeof(int64) * nevents);
+
 		audit_writer_open(&w);
 		for (i = 0; i < nevents; i++)
+			texts[i] = events[i]->statement;
+		audit_statement_ids(texts, nevents, ids, audit_writer_open_statements, &w);
+		for (i = 0; i < nevents; i++)
 		{
-			AuditEvent *ev = events[i];
-			int64 statement_id = 0;
-
-			if (ev->statement != NULL)
-				statement_id = audit_writer_statement_id(&w, ev->statement);
 			MemoryContextReset(w.rowcxt);
 			MemoryContextSwitchTo(w.rowcxt);
-			audit_fill_entry(&w, ev, statement_id, ev->statement != NULL);
+			audit_fill_entry(&w, events[i], ids[i], texts[i] != NULL);
 			MemoryContextSwitchTo(cxt);
-			audit_writer_add(&w);
+			audit_writer_add(&w, events[i]->ts);
 		}
 		audit_writer_close(&w);
 	}
