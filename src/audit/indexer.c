@@ -110,8 +110,6 @@ static const char *const audit_indexer_plan_sql =
 Datum
 audit_index_closed_partitions(PG_FUNCTION_ARGS)
 {
-	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
 	AuditIndexerArgs args;
 	HeapTuple proc;
 	int64 missing;
@@ -135,16 +133,8 @@ audit_index_closed_partitions(PG_FUNCTION_ARGS)
 	args.owner = ((Form_pg_proc) GETSTRUCT(proc))->proowner;
 	ReleaseSysCache(proc);
 	args.database = MyDatabaseId;
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "%s", OPSDATA_NAME);
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "audit_indexer_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, AUDIT_INDEXER_TYPE);
-	snprintf(worker.bgw_type, BGW_MAXLEN, AUDIT_INDEXER_TYPE);
-	memcpy(worker.bgw_extra, &args, sizeof(args));
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	if (opsdata_start_worker("audit_indexer_main", AUDIT_INDEXER_TYPE, AUDIT_INDEXER_TYPE, (Datum) 0,
+							 &args, sizeof(args), false) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start the pg_opsdata audit indexer"),

@@ -311,7 +311,6 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 	PartitionTask *task;
 	shm_mq *mq;
 	shm_mq_handle *mqh;
-	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	bool finished = false;
 
@@ -360,17 +359,10 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 	shm_toc_insert(toc, PARTITION_KEY_QUEUE, mq);
 	shm_mq_set_receiver(mq, MyProc);
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "%s", OPSDATA_NAME);
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "partition_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_opsdata partition maintenance");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_opsdata partition maintenance");
-	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
-	worker.bgw_notify_pid = MyProcPid;
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	handle = opsdata_start_worker("partition_worker_main", "pg_opsdata partition maintenance",
+								  "pg_opsdata partition maintenance",
+								  UInt32GetDatum(dsm_segment_handle(seg)), NULL, 0, true);
+	if (handle == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start a partition maintenance worker"),

@@ -158,25 +158,12 @@ BackgroundWorkerHandle *
 worker_start_dynamic(const char *function, const char *type, const char *name, int slotno,
 					 const WorkerStartArgs *args, MemoryContext cxt)
 {
-	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
 	MemoryContext old;
 
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "%s", OPSDATA_NAME);
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "%s", function);
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "%s", name);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "%s", type);
-	bgw.bgw_main_arg = Int32GetDatum(slotno);
-	bgw.bgw_notify_pid = MyProcPid;
-	memcpy(bgw.bgw_extra, args, sizeof(*args));
-
 	old = MemoryContextSwitchTo(cxt);
-	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
-		handle = NULL;
+	handle = opsdata_start_worker(function, type, name, Int32GetDatum(slotno), args, sizeof(*args),
+								  true);
 	MemoryContextSwitchTo(old);
 	return handle;
 }
