@@ -24,7 +24,9 @@ CREATE VIEW check_queue AS
 				   FROM metrics.rollup_queue GROUP BY series_id) q USING (series_id);
 
 -- Every column, in the table's order or another, or no column list; the
--- row count is COPY's.
+-- row count is COPY's.  These are read by pg_opsdata itself (the DEBUG1
+-- line says so); a COPY with a WHERE clause is left to the executor.
+SET client_min_messages = debug1;
 COPY metrics.ingest FROM STDIN;
 copy.a	{"k": "1"}	2024-03-01 10:00:00+00	1.5
 copy.a	{"k": "2"}	2024-03-01 10:00:01+00	-2
@@ -35,6 +37,11 @@ COPY metrics.ingest (value, ts, name, tags) FROM STDIN;
 0	2024-03-01 10:01:00+00	copy.a	{ "k" : "1" }
 \.
 SELECT :ROW_COUNT AS copied;
+COPY metrics.ingest FROM STDIN WHERE true;
+copy.a	{"k": "1"}	2024-03-01 10:01:30+00	8
+\.
+SELECT :ROW_COUNT AS copied;
+RESET client_min_messages;
 SELECT s.name, s.tags, p.ts, p.value FROM metrics.points p JOIN metrics.series s USING (series_id)
  ORDER BY p.ts, p.value;
 SELECT * FROM check_queue;

@@ -423,6 +423,7 @@ ingest_copy_run(CopyStmt *stmt, const char *queryString, QueryEnvironment *query
 		return false;
 	}
 	ingest_copy_check(pstate, stmt, rel, attnums);
+	ereport(DEBUG1, (errmsg_internal("COPY into metrics.ingest read without the executor")));
 
 	cstate = BeginCopyFrom(pstate, rel, NULL, stmt->filename, stmt->is_program, NULL,
 						   stmt->attlist, stmt->options);
