@@ -58,6 +58,7 @@
 #include "catalog/namespace.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/lmgr.h"
@@ -369,21 +370,6 @@ audit_statements_filter_load(void)
 
 /* --- writing ------------------------------------------------------------- */
 
-static int
-audit_attnum(TupleDesc desc, const char *name)
-{
-	int i;
-
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return i + 1;
-	}
-	return 0;
-}
-
 /*
  * Forget the cache when audit.statements is not the storage it describes
  * (the table was dropped and made again, or truncated).  The writer calls
@@ -426,10 +412,10 @@ audit_statements_open(EState *estate, ResultRelInfo *rri)
 	sw->rri = rri;
 	sw->heap = rri->ri_RelationDesc;
 	desc = RelationGetDescr(sw->heap);
-	sw->id_att = audit_attnum(desc, "statement_id");
-	sw->text_att = audit_attnum(desc, "statement_text");
-	sw->seen_att = audit_attnum(desc, "first_seen");
-	if (sw->id_att == 0 || sw->text_att == 0)
+	sw->id_att = SPI_fnumber(desc, "statement_id");
+	sw->text_att = SPI_fnumber(desc, "statement_text");
+	sw->seen_att = SPI_fnumber(desc, "first_seen");
+	if (sw->id_att <= 0 || sw->text_att <= 0)
 		elog(ERROR, "audit.statements lacks its columns");
 	sw->slot = table_slot_create(sw->heap, &estate->es_tupleTable);
 	sw->slots = palloc(sizeof(TupleTableSlot *) * AUDIT_STMT_BATCH);

@@ -28,6 +28,7 @@
 #include "postgres.h"
 
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
@@ -39,20 +40,15 @@
 
 PG_FUNCTION_INFO_V1(metrics_points_inserted);
 
+/* The number of the column of metrics.points called name. */
 static int
 capture_attnum(TupleDesc desc, const char *name)
 {
-	int i;
+	int attnum = SPI_fnumber(desc, name);
 
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return i + 1;
-	}
-	elog(ERROR, "metrics.points has no column \"%s\"", name);
-	return 0;
+	if (attnum <= 0)
+		elog(ERROR, "metrics.points has no column \"%s\"", name);
+	return attnum;
 }
 
 Datum

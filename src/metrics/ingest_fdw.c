@@ -28,6 +28,7 @@
 #include "postgres.h"
 
 #include "executor/executor.h"
+#include "executor/spi.h"
 #include "foreign/fdwapi.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/pathnode.h"
@@ -104,21 +105,15 @@ ingest_updatable(Relation rel)
 	return (1 << CMD_INSERT);
 }
 
+/* The index (from 0) of the column of metrics.ingest called name. */
 static int
 ingest_attnum(Relation rel, const char *name)
 {
-	TupleDesc desc = RelationGetDescr(rel);
-	int i;
+	int attnum = SPI_fnumber(RelationGetDescr(rel), name);
 
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return i;
-	}
-	elog(ERROR, "metrics.ingest has no column \"%s\"", name);
-	return -1;
+	if (attnum <= 0)
+		elog(ERROR, "metrics.ingest has no column \"%s\"", name);
+	return attnum - 1;
 }
 
 static void

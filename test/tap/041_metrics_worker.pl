@@ -73,11 +73,8 @@ my $rollups_sql = q{
 my $rollups_before = $node->safe_psql('postgres', $rollups_sql);
 $node->safe_psql('postgres', $second);
 
-my $stalled = q{SELECT pid FROM pg_stat_activity
-				 WHERE backend_type = 'pg_opsdata job' AND wait_event = 'PgSleep'};
-ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($stalled) s"),
-	'the job is in the middle of a rollup');
-my $pid = $node->safe_psql('postgres', $stalled);
+my $pid = opsdata_stalled_job($node);
+ok(defined $pid, 'the job is in the middle of a rollup');
 ok(kill('KILL', $pid), 'the job process is killed');
 
 # The postmaster reinitializes after the crash and the scheduler comes back.

@@ -133,11 +133,8 @@ my $changes_sql = q{SELECT sum(positives + negatives) FROM learning.feedback_cha
 my $bins_sql = q{SELECT sum(positives + negatives) FROM learning.score_bins WHERE key = 'grid'};
 is($node->safe_psql('postgres', $changes_sql), '1500', 'the new feedback is pending');
 
-my $stalled = q{SELECT pid FROM pg_stat_activity
-				 WHERE backend_type = 'pg_opsdata job' AND wait_event = 'PgSleep'};
-ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($stalled) s"),
-	'the job is in the middle of a tune');
-my $pid = $node->safe_psql('postgres', $stalled);
+my $pid = opsdata_stalled_job($node);
+ok(defined $pid, 'the job is in the middle of a tune');
 ok(kill('KILL', $pid), 'the job process is killed');
 
 # The postmaster reinitializes after the crash and the scheduler comes back.

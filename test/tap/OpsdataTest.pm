@@ -8,7 +8,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Exporter 'import';
 
-our @EXPORT = qw(opsdata_node opsdata_wait_up);
+our @EXPORT = qw(opsdata_node opsdata_wait_up opsdata_stalled_job);
 
 # A new, initialized (not started) node.  preload => 0 leaves pg_opsdata out
 # of shared_preload_libraries; extra settings may be given as conf => '...'.
@@ -39,6 +39,19 @@ sub opsdata_wait_up
 		select(undef, undef, undef, 0.1);
 	}
 	return 0;
+}
+
+# The pid of the one job process sleeping in pg_sleep(), once there is one
+# (a test stalls a job in the middle of its run, to kill it there); undef
+# if none shows up within the poll's time.
+sub opsdata_stalled_job
+{
+	my ($node) = @_;
+	my $stalled = q{SELECT pid FROM pg_stat_activity
+					 WHERE backend_type = 'pg_opsdata job' AND wait_event = 'PgSleep'};
+	return undef
+	  unless $node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($stalled) s");
+	return $node->safe_psql('postgres', $stalled);
 }
 
 1;
