@@ -261,6 +261,14 @@ extern void audit_statements_close(AuditStmtWriter *sw);
 extern void audit_statements_end_xact(bool commit);
 extern void audit_statements_end_subxact(void);
 
+/* textcache.c */
+extern int audit_text_cache_kb;
+extern void audit_text_cache_init(void);
+extern uint64 audit_text_cache_bind(Oid relfilenode);
+extern void audit_text_cache_invalidate(void);
+extern bool audit_text_cache_lookup(uint64 h1, uint64 h2, int64 *id);
+extern void audit_text_cache_enter(uint64 h1, uint64 h2, int64 id);
+
 /* drain.c */
 extern int64 audit_drain(bool wait_for_owner);
 extern long audit_drain_service(void);

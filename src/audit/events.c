@@ -423,7 +423,7 @@ audit_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PREPARE:
 			audit_queue_release(true);
-			audit_statements_end_xact(true);
+			audit_statements_end_xact(event == XACT_EVENT_COMMIT);
 			audit_xact_reset();
 			if (audit_extension_dropped && audit_queue_active())
 				audit_queue_discard(audit_dropped_dbname);

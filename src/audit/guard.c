@@ -27,6 +27,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "audit/audit.h"
 #include "core/opsdata.h"
 
 PG_FUNCTION_INFO_V1(audit_refuse_change);
@@ -55,6 +56,11 @@ audit_refuse_change(PG_FUNCTION_ARGS)
 				 errdetail("Rows of \"%s.%s\" are written once by pg_opsdata and only removed by retention.",
 						   get_namespace_name(RelationGetNamespace(rel)),
 						   RelationGetRelationName(rel))));
+
+	/* The caches of stored statement texts must not outlive a changed row. */
+	if (strcmp(RelationGetRelationName(rel), "statements") == 0 &&
+		strcmp(get_namespace_name(RelationGetNamespace(rel)), "audit") == 0)
+		audit_text_cache_invalidate();
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		return PointerGetDatum(trigdata->tg_newtuple);

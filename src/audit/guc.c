@@ -236,6 +236,15 @@ audit_define_gucs(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("pg_opsdata.audit_statement_cache_size",
+							"Shared memory for the cache of statement texts known to be stored.",
+							"0 turns the cache off.",
+							&audit_text_cache_kb,
+							16 * 1024, 0, 1024 * 1024,
+							PGC_POSTMASTER,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
 reloadable:
 	DefineCustomIntVariable("pg_opsdata.audit_flush_interval",
 							"Longest time an entry waits in the audit queue before the scheduler writes it.",

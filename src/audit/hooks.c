@@ -248,6 +248,7 @@ audit_init(void)
 		return;
 	audit_queue_init();
 	audit_statements_init();
+	audit_text_cache_init();
 	audit_classify_init();
 	audit_active_init();
 	audit_rules_init();

@@ -135,6 +135,7 @@ static int audit_stmt_prov_max = 0;
 /* The audit.statements storage the cache describes. */
 static Oid audit_stmt_cache_relid = InvalidOid;
 static Oid audit_stmt_cache_relfilenode = InvalidOid;
+static uint64 audit_stmt_cache_generation = 0;
 
 static inline AuditStmtSlot *
 audit_stmt_slot(const AuditStmtKey *key)
@@ -170,7 +171,9 @@ audit_stmt_forget_provisional(void)
 
 /*
  * End of a transaction: on commit the provisional cache entries become
- * permanent, on abort they are forgotten.  Never fails.
+ * permanent, and known to every backend through the shared cache; on
+ * abort (or PREPARE TRANSACTION, whose outcome is not known yet) they are
+ * forgotten.  Never fails.
  */
 void
 audit_statements_end_xact(bool commit)
@@ -188,8 +191,12 @@ audit_statements_end_xact(bool commit)
 	{
 		AuditStmtSlot *slot = audit_stmt_slot(&audit_stmt_prov_keys[i]);
 
-		if (slot->used && audit_stmt_key_equal(&slot->key, &audit_stmt_prov_keys[i]))
+		if (slot->used && slot->provisional &&
+			audit_stmt_key_equal(&slot->key, &audit_stmt_prov_keys[i]))
+		{
 			slot->provisional = false;
+			audit_text_cache_enter(slot->key.h1, slot->key.h2, slot->statement_id);
+		}
 	}
 	audit_stmt_provisional = 0;
 }
@@ -378,15 +385,20 @@ audit_statements_filter_load(void)
 void
 audit_statements_check_storage(Oid relid, Oid relfilenode)
 {
+	uint64 generation;
+
 	if (audit_stmt_cache == NULL)
 		audit_stmt_cache = MemoryContextAllocZero(TopMemoryContext,
 												  sizeof(AuditStmtSlot) * AUDIT_STMT_CACHE_SLOTS);
-	if (relid != audit_stmt_cache_relid || relfilenode != audit_stmt_cache_relfilenode)
+	generation = audit_text_cache_bind(relfilenode);
+	if (relid != audit_stmt_cache_relid || relfilenode != audit_stmt_cache_relfilenode ||
+		generation != audit_stmt_cache_generation)
 	{
 		memset(audit_stmt_cache, 0, sizeof(AuditStmtSlot) * AUDIT_STMT_CACHE_SLOTS);
 		audit_stmt_provisional = 0;
 		audit_stmt_cache_relid = relid;
 		audit_stmt_cache_relfilenode = relfilenode;
+		audit_stmt_cache_generation = generation;
 	}
 }
 
@@ -607,6 +619,8 @@ audit_stmt_resolve(AuditStmtWriter *sw, const char *text, int len, const AuditSt
 		audit_filter_set(audit_stmt_first_id(key));
 		audit_filter_set(id);
 		audit_stmt_remember(key, id, probe != 1);
+		if (probe == 1)
+			audit_text_cache_enter(key->h1, key->h2, id);
 		return id;
 	}
 	elog(ERROR, "could not store the text of an audited statement");
@@ -691,9 +705,17 @@ audit_statement_ids(const char *const *texts, int n, int64 *ids, AuditStmtOpener
 			continue;
 		len = strlen(texts[i]);
 		audit_stmt_key(texts[i], len, &key);
-		/* A text the filter has never seen is in no cache: skip the lookup. */
-		if (!audit_filter_absent(audit_stmt_first_id(&key)) && audit_stmt_lookup(&key, &ids[i]))
-			continue;
+		/* A text the filter has never seen is in no cache: skip the lookups. */
+		if (!audit_filter_absent(audit_stmt_first_id(&key)))
+		{
+			if (audit_stmt_lookup(&key, &ids[i]))
+				continue;
+			if (audit_text_cache_lookup(key.h1, key.h2, &ids[i]))
+			{
+				audit_stmt_remember(&key, ids[i], false);
+				continue;
+			}
+		}
 		if (misses == NULL)
 			misses = palloc(sizeof(AuditStmtMiss) * (n - i));
 		misses[nmiss].index = i;
