@@ -171,9 +171,8 @@ audit_stmt_forget_provisional(void)
 
 /*
  * End of a transaction: on commit the provisional cache entries become
- * permanent, and known to every backend through the shared cache; on
- * abort (or PREPARE TRANSACTION, whose outcome is not known yet) they are
- * forgotten.  Never fails.
+ * permanent; on abort (or PREPARE TRANSACTION, whose outcome is not known
+ * yet) they are forgotten.  Never fails.
  */
 void
 audit_statements_end_xact(bool commit)
@@ -191,12 +190,8 @@ audit_statements_end_xact(bool commit)
 	{
 		AuditStmtSlot *slot = audit_stmt_slot(&audit_stmt_prov_keys[i]);
 
-		if (slot->used && slot->provisional &&
-			audit_stmt_key_equal(&slot->key, &audit_stmt_prov_keys[i]))
-		{
+		if (slot->used && audit_stmt_key_equal(&slot->key, &audit_stmt_prov_keys[i]))
 			slot->provisional = false;
-			audit_text_cache_enter(slot->key.h1, slot->key.h2, slot->statement_id);
-		}
 	}
 	audit_stmt_provisional = 0;
 }
@@ -619,6 +614,7 @@ audit_stmt_resolve(AuditStmtWriter *sw, const char *text, int len, const AuditSt
 		audit_filter_set(audit_stmt_first_id(key));
 		audit_filter_set(id);
 		audit_stmt_remember(key, id, probe != 1);
+		/* Seen again: worth a place in the shared cache (textcache.c). */
 		if (probe == 1)
 			audit_text_cache_enter(key->h1, key->h2, id);
 		return id;

@@ -20,8 +20,10 @@
  * same time) fails the check and counts as a miss.  A miss is always
  * safe: it only costs the probe.
  *
- * Only rows known to be committed are entered: texts a transaction
- * inserted, once it has committed, and texts the probe found committed.
+ * A text is entered when a probe finds its row committed, that is when
+ * it is seen again after the session that stored it: most texts of
+ * statements written with literals are never seen twice, and entering
+ * them as they are stored would only push out the texts that do repeat.
  * The key of an entry folds in the database, the storage of
  * audit.statements (its relfilenode: a truncated or recreated table makes
  * new keys) and a generation that the owner's UPDATE or DELETE of a row

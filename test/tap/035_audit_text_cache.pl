@@ -1,6 +1,6 @@
-# The shared cache of stored statement texts: a text one session stored is
-# known to the next session without a probe of audit.statements' primary
-# key; a row the owner deletes is stored again; with the cache off every
+# The shared cache of stored statement texts: a text found again by one
+# session's probe of audit.statements' primary key is known to every later
+# session without a probe; a row the owner deletes is stored again; with the cache off every
 # session probes; a prepared transaction's texts are trusted only once it
 # commits.  Probes are counted as index scans of audit.statements_pkey.
 use strict;
@@ -43,12 +43,13 @@ my $orphans = q{SELECT count(*) FROM audit.entries e
 				   AND NOT EXISTS (SELECT FROM audit.statements s WHERE s.statement_id = e.statement_id)};
 
 is(probes_of('INSERT INTO t VALUES (1)'), 0, 'a new text is stored without a probe');
+is(probes_of('INSERT INTO t VALUES (1)'), 1, 'the next session finds the text with a probe');
 is(probes_of('INSERT INTO t VALUES (1)'), 0,
-	'the text stored by one session is known to the next one without a probe');
+	'a text found by a probe is known to every later session without one');
 is($node->safe_psql('postgres',
 		q{SELECT count(*) || ' entries, ' || count(DISTINCT statement_id) || ' text'
 		    FROM audit.entries WHERE command = 'INSERT'}),
-	'2 entries, 1 text', 'both entries refer to the one stored text');
+	'3 entries, 1 text', 'the entries refer to the one stored text');
 
 $node->safe_psql('postgres',
 	q{DELETE FROM audit.statements WHERE statement_text = 'INSERT INTO t VALUES (1)'});
