@@ -58,9 +58,13 @@ audit_refuse_change(PG_FUNCTION_ARGS)
 						   RelationGetRelationName(rel))));
 
 	/* The caches of stored statement texts must not outlive a changed row. */
-	if (strcmp(RelationGetRelationName(rel), "statements") == 0 &&
-		strcmp(get_namespace_name(RelationGetNamespace(rel)), "audit") == 0)
-		audit_text_cache_invalidate();
+	if (strcmp(RelationGetRelationName(rel), "statements") == 0)
+	{
+		char *nsp = get_namespace_name(RelationGetNamespace(rel));
+
+		if (nsp != NULL && strcmp(nsp, "audit") == 0)
+			audit_text_cache_invalidate();
+	}
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		return PointerGetDatum(trigdata->tg_newtuple);
