@@ -9,7 +9,9 @@
  * through the table's owner and superusers (the extension's own upkeep runs
  * as them) and refuses everyone else.  The trigger is cloned onto every
  * partition of audit.entries, present and future.  It costs nothing on
- * INSERT, the only write the audit trail sees in normal operation.
+ * INSERT, the only write the audit trail sees in normal operation.  When
+ * the owner does change a row of audit.statements, the caches of stored
+ * texts (textcache.c) stop trusting what they hold.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
