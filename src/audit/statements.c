@@ -7,8 +7,9 @@
  * backend-local cache remembers which texts are known to be stored.  It is
  * direct-mapped (a text's slot is a function of its hash; a newer text
  * takes the slot over), so a lookup costs one comparison and the cache
- * never has to be rebuilt.  Each text of a batch is hashed once.  On a
- * miss the primary key is probed with a
+ * never has to be rebuilt.  Behind it, a cache in shared memory
+ * (textcache.c) holds texts that probes found again.  Each text of a batch
+ * is hashed once.  On a miss of both the primary key is probed with a
  * dirty snapshot (waiting for a concurrent inserter of the same id to
  * finish), reusing one index scan for the whole batch; a missing text is
  * inserted with the unique check in "partial" mode, and if a concurrent
