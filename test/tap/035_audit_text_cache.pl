@@ -74,14 +74,16 @@ is($node->safe_psql('postgres',
 		q{SELECT count(*) FROM audit.statements WHERE statement_text = 'INSERT INTO t VALUES (2)'}),
 	'1', 'a text whose prepared transaction was rolled back is stored again by the same session');
 
-# Without the cache, each new session probes for a text it has not seen.
+# Without the cache, every session probes for a text it has not seen itself.
 my $scanned = $node->safe_psql('postgres', $scans);
 $node->append_conf('postgresql.conf', "pg_opsdata.audit_statement_cache_size = 0\n");
 $node->restart;
 ok($node->poll_query_until('postgres', "SELECT ($scans) > $scanned"),
 	'the scheduler loaded the statement filter again');
-probes_of('INSERT INTO t VALUES (3)');
-is(probes_of('INSERT INTO t VALUES (3)'), 1, 'with the cache off the next session probes the key');
+is(probes_of('INSERT INTO t VALUES (3)'), 0, 'a new text is stored without a probe');
+is(probes_of('INSERT INTO t VALUES (3)'), 1, 'the next session finds it with a probe');
+is(probes_of('INSERT INTO t VALUES (3)'), 1,
+	'with the cache off, a later session probes again for a text a probe already found');
 is($node->safe_psql('postgres', 'SHOW pg_opsdata.audit_statement_cache_size'), '0', 'the cache is off');
 is($node->safe_psql('postgres', $orphans), '0', 'every entry has its text');
 
