@@ -7,9 +7,9 @@
  * primary, outside the extension's own functions (audit_internal_depth,
  * maintained by the fmgr hook), and in a database that has the extension.
  * That last fact costs a syscache lookup, so it is checked again only
- * when pg_namespace changes.  The facts every entry carries about its session (database,
- * client address, role names, application) are cached here too: role names
- * by OID, the rest for the session.
+ * when pg_namespace changes.  The facts every entry carries about its
+ * session (database, client address, role names, application) are cached
+ * here too: role names by OID, the rest for the session.
  *
  * Nothing is captured in parallel workers (their leader audits the
  * statement), background workers, during recovery, or in the extension's
@@ -56,7 +56,10 @@
 #include "audit/audit.h"
 #include "core/opsdata.h"
 
-/* Whether the database has the extension, checked again after pg_namespace changes. */
+/*
+ * Whether the database has the extension, checked again after pg_namespace
+ * changes.
+ */
 static bool audit_ext_checked = false;
 static bool audit_ext_known = false;
 static bool audit_ext_present = false;
@@ -73,9 +76,12 @@ static bool audit_client_done = false;
 const char *
 audit_database_name(void)
 {
-	if (audit_dbname == NULL && MyProcPort != NULL && MyProcPort->database_name != NULL)
-		audit_dbname = MemoryContextStrdup(TopMemoryContext, MyProcPort->database_name);
-	if (audit_dbname == NULL && OidIsValid(MyDatabaseId) && IsTransactionState())
+	if (audit_dbname == NULL && MyProcPort != NULL &&
+		MyProcPort->database_name != NULL)
+		audit_dbname =
+			MemoryContextStrdup(TopMemoryContext, MyProcPort->database_name);
+	if (audit_dbname == NULL && OidIsValid(MyDatabaseId) &&
+		IsTransactionState())
 	{
 		char *name = get_database_name(MyDatabaseId);
 
@@ -96,8 +102,8 @@ audit_client_address(Port *port)
 	if (port == NULL || port->raddr.addr.ss_family == AF_UNIX)
 		return NULL;
 	host[0] = '\0';
-	if (pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen, host, sizeof(host), NULL, 0,
-						   NI_NUMERICHOST) != 0)
+	if (pg_getnameinfo_all(&port->raddr.addr, port->raddr.salen, host,
+						   sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
 		return NULL;
 	audit_client = MemoryContextStrdup(TopMemoryContext, host);
 	return audit_client;
@@ -120,7 +126,8 @@ audit_role_name(Oid roleid)
 	}
 	/* No catalog access while an error is being reported. */
 	if (audit_in_error || !IsTransactionState())
-		return MyProcPort && MyProcPort->user_name ? MyProcPort->user_name : "";
+		return MyProcPort && MyProcPort->user_name ? MyProcPort->user_name
+												   : "";
 	name = GetUserNameFromId(roleid, true);
 	if (name == NULL)
 		name = psprintf("%u", roleid);
@@ -156,7 +163,8 @@ audit_verify_extension(Oid nspoid)
 	const char *names[4] = {"opsdata", "audit", "learning", "metrics"};
 	int i;
 
-	if (!OidIsValid(ext) || getExtensionOfObject(NamespaceRelationId, nspoid) != ext)
+	if (!OidIsValid(ext) ||
+		getExtensionOfObject(NamespaceRelationId, nspoid) != ext)
 		return false;
 	for (i = 0; i < 4; i++)
 		audit_our_nsps[i] = get_namespace_oid(names[i], true);
@@ -226,13 +234,16 @@ audit_is_our_namespace(Oid nspoid)
 bool
 audit_capture_active(void)
 {
-	if (!opsdata_preloaded || audit_internal_depth > 0 || MyBackendType != B_BACKEND ||
-		IsParallelWorker() || !IsNormalProcessingMode() || RecoveryInProgress())
+	if (!opsdata_preloaded || audit_internal_depth > 0 ||
+		MyBackendType != B_BACKEND || IsParallelWorker() ||
+		!IsNormalProcessingMode() || RecoveryInProgress())
 		return false;
 	return audit_extension_present();
 }
 
-/* May a statement of this class be audited (by class, or by an include rule)? */
+/*
+ * May a statement of this class be audited (by class, or by an include rule)?
+ */
 bool
 audit_class_may_be_wanted(int class, bool *by_class)
 {
@@ -261,6 +272,8 @@ audit_namespace_changed(Datum arg, int cacheid, uint32 hashvalue)
 void
 audit_active_init(void)
 {
-	CacheRegisterSyscacheCallback(NAMESPACEOID, audit_namespace_changed, (Datum) 0);
-	CacheRegisterSyscacheCallback(NAMESPACENAME, audit_namespace_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, audit_namespace_changed,
+								  (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACENAME, audit_namespace_changed,
+								  (Datum) 0);
 }

@@ -48,8 +48,9 @@ typedef enum AuditClass
 #define AUDIT_ALL_CLASSES ((1 << AUDIT_NUM_CLASSES) - 1)
 
 /* Classes whose entries are written in the statement's own transaction. */
-#define AUDIT_TRANSACTIONAL_CLASSES \
-	(AUDIT_BIT(AUDIT_CLASS_WRITE) | AUDIT_BIT(AUDIT_CLASS_DDL) | AUDIT_BIT(AUDIT_CLASS_ROLE))
+#define AUDIT_TRANSACTIONAL_CLASSES                                           \
+	(AUDIT_BIT(AUDIT_CLASS_WRITE) | AUDIT_BIT(AUDIT_CLASS_DDL) |              \
+	 AUDIT_BIT(AUDIT_CLASS_ROLE))
 
 typedef enum AuditOutcome
 {
@@ -64,9 +65,10 @@ typedef enum AuditOutcome
 #define AUDIT_EVENT_HAS_ROWS	 0x01
 #define AUDIT_EVENT_HAS_DURATION 0x02
 #define AUDIT_EVENT_HAS_XID		 0x04
-#define AUDIT_EVENT_TXN_CONTROL	 0x08 /* BEGIN, COMMIT...: never "rolled back" */
-#define AUDIT_EVENT_ALWAYS		 0x10 /* audit settings or rules: rules ignored */
-#define AUDIT_EVENT_WRITTEN		 0x20 /* backend-local: inserted at pre-commit */
+#define AUDIT_EVENT_TXN_CONTROL                                               \
+	0x08						 /* BEGIN, COMMIT...: never "rolled back" */
+#define AUDIT_EVENT_ALWAYS	0x10 /* audit settings or rules: rules ignored */
+#define AUDIT_EVENT_WRITTEN 0x20 /* backend-local: inserted at pre-commit */
 
 /*
  * One audit entry before it is written.  Strings are NUL-terminated; the
@@ -143,7 +145,8 @@ extern void audit_executor_run_begin(QueryDesc *queryDesc);
 extern void audit_executor_run_end(QueryDesc *queryDesc, bool run);
 extern void audit_executor_end(QueryDesc *queryDesc);
 extern void *audit_utility_begin(PlannedStmt *pstmt, const char *queryString,
-								 ProcessUtilityContext context, ParamListInfo params);
+								 ProcessUtilityContext context,
+								 ParamListInfo params);
 extern void audit_utility_end(void *item, QueryCompletion *qc);
 extern void audit_function_called(Oid funcid);
 extern void audit_error(ErrorData *edata);
@@ -156,13 +159,15 @@ extern void audit_ensure_contexts(void);
 extern bool audit_in_live_xact(void);
 extern MemoryContext audit_event_context(void);
 extern const char *audit_last_event_statement(void);
-extern AuditEvent *audit_new_event(MemoryContext cxt, int class, const char *command);
+extern AuditEvent *audit_new_event(MemoryContext cxt, int class,
+								   const char *command);
 extern void audit_add_event(AuditEvent *ev);
 extern void audit_flush_deferred(bool wait);
 extern void audit_on_exit(int code, Datum arg);
 extern void audit_xact_callback(XactEvent event, void *arg);
 extern void audit_note_extension_dropped(void);
-extern void audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+extern void audit_subxact_callback(SubXactEvent event,
+								   SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
 
 /* session.c */
@@ -189,7 +194,8 @@ extern void audit_classify_init(void);
 
 /* redact.c */
 extern bool audit_needs_redaction(Node *parsetree);
-extern char *audit_redact_at(Node *parsetree, const char *source, int location, int len);
+extern char *audit_redact_at(Node *parsetree, const char *source, int location,
+							 int len);
 extern bool audit_unparsed_may_hold_secret(const char *text);
 
 /* rules.c */
@@ -207,8 +213,9 @@ extern AuditEvent *audit_event_copy(const AuditEvent *src, MemoryContext cxt);
 #define AUDIT_PUT_WAIT 0
 #define AUDIT_PUT_DROP 1
 #define AUDIT_PUT_TRY  2
-extern int audit_queue_put(const char *dbname, bool confirm, AuditEvent **events,
-						   int nevents, int mode, int *progress);
+extern int audit_queue_put(const char *dbname, bool confirm,
+						   AuditEvent **events, int nevents, int mode,
+						   int *progress);
 extern bool audit_queue_active(void);
 
 typedef struct AuditQueueBatch
@@ -220,8 +227,8 @@ typedef struct AuditQueueBatch
 	AuditEvent *events;
 } AuditQueueBatch;
 
-extern bool audit_queue_claim(const char *dbname, int max_events, bool wait_for_owner,
-							  AuditQueueBatch *batch);
+extern bool audit_queue_claim(const char *dbname, int max_events,
+							  bool wait_for_owner, AuditQueueBatch *batch);
 extern void audit_queue_release(bool advance);
 extern void audit_queue_discard(const char *dbname);
 extern bool audit_queue_claimed(void);
@@ -252,10 +259,11 @@ extern void audit_write_events(AuditEvent **events, int nevents);
 typedef struct AuditStmtWriter AuditStmtWriter;
 extern void audit_statements_init(void);
 extern void audit_statements_filter_load(void);
-extern AuditStmtWriter *audit_statements_open(EState *estate, ResultRelInfo *rri);
+extern AuditStmtWriter *audit_statements_open(EState *estate,
+											  ResultRelInfo *rri);
 typedef AuditStmtWriter *(*AuditStmtOpener)(void *arg);
-extern void audit_statement_ids(const char *const *texts, int n, int64 *ids, AuditStmtOpener open,
-								void *arg);
+extern void audit_statement_ids(const char *const *texts, int n, int64 *ids,
+								AuditStmtOpener open, void *arg);
 extern void audit_statements_check_storage(Oid relid, Oid relfilenode);
 extern void audit_statements_close(AuditStmtWriter *sw);
 extern void audit_statements_end_xact(bool commit);

@@ -93,7 +93,10 @@ int audit_internal_depth = 0;
 static dlist_head audit_items = DLIST_STATIC_INIT(audit_items);
 bool audit_in_error = false;
 
-/* The statement text of an item, copied into cxt (shared with the previous event when equal). */
+/*
+ * The statement text of an item, copied into cxt (shared with the previous
+ * event when equal).
+ */
 static const char *
 audit_item_text(AuditItem *item, MemoryContext cxt)
 {
@@ -112,12 +115,16 @@ audit_item_text(AuditItem *item, MemoryContext cxt)
 		src = item->source + loc;
 		len = item->len > 0 ? item->len : (int) strlen(src);
 		/* A statement after the first of a string starts after blanks. */
-		while (len > 0 && (*src == ' ' || *src == '\n' || *src == '\t' || *src == '\r'))
+		while (len > 0 &&
+			   (*src == ' ' || *src == '\n' || *src == '\t' || *src == '\r'))
 			src++, len--;
 	}
-	/* Trim trailing blanks and semicolons of a statement in a longer string. */
-	while (len > 0 && (src[len - 1] == ' ' || src[len - 1] == '\n' || src[len - 1] == '\t' ||
-					   src[len - 1] == '\r' || src[len - 1] == ';'))
+	/*
+	 * Trim trailing blanks and semicolons of a statement in a longer string.
+	 */
+	while (len > 0 && (src[len - 1] == ' ' || src[len - 1] == '\n' ||
+					   src[len - 1] == '\t' || src[len - 1] == '\r' ||
+					   src[len - 1] == ';'))
 		len--;
 	if (last_text != NULL && audit_last_event_statement() == last_text &&
 		strncmp(last_text, src, len) == 0 && last_text[len] == '\0')
@@ -132,9 +139,13 @@ audit_item_text(AuditItem *item, MemoryContext cxt)
 	return last_text;
 }
 
-/* An event for an item, with the given outcome, into the transaction's context. */
+/*
+ * An event for an item, with the given outcome, into the transaction's
+ * context.
+ */
 static AuditEvent *
-audit_item_event(AuditItem *item, int class, const char *command, int outcome, int sqlstate)
+audit_item_event(AuditItem *item, int class, const char *command, int outcome,
+				 int sqlstate)
 {
 	MemoryContext cxt;
 	AuditEvent *ev;
@@ -154,11 +165,15 @@ audit_item_event(AuditItem *item, int class, const char *command, int outcome, i
 	if (item->nobjects > 0)
 	{
 		ev->objects = MemoryContextAlloc(cxt, sizeof(char *) * item->nobjects);
-		ev->privileges = MemoryContextAlloc(cxt, sizeof(char *) * item->nobjects);
+		ev->privileges =
+			MemoryContextAlloc(cxt, sizeof(char *) * item->nobjects);
 		for (i = 0; i < item->nobjects; i++)
 		{
 			ev->objects[i] = MemoryContextStrdup(cxt, item->objects[i]);
-			ev->privileges[i] = item->privileges[i] ? MemoryContextStrdup(cxt, item->privileges[i]) : NULL;
+			ev->privileges[i] =
+				item->privileges[i]
+					? MemoryContextStrdup(cxt, item->privileges[i])
+					: NULL;
 		}
 	}
 	return ev;
@@ -175,7 +190,8 @@ audit_item_function_events(AuditItem *item, int outcome, int sqlstate)
 	foreach (lc, item->functions)
 	{
 		const char *fn = (const char *) lfirst(lc);
-		AuditEvent *ev = audit_item_event(item, AUDIT_CLASS_FUNCTION, "EXECUTE", outcome, sqlstate);
+		AuditEvent *ev = audit_item_event(item, AUDIT_CLASS_FUNCTION,
+										  "EXECUTE", outcome, sqlstate);
 		MemoryContext cxt = GetMemoryChunkContext(ev);
 
 		ev->nobjects = 1;
@@ -233,13 +249,17 @@ audit_item_add_object(AuditItem *item, const char *name, const char *privilege)
 		item->maxobjects = Max(4, item->maxobjects * 2);
 		if (item->objects == NULL)
 		{
-			item->objects = MemoryContextAlloc(item->cxt, sizeof(char *) * item->maxobjects);
-			item->privileges = MemoryContextAlloc(item->cxt, sizeof(char *) * item->maxobjects);
+			item->objects = MemoryContextAlloc(
+				item->cxt, sizeof(char *) * item->maxobjects);
+			item->privileges = MemoryContextAlloc(
+				item->cxt, sizeof(char *) * item->maxobjects);
 		}
 		else
 		{
-			item->objects = repalloc(item->objects, sizeof(char *) * item->maxobjects);
-			item->privileges = repalloc(item->privileges, sizeof(char *) * item->maxobjects);
+			item->objects =
+				repalloc(item->objects, sizeof(char *) * item->maxobjects);
+			item->privileges =
+				repalloc(item->privileges, sizeof(char *) * item->maxobjects);
 		}
 	}
 	item->objects[item->nobjects] = MemoryContextStrdup(item->cxt, name);
@@ -254,9 +274,11 @@ audit_item_finish(AuditItem *item, int64 rows, bool has_rows)
 	audit_item_unlink(item);
 	if (item->failed)
 		return;
-	if (item->wanted_by_class || (item->flags & AUDIT_EVENT_ALWAYS) || audit_rules_may_include())
+	if (item->wanted_by_class || (item->flags & AUDIT_EVENT_ALWAYS) ||
+		audit_rules_may_include())
 	{
-		AuditEvent *ev = audit_item_event(item, item->class, item->command, AUDIT_OUTCOME_OK, 0);
+		AuditEvent *ev = audit_item_event(item, item->class, item->command,
+										  AUDIT_OUTCOME_OK, 0);
 
 		if (has_rows)
 		{
@@ -307,11 +329,15 @@ audit_executor_start(QueryDesc *queryDesc, int eflags)
 		return;
 	audit_flush_deferred(true);
 
-	class = (stmt->commandType == CMD_SELECT && !stmt->hasModifyingCTE) ? AUDIT_CLASS_READ : AUDIT_CLASS_WRITE;
-	if (!audit_class_may_be_wanted(class, &by_class) && !(audit_classes & AUDIT_BIT(AUDIT_CLASS_FUNCTION)))
+	class = (stmt->commandType == CMD_SELECT && !stmt->hasModifyingCTE)
+				? AUDIT_CLASS_READ
+				: AUDIT_CLASS_WRITE;
+	if (!audit_class_may_be_wanted(class, &by_class) &&
+		!(audit_classes & AUDIT_BIT(AUDIT_CLASS_FUNCTION)))
 		return;
 
-	item = audit_item_new(class, GetCommandTagName(CreateCommandTag((Node *) stmt)), by_class);
+	item = audit_item_new(
+		class, GetCommandTagName(CreateCommandTag((Node *) stmt)), by_class);
 	item->queryDesc = queryDesc;
 	item->source = queryDesc->sourceText;
 	item->location = stmt->stmt_location;
@@ -334,8 +360,10 @@ audit_executor_start(QueryDesc *queryDesc, int eflags)
 		item->wanted_by_class = false;
 		item->failed = true; /* never reported */
 	}
-	if (audit_log_parameters && queryDesc->params != NULL && queryDesc->params->numParams > 0)
-		item->params = BuildParamLogString(queryDesc->params, NULL, audit_parameter_max_length);
+	if (audit_log_parameters && queryDesc->params != NULL &&
+		queryDesc->params->numParams > 0)
+		item->params = BuildParamLogString(queryDesc->params, NULL,
+										   audit_parameter_max_length);
 }
 
 /* After the standard ExecutorStart returned. */
@@ -403,8 +431,8 @@ audit_executor_end(QueryDesc *queryDesc)
  * item to pass to audit_utility_end(), or NULL when it is not audited.
  */
 void *
-audit_utility_begin(PlannedStmt *pstmt, const char *queryString, ProcessUtilityContext context,
-					ParamListInfo params)
+audit_utility_begin(PlannedStmt *pstmt, const char *queryString,
+					ProcessUtilityContext context, ParamListInfo params)
 {
 	Node *parsetree = pstmt->utilityStmt;
 	int class;
@@ -420,11 +448,13 @@ audit_utility_begin(PlannedStmt *pstmt, const char *queryString, ProcessUtilityC
 	class = audit_utility_class(parsetree);
 	always = audit_is_settings_change(parsetree);
 	if (!always && !audit_class_may_be_wanted(class, &by_class) &&
-		!(nodeTag(parsetree) == T_CallStmt && (audit_classes & AUDIT_BIT(AUDIT_CLASS_FUNCTION))))
+		!(nodeTag(parsetree) == T_CallStmt &&
+		  (audit_classes & AUDIT_BIT(AUDIT_CLASS_FUNCTION))))
 		return NULL;
 	by_class = (audit_classes & AUDIT_BIT(class)) != 0;
 
-	item = audit_item_new(class, GetCommandTagName(CreateCommandTag(parsetree)), by_class);
+	item = audit_item_new(
+		class, GetCommandTagName(CreateCommandTag(parsetree)), by_class);
 	item->source = queryString;
 	item->location = pstmt->stmt_location;
 	item->len = pstmt->stmt_len;
@@ -435,7 +465,8 @@ audit_utility_begin(PlannedStmt *pstmt, const char *queryString, ProcessUtilityC
 	if (nodeTag(parsetree) == T_TransactionStmt)
 		item->flags |= AUDIT_EVENT_TXN_CONTROL;
 	if (queryString != NULL && audit_needs_redaction(parsetree))
-		item->text = audit_redact_at(parsetree, queryString, pstmt->stmt_location, pstmt->stmt_len);
+		item->text = audit_redact_at(parsetree, queryString,
+									 pstmt->stmt_location, pstmt->stmt_len);
 
 	{
 		List *objects = audit_utility_objects(parsetree);
@@ -462,12 +493,15 @@ audit_utility_end(void *arg, QueryCompletion *qc)
 	if (item == NULL || !item->linked)
 		return;
 	item->running--;
-	audit_item_finish(item, qc ? (int64) qc->nprocessed : 0,
-					  qc != NULL && (qc->commandTag == CMDTAG_COPY || qc->commandTag == CMDTAG_SELECT ||
-									 qc->commandTag == CMDTAG_CREATE_TABLE_AS ||
-									 qc->commandTag == CMDTAG_SELECT_INTO ||
-									 qc->commandTag == CMDTAG_REFRESH_MATERIALIZED_VIEW ||
-									 qc->commandTag == CMDTAG_FETCH || qc->commandTag == CMDTAG_MOVE));
+	audit_item_finish(
+		item, qc ? (int64) qc->nprocessed : 0,
+		qc != NULL &&
+			(qc->commandTag == CMDTAG_COPY ||
+			 qc->commandTag == CMDTAG_SELECT ||
+			 qc->commandTag == CMDTAG_CREATE_TABLE_AS ||
+			 qc->commandTag == CMDTAG_SELECT_INTO ||
+			 qc->commandTag == CMDTAG_REFRESH_MATERIALIZED_VIEW ||
+			 qc->commandTag == CMDTAG_FETCH || qc->commandTag == CMDTAG_MOVE));
 }
 
 /*
@@ -534,10 +568,12 @@ audit_function_called(Oid funcid)
 	if (item->is_call)
 	{
 		if (item->nobjects == 0)
-			audit_item_add_object(item, format_procedure_qualified(funcid), "EXECUTE");
+			audit_item_add_object(item, format_procedure_qualified(funcid),
+								  "EXECUTE");
 		return;
 	}
-	if (!(audit_classes & AUDIT_BIT(AUDIT_CLASS_FUNCTION)) && !audit_rules_may_include())
+	if (!(audit_classes & AUDIT_BIT(AUDIT_CLASS_FUNCTION)) &&
+		!audit_rules_may_include())
 		return;
 	if (audit_is_our_namespace(get_func_namespace(funcid)))
 		return;
@@ -557,7 +593,8 @@ audit_function_called(Oid funcid)
 static int
 audit_error_outcome(int sqlerrcode)
 {
-	return sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ? AUDIT_OUTCOME_DENIED : AUDIT_OUTCOME_ERROR;
+	return sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ? AUDIT_OUTCOME_DENIED
+														: AUDIT_OUTCOME_ERROR;
 }
 
 /*
@@ -581,8 +618,8 @@ audit_error(ErrorData *edata)
 		audit_in_error = false;
 		return;
 	}
-	if (!IsNormalProcessingMode() || audit_internal_depth > 0 || RecoveryInProgress() ||
-		audit_extension_known_absent())
+	if (!IsNormalProcessingMode() || audit_internal_depth > 0 ||
+		RecoveryInProgress() || audit_extension_known_absent())
 	{
 		audit_in_error = false;
 		return;
@@ -598,10 +635,11 @@ audit_error(ErrorData *edata)
 			continue;
 		item->failed = true;
 		any = true;
-		if (item->wanted_by_class || (item->flags & AUDIT_EVENT_ALWAYS) || audit_rules_may_include())
+		if (item->wanted_by_class || (item->flags & AUDIT_EVENT_ALWAYS) ||
+			audit_rules_may_include())
 		{
-			AuditEvent *ev = audit_item_event(item, item->class, item->command, outcome,
-											  edata->sqlerrcode);
+			AuditEvent *ev = audit_item_event(item, item->class, item->command,
+											  outcome, edata->sqlerrcode);
 
 			if (audit_rules_wanted(ev, GetUserId()))
 				audit_add_event(ev);
@@ -623,11 +661,15 @@ audit_error(ErrorData *edata)
 
 			ev->outcome = audit_error_outcome(edata->sqlerrcode);
 			ev->sqlstate = edata->sqlerrcode;
-			ev->statement = audit_unparsed_may_hold_secret(debug_query_string)
-								? psprintf("%s ... (not recorded: the statement was not parsed and may hold a secret)", command)
-								: MemoryContextStrdup(cxt, debug_query_string);
+			ev->statement =
+				audit_unparsed_may_hold_secret(debug_query_string)
+					? psprintf(
+						  "%s ... (not recorded: the statement was not parsed and may hold a secret)",
+						  command)
+					: MemoryContextStrdup(cxt, debug_query_string);
 			/* Without its final semicolon, as a parsed statement's text is. */
-			while (len > 0 && (debug_query_string[len - 1] == ';' || debug_query_string[len - 1] == ' ' ||
+			while (len > 0 && (debug_query_string[len - 1] == ';' ||
+							   debug_query_string[len - 1] == ' ' ||
 							   debug_query_string[len - 1] == '\n'))
 				len--;
 			if (!audit_unparsed_may_hold_secret(debug_query_string))

@@ -93,8 +93,9 @@ audit_relname_entry(Oid relid)
 		ctl.keysize = sizeof(Oid);
 		ctl.entrysize = sizeof(AuditRelName);
 		ctl.hcxt = TopMemoryContext;
-		audit_relnames = hash_create("pg_opsdata audit relation names", 256, &ctl,
-									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		audit_relnames =
+			hash_create("pg_opsdata audit relation names", 256, &ctl,
+						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
 	entry = hash_search(audit_relnames, &relid, HASH_FIND, NULL);
 	if (entry != NULL)
@@ -155,7 +156,8 @@ audit_utility_class(Node *parsetree)
 		case T_CallStmt:
 			return AUDIT_CLASS_FUNCTION;
 		case T_CopyStmt:
-			return ((CopyStmt *) parsetree)->is_from ? AUDIT_CLASS_WRITE : AUDIT_CLASS_READ;
+			return ((CopyStmt *) parsetree)->is_from ? AUDIT_CLASS_WRITE
+													 : AUDIT_CLASS_READ;
 		case T_TruncateStmt:
 			return AUDIT_CLASS_WRITE;
 		case T_TransactionStmt:
@@ -222,11 +224,14 @@ audit_is_settings_change(Node *parsetree)
 		case T_VariableSetStmt:
 			return audit_setting_stmt((VariableSetStmt *) parsetree);
 		case T_AlterSystemStmt:
-			return audit_setting_stmt(((AlterSystemStmt *) parsetree)->setstmt);
+			return audit_setting_stmt(
+				((AlterSystemStmt *) parsetree)->setstmt);
 		case T_AlterRoleSetStmt:
-			return audit_setting_stmt(((AlterRoleSetStmt *) parsetree)->setstmt);
+			return audit_setting_stmt(
+				((AlterRoleSetStmt *) parsetree)->setstmt);
 		case T_AlterDatabaseSetStmt:
-			return audit_setting_stmt(((AlterDatabaseSetStmt *) parsetree)->setstmt);
+			return audit_setting_stmt(
+				((AlterDatabaseSetStmt *) parsetree)->setstmt);
 		default:
 			return false;
 	}
@@ -238,7 +243,8 @@ skip_blank(const char *p)
 {
 	for (;;)
 	{
-		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '(')
+		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' ||
+			   *p == '(')
 			p++;
 		if (p[0] == '-' && p[1] == '-')
 		{
@@ -264,7 +270,9 @@ read_word(const char **pp, char *word, int size)
 	const char *p = skip_blank(*pp);
 	int n = 0;
 
-	while (((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_') && n < size - 1)
+	while (
+		((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_') &&
+		n < size - 1)
 		word[n++] = pg_toupper((unsigned char) *p++);
 	word[n] = '\0';
 	*pp = p;
@@ -283,7 +291,25 @@ audit_keyword_class(const char *text, const char **command)
 		const char *word;
 		int class;
 	} words[] = {
-		{"SELECT", AUDIT_CLASS_READ}, {"WITH", AUDIT_CLASS_READ}, {"VALUES", AUDIT_CLASS_READ}, {"TABLE", AUDIT_CLASS_READ}, {"INSERT", AUDIT_CLASS_WRITE}, {"UPDATE", AUDIT_CLASS_WRITE}, {"DELETE", AUDIT_CLASS_WRITE}, {"MERGE", AUDIT_CLASS_WRITE}, {"COPY", AUDIT_CLASS_WRITE}, {"TRUNCATE", AUDIT_CLASS_WRITE}, {"CREATE", AUDIT_CLASS_DDL}, {"ALTER", AUDIT_CLASS_DDL}, {"DROP", AUDIT_CLASS_DDL}, {"COMMENT", AUDIT_CLASS_DDL}, {"GRANT", AUDIT_CLASS_ROLE}, {"REVOKE", AUDIT_CLASS_ROLE}, {"DO", AUDIT_CLASS_FUNCTION}, {"CALL", AUDIT_CLASS_FUNCTION}, {"BEGIN", AUDIT_CLASS_MISC}, {"START", AUDIT_CLASS_MISC}, {"COMMIT", AUDIT_CLASS_MISC}, {"END", AUDIT_CLASS_MISC}, {"ROLLBACK", AUDIT_CLASS_MISC}, {"ABORT", AUDIT_CLASS_MISC}, {"SAVEPOINT", AUDIT_CLASS_MISC}, {"RELEASE", AUDIT_CLASS_MISC}, {"PREPARE", AUDIT_CLASS_MISC}, {"EXECUTE", AUDIT_CLASS_MISC}, {"SET", AUDIT_CLASS_MISC}, {"RESET", AUDIT_CLASS_MISC}, {"SHOW", AUDIT_CLASS_MISC}, {"VACUUM", AUDIT_CLASS_MISC}, {"ANALYZE", AUDIT_CLASS_MISC}, {"EXPLAIN", AUDIT_CLASS_MISC}, {"LOCK", AUDIT_CLASS_MISC}, {"FETCH", AUDIT_CLASS_MISC}, {"DECLARE", AUDIT_CLASS_MISC}, {"CLOSE", AUDIT_CLASS_MISC}};
+		{"SELECT", AUDIT_CLASS_READ},	 {"WITH", AUDIT_CLASS_READ},
+		{"VALUES", AUDIT_CLASS_READ},	 {"TABLE", AUDIT_CLASS_READ},
+		{"INSERT", AUDIT_CLASS_WRITE},	 {"UPDATE", AUDIT_CLASS_WRITE},
+		{"DELETE", AUDIT_CLASS_WRITE},	 {"MERGE", AUDIT_CLASS_WRITE},
+		{"COPY", AUDIT_CLASS_WRITE},	 {"TRUNCATE", AUDIT_CLASS_WRITE},
+		{"CREATE", AUDIT_CLASS_DDL},	 {"ALTER", AUDIT_CLASS_DDL},
+		{"DROP", AUDIT_CLASS_DDL},		 {"COMMENT", AUDIT_CLASS_DDL},
+		{"GRANT", AUDIT_CLASS_ROLE},	 {"REVOKE", AUDIT_CLASS_ROLE},
+		{"DO", AUDIT_CLASS_FUNCTION},	 {"CALL", AUDIT_CLASS_FUNCTION},
+		{"BEGIN", AUDIT_CLASS_MISC},	 {"START", AUDIT_CLASS_MISC},
+		{"COMMIT", AUDIT_CLASS_MISC},	 {"END", AUDIT_CLASS_MISC},
+		{"ROLLBACK", AUDIT_CLASS_MISC},	 {"ABORT", AUDIT_CLASS_MISC},
+		{"SAVEPOINT", AUDIT_CLASS_MISC}, {"RELEASE", AUDIT_CLASS_MISC},
+		{"PREPARE", AUDIT_CLASS_MISC},	 {"EXECUTE", AUDIT_CLASS_MISC},
+		{"SET", AUDIT_CLASS_MISC},		 {"RESET", AUDIT_CLASS_MISC},
+		{"SHOW", AUDIT_CLASS_MISC},		 {"VACUUM", AUDIT_CLASS_MISC},
+		{"ANALYZE", AUDIT_CLASS_MISC},	 {"EXPLAIN", AUDIT_CLASS_MISC},
+		{"LOCK", AUDIT_CLASS_MISC},		 {"FETCH", AUDIT_CLASS_MISC},
+		{"DECLARE", AUDIT_CLASS_MISC},	 {"CLOSE", AUDIT_CLASS_MISC}};
 	char word[32];
 	const char *p = text ? text : "";
 	int i;
@@ -301,7 +327,8 @@ audit_keyword_class(const char *text, const char **command)
 				char second[32];
 
 				read_word(&p, second, sizeof(second));
-				if (strcmp(second, "ROLE") == 0 || strcmp(second, "USER") == 0 ||
+				if (strcmp(second, "ROLE") == 0 ||
+					strcmp(second, "USER") == 0 ||
 					strcmp(second, "GROUP") == 0)
 					return AUDIT_CLASS_ROLE;
 			}
@@ -315,7 +342,8 @@ const char *
 audit_privilege_text(AclMode perms)
 {
 	static const char *const names[] = {
-		"SELECT", "INSERT", "UPDATE", "DELETE", "SELECT,INSERT", "SELECT,UPDATE",
+		"SELECT",		 "INSERT",		  "UPDATE",
+		"DELETE",		 "SELECT,INSERT", "SELECT,UPDATE",
 		"SELECT,DELETE", "INSERT,UPDATE", "SELECT,INSERT,UPDATE"};
 
 	switch (perms & (ACL_SELECT | ACL_INSERT | ACL_UPDATE | ACL_DELETE))
@@ -388,7 +416,8 @@ audit_utility_objects(Node *parsetree)
 
 			foreach (lc, ((TruncateStmt *) parsetree)->relations)
 			{
-				Oid relid = RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true);
+				Oid relid =
+					RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true);
 
 				if (OidIsValid(relid))
 					ADD(audit_relation_name(relid), "TRUNCATE");
@@ -408,18 +437,21 @@ audit_utility_objects(Node *parsetree)
 
 			if (IsA(parsetree, AlterRoleStmt))
 				roles = list_make1(((AlterRoleStmt *) parsetree)->role);
-			else if (IsA(parsetree, AlterRoleSetStmt) && ((AlterRoleSetStmt *) parsetree)->role)
+			else if (IsA(parsetree, AlterRoleSetStmt) &&
+					 ((AlterRoleSetStmt *) parsetree)->role)
 				roles = list_make1(((AlterRoleSetStmt *) parsetree)->role);
 			else if (IsA(parsetree, DropRoleStmt))
 				roles = ((DropRoleStmt *) parsetree)->roles;
 			else if (IsA(parsetree, GrantRoleStmt))
-				roles = list_concat_copy(((GrantRoleStmt *) parsetree)->granted_roles,
-										 ((GrantRoleStmt *) parsetree)->grantee_roles);
+				roles = list_concat_copy(
+					((GrantRoleStmt *) parsetree)->granted_roles,
+					((GrantRoleStmt *) parsetree)->grantee_roles);
 			foreach (lc, roles)
 			{
 				Node *n = lfirst(lc);
 
-				if (IsA(n, RoleSpec) && ((RoleSpec *) n)->roletype == ROLESPEC_CSTRING)
+				if (IsA(n, RoleSpec) &&
+					((RoleSpec *) n)->roletype == ROLESPEC_CSTRING)
 					ADD(quote_identifier(((RoleSpec *) n)->rolename), NULL);
 				else if (IsA(n, AccessPriv) && ((AccessPriv *) n)->priv_name)
 					ADD(quote_identifier(((AccessPriv *) n)->priv_name), NULL);
@@ -431,11 +463,13 @@ audit_utility_objects(Node *parsetree)
 			GrantStmt *grant = (GrantStmt *) parsetree;
 			ListCell *lc;
 
-			if (grant->targtype == ACL_TARGET_OBJECT && grant->objtype == OBJECT_TABLE)
+			if (grant->targtype == ACL_TARGET_OBJECT &&
+				grant->objtype == OBJECT_TABLE)
 			{
 				foreach (lc, grant->objects)
 				{
-					Oid relid = RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true);
+					Oid relid = RangeVarGetRelid((RangeVar *) lfirst(lc),
+												 NoLock, true);
 
 					if (OidIsValid(relid))
 						ADD(audit_relation_name(relid), NULL);

@@ -56,7 +56,8 @@ audit_drain_batch(bool wait_for_owner, int max_events)
 	if (!audit_queue_active())
 		return 0;
 	dbname = get_database_name(MyDatabaseId);
-	if (dbname == NULL || !audit_queue_claim(dbname, max_events, wait_for_owner, &batch))
+	if (dbname == NULL ||
+		!audit_queue_claim(dbname, max_events, wait_for_owner, &batch))
 		return 0;
 	if (batch.nevents == 0)
 		return 0;

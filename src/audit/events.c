@@ -84,7 +84,8 @@ static int audit_deferred_max = 0;
 bool
 audit_in_live_xact(void)
 {
-	return IsTransactionOrTransactionBlock() && !IsAbortedTransactionBlockState();
+	return IsTransactionOrTransactionBlock() &&
+		   !IsAbortedTransactionBlockState();
 }
 
 void
@@ -92,9 +93,11 @@ audit_ensure_contexts(void)
 {
 	if (audit_xact_cxt == NULL)
 	{
-		audit_xact_cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata audit events",
-											   ALLOCSET_DEFAULT_SIZES);
-		audit_deferred_cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata audit deferred",
+		audit_xact_cxt =
+			AllocSetContextCreate(TopMemoryContext, "pg_opsdata audit events",
+								  ALLOCSET_DEFAULT_SIZES);
+		audit_deferred_cxt = AllocSetContextCreate(TopMemoryContext,
+												   "pg_opsdata audit deferred",
 												   ALLOCSET_SMALL_SIZES);
 	}
 }
@@ -141,9 +144,11 @@ audit_defer(AuditEvent **events, int n)
 			audit_deferred_max = Max(16, audit_deferred_max * 2);
 			if (audit_deferred == NULL)
 				audit_deferred = MemoryContextAlloc(audit_deferred_cxt,
-													sizeof(AuditEvent *) * audit_deferred_max);
+													sizeof(AuditEvent *) *
+														audit_deferred_max);
 			else
-				audit_deferred = repalloc(audit_deferred, sizeof(AuditEvent *) * audit_deferred_max);
+				audit_deferred = repalloc(
+					audit_deferred, sizeof(AuditEvent *) * audit_deferred_max);
 		}
 		/* Deep copy: the source may be in memory about to be reset. */
 		ev = audit_event_copy(src, audit_deferred_cxt);
@@ -164,10 +169,14 @@ audit_queue_or_defer(AuditEvent **events, int n, bool confirm)
 		return;
 	if (audit_overflow == AUDIT_OVERFLOW_DROP)
 	{
-		audit_queue_put(audit_database_name(), confirm, events, n, AUDIT_PUT_DROP, NULL);
+		audit_queue_put(audit_database_name(), confirm, events, n,
+						AUDIT_PUT_DROP, NULL);
 		return;
 	}
-	done = audit_deferred_n > 0 ? 0 : audit_queue_put(audit_database_name(), confirm, events, n, AUDIT_PUT_TRY, NULL);
+	done = audit_deferred_n > 0
+			   ? 0
+			   : audit_queue_put(audit_database_name(), confirm, events, n,
+								 AUDIT_PUT_TRY, NULL);
 	if (done < n)
 		audit_defer(events + done, n - done);
 }
@@ -184,9 +193,10 @@ audit_flush_deferred(bool wait)
 
 	if (audit_deferred_n == 0)
 		return;
-	mode = !wait || audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP : AUDIT_PUT_WAIT;
-	audit_queue_put(audit_database_name(), audit_confirmed(), audit_deferred, audit_deferred_n, mode,
-					NULL);
+	mode = !wait || audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
+														  : AUDIT_PUT_WAIT;
+	audit_queue_put(audit_database_name(), audit_confirmed(), audit_deferred,
+					audit_deferred_n, mode, NULL);
 	audit_deferred_n = 0;
 	MemoryContextReset(audit_deferred_cxt);
 	audit_deferred = NULL;
@@ -213,7 +223,9 @@ audit_xact_queue_now(void)
 	}
 	audit_xact_nevents = nk;
 	audit_queue_put(audit_database_name(), true, queued, nq,
-					audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP : AUDIT_PUT_WAIT, NULL);
+					audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
+														  : AUDIT_PUT_WAIT,
+					NULL);
 	audit_xact_nqueued = 0;
 	pfree(queued);
 }
@@ -234,11 +246,12 @@ audit_add_event(AuditEvent *ev)
 	{
 		audit_xact_maxevents = Max(32, audit_xact_maxevents * 2);
 		if (audit_xact_events == NULL)
-			audit_xact_events = MemoryContextAlloc(audit_xact_cxt,
-												   sizeof(AuditEvent *) * audit_xact_maxevents);
+			audit_xact_events = MemoryContextAlloc(
+				audit_xact_cxt, sizeof(AuditEvent *) * audit_xact_maxevents);
 		else
-			audit_xact_events = repalloc(audit_xact_events,
-										 sizeof(AuditEvent *) * audit_xact_maxevents);
+			audit_xact_events =
+				repalloc(audit_xact_events,
+						 sizeof(AuditEvent *) * audit_xact_maxevents);
 	}
 	audit_xact_events[audit_xact_nevents++] = ev;
 	if (!(AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) &&
@@ -258,7 +271,9 @@ audit_event_context(void)
 const char *
 audit_last_event_statement(void)
 {
-	return audit_xact_nevents > 0 ? audit_xact_events[audit_xact_nevents - 1]->statement : NULL;
+	return audit_xact_nevents > 0
+			   ? audit_xact_events[audit_xact_nevents - 1]->statement
+			   : NULL;
 }
 
 /*
@@ -278,11 +293,13 @@ audit_on_exit(int code, Datum arg)
 		{
 			AuditEvent *ev = audit_xact_events[i];
 
-			if (ev->outcome == AUDIT_OUTCOME_OK && !(ev->flags & AUDIT_EVENT_TXN_CONTROL))
+			if (ev->outcome == AUDIT_OUTCOME_OK &&
+				!(ev->flags & AUDIT_EVENT_TXN_CONTROL))
 				ev->outcome = AUDIT_OUTCOME_ROLLED_BACK;
 		}
-		audit_queue_put(audit_database_name(), audit_confirmed(), audit_xact_events,
-						audit_xact_nevents, AUDIT_PUT_DROP, NULL);
+		audit_queue_put(audit_database_name(), audit_confirmed(),
+						audit_xact_events, audit_xact_nevents, AUDIT_PUT_DROP,
+						NULL);
 		audit_xact_nevents = 0;
 	}
 	audit_flush_deferred(false);
@@ -335,7 +352,8 @@ audit_pre_commit(void)
 		 * when it commits, so it must not wait for room: it writes all its
 		 * events itself.
 		 */
-		if ((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) || audit_queue_claimed())
+		if ((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) ||
+			audit_queue_claimed())
 			written[nw++] = ev;
 		else
 			queued[nq++] = ev;
@@ -352,7 +370,9 @@ audit_pre_commit(void)
 	PG_TRY();
 	{
 		audit_queue_put(audit_database_name(), true, queued, nq,
-						audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP : AUDIT_PUT_WAIT, &done);
+						audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
+															  : AUDIT_PUT_WAIT,
+						&done);
 	}
 	PG_FINALLY();
 	{
@@ -385,7 +405,8 @@ audit_abort(void)
 	{
 		AuditEvent *ev = audit_xact_events[i];
 
-		if (ev->outcome == AUDIT_OUTCOME_OK && !(ev->flags & AUDIT_EVENT_TXN_CONTROL))
+		if (ev->outcome == AUDIT_OUTCOME_OK &&
+			!(ev->flags & AUDIT_EVENT_TXN_CONTROL))
 			ev->outcome = AUDIT_OUTCOME_ROLLED_BACK;
 	}
 	audit_queue_or_defer(audit_xact_events, audit_xact_nevents, true);

@@ -89,7 +89,8 @@ audit_queue_state(PG_FUNCTION_ARGS)
 		values[7] = Int64GetDatum((int64) stats[i].writer_errors);
 		values[8] = TimestampTzGetDatum(stats[i].last_drained);
 		nulls[8] = stats[i].last_drained == 0;
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values,
+							 nulls);
 	}
 	return (Datum) 0;
 }
@@ -108,36 +109,47 @@ audit_ago(TimestampTz then, TimestampTz now)
 
 /* The "audit queue" row of this database's queue. */
 static void
-audit_health_queue(ReturnSetInfo *rsinfo, const AuditQueueStats *st, uint64 unassigned)
+audit_health_queue(ReturnSetInfo *rsinfo, const AuditQueueStats *st,
+				   uint64 unassigned)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int pct = (int) (st->used * 100 / Max(st->capacity, 1));
 	uint64 dropped = st->dropped + unassigned;
-	bool stale = st->used > 0 &&
-				 (st->last_drained == 0 ||
-				  TimestampDifferenceExceeds(st->last_drained, now, AUDIT_HEALTH_STALE_MS));
+	bool stale =
+		st->used > 0 && (st->last_drained == 0 ||
+						 TimestampDifferenceExceeds(st->last_drained, now,
+													AUDIT_HEALTH_STALE_MS));
 	const char *status = "ok";
 	StringInfoData detail;
 
 	initStringInfo(&detail);
-	appendStringInfo(&detail, "%d%% of %zu kB used, last drained %s; " UINT64_FORMAT " entries dropped, " UINT64_FORMAT " failed writes of the queue.",
-					 pct, st->capacity / 1024, audit_ago(st->last_drained, now), dropped,
-					 st->writer_errors);
+	appendStringInfo(
+		&detail,
+		"%d%% of %zu kB used, last drained %s; " UINT64_FORMAT
+		" entries dropped, " UINT64_FORMAT " failed writes of the queue.",
+		pct, st->capacity / 1024, audit_ago(st->last_drained, now), dropped,
+		st->writer_errors);
 	if (st->writer_errors > 0 && st->last_error >= st->last_drained)
 	{
 		status = "error";
-		appendStringInfo(&detail, " The last write of the queue failed (%s) and none succeeded since: see the server log.",
-						 audit_ago(st->last_error, now));
+		appendStringInfo(
+			&detail,
+			" The last write of the queue failed (%s) and none succeeded since: see the server log.",
+			audit_ago(st->last_error, now));
 	}
 	else if (stale)
 	{
 		status = "warning";
-		appendStringInfoString(&detail, " Entries are waiting and nothing drained the queue lately: is the pg_opsdata scheduler of this database running (see its row)?");
+		appendStringInfoString(
+			&detail,
+			" Entries are waiting and nothing drained the queue lately: is the pg_opsdata scheduler of this database running (see its row)?");
 	}
 	else if (dropped > 0 || pct >= 90)
 		status = "warning";
 	if (dropped > 0)
-		appendStringInfoString(&detail, " Entries are dropped when the queue is full and pg_opsdata.audit_overflow is drop; consider increasing pg_opsdata.audit_queue_size.");
+		appendStringInfoString(
+			&detail,
+			" Entries are dropped when the queue is full and pg_opsdata.audit_overflow is drop; consider increasing pg_opsdata.audit_queue_size.");
 	opsdata_health_row(rsinfo, "audit queue", status, detail.data);
 }
 
@@ -159,15 +171,19 @@ audit_health(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (!opsdata_preloaded)
 	{
-		opsdata_health_row(rsinfo, "audit capture", "off",
-						   "Audit capture needs pg_opsdata in shared_preload_libraries.");
-		opsdata_health_row(rsinfo, "audit queue", "off",
-						   "The audit queue needs pg_opsdata in shared_preload_libraries.");
+		opsdata_health_row(
+			rsinfo, "audit capture", "off",
+			"Audit capture needs pg_opsdata in shared_preload_libraries.");
+		opsdata_health_row(
+			rsinfo, "audit queue", "off",
+			"The audit queue needs pg_opsdata in shared_preload_libraries.");
 		PG_RETURN_VOID();
 	}
-	opsdata_health_row(rsinfo, "audit capture", "ok",
-					   psprintf("Auditing %s (pg_opsdata.audit), plus the rules in audit.rules.",
-								audit_classes_string(audit_classes)));
+	opsdata_health_row(
+		rsinfo, "audit capture", "ok",
+		psprintf(
+			"Auditing %s (pg_opsdata.audit), plus the rules in audit.rules.",
+			audit_classes_string(audit_classes)));
 
 	n = audit_queue_stats(&stats);
 	unassigned = audit_queue_unassigned_drops();
@@ -180,12 +196,16 @@ audit_health(PG_FUNCTION_ARGS)
 		}
 	}
 	if (unassigned > 0)
-		opsdata_health_row(rsinfo, "audit queue", "warning",
-						   psprintf(UINT64_FORMAT " entries dropped because every queue was taken; consider increasing pg_opsdata.audit_max_databases.",
-									unassigned));
+		opsdata_health_row(
+			rsinfo, "audit queue", "warning",
+			psprintf(
+				UINT64_FORMAT
+				" entries dropped because every queue was taken; consider increasing pg_opsdata.audit_max_databases.",
+				unassigned));
 	else
-		opsdata_health_row(rsinfo, "audit queue", "ok",
-						   "Empty: nothing was queued for this database since the server started.");
+		opsdata_health_row(
+			rsinfo, "audit queue", "ok",
+			"Empty: nothing was queued for this database since the server started.");
 	PG_RETURN_VOID();
 }
 
@@ -201,15 +221,19 @@ audit_record_change(const char *command, const char *object)
 	if (!opsdata_preloaded || RecoveryInProgress())
 		return;
 	audit_ensure_contexts();
-	ev = audit_new_event(audit_xact_cxt, AUDIT_CLASS_DDL, MemoryContextStrdup(audit_xact_cxt, command));
+	ev = audit_new_event(audit_xact_cxt, AUDIT_CLASS_DDL,
+						 MemoryContextStrdup(audit_xact_cxt, command));
 	ev->flags |= AUDIT_EVENT_ALWAYS;
 	if (debug_query_string != NULL)
 	{
 		int len = strlen(debug_query_string);
 
-		while (len > 0 && (debug_query_string[len - 1] == ';' || isspace((unsigned char) debug_query_string[len - 1])))
+		while (len > 0 &&
+			   (debug_query_string[len - 1] == ';' ||
+				isspace((unsigned char) debug_query_string[len - 1])))
 			len--;
-		ev->statement = MemoryContextStrdup(audit_xact_cxt, pnstrdup(debug_query_string, len));
+		ev->statement = MemoryContextStrdup(audit_xact_cxt,
+											pnstrdup(debug_query_string, len));
 	}
 	ev->nobjects = 1;
 	ev->objects = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
@@ -254,7 +278,8 @@ audit_identities(const char *query)
 			elog(ERROR, "SPI_execute failed: %s", query);
 		for (i = 0; i < SPI_processed; i++)
 		{
-			char *value = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+			char *value =
+				SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 
 			if (value != NULL)
 			{
@@ -281,7 +306,8 @@ Datum
 audit_ddl_command_end(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		elog(ERROR, "audit._ddl_command_end must be called as an event trigger");
+		elog(ERROR,
+			 "audit._ddl_command_end must be called as an event trigger");
 	if (opsdata_preloaded && audit_utility_running())
 		audit_ddl_objects(audit_identities(
 			"SELECT DISTINCT object_identity FROM pg_catalog.pg_event_trigger_ddl_commands() "

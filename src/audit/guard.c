@@ -48,16 +48,20 @@ audit_refuse_change(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "audit_refuse_change must be fired as a row-level BEFORE trigger");
+		elog(
+			ERROR,
+			"audit_refuse_change must be fired as a row-level BEFORE trigger");
 
 	rel = trigdata->tg_relation;
 	if (!opsdata_class_ownercheck(RelationGetRelid(rel), GetUserId()))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("audit rows cannot be changed"),
-				 errdetail("Rows of \"%s.%s\" are written once by pg_opsdata and only removed by retention.",
-						   get_namespace_name(RelationGetNamespace(rel)),
-						   RelationGetRelationName(rel))));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("audit rows cannot be changed"),
+			 errdetail(
+				 "Rows of \"%s.%s\" are written once by pg_opsdata and only removed by retention.",
+				 get_namespace_name(RelationGetNamespace(rel)),
+				 RelationGetRelationName(rel))));
 
 	/* The caches of stored statement texts must not outlive a changed row. */
 	if (strcmp(RelationGetRelationName(rel), "statements") == 0)

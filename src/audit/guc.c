@@ -41,8 +41,8 @@ static char *audit_classes_text = NULL;
 static const char *const audit_class_names[AUDIT_NUM_CLASSES] = {
 	"read", "write", "function", "role", "ddl", "misc", "login"};
 
-static const char *const audit_outcome_names[] = {
-	"ok", "error", "rolled back", "denied", "failed"};
+static const char *const audit_outcome_names[] = {"ok", "error", "rolled back",
+												  "denied", "failed"};
 
 static const struct config_enum_entry audit_overflow_options[] = {
 	{"wait", AUDIT_OVERFLOW_WAIT, false},
@@ -79,7 +79,8 @@ audit_classes_string(int classes)
 	for (i = 0; i < AUDIT_NUM_CLASSES; i++)
 	{
 		if (classes & AUDIT_BIT(i))
-			appendStringInfo(&buf, "%s%s", buf.len > 0 ? "," : "", audit_class_names[i]);
+			appendStringInfo(&buf, "%s%s", buf.len > 0 ? "," : "",
+							 audit_class_names[i]);
 	}
 	return buf.data;
 }
@@ -131,7 +132,8 @@ audit_check_classes(char **newval, void **extra, GucSource source)
 		if (bits < 0)
 		{
 			GUC_check_errdetail("Unrecognized audit class: \"%s\".", item);
-			GUC_check_errhint("Valid classes are read, write, function, role, ddl, misc, login, all and none.");
+			GUC_check_errhint(
+				"Valid classes are read, write, function, role, ddl, misc, login, all and none.");
 			pfree(raw);
 			list_free(items);
 			return false;
@@ -165,93 +167,61 @@ audit_assign_classes(const char *newval, void *extra)
 void
 audit_define_gucs(void)
 {
-	DefineCustomStringVariable("pg_opsdata.audit",
-							   "Classes of statements to audit.",
-							   "A comma-separated list of read, write, function, role, ddl, misc, login, all or none; "
-							   "a class preceded by \"-\" is removed.",
-							   &audit_classes_text,
-							   "none",
-							   PGC_SUSET,
-							   GUC_LIST_INPUT,
-							   audit_check_classes,
-							   audit_assign_classes,
-							   NULL);
+	DefineCustomStringVariable(
+		"pg_opsdata.audit", "Classes of statements to audit.",
+		"A comma-separated list of read, write, function, role, ddl, misc, login, all or none; "
+		"a class preceded by \"-\" is removed.",
+		&audit_classes_text, "none", PGC_SUSET, GUC_LIST_INPUT,
+		audit_check_classes, audit_assign_classes, NULL);
 
-	DefineCustomEnumVariable("pg_opsdata.audit_overflow",
-							 "What a session does when its database's audit queue is full.",
-							 "wait: wait until the queue has room; drop: drop the entry and count it.",
-							 &audit_overflow,
-							 AUDIT_OVERFLOW_WAIT,
-							 audit_overflow_options,
-							 PGC_SUSET,
-							 0,
-							 NULL, NULL, NULL);
+	DefineCustomEnumVariable(
+		"pg_opsdata.audit_overflow",
+		"What a session does when its database's audit queue is full.",
+		"wait: wait until the queue has room; drop: drop the entry and count it.",
+		&audit_overflow, AUDIT_OVERFLOW_WAIT, audit_overflow_options,
+		PGC_SUSET, 0, NULL, NULL, NULL);
 
-	DefineCustomBoolVariable("pg_opsdata.audit_catalog",
-							 "Audit statements that touch only system catalogs.",
-							 NULL,
-							 &audit_catalog,
-							 true,
-							 PGC_SUSET,
-							 0,
-							 NULL, NULL, NULL);
+	DefineCustomBoolVariable(
+		"pg_opsdata.audit_catalog",
+		"Audit statements that touch only system catalogs.", NULL,
+		&audit_catalog, true, PGC_SUSET, 0, NULL, NULL, NULL);
 
-	DefineCustomBoolVariable("pg_opsdata.audit_parameters",
-							 "Record the bind parameters of audited statements.",
-							 NULL,
-							 &audit_log_parameters,
-							 false,
-							 PGC_SUSET,
-							 0,
-							 NULL, NULL, NULL);
+	DefineCustomBoolVariable(
+		"pg_opsdata.audit_parameters",
+		"Record the bind parameters of audited statements.", NULL,
+		&audit_log_parameters, false, PGC_SUSET, 0, NULL, NULL, NULL);
 
-	DefineCustomIntVariable("pg_opsdata.audit_parameter_max_length",
-							"Bytes of each bind parameter recorded; longer values are truncated.",
-							"-1 records parameters in full.",
-							&audit_parameter_max_length,
-							1024, -1, INT_MAX / 2,
-							PGC_SUSET,
-							GUC_UNIT_BYTE,
-							NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"pg_opsdata.audit_parameter_max_length",
+		"Bytes of each bind parameter recorded; longer values are truncated.",
+		"-1 records parameters in full.", &audit_parameter_max_length, 1024,
+		-1, INT_MAX / 2, PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
 
 	/* Sizes of shared memory exist only when it is allocated. */
 	if (!opsdata_preloaded)
 		goto reloadable;
 
-	DefineCustomIntVariable("pg_opsdata.audit_queue_size",
-							"Size of the shared-memory audit queue of each database.",
-							NULL,
-							&audit_queue_size_kb,
-							1024, 64, 1024 * 1024,
-							PGC_POSTMASTER,
-							GUC_UNIT_KB,
-							NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"pg_opsdata.audit_queue_size",
+		"Size of the shared-memory audit queue of each database.", NULL,
+		&audit_queue_size_kb, 1024, 64, 1024 * 1024, PGC_POSTMASTER,
+		GUC_UNIT_KB, NULL, NULL, NULL);
 
-	DefineCustomIntVariable("pg_opsdata.audit_max_databases",
-							"Databases that can have an audit queue at the same time.",
-							NULL,
-							&audit_max_databases,
-							8, 1, 1024,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"pg_opsdata.audit_max_databases",
+		"Databases that can have an audit queue at the same time.", NULL,
+		&audit_max_databases, 8, 1, 1024, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
-	DefineCustomIntVariable("pg_opsdata.audit_statement_cache_size",
-							"Shared memory for the cache of statement texts known to be stored.",
-							"0 turns the cache off.",
-							&audit_text_cache_kb,
-							16 * 1024, 0, 1024 * 1024,
-							PGC_POSTMASTER,
-							GUC_UNIT_KB,
-							NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"pg_opsdata.audit_statement_cache_size",
+		"Shared memory for the cache of statement texts known to be stored.",
+		"0 turns the cache off.", &audit_text_cache_kb, 16 * 1024, 0,
+		1024 * 1024, PGC_POSTMASTER, GUC_UNIT_KB, NULL, NULL, NULL);
 
 reloadable:
-	DefineCustomIntVariable("pg_opsdata.audit_flush_interval",
-							"Longest time an entry waits in the audit queue before the scheduler writes it.",
-							NULL,
-							&audit_flush_interval_ms,
-							200, 10, 60 * 1000,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"pg_opsdata.audit_flush_interval",
+		"Longest time an entry waits in the audit queue before the scheduler writes it.",
+		NULL, &audit_flush_interval_ms, 200, 10, 60 * 1000, PGC_SIGHUP,
+		GUC_UNIT_MS, NULL, NULL, NULL);
 }

@@ -11,8 +11,9 @@
  *	ExecutorStart/Run/Finish/End	statements that go through the executor
  *	ProcessUtility					utility statements
  *	object_access_hook				calls of user functions
- *	needs_fmgr_hook, fmgr_hook		track when the extension's own functions
- *									run, so their statements are not audited
+ *	needs_fmgr_hook, fmgr_hook		track when the extension's own
+ *									functions run, so their statements
+ *									are not audited
  *	emit_log_hook					failed statements and failed logins
  *	ClientAuthentication_hook		logins (and the disconnect that follows)
  *	transaction callbacks			pre-commit writes, rollbacks, the queue
@@ -74,8 +75,8 @@ opsdata_ExecutorStart(QueryDesc *queryDesc, int eflags)
 }
 
 static void
-opsdata_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
-					bool execute_once)
+opsdata_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
+					uint64 count, bool execute_once)
 {
 	audit_executor_run_begin(queryDesc);
 	if (prev_ExecutorRun)
@@ -107,22 +108,25 @@ opsdata_ExecutorEnd(QueryDesc *queryDesc)
 }
 
 static void
-opsdata_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-					   ProcessUtilityContext context, ParamListInfo params,
-					   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+opsdata_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					   bool readOnlyTree, ProcessUtilityContext context,
+					   ParamListInfo params, QueryEnvironment *queryEnv,
+					   DestReceiver *dest, QueryCompletion *qc)
 {
 	void *item = audit_utility_begin(pstmt, queryString, context, params);
 
 	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
 	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest,
-								qc);
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
 	audit_utility_end(item, qc);
 }
 
 static void
-opsdata_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, void *arg)
+opsdata_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					  int subId, void *arg)
 {
 	if (prev_object_access_hook)
 		prev_object_access_hook(access, classId, objectId, subId, arg);
@@ -138,7 +142,8 @@ opsdata_needs_fmgr_hook(Oid fn_oid)
 {
 	if (prev_needs_fmgr_hook && prev_needs_fmgr_hook(fn_oid))
 		return true;
-	return fn_oid >= FirstNormalObjectId && audit_is_our_namespace(get_func_namespace(fn_oid));
+	return fn_oid >= FirstNormalObjectId &&
+		   audit_is_our_namespace(get_func_namespace(fn_oid));
 }
 
 static void
@@ -159,7 +164,8 @@ opsdata_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
 
 			if (prev_fmgr_hook != NULL || ours == (Datum) 0)
 				ours = (flinfo->fn_oid >= FirstNormalObjectId &&
-						audit_is_our_namespace(get_func_namespace(flinfo->fn_oid)))
+						audit_is_our_namespace(
+							get_func_namespace(flinfo->fn_oid)))
 						   ? (Datum) 1
 						   : (Datum) 2;
 			if (prev_fmgr_hook == NULL)
@@ -176,7 +182,8 @@ opsdata_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
 		case FHET_ABORT:
 			if (audit_fmgr_level > 0)
 				audit_fmgr_level--;
-			if (audit_fmgr_level < 64 && (audit_fmgr_ours & (UINT64CONST(1) << audit_fmgr_level)))
+			if (audit_fmgr_level < 64 &&
+				(audit_fmgr_ours & (UINT64CONST(1) << audit_fmgr_level)))
 			{
 				audit_fmgr_ours &= ~(UINT64CONST(1) << audit_fmgr_level);
 				audit_internal_depth--;
@@ -233,9 +240,8 @@ audit_install_hooks(void)
 }
 
 /* Every scheduler drains its database's queue (drain.c). */
-static const WorkerService audit_drain_service_def = {
-	"audit queue drain",
-	audit_drain_service};
+static const WorkerService audit_drain_service_def = {"audit queue drain",
+													  audit_drain_service};
 
 /*
  * The audit area's entry point, called from _PG_init().

@@ -117,11 +117,14 @@ audit_index_closed_partitions(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(psprintf("SELECT count(*) FROM (%s) s WHERE s.format LIKE 'CREATE %%'",
-							 audit_indexer_plan_sql),
-					true, 0) != SPI_OK_SELECT)
+	if (SPI_execute(
+			psprintf(
+				"SELECT count(*) FROM (%s) s WHERE s.format LIKE 'CREATE %%'",
+				audit_indexer_plan_sql),
+			true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list the closed partitions of audit.entries");
-	missing = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	missing = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 	if (missing == 0)
 		PG_RETURN_INT32(0);
@@ -129,17 +132,20 @@ audit_index_closed_partitions(PG_FUNCTION_ARGS)
 	/* The worker runs as the owner of this function: the extension's. */
 	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
 	if (!HeapTupleIsValid(proc))
-		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+		elog(ERROR, "cache lookup failed for function %u",
+			 fcinfo->flinfo->fn_oid);
 	args.owner = ((Form_pg_proc) GETSTRUCT(proc))->proowner;
 	ReleaseSysCache(proc);
 	args.database = MyDatabaseId;
-	if (opsdata_start_worker("audit_indexer_main", AUDIT_INDEXER_TYPE, AUDIT_INDEXER_TYPE, (Datum) 0,
-							 &args, sizeof(args), false) == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not start the pg_opsdata audit indexer"),
-				 errhint("Consider increasing the configuration parameter \"%s\".",
-						 "max_worker_processes")));
+	if (opsdata_start_worker("audit_indexer_main", AUDIT_INDEXER_TYPE,
+							 AUDIT_INDEXER_TYPE, (Datum) 0, &args,
+							 sizeof(args), false) == NULL)
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("could not start the pg_opsdata audit indexer"),
+			 errhint("Consider increasing the configuration parameter \"%s\".",
+					 "max_worker_processes")));
 	PG_RETURN_INT32((int32) Min(missing, PG_INT32_MAX));
 }
 
@@ -172,10 +178,12 @@ audit_indexer_exec(const char *sql, MemoryContext cxt)
 
 	portal = CreatePortal("", true, true);
 	portal->visible = false;
-	PortalDefineQuery(portal, NULL, sql, CreateCommandTag(raw->stmt), plantrees, NULL);
+	PortalDefineQuery(portal, NULL, sql, CreateCommandTag(raw->stmt),
+					  plantrees, NULL);
 	PortalStart(portal, NULL, 0, InvalidSnapshot);
 	InitializeQueryCompletion(&qc);
-	(void) PortalRun(portal, FETCH_ALL, true, true, None_Receiver, None_Receiver, &qc);
+	(void) PortalRun(portal, FETCH_ALL, true, true, None_Receiver,
+					 None_Receiver, &qc);
 	PortalDrop(portal, false);
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -203,9 +211,14 @@ audit_indexer_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(args.database, args.owner, 0);
 	pgstat_report_appname(AUDIT_INDEXER_TYPE);
-	SetConfigOption("application_name", AUDIT_INDEXER_TYPE, PGC_USERSET, PGC_S_SESSION);
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
-	/* An index build may take long; a server-wide limit meant for applications must not cut it. */
+	SetConfigOption("application_name", AUDIT_INDEXER_TYPE, PGC_USERSET,
+					PGC_S_SESSION);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+					PGC_S_SESSION);
+	/*
+	 * An index build may take long; a server-wide limit meant for applications
+	 * must not cut it.
+	 */
 	SetConfigOption("statement_timeout", "0", PGC_USERSET, PGC_S_SESSION);
 	cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata audit indexer",
 								ALLOCSET_DEFAULT_SIZES);
@@ -219,17 +232,20 @@ audit_indexer_main(Datum main_arg)
 							 AUDIT_INDEXER_LOCK_KEY1, AUDIT_INDEXER_LOCK_KEY2),
 					false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not take the lock of the audit indexer");
-	locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, &isnull));
 	if (locked)
 	{
 		if (SPI_execute(audit_indexer_plan_sql, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not list the closed partitions of audit.entries");
+			elog(ERROR,
+				 "could not list the closed partitions of audit.entries");
 		for (i = 0; i < SPI_processed; i++)
 		{
 			MemoryContext old = MemoryContextSwitchTo(cxt);
 
-			statements = lappend(statements,
-								 pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)));
+			statements = lappend(
+				statements, pstrdup(SPI_getvalue(SPI_tuptable->vals[i],
+												 SPI_tuptable->tupdesc, 1)));
 			MemoryContextSwitchTo(old);
 		}
 	}
@@ -241,11 +257,12 @@ audit_indexer_main(Datum main_arg)
 
 	foreach (lc, statements)
 	{
-		MemoryContext stmt_cxt = AllocSetContextCreate(cxt, "pg_opsdata audit indexer statement",
-													   ALLOCSET_DEFAULT_SIZES);
+		MemoryContext stmt_cxt = AllocSetContextCreate(
+			cxt, "pg_opsdata audit indexer statement", ALLOCSET_DEFAULT_SIZES);
 
 		CHECK_FOR_INTERRUPTS();
-		ereport(DEBUG1, (errmsg("pg_opsdata audit indexer: %s", (char *) lfirst(lc))));
+		ereport(DEBUG1,
+				(errmsg("pg_opsdata audit indexer: %s", (char *) lfirst(lc))));
 		audit_indexer_exec((const char *) lfirst(lc), stmt_cxt);
 		MemoryContextDelete(stmt_cxt);
 	}

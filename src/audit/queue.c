@@ -122,9 +122,11 @@ audit_queue_shmem_size(void)
 {
 	Size size = offsetof(AuditQueueShared, slots);
 
-	size = add_size(size, mul_size(sizeof(AuditQueueSlot), audit_max_databases));
+	size =
+		add_size(size, mul_size(sizeof(AuditQueueSlot), audit_max_databases));
 	size = MAXALIGN(size);
-	size = add_size(size, mul_size((Size) audit_queue_size_kb * 1024, audit_max_databases));
+	size = add_size(size, mul_size((Size) audit_queue_size_kb * 1024,
+								   audit_max_databases));
 	return size;
 }
 
@@ -134,7 +136,8 @@ audit_queue_shmem_startup(void)
 	bool found;
 	int i;
 
-	audit_queue = ShmemInitStruct(AUDIT_QUEUE_NAME, audit_queue_shmem_size(), &found);
+	audit_queue =
+		ShmemInitStruct(AUDIT_QUEUE_NAME, audit_queue_shmem_size(), &found);
 	audit_queue_locks = GetNamedLWLockTranche(AUDIT_QUEUE_NAME);
 	if (found)
 		return;
@@ -153,10 +156,7 @@ audit_queue_shmem_startup(void)
 }
 
 static OpsdataShmemPart audit_queue_part = {
-	AUDIT_QUEUE_NAME,
-	audit_queue_shmem_size,
-	0,
-	audit_queue_shmem_startup};
+	AUDIT_QUEUE_NAME, audit_queue_shmem_size, 0, audit_queue_shmem_startup};
 
 /*
  * Register the queue's shared memory.  Preloaded only.
@@ -238,7 +238,9 @@ audit_queue_slot(const char *dbname, bool create, bool confirm)
 		if (!slot->in_use && victim < 0)
 			victim = i;
 	}
-	/* No free slot: take back one that no session of its database confirmed. */
+	/*
+	 * No free slot: take back one that no session of its database confirmed.
+	 */
 	if (victim < 0)
 	{
 		for (i = 0; i < audit_queue->nslots; i++)
@@ -267,7 +269,8 @@ audit_queue_slot(const char *dbname, bool create, bool confirm)
 		slot->last_drained = slot->last_error = 0;
 		strlcpy(slot->dbname, dbname, NAMEDATALEN);
 		slot->head = slot->tail = slot->claim_end = 0;
-		slot->enqueued = slot->drained = slot->dropped = slot->waits = slot->writer_errors = 0;
+		slot->enqueued = slot->drained = slot->dropped = slot->waits =
+			slot->writer_errors = 0;
 		LWLockRelease(slot_lock(victim));
 		if (lost > 0)
 			pg_atomic_fetch_add_u64(&audit_queue->unassigned_drops, lost);
@@ -296,7 +299,8 @@ audit_queue_discard(const char *dbname)
 	{
 		slot->tail = slot->claim_end = slot->head;
 		slot->confirmed = false;
-		slot->enqueued = slot->drained = slot->dropped = slot->waits = slot->writer_errors = 0;
+		slot->enqueued = slot->drained = slot->dropped = slot->waits =
+			slot->writer_errors = 0;
 		slot->last_drained = slot->last_error = 0;
 	}
 	LWLockRelease(slot_lock(i));
@@ -373,7 +377,8 @@ audit_event_serialize(StringInfo buf, const AuditEvent *ev)
 		append_string(buf, ev->privileges ? ev->privileges[i] : NULL);
 	}
 	fixed = buf->len - start;
-	append_string_capped(buf, ev->statement, budget > fixed + 64 ? budget - fixed - 64 : 64);
+	append_string_capped(buf, ev->statement,
+						 budget > fixed + 64 ? budget - fixed - 64 : 64);
 	append_string_capped(buf, ev->params, 1024);
 	while (buf->len % MAXIMUM_ALIGNOF != 0)
 		appendStringInfoChar(buf, '\0');
@@ -483,8 +488,8 @@ ring_read(int i, uint64 pos, char *dst, Size len)
  * wait is interrupted by an error.
  */
 int
-audit_queue_put(const char *dbname, bool confirm, AuditEvent **events, int nevents,
-				int mode, int *progress)
+audit_queue_put(const char *dbname, bool confirm, AuditEvent **events,
+				int nevents, int mode, int *progress)
 {
 	int i;
 	int done = 0;
@@ -519,8 +524,8 @@ audit_queue_put(const char *dbname, bool confirm, AuditEvent **events, int neven
 
 		/* Serialize as many events as fit in a quarter of the ring. */
 		resetStringInfo(&audit_serial_buf);
-		while (done + n < nevents &&
-			   (n == 0 || (Size) audit_serial_buf.len < audit_queue->capacity / 4))
+		while (done + n < nevents && (n == 0 || (Size) audit_serial_buf.len <
+													audit_queue->capacity / 4))
 		{
 			audit_event_serialize(&audit_serial_buf, events[done + n]);
 			n++;
@@ -551,7 +556,8 @@ audit_queue_put(const char *dbname, bool confirm, AuditEvent **events, int neven
 			LWLockRelease(slot_lock(i));
 			audit_wake_drainer(slot->dboid);
 			slept = true;
-			ConditionVariableTimedSleep(&slot->space_cv, 1000, PG_WAIT_EXTENSION);
+			ConditionVariableTimedSleep(&slot->space_cv, 1000,
+										PG_WAIT_EXTENSION);
 		}
 		if (slept)
 			ConditionVariableCancelSleep();
@@ -681,7 +687,8 @@ audit_queue_count_writer_error(const char *dbname)
 {
 	int i;
 
-	if (audit_queue == NULL || (i = audit_queue_slot(dbname, false, false)) < 0)
+	if (audit_queue == NULL ||
+		(i = audit_queue_slot(dbname, false, false)) < 0)
 		return;
 	LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
 	audit_queue->slots[i].writer_errors++;
@@ -763,12 +770,14 @@ audit_event_copy(const AuditEvent *src, MemoryContext cxt)
 	if (src->nobjects > 0)
 	{
 		ev->objects = MemoryContextAlloc(cxt, sizeof(char *) * src->nobjects);
-		ev->privileges = MemoryContextAllocZero(cxt, sizeof(char *) * src->nobjects);
+		ev->privileges =
+			MemoryContextAllocZero(cxt, sizeof(char *) * src->nobjects);
 		for (j = 0; j < src->nobjects; j++)
 		{
 			ev->objects[j] = MemoryContextStrdup(cxt, src->objects[j]);
 			if (src->privileges && src->privileges[j])
-				ev->privileges[j] = MemoryContextStrdup(cxt, src->privileges[j]);
+				ev->privileges[j] =
+					MemoryContextStrdup(cxt, src->privileges[j]);
 		}
 	}
 	return ev;

@@ -107,7 +107,8 @@ is_string_token(int tok)
  * limit tokens) as secret.
  */
 static void
-mark_string_after(AuditToken *tokens, int ntokens, int i, int limit, bool *secret)
+mark_string_after(AuditToken *tokens, int ntokens, int i, int limit,
+				  bool *secret)
 {
 	int j;
 
@@ -136,8 +137,8 @@ token_at(AuditToken *tokens, int ntokens, int loc)
 }
 
 static void
-mark_options(List *options, int base, AuditToken *tokens, int ntokens, bool *secret,
-			 const char *only)
+mark_options(List *options, int base, AuditToken *tokens, int ntokens,
+			 bool *secret, const char *only)
 {
 	ListCell *lc;
 
@@ -149,7 +150,8 @@ mark_options(List *options, int base, AuditToken *tokens, int ntokens, bool *sec
 			continue;
 		if (def->location < 0 || def->arg == NULL)
 			continue;
-		mark_string_after(tokens, ntokens, token_at(tokens, ntokens, def->location - base), 3,
+		mark_string_after(tokens, ntokens,
+						  token_at(tokens, ntokens, def->location - base), 3,
 						  secret);
 	}
 }
@@ -176,28 +178,28 @@ audit_redact_tokens(Node *parsetree, const char *text, int len, int base)
 	switch (nodeTag(parsetree))
 	{
 		case T_CreateRoleStmt:
-			mark_options(((CreateRoleStmt *) parsetree)->options, base, tokens, ntokens, secret,
-						 "password");
+			mark_options(((CreateRoleStmt *) parsetree)->options, base, tokens,
+						 ntokens, secret, "password");
 			break;
 		case T_AlterRoleStmt:
-			mark_options(((AlterRoleStmt *) parsetree)->options, base, tokens, ntokens, secret,
-						 "password");
+			mark_options(((AlterRoleStmt *) parsetree)->options, base, tokens,
+						 ntokens, secret, "password");
 			break;
 		case T_CreateUserMappingStmt:
-			mark_options(((CreateUserMappingStmt *) parsetree)->options, base, tokens, ntokens,
-						 secret, NULL);
+			mark_options(((CreateUserMappingStmt *) parsetree)->options, base,
+						 tokens, ntokens, secret, NULL);
 			break;
 		case T_AlterUserMappingStmt:
-			mark_options(((AlterUserMappingStmt *) parsetree)->options, base, tokens, ntokens,
-						 secret, NULL);
+			mark_options(((AlterUserMappingStmt *) parsetree)->options, base,
+						 tokens, ntokens, secret, NULL);
 			break;
 		case T_CreateForeignServerStmt:
-			mark_options(((CreateForeignServerStmt *) parsetree)->options, base, tokens, ntokens,
-						 secret, NULL);
+			mark_options(((CreateForeignServerStmt *) parsetree)->options,
+						 base, tokens, ntokens, secret, NULL);
 			break;
 		case T_AlterForeignServerStmt:
-			mark_options(((AlterForeignServerStmt *) parsetree)->options, base, tokens, ntokens,
-						 secret, NULL);
+			mark_options(((AlterForeignServerStmt *) parsetree)->options, base,
+						 tokens, ntokens, secret, NULL);
 			break;
 		case T_CreateSubscriptionStmt:
 		case T_AlterSubscriptionStmt:
@@ -223,8 +225,9 @@ audit_redact_tokens(Node *parsetree, const char *text, int len, int base)
 		start = tokens[i].location;
 		end = i + 1 < ntokens ? tokens[i + 1].location : len;
 		/* The token ends where the blanks before the next one begin. */
-		while (end > start + 1 && (text[end - 1] == ' ' || text[end - 1] == '\t' ||
-								   text[end - 1] == '\n' || text[end - 1] == '\r'))
+		while (end > start + 1 &&
+			   (text[end - 1] == ' ' || text[end - 1] == '\t' ||
+				text[end - 1] == '\n' || text[end - 1] == '\r'))
 			end--;
 		appendBinaryStringInfo(&out, text + copied, start - copied);
 		appendStringInfoString(&out, AUDIT_REDACTED);

@@ -45,7 +45,7 @@ typedef struct AuditRule
 {
 	bool include;
 	bool has_role;
-	Oid roleid;			 /* InvalidOid when the role does not exist: never matches */
+	Oid roleid; /* InvalidOid when the role does not exist: never matches */
 	char *schema_prefix; /* quoted schema name followed by a dot */
 	char *relation;
 	int class; /* -1: any */
@@ -109,7 +109,8 @@ class_from_name(const char *name)
 }
 
 static char *
-text_attr(HeapTuple tuple, TupleDesc desc, const char *attname, MemoryContext cxt)
+text_attr(HeapTuple tuple, TupleDesc desc, const char *attname,
+		  MemoryContext cxt)
 {
 	int i;
 	bool isnull;
@@ -146,10 +147,11 @@ audit_rules_load(void)
 	char *dbname = get_database_name(MyDatabaseId);
 
 	if (audit_rules_cxt == NULL)
-		audit_rules_cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata audit rules",
-												ALLOCSET_SMALL_SIZES);
+		audit_rules_cxt = AllocSetContextCreate(
+			TopMemoryContext, "pg_opsdata audit rules", ALLOCSET_SMALL_SIZES);
 	MemoryContextReset(audit_rules_cxt);
-	audit_rules = MemoryContextAlloc(audit_rules_cxt, sizeof(AuditRule) * size);
+	audit_rules =
+		MemoryContextAlloc(audit_rules_cxt, sizeof(AuditRule) * size);
 	audit_nrules = 0;
 	audit_has_include = audit_has_exclude = false;
 
@@ -170,9 +172,12 @@ audit_rules_load(void)
 		AuditRule *rule;
 		char *action = text_attr(tuple, desc, "action", CurrentMemoryContext);
 		char *role = text_attr(tuple, desc, "role_name", audit_rules_cxt);
-		char *database = text_attr(tuple, desc, "database_name", CurrentMemoryContext);
-		char *schema = text_attr(tuple, desc, "schema_name", CurrentMemoryContext);
-		char *relation = text_attr(tuple, desc, "relation_name", audit_rules_cxt);
+		char *database =
+			text_attr(tuple, desc, "database_name", CurrentMemoryContext);
+		char *schema =
+			text_attr(tuple, desc, "schema_name", CurrentMemoryContext);
+		char *relation =
+			text_attr(tuple, desc, "relation_name", audit_rules_cxt);
 		char *class = text_attr(tuple, desc, "class", CurrentMemoryContext);
 
 		if (database != NULL && strcmp(database, dbname) != 0)
@@ -186,10 +191,11 @@ audit_rules_load(void)
 		rule->include = action != NULL && strcmp(action, "include") == 0;
 		rule->has_role = role != NULL;
 		rule->roleid = role != NULL ? get_role_oid(role, true) : InvalidOid;
-		rule->schema_prefix = schema != NULL
-								  ? MemoryContextStrdup(audit_rules_cxt,
-														psprintf("%s.", quote_identifier(schema)))
-								  : NULL;
+		rule->schema_prefix =
+			schema != NULL ? MemoryContextStrdup(
+								 audit_rules_cxt,
+								 psprintf("%s.", quote_identifier(schema)))
+						   : NULL;
 		rule->relation = relation;
 		rule->class = class != NULL ? class_from_name(class) : -1;
 		if (rule->include)
@@ -208,8 +214,8 @@ audit_rules_load(void)
 static void
 audit_rules_ensure(void)
 {
-	if (!audit_rules_loaded && IsTransactionState() && !IsAbortedTransactionBlockState() &&
-		!audit_in_error)
+	if (!audit_rules_loaded && IsTransactionState() &&
+		!IsAbortedTransactionBlockState() && !audit_in_error)
 		audit_rules_load();
 }
 
@@ -237,8 +243,8 @@ audit_rule_matches(const AuditRule *rule, const AuditEvent *ev, Oid roleid)
 
 	if (rule->class >= 0 && rule->class != ev->class)
 		return false;
-	if (rule->has_role &&
-		(!OidIsValid(rule->roleid) || !OidIsValid(roleid) || !is_member_of_role_nosuper(roleid, rule->roleid)))
+	if (rule->has_role && (!OidIsValid(rule->roleid) || !OidIsValid(roleid) ||
+						   !is_member_of_role_nosuper(roleid, rule->roleid)))
 		return false;
 	if (rule->schema_prefix != NULL || rule->relation != NULL)
 	{
@@ -249,7 +255,8 @@ audit_rule_matches(const AuditRule *rule, const AuditEvent *ev, Oid roleid)
 			if (rule->relation != NULL && strcmp(obj, rule->relation) != 0)
 				continue;
 			if (rule->schema_prefix != NULL &&
-				strncmp(obj, rule->schema_prefix, strlen(rule->schema_prefix)) != 0)
+				strncmp(obj, rule->schema_prefix,
+						strlen(rule->schema_prefix)) != 0)
 				continue;
 			return true;
 		}
@@ -278,7 +285,8 @@ audit_rules_wanted(const AuditEvent *ev, Oid roleid)
 	{
 		for (i = 0; i < audit_nrules; i++)
 		{
-			if (!audit_rules[i].include && audit_rule_matches(&audit_rules[i], ev, roleid))
+			if (!audit_rules[i].include &&
+				audit_rule_matches(&audit_rules[i], ev, roleid))
 				return false;
 		}
 	}
@@ -286,7 +294,8 @@ audit_rules_wanted(const AuditEvent *ev, Oid roleid)
 		return true;
 	for (i = 0; i < audit_nrules; i++)
 	{
-		if (audit_rules[i].include && audit_rule_matches(&audit_rules[i], ev, roleid))
+		if (audit_rules[i].include &&
+			audit_rule_matches(&audit_rules[i], ev, roleid))
 			return true;
 	}
 	return false;
@@ -304,7 +313,8 @@ audit_rules_excluded(const AuditEvent *ev, Oid roleid)
 	audit_rules_ensure();
 	for (i = 0; i < audit_nrules; i++)
 	{
-		if (!audit_rules[i].include && audit_rule_matches(&audit_rules[i], ev, roleid))
+		if (!audit_rules[i].include &&
+			audit_rule_matches(&audit_rules[i], ev, roleid))
 			return true;
 	}
 	return false;

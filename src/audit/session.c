@@ -85,7 +85,8 @@ audit_login(Port *port, int status)
 		before_shmem_exit(audit_on_exit, (Datum) 0);
 		audit_exit_registered = true;
 	}
-	if (status != STATUS_OK || !(audit_classes & AUDIT_BIT(AUDIT_CLASS_LOGIN)) ||
+	if (status != STATUS_OK ||
+		!(audit_classes & AUDIT_BIT(AUDIT_CLASS_LOGIN)) ||
 		port->database_name == NULL || port->user_name == NULL)
 		return;
 	memset(ev, 0, sizeof(AuditEvent));
@@ -97,9 +98,10 @@ audit_login(Port *port, int status)
 	ev->database = MemoryContextStrdup(TopMemoryContext, port->database_name);
 	ev->username = MemoryContextStrdup(TopMemoryContext, port->user_name);
 	ev->current_user_name = ev->username;
-	ev->application = port->application_name
-						  ? MemoryContextStrdup(TopMemoryContext, port->application_name)
-						  : NULL;
+	ev->application =
+		port->application_name
+			? MemoryContextStrdup(TopMemoryContext, port->application_name)
+			: NULL;
 	ev->client_addr = audit_client_address(port);
 	audit_login_pending = true;
 }
@@ -116,7 +118,8 @@ audit_login_settled(void)
 	if (!audit_login_pending || IsInitProcessingMode())
 		return;
 	audit_login_pending = false;
-	audit_queue_put(audit_login_event.database, false, &evp, 1, AUDIT_PUT_DROP, NULL);
+	audit_queue_put(audit_login_event.database, false, &evp, 1, AUDIT_PUT_DROP,
+					NULL);
 	audit_login_recorded = true;
 }
 
@@ -130,7 +133,8 @@ audit_record_disconnect(void)
 	Port *port = MyProcPort;
 
 	if (audit_login_recorded && !IsInitProcessingMode() && port != NULL &&
-		(audit_classes & AUDIT_BIT(AUDIT_CLASS_LOGIN)) && port->database_name != NULL)
+		(audit_classes & AUDIT_BIT(AUDIT_CLASS_LOGIN)) &&
+		port->database_name != NULL)
 	{
 		AuditEvent ev;
 		AuditEvent *evp = &ev;
@@ -148,6 +152,7 @@ audit_record_disconnect(void)
 		ev.client_addr = audit_client_address(port);
 		ev.duration_us = ev.ts - audit_session_start;
 		ev.flags = AUDIT_EVENT_HAS_DURATION;
-		audit_queue_put(port->database_name, false, &evp, 1, AUDIT_PUT_DROP, NULL);
+		audit_queue_put(port->database_name, false, &evp, 1, AUDIT_PUT_DROP,
+						NULL);
 	}
 }

@@ -191,7 +191,8 @@ audit_statements_end_xact(bool commit)
 	{
 		AuditStmtSlot *slot = audit_stmt_slot(&audit_stmt_prov_keys[i]);
 
-		if (slot->used && audit_stmt_key_equal(&slot->key, &audit_stmt_prov_keys[i]))
+		if (slot->used &&
+			audit_stmt_key_equal(&slot->key, &audit_stmt_prov_keys[i]))
 			slot->provisional = false;
 	}
 	audit_stmt_provisional = 0;
@@ -209,8 +210,9 @@ audit_statements_end_subxact(void)
 static Size
 audit_filter_size(void)
 {
-	return add_size(offsetof(AuditStmtFilter, bits),
-					mul_size(sizeof(pg_atomic_uint32), AUDIT_FILTER_BITS / 32));
+	return add_size(
+		offsetof(AuditStmtFilter, bits),
+		mul_size(sizeof(pg_atomic_uint32), AUDIT_FILTER_BITS / 32));
 }
 
 static void
@@ -219,7 +221,8 @@ audit_filter_startup(void)
 	bool found;
 	uint64 i;
 
-	audit_filter = ShmemInitStruct(AUDIT_FILTER_NAME, audit_filter_size(), &found);
+	audit_filter =
+		ShmemInitStruct(AUDIT_FILTER_NAME, audit_filter_size(), &found);
 	if (found)
 		return;
 	SpinLockInit(&audit_filter->mutex);
@@ -229,10 +232,7 @@ audit_filter_startup(void)
 }
 
 static const OpsdataShmemPart audit_filter_part = {
-	AUDIT_FILTER_NAME,
-	audit_filter_size,
-	0,
-	audit_filter_startup};
+	AUDIT_FILTER_NAME, audit_filter_size, 0, audit_filter_startup};
 
 /*
  * Register the filter's shared memory.  Preloaded only.
@@ -255,7 +255,8 @@ audit_filter_set(int64 id)
 	uint64 bit = audit_filter_bit(id);
 
 	if (audit_filter != NULL)
-		pg_atomic_fetch_or_u32(&audit_filter->bits[bit / 32], (uint32) 1 << (bit % 32));
+		pg_atomic_fetch_or_u32(&audit_filter->bits[bit / 32],
+							   (uint32) 1 << (bit % 32));
 }
 
 /* Is id certainly absent from audit.statements of this database? */
@@ -279,7 +280,8 @@ audit_filter_absent(int64 id)
 		if (!audit_filter_ready_here)
 			return false;
 	}
-	return (pg_atomic_read_u32(&audit_filter->bits[bit / 32]) & ((uint32) 1 << (bit % 32))) == 0;
+	return (pg_atomic_read_u32(&audit_filter->bits[bit / 32]) &
+			((uint32) 1 << (bit % 32))) == 0;
 }
 
 /*
@@ -321,7 +323,8 @@ audit_statements_filter_load(void)
 		return; /* too many databases: this one always probes */
 
 	nsp = get_namespace_oid("audit", true);
-	relid = OidIsValid(nsp) ? get_relname_relid("statements", nsp) : InvalidOid;
+	relid =
+		OidIsValid(nsp) ? get_relname_relid("statements", nsp) : InvalidOid;
 	if (!OidIsValid(relid))
 		return;
 	heap = table_open(relid, AccessShareLock);
@@ -343,7 +346,8 @@ audit_statements_filter_load(void)
 		while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
 		{
 			bool isnull;
-			Datum d = index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &isnull);
+			Datum d =
+				index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &isnull);
 
 			if (!isnull)
 				audit_filter_set(DatumGetInt64(d));
@@ -384,13 +388,15 @@ audit_statements_check_storage(Oid relid, Oid relfilenode)
 	uint64 generation;
 
 	if (audit_stmt_cache == NULL)
-		audit_stmt_cache = MemoryContextAllocZero(TopMemoryContext,
-												  sizeof(AuditStmtSlot) * AUDIT_STMT_CACHE_SLOTS);
+		audit_stmt_cache = MemoryContextAllocZero(
+			TopMemoryContext, sizeof(AuditStmtSlot) * AUDIT_STMT_CACHE_SLOTS);
 	generation = audit_text_cache_bind(relfilenode);
-	if (relid != audit_stmt_cache_relid || relfilenode != audit_stmt_cache_relfilenode ||
+	if (relid != audit_stmt_cache_relid ||
+		relfilenode != audit_stmt_cache_relfilenode ||
 		generation != audit_stmt_cache_generation)
 	{
-		memset(audit_stmt_cache, 0, sizeof(AuditStmtSlot) * AUDIT_STMT_CACHE_SLOTS);
+		memset(audit_stmt_cache, 0,
+			   sizeof(AuditStmtSlot) * AUDIT_STMT_CACHE_SLOTS);
 		audit_stmt_provisional = 0;
 		audit_stmt_cache_relid = relid;
 		audit_stmt_cache_relfilenode = relfilenode;
@@ -401,8 +407,10 @@ audit_statements_check_storage(Oid relid, Oid relfilenode)
 static void
 audit_stmt_key(const char *text, int len, AuditStmtKey *key)
 {
-	key->h1 = hash_bytes_extended((const unsigned char *) text, len, 0x6f707364);
-	key->h2 = hash_bytes_extended((const unsigned char *) text, len, 0x61756474);
+	key->h1 =
+		hash_bytes_extended((const unsigned char *) text, len, 0x6f707364);
+	key->h2 =
+		hash_bytes_extended((const unsigned char *) text, len, 0x61756474);
 }
 
 /*
@@ -437,7 +445,8 @@ audit_statements_open(EState *estate, ResultRelInfo *rri)
 	if (sw->pk == NULL)
 		elog(ERROR, "audit.statements has no primary key");
 
-	audit_statements_check_storage(RelationGetRelid(sw->heap), sw->heap->rd_node.relNode);
+	audit_statements_check_storage(RelationGetRelid(sw->heap),
+								   sw->heap->rd_node.relNode);
 	return sw;
 }
 
@@ -467,7 +476,8 @@ audit_stmt_probe(AuditStmtWriter *sw, int64 id, const char *stmt, int len)
 		int result = 0;
 
 		InitDirtySnapshot(sw->dirty);
-		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ,
+					Int64GetDatum(id));
 		if (sw->scan == NULL)
 			sw->scan = index_beginscan(sw->heap, sw->pk, &sw->dirty, 1, 0);
 		index_rescan(sw->scan, &key, 1, NULL, 0);
@@ -477,7 +487,8 @@ audit_stmt_probe(AuditStmtWriter *sw, int64 id, const char *stmt, int len)
 			Datum d;
 			text *t;
 
-			xwait = TransactionIdIsValid(sw->dirty.xmin) ? sw->dirty.xmin : sw->dirty.xmax;
+			xwait = TransactionIdIsValid(sw->dirty.xmin) ? sw->dirty.xmin
+														 : sw->dirty.xmax;
 			if (TransactionIdIsValid(xwait))
 			{
 				tid = slot->tts_tid;
@@ -491,8 +502,8 @@ audit_stmt_probe(AuditStmtWriter *sw, int64 id, const char *stmt, int len)
 						 : -1;
 			/* Our own transaction's row goes if it aborts. */
 			if (result == 1 &&
-				TransactionIdIsCurrentTransactionId(
-					HeapTupleHeaderGetRawXmin(ExecFetchSlotHeapTuple(slot, false, NULL)->t_data)))
+				TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(
+					ExecFetchSlotHeapTuple(slot, false, NULL)->t_data)))
 				result = 2;
 			break;
 		}
@@ -505,17 +516,21 @@ audit_stmt_probe(AuditStmtWriter *sw, int64 id, const char *stmt, int len)
 
 /* Put the values of a new statement row into slot. */
 static void
-audit_stmt_fill(AuditStmtWriter *sw, TupleTableSlot *slot, int64 id, const char *text, int len)
+audit_stmt_fill(AuditStmtWriter *sw, TupleTableSlot *slot, int64 id,
+				const char *text, int len)
 {
 	ExecClearTuple(slot);
-	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	memset(slot->tts_isnull, true,
+		   sizeof(bool) * slot->tts_tupleDescriptor->natts);
 	slot->tts_values[sw->id_att - 1] = Int64GetDatum(id);
 	slot->tts_isnull[sw->id_att - 1] = false;
-	slot->tts_values[sw->text_att - 1] = PointerGetDatum(cstring_to_text_with_len(text, len));
+	slot->tts_values[sw->text_att - 1] =
+		PointerGetDatum(cstring_to_text_with_len(text, len));
 	slot->tts_isnull[sw->text_att - 1] = false;
 	if (sw->seen_att > 0)
 	{
-		slot->tts_values[sw->seen_att - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		slot->tts_values[sw->seen_att - 1] =
+			TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 		slot->tts_isnull[sw->seen_att - 1] = false;
 	}
 	ExecStoreVirtualTuple(slot);
@@ -535,7 +550,8 @@ audit_stmt_insert(AuditStmtWriter *sw, int64 id, const char *text, int len)
 	audit_stmt_fill(sw, slot, id, text, len);
 	audit_filter_set(id);
 	table_tuple_insert(sw->heap, slot, GetCurrentCommandId(true), 0, NULL);
-	recheck = ExecInsertIndexTuples(sw->rri, slot, sw->estate, false, true, &conflict, NIL);
+	recheck = ExecInsertIndexTuples(sw->rri, slot, sw->estate, false, true,
+									&conflict, NIL);
 	list_free(recheck);
 	if (conflict)
 	{
@@ -562,9 +578,12 @@ audit_stmt_remember(const AuditStmtKey *key, int64 id, bool provisional)
 	if (audit_stmt_provisional == audit_stmt_prov_max)
 	{
 		audit_stmt_prov_max = Max(64, audit_stmt_prov_max * 2);
-		audit_stmt_prov_keys = audit_stmt_prov_keys == NULL
-								   ? MemoryContextAlloc(TopMemoryContext, sizeof(AuditStmtKey) * audit_stmt_prov_max)
-								   : repalloc(audit_stmt_prov_keys, sizeof(AuditStmtKey) * audit_stmt_prov_max);
+		audit_stmt_prov_keys =
+			audit_stmt_prov_keys == NULL
+				? MemoryContextAlloc(TopMemoryContext, sizeof(AuditStmtKey) *
+														   audit_stmt_prov_max)
+				: repalloc(audit_stmt_prov_keys,
+						   sizeof(AuditStmtKey) * audit_stmt_prov_max);
 	}
 	audit_stmt_prov_keys[audit_stmt_provisional++] = *key;
 }
@@ -594,7 +613,8 @@ audit_stmt_lookup(const AuditStmtKey *key, int64 *id)
  * absent, moving on past ids that hold other texts.
  */
 static int64
-audit_stmt_resolve(AuditStmtWriter *sw, const char *text, int len, const AuditStmtKey *key)
+audit_stmt_resolve(AuditStmtWriter *sw, const char *text, int len,
+				   const AuditStmtKey *key)
 {
 	int64 id = audit_stmt_first_id(key);
 	int attempt;
@@ -610,8 +630,11 @@ audit_stmt_resolve(AuditStmtWriter *sw, const char *text, int len, const AuditSt
 			continue;
 		}
 		if (probe == 0 && !audit_stmt_insert(sw, id, text, len))
-			continue; /* a concurrent session stored this id first: probe again */
-		/* A row the filter missed (restored from a dump) is known from now on. */
+			/* a concurrent session stored this id first: probe again */
+			continue;
+		/*
+		 * A row the filter missed (restored from a dump) is known from now on.
+		 */
 		audit_filter_set(audit_stmt_first_id(key));
 		audit_filter_set(id);
 		audit_stmt_remember(key, id, probe != 1);
@@ -640,21 +663,24 @@ typedef struct AuditStmtMiss
  * when a text ended up under another id than the one it was inserted with.
  */
 static bool
-audit_stmt_flush(AuditStmtWriter *sw, const char *const *texts, AuditStmtMiss **pending, int n)
+audit_stmt_flush(AuditStmtWriter *sw, const char *const *texts,
+				 AuditStmtMiss **pending, int n)
 {
 	bool same = true;
 	int k;
 
 	if (n == 0)
 		return true;
-	table_multi_insert(sw->heap, sw->slots, n, GetCurrentCommandId(true), 0, NULL);
+	table_multi_insert(sw->heap, sw->slots, n, GetCurrentCommandId(true), 0,
+					   NULL);
 	for (k = 0; k < n; k++)
 	{
 		TupleTableSlot *slot = sw->slots[k];
 		bool conflict = false;
 		List *recheck;
 
-		recheck = ExecInsertIndexTuples(sw->rri, slot, sw->estate, false, true, &conflict, NIL);
+		recheck = ExecInsertIndexTuples(sw->rri, slot, sw->estate, false, true,
+										&conflict, NIL);
 		list_free(recheck);
 		if (conflict)
 		{
@@ -680,7 +706,8 @@ audit_stmt_flush(AuditStmtWriter *sw, const char *const *texts, AuditStmtMiss **
  * called, once, for the first that is not.
  */
 void
-audit_statement_ids(const char *const *texts, int n, int64 *ids, AuditStmtOpener open, void *arg)
+audit_statement_ids(const char *const *texts, int n, int64 *ids,
+					AuditStmtOpener open, void *arg)
 {
 	AuditStmtMiss *misses = NULL;
 	AuditStmtMiss **pending = NULL;
@@ -691,8 +718,8 @@ audit_statement_ids(const char *const *texts, int n, int64 *ids, AuditStmtOpener
 	int i;
 
 	if (audit_stmt_cache == NULL)
-		audit_stmt_cache = MemoryContextAllocZero(TopMemoryContext,
-												  sizeof(AuditStmtSlot) * AUDIT_STMT_CACHE_SLOTS);
+		audit_stmt_cache = MemoryContextAllocZero(
+			TopMemoryContext, sizeof(AuditStmtSlot) * AUDIT_STMT_CACHE_SLOTS);
 	for (i = 0; i < n; i++)
 	{
 		AuditStmtKey key;
@@ -702,7 +729,9 @@ audit_statement_ids(const char *const *texts, int n, int64 *ids, AuditStmtOpener
 			continue;
 		len = strlen(texts[i]);
 		audit_stmt_key(texts[i], len, &key);
-		/* A text the filter has never seen is in no cache: skip the lookups. */
+		/*
+		 * A text the filter has never seen is in no cache: skip the lookups.
+		 */
 		if (!audit_filter_absent(audit_stmt_first_id(&key)))
 		{
 			if (audit_stmt_lookup(&key, &ids[i]))
@@ -733,7 +762,9 @@ audit_statement_ids(const char *const *texts, int n, int64 *ids, AuditStmtOpener
 
 		if (!audit_filter_absent(id))
 		{
-			/* Maybe stored, perhaps just now as an earlier text of the batch. */
+			/*
+			 * Maybe stored, perhaps just now as an earlier text of the batch.
+			 */
 			if (!audit_stmt_lookup(&m->key, &ids[m->index]))
 				ids[m->index] = audit_stmt_resolve(sw, text, m->len, &m->key);
 			continue;
@@ -745,7 +776,8 @@ audit_statement_ids(const char *const *texts, int n, int64 *ids, AuditStmtOpener
 			npending = 0;
 		}
 		if (npending == sw->nslots)
-			sw->slots[sw->nslots++] = table_slot_create(sw->heap, &sw->estate->es_tupleTable);
+			sw->slots[sw->nslots++] =
+				table_slot_create(sw->heap, &sw->estate->es_tupleTable);
 		audit_filter_set(id);
 		audit_stmt_fill(sw, sw->slots[npending], id, text, m->len);
 		pending[npending++] = m;
@@ -765,7 +797,8 @@ audit_statement_ids(const char *const *texts, int n, int64 *ids, AuditStmtOpener
 			AuditStmtMiss *m = &misses[i];
 
 			if (!audit_stmt_lookup(&m->key, &ids[m->index]))
-				ids[m->index] = audit_stmt_resolve(sw, texts[m->index], m->len, &m->key);
+				ids[m->index] =
+					audit_stmt_resolve(sw, texts[m->index], m->len, &m->key);
 		}
 	}
 	pfree(pending);

@@ -64,8 +64,9 @@ typedef struct AuditTextCache
 	uint64 nbuckets;			 /* a power of two */
 } AuditTextCache;
 
-StaticAssertDecl(sizeof(AuditTextCache) <= AUDIT_TEXT_BUCKET,
-				 "the header of the text cache must fit before the first bucket");
+StaticAssertDecl(
+	sizeof(AuditTextCache) <= AUDIT_TEXT_BUCKET,
+	"the header of the text cache must fit before the first bucket");
 StaticAssertDecl(sizeof(AuditTextEntry) * 2 == AUDIT_TEXT_BUCKET,
 				 "a bucket of the text cache is two entries");
 
@@ -95,7 +96,9 @@ audit_text_mix(uint64 x)
 static inline uint64
 audit_text_check(uint64 k1, uint64 k2, uint64 id)
 {
-	return audit_text_mix(k1 ^ audit_text_mix(k2 ^ audit_text_mix(id ^ UINT64CONST(0x7465787463616368))));
+	return audit_text_mix(
+		k1 ^ audit_text_mix(
+				 k2 ^ audit_text_mix(id ^ UINT64CONST(0x7465787463616368))));
 }
 
 static uint64
@@ -133,19 +136,18 @@ audit_text_cache_startup(void)
 		return;
 	base = ShmemInitStruct(AUDIT_TEXT_CACHE_NAME, size, &found);
 	audit_text_cache = (AuditTextCache *) base;
-	audit_text_entries = (AuditTextEntry *) TYPEALIGN(AUDIT_TEXT_BUCKET, base + sizeof(AuditTextCache));
+	audit_text_entries = (AuditTextEntry *) TYPEALIGN(
+		AUDIT_TEXT_BUCKET, base + sizeof(AuditTextCache));
 	if (found)
 		return;
 	pg_atomic_init_u64(&audit_text_cache->generation, 0);
 	audit_text_cache->nbuckets = audit_text_nbuckets();
-	memset(audit_text_entries, 0, audit_text_cache->nbuckets * AUDIT_TEXT_BUCKET);
+	memset(audit_text_entries, 0,
+		   audit_text_cache->nbuckets * AUDIT_TEXT_BUCKET);
 }
 
 static const OpsdataShmemPart audit_text_cache_part = {
-	AUDIT_TEXT_CACHE_NAME,
-	audit_text_cache_size,
-	0,
-	audit_text_cache_startup};
+	AUDIT_TEXT_CACHE_NAME, audit_text_cache_size, 0, audit_text_cache_startup};
 
 /*
  * Register the cache's shared memory.  Preloaded only, after the GUCs.
@@ -170,9 +172,11 @@ audit_text_cache_bind(Oid relfilenode)
 	if (audit_text_cache == NULL)
 		return 0;
 	generation = pg_atomic_read_u64(&audit_text_cache->generation);
-	audit_text_salt1 = audit_text_mix(((uint64) MyDatabaseId << 32) | relfilenode);
+	audit_text_salt1 =
+		audit_text_mix(((uint64) MyDatabaseId << 32) | relfilenode);
 	audit_text_salt1 = audit_text_mix(audit_text_salt1 ^ generation);
-	audit_text_salt2 = audit_text_mix(audit_text_salt1 + UINT64CONST(0x9e3779b97f4a7c15));
+	audit_text_salt2 =
+		audit_text_mix(audit_text_salt1 + UINT64CONST(0x9e3779b97f4a7c15));
 	audit_text_bound = true;
 	return generation;
 }

@@ -83,10 +83,25 @@ enum
 	NUM_COLS
 };
 
-static const char *const audit_column_names[NUM_COLS] = {
-	"entry_id", "ts", "database", "username", "current_user_name", "application",
-	"client_addr", "backend_pid", "xid", "class", "command", "objects", "privileges",
-	"rows", "duration", "outcome", "sqlstate", "statement_id", "params"};
+static const char *const audit_column_names[NUM_COLS] = {"entry_id",
+														 "ts",
+														 "database",
+														 "username",
+														 "current_user_name",
+														 "application",
+														 "client_addr",
+														 "backend_pid",
+														 "xid",
+														 "class",
+														 "command",
+														 "objects",
+														 "privileges",
+														 "rows",
+														 "duration",
+														 "outcome",
+														 "sqlstate",
+														 "statement_id",
+														 "params"};
 
 /* What the writer found by name, for the database the backend is in. */
 typedef struct AuditWriterCatalog
@@ -137,14 +152,16 @@ typedef struct AuditWriter
 	PartitionTupleRouting *proute; /* made when that is needed */
 	ResultRelInfo *entries;
 	bool partitioned;
-	AuditWriterPart parts[AUDIT_WRITER_MAX_PARTS]; /* opened here, not by proute */
+	AuditWriterPart
+		parts[AUDIT_WRITER_MAX_PARTS]; /* opened here, not by proute */
 	int nparts;
 	TupleTableSlot *root_slot;
 	AuditStmtWriter *stmts;
 	CommandId cid;
-	MemoryContext rowcxt;			/* values of the row in root_slot */
-	MemoryContext batchcxt;			/* values shared by rows of the batch */
-	const char *last_src[NUM_COLS]; /* string each column's last datum was made from */
+	MemoryContext rowcxt;	/* values of the row in root_slot */
+	MemoryContext batchcxt; /* values shared by rows of the batch */
+	const char *
+		last_src[NUM_COLS]; /* string each column's last datum was made from */
 	Datum last_datum[NUM_COLS];
 
 	/* Rows waiting for the multi-insert, all for the partition part. */
@@ -158,7 +175,8 @@ static void
 audit_writer_invalidate(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == audit_writer_catalog.entries ||
-		relid == audit_writer_catalog.statements || relid == audit_writer_catalog.seq)
+		relid == audit_writer_catalog.statements ||
+		relid == audit_writer_catalog.seq)
 		audit_writer_catalog.valid = false;
 	if (relid == InvalidOid || relid == audit_writer_catalog.entries ||
 		relid == audit_writer_route.part)
@@ -181,10 +199,12 @@ audit_relid(Oid nsp, const char *relname)
 	Oid relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
 
 	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"audit.%s\" does not exist", relname),
-				 errhint("Is the pg_opsdata extension installed in this database?")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_UNDEFINED_TABLE),
+			 errmsg("relation \"audit.%s\" does not exist", relname),
+			 errhint(
+				 "Is the pg_opsdata extension installed in this database?")));
 	return relid;
 }
 
@@ -217,7 +237,8 @@ audit_writer_lookup(void)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, j);
 
-			if (!att->attisdropped && strcmp(NameStr(att->attname), audit_column_names[i]) == 0)
+			if (!att->attisdropped &&
+				strcmp(NameStr(att->attname), audit_column_names[i]) == 0)
 			{
 				c->attnum[i] = j + 1;
 				c->atttype[i] = att->atttypid;
@@ -252,8 +273,9 @@ audit_writer_open(AuditWriter *w)
 	audit_writer_lookup();
 	memset(w, 0, sizeof(AuditWriter));
 	w->estate = CreateExecutorState();
-	ExecInitRangeTable(w->estate, list_make2(audit_rte(c->entries, c->entries_kind),
-											 audit_rte(c->statements, c->statements_kind)));
+	ExecInitRangeTable(
+		w->estate, list_make2(audit_rte(c->entries, c->entries_kind),
+							  audit_rte(c->statements, c->statements_kind)));
 	/*
 	 * The executor expects its range table locked by the caller, as the
 	 * planner does: the parent first, then (partition_lock_default) its
@@ -262,19 +284,23 @@ audit_writer_open(AuditWriter *w)
 	LockRelationOid(c->entries, RowExclusiveLock);
 	w->entries = makeNode(ResultRelInfo);
 	ExecInitResultRelation(w->estate, w->entries, 1);
-	/* Taking the lock read the invalidations: was audit.statements truncated? */
+	/*
+	 * Taking the lock read the invalidations: was audit.statements truncated?
+	 */
 	audit_writer_lookup();
 	audit_statements_check_storage(c->statements, c->statements_relfilenode);
 
-	w->partitioned = w->entries->ri_RelationDesc->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
+	w->partitioned = w->entries->ri_RelationDesc->rd_rel->relkind ==
+					 RELKIND_PARTITIONED_TABLE;
 	if (w->partitioned)
 		partition_lock_default(w->entries->ri_RelationDesc);
 	else
 		ExecOpenIndices(w->entries, false);
-	w->root_slot = table_slot_create(w->entries->ri_RelationDesc, &w->estate->es_tupleTable);
+	w->root_slot = table_slot_create(w->entries->ri_RelationDesc,
+									 &w->estate->es_tupleTable);
 	w->cid = GetCurrentCommandId(true);
-	w->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata audit rows",
-									  ALLOCSET_DEFAULT_SIZES);
+	w->rowcxt = AllocSetContextCreate(
+		CurrentMemoryContext, "pg_opsdata audit rows", ALLOCSET_DEFAULT_SIZES);
 	w->batchcxt = CurrentMemoryContext;
 }
 
@@ -301,13 +327,14 @@ audit_writer_flush(AuditWriter *w)
 
 	if (w->nslots == 0)
 		return;
-	table_multi_insert(part->ri_RelationDesc, w->slots, w->nslots, w->cid, 0, NULL);
+	table_multi_insert(part->ri_RelationDesc, w->slots, w->nslots, w->cid, 0,
+					   NULL);
 	for (i = 0; i < w->nslots; i++)
 	{
 		if (part->ri_NumIndices > 0)
 		{
-			List *recheck = ExecInsertIndexTuples(part, w->slots[i], w->estate, false, false,
-												  NULL, NIL);
+			List *recheck = ExecInsertIndexTuples(part, w->slots[i], w->estate,
+												  false, false, NULL, NIL);
 
 			list_free(recheck);
 		}
@@ -352,8 +379,8 @@ audit_text_array(const char **items, int n)
 		nulls[i] = items == NULL || items[i] == NULL;
 		elems[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(items[i]);
 	}
-	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false,
-											  TYPALIGN_INT));
+	return PointerGetDatum(construct_md_array(
+		elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /* A string as a datum of column c's type (name or text). */
@@ -380,7 +407,8 @@ audit_batch_string(AuditWriter *w, int c, const char *s)
 {
 	MemoryContext old;
 
-	if (w->last_src[c] != NULL && (w->last_src[c] == s || strcmp(w->last_src[c], s) == 0))
+	if (w->last_src[c] != NULL &&
+		(w->last_src[c] == s || strcmp(w->last_src[c], s) == 0))
 		return w->last_datum[c];
 	old = MemoryContextSwitchTo(w->batchcxt);
 	w->last_datum[c] = audit_string_datum(c, s);
@@ -389,21 +417,22 @@ audit_batch_string(AuditWriter *w, int c, const char *s)
 	return w->last_datum[c];
 }
 
-#define SET_COL(c, v)                                 \
-	do                                                \
-	{                                                 \
-		int attnum_ = audit_writer_catalog.attnum[c]; \
-                                                      \
-		if (attnum_ > 0)                              \
-		{                                             \
-			values[attnum_ - 1] = (v);                \
-			isnull[attnum_ - 1] = false;              \
-		}                                             \
+#define SET_COL(c, v)                                                         \
+	do                                                                        \
+	{                                                                         \
+		int attnum_ = audit_writer_catalog.attnum[c];                         \
+                                                                              \
+		if (attnum_ > 0)                                                      \
+		{                                                                     \
+			values[attnum_ - 1] = (v);                                        \
+			isnull[attnum_ - 1] = false;                                      \
+		}                                                                     \
 	} while (0)
 
 /* Fill the root slot with one event. */
 static void
-audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id, bool has_statement)
+audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
+				 bool has_statement)
 {
 	TupleTableSlot *slot = w->root_slot;
 	Datum *values = slot->tts_values;
@@ -411,24 +440,40 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id, bool has_st
 
 	ExecClearTuple(slot);
 	memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	SET_COL(COL_ENTRY_ID, Int64GetDatum(nextval_internal(audit_writer_catalog.seq, false)));
+	SET_COL(COL_ENTRY_ID,
+			Int64GetDatum(nextval_internal(audit_writer_catalog.seq, false)));
 	SET_COL(COL_TS, TimestampTzGetDatum(ev->ts));
-	SET_COL(COL_DATABASE, audit_batch_string(w, COL_DATABASE, ev->database ? ev->database : ""));
-	SET_COL(COL_USERNAME, audit_batch_string(w, COL_USERNAME, ev->username ? ev->username : ""));
-	SET_COL(COL_CURRENT_USER, audit_batch_string(w, COL_CURRENT_USER, ev->current_user_name ? ev->current_user_name : ""));
+	SET_COL(
+		COL_DATABASE,
+		audit_batch_string(w, COL_DATABASE, ev->database ? ev->database : ""));
+	SET_COL(
+		COL_USERNAME,
+		audit_batch_string(w, COL_USERNAME, ev->username ? ev->username : ""));
+	SET_COL(COL_CURRENT_USER,
+			audit_batch_string(w, COL_CURRENT_USER,
+							   ev->current_user_name ? ev->current_user_name
+													 : ""));
 	if (ev->application)
-		SET_COL(COL_APPLICATION, audit_batch_string(w, COL_APPLICATION, ev->application));
+		SET_COL(COL_APPLICATION,
+				audit_batch_string(w, COL_APPLICATION, ev->application));
 	if (ev->client_addr)
-		SET_COL(COL_CLIENT_ADDR, DirectFunctionCall1(inet_in, CStringGetDatum(ev->client_addr)));
+		SET_COL(
+			COL_CLIENT_ADDR,
+			DirectFunctionCall1(inet_in, CStringGetDatum(ev->client_addr)));
 	SET_COL(COL_BACKEND_PID, Int32GetDatum(ev->backend_pid));
 	if (ev->flags & AUDIT_EVENT_HAS_XID)
-		SET_COL(COL_XID, FullTransactionIdGetDatum(FullTransactionIdFromU64(ev->xid)));
-	SET_COL(COL_CLASS, audit_batch_string(w, COL_CLASS, audit_class_name(ev->class)));
-	SET_COL(COL_COMMAND, audit_batch_string(w, COL_COMMAND, ev->command ? ev->command : "???"));
+		SET_COL(COL_XID,
+				FullTransactionIdGetDatum(FullTransactionIdFromU64(ev->xid)));
+	SET_COL(COL_CLASS,
+			audit_batch_string(w, COL_CLASS, audit_class_name(ev->class)));
+	SET_COL(
+		COL_COMMAND,
+		audit_batch_string(w, COL_COMMAND, ev->command ? ev->command : "???"));
 	if (ev->nobjects > 0)
 	{
 		SET_COL(COL_OBJECTS, audit_text_array(ev->objects, ev->nobjects));
-		SET_COL(COL_PRIVILEGES, audit_text_array(ev->privileges, ev->nobjects));
+		SET_COL(COL_PRIVILEGES,
+				audit_text_array(ev->privileges, ev->nobjects));
 	}
 	if (ev->flags & AUDIT_EVENT_HAS_ROWS)
 		SET_COL(COL_ROWS, Int64GetDatum(ev->rows));
@@ -439,9 +484,11 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id, bool has_st
 		iv->time = ev->duration_us;
 		SET_COL(COL_DURATION, IntervalPGetDatum(iv));
 	}
-	SET_COL(COL_OUTCOME, audit_batch_string(w, COL_OUTCOME, audit_outcome_name(ev->outcome)));
+	SET_COL(COL_OUTCOME, audit_batch_string(w, COL_OUTCOME,
+											audit_outcome_name(ev->outcome)));
 	if (ev->sqlstate != 0)
-		SET_COL(COL_SQLSTATE, CStringGetTextDatum(unpack_sql_state(ev->sqlstate)));
+		SET_COL(COL_SQLSTATE,
+				CStringGetTextDatum(unpack_sql_state(ev->sqlstate)));
 	if (has_statement)
 		SET_COL(COL_STATEMENT_ID, Int64GetDatum(statement_id));
 	if (ev->params)
@@ -460,8 +507,11 @@ audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
 {
 	Relation parent = w->entries->ri_RelationDesc;
 	PartitionKey key = RelationGetPartitionKey(parent);
-	/* Partitions being detached are left out as the executor leaves them out. */
-	PartitionDesc pd = RelationGetPartitionDesc(parent, !IsolationUsesXactSnapshot());
+	/*
+	 * Partitions being detached are left out as the executor leaves them out.
+	 */
+	PartitionDesc pd =
+		RelationGetPartitionDesc(parent, !IsolationUsesXactSnapshot());
 	PartitionBoundInfo bi = pd->boundinfo;
 	AuditWriterRoute *r = &audit_writer_route;
 	int lo = 0;
@@ -483,7 +533,8 @@ audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
 		int mid = (lo + hi) / 2;
 		PartitionRangeDatumKind kind = bi->kind[mid][0];
 		bool le = kind == PARTITION_RANGE_DATUM_MINVALUE ||
-				  (kind == PARTITION_RANGE_DATUM_VALUE && DatumGetTimestampTz(bi->datums[mid][0]) <= ts);
+				  (kind == PARTITION_RANGE_DATUM_VALUE &&
+				   DatumGetTimestampTz(bi->datums[mid][0]) <= ts);
 
 		if (le)
 		{
@@ -507,13 +558,14 @@ audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
 	r->lo = below >= 0 && bi->kind[below][0] == PARTITION_RANGE_DATUM_VALUE
 				? DatumGetTimestampTz(bi->datums[below][0])
 				: DT_NOBEGIN;
-	r->hi = below + 1 < bi->ndatums && bi->kind[below + 1][0] == PARTITION_RANGE_DATUM_VALUE
+	r->hi = below + 1 < bi->ndatums &&
+					bi->kind[below + 1][0] == PARTITION_RANGE_DATUM_VALUE
 				? DatumGetTimestampTz(bi->datums[below + 1][0])
 				: DT_NOEND;
 	{
 		Relation rel = table_open(part, RowExclusiveLock);
-		TupleConversionMap *map = convert_tuples_by_name(RelationGetDescr(parent),
-														 RelationGetDescr(rel));
+		TupleConversionMap *map = convert_tuples_by_name(
+			RelationGetDescr(parent), RelationGetDescr(rel));
 
 		r->same_layout = map == NULL;
 		table_close(rel, NoLock);
@@ -585,16 +637,21 @@ audit_writer_add(AuditWriter *w, TimestampTz ts)
 			w->mtstate->mt_nrels = 1;
 			w->mtstate->resultRelInfo = w->entries;
 			w->mtstate->rootResultRelInfo = w->entries;
-			w->proute = ExecSetupPartitionTupleRouting(w->estate, w->entries->ri_RelationDesc);
+			w->proute = ExecSetupPartitionTupleRouting(
+				w->estate, w->entries->ri_RelationDesc);
 		}
-		part = ExecFindPartition(w->mtstate, w->entries, w->proute, w->root_slot, w->estate);
+		part = ExecFindPartition(w->mtstate, w->entries, w->proute,
+								 w->root_slot, w->estate);
 		map = part->ri_RootToPartitionMap;
 	}
 	if (part != w->part || w->nslots == AUDIT_WRITER_BATCH)
 		audit_writer_flush(w);
 	if (part != w->part)
 	{
-		/* Slots of the new partition's row type; the old ones stay in the tuple table. */
+		/*
+		 * Slots of the new partition's row type; the old ones stay in the
+		 * tuple table.
+		 */
 		w->part = part;
 		w->maxslots = 0;
 		w->slots = palloc(sizeof(TupleTableSlot *) * AUDIT_WRITER_BATCH);
@@ -628,8 +685,9 @@ audit_write_events(AuditEvent **events, int nevents)
 
 	if (nevents == 0)
 		return;
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata audit writer",
-								ALLOCSET_DEFAULT_SIZES);
+	cxt =
+		AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata audit writer",
+							  ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
 	audit_internal_depth++;
 	PG_TRY();
@@ -640,7 +698,8 @@ audit_write_events(AuditEvent **events, int nevents)
 		audit_writer_open(&w);
 		for (i = 0; i < nevents; i++)
 			texts[i] = events[i]->statement;
-		audit_statement_ids(texts, nevents, ids, audit_writer_open_statements, &w);
+		audit_statement_ids(texts, nevents, ids, audit_writer_open_statements,
+							&w);
 		for (i = 0; i < nevents; i++)
 		{
 			MemoryContextReset(w.rowcxt);

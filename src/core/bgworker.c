@@ -32,14 +32,16 @@
  */
 BackgroundWorkerHandle *
 opsdata_start_worker(const char *function, const char *type, const char *name,
-					 Datum main_arg, const void *extra, Size extra_size, bool notify)
+					 Datum main_arg, const void *extra, Size extra_size,
+					 bool notify)
 {
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
 
 	Assert(extra_size <= BGW_EXTRALEN);
 	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_flags =
+		BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "%s", OPSDATA_NAME);

@@ -25,18 +25,18 @@
 
 /* Ownership checks became object_ownercheck() in PostgreSQL 16. */
 #if PG_VERSION_NUM >= 160000
-#define opsdata_class_ownercheck(relid, roleid) \
+#define opsdata_class_ownercheck(relid, roleid)                               \
 	object_ownercheck(RelationRelationId, (relid), (roleid))
-#define opsdata_database_ownercheck(dboid, roleid) \
+#define opsdata_database_ownercheck(dboid, roleid)                            \
 	object_ownercheck(DatabaseRelationId, (dboid), (roleid))
-#define opsdata_extension_ownercheck(extoid, roleid) \
+#define opsdata_extension_ownercheck(extoid, roleid)                          \
 	object_ownercheck(ExtensionRelationId, (extoid), (roleid))
 #else
-#define opsdata_class_ownercheck(relid, roleid) \
+#define opsdata_class_ownercheck(relid, roleid)                               \
 	pg_class_ownercheck((relid), (roleid))
-#define opsdata_database_ownercheck(dboid, roleid) \
+#define opsdata_database_ownercheck(dboid, roleid)                            \
 	pg_database_ownercheck((dboid), (roleid))
-#define opsdata_extension_ownercheck(extoid, roleid) \
+#define opsdata_extension_ownercheck(extoid, roleid)                          \
 	pg_extension_ownercheck((extoid), (roleid))
 #endif
 

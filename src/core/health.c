@@ -29,7 +29,7 @@ PG_FUNCTION_INFO_V1(opsdata_health_core);
 PG_FUNCTION_INFO_V1(opsdata_library_version);
 PG_FUNCTION_INFO_V1(opsdata_warn_if_not_preloaded);
 
-#define OPSDATA_PRELOAD_HINT \
+#define OPSDATA_PRELOAD_HINT                                                  \
 	"Add pg_opsdata to shared_preload_libraries in postgresql.conf and restart the server."
 
 /*
@@ -38,8 +38,8 @@ PG_FUNCTION_INFO_V1(opsdata_warn_if_not_preloaded);
  * function uses it.
  */
 void
-opsdata_health_row(ReturnSetInfo *rsinfo, const char *component, const char *status,
-				   const char *detail)
+opsdata_health_row(ReturnSetInfo *rsinfo, const char *component,
+				   const char *status, const char *detail)
 {
 	Datum values[3];
 	bool nulls[3] = {false, false, false};
@@ -63,19 +63,23 @@ opsdata_health_core(PG_FUNCTION_ARGS)
 
 	if (opsdata_preloaded)
 	{
-		opsdata_health_row(rsinfo, "preload", "ok",
-						   "pg_opsdata is loaded through shared_preload_libraries.");
+		opsdata_health_row(
+			rsinfo, "preload", "ok",
+			"pg_opsdata is loaded through shared_preload_libraries.");
 		opsdata_health_row(rsinfo, "shared memory", "ok",
-						   psprintf("%d parts, %zu bytes.", opsdata_shmem_parts(),
+						   psprintf("%d parts, %zu bytes.",
+									opsdata_shmem_parts(),
 									opsdata_shmem_total()));
 	}
 	else
 	{
-		opsdata_health_row(rsinfo, "preload", "warning",
-						   "pg_opsdata is not in shared_preload_libraries: audit capture, "
-						   "the audit queue and the background workers are off. " OPSDATA_PRELOAD_HINT);
-		opsdata_health_row(rsinfo, "shared memory", "off",
-						   "No shared memory without shared_preload_libraries.");
+		opsdata_health_row(
+			rsinfo, "preload", "warning",
+			"pg_opsdata is not in shared_preload_libraries: audit capture, "
+			"the audit queue and the background workers are off. " OPSDATA_PRELOAD_HINT);
+		opsdata_health_row(
+			rsinfo, "shared memory", "off",
+			"No shared memory without shared_preload_libraries.");
 	}
 
 	return (Datum) 0;
@@ -99,10 +103,13 @@ Datum
 opsdata_warn_if_not_preloaded(PG_FUNCTION_ARGS)
 {
 	if (!opsdata_preloaded)
-		ereport(WARNING,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("pg_opsdata is not loaded through shared_preload_libraries"),
-				 errdetail("Audit capture, the audit queue and the background workers stay off until the server is restarted with it; the SQL functions work."),
-				 errhint(OPSDATA_PRELOAD_HINT)));
+		ereport(
+			WARNING,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg(
+				 "pg_opsdata is not loaded through shared_preload_libraries"),
+			 errdetail(
+				 "Audit capture, the audit queue and the background workers stay off until the server is restarted with it; the SQL functions work."),
+			 errhint(OPSDATA_PRELOAD_HINT)));
 	PG_RETURN_BOOL(opsdata_preloaded);
 }

@@ -55,15 +55,16 @@ extern int opsdata_shmem_parts(void);
  * after InitMaterializedSRF().  Status is ok, warning, error or off.
  */
 struct ReturnSetInfo;
-extern void opsdata_health_row(struct ReturnSetInfo *rsinfo, const char *component,
-							   const char *status, const char *detail);
+extern void opsdata_health_row(struct ReturnSetInfo *rsinfo,
+							   const char *component, const char *status,
+							   const char *detail);
 
 /* A dynamic background worker of this library (bgworker.c). */
 struct BackgroundWorkerHandle;
-extern struct BackgroundWorkerHandle *opsdata_start_worker(const char *function, const char *type,
-														   const char *name, Datum main_arg,
-														   const void *extra, Size extra_size,
-														   bool notify);
+extern struct BackgroundWorkerHandle *
+opsdata_start_worker(const char *function, const char *type, const char *name,
+					 Datum main_arg, const void *extra, Size extra_size,
+					 bool notify);
 
 /* Area entry points, called by _PG_init() in this order. */
 extern void worker_init(void);

@@ -61,8 +61,10 @@ void
 opsdata_shmem_register(const OpsdataShmemPart *part)
 {
 	if (!process_shared_preload_libraries_in_progress)
-		elog(ERROR, "pg_opsdata shared memory part \"%s\" registered outside shared_preload_libraries",
-			 part->name);
+		elog(
+			ERROR,
+			"pg_opsdata shared memory part \"%s\" registered outside shared_preload_libraries",
+			part->name);
 	if (opsdata_nparts >= OPSDATA_MAX_SHMEM_PARTS)
 		elog(ERROR, "too many pg_opsdata shared memory parts");
 	opsdata_parts[opsdata_nparts++] = part;

@@ -20,10 +20,11 @@
  *	  the queue index backwards from there: what lies above was handed out,
  *	  closed, leased, or labelled by that reviewer when the scan passed it.
  *	  Entries left dead by candidates that were closed since are therefore
- *	  walked once per backend and reviewer, not once per claim.  The scan starts from the top again when the cursor is
- *	  older than pg_opsdata.claim_rescan_interval, when the scan reaches the
- *	  bottom, or when another backend announced (shared.c) that a candidate
- *	  became available at or above the cursor: a new or re-offered one, a
+ *	  walked once per backend and reviewer, not once per claim.  The scan
+ *	  starts from the top again when the cursor is older than
+ *	  pg_opsdata.claim_rescan_interval, when the scan reaches the bottom, or
+ *	  when another backend announced (shared.c) that a candidate became
+ *	  available at or above the cursor: a new or re-offered one, a
  *	  released one, one labelled but still needing labels, or one whose
  *	  claim rolled back.  Expired leases above the cursor are handed out at
  *	  the next rescan.
@@ -94,7 +95,8 @@ typedef enum LearningStrategy
 /* Where a reviewer's previous claim (of any key, or of one) stopped. */
 typedef struct ClaimCursor
 {
-	char key[CLAIM_KEYLEN]; /* reviewer, then \x01 and the key, or \x02 for any key */
+	/* reviewer, then \x01 and the key, or \x02 for any key */
+	char key[CLAIM_KEYLEN];
 	bool valid;
 	Oid relid;
 	double priority;
@@ -151,15 +153,17 @@ claim_cursor_for(text *reviewer, text *key)
 		memcpy(buf + rlen + 1, VARDATA_ANY(key), klen);
 	buf[rlen + 1 + klen] = '\0';
 
-	if (claim_cursors != NULL && hash_get_num_entries(claim_cursors) >= CLAIM_CURSORS_MAX)
+	if (claim_cursors != NULL &&
+		hash_get_num_entries(claim_cursors) >= CLAIM_CURSORS_MAX)
 		learning_claim_cursor_reset();
 	if (claim_cursors == NULL)
 	{
 		HASHCTL ctl;
 
 		if (claim_cursor_cxt == NULL)
-			claim_cursor_cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata claim cursors",
-													 ALLOCSET_SMALL_SIZES);
+			claim_cursor_cxt = AllocSetContextCreate(
+				TopMemoryContext, "pg_opsdata claim cursors",
+				ALLOCSET_SMALL_SIZES);
 		memset(&ctl, 0, sizeof(ctl));
 		ctl.keysize = CLAIM_KEYLEN;
 		ctl.entrysize = sizeof(ClaimCursor);
@@ -194,10 +198,12 @@ parse_strategy(const char *name)
 		return STRATEGY_ENTROPY;
 	if (strcmp(name, "threshold") == 0)
 		return STRATEGY_THRESHOLD;
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("unrecognized candidate strategy \"%s\"", name),
-			 errhint("The strategies are least_confidence, margin, entropy and threshold.")));
+	ereport(
+		ERROR,
+		(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+		 errmsg("unrecognized candidate strategy \"%s\"", name),
+		 errhint(
+			 "The strategies are least_confidence, margin, entropy and threshold.")));
 	return STRATEGY_LEAST_CONFIDENCE;
 }
 
@@ -214,10 +220,10 @@ scores_of(ArrayType *array, int *n)
 	int i;
 
 	if (ARR_NDIM(array) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("scores must be a one-dimensional array")));
-	deconstruct_array(array, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, n);
+		ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+						errmsg("scores must be a one-dimensional array")));
+	deconstruct_array(array, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &elems, &nulls, n);
 	if (*n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -227,9 +233,8 @@ scores_of(ArrayType *array, int *n)
 	for (i = 0; i < *n; i++)
 	{
 		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("scores must not contain nulls")));
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+							errmsg("scores must not contain nulls")));
 		scores[i] = DatumGetFloat8(elems[i]);
 		learning_check_score("each score", scores[i]);
 	}
@@ -253,7 +258,8 @@ decision_score(const double *scores, int n)
  * the two classes (p, 1 - p).  threshold is used by STRATEGY_THRESHOLD.
  */
 static double
-compute_priority(LearningStrategy strategy, const double *scores, int n, double threshold)
+compute_priority(LearningStrategy strategy, const double *scores, int n,
+				 double threshold)
 {
 	double first = 0;
 	double second = 0;
@@ -331,9 +337,8 @@ learning_priority(PG_FUNCTION_ARGS)
 	int n;
 
 	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("candidate strategy must not be null")));
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("candidate strategy must not be null")));
 	if (PG_ARGISNULL(1))
 		PG_RETURN_NULL();
 	strategy = parse_strategy(text_to_cstring(PG_GETARG_TEXT_PP(0)));
@@ -357,7 +362,8 @@ offer(FunctionCallInfo fcinfo, ArrayType *array)
 {
 	text *key = PG_GETARG_TEXT_PP(0);
 	Oid strategy_types[1] = {TEXTOID};
-	Oid offer_types[6] = {TEXTOID, TEXTOID, FLOAT8OID, FLOAT8OID, FLOAT8ARRAYOID, JSONBOID};
+	Oid offer_types[6] = {TEXTOID,	 TEXTOID,		 FLOAT8OID,
+						  FLOAT8OID, FLOAT8ARRAYOID, JSONBOID};
 	Datum args[6];
 	char nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	LearningStrategy strategy;
@@ -376,16 +382,19 @@ offer(FunctionCallInfo fcinfo, ArrayType *array)
 	SPI_connect();
 	if (strategy_plan == NULL)
 		strategy_plan = learning_prepare(
-			"SELECT s.strategy FROM learning.strategies s WHERE s.key = $1", 1, strategy_types);
+			"SELECT s.strategy FROM learning.strategies s WHERE s.key = $1", 1,
+			strategy_types);
 	args[0] = PointerGetDatum(key);
 	rc = SPI_execute_plan(strategy_plan, args, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read the strategy of a key: %s", SPI_result_code_string(rc));
+		elog(ERROR, "could not read the strategy of a key: %s",
+			 SPI_result_code_string(rc));
 	if (SPI_processed == 1)
-		strategy = parse_strategy(TextDatumGetCString(
-			SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
+		strategy = parse_strategy(TextDatumGetCString(SPI_getbinval(
+			SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
 	else
-		strategy = parse_strategy(learning_setting("learning.default_strategy"));
+		strategy =
+			parse_strategy(learning_setting("learning.default_strategy"));
 	if (strategy == STRATEGY_THRESHOLD)
 		threshold = learning_threshold_value(key);
 	priority = compute_priority(strategy, scores, n, threshold);
@@ -410,17 +419,19 @@ offer(FunctionCallInfo fcinfo, ArrayType *array)
 
 		for (i = 0; i < n; i++)
 			elems[i] = Float8GetDatum(scores[i]);
-		args[4] = PointerGetDatum(construct_array(elems, n, FLOAT8OID, 8, FLOAT8PASSBYVAL,
-												  TYPALIGN_DOUBLE));
+		args[4] = PointerGetDatum(construct_array(
+			elems, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	}
 	args[5] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
 	nulls[5] = PG_ARGISNULL(3) ? 'n' : ' ';
 	rc = SPI_execute_plan(offer_plan, args, nulls, false, 0);
 	if (rc != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not offer a candidate: %s", SPI_result_code_string(rc));
+		elog(ERROR, "could not offer a candidate: %s",
+			 SPI_result_code_string(rc));
 	if (SPI_processed == 1)
 	{
-		id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+						   &isnull);
 		learning_candidate_available(priority);
 	}
 	else
@@ -433,7 +444,8 @@ offer(FunctionCallInfo fcinfo, ArrayType *array)
 		rc = SPI_execute_plan(offer_existing_plan, args, NULL, false, 1);
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not find the candidate of an item");
-		id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+						   &isnull);
 	}
 	SPI_finish();
 	PG_RETURN_DATUM(id);
@@ -443,17 +455,14 @@ static void
 check_offer_args(FunctionCallInfo fcinfo, const char *scorename)
 {
 	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("candidate key must not be null")));
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("candidate key must not be null")));
 	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("candidate item_id must not be null")));
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("candidate item_id must not be null")));
 	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("candidate %s must not be null", scorename)));
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("candidate %s must not be null", scorename)));
 }
 
 /*
@@ -479,7 +488,8 @@ learning_offer_probability(PG_FUNCTION_ARGS)
 	check_offer_args(fcinfo, "probability");
 	p = PG_GETARG_DATUM(2);
 	learning_check_score("probability", DatumGetFloat8(p));
-	return offer(fcinfo, construct_array(&p, 1, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	return offer(fcinfo, construct_array(&p, 1, FLOAT8OID, 8, FLOAT8PASSBYVAL,
+										 TYPALIGN_DOUBLE));
 }
 
 /* ---- claim -------------------------------------------------------------- */
@@ -487,7 +497,8 @@ learning_offer_probability(PG_FUNCTION_ARGS)
 static void
 prepare_claim_plans(void)
 {
-	Oid types[6] = {FLOAT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID};
+	Oid types[6] = {FLOAT8OID,		INT8OID,		TEXTOID,
+					TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID};
 	const char *head =
 		"UPDATE learning.candidates c "
 		"   SET status = 'claimed', claimed_by = $3, lease_until = $4 "
@@ -507,7 +518,8 @@ prepare_claim_plans(void)
 	if (claim_plan == NULL)
 		claim_plan = learning_prepare(psprintf("%s%s", head, tail), 5, types);
 	if (claim_key_plan == NULL)
-		claim_key_plan = learning_prepare(psprintf("%s AND q.key = $6 %s", head, tail), 6, types);
+		claim_key_plan = learning_prepare(
+			psprintf("%s AND q.key = $6 %s", head, tail), 6, types);
 }
 
 /*
@@ -540,27 +552,29 @@ learning_claim(PG_FUNCTION_ARGS)
 				 errmsg("number of candidates to claim must not be null")));
 	n = PG_GETARG_INT32(0);
 	if (n < 0 || n > CLAIM_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("number of candidates to claim must be between 0 and %d, not %d", CLAIM_MAX, n)));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg(
+				 "number of candidates to claim must be between 0 and %d, not %d",
+				 CLAIM_MAX, n)));
 	if (PG_ARGISNULL(1) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("reviewer must not be null or empty")));
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("reviewer must not be null or empty")));
 	if (PG_ARGISNULL(2))
-		lease = DatumGetIntervalP(DirectFunctionCall3(interval_in,
-													  CStringGetDatum(learning_setting("learning.default_lease")),
-													  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+		lease = DatumGetIntervalP(DirectFunctionCall3(
+			interval_in,
+			CStringGetDatum(learning_setting("learning.default_lease")),
+			ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
 	else
 		lease = PG_GETARG_INTERVAL_P(2);
 	now = GetCurrentTimestamp();
-	lease_until = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-														  TimestampTzGetDatum(now),
-														  IntervalPGetDatum(lease)));
+	lease_until = DatumGetTimestampTz(
+		DirectFunctionCall2(timestamptz_pl_interval, TimestampTzGetDatum(now),
+							IntervalPGetDatum(lease)));
 	if (lease_until <= now)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("lease must be a positive interval")));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("lease must be a positive interval")));
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (n == 0)
@@ -576,10 +590,12 @@ learning_claim(PG_FUNCTION_ARGS)
 
 	/* Start where the previous claim stopped, unless there is news. */
 	generation = learning_candidates_generation();
-	from_top = !cursor->valid || cursor->relid != relid ||
-			   learning_claim_rescan_interval == 0 ||
-			   TimestampDifferenceExceeds(cursor->scanned_at, now, learning_claim_rescan_interval) ||
-			   learning_candidates_raised_since(cursor->generation, cursor->priority);
+	from_top =
+		!cursor->valid || cursor->relid != relid ||
+		learning_claim_rescan_interval == 0 ||
+		TimestampDifferenceExceeds(cursor->scanned_at, now,
+								   learning_claim_rescan_interval) ||
+		learning_candidates_raised_since(cursor->generation, cursor->priority);
 	if (from_top)
 	{
 		from_priority = get_float8_infinity();
@@ -614,9 +630,11 @@ learning_claim(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 		args[0] = Float8GetDatum(from_priority);
 		args[1] = Int64GetDatum(from_id);
-		rc = SPI_execute_plan(key ? claim_key_plan : claim_plan, args, NULL, false, 0);
+		rc = SPI_execute_plan(key ? claim_key_plan : claim_plan, args, NULL,
+							  false, 0);
 		if (rc != SPI_OK_UPDATE_RETURNING)
-			elog(ERROR, "could not claim candidates: %s", SPI_result_code_string(rc));
+			elog(ERROR, "could not claim candidates: %s",
+				 SPI_result_code_string(rc));
 		if (SPI_processed == 0)
 		{
 			if (from_top)
@@ -634,9 +652,12 @@ learning_claim(PG_FUNCTION_ARGS)
 		}
 		row = SPI_tuptable->vals[0];
 		for (i = 0; i < 9; i++)
-			values[i] = SPI_getbinval(row, SPI_tuptable->tupdesc, i + 1, &nulls[i]);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		from_priority = DatumGetFloat8(SPI_getbinval(row, SPI_tuptable->tupdesc, 4, &isnull));
+			values[i] =
+				SPI_getbinval(row, SPI_tuptable->tupdesc, i + 1, &nulls[i]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values,
+							 nulls);
+		from_priority = DatumGetFloat8(
+			SPI_getbinval(row, SPI_tuptable->tupdesc, 4, &isnull));
 		from_id = DatumGetInt64(values[0]);
 		learning_candidate_locked(from_priority);
 		claimed++;
@@ -669,7 +690,8 @@ Datum
 learning_submit(PG_FUNCTION_ARGS)
 {
 	Oid read_types[2] = {INT8OID, TEXTOID};
-	Oid write_types[11] = {INT8OID, TEXTOID, TEXTOID, FLOAT8OID, BOOLOID, INT2OID, TEXTOID, JSONBOID,
+	Oid write_types[11] = {INT8OID, TEXTOID, TEXTOID, FLOAT8OID,
+						   BOOLOID, INT2OID, TEXTOID, JSONBOID,
 						   INT4OID, BOOLOID, BOOLOID};
 	Datum args[11];
 	char nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
@@ -693,18 +715,18 @@ learning_submit(PG_FUNCTION_ARGS)
 	int rc;
 
 	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("candidate must not be null")));
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("candidate must not be null")));
 	if (PG_ARGISNULL(1) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("reviewer must not be null or empty")));
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("reviewer must not be null or empty")));
 	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("label must not be null"),
-				 errhint("Release the candidate with learning.release() to skip it.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+			 errmsg("label must not be null"),
+			 errhint(
+				 "Release the candidate with learning.release() to skip it.")));
 	candidate = PG_GETARG_INT64(0);
 	label = PG_GETARG_BOOL(2);
 
@@ -721,41 +743,51 @@ learning_submit(PG_FUNCTION_ARGS)
 	args[1] = PG_GETARG_DATUM(1);
 	rc = SPI_execute_plan(submit_read_plan, args, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read candidate: %s", SPI_result_code_string(rc));
+		elog(ERROR, "could not read candidate: %s",
+			 SPI_result_code_string(rc));
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("candidate " INT64_FORMAT " does not exist", candidate)));
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+						errmsg("candidate " INT64_FORMAT " does not exist",
+							   candidate)));
 	row = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	closed = DatumGetBool(SPI_getbinval(row, desc, 5, &isnull));
 	claimed_by = SPI_getbinval(row, desc, 6, &claimed_null);
-	lease_until = DatumGetTimestampTz(SPI_getbinval(row, desc, 7, &lease_null));
+	lease_until =
+		DatumGetTimestampTz(SPI_getbinval(row, desc, 7, &lease_null));
 	labels = DatumGetInt32(SPI_getbinval(row, desc, 8, &isnull));
 	positives = DatumGetInt32(SPI_getbinval(row, desc, 9, &isnull));
 	labelled = DatumGetBool(SPI_getbinval(row, desc, 10, &isnull));
 	required = DatumGetInt32(SPI_getbinval(row, desc, 11, &isnull));
 	if (isnull)
-		required = pg_strtoint32(learning_setting("learning.default_required_labels"));
+		required = pg_strtoint32(
+			learning_setting("learning.default_required_labels"));
 	priority = DatumGetFloat8(SPI_getbinval(row, desc, 4, &isnull));
 
 	if (closed)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("candidate " INT64_FORMAT " is already closed", candidate)));
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("candidate " INT64_FORMAT " is already closed",
+							   candidate)));
 	if (labelled)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("reviewer \"%s\" already labelled candidate " INT64_FORMAT,
-						text_to_cstring(PG_GETARG_TEXT_PP(1)), candidate),
-				 errdetail("Each label of a candidate comes from a different reviewer.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("reviewer \"%s\" already labelled candidate " INT64_FORMAT,
+					text_to_cstring(PG_GETARG_TEXT_PP(1)), candidate),
+			 errdetail(
+				 "Each label of a candidate comes from a different reviewer.")));
 	if (!claimed_null && !lease_null && lease_until > GetCurrentTimestamp() &&
-		!DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID, claimed_by, PG_GETARG_DATUM(1))))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("candidate " INT64_FORMAT " is leased to another reviewer", candidate),
-				 errdetail("It is leased to \"%s\".", TextDatumGetCString(claimed_by)),
-				 errhint("Claim candidates with learning.claim(); a lease that expired may be handed to someone else.")));
+		!DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID,
+											  claimed_by, PG_GETARG_DATUM(1))))
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("candidate " INT64_FORMAT " is leased to another reviewer",
+					candidate),
+			 errdetail("It is leased to \"%s\".",
+					   TextDatumGetCString(claimed_by)),
+			 errhint(
+				 "Claim candidates with learning.claim(); a lease that expired may be handed to someone else.")));
 
 	closing = labels + 1 >= required;
 	positives += label ? 1 : 0;
@@ -793,9 +825,11 @@ learning_submit(PG_FUNCTION_ARGS)
 	nulls[10] = (!closing || 2 * positives == labels) ? 'n' : ' ';
 	rc = SPI_execute_plan(submit_write_plan, args, nulls, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
-		elog(ERROR, "could not record the label of candidate " INT64_FORMAT ": %s", candidate,
-			 SPI_result_code_string(rc));
-	id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		elog(ERROR,
+			 "could not record the label of candidate " INT64_FORMAT ": %s",
+			 candidate, SPI_result_code_string(rc));
+	id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+					   &isnull);
 	SPI_finish();
 
 	if (!closing)
@@ -818,9 +852,8 @@ learning_release(PG_FUNCTION_ARGS)
 	int rc;
 
 	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("candidate must not be null")));
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("candidate must not be null")));
 	args[0] = PG_GETARG_DATUM(0);
 	args[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
@@ -835,23 +868,26 @@ learning_release(PG_FUNCTION_ARGS)
 			2, types);
 	rc = SPI_execute_plan(release_plan, args, nulls, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not release candidate: %s", SPI_result_code_string(rc));
+		elog(ERROR, "could not release candidate: %s",
+			 SPI_result_code_string(rc));
 	released = SPI_processed == 1;
 	if (released)
-		learning_candidate_available(
-			DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
+		learning_candidate_available(DatumGetFloat8(SPI_getbinval(
+			SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
 	else
 	{
 		if (exists_plan == NULL)
 			exists_plan = learning_prepare(
-				"SELECT FROM learning.candidates c WHERE c.candidate_id = $1", 1, types);
+				"SELECT FROM learning.candidates c WHERE c.candidate_id = $1",
+				1, types);
 		rc = SPI_execute_plan(exists_plan, args, NULL, true, 1);
 		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "could not read candidate: %s", SPI_result_code_string(rc));
+			elog(ERROR, "could not read candidate: %s",
+				 SPI_result_code_string(rc));
 		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("candidate " INT64_FORMAT " does not exist", DatumGetInt64(args[0]))));
+			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+							errmsg("candidate " INT64_FORMAT " does not exist",
+								   DatumGetInt64(args[0]))));
 	}
 	SPI_finish();
 	PG_RETURN_BOOL(released);

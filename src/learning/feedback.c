@@ -47,7 +47,8 @@ learning_prepare(const char *query, int nargs, Oid *argtypes)
 
 	plan = SPI_prepare_cursor(query, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", query, SPI_result_code_string(SPI_result));
+		elog(ERROR, "could not prepare \"%s\": %s", query,
+			 SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "could not keep the plan of \"%s\"", query);
 	return plan;
@@ -72,7 +73,8 @@ learning_check_score(const char *what, double score)
 Datum
 learning_record_feedback(PG_FUNCTION_ARGS)
 {
-	Oid types[8] = {TEXTOID, FLOAT8OID, BOOLOID, TEXTOID, INT2OID, TEXTOID, TEXTOID, JSONBOID};
+	Oid types[8] = {TEXTOID, FLOAT8OID, BOOLOID, TEXTOID,
+					INT2OID, TEXTOID,	TEXTOID, JSONBOID};
 	Datum args[8];
 	char nulls[8];
 	bool isnull;
@@ -81,10 +83,12 @@ learning_record_feedback(PG_FUNCTION_ARGS)
 	int i;
 
 	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("feedback key must not be null"),
-				 errhint("The key names what was decided: an intent, a model, a question type.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+			 errmsg("feedback key must not be null"),
+			 errhint(
+				 "The key names what was decided: an intent, a model, a question type.")));
 	if (!PG_ARGISNULL(1))
 		learning_check_score("score", PG_GETARG_FLOAT8(1));
 
@@ -103,8 +107,10 @@ learning_record_feedback(PG_FUNCTION_ARGS)
 			8, types);
 	rc = SPI_execute_plan(record_plan, args, nulls, false, 0);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-		elog(ERROR, "could not record feedback: %s", SPI_result_code_string(rc));
-	id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		elog(ERROR, "could not record feedback: %s",
+			 SPI_result_code_string(rc));
+	id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+					   &isnull);
 	SPI_finish();
 	PG_RETURN_DATUM(id);
 }

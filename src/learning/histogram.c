@@ -155,7 +155,8 @@ histogram_find(HistogramDeltas *deltas, const char *key, int bin)
 
 		for (i = 0; i < deltas->n; i++)
 		{
-			if (deltas->items[i].bin == bin && strcmp(deltas->items[i].key, key) == 0)
+			if (deltas->items[i].bin == bin &&
+				strcmp(deltas->items[i].key, key) == 0)
 				return &deltas->items[i];
 		}
 		if (deltas->n < 8)
@@ -167,13 +168,15 @@ histogram_find(HistogramDeltas *deltas, const char *key, int bin)
 		ctl.hash = histogram_index_hash;
 		ctl.match = histogram_index_match;
 		ctl.hcxt = CurrentMemoryContext;
-		deltas->index = hash_create("pg_opsdata feedback histogram deltas", 256, &ctl,
-									HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+		deltas->index = hash_create(
+			"pg_opsdata feedback histogram deltas", 256, &ctl,
+			HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 		for (i = 0; i < deltas->n; i++)
 		{
 			k.key = deltas->items[i].key;
 			k.bin = deltas->items[i].bin;
-			k.keyhash = hash_bytes((const unsigned char *) k.key, strlen(k.key));
+			k.keyhash =
+				hash_bytes((const unsigned char *) k.key, strlen(k.key));
 			e = hash_search(deltas->index, &k, HASH_ENTER, &found);
 			e->position = i;
 		}
@@ -190,8 +193,8 @@ histogram_find(HistogramDeltas *deltas, const char *key, int bin)
  * Add one row's contribution (sign +1 or -1) to the statement's deltas.
  */
 static void
-histogram_add(HistogramDeltas *deltas, const char *key, int bin, bool label, double score,
-			  int sign)
+histogram_add(HistogramDeltas *deltas, const char *key, int bin, bool label,
+			  double score, int sign)
 {
 	HistogramDelta *d = histogram_find(deltas, key, bin);
 
@@ -199,10 +202,13 @@ histogram_add(HistogramDeltas *deltas, const char *key, int bin, bool label, dou
 	{
 		if (deltas->n >= deltas->capacity)
 		{
-			deltas->capacity = deltas->capacity == 0 ? 16 : deltas->capacity * 2;
-			deltas->items = deltas->items == NULL
-								? palloc(deltas->capacity * sizeof(HistogramDelta))
-								: repalloc(deltas->items, deltas->capacity * sizeof(HistogramDelta));
+			deltas->capacity =
+				deltas->capacity == 0 ? 16 : deltas->capacity * 2;
+			deltas->items =
+				deltas->items == NULL
+					? palloc(deltas->capacity * sizeof(HistogramDelta))
+					: repalloc(deltas->items,
+							   deltas->capacity * sizeof(HistogramDelta));
 		}
 		d = &deltas->items[deltas->n];
 		d->key = pstrdup(key);
@@ -219,7 +225,8 @@ histogram_add(HistogramDeltas *deltas, const char *key, int bin, bool label, dou
 
 			k.key = d->key;
 			k.bin = bin;
-			k.keyhash = hash_bytes((const unsigned char *) d->key, strlen(d->key));
+			k.keyhash =
+				hash_bytes((const unsigned char *) d->key, strlen(d->key));
 			e = hash_search(deltas->index, &k, HASH_ENTER, &found);
 			e->position = deltas->n;
 		}
@@ -240,7 +247,8 @@ histogram_add(HistogramDeltas *deltas, const char *key, int bin, bool label, dou
  * Read a transition table and add each row with a score and a label.
  */
 static void
-histogram_read(HistogramDeltas *deltas, Tuplestorestate *rows, TupleDesc desc, int sign)
+histogram_read(HistogramDeltas *deltas, Tuplestorestate *rows, TupleDesc desc,
+			   int sign)
 {
 	TupleTableSlot *slot;
 	int keyatt = -1;
@@ -285,7 +293,8 @@ histogram_read(HistogramDeltas *deltas, Tuplestorestate *rows, TupleDesc desc, i
 		if (isnull)
 			continue;
 		keystr = TextDatumGetCString(key);
-		histogram_add(deltas, keystr, learning_score_bin_of(DatumGetFloat8(score)),
+		histogram_add(deltas, keystr,
+					  learning_score_bin_of(DatumGetFloat8(score)),
 					  DatumGetBool(label), DatumGetFloat8(score), sign);
 		pfree(keystr);
 	}
@@ -336,7 +345,8 @@ histogram_write(HistogramDeltas *deltas)
 
 	if (histogram_insert_plan == NULL)
 	{
-		Oid types[5] = {TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID};
+		Oid types[5] = {TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+						FLOAT8ARRAYOID};
 
 		histogram_insert_plan = learning_prepare(
 			"INSERT INTO learning.feedback_changes (key, bin, positives, negatives, min_score) "
@@ -345,15 +355,21 @@ histogram_write(HistogramDeltas *deltas)
 			5, types);
 	}
 	dims[0] = n;
-	args[0] = PointerGetDatum(construct_array(keys, n, TEXTOID, -1, false, TYPALIGN_INT));
-	args[1] = PointerGetDatum(construct_array(bins, n, INT4OID, 4, true, TYPALIGN_INT));
-	args[2] = PointerGetDatum(construct_array(pos, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[3] = PointerGetDatum(construct_array(neg, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[4] = PointerGetDatum(construct_md_array(mins, minnulls, 1, dims, lbs, FLOAT8OID, 8,
-												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[0] = PointerGetDatum(
+		construct_array(keys, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[1] = PointerGetDatum(
+		construct_array(bins, n, INT4OID, 4, true, TYPALIGN_INT));
+	args[2] = PointerGetDatum(
+		construct_array(pos, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(
+		construct_array(neg, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[4] = PointerGetDatum(construct_md_array(mins, minnulls, 1, dims, lbs,
+												 FLOAT8OID, 8, FLOAT8PASSBYVAL,
+												 TYPALIGN_DOUBLE));
 	rc = SPI_execute_plan(histogram_insert_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not record feedback changes: %s", SPI_result_code_string(rc));
+		elog(ERROR, "could not record feedback changes: %s",
+			 SPI_result_code_string(rc));
 }
 
 /*
@@ -368,9 +384,12 @@ learning_feedback_changed(PG_FUNCTION_ARGS)
 	TupleDesc desc;
 	int rc;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
 		!TRIGGER_FIRED_AFTER(trigdata->tg_event))
-		elog(ERROR, "learning_feedback_changed must be an AFTER ... FOR EACH STATEMENT trigger");
+		elog(
+			ERROR,
+			"learning_feedback_changed must be an AFTER ... FOR EACH STATEMENT trigger");
 
 	SPI_connect();
 	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
@@ -384,7 +403,8 @@ learning_feedback_changed(PG_FUNCTION_ARGS)
 				0, NULL);
 		rc = SPI_execute_plan(histogram_truncate_plan, NULL, NULL, false, 0);
 		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "could not reset the score histograms: %s", SPI_result_code_string(rc));
+			elog(ERROR, "could not reset the score histograms: %s",
+				 SPI_result_code_string(rc));
 		SPI_finish();
 		return PointerGetDatum(NULL);
 	}
@@ -408,7 +428,8 @@ learning_feedback_changed(PG_FUNCTION_ARGS)
  * whether the key had a row.
  */
 bool
-learning_histogram_read(Datum key, bool lock, int64 *positives, int64 *negatives, double *min_scores)
+learning_histogram_read(Datum key, bool lock, int64 *positives,
+						int64 *negatives, double *min_scores)
 {
 	static SPIPlanPtr read_plan = NULL;
 	static SPIPlanPtr lock_plan = NULL;
@@ -428,16 +449,19 @@ learning_histogram_read(Datum key, bool lock, int64 *positives, int64 *negatives
 	{
 		Oid argtypes[1] = {TEXTOID};
 
-		read_plan = learning_prepare("SELECT h.bins, h.positives, h.negatives, h.min_scores "
-									 "  FROM learning.histograms h WHERE h.key = $1",
-									 1, argtypes);
-		lock_plan = learning_prepare("SELECT h.bins, h.positives, h.negatives, h.min_scores "
-									 "  FROM learning.histograms h WHERE h.key = $1 FOR UPDATE",
-									 1, argtypes);
+		read_plan = learning_prepare(
+			"SELECT h.bins, h.positives, h.negatives, h.min_scores "
+			"  FROM learning.histograms h WHERE h.key = $1",
+			1, argtypes);
+		lock_plan = learning_prepare(
+			"SELECT h.bins, h.positives, h.negatives, h.min_scores "
+			"  FROM learning.histograms h WHERE h.key = $1 FOR UPDATE",
+			1, argtypes);
 	}
 	rc = SPI_execute_plan(lock ? lock_plan : read_plan, &key, NULL, !lock, 0);
 	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read a score histogram: %s", SPI_result_code_string(rc));
+		elog(ERROR, "could not read a score histogram: %s",
+			 SPI_result_code_string(rc));
 	if (SPI_processed == 0)
 		return false;
 
@@ -445,12 +469,15 @@ learning_histogram_read(Datum key, bool lock, int64 *positives, int64 *negatives
 	{
 		bool isnull;
 		bool *nulls;
-		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull);
+		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								i + 1, &isnull);
 
 		if (isnull)
 			elog(ERROR, "score histogram has a null array");
-		deconstruct_array(DatumGetArrayTypeP(d), types[i], i == 0 ? 4 : 8, i == 0 ? true : FLOAT8PASSBYVAL,
-						  i == 0 ? TYPALIGN_INT : TYPALIGN_DOUBLE, &cols[i], &nulls, &ncols[i]);
+		deconstruct_array(DatumGetArrayTypeP(d), types[i], i == 0 ? 4 : 8,
+						  i == 0 ? true : FLOAT8PASSBYVAL,
+						  i == 0 ? TYPALIGN_INT : TYPALIGN_DOUBLE, &cols[i],
+						  &nulls, &ncols[i]);
 		if (ncols[i] != ncols[0])
 			elog(ERROR, "score histogram arrays differ in length");
 	}
@@ -496,11 +523,13 @@ learning_fold_changes(PG_FUNCTION_ARGS)
 
 	if (take_plan == NULL)
 	{
-		Oid types[6] = {TEXTOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID, INT8OID};
+		Oid types[6] = {TEXTOID,	  INT4ARRAYOID,	  INT8ARRAYOID,
+						INT8ARRAYOID, FLOAT8ARRAYOID, INT8OID};
 
-		take_plan = learning_prepare("DELETE FROM learning.feedback_changes c WHERE c.key = $1 "
-									 "RETURNING c.bin, c.positives, c.negatives, c.min_score",
-									 1, types);
+		take_plan = learning_prepare(
+			"DELETE FROM learning.feedback_changes c WHERE c.key = $1 "
+			"RETURNING c.bin, c.positives, c.negatives, c.min_score",
+			1, types);
 		write_plan = learning_prepare(
 			"INSERT INTO learning.histograms AS h (key, bins, positives, negatives, min_scores, support) "
 			"VALUES ($1, $2, $3, $4, $5, $6) "
@@ -511,7 +540,8 @@ learning_fold_changes(PG_FUNCTION_ARGS)
 	}
 	rc = SPI_execute_plan(take_plan, &key, NULL, false, 0);
 	if (rc != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "could not take the pending feedback changes: %s", SPI_result_code_string(rc));
+		elog(ERROR, "could not take the pending feedback changes: %s",
+			 SPI_result_code_string(rc));
 	folded = SPI_processed;
 	for (i = 0; i < folded; i++)
 	{
@@ -552,15 +582,20 @@ learning_fold_changes(PG_FUNCTION_ARGS)
 			n++;
 		}
 		args[0] = key;
-		args[1] = PointerGetDatum(construct_array(bins, n, INT4OID, 4, true, TYPALIGN_INT));
-		args[2] = PointerGetDatum(construct_array(pos, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		args[3] = PointerGetDatum(construct_array(neg, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		args[4] = PointerGetDatum(construct_array(mins, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[1] = PointerGetDatum(
+			construct_array(bins, n, INT4OID, 4, true, TYPALIGN_INT));
+		args[2] = PointerGetDatum(construct_array(
+			pos, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[3] = PointerGetDatum(construct_array(
+			neg, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[4] = PointerGetDatum(construct_array(
+			mins, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	}
 	args[5] = Int64GetDatum(support);
 	rc = SPI_execute_plan(write_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not write a score histogram: %s", SPI_result_code_string(rc));
+		elog(ERROR, "could not write a score histogram: %s",
+			 SPI_result_code_string(rc));
 	SPI_finish();
 	PG_RETURN_INT64((int64) folded);
 }

@@ -27,9 +27,12 @@
 /* Objectives a threshold is tuned towards. */
 typedef enum LearningObjective
 {
-	LEARNING_PRECISION, /* lowest threshold whose precision lower bound meets a target */
-	LEARNING_F_BETA,	/* highest F-beta */
-	LEARNING_YOUDEN		/* highest true positive rate minus false positive rate */
+	/* lowest threshold whose precision lower bound meets a target */
+	LEARNING_PRECISION,
+	/* highest F-beta */
+	LEARNING_F_BETA,
+	/* highest true positive rate minus false positive rate */
+	LEARNING_YOUDEN
 } LearningObjective;
 
 /* A distinct score with the counts of true and false labels at it. */
@@ -55,7 +58,8 @@ typedef struct LearningTuning
 
 /* tune.c */
 extern LearningObjective learning_parse_objective(const char *name);
-extern double learning_check_target(LearningObjective objective, bool isnull, double target);
+extern double learning_check_target(LearningObjective objective, bool isnull,
+									double target);
 extern double learning_normal_quantile(double p);
 extern double learning_wilson_lower(double successes, double n, double z);
 extern void learning_tune_points(LearningPoint *points, int64 npoints,
@@ -64,8 +68,8 @@ extern void learning_tune_points(LearningPoint *points, int64 npoints,
 
 /* histogram.c */
 extern int learning_score_bin_of(double score);
-extern bool learning_histogram_read(Datum key, bool lock, int64 *positives, int64 *negatives,
-									double *min_scores);
+extern bool learning_histogram_read(Datum key, bool lock, int64 *positives,
+									int64 *negatives, double *min_scores);
 
 /* shared.c: signals from committing transactions to other backends */
 extern void learning_shmem_init(void);
@@ -73,7 +77,8 @@ extern uint64 learning_threshold_generation(void);
 extern void learning_thresholds_touched(void);
 extern bool learning_thresholds_touched_in_xact(void);
 extern uint64 learning_candidates_generation(void);
-extern bool learning_candidates_raised_since(uint64 generation, double priority);
+extern bool learning_candidates_raised_since(uint64 generation,
+											 double priority);
 extern void learning_candidate_available(double priority);
 extern void learning_candidate_locked(double priority);
 
@@ -87,7 +92,8 @@ extern int learning_claim_rescan_interval;
 extern void learning_claim_cursor_reset(void);
 
 /* spi helpers (feedback.c) */
-extern SPIPlanPtr learning_prepare(const char *query, int nargs, Oid *argtypes);
+extern SPIPlanPtr learning_prepare(const char *query, int nargs,
+								   Oid *argtypes);
 extern void learning_check_score(const char *what, double score);
 
 #endif /* LEARNING_H */

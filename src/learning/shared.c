@@ -56,8 +56,9 @@ typedef struct LearningShared
 {
 	pg_atomic_uint64 threshold_generation;
 	slock_t mutex;
-	uint64 candidates_generation;	/* events published so far */
-	double events[LEARNING_EVENTS]; /* priority of event g at g % LEARNING_EVENTS */
+	uint64 candidates_generation; /* events published so far */
+	double events
+		[LEARNING_EVENTS]; /* priority of event g at g % LEARNING_EVENTS */
 } LearningShared;
 
 static LearningShared *learning_shared = NULL;
@@ -75,7 +76,8 @@ static bool xact_callbacks_registered = false;
 static Size learning_shmem_size(void);
 static void learning_shmem_startup(void);
 static void learning_xact_callback(XactEvent event, void *arg);
-static void learning_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+static void learning_subxact_callback(SubXactEvent event,
+									  SubTransactionId mySubid,
 									  SubTransactionId parentSubid, void *arg);
 
 static const OpsdataShmemPart learning_shmem_part = {
@@ -92,15 +94,14 @@ static const OpsdataShmemPart learning_shmem_part = {
 void
 learning_init(void)
 {
-	DefineCustomIntVariable("pg_opsdata.claim_rescan_interval",
-							"Longest time a claimer starts from where its previous claim stopped.",
-							"After this time learning.claim() scans the queue from the highest "
-							"priority again, which hands out expired leases above that point. "
-							"0 rescans on every claim.",
-							&learning_claim_rescan_interval,
-							10000, 0, INT_MAX / 1000,
-							PGC_USERSET, GUC_UNIT_MS,
-							NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"pg_opsdata.claim_rescan_interval",
+		"Longest time a claimer starts from where its previous claim stopped.",
+		"After this time learning.claim() scans the queue from the highest "
+		"priority again, which hands out expired leases above that point. "
+		"0 rescans on every claim.",
+		&learning_claim_rescan_interval, 10000, 0, INT_MAX / 1000, PGC_USERSET,
+		GUC_UNIT_MS, NULL, NULL, NULL);
 
 	if (!xact_callbacks_registered)
 	{
@@ -124,7 +125,8 @@ learning_shmem_startup(void)
 {
 	bool found;
 
-	learning_shared = ShmemInitStruct("pg_opsdata learning", sizeof(LearningShared), &found);
+	learning_shared =
+		ShmemInitStruct("pg_opsdata learning", sizeof(LearningShared), &found);
 	if (!found)
 	{
 		pg_atomic_init_u64(&learning_shared->threshold_generation, 1);
@@ -239,7 +241,9 @@ learning_publish(double priority)
 	if (learning_shared == NULL)
 		return;
 	SpinLockAcquire(&learning_shared->mutex);
-	learning_shared->events[learning_shared->candidates_generation % LEARNING_EVENTS] = priority;
+	learning_shared
+		->events[learning_shared->candidates_generation % LEARNING_EVENTS] =
+		priority;
 	learning_shared->candidates_generation++;
 	SpinLockRelease(&learning_shared->mutex);
 }
@@ -262,7 +266,8 @@ learning_xact_callback(XactEvent event, void *arg)
 			if (xact_thresholds_touched)
 			{
 				if (learning_shared != NULL)
-					pg_atomic_fetch_add_u64(&learning_shared->threshold_generation, 1);
+					pg_atomic_fetch_add_u64(
+						&learning_shared->threshold_generation, 1);
 				learning_threshold_cache_reset();
 			}
 			if (xact_available)

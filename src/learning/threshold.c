@@ -82,9 +82,12 @@ typedef struct KeyedTable
 	Oid indexid;
 } KeyedTable;
 
-static KeyedTable thresholds_table = {"learning", "thresholds", "thresholds_pkey", InvalidOid, InvalidOid};
-static KeyedTable config_table = {"opsdata", "config", "config_pkey", InvalidOid, InvalidOid};
-static KeyedTable settings_table = {"opsdata", "settings", "settings_pkey", InvalidOid, InvalidOid};
+static KeyedTable thresholds_table = {
+	"learning", "thresholds", "thresholds_pkey", InvalidOid, InvalidOid};
+static KeyedTable config_table = {"opsdata", "config", "config_pkey",
+								  InvalidOid, InvalidOid};
+static KeyedTable settings_table = {"opsdata", "settings", "settings_pkey",
+									InvalidOid, InvalidOid};
 
 static MemoryContext threshold_cache_cxt = NULL;
 static HTAB *threshold_cache = NULL;
@@ -101,7 +104,8 @@ threshold_relcache_callback(Datum arg, Oid relid)
 
 	for (i = 0; i < (int) lengthof(tables); i++)
 	{
-		if (relid == InvalidOid || relid == tables[i]->relid || relid == tables[i]->indexid)
+		if (relid == InvalidOid || relid == tables[i]->relid ||
+			relid == tables[i]->indexid)
 		{
 			tables[i]->relid = InvalidOid;
 			tables[i]->indexid = InvalidOid;
@@ -138,10 +142,13 @@ keyed_table_resolve(KeyedTable *t)
 	t->relid = get_relname_relid(t->relname, nsp);
 	t->indexid = get_relname_relid(t->indexname, nsp);
 	if (!OidIsValid(t->relid) || !OidIsValid(t->indexid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"%s.%s\" does not exist", t->nspname, t->relname),
-				 errhint("Is the extension pg_opsdata installed in this database?")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_UNDEFINED_TABLE),
+			 errmsg("relation \"%s.%s\" does not exist", t->nspname,
+					t->relname),
+			 errhint(
+				 "Is the extension pg_opsdata installed in this database?")));
 }
 
 /*
@@ -150,8 +157,8 @@ keyed_table_resolve(KeyedTable *t)
  * false when there is no such row.
  */
 static bool
-keyed_table_probe(KeyedTable *t, Datum key, int ncols, const char **colnames, Datum *values,
-				  bool *nulls)
+keyed_table_probe(KeyedTable *t, Datum key, int ncols, const char **colnames,
+				  Datum *values, bool *nulls)
 {
 	Relation rel;
 	Relation index;
@@ -183,8 +190,8 @@ keyed_table_probe(KeyedTable *t, Datum key, int ncols, const char **colnames, Da
 			Form_pg_attribute form;
 
 			if (att == InvalidAttrNumber)
-				elog(ERROR, "column \"%s\" of \"%s.%s\" does not exist", colnames[i], t->nspname,
-					 t->relname);
+				elog(ERROR, "column \"%s\" of \"%s.%s\" does not exist",
+					 colnames[i], t->nspname, t->relname);
 			form = TupleDescAttr(desc, att - 1);
 			values[i] = slot_getattr(slot, att, &nulls[i]);
 			if (!nulls[i])
@@ -220,8 +227,9 @@ threshold_cache_prepare(void)
 		threshold_cache_generation = generation;
 	}
 	if (threshold_cache_cxt == NULL)
-		threshold_cache_cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata threshold cache",
-													ALLOCSET_SMALL_SIZES);
+		threshold_cache_cxt = AllocSetContextCreate(
+			TopMemoryContext, "pg_opsdata threshold cache",
+			ALLOCSET_SMALL_SIZES);
 	if (threshold_cache == NULL)
 	{
 		HASHCTL ctl;
@@ -261,8 +269,10 @@ learning_setting(const char *name)
 		}
 	}
 
-	if (!keyed_table_probe(&config_table, CStringGetTextDatum(name), 1, valuecol, &value, &isnull) &&
-		!keyed_table_probe(&settings_table, CStringGetTextDatum(name), 1, defaultcol, &value, &isnull))
+	if (!keyed_table_probe(&config_table, CStringGetTextDatum(name), 1,
+						   valuecol, &value, &isnull) &&
+		!keyed_table_probe(&settings_table, CStringGetTextDatum(name), 1,
+						   defaultcol, &value, &isnull))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("unrecognized pg_opsdata setting \"%s\"", name),
@@ -310,16 +320,19 @@ learning_threshold_value(text *key)
 		entry = NULL;
 	}
 
-	if (keyed_table_probe(&thresholds_table, PointerGetDatum(key), 3, cols, values, nulls) &&
+	if (keyed_table_probe(&thresholds_table, PointerGetDatum(key), 3, cols,
+						  values, nulls) &&
 		!nulls[0] && DatumGetInt64(values[1]) >= DatumGetInt32(values[2]))
 		result = DatumGetFloat8(values[0]);
 	else
-		result = DatumGetFloat8(DirectFunctionCall1(float8in,
-													CStringGetDatum(learning_setting("learning.default_threshold"))));
+		result = DatumGetFloat8(DirectFunctionCall1(
+			float8in,
+			CStringGetDatum(learning_setting("learning.default_threshold"))));
 
 	/* Cache it only if no change committed since the generation was read. */
-	if (generation != 0 && len < THRESHOLD_CACHE_KEYLEN && threshold_cache != NULL &&
-		threshold_cache_generation == generation && learning_threshold_generation() == generation)
+	if (generation != 0 && len < THRESHOLD_CACHE_KEYLEN &&
+		threshold_cache != NULL && threshold_cache_generation == generation &&
+		learning_threshold_generation() == generation)
 	{
 		bool found;
 

@@ -109,14 +109,19 @@ learning_check_target(LearningObjective objective, bool isnull, double target)
 	{
 		case LEARNING_PRECISION:
 			if (isnull)
-				ereport(ERROR,
-						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-						 errmsg("objective \"precision\" needs a target"),
-						 errhint("Give the precision to reach, between 0 and 1, such as 0.9.")));
+				ereport(
+					ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("objective \"precision\" needs a target"),
+					 errhint(
+						 "Give the precision to reach, between 0 and 1, such as 0.9.")));
 			if (!(target > 0.0 && target < 1.0))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("target precision must be between 0 and 1 exclusive, not %g", target)));
+				ereport(
+					ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg(
+						 "target precision must be between 0 and 1 exclusive, not %g",
+						 target)));
 			return target;
 		case LEARNING_F_BETA:
 			if (isnull)
@@ -124,7 +129,8 @@ learning_check_target(LearningObjective objective, bool isnull, double target)
 			if (!(target > 0.0) || isinf(target))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("beta must be a positive number, not %g", target)));
+						 errmsg("beta must be a positive number, not %g",
+								target)));
 			return target;
 		case LEARNING_YOUDEN:
 			return get_float8_nan();
@@ -148,7 +154,7 @@ learning_normal_quantile(double p)
 							   -1.328068155288572e+01};
 	static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01,
 							   -2.400758277161838e+00, -2.549732539343734e+00,
-							   4.374664141464968e+00, 2.938163982698783e+00};
+							   4.374664141464968e+00,  2.938163982698783e+00};
 	static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01,
 							   2.445134137142996e+00, 3.754408661907416e+00};
 	const double low = 0.02425;
@@ -161,20 +167,25 @@ learning_normal_quantile(double p)
 	if (p < low)
 	{
 		q = sqrt(-2.0 * log(p));
-		x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+		x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q +
+			 c[5]) /
 			((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0);
 	}
 	else if (p <= 1.0 - low)
 	{
 		q = p - 0.5;
 		r = q * q;
-		x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
-			(((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0);
+		x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r +
+			 a[5]) *
+			q /
+			(((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r +
+			 1.0);
 	}
 	else
 	{
 		q = sqrt(-2.0 * log(1.0 - p));
-		x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+		x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q +
+			  c[5]) /
 			((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0);
 	}
 	e = 0.5 * erfc(-x / M_SQRT2) - p;
@@ -196,7 +207,8 @@ learning_wilson_lower(double successes, double n, double z)
 		return 0.0;
 	p = successes / n;
 	z2 = z * z;
-	return (p + z2 / (2.0 * n) - z * sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n))) /
+	return (p + z2 / (2.0 * n) -
+			z * sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n))) /
 		   (1.0 + z2 / n);
 }
 
@@ -223,8 +235,9 @@ learning_row_cmp_desc(const void *a, const void *b)
  * and fill result.  The points array is reordered in place.
  */
 void
-learning_tune_points(LearningPoint *points, int64 npoints, LearningObjective objective,
-					 double param, double confidence, LearningTuning *result)
+learning_tune_points(LearningPoint *points, int64 npoints,
+					 LearningObjective objective, double param,
+					 double confidence, LearningTuning *result)
 {
 	int64 i;
 	int64 total_pos = 0;
@@ -270,11 +283,13 @@ learning_tune_points(LearningPoint *points, int64 npoints, LearningObjective obj
 		switch (objective)
 		{
 			case LEARNING_PRECISION:
-				value = learning_wilson_lower((double) tp, (double) (tp + fp), z);
+				value =
+					learning_wilson_lower((double) tp, (double) (tp + fp), z);
 				take = (value >= param); /* keep going down: lowest wins */
 				break;
 			case LEARNING_F_BETA:
-				value = ((1.0 + b2) * tp) / ((1.0 + b2) * tp + b2 * (total_pos - tp) + fp);
+				value = ((1.0 + b2) * tp) /
+						((1.0 + b2) * tp + b2 * (total_pos - tp) + fp);
 				take = (value > best);
 				break;
 			case LEARNING_YOUDEN:
@@ -327,8 +342,9 @@ learning_state_configure(LearningTuneState *state, FunctionCallInfo fcinfo,
 	name = text_to_cstring(PG_GETARG_TEXT_PP(objarg));
 	objective = learning_parse_objective(name);
 	pfree(name);
-	param = learning_check_target(objective, PG_ARGISNULL(paramarg),
-								  PG_ARGISNULL(paramarg) ? 0 : PG_GETARG_FLOAT8(paramarg));
+	param = learning_check_target(
+		objective, PG_ARGISNULL(paramarg),
+		PG_ARGISNULL(paramarg) ? 0 : PG_GETARG_FLOAT8(paramarg));
 	if (confarg >= 0 && confarg < PG_NARGS())
 	{
 		if (PG_ARGISNULL(confarg))
@@ -337,9 +353,12 @@ learning_state_configure(LearningTuneState *state, FunctionCallInfo fcinfo,
 		{
 			confidence = PG_GETARG_FLOAT8(confarg);
 			if (!(confidence > 0.0 && confidence < 1.0))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("confidence must be between 0 and 1 exclusive, not %g", confidence)));
+				ereport(
+					ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg(
+						 "confidence must be between 0 and 1 exclusive, not %g",
+						 confidence)));
 		}
 	}
 
@@ -353,14 +372,16 @@ learning_state_configure(LearningTuneState *state, FunctionCallInfo fcinfo,
 	else if (state->objective != objective ||
 			 (objective != LEARNING_YOUDEN && state->param != param) ||
 			 state->confidence != confidence)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("threshold objective, target and confidence must be the same for every row")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg(
+				 "threshold objective, target and confidence must be the same for every row")));
 }
 
 static void
-learning_state_grow(LearningTuneState *state, MemoryContext aggcontext, Size elemsize,
-					void **array)
+learning_state_grow(LearningTuneState *state, MemoryContext aggcontext,
+					Size elemsize, void **array)
 {
 	int64 newcap;
 
@@ -386,20 +407,23 @@ learning_optimal_threshold_transfn(PG_FUNCTION_ARGS)
 	double score;
 
 	if (!AggCheckCallContext(fcinfo, &aggcontext))
-		elog(ERROR, "learning_optimal_threshold_transfn called in non-aggregate context");
+		elog(
+			ERROR,
+			"learning_optimal_threshold_transfn called in non-aggregate context");
 
-	state = PG_ARGISNULL(0) ? learning_state_new(aggcontext) : (LearningTuneState *) PG_GETARG_POINTER(0);
+	state = PG_ARGISNULL(0) ? learning_state_new(aggcontext)
+							: (LearningTuneState *) PG_GETARG_POINTER(0);
 	learning_state_configure(state, fcinfo, 3, 4, 5);
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_POINTER(state);
 
 	score = PG_GETARG_FLOAT8(1);
 	if (isnan(score))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("score must not be NaN")));
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("score must not be NaN")));
 
-	learning_state_grow(state, aggcontext, sizeof(LearningRow), (void **) &state->rows);
+	learning_state_grow(state, aggcontext, sizeof(LearningRow),
+						(void **) &state->rows);
 	state->rows[state->nrows].score = score;
 	state->rows[state->nrows].label = PG_GETARG_BOOL(2);
 	state->nrows++;
@@ -422,8 +446,10 @@ learning_optimal_threshold_finalfn(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 
 	/* Merge equal scores into points, then sweep. */
-	qsort(state->rows, state->nrows, sizeof(LearningRow), learning_row_cmp_desc);
-	points = palloc_extended(state->nrows * sizeof(LearningPoint), MCXT_ALLOC_HUGE);
+	qsort(state->rows, state->nrows, sizeof(LearningRow),
+		  learning_row_cmp_desc);
+	points =
+		palloc_extended(state->nrows * sizeof(LearningPoint), MCXT_ALLOC_HUGE);
 	for (i = 0; i < state->nrows; i++)
 	{
 		if (npoints == 0 || points[npoints - 1].score != state->rows[i].score)
@@ -454,7 +480,9 @@ learning_optimal_threshold_combinefn(PG_FUNCTION_ARGS)
 	LearningTuneState *b;
 
 	if (!AggCheckCallContext(fcinfo, &aggcontext))
-		elog(ERROR, "learning_optimal_threshold_combinefn called in non-aggregate context");
+		elog(
+			ERROR,
+			"learning_optimal_threshold_combinefn called in non-aggregate context");
 	if (PG_ARGISNULL(1))
 		PG_RETURN_POINTER(PG_ARGISNULL(0) ? NULL : PG_GETARG_POINTER(0));
 	b = (LearningTuneState *) PG_GETARG_POINTER(1);
@@ -472,9 +500,11 @@ learning_optimal_threshold_combinefn(PG_FUNCTION_ARGS)
 	if (b->configured && a->configured &&
 		(a->objective != b->objective || a->confidence != b->confidence ||
 		 (a->objective != LEARNING_YOUDEN && a->param != b->param)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("threshold objective, target and confidence must be the same for every row")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg(
+				 "threshold objective, target and confidence must be the same for every row")));
 	if (b->configured && !a->configured)
 	{
 		a->configured = true;
@@ -489,7 +519,8 @@ learning_optimal_threshold_combinefn(PG_FUNCTION_ARGS)
 		if (need > a->capacity)
 		{
 			if (a->rows == NULL)
-				a->rows = MemoryContextAllocHuge(aggcontext, need * sizeof(LearningRow));
+				a->rows = MemoryContextAllocHuge(aggcontext,
+												 need * sizeof(LearningRow));
 			else
 				a->rows = repalloc_huge(a->rows, need * sizeof(LearningRow));
 			a->capacity = need;
@@ -531,7 +562,9 @@ learning_optimal_threshold_deserialfn(PG_FUNCTION_ARGS)
 	int64 i;
 
 	if (!AggCheckCallContext(fcinfo, &aggcontext))
-		elog(ERROR, "learning_optimal_threshold_deserialfn called in non-aggregate context");
+		elog(
+			ERROR,
+			"learning_optimal_threshold_deserialfn called in non-aggregate context");
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
 	state = learning_state_new(aggcontext);
@@ -542,7 +575,8 @@ learning_optimal_threshold_deserialfn(PG_FUNCTION_ARGS)
 	state->nrows = pq_getmsgint64(&buf);
 	state->capacity = state->nrows;
 	if (state->nrows > 0)
-		state->rows = MemoryContextAllocHuge(aggcontext, state->nrows * sizeof(LearningRow));
+		state->rows = MemoryContextAllocHuge(
+			aggcontext, state->nrows * sizeof(LearningRow));
 	for (i = 0; i < state->nrows; i++)
 	{
 		state->rows[i].score = pq_getmsgfloat8(&buf);
@@ -585,8 +619,8 @@ learning_check_objective(PG_FUNCTION_ARGS)
  * total_pos and total_neg; z is the normal quantile for precision.
  */
 static double
-objective_value(LearningObjective objective, double param, double z, double tp, double fp,
-				double total_pos, double total_neg)
+objective_value(LearningObjective objective, double param, double z, double tp,
+				double fp, double total_pos, double total_neg)
 {
 	double b2 = param * param;
 
@@ -595,14 +629,17 @@ objective_value(LearningObjective objective, double param, double z, double tp, 
 		case LEARNING_PRECISION:
 			return learning_wilson_lower(tp, tp + fp, z);
 		case LEARNING_F_BETA:
-			return ((1.0 + b2) * tp) / ((1.0 + b2) * tp + b2 * (total_pos - tp) + fp);
+			return ((1.0 + b2) * tp) /
+				   ((1.0 + b2) * tp + b2 * (total_pos - tp) + fp);
 		case LEARNING_YOUDEN:
 			return tp / total_pos - fp / total_neg;
 	}
 	return 0;
 }
 
-/* The best threshold found so far, with the rules of learning_tune_points(). */
+/*
+ * The best threshold found so far, with the rules of learning_tune_points().
+ */
 typedef struct TuneBest
 {
 	bool found;
@@ -613,16 +650,17 @@ typedef struct TuneBest
 } TuneBest;
 
 static void
-tune_consider(TuneBest *best, LearningObjective objective, double param, double z,
-			  double threshold, int64 tp, int64 fp, int64 total_pos, int64 total_neg)
+tune_consider(TuneBest *best, LearningObjective objective, double param,
+			  double z, double threshold, int64 tp, int64 fp, int64 total_pos,
+			  int64 total_neg)
 {
 	double value;
 	bool take;
 
 	if (tp + fp == 0)
 		return;
-	value = objective_value(objective, param, z, (double) tp, (double) fp, (double) total_pos,
-							(double) total_neg);
+	value = objective_value(objective, param, z, (double) tp, (double) fp,
+							(double) total_pos, (double) total_neg);
 	if (objective == LEARNING_PRECISION)
 		take = value >= param && (!best->found || threshold < best->threshold);
 	else
@@ -644,9 +682,9 @@ tune_consider(TuneBest *best, LearningObjective objective, double param, double 
  * score as a threshold.
  */
 static void
-tune_sweep_range(SPIPlanPtr plan, Datum key, double low, double high, int64 tp, int64 fp,
-				 TuneBest *best, LearningObjective objective, double param, double z,
-				 int64 total_pos, int64 total_neg)
+tune_sweep_range(SPIPlanPtr plan, Datum key, double low, double high, int64 tp,
+				 int64 fp, TuneBest *best, LearningObjective objective,
+				 double param, double z, int64 total_pos, int64 total_neg)
 {
 	Datum args[3];
 	uint64 i;
@@ -657,21 +695,27 @@ tune_sweep_range(SPIPlanPtr plan, Datum key, double low, double high, int64 tp, 
 	args[2] = Float8GetDatum(high);
 	rc = SPI_execute_plan(plan, args, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read the feedback of score bins: %s", SPI_result_code_string(rc));
+		elog(ERROR, "could not read the feedback of score bins: %s",
+			 SPI_result_code_string(rc));
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool isnull;
 		HeapTuple row = SPI_tuptable->vals[i];
-		double score = DatumGetFloat8(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
+		double score = DatumGetFloat8(
+			SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
 
-		if (DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull)))
+		if (DatumGetBool(
+				SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull)))
 			tp++;
 		else
 			fp++;
 		if (i + 1 < SPI_processed &&
-			DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i + 1], SPI_tuptable->tupdesc, 1, &isnull)) == score)
+			DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i + 1],
+										 SPI_tuptable->tupdesc, 1, &isnull)) ==
+				score)
 			continue;
-		tune_consider(best, objective, param, z, score, tp, fp, total_pos, total_neg);
+		tune_consider(best, objective, param, z, score, tp, fp, total_pos,
+					  total_neg);
 	}
 	SPI_freetuptable(SPI_tuptable);
 }
@@ -720,9 +764,12 @@ learning_tune_histogram(PG_FUNCTION_ARGS)
 	tupdesc = BlessTupleDesc(tupdesc);
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		elog(ERROR, "learning._tune_histogram needs a key and an objective");
-	objective = learning_parse_objective(text_to_cstring(PG_GETARG_TEXT_PP(1)));
-	param = learning_check_target(objective, PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_FLOAT8(2));
-	confidence = PG_ARGISNULL(3) ? LEARNING_DEFAULT_CONFIDENCE : PG_GETARG_FLOAT8(3);
+	objective =
+		learning_parse_objective(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	param = learning_check_target(objective, PG_ARGISNULL(2),
+								  PG_ARGISNULL(2) ? 0 : PG_GETARG_FLOAT8(2));
+	confidence =
+		PG_ARGISNULL(3) ? LEARNING_DEFAULT_CONFIDENCE : PG_GETARG_FLOAT8(3);
 	if (objective == LEARNING_PRECISION)
 		z = learning_normal_quantile(confidence);
 
@@ -763,8 +810,10 @@ learning_tune_histogram(PG_FUNCTION_ARGS)
 		for (k = LEARNING_BINS; k >= 0; k--)
 		{
 			if (positives[k] + negatives[k] > 0)
-				tune_consider(&best, objective, param, z, min_scores[k], tp_above[k] + positives[k],
-							  fp_above[k] + negatives[k], total_pos, total_neg);
+				tune_consider(&best, objective, param, z, min_scores[k],
+							  tp_above[k] + positives[k],
+							  fp_above[k] + negatives[k], total_pos,
+							  total_neg);
 		}
 
 		/* Bins that may hold a better threshold inside. */
@@ -774,11 +823,15 @@ learning_tune_histogram(PG_FUNCTION_ARGS)
 
 			if (positives[k] + negatives[k] <= 1)
 				continue;
-			if (objective == LEARNING_PRECISION && best.found && min_scores[k] >= best.threshold)
+			if (objective == LEARNING_PRECISION && best.found &&
+				min_scores[k] >= best.threshold)
 				continue;
-			bound = objective_value(objective, param, z, (double) (tp_above[k] + positives[k]),
-									(double) fp_above[k], (double) total_pos, (double) total_neg);
-			if (objective == LEARNING_PRECISION ? bound >= param : (!best.found || bound >= best.value))
+			bound = objective_value(
+				objective, param, z, (double) (tp_above[k] + positives[k]),
+				(double) fp_above[k], (double) total_pos, (double) total_neg);
+			if (objective == LEARNING_PRECISION
+					? bound >= param
+					: (!best.found || bound >= best.value))
 			{
 				candidate[k] = true;
 				ncandidates++;
@@ -795,7 +848,8 @@ learning_tune_histogram(PG_FUNCTION_ARGS)
 			CHECK_FOR_INTERRUPTS();
 			if (!candidate[top])
 				continue;
-			for (bottom = top, k = top - 1; k >= 0 && gap < TUNE_RANGE_GAP; k--)
+			for (bottom = top, k = top - 1; k >= 0 && gap < TUNE_RANGE_GAP;
+				 k--)
 			{
 				if (candidate[k])
 				{
@@ -805,8 +859,10 @@ learning_tune_histogram(PG_FUNCTION_ARGS)
 				else
 					gap++;
 			}
-			tune_sweep_range(rows_plan, key, (double) bottom / LEARNING_BINS, (double) (top + 1) / LEARNING_BINS,
-							 tp_above[top], fp_above[top], &inside, objective, param, z, total_pos, total_neg);
+			tune_sweep_range(rows_plan, key, (double) bottom / LEARNING_BINS,
+							 (double) (top + 1) / LEARNING_BINS, tp_above[top],
+							 fp_above[top], &inside, objective, param, z,
+							 total_pos, total_neg);
 			for (k = top; k >= bottom; k--)
 			{
 				if (candidate[k])
@@ -815,18 +871,20 @@ learning_tune_histogram(PG_FUNCTION_ARGS)
 			top = bottom;
 		}
 		if (inside.found)
-			tune_consider(&best, objective, param, z, inside.threshold, inside.tp, inside.fp, total_pos,
-						  total_neg);
+			tune_consider(&best, objective, param, z, inside.threshold,
+						  inside.tp, inside.fp, total_pos, total_neg);
 	}
 	SPI_finish();
 
 	values[0] = Float8GetDatum(best.threshold);
-	values[1] = Float8GetDatum(best.found ? (double) best.tp / (best.tp + best.fp) : 0);
+	values[1] = Float8GetDatum(
+		best.found ? (double) best.tp / (best.tp + best.fp) : 0);
 	values[2] = Float8GetDatum(best.found ? (double) best.tp / total_pos : 0);
 	values[3] = Float8GetDatum(best.value);
 	nulls[0] = nulls[1] = nulls[2] = nulls[3] = !best.found;
 	values[4] = Int64GetDatum(total_pos + total_neg);
 	values[5] = Int64GetDatum(total_pos);
 	values[6] = Int64GetDatum(total_neg);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	PG_RETURN_DATUM(
+		HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * capture.c
- *		Queueing the rollup contribution of rows inserted into metrics.points.
+ *		Queueing the rollup contribution of rows inserted into
+ *		metrics.points.
  *
  * metrics._points_inserted() is an AFTER INSERT statement trigger on
  * metrics.points with a transition table: it reads the rows the statement
@@ -65,11 +66,15 @@ metrics_points_inserted(PG_FUNCTION_ARGS)
 	int att_ts;
 	int att_value;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) || trigdata->tg_newtable == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("metrics._points_inserted() must be an AFTER INSERT statement trigger with a transition table")));
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		trigdata->tg_newtable == NULL)
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg(
+				 "metrics._points_inserted() must be an AFTER INSERT statement trigger with a transition table")));
 
 	rows = trigdata->tg_newtable;
 	desc = RelationGetDescr(trigdata->tg_relation);
@@ -77,8 +82,9 @@ metrics_points_inserted(PG_FUNCTION_ARGS)
 	att_ts = capture_attnum(desc, "ts");
 	att_value = capture_attnum(desc, "value");
 
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata point capture",
-								ALLOCSET_DEFAULT_SIZES);
+	cxt =
+		AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata point capture",
+							  ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
 	deltas = metrics_deltas_create(cxt);
 
@@ -87,15 +93,16 @@ metrics_points_inserted(PG_FUNCTION_ARGS)
 	while (tuplestore_gettupleslot(rows, true, false, slot))
 	{
 		bool isnull;
-		int64 series_id = DatumGetInt64(slot_getattr(slot, att_series, &isnull));
-		TimestampTz ts = DatumGetTimestampTz(slot_getattr(slot, att_ts, &isnull));
+		int64 series_id =
+			DatumGetInt64(slot_getattr(slot, att_series, &isnull));
+		TimestampTz ts =
+			DatumGetTimestampTz(slot_getattr(slot, att_ts, &isnull));
 		double value = DatumGetFloat8(slot_getattr(slot, att_value, &isnull));
 
 		CHECK_FOR_INTERRUPTS();
 		if (TIMESTAMP_NOT_FINITE(ts))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-					 errmsg("metric timestamp must be finite")));
+			ereport(ERROR, (errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+							errmsg("metric timestamp must be finite")));
 		metrics_deltas_add(deltas, series_id, metrics_minute_of(ts), value);
 	}
 	ExecDropSingleTupleTableSlot(slot);

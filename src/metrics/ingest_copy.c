@@ -109,12 +109,7 @@ ingest_digits(const char *s, int n, int *out)
 bool
 metrics_parse_timestamptz(const char *s, TimestampTz *result)
 {
-	int year,
-		month,
-		day,
-		hour,
-		minute,
-		second;
+	int year, month, day, hour, minute, second;
 	int64 fraction = 0;
 	int offset = 0;
 	const char *p;
@@ -176,8 +171,10 @@ metrics_parse_timestamptz(const char *s, TimestampTz *result)
 	if (*p != '\0')
 		return false;
 
-	*result = ((int64) (date2j(year, month, day) - POSTGRES_EPOCH_JDATE) * USECS_PER_DAY) +
-			  ((int64) ((hour * MINS_PER_HOUR + minute) * SECS_PER_MINUTE + second - offset)) *
+	*result = ((int64) (date2j(year, month, day) - POSTGRES_EPOCH_JDATE) *
+			   USECS_PER_DAY) +
+			  ((int64) ((hour * MINS_PER_HOUR + minute) * SECS_PER_MINUTE +
+						second - offset)) *
 				  USECS_PER_SEC +
 			  fraction;
 	return true;
@@ -197,10 +194,11 @@ ingest_copy_table_is_plain(Relation rel)
 	static const Oid types[4] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, FLOAT8OID};
 	int i;
 
-	if (rel->rd_rel->relkind != RELKIND_FOREIGN_TABLE || rel->trigdesc != NULL ||
-		desc->natts != 4 ||
-		(desc->constr != NULL && (desc->constr->has_not_null || desc->constr->num_check > 0 ||
-								  desc->constr->has_generated_stored)))
+	if (rel->rd_rel->relkind != RELKIND_FOREIGN_TABLE ||
+		rel->trigdesc != NULL || desc->natts != 4 ||
+		(desc->constr != NULL &&
+		 (desc->constr->has_not_null || desc->constr->num_check > 0 ||
+		  desc->constr->has_generated_stored)))
 		return false;
 	if (getExtensionOfObject(RelationRelationId, RelationGetRelid(rel)) !=
 		get_extension_oid(OPSDATA_NAME, true))
@@ -240,7 +238,8 @@ ingest_copy_applies(CopyStmt *stmt, Oid *relid)
 		if (strcmp(def->defname, "format") == 0)
 		{
 			if (def->arg == NULL || !IsA(def->arg, String) ||
-				(strcmp(strVal(def->arg), "text") != 0 && strcmp(strVal(def->arg), "csv") != 0))
+				(strcmp(strVal(def->arg), "text") != 0 &&
+				 strcmp(strVal(def->arg), "csv") != 0))
 				return false;
 		}
 		else if (strcmp(def->defname, "freeze") == 0 ||
@@ -251,7 +250,8 @@ ingest_copy_applies(CopyStmt *stmt, Oid *relid)
 	if (!OidIsValid(nsp))
 		return false;
 	ingest = get_relname_relid("ingest", nsp);
-	if (!OidIsValid(ingest) || RangeVarGetRelid(stmt->relation, NoLock, true) != ingest)
+	if (!OidIsValid(ingest) ||
+		RangeVarGetRelid(stmt->relation, NoLock, true) != ingest)
 		return false;
 	*relid = ingest;
 	return true;
@@ -262,7 +262,8 @@ ingest_copy_applies(CopyStmt *stmt, Oid *relid)
  * order; adds rel's range table entry to pstate.
  */
 static void
-ingest_copy_check(ParseState *pstate, CopyStmt *stmt, Relation rel, List *attnums)
+ingest_copy_check(ParseState *pstate, CopyStmt *stmt, Relation rel,
+				  List *attnums)
 {
 	ParseNamespaceItem *nsitem;
 	RangeTblEntry *rte;
@@ -273,8 +274,9 @@ ingest_copy_check(ParseState *pstate, CopyStmt *stmt, Relation rel, List *attnum
 	rte = nsitem->p_rte;
 	rte->requiredPerms = ACL_INSERT;
 	foreach (lc, attnums)
-		rte->insertedCols = bms_add_member(rte->insertedCols,
-										   lfirst_int(lc) - FirstLowInvalidHeapAttributeNumber);
+		rte->insertedCols = bms_add_member(
+			rte->insertedCols,
+			lfirst_int(lc) - FirstLowInvalidHeapAttributeNumber);
 	ExecCheckRTPerms(pstate->p_rtable, true);
 	if (check_enable_rls(rte->relid, InvalidOid, false) == RLS_ENABLED)
 		ereport(ERROR,
@@ -293,9 +295,9 @@ static uint64
 ingest_copy_rows(CopyFromState cstate, MetricsPointWriter *writer)
 {
 	TupleDesc desc = RelationGetDescr(cstate->rel);
-	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext,
-												 "pg_opsdata ingest rows",
-												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContext rowcxt =
+		AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata ingest rows",
+							  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(rowcxt);
 	int nattrs = list_length(cstate->attnumlist);
 	int position[4]; /* field number of each column */
@@ -316,9 +318,8 @@ ingest_copy_rows(CopyFromState cstate, MetricsPointWriter *writer)
 
 		CHECK_FOR_INTERRUPTS();
 		if (nraw > nattrs)
-			ereport(ERROR,
-					(errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
-					 errmsg("extra data after last expected column")));
+			ereport(ERROR, (errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
+							errmsg("extra data after last expected column")));
 		/* In the order of the fields, as COPY converts them. */
 		foreach (lc, cstate->attnumlist)
 		{
@@ -346,11 +347,12 @@ ingest_copy_rows(CopyFromState cstate, MetricsPointWriter *writer)
 			cstate->cur_attname = NameStr(TupleDescAttr(desc, m)->attname);
 			cstate->cur_attval = string;
 			if (m == 3)
-				value = float8in_internal(string, NULL, "double precision", string);
+				value = float8in_internal(string, NULL, "double precision",
+										  string);
 			else if (!metrics_parse_timestamptz(string, &ts))
-				ts = DatumGetTimestampTz(InputFunctionCall(&cstate->in_functions[m], string,
-														   cstate->typioparams[m],
-														   TupleDescAttr(desc, m)->atttypmod));
+				ts = DatumGetTimestampTz(InputFunctionCall(
+					&cstate->in_functions[m], string, cstate->typioparams[m],
+					TupleDescAttr(desc, m)->atttypmod));
 			cstate->cur_attname = NULL;
 			cstate->cur_attval = NULL;
 		}
@@ -360,7 +362,8 @@ ingest_copy_rows(CopyFromState cstate, MetricsPointWriter *writer)
 							 field[2] == NULL, ts, field[3] == NULL, value);
 		if (++processed % INGEST_COPY_REPORT_ROWS == 0)
 		{
-			pgstat_progress_update_param(PROGRESS_COPY_TUPLES_PROCESSED, processed);
+			pgstat_progress_update_param(PROGRESS_COPY_TUPLES_PROCESSED,
+										 processed);
 			MemoryContextReset(rowcxt);
 		}
 	}
@@ -375,8 +378,8 @@ ingest_copy_rows(CopyFromState cstate, MetricsPointWriter *writer)
  * Returns false, having done nothing the client can see, if it is not.
  */
 static bool
-ingest_copy_run(CopyStmt *stmt, const char *queryString, QueryEnvironment *queryEnv,
-				uint64 *processed)
+ingest_copy_run(CopyStmt *stmt, const char *queryString,
+				QueryEnvironment *queryEnv, uint64 *processed)
 {
 	ParseState *pstate;
 	Relation rel;
@@ -396,17 +399,24 @@ ingest_copy_run(CopyStmt *stmt, const char *queryString, QueryEnvironment *query
 	{
 		if (stmt->is_program)
 		{
-			if (!has_privs_of_role(GetUserId(), ROLE_PG_EXECUTE_SERVER_PROGRAM))
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("must be superuser or have privileges of the pg_execute_server_program role to COPY to or from an external program"),
-						 errhint("Anyone can COPY to stdout or from stdin. psql's \\copy command also works for anyone.")));
+			if (!has_privs_of_role(GetUserId(),
+								   ROLE_PG_EXECUTE_SERVER_PROGRAM))
+				ereport(
+					ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg(
+						 "must be superuser or have privileges of the pg_execute_server_program role to COPY to or from an external program"),
+					 errhint(
+						 "Anyone can COPY to stdout or from stdin. psql's \\copy command also works for anyone.")));
 		}
 		else if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("must be superuser or have privileges of the pg_read_server_files role to COPY from a file"),
-					 errhint("Anyone can COPY to stdout or from stdin. psql's \\copy command also works for anyone.")));
+			ereport(
+				ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg(
+					 "must be superuser or have privileges of the pg_read_server_files role to COPY from a file"),
+				 errhint(
+					 "Anyone can COPY to stdout or from stdin. psql's \\copy command also works for anyone.")));
 	}
 
 	pstate = make_parsestate(NULL);
@@ -423,10 +433,12 @@ ingest_copy_run(CopyStmt *stmt, const char *queryString, QueryEnvironment *query
 		return false;
 	}
 	ingest_copy_check(pstate, stmt, rel, attnums);
-	ereport(DEBUG1, (errmsg_internal("COPY into metrics.ingest read without the executor")));
+	ereport(DEBUG1,
+			(errmsg_internal(
+				"COPY into metrics.ingest read without the executor")));
 
-	cstate = BeginCopyFrom(pstate, rel, NULL, stmt->filename, stmt->is_program, NULL,
-						   stmt->attlist, stmt->options);
+	cstate = BeginCopyFrom(pstate, rel, NULL, stmt->filename, stmt->is_program,
+						   NULL, stmt->attlist, stmt->options);
 	writer = metrics_writer_begin();
 
 	errcallback.callback = CopyFromErrorCallback;
@@ -444,24 +456,27 @@ ingest_copy_run(CopyStmt *stmt, const char *queryString, QueryEnvironment *query
 }
 
 static void
-metrics_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-					   ProcessUtilityContext context, ParamListInfo params,
-					   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+metrics_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					   bool readOnlyTree, ProcessUtilityContext context,
+					   ParamListInfo params, QueryEnvironment *queryEnv,
+					   DestReceiver *dest, QueryCompletion *qc)
 {
 	uint64 processed;
 
 	if (IsA(pstmt->utilityStmt, CopyStmt) &&
-		ingest_copy_run((CopyStmt *) pstmt->utilityStmt, queryString, queryEnv, &processed))
+		ingest_copy_run((CopyStmt *) pstmt->utilityStmt, queryString, queryEnv,
+						&processed))
 	{
 		if (qc)
 			SetQueryCompletion(qc, CMDTAG_COPY, processed);
 		return;
 	}
 	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
 	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest,
-								qc);
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
 }
 
 /*

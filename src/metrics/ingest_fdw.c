@@ -53,27 +53,29 @@ typedef struct IngestState
 /* --- reading: no rows ---------------------------------------------------- */
 
 static void
-ingest_GetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+ingest_GetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
+						 Oid foreigntableid)
 {
 	baserel->rows = 0;
 }
 
 static void
-ingest_GetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+ingest_GetForeignPaths(PlannerInfo *root, RelOptInfo *baserel,
+					   Oid foreigntableid)
 {
-	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL, baserel->rows,
-													   0, 0, NIL, baserel->lateral_relids,
-													   NULL, NIL));
+	add_path(baserel, (Path *) create_foreignscan_path(
+						  root, baserel, NULL, baserel->rows, 0, 0, NIL,
+						  baserel->lateral_relids, NULL, NIL));
 }
 
 static ForeignScan *
-ingest_GetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
-					  ForeignPath *best_path, List *tlist, List *scan_clauses,
-					  Plan *outer_plan)
+ingest_GetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
+					  Oid foreigntableid, ForeignPath *best_path, List *tlist,
+					  List *scan_clauses, Plan *outer_plan)
 {
 	scan_clauses = extract_actual_clauses(scan_clauses, false);
-	return make_foreignscan(tlist, scan_clauses, baserel->relid, NIL, NIL, NIL, NIL,
-							outer_plan);
+	return make_foreignscan(tlist, scan_clauses, baserel->relid, NIL, NIL, NIL,
+							NIL, outer_plan);
 }
 
 static void
@@ -145,9 +147,8 @@ ingest_end(ResultRelInfo *rinfo)
 static void
 ingest_null(const char *what)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-			 errmsg("metric %s must not be null", what)));
+	ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					errmsg("metric %s must not be null", what)));
 }
 
 /*
@@ -157,8 +158,8 @@ ingest_null(const char *what)
  */
 void
 metrics_ingest_point(MetricsPointWriter *writer, const char *name, int namelen,
-					 const char *tags, int tagslen, bool ts_null, TimestampTz ts,
-					 bool value_null, double value)
+					 const char *tags, int tagslen, bool ts_null,
+					 TimestampTz ts, bool value_null, double value)
 {
 	if (name == NULL)
 		ingest_null("name");
@@ -170,17 +171,16 @@ metrics_ingest_point(MetricsPointWriter *writer, const char *name, int namelen,
 		ingest_null("value");
 	metrics_sketch_check_value(value);
 	if (TIMESTAMP_NOT_FINITE(ts))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("metric timestamp must be finite")));
-	metrics_writer_add(writer,
-					   metrics_series_resolve_text(name, namelen, tags, tagslen),
-					   ts, value);
+		ereport(ERROR, (errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+						errmsg("metric timestamp must be finite")));
+	metrics_writer_add(
+		writer, metrics_series_resolve_text(name, namelen, tags, tagslen), ts,
+		value);
 }
 
 static TupleTableSlot *
-ingest_ExecForeignInsert(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slot,
-						 TupleTableSlot *planSlot)
+ingest_ExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
+						 TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
 	IngestState *state = (IngestState *) rinfo->ri_FdwState;
 	Datum *values;
@@ -195,13 +195,14 @@ ingest_ExecForeignInsert(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *s
 		name = DatumGetTextPP(values[state->att_name]);
 	if (!nulls[state->att_tags])
 		tags = DatumGetTextPP(values[state->att_tags]);
-	metrics_ingest_point(state->writer,
-						 name ? VARDATA_ANY(name) : NULL, name ? VARSIZE_ANY_EXHDR(name) : 0,
-						 tags ? VARDATA_ANY(tags) : NULL, tags ? VARSIZE_ANY_EXHDR(tags) : 0,
-						 nulls[state->att_ts],
-						 nulls[state->att_ts] ? 0 : DatumGetTimestampTz(values[state->att_ts]),
-						 nulls[state->att_value],
-						 nulls[state->att_value] ? 0.0 : DatumGetFloat8(values[state->att_value]));
+	metrics_ingest_point(
+		state->writer, name ? VARDATA_ANY(name) : NULL,
+		name ? VARSIZE_ANY_EXHDR(name) : 0, tags ? VARDATA_ANY(tags) : NULL,
+		tags ? VARSIZE_ANY_EXHDR(tags) : 0, nulls[state->att_ts],
+		nulls[state->att_ts] ? 0 : DatumGetTimestampTz(values[state->att_ts]),
+		nulls[state->att_value],
+		nulls[state->att_value] ? 0.0
+								: DatumGetFloat8(values[state->att_value]));
 	return slot;
 }
 

@@ -27,13 +27,12 @@
 void
 metrics_init(void)
 {
-	DefineCustomIntVariable("pg_opsdata.metrics_series_cache_size",
-							"Series ids each backend keeps in memory to resolve metric names and tags.",
-							"The cache is emptied when it reaches this many entries; 0 disables it.",
-							&metrics_series_cache_size,
-							10000, 0, 10000000,
-							PGC_USERSET, 0,
-							NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"pg_opsdata.metrics_series_cache_size",
+		"Series ids each backend keeps in memory to resolve metric names and tags.",
+		"The cache is emptied when it reaches this many entries; 0 disables it.",
+		&metrics_series_cache_size, 10000, 0, 10000000, PGC_USERSET, 0, NULL,
+		NULL, NULL);
 	metrics_series_init();
 	if (opsdata_preloaded)
 		metrics_ingest_copy_init();

@@ -63,10 +63,12 @@ metrics_relid(const char *relname)
 	Oid relid = get_relname_relid(relname, nsp);
 
 	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"metrics.%s\" does not exist", relname),
-				 errhint("Make sure the pg_opsdata extension is installed in this database.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_UNDEFINED_TABLE),
+			 errmsg("relation \"metrics.%s\" does not exist", relname),
+			 errhint(
+				 "Make sure the pg_opsdata extension is installed in this database.")));
 	return relid;
 }
 
@@ -125,7 +127,8 @@ typedef struct DeltaSlot
 
 struct MetricsDeltas
 {
-	MemoryContext cxt;		 /* this struct, the scratch sketch and its stored form */
+	MemoryContext
+		cxt; /* this struct, the scratch sketch and its stored form */
 	MemoryContext hash_cxt;	 /* the hash table and folded sketches */
 	MemoryContext chunk_cxt; /* chunks of values not folded yet */
 	HTAB *hash;
@@ -155,13 +158,13 @@ deltas_make_hash(MetricsDeltas *d)
 MetricsDeltas *
 metrics_deltas_create(MemoryContext parent)
 {
-	MemoryContext cxt = AllocSetContextCreate(parent, "pg_opsdata metric deltas",
-											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext cxt = AllocSetContextCreate(
+		parent, "pg_opsdata metric deltas", ALLOCSET_DEFAULT_SIZES);
 	MetricsDeltas *d = MemoryContextAllocZero(cxt, sizeof(MetricsDeltas));
 
 	d->cxt = cxt;
-	d->hash_cxt = AllocSetContextCreate(cxt, "pg_opsdata metric delta sketches",
-										ALLOCSET_DEFAULT_SIZES);
+	d->hash_cxt = AllocSetContextCreate(
+		cxt, "pg_opsdata metric delta sketches", ALLOCSET_DEFAULT_SIZES);
 	d->chunk_cxt = AllocSetContextCreate(cxt, "pg_opsdata metric delta values",
 										 0, 64 * 1024, 64 * 1024);
 	d->scratch = metrics_sketch_create(cxt);
@@ -189,7 +192,8 @@ deltas_fold(MetricsDeltas *d)
 		metrics_sketch_reset(d->scratch);
 		if (delta->folded != NULL)
 		{
-			metrics_sketch_merge_datum(d->scratch, PointerGetDatum(delta->folded));
+			metrics_sketch_merge_datum(d->scratch,
+									   PointerGetDatum(delta->folded));
 			pfree(delta->folded);
 		}
 		for (chunk = delta->head; chunk != NULL; chunk = chunk->next)
@@ -223,7 +227,8 @@ metrics_deltas_add(MetricsDeltas *d, int64 series_id, TimestampTz minute,
 	MetricsDelta *delta = slot->delta;
 	DeltaChunk *chunk;
 
-	if (delta == NULL || slot->key.series_id != series_id || slot->key.minute != minute)
+	if (delta == NULL || slot->key.series_id != series_id ||
+		slot->key.minute != minute)
 	{
 		MetricsDeltaKey key;
 		bool found;
@@ -231,7 +236,8 @@ metrics_deltas_add(MetricsDeltas *d, int64 series_id, TimestampTz minute,
 		memset(&key, 0, sizeof(key));
 		key.series_id = series_id;
 		key.minute = minute;
-		delta = (MetricsDelta *) hash_search(d->hash, &key, HASH_ENTER, &found);
+		delta =
+			(MetricsDelta *) hash_search(d->hash, &key, HASH_ENTER, &found);
 		if (!found)
 		{
 			delta->folded = NULL;
@@ -245,7 +251,8 @@ metrics_deltas_add(MetricsDeltas *d, int64 series_id, TimestampTz minute,
 	chunk = delta->tail;
 	if (chunk == NULL || chunk->n == DELTA_CHUNK_VALUES)
 	{
-		DeltaChunk *fresh = MemoryContextAlloc(d->chunk_cxt, sizeof(DeltaChunk));
+		DeltaChunk *fresh =
+			MemoryContextAlloc(d->chunk_cxt, sizeof(DeltaChunk));
 
 		fresh->next = NULL;
 		fresh->n = 0;
@@ -281,8 +288,8 @@ queue_is_plain(Relation rel, Oid sketch_type)
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhasindex ||
 		rel->trigdesc != NULL || desc->natts != 4 ||
-		(desc->constr != NULL && (desc->constr->num_check > 0 ||
-								  desc->constr->has_generated_stored)))
+		(desc->constr != NULL &&
+		 (desc->constr->num_check > 0 || desc->constr->has_generated_stored)))
 		return false;
 	for (i = 0; i < 4; i++)
 	{
@@ -302,8 +309,11 @@ queue_insert_direct(Relation rel, Datum *ids, Datum *minutes, Datum *sketches,
 	TupleTableSlot *slots[QUEUE_BATCH];
 	BulkInsertState bistate = GetBulkInsertState();
 	CommandId cid = GetCurrentCommandId(true);
-	Datum queued_at = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	/* Not reference-counted: slots over it cost nothing to the resource owner. */
+	Datum queued_at =
+		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	/*
+	 * Not reference-counted: slots over it cost nothing to the resource owner.
+	 */
 	TupleDesc desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	long done = 0;
 	int nslots = 0;
@@ -318,7 +328,8 @@ queue_insert_direct(Relation rel, Datum *ids, Datum *minutes, Datum *sketches,
 			TupleTableSlot *slot;
 
 			if (i >= nslots)
-				slots[nslots++] = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+				slots[nslots++] =
+					MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
 			slot = slots[i];
 			ExecClearTuple(slot);
 			slot->tts_values[0] = ids[done + i];
@@ -354,9 +365,12 @@ queue_insert_as_owner(Oid relid, Oid sketch_type, Datum *ids, Datum *minutes,
 	argtypes[0] = INT8ARRAYOID;
 	argtypes[1] = get_array_type(TIMESTAMPTZOID);
 	argtypes[2] = get_array_type(sketch_type);
-	args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[1] = PointerGetDatum(construct_array(minutes, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[2] = PointerGetDatum(construct_array(sketches, n, sketch_type, -1, false, TYPALIGN_INT));
+	args[0] = PointerGetDatum(
+		construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(
+		minutes, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(
+		construct_array(sketches, n, sketch_type, -1, false, TYPALIGN_INT));
 
 	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tuple))
@@ -372,11 +386,13 @@ queue_insert_as_owner(Oid relid, Oid sketch_type, Datum *ids, Datum *minutes,
 		int ret;
 
 		SPI_connect();
-		ret = SPI_execute_with_args("INSERT INTO metrics.rollup_queue (series_id, bucket_start, sketch) "
-									"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
-									3, argtypes, args, NULL, false, 0);
+		ret = SPI_execute_with_args(
+			"INSERT INTO metrics.rollup_queue (series_id, bucket_start, sketch) "
+			"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
+			3, argtypes, args, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
-			elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+			elog(ERROR, "SPI_execute_with_args failed: %s",
+				 SPI_result_code_string(ret));
 		SPI_finish();
 	}
 	PG_FINALLY();
@@ -421,9 +437,9 @@ metrics_deltas_flush(MetricsDeltas *d)
 		i++;
 	}
 
-	sketch_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-								  CStringGetDatum("sketch"),
-								  ObjectIdGetDatum(get_namespace_oid("metrics", false)));
+	sketch_type = GetSysCacheOid2(
+		TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("sketch"),
+		ObjectIdGetDatum(get_namespace_oid("metrics", false)));
 	if (!OidIsValid(sketch_type))
 		elog(ERROR, "type metrics.sketch does not exist");
 
@@ -431,8 +447,8 @@ metrics_deltas_flush(MetricsDeltas *d)
 	if (queue_is_plain(queue, sketch_type))
 		queue_insert_direct(queue, ids, minutes, sketches, n);
 	else
-		queue_insert_as_owner(RelationGetRelid(queue), sketch_type, ids, minutes,
-							  sketches, n);
+		queue_insert_as_owner(RelationGetRelid(queue), sketch_type, ids,
+							  minutes, sketches, n);
 	table_close(queue, NoLock);
 	MemoryContextSwitchTo(old);
 

@@ -42,22 +42,19 @@ static void
 record_check_ts(TimestampTz ts)
 {
 	if (TIMESTAMP_NOT_FINITE(ts))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("metric timestamp must be finite")));
+		ereport(ERROR, (errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+						errmsg("metric timestamp must be finite")));
 }
 
 static void
 record_null_error(const char *what, int position)
 {
 	if (position > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("metric %s must not be null", what),
-				 errdetail("Element %d is null.", position)));
-	ereport(ERROR,
-			(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-			 errmsg("metric %s must not be null", what)));
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("metric %s must not be null", what),
+						errdetail("Element %d is null.", position)));
+	ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					errmsg("metric %s must not be null", what)));
 }
 
 /*
@@ -102,8 +99,8 @@ metrics_record(PG_FUNCTION_ARGS)
  * The elements of a one-dimensional array argument (NULL argument: none).
  */
 static int
-record_array(FunctionCallInfo fcinfo, int argno, Oid elemtype, const char *what,
-			 Datum **elems, bool **nulls)
+record_array(FunctionCallInfo fcinfo, int argno, Oid elemtype,
+			 const char *what, Datum **elems, bool **nulls)
 {
 	ArrayType *arr;
 	int16 typlen;
@@ -123,7 +120,8 @@ record_array(FunctionCallInfo fcinfo, int argno, Oid elemtype, const char *what,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
 				 errmsg("metric %s must be a one-dimensional array", what)));
 	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	deconstruct_array(arr, elemtype, typlen, typbyval, typalign, elems, nulls, &n);
+	deconstruct_array(arr, elemtype, typlen, typbyval, typalign, elems, nulls,
+					  &n);
 	return n;
 }
 
@@ -131,11 +129,13 @@ static void
 record_length_check(int n, int len, const char *what)
 {
 	if (len >= 0 && len != n && len != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("metric %s array has %d elements but there are %d values",
-						what, len, n),
-				 errhint("Give one element per value, or a single element for all of them.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+			 errmsg("metric %s array has %d elements but there are %d values",
+					what, len, n),
+			 errhint(
+				 "Give one element per value, or a single element for all of them.")));
 }
 
 /*
@@ -171,14 +171,17 @@ metrics_record_many(PG_FUNCTION_ARGS)
 	nnames = record_array(fcinfo, 0, TEXTOID, "names", &names, &name_nulls);
 	nvals = record_array(fcinfo, 1, FLOAT8OID, "values", &vals, &val_nulls);
 	ntags = record_array(fcinfo, 2, JSONBOID, "tags", &tags, &tag_nulls);
-	nats = record_array(fcinfo, 3, TIMESTAMPTZOID, "timestamps", &ats, &at_nulls);
+	nats =
+		record_array(fcinfo, 3, TIMESTAMPTZOID, "timestamps", &ats, &at_nulls);
 	record_length_check(nvals, nnames, "names");
 	record_length_check(nvals, ntags, "tags");
 	if (nats >= 0 && nats != nvals)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("metric timestamps array has %d elements but there are %d values",
-						nats, nvals)));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+			 errmsg(
+				 "metric timestamps array has %d elements but there are %d values",
+				 nats, nvals)));
 	if (nvals == 0)
 		PG_RETURN_INT64(0);
 	if (nnames == 0 || ntags == 0)
@@ -211,7 +214,8 @@ metrics_record_many(PG_FUNCTION_ARGS)
 		if (ntags < 0)
 		{
 			if (empty == NULL)
-				empty = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+				empty = DatumGetJsonbP(
+					DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 			t = empty;
 		}
 		else

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * rollup.c
- *		The rollup job: merging contributions into the rollups of every width.
+ *		The rollup job: merging contributions into the rollups of every
+ *		width.
  *
  * metrics.rollup() takes the contributions of metrics.rollup_queue it can
  * see with DELETE ... RETURNING, so each is rolled up exactly once: rows of
@@ -121,10 +122,9 @@ rollup_make_groups(MemoryContext cxt)
 static TimestampTz
 rollup_bin(const Interval *width, TimestampTz ts, TimestampTz origin)
 {
-	return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_bin,
-												   IntervalPGetDatum(width),
-												   TimestampTzGetDatum(ts),
-												   TimestampTzGetDatum(origin)));
+	return DatumGetTimestampTz(DirectFunctionCall3(
+		timestamptz_bin, IntervalPGetDatum(width), TimestampTzGetDatum(ts),
+		TimestampTzGetDatum(origin)));
 }
 
 /* ts + span, as SQL adds an interval to a timestamptz */
@@ -149,8 +149,9 @@ rollup_lock_state(void)
 		elog(ERROR, "could not lock metrics.rollup_state");
 	if (SPI_processed > 0)
 		return;
-	if (SPI_execute("INSERT INTO metrics.rollup_state DEFAULT VALUES ON CONFLICT DO NOTHING",
-					false, 0) != SPI_OK_INSERT ||
+	if (SPI_execute(
+			"INSERT INTO metrics.rollup_state DEFAULT VALUES ON CONFLICT DO NOTHING",
+			false, 0) != SPI_OK_INSERT ||
 		SPI_execute(lock, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock metrics.rollup_state");
 }
@@ -175,21 +176,22 @@ rollup_begin(MemoryContext parent)
 									 ALLOCSET_DEFAULT_SIZES);
 	run->origin = ROLLUP_ORIGIN;
 
-	if (SPI_execute("SELECT opsdata.setting('metrics.rollup_widths')::pg_catalog.interval[],"
-					" opsdata.setting('metrics.rollup_lateness')::pg_catalog.interval",
-					false, 1) != SPI_OK_SELECT ||
+	if (SPI_execute(
+			"SELECT opsdata.setting('metrics.rollup_widths')::pg_catalog.interval[],"
+			" opsdata.setting('metrics.rollup_lateness')::pg_catalog.interval",
+			false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not read the rollup settings");
-	widths = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											  1, &isnull));
+	widths = DatumGetArrayTypeP(SPI_getbinval(
+		SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (isnull)
 		elog(ERROR, "setting \"metrics.rollup_widths\" is null");
-	run->lateness = *DatumGetIntervalP(SPI_getbinval(SPI_tuptable->vals[0],
-													 SPI_tuptable->tupdesc, 2, &isnull));
+	run->lateness = *DatumGetIntervalP(SPI_getbinval(
+		SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	if (isnull)
 		elog(ERROR, "setting \"metrics.rollup_lateness\" is null");
-	deconstruct_array(widths, INTERVALOID, sizeof(Interval), false, TYPALIGN_DOUBLE,
-					  &elems, &nulls, &n);
+	deconstruct_array(widths, INTERVALOID, sizeof(Interval), false,
+					  TYPALIGN_DOUBLE, &elems, &nulls, &n);
 	if (n == 0)
 		elog(ERROR, "setting \"metrics.rollup_widths\" is empty");
 	old = MemoryContextSwitchTo(parent);
@@ -198,19 +200,20 @@ rollup_begin(MemoryContext parent)
 	for (i = 0; i < n; i++)
 	{
 		if (nulls[i])
-			elog(ERROR, "setting \"metrics.rollup_widths\" has a null element");
+			elog(ERROR,
+				 "setting \"metrics.rollup_widths\" has a null element");
 		run->widths[i] = *DatumGetIntervalP(elems[i]);
 	}
 	MemoryContextSwitchTo(old);
 
-	run->sketch_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-									   CStringGetDatum("sketch"),
-									   ObjectIdGetDatum(get_namespace_oid("metrics", false)));
+	run->sketch_type = GetSysCacheOid2(
+		TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("sketch"),
+		ObjectIdGetDatum(get_namespace_oid("metrics", false)));
 	run->sketch_array_type = get_array_type(run->sketch_type);
 	if (!OidIsValid(run->sketch_type) || !OidIsValid(run->sketch_array_type))
 		elog(ERROR, "type metrics.sketch does not exist");
-	get_typlenbyvalalign(run->sketch_type, &run->sketch_typlen, &run->sketch_typbyval,
-						 &run->sketch_typalign);
+	get_typlenbyvalalign(run->sketch_type, &run->sketch_typlen,
+						 &run->sketch_typbyval, &run->sketch_typalign);
 	run->groups = rollup_make_groups(run->cxt);
 	return run;
 }
@@ -255,7 +258,8 @@ rollup_flush(RollupRun *run)
 
 	for (w = 0; w < run->nwidths; w++)
 	{
-		HTAB *next = w + 1 < run->nwidths ? rollup_make_groups(run->cxt) : NULL;
+		HTAB *next =
+			w + 1 < run->nwidths ? rollup_make_groups(run->cxt) : NULL;
 		HASH_SEQ_STATUS seq;
 		RollupGroup *group;
 
@@ -282,8 +286,10 @@ rollup_flush(RollupRun *run)
 
 				memset(&key, 0, sizeof(key));
 				key.series_id = group->key.series_id;
-				key.bucket = rollup_bin(&run->widths[w + 1], group->key.bucket, run->origin);
-				up = (RollupGroup *) hash_search(next, &key, HASH_ENTER, &found);
+				key.bucket = rollup_bin(&run->widths[w + 1], group->key.bucket,
+										run->origin);
+				up = (RollupGroup *) hash_search(next, &key, HASH_ENTER,
+												 &found);
 				if (!found)
 					metrics_acc_init(&up->acc);
 				metrics_acc_merge(&up->acc, &group->acc, run->cxt);
@@ -300,15 +306,23 @@ rollup_flush(RollupRun *run)
 	argtypes[5] = FLOAT8ARRAYOID;
 	argtypes[6] = FLOAT8ARRAYOID;
 	argtypes[7] = run->sketch_array_type;
-	args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[1] = PointerGetDatum(construct_array(widths, n, INTERVALOID, sizeof(Interval), false, TYPALIGN_DOUBLE));
-	args[2] = PointerGetDatum(construct_array(starts, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[3] = PointerGetDatum(construct_array(counts, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[4] = PointerGetDatum(construct_array(sums, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[5] = PointerGetDatum(construct_array(mins, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[6] = PointerGetDatum(construct_array(maxs, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[7] = PointerGetDatum(construct_array(sketches, n, run->sketch_type, run->sketch_typlen,
-											  run->sketch_typbyval, run->sketch_typalign));
+	args[0] = PointerGetDatum(
+		construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(
+		widths, n, INTERVALOID, sizeof(Interval), false, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(construct_array(
+		starts, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(construct_array(
+		counts, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[4] = PointerGetDatum(construct_array(
+		sums, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[5] = PointerGetDatum(construct_array(
+		mins, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[6] = PointerGetDatum(construct_array(
+		maxs, n, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[7] = PointerGetDatum(
+		construct_array(sketches, n, run->sketch_type, run->sketch_typlen,
+						run->sketch_typbyval, run->sketch_typalign));
 
 	/*
 	 * A new bucket is inserted as it is.  A delta for an existing bucket is
@@ -316,20 +330,21 @@ rollup_flush(RollupRun *run)
 	 * without a sketch (not written by a run) keeps its own count, sum, min
 	 * and max and adds the delta's.
 	 */
-	if (SPI_execute_with_args("INSERT INTO metrics.rollups AS r (series_id, bucket_width, bucket_start, count, sum, min, max, sketch)"
-							  " SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
-							  " pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"
-							  " pg_catalog.unnest($8))"
-							  " ON CONFLICT (series_id, bucket_width, bucket_start) DO UPDATE"
-							  " SET (sketch, count, sum, min, max, updated_at) = ("
-							  "  SELECT m.s,"
-							  "   metrics.sketch_count(m.s) + CASE WHEN r.sketch IS NULL THEN r.count ELSE 0 END,"
-							  "   metrics.sketch_sum(m.s) + CASE WHEN r.sketch IS NULL THEN r.sum ELSE 0 END,"
-							  "   CASE WHEN r.sketch IS NULL THEN LEAST(r.min, metrics.sketch_min(m.s)) ELSE metrics.sketch_min(m.s) END,"
-							  "   CASE WHEN r.sketch IS NULL THEN GREATEST(r.max, metrics.sketch_max(m.s)) ELSE metrics.sketch_max(m.s) END,"
-							  "   pg_catalog.now()"
-							  "  FROM (SELECT metrics.sketch_merge(r.sketch, excluded.sketch) AS s) m)",
-							  8, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args(
+			"INSERT INTO metrics.rollups AS r (series_id, bucket_width, bucket_start, count, sum, min, max, sketch)"
+			" SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
+			" pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"
+			" pg_catalog.unnest($8))"
+			" ON CONFLICT (series_id, bucket_width, bucket_start) DO UPDATE"
+			" SET (sketch, count, sum, min, max, updated_at) = ("
+			"  SELECT m.s,"
+			"   metrics.sketch_count(m.s) + CASE WHEN r.sketch IS NULL THEN r.count ELSE 0 END,"
+			"   metrics.sketch_sum(m.s) + CASE WHEN r.sketch IS NULL THEN r.sum ELSE 0 END,"
+			"   CASE WHEN r.sketch IS NULL THEN LEAST(r.min, metrics.sketch_min(m.s)) ELSE metrics.sketch_min(m.s) END,"
+			"   CASE WHEN r.sketch IS NULL THEN GREATEST(r.max, metrics.sketch_max(m.s)) ELSE metrics.sketch_max(m.s) END,"
+			"   pg_catalog.now()"
+			"  FROM (SELECT metrics.sketch_merge(r.sketch, excluded.sketch) AS s) m)",
+			8, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write the rollups");
 
 	MemoryContextSwitchTo(old);
@@ -356,7 +371,8 @@ rollup_take(RollupRun *run, int64 series_id, TimestampTz bucket, bool judged,
 	key.bucket = rollup_bin(&run->widths[0], bucket, run->origin);
 	metrics_sketch_read_header(PointerGetDatum(sketch), &header);
 	if (judged &&
-		queued_at > rollup_plus(rollup_plus(key.bucket, &run->widths[0]), &run->lateness))
+		queued_at > rollup_plus(rollup_plus(key.bucket, &run->widths[0]),
+								&run->lateness))
 	{
 		run->late += header.count;
 		return;
@@ -382,7 +398,8 @@ rollup_take_query(RollupRun *run, const char *sql, int nargs, Oid *argtypes,
 	Portal portal;
 
 	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		elog(ERROR, "SPI_prepare failed: %s",
+			 SPI_result_code_string(SPI_result));
 	portal = SPI_cursor_open(NULL, plan, args, NULL, false);
 	for (;;)
 	{
@@ -410,8 +427,9 @@ rollup_take_query(RollupRun *run, const char *sql, int nargs, Oid *argtypes,
 			if (isnull[0] || isnull[1] || isnull[3])
 				continue;
 			data = (bytea *) PG_DETOAST_DATUM_PACKED(sketch);
-			rollup_take(run, DatumGetInt64(series), DatumGetTimestampTz(bucket),
-						!isnull[2], isnull[2] ? 0 : DatumGetTimestampTz(queued), data);
+			rollup_take(run, DatumGetInt64(series),
+						DatumGetTimestampTz(bucket), !isnull[2],
+						isnull[2] ? 0 : DatumGetTimestampTz(queued), data);
 			if ((Pointer) data != DatumGetPointer(sketch))
 				pfree(data);
 		}
@@ -434,11 +452,12 @@ rollup_end(RollupRun *run)
 	rollup_flush(run);
 	args[0] = Int64GetDatum(run->rolled);
 	args[1] = Int64GetDatum(run->late);
-	if (SPI_execute_with_args("UPDATE metrics.rollup_state"
-							  " SET runs = runs + 1, last_run_at = pg_catalog.clock_timestamp(),"
-							  " last_run_points = $1, points = points + $1, late_points = late_points + $2,"
-							  " last_late_at = CASE WHEN $2 > 0 THEN pg_catalog.clock_timestamp() ELSE last_late_at END",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_with_args(
+			"UPDATE metrics.rollup_state"
+			" SET runs = runs + 1, last_run_at = pg_catalog.clock_timestamp(),"
+			" last_run_points = $1, points = points + $1, late_points = late_points + $2,"
+			" last_late_at = CASE WHEN $2 > 0 THEN pg_catalog.clock_timestamp() ELSE last_late_at END",
+			2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update metrics.rollup_state");
 	MemoryContextDelete(run->cxt);
 }
@@ -464,15 +483,17 @@ rollup_run(bool points, TimestampTz from, TimestampTz to)
 
 		args[0] = TimestampTzGetDatum(from);
 		args[1] = TimestampTzGetDatum(to);
-		rollup_take_query(run,
-						  "SELECT series_id, pg_catalog.date_bin('1 minute', ts, '2000-01-03 00:00:00+00'),"
-						  " NULL::pg_catalog.timestamptz, metrics.sketch_agg(value)"
-						  " FROM metrics.points WHERE ts >= $1 AND ts < $2 GROUP BY 1, 2",
-						  2, argtypes, args);
+		rollup_take_query(
+			run,
+			"SELECT series_id, pg_catalog.date_bin('1 minute', ts, '2000-01-03 00:00:00+00'),"
+			" NULL::pg_catalog.timestamptz, metrics.sketch_agg(value)"
+			" FROM metrics.points WHERE ts >= $1 AND ts < $2 GROUP BY 1, 2",
+			2, argtypes, args);
 	}
-	rollup_take_query(run,
-					  "DELETE FROM metrics.rollup_queue RETURNING series_id, bucket_start, queued_at, sketch",
-					  0, NULL, NULL);
+	rollup_take_query(
+		run,
+		"DELETE FROM metrics.rollup_queue RETURNING series_id, bucket_start, queued_at, sketch",
+		0, NULL, NULL);
 	rollup_end(run);
 	rolled = run->rolled;
 	SPI_finish();
@@ -497,8 +518,8 @@ Datum
 metrics_rollup_points(PG_FUNCTION_ARGS)
 {
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("time range must not be null")));
-	PG_RETURN_INT64(rollup_run(true, PG_GETARG_TIMESTAMPTZ(0), PG_GETARG_TIMESTAMPTZ(1)));
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("time range must not be null")));
+	PG_RETURN_INT64(
+		rollup_run(true, PG_GETARG_TIMESTAMPTZ(0), PG_GETARG_TIMESTAMPTZ(1)));
 }

@@ -8,9 +8,10 @@
  * TopMemoryContext remembers the answers, so a repeated (name, tags) costs
  * one hash lookup; only a miss runs SQL.  In front of it, a direct-mapped
  * array of entries answers most lookups from the hash of the name and tags
- * and one comparison, without building a key.  Keys are the name and the tags as
- * given: the binary jsonb for record() and record_many(), the raw text for
- * the metrics.ingest foreign table (so COPY does not parse JSON per row).
+ * and one comparison, without building a key.  Keys are the name and the
+ * tags as given: the binary jsonb for record() and record_many(), the raw
+ * text for the metrics.ingest foreign table (so COPY does not parse JSON per
+ * row).
  * Different spellings of the same tags are different keys of the same
  * series.
  *
@@ -23,8 +24,8 @@
  *	   invalidation reaches every backend when metrics.series is dropped or
  *	   truncated, and when rows of it are updated or deleted (a statement
  *	   trigger, metrics._series_changed, sends one);
- *	 - the cache is emptied when it reaches pg_opsdata.metrics_series_cache_size
- *	   entries, which bounds its memory.
+ *	 - the cache is emptied when it reaches
+ *	   pg_opsdata.metrics_series_cache_size entries, which bounds its memory.
  *
  * Validation happens on a miss only: an entry exists only for a name and
  * tags that passed it.  The cardinality limit (setting
@@ -71,7 +72,8 @@ typedef struct SeriesEntry
 {
 	SeriesKey key;
 	int64 series_id;
-	SubTransactionId subid; /* creating subtransaction; Invalid once committed */
+	SubTransactionId
+		subid; /* creating subtransaction; Invalid once committed */
 } SeriesEntry;
 
 static HTAB *series_cache = NULL;
@@ -129,16 +131,17 @@ series_cache_create(void)
 {
 	HASHCTL ctl;
 
-	series_cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata series cache",
-									   ALLOCSET_DEFAULT_SIZES);
+	series_cxt = AllocSetContextCreate(
+		TopMemoryContext, "pg_opsdata series cache", ALLOCSET_DEFAULT_SIZES);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(SeriesKey);
 	ctl.entrysize = sizeof(SeriesEntry);
 	ctl.hash = series_hash;
 	ctl.match = series_match;
 	ctl.hcxt = series_cxt;
-	series_cache = hash_create("pg_opsdata series cache", 256, &ctl,
-							   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	series_cache =
+		hash_create("pg_opsdata series cache", 256, &ctl,
+					HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
 
 static void
@@ -192,11 +195,13 @@ series_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
-			series_settle(true, InvalidSubTransactionId, InvalidSubTransactionId);
+			series_settle(true, InvalidSubTransactionId,
+						  InvalidSubTransactionId);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			series_settle(false, InvalidSubTransactionId, InvalidSubTransactionId);
+			series_settle(false, InvalidSubTransactionId,
+						  InvalidSubTransactionId);
 			break;
 		default:
 			break;
@@ -242,15 +247,15 @@ void
 metrics_check_name(const char *name, int len)
 {
 	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("metric name must not be empty")));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("metric name must not be empty")));
 	if (len > METRICS_NAME_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("metric name is too long"),
-				 errdetail("Metric names are at most %d bytes; this one has %d.",
-						   METRICS_NAME_MAX, len)));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("metric name is too long"),
+			 errdetail("Metric names are at most %d bytes; this one has %d.",
+					   METRICS_NAME_MAX, len)));
 }
 
 static const char *
@@ -292,7 +297,9 @@ series_check_tags(Jsonb *tags)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("tags must be a JSON object of strings"),
 				 errdetail("The tags are a JSON %s.",
-						   JB_ROOT_IS_ARRAY(tags) && !JB_ROOT_IS_SCALAR(tags) ? "array" : "scalar"),
+						   JB_ROOT_IS_ARRAY(tags) && !JB_ROOT_IS_SCALAR(tags)
+							   ? "array"
+							   : "scalar"),
 				 errhint("Write tags like {\"route\": \"/search\"}.")));
 
 	it = JsonbIteratorInit(&tags->root);
@@ -304,7 +311,8 @@ series_check_tags(Jsonb *tags)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("tags must be a JSON object of strings"),
-					 errdetail("Tag \"%s\" is a %s.", key ? key : "", jsonb_kind(v.type)),
+					 errdetail("Tag \"%s\" is a %s.", key ? key : "",
+							   jsonb_kind(v.type)),
 					 errhint("Write tags like {\"route\": \"/search\"}.")));
 	}
 }
@@ -338,7 +346,8 @@ series_hash_part(const char *p, int len, uint64 h)
 		w = (uint64) a | ((uint64) b << 32);
 	}
 	else if (len > 0)
-		w = (uint64) (unsigned char) p[0] | ((uint64) (unsigned char) p[len / 2] << 8) |
+		w = (uint64) (unsigned char) p[0] |
+			((uint64) (unsigned char) p[len / 2] << 8) |
 			((uint64) (unsigned char) end[-1] << 16);
 	else
 		return h;
@@ -354,8 +363,8 @@ static uint32
 series_hash_key(char kind, const char *name, int namelen, const char *tags,
 				int tagslen)
 {
-	uint64 h = ((uint64) (unsigned char) kind << 48) ^ ((uint64) namelen << 24) ^
-			   (uint64) tagslen;
+	uint64 h = ((uint64) (unsigned char) kind << 48) ^
+			   ((uint64) namelen << 24) ^ (uint64) tagslen;
 
 	h = series_hash_part(tags, tagslen, series_hash_part(name, namelen, h));
 	h ^= h >> 33;
@@ -448,8 +457,9 @@ series_remember(const SeriesKey *key, int64 series_id, Oid relid)
 
 	if (metrics_series_cache_size <= 0)
 		return;
-	if (series_cache != NULL && (hash_get_num_entries(series_cache) >= metrics_series_cache_size ||
-								 series_cached_relid != relid))
+	if (series_cache != NULL &&
+		(hash_get_num_entries(series_cache) >= metrics_series_cache_size ||
+		 series_cached_relid != relid))
 		series_cache_reset();
 	if (series_cache == NULL)
 		series_cache_create();
@@ -469,10 +479,11 @@ series_remember(const SeriesKey *key, int64 series_id, Oid relid)
 		int newsize = Max(64, series_tentative_size * 2);
 
 		if (series_tentative == NULL)
-			series_tentative = MemoryContextAlloc(TopMemoryContext,
-												  sizeof(SeriesEntry *) * newsize);
+			series_tentative = MemoryContextAlloc(
+				TopMemoryContext, sizeof(SeriesEntry *) * newsize);
 		else
-			series_tentative = repalloc(series_tentative, sizeof(SeriesEntry *) * newsize);
+			series_tentative =
+				repalloc(series_tentative, sizeof(SeriesEntry *) * newsize);
 		series_tentative_size = newsize;
 	}
 	series_tentative[series_ntentative++] = entry;
@@ -502,14 +513,16 @@ series_find_or_create(text *name, Jsonb *tags)
 	{
 		bool isnull;
 
-		ret = SPI_execute_with_args("SELECT series_id FROM metrics.series WHERE name OPERATOR(pg_catalog.=) $1 AND tags OPERATOR(pg_catalog.=) $2",
-									2, argtypes, args, NULL, false, 1);
+		ret = SPI_execute_with_args(
+			"SELECT series_id FROM metrics.series WHERE name OPERATOR(pg_catalog.=) $1 AND tags OPERATOR(pg_catalog.=) $2",
+			2, argtypes, args, NULL, false, 1);
 		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+			elog(ERROR, "SPI_execute_with_args failed: %s",
+				 SPI_result_code_string(ret));
 		if (SPI_processed > 0)
 		{
-			series_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-													SPI_tuptable->tupdesc, 1, &isnull));
+			series_id = DatumGetInt64(SPI_getbinval(
+				SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 			found = true;
 			break;
 		}
@@ -517,46 +530,59 @@ series_find_or_create(text *name, Jsonb *tags)
 			break;
 
 		/* A new series: check the cardinality limit of its name first. */
-		ret = SPI_execute("SELECT opsdata.setting('metrics.series_limit')::integer", false, 1);
+		ret = SPI_execute(
+			"SELECT opsdata.setting('metrics.series_limit')::integer", false,
+			1);
 		if (ret != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not read the setting \"metrics.series_limit\"");
-		limit = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		limit = DatumGetInt32(SPI_getbinval(
+			SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		args[1] = Int32GetDatum(limit);
-		ret = SPI_execute_with_args("SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>=) $2 FROM "
-									"(SELECT FROM metrics.series WHERE name OPERATOR(pg_catalog.=) $1 LIMIT $2) s",
-									2, limit_types, args, NULL, false, 1);
+		ret = SPI_execute_with_args(
+			"SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>=) $2 FROM "
+			"(SELECT FROM metrics.series WHERE name OPERATOR(pg_catalog.=) $1 LIMIT $2) s",
+			2, limit_types, args, NULL, false, 1);
 		args[1] = PointerGetDatum(tags);
 		if (ret != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not count the series of a metric");
-		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("metric \"%s\" has reached its limit of %d series",
-							text_to_cstring(name), limit),
-					 errdetail("Each distinct set of tags of a metric is a series of its own."),
-					 errhint("Record fewer distinct tag values, or raise the setting \"%s\" with opsdata.set_setting().",
-							 "metrics.series_limit")));
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull)))
+			ereport(
+				ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("metric \"%s\" has reached its limit of %d series",
+						text_to_cstring(name), limit),
+				 errdetail(
+					 "Each distinct set of tags of a metric is a series of its own."),
+				 errhint(
+					 "Record fewer distinct tag values, or raise the setting \"%s\" with opsdata.set_setting().",
+					 "metrics.series_limit")));
 
-		ret = SPI_execute_with_args("INSERT INTO metrics.series (name, tags) VALUES ($1, $2) "
-									"ON CONFLICT (name, tags) DO NOTHING RETURNING series_id",
-									2, argtypes, args, NULL, false, 1);
+		ret = SPI_execute_with_args(
+			"INSERT INTO metrics.series (name, tags) VALUES ($1, $2) "
+			"ON CONFLICT (name, tags) DO NOTHING RETURNING series_id",
+			2, argtypes, args, NULL, false, 1);
 		if (ret != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+			elog(ERROR, "SPI_execute_with_args failed: %s",
+				 SPI_result_code_string(ret));
 		if (SPI_processed > 0)
 		{
-			series_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-													SPI_tuptable->tupdesc, 1, &isnull));
+			series_id = DatumGetInt64(SPI_getbinval(
+				SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 			found = true;
 		}
 		/* Else another transaction made it meanwhile: look again. */
 	}
 	SPI_finish();
 	if (!found)
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("could not create metric series \"%s\"", text_to_cstring(name)),
-				 errdetail("A concurrent transaction created it, and it is not visible to this transaction's snapshot."),
-				 errhint("Retry the transaction.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not create metric series \"%s\"",
+					text_to_cstring(name)),
+			 errdetail(
+				 "A concurrent transaction created it, and it is not visible to this transaction's snapshot."),
+			 errhint("Retry the transaction.")));
 	return series_id;
 }
 
@@ -571,8 +597,8 @@ metrics_series_resolve(text *name, Jsonb *tags)
 	const char *t = VARDATA_ANY(tags);
 	int nlen = VARSIZE_ANY_EXHDR(name);
 	int tlen = VARSIZE_ANY_EXHDR(tags);
-	SeriesEntry *entry = series_front_lookup(series_hash_key('j', n, nlen, t, tlen),
-											 'j', n, nlen, t, tlen);
+	SeriesEntry *entry = series_front_lookup(
+		series_hash_key('j', n, nlen, t, tlen), 'j', n, nlen, t, tlen);
 	SeriesKey key;
 	int64 series_id;
 	SeriesKey saved;
@@ -602,8 +628,9 @@ int64
 metrics_series_resolve_text(const char *name, int namelen, const char *tags,
 							int tagslen)
 {
-	SeriesEntry *entry = series_front_lookup(series_hash_key('t', name, namelen, tags, tagslen),
-											 't', name, namelen, tags, tagslen);
+	SeriesEntry *entry =
+		series_front_lookup(series_hash_key('t', name, namelen, tags, tagslen),
+							't', name, namelen, tags, tagslen);
 	SeriesKey key;
 	SeriesKey saved;
 	Jsonb *jtags;
@@ -620,8 +647,8 @@ metrics_series_resolve_text(const char *name, int namelen, const char *tags,
 	metrics_check_name(name, namelen);
 	saved = key;
 	saved.data = series_copy_key(&key);
-	jtags = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-											   CStringGetDatum(pnstrdup(tags, tagslen))));
+	jtags = DatumGetJsonbP(DirectFunctionCall1(
+		jsonb_in, CStringGetDatum(pnstrdup(tags, tagslen))));
 	tname = cstring_to_text_with_len(name, namelen);
 	series_id = metrics_series_resolve(tname, jtags);
 	series_remember(&saved, series_id, metrics_relid("series"));
@@ -641,9 +668,10 @@ metrics_series_changed(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("metrics._series_changed() must be called as a trigger")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg("metrics._series_changed() must be called as a trigger")));
 	CacheInvalidateRelcache(trigdata->tg_relation);
 	PG_RETURN_POINTER(NULL);
 }

@@ -48,7 +48,8 @@ metrics_sketch_constants(void)
 {
 	if (metrics_log_gamma == 0.0)
 	{
-		double gamma = (1.0 + METRICS_SKETCH_ALPHA) / (1.0 - METRICS_SKETCH_ALPHA);
+		double gamma =
+			(1.0 + METRICS_SKETCH_ALPHA) / (1.0 - METRICS_SKETCH_ALPHA);
 
 		metrics_log_gamma = log(gamma);
 		metrics_index_multiplier = 1.0 / metrics_log_gamma;
@@ -84,15 +85,13 @@ void
 metrics_sketch_check_value(double value)
 {
 	if (isnan(value))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("metric value must not be NaN")));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("metric value must not be NaN")));
 	if (isinf(value))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("metric value must be finite"),
-				 errdetail("The value is %s.",
-						   value > 0 ? "Infinity" : "-Infinity")));
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("metric value must be finite"),
+						errdetail("The value is %s.",
+								  value > 0 ? "Infinity" : "-Infinity")));
 }
 
 /*
@@ -103,9 +102,8 @@ void
 metrics_sketch_check_fraction(double q)
 {
 	if (isnan(q) || q < 0.0 || q > 1.0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("quantile %g is not between 0 and 1", q)));
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("quantile %g is not between 0 and 1", q)));
 }
 
 static void
@@ -139,7 +137,8 @@ metrics_store_cover(MetricsSketch *sketch, MetricsSketchStore *store, int32 lo,
 		hi < store->base + store->size)
 		return;
 
-	size = Max(Max(span + 2 * METRICS_STORE_SLACK, store->size * 2), METRICS_STORE_MIN_SIZE);
+	size = Max(Max(span + 2 * METRICS_STORE_SLACK, store->size * 2),
+			   METRICS_STORE_MIN_SIZE);
 	size = Min(size, METRICS_SKETCH_MAX_BUCKETS + 2 * METRICS_STORE_SLACK);
 	base = lo - (size - span) / 2;
 
@@ -151,7 +150,8 @@ metrics_store_cover(MetricsSketch *sketch, MetricsSketchStore *store, int32 lo,
 		int32 to = Min(base + size, store->base + store->size);
 
 		if (to > from)
-			memcpy(counts + (from - base), store->counts + (from - store->base),
+			memcpy(counts + (from - base),
+				   store->counts + (from - store->base),
 				   sizeof(int64) * (to - from));
 		pfree(store->counts);
 	}
@@ -164,17 +164,16 @@ static void
 metrics_count_add(int64 *target, int64 count)
 {
 	if (pg_add_s64_overflow(*target, count, target))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("sketch count is out of range")));
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("sketch count is out of range")));
 }
 
 /*
  * Add count to bucket index of a store, applying the size cap.
  */
 static void
-metrics_store_add(MetricsSketch *sketch, MetricsSketchStore *store, int32 index,
-				  int64 count)
+metrics_store_add(MetricsSketch *sketch, MetricsSketchStore *store,
+				  int32 index, int64 count)
 {
 	if (store->total == 0)
 	{
@@ -289,9 +288,11 @@ metrics_sketch_add(MetricsSketch *sketch, double value)
 		metrics_count_add(&sketch->zero, 1);
 	}
 	else if (value > 0.0)
-		metrics_store_add(sketch, &sketch->pos, metrics_sketch_index(value), 1);
+		metrics_store_add(sketch, &sketch->pos, metrics_sketch_index(value),
+						  1);
 	else
-		metrics_store_add(sketch, &sketch->neg, metrics_sketch_index(-value), 1);
+		metrics_store_add(sketch, &sketch->neg, metrics_sketch_index(-value),
+						  1);
 
 	if (sketch->count == 0)
 		sketch->min = sketch->max = value;

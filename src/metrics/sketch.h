@@ -54,9 +54,9 @@
 /*
  * Exact sum: an integer number of units of 2^-1074 (the smallest subnormal
  * double), in 32-bit limbs held in int64 so that carries can be deferred.
- * 70 limbs cover more than 2^64 additions of DBL_MAX.  Limbs outside [lo, hi] are
- * zero.  After metrics_xsum_normalize() every limb but the last is in
- * [0, 2^32) and the last one carries the sign.
+ * 70 limbs cover more than 2^64 additions of DBL_MAX.  Limbs outside
+ * [lo, hi] are zero.  After metrics_xsum_normalize() every limb but the last
+ * is in [0, 2^32) and the last one carries the sign.
  */
 #define METRICS_XSUM_LIMBS 70
 
@@ -130,7 +130,8 @@ extern bool metrics_xsum_set_magnitude(MetricsXsum *xs, bool negative,
 extern bytea *metrics_sketch_serialize(const MetricsSketch *sketch);
 extern MetricsSketch *metrics_sketch_deserialize(const bytea *data,
 												 MemoryContext cxt);
-extern MetricsSketch *metrics_sketch_from_datum(Datum datum, MemoryContext cxt);
+extern MetricsSketch *metrics_sketch_from_datum(Datum datum,
+												MemoryContext cxt);
 extern void metrics_sketch_read_header(Datum datum, MetricsSketch *sketch);
 extern void metrics_sketch_merge_datum(MetricsSketch *target, Datum datum);
 extern bytea *metrics_sketch_merge_stored(const bytea *a, const bytea *b);
@@ -139,12 +140,15 @@ extern void metrics_sketch_validate_stored(const bytea *data);
 /* sketch_acc.c */
 extern void metrics_acc_init(MetricsSketchAcc *acc);
 extern bool metrics_acc_is_empty(const MetricsSketchAcc *acc);
-extern MetricsSketch *metrics_acc_sketch(MetricsSketchAcc *acc, MemoryContext cxt);
+extern MetricsSketch *metrics_acc_sketch(MetricsSketchAcc *acc,
+										 MemoryContext cxt);
 extern void metrics_acc_add_stored(MetricsSketchAcc *acc, const bytea *data,
 								   MemoryContext cxt);
-extern void metrics_acc_merge(MetricsSketchAcc *acc, const MetricsSketchAcc *other,
+extern void metrics_acc_merge(MetricsSketchAcc *acc,
+							  const MetricsSketchAcc *other,
 							  MemoryContext cxt);
 extern bytea *metrics_acc_stored(const MetricsSketchAcc *acc);
-extern void metrics_acc_header(const MetricsSketchAcc *acc, MetricsSketch *header);
+extern void metrics_acc_header(const MetricsSketchAcc *acc,
+							   MetricsSketch *header);
 
 #endif /* METRICS_SKETCH_H */

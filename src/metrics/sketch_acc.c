@@ -56,7 +56,8 @@ metrics_acc_sketch(MetricsSketchAcc *acc, MemoryContext cxt)
 		acc->sketch = metrics_sketch_create(cxt);
 		if (acc->single != NULL)
 		{
-			metrics_sketch_merge_datum(acc->sketch, PointerGetDatum(acc->single));
+			metrics_sketch_merge_datum(acc->sketch,
+									   PointerGetDatum(acc->single));
 			pfree(acc->single);
 			acc->single = NULL;
 		}
@@ -69,7 +70,8 @@ metrics_acc_sketch(MetricsSketchAcc *acc, MemoryContext cxt)
  * it is the first.
  */
 void
-metrics_acc_add_stored(MetricsSketchAcc *acc, const bytea *data, MemoryContext cxt)
+metrics_acc_add_stored(MetricsSketchAcc *acc, const bytea *data,
+					   MemoryContext cxt)
 {
 	if (metrics_acc_is_empty(acc))
 	{
@@ -81,7 +83,8 @@ metrics_acc_add_stored(MetricsSketchAcc *acc, const bytea *data, MemoryContext c
 		memcpy(VARDATA(acc->single), VARDATA_ANY(data), len);
 	}
 	else
-		metrics_sketch_merge_datum(metrics_acc_sketch(acc, cxt), PointerGetDatum(data));
+		metrics_sketch_merge_datum(metrics_acc_sketch(acc, cxt),
+								   PointerGetDatum(data));
 }
 
 /*
@@ -109,7 +112,8 @@ metrics_acc_stored(const MetricsSketchAcc *acc)
 	if (acc->sketch != NULL)
 		return metrics_sketch_serialize(acc->sketch);
 	if (acc->single == NULL)
-		return metrics_sketch_serialize(metrics_sketch_create(CurrentMemoryContext));
+		return metrics_sketch_serialize(
+			metrics_sketch_create(CurrentMemoryContext));
 	copy = palloc(VARSIZE(acc->single));
 	memcpy(copy, acc->single, VARSIZE(acc->single));
 	return copy;

@@ -113,7 +113,8 @@ put_store(uint8 *p, const MetricsSketchStore *store, int64 nbuckets)
 		if (c == 0)
 			continue;
 		if (first)
-			p = put_varint(p, i >= 0 ? (uint64) i << 1 : ((uint64) (-(int64) i) << 1) - 1);
+			p = put_varint(p, i >= 0 ? (uint64) i << 1
+									 : ((uint64) (-(int64) i) << 1) - 1);
 		else
 			p = put_varint(p, (uint64) (i - prev));
 		p = put_varint(p, (uint64) c);
@@ -199,10 +200,8 @@ typedef struct SketchReader
 static void
 sketch_corrupt(const char *what)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-			 errmsg("invalid sketch"),
-			 errdetail("%s", what)));
+	ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+					errmsg("invalid sketch"), errdetail("%s", what)));
 }
 
 static uint64
@@ -302,10 +301,12 @@ get_sparse_store(SketchReader *r, SparseStore *store)
 		else
 		{
 			if (v == 0 || v > (uint64) METRICS_SKETCH_MAX_BUCKETS)
-				sketch_corrupt("Bucket indexes are not increasing within the size cap.");
+				sketch_corrupt(
+					"Bucket indexes are not increasing within the size cap.");
 			index += (int64) v;
 		}
-		if (index < METRICS_SKETCH_MIN_INDEX || index > METRICS_SKETCH_MAX_INDEX)
+		if (index < METRICS_SKETCH_MIN_INDEX ||
+			index > METRICS_SKETCH_MAX_INDEX)
 			sketch_corrupt("A bucket index is out of range.");
 		if (index - first >= METRICS_SKETCH_MAX_BUCKETS)
 			sketch_corrupt("A store is wider than the size cap.");
@@ -325,15 +326,15 @@ get_sparse_store(SketchReader *r, SparseStore *store)
  * buckets pass through a static buffer.
  */
 static void
-get_store(SketchReader *r, MetricsSketch *sketch, bool negative,
-		  int64 *total)
+get_store(SketchReader *r, MetricsSketch *sketch, bool negative, int64 *total)
 {
 	static SparseStore scratch;
 	int k;
 
 	get_sparse_store(r, &scratch);
 	for (k = 0; k < scratch.n; k++)
-		metrics_sketch_add_bucket(sketch, negative, scratch.index[k], scratch.count[k]);
+		metrics_sketch_add_bucket(sketch, negative, scratch.index[k],
+								  scratch.count[k]);
 	*total = scratch.total;
 }
 
@@ -348,7 +349,8 @@ put_sparse_store(uint8 *p, const SparseStore *store)
 		int32 i = store->index[k];
 
 		if (k == 0)
-			p = put_varint(p, i >= 0 ? (uint64) i << 1 : ((uint64) (-(int64) i) << 1) - 1);
+			p = put_varint(p, i >= 0 ? (uint64) i << 1
+									 : ((uint64) (-(int64) i) << 1) - 1);
 		else
 			p = put_varint(p, (uint64) (i - store->index[k - 1]));
 		p = put_varint(p, (uint64) store->count[k]);
@@ -361,7 +363,8 @@ put_sparse_store(uint8 *p, const SparseStore *store)
  * cap (the caller then merges with collapsing).
  */
 static bool
-merge_sparse_stores(const SparseStore *a, const SparseStore *b, SparseStore *out)
+merge_sparse_stores(const SparseStore *a, const SparseStore *b,
+					SparseStore *out)
 {
 	int i = 0;
 	int j = 0;
@@ -388,9 +391,8 @@ merge_sparse_stores(const SparseStore *a, const SparseStore *b, SparseStore *out
 		{
 			out->index[n] = a->index[i];
 			if (pg_add_s64_overflow(a->count[i], b->count[j], &out->count[n]))
-				ereport(ERROR,
-						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-						 errmsg("sketch count is out of range")));
+				ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+								errmsg("sketch count is out of range")));
 			n++;
 			i++;
 			j++;
@@ -413,10 +415,12 @@ get_header(SketchReader *r, MetricsSketch *sketch, uint8 *flags_out)
 	if (r->end - r->p < 2)
 		sketch_corrupt("The data is too short.");
 	if (r->p[0] != METRICS_SKETCH_FORMAT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("unsupported sketch format version %d", r->p[0]),
-				 errhint("The sketch was written by a newer version of pg_opsdata.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+			 errmsg("unsupported sketch format version %d", r->p[0]),
+			 errhint(
+				 "The sketch was written by a newer version of pg_opsdata.")));
 	flags = r->p[1];
 	r->p += 2;
 	if (flags & ~(METRICS_FLAG_COLLAPSED | METRICS_FLAG_SUM_NEGATIVE))
@@ -454,9 +458,9 @@ get_header(SketchReader *r, MetricsSketch *sketch, uint8 *flags_out)
 						  (uint32) r->p[2] << 16 | (uint32) r->p[3] << 24;
 			r->p += 4;
 		}
-		if (!metrics_xsum_set_magnitude(&sketch->sum,
-										(flags & METRICS_FLAG_SUM_NEGATIVE) != 0,
-										mag, (int) lo, (int) (lo + nlimbs - 1)))
+		if (!metrics_xsum_set_magnitude(
+				&sketch->sum, (flags & METRICS_FLAG_SUM_NEGATIVE) != 0, mag,
+				(int) lo, (int) (lo + nlimbs - 1)))
 			sketch_corrupt("The sum is not in canonical form.");
 	}
 	*flags_out = flags;
@@ -496,11 +500,10 @@ check_stored(const MetricsSketch *header, int64 pos_total, int64 neg_total)
 		sketch_corrupt("The bucket counts do not add up to the count.");
 	if (header->count == 0 && header->sum.hi >= 0)
 		sketch_corrupt("An empty sketch has a non-zero sum.");
-	if (header->count > 0 &&
-		((neg_total == 0 && header->min < 0) ||
-		 (pos_total == 0 && header->max > 0) ||
-		 (neg_total > 0 && header->min >= 0) ||
-		 (pos_total > 0 && header->max <= 0)))
+	if (header->count > 0 && ((neg_total == 0 && header->min < 0) ||
+							  (pos_total == 0 && header->max > 0) ||
+							  (neg_total > 0 && header->min >= 0) ||
+							  (pos_total > 0 && header->max <= 0)))
 		sketch_corrupt("The minimum or maximum contradicts the buckets.");
 }
 
@@ -524,9 +527,8 @@ merge_header(MetricsSketch *target, const MetricsSketch *header)
 	if (header->count == 0)
 		return;
 	if (pg_add_s64_overflow(target->zero, header->zero, &target->zero))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("sketch count is out of range")));
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("sketch count is out of range")));
 	if (target->count == 0)
 	{
 		target->min = header->min;
@@ -540,9 +542,8 @@ merge_header(MetricsSketch *target, const MetricsSketch *header)
 			target->max = header->max;
 	}
 	if (pg_add_s64_overflow(target->count, header->count, &target->count))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("sketch count is out of range")));
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("sketch count is out of range")));
 	target->collapsed = target->collapsed || header->collapsed;
 	metrics_xsum_merge(&target->sum, &header->sum);
 }
@@ -719,8 +720,8 @@ append_store(StringInfo buf, const MetricsSketchStore *store)
 Datum
 metrics_sketch_out(PG_FUNCTION_ARGS)
 {
-	MetricsSketch *sketch = metrics_sketch_from_datum(PG_GETARG_DATUM(0),
-													  CurrentMemoryContext);
+	MetricsSketch *sketch =
+		metrics_sketch_from_datum(PG_GETARG_DATUM(0), CurrentMemoryContext);
 	StringInfoData buf;
 
 	initStringInfo(&buf);
@@ -747,14 +748,17 @@ typedef struct SketchTextParser
 	const char *p;	   /* next character */
 } SketchTextParser;
 
-pg_attribute_noreturn() static void sketch_text_error(SketchTextParser *tp, const char *detail)
+pg_attribute_noreturn() static void sketch_text_error(SketchTextParser *tp,
+													  const char *detail)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-			 errmsg("invalid input syntax for type %s: \"%s\"", "metrics.sketch",
-					tp->input),
-			 errdetail("%s", detail),
-			 errhint("A sketch reads like \"count=2 min=1 max=3 sum=0x4 zero=0 positive=0:1,55:1 negative=\".")));
+	ereport(
+		ERROR,
+		(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+		 errmsg("invalid input syntax for type %s: \"%s\"", "metrics.sketch",
+				tp->input),
+		 errdetail("%s", detail),
+		 errhint(
+			 "A sketch reads like \"count=2 min=1 max=3 sum=0x4 zero=0 positive=0:1,55:1 negative=\".")));
 }
 
 /*
@@ -794,8 +798,10 @@ sketch_text_count(SketchTextParser *tp, const char *start, const char *end,
 	for (p = start; p < end; p++)
 	{
 		if (*p < '0' || *p > '9')
-			sketch_text_error(tp, psprintf("The %s is not a whole number.", what));
-		if (pg_mul_s64_overflow(v, 10, &v) || pg_add_s64_overflow(v, *p - '0', &v))
+			sketch_text_error(tp,
+							  psprintf("The %s is not a whole number.", what));
+		if (pg_mul_s64_overflow(v, 10, &v) ||
+			pg_add_s64_overflow(v, *p - '0', &v))
 			sketch_text_error(tp, psprintf("The %s is out of range.", what));
 	}
 	return v;
@@ -812,7 +818,8 @@ sketch_text_double(SketchTextParser *tp, const char *start, const char *end,
 	errno = 0;
 	d = strtod(copy, &stop);
 	if (start == end || *stop != '\0' || errno == ERANGE || !isfinite(d))
-		sketch_text_error(tp, psprintf("The %s is not a finite number.", what));
+		sketch_text_error(tp,
+						  psprintf("The %s is not a finite number.", what));
 	pfree(copy);
 	return d == 0.0 ? 0.0 : d; /* -0 is stored as 0 */
 }
@@ -846,7 +853,8 @@ sketch_text_store(SketchTextParser *tp, MetricsSketch *sketch, bool negative,
 		errno = 0;
 		index = strtol(num, &stop, 10);
 		if (colon == p || *stop != '\0' || errno == ERANGE ||
-			index < METRICS_SKETCH_MIN_INDEX || index > METRICS_SKETCH_MAX_INDEX)
+			index < METRICS_SKETCH_MIN_INDEX ||
+			index > METRICS_SKETCH_MAX_INDEX)
 			sketch_text_error(tp, "A bucket index is not a valid index.");
 		pfree(num);
 		if (n > 0 && index <= prev)
@@ -902,7 +910,8 @@ metrics_sketch_in(PG_FUNCTION_ARGS)
 		sketch_text_error(&tp, "The minimum is greater than the maximum.");
 	sketch_text_field(&tp, "sum", false, &s, &e);
 	if (!metrics_xsum_from_hex(&sketch->sum, s, e - s))
-		sketch_text_error(&tp, "The sum is not an exact hexadecimal number such as 0x1.8.");
+		sketch_text_error(
+			&tp, "The sum is not an exact hexadecimal number such as 0x1.8.");
 	sketch_text_field(&tp, "zero", false, &s, &e);
 	sketch->zero = sketch_text_count(&tp, s, e, "count of zeros");
 	sketch_text_field(&tp, "positive", false, &s, &e);
@@ -915,16 +924,18 @@ metrics_sketch_in(PG_FUNCTION_ARGS)
 		sketch_text_error(&tp, "Unexpected text after the negative buckets.");
 
 	if (pg_add_s64_overflow(pos_total, neg_total, &total) ||
-		pg_add_s64_overflow(total, sketch->zero, &total) || total != sketch->count)
-		sketch_text_error(&tp, "The bucket counts and zeros do not add up to the count.");
+		pg_add_s64_overflow(total, sketch->zero, &total) ||
+		total != sketch->count)
+		sketch_text_error(
+			&tp, "The bucket counts and zeros do not add up to the count.");
 	if (sketch->count == 0 && sketch->sum.hi >= 0)
 		sketch_text_error(&tp, "An empty sketch has a non-zero sum.");
-	if (sketch->count > 0 &&
-		((neg_total == 0 && sketch->min < 0) ||
-		 (pos_total == 0 && sketch->max > 0) ||
-		 (neg_total > 0 && sketch->min >= 0) ||
-		 (pos_total > 0 && sketch->max <= 0)))
-		sketch_text_error(&tp, "The minimum or maximum contradicts the buckets.");
+	if (sketch->count > 0 && ((neg_total == 0 && sketch->min < 0) ||
+							  (pos_total == 0 && sketch->max > 0) ||
+							  (neg_total > 0 && sketch->min >= 0) ||
+							  (pos_total > 0 && sketch->max <= 0)))
+		sketch_text_error(&tp,
+						  "The minimum or maximum contradicts the buckets.");
 	sketch->collapsed = collapsed;
 
 	PG_RETURN_BYTEA_P(metrics_sketch_serialize(sketch));

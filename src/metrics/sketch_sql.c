@@ -54,23 +54,24 @@ metrics_agg_context(FunctionCallInfo fcinfo, const char *name)
 	MemoryContext aggcontext;
 
 	if (!AggCheckCallContext(fcinfo, &aggcontext))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s called in non-aggregate context", name)));
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						errmsg("%s called in non-aggregate context", name)));
 	return aggcontext;
 }
 
 static MetricsSketchAcc *
 metrics_agg_new_state(MemoryContext cxt)
 {
-	MetricsSketchAcc *state = (MetricsSketchAcc *) MemoryContextAlloc(cxt, sizeof(MetricsSketchAcc));
+	MetricsSketchAcc *state =
+		(MetricsSketchAcc *) MemoryContextAlloc(cxt, sizeof(MetricsSketchAcc));
 
 	metrics_acc_init(state);
 	return state;
 }
 
 static MetricsSketchAcc *
-metrics_agg_state(FunctionCallInfo fcinfo, const char *name, MemoryContext *aggcontext)
+metrics_agg_state(FunctionCallInfo fcinfo, const char *name,
+				  MemoryContext *aggcontext)
 {
 	*aggcontext = metrics_agg_context(fcinfo, name);
 
@@ -95,7 +96,8 @@ metrics_sketch_agg_trans(PG_FUNCTION_ARGS)
 		PG_RETURN_POINTER(PG_GETARG_POINTER(0));
 	}
 	state = metrics_agg_state(fcinfo, "metrics.sketch_agg", &aggcontext);
-	metrics_sketch_add(metrics_acc_sketch(state, aggcontext), PG_GETARG_FLOAT8(1));
+	metrics_sketch_add(metrics_acc_sketch(state, aggcontext),
+					   PG_GETARG_FLOAT8(1));
 	PG_RETURN_POINTER(state);
 }
 
@@ -123,7 +125,8 @@ metrics_sketch_union_trans(PG_FUNCTION_ARGS)
 Datum
 metrics_sketch_combine(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = metrics_agg_context(fcinfo, "metrics._sketch_combine");
+	MemoryContext aggcontext =
+		metrics_agg_context(fcinfo, "metrics._sketch_combine");
 	MetricsSketchAcc *state;
 	MetricsSketchAcc *other;
 
@@ -158,7 +161,8 @@ metrics_sketch_deserial(PG_FUNCTION_ARGS)
 
 	(void) metrics_agg_context(fcinfo, "metrics._sketch_deserialize");
 	state = metrics_agg_new_state(CurrentMemoryContext);
-	state->sketch = metrics_sketch_deserialize(PG_GETARG_BYTEA_PP(0), CurrentMemoryContext);
+	state->sketch = metrics_sketch_deserialize(PG_GETARG_BYTEA_PP(0),
+											   CurrentMemoryContext);
 	PG_RETURN_POINTER(state);
 }
 
@@ -167,7 +171,8 @@ metrics_sketch_final(PG_FUNCTION_ARGS)
 {
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	PG_RETURN_BYTEA_P(metrics_acc_stored((MetricsSketchAcc *) PG_GETARG_POINTER(0)));
+	PG_RETURN_BYTEA_P(
+		metrics_acc_stored((MetricsSketchAcc *) PG_GETARG_POINTER(0)));
 }
 
 /*
@@ -275,8 +280,8 @@ metrics_quantiles(PG_FUNCTION_ARGS)
 	ArrayType *result;
 
 	get_typlenbyvalalign(FLOAT8OID, &typlen, &typbyval, &typalign);
-	deconstruct_array(qs, FLOAT8OID, typlen, typbyval, typalign, &elems, &nulls,
-					  &n);
+	deconstruct_array(qs, FLOAT8OID, typlen, typbyval, typalign, &elems,
+					  &nulls, &n);
 	for (i = 0; i < n; i++)
 		if (!nulls[i])
 			metrics_sketch_check_fraction(DatumGetFloat8(elems[i]));
@@ -286,13 +291,14 @@ metrics_quantiles(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	for (i = 0; i < n; i++)
 		if (!nulls[i])
-			elems[i] = Float8GetDatum(metrics_sketch_quantile(s, DatumGetFloat8(elems[i])));
+			elems[i] = Float8GetDatum(
+				metrics_sketch_quantile(s, DatumGetFloat8(elems[i])));
 
 	if (ARR_NDIM(qs) == 0)
 		result = construct_empty_array(FLOAT8OID);
 	else
 		result = construct_md_array(elems, nulls, ARR_NDIM(qs), ARR_DIMS(qs),
-									ARR_LBOUND(qs), FLOAT8OID, typlen, typbyval,
-									typalign);
+									ARR_LBOUND(qs), FLOAT8OID, typlen,
+									typbyval, typalign);
 	PG_RETURN_ARRAYTYPE_P(result);
 }

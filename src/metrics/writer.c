@@ -27,10 +27,10 @@
  * is locked RowExclusiveLock until the end of the transaction, like any
  * INSERT, and so is its default partition, before the descriptor is read:
  * a partition attached meanwhile never makes a point routed to the default
- * partition fail its constraint (partition/route.c).  All memory is in a context of the writer's own, a child of the
- * context current at metrics_writer_begin(), so an error frees it with the
- * caller's context.  The COPY data source is a static pointer set only
- * while CopyFrom runs.
+ * partition fail its constraint (partition/route.c).  All memory is in a
+ * context of the writer's own, a child of the context current at
+ * metrics_writer_begin(), so an error frees it with the caller's context.
+ * The COPY data source is a static pointer set only while CopyFrom runs.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -132,9 +132,9 @@ writer_copy_read(void *outbuf, int minread, int maxread)
 MetricsPointWriter *
 metrics_writer_begin(void)
 {
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
-											  "pg_opsdata point writer",
-											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext cxt =
+		AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata point writer",
+							  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	MetricsPointWriter *w = palloc0(sizeof(MetricsPointWriter));
 	Oid relid;
@@ -193,14 +193,14 @@ writer_route(MetricsPointWriter *w, TimestampTz ts)
 	bool equal;
 	LeafBuffer *leaf;
 
-	if (w->last != NULL && w->last_ranged && ts >= w->last_lo && ts < w->last_hi)
+	if (w->last != NULL && w->last_ranged && ts >= w->last_lo &&
+		ts < w->last_hi)
 		return w->last;
 
 	if (bi != NULL && bi->ndatums > 0)
 	{
-		bound = partition_range_datum_bsearch(w->key->partsupfunc,
-											  w->key->partcollation, bi, 1,
-											  &value, &equal);
+		bound = partition_range_datum_bsearch(
+			w->key->partsupfunc, w->key->partcollation, bi, 1, &value, &equal);
 		part = bi->indexes[bound + 1];
 	}
 	w->last_ranged = part >= 0;
@@ -211,15 +211,18 @@ writer_route(MetricsPointWriter *w, TimestampTz ts)
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("no partition of relation \"%s\" found for row",
 						RelationGetRelationName(w->parent)),
-				 errdetail("Partition key of the failing row contains (ts) = (%s).",
-						   timestamptz_to_str(ts))));
+				 errdetail(
+					 "Partition key of the failing row contains (ts) = (%s).",
+					 timestamptz_to_str(ts))));
 	if (!w->partdesc->is_leaf[part])
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("partition \"%s\" of relation \"%s\" is itself partitioned",
-						get_rel_name(w->partdesc->oids[part]),
-						RelationGetRelationName(w->parent)),
-				 errhint("Partitions of metrics.points must be plain tables.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg(
+				 "partition \"%s\" of relation \"%s\" is itself partitioned",
+				 get_rel_name(w->partdesc->oids[part]),
+				 RelationGetRelationName(w->parent)),
+			 errhint("Partitions of metrics.points must be plain tables.")));
 
 	leaf = writer_leaf(w, w->partdesc->oids[part], !w->last_ranged);
 	w->last = leaf;
@@ -229,7 +232,8 @@ writer_route(MetricsPointWriter *w, TimestampTz ts)
 			w->last_lo = DatumGetTimestampTz(bi->datums[bound][0]);
 		else
 			w->last_lo = PG_INT64_MIN;
-		if (bound + 1 < bi->ndatums && bi->kind[bound + 1][0] == PARTITION_RANGE_DATUM_VALUE)
+		if (bound + 1 < bi->ndatums &&
+			bi->kind[bound + 1][0] == PARTITION_RANGE_DATUM_VALUE)
 			w->last_hi = DatumGetTimestampTz(bi->datums[bound + 1][0]);
 		else
 			w->last_hi = PG_INT64_MAX;
@@ -261,8 +265,8 @@ writer_leaf_is_plain(Relation rel)
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhasindex ||
 		rel->trigdesc != NULL || desc->natts != 3 ||
-		(desc->constr != NULL && (desc->constr->num_check > 0 ||
-								  desc->constr->has_generated_stored)))
+		(desc->constr != NULL &&
+		 (desc->constr->num_check > 0 || desc->constr->has_generated_stored)))
 		return false;
 	for (i = 0; i < 3; i++)
 	{
@@ -343,11 +347,14 @@ writer_insert_leaf(MetricsPointWriter *w, LeafBuffer *leaf, Relation rel)
 			{
 				MemoryContext old = MemoryContextSwitchTo(w->cxt);
 
-				w->slots[w->nslots++] = MakeSingleTupleTableSlot(w->slot_desc, &TTSOpsHeapTuple);
+				w->slots[w->nslots++] =
+					MakeSingleTupleTableSlot(w->slot_desc, &TTSOpsHeapTuple);
 				MemoryContextSwitchTo(old);
 			}
 			slot = w->slots[i];
-			ExecStoreHeapTuple(writer_form_point(slot->tts_mcxt, w->slot_desc, p), slot, true);
+			ExecStoreHeapTuple(
+				writer_form_point(slot->tts_mcxt, w->slot_desc, p), slot,
+				true);
 		}
 		CHECK_FOR_INTERRUPTS();
 		table_multi_insert(rel, w->slots, n, cid, 0, bistate);
@@ -374,7 +381,8 @@ writer_copy_leaf(LeafBuffer *leaf, Relation rel)
 	int64 i;
 
 	initStringInfo(&data);
-	appendBinaryStringInfo(&data, writer_copy_header, sizeof(writer_copy_header) - 1);
+	appendBinaryStringInfo(&data, writer_copy_header,
+						   sizeof(writer_copy_header) - 1);
 	appendBinaryStringInfo(&data, (const char *) &zero, 4); /* flags */
 	appendBinaryStringInfo(&data, (const char *) &zero, 4); /* extension */
 	for (i = 0; i < leaf->rows; i++)
@@ -396,14 +404,15 @@ writer_copy_leaf(LeafBuffer *leaf, Relation rel)
 										 false, false);
 	attnames = list_make3(makeString("series_id"), makeString("ts"),
 						  makeString("value"));
-	options = list_make1(makeDefElem("format", (Node *) makeString("binary"), -1));
+	options =
+		list_make1(makeDefElem("format", (Node *) makeString("binary"), -1));
 
 	writer_source = &data;
 	writer_source_offset = 0;
 	PG_TRY();
 	{
-		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, writer_copy_read,
-							   attnames, options);
+		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false,
+							   writer_copy_read, attnames, options);
 		(void) CopyFrom(cstate);
 		EndCopyFrom(cstate);
 	}
@@ -458,7 +467,8 @@ metrics_writer_add(MetricsPointWriter *w, int64 series_id, TimestampTz ts,
 	if (leaf->rows >= leaf->size)
 	{
 		leaf->size *= 2;
-		leaf->points = repalloc_huge(leaf->points, sizeof(BufferedPoint) * leaf->size);
+		leaf->points =
+			repalloc_huge(leaf->points, sizeof(BufferedPoint) * leaf->size);
 	}
 	p = &leaf->points[leaf->rows++];
 	p->series_id = series_id;

@@ -268,7 +268,8 @@ metrics_xsum_value(const MetricsXsum *xs)
 	{
 		int bit = shift + k;
 
-		if (bit >= 0 && (mag[bit / XSUM_LIMB_BITS] >> (bit % XSUM_LIMB_BITS)) & 1)
+		if (bit >= 0 &&
+			(mag[bit / XSUM_LIMB_BITS] >> (bit % XSUM_LIMB_BITS)) & 1)
 			m |= (uint64) 1 << k;
 	}
 	if (shift > 0)
@@ -277,7 +278,8 @@ metrics_xsum_value(const MetricsXsum *xs)
 
 		for (k = lo; k < limb && !sticky; k++)
 			sticky = mag[k] != 0;
-		if (!sticky && (mag[limb] & (((uint32) 1 << (shift % XSUM_LIMB_BITS)) - 1)))
+		if (!sticky &&
+			(mag[limb] & (((uint32) 1 << (shift % XSUM_LIMB_BITS)) - 1)))
 			sticky = true;
 	}
 	if (sticky)
@@ -294,7 +296,9 @@ xsum_bit(const uint32 *mag, int bit)
 	return (mag[bit / XSUM_LIMB_BITS] >> (bit % XSUM_LIMB_BITS)) & 1;
 }
 
-/* Hex digit d (d < 0 after the point) holds bits 1074 + 4d to 1074 + 4d + 3. */
+/*
+ * Hex digit d (d < 0 after the point) holds bits 1074 + 4d to 1074 + 4d + 3.
+ */
 static inline int
 xsum_digit_of_bit(int bit)
 {

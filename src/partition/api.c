@@ -74,7 +74,8 @@ partition_function_owner(FunctionCallInfo fcinfo)
 
 	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+		elog(ERROR, "cache lookup failed for function %u",
+			 fcinfo->flinfo->fn_oid);
 	owner = ((Form_pg_proc) GETSTRUCT(tuple))->proowner;
 	ReleaseSysCache(tuple);
 	return owner;
@@ -90,7 +91,8 @@ partition_rel_name(Oid relid)
 
 	if (name == NULL)
 		return psprintf("%u", relid);
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
+	return quote_qualified_identifier(
+		get_namespace_name(get_rel_namespace(relid)), name);
 }
 
 /*
@@ -113,7 +115,8 @@ partition_check_owner(Oid parent)
 	relkind = ((Form_pg_class) GETSTRUCT(tuple))->relkind;
 	ReleaseSysCache(tuple);
 	if (!opsdata_class_ownercheck(parent, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind), get_rel_name(parent));
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind),
+					   get_rel_name(parent));
 	return owner;
 }
 
@@ -135,20 +138,22 @@ partition_manage(PG_FUNCTION_ARGS)
 	volatile int made = 0;
 
 	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("parent table must not be null")));
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("parent table must not be null")));
 	parent = PG_GETARG_OID(0);
 	owner = partition_check_owner(parent);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(ext_owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(ext_owner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
-		Oid argtypes[8] = {REGCLASSOID, NAMEOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, NAMEOID, TEXTOID};
+		Oid argtypes[8] = {REGCLASSOID, NAMEOID, TEXTOID, INT4OID,
+						   TEXTOID,		TEXTOID, NAMEOID, TEXTOID};
 		Datum values[8];
 		char nulls[8];
-		char *start_from = PG_ARGISNULL(7) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(7));
+		char *start_from =
+			PG_ARGISNULL(7) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(7));
 		char *parent_name;
 		MemoryContext cxt = CurrentMemoryContext;
 		PartitionTiming timing;
@@ -165,8 +170,9 @@ partition_manage(PG_FUNCTION_ARGS)
 			values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
 		}
 		SPI_connect();
-		if (SPI_execute_with_args("SELECT FROM opsdata._partition_register($1, $2, $3, $4, $5, $6, $7, $8, NULL, false)",
-								  8, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
+		if (SPI_execute_with_args(
+				"SELECT FROM opsdata._partition_register($1, $2, $3, $4, $5, $6, $7, $8, NULL, false)",
+				8, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not record the partition set");
 		partition_read_timing(&timing);
 		steps = partition_plan(parent, start_from, false, cxt);
@@ -180,13 +186,17 @@ partition_manage(PG_FUNCTION_ARGS)
 			if (strcmp(step->action, "note") != 0)
 				work = lappend(work, step);
 		}
-		status = partition_exec_batch(work, owner, parent_name, &timing, &edata);
+		status =
+			partition_exec_batch(work, owner, parent_name, &timing, &edata);
 		if (status == PARTITION_STEP_SKIPPED)
-			ereport(ERROR,
-					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-					 errmsg("could not make the partitions of \"%s\"", parent_name),
-					 errdetail("%s", edata->message),
-					 errhint("Another transaction holds a conflicting lock on the table; try again when it ends.")));
+			ereport(
+				ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("could not make the partitions of \"%s\"",
+						parent_name),
+				 errdetail("%s", edata->message),
+				 errhint(
+					 "Another transaction holds a conflicting lock on the table; try again when it ends.")));
 		if (status == PARTITION_STEP_FAILED)
 			ReThrowError(edata);
 		made = list_length(work);
@@ -216,7 +226,8 @@ partition_unmanage(PG_FUNCTION_ARGS)
 	(void) partition_check_owner(parent);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(ext_owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(ext_owner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
 		Oid argtypes[1] = {REGCLASSOID};
@@ -224,20 +235,25 @@ partition_unmanage(PG_FUNCTION_ARGS)
 
 		values[0] = ObjectIdGetDatum(parent);
 		SPI_connect();
-		if (SPI_execute_with_args("SELECT builtin FROM opsdata.partitions WHERE parent = $1 FOR UPDATE",
-								  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
+		if (SPI_execute_with_args(
+				"SELECT builtin FROM opsdata.partitions WHERE parent = $1 FOR UPDATE",
+				1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read opsdata.partitions");
 		if (SPI_processed == 1)
 		{
 			bool isnull;
 
-			if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+			if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull)))
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("\"%s\" is a built-in partition set", partition_rel_name(parent)),
-						 errdetail("pg_opsdata keeps its own tables partitioned.")));
-			if (SPI_execute_with_args("DELETE FROM opsdata.partitions WHERE parent = $1",
-									  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+						 errmsg("\"%s\" is a built-in partition set",
+								partition_rel_name(parent)),
+						 errdetail(
+							 "pg_opsdata keeps its own tables partitioned.")));
+			if (SPI_execute_with_args(
+					"DELETE FROM opsdata.partitions WHERE parent = $1", 1,
+					argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
 				elog(ERROR, "could not delete from opsdata.partitions");
 			found = true;
 		}
@@ -315,10 +331,12 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 	bool finished = false;
 
 	if (RecoveryInProgress())
-		ereport(ERROR,
-				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("partition maintenance cannot run during recovery"),
-				 errhint("Partitions are maintained on the primary and reach standbys by replication.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("partition maintenance cannot run during recovery"),
+			 errhint(
+				 "Partitions are maintained on the primary and reach standbys by replication.")));
 
 	InitMaterializedSRF(fcinfo, 0);
 
@@ -329,16 +347,19 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 
 		values[0] = ObjectIdGetDatum(parent);
 		SPI_connect();
-		if (SPI_execute_with_args("SELECT FROM opsdata.partitions WHERE parent = $1",
-								  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		if (SPI_execute_with_args(
+				"SELECT FROM opsdata.partitions WHERE parent = $1", 1,
+				argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read opsdata.partitions");
 		if (SPI_processed == 0)
 		{
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("relation \"%s\" is not a managed partition set",
-							partition_rel_name(parent)),
-					 errhint("Put it under management with opsdata.manage_partitions().")));
+			ereport(
+				ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("relation \"%s\" is not a managed partition set",
+						partition_rel_name(parent)),
+				 errhint(
+					 "Put it under management with opsdata.manage_partitions().")));
 		}
 		SPI_finish();
 	}
@@ -355,19 +376,23 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 	task->user = ext_owner;
 	task->parent = parent;
 	shm_toc_insert(toc, PARTITION_KEY_TASK, task);
-	mq = shm_mq_create(shm_toc_allocate(toc, PARTITION_QUEUE_SIZE), PARTITION_QUEUE_SIZE);
+	mq = shm_mq_create(shm_toc_allocate(toc, PARTITION_QUEUE_SIZE),
+					   PARTITION_QUEUE_SIZE);
 	shm_toc_insert(toc, PARTITION_KEY_QUEUE, mq);
 	shm_mq_set_receiver(mq, MyProc);
 
-	handle = opsdata_start_worker("partition_worker_main", "pg_opsdata partition maintenance",
-								  "pg_opsdata partition maintenance",
-								  UInt32GetDatum(dsm_segment_handle(seg)), NULL, 0, true);
+	handle = opsdata_start_worker(
+		"partition_worker_main", "pg_opsdata partition maintenance",
+		"pg_opsdata partition maintenance",
+		UInt32GetDatum(dsm_segment_handle(seg)), NULL, 0, true);
 	if (handle == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not start a partition maintenance worker"),
-				 errdetail("Every background worker slot is in use."),
-				 errhint("Consider increasing the configuration parameter \"%s\".", "max_worker_processes")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("could not start a partition maintenance worker"),
+			 errdetail("Every background worker slot is in use."),
+			 errhint("Consider increasing the configuration parameter \"%s\".",
+					 "max_worker_processes")));
 	mqh = shm_mq_attach(mq, seg, handle);
 
 	PG_TRY();
@@ -391,15 +416,18 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 			else if (kind == PARTITION_MSG_BUSY)
 			{
 				Datum values[PARTITION_RESULT_COLS] = {0};
-				bool nulls[PARTITION_RESULT_COLS] = {true, false, false, false, false, false, false};
+				bool nulls[PARTITION_RESULT_COLS] = {
+					true, false, false, false, false, false, false};
 
 				values[1] = CStringGetTextDatum("skipped");
 				values[2] = Int32GetDatum(0);
 				values[3] = Int64GetDatum(0);
 				values[4] = Int32GetDatum(0);
 				values[5] = Int32GetDatum(0);
-				values[6] = CStringGetTextDatum("another partition maintenance pass is running");
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+				values[6] = CStringGetTextDatum(
+					"another partition maintenance pass is running");
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+									 values, nulls);
 				finished = true;
 				break;
 			}
@@ -419,10 +447,12 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 
 	if (!finished)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("partition maintenance worker exited before finishing"),
-				 errhint("The server log tells why; what it did until then is in opsdata.partition_log.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("partition maintenance worker exited before finishing"),
+			 errhint(
+				 "The server log tells why; what it did until then is in opsdata.partition_log.")));
 	dsm_detach(seg);
 	return (Datum) 0;
 }

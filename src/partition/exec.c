@@ -65,21 +65,31 @@ partition_read_timing(PartitionTiming *timing)
 {
 	bool isnull;
 
-	if (SPI_execute("SELECT (EXTRACT(epoch FROM opsdata.setting('partition.lock_timeout')::pg_catalog.interval) * 1000)::pg_catalog.int4,"
-					" (EXTRACT(epoch FROM opsdata.setting('partition.detach_timeout')::pg_catalog.interval) * 1000)::pg_catalog.int4,"
-					" opsdata.setting('partition.lock_retries')::pg_catalog.int4,"
-					" (EXTRACT(epoch FROM opsdata.setting('partition.retry_delay')::pg_catalog.interval) * 1000)::pg_catalog.int4",
-					true, 1) != SPI_OK_SELECT ||
+	if (SPI_execute(
+			"SELECT (EXTRACT(epoch FROM opsdata.setting('partition.lock_timeout')::pg_catalog.interval) * 1000)::pg_catalog.int4,"
+			" (EXTRACT(epoch FROM opsdata.setting('partition.detach_timeout')::pg_catalog.interval) * 1000)::pg_catalog.int4,"
+			" opsdata.setting('partition.lock_retries')::pg_catalog.int4,"
+			" (EXTRACT(epoch FROM opsdata.setting('partition.retry_delay')::pg_catalog.interval) * 1000)::pg_catalog.int4",
+			true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not read the partition maintenance settings");
-	timing->lock_timeout_ms = Max(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)), 1);
-	timing->detach_timeout_ms = Max(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)), 1);
-	timing->lock_retries = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	timing->retry_delay_ms = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	timing->lock_timeout_ms =
+		Max(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, &isnull)),
+			1);
+	timing->detach_timeout_ms =
+		Max(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 2, &isnull)),
+			1);
+	timing->lock_retries = DatumGetInt32(SPI_getbinval(
+		SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	timing->retry_delay_ms = DatumGetInt32(SPI_getbinval(
+		SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 }
 
 static char *
-partition_text_column(HeapTuple tuple, TupleDesc desc, int column, MemoryContext cxt)
+partition_text_column(HeapTuple tuple, TupleDesc desc, int column,
+					  MemoryContext cxt)
 {
 	char *value = SPI_getvalue(tuple, desc, column);
 
@@ -92,7 +102,8 @@ partition_text_column(HeapTuple tuple, TupleDesc desc, int column, MemoryContext
  * as the extension owner; the plan is computed in its transaction.
  */
 List *
-partition_plan(Oid parent, const char *start_from, bool maintain, MemoryContext cxt)
+partition_plan(Oid parent, const char *start_from, bool maintain,
+			   MemoryContext cxt)
 {
 	Oid argtypes[3] = {REGCLASSOID, TEXTOID, BOOLOID};
 	Datum values[3];
@@ -106,16 +117,18 @@ partition_plan(Oid parent, const char *start_from, bool maintain, MemoryContext 
 	else
 		nulls[1] = 'n';
 	values[2] = BoolGetDatum(maintain);
-	if (SPI_execute_with_args("SELECT step, phase, action, partition, statements, toplevel, replica, detail"
-							  " FROM opsdata._partition_plan($1, $2, $3) ORDER BY step",
-							  3, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(
+			"SELECT step, phase, action, partition, statements, toplevel, replica, detail"
+			" FROM opsdata._partition_plan($1, $2, $3) ORDER BY step",
+			3, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not plan partition maintenance");
 
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple tuple = SPI_tuptable->vals[i];
 		TupleDesc desc = SPI_tuptable->tupdesc;
-		PartitionStep *step = MemoryContextAllocZero(cxt, sizeof(PartitionStep));
+		PartitionStep *step =
+			MemoryContextAllocZero(cxt, sizeof(PartitionStep));
 		Datum d;
 		bool isnull;
 
@@ -132,7 +145,8 @@ partition_plan(Oid parent, const char *start_from, bool maintain, MemoryContext 
 			int nelems;
 			int j;
 
-			deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elemnulls, &nelems);
+			deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems,
+							  &elemnulls, &nelems);
 			for (j = 0; j < nelems; j++)
 			{
 				MemoryContext old;
@@ -140,7 +154,8 @@ partition_plan(Oid parent, const char *start_from, bool maintain, MemoryContext 
 				if (elemnulls[j])
 					continue;
 				old = MemoryContextSwitchTo(cxt);
-				step->statements = lappend(step->statements, TextDatumGetCString(elems[j]));
+				step->statements =
+					lappend(step->statements, TextDatumGetCString(elems[j]));
 				MemoryContextSwitchTo(old);
 			}
 		}
@@ -162,8 +177,8 @@ partition_plan(Oid parent, const char *start_from, bool maintain, MemoryContext 
  * current user.
  */
 void
-partition_log(const char *parent_name, const char *action, const char *partition,
-			  const char *detail)
+partition_log(const char *parent_name, const char *action,
+			  const char *partition, const char *detail)
 {
 	Oid argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Datum values[4];
@@ -180,9 +195,10 @@ partition_log(const char *parent_name, const char *action, const char *partition
 	else
 		nulls[3] = 'n';
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
-							  " VALUES ($1, $2, $3, $4)",
-							  4, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args(
+			"INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
+			" VALUES ($1, $2, $3, $4)",
+			4, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write to opsdata.partition_log");
 	SPI_finish();
 }
@@ -208,15 +224,18 @@ partition_sleep(int mean_ms)
 
 	if (mean_ms <= 0)
 		return;
-	end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-									  (long) (mean_ms * (0.5 + pg_prng_double(&pg_global_prng_state))));
+	end = TimestampTzPlusMilliseconds(
+		GetCurrentTimestamp(),
+		(long) (mean_ms * (0.5 + pg_prng_double(&pg_global_prng_state))));
 	for (;;)
 	{
-		long left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
+		long left =
+			TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end);
 
 		if (left <= 0)
 			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, left,
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, left,
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
@@ -230,7 +249,8 @@ partition_sleep(int mean_ms)
  * on error the caller's subtransaction abort restores them.
  */
 static int64
-partition_exec_statements(const PartitionStep *step, Oid owner, const PartitionTiming *timing)
+partition_exec_statements(const PartitionStep *step, Oid owner,
+						  const PartitionTiming *timing)
 {
 	Oid save_userid;
 	int save_sec_context;
@@ -245,9 +265,11 @@ partition_exec_statements(const PartitionStep *step, Oid owner, const PartitionT
 	(void) set_config_option("lock_timeout", value, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	if (step->replica)
-		(void) set_config_option("session_replication_role", "replica", PGC_SUSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+		(void) set_config_option("session_replication_role", "replica",
+								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
+	SetUserIdAndSecContext(owner, save_sec_context |
+									  SECURITY_LOCAL_USERID_CHANGE |
 									  SECURITY_RESTRICTED_OPERATION);
 
 	SPI_connect();
@@ -289,23 +311,29 @@ partition_log_batch(const char *parent_name, List *steps, const int64 *rows)
 		const PartitionStep *step = (const PartitionStep *) lfirst(lc);
 
 		actions[i] = CStringGetTextDatum(step->action);
-		partitions[i] = CStringGetTextDatum(step->partition ? step->partition : "");
+		partitions[i] =
+			CStringGetTextDatum(step->partition ? step->partition : "");
 		if (strcmp(step->action, "move") == 0)
-			details[i] = CStringGetTextDatum(psprintf("%s, " INT64_FORMAT " row%s moved from the default partition",
-													  step->detail, rows[i], rows[i] == 1 ? "" : "s"));
+			details[i] = CStringGetTextDatum(psprintf(
+				"%s, " INT64_FORMAT " row%s moved from the default partition",
+				step->detail, rows[i], rows[i] == 1 ? "" : "s"));
 		else
 			details[i] = CStringGetTextDatum(step->detail ? step->detail : "");
 		i++;
 	}
 	values[0] = CStringGetTextDatum(parent_name);
-	values[1] = PointerGetDatum(construct_md_array(actions, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-	values[2] = PointerGetDatum(construct_md_array(partitions, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-	values[3] = PointerGetDatum(construct_md_array(details, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_md_array(
+		actions, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_md_array(
+		partitions, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_md_array(
+		details, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
-							  " SELECT $1, u.a, NULLIF(u.p, ''), NULLIF(u.d, '')"
-							  "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(a, p, d)",
-							  4, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args(
+			"INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
+			" SELECT $1, u.a, NULLIF(u.p, ''), NULLIF(u.d, '')"
+			"   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(a, p, d)",
+			4, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write to opsdata.partition_log");
 	SPI_finish();
 }
@@ -316,7 +344,8 @@ partition_log_batch(const char *parent_name, List *steps, const int64 *rows)
  * context) after rolling the subtransaction back.
  */
 static ErrorData *
-partition_try_batch(List *steps, Oid owner, const PartitionTiming *timing, int64 *rows)
+partition_try_batch(List *steps, Oid owner, const PartitionTiming *timing,
+					int64 *rows)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner resowner = CurrentResourceOwner;
@@ -330,7 +359,8 @@ partition_try_batch(List *steps, Oid owner, const PartitionTiming *timing, int64
 		int i = 0;
 
 		foreach (lc, steps)
-			rows[i++] = partition_exec_statements((const PartitionStep *) lfirst(lc), owner, timing);
+			rows[i++] = partition_exec_statements(
+				(const PartitionStep *) lfirst(lc), owner, timing);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = resowner;
@@ -376,7 +406,8 @@ partition_exec_batch(List *steps, Oid owner, const char *parent_name,
 		}
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
-		if (!partition_lock_error(edata) && edata->sqlerrcode != ERRCODE_CHECK_VIOLATION)
+		if (!partition_lock_error(edata) &&
+			edata->sqlerrcode != ERRCODE_CHECK_VIOLATION)
 		{
 			*error = edata;
 			return PARTITION_STEP_FAILED;
@@ -384,7 +415,8 @@ partition_exec_batch(List *steps, Oid owner, const char *parent_name,
 		if (attempt >= timing->lock_retries)
 		{
 			*error = edata;
-			return partition_lock_error(edata) ? PARTITION_STEP_SKIPPED : PARTITION_STEP_FAILED;
+			return partition_lock_error(edata) ? PARTITION_STEP_SKIPPED
+											   : PARTITION_STEP_FAILED;
 		}
 		FreeErrorData(edata);
 		partition_sleep(timing->retry_delay_ms);
@@ -399,8 +431,9 @@ partition_exec_batch(List *steps, Oid owner, const char *parent_name,
  * nothing of the step remains.  A query cancel is not caught.
  */
 PartitionStepStatus
-partition_exec_step(const PartitionStep *step, Oid owner, const char *parent_name,
-					const PartitionTiming *timing, int64 *rows, ErrorData **error)
+partition_exec_step(const PartitionStep *step, Oid owner,
+					const char *parent_name, const PartitionTiming *timing,
+					int64 *rows, ErrorData **error)
 {
 	int attempt;
 
@@ -409,14 +442,16 @@ partition_exec_step(const PartitionStep *step, Oid owner, const char *parent_nam
 	for (attempt = 0;; attempt++)
 	{
 		int64 moved = 0;
-		ErrorData *edata = partition_try_batch(list_make1((PartitionStep *) step), owner, timing, &moved);
+		ErrorData *edata = partition_try_batch(
+			list_make1((PartitionStep *) step), owner, timing, &moved);
 
 		if (edata == NULL)
 		{
 			char *detail = step->detail;
 
 			if (strcmp(step->action, "move") == 0)
-				detail = psprintf("%s, " INT64_FORMAT " row%s moved from the default partition",
+				detail = psprintf("%s, " INT64_FORMAT
+								  " row%s moved from the default partition",
 								  step->detail, moved, moved == 1 ? "" : "s");
 			partition_log(parent_name, step->action, step->partition, detail);
 			*rows = moved;
@@ -430,7 +465,8 @@ partition_exec_step(const PartitionStep *step, Oid owner, const char *parent_nam
 		 * ATTACH make the ATTACH fail; a new try moves them too.
 		 */
 		if (!partition_lock_error(edata) &&
-			!(strcmp(step->action, "move") == 0 && edata->sqlerrcode == ERRCODE_CHECK_VIOLATION))
+			!(strcmp(step->action, "move") == 0 &&
+			  edata->sqlerrcode == ERRCODE_CHECK_VIOLATION))
 		{
 			*error = edata;
 			return PARTITION_STEP_FAILED;

@@ -122,9 +122,10 @@ partition_layout(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	inherits = table_open(InheritsRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_inherits_inhparent, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(parent));
-	scan = systable_beginscan(inherits, InheritsParentIndexId, true, NULL, 1, &key);
+	ScanKeyInit(&key, Anum_pg_inherits_inhparent, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(parent));
+	scan = systable_beginscan(inherits, InheritsParentIndexId, true, NULL, 1,
+							  &key);
 	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
 	{
 		Form_pg_inherits inh = (Form_pg_inherits) GETSTRUCT(tuple);
@@ -139,13 +140,15 @@ partition_layout(PG_FUNCTION_ARGS)
 		reltup = SearchSysCache1(RELOID, ObjectIdGetDatum(inh->inhrelid));
 		if (!HeapTupleIsValid(reltup))
 			continue;
-		bound = SysCacheGetAttr(RELOID, reltup, Anum_pg_class_relpartbound, &isnull);
+		bound = SysCacheGetAttr(RELOID, reltup, Anum_pg_class_relpartbound,
+								&isnull);
 		if (isnull)
 		{
 			ReleaseSysCache(reltup);
 			continue;
 		}
-		spec = castNode(PartitionBoundSpec, stringToNode(TextDatumGetCString(bound)));
+		spec = castNode(PartitionBoundSpec,
+						stringToNode(TextDatumGetCString(bound)));
 		ReleaseSysCache(reltup);
 
 		memset(nulls, true, sizeof(nulls));
@@ -156,18 +159,24 @@ partition_layout(PG_FUNCTION_ARGS)
 		values[2] = BoolGetDatum(inh->inhdetachpending);
 		nulls[2] = false;
 		if (!spec->is_default && spec->strategy == PARTITION_STRATEGY_RANGE &&
-			list_length(spec->lowerdatums) == 1 && list_length(spec->upperdatums) == 1)
+			list_length(spec->lowerdatums) == 1 &&
+			list_length(spec->upperdatums) == 1)
 		{
-			PartitionRangeDatum *lower = linitial_node(PartitionRangeDatum, spec->lowerdatums);
-			PartitionRangeDatum *upper = linitial_node(PartitionRangeDatum, spec->upperdatums);
+			PartitionRangeDatum *lower =
+				linitial_node(PartitionRangeDatum, spec->lowerdatums);
+			PartitionRangeDatum *upper =
+				linitial_node(PartitionRangeDatum, spec->upperdatums);
 
-			if (!partition_bound_value(lower, &values[3], &nulls[3], &values[5], &nulls[5]) ||
-				!partition_bound_value(upper, &values[4], &nulls[4], &values[6], &nulls[6]))
+			if (!partition_bound_value(lower, &values[3], &nulls[3],
+									   &values[5], &nulls[5]) ||
+				!partition_bound_value(upper, &values[4], &nulls[4],
+									   &values[6], &nulls[6]))
 			{
 				nulls[3] = nulls[4] = nulls[5] = nulls[6] = true;
 			}
 		}
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values,
+							 nulls);
 	}
 	systable_endscan(scan);
 	table_close(inherits, AccessShareLock);

@@ -38,7 +38,8 @@ typedef struct PartitionStep
 {
 	int step;
 	char *phase;	  /* finalize, create, move or retention */
-	char *action;	  /* create, move, finalize, detach, drop, archive, note */
+	char *action;	  /* create, move, finalize, detach, drop, archive,
+					   note */
 	char *partition;  /* qualified name of the partition, or NULL */
 	List *statements; /* of char *; NIL for a note */
 	bool toplevel;	  /* must run outside a transaction block */
@@ -76,12 +77,15 @@ typedef struct PartitionTask
 extern void partition_read_timing(PartitionTiming *timing);
 extern List *partition_plan(Oid parent, const char *start_from, bool maintain,
 							MemoryContext cxt);
-extern PartitionStepStatus partition_exec_step(const PartitionStep *step, Oid owner,
+extern PartitionStepStatus partition_exec_step(const PartitionStep *step,
+											   Oid owner,
 											   const char *parent_name,
 											   const PartitionTiming *timing,
 											   int64 *rows, ErrorData **error);
-extern PartitionStepStatus partition_exec_batch(List *steps, Oid owner, const char *parent_name,
-												const PartitionTiming *timing, ErrorData **error);
+extern PartitionStepStatus partition_exec_batch(List *steps, Oid owner,
+												const char *parent_name,
+												const PartitionTiming *timing,
+												ErrorData **error);
 extern void partition_log(const char *parent_name, const char *action,
 						  const char *partition, const char *detail);
 extern bool partition_lock_error(const ErrorData *edata);

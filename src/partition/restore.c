@@ -94,7 +94,8 @@ partition_restore_duplicate(Node *stmt, char **what)
 		if (!OidIsValid(relid))
 			return false;
 		indexid = get_relname_relid(index->idxname, get_rel_namespace(relid));
-		if (!OidIsValid(indexid) || get_rel_relkind(indexid) != RELKIND_INDEX ||
+		if (!OidIsValid(indexid) ||
+			get_rel_relkind(indexid) != RELKIND_INDEX ||
 			!get_rel_relispartition(indexid))
 			return false;
 		*what = psprintf("index \"%s\"", index->idxname);
@@ -116,7 +117,8 @@ partition_restore_duplicate(Node *stmt, char **what)
 		if (cmd->subtype != AT_AddConstraint || !IsA(cmd->def, Constraint))
 			return false;
 		constraint = (Constraint *) cmd->def;
-		if ((constraint->contype != CONSTR_PRIMARY && constraint->contype != CONSTR_UNIQUE) ||
+		if ((constraint->contype != CONSTR_PRIMARY &&
+			 constraint->contype != CONSTR_UNIQUE) ||
 			constraint->conname == NULL)
 			return false;
 		relid = partition_of_extension_table(alter->relation);
@@ -128,7 +130,8 @@ partition_restore_duplicate(Node *stmt, char **what)
 		tuple = SearchSysCache1(CONSTROID, ObjectIdGetDatum(conid));
 		if (!HeapTupleIsValid(tuple))
 			return false;
-		inherited = OidIsValid(((Form_pg_constraint) GETSTRUCT(tuple))->conparentid);
+		inherited =
+			OidIsValid(((Form_pg_constraint) GETSTRUCT(tuple))->conparentid);
 		ReleaseSysCache(tuple);
 		if (!inherited)
 			return false;
@@ -139,23 +142,28 @@ partition_restore_duplicate(Node *stmt, char **what)
 }
 
 static void
-partition_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-						 ProcessUtilityContext context, ParamListInfo params,
-						 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+partition_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+						 bool readOnlyTree, ProcessUtilityContext context,
+						 ParamListInfo params, QueryEnvironment *queryEnv,
+						 DestReceiver *dest, QueryCompletion *qc)
 {
 	char *what = NULL;
 
 	if (partition_restore_duplicate(pstmt->utilityStmt, &what))
 	{
-		ereport(NOTICE,
-				(errmsg("%s already exists, skipping", what),
-				 errdetail("The partition was attached to a table of pg_opsdata, which gave it the parent's indexes and keys.")));
+		ereport(
+			NOTICE,
+			(errmsg("%s already exists, skipping", what),
+			 errdetail(
+				 "The partition was attached to a table of pg_opsdata, which gave it the parent's indexes and keys.")));
 		return;
 	}
 	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
 	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
 }
 
 /*

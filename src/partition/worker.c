@@ -113,7 +113,8 @@ partition_send(StringInfo msg)
 {
 	if (partition_mq == NULL)
 		return;
-	if (shm_mq_send(partition_mq, msg->len, msg->data, false, true) != SHM_MQ_SUCCESS)
+	if (shm_mq_send(partition_mq, msg->len, msg->data, false, true) !=
+		SHM_MQ_SUCCESS)
 		partition_mq = NULL;
 }
 
@@ -155,21 +156,25 @@ partition_message(const PartitionSetResult *res)
 	initStringInfo(&msg);
 	partition_count(&msg, res->created, "made %d partition%s");
 	if (res->moved > 0)
-		appendStringInfo(&msg, "%smoved " INT64_FORMAT " row%s out of the default partition",
-						 msg.len > 0 ? ", " : "", res->moved, res->moved == 1 ? "" : "s");
+		appendStringInfo(
+			&msg,
+			"%smoved " INT64_FORMAT " row%s out of the default partition",
+			msg.len > 0 ? ", " : "", res->moved, res->moved == 1 ? "" : "s");
 	partition_count(&msg, res->finalized, "completed %d pending detach%s");
-	partition_count(&msg, res->detached, "detached %d partition%s into the archive schema");
+	partition_count(&msg, res->detached,
+					"detached %d partition%s into the archive schema");
 	partition_count(&msg, res->dropped, "dropped %d partition%s");
 	if (msg.len == 0 && res->notes.len == 0)
 		appendStringInfoString(&msg, "nothing to do");
 	if (res->notes.len > 0)
-		appendStringInfo(&msg, "%s%s", msg.len > 0 ? "; " : "", res->notes.data);
+		appendStringInfo(&msg, "%s%s", msg.len > 0 ? "; " : "",
+						 res->notes.data);
 	return msg.data;
 }
 
 static void
-partition_note(PartitionSetResult *res, const char *fmt, const char *a, const char *b,
-			   const char *c)
+partition_note(PartitionSetResult *res, const char *fmt, const char *a,
+			   const char *b, const char *c)
 {
 	if (res->notes.len > 0)
 		appendStringInfoString(&res->notes, "; ");
@@ -219,8 +224,8 @@ partition_exec_toplevel(const char *sql, int lock_timeout_ms)
 	parsetrees = pg_parse_query(sql);
 	if (list_length(parsetrees) != 1)
 		elog(ERROR, "a top-level step must be one statement");
-	querytrees = pg_analyze_and_rewrite_fixedparams(linitial_node(RawStmt, parsetrees), sql,
-													NULL, 0, NULL);
+	querytrees = pg_analyze_and_rewrite_fixedparams(
+		linitial_node(RawStmt, parsetrees), sql, NULL, 0, NULL);
 	plantrees = pg_plan_queries(querytrees, sql, 0, NULL);
 	pstmt = linitial_node(PlannedStmt, plantrees);
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -230,7 +235,8 @@ partition_exec_toplevel(const char *sql, int lock_timeout_ms)
 	 * commit in PortalContext, as they would under a portal.
 	 */
 	PortalContext = partition_stmt_cxt;
-	ProcessUtility(pstmt, sql, false, PROCESS_UTILITY_TOPLEVEL, NULL, NULL, None_Receiver, NULL);
+	ProcessUtility(pstmt, sql, false, PROCESS_UTILITY_TOPLEVEL, NULL, NULL,
+				   None_Receiver, NULL);
 	PortalContext = NULL;
 	MemoryContextSwitchTo(partition_stmt_cxt);
 	if (ActiveSnapshotSet())
@@ -254,14 +260,16 @@ partition_detach_pending(const char *partition)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	values[0] = CStringGetTextDatum(partition);
-	if (SPI_execute_with_args("SELECT i.inhdetachpending FROM pg_catalog.pg_inherits i"
-							  " WHERE i.inhrelid = pg_catalog.to_regclass($1)",
-							  1, argtypes, values, NULL, true, 1) == SPI_OK_SELECT &&
+	if (SPI_execute_with_args(
+			"SELECT i.inhdetachpending FROM pg_catalog.pg_inherits i"
+			" WHERE i.inhrelid = pg_catalog.to_regclass($1)",
+			1, argtypes, values, NULL, true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
 		bool isnull;
 
-		pending = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		pending = DatumGetBool(SPI_getbinval(
+			SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	PopActiveSnapshot();
 	SPI_finish();
@@ -273,8 +281,8 @@ partition_detach_pending(const char *partition)
  * Logs a step's outcome in a transaction of its own.
  */
 static void
-partition_log_now(const char *parent_name, const char *action, const char *partition,
-				  const char *detail)
+partition_log_now(const char *parent_name, const char *action,
+				  const char *partition, const char *detail)
 {
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -321,7 +329,8 @@ partition_try_toplevel(const char *sql, int lock_timeout_ms, MemoryContext cxt)
  */
 static PartitionStepStatus
 partition_toplevel_step(const PartitionStep *step, const char *parent_name,
-						const PartitionTiming *timing, MemoryContext cxt, ErrorData **error)
+						const PartitionTiming *timing, MemoryContext cxt,
+						ErrorData **error)
 {
 	int attempt;
 	PartitionStepStatus status = PARTITION_STEP_FAILED;
@@ -329,12 +338,14 @@ partition_toplevel_step(const PartitionStep *step, const char *parent_name,
 
 	for (attempt = 0;; attempt++)
 	{
-		ErrorData *edata = partition_try_toplevel((const char *) linitial(step->statements),
-												  timing->detach_timeout_ms, cxt);
+		ErrorData *edata =
+			partition_try_toplevel((const char *) linitial(step->statements),
+								   timing->detach_timeout_ms, cxt);
 
 		if (edata == NULL)
 		{
-			partition_log_now(parent_name, "detach", step->partition, "detached concurrently");
+			partition_log_now(parent_name, "detach", step->partition,
+							  "detached concurrently");
 			status = PARTITION_STEP_DONE;
 			break;
 		}
@@ -366,7 +377,8 @@ partition_toplevel_step(const PartitionStep *step, const char *parent_name,
  * owner, or records why it could not be planned and returns NIL.
  */
 static List *
-partition_plan_set(PartitionSetResult *res, MemoryContext namecxt, MemoryContext cxt)
+partition_plan_set(PartitionSetResult *res, MemoryContext namecxt,
+				   MemoryContext cxt)
 {
 	List *volatile steps = NIL;
 	ErrorData *volatile edata = NULL;
@@ -380,13 +392,15 @@ partition_plan_set(PartitionSetResult *res, MemoryContext namecxt, MemoryContext
 		PushActiveSnapshot(GetTransactionSnapshot());
 		tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(res->parent));
 		if (!HeapTupleIsValid(tuple))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("relation with OID %u does not exist", res->parent)));
+			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+							errmsg("relation with OID %u does not exist",
+								   res->parent)));
 		res->owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 		ReleaseSysCache(tuple);
-		res->name = MemoryContextStrdup(namecxt, quote_qualified_identifier(get_namespace_name(get_rel_namespace(res->parent)),
-																			get_rel_name(res->parent)));
+		res->name = MemoryContextStrdup(
+			namecxt, quote_qualified_identifier(
+						 get_namespace_name(get_rel_namespace(res->parent)),
+						 get_rel_name(res->parent)));
 		steps = partition_plan(res->parent, NULL, true, cxt);
 		PopActiveSnapshot();
 		SPI_finish();
@@ -407,13 +421,16 @@ partition_plan_set(PartitionSetResult *res, MemoryContext namecxt, MemoryContext
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
 		if (res->name == NULL)
-			res->name = MemoryContextStrdup(namecxt, psprintf("%u", res->parent));
+			res->name =
+				MemoryContextStrdup(namecxt, psprintf("%u", res->parent));
 		if (partition_lock_error(edata))
 			res->skipped++;
 		else
 			res->failed = true;
 		partition_note(res, "not planned: %s", edata->message, NULL, NULL);
-		partition_log_now(res->name, partition_lock_error(edata) ? "skip" : "fail", NULL, res->notes.data);
+		partition_log_now(res->name,
+						  partition_lock_error(edata) ? "skip" : "fail", NULL,
+						  res->notes.data);
 		return NIL;
 	}
 	return steps;
@@ -446,7 +463,8 @@ partition_copy_step(const PartitionStep *step, MemoryContext cxt)
 	copy->detail = step->detail ? pstrdup(step->detail) : NULL;
 	copy->statements = NIL;
 	foreach (lc, step->statements)
-		copy->statements = lappend(copy->statements, pstrdup((const char *) lfirst(lc)));
+		copy->statements =
+			lappend(copy->statements, pstrdup((const char *) lfirst(lc)));
 	MemoryContextSwitchTo(old);
 	return copy;
 }
@@ -455,9 +473,11 @@ partition_copy_step(const PartitionStep *step, MemoryContext cxt)
  * Counts a step that succeeded.
  */
 static void
-partition_count_step(PartitionSetResult *res, const PartitionStep *step, int64 rows)
+partition_count_step(PartitionSetResult *res, const PartitionStep *step,
+					 int64 rows)
 {
-	if (strcmp(step->action, "create") == 0 || strcmp(step->action, "move") == 0)
+	if (strcmp(step->action, "create") == 0 ||
+		strcmp(step->action, "move") == 0)
 		res->created++;
 	if (strcmp(step->action, "move") == 0)
 		res->moved += rows;
@@ -475,7 +495,8 @@ partition_count_step(PartitionSetResult *res, const PartitionStep *step, int64 r
  */
 static PartitionStepStatus
 partition_run_step(PartitionSetResult *res, const PartitionStep *step,
-				   const PartitionTiming *timing, MemoryContext cxt, ErrorData **edata)
+				   const PartitionTiming *timing, MemoryContext cxt,
+				   ErrorData **edata)
 {
 	PartitionStepStatus status;
 	int64 rows = 0;
@@ -483,10 +504,13 @@ partition_run_step(PartitionSetResult *res, const PartitionStep *step,
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(cxt);
-	status = partition_exec_step(step, res->owner, res->name, timing, &rows, edata);
+	status =
+		partition_exec_step(step, res->owner, res->name, timing, &rows, edata);
 	if (status != PARTITION_STEP_DONE)
-		partition_log(res->name, status == PARTITION_STEP_SKIPPED ? "skip" : "fail",
-					  step->partition, psprintf("%s: %s", step->action, (*edata)->message));
+		partition_log(res->name,
+					  status == PARTITION_STEP_SKIPPED ? "skip" : "fail",
+					  step->partition,
+					  psprintf("%s: %s", step->action, (*edata)->message));
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(cxt);
@@ -501,7 +525,8 @@ partition_run_step(PartitionSetResult *res, const PartitionStep *step,
  */
 static void
 partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing,
-					   MemoryContext runcxt, MemoryContext cxt, List **deferred)
+					   MemoryContext runcxt, MemoryContext cxt,
+					   List **deferred)
 {
 	List *steps;
 	List *stopped = NIL; /* phases ended by a step that did not succeed */
@@ -526,9 +551,11 @@ partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing,
 		 * The step after a detach, for the same partition, waits for the
 		 * detach when that was deferred.
 		 */
-		if (last != NULL && last->followup == NULL && step->partition != NULL &&
+		if (last != NULL && last->followup == NULL &&
+			step->partition != NULL &&
 			strcmp(step->partition, last->finalize->partition) == 0 &&
-			(strcmp(step->action, "drop") == 0 || strcmp(step->action, "archive") == 0))
+			(strcmp(step->action, "drop") == 0 ||
+			 strcmp(step->action, "archive") == 0))
 		{
 			last->followup = partition_copy_step(step, runcxt);
 			continue;
@@ -551,7 +578,8 @@ partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing,
 			continue;
 
 		if (step->toplevel)
-			status = partition_toplevel_step(step, res->name, timing, cxt, &edata);
+			status =
+				partition_toplevel_step(step, res->name, timing, cxt, &edata);
 		else
 			status = partition_run_step(res, step, timing, cxt, &edata);
 		if (status == PARTITION_STEP_DONE)
@@ -559,12 +587,16 @@ partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing,
 
 		if (status == PARTITION_STEP_PENDING)
 		{
-			PartitionStep *followup = i + 1 < list_length(steps) ? (PartitionStep *) list_nth(steps, i + 1) : NULL;
+			PartitionStep *followup =
+				i + 1 < list_length(steps)
+					? (PartitionStep *) list_nth(steps, i + 1)
+					: NULL;
 			MemoryContext old;
 			PartitionStep *finalize;
 
-			partition_log_now(res->name, "skip", step->partition,
-							  psprintf("detach left pending: %s", edata->message));
+			partition_log_now(
+				res->name, "skip", step->partition,
+				psprintf("detach left pending: %s", edata->message));
 
 			/*
 			 * A partition to drop needs no FINALIZE: DROP TABLE removes it,
@@ -574,7 +606,8 @@ partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing,
 				strcmp(followup->partition, step->partition) == 0)
 			{
 				i++;
-				status = partition_run_step(res, followup, timing, cxt, &edata);
+				status =
+					partition_run_step(res, followup, timing, cxt, &edata);
 				if (status == PARTITION_STEP_DONE)
 					continue;
 				step = followup;
@@ -588,15 +621,18 @@ partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing,
 				finalize->phase = "finalize";
 				finalize->toplevel = false;
 				finalize->detail = "detach completed after its interruption";
-				finalize->statements = list_make1(lsecond(finalize->statements));
+				finalize->statements =
+					list_make1(lsecond(finalize->statements));
 				last = palloc0(sizeof(PartitionDeferred));
 				last->res = res;
 				last->finalize = finalize;
 				*deferred = lappend(*deferred, last);
 				MemoryContextSwitchTo(old);
 				res->pending++;
-				partition_note(res, "detach of %s still waits for transactions using the table (%s); it is completed when they end",
-							   step->partition, edata->message, NULL);
+				partition_note(
+					res,
+					"detach of %s still waits for transactions using the table (%s); it is completed when they end",
+					step->partition, edata->message, NULL);
 				stopped = lappend(stopped, step->phase);
 				continue;
 			}
@@ -607,19 +643,24 @@ partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing,
 		if (status == PARTITION_STEP_SKIPPED)
 		{
 			res->skipped++;
-			partition_note(res, "%s of %s skipped: %s; the rest of its phase waits for the next run",
-						   step->action, step->partition, edata->message);
+			partition_note(
+				res,
+				"%s of %s skipped: %s; the rest of its phase waits for the next run",
+				step->action, step->partition, edata->message);
 			if (step->toplevel)
-				partition_log_now(res->name, "skip", step->partition,
-								  psprintf("%s: %s", step->action, edata->message));
+				partition_log_now(
+					res->name, "skip", step->partition,
+					psprintf("%s: %s", step->action, edata->message));
 		}
 		else
 		{
 			res->failed = true;
-			partition_note(res, "%s of %s failed: %s", step->action, step->partition, edata->message);
+			partition_note(res, "%s of %s failed: %s", step->action,
+						   step->partition, edata->message);
 			if (step->toplevel)
-				partition_log_now(res->name, "fail", step->partition,
-								  psprintf("%s: %s", step->action, edata->message));
+				partition_log_now(
+					res->name, "fail", step->partition,
+					psprintf("%s: %s", step->action, edata->message));
 		}
 	}
 }
@@ -639,12 +680,13 @@ partition_record(const PartitionSetResult *res)
 	values[0] = ObjectIdGetDatum(res->parent);
 	values[1] = CStringGetTextDatum(partition_status(res));
 	values[2] = CStringGetTextDatum(partition_message(res));
-	if (SPI_execute_with_args("UPDATE opsdata.partitions p SET last_run_at = pg_catalog.now(),"
-							  " last_status = $2, last_message = $3,"
-							  " default_partition = coalesce((SELECT t.partdefid <> 0 FROM pg_catalog.pg_partitioned_table t"
-							  "  WHERE t.partrelid = p.parent), false)"
-							  " WHERE p.parent = $1::pg_catalog.regclass",
-							  3, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_with_args(
+			"UPDATE opsdata.partitions p SET last_run_at = pg_catalog.now(),"
+			" last_status = $2, last_message = $3,"
+			" default_partition = coalesce((SELECT t.partdefid <> 0 FROM pg_catalog.pg_partitioned_table t"
+			"  WHERE t.partrelid = p.parent), false)"
+			" WHERE p.parent = $1::pg_catalog.regclass",
+			3, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record the outcome of partition maintenance");
 	PopActiveSnapshot();
 	SPI_finish();
@@ -659,7 +701,8 @@ partition_record(const PartitionSetResult *res)
  * recorded again.
  */
 static void
-partition_run_deferred(List *deferred, const PartitionTiming *timing, MemoryContext cxt)
+partition_run_deferred(List *deferred, const PartitionTiming *timing,
+					   MemoryContext cxt)
 {
 	PartitionTiming finalize_timing = *timing;
 	List *changed = NIL;
@@ -678,7 +721,8 @@ partition_run_deferred(List *deferred, const PartitionTiming *timing, MemoryCont
 		CHECK_FOR_INTERRUPTS();
 		if (blocked)
 			continue;
-		status = partition_run_step(res, d->finalize, &finalize_timing, cxt, &edata);
+		status = partition_run_step(res, d->finalize, &finalize_timing, cxt,
+									&edata);
 		if (status != PARTITION_STEP_DONE)
 		{
 			if (status == PARTITION_STEP_SKIPPED)
@@ -688,8 +732,8 @@ partition_run_deferred(List *deferred, const PartitionTiming *timing, MemoryCont
 			if (d->from_plan)
 			{
 				res->pending++;
-				partition_note(res, "pending detach of %s not completed: %s", d->finalize->partition,
-							   edata->message, NULL);
+				partition_note(res, "pending detach of %s not completed: %s",
+							   d->finalize->partition, edata->message, NULL);
 				changed = list_append_unique_ptr(changed, res);
 			}
 			continue;
@@ -704,8 +748,9 @@ partition_run_deferred(List *deferred, const PartitionTiming *timing, MemoryCont
 			else if (status != PARTITION_STEP_DONE)
 				res->failed = true;
 			if (status != PARTITION_STEP_DONE)
-				partition_note(res, "%s of %s did not happen: %s", d->followup->action,
-							   d->followup->partition, edata->message);
+				partition_note(res, "%s of %s did not happen: %s",
+							   d->followup->action, d->followup->partition,
+							   edata->message);
 		}
 		changed = list_append_unique_ptr(changed, res);
 	}
@@ -721,7 +766,8 @@ partition_run_deferred(List *deferred, const PartitionTiming *timing, MemoryCont
 static bool
 partition_run_lock(const PartitionTiming *timing)
 {
-	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timing->detach_timeout_ms);
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												  timing->detach_timeout_ms);
 
 	for (;;)
 	{
@@ -731,9 +777,12 @@ partition_run_lock(const PartitionTiming *timing)
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		if (SPI_execute("SELECT pg_catalog.pg_try_advisory_lock(1869639524, 1)", false, 1) != SPI_OK_SELECT)
+		if (SPI_execute(
+				"SELECT pg_catalog.pg_try_advisory_lock(1869639524, 1)", false,
+				1) != SPI_OK_SELECT)
 			elog(ERROR, "could not take the partition maintenance lock");
-		locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		locked = DatumGetBool(SPI_getbinval(
+			SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		PopActiveSnapshot();
 		SPI_finish();
 		CommitTransactionCommand();
@@ -761,9 +810,13 @@ partition_run(Oid only)
 	char value[32];
 	StringInfoData msg;
 
-	runcxt = AllocSetContextCreate(TopMemoryContext, "partition maintenance pass", ALLOCSET_DEFAULT_SIZES);
-	setcxt = AllocSetContextCreate(runcxt, "partition maintenance set", ALLOCSET_DEFAULT_SIZES);
-	partition_stmt_cxt = AllocSetContextCreate(runcxt, "partition maintenance statement", ALLOCSET_DEFAULT_SIZES);
+	runcxt =
+		AllocSetContextCreate(TopMemoryContext, "partition maintenance pass",
+							  ALLOCSET_DEFAULT_SIZES);
+	setcxt = AllocSetContextCreate(runcxt, "partition maintenance set",
+								   ALLOCSET_DEFAULT_SIZES);
+	partition_stmt_cxt = AllocSetContextCreate(
+		runcxt, "partition maintenance statement", ALLOCSET_DEFAULT_SIZES);
 
 	StartTransactionCommand();
 	SPI_connect();
@@ -793,23 +846,26 @@ partition_run(Oid only)
 		Datum values[1];
 		uint64 i;
 
-		if (SPI_execute("DELETE FROM opsdata.partition_log WHERE logged_at < pg_catalog.now()"
-						" - opsdata.setting('partition.log_retention')::pg_catalog.interval",
-						false, 0) != SPI_OK_DELETE)
+		if (SPI_execute(
+				"DELETE FROM opsdata.partition_log WHERE logged_at < pg_catalog.now()"
+				" - opsdata.setting('partition.log_retention')::pg_catalog.interval",
+				false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not trim opsdata.partition_log");
 		values[0] = ObjectIdGetDatum(only);
-		if (SPI_execute_with_args("SELECT p.parent::pg_catalog.oid FROM opsdata.partitions p"
-								  " WHERE $1 = 0 OR p.parent::pg_catalog.oid = $1"
-								  " ORDER BY p.builtin DESC, p.parent::pg_catalog.text",
-								  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+		if (SPI_execute_with_args(
+				"SELECT p.parent::pg_catalog.oid FROM opsdata.partitions p"
+				" WHERE $1 = 0 OR p.parent::pg_catalog.oid = $1"
+				" ORDER BY p.builtin DESC, p.parent::pg_catalog.text",
+				1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read opsdata.partitions");
 		for (i = 0; i < SPI_processed; i++)
 		{
 			bool isnull;
 			MemoryContext old = MemoryContextSwitchTo(runcxt);
 
-			sets = lappend_oid(sets, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																	SPI_tuptable->tupdesc, 1, &isnull)));
+			sets = lappend_oid(sets, DatumGetObjectId(SPI_getbinval(
+										 SPI_tuptable->vals[i],
+										 SPI_tuptable->tupdesc, 1, &isnull)));
 			MemoryContextSwitchTo(old);
 		}
 	}
@@ -845,7 +901,9 @@ partition_run(Oid only)
 
 	if (deferred != NIL)
 	{
-		pgstat_report_activity(STATE_RUNNING, "partition maintenance: completing pending detaches");
+		pgstat_report_activity(
+			STATE_RUNNING,
+			"partition maintenance: completing pending detaches");
 		MemoryContextReset(setcxt);
 		partition_run_deferred(deferred, &timing, setcxt);
 	}
@@ -868,18 +926,22 @@ partition_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	CurrentResourceOwner = ResourceOwnerCreate(NULL, "pg_opsdata partition maintenance");
+	CurrentResourceOwner =
+		ResourceOwnerCreate(NULL, "pg_opsdata partition maintenance");
 	seg = dsm_attach(DatumGetUInt32(main_arg));
 	if (seg == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("could not map the shared memory of a partition maintenance pass")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg(
+				 "could not map the shared memory of a partition maintenance pass")));
 	dsm_pin_mapping(seg);
 	toc = shm_toc_attach(PARTITION_SHM_MAGIC, dsm_segment_address(seg));
 	if (toc == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("invalid shared memory of a partition maintenance pass")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("invalid shared memory of a partition maintenance pass")));
 	task = shm_toc_lookup(toc, PARTITION_KEY_TASK, false);
 	mq = shm_toc_lookup(toc, PARTITION_KEY_QUEUE, false);
 	shm_mq_set_sender(mq, MyProc);

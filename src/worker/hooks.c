@@ -81,11 +81,13 @@ static bool worker_pending_db_changed = false;
 static bool worker_holding = false;
 
 static void worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
-								  bool readOnlyTree, ProcessUtilityContext context,
-								  ParamListInfo params, QueryEnvironment *queryEnv,
+								  bool readOnlyTree,
+								  ProcessUtilityContext context,
+								  ParamListInfo params,
+								  QueryEnvironment *queryEnv,
 								  DestReceiver *dest, QueryCompletion *qc);
-static void worker_object_access(ObjectAccessType access, Oid classId, Oid objectId,
-								 int subId, void *arg);
+static void worker_object_access(ObjectAccessType access, Oid classId,
+								 Oid objectId, int subId, void *arg);
 static void worker_xact_callback(XactEvent event, void *arg);
 
 /*
@@ -160,16 +162,19 @@ worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		{
 			case T_DropdbStmt:
 			{
-				Oid dboid = get_database_oid(((DropdbStmt *) stmt)->dbname, true);
+				Oid dboid =
+					get_database_oid(((DropdbStmt *) stmt)->dbname, true);
 
-				if (OidIsValid(dboid) && opsdata_database_ownercheck(dboid, GetUserId()))
+				if (OidIsValid(dboid) &&
+					opsdata_database_ownercheck(dboid, GetUserId()))
 					worker_hold(dboid, "DROP DATABASE");
 				worker_pending_db_changed = true;
 				break;
 			}
 			case T_CreatedbStmt:
 			{
-				Oid dboid = get_database_oid(worker_createdb_template((CreatedbStmt *) stmt), true);
+				Oid dboid = get_database_oid(
+					worker_createdb_template((CreatedbStmt *) stmt), true);
 
 				if (OidIsValid(dboid) && have_createdb_privilege() &&
 					opsdata_database_ownercheck(dboid, GetUserId()))
@@ -185,7 +190,8 @@ worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 				{
 					Oid dboid = get_database_oid(rename->subname, true);
 
-					if (OidIsValid(dboid) && opsdata_database_ownercheck(dboid, GetUserId()))
+					if (OidIsValid(dboid) &&
+						opsdata_database_ownercheck(dboid, GetUserId()))
 						worker_hold(dboid, "ALTER DATABASE RENAME");
 					worker_pending_db_changed = true;
 				}
@@ -199,7 +205,8 @@ worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 				{
 					Oid dboid = get_database_oid(alter->dbname, true);
 
-					if (OidIsValid(dboid) && opsdata_database_ownercheck(dboid, GetUserId()))
+					if (OidIsValid(dboid) &&
+						opsdata_database_ownercheck(dboid, GetUserId()))
 						worker_hold(dboid, "ALTER DATABASE SET TABLESPACE");
 				}
 				worker_pending_db_changed = true;
@@ -219,7 +226,8 @@ worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					if (strcmp(strVal(lfirst(lc)), OPSDATA_NAME) != 0)
 						continue;
 					extoid = get_extension_oid(OPSDATA_NAME, true);
-					if (OidIsValid(extoid) && opsdata_extension_ownercheck(extoid, GetUserId()))
+					if (OidIsValid(extoid) &&
+						opsdata_extension_ownercheck(extoid, GetUserId()))
 						worker_hold(MyDatabaseId, "DROP EXTENSION");
 				}
 				break;
@@ -230,9 +238,11 @@ worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 
 	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
 	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
 
 	/*
 	 * Every session of a restore starts with SET row_security = off.  While
@@ -249,7 +259,8 @@ worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 /* Notice the extension being dropped, whatever statement drops it. */
 static void
-worker_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, void *arg)
+worker_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					 int subId, void *arg)
 {
 	if (prev_object_access_hook)
 		prev_object_access_hook(access, classId, objectId, subId, arg);

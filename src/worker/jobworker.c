@@ -69,32 +69,38 @@ worker_job_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	if (worker_claim_slot(DatumGetInt32(main_arg), args.generation, WORKER_SLOT_JOB) == NULL)
+	if (worker_claim_slot(DatumGetInt32(main_arg), args.generation,
+						  WORKER_SLOT_JOB) == NULL)
 		proc_exit(0);
 
 	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
-	SetConfigOption("application_name", WORKER_JOB_TYPE, PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("application_name", WORKER_JOB_TYPE, PGC_USERSET,
+					PGC_S_SESSION);
 	worker_is_job_worker = true;
 
 	/* Started ahead of time: wait until the job is due. */
 	for (;;)
 	{
-		long delay = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), args.due);
+		long delay =
+			TimestampDifferenceMilliseconds(GetCurrentTimestamp(), args.due);
 
 		CHECK_FOR_INTERRUPTS();
 		if (delay <= 0 && GetCurrentTimestamp() >= args.due)
 			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(delay, 1), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 
-	cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata job worker", ALLOCSET_DEFAULT_SIZES);
+	cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata job worker",
+								ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(cxt);
 
 	PG_TRY();
 	{
-		jobworker_execute(psprintf("CALL opsdata._run_scheduled_job(%lld)", (long long) args.job_id));
+		jobworker_execute(psprintf("CALL opsdata._run_scheduled_job(%lld)",
+								   (long long) args.job_id));
 	}
 	PG_CATCH();
 	{
@@ -134,13 +140,15 @@ jobworker_execute(const char *sql)
 
 	parsetree = linitial_node(RawStmt, pg_parse_query(sql));
 	PushActiveSnapshot(GetTransactionSnapshot());
-	querytrees = pg_analyze_and_rewrite_fixedparams(parsetree, sql, NULL, 0, NULL);
+	querytrees =
+		pg_analyze_and_rewrite_fixedparams(parsetree, sql, NULL, 0, NULL);
 	plantrees = pg_plan_queries(querytrees, sql, CURSOR_OPT_PARALLEL_OK, NULL);
 	PopActiveSnapshot();
 
 	portal = CreatePortal("", true, true);
 	portal->visible = false;
-	PortalDefineQuery(portal, NULL, sql, CreateCommandTag(parsetree->stmt), plantrees, NULL);
+	PortalDefineQuery(portal, NULL, sql, CreateCommandTag(parsetree->stmt),
+					  plantrees, NULL);
 	PortalStart(portal, NULL, 0, InvalidSnapshot);
 
 	receiver = CreateDestReceiver(DestNone);

@@ -69,7 +69,10 @@
 #include "core/opsdata.h"
 #include "worker/worker_int.h"
 
-/* A scheduler that ran this long before stopping restarts without delay growth. */
+/*
+ * A scheduler that ran this long before stopping restarts without delay
+ * growth.
+ */
 #define LAUNCHER_STABLE_RUN_MS	   (60 * 1000)
 #define LAUNCHER_MAX_BACKOFF_SHIFT 6
 #define LAUNCHER_EXHAUSTED_MAX_MS  (60 * 1000)
@@ -110,7 +113,8 @@ static HTAB *launcher_dbs = NULL;
 static MemoryContext launcher_context = NULL;
 static bool launcher_scan_needed = true;
 static TimestampTz launcher_last_scan = 0;
-static TimestampTz launcher_retry_at = 0; /* after max_worker_processes was used up */
+static TimestampTz launcher_retry_at =
+	0; /* after max_worker_processes was used up */
 static int launcher_exhausted_ms = 0;
 
 static void launcher_exit(int code, Datum arg);
@@ -132,7 +136,8 @@ worker_register_launcher(void)
 	BackgroundWorker bgw;
 
 	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_flags =
+		BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	bgw.bgw_restart_time = 10;
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "%s", OPSDATA_NAME);
@@ -158,8 +163,8 @@ worker_launcher_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname(WORKER_LAUNCHER_TYPE);
 
-	launcher_context = AllocSetContextCreate(TopMemoryContext, "pg_opsdata launcher",
-											 ALLOCSET_DEFAULT_SIZES);
+	launcher_context = AllocSetContextCreate(
+		TopMemoryContext, "pg_opsdata launcher", ALLOCSET_DEFAULT_SIZES);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(Oid);
 	ctl.entrysize = sizeof(LauncherDb);
@@ -203,7 +208,8 @@ worker_launcher_main(Datum main_arg)
 		launcher_drain_events();
 		now = GetCurrentTimestamp();
 		if (launcher_scan_needed ||
-			TimestampDifferenceExceeds(launcher_last_scan, now, worker_check_interval))
+			TimestampDifferenceExceeds(launcher_last_scan, now,
+									   worker_check_interval))
 			launcher_scan_databases();
 		worker_reclaim_stale_reservations();
 
@@ -222,11 +228,12 @@ worker_launcher_main(Datum main_arg)
 		{
 			TimestampTz at;
 
-			if (db->slot >= 0 ||
-				(db->state != LAUNCHER_DB_UNKNOWN && db->state != LAUNCHER_DB_INSTALLED))
+			if (db->slot >= 0 || (db->state != LAUNCHER_DB_UNKNOWN &&
+								  db->state != LAUNCHER_DB_INSTALLED))
 				continue;
 			/* Few databases are checked at once: woken when a check ends. */
-			if (db->state == LAUNCHER_DB_UNKNOWN && probes >= LAUNCHER_MAX_PROBES)
+			if (db->state == LAUNCHER_DB_UNKNOWN &&
+				probes >= LAUNCHER_MAX_PROBES)
 				continue;
 			if (worker_database_held(db->dboid))
 				continue; /* woken when the hold is released */
@@ -249,7 +256,8 @@ worker_launcher_main(Datum main_arg)
 		}
 
 		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), wake);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(timeout, 1), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
@@ -311,7 +319,8 @@ launcher_adopt(void)
 		db->state = LAUNCHER_DB_INSTALLED;
 		db->slot = i;
 		db->generation = slot->generation;
-		db->started_at = slot->started_at != 0 ? slot->started_at : slot->reserved_at;
+		db->started_at =
+			slot->started_at != 0 ? slot->started_at : slot->reserved_at;
 	}
 	LWLockRelease(worker_shared->lock);
 }
@@ -374,7 +383,9 @@ launcher_drain_events(void)
 					db->state = LAUNCHER_DB_INSTALLED;
 				break;
 			case WORKER_EVENT_ABSENT:
-				/* A scheduler that looked before CREATE EXTENSION committed. */
+				/*
+				 * A scheduler that looked before CREATE EXTENSION committed.
+				 */
 				if (events[i].seen_seq < db->installed_seq)
 					break;
 				/* FALLTHROUGH */
@@ -418,7 +429,8 @@ launcher_scan_databases(void)
 	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
 	{
 		Form_pg_database form = (Form_pg_database) GETSTRUCT(tup);
-		bool wanted = form->datallowconn && !form->datistemplate && !database_is_invalid_form(form);
+		bool wanted = form->datallowconn && !form->datistemplate &&
+					  !database_is_invalid_form(form);
 
 		db = hash_search(launcher_dbs, &form->oid, HASH_FIND, NULL);
 		if (db == NULL && !wanted)
@@ -468,7 +480,8 @@ launcher_restart_time(LauncherDb *db)
 	if (db->failures == 0 || db->stopped_at == 0)
 		return 0;
 	shift = Min(db->failures - 1, LAUNCHER_MAX_BACKOFF_SHIFT);
-	return TimestampTzPlusMilliseconds(db->stopped_at, (int64) worker_restart_delay << shift);
+	return TimestampTzPlusMilliseconds(db->stopped_at,
+									   (int64) worker_restart_delay << shift);
 }
 
 /*
@@ -486,13 +499,15 @@ launcher_reap(LauncherDb *db, TimestampTz now)
 	{
 		/* Keep health's view of a pending restart current (SIGHUP). */
 		if (db->failures > 0 && db->state == LAUNCHER_DB_INSTALLED)
-			worker_note_scheduler_exit(db->dboid, launcher_restart_time(db), db->failures);
+			worker_note_scheduler_exit(db->dboid, launcher_restart_time(db),
+									   db->failures);
 		return;
 	}
 
 	slot = &worker_shared->slots[db->slot];
 	LWLockAcquire(worker_shared->lock, LW_SHARED);
-	gone = slot->kind != WORKER_SLOT_SCHEDULER || slot->generation != db->generation;
+	gone = slot->kind != WORKER_SLOT_SCHEDULER ||
+		   slot->generation != db->generation;
 	running = !gone && slot->running;
 	LWLockRelease(worker_shared->lock);
 
@@ -522,15 +537,20 @@ launcher_reap(LauncherDb *db, TimestampTz now)
 	if (db->installed_at >= db->started_at)
 		return; /* it looked before the extension was installed: start anew */
 
-	if (TimestampDifferenceExceeds(db->started_at, now, LAUNCHER_STABLE_RUN_MS))
+	if (TimestampDifferenceExceeds(db->started_at, now,
+								   LAUNCHER_STABLE_RUN_MS))
 		db->failures = 0;
 	db->failures++;
 	db->stopped_at = now;
-	worker_note_scheduler_exit(db->dboid, launcher_restart_time(db), db->failures);
-	ereport(LOG,
-			(errmsg("pg_opsdata scheduler of database \"%s\" stopped; restarting it in %d ms",
-					NameStr(db->name),
-					(int) TimestampDifferenceMilliseconds(now, launcher_restart_time(db)))));
+	worker_note_scheduler_exit(db->dboid, launcher_restart_time(db),
+							   db->failures);
+	ereport(
+		LOG,
+		(errmsg(
+			"pg_opsdata scheduler of database \"%s\" stopped; restarting it in %d ms",
+			NameStr(db->name),
+			(int) TimestampDifferenceMilliseconds(
+				now, launcher_restart_time(db)))));
 }
 
 /*
@@ -546,15 +566,17 @@ launcher_start(LauncherDb *db, TimestampTz now)
 	uint64 generation;
 	int slotno;
 
-	slotno = worker_reserve_slot(WORKER_SLOT_SCHEDULER, db->dboid, 0, &generation);
+	slotno =
+		worker_reserve_slot(WORKER_SLOT_SCHEDULER, db->dboid, 0, &generation);
 	if (slotno >= 0)
 	{
 		memset(&args, 0, sizeof(args));
 		args.generation = generation;
 		args.dboid = db->dboid;
-		snprintf(name, sizeof(name), "%s for database \"%s\"", WORKER_SCHEDULER_TYPE,
-				 NameStr(db->name));
-		handle = worker_start_dynamic("worker_scheduler_main", WORKER_SCHEDULER_TYPE, name, slotno,
+		snprintf(name, sizeof(name), "%s for database \"%s\"",
+				 WORKER_SCHEDULER_TYPE, NameStr(db->name));
+		handle = worker_start_dynamic("worker_scheduler_main",
+									  WORKER_SCHEDULER_TYPE, name, slotno,
 									  &args, launcher_context);
 		if (handle == NULL)
 			worker_release_reservation(slotno, generation);
@@ -563,15 +585,23 @@ launcher_start(LauncherDb *db, TimestampTz now)
 	if (handle == NULL)
 	{
 		if (worker_note_exhausted(true))
-			ereport(LOG,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("pg_opsdata could not start the scheduler of database \"%s\": no background worker slot is free",
-							NameStr(db->name)),
-					 errdetail("All %d background workers allowed by max_worker_processes are in use.",
-							   max_worker_processes),
-					 errhint("Raise max_worker_processes: pg_opsdata needs one worker for its launcher, one per database with the extension, and up to pg_opsdata.max_workers for jobs.")));
-		launcher_exhausted_ms = launcher_exhausted_ms == 0 ? 1000 : Min(launcher_exhausted_ms * 2, LAUNCHER_EXHAUSTED_MAX_MS);
-		launcher_retry_at = TimestampTzPlusMilliseconds(now, launcher_exhausted_ms);
+			ereport(
+				LOG,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg(
+					 "pg_opsdata could not start the scheduler of database \"%s\": no background worker slot is free",
+					 NameStr(db->name)),
+				 errdetail(
+					 "All %d background workers allowed by max_worker_processes are in use.",
+					 max_worker_processes),
+				 errhint(
+					 "Raise max_worker_processes: pg_opsdata needs one worker for its launcher, one per database with the extension, and up to pg_opsdata.max_workers for jobs.")));
+		launcher_exhausted_ms =
+			launcher_exhausted_ms == 0
+				? 1000
+				: Min(launcher_exhausted_ms * 2, LAUNCHER_EXHAUSTED_MAX_MS);
+		launcher_retry_at =
+			TimestampTzPlusMilliseconds(now, launcher_exhausted_ms);
 		return false;
 	}
 

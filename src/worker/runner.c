@@ -101,7 +101,8 @@ static bool runner_timeout_registered = false;
 static TimeoutId runner_timeout_id;
 static volatile sig_atomic_t runner_timeout_fired = false;
 
-static void runner_run(int64 job_id, const char *name, bool manual, FunctionCallInfo fcinfo);
+static void runner_run(int64 job_id, const char *name, bool manual,
+					   FunctionCallInfo fcinfo);
 
 /*
  * Timer handler: max_runtime has passed.  Cancel the running command like
@@ -122,7 +123,8 @@ runner_error_context(void *arg)
 {
 	RunnerRun *run = (RunnerRun *) arg;
 
-	errcontext("pg_opsdata job \"%s\" (run %lld)", run->name, (long long) run->run_id);
+	errcontext("pg_opsdata job \"%s\" (run %lld)", run->name,
+			   (long long) run->run_id);
 }
 
 /* The owner of the extension, who runs the bookkeeping and built-in jobs. */
@@ -136,8 +138,8 @@ runner_extension_owner(void)
 	Oid owner = InvalidOid;
 
 	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
-				CStringGetDatum(OPSDATA_NAME));
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum(OPSDATA_NAME));
 	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup))
@@ -148,7 +150,8 @@ runner_extension_owner(void)
 	if (!OidIsValid(owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"%s\" is not installed in this database", OPSDATA_NAME)));
+				 errmsg("extension \"%s\" is not installed in this database",
+						OPSDATA_NAME)));
 	return owner;
 }
 
@@ -168,7 +171,8 @@ runner_is_atomic(FunctionCallInfo fcinfo)
 static char *
 runner_text(int n, MemoryContext cxt)
 {
-	char *value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, n);
+	char *value =
+		SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, n);
 
 	return value == NULL ? NULL : MemoryContextStrdup(cxt, value);
 }
@@ -178,7 +182,8 @@ runner_text(int n, MemoryContext cxt)
  * scheduled job is no longer due.  Commits when not atomic.
  */
 static bool
-runner_start(int64 job_id, bool manual, bool atomic, Oid owner, MemoryContext cxt, RunnerRun *run)
+runner_start(int64 job_id, bool manual, bool atomic, Oid owner,
+			 MemoryContext cxt, RunnerRun *run)
 {
 	Oid types[3] = {INT8OID, BOOLOID, INT4OID};
 	Datum values[3];
@@ -195,30 +200,40 @@ runner_start(int64 job_id, bool manual, bool atomic, Oid owner, MemoryContext cx
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect_ext(atomic ? 0 : SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
-	ret = SPI_execute_with_args("SELECT run_id, name, command, run_as, builtin,"
-								" coalesce((extract(epoch FROM max_runtime) * 1000)::bigint, 0)"
-								" FROM opsdata._job_start($1, $2, $3)",
-								3, types, values, NULL, false, 0);
+	ret = SPI_execute_with_args(
+		"SELECT run_id, name, command, run_as, builtin,"
+		" coalesce((extract(epoch FROM max_runtime) * 1000)::bigint, 0)"
+		" FROM opsdata._job_start($1, $2, $3)",
+		3, types, values, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not start job %lld: SPI error %d", (long long) job_id, ret);
+		elog(ERROR, "could not start job %lld: SPI error %d",
+			 (long long) job_id, ret);
 	found = SPI_processed > 0;
 	if (found)
 	{
 		bool isnull;
 
 		run->job_id = job_id;
-		run->run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		run->run_id = DatumGetInt64(SPI_getbinval(
+			SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		run->name = runner_text(2, cxt);
 		run->command = runner_text(3, cxt);
 		run->run_as = runner_text(4, cxt);
-		run->builtin = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
-		run->max_runtime_ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull));
-		run->max_runtime_text = run->max_runtime_ms % 1000 == 0
-									? psprintf("%lld s", (long long) (run->max_runtime_ms / 1000))
-									: psprintf("%lld ms", (long long) run->max_runtime_ms);
-		run->max_runtime_text = MemoryContextStrdup(cxt, run->max_runtime_text);
+		run->builtin = DatumGetBool(SPI_getbinval(
+			SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
+		run->max_runtime_ms = DatumGetInt64(SPI_getbinval(
+			SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull));
+		run->max_runtime_text =
+			run->max_runtime_ms % 1000 == 0
+				? psprintf("%lld s", (long long) (run->max_runtime_ms / 1000))
+				: psprintf("%lld ms", (long long) run->max_runtime_ms);
+		run->max_runtime_text =
+			MemoryContextStrdup(cxt, run->max_runtime_text);
 	}
-	/* Back to the caller before the commit: a new transaction remembers the user. */
+	/*
+	 * Back to the caller before the commit: a new transaction remembers the
+	 * user.
+	 */
 	SetUserIdAndSecContext(save_userid, save_sec);
 	if (!atomic)
 		SPI_commit();
@@ -227,10 +242,12 @@ runner_start(int64 job_id, bool manual, bool atomic, Oid owner, MemoryContext cx
 	return found;
 }
 
-/* Step 4: record the outcome as the extension owner; commits when not atomic. */
+/*
+ * Step 4: record the outcome as the extension owner; commits when not atomic.
+ */
 static void
-runner_finish(RunnerRun *run, bool atomic, Oid owner, const char *status, ErrorData *edata,
-			  const char *message)
+runner_finish(RunnerRun *run, bool atomic, Oid owner, const char *status,
+			  ErrorData *edata, const char *message)
 {
 	Oid types[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
 	Datum values[4];
@@ -255,10 +272,11 @@ runner_finish(RunnerRun *run, bool atomic, Oid owner, const char *status, ErrorD
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect_ext(atomic ? 0 : SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
-	ret = SPI_execute_with_args("SELECT opsdata._job_finish($1, $2, $3, $4)", 4, types, values, nulls,
-								false, 0);
+	ret = SPI_execute_with_args("SELECT opsdata._job_finish($1, $2, $3, $4)",
+								4, types, values, nulls, false, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not record the run of job \"%s\": SPI error %d", run->name, ret);
+		elog(ERROR, "could not record the run of job \"%s\": SPI error %d",
+			 run->name, ret);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	if (!atomic)
 		SPI_commit();
@@ -272,7 +290,8 @@ runner_finish(RunnerRun *run, bool atomic, Oid owner, const char *status, ErrorD
  * max_runtime.
  */
 static ErrorData *
-runner_execute(RunnerRun *run, bool atomic, Oid role, MemoryContext cxt, bool *timed_out)
+runner_execute(RunnerRun *run, bool atomic, Oid role, MemoryContext cxt,
+			   bool *timed_out)
 {
 	ResourceOwner owner = CurrentResourceOwner;
 	ErrorContextCallback errcallback;
@@ -306,7 +325,8 @@ runner_execute(RunnerRun *run, bool atomic, Oid role, MemoryContext cxt, bool *t
 
 		SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 		if (run->max_runtime_ms > 0)
-			enable_timeout_after(runner_timeout_id, (int) Min(run->max_runtime_ms, INT_MAX));
+			enable_timeout_after(runner_timeout_id,
+								 (int) Min(run->max_runtime_ms, INT_MAX));
 
 		if (SPI_connect_ext(atomic ? 0 : SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
 			elog(ERROR, "could not connect to SPI");
@@ -314,17 +334,24 @@ runner_execute(RunnerRun *run, bool atomic, Oid role, MemoryContext cxt, bool *t
 		options.allow_nonatomic = !atomic;
 		ret = SPI_execute_extended(run->command, &options);
 		if (ret == SPI_ERROR_TRANSACTION)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
-					 errmsg("a job command cannot contain transaction control statements"),
-					 errhint("Put the work in a procedure that commits, and make the command CALL it.")));
+			ereport(
+				ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+				 errmsg(
+					 "a job command cannot contain transaction control statements"),
+				 errhint(
+					 "Put the work in a procedure that commits, and make the command CALL it.")));
 		if (ret < 0)
-			elog(ERROR, "SPI error %d while running job \"%s\"", ret, run->name);
+			elog(ERROR, "SPI error %d while running job \"%s\"", ret,
+				 run->name);
 		SPI_finish();
 
 		if (run->max_runtime_ms > 0)
 			disable_timeout(runner_timeout_id, false);
-		/* A cancellation our timer asked for too late must not hit the bookkeeping. */
+		/*
+		 * A cancellation our timer asked for too late must not hit the
+		 * bookkeeping.
+		 */
 		if (runner_timeout_fired)
 			QueryCancelPending = false;
 		SetUserIdAndSecContext(save_userid, save_sec);
@@ -343,7 +370,8 @@ runner_execute(RunnerRun *run, bool atomic, Oid role, MemoryContext cxt, bool *t
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
-		*timed_out = runner_timeout_fired && edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+		*timed_out = runner_timeout_fired &&
+					 edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
 
 		if (atomic)
 		{
@@ -377,7 +405,8 @@ runner_execute(RunnerRun *run, bool atomic, Oid role, MemoryContext cxt, bool *t
  * left alone, and its error is raised); else by a job worker for a due job.
  */
 static void
-runner_run(int64 job_id, const char *name, bool manual, FunctionCallInfo fcinfo)
+runner_run(int64 job_id, const char *name, bool manual,
+		   FunctionCallInfo fcinfo)
 {
 	bool atomic = runner_is_atomic(fcinfo);
 	MemoryContext cxt;
@@ -387,26 +416,28 @@ runner_run(int64 job_id, const char *name, bool manual, FunctionCallInfo fcinfo)
 	int i;
 
 	if (RecoveryInProgress())
-		ereport(ERROR,
-				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("cannot run job %lld during recovery", (long long) job_id),
-				 errdetail("Jobs write to the database; they run on the primary.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("cannot run job %lld during recovery", (long long) job_id),
+			 errdetail(
+				 "Jobs write to the database; they run on the primary.")));
 
 	for (i = 0; i < runner_nactive; i++)
 	{
 		if (runner_active[i] == job_id)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_IN_USE),
-					 errmsg("job %lld cannot run itself", (long long) job_id)));
+			ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
+							errmsg("job %lld cannot run itself",
+								   (long long) job_id)));
 	}
 	if (runner_nactive >= (int) lengthof(runner_active))
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("jobs are nested too deeply")));
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						errmsg("jobs are nested too deeply")));
 
 	if (!runner_timeout_registered)
 	{
-		runner_timeout_id = RegisterTimeout(USER_TIMEOUT, runner_timeout_handler);
+		runner_timeout_id =
+			RegisterTimeout(USER_TIMEOUT, runner_timeout_handler);
 		runner_timeout_registered = true;
 	}
 
@@ -415,22 +446,28 @@ runner_run(int64 job_id, const char *name, bool manual, FunctionCallInfo fcinfo)
 	{
 		if (!manual)
 		{
-			ereport(DEBUG1, (errmsg("pg_opsdata job %lld is already running", (long long) job_id)));
+			ereport(DEBUG1, (errmsg("pg_opsdata job %lld is already running",
+									(long long) job_id)));
 			return;
 		}
 		if (name != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_IN_USE),
-					 errmsg("job \"%s\" is already running", name),
-					 errhint("A job runs once at a time; run it again when the run in progress has ended.")));
-		ereport(ERROR,
+			ereport(
+				ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("job %lld is already running", (long long) job_id),
-				 errhint("A job runs once at a time; run it again when the run in progress has ended.")));
+				 errmsg("job \"%s\" is already running", name),
+				 errhint(
+					 "A job runs once at a time; run it again when the run in progress has ended.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_OBJECT_IN_USE),
+			 errmsg("job %lld is already running", (long long) job_id),
+			 errhint(
+				 "A job runs once at a time; run it again when the run in progress has ended.")));
 	}
 
 	/* Outlives the transactions a non-atomic run commits. */
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata job run", ALLOCSET_SMALL_SIZES);
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata job run",
+								ALLOCSET_SMALL_SIZES);
 	runner_active[runner_nactive++] = job_id;
 	memset(&run, 0, sizeof(run));
 
@@ -451,8 +488,10 @@ runner_run(int64 job_id, const char *name, bool manual, FunctionCallInfo fcinfo)
 			{
 				char appname[NAMEDATALEN];
 
-				snprintf(appname, sizeof(appname), "%s %s", WORKER_JOB_TYPE, run.name);
-				SetConfigOption("application_name", appname, PGC_USERSET, PGC_S_SESSION);
+				snprintf(appname, sizeof(appname), "%s %s", WORKER_JOB_TYPE,
+						 run.name);
+				SetConfigOption("application_name", appname, PGC_USERSET,
+								PGC_S_SESSION);
 				pgstat_report_activity(STATE_RUNNING, run.command);
 			}
 
@@ -462,8 +501,9 @@ runner_run(int64 job_id, const char *name, bool manual, FunctionCallInfo fcinfo)
 			else if (timed_out)
 			{
 				status = "timed out";
-				message = psprintf("The run exceeded its max_runtime (%s) and was cancelled.",
-								   run.max_runtime_text);
+				message = psprintf(
+					"The run exceeded its max_runtime (%s) and was cancelled.",
+					run.max_runtime_text);
 			}
 			else
 			{
@@ -476,11 +516,14 @@ runner_run(int64 job_id, const char *name, bool manual, FunctionCallInfo fcinfo)
 			{
 				worker_run_recorded = true;
 				if (timed_out)
-					ereport(ERROR,
-							(errcode(ERRCODE_QUERY_CANCELED),
-							 errmsg("job \"%s\" was cancelled after running longer than its max_runtime (%s)",
-									run.name, run.max_runtime_text),
-							 errcontext("pg_opsdata job \"%s\" (run %lld)", run.name, (long long) run.run_id)));
+					ereport(
+						ERROR,
+						(errcode(ERRCODE_QUERY_CANCELED),
+						 errmsg(
+							 "job \"%s\" was cancelled after running longer than its max_runtime (%s)",
+							 run.name, run.max_runtime_text),
+						 errcontext("pg_opsdata job \"%s\" (run %lld)",
+									run.name, (long long) run.run_id)));
 				ReThrowError(edata);
 			}
 		}
@@ -504,9 +547,8 @@ Datum
 worker_run_job(PG_FUNCTION_ARGS)
 {
 	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("job must not be null")));
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("job must not be null")));
 	runner_run(PG_GETARG_INT64(0), NULL, true, fcinfo);
 	PG_RETURN_VOID();
 }
@@ -526,17 +568,18 @@ worker_run_job_by_name(PG_FUNCTION_ARGS)
 	int ret;
 
 	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("job name must not be null")));
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("job name must not be null")));
 
 	values[0] = PG_GETARG_DATUM(0);
 	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(runner_extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(runner_extension_owner(),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
-	ret = SPI_execute_with_args("SELECT job_id FROM opsdata.jobs WHERE name = $1", 1, types, values,
-								NULL, true, 1);
+	ret = SPI_execute_with_args(
+		"SELECT job_id FROM opsdata.jobs WHERE name = $1", 1, types, values,
+		NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not look up job: SPI error %d", ret);
 	found = SPI_processed > 0;
@@ -544,16 +587,17 @@ worker_run_job_by_name(PG_FUNCTION_ARGS)
 	{
 		bool isnull;
 
-		job_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		job_id = DatumGetInt64(SPI_getbinval(
+			SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec);
 
 	if (!found)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("job \"%s\" does not exist", text_to_cstring(PG_GETARG_TEXT_PP(0))),
-				 errhint("The jobs are listed in opsdata.jobs.")));
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+						errmsg("job \"%s\" does not exist",
+							   text_to_cstring(PG_GETARG_TEXT_PP(0))),
+						errhint("The jobs are listed in opsdata.jobs.")));
 
 	runner_run(job_id, text_to_cstring(PG_GETARG_TEXT_PP(0)), true, fcinfo);
 	PG_RETURN_VOID();
@@ -566,10 +610,12 @@ Datum
 worker_run_scheduled_job(PG_FUNCTION_ARGS)
 {
 	if (!worker_is_job_worker)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("scheduled runs are started by the pg_opsdata scheduler only"),
-				 errhint("Use CALL opsdata.run_job() to run a job now.")));
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg(
+				 "scheduled runs are started by the pg_opsdata scheduler only"),
+			 errhint("Use CALL opsdata.run_job() to run a job now.")));
 	runner_run(PG_GETARG_INT64(0), NULL, false, fcinfo);
 	PG_RETURN_VOID();
 }

@@ -73,7 +73,9 @@
 #define SCHEDULER_MAX_BACKOFF_MS   (60 * 1000)
 #define SCHEDULER_CAP_LOG_MS	   (10 * 60 * 1000)
 #define SCHEDULER_MAX_JOBS		   1024
-/* While a restore runs, look for its end this often, and wait this long after. */
+/*
+ * While a restore runs, look for its end this often, and wait this long after.
+ */
 #define SCHEDULER_RESTORE_POLL_MS  1000
 #define SCHEDULER_RESTORE_GRACE_MS 2000
 
@@ -174,14 +176,17 @@ worker_scheduler_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	sched_slot = worker_claim_slot(sched_slotno, args.generation, WORKER_SLOT_SCHEDULER);
+	sched_slot = worker_claim_slot(sched_slotno, args.generation,
+								   WORKER_SLOT_SCHEDULER);
 	if (sched_slot == NULL)
 		proc_exit(0); /* the database is held, or the launcher gave up on us */
 
 	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
 	pgstat_report_appname(WORKER_SCHEDULER_TYPE);
-	SetConfigOption("application_name", WORKER_SCHEDULER_TYPE, PGC_USERSET, PGC_S_SESSION);
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("application_name", WORKER_SCHEDULER_TYPE, PGC_USERSET,
+					PGC_S_SESSION);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+					PGC_S_SESSION);
 	/* Never queue for long behind DDL on our tables: back off and retry. */
 	SetConfigOption("lock_timeout", "1s", PGC_USERSET, PGC_S_SESSION);
 
@@ -193,16 +198,19 @@ worker_scheduler_main(Datum main_arg)
 	}
 	worker_push_event(WORKER_EVENT_PRESENT, MyDatabaseId, seen);
 
-	sched_context = AllocSetContextCreate(TopMemoryContext, "pg_opsdata scheduler",
-										  ALLOCSET_DEFAULT_SIZES);
-	sched_loop_context = AllocSetContextCreate(sched_context, "pg_opsdata scheduler loop",
-											   ALLOCSET_DEFAULT_SIZES);
+	sched_context = AllocSetContextCreate(
+		TopMemoryContext, "pg_opsdata scheduler", ALLOCSET_DEFAULT_SIZES);
+	sched_loop_context = AllocSetContextCreate(
+		sched_context, "pg_opsdata scheduler loop", ALLOCSET_DEFAULT_SIZES);
 	sched_maxinflight = 16;
-	sched_inflight = MemoryContextAlloc(sched_context, sizeof(InFlight) * sched_maxinflight);
-	sched_jobs = MemoryContextAlloc(sched_context, sizeof(SchedJob) * SCHEDULER_MAX_JOBS);
+	sched_inflight = MemoryContextAlloc(sched_context,
+										sizeof(InFlight) * sched_maxinflight);
+	sched_jobs = MemoryContextAlloc(sched_context,
+									sizeof(SchedJob) * SCHEDULER_MAX_JOBS);
 	scheduler_adopt_job_workers();
 
-	ereport(DEBUG1, (errmsg("pg_opsdata scheduler started in database \"%s\"", sched_dbname)));
+	ereport(DEBUG1, (errmsg("pg_opsdata scheduler started in database \"%s\"",
+							sched_dbname)));
 
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
 		scheduler_error_recovery();
@@ -255,15 +263,18 @@ worker_scheduler_main(Datum main_arg)
 				due = !sched_jobs[i].busy && sched_jobs[i].due <= now &&
 					  !scheduler_in_flight(sched_jobs[i].job_id);
 			if (sched_jobs_dirty || due || sched_nreaped > 0 ||
-				TimestampDifferenceExceeds(sched_jobs_read_at, now, worker_check_interval))
+				TimestampDifferenceExceeds(sched_jobs_read_at, now,
+										   worker_check_interval))
 				scheduler_read_jobs();
 		}
 		/* Only when a job is about to start: is a dump being loaded? */
 		restoring = false;
 		for (i = 0; i < sched_njobs && !restoring; i++)
 		{
-			if (!sched_jobs[i].busy && !scheduler_in_flight(sched_jobs[i].job_id) &&
-				sched_jobs[i].due <= TimestampTzPlusMilliseconds(now, WORKER_DISPATCH_LEAD_MS))
+			if (!sched_jobs[i].busy &&
+				!scheduler_in_flight(sched_jobs[i].job_id) &&
+				sched_jobs[i].due <=
+					TimestampTzPlusMilliseconds(now, WORKER_DISPATCH_LEAD_MS))
 				restoring = scheduler_restoring(now);
 		}
 
@@ -283,7 +294,8 @@ worker_scheduler_main(Datum main_arg)
 				at = backoff->until;
 			else
 				at = TimestampTzPlusMilliseconds(at, -WORKER_DISPATCH_LEAD_MS);
-			if (at > now || waiting || worker_max_workers == 0 || now < sched_dispatch_retry_at)
+			if (at > now || waiting || worker_max_workers == 0 ||
+				now < sched_dispatch_retry_at)
 			{
 				if (!waiting && worker_max_workers > 0 && at < wake)
 					wake = Max(at, sched_dispatch_retry_at);
@@ -298,7 +310,8 @@ worker_scheduler_main(Datum main_arg)
 		/* Wake for the next service, the next backstop, a retry. */
 		for (i = 0; i < worker_nservices; i++)
 		{
-			TimestampTz at = Max(sched_service_next[i], sched_service_backoff_until[i]);
+			TimestampTz at =
+				Max(sched_service_next[i], sched_service_backoff_until[i]);
 
 			if (at != 0 && at < wake)
 				wake = at;
@@ -309,8 +322,9 @@ worker_scheduler_main(Datum main_arg)
 
 			if (f->max_runtime_ms > 0 && !f->terminated)
 			{
-				TimestampTz at = TimestampTzPlusMilliseconds(f->dispatched_at,
-															 f->max_runtime_ms + SCHEDULER_RUNTIME_GRACE_MS);
+				TimestampTz at = TimestampTzPlusMilliseconds(
+					f->dispatched_at,
+					f->max_runtime_ms + SCHEDULER_RUNTIME_GRACE_MS);
 
 				if (at < wake)
 					wake = at;
@@ -319,13 +333,15 @@ worker_scheduler_main(Datum main_arg)
 		if (sched_catalog_retry_at > now && sched_catalog_retry_at < wake)
 			wake = sched_catalog_retry_at;
 		if (restoring)
-			wake = Min(wake, TimestampTzPlusMilliseconds(now, SCHEDULER_RESTORE_POLL_MS));
+			wake = Min(wake, TimestampTzPlusMilliseconds(
+								 now, SCHEDULER_RESTORE_POLL_MS));
 		if (sched_dispatch_retry_at > now && sched_dispatch_retry_at < wake)
 			wake = sched_dispatch_retry_at;
 
 		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), wake);
 		pgstat_report_activity(STATE_IDLE, NULL);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(timeout, 1), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
@@ -356,20 +372,27 @@ scheduler_error_recovery(void)
 	{
 		int i = sched_current_service;
 
-		sched_service_backoff_ms[i] = sched_service_backoff_ms[i] == 0
-										  ? 1000
-										  : Min(sched_service_backoff_ms[i] * 2, SCHEDULER_MAX_BACKOFF_MS);
-		sched_service_backoff_until[i] = TimestampTzPlusMilliseconds(now, sched_service_backoff_ms[i]);
+		sched_service_backoff_ms[i] =
+			sched_service_backoff_ms[i] == 0
+				? 1000
+				: Min(sched_service_backoff_ms[i] * 2,
+					  SCHEDULER_MAX_BACKOFF_MS);
+		sched_service_backoff_until[i] =
+			TimestampTzPlusMilliseconds(now, sched_service_backoff_ms[i]);
 		sched_current_service = -1;
 	}
 	else
 	{
-		sched_catalog_backoff_ms = sched_catalog_backoff_ms == 0
-									   ? 1000
-									   : Min(sched_catalog_backoff_ms * 2, SCHEDULER_MAX_BACKOFF_MS);
-		sched_catalog_retry_at = TimestampTzPlusMilliseconds(now, sched_catalog_backoff_ms);
+		sched_catalog_backoff_ms =
+			sched_catalog_backoff_ms == 0
+				? 1000
+				: Min(sched_catalog_backoff_ms * 2, SCHEDULER_MAX_BACKOFF_MS);
+		sched_catalog_retry_at =
+			TimestampTzPlusMilliseconds(now, sched_catalog_backoff_ms);
 		sched_jobs_dirty = true;
-		/* The extension may be gone; find out in the loop, after the back-off. */
+		/*
+		 * The extension may be gone; find out in the loop, after the back-off.
+		 */
 		sched_check_extension = true;
 	}
 }
@@ -399,7 +422,8 @@ scheduler_restoring(TimestampTz now)
 			PgBackendStatus *be = local != NULL ? &local->backendStatus : NULL;
 
 			found = be != NULL && be->st_databaseid == MyDatabaseId &&
-					be->st_backendType == B_BACKEND && be->st_appname != NULL &&
+					be->st_backendType == B_BACKEND &&
+					be->st_appname != NULL &&
 					strcmp(be->st_appname, "pg_restore") == 0;
 		}
 		pgstat_clear_backend_activity_snapshot();
@@ -407,7 +431,8 @@ scheduler_restoring(TimestampTz now)
 	if (found)
 		sched_restore_seen_at = now;
 	return found || (sched_restore_seen_at != 0 &&
-					 !TimestampDifferenceExceeds(sched_restore_seen_at, now, SCHEDULER_RESTORE_GRACE_MS));
+					 !TimestampDifferenceExceeds(sched_restore_seen_at, now,
+												 SCHEDULER_RESTORE_GRACE_MS));
 }
 
 /* Whether pg_opsdata is installed in this database. */
@@ -420,7 +445,8 @@ scheduler_extension_present(void)
 	StartTransactionCommand();
 	present = OidIsValid(get_extension_oid(OPSDATA_NAME, true));
 	if (sched_dbname == NULL)
-		sched_dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+		sched_dbname = MemoryContextStrdup(TopMemoryContext,
+										   get_database_name(MyDatabaseId));
 	CommitTransactionCommand();
 	return present;
 }
@@ -432,7 +458,8 @@ scheduler_adopt_job_workers(void)
 	int i;
 
 	LWLockAcquire(worker_shared->lock, LW_SHARED);
-	for (i = 0; i < worker_shared->nslots && sched_ninflight < sched_maxinflight; i++)
+	for (i = 0;
+		 i < worker_shared->nslots && sched_ninflight < sched_maxinflight; i++)
 	{
 		WorkerSlot *slot = &worker_shared->slots[i];
 		InFlight *f;
@@ -444,7 +471,8 @@ scheduler_adopt_job_workers(void)
 		f->job_id = slot->job_id;
 		f->slot = i;
 		f->generation = slot->generation;
-		f->dispatched_at = slot->started_at != 0 ? slot->started_at : slot->reserved_at;
+		f->dispatched_at =
+			slot->started_at != 0 ? slot->started_at : slot->reserved_at;
 	}
 	LWLockRelease(worker_shared->lock);
 }
@@ -469,7 +497,10 @@ scheduler_run_services(TimestampTz now)
 		sched_current_service = -1;
 		sched_service_backoff_ms[i] = 0;
 		sched_service_backoff_until[i] = 0;
-		sched_service_next[i] = next < 0 ? 0 : TimestampTzPlusMilliseconds(GetCurrentTimestamp(), next);
+		sched_service_next[i] =
+			next < 0
+				? 0
+				: TimestampTzPlusMilliseconds(GetCurrentTimestamp(), next);
 		MemoryContextSwitchTo(sched_loop_context);
 	}
 }
@@ -535,7 +566,8 @@ scheduler_reap(TimestampTz now)
 		pid_t pid;
 
 		LWLockAcquire(worker_shared->lock, LW_SHARED);
-		gone = slot->kind != WORKER_SLOT_JOB || slot->generation != f->generation;
+		gone =
+			slot->kind != WORKER_SLOT_JOB || slot->generation != f->generation;
 		running = !gone && slot->running;
 		pid = running ? slot->pid : 0;
 		LWLockRelease(worker_shared->lock);
@@ -551,11 +583,14 @@ scheduler_reap(TimestampTz now)
 		{
 			if (running && f->max_runtime_ms > 0 && !f->terminated &&
 				TimestampDifferenceExceeds(f->dispatched_at, now,
-										   f->max_runtime_ms + SCHEDULER_RUNTIME_GRACE_MS))
+										   f->max_runtime_ms +
+											   SCHEDULER_RUNTIME_GRACE_MS))
 			{
-				ereport(LOG,
-						(errmsg("pg_opsdata terminates the worker of job %lld: it runs past its max_runtime and did not stop when cancelled",
-								(long long) f->job_id)));
+				ereport(
+					LOG,
+					(errmsg(
+						"pg_opsdata terminates the worker of job %lld: it runs past its max_runtime and did not stop when cancelled",
+						(long long) f->job_id)));
 				if (f->handle != NULL)
 					TerminateBackgroundWorker(f->handle);
 				else if (pid != 0)
@@ -593,8 +628,9 @@ scheduler_sweep(void)
 	int i;
 	int ret;
 
-	ret = SPI_execute("SELECT run_id, job_id FROM opsdata.job_runs WHERE status = 'running' ORDER BY run_id LIMIT 64",
-					  true, 0);
+	ret = SPI_execute(
+		"SELECT run_id, job_id FROM opsdata.job_runs WHERE status = 'running' ORDER BY run_id LIMIT 64",
+		true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read running jobs: SPI error %d", ret);
 	n = (int) SPI_processed;
@@ -602,8 +638,10 @@ scheduler_sweep(void)
 	{
 		bool isnull;
 
-		run_ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		job_ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		run_ids[i] = DatumGetInt64(SPI_getbinval(
+			SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		job_ids[i] = DatumGetInt64(SPI_getbinval(
+			SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
 	}
 
 	for (i = 0; i < n; i++)
@@ -616,7 +654,8 @@ scheduler_sweep(void)
 		char nulls[4] = {' ', ' ', 'n', ' '};
 
 		worker_job_lock_tag(&tag, job_ids[i]);
-		if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		if (LockAcquire(&tag, ExclusiveLock, false, true) ==
+			LOCKACQUIRE_NOT_AVAIL)
 			continue; /* running for real */
 		for (k = 0; k < sched_nreaped; k++)
 		{
@@ -626,13 +665,16 @@ scheduler_sweep(void)
 		values[0] = Int64GetDatum(run_ids[i]);
 		values[1] = CStringGetTextDatum(timed_out ? "timed out" : "crashed");
 		values[2] = (Datum) 0;
-		values[3] = CStringGetTextDatum(timed_out
-											? "The run exceeded its max_runtime, did not stop when cancelled, and was terminated."
-											: "The run was interrupted: the process running it ended before the run finished.");
-		ret = SPI_execute_with_args("SELECT opsdata._job_finish($1, $2, $3, $4)", 4, types, values,
-									nulls, false, 0);
+		values[3] = CStringGetTextDatum(
+			timed_out
+				? "The run exceeded its max_runtime, did not stop when cancelled, and was terminated."
+				: "The run was interrupted: the process running it ended before the run finished.");
+		ret =
+			SPI_execute_with_args("SELECT opsdata._job_finish($1, $2, $3, $4)",
+								  4, types, values, nulls, false, 0);
 		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "could not record an interrupted run: SPI error %d", ret);
+			elog(ERROR, "could not record an interrupted run: SPI error %d",
+				 ret);
 		LockRelease(&tag, ExclusiveLock, false);
 	}
 }
@@ -651,17 +693,19 @@ scheduler_read_jobs(void)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	pgstat_report_activity(STATE_RUNNING, "pg_opsdata scheduler: reading opsdata.jobs");
+	pgstat_report_activity(STATE_RUNNING,
+						   "pg_opsdata scheduler: reading opsdata.jobs");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	scheduler_sweep();
 
-	ret = SPI_execute("SELECT job_id, least(next_run, retry_at),"
-					  " coalesce((extract(epoch FROM max_runtime) * 1000)::bigint, 0)"
-					  " FROM opsdata.jobs WHERE NOT paused ORDER BY 2, 1",
-					  true, SCHEDULER_MAX_JOBS);
+	ret = SPI_execute(
+		"SELECT job_id, least(next_run, retry_at),"
+		" coalesce((extract(epoch FROM max_runtime) * 1000)::bigint, 0)"
+		" FROM opsdata.jobs WHERE NOT paused ORDER BY 2, 1",
+		true, SCHEDULER_MAX_JOBS);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read opsdata.jobs: SPI error %d", ret);
 
@@ -676,14 +720,16 @@ scheduler_read_jobs(void)
 
 		job->job_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		job->due = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
-		job->max_runtime_ms = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		job->max_runtime_ms =
+			DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 		job->busy = false;
 		if (job->due <= now && !scheduler_in_flight(job->job_id))
 		{
 			LOCKTAG tag;
 
 			worker_job_lock_tag(&tag, job->job_id);
-			if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+			if (LockAcquire(&tag, ExclusiveLock, false, true) ==
+				LOCKACQUIRE_NOT_AVAIL)
 				job->busy = true; /* woken when that run ends */
 			else
 				LockRelease(&tag, ExclusiveLock, false);
@@ -705,7 +751,8 @@ scheduler_read_jobs(void)
 
 		for (k = 0; k < sched_njobs; k++)
 		{
-			if (sched_jobs[k].job_id == sched_reaped[i] && sched_jobs[k].due == sched_reaped_due[i])
+			if (sched_jobs[k].job_id == sched_reaped[i] &&
+				sched_jobs[k].due == sched_reaped_due[i])
 				stuck = true;
 		}
 		if (backoff == NULL)
@@ -716,11 +763,15 @@ scheduler_read_jobs(void)
 			backoff->ms = 0;
 			continue;
 		}
-		backoff->ms = backoff->ms == 0 ? 1000 : Min(backoff->ms * 2, SCHEDULER_MAX_BACKOFF_MS);
+		backoff->ms = backoff->ms == 0
+						  ? 1000
+						  : Min(backoff->ms * 2, SCHEDULER_MAX_BACKOFF_MS);
 		backoff->until = TimestampTzPlusMilliseconds(now, backoff->ms);
-		ereport(backoff->ms >= SCHEDULER_MAX_BACKOFF_MS ? LOG : DEBUG1,
-				(errmsg("pg_opsdata job %lld ended without running; starting it again in %d ms",
-						(long long) sched_reaped[i], backoff->ms)));
+		ereport(
+			backoff->ms >= SCHEDULER_MAX_BACKOFF_MS ? LOG : DEBUG1,
+			(errmsg(
+				"pg_opsdata job %lld ended without running; starting it again in %d ms",
+				(long long) sched_reaped[i], backoff->ms)));
 	}
 	sched_nreaped = 0;
 
@@ -751,18 +802,24 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 	InFlight *f;
 	WorkerTurn turn;
 
-	slotno = worker_reserve_job_slot(sched_slotno, job->job_id, &generation, &capped, &turn);
+	slotno = worker_reserve_job_slot(sched_slotno, job->job_id, &generation,
+									 &capped, &turn);
 	if (slotno < 0 && capped)
 	{
 		if (worker_max_workers > 0 &&
-			TimestampDifferenceExceeds(sched_cap_logged_at, now, SCHEDULER_CAP_LOG_MS))
+			TimestampDifferenceExceeds(sched_cap_logged_at, now,
+									   SCHEDULER_CAP_LOG_MS))
 		{
-			ereport(LOG,
-					(errmsg("pg_opsdata jobs of database \"%s\" wait for a job worker",
-							sched_dbname),
-					 errdetail("pg_opsdata.max_workers (%d) job workers run at once across all databases.",
-							   worker_max_workers),
-					 errhint("Raise pg_opsdata.max_workers if jobs are often late.")));
+			ereport(
+				LOG,
+				(errmsg(
+					 "pg_opsdata jobs of database \"%s\" wait for a job worker",
+					 sched_dbname),
+				 errdetail(
+					 "pg_opsdata.max_workers (%d) job workers run at once across all databases.",
+					 worker_max_workers),
+				 errhint(
+					 "Raise pg_opsdata.max_workers if jobs are often late.")));
 			sched_cap_logged_at = now;
 		}
 		return false;
@@ -775,9 +832,10 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 		args.dboid = MyDatabaseId;
 		args.job_id = job->job_id;
 		args.due = job->due;
-		snprintf(name, sizeof(name), "%s %lld", WORKER_JOB_TYPE, (long long) job->job_id);
-		handle = worker_start_dynamic("worker_job_main", WORKER_JOB_TYPE, name, slotno, &args,
-									  sched_context);
+		snprintf(name, sizeof(name), "%s %lld", WORKER_JOB_TYPE,
+				 (long long) job->job_id);
+		handle = worker_start_dynamic("worker_job_main", WORKER_JOB_TYPE, name,
+									  slotno, &args, sched_context);
 		if (handle == NULL)
 		{
 			worker_release_reservation(slotno, generation);
@@ -793,18 +851,24 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 		 * shown in health) when it lasts.  The scheduler stays first in
 		 * line for the next free worker meanwhile.
 		 */
-		sched_dispatch_backoff_ms = sched_dispatch_backoff_ms == 0
-										? SCHEDULER_FIRST_RETRY_MS
-										: Min(sched_dispatch_backoff_ms * 2, SCHEDULER_MAX_BACKOFF_MS);
-		sched_dispatch_retry_at = TimestampTzPlusMilliseconds(now, sched_dispatch_backoff_ms);
+		sched_dispatch_backoff_ms =
+			sched_dispatch_backoff_ms == 0
+				? SCHEDULER_FIRST_RETRY_MS
+				: Min(sched_dispatch_backoff_ms * 2, SCHEDULER_MAX_BACKOFF_MS);
+		sched_dispatch_retry_at =
+			TimestampTzPlusMilliseconds(now, sched_dispatch_backoff_ms);
 		if (sched_dispatch_backoff_ms >= 1000 && worker_note_exhausted(true))
-			ereport(LOG,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("pg_opsdata could not start a job worker in database \"%s\": no background worker slot is free",
-							sched_dbname),
-					 errdetail("All %d background workers allowed by max_worker_processes are in use.",
-							   max_worker_processes),
-					 errhint("Raise max_worker_processes: pg_opsdata needs one worker for its launcher, one per database with the extension, and up to pg_opsdata.max_workers for jobs.")));
+			ereport(
+				LOG,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg(
+					 "pg_opsdata could not start a job worker in database \"%s\": no background worker slot is free",
+					 sched_dbname),
+				 errdetail(
+					 "All %d background workers allowed by max_worker_processes are in use.",
+					 max_worker_processes),
+				 errhint(
+					 "Raise max_worker_processes: pg_opsdata needs one worker for its launcher, one per database with the extension, and up to pg_opsdata.max_workers for jobs.")));
 		return false;
 	}
 
@@ -816,7 +880,8 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 	if (sched_ninflight >= sched_maxinflight)
 	{
 		sched_maxinflight *= 2;
-		sched_inflight = repalloc(sched_inflight, sizeof(InFlight) * sched_maxinflight);
+		sched_inflight =
+			repalloc(sched_inflight, sizeof(InFlight) * sched_maxinflight);
 	}
 	f = &sched_inflight[sched_ninflight++];
 	memset(f, 0, sizeof(InFlight));

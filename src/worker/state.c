@@ -91,7 +91,8 @@ worker_shmem_startup(void)
 	bool found;
 	int i;
 
-	worker_shared = ShmemInitStruct("pg_opsdata worker", worker_shmem_size(), &found);
+	worker_shared =
+		ShmemInitStruct("pg_opsdata worker", worker_shmem_size(), &found);
 	if (found)
 		return;
 
@@ -155,15 +156,16 @@ worker_event_seq(void)
  * cxt.  Returns NULL when no worker could be registered.
  */
 BackgroundWorkerHandle *
-worker_start_dynamic(const char *function, const char *type, const char *name, int slotno,
-					 const WorkerStartArgs *args, MemoryContext cxt)
+worker_start_dynamic(const char *function, const char *type, const char *name,
+					 int slotno, const WorkerStartArgs *args,
+					 MemoryContext cxt)
 {
 	BackgroundWorkerHandle *handle;
 	MemoryContext old;
 
 	old = MemoryContextSwitchTo(cxt);
-	handle = opsdata_start_worker(function, type, name, Int32GetDatum(slotno), args, sizeof(*args),
-								  true);
+	handle = opsdata_start_worker(function, type, name, Int32GetDatum(slotno),
+								  args, sizeof(*args), true);
 	MemoryContextSwitchTo(old);
 	return handle;
 }
@@ -240,7 +242,8 @@ worker_wake_waiting_schedulers(void)
 	{
 		WorkerSlot *slot = &worker_shared->slots[i];
 
-		if (slot->kind == WORKER_SLOT_SCHEDULER && slot->waiting_since != 0 && slot->latch != NULL)
+		if (slot->kind == WORKER_SLOT_SCHEDULER && slot->waiting_since != 0 &&
+			slot->latch != NULL)
 			SetLatch(slot->latch);
 	}
 	LWLockRelease(worker_shared->lock);
@@ -252,7 +255,8 @@ worker_wake_waiting_schedulers(void)
  * caller must hold the lock exclusively.
  */
 static int
-worker_reserve_locked(WorkerSlotKind kind, Oid dboid, int64 job_id, uint64 *generation)
+worker_reserve_locked(WorkerSlotKind kind, Oid dboid, int64 job_id,
+					  uint64 *generation)
 {
 	int i;
 
@@ -288,7 +292,8 @@ worker_reserve_locked(WorkerSlotKind kind, Oid dboid, int64 job_id, uint64 *gene
  * is full.
  */
 int
-worker_reserve_slot(WorkerSlotKind kind, Oid dboid, int64 job_id, uint64 *generation)
+worker_reserve_slot(WorkerSlotKind kind, Oid dboid, int64 job_id,
+					uint64 *generation)
 {
 	int result;
 
@@ -309,8 +314,8 @@ worker_reserve_slot(WorkerSlotKind kind, Oid dboid, int64 job_id, uint64 *genera
  * the slot array is full.
  */
 int
-worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation, bool *capped,
-						WorkerTurn *turn)
+worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation,
+						bool *capped, WorkerTurn *turn)
 {
 	WorkerSlot *me = &worker_shared->slots[my_slot];
 	int used = 0;
@@ -343,8 +348,8 @@ worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation, bool *cap
 			int theirs = 0;
 			int k;
 
-			if (i == my_slot || other->kind != WORKER_SLOT_SCHEDULER || other->waiting_since == 0 ||
-				other->dboid == me->dboid)
+			if (i == my_slot || other->kind != WORKER_SLOT_SCHEDULER ||
+				other->waiting_since == 0 || other->dboid == me->dboid)
 				continue;
 			for (k = 0; k < worker_shared->nslots; k++)
 			{
@@ -352,13 +357,15 @@ worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation, bool *cap
 					worker_shared->slots[k].dboid == other->dboid)
 					theirs++;
 			}
-			if (theirs < mine || (theirs == mine && other->last_granted < me->last_granted))
+			if (theirs < mine ||
+				(theirs == mine && other->last_granted < me->last_granted))
 				*capped = true;
 		}
 	}
 
 	if (!*capped)
-		result = worker_reserve_locked(WORKER_SLOT_JOB, me->dboid, job_id, generation);
+		result = worker_reserve_locked(WORKER_SLOT_JOB, me->dboid, job_id,
+									   generation);
 
 	if (result >= 0)
 	{
@@ -401,7 +408,8 @@ worker_release_reservation(int slotno, uint64 generation)
 	bool freed = false;
 
 	LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
-	if (slot->kind != WORKER_SLOT_FREE && slot->generation == generation && !slot->running)
+	if (slot->kind != WORKER_SLOT_FREE && slot->generation == generation &&
+		!slot->running)
 	{
 		slot->kind = WORKER_SLOT_FREE;
 		freed = true;
@@ -429,7 +437,8 @@ worker_reclaim_stale_reservations(void)
 		WorkerSlot *slot = &worker_shared->slots[i];
 
 		if (slot->kind != WORKER_SLOT_FREE && !slot->running &&
-			TimestampDifferenceExceeds(slot->reserved_at, now, WORKER_RESERVATION_TIMEOUT_MS))
+			TimestampDifferenceExceeds(slot->reserved_at, now,
+									   WORKER_RESERVATION_TIMEOUT_MS))
 		{
 			slot->kind = WORKER_SLOT_FREE;
 			freed = true;
@@ -452,7 +461,8 @@ worker_held_locked(Oid dboid)
 
 	for (i = 0; i < WORKER_MAX_HOLDS; i++)
 	{
-		if (worker_shared->holds[i].dboid == dboid && worker_shared->holds[i].holder != 0)
+		if (worker_shared->holds[i].dboid == dboid &&
+			worker_shared->holds[i].holder != 0)
 			return true;
 	}
 	return false;
@@ -487,7 +497,8 @@ worker_claim_slot(int slotno, uint64 generation, WorkerSlotKind kind)
 	slot = &worker_shared->slots[slotno];
 
 	LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
-	ok = slot->kind == kind && slot->generation == generation && !slot->running;
+	ok =
+		slot->kind == kind && slot->generation == generation && !slot->running;
 	if (ok && worker_held_locked(slot->dboid))
 	{
 		/* Give the slot back at once: the database must stay empty. */
@@ -544,7 +555,9 @@ worker_slot_exit(int code, Datum arg)
 		worker_wake_launcher();
 	else if (kind == WORKER_SLOT_JOB)
 	{
-		/* Our scheduler re-reads its jobs; waiting schedulers may start one. */
+		/*
+		 * Our scheduler re-reads its jobs; waiting schedulers may start one.
+		 */
 		worker_jobs_changed_now(dboid);
 		worker_wake_waiting_schedulers();
 	}
@@ -570,7 +583,9 @@ worker_note_exhausted(bool exhausted)
 	since = worker_shared->exhausted_since;
 	LWLockRelease(worker_shared->lock);
 
-	if (!exhausted || (logged_at >= since && !TimestampDifferenceExceeds(logged_at, now, 5 * 60 * 1000)))
+	if (!exhausted ||
+		(logged_at >= since &&
+		 !TimestampDifferenceExceeds(logged_at, now, 5 * 60 * 1000)))
 		return false;
 	logged_at = now;
 	return true;
@@ -596,8 +611,9 @@ worker_note_scheduler_exit(Oid dboid, TimestampTz restart_at, int failures)
 			target = e;
 			break;
 		}
-		if (target == NULL || (target->dboid != InvalidOid &&
-							   (e->dboid == InvalidOid || e->exited_at < target->exited_at)))
+		if (target == NULL ||
+			(target->dboid != InvalidOid &&
+			 (e->dboid == InvalidOid || e->exited_at < target->exited_at)))
 			target = e;
 	}
 	if (restart_at == 0)
@@ -654,21 +670,25 @@ worker_hold_database(Oid dboid, const char *command)
 	LWLockRelease(worker_shared->lock);
 
 	if (!added)
-		ereport(WARNING,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("pg_opsdata could not keep its workers out of the database during %s", command),
-				 errdetail("Too many such commands run at once.")));
+		ereport(
+			WARNING,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg(
+				 "pg_opsdata could not keep its workers out of the database during %s",
+				 command),
+			 errdetail("Too many such commands run at once.")));
 
 	stopped = worker_signal_database(dboid, SIGTERM);
 	if (stopped == 0)
 		return;
 
-	ereport(LOG,
-			(errmsg_plural("pg_opsdata stopped %d worker in database \"%s\" for %s",
-						   "pg_opsdata stopped %d workers in database \"%s\" for %s",
-						   stopped, stopped, get_database_name(dboid), command)));
+	ereport(LOG, (errmsg_plural(
+					 "pg_opsdata stopped %d worker in database \"%s\" for %s",
+					 "pg_opsdata stopped %d workers in database \"%s\" for %s",
+					 stopped, stopped, get_database_name(dboid), command)));
 
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WORKER_HOLD_WAIT_MS);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   WORKER_HOLD_WAIT_MS);
 	ConditionVariablePrepareToSleep(&worker_shared->slot_freed);
 	for (;;)
 	{
@@ -679,16 +699,19 @@ worker_hold_database(Oid dboid, const char *command)
 		for (i = 0; i < worker_shared->nslots; i++)
 		{
 			if (worker_shared->slots[i].kind != WORKER_SLOT_FREE &&
-				worker_shared->slots[i].running && worker_shared->slots[i].dboid == dboid)
+				worker_shared->slots[i].running &&
+				worker_shared->slots[i].dboid == dboid)
 				any = true;
 		}
 		LWLockRelease(worker_shared->lock);
 		if (!any)
 			break;
-		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		remaining =
+			TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (remaining <= 0)
 			break;
-		ConditionVariableTimedSleep(&worker_shared->slot_freed, remaining, PG_WAIT_EXTENSION);
+		ConditionVariableTimedSleep(&worker_shared->slot_freed, remaining,
+									PG_WAIT_EXTENSION);
 	}
 	ConditionVariableCancelSleep();
 }
@@ -736,7 +759,8 @@ worker_signal_database(Oid dboid, int signo)
 	{
 		WorkerSlot *slot = &worker_shared->slots[i];
 
-		if (slot->kind == WORKER_SLOT_FREE || !slot->running || slot->dboid != dboid || slot->pid == 0)
+		if (slot->kind == WORKER_SLOT_FREE || !slot->running ||
+			slot->dboid != dboid || slot->pid == 0)
 			continue;
 		if (n < (int) lengthof(pids))
 			pids[n++] = slot->pid;
@@ -756,10 +780,13 @@ worker_restore_active(const WorkerRestore *r, TimestampTz now)
 	if (r->pid != 0)
 		return true;
 	return OidIsValid(r->dboid) &&
-		   !TimestampDifferenceExceeds(r->ended_at, now, WORKER_RESTORE_GRACE_MS);
+		   !TimestampDifferenceExceeds(r->ended_at, now,
+									   WORKER_RESTORE_GRACE_MS);
 }
 
-/* Mark the entries of pid ended; returns how many, their databases in woken. */
+/*
+ * Mark the entries of pid ended; returns how many, their databases in woken.
+ */
 static int
 worker_restore_end(pid_t pid, Oid *woken)
 {
@@ -798,15 +825,19 @@ worker_add_restore(Oid dboid, pid_t pid)
 	LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
 	for (i = 0; i < WORKER_MAX_RESTORES && !added; i++)
 	{
-		if (worker_shared->restores[i].pid == pid && worker_shared->restores[i].dboid == dboid)
+		if (worker_shared->restores[i].pid == pid &&
+			worker_shared->restores[i].dboid == dboid)
 			added = true;
 	}
 	for (i = 0; i < WORKER_MAX_RESTORES && !added; i++)
 	{
 		WorkerRestore *r = &worker_shared->restores[i];
 
-		/* An ended entry of the same database can go: the new one outlasts it. */
-		if (r->pid == 0 && (r->dboid == dboid || !worker_restore_active(r, now)))
+		/*
+		 * An ended entry of the same database can go: the new one outlasts it.
+		 */
+		if (r->pid == 0 &&
+			(r->dboid == dboid || !worker_restore_active(r, now)))
 		{
 			r->dboid = dboid;
 			r->pid = pid;

@@ -40,7 +40,9 @@ PG_FUNCTION_INFO_V1(worker_status);
 PG_FUNCTION_INFO_V1(worker_check_command);
 PG_FUNCTION_INFO_V1(worker_acting_role);
 
-/* A job waiting this long for a job worker makes the scheduler row a warning. */
+/*
+ * A job waiting this long for a job worker makes the scheduler row a warning.
+ */
 #define STATUS_WAIT_WARNING_MS (10 * 1000)
 
 /* A timestamp as text; timestamptz_to_str() reuses one buffer. */
@@ -63,7 +65,8 @@ status_scheduler_name(Oid dboid)
 static const char *
 status_database_skipped(void)
 {
-	HeapTuple tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
+	HeapTuple tup =
+		SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
 	const char *why = NULL;
 
 	if (HeapTupleIsValid(tup))
@@ -71,9 +74,11 @@ status_database_skipped(void)
 		Form_pg_database form = (Form_pg_database) GETSTRUCT(tup);
 
 		if (form->datistemplate)
-			why = "This database is a template: no job runs in it, so that the databases made from it start clean.";
+			why =
+				"This database is a template: no job runs in it, so that the databases made from it start clean.";
 		else if (!form->datallowconn)
-			why = "This database does not allow connections: no job runs in it.";
+			why =
+				"This database does not allow connections: no job runs in it.";
 		ReleaseSysCache(tup);
 	}
 	return why;
@@ -101,14 +106,16 @@ worker_status(PG_FUNCTION_ARGS)
 
 	if (!opsdata_preloaded || worker_shared == NULL)
 	{
-		opsdata_health_row(rsinfo, "launcher", "off",
-						   "Background workers need pg_opsdata in shared_preload_libraries: no job runs on schedule.");
+		opsdata_health_row(
+			rsinfo, "launcher", "off",
+			"Background workers need pg_opsdata in shared_preload_libraries: no job runs on schedule.");
 		return (Datum) 0;
 	}
 	if (RecoveryInProgress())
 	{
-		opsdata_health_row(rsinfo, "launcher", "off",
-						   "This server is a hot standby: no job runs and nothing is written until it is promoted.");
+		opsdata_health_row(
+			rsinfo, "launcher", "off",
+			"This server is a hot standby: no job runs and nothing is written until it is promoted.");
 		return (Datum) 0;
 	}
 
@@ -116,12 +123,14 @@ worker_status(PG_FUNCTION_ARGS)
 	slots = palloc(sizeof(WorkerSlot) * worker_shared->nslots);
 	LWLockAcquire(worker_shared->lock, LW_SHARED);
 	memcpy(&copy, worker_shared, offsetof(WorkerShared, slots));
-	memcpy(slots, worker_shared->slots, sizeof(WorkerSlot) * worker_shared->nslots);
+	memcpy(slots, worker_shared->slots,
+		   sizeof(WorkerSlot) * worker_shared->nslots);
 	LWLockRelease(worker_shared->lock);
 
 	if (copy.launcher_pid == 0)
-		opsdata_health_row(rsinfo, "launcher", "error",
-						   "The pg_opsdata launcher is not running; the server restarts it within 10 seconds. The server log tells why it stopped.");
+		opsdata_health_row(
+			rsinfo, "launcher", "error",
+			"The pg_opsdata launcher is not running; the server restarts it within 10 seconds. The server log tells why it stopped.");
 	else
 	{
 		for (i = 0; i < copy.nslots; i++)
@@ -131,16 +140,21 @@ worker_status(PG_FUNCTION_ARGS)
 			else if (slots[i].kind == WORKER_SLOT_JOB)
 				njobs++;
 		}
-		opsdata_health_row(rsinfo, "launcher", "ok",
-						   psprintf("Running since %s (pid %d), with %d scheduler(s) and %d job worker(s); it restarts a stopped scheduler after %d ms and looks for changes at least every %d ms.",
-									status_time(copy.launcher_started), (int) copy.launcher_pid,
-									nschedulers, njobs, copy.launcher_restart_delay, copy.launcher_check_interval));
+		opsdata_health_row(
+			rsinfo, "launcher", "ok",
+			psprintf(
+				"Running since %s (pid %d), with %d scheduler(s) and %d job worker(s); it restarts a stopped scheduler after %d ms and looks for changes at least every %d ms.",
+				status_time(copy.launcher_started), (int) copy.launcher_pid,
+				nschedulers, njobs, copy.launcher_restart_delay,
+				copy.launcher_check_interval));
 	}
 
 	if (copy.exhausted_since != 0)
-		opsdata_health_row(rsinfo, "worker capacity", "warning",
-						   psprintf("Since %s, schedulers or jobs could not start: all %d background workers allowed by max_worker_processes are in use. Raise max_worker_processes.",
-									status_time(copy.exhausted_since), max_worker_processes));
+		opsdata_health_row(
+			rsinfo, "worker capacity", "warning",
+			psprintf(
+				"Since %s, schedulers or jobs could not start: all %d background workers allowed by max_worker_processes are in use. Raise max_worker_processes.",
+				status_time(copy.exhausted_since), max_worker_processes));
 
 	/* Every running scheduler, and those known to have stopped. */
 	for (i = 0; i < copy.nslots; i++)
@@ -155,9 +169,11 @@ worker_status(PG_FUNCTION_ARGS)
 			continue;
 		}
 		opsdata_health_row(rsinfo, status_scheduler_name(slot->dboid), "ok",
-						   slot->running ? psprintf("Running since %s (pid %d).",
-													status_time(slot->started_at), (int) slot->pid)
-										 : "Starting.");
+						   slot->running
+							   ? psprintf("Running since %s (pid %d).",
+										  status_time(slot->started_at),
+										  (int) slot->pid)
+							   : "Starting.");
 	}
 	for (i = 0; i < WORKER_MAX_EXITS; i++)
 	{
@@ -169,7 +185,8 @@ worker_status(PG_FUNCTION_ARGS)
 			continue;
 		for (k = 0; k < copy.nslots; k++)
 		{
-			if (slots[k].kind == WORKER_SLOT_SCHEDULER && slots[k].dboid == e->dboid)
+			if (slots[k].kind == WORKER_SLOT_SCHEDULER &&
+				slots[k].dboid == e->dboid)
 				running = true;
 		}
 		if (running)
@@ -179,43 +196,61 @@ worker_status(PG_FUNCTION_ARGS)
 			my_exit = e;
 			continue;
 		}
-		opsdata_health_row(rsinfo, status_scheduler_name(e->dboid), "warning",
-						   psprintf("Not running: stopped at %s after %d short run(s) in a row; restarts at %s.",
-									status_time(e->exited_at), e->failures, status_time(e->restart_at)));
+		opsdata_health_row(
+			rsinfo, status_scheduler_name(e->dboid), "warning",
+			psprintf(
+				"Not running: stopped at %s after %d short run(s) in a row; restarts at %s.",
+				status_time(e->exited_at), e->failures,
+				status_time(e->restart_at)));
 	}
 
 	/* This database's scheduler. */
 	skipped = status_database_skipped();
 	if (skipped != NULL)
-		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "off", skipped);
+		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "off",
+						   skipped);
 	else if (mine != NULL && mine->waiting_since != 0 &&
-			 TimestampDifferenceExceeds(mine->waiting_since, now, STATUS_WAIT_WARNING_MS))
-		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "warning",
-						   psprintf("Running (pid %d), but since %s jobs wait for a job worker: pg_opsdata.max_workers (%d) are busy or max_worker_processes is used up.",
-									(int) mine->pid, status_time(mine->waiting_since), worker_max_workers));
+			 TimestampDifferenceExceeds(mine->waiting_since, now,
+										STATUS_WAIT_WARNING_MS))
+		opsdata_health_row(
+			rsinfo, status_scheduler_name(MyDatabaseId), "warning",
+			psprintf(
+				"Running (pid %d), but since %s jobs wait for a job worker: pg_opsdata.max_workers (%d) are busy or max_worker_processes is used up.",
+				(int) mine->pid, status_time(mine->waiting_since),
+				worker_max_workers));
 	else if (mine != NULL)
-		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "ok",
-						   mine->running ? psprintf("Running since %s (pid %d); it reads its jobs again at least every %d ms%s.",
-													status_time(mine->started_at), (int) mine->pid, mine->check_interval,
-													worker_restore_in_progress(MyDatabaseId)
-														? "; jobs wait until the session restoring this database ends"
-														: "")
-										 : "Starting.");
+		opsdata_health_row(
+			rsinfo, status_scheduler_name(MyDatabaseId), "ok",
+			mine->running
+				? psprintf(
+					  "Running since %s (pid %d); it reads its jobs again at least every %d ms%s.",
+					  status_time(mine->started_at), (int) mine->pid,
+					  mine->check_interval,
+					  worker_restore_in_progress(MyDatabaseId)
+						  ? "; jobs wait until the session restoring this database ends"
+						  : "")
+				: "Starting.");
 	else if (my_exit != NULL)
-		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "warning",
-						   psprintf("Not running: stopped at %s after %d short run(s) in a row; restarts at %s.",
-									status_time(my_exit->exited_at), my_exit->failures,
-									status_time(my_exit->restart_at)));
+		opsdata_health_row(
+			rsinfo, status_scheduler_name(MyDatabaseId), "warning",
+			psprintf(
+				"Not running: stopped at %s after %d short run(s) in a row; restarts at %s.",
+				status_time(my_exit->exited_at), my_exit->failures,
+				status_time(my_exit->restart_at)));
 	else if (copy.exhausted_since != 0)
-		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "warning",
-						   psprintf("Not running: no background worker is free (max_worker_processes is %d).",
-									max_worker_processes));
+		opsdata_health_row(
+			rsinfo, status_scheduler_name(MyDatabaseId), "warning",
+			psprintf(
+				"Not running: no background worker is free (max_worker_processes is %d).",
+				max_worker_processes));
 	else if (copy.launcher_pid == 0)
-		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "error",
+		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId),
+						   "error",
 						   "Not running: the launcher is not running.");
 	else
-		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "ok",
-						   "Starting: the launcher starts it once the extension's installation has committed.");
+		opsdata_health_row(
+			rsinfo, status_scheduler_name(MyDatabaseId), "ok",
+			"Starting: the launcher starts it once the extension's installation has committed.");
 
 	return (Datum) 0;
 }
@@ -242,17 +277,18 @@ worker_check_command(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
-		ereport(ERROR,
-				(errcode(edata->sqlerrcode),
-				 errmsg("invalid job command: %s", edata->message),
-				 errhint("A command is an SQL statement or a procedure call, such as CALL app.cleanup().")));
+		ereport(
+			ERROR,
+			(errcode(edata->sqlerrcode),
+			 errmsg("invalid job command: %s", edata->message),
+			 errhint(
+				 "A command is an SQL statement or a procedure call, such as CALL app.cleanup().")));
 	}
 	PG_END_TRY();
 
 	if (stmts == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("job command must contain a statement")));
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("job command must contain a statement")));
 	PG_RETURN_VOID();
 }
 

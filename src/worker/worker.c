@@ -45,35 +45,28 @@ const WorkerService *worker_services[WORKER_MAX_SERVICES];
 void
 worker_init(void)
 {
-	DefineCustomIntVariable("pg_opsdata.max_workers",
-							"Most pg_opsdata job workers running at once, across all databases.",
-							"Each running job takes one background worker; 0 stops starting jobs. "
-							"The launcher and one scheduler per database come on top.",
-							&worker_max_workers,
-							4, 0, 1024,
-							PGC_SIGHUP,
-							0,
-							NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"pg_opsdata.max_workers",
+		"Most pg_opsdata job workers running at once, across all databases.",
+		"Each running job takes one background worker; 0 stops starting jobs. "
+		"The launcher and one scheduler per database come on top.",
+		&worker_max_workers, 4, 0, 1024, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
-	DefineCustomIntVariable("pg_opsdata.check_interval",
-							"Longest time the pg_opsdata launcher and schedulers sleep without being woken.",
-							"They are woken when jobs or databases change; this bounds how late "
-							"they notice a change made behind their back.",
-							&worker_check_interval,
-							60 * 1000, 1000, 24 * 60 * 60 * 1000,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"pg_opsdata.check_interval",
+		"Longest time the pg_opsdata launcher and schedulers sleep without being woken.",
+		"They are woken when jobs or databases change; this bounds how late "
+		"they notice a change made behind their back.",
+		&worker_check_interval, 60 * 1000, 1000, 24 * 60 * 60 * 1000,
+		PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
-	DefineCustomIntVariable("pg_opsdata.restart_delay",
-							"Delay before a stopped pg_opsdata scheduler is restarted.",
-							"The delay doubles with each restart that follows a short run, "
-							"up to 64 times this value.",
-							&worker_restart_delay,
-							1000, 10, 24 * 60 * 60 * 1000,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"pg_opsdata.restart_delay",
+		"Delay before a stopped pg_opsdata scheduler is restarted.",
+		"The delay doubles with each restart that follows a short run, "
+		"up to 64 times this value.",
+		&worker_restart_delay, 1000, 10, 24 * 60 * 60 * 1000, PGC_SIGHUP,
+		GUC_UNIT_MS, NULL, NULL, NULL);
 
 	if (!opsdata_preloaded)
 		return;
@@ -82,8 +75,10 @@ worker_init(void)
 	worker_install_hooks();
 
 	if (IsBinaryUpgrade)
-		ereport(LOG,
-				(errmsg("pg_opsdata background workers are not started in binary upgrade mode")));
+		ereport(
+			LOG,
+			(errmsg(
+				"pg_opsdata background workers are not started in binary upgrade mode")));
 	else
 		worker_register_launcher();
 }
@@ -97,8 +92,10 @@ void
 worker_register_service(const WorkerService *service)
 {
 	if (!process_shared_preload_libraries_in_progress)
-		elog(ERROR, "pg_opsdata scheduler service \"%s\" registered outside shared_preload_libraries",
-			 service->name);
+		elog(
+			ERROR,
+			"pg_opsdata scheduler service \"%s\" registered outside shared_preload_libraries",
+			service->name);
 	if (worker_nservices >= WORKER_MAX_SERVICES)
 		elog(ERROR, "too many pg_opsdata scheduler services");
 	worker_services[worker_nservices++] = service;

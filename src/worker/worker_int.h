@@ -119,8 +119,9 @@ typedef struct WorkerEvent
 {
 	WorkerEventKind kind;
 	Oid dboid;
-	uint64 seq;		 /* events are numbered in the order they are queued */
-	uint64 seen_seq; /* ABSENT, PRESENT: last event queued when the check began */
+	uint64 seq; /* events are numbered in the order they are queued */
+	uint64
+		seen_seq; /* ABSENT, PRESENT: last event queued when the check began */
 } WorkerEvent;
 
 /* No worker may run in a database while a backend holds it. */
@@ -194,7 +195,9 @@ typedef struct WorkerShared
 	WorkerRestore restores[WORKER_MAX_RESTORES];
 	WorkerExit exits[WORKER_MAX_EXITS];
 
-	/* RegisterDynamicBackgroundWorker failed: max_worker_processes is used up */
+	/*
+	 * RegisterDynamicBackgroundWorker failed: max_worker_processes is used up
+	 */
 	TimestampTz exhausted_since; /* 0 once a registration succeeded again */
 
 	uint64 next_generation;
@@ -210,24 +213,30 @@ extern int worker_restart_delay;
 /* state.c */
 extern WorkerShared *worker_shared;
 extern void worker_shmem_register(void);
-extern void worker_push_event(WorkerEventKind kind, Oid dboid, uint64 seen_seq);
+extern void worker_push_event(WorkerEventKind kind, Oid dboid,
+							  uint64 seen_seq);
 extern uint64 worker_event_seq(void);
-extern int worker_reserve_slot(WorkerSlotKind kind, Oid dboid, int64 job_id, uint64 *generation);
-extern int worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation, bool *capped,
+extern int worker_reserve_slot(WorkerSlotKind kind, Oid dboid, int64 job_id,
+							   uint64 *generation);
+extern int worker_reserve_job_slot(int my_slot, int64 job_id,
+								   uint64 *generation, bool *capped,
 								   WorkerTurn *turn);
 extern void worker_restore_turn(int my_slot, const WorkerTurn *turn);
 extern void worker_release_reservation(int slot, uint64 generation);
-extern WorkerSlot *worker_claim_slot(int slot, uint64 generation, WorkerSlotKind kind);
+extern WorkerSlot *worker_claim_slot(int slot, uint64 generation,
+									 WorkerSlotKind kind);
 extern bool worker_database_held(Oid dboid);
 extern bool worker_note_exhausted(bool exhausted);
 extern void worker_reclaim_stale_reservations(void);
 extern void worker_wake_launcher(void);
 extern void worker_wake_waiting_schedulers(void);
 extern void worker_jobs_changed_now(Oid dboid);
-extern void worker_note_scheduler_exit(Oid dboid, TimestampTz restart_at, int failures);
-extern BackgroundWorkerHandle *worker_start_dynamic(const char *function, const char *type,
-													const char *name, int slotno,
-													const WorkerStartArgs *args, MemoryContext cxt);
+extern void worker_note_scheduler_exit(Oid dboid, TimestampTz restart_at,
+									   int failures);
+extern BackgroundWorkerHandle *
+worker_start_dynamic(const char *function, const char *type, const char *name,
+					 int slotno, const WorkerStartArgs *args,
+					 MemoryContext cxt);
 extern bool worker_restore_in_progress(Oid dboid);
 extern void worker_add_restore(Oid dboid, pid_t pid);
 extern void worker_hold_database(Oid dboid, const char *command);
