@@ -8,7 +8,7 @@
 #   make format     reformat the C sources with clang-format
 
 EXTENSION   = pg_opsdata
-EXTVERSION  = 0.1
+EXTVERSION  = 0.2
 MODULE_big  = pg_opsdata
 
 # Areas, in the order their SQL is assembled into the install script.
@@ -24,8 +24,11 @@ SQL_PIECES  = $(filter-out src/core/finish.sql, \
                 $(foreach a,$(AREAS),$(sort $(wildcard src/$(a)/*.sql)))) \
               src/core/finish.sql
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
-# Upgrade scripts, one per release, never edited once released.
-DATA        = $(wildcard upgrade/$(EXTENSION)--*--*.sql)
+# upgrade/ holds the install scripts of released versions, frozen as they
+# shipped, and one update script per release step.  A released file is
+# never edited; the step to the version under development
+# ($(EXTVERSION)) gains every schema change made to src/ in the same commit.
+DATA        = $(wildcard upgrade/$(EXTENSION)--*.sql)
 
 PG_CONFIG  ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 PG_CPPFLAGS = -I$(srcdir)/src -DOPSDATA_VERSION='"$(EXTVERSION)"'
@@ -48,6 +51,8 @@ $(DATA_built): $(SQL_PIECES) Makefile
 	   for f in $(SQL_PIECES); do printf '\n-- %s\n' "$$f"; cat "$$f"; done; } > $@
 
 $(OBJS): $(wildcard src/*/*.h)
+# The library's version is compiled in.
+src/core/health.o: Makefile
 
 .PHONY: deps demo test format
 

@@ -3,7 +3,7 @@
 # once, and the scheduler goes on without a restart, running the new job.
 # Then binary upgrade mode (what pg_upgrade uses): nothing is started.
 #
-# No release has an update script yet, so this test makes one (as the next
+# The next release has no update script yet, so this test makes one (as the next
 # release could) and a private overlay of the installation whose extension
 # directory holds it: the installation the tests use is read-only.
 use strict;
@@ -58,7 +58,7 @@ for my $file (glob "$sharedir/extension/*")
 
 # The update a next release could make: a column, a function replaced while
 # a job uses it, a new built-in job.
-open my $script, '>', "$osharedir/extension/pg_opsdata--0.1--0.2.sql" or die $!;
+open my $script, '>', "$osharedir/extension/pg_opsdata--0.2--0.3.sql" or die $!;
 print $script q{
 ALTER TABLE opsdata.jobs ADD COLUMN owner_team text;
 COMMENT ON COLUMN opsdata.jobs.owner_team IS 'Team to ask about the job';
@@ -67,7 +67,7 @@ CREATE OR REPLACE FUNCTION opsdata._prune_job_runs()
 RETURNS bigint LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$ INSERT INTO opsdata.pruned DEFAULT VALUES; SELECT 0::bigint $$;
 INSERT INTO opsdata.jobs (name, command, schedule, builtin, comment)
-	 VALUES ('added in 0.2', 'SELECT 1', '1 second', true, 'A built-in job of the next release');
+	 VALUES ('added in 0.3', 'SELECT 1', '1 second', true, 'A built-in job of the next release');
 };
 close $script;
 
@@ -88,13 +88,13 @@ my $scheduler = $node->safe_psql('postgres', q{
 	SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_opsdata scheduler'});
 
 my $started = time;
-$node->safe_psql('app', q{ALTER EXTENSION pg_opsdata UPDATE TO '0.2'});
+$node->safe_psql('app', q{ALTER EXTENSION pg_opsdata UPDATE TO '0.3'});
 cmp_ok(time - $started, '<', 3, 'ALTER EXTENSION UPDATE completes at once while a job runs');
-is($node->safe_psql('app', q{SELECT extversion FROM pg_extension WHERE extname = 'pg_opsdata'}), '0.2',
+is($node->safe_psql('app', q{SELECT extversion FROM pg_extension WHERE extname = 'pg_opsdata'}), '0.3',
 	'the extension is updated');
 ok($node->poll_query_until('app', q{
 	SELECT count(*) >= 2 FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
-	 WHERE j.name = 'added in 0.2' AND status = 'succeeded'}),
+	 WHERE j.name = 'added in 0.3' AND status = 'succeeded'}),
 	'the built-in job the update adds runs');
 ok($node->poll_query_until('app', q{
 	SELECT status = 'succeeded' FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id) WHERE j.name = 'long'}),
@@ -105,7 +105,7 @@ is($node->safe_psql('app', q{
 	'0', 'the other job ran through the update without a failure');
 is($node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_opsdata scheduler'}),
 	$scheduler, 'the scheduler did not need a restart');
-$node->safe_psql('app', q{SELECT opsdata.alter_job(job_id, paused => true) FROM opsdata.jobs WHERE name = 'added in 0.2'});
+$node->safe_psql('app', q{SELECT opsdata.alter_job(job_id, paused => true) FROM opsdata.jobs WHERE name = 'added in 0.3'});
 is($node->safe_psql('app', q{CALL opsdata.run_job('prune job runs'); SELECT count(*) FROM opsdata.pruned}),
 	'1', 'the built-in job whose function the update replaced runs the new code');
 
