@@ -151,9 +151,10 @@ AS $$
 		 ORDER BY t.size DESC, t.oid LIMIT top_n
 	), indexes AS (
 		SELECT i.oid, i.indrelid, pg_catalog.pg_relation_size(i.oid) AS size
-		  FROM (SELECT c.oid, x.indrelid FROM pg_catalog.pg_class c
-				  JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid
-				 WHERE c.relkind = 'i' ORDER BY c.relpages DESC LIMIT 3 * top_n) i
+		  FROM (SELECT c.oid, x.indrelid
+				  FROM (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind = 'i'
+						 ORDER BY c.relpages DESC LIMIT 3 * top_n) c
+				  JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid) i
 		 ORDER BY 3 DESC, 1 LIMIT top_n
 	), apps AS (
 		SELECT b.application_name AS app, pg_catalog.count(*) AS n,
