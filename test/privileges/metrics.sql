@@ -10,7 +10,8 @@ SELECT rel, role, privs FROM (VALUES
 	('metrics.rollup_state', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
 	('metrics.vital_signs', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
 	('metrics.vitals_state', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
-	('metrics.vital_queries', ARRAY['opsdata_admin'], ARRAY['SELECT'])
+	('metrics.vital_queries', ARRAY['opsdata_admin'], ARRAY['SELECT']),
+	('metrics.import_rollups', ARRAY['opsdata_admin'], ARRAY['INSERT'])
 ) v(rel, roles, privs), unnest(roles) AS role;
 
 INSERT INTO function_matrix
