@@ -579,13 +579,13 @@ BEGIN
 	SELECT * INTO job FROM opsdata.jobs j WHERE j.name = 'metrics.vitals';
 	SELECT * INTO st FROM metrics.vitals_state;
 	component := 'metrics vitals';
-	IF job.job_id IS NULL OR job.paused THEN
-		status := 'off';
-		detail := 'The job "metrics.vitals" is missing or paused: the vital signs are not recorded.';
-	ELSIF st.last_dropped_at > pg_catalog.now() - interval '1 day' THEN
+	IF st.last_dropped_at > pg_catalog.now() - interval '1 day' THEN
 		status := 'warning';
 		detail := pg_catalog.format('Values of new series of "%s" were not recorded at %s: the metric has reached the setting "vitals.series_limit" (%s values dropped so far).',
 									st.last_dropped_name, st.last_dropped_at, st.dropped);
+	ELSIF job.job_id IS NULL OR job.paused THEN
+		status := 'off';
+		detail := 'The job "metrics.vitals" is missing or paused: the vital signs are not recorded.';
 	ELSIF st.last_run_at IS NULL THEN
 		status := 'ok';
 		detail := 'No sample taken yet.';
