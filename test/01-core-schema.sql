@@ -20,7 +20,8 @@ SELECT set_eq($$SELECT relname::text FROM made_tables WHERE nspname = 'audit'$$,
 SELECT tables_are('learning', ARRAY['feedback', 'feedback_changes', 'histograms', 'thresholds',
 	'threshold_history', 'strategies', 'candidates']);
 SELECT set_eq($$SELECT relname::text FROM made_tables WHERE nspname = 'metrics'$$,
-	ARRAY['series', 'points', 'points_default', 'rollups', 'rollup_queue', 'rollup_state'],
+	ARRAY['series', 'points', 'points_default', 'rollups', 'rollup_queue', 'rollup_state',
+		   'vital_signs', 'vital_queries', 'vitals_state'],
 	'Schema metrics should have the correct tables');
 
 SELECT is_partitioned('audit', 'entries', 'audit.entries is partitioned');
