@@ -83,7 +83,7 @@ static const char *const audit_indexer_plan_sql =
 	"    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.partition"
 	"    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
 	"   WHERE NOT l.is_default AND NOT l.detach_pending"
-	"     AND l.upper_time OPERATOR(pg_catalog.<=) pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 hour'),"
+	"     AND l.upper_time OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 hour')),"
 	" wanted AS ("
 	"  SELECT nspname, relname, pg_catalog.left(relname, 47) OPERATOR(pg_catalog.||) '_username_ts_idx' AS idx,"
 	"         'btree (username, ts)' AS def, 1 AS ord FROM closed"

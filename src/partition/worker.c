@@ -849,8 +849,8 @@ partition_run(Oid only)
 		uint64 i;
 
 		if (SPI_execute(
-				"DELETE FROM opsdata.partition_log l WHERE l.logged_at OPERATOR(pg_catalog.<) pg_catalog.now()"
-				" OPERATOR(pg_catalog.-) opsdata.setting('partition.log_retention')::pg_catalog.interval",
+				"DELETE FROM opsdata.partition_log l WHERE l.logged_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
+				" OPERATOR(pg_catalog.-) opsdata.setting('partition.log_retention')::pg_catalog.interval)",
 				false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not trim opsdata.partition_log");
 		values[0] = ObjectIdGetDatum(only);
