@@ -44,6 +44,7 @@ $node->safe_psql('app', q{
 	CREATE SCHEMA app AUTHORIZATION adm;
 	CREATE TABLE app.log (who text, application text, search_path text, at timestamptz DEFAULT clock_timestamp());
 	ALTER TABLE app.log OWNER TO adm;
+	GRANT USAGE ON SCHEMA app TO jobber;
 	GRANT INSERT, SELECT ON app.log TO jobber;
 	CREATE TABLE app.events (id bigint, ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
 	CREATE TABLE app.events_default PARTITION OF app.events DEFAULT;
@@ -189,11 +190,11 @@ BEGIN
 		CONTINUE WHEN EXISTS (
 			SELECT FROM pg_catalog.pg_proc q, pg_catalog.unnest(q.proargtypes::oid[]) a(t)
 			 WHERE q.oid OPERATOR(pg_catalog.=) f.oid
-			   AND a.t::regtype OPERATOR(pg_catalog.=) ANY (ARRAY['any', 'internal', 'cstring', '"char"', 'anyenum',
+			   AND a.t::regtype OPERATOR(pg_catalog.=) ANY (ARRAY['"any"', 'internal', 'cstring', '"char"', 'anyenum',
 					'record', 'trigger', 'event_trigger', 'language_handler', 'fdw_handler']::regtype[]));
 		CONTINUE WHEN f.result OPERATOR(pg_catalog.~~) '%record%' OR f.result OPERATOR(pg_catalog.~~) 'TABLE(%';
 		CONTINUE WHEN f.provariadic OPERATOR(pg_catalog.<>) 0
-			AND f.provariadic::regtype OPERATOR(pg_catalog.=) 'any'::regtype;
+			AND f.provariadic::regtype OPERATOR(pg_catalog.=) '"any"'::regtype;
 		n := n OPERATOR(pg_catalog.+) 1;
 		SELECT pg_catalog.string_agg(
 				CASE WHEN f.provariadic OPERATOR(pg_catalog.<>) 0 AND i OPERATOR(pg_catalog.=) f.pronargs
@@ -360,11 +361,11 @@ my @calls = (
 	['learning.offer(text,text,double precision,jsonb)', q{SELECT learning.offer('trap.key', 'item-1', 0.52)}],
 	['learning.offer(text,text,double precision[],jsonb)',
 	 q{SELECT learning.offer('trap.key', 'item-2', ARRAY[0.4, 0.35, 0.25])}],
-	['learning.claim(integer,text,interval,text)', q{SELECT count(*) FROM learning.claim(2, 'rita', '15 minutes')}],
+	['learning.claim(integer,text,interval,text)', q{SELECT count(*) FROM learning.claim(1, 'rita', '15 minutes')}],
 	['learning.submit(bigint,text,boolean,smallint,jsonb)',
-	 q{SELECT learning.submit(candidate_id, 'rita', true) FROM learning.candidates WHERE item_id = 'item-1'}],
+	 q{SELECT count(learning.submit(c.candidate_id, 'rita', true)) FROM learning.claim(1, 'rita', '15 minutes') c}],
 	['learning.release(bigint,text)',
-	 q{SELECT learning.release(candidate_id, 'rita') FROM learning.candidates WHERE item_id = 'item-2'}],
+	 q{SELECT count(learning.release(c.candidate_id, 'rita')) FROM learning.claim(1, 'rita', '15 minutes') c}],
 	['learning.reclaim_expired()', q{SELECT learning.reclaim_expired()}],
 );
 
@@ -472,7 +473,8 @@ is(sql(q{SELECT updated_by FROM opsdata.config WHERE key = 'worker.job_history_s
 	'jobber', 'the setting it changed is recorded as changed by the job\'s role');
 is(sql(q{
 	SELECT string_agg(DISTINCT username || ' ' || current_user_name || ' ' || application || ' ' || outcome, '; ')
-	  FROM audit.entries WHERE command = 'INSERT' AND 'app.log' = ANY (objects)}),
+	  FROM audit.entries WHERE command = 'INSERT' AND 'app.log' = ANY (objects) AND statement_id IN
+		   (SELECT statement_id FROM audit.statements WHERE statement_text LIKE '%current_setting(''search_path'')%')}),
 	'jobber jobber pg_opsdata job audited job ok',
 	'its INSERT is in audit.entries with the job\'s role and the job\'s name as application');
 
@@ -480,7 +482,8 @@ is(sql(q{
 is($rc, 0, 'a member of the job\'s role runs it with run_job') or diag($err);
 is(sql(q{
 	SELECT string_agg(DISTINCT username || ' ' || current_user_name || ' ' || application, '; ')
-	  FROM audit.entries WHERE command = 'INSERT' AND 'app.log' = ANY (objects) AND username = 'adm'}),
+	  FROM audit.entries WHERE command = 'INSERT' AND 'app.log' = ANY (objects) AND username = 'adm'
+	   AND application = 'pg_opsdata job audited job'}),
 	'adm jobber pg_opsdata job audited job',
 	'through run_job too: the caller logged in, the job\'s role ran it, the job is named');
 
