@@ -248,8 +248,8 @@ partition_sleep(int mean_ms)
  * Runs the statements of a step as owner, under lock_timeout, in the
  * current subtransaction, in a privileged region.  Returns the rows inserted
  * (those moved out of the default partition).  Settings and the user are
- * restored on success; on error the caller's subtransaction abort restores
- * them, and nothing runs in between (partition_try_batch).
+ * restored on success; on error the user at once, and the settings by the
+ * caller's subtransaction abort (partition_try_batch).
  */
 static int64
 partition_exec_statements(const PartitionStep *step, Oid owner,
@@ -257,7 +257,7 @@ partition_exec_statements(const PartitionStep *step, Oid owner,
 {
 	OpsdataPrivileged priv;
 	char value[32];
-	int64 rows = 0;
+	volatile int64 rows = 0;
 	ListCell *lc;
 
 	opsdata_privileged_enter(&priv, owner);
@@ -267,16 +267,25 @@ partition_exec_statements(const PartitionStep *step, Oid owner,
 		opsdata_privileged_set(&priv, "session_replication_role", "replica",
 							   PGC_SUSET);
 
-	SPI_connect();
-	foreach (lc, step->statements)
+	PG_TRY();
 	{
-		const char *sql = (const char *) lfirst(lc);
+		SPI_connect();
+		foreach (lc, step->statements)
+		{
+			const char *sql = (const char *) lfirst(lc);
 
-		CHECK_FOR_INTERRUPTS();
-		if (SPI_execute(sql, false, 0) == SPI_OK_INSERT)
-			rows += SPI_processed;
+			CHECK_FOR_INTERRUPTS();
+			if (SPI_execute(sql, false, 0) == SPI_OK_INSERT)
+				rows += SPI_processed;
+		}
+		SPI_finish();
 	}
-	SPI_finish();
+	PG_CATCH();
+	{
+		opsdata_privileged_unwind(&priv);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
 	opsdata_privileged_exit(&priv);
 	return rows;

@@ -381,6 +381,12 @@ my @granted = split /\n/, sql(q{
 	 ORDER BY 1});
 my @missing = grep { !$listed{$_} } @granted;
 is(join(', ', @missing), '', 'every function an opsdata role may call is called below');
+is(sql(q{
+	SELECT coalesce(string_agg(p.oid::regprocedure::text, ', '), '') FROM pg_proc p
+	  JOIN pg_namespace n ON n.oid = p.pronamespace
+	 WHERE n.nspname IN ('opsdata', 'audit', 'learning', 'metrics') AND p.prosecdef
+	   AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)}),
+	'', 'every SECURITY DEFINER function pins search_path = pg_catalog, pg_temp');
 
 # Runs every call as adm, and every built-in job through run_job.  $prefix
 # is what the session runs first.
