@@ -4,7 +4,10 @@
  *		The per-database scheduler: runs the registered services and starts
  *		a job worker for every job of opsdata.jobs that is due.
  *
- * The launcher starts one scheduler per database.  At start it checks that
+ * The launcher starts one scheduler per database.  It connects as the
+ * bootstrap superuser with search_path pinned to pg_catalog, pg_temp
+ * (opsdata_worker_connect), whatever the database's settings say, and its
+ * SQL names every operator with its schema.  At start it checks that
  * the extension is installed (else it tells the launcher and exits), then
  * loops: call the services, notice job workers that ended, re-read
  * opsdata.jobs when it changed or a job is due, start the due jobs, and
@@ -14,7 +17,10 @@
  * wake-ups only set the latch, so they never cost a catalog read.
  *
  * Jobs run in job workers, never in the scheduler, so that a long job does
- * not delay the services or the other jobs.  A job worker slot is granted
+ * not delay the services or the other jobs.  A job worker connects as the
+ * job's role, which the scheduler looks up when it reads the jobs
+ * (worker_job_role); a role that may not connect is passed as none, and
+ * that worker only records the failed run.  A job worker slot is granted
  * by worker_reserve_job_slot() (pg_opsdata.max_workers, fair between
  * databases); a refused scheduler waits on its latch for a worker to end.
  *
