@@ -126,7 +126,7 @@ static bool runner_timeout_registered = false;
 static TimeoutId runner_timeout_id;
 static volatile sig_atomic_t runner_timeout_fired = false;
 
-static void runner_run(int64 job_id, const char *name, bool manual,
+static void runner_run(int64 job_id, const char *name,
 					   FunctionCallInfo fcinfo);
 
 /*
@@ -718,8 +718,7 @@ runner_execute_own(RunnerRun *run, MemoryContext cxt, bool *timed_out)
  * opsdata.run_job() does.  name is the job's name when the caller gave it.
  */
 static void
-runner_run(int64 job_id, const char *name, bool manual,
-		   FunctionCallInfo fcinfo)
+runner_run(int64 job_id, const char *name, FunctionCallInfo fcinfo)
 {
 	bool atomic = runner_is_atomic(fcinfo);
 	MemoryContext cxt;
@@ -729,7 +728,6 @@ runner_run(int64 job_id, const char *name, bool manual,
 	Oid owner;
 	int i;
 
-	Assert(manual);
 	if (RecoveryInProgress())
 		ereport(
 			ERROR,
@@ -782,7 +780,7 @@ runner_run(int64 job_id, const char *name, bool manual,
 	PG_TRY();
 	{
 		MemoryContextSwitchTo(cxt);
-		if (runner_start(job_id, manual, atomic, owner, cxt, &run))
+		if (runner_start(job_id, true, atomic, owner, cxt, &run))
 		{
 			ErrorData *edata;
 			bool timed_out;
@@ -1074,7 +1072,7 @@ worker_run_job(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						errmsg("job must not be null")));
-	runner_run(PG_GETARG_INT64(0), NULL, true, fcinfo);
+	runner_run(PG_GETARG_INT64(0), NULL, fcinfo);
 	PG_RETURN_VOID();
 }
 
@@ -1096,7 +1094,7 @@ worker_run_job_by_name(PG_FUNCTION_ARGS)
 						errmsg("job \"%s\" does not exist", name),
 						errhint("The jobs are listed in opsdata.jobs.")));
 
-	runner_run(look.job_id, name, true, fcinfo);
+	runner_run(look.job_id, name, fcinfo);
 	PG_RETURN_VOID();
 }
 
