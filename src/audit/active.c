@@ -13,7 +13,10 @@
  *
  * Nothing is captured in parallel workers (their leader audits the
  * statement), background workers, during recovery, or in the extension's
- * own install script.
+ * own install script.  A job's command is the exception: its statements
+ * are a user's, whether a job worker or opsdata.run_job() runs them, and
+ * between audit_user_statements_begin() and _end() they are captured as a
+ * client session's (the extension's functions they call still are not).
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -66,6 +69,9 @@ static bool audit_ext_present = false;
 static Oid audit_ext_nsp = InvalidOid;
 static Oid audit_ext_nsp_verified = InvalidOid;
 static Oid audit_our_nsps[4];
+
+/* Inside audit_user_statements_begin(): a job's command is running. */
+static int audit_user_statements = 0;
 
 /* Session facts. */
 static char *audit_dbname = NULL;
@@ -228,17 +234,53 @@ audit_is_our_namespace(Oid nspoid)
 }
 
 /*
- * Cheap tests first: is this a client session in normal processing, outside
- * the extension's own code, on a primary, in a database with pg_opsdata?
+ * Is this process a client session, or running a job's command?
+ */
+bool
+audit_user_process(void)
+{
+	return (MyBackendType == B_BACKEND || audit_user_statements > 0) &&
+		   !IsParallelWorker();
+}
+
+/*
+ * Cheap tests first: is this a client session (or a job's command) in
+ * normal processing, outside the extension's own code, on a primary, in a
+ * database with pg_opsdata?
  */
 bool
 audit_capture_active(void)
 {
 	if (!opsdata_preloaded || audit_internal_depth > 0 ||
-		MyBackendType != B_BACKEND || IsParallelWorker() ||
-		!IsNormalProcessingMode() || RecoveryInProgress())
+		!audit_user_process() || !IsNormalProcessingMode() ||
+		RecoveryInProgress())
 		return false;
 	return audit_extension_present();
+}
+
+/*
+ * A job's command starts: audit its statements as a client's, though
+ * pg_opsdata's C code runs them (in a job worker, or inside
+ * opsdata.run_job()).  Returns what audit_user_statements_end() restores.
+ */
+int
+audit_user_statements_begin(void)
+{
+	int saved = audit_internal_depth;
+
+	audit_internal_depth = 0;
+	audit_user_statements++;
+	return saved;
+}
+
+/* The job's command ended (or failed): back to what begin() found. */
+void
+audit_user_statements_end(int saved)
+{
+	Assert(audit_user_statements > 0);
+	audit_internal_depth = saved;
+	if (audit_user_statements > 0)
+		audit_user_statements--;
 }
 
 /*

@@ -125,6 +125,7 @@ extern void audit_install_hooks(void);
 /* active.c */
 extern bool audit_is_our_namespace(Oid nspoid);
 extern bool audit_capture_active(void);
+extern bool audit_user_process(void);
 extern bool audit_extension_present(void);
 extern bool audit_extension_known_absent(void);
 extern void audit_active_init(void);

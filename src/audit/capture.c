@@ -608,7 +608,7 @@ audit_error(ErrorData *edata)
 	bool any = false;
 
 	if (edata->elevel < ERROR || audit_in_error || !opsdata_preloaded ||
-		MyBackendType != B_BACKEND || IsParallelWorker())
+		!audit_user_process())
 		return;
 	audit_in_error = true;
 

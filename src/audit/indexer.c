@@ -54,6 +54,7 @@
 
 #include "audit/audit.h"
 #include "core/opsdata.h"
+#include "core/privileged.h"
 
 #define AUDIT_INDEXER_TYPE "pg_opsdata audit indexer"
 
@@ -79,24 +80,25 @@ static const char *const audit_indexer_plan_sql =
 	"WITH closed AS ("
 	"  SELECT n.nspname, c.relname"
 	"    FROM opsdata._partition_layout('audit.entries') l"
-	"    JOIN pg_catalog.pg_class c ON c.oid = l.partition"
-	"    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.partition"
+	"    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
 	"   WHERE NOT l.is_default AND NOT l.detach_pending"
-	"     AND l.upper_time <= pg_catalog.now() - interval '1 hour'),"
+	"     AND l.upper_time OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 hour')),"
 	" wanted AS ("
-	"  SELECT nspname, relname, pg_catalog.left(relname, 47) || '_username_ts_idx' AS idx,"
+	"  SELECT nspname, relname, pg_catalog.left(relname, 47) OPERATOR(pg_catalog.||) '_username_ts_idx' AS idx,"
 	"         'btree (username, ts)' AS def, 1 AS ord FROM closed"
 	"  UNION ALL"
-	"  SELECT nspname, relname, pg_catalog.left(relname, 50) || '_objects_idx',"
+	"  SELECT nspname, relname, pg_catalog.left(relname, 50) OPERATOR(pg_catalog.||) '_objects_idx',"
 	"         'gin (objects)', 2 FROM closed),"
 	" state AS ("
 	"  SELECT w.*, i.indisvalid"
 	"    FROM wanted w"
-	"    LEFT JOIN pg_catalog.pg_class ic ON ic.relname = w.idx"
-	"     AND ic.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = w.nspname)"
-	"    LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = ic.oid)"
+	"    LEFT JOIN pg_catalog.pg_class ic ON ic.relname OPERATOR(pg_catalog.=) w.idx"
+	"     AND ic.relnamespace OPERATOR(pg_catalog.=) (SELECT n.oid FROM pg_catalog.pg_namespace n"
+	"                                                  WHERE n.nspname OPERATOR(pg_catalog.=) w.nspname)"
+	"    LEFT JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) ic.oid)"
 	"SELECT pg_catalog.format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', nspname, idx)"
-	"  FROM state WHERE indisvalid = false "
+	"  FROM state WHERE indisvalid OPERATOR(pg_catalog.=) false "
 	"UNION ALL "
 	"SELECT pg_catalog.format('CREATE INDEX CONCURRENTLY %I ON %I.%I USING %s', idx, nspname, relname, def)"
 	"  FROM state WHERE indisvalid IS NOT TRUE "
@@ -119,7 +121,7 @@ audit_index_closed_partitions(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute(
 			psprintf(
-				"SELECT count(*) FROM (%s) s WHERE s.format LIKE 'CREATE %%'",
+				"SELECT pg_catalog.count(*) FROM (%s) s WHERE s.format OPERATOR(pg_catalog.~~) 'CREATE %%'",
 				audit_indexer_plan_sql),
 			true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list the closed partitions of audit.entries");
@@ -209,11 +211,9 @@ audit_indexer_main(Datum main_arg)
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(args.database, args.owner, 0);
+	opsdata_worker_connect(args.database, args.owner);
 	pgstat_report_appname(AUDIT_INDEXER_TYPE);
 	SetConfigOption("application_name", AUDIT_INDEXER_TYPE, PGC_USERSET,
-					PGC_S_SESSION);
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET,
 					PGC_S_SESSION);
 	/*
 	 * An index build may take long; a server-wide limit meant for applications

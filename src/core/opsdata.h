@@ -66,6 +66,17 @@ opsdata_start_worker(const char *function, const char *type, const char *name,
 					 Datum main_arg, const void *extra, Size extra_size,
 					 bool notify);
 
+/*
+ * The statements of a job's command are a user's, though pg_opsdata runs
+ * them: they are audited like a client session's.  Between
+ * audit_user_statements_begin() and audit_user_statements_end(saved),
+ * statements run by the extension's own C code, and those of a background
+ * worker (a job worker), are captured as a client's are; pg_opsdata's own
+ * functions called inside are still not (src/audit/active.c).
+ */
+extern int audit_user_statements_begin(void);
+extern void audit_user_statements_end(int saved);
+
 /* Area entry points, called by _PG_init() in this order. */
 extern void worker_init(void);
 extern void partition_init(void);

@@ -19,9 +19,10 @@
  *	  depends on what the caller's transaction has not committed, and none
  *	  of its locks is held until the caller commits.
  *
- * The user id is switched with SetUserIdAndSecContext() and restored in a
- * PG_FINALLY block; an error inside aborts the (sub)transaction, which
- * restores it too.
+ * The extension owner's rights are used in a privileged region
+ * (core/privileged.h): search_path pinned, a security-restricted operation,
+ * the user restored whether the body succeeds or fails.  run_maintenance()
+ * reads opsdata.partitions with the caller's rights.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -54,6 +55,7 @@
 #include "utils/tuplestore.h"
 
 #include "core/opsdata.h"
+#include "core/privileged.h"
 #include "partition/partition.h"
 
 PG_FUNCTION_INFO_V1(partition_manage);
@@ -120,6 +122,77 @@ partition_check_owner(Oid parent)
 	return owner;
 }
 
+/* What partition_manage_as_owner() needs and returns. */
+typedef struct PartitionManage
+{
+	FunctionCallInfo fcinfo;
+	Oid parent;
+	Oid owner; /* of the table */
+	int made;
+} PartitionManage;
+
+/*
+ * The body of manage_partitions(), run as the extension owner: record the
+ * set, then make its partitions as the table's owner.
+ */
+static void
+partition_manage_as_owner(void *arg)
+{
+	PartitionManage *manage = (PartitionManage *) arg;
+	FunctionCallInfo fcinfo = manage->fcinfo;
+	Oid argtypes[8] = {REGCLASSOID, NAMEOID, TEXTOID, INT4OID,
+					   TEXTOID,		TEXTOID, NAMEOID, TEXTOID};
+	Datum values[8];
+	char nulls[8];
+	char *start_from =
+		PG_ARGISNULL(7) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(7));
+	char *parent_name;
+	MemoryContext cxt = CurrentMemoryContext;
+	PartitionTiming timing;
+	List *steps;
+	List *work = NIL;
+	ListCell *lc;
+	ErrorData *edata;
+	PartitionStepStatus status;
+	int i;
+
+	for (i = 0; i < 8; i++)
+	{
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
+	}
+	SPI_connect();
+	if (SPI_execute_with_args(
+			"SELECT FROM opsdata._partition_register($1, $2, $3, $4, $5, $6, $7, $8, NULL, false)",
+			8, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not record the partition set");
+	partition_read_timing(&timing);
+	steps = partition_plan(manage->parent, start_from, false, cxt);
+	SPI_finish();
+
+	parent_name = partition_rel_name(manage->parent);
+	foreach (lc, steps)
+	{
+		PartitionStep *step = (PartitionStep *) lfirst(lc);
+
+		if (strcmp(step->action, "note") != 0)
+			work = lappend(work, step);
+	}
+	status = partition_exec_batch(work, manage->owner, parent_name, &timing,
+								  &edata);
+	if (status == PARTITION_STEP_SKIPPED)
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+			 errmsg("could not make the partitions of \"%s\"", parent_name),
+			 errdetail("%s", edata->message),
+			 errhint(
+				 "Another transaction holds a conflicting lock on the table; try again when it ends.")));
+	if (status == PARTITION_STEP_FAILED)
+		ReThrowError(edata);
+	manage->made = list_length(work);
+}
+
 /*
  * opsdata.manage_partitions(parent, control_column, part_interval, premake,
  * retention, retention_mode, archive_schema, start_from) records the set
@@ -130,84 +203,62 @@ partition_check_owner(Oid parent)
 Datum
 partition_manage(PG_FUNCTION_ARGS)
 {
-	Oid ext_owner = partition_function_owner(fcinfo);
-	Oid parent;
-	Oid owner;
-	Oid save_userid;
-	int save_sec_context;
-	volatile int made = 0;
+	PartitionManage manage;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						errmsg("parent table must not be null")));
-	parent = PG_GETARG_OID(0);
-	owner = partition_check_owner(parent);
+	memset(&manage, 0, sizeof(manage));
+	manage.fcinfo = fcinfo;
+	manage.parent = PG_GETARG_OID(0);
+	manage.owner = partition_check_owner(manage.parent);
+	opsdata_run_as(partition_function_owner(fcinfo), partition_manage_as_owner,
+				   &manage);
+	PG_RETURN_INT32(manage.made);
+}
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(ext_owner,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
+/* What partition_unmanage_as_owner() needs and returns. */
+typedef struct PartitionUnmanage
+{
+	Oid parent;
+	bool found;
+} PartitionUnmanage;
+
+/* The body of unmanage_partitions(), run as the extension owner. */
+static void
+partition_unmanage_as_owner(void *arg)
+{
+	PartitionUnmanage *unmanage = (PartitionUnmanage *) arg;
+	Oid argtypes[1] = {REGCLASSOID};
+	Datum values[1];
+
+	values[0] = ObjectIdGetDatum(unmanage->parent);
+	SPI_connect();
+	if (SPI_execute_with_args(
+			"SELECT p.builtin FROM opsdata.partitions p"
+			" WHERE p.parent OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+			1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read opsdata.partitions");
+	if (SPI_processed == 1)
 	{
-		Oid argtypes[8] = {REGCLASSOID, NAMEOID, TEXTOID, INT4OID,
-						   TEXTOID,		TEXTOID, NAMEOID, TEXTOID};
-		Datum values[8];
-		char nulls[8];
-		char *start_from =
-			PG_ARGISNULL(7) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(7));
-		char *parent_name;
-		MemoryContext cxt = CurrentMemoryContext;
-		PartitionTiming timing;
-		List *steps;
-		List *work = NIL;
-		ListCell *lc;
-		ErrorData *edata;
-		PartitionStepStatus status;
-		int i;
+		bool isnull;
 
-		for (i = 0; i < 8; i++)
-		{
-			nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
-			values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
-		}
-		SPI_connect();
-		if (SPI_execute_with_args(
-				"SELECT FROM opsdata._partition_register($1, $2, $3, $4, $5, $6, $7, $8, NULL, false)",
-				8, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not record the partition set");
-		partition_read_timing(&timing);
-		steps = partition_plan(parent, start_from, false, cxt);
-		SPI_finish();
-
-		parent_name = partition_rel_name(parent);
-		foreach (lc, steps)
-		{
-			PartitionStep *step = (PartitionStep *) lfirst(lc);
-
-			if (strcmp(step->action, "note") != 0)
-				work = lappend(work, step);
-		}
-		status =
-			partition_exec_batch(work, owner, parent_name, &timing, &edata);
-		if (status == PARTITION_STEP_SKIPPED)
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull)))
 			ereport(
 				ERROR,
-				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("could not make the partitions of \"%s\"",
-						parent_name),
-				 errdetail("%s", edata->message),
-				 errhint(
-					 "Another transaction holds a conflicting lock on the table; try again when it ends.")));
-		if (status == PARTITION_STEP_FAILED)
-			ReThrowError(edata);
-		made = list_length(work);
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("\"%s\" is a built-in partition set",
+						partition_rel_name(unmanage->parent)),
+				 errdetail("pg_opsdata keeps its own tables partitioned.")));
+		if (SPI_execute_with_args("DELETE FROM opsdata.partitions p"
+								  " WHERE p.parent OPERATOR(pg_catalog.=) $1",
+								  1, argtypes, values, NULL, false,
+								  0) != SPI_OK_DELETE)
+			elog(ERROR, "could not delete from opsdata.partitions");
+		unmanage->found = true;
 	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-	}
-	PG_END_TRY();
-
-	PG_RETURN_INT32(made);
+	SPI_finish();
 }
 
 /*
@@ -217,55 +268,14 @@ partition_manage(PG_FUNCTION_ARGS)
 Datum
 partition_unmanage(PG_FUNCTION_ARGS)
 {
-	Oid ext_owner = partition_function_owner(fcinfo);
-	Oid parent = PG_GETARG_OID(0);
-	Oid save_userid;
-	int save_sec_context;
-	bool found = false;
+	PartitionUnmanage unmanage;
 
-	(void) partition_check_owner(parent);
-
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(ext_owner,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		Oid argtypes[1] = {REGCLASSOID};
-		Datum values[1];
-
-		values[0] = ObjectIdGetDatum(parent);
-		SPI_connect();
-		if (SPI_execute_with_args(
-				"SELECT builtin FROM opsdata.partitions WHERE parent = $1 FOR UPDATE",
-				1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read opsdata.partitions");
-		if (SPI_processed == 1)
-		{
-			bool isnull;
-
-			if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull)))
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("\"%s\" is a built-in partition set",
-								partition_rel_name(parent)),
-						 errdetail(
-							 "pg_opsdata keeps its own tables partitioned.")));
-			if (SPI_execute_with_args(
-					"DELETE FROM opsdata.partitions WHERE parent = $1", 1,
-					argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
-				elog(ERROR, "could not delete from opsdata.partitions");
-			found = true;
-		}
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-	}
-	PG_END_TRY();
-
-	PG_RETURN_BOOL(found);
+	memset(&unmanage, 0, sizeof(unmanage));
+	unmanage.parent = PG_GETARG_OID(0);
+	(void) partition_check_owner(unmanage.parent);
+	opsdata_run_as(partition_function_owner(fcinfo),
+				   partition_unmanage_as_owner, &unmanage);
+	PG_RETURN_BOOL(unmanage.found);
 }
 
 static char *
@@ -347,9 +357,10 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 
 		values[0] = ObjectIdGetDatum(parent);
 		SPI_connect();
-		if (SPI_execute_with_args(
-				"SELECT FROM opsdata.partitions WHERE parent = $1", 1,
-				argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		if (SPI_execute_with_args("SELECT FROM opsdata.partitions p"
+								  " WHERE p.parent OPERATOR(pg_catalog.=) $1",
+								  1, argtypes, values, NULL, true,
+								  1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read opsdata.partitions");
 		if (SPI_processed == 0)
 		{

@@ -7,10 +7,11 @@
  * partition.  partition_exec_step() runs them in a subtransaction of the
  * caller's transaction:
  *
- *	- with the privileges of the table's owner, as a security-restricted
- *	  operation (SetUserIdAndSecContext), so that code the owner controls
- *	  (index expressions, triggers, defaults) never runs with the rights of
- *	  the extension owner, and partitions it creates belong to the owner;
+ *	- with the privileges of the table's owner, in a privileged region
+ *	  (core/privileged.h: a security-restricted operation, search_path
+ *	  pg_catalog, pg_temp), so that code the owner controls (index
+ *	  expressions, triggers, defaults) never runs with the rights of the
+ *	  extension owner, and partitions it creates belong to the owner;
  *	- under lock_timeout = partition.lock_timeout, so that no application
  *	  query queues behind it for longer than that;
  *	- when a lock is not granted (lock_not_available or deadlock_detected),
@@ -53,6 +54,7 @@
 #include "utils/wait_event.h"
 
 #include "core/opsdata.h"
+#include "core/privileged.h"
 #include "partition/partition.h"
 
 /*
@@ -66,10 +68,10 @@ partition_read_timing(PartitionTiming *timing)
 	bool isnull;
 
 	if (SPI_execute(
-			"SELECT (EXTRACT(epoch FROM opsdata.setting('partition.lock_timeout')::pg_catalog.interval) * 1000)::pg_catalog.int4,"
-			" (EXTRACT(epoch FROM opsdata.setting('partition.detach_timeout')::pg_catalog.interval) * 1000)::pg_catalog.int4,"
+			"SELECT (EXTRACT(epoch FROM opsdata.setting('partition.lock_timeout')::pg_catalog.interval) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
+			" (EXTRACT(epoch FROM opsdata.setting('partition.detach_timeout')::pg_catalog.interval) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
 			" opsdata.setting('partition.lock_retries')::pg_catalog.int4,"
-			" (EXTRACT(epoch FROM opsdata.setting('partition.retry_delay')::pg_catalog.interval) * 1000)::pg_catalog.int4",
+			" (EXTRACT(epoch FROM opsdata.setting('partition.retry_delay')::pg_catalog.interval) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4",
 			true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not read the partition maintenance settings");
@@ -244,47 +246,48 @@ partition_sleep(int mean_ms)
 
 /*
  * Runs the statements of a step as owner, under lock_timeout, in the
- * current (sub)transaction.  Returns the rows inserted (those moved out of
- * the default partition).  Settings and the user are restored on success;
- * on error the caller's subtransaction abort restores them.
+ * current subtransaction, in a privileged region.  Returns the rows inserted
+ * (those moved out of the default partition).  Settings and the user are
+ * restored on success; on error the user at once, and the settings by the
+ * caller's subtransaction abort (partition_try_batch).
  */
 static int64
 partition_exec_statements(const PartitionStep *step, Oid owner,
 						  const PartitionTiming *timing)
 {
-	Oid save_userid;
-	int save_sec_context;
-	int nestlevel;
+	OpsdataPrivileged priv;
 	char value[32];
-	int64 rows = 0;
+	volatile int64 rows = 0;
 	ListCell *lc;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	nestlevel = NewGUCNestLevel();
+	opsdata_privileged_enter(&priv, owner);
 	snprintf(value, sizeof(value), "%d", timing->lock_timeout_ms);
-	(void) set_config_option("lock_timeout", value, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	opsdata_privileged_set(&priv, "lock_timeout", value, PGC_USERSET);
 	if (step->replica)
-		(void) set_config_option("session_replication_role", "replica",
-								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-								 true, 0, false);
-	SetUserIdAndSecContext(owner, save_sec_context |
-									  SECURITY_LOCAL_USERID_CHANGE |
-									  SECURITY_RESTRICTED_OPERATION);
+		opsdata_privileged_set(&priv, "session_replication_role", "replica",
+							   PGC_SUSET);
 
-	SPI_connect();
-	foreach (lc, step->statements)
+	PG_TRY();
 	{
-		const char *sql = (const char *) lfirst(lc);
+		SPI_connect();
+		foreach (lc, step->statements)
+		{
+			const char *sql = (const char *) lfirst(lc);
 
-		CHECK_FOR_INTERRUPTS();
-		if (SPI_execute(sql, false, 0) == SPI_OK_INSERT)
-			rows += SPI_processed;
+			CHECK_FOR_INTERRUPTS();
+			if (SPI_execute(sql, false, 0) == SPI_OK_INSERT)
+				rows += SPI_processed;
+		}
+		SPI_finish();
 	}
-	SPI_finish();
+	PG_CATCH();
+	{
+		opsdata_privileged_unwind(&priv);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	AtEOXact_GUC(true, nestlevel);
+	opsdata_privileged_exit(&priv);
 	return rows;
 }
 
@@ -331,7 +334,9 @@ partition_log_batch(const char *parent_name, List *steps, const int64 *rows)
 	SPI_connect();
 	if (SPI_execute_with_args(
 			"INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
-			" SELECT $1, u.a, NULLIF(u.p, ''), NULLIF(u.d, '')"
+			" SELECT $1, u.a,"
+			"        CASE WHEN u.p OPERATOR(pg_catalog.<>) '' THEN u.p END,"
+			"        CASE WHEN u.d OPERATOR(pg_catalog.<>) '' THEN u.d END"
 			"   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(a, p, d)",
 			4, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write to opsdata.partition_log");

@@ -602,9 +602,11 @@ BEGIN
 		statements := ARRAY[pg_catalog.format('CREATE TABLE %s %s)%s', partition, like_clause, space)];
 	ELSE
 		action := 'move';
-		v_cond := pg_catalog.format('%1$I >= %2$s', s.control_column, v_lit_lo)
+		-- Run as the table's owner in a privileged region: operators are
+		-- named with their schema.
+		v_cond := pg_catalog.format('%1$I OPERATOR(pg_catalog.>=) %2$s', s.control_column, v_lit_lo)
 				  || CASE WHEN v_lit_hi IS NULL THEN ''
-						  ELSE pg_catalog.format(' AND %1$I < %2$s', s.control_column, v_lit_hi) END;
+						  ELSE pg_catalog.format(' AND %1$I OPERATOR(pg_catalog.<) %2$s', s.control_column, v_lit_hi) END;
 		statements := ARRAY[
 			pg_catalog.format('CREATE TABLE %s %s, CONSTRAINT opsdata_partition_bounds CHECK (%I IS NOT NULL AND %s))%s',
 							  partition, like_clause, s.control_column, v_cond, space),

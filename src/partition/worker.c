@@ -4,9 +4,10 @@
  *		The background worker that runs a partition maintenance pass.
  *
  * opsdata.run_maintenance() (api.c) starts this worker and waits for it.
- * The worker connects to the caller's database as the extension owner and
- * runs the pass in transactions of its own, whatever the caller's
- * transaction holds:
+ * The worker connects to the caller's database as the extension owner,
+ * with search_path pinned to pg_catalog, pg_temp whatever the database's
+ * settings say (opsdata_worker_connect), and runs the pass in transactions
+ * of its own, whatever the caller's transaction holds:
  *
  *	- a session-level advisory lock (pg_try_advisory_lock(1869639524, 1))
  *	  keeps two passes from overlapping; a pass waits for the one running
@@ -70,6 +71,7 @@
 #include "utils/timestamp.h"
 
 #include "core/opsdata.h"
+#include "core/privileged.h"
 #include "partition/partition.h"
 
 /* What a pass did to one set. */
@@ -262,7 +264,7 @@ partition_detach_pending(const char *partition)
 	values[0] = CStringGetTextDatum(partition);
 	if (SPI_execute_with_args(
 			"SELECT i.inhdetachpending FROM pg_catalog.pg_inherits i"
-			" WHERE i.inhrelid = pg_catalog.to_regclass($1)",
+			" WHERE i.inhrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)",
 			1, argtypes, values, NULL, true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
@@ -683,9 +685,9 @@ partition_record(const PartitionSetResult *res)
 	if (SPI_execute_with_args(
 			"UPDATE opsdata.partitions p SET last_run_at = pg_catalog.now(),"
 			" last_status = $2, last_message = $3,"
-			" default_partition = coalesce((SELECT t.partdefid <> 0 FROM pg_catalog.pg_partitioned_table t"
-			"  WHERE t.partrelid = p.parent), false)"
-			" WHERE p.parent = $1::pg_catalog.regclass",
+			" default_partition = COALESCE((SELECT t.partdefid OPERATOR(pg_catalog.<>) 0 FROM pg_catalog.pg_partitioned_table t"
+			"  WHERE t.partrelid OPERATOR(pg_catalog.=) p.parent), false)"
+			" WHERE p.parent OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
 			3, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record the outcome of partition maintenance");
 	PopActiveSnapshot();
@@ -847,14 +849,14 @@ partition_run(Oid only)
 		uint64 i;
 
 		if (SPI_execute(
-				"DELETE FROM opsdata.partition_log WHERE logged_at < pg_catalog.now()"
-				" - opsdata.setting('partition.log_retention')::pg_catalog.interval",
+				"DELETE FROM opsdata.partition_log l WHERE l.logged_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
+				" OPERATOR(pg_catalog.-) opsdata.setting('partition.log_retention')::pg_catalog.interval)",
 				false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not trim opsdata.partition_log");
 		values[0] = ObjectIdGetDatum(only);
 		if (SPI_execute_with_args(
 				"SELECT p.parent::pg_catalog.oid FROM opsdata.partitions p"
-				" WHERE $1 = 0 OR p.parent::pg_catalog.oid = $1"
+				" WHERE $1 OPERATOR(pg_catalog.=) 0 OR p.parent::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
 				" ORDER BY p.builtin DESC, p.parent::pg_catalog.text",
 				1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read opsdata.partitions");
@@ -947,7 +949,7 @@ partition_worker_main(Datum main_arg)
 	shm_mq_set_sender(mq, MyProc);
 	partition_mq = shm_mq_attach(mq, seg, NULL);
 
-	BackgroundWorkerInitializeConnectionByOid(task->database, task->user, 0);
+	opsdata_worker_connect(task->database, task->user);
 	pgstat_report_appname("pg_opsdata partition maintenance");
 
 	/*

@@ -4,19 +4,20 @@
  *		A job worker: runs one due job as a top-level CALL, then exits.
  *
  * The scheduler reserves a slot and starts the worker with the job's id,
- * a little before the job is due (WORKER_DISPATCH_LEAD_MS).  The worker
- * claims the slot (it exits at once if the database is held for DROP
- * DATABASE or the like), connects as the bootstrap superuser, waits for the
- * due time, and runs
+ * the role to connect as, and when the job is due, a little before it is
+ * (WORKER_DISPATCH_LEAD_MS).  The worker claims the slot (it exits at once
+ * if the database is held for DROP DATABASE or the like), connects as the
+ * job's role (built-in jobs: the extension owner), so that session_user is
+ * the job's role and what the job does is audited as that role's, waits
+ * for the due time, and hands over to the runner (runner.c): lock, crash
+ * marker, the command as top-level statements, recording.  When the job's
+ * role may not connect (it is gone, or may not log in), the scheduler
+ * passes no role: the worker connects as the bootstrap superuser and the
+ * runner only records the failed run.
  *
- *     CALL opsdata._run_scheduled_job(<job>)
- *
- * through a portal, exactly as if a client had sent it: the statement is
- * top-level and outside a transaction block, so the CALL is non-atomic and
- * a procedure in the job's command may COMMIT (a call made through SPI from
- * C would have no active portal, which a procedure needs once it has
- * committed).  runner.c does the rest: lock, crash marker, command as the
- * job's role, recording, application_name naming the job.
+ * search_path is pg_catalog, pg_temp whatever the database's or the role's
+ * settings say (opsdata_worker_connect); the command may SET its own.
+ * application_name is "pg_opsdata job <name>" while the job runs.
  *
  * A failure of the job has been recorded by the runner before its error
  * reaches the top here; it is logged once and the worker exits normally.
@@ -39,23 +40,18 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
-#include "tcop/pquery.h"
 #include "tcop/tcopprot.h"
-#include "tcop/utility.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
-#include "utils/portal.h"
-#include "utils/snapmgr.h"
 
 #include "core/opsdata.h"
+#include "core/privileged.h"
 #include "worker/worker_int.h"
-
-static void jobworker_execute(const char *sql);
 
 /*
  * Main function of a job worker.  main_arg is the slot its scheduler
- * reserved; bgw_extra holds the slot's generation, the database and the
- * job.
+ * reserved; bgw_extra holds the slot's generation, the database, the job
+ * and its role.
  */
 void
 worker_job_main(Datum main_arg)
@@ -73,10 +69,9 @@ worker_job_main(Datum main_arg)
 						  WORKER_SLOT_JOB) == NULL)
 		proc_exit(0);
 
-	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
+	opsdata_worker_connect(args.dboid, args.role);
 	SetConfigOption("application_name", WORKER_JOB_TYPE, PGC_USERSET,
 					PGC_S_SESSION);
-	worker_is_job_worker = true;
 
 	/* Started ahead of time: wait until the job is due. */
 	for (;;)
@@ -99,8 +94,7 @@ worker_job_main(Datum main_arg)
 
 	PG_TRY();
 	{
-		jobworker_execute(psprintf("CALL opsdata._run_scheduled_job(%lld)",
-								   (long long) args.job_id));
+		worker_run_in_job_worker(args.job_id, args.role);
 	}
 	PG_CATCH();
 	{
@@ -115,48 +109,4 @@ worker_job_main(Datum main_arg)
 
 	pgstat_report_activity(STATE_IDLE, NULL);
 	proc_exit(0);
-}
-
-/*
- * Run one SQL statement the way the simple query protocol does: parsed,
- * planned and run through an unnamed portal as a top-level statement, in a
- * transaction committed at the end.
- */
-static void
-jobworker_execute(const char *sql)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	RawStmt *parsetree;
-	List *querytrees;
-	List *plantrees;
-	Portal portal;
-	DestReceiver *receiver;
-	QueryCompletion qc;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	MemoryContextSwitchTo(cxt);
-	pgstat_report_activity(STATE_RUNNING, sql);
-
-	parsetree = linitial_node(RawStmt, pg_parse_query(sql));
-	PushActiveSnapshot(GetTransactionSnapshot());
-	querytrees =
-		pg_analyze_and_rewrite_fixedparams(parsetree, sql, NULL, 0, NULL);
-	plantrees = pg_plan_queries(querytrees, sql, CURSOR_OPT_PARALLEL_OK, NULL);
-	PopActiveSnapshot();
-
-	portal = CreatePortal("", true, true);
-	portal->visible = false;
-	PortalDefineQuery(portal, NULL, sql, CreateCommandTag(parsetree->stmt),
-					  plantrees, NULL);
-	PortalStart(portal, NULL, 0, InvalidSnapshot);
-
-	receiver = CreateDestReceiver(DestNone);
-	InitializeQueryCompletion(&qc);
-	(void) PortalRun(portal, FETCH_ALL, true, true, receiver, receiver, &qc);
-	receiver->rDestroy(receiver);
-	PortalDrop(portal, false);
-
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(cxt);
 }

@@ -67,6 +67,7 @@
 #include "utils/snapmgr.h"
 
 #include "core/opsdata.h"
+#include "core/privileged.h"
 #include "worker/worker_int.h"
 
 /*
@@ -160,7 +161,7 @@ worker_launcher_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	/* Shared catalogs only: the launcher keeps no database busy. */
-	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	opsdata_worker_connect(InvalidOid, InvalidOid);
 	pgstat_report_appname(WORKER_LAUNCHER_TYPE);
 
 	launcher_context = AllocSetContextCreate(

@@ -4,7 +4,10 @@
  *		The per-database scheduler: runs the registered services and starts
  *		a job worker for every job of opsdata.jobs that is due.
  *
- * The launcher starts one scheduler per database.  At start it checks that
+ * The launcher starts one scheduler per database.  It connects as the
+ * bootstrap superuser with search_path pinned to pg_catalog, pg_temp
+ * (opsdata_worker_connect), whatever the database's settings say, and its
+ * SQL names every operator with its schema.  At start it checks that
  * the extension is installed (else it tells the launcher and exits), then
  * loops: call the services, notice job workers that ended, re-read
  * opsdata.jobs when it changed or a job is due, start the due jobs, and
@@ -14,7 +17,10 @@
  * wake-ups only set the latch, so they never cost a catalog read.
  *
  * Jobs run in job workers, never in the scheduler, so that a long job does
- * not delay the services or the other jobs.  A job worker slot is granted
+ * not delay the services or the other jobs.  A job worker connects as the
+ * job's role, which the scheduler looks up when it reads the jobs
+ * (worker_job_role); a role that may not connect is passed as none, and
+ * that worker only records the failed run.  A job worker slot is granted
  * by worker_reserve_job_slot() (pg_opsdata.max_workers, fair between
  * databases); a refused scheduler waits on its latch for a worker to end.
  *
@@ -65,6 +71,7 @@
 #include "utils/timestamp.h"
 
 #include "core/opsdata.h"
+#include "core/privileged.h"
 #include "worker/worker_int.h"
 
 /* A job worker past max_runtime by this much more is terminated. */
@@ -86,6 +93,7 @@ typedef struct SchedJob
 	TimestampTz due;
 	int64 max_runtime_ms; /* 0: no limit */
 	bool busy;			  /* its lock was taken by another run */
+	Oid role;			  /* connect its worker as; InvalidOid: cannot */
 } SchedJob;
 
 /* A job worker this scheduler started (or found running at its start). */
@@ -181,11 +189,9 @@ worker_scheduler_main(Datum main_arg)
 	if (sched_slot == NULL)
 		proc_exit(0); /* the database is held, or the launcher gave up on us */
 
-	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
+	opsdata_worker_connect(args.dboid, InvalidOid);
 	pgstat_report_appname(WORKER_SCHEDULER_TYPE);
 	SetConfigOption("application_name", WORKER_SCHEDULER_TYPE, PGC_USERSET,
-					PGC_S_SESSION);
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET,
 					PGC_S_SESSION);
 	/* Never queue for long behind DDL on our tables: back off and retry. */
 	SetConfigOption("lock_timeout", "1s", PGC_USERSET, PGC_S_SESSION);
@@ -629,7 +635,8 @@ scheduler_sweep(void)
 	int ret;
 
 	ret = SPI_execute(
-		"SELECT run_id, job_id FROM opsdata.job_runs WHERE status = 'running' ORDER BY run_id LIMIT 64",
+		"SELECT r.run_id, r.job_id FROM opsdata.job_runs r"
+		" WHERE r.status OPERATOR(pg_catalog.=) 'running' ORDER BY r.run_id LIMIT 64",
 		true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read running jobs: SPI error %d", ret);
@@ -687,6 +694,7 @@ static void
 scheduler_read_jobs(void)
 {
 	TimestampTz now;
+	Oid owner;
 	int ret;
 	int i;
 	int n;
@@ -702,14 +710,16 @@ scheduler_read_jobs(void)
 	scheduler_sweep();
 
 	ret = SPI_execute(
-		"SELECT job_id, least(next_run, retry_at),"
-		" coalesce((extract(epoch FROM max_runtime) * 1000)::bigint, 0)"
-		" FROM opsdata.jobs WHERE NOT paused ORDER BY 2, 1",
+		"SELECT j.job_id, LEAST(j.next_run, j.retry_at),"
+		" COALESCE((extract(epoch FROM j.max_runtime) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8, 0),"
+		" j.run_as, j.builtin"
+		" FROM opsdata.jobs j WHERE NOT j.paused ORDER BY 2, 1",
 		true, SCHEDULER_MAX_JOBS);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read opsdata.jobs: SPI error %d", ret);
 
 	now = GetCurrentTimestamp();
+	owner = opsdata_extension_owner();
 	n = (int) SPI_processed;
 	for (i = 0; i < n; i++)
 	{
@@ -717,11 +727,18 @@ scheduler_read_jobs(void)
 		TupleDesc desc = SPI_tuptable->tupdesc;
 		SchedJob *job = &sched_jobs[i];
 		bool isnull;
+		int sqlstate;
+		char *why;
 
 		job->job_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		job->due = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
 		job->max_runtime_ms =
 			DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		/* A role that cannot connect: the run is recorded as failed. */
+		job->role =
+			worker_job_role(SPI_getvalue(tup, desc, 4),
+							DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)),
+							owner, &sqlstate, &why);
 		job->busy = false;
 		if (job->due <= now && !scheduler_in_flight(job->job_id))
 		{
@@ -832,6 +849,7 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 		args.dboid = MyDatabaseId;
 		args.job_id = job->job_id;
 		args.due = job->due;
+		args.role = job->role;
 		snprintf(name, sizeof(name), "%s %lld", WORKER_JOB_TYPE,
 				 (long long) job->job_id);
 		handle = worker_start_dynamic("worker_job_main", WORKER_JOB_TYPE, name,

@@ -16,9 +16,10 @@
  *            whose extension state is unknown, it checks and exits if the
  *            extension is not there: that is how the launcher learns about
  *            databases after a restart without a setting listing them.
- * job worker one per job run, a dynamic worker started by a scheduler; it
- *            runs CALL opsdata._run_scheduled_job(job) as a top-level
- *            statement and exits (jobworker.c, runner.c).
+ * job worker one per job run, a dynamic worker started by a scheduler,
+ *            connected as the job's role; it runs the job's command as
+ *            top-level statements, records the run and exits (jobworker.c,
+ *            runner.c).
  *
  * Shared memory (state.c)
  * -----------------------
@@ -166,6 +167,7 @@ typedef struct WorkerStartArgs
 	Oid dboid;
 	int64 job_id;	 /* job workers: the job */
 	TimestampTz due; /* job workers: when it is due */
+	Oid role; /* job workers: the job's role, InvalidOid if it cannot connect */
 } WorkerStartArgs;
 
 /*
@@ -256,8 +258,10 @@ PGDLLEXPORT void worker_scheduler_main(Datum main_arg);
 PGDLLEXPORT void worker_job_main(Datum main_arg);
 
 /* runner.c */
-extern bool worker_is_job_worker;
 extern bool worker_run_recorded;
+extern Oid worker_job_role(const char *run_as, bool builtin, Oid owner,
+						   int *sqlstate, char **why);
+extern void worker_run_in_job_worker(int64 job_id, Oid role);
 
 /* hooks.c */
 extern void worker_install_hooks(void);

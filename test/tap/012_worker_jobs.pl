@@ -27,9 +27,9 @@ for my $db ('app', 'other')
 		CREATE TABLE ticks (job text, step integer, at timestamptz DEFAULT clock_timestamp());
 		CREATE PROCEDURE tick_steps() LANGUAGE plpgsql AS $$
 		BEGIN
-			INSERT INTO ticks (job, step) VALUES ('steps', 1);
+			INSERT INTO public.ticks (job, step) VALUES ('steps', 1);
 			COMMIT;
-			INSERT INTO ticks (job, step) VALUES ('steps', 2);
+			INSERT INTO public.ticks (job, step) VALUES ('steps', 2);
 			COMMIT;
 		END
 		$$;
