@@ -3,7 +3,9 @@
 -- Every schema change of 0.2 has its step here, in the order it was made:
 -- an installation updated with ALTER EXTENSION pg_opsdata UPDATE has the
 -- same objects as a fresh CREATE EXTENSION of 0.2 (test/tap/003_core_upgrade.pl
--- compares them).
+-- compares them).  The REVOKE that closes the script stays last: it takes
+-- PUBLIC's EXECUTE from the routines the steps create, as
+-- src/core/finish.sql does in the install script.
 \echo Use "ALTER EXTENSION pg_opsdata UPDATE TO '0.2'" to load this file. \quit
 
 -- Vital signs, health as JSON, and the import views (files new in 0.2).
