@@ -1,9 +1,10 @@
 -- Audit: entries, statement texts, seals, rules and the processing queue.
 --
 -- Audit tables are written by the extension only.  No role, the auditors
--- included, is granted INSERT, UPDATE, DELETE or TRUNCATE on them: only the
--- extension owner (a superuser) can change them, and retention removes
--- whole partitions.
+-- included, is granted INSERT, UPDATE, DELETE or TRUNCATE on them, and
+-- the guard trigger stops roles that bypass grants: only the extension
+-- owner (a superuser) can change them, and retention removes whole
+-- partitions.
 
 CREATE TABLE audit.statements (
 	statement_id	bigint PRIMARY KEY,
@@ -146,26 +147,21 @@ COMMENT ON COLUMN audit.queue.claimed_by IS 'Consumer instance holding the item'
 COMMENT ON COLUMN audit.queue.attempts IS 'How many times the item was claimed';
 COMMENT ON COLUMN audit.queue.done_at IS 'When processing of the item was acknowledged';
 
--- Rows of audit tables are only ever inserted; even roles that bypass GRANTs
--- (pg_write_all_data) cannot change them.  Row triggers of audit.entries are
--- cloned onto each of its partitions.
-CREATE FUNCTION audit._refuse_change()
+-- Rows of audit tables are only ever inserted, by pg_opsdata: the guard of
+-- every table of the extension (src/core/guard.c, put on by finish.sql)
+-- refuses INSERT, UPDATE, DELETE and TRUNCATE to all but the owner, even
+-- to roles that bypass GRANTs (pg_write_all_data).  When the owner changes
+-- rows of audit.statements, the caches of stored texts forget what they
+-- hold.
+CREATE FUNCTION audit._statements_changed()
 RETURNS trigger
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'audit_refuse_change';
+AS 'MODULE_PATHNAME', 'audit_statements_changed';
 
-COMMENT ON FUNCTION audit._refuse_change() IS 'Internal: trigger refusing UPDATE and DELETE of audit rows to all but the owner';
+COMMENT ON FUNCTION audit._statements_changed() IS 'Internal: make the caches of stored statement texts forget what they hold when audit.statements changes';
 
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.entries
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.statements
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.seals
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.rules
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.queue
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
+CREATE TRIGGER statements_changed AFTER UPDATE OR DELETE ON audit.statements
+	FOR EACH STATEMENT EXECUTE FUNCTION audit._statements_changed();
 
 SELECT pg_catalog.pg_extension_config_dump('audit.statements', '');
 SELECT pg_catalog.pg_extension_config_dump('audit.entries_default', '');

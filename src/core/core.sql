@@ -213,3 +213,81 @@ AS 'MODULE_PATHNAME', 'opsdata_warn_if_not_preloaded';
 COMMENT ON FUNCTION opsdata._health_core() IS 'Internal: the core''s rows of opsdata.health()';
 COMMENT ON FUNCTION opsdata._library_version() IS 'Version of the loaded pg_opsdata library';
 COMMENT ON FUNCTION opsdata._warn_if_not_preloaded() IS 'Internal: WARNING when the library is not preloaded';
+
+--
+-- The guard of every table of pg_opsdata (src/core/guard.c).  Roles that
+-- bypass GRANTs (members of pg_write_all_data) could otherwise write our
+-- tables directly.  opsdata._guard_tables() runs at the end of the install
+-- script and puts opsdata._guard() on every table of the extension,
+-- BEFORE each of INSERT, UPDATE, DELETE and TRUNCATE that the table grants
+-- to no role: only the table's owner (pg_opsdata's own code runs as the
+-- extension owner) and superusers get past it.  A table that grants INSERT
+-- to a role (learning.feedback to opsdata_writer) is not guarded on INSERT.
+--
+CREATE FUNCTION opsdata._guard()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsdata_guard';
+
+COMMENT ON FUNCTION opsdata._guard() IS 'Internal: trigger refusing writes of pg_opsdata''s tables to all but their owner and superusers';
+
+-- Guards every table of the extension; a table's partitions get the
+-- row-level guard of their parent by cloning, those made later included,
+-- and a TRUNCATE guard of their own when they belong to the extension.
+-- Safe to run again: it replaces the guards it made.  Returns how many
+-- tables it guarded.
+CREATE FUNCTION opsdata._guard_tables()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t record;
+	row_events text[];
+	n integer := 0;
+BEGIN
+	FOR t IN
+		SELECT c.oid::pg_catalog.regclass AS rel, c.relkind, c.relispartition,
+			   ARRAY(SELECT e FROM pg_catalog.unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) e
+					  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class g, pg_catalog.aclexplode(g.relacl) a
+										 WHERE g.oid = CASE WHEN c.relispartition
+															THEN pg_catalog.pg_partition_root(c.oid)
+															ELSE c.oid END
+										   AND a.grantee OPERATOR(pg_catalog.<>) g.relowner
+										   AND a.privilege_type OPERATOR(pg_catalog.=) e)) AS events
+		  FROM pg_catalog.pg_class c
+		  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+									 AND d.objid = c.oid AND d.deptype = 'e'
+		  JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid AND x.extname = 'pg_opsdata'
+		 WHERE c.relkind IN ('r', 'p')
+		 ORDER BY c.oid
+	LOOP
+		CONTINUE WHEN pg_catalog.cardinality(t.events) = 0;
+		IF NOT t.relispartition THEN
+			EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS opsdata_guard ON %s', t.rel);
+		END IF;
+		EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS opsdata_guard_truncate ON %s', t.rel);
+		IF t.relkind = 'r' AND NOT t.relispartition THEN
+			EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
+									  pg_catalog.array_to_string(t.events, ' OR '), t.rel);
+			EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
+		ELSE
+			row_events := ARRAY(SELECT e FROM pg_catalog.unnest(t.events) e WHERE e OPERATOR(pg_catalog.<>) 'TRUNCATE');
+			IF t.relkind = 'p' AND pg_catalog.cardinality(row_events) > 0 THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH ROW EXECUTE FUNCTION opsdata._guard()',
+										  pg_catalog.array_to_string(row_events, ' OR '), t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
+			END IF;
+			IF 'TRUNCATE' OPERATOR(pg_catalog.=) ANY (t.events) THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
+										  t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard_truncate', t.rel);
+			END IF;
+		END IF;
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION opsdata._guard_tables() IS 'Internal: put the guard trigger on every table of pg_opsdata for each write no role is granted; returns how many tables';
