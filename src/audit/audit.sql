@@ -217,6 +217,13 @@ AS 'MODULE_PATHNAME', 'audit_rules_changed';
 
 COMMENT ON FUNCTION audit._rules_changed(text, text) IS 'Internal: record a change of the audit rules and make sessions read them again';
 
+CREATE FUNCTION audit._config_changed(command text, object text)
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_config_changed';
+
+COMMENT ON FUNCTION audit._config_changed(text, text) IS 'Internal: record a change of a setting that governs the audit trail';
+
 CREATE FUNCTION audit.add_rule(action text, role_name name DEFAULT NULL, database_name name DEFAULT NULL,
 	schema_name name DEFAULT NULL, relation_name text DEFAULT NULL, class text DEFAULT NULL,
 	comment text DEFAULT NULL)
@@ -237,6 +244,10 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Valid classes are read, write, function, role, ddl, misc and login.';
 	END IF;
+	-- An exclude rule narrows the trail: superusers only.
+	IF action = 'exclude' THEN
+		PERFORM opsdata._trail_check('add an exclude audit rule');
+	END IF;
 	INSERT INTO audit.rules AS r (action, role_name, database_name, schema_name, relation_name, class, comment)
 		 VALUES (add_rule.action, add_rule.role_name, add_rule.database_name, add_rule.schema_name,
 				 add_rule.relation_name, add_rule.class, add_rule.comment)
@@ -246,24 +257,31 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION audit.add_rule(text, name, name, name, text, text, text) IS 'Add a rule that includes or excludes statements from the audit trail; returns its rule_id';
+COMMENT ON FUNCTION audit.add_rule(text, name, name, name, text, text, text) IS 'Add a rule that includes or excludes statements from the audit trail (exclude rules: superusers only); returns its rule_id';
 
 CREATE FUNCTION audit.drop_rule(rule_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE STRICT
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	old_action text;
 BEGIN
-	DELETE FROM audit.rules r WHERE r.rule_id = drop_rule.rule_id;
+	SELECT r.action INTO old_action FROM audit.rules r WHERE r.rule_id = drop_rule.rule_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RETURN false;
 	END IF;
+	-- Without an include rule the trail may record less: superusers only.
+	IF old_action = 'include' THEN
+		PERFORM opsdata._trail_check('drop an include audit rule');
+	END IF;
+	DELETE FROM audit.rules r WHERE r.rule_id = drop_rule.rule_id;
 	PERFORM audit._rules_changed('DROP AUDIT RULE', 'audit.rules');
 	RETURN true;
 END
 $$;
 
-COMMENT ON FUNCTION audit.drop_rule(bigint) IS 'Remove an audit rule; returns false when there was no such rule';
+COMMENT ON FUNCTION audit.drop_rule(bigint) IS 'Remove an audit rule (include rules: superusers only); returns false when there was no such rule';
 
 -- DDL statements learn the identities of the objects they made, altered
 -- or dropped from these event triggers.
@@ -304,7 +322,10 @@ INSERT INTO opsdata.jobs (name, command, schedule, next_run, builtin, comment) V
 	 pg_catalog.date_trunc('hour', pg_catalog.now()) + interval '1 hour 5 minutes', true,
 	 'Builds the by-user and by-object indexes of each day of audit.entries once the day is over');
 
-INSERT INTO opsdata.settings (key, type, default_value, valid_when, description) VALUES
-	('audit.retention', 'interval', '90 days', 'value > interval ''0''',
-	 'Age after which daily partitions of audit.entries are removed by partition maintenance');
+-- The retention shortens the trail: superusers only, at least a day, and
+-- at most what partition maintenance can subtract from now.
+INSERT INTO opsdata.settings (key, type, default_value, valid_when, description, superuser_only) VALUES
+	('audit.retention', 'interval', '90 days',
+	 'value >= interval ''1 day'' AND value <= interval ''1000 years''',
+	 'Age after which daily partitions of audit.entries are removed by partition maintenance; superusers only', true);
 SELECT opsdata._partition_builtin('audit.entries', 'ts', '1 day', 7, 'audit.retention');

@@ -73,7 +73,8 @@ CREATE TABLE opsdata.settings (
 	type			regtype NOT NULL,
 	default_value	text NOT NULL,
 	valid_when		text,
-	description		text NOT NULL
+	description		text NOT NULL,
+	superuser_only	boolean NOT NULL DEFAULT false
 );
 
 COMMENT ON TABLE opsdata.settings IS 'Every setting pg_opsdata knows, with its type and default value';
@@ -82,6 +83,7 @@ COMMENT ON COLUMN opsdata.settings.type IS 'Type the value must be a valid input
 COMMENT ON COLUMN opsdata.settings.default_value IS 'Value used while opsdata.config holds none';
 COMMENT ON COLUMN opsdata.settings.valid_when IS 'Boolean SQL expression over "value" (already cast to the type) that a new value must satisfy';
 COMMENT ON COLUMN opsdata.settings.description IS 'What the setting controls';
+COMMENT ON COLUMN opsdata.settings.superuser_only IS 'The setting governs how long the audit trail or the partition log is kept: only superusers change it, and every change is audited';
 
 CREATE TABLE opsdata.config (
 	key			text PRIMARY KEY REFERENCES opsdata.settings (key) ON UPDATE CASCADE ON DELETE CASCADE,
@@ -120,6 +122,15 @@ $$;
 
 COMMENT ON FUNCTION opsdata.setting(text) IS 'Current value of a pg_opsdata setting: the configured one, else the default';
 
+-- Separation of duties (src/core/duties.c): raise an error unless the role
+-- the session acts as is a superuser.
+CREATE FUNCTION opsdata._trail_check(action text)
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'opsdata_trail_check';
+
+COMMENT ON FUNCTION opsdata._trail_check(text) IS 'Internal: permission denied to the action unless the session acts as a superuser';
+
 CREATE FUNCTION opsdata.set_setting(key text, value text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
@@ -140,6 +151,9 @@ BEGIN
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'The settings are listed in opsdata.settings.';
 	END IF;
+	IF s.superuser_only THEN
+		PERFORM opsdata._trail_check(pg_catalog.format('change the pg_opsdata setting "%s"', key));
+	END IF;
 	BEGIN
 		EXECUTE pg_catalog.format('SELECT coalesce((%s), false) FROM (SELECT %L::%s AS value) v',
 								  coalesce(s.valid_when, 'true'), value, s.type)
@@ -159,25 +173,36 @@ BEGIN
 		 VALUES (set_setting.key, set_setting.value)
 	ON CONFLICT ON CONSTRAINT config_pkey
 	DO UPDATE SET value = excluded.value, updated_at = pg_catalog.now(), updated_by = SESSION_USER;
+	IF s.superuser_only THEN
+		PERFORM audit._config_changed('SET OPSDATA SETTING', key);
+	END IF;
 	RETURN value;
 END
 $$;
 
-COMMENT ON FUNCTION opsdata.set_setting(text, text) IS 'Set a pg_opsdata setting after checking the value against its type and constraint';
+COMMENT ON FUNCTION opsdata.set_setting(text, text) IS 'Set a pg_opsdata setting after checking the value against its type and constraint; settings marked superuser_only are for superusers, and their changes are audited';
 
 CREATE FUNCTION opsdata.reset_setting(key text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE STRICT
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	only_superusers boolean;
 BEGIN
-	PERFORM FROM opsdata.settings WHERE settings.key = reset_setting.key;
+	SELECT s.superuser_only INTO only_superusers FROM opsdata.settings s WHERE s.key = reset_setting.key;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unrecognized pg_opsdata setting "%"', key
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'The settings are listed in opsdata.settings.';
 	END IF;
+	IF only_superusers THEN
+		PERFORM opsdata._trail_check(pg_catalog.format('change the pg_opsdata setting "%s"', key));
+	END IF;
 	DELETE FROM opsdata.config WHERE config.key = reset_setting.key;
+	IF only_superusers THEN
+		PERFORM audit._config_changed('RESET OPSDATA SETTING', key);
+	END IF;
 	RETURN opsdata.setting(key);
 END
 $$;
@@ -187,7 +212,8 @@ COMMENT ON FUNCTION opsdata.reset_setting(text) IS 'Return a pg_opsdata setting 
 -- Every setting with its current value, for people.
 CREATE VIEW opsdata.current_settings AS
 	SELECT s.key, coalesce(c.value, s.default_value) AS value, s.default_value,
-		   c.key IS NOT NULL AS changed, s.type, s.description, c.updated_at, c.updated_by
+		   c.key IS NOT NULL AS changed, s.type, s.description, c.updated_at, c.updated_by,
+		   s.superuser_only
 	  FROM opsdata.settings s LEFT JOIN opsdata.config c USING (key);
 
 COMMENT ON VIEW opsdata.current_settings IS 'Every pg_opsdata setting with its current value and whether it was changed';
