@@ -32,7 +32,7 @@ CREATE TEMP VIEW our_relations AS
 				THEN (SELECT i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = c.oid)
 				ELSE n.nspname || '.' || c.relname END AS matrix_rel
 	  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-	 WHERE n.nspname IN ('audit', 'learning', 'metrics', 'opsdata') AND c.relkind IN ('r', 'p', 'v');
+	 WHERE n.nspname IN ('audit', 'learning', 'metrics', 'opsdata') AND c.relkind IN ('r', 'p', 'v', 'f');
 CREATE TEMP VIEW our_functions AS
 	SELECT n.nspname, p.proname, p.oid,
 		   string_to_array(pg_get_function_identity_arguments(p.oid), ', ') AS args,
