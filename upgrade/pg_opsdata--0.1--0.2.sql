@@ -46,6 +46,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t record;
+	g name;
 	row_events text[];
 	n integer := 0;
 BEGIN
@@ -66,10 +67,15 @@ BEGIN
 		 ORDER BY c.oid
 	LOOP
 		CONTINUE WHEN pg_catalog.cardinality(t.events) = 0;
-		IF NOT t.relispartition THEN
-			EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS opsdata_guard ON %s', t.rel);
-		END IF;
-		EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS opsdata_guard_truncate ON %s', t.rel);
+		-- Replace the guards made before (a clone on a partition goes with
+		-- its parent's).
+		FOR g IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
+				  WHERE tg.tgrelid OPERATOR(pg_catalog.=) t.rel
+					AND tg.tgname IN ('opsdata_guard', 'opsdata_guard_truncate')
+					AND tg.tgparentid OPERATOR(pg_catalog.=) 0
+		LOOP
+			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', g, t.rel);
+		END LOOP;
 		IF t.relkind = 'r' AND NOT t.relispartition THEN
 			EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
 									  pg_catalog.array_to_string(t.events, ' OR '), t.rel);
