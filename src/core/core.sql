@@ -269,7 +269,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t record;
-	g name;
+	old_guard name;
 	row_events text[];
 	n integer := 0;
 BEGIN
@@ -292,12 +292,12 @@ BEGIN
 		CONTINUE WHEN pg_catalog.cardinality(t.events) = 0;
 		-- Replace the guards made before (a clone on a partition goes with
 		-- its parent's).
-		FOR g IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
+		FOR old_guard IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
 				  WHERE tg.tgrelid OPERATOR(pg_catalog.=) t.rel
 					AND tg.tgname IN ('opsdata_guard', 'opsdata_guard_truncate')
 					AND tg.tgparentid OPERATOR(pg_catalog.=) 0
 		LOOP
-			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', g, t.rel);
+			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', old_guard, t.rel);
 		END LOOP;
 		IF t.relkind = 'r' AND NOT t.relispartition THEN
 			EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
