@@ -63,13 +63,14 @@ SELECT columns_are('metrics', 'series', ARRAY['series_id', 'name', 'tags', 'crea
 SELECT columns_are('metrics', 'points', ARRAY['series_id', 'ts', 'value']);
 SELECT columns_are('metrics', 'rollups', ARRAY['series_id', 'bucket_width', 'bucket_start', 'count',
 	'sum', 'min', 'max', 'sketch', 'updated_at']);
-SELECT columns_are('opsdata', 'settings', ARRAY['key', 'type', 'default_value', 'valid_when', 'description']);
+SELECT columns_are('opsdata', 'settings', ARRAY['key', 'type', 'default_value', 'valid_when', 'description',
+	'superuser_only']);
 SELECT columns_are('opsdata', 'config', ARRAY['key', 'value', 'updated_at', 'updated_by']);
 SELECT columns_are('opsdata', 'jobs', ARRAY['job_id', 'name', 'command', 'schedule', 'paused',
 	'max_runtime', 'max_retries', 'retry_delay', 'run_as', 'builtin', 'next_run', 'retry_at', 'failures',
 	'created_at', 'comment']);
 SELECT columns_are('opsdata', 'job_runs', ARRAY['run_id', 'job_id', 'kind', 'due_at', 'started_at',
-	'finished_at', 'status', 'attempt', 'pid', 'sqlstate', 'message']);
+	'finished_at', 'status', 'attempt', 'pid', 'sqlstate', 'message', 'job_name']);
 SELECT columns_are('opsdata', 'partitions', ARRAY['parent', 'control_column', 'control_type',
 	'part_interval', 'premake', 'retention', 'retention_setting', 'retention_mode', 'archive_schema',
 	'default_partition', 'builtin', 'created_at', 'last_run_at', 'last_status', 'last_message']);

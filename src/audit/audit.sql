@@ -1,9 +1,10 @@
 -- Audit: entries, statement texts, seals, rules and the processing queue.
 --
 -- Audit tables are written by the extension only.  No role, the auditors
--- included, is granted INSERT, UPDATE, DELETE or TRUNCATE on them: only the
--- extension owner (a superuser) can change them, and retention removes
--- whole partitions.
+-- included, is granted INSERT, UPDATE, DELETE or TRUNCATE on them, and
+-- the guard trigger stops roles that bypass grants: only the extension
+-- owner (a superuser) can change them, and retention removes whole
+-- partitions.
 
 CREATE TABLE audit.statements (
 	statement_id	bigint PRIMARY KEY,
@@ -146,26 +147,21 @@ COMMENT ON COLUMN audit.queue.claimed_by IS 'Consumer instance holding the item'
 COMMENT ON COLUMN audit.queue.attempts IS 'How many times the item was claimed';
 COMMENT ON COLUMN audit.queue.done_at IS 'When processing of the item was acknowledged';
 
--- Rows of audit tables are only ever inserted; even roles that bypass GRANTs
--- (pg_write_all_data) cannot change them.  Row triggers of audit.entries are
--- cloned onto each of its partitions.
-CREATE FUNCTION audit._refuse_change()
+-- Rows of audit tables are only ever inserted, by pg_opsdata: the guard of
+-- every table of the extension (src/core/guard.c, put on by finish.sql)
+-- refuses INSERT, UPDATE, DELETE and TRUNCATE to all but the owner, even
+-- to roles that bypass GRANTs (pg_write_all_data).  When the owner changes
+-- rows of audit.statements, the caches of stored texts forget what they
+-- hold.
+CREATE FUNCTION audit._statements_changed()
 RETURNS trigger
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'audit_refuse_change';
+AS 'MODULE_PATHNAME', 'audit_statements_changed';
 
-COMMENT ON FUNCTION audit._refuse_change() IS 'Internal: trigger refusing UPDATE and DELETE of audit rows to all but the owner';
+COMMENT ON FUNCTION audit._statements_changed() IS 'Internal: make the caches of stored statement texts forget what they hold when audit.statements changes';
 
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.entries
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.statements
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.seals
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.rules
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.queue
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
+CREATE TRIGGER statements_changed AFTER UPDATE OR DELETE ON audit.statements
+	FOR EACH STATEMENT EXECUTE FUNCTION audit._statements_changed();
 
 SELECT pg_catalog.pg_extension_config_dump('audit.statements', '');
 SELECT pg_catalog.pg_extension_config_dump('audit.entries_default', '');
@@ -221,6 +217,13 @@ AS 'MODULE_PATHNAME', 'audit_rules_changed';
 
 COMMENT ON FUNCTION audit._rules_changed(text, text) IS 'Internal: record a change of the audit rules and make sessions read them again';
 
+CREATE FUNCTION audit._config_changed(command text, object text)
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_config_changed';
+
+COMMENT ON FUNCTION audit._config_changed(text, text) IS 'Internal: record a change of a setting that governs the audit trail';
+
 CREATE FUNCTION audit.add_rule(action text, role_name name DEFAULT NULL, database_name name DEFAULT NULL,
 	schema_name name DEFAULT NULL, relation_name text DEFAULT NULL, class text DEFAULT NULL,
 	comment text DEFAULT NULL)
@@ -241,6 +244,10 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Valid classes are read, write, function, role, ddl, misc and login.';
 	END IF;
+	-- An exclude rule narrows the trail: superusers only.
+	IF action = 'exclude' THEN
+		PERFORM opsdata._trail_check('add an exclude audit rule');
+	END IF;
 	INSERT INTO audit.rules AS r (action, role_name, database_name, schema_name, relation_name, class, comment)
 		 VALUES (add_rule.action, add_rule.role_name, add_rule.database_name, add_rule.schema_name,
 				 add_rule.relation_name, add_rule.class, add_rule.comment)
@@ -250,24 +257,31 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION audit.add_rule(text, name, name, name, text, text, text) IS 'Add a rule that includes or excludes statements from the audit trail; returns its rule_id';
+COMMENT ON FUNCTION audit.add_rule(text, name, name, name, text, text, text) IS 'Add a rule that includes or excludes statements from the audit trail (exclude rules: superusers only); returns its rule_id';
 
 CREATE FUNCTION audit.drop_rule(rule_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE STRICT
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	old_action text;
 BEGIN
-	DELETE FROM audit.rules r WHERE r.rule_id = drop_rule.rule_id;
+	SELECT r.action INTO old_action FROM audit.rules r WHERE r.rule_id = drop_rule.rule_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RETURN false;
 	END IF;
+	-- Without an include rule the trail may record less: superusers only.
+	IF old_action = 'include' THEN
+		PERFORM opsdata._trail_check('drop an include audit rule');
+	END IF;
+	DELETE FROM audit.rules r WHERE r.rule_id = drop_rule.rule_id;
 	PERFORM audit._rules_changed('DROP AUDIT RULE', 'audit.rules');
 	RETURN true;
 END
 $$;
 
-COMMENT ON FUNCTION audit.drop_rule(bigint) IS 'Remove an audit rule; returns false when there was no such rule';
+COMMENT ON FUNCTION audit.drop_rule(bigint) IS 'Remove an audit rule (include rules: superusers only); returns false when there was no such rule';
 
 -- DDL statements learn the identities of the objects they made, altered
 -- or dropped from these event triggers.
@@ -308,7 +322,10 @@ INSERT INTO opsdata.jobs (name, command, schedule, next_run, builtin, comment) V
 	 pg_catalog.date_trunc('hour', pg_catalog.now()) + interval '1 hour 5 minutes', true,
 	 'Builds the by-user and by-object indexes of each day of audit.entries once the day is over');
 
-INSERT INTO opsdata.settings (key, type, default_value, valid_when, description) VALUES
-	('audit.retention', 'interval', '90 days', 'value > interval ''0''',
-	 'Age after which daily partitions of audit.entries are removed by partition maintenance');
+-- The retention shortens the trail: superusers only, at least a day, and
+-- at most what partition maintenance can subtract from now.
+INSERT INTO opsdata.settings (key, type, default_value, valid_when, description, superuser_only) VALUES
+	('audit.retention', 'interval', '90 days',
+	 'value >= interval ''1 day'' AND value <= interval ''1000 years''',
+	 'Age after which daily partitions of audit.entries are removed by partition maintenance; superusers only', true);
 SELECT opsdata._partition_builtin('audit.entries', 'ts', '1 day', 7, 'audit.retention');

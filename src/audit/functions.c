@@ -7,8 +7,10 @@
  * audit.queue_state() and audit._health_audit() report on the queues;
  * audit._rules_changed() is called by audit.add_rule() and
  * audit.drop_rule() to record the change and make every backend read the
- * rules again; the two event trigger functions hand the identities of
- * the objects a DDL statement touched to the running audited statement.
+ * rules again, audit._config_changed() by opsdata.set_setting() and
+ * opsdata.reset_setting() for the settings that govern the trail; the two
+ * event trigger functions hand the identities of the objects a DDL
+ * statement touched to the running audited statement.
  * Without preloading they all work and report that capture is off.
  *
  * Copyright (c) 2026, pg_opsdata developers
@@ -41,6 +43,7 @@ PG_FUNCTION_INFO_V1(audit_flush);
 PG_FUNCTION_INFO_V1(audit_queue_state);
 PG_FUNCTION_INFO_V1(audit_health);
 PG_FUNCTION_INFO_V1(audit_rules_changed);
+PG_FUNCTION_INFO_V1(audit_config_changed);
 PG_FUNCTION_INFO_V1(audit_ddl_command_end);
 PG_FUNCTION_INFO_V1(audit_sql_drop);
 
@@ -210,8 +213,12 @@ audit_health(PG_FUNCTION_ARGS)
 }
 
 /*
- * Record a change of the audit rules made by the current statement (always
- * audited, written with the change at commit).
+ * Record a change of the audit configuration (rules, settings that govern
+ * the trail) made by the current statement: always audited, written with
+ * the change at commit.  The functions that make such changes are SECURITY
+ * DEFINER, so the entry's current user is the role the session acts as
+ * (its SET ROLE, else its session user), not the extension owner the
+ * function runs as.
  */
 static void
 audit_record_change(const char *command, const char *object)
@@ -223,6 +230,7 @@ audit_record_change(const char *command, const char *object)
 	audit_ensure_contexts();
 	ev = audit_new_event(audit_xact_cxt, AUDIT_CLASS_DDL,
 						 MemoryContextStrdup(audit_xact_cxt, command));
+	ev->current_user_name = audit_role_name(GetOuterUserId());
 	ev->flags |= AUDIT_EVENT_ALWAYS;
 	if (debug_query_string != NULL)
 	{
@@ -258,6 +266,19 @@ audit_rules_changed(PG_FUNCTION_ARGS)
 		CacheInvalidateRelcacheByRelid(rules);
 	audit_rules_invalidate();
 	audit_record_change(command, object);
+	PG_RETURN_VOID();
+}
+
+/*
+ * audit._config_changed(command text, object text): record a change of the
+ * audit configuration other than its rules (always audited), such as a
+ * setting that governs how long the trail is kept.
+ */
+Datum
+audit_config_changed(PG_FUNCTION_ARGS)
+{
+	audit_record_change(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+						text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	PG_RETURN_VOID();
 }
 

@@ -62,6 +62,9 @@ GRANT EXECUTE ON FUNCTION opsdata.setting(text) TO opsdata_admin, opsdata_writer
 GRANT EXECUTE ON FUNCTION opsdata.set_setting(text, text), opsdata.reset_setting(text) TO opsdata_admin;
 GRANT SELECT ON opsdata.settings, opsdata.config, opsdata.current_settings TO opsdata_admin, opsdata_reader;
 
+-- Every table of every area exists and has its grants: guard them all.
+SELECT opsdata._guard_tables();
+
 DO $$
 BEGIN
 	PERFORM opsdata._warn_if_not_preloaded();

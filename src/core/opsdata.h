@@ -77,6 +77,17 @@ opsdata_start_worker(const char *function, const char *type, const char *name,
 extern int audit_user_statements_begin(void);
 extern void audit_user_statements_end(int saved);
 
+/*
+ * The guard of every table of pg_opsdata (guard.c): whether the current
+ * user may write a table (its owner or a superuser), and whether the only
+ * triggers of a table that fire on INSERT are guards, which pg_opsdata's
+ * own writers may pass by when they insert through the table access
+ * method.
+ */
+struct RelationData;
+extern bool opsdata_guard_allows(struct RelationData *rel);
+extern bool opsdata_guard_only_insert(struct RelationData *rel);
+
 /* Area entry points, called by _PG_init() in this order. */
 extern void worker_init(void);
 extern void partition_init(void);

@@ -50,6 +50,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "core/opsdata.h"
 #include "core/privileged.h"
 #include "metrics/metrics.h"
 
@@ -278,7 +279,8 @@ metrics_deltas_add(MetricsDeltas *d, int64 series_id, TimestampTz minute,
 /*
  * Whether metrics.rollup_queue is as this extension made it: four columns
  * of the expected types, and no index, trigger or check constraint that
- * table_multi_insert() would bypass.
+ * table_multi_insert() would bypass.  The guard of pg_opsdata's tables is
+ * no such trigger: this is pg_opsdata's own writer.
  */
 static bool
 queue_is_plain(Relation rel, Oid sketch_type)
@@ -288,7 +290,7 @@ queue_is_plain(Relation rel, Oid sketch_type)
 	int i;
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhasindex ||
-		rel->trigdesc != NULL || desc->natts != 4 ||
+		!opsdata_guard_only_insert(rel) || desc->natts != 4 ||
 		(desc->constr != NULL &&
 		 (desc->constr->num_check > 0 || desc->constr->has_generated_stored)))
 		return false;

@@ -62,6 +62,7 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "core/opsdata.h"
 #include "metrics/metrics.h"
 #include "partition/route.h"
 
@@ -254,7 +255,9 @@ writer_put_field(StringInfo buf, uint64 v)
 /*
  * Whether a leaf can take table_multi_insert(): a plain table whose
  * columns are exactly (series_id bigint, ts timestamptz, value float8),
- * with nothing that COPY would have to maintain or check.
+ * with nothing that COPY would have to maintain or check.  Triggers that
+ * do not fire on INSERT, and the guard of pg_opsdata's tables, which the
+ * extension's own writers pass, do not count.
  */
 static bool
 writer_leaf_is_plain(Relation rel)
@@ -264,7 +267,7 @@ writer_leaf_is_plain(Relation rel)
 	int i;
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhasindex ||
-		rel->trigdesc != NULL || desc->natts != 3 ||
+		!opsdata_guard_only_insert(rel) || desc->natts != 3 ||
 		(desc->constr != NULL &&
 		 (desc->constr->num_check > 0 || desc->constr->has_generated_stored)))
 		return false;

@@ -84,9 +84,14 @@ INSERT INTO opsdata.settings (key, type, default_value, valid_when, description)
 	 'value >= interval ''0'' AND value <= interval ''1 minute''',
 	 'Mean pause between two tries of a step; each pause is drawn between half and one and a half times this'),
 	('partition.move_limit', 'integer', '20', 'value BETWEEN 1 AND 10000',
-	 'Partitions filled from a default partition per set and maintenance run, beyond those premake needs'),
-	('partition.log_retention', 'interval', '30 days', 'value >= interval ''0''',
-	 'How long entries of opsdata.partition_log are kept');
+	 'Partitions filled from a default partition per set and maintenance run, beyond those premake needs');
+
+-- The partition log records what maintenance dropped: shortening it is for
+-- superusers only (src/core/duties.c).
+INSERT INTO opsdata.settings (key, type, default_value, valid_when, description, superuser_only) VALUES
+	('partition.log_retention', 'interval', '30 days',
+	 'value >= interval ''1 day'' AND value <= interval ''1000 years''',
+	 'How long entries of opsdata.partition_log are kept; superusers only', true);
 
 INSERT INTO opsdata.jobs (name, command, schedule, builtin, comment) VALUES
 	('partition maintenance', 'SELECT * FROM opsdata.run_maintenance()', '10 minutes', true,
@@ -230,6 +235,13 @@ BEGIN
 	   OR EXTRACT(day FROM iv) < 0 OR EXTRACT(month FROM iv) < 0
 	   OR EXTRACT(year FROM iv) < 0 THEN
 		RAISE EXCEPTION 'retention must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = pg_catalog.format('The value given was "%s".', value),
+				  HINT = 'Give NULL to keep every partition.';
+	END IF;
+	-- Maintenance subtracts the retention from now: keep that in range.
+	IF iv > interval '1000 years' THEN
+		RAISE EXCEPTION 'retention must be at most 1000 years'
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = pg_catalog.format('The value given was "%s".', value),
 				  HINT = 'Give NULL to keep every partition.';
@@ -529,7 +541,11 @@ GRANT SELECT ON opsdata.partitions, opsdata.partition_log TO opsdata_admin, opsd
 
 -- Health: one row for the whole area, and one per set that failed, skipped
 -- part of its work, was never maintained, or whose default partition holds
--- rows (counted up to 100000, without waiting for a lock).
+-- rows (counted up to 100000, without waiting for a lock).  opsdata.health()
+-- runs as the extension owner, but shows the role the session acts as only
+-- what that role may see: a set of its own, of a table it may read, or
+-- built into pg_opsdata; rows of a default partition only when it may read
+-- them.  The summary row counts the other sets without naming them.
 CREATE FUNCTION opsdata._health_partition(OUT component text, OUT status text, OUT detail text)
 RETURNS SETOF record
 LANGUAGE plpgsql VOLATILE
@@ -540,21 +556,39 @@ DECLARE
 	r record;
 	n bigint;
 	rows_text text;
+	v_acting name := opsdata._worker_acting_role();
 	v_sets integer := 0;
+	v_hidden integer := 0;
 	v_failed integer := 0;
 	v_warned integer := 0;
 BEGIN
 	FOR r IN
 		SELECT p.parent, p.last_status, p.last_message, p.last_run_at, p.created_at,
-			   NULLIF(t.partdefid, 0)::regclass AS default_partition
+			   NULLIF(t.partdefid, 0)::regclass AS default_partition,
+			   pg_catalog.pg_has_role(v_acting, c.relowner, 'USAGE')
+			   OR pg_catalog.has_table_privilege(v_acting, c.oid, 'SELECT') AS readable,
+			   p.builtin
 		  FROM opsdata.partitions p
+		  JOIN pg_catalog.pg_class c ON c.oid = p.parent
 		  LEFT JOIN pg_catalog.pg_partitioned_table t ON t.partrelid = p.parent
 		 ORDER BY p.parent::text
 	LOOP
 		v_sets := v_sets + 1;
 		n := 0;
 		rows_text := NULL;
-		IF r.default_partition IS NOT NULL THEN
+		IF NOT r.readable AND NOT r.builtin THEN
+			v_hidden := v_hidden + 1;
+			IF r.last_status = 'failed' THEN
+				v_failed := v_failed + 1;
+			ELSIF r.last_status = 'skipped'
+				  OR (r.last_run_at IS NULL AND r.created_at < pg_catalog.now() - interval '1 hour')
+				  OR r.last_run_at < pg_catalog.now() - interval '1 day' THEN
+				v_warned := v_warned + 1;
+			END IF;
+			CONTINUE;
+		END IF;
+		IF r.default_partition IS NOT NULL
+		   AND (r.readable OR pg_catalog.has_table_privilege(v_acting, r.default_partition, 'SELECT')) THEN
 			BEGIN
 				EXECUTE pg_catalog.format('SELECT count(*) FROM (SELECT FROM ONLY %s LIMIT 100001) x',
 										  r.default_partition) INTO n;
@@ -603,6 +637,9 @@ BEGIN
 	detail := CASE WHEN v_sets = 0 THEN 'No partition set is managed.'
 				   WHEN v_sets = 1 THEN '1 partition set is managed.'
 				   ELSE pg_catalog.format('%s partition sets are managed.', v_sets) END
+			  || CASE WHEN v_hidden = 1 THEN ' 1 of them is a table this role may not read.'
+					  WHEN v_hidden > 1 THEN pg_catalog.format(' %s of them are tables this role may not read.', v_hidden)
+					  ELSE '' END
 			  || CASE WHEN v_failed > 0 THEN pg_catalog.format(' %s failed in their last maintenance run.', v_failed) ELSE '' END
 			  || CASE WHEN v_warned > 0 THEN pg_catalog.format(' %s need attention.', v_warned) ELSE '' END;
 	RETURN NEXT;

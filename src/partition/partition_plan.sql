@@ -294,9 +294,13 @@ BEGIN
 	END IF;
 
 	-- The retention cut-off: partitions whose upper bound is at or below it
-	-- hold only rows older than the retention.
+	-- hold only rows older than the retention.  A retention longer than any
+	-- that can be set (a value written around the checks) keeps everything
+	-- rather than failing the set's maintenance.
 	IF v_ret IS NOT NULL AND p_maintain THEN
-		IF v_time THEN
+		IF v_time AND v_ret::interval > interval '1000 years' THEN
+			v_cut := NULL;
+		ELSIF v_time THEN
 			v_cut := ((v_now AT TIME ZONE 'UTC') - v_ret::interval) AT TIME ZONE 'UTC';
 		ELSIF v_highest IS NOT NULL THEN
 			v_cut_id := v_highest - v_ret::bigint;
