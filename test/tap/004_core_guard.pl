@@ -134,5 +134,20 @@ ok($node->poll_query_until('postgres', q{
 is($node->safe_psql('postgres', q{SELECT opsdata.setting('audit.retention')}), '400 days',
 	'the job changed the setting');
 
+# A job of an administrator runs as the administrator: it cannot do what
+# the administrator cannot, and its attempt is on record.
+$node->safe_psql('postgres', q{
+	SELECT opsdata.add_job('shorten the trail', $$SELECT opsdata.set_setting('audit.retention', '2 days')$$,
+		'1 hour', run_as => 'adm');
+});
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM opsdata.job_runs WHERE job_name = 'shorten the trail' AND status = 'failed'}),
+	'the administrator\'s job that shortens the trail fails');
+is($node->safe_psql('postgres', q{
+	SELECT sqlstate FROM opsdata.job_runs WHERE job_name = 'shorten the trail'}),
+	'42501', 'with insufficient_privilege');
+is($node->safe_psql('postgres', q{SELECT opsdata.setting('audit.retention')}), '400 days',
+	'and the retention is unchanged');
+
 $node->stop;
 done_testing();
