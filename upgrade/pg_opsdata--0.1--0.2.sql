@@ -603,96 +603,6 @@ BEGIN
 		   last_dropped_name = CASE WHEN v_dropped > 0 THEN v_dropped_name ELSE s.last_dropped_name END
 	  FROM (SELECT g.checkpoints_timed, g.checkpoints_req, w.wal_bytes
 			  FROM pg_catalog.pg_stat_bgwriter g, pg_catalog.pg_stat_wal w) c;
-
---
--- Every table of pg_opsdata is guarded against writes by roles that bypass
--- grants; the guard of the audit tables of 0.1 gives way to it.
---
-DROP TRIGGER refuse_change ON audit.entries;
-DROP TRIGGER refuse_change ON audit.statements;
-DROP TRIGGER refuse_change ON audit.seals;
-DROP TRIGGER refuse_change ON audit.rules;
-DROP TRIGGER refuse_change ON audit.queue;
-DROP FUNCTION audit._refuse_change();
-
-CREATE FUNCTION audit._statements_changed()
-RETURNS trigger
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'audit_statements_changed';
-
-COMMENT ON FUNCTION audit._statements_changed() IS 'Internal: make the caches of stored statement texts forget what they hold when audit.statements changes';
-
-CREATE TRIGGER statements_changed AFTER UPDATE OR DELETE ON audit.statements
-	FOR EACH STATEMENT EXECUTE FUNCTION audit._statements_changed();
-
-CREATE FUNCTION opsdata._guard()
-RETURNS trigger
-LANGUAGE c
-AS 'MODULE_PATHNAME', 'opsdata_guard';
-
-COMMENT ON FUNCTION opsdata._guard() IS 'Internal: trigger refusing writes of pg_opsdata''s tables to all but their owner and superusers';
-
--- Guards every table of the extension; a table's partitions get the
--- row-level guard of their parent by cloning, those made later included,
--- and a TRUNCATE guard of their own when they belong to the extension.
--- Safe to run again: it replaces the guards it made.  Returns how many
--- tables it guarded.
-CREATE FUNCTION opsdata._guard_tables()
-RETURNS integer
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	t record;
-	old_guard name;
-	row_events text[];
-	n integer := 0;
-BEGIN
-	FOR t IN
-		SELECT c.oid::pg_catalog.regclass AS rel, c.relkind, c.relispartition,
-			   ARRAY(SELECT e FROM pg_catalog.unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) e
-					  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class g, pg_catalog.aclexplode(g.relacl) a
-										 WHERE g.oid = CASE WHEN c.relispartition
-															THEN pg_catalog.pg_partition_root(c.oid)
-															ELSE c.oid END
-										   AND a.grantee OPERATOR(pg_catalog.<>) g.relowner
-										   AND a.privilege_type OPERATOR(pg_catalog.=) e)) AS events
-		  FROM pg_catalog.pg_class c
-		  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-									 AND d.objid = c.oid AND d.deptype = 'e'
-		  JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid AND x.extname = 'pg_opsdata'
-		 WHERE c.relkind IN ('r', 'p')
-		 ORDER BY c.oid
-	LOOP
-		CONTINUE WHEN pg_catalog.cardinality(t.events) = 0;
-		-- Replace the guards made before (a clone on a partition goes with
-		-- its parent's).
-		FOR old_guard IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
-				  WHERE tg.tgrelid OPERATOR(pg_catalog.=) t.rel
-					AND tg.tgname IN ('opsdata_guard', 'opsdata_guard_truncate')
-					AND tg.tgparentid OPERATOR(pg_catalog.=) 0
-		LOOP
-			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', old_guard, t.rel);
-		END LOOP;
-		IF t.relkind = 'r' AND NOT t.relispartition THEN
-			EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
-									  pg_catalog.array_to_string(t.events, ' OR '), t.rel);
-			EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
-		ELSE
-			row_events := ARRAY(SELECT e FROM pg_catalog.unnest(t.events) e WHERE e OPERATOR(pg_catalog.<>) 'TRUNCATE');
-			IF t.relkind = 'p' AND pg_catalog.cardinality(row_events) > 0 THEN
-				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH ROW EXECUTE FUNCTION opsdata._guard()',
-										  pg_catalog.array_to_string(row_events, ' OR '), t.rel);
-				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
-			END IF;
-			IF 'TRUNCATE' OPERATOR(pg_catalog.=) ANY (t.events) THEN
-				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
-										  t.rel);
-				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard_truncate', t.rel);
-			END IF;
-		END IF;
-		n := n + 1;
-	END LOOP;
 	RETURN n;
 END
 $$;
@@ -855,6 +765,346 @@ BEGIN
 		detail := pg_catalog.format('Last sample at %s: %s values.', st.last_run_at, st.last_values)
 				  || coalesce(' ' || st.statements_note, '');
 	END IF;
+	RETURN NEXT;
+END
+$$;
+
+COMMENT ON FUNCTION metrics._health_vitals() IS 'Internal: the vital signs row of opsdata.health()';
+
+GRANT EXECUTE ON FUNCTION metrics.collect_vitals() TO opsdata_admin;
+GRANT EXECUTE ON FUNCTION metrics.slow_queries(timestamptz, timestamptz, integer),
+	metrics.locks_at(timestamptz, interval) TO opsdata_reader;
+
+-- src/learning/import.sql
+-- Learning, import: views that COPY loads the stores of another system
+-- into (thresholds, candidates and their labels).  Each is a view with an
+-- INSTEAD OF INSERT trigger, so that "COPY view FROM STDIN" converts and
+-- checks every row with the same rules as the API, names the line of a
+-- bad row (COPY's context), and loads the whole file or nothing.
+-- Feedback needs no view: COPY learning.feedback loads it directly.
+
+CREATE VIEW learning.import_thresholds AS
+	SELECT NULL::text AS key, NULL::text AS objective, NULL::double precision AS target,
+		   NULL::integer AS min_support, NULL::double precision AS threshold,
+		   NULL::double precision AS precision, NULL::double precision AS recall,
+		   NULL::bigint AS support, NULL::timestamptz AS tuned_at
+	 WHERE false;
+
+COMMENT ON VIEW learning.import_thresholds IS 'Write-only: COPY or INSERT thresholds tuned elsewhere; each row sets the objective of its key and its threshold';
+COMMENT ON COLUMN learning.import_thresholds.key IS 'Key the threshold decides for';
+COMMENT ON COLUMN learning.import_thresholds.objective IS 'precision, f_beta or youden; NULL for the setting learning.default_objective';
+COMMENT ON COLUMN learning.import_thresholds.target IS 'Target precision, or beta for f_beta';
+COMMENT ON COLUMN learning.import_thresholds.min_support IS 'Feedback rows needed before the threshold is used; NULL for the setting learning.default_min_support';
+COMMENT ON COLUMN learning.import_thresholds.threshold IS 'The threshold, in [0, 1]';
+COMMENT ON COLUMN learning.import_thresholds.precision IS 'Precision at the threshold, if known';
+COMMENT ON COLUMN learning.import_thresholds.recall IS 'Recall at the threshold, if known';
+COMMENT ON COLUMN learning.import_thresholds.support IS 'Feedback rows the threshold was tuned on';
+COMMENT ON COLUMN learning.import_thresholds.tuned_at IS 'When it was tuned; now() when NULL';
+
+CREATE FUNCTION learning._import_threshold()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	objective text := coalesce(NEW.objective, opsdata.setting('learning.default_objective'));
+	target double precision;
+	tuned timestamptz := coalesce(NEW.tuned_at, pg_catalog.now());
+	previous double precision;
+BEGIN
+	IF NEW.key IS NULL THEN
+		RAISE EXCEPTION 'key must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF NEW.objective IS NULL AND objective = 'f_beta' THEN
+		target := coalesce(NEW.target, opsdata.setting('learning.default_beta')::double precision);
+	ELSE
+		target := NEW.target;
+	END IF;
+	target := learning._check_objective(objective, target);
+	IF NEW.threshold IS NOT NULL AND NOT (NEW.threshold >= 0 AND NEW.threshold <= 1) THEN
+		RAISE EXCEPTION 'threshold must be between 0 and 1, not %', NEW.threshold
+			USING ERRCODE = 'numeric_value_out_of_range';
+	END IF;
+	IF NEW.min_support IS NOT NULL AND NEW.min_support < 1 THEN
+		RAISE EXCEPTION 'min_support must be at least 1' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT t.threshold INTO previous FROM learning.thresholds t WHERE t.key = NEW.key FOR UPDATE;
+	-- configured_at = tuned_at: learning.tune() leaves the key alone until
+	-- feedback of the key arrives.
+	INSERT INTO learning.thresholds AS t (key, objective, target, min_support, threshold, precision, recall,
+										  support, tuned_at, configured_at)
+	VALUES (NEW.key, objective, target,
+			coalesce(NEW.min_support, opsdata.setting('learning.default_min_support')::integer),
+			NEW.threshold, NEW.precision, NEW.recall, coalesce(NEW.support, 0), tuned, tuned)
+	ON CONFLICT ON CONSTRAINT thresholds_pkey DO UPDATE
+	   SET objective = excluded.objective, target = excluded.target, min_support = excluded.min_support,
+		   threshold = excluded.threshold, precision = excluded.precision, recall = excluded.recall,
+		   support = excluded.support, tuned_at = excluded.tuned_at, configured_at = excluded.configured_at;
+	INSERT INTO learning.threshold_history (key, objective, target, threshold, previous, precision, recall,
+											support, changed_at)
+	VALUES (NEW.key, objective, target, NEW.threshold, previous, NEW.precision, NEW.recall,
+			coalesce(NEW.support, 0), tuned);
+	RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION learning._import_threshold() IS 'Internal: stores a row written to learning.import_thresholds';
+
+CREATE TRIGGER import_threshold INSTEAD OF INSERT ON learning.import_thresholds
+	FOR EACH ROW EXECUTE FUNCTION learning._import_threshold();
+
+CREATE VIEW learning.import_candidates AS
+	SELECT NULL::text AS key, NULL::text AS item_id, NULL::double precision AS probability,
+		   NULL::jsonb AS scores, NULL::jsonb AS payload, NULL::timestamptz AS created_at
+	 WHERE false;
+
+COMMENT ON VIEW learning.import_candidates IS 'Write-only: COPY or INSERT candidates queued elsewhere, as learning.offer() queues them';
+COMMENT ON COLUMN learning.import_candidates.key IS 'Key the item belongs to';
+COMMENT ON COLUMN learning.import_candidates.item_id IS 'The item to label';
+COMMENT ON COLUMN learning.import_candidates.probability IS 'The probability the model gave (when scores is NULL)';
+COMMENT ON COLUMN learning.import_candidates.scores IS 'The model''s scores, one per class, as a JSON array of numbers';
+COMMENT ON COLUMN learning.import_candidates.payload IS 'What a reviewer needs to see, as JSON; {} when NULL';
+COMMENT ON COLUMN learning.import_candidates.created_at IS 'When the item was offered; now() when NULL';
+
+CREATE FUNCTION learning._import_candidate()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	id bigint;
+	scores double precision[];
+BEGIN
+	IF NEW.scores IS NOT NULL THEN
+		IF pg_catalog.jsonb_typeof(NEW.scores) <> 'array'
+		   OR EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(NEW.scores) e
+					   WHERE pg_catalog.jsonb_typeof(e) <> 'number') THEN
+			RAISE EXCEPTION 'scores must be a JSON array of numbers, not %', NEW.scores
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		SELECT pg_catalog.array_agg(e::double precision ORDER BY o) INTO scores
+		  FROM pg_catalog.jsonb_array_elements_text(NEW.scores) WITH ORDINALITY AS x(e, o);
+		id := learning.offer(NEW.key, NEW.item_id, scores, coalesce(NEW.payload, '{}'));
+	ELSE
+		id := learning.offer(NEW.key, NEW.item_id, NEW.probability, coalesce(NEW.payload, '{}'));
+	END IF;
+	IF NEW.created_at IS NOT NULL THEN
+		UPDATE learning.candidates c SET created_at = NEW.created_at WHERE c.candidate_id = id;
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION learning._import_candidate() IS 'Internal: offers a row written to learning.import_candidates';
+
+CREATE TRIGGER import_candidate INSTEAD OF INSERT ON learning.import_candidates
+	FOR EACH ROW EXECUTE FUNCTION learning._import_candidate();
+
+CREATE VIEW learning.import_labels AS
+	SELECT NULL::text AS key, NULL::text AS item_id, NULL::text AS reviewer, NULL::boolean AS label,
+		   NULL::smallint AS rating, NULL::timestamptz AS created_at
+	 WHERE false;
+
+COMMENT ON VIEW learning.import_labels IS 'Write-only: COPY or INSERT reviewers'' labels of candidates, as learning.submit() records them (feedback, and the candidate closed once it has its labels)';
+COMMENT ON COLUMN learning.import_labels.key IS 'Key of the candidate';
+COMMENT ON COLUMN learning.import_labels.item_id IS 'Item of the candidate';
+COMMENT ON COLUMN learning.import_labels.reviewer IS 'Who labelled it';
+COMMENT ON COLUMN learning.import_labels.label IS 'Whether the decision was correct';
+COMMENT ON COLUMN learning.import_labels.rating IS 'Optional rating';
+COMMENT ON COLUMN learning.import_labels.created_at IS 'When it was labelled; now() when NULL';
+
+CREATE FUNCTION learning._import_label()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	id bigint;
+	fid bigint;
+BEGIN
+	SELECT c.candidate_id INTO id FROM learning.candidates c WHERE c.key = NEW.key AND c.item_id = NEW.item_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'no candidate of key "%" and item "%"', NEW.key, NEW.item_id
+			USING ERRCODE = 'foreign_key_violation',
+				  HINT = 'Import the candidates into learning.import_candidates before their labels.';
+	END IF;
+	IF NEW.label IS NULL OR NEW.reviewer IS NULL THEN
+		RAISE EXCEPTION 'label and reviewer must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	fid := learning.submit(id, NEW.reviewer, NEW.label, NEW.rating, NULL);
+	IF NEW.created_at IS NOT NULL THEN
+		UPDATE learning.feedback f SET created_at = NEW.created_at WHERE f.feedback_id = fid;
+		UPDATE learning.candidates c SET closed_at = NEW.created_at
+		 WHERE c.candidate_id = id AND c.closed_at IS NOT NULL;
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION learning._import_label() IS 'Internal: records a row written to learning.import_labels as learning.submit() does';
+
+CREATE TRIGGER import_label INSTEAD OF INSERT ON learning.import_labels
+	FOR EACH ROW EXECUTE FUNCTION learning._import_label();
+
+GRANT INSERT ON learning.import_thresholds, learning.import_candidates, learning.import_labels TO opsdata_admin;
+
+-- Partition steps name their operators with their schema (they run as the
+-- table's owner in a privileged region).
+CREATE OR REPLACE FUNCTION opsdata._partition_step(s opsdata.partitions, parent regclass, schema name, parent_name name,
+	space text, like_clause text, cols text, tail text[], default_part regclass, taken text[],
+	lo timestamptz, hi timestamptz, lo_id bigint, hi_id bigint, filled boolean,
+	OUT action text, OUT partition text, OUT relname name, OUT statements text[], OUT detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+AS $$
+DECLARE
+	v_time boolean := s.control_type IN ('timestamptz'::regtype, 'date'::regtype);
+	v_name name;
+	v_lit_lo text := opsdata._partition_literal(s.control_type, lo, lo_id);
+	v_lit_hi text := opsdata._partition_literal(s.control_type, hi, hi_id);
+	v_suffix text;
+	v_iv interval;
+	v_check text;
+	v_cond text;
+	g text;
+BEGIN
+	IF v_time THEN
+		v_iv := s.part_interval::interval;
+		v_suffix := CASE
+			WHEN EXTRACT(year FROM v_iv) * 12 + EXTRACT(month FROM v_iv) > 0
+			THEN pg_catalog.to_char(lo AT TIME ZONE 'UTC', 'YYYYMM')
+			WHEN EXTRACT(epoch FROM v_iv)::numeric % 86400 = 0
+			THEN pg_catalog.to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD')
+			ELSE pg_catalog.to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MI') END;
+	ELSE
+		v_suffix := pg_catalog.replace(lo_id::text, '-', 'm');
+	END IF;
+	v_name := opsdata._partition_name(schema, parent_name, v_suffix, taken);
+	relname := v_name;
+	partition := pg_catalog.format('%I.%I', schema, v_name);
+	detail := pg_catalog.format('FROM (%s) TO (%s)', v_lit_lo, coalesce(v_lit_hi, 'MAXVALUE'));
+	IF NOT filled THEN
+		action := 'create';
+		statements := ARRAY[pg_catalog.format('CREATE TABLE %s %s)%s', partition, like_clause, space)];
+	ELSE
+		action := 'move';
+		-- Run as the table's owner in a privileged region: operators are
+		-- named with their schema.
+		v_cond := pg_catalog.format('%1$I OPERATOR(pg_catalog.>=) %2$s', s.control_column, v_lit_lo)
+				  || CASE WHEN v_lit_hi IS NULL THEN ''
+						  ELSE pg_catalog.format(' AND %1$I OPERATOR(pg_catalog.<) %2$s', s.control_column, v_lit_hi) END;
+		statements := ARRAY[
+			pg_catalog.format('CREATE TABLE %s %s, CONSTRAINT opsdata_partition_bounds CHECK (%I IS NOT NULL AND %s))%s',
+							  partition, like_clause, s.control_column, v_cond, space),
+			pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s) INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM moved',
+							  default_part, v_cond, cols, partition, cols, cols)];
+	END IF;
+	statements := statements
+		|| pg_catalog.format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%s) TO (%s)',
+							 parent, partition, v_lit_lo, coalesce(v_lit_hi, 'MAXVALUE'));
+	IF filled THEN
+		statements := statements
+			|| pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT opsdata_partition_bounds', partition);
+	END IF;
+	FOREACH g IN ARRAY tail LOOP
+		statements := statements || pg_catalog.format(g, partition);
+	END LOOP;
+END
+$$;
+
+--
+-- Every table of pg_opsdata is guarded against writes by roles that bypass
+-- grants; the guard of the audit tables of 0.1 gives way to it.
+--
+DROP TRIGGER refuse_change ON audit.entries;
+DROP TRIGGER refuse_change ON audit.statements;
+DROP TRIGGER refuse_change ON audit.seals;
+DROP TRIGGER refuse_change ON audit.rules;
+DROP TRIGGER refuse_change ON audit.queue;
+DROP FUNCTION audit._refuse_change();
+
+CREATE FUNCTION audit._statements_changed()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_statements_changed';
+
+COMMENT ON FUNCTION audit._statements_changed() IS 'Internal: make the caches of stored statement texts forget what they hold when audit.statements changes';
+
+CREATE TRIGGER statements_changed AFTER UPDATE OR DELETE ON audit.statements
+	FOR EACH STATEMENT EXECUTE FUNCTION audit._statements_changed();
+
+CREATE FUNCTION opsdata._guard()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsdata_guard';
+
+COMMENT ON FUNCTION opsdata._guard() IS 'Internal: trigger refusing writes of pg_opsdata''s tables to all but their owner and superusers';
+
+-- Guards every table of the extension; a table's partitions get the
+-- row-level guard of their parent by cloning, those made later included,
+-- and a TRUNCATE guard of their own when they belong to the extension.
+-- Safe to run again: it replaces the guards it made.  Returns how many
+-- tables it guarded.
+CREATE FUNCTION opsdata._guard_tables()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t record;
+	old_guard name;
+	row_events text[];
+	n integer := 0;
+BEGIN
+	FOR t IN
+		SELECT c.oid::pg_catalog.regclass AS rel, c.relkind, c.relispartition,
+			   ARRAY(SELECT e FROM pg_catalog.unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) e
+					  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class g, pg_catalog.aclexplode(g.relacl) a
+										 WHERE g.oid = CASE WHEN c.relispartition
+															THEN pg_catalog.pg_partition_root(c.oid)
+															ELSE c.oid END
+										   AND a.grantee OPERATOR(pg_catalog.<>) g.relowner
+										   AND a.privilege_type OPERATOR(pg_catalog.=) e)) AS events
+		  FROM pg_catalog.pg_class c
+		  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+									 AND d.objid = c.oid AND d.deptype = 'e'
+		  JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid AND x.extname = 'pg_opsdata'
+		 WHERE c.relkind IN ('r', 'p')
+		 ORDER BY c.oid
+	LOOP
+		CONTINUE WHEN pg_catalog.cardinality(t.events) = 0;
+		-- Replace the guards made before (a clone on a partition goes with
+		-- its parent's).
+		FOR old_guard IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
+				  WHERE tg.tgrelid OPERATOR(pg_catalog.=) t.rel
+					AND tg.tgname IN ('opsdata_guard', 'opsdata_guard_truncate')
+					AND tg.tgparentid OPERATOR(pg_catalog.=) 0
+		LOOP
+			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', old_guard, t.rel);
+		END LOOP;
+		IF t.relkind = 'r' AND NOT t.relispartition THEN
+			EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
+									  pg_catalog.array_to_string(t.events, ' OR '), t.rel);
+			EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
+		ELSE
+			row_events := ARRAY(SELECT e FROM pg_catalog.unnest(t.events) e WHERE e OPERATOR(pg_catalog.<>) 'TRUNCATE');
+			IF t.relkind = 'p' AND pg_catalog.cardinality(row_events) > 0 THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH ROW EXECUTE FUNCTION opsdata._guard()',
+										  pg_catalog.array_to_string(row_events, ' OR '), t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
+			END IF;
+			IF 'TRUNCATE' OPERATOR(pg_catalog.=) ANY (t.events) THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
+										  t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard_truncate', t.rel);
+			END IF;
+		END IF;
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
 
 COMMENT ON FUNCTION opsdata._guard_tables() IS 'Internal: put the guard trigger on every table of pg_opsdata for each write no role is granted; returns how many tables';
 
@@ -1208,248 +1458,6 @@ BEGIN
 	RETURN NEXT;
 END
 $$;
-
-COMMENT ON FUNCTION metrics._health_vitals() IS 'Internal: the vital signs row of opsdata.health()';
-
-GRANT EXECUTE ON FUNCTION metrics.collect_vitals() TO opsdata_admin;
-GRANT EXECUTE ON FUNCTION metrics.slow_queries(timestamptz, timestamptz, integer),
-	metrics.locks_at(timestamptz, interval) TO opsdata_reader;
-
--- src/learning/import.sql
--- Learning, import: views that COPY loads the stores of another system
--- into (thresholds, candidates and their labels).  Each is a view with an
--- INSTEAD OF INSERT trigger, so that "COPY view FROM STDIN" converts and
--- checks every row with the same rules as the API, names the line of a
--- bad row (COPY's context), and loads the whole file or nothing.
--- Feedback needs no view: COPY learning.feedback loads it directly.
-
-CREATE VIEW learning.import_thresholds AS
-	SELECT NULL::text AS key, NULL::text AS objective, NULL::double precision AS target,
-		   NULL::integer AS min_support, NULL::double precision AS threshold,
-		   NULL::double precision AS precision, NULL::double precision AS recall,
-		   NULL::bigint AS support, NULL::timestamptz AS tuned_at
-	 WHERE false;
-
-COMMENT ON VIEW learning.import_thresholds IS 'Write-only: COPY or INSERT thresholds tuned elsewhere; each row sets the objective of its key and its threshold';
-COMMENT ON COLUMN learning.import_thresholds.key IS 'Key the threshold decides for';
-COMMENT ON COLUMN learning.import_thresholds.objective IS 'precision, f_beta or youden; NULL for the setting learning.default_objective';
-COMMENT ON COLUMN learning.import_thresholds.target IS 'Target precision, or beta for f_beta';
-COMMENT ON COLUMN learning.import_thresholds.min_support IS 'Feedback rows needed before the threshold is used; NULL for the setting learning.default_min_support';
-COMMENT ON COLUMN learning.import_thresholds.threshold IS 'The threshold, in [0, 1]';
-COMMENT ON COLUMN learning.import_thresholds.precision IS 'Precision at the threshold, if known';
-COMMENT ON COLUMN learning.import_thresholds.recall IS 'Recall at the threshold, if known';
-COMMENT ON COLUMN learning.import_thresholds.support IS 'Feedback rows the threshold was tuned on';
-COMMENT ON COLUMN learning.import_thresholds.tuned_at IS 'When it was tuned; now() when NULL';
-
-CREATE FUNCTION learning._import_threshold()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	objective text := coalesce(NEW.objective, opsdata.setting('learning.default_objective'));
-	target double precision;
-	tuned timestamptz := coalesce(NEW.tuned_at, pg_catalog.now());
-	previous double precision;
-BEGIN
-	IF NEW.key IS NULL THEN
-		RAISE EXCEPTION 'key must not be null' USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	IF NEW.objective IS NULL AND objective = 'f_beta' THEN
-		target := coalesce(NEW.target, opsdata.setting('learning.default_beta')::double precision);
-	ELSE
-		target := NEW.target;
-	END IF;
-	target := learning._check_objective(objective, target);
-	IF NEW.threshold IS NOT NULL AND NOT (NEW.threshold >= 0 AND NEW.threshold <= 1) THEN
-		RAISE EXCEPTION 'threshold must be between 0 and 1, not %', NEW.threshold
-			USING ERRCODE = 'numeric_value_out_of_range';
-	END IF;
-	IF NEW.min_support IS NOT NULL AND NEW.min_support < 1 THEN
-		RAISE EXCEPTION 'min_support must be at least 1' USING ERRCODE = 'invalid_parameter_value';
-	END IF;
-	SELECT t.threshold INTO previous FROM learning.thresholds t WHERE t.key = NEW.key FOR UPDATE;
-	-- configured_at = tuned_at: learning.tune() leaves the key alone until
-	-- feedback of the key arrives.
-	INSERT INTO learning.thresholds AS t (key, objective, target, min_support, threshold, precision, recall,
-										  support, tuned_at, configured_at)
-	VALUES (NEW.key, objective, target,
-			coalesce(NEW.min_support, opsdata.setting('learning.default_min_support')::integer),
-			NEW.threshold, NEW.precision, NEW.recall, coalesce(NEW.support, 0), tuned, tuned)
-	ON CONFLICT ON CONSTRAINT thresholds_pkey DO UPDATE
-	   SET objective = excluded.objective, target = excluded.target, min_support = excluded.min_support,
-		   threshold = excluded.threshold, precision = excluded.precision, recall = excluded.recall,
-		   support = excluded.support, tuned_at = excluded.tuned_at, configured_at = excluded.configured_at;
-	INSERT INTO learning.threshold_history (key, objective, target, threshold, previous, precision, recall,
-											support, changed_at)
-	VALUES (NEW.key, objective, target, NEW.threshold, previous, NEW.precision, NEW.recall,
-			coalesce(NEW.support, 0), tuned);
-	RETURN NEW;
-END
-$$;
-
-COMMENT ON FUNCTION learning._import_threshold() IS 'Internal: stores a row written to learning.import_thresholds';
-
-CREATE TRIGGER import_threshold INSTEAD OF INSERT ON learning.import_thresholds
-	FOR EACH ROW EXECUTE FUNCTION learning._import_threshold();
-
-CREATE VIEW learning.import_candidates AS
-	SELECT NULL::text AS key, NULL::text AS item_id, NULL::double precision AS probability,
-		   NULL::jsonb AS scores, NULL::jsonb AS payload, NULL::timestamptz AS created_at
-	 WHERE false;
-
-COMMENT ON VIEW learning.import_candidates IS 'Write-only: COPY or INSERT candidates queued elsewhere, as learning.offer() queues them';
-COMMENT ON COLUMN learning.import_candidates.key IS 'Key the item belongs to';
-COMMENT ON COLUMN learning.import_candidates.item_id IS 'The item to label';
-COMMENT ON COLUMN learning.import_candidates.probability IS 'The probability the model gave (when scores is NULL)';
-COMMENT ON COLUMN learning.import_candidates.scores IS 'The model''s scores, one per class, as a JSON array of numbers';
-COMMENT ON COLUMN learning.import_candidates.payload IS 'What a reviewer needs to see, as JSON; {} when NULL';
-COMMENT ON COLUMN learning.import_candidates.created_at IS 'When the item was offered; now() when NULL';
-
-CREATE FUNCTION learning._import_candidate()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	id bigint;
-	scores double precision[];
-BEGIN
-	IF NEW.scores IS NOT NULL THEN
-		IF pg_catalog.jsonb_typeof(NEW.scores) <> 'array'
-		   OR EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(NEW.scores) e
-					   WHERE pg_catalog.jsonb_typeof(e) <> 'number') THEN
-			RAISE EXCEPTION 'scores must be a JSON array of numbers, not %', NEW.scores
-				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
-		SELECT pg_catalog.array_agg(e::double precision ORDER BY o) INTO scores
-		  FROM pg_catalog.jsonb_array_elements_text(NEW.scores) WITH ORDINALITY AS x(e, o);
-		id := learning.offer(NEW.key, NEW.item_id, scores, coalesce(NEW.payload, '{}'));
-	ELSE
-		id := learning.offer(NEW.key, NEW.item_id, NEW.probability, coalesce(NEW.payload, '{}'));
-	END IF;
-	IF NEW.created_at IS NOT NULL THEN
-		UPDATE learning.candidates c SET created_at = NEW.created_at WHERE c.candidate_id = id;
-	END IF;
-	RETURN NEW;
-END
-$$;
-
-COMMENT ON FUNCTION learning._import_candidate() IS 'Internal: offers a row written to learning.import_candidates';
-
-CREATE TRIGGER import_candidate INSTEAD OF INSERT ON learning.import_candidates
-	FOR EACH ROW EXECUTE FUNCTION learning._import_candidate();
-
-CREATE VIEW learning.import_labels AS
-	SELECT NULL::text AS key, NULL::text AS item_id, NULL::text AS reviewer, NULL::boolean AS label,
-		   NULL::smallint AS rating, NULL::timestamptz AS created_at
-	 WHERE false;
-
-COMMENT ON VIEW learning.import_labels IS 'Write-only: COPY or INSERT reviewers'' labels of candidates, as learning.submit() records them (feedback, and the candidate closed once it has its labels)';
-COMMENT ON COLUMN learning.import_labels.key IS 'Key of the candidate';
-COMMENT ON COLUMN learning.import_labels.item_id IS 'Item of the candidate';
-COMMENT ON COLUMN learning.import_labels.reviewer IS 'Who labelled it';
-COMMENT ON COLUMN learning.import_labels.label IS 'Whether the decision was correct';
-COMMENT ON COLUMN learning.import_labels.rating IS 'Optional rating';
-COMMENT ON COLUMN learning.import_labels.created_at IS 'When it was labelled; now() when NULL';
-
-CREATE FUNCTION learning._import_label()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	id bigint;
-	fid bigint;
-BEGIN
-	SELECT c.candidate_id INTO id FROM learning.candidates c WHERE c.key = NEW.key AND c.item_id = NEW.item_id;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'no candidate of key "%" and item "%"', NEW.key, NEW.item_id
-			USING ERRCODE = 'foreign_key_violation',
-				  HINT = 'Import the candidates into learning.import_candidates before their labels.';
-	END IF;
-	IF NEW.label IS NULL OR NEW.reviewer IS NULL THEN
-		RAISE EXCEPTION 'label and reviewer must not be null' USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	fid := learning.submit(id, NEW.reviewer, NEW.label, NEW.rating, NULL);
-	IF NEW.created_at IS NOT NULL THEN
-		UPDATE learning.feedback f SET created_at = NEW.created_at WHERE f.feedback_id = fid;
-		UPDATE learning.candidates c SET closed_at = NEW.created_at
-		 WHERE c.candidate_id = id AND c.closed_at IS NOT NULL;
-	END IF;
-	RETURN NEW;
-END
-$$;
-
-COMMENT ON FUNCTION learning._import_label() IS 'Internal: records a row written to learning.import_labels as learning.submit() does';
-
-CREATE TRIGGER import_label INSTEAD OF INSERT ON learning.import_labels
-	FOR EACH ROW EXECUTE FUNCTION learning._import_label();
-
-GRANT INSERT ON learning.import_thresholds, learning.import_candidates, learning.import_labels TO opsdata_admin;
-
-
--- Partition steps name their operators with their schema (they run as the
--- table's owner in a privileged region).
-CREATE OR REPLACE FUNCTION opsdata._partition_step(s opsdata.partitions, parent regclass, schema name, parent_name name,
-	space text, like_clause text, cols text, tail text[], default_part regclass, taken text[],
-	lo timestamptz, hi timestamptz, lo_id bigint, hi_id bigint, filled boolean,
-	OUT action text, OUT partition text, OUT relname name, OUT statements text[], OUT detail text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-SET TimeZone = 'UTC'
-AS $$
-DECLARE
-	v_time boolean := s.control_type IN ('timestamptz'::regtype, 'date'::regtype);
-	v_name name;
-	v_lit_lo text := opsdata._partition_literal(s.control_type, lo, lo_id);
-	v_lit_hi text := opsdata._partition_literal(s.control_type, hi, hi_id);
-	v_suffix text;
-	v_iv interval;
-	v_check text;
-	v_cond text;
-	g text;
-BEGIN
-	IF v_time THEN
-		v_iv := s.part_interval::interval;
-		v_suffix := CASE
-			WHEN EXTRACT(year FROM v_iv) * 12 + EXTRACT(month FROM v_iv) > 0
-			THEN pg_catalog.to_char(lo AT TIME ZONE 'UTC', 'YYYYMM')
-			WHEN EXTRACT(epoch FROM v_iv)::numeric % 86400 = 0
-			THEN pg_catalog.to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD')
-			ELSE pg_catalog.to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MI') END;
-	ELSE
-		v_suffix := pg_catalog.replace(lo_id::text, '-', 'm');
-	END IF;
-	v_name := opsdata._partition_name(schema, parent_name, v_suffix, taken);
-	relname := v_name;
-	partition := pg_catalog.format('%I.%I', schema, v_name);
-	detail := pg_catalog.format('FROM (%s) TO (%s)', v_lit_lo, coalesce(v_lit_hi, 'MAXVALUE'));
-	IF NOT filled THEN
-		action := 'create';
-		statements := ARRAY[pg_catalog.format('CREATE TABLE %s %s)%s', partition, like_clause, space)];
-	ELSE
-		action := 'move';
-		-- Run as the table's owner in a privileged region: operators are
-		-- named with their schema.
-		v_cond := pg_catalog.format('%1$I OPERATOR(pg_catalog.>=) %2$s', s.control_column, v_lit_lo)
-				  || CASE WHEN v_lit_hi IS NULL THEN ''
-						  ELSE pg_catalog.format(' AND %1$I OPERATOR(pg_catalog.<) %2$s', s.control_column, v_lit_hi) END;
-		statements := ARRAY[
-			pg_catalog.format('CREATE TABLE %s %s, CONSTRAINT opsdata_partition_bounds CHECK (%I IS NOT NULL AND %s))%s',
-							  partition, like_clause, s.control_column, v_cond, space),
-			pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s) INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM moved',
-							  default_part, v_cond, cols, partition, cols, cols)];
-	END IF;
-	statements := statements
-		|| pg_catalog.format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%s) TO (%s)',
-							 parent, partition, v_lit_lo, coalesce(v_lit_hi, 'MAXVALUE'));
-	IF filled THEN
-		statements := statements
-			|| pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT opsdata_partition_bounds', partition);
-	END IF;
-	FOREACH g IN ARRAY tail LOOP
-		statements := statements || pg_catalog.format(g, partition);
 
 CREATE OR REPLACE FUNCTION opsdata._partition_plan(p_parent regclass, p_start_from text, p_maintain boolean,
 	OUT step integer, OUT phase text, OUT action text, OUT partition text, OUT statements text[],
@@ -1830,7 +1838,6 @@ BEGIN
 	END LOOP;
 END
 $$;
-
 
 --
 -- Jobs: max_runtime is at least 1 millisecond (a shorter one meant no

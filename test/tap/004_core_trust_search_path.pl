@@ -311,11 +311,17 @@ my @calls = (
 		SELECT count(*) FROM opsdata.run_maintenance()}],
 	['opsdata.unmanage_partitions(regclass)', q{SELECT opsdata.unmanage_partitions('app.events')}],
 	['opsdata.health()', q{SELECT count(*) FROM opsdata.health()}],
+	['opsdata.health_json()', q{SELECT opsdata.health_json() IS NOT NULL}],
+	['metrics.collect_vitals()', q{SELECT metrics.collect_vitals()}],
+	['metrics.slow_queries(timestamp with time zone,timestamp with time zone,integer)',
+	 q{SELECT count(*) FROM metrics.slow_queries(now() - interval '1 hour', now(), 5)}],
+	['metrics.locks_at(timestamp with time zone,interval)',
+	 q{SELECT count(*) FROM metrics.locks_at(now(), interval '5 minutes')}],
 	['audit.flush()', q{SELECT audit.flush()}],
 	['audit.queue_state()', q{SELECT count(*) FROM audit.queue_state()}],
 	['audit.add_rule(text,name,name,name,text,text,text)',
 	 q{SELECT audit.add_rule('include', schema_name => 'app', class => 'read', comment => 'trap')}],
-	['audit.drop_rule(bigint)', q{SELECT audit.drop_rule(rule_id) FROM audit.rules WHERE comment = 'trap'}],
+	['audit.drop_rule(bigint)', q{SELECT audit.drop_rule(rule_id) FROM audit.rules WHERE comment = 'trap exclude'}],
 	['metrics.record(text,double precision,jsonb,timestamp with time zone)',
 	 q{SELECT metrics.record('trap.latency', 12.5, '{"route": "/a"}')}],
 	['metrics.record_many(text[],double precision[],jsonb[],timestamp with time zone[])',
@@ -395,6 +401,8 @@ cmp_ok(scalar(@builtin), '>=', 6, 'the built-in jobs: ' . join(', ', @builtin));
 sub call_everything
 {
 	my ($prefix, $how) = @_;
+	# Dropping an exclude rule is an administrator's; adding one is not.
+	sql(q{SELECT audit.add_rule('exclude', schema_name => 'nowhere', comment => 'trap exclude')});
 	for my $call (@calls)
 	{
 		my ($rc, $out, $err) = as('adm', "$prefix\n$call->[1]");
