@@ -206,11 +206,28 @@ audit_health(PG_FUNCTION_ARGS)
 			"The audit queue needs pg_opsdata in shared_preload_libraries.");
 		PG_RETURN_VOID();
 	}
-	opsdata_health_row(
-		rsinfo, "audit capture", "ok",
-		psprintf(
-			"Auditing %s (pg_opsdata.audit), plus the rules in audit.rules.",
-			audit_classes_string(audit_classes)));
+	if (RecoveryInProgress())
+	{
+		/*
+		 * Writes, DDL and role changes cannot succeed here; any other class
+		 * audited is a gap.
+		 */
+		bool gap = (audit_classes & ~AUDIT_TRANSACTIONAL_CLASSES) != 0 ||
+				   audit_rules_may_include();
+
+		opsdata_health_row(
+			rsinfo, "audit capture", gap ? "warning" : "off",
+			psprintf(
+				"This server is a hot standby: statements run here are not audited, since nothing can be written during recovery, and pg_opsdata.audit asks for %s%s. The trail here is the primary's, as replayed.",
+				audit_classes_string(audit_classes),
+				gap ? "" : ", which cannot succeed on a standby"));
+	}
+	else
+		opsdata_health_row(
+			rsinfo, "audit capture", "ok",
+			psprintf("Auditing %s (pg_opsdata.audit), plus the rules in "
+					 "audit.rules.",
+					 audit_classes_string(audit_classes)));
 
 	audit_health_held(rsinfo);
 	n = audit_queue_stats(&stats);
