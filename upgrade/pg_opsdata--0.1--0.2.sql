@@ -263,3 +263,32 @@ BEGIN
 	RETURN NULL;
 END
 $$;
+
+-- The oldest objects the library works with, and health saying when this
+-- database's are older.
+CREATE FUNCTION opsdata._oldest_schema()
+RETURNS text
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'opsdata_oldest_schema';
+
+COMMENT ON FUNCTION opsdata._oldest_schema() IS 'Internal: the oldest version of pg_opsdata''s objects the loaded library works with';
+REVOKE ALL ON FUNCTION opsdata._oldest_schema() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION opsdata._health_extension(OUT component text, OUT status text, OUT detail text)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+AS $$
+	SELECT 'extension',
+		   CASE WHEN e.extversion = opsdata._library_version() THEN 'ok' ELSE 'error' END,
+		   CASE WHEN e.extversion = opsdata._library_version()
+				THEN pg_catalog.format('pg_opsdata %s.', e.extversion)
+				WHEN pg_catalog.string_to_array(e.extversion, '.')::integer[]
+					 < pg_catalog.string_to_array(opsdata._oldest_schema(), '.')::integer[]
+				THEN pg_catalog.format('The loaded library is version %s and works with the objects of pg_opsdata %s or later, but this database has version %s: audited statements and the jobs of this database are refused. Run ALTER EXTENSION pg_opsdata UPDATE.',
+									   opsdata._library_version(), opsdata._oldest_schema(), e.extversion)
+				ELSE pg_catalog.format('The loaded library is version %s but the extension is version %s. Run ALTER EXTENSION pg_opsdata UPDATE, or restart the server if the library was upgraded.',
+									   opsdata._library_version(), e.extversion)
+		   END
+	  FROM pg_catalog.pg_extension e
+	 WHERE e.extname = 'pg_opsdata'
+$$;

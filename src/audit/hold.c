@@ -63,6 +63,7 @@
 #include "utils/xid8.h"
 
 #include "audit/audit.h"
+#include "core/opsdata.h"
 #include "worker/worker.h"
 
 /* Columns of audit.held_entries. */
@@ -277,7 +278,8 @@ audit_hold_events(Oid relid, AuditEvent **events, int nevents)
  * Store events of the current database in the current transaction: into
  * audit.entries (writer.c), or into audit.held_entries while a dump is
  * being restored into the database.  Every caller that would write audit
- * entries goes through here.
+ * entries goes through here; it refuses (version.c) when the extension's
+ * objects are too old for the library.
  */
 void
 audit_store_events(AuditEvent **events, int nevents)
@@ -286,6 +288,7 @@ audit_store_events(AuditEvent **events, int nevents)
 
 	if (nevents == 0)
 		return;
+	opsdata_check_schema();
 	if (worker_restore_under_way(MyDatabaseId) &&
 		OidIsValid(held = audit_held_relid()))
 	{

@@ -213,3 +213,10 @@ AS 'MODULE_PATHNAME', 'opsdata_warn_if_not_preloaded';
 COMMENT ON FUNCTION opsdata._health_core() IS 'Internal: the core''s rows of opsdata.health()';
 COMMENT ON FUNCTION opsdata._library_version() IS 'Version of the loaded pg_opsdata library';
 COMMENT ON FUNCTION opsdata._warn_if_not_preloaded() IS 'Internal: WARNING when the library is not preloaded';
+
+CREATE FUNCTION opsdata._oldest_schema()
+RETURNS text
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'opsdata_oldest_schema';
+
+COMMENT ON FUNCTION opsdata._oldest_schema() IS 'Internal: the oldest version of pg_opsdata''s objects the loaded library works with';
