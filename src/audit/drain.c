@@ -98,8 +98,16 @@ audit_drain_batch(bool wait_for_owner, int max_events)
 int64
 audit_drain(bool wait_for_owner)
 {
-	int64 moved = audit_move_held(INT_MAX);
+	int64 moved = 0;
+	int64 n;
 
+	/* In batches, so that the memory of one is freed before the next. */
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		n = audit_move_held(AUDIT_DRAIN_BATCH);
+		moved += n;
+	} while (n == AUDIT_DRAIN_BATCH);
 	return moved + audit_drain_batch(wait_for_owner, INT_MAX);
 }
 
