@@ -1,7 +1,7 @@
 -- The shape CREATE EXTENSION makes: schemas, tables and their columns,
 -- partitioning, keys and the settings catalog.
 BEGIN;
-SELECT plan(46);
+SELECT plan(47);
 
 SELECT schemas_are(ARRAY['public', 'audit', 'learning', 'metrics', 'opsdata'],
 	'pg_opsdata adds exactly the schemas audit, learning, metrics and opsdata');
@@ -15,7 +15,7 @@ CREATE TEMP VIEW made_tables AS
 	  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 	 WHERE c.relkind IN ('r', 'p') AND NOT (c.relispartition AND c.relname !~ '_default$');
 SELECT set_eq($$SELECT relname::text FROM made_tables WHERE nspname = 'audit'$$,
-	ARRAY['entries', 'entries_default', 'statements', 'seals', 'rules', 'queue'],
+	ARRAY['entries', 'entries_default', 'statements', 'seals', 'rules', 'queue', 'held_entries'],
 	'Schema audit should have the correct tables');
 SELECT tables_are('learning', ARRAY['feedback', 'feedback_changes', 'histograms', 'thresholds',
 	'threshold_history', 'strategies', 'candidates']);
@@ -45,6 +45,9 @@ SELECT columns_are('audit', 'entries', ARRAY['entry_id', 'ts', 'database', 'user
 	'current_user_name', 'application', 'client_addr', 'backend_pid', 'xid', 'class', 'command',
 	'objects', 'privileges', 'rows', 'duration', 'outcome', 'sqlstate', 'statement_id', 'params']);
 SELECT columns_are('audit', 'statements', ARRAY['statement_id', 'statement_text', 'first_seen']);
+SELECT columns_are('audit', 'held_entries', ARRAY['ts', 'database', 'username', 'current_user_name',
+	'application', 'client_addr', 'backend_pid', 'xid', 'class', 'command', 'objects', 'privileges',
+	'rows', 'duration', 'outcome', 'sqlstate', 'statement_text', 'params']);
 SELECT columns_are('audit', 'seals', ARRAY['seal_id', 'first_entry_id', 'last_entry_id', 'entry_count',
 	'prev_hash', 'hash', 'sealed_at']);
 SELECT columns_are('audit', 'rules', ARRAY['rule_id', 'action', 'role_name', 'database_name',

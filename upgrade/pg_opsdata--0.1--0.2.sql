@@ -2028,6 +2028,292 @@ $$;
 
 COMMENT ON FUNCTION opsdata.remove_job(bigint) IS 'Remove a job; its runs stay in opsdata.job_runs until the worker.job_history_* retention removes them; a run in progress finishes';
 
+-- Audit entries made while a dump is being restored are held until the
+-- restore has ended.
+CREATE TABLE audit.held_entries (
+	ts					timestamptz NOT NULL,
+	database			text NOT NULL,
+	username			text NOT NULL,
+	current_user_name	text NOT NULL,
+	application			text,
+	client_addr			inet,
+	backend_pid			integer NOT NULL,
+	xid					xid8,
+	class				text NOT NULL
+						CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login')),
+	command				text NOT NULL,
+	objects				text[],
+	privileges			text[],
+	rows				bigint,
+	duration			interval,
+	outcome				text NOT NULL
+						CHECK (outcome IN ('ok', 'error', 'rolled back', 'denied', 'failed')),
+	sqlstate			text,
+	statement_text		text,
+	params				text
+);
+
+COMMENT ON TABLE audit.held_entries IS 'Audit entries made while a dump was being restored into the database; they move into audit.entries once the restore has ended';
+COMMENT ON COLUMN audit.held_entries.ts IS 'When the statement started';
+COMMENT ON COLUMN audit.held_entries.database IS 'Database the session was connected to';
+COMMENT ON COLUMN audit.held_entries.username IS 'Session user (who logged in)';
+COMMENT ON COLUMN audit.held_entries.current_user_name IS 'Current user when the statement ran';
+COMMENT ON COLUMN audit.held_entries.application IS 'application_name of the session';
+COMMENT ON COLUMN audit.held_entries.client_addr IS 'Client address; NULL for Unix-domain sockets';
+COMMENT ON COLUMN audit.held_entries.backend_pid IS 'Process ID of the backend';
+COMMENT ON COLUMN audit.held_entries.xid IS 'Top-level transaction ID, when one was assigned';
+COMMENT ON COLUMN audit.held_entries.class IS 'read, write, function, role, ddl, misc or login';
+COMMENT ON COLUMN audit.held_entries.command IS 'Command tag, e.g. INSERT or CREATE TABLE';
+COMMENT ON COLUMN audit.held_entries.objects IS 'Qualified names of the objects the statement touched';
+COMMENT ON COLUMN audit.held_entries.privileges IS 'Privilege used on each object, in the order of objects';
+COMMENT ON COLUMN audit.held_entries.rows IS 'Rows processed';
+COMMENT ON COLUMN audit.held_entries.duration IS 'How long the statement ran';
+COMMENT ON COLUMN audit.held_entries.outcome IS 'ok, error, denied, rolled back or failed';
+COMMENT ON COLUMN audit.held_entries.sqlstate IS 'SQLSTATE of the error, for outcomes other than ok';
+COMMENT ON COLUMN audit.held_entries.statement_text IS 'The statement, with secrets redacted';
+COMMENT ON COLUMN audit.held_entries.params IS 'Bind parameters, when their capture is on';
+
+SELECT pg_catalog.pg_extension_config_dump('audit.held_entries', '');
+GRANT SELECT ON audit.held_entries TO opsdata_auditor;
+SELECT opsdata._guard_tables();
+
+-- Whether a restore is under way, and the checks of a restored database.
+CREATE FUNCTION opsdata._restore_under_way()
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'worker_restore_status';
+
+COMMENT ON FUNCTION opsdata._restore_under_way() IS 'Internal: whether a dump is being restored into this database (jobs wait and audit entries are held meanwhile)';
+REVOKE ALL ON FUNCTION opsdata._restore_under_way() FROM PUBLIC;
+CREATE FUNCTION opsdata.check_restore()
+RETURNS TABLE (check_name text, status text, detail text)
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+	n bigint;
+	top bigint;
+	last bigint;
+	called boolean;
+	newest timestamptz;
+	nseq integer := 0;
+	behind text[] := '{}';
+	paused text[];
+	parts bigint;
+	def oid;
+	restoring boolean := opsdata._restore_under_way();
+BEGIN
+	check_name := 'restore';
+	IF restoring THEN
+		status := 'warning';
+		detail := 'A restore into this database is under way, or ended seconds ago: jobs wait and audit entries are held until it is over. Run the checks again then.';
+	ELSE
+		status := 'ok';
+		detail := 'No restore is under way in this database.';
+	END IF;
+	RETURN NEXT;
+
+	-- Entries made during the restore join the trail once it has ended.
+	check_name := 'held audit entries';
+	SELECT count(*) INTO n FROM audit.held_entries;
+	IF n = 0 THEN
+		status := 'ok';
+		detail := 'No audit entry is held.';
+	ELSIF restoring THEN
+		status := 'ok';
+		detail := pg_catalog.format('%s audit entries made during the restore wait in audit.held_entries until it has ended.', n);
+	ELSE
+		status := 'warning';
+		detail := pg_catalog.format('%s audit entries made during a restore that has ended still wait in audit.held_entries: the scheduler of this database moves them into audit.entries (see its health row), and so does audit.flush().', n);
+	END IF;
+	RETURN NEXT;
+
+	-- Every sequence of the extension's tables is past the values its
+	-- column holds, so the next row gets a new identifier.
+	FOR r IN
+		SELECT s.oid::regclass::text AS seq, c.oid::regclass::text AS tab, a.attname
+		  FROM pg_catalog.pg_depend d
+		  JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+		  JOIN pg_catalog.pg_class c ON c.oid = d.refobjid
+		  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+		  JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
+		 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+		   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+		   AND d.deptype IN ('a', 'i')
+		   AND ns.nspname IN ('audit', 'learning', 'metrics', 'opsdata')
+		 ORDER BY 1
+	LOOP
+		EXECUTE pg_catalog.format('SELECT pg_catalog.max(%I)::bigint FROM %s', r.attname, r.tab) INTO top;
+		EXECUTE pg_catalog.format('SELECT last_value, is_called FROM %s', r.seq) INTO last, called;
+		nseq := nseq + 1;
+		IF top IS NOT NULL AND (last < top OR last = top AND NOT called) THEN
+			behind := behind || pg_catalog.format('%s gives %s next, but %s.%s holds values up to %s',
+												  r.seq, CASE WHEN called THEN last + 1 ELSE last END,
+												  r.tab, r.attname, top);
+		END IF;
+	END LOOP;
+	check_name := 'sequences';
+	IF pg_catalog.cardinality(behind) = 0 THEN
+		status := 'ok';
+		detail := pg_catalog.format('The %s sequences of pg_opsdata''s tables are past the values of their columns.', nseq);
+	ELSE
+		status := 'error';
+		detail := pg_catalog.format('%s: new rows would take identifiers that exist. Set each sequence past them with setval().',
+									pg_catalog.array_to_string(behind, '; '));
+	END IF;
+	RETURN NEXT;
+
+	-- Partition sets: still there, and what waits in their default
+	-- partition for maintenance.
+	FOR r IN
+		SELECT p.parent, p.builtin, p.last_status, p.last_message
+		  FROM opsdata.partitions p ORDER BY p.parent::text
+	LOOP
+		check_name := pg_catalog.format('partition set %s', r.parent);
+		SELECT pg_catalog.count(*),
+			   pg_catalog.max(c.oid) FILTER (WHERE pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT')
+		  INTO parts, def
+		  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+		 WHERE i.inhparent = r.parent;
+		n := 0;
+		IF def IS NOT NULL THEN
+			EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM ONLY %s', def::regclass) INTO n;
+			parts := parts - 1;
+		END IF;
+		status := CASE WHEN r.last_status = 'error' THEN 'warning' ELSE 'ok' END;
+		detail := pg_catalog.format('%s partitions%s; last maintenance: %s%s.', parts,
+									CASE WHEN def IS NOT NULL THEN pg_catalog.format(' and a default one holding %s rows', n) ELSE '' END,
+									coalesce(r.last_status, 'never'),
+									CASE WHEN r.last_status = 'error' THEN ': ' || r.last_message ELSE '' END);
+		RETURN NEXT;
+	END LOOP;
+
+	-- Built-in jobs paused in the backup stay paused.
+	check_name := 'jobs';
+	SELECT pg_catalog.array_agg(j.name ORDER BY j.name) INTO paused FROM opsdata.jobs j WHERE j.builtin AND j.paused;
+	IF paused IS NULL THEN
+		status := 'ok';
+		detail := pg_catalog.format('%s jobs, no built-in job paused.', (SELECT pg_catalog.count(*) FROM opsdata.jobs));
+	ELSE
+		status := 'warning';
+		detail := pg_catalog.format('The built-in jobs %s are paused (as they were in the backup): resume them with opsdata.resume_job().',
+									pg_catalog.array_to_string(paused, ', '));
+	END IF;
+	RETURN NEXT;
+
+	-- Work the restored data brought along.
+	check_name := 'pending work';
+	status := 'ok';
+	detail := pg_catalog.format('%s feedback changes wait for tuning, %s sketches of new points for the rollup job.',
+								(SELECT pg_catalog.count(*) FROM learning.feedback_changes),
+								(SELECT pg_catalog.count(*) FROM metrics.rollup_queue));
+	RETURN NEXT;
+
+	-- Rows of every table, to compare with the source of the backup.
+	FOR r IN
+		SELECT DISTINCT coalesce(i.inhparent, c.oid)::regclass::text AS tab
+		  FROM pg_catalog.pg_extension e
+		 CROSS JOIN LATERAL pg_catalog.unnest(e.extconfig) AS cfg(relid)
+		  JOIN pg_catalog.pg_class c ON c.oid = cfg.relid AND c.relkind = 'r'
+		  LEFT JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid AND c.relispartition
+		 WHERE e.extname = 'pg_opsdata'
+		UNION
+		SELECT p.parent::text FROM opsdata.partitions p WHERE NOT p.builtin
+		 ORDER BY 1
+	LOOP
+		check_name := pg_catalog.format('rows of %s', r.tab);
+		status := 'ok';
+		IF EXISTS (SELECT FROM pg_catalog.pg_attribute a
+					WHERE a.attrelid = r.tab::regclass AND a.attname = 'ts' AND NOT a.attisdropped
+					  AND a.atttypid = 'pg_catalog.timestamptz'::pg_catalog.regtype) THEN
+			EXECUTE pg_catalog.format('SELECT pg_catalog.count(*), pg_catalog.max(ts) FROM %s', r.tab) INTO n, newest;
+			detail := pg_catalog.format('%s rows%s.', n,
+										CASE WHEN newest IS NULL THEN '' ELSE ', the newest of ' || newest END);
+		ELSE
+			EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', r.tab) INTO n;
+			detail := pg_catalog.format('%s rows.', n);
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+
+	-- What health finds wrong.
+	FOR r IN SELECT h.component, h.status, h.detail FROM opsdata.health() h WHERE h.status IN ('warning', 'error') LOOP
+		check_name := 'health: ' || r.component;
+		status := r.status;
+		detail := r.detail;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION opsdata.check_restore() IS 'What a restore test checks once a backup is restored: the restore is over, no audit entry is held, sequences are past their tables'' values, partition sets, paused built-in jobs, pending work, the rows of every table (to compare with the source) and health''s warnings and errors';
+
+REVOKE ALL ON FUNCTION opsdata.check_restore() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION opsdata.check_restore() TO opsdata_admin, opsdata_auditor;
+
+-- A built-in job restored from a dump keeps the time it was created.
+CREATE OR REPLACE FUNCTION opsdata._jobs_merge_builtin()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	existing bigint;
+BEGIN
+	IF NOT NEW.builtin THEN
+		RETURN NEW;
+	END IF;
+	SELECT j.job_id INTO existing FROM opsdata.jobs j WHERE j.name = NEW.name AND j.builtin;
+	IF NOT FOUND THEN
+		RETURN NEW;
+	END IF;
+	-- Keep the restored identifier when it is free, so that restored runs
+	-- point at their job.
+	IF NEW.job_id <> existing AND NOT EXISTS (SELECT FROM opsdata.jobs o WHERE o.job_id = NEW.job_id) THEN
+		UPDATE opsdata.job_runs SET job_id = NEW.job_id WHERE job_id = existing;
+		UPDATE opsdata.jobs SET job_id = NEW.job_id WHERE job_id = existing;
+		existing := NEW.job_id;
+	END IF;
+	UPDATE opsdata.jobs j
+	   SET schedule = NEW.schedule, paused = NEW.paused, max_runtime = NEW.max_runtime,
+		   max_retries = NEW.max_retries, retry_delay = NEW.retry_delay,
+		   next_run = NEW.next_run, retry_at = NEW.retry_at, failures = NEW.failures,
+		   comment = NEW.comment, created_at = NEW.created_at
+	 WHERE j.job_id = existing;
+	RETURN NULL;
+END
+$$;
+
+-- The oldest objects the library works with, and health saying when this
+-- database's are older.
+CREATE FUNCTION opsdata._oldest_schema()
+RETURNS text
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'opsdata_oldest_schema';
+
+COMMENT ON FUNCTION opsdata._oldest_schema() IS 'Internal: the oldest version of pg_opsdata''s objects the loaded library works with';
+REVOKE ALL ON FUNCTION opsdata._oldest_schema() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION opsdata._health_extension(OUT component text, OUT status text, OUT detail text)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+AS $$
+	SELECT 'extension',
+		   CASE WHEN e.extversion = opsdata._library_version() THEN 'ok' ELSE 'error' END,
+		   CASE WHEN e.extversion = opsdata._library_version()
+				THEN pg_catalog.format('pg_opsdata %s.', e.extversion)
+				WHEN pg_catalog.string_to_array(e.extversion, '.')::integer[]
+					 < pg_catalog.string_to_array(opsdata._oldest_schema(), '.')::integer[]
+				THEN pg_catalog.format('The loaded library is version %s and works with the objects of pg_opsdata %s or later, but this database has version %s: audited statements and the jobs of this database are refused. Run ALTER EXTENSION pg_opsdata UPDATE.',
+									   opsdata._library_version(), opsdata._oldest_schema(), e.extversion)
+				ELSE pg_catalog.format('The loaded library is version %s but the extension is version %s. Run ALTER EXTENSION pg_opsdata UPDATE, or restart the server if the library was upgraded.',
+									   opsdata._library_version(), e.extversion)
+		   END
+	  FROM pg_catalog.pg_extension e
+	 WHERE e.extname = 'pg_opsdata'
+$$;
+
 -- Functions are created executable by PUBLIC; the install script revokes that
 -- in src/core/finish.sql, the update does it here for the new ones.
 REVOKE ALL ON ALL ROUTINES IN SCHEMA opsdata, audit, learning, metrics FROM PUBLIC;

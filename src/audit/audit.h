@@ -7,7 +7,9 @@
  * backend that saw it.  Events of write, ddl and role statements are kept
  * in the transaction and inserted into audit.entries at pre-commit
  * (writer.c); every other event goes through the database's shared-memory
- * queue (queue.c) and is inserted by whoever drains it (drain.c).  hooks.c
+ * queue (queue.c) and is inserted by whoever drains it (drain.c).  While
+ * a dump is being restored into the database, both hold their entries in
+ * audit.held_entries instead, until the restore has ended (hold.c).  hooks.c
  * only collects and hands over to capture.c, which owns the events of the
  * running statements; events.c owns those of the current transaction, and
  * active.c decides whether capture is on at all.
@@ -234,6 +236,8 @@ extern void audit_queue_release(bool advance);
 extern void audit_queue_discard(const char *dbname);
 extern bool audit_queue_claimed(void);
 extern void audit_queue_count_writer_error(const char *dbname);
+extern void audit_queue_note_held(const char *dbname);
+extern bool audit_queue_take_held(const char *dbname);
 
 typedef struct AuditQueueStats
 {
@@ -255,6 +259,11 @@ extern uint64 audit_queue_unassigned_drops(void);
 /* writer.c */
 extern void audit_writer_init(void);
 extern void audit_write_events(AuditEvent **events, int nevents);
+
+/* hold.c */
+extern void audit_store_events(AuditEvent **events, int nevents);
+extern int64 audit_move_held(int max_entries);
+extern int64 audit_held_count(void);
 
 /* statements.c */
 typedef struct AuditStmtWriter AuditStmtWriter;

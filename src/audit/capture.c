@@ -204,6 +204,37 @@ audit_item_function_events(AuditItem *item, int outcome, int sqlstate)
 	}
 }
 
+/*
+ * Is the statement CREATE, ALTER or DROP EXTENSION pg_opsdata (or a DROP
+ * EXTENSION naming it among others)?
+ */
+static bool
+audit_is_extension_command(Node *parsetree)
+{
+	ListCell *lc;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_CreateExtensionStmt:
+			return strcmp(((CreateExtensionStmt *) parsetree)->extname,
+						  OPSDATA_NAME) == 0;
+		case T_AlterExtensionStmt:
+			return strcmp(((AlterExtensionStmt *) parsetree)->extname,
+						  OPSDATA_NAME) == 0;
+		case T_DropStmt:
+			if (((DropStmt *) parsetree)->removeType != OBJECT_EXTENSION)
+				return false;
+			foreach (lc, ((DropStmt *) parsetree)->objects)
+			{
+				if (strcmp(strVal(lfirst(lc)), OPSDATA_NAME) == 0)
+					return true;
+			}
+			return false;
+		default:
+			return false;
+	}
+}
+
 /* --- items -------------------------------------------------------------- */
 
 static void
@@ -327,7 +358,8 @@ audit_executor_start(QueryDesc *queryDesc, int eflags)
 		return;
 	if (!audit_capture_active())
 		return;
-	audit_flush_deferred(true);
+	if (!opsdata_schema_refused())
+		audit_flush_deferred(true);
 
 	class = (stmt->commandType == CMD_SELECT && !stmt->hasModifyingCTE)
 				? AUDIT_CLASS_READ
@@ -335,6 +367,8 @@ audit_executor_start(QueryDesc *queryDesc, int eflags)
 	if (!audit_class_may_be_wanted(class, &by_class) &&
 		!(audit_classes & AUDIT_BIT(AUDIT_CLASS_FUNCTION)))
 		return;
+	/* Objects too old for the library: refuse rather than lose the entry. */
+	opsdata_check_schema();
 
 	item = audit_item_new(
 		class, GetCommandTagName(CreateCommandTag((Node *) stmt)), by_class);
@@ -443,7 +477,8 @@ audit_utility_begin(PlannedStmt *pstmt, const char *queryString,
 	/* Parts of a statement (CREATE TABLE's index...) are the statement's. */
 	if (context == PROCESS_UTILITY_SUBCOMMAND || !audit_capture_active())
 		return NULL;
-	audit_flush_deferred(true);
+	if (!opsdata_schema_refused())
+		audit_flush_deferred(true);
 
 	class = audit_utility_class(parsetree);
 	always = audit_is_settings_change(parsetree);
@@ -452,6 +487,12 @@ audit_utility_begin(PlannedStmt *pstmt, const char *queryString,
 		  (audit_classes & AUDIT_BIT(AUDIT_CLASS_FUNCTION))))
 		return NULL;
 	by_class = (audit_classes & AUDIT_BIT(class)) != 0;
+	/*
+	 * Objects too old for the library: refuse rather than lose the entry,
+	 * except the statements that update or remove the extension.
+	 */
+	if (!audit_is_extension_command(parsetree))
+		opsdata_check_schema();
 
 	item = audit_item_new(
 		class, GetCommandTagName(CreateCommandTag(parsetree)), by_class);
@@ -619,7 +660,8 @@ audit_error(ErrorData *edata)
 		return;
 	}
 	if (!IsNormalProcessingMode() || audit_internal_depth > 0 ||
-		RecoveryInProgress() || audit_extension_known_absent())
+		RecoveryInProgress() || audit_extension_known_absent() ||
+		opsdata_schema_refused())
 	{
 		audit_in_error = false;
 		return;

@@ -360,7 +360,7 @@ audit_pre_commit(void)
 	}
 	if (nw > 0)
 	{
-		audit_write_events(written, nw);
+		audit_store_events(written, nw);
 		for (i = 0; i < nw; i++)
 			written[i]->flags |= AUDIT_EVENT_WRITTEN;
 	}

@@ -4,7 +4,8 @@
  *		SQL-callable functions of the audit area.
  *
  * audit.flush() drains the database's queue in the caller's transaction;
- * audit.queue_state() and audit._health_audit() report on the queues;
+ * audit.queue_state() and audit._health_audit() report on the queues and
+ * on the entries held while a dump is being restored;
  * audit._rules_changed() is called by audit.add_rule() and
  * audit.drop_rule() to record the change and make every backend read the
  * rules again, audit._config_changed() by opsdata.set_setting() and
@@ -38,6 +39,7 @@
 
 #include "audit/audit.h"
 #include "core/opsdata.h"
+#include "worker/worker.h"
 
 PG_FUNCTION_INFO_V1(audit_flush);
 PG_FUNCTION_INFO_V1(audit_queue_state);
@@ -157,6 +159,31 @@ audit_health_queue(ReturnSetInfo *rsinfo, const AuditQueueStats *st,
 }
 
 /*
+ * The "audit hold" row, while a restore is under way or entries it held
+ * wait to be moved into audit.entries (hold.c); none otherwise.
+ */
+static void
+audit_health_held(ReturnSetInfo *rsinfo)
+{
+	int64 held = audit_held_count();
+
+	if (worker_restore_under_way(MyDatabaseId))
+		opsdata_health_row(
+			rsinfo, "audit hold", "ok",
+			psprintf(
+				"A dump is being restored into this database: the " INT64_FORMAT
+				" audit entries made meanwhile are held in audit.held_entries until it has ended.",
+				Max(held, 0)));
+	else if (held > 0)
+		opsdata_health_row(
+			rsinfo, "audit hold", "ok",
+			psprintf(
+				INT64_FORMAT
+				" audit entries held during a restore that has ended are being moved into audit.entries by the scheduler of this database.",
+				held));
+}
+
+/*
  * audit._health_audit(): rows of opsdata.health() for audit capture and
  * this database's queue (fill, when it was last drained, drops, failed
  * writes).
@@ -182,12 +209,30 @@ audit_health(PG_FUNCTION_ARGS)
 			"The audit queue needs pg_opsdata in shared_preload_libraries.");
 		PG_RETURN_VOID();
 	}
-	opsdata_health_row(
-		rsinfo, "audit capture", "ok",
-		psprintf(
-			"Auditing %s (pg_opsdata.audit), plus the rules in audit.rules.",
-			audit_classes_string(audit_classes)));
+	if (RecoveryInProgress())
+	{
+		/*
+		 * Writes, DDL and role changes cannot succeed here; any other class
+		 * audited is a gap.
+		 */
+		bool gap = (audit_classes & ~AUDIT_TRANSACTIONAL_CLASSES) != 0 ||
+				   audit_rules_may_include();
 
+		opsdata_health_row(
+			rsinfo, "audit capture", gap ? "warning" : "off",
+			psprintf(
+				"This server is a hot standby: statements run here are not audited, since nothing can be written during recovery, and pg_opsdata.audit asks for %s%s. The trail here is the primary's, as replayed.",
+				audit_classes_string(audit_classes),
+				gap ? "" : ", which cannot succeed on a standby"));
+	}
+	else
+		opsdata_health_row(
+			rsinfo, "audit capture", "ok",
+			psprintf("Auditing %s (pg_opsdata.audit), plus the rules in "
+					 "audit.rules.",
+					 audit_classes_string(audit_classes)));
+
+	audit_health_held(rsinfo);
 	n = audit_queue_stats(&stats);
 	unassigned = audit_queue_unassigned_drops();
 	for (i = 0; i < n; i++)

@@ -75,6 +75,7 @@ typedef struct AuditQueueSlot
 	uint64 writer_errors;
 	TimestampTz last_drained; /* last commit of a drainer, 0 for never */
 	TimestampTz last_error;	  /* last failed write, 0 for never */
+	bool held;				  /* entries were held during a restore (hold.c) */
 	ConditionVariable space_cv;
 	ConditionVariable owner_cv;
 } AuditQueueSlot;
@@ -267,6 +268,7 @@ audit_queue_slot(const char *dbname, bool create, bool confirm)
 		slot->dboid = confirm ? MyDatabaseId : InvalidOid;
 		slot->drainer_pid = 0;
 		slot->last_drained = slot->last_error = 0;
+		slot->held = false;
 		strlcpy(slot->dbname, dbname, NAMEDATALEN);
 		slot->head = slot->tail = slot->claim_end = 0;
 		slot->enqueued = slot->drained = slot->dropped = slot->waits =
@@ -694,6 +696,43 @@ audit_queue_count_writer_error(const char *dbname)
 	audit_queue->slots[i].writer_errors++;
 	audit_queue->slots[i].last_error = GetCurrentTimestamp();
 	LWLockRelease(slot_lock(i));
+}
+
+/*
+ * A session or drainer of the current database held entries while a dump
+ * was being restored (hold.c): the drainer is to move them once the
+ * restore has ended.
+ */
+void
+audit_queue_note_held(const char *dbname)
+{
+	int i;
+
+	if (audit_queue == NULL || (i = audit_queue_slot(dbname, true, true)) < 0)
+		return;
+	LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
+	audit_queue->slots[i].held = true;
+	LWLockRelease(slot_lock(i));
+}
+
+/*
+ * Whether entries of dbname were held since the last call; clears the
+ * flag.
+ */
+bool
+audit_queue_take_held(const char *dbname)
+{
+	int i;
+	bool held;
+
+	if (audit_queue == NULL ||
+		(i = audit_queue_slot(dbname, false, false)) < 0)
+		return false;
+	LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
+	held = audit_queue->slots[i].held;
+	audit_queue->slots[i].held = false;
+	LWLockRelease(slot_lock(i));
+	return held;
 }
 
 /*

@@ -12,6 +12,9 @@
  * hands them here as failed logins.  A session whose login was recorded
  * records its disconnect at exit, with the session's length.
  *
+ * On a hot standby none of them is recorded, as no statement is: the
+ * standby's queue would never be drained (doc/audit.md, "Hot standbys").
+ *
  * None of these may wait for room in the queue: they are put with the drop
  * policy, and counted when dropped.  Logins are classified by the
  * server-wide pg_opsdata.audit, since per-database and per-role settings
@@ -28,6 +31,7 @@
 
 #include "audit/port.h"
 
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/memutils.h"
@@ -51,7 +55,8 @@ audit_login_failed(ErrorData *edata)
 
 	audit_login_pending = false;
 	if (!(audit_classes & AUDIT_BIT(AUDIT_CLASS_LOGIN)) || port == NULL ||
-		port->database_name == NULL || port->user_name == NULL)
+		RecoveryInProgress() || port->database_name == NULL ||
+		port->user_name == NULL)
 		return;
 	memset(&ev, 0, sizeof(ev));
 	ev.ts = GetCurrentTimestamp();
@@ -85,7 +90,7 @@ audit_login(Port *port, int status)
 		before_shmem_exit(audit_on_exit, (Datum) 0);
 		audit_exit_registered = true;
 	}
-	if (status != STATUS_OK ||
+	if (status != STATUS_OK || RecoveryInProgress() ||
 		!(audit_classes & AUDIT_BIT(AUDIT_CLASS_LOGIN)) ||
 		port->database_name == NULL || port->user_name == NULL)
 		return;

@@ -323,3 +323,10 @@ END
 $$;
 
 COMMENT ON FUNCTION opsdata._guard_tables() IS 'Internal: put the guard trigger on every table of pg_opsdata for each write no role is granted; returns how many tables';
+
+CREATE FUNCTION opsdata._oldest_schema()
+RETURNS text
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'opsdata_oldest_schema';
+
+COMMENT ON FUNCTION opsdata._oldest_schema() IS 'Internal: the oldest version of pg_opsdata''s objects the loaded library works with';

@@ -59,6 +59,17 @@ extern void opsdata_health_row(struct ReturnSetInfo *rsinfo,
 							   const char *component, const char *status,
 							   const char *detail);
 
+/*
+ * The oldest version of the extension's objects this library works with
+ * (version.c).  Moves up only when a version brings a change the C code
+ * cannot cope with in older objects.
+ */
+#define OPSDATA_OLDEST_SCHEMA "0.1"
+
+extern int opsdata_version_cmp(const char *a, const char *b);
+extern void opsdata_check_schema(void);
+extern bool opsdata_schema_refused(void);
+
 /* A dynamic background worker of this library (bgworker.c). */
 struct BackgroundWorkerHandle;
 extern struct BackgroundWorkerHandle *

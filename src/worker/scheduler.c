@@ -703,6 +703,8 @@ scheduler_read_jobs(void)
 	StartTransactionCommand();
 	pgstat_report_activity(STATE_RUNNING,
 						   "pg_opsdata scheduler: reading opsdata.jobs");
+	/* No job runs on objects too old for the library (version.c). */
+	opsdata_check_schema();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
 	PushActiveSnapshot(GetTransactionSnapshot());

@@ -103,6 +103,7 @@ worker_shmem_startup(void)
 	worker_shared->nslots = max_worker_processes;
 	for (i = 0; i < worker_shared->nslots; i++)
 		pg_atomic_init_u32(&worker_shared->slots[i].jobs_changed, 0);
+	pg_atomic_init_u32(&worker_shared->restores_used, 0);
 }
 
 /*
@@ -839,6 +840,8 @@ worker_add_restore(Oid dboid, pid_t pid)
 		if (r->pid == 0 &&
 			(r->dboid == dboid || !worker_restore_active(r, now)))
 		{
+			if (!OidIsValid(r->dboid))
+				pg_atomic_fetch_add_u32(&worker_shared->restores_used, 1);
 			r->dboid = dboid;
 			r->pid = pid;
 			r->ended_at = 0;
@@ -872,7 +875,9 @@ worker_restore_exit(int code, Datum arg)
 /*
  * True while a backend restoring a dump into the database is connected,
  * or one left less than WORKER_RESTORE_GRACE_MS ago.  Entries of backends
- * that vanished without cleaning up are ended here.
+ * that vanished without cleaning up are ended here, and entries whose
+ * grace has passed are freed, so that worker_restore_under_way() answers
+ * without a lock once no restore is left anywhere.
  */
 bool
 worker_restore_in_progress(Oid dboid)
@@ -881,6 +886,7 @@ worker_restore_in_progress(Oid dboid)
 	pid_t pids[WORKER_MAX_RESTORES];
 	int n = 0;
 	bool found = false;
+	bool stale = false;
 	int i;
 
 	LWLockAcquire(worker_shared->lock, LW_SHARED);
@@ -888,6 +894,8 @@ worker_restore_in_progress(Oid dboid)
 	{
 		WorkerRestore *r = &worker_shared->restores[i];
 
+		if (OidIsValid(r->dboid) && !worker_restore_active(r, now))
+			stale = true;
 		if (r->dboid != dboid)
 			continue;
 		if (r->pid != 0)
@@ -911,7 +919,40 @@ worker_restore_in_progress(Oid dboid)
 		LWLockRelease(worker_shared->lock);
 		found = true;
 	}
+
+	if (stale)
+	{
+		LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
+		for (i = 0; i < WORKER_MAX_RESTORES; i++)
+		{
+			WorkerRestore *r = &worker_shared->restores[i];
+
+			if (OidIsValid(r->dboid) && !worker_restore_active(r, now))
+			{
+				r->dboid = InvalidOid;
+				pg_atomic_fetch_sub_u32(&worker_shared->restores_used, 1);
+			}
+		}
+		LWLockRelease(worker_shared->lock);
+	}
 	return found;
+}
+
+/*
+ * The test of worker_restore_in_progress() for the other areas: true while
+ * a dump is being restored into database dboid.  Without a lock, and
+ * false at once, when no restore entry is in use in the cluster; false
+ * when the library is not preloaded.
+ */
+bool
+worker_restore_under_way(Oid dboid)
+{
+	if (worker_shared == NULL || !OidIsValid(dboid))
+		return false;
+	pg_memory_barrier();
+	if (pg_atomic_read_u32(&worker_shared->restores_used) == 0)
+		return false;
+	return worker_restore_in_progress(dboid);
 }
 
 /* Forget that the scheduler in my_slot waits for a job worker. */

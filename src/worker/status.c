@@ -8,7 +8,8 @@
  * whether max_worker_processes was found used up, and one row per
  * database whose scheduler runs or was seen stopping, plus always one for
  * the current database.  The rows for failing and late jobs are computed in
- * SQL (opsdata._health_worker() in worker.sql).
+ * SQL (opsdata._health_worker() in worker.sql).  opsdata._restore_under_way()
+ * tells opsdata.check_restore() whether a restore is still under way.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -39,6 +40,7 @@
 PG_FUNCTION_INFO_V1(worker_status);
 PG_FUNCTION_INFO_V1(worker_check_command);
 PG_FUNCTION_INFO_V1(worker_acting_role);
+PG_FUNCTION_INFO_V1(worker_restore_status);
 
 /*
  * A job waiting this long for a job worker makes the scheduler row a warning.
@@ -303,4 +305,14 @@ worker_acting_role(PG_FUNCTION_ARGS)
 
 	namestrcpy(result, GetUserNameFromId(GetOuterUserId(), false));
 	PG_RETURN_NAME(result);
+}
+
+/*
+ * opsdata._restore_under_way() returns boolean: whether a dump is being
+ * restored into the current database (worker_restore_under_way()).
+ */
+Datum
+worker_restore_status(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(worker_restore_under_way(MyDatabaseId));
 }

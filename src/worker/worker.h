@@ -53,4 +53,15 @@ extern void worker_register_service(const WorkerService *service);
  */
 extern void worker_wake_scheduler(Oid dboid);
 
+/*
+ * True while a dump is being restored into database dboid: a session that
+ * ran CREATE EXTENSION pg_opsdata from pg_dump output (with row_security
+ * off) is connected, or a session of the same restore is, or the last of
+ * them left less than a few seconds ago (pg_restore --jobs reconnects
+ * between its phases).  Once false for a database it stays false until
+ * the extension is created there again.  Cheap when no restore runs
+ * anywhere in the cluster: one atomic read.
+ */
+extern bool worker_restore_under_way(Oid dboid);
+
 #endif /* OPSDATA_WORKER_H */

@@ -141,6 +141,13 @@ AS 'MODULE_PATHNAME', 'worker_status';
 
 COMMENT ON FUNCTION opsdata._worker_status() IS 'Internal: launcher and scheduler rows of opsdata.health(), from shared memory';
 
+CREATE FUNCTION opsdata._restore_under_way()
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'worker_restore_status';
+
+COMMENT ON FUNCTION opsdata._restore_under_way() IS 'Internal: whether a dump is being restored into this database (jobs wait and audit entries are held meanwhile)';
+
 CREATE PROCEDURE opsdata.run_job(job bigint)
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'worker_run_job';
@@ -188,7 +195,7 @@ BEGIN
 	   SET schedule = NEW.schedule, paused = NEW.paused, max_runtime = NEW.max_runtime,
 		   max_retries = NEW.max_retries, retry_delay = NEW.retry_delay,
 		   next_run = NEW.next_run, retry_at = NEW.retry_at, failures = NEW.failures,
-		   comment = NEW.comment
+		   comment = NEW.comment, created_at = NEW.created_at
 	 WHERE j.job_id = existing;
 	RETURN NULL;
 END

@@ -195,6 +195,7 @@ typedef struct WorkerShared
 
 	WorkerHold holds[WORKER_MAX_HOLDS];
 	WorkerRestore restores[WORKER_MAX_RESTORES];
+	pg_atomic_uint32 restores_used; /* entries with a valid dboid */
 	WorkerExit exits[WORKER_MAX_EXITS];
 
 	/*

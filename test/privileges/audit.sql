@@ -8,6 +8,7 @@ SELECT rel, role, privs FROM (VALUES
 	('audit.seals', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
 	('audit.rules', ARRAY['opsdata_auditor', 'opsdata_admin'], ARRAY['SELECT']),
 	('audit.queue', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
+	('audit.held_entries', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
 	('audit.trail', ARRAY['opsdata_auditor'], ARRAY['SELECT'])
 ) v(rel, roles, privs), unnest(roles) AS role;
 
