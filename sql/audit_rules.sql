@@ -97,6 +97,13 @@ SELECT audit.drop_rule(:other_db_rule);
 RESET ROLE;
 SELECT audit.drop_rule(:payroll_rule);
 
+-- A session's first statement may set the isolation level: reading the
+-- rules takes no snapshot of the transaction.
+\c
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT pg_catalog.current_setting('transaction_isolation');
+COMMIT;
+
 REVOKE ALL ON payroll.salaries, notes FROM audit_reporting;
 REVOKE ALL ON SCHEMA payroll FROM audit_reporting;
 DROP ROLE audit_analyst, audit_reporting, audit_admin_user;

@@ -165,7 +165,13 @@ audit_rules_load(void)
 	audit_internal_depth++;
 	rel = table_open(audit_rules_oid, AccessShareLock);
 	desc = RelationGetDescr(rel);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	/*
+	 * A fresh catalog snapshot, not the transaction's: a session's first
+	 * statement may be BEGIN ISOLATION LEVEL ..., which must come before the
+	 * transaction takes its snapshot.
+	 */
+	InvalidateCatalogSnapshot();
+	snapshot = RegisterSnapshot(GetCatalogSnapshot(audit_rules_oid));
 	scan = table_beginscan(rel, snapshot, 0, NULL);
 	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{

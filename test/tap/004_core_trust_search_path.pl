@@ -311,6 +311,7 @@ my @calls = (
 		SELECT count(*) FROM opsdata.run_maintenance()}],
 	['opsdata.unmanage_partitions(regclass)', q{SELECT opsdata.unmanage_partitions('app.events')}],
 	['opsdata.health()', q{SELECT count(*) FROM opsdata.health()}],
+	['opsdata.check_restore()', q{SELECT count(*) FROM opsdata.check_restore()}],
 	['opsdata.health_json()', q{SELECT opsdata.health_json() IS NOT NULL}],
 	['metrics.collect_vitals()', q{SELECT metrics.collect_vitals()}],
 	['metrics.slow_queries(timestamp with time zone,timestamp with time zone,integer)',
