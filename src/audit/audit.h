@@ -255,6 +255,11 @@ extern uint64 audit_queue_unassigned_drops(void);
 extern void audit_writer_init(void);
 extern void audit_write_events(AuditEvent **events, int nevents);
 
+/* pqueue_*.c: the processing queues */
+extern void audit_pq_init(void);
+extern void audit_pq_entries_written(AuditEvent **events,
+									 const int64 *entry_ids, int nevents);
+
 /* statements.c */
 typedef struct AuditStmtWriter AuditStmtWriter;
 extern void audit_statements_init(void);

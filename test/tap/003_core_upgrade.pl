@@ -52,14 +52,15 @@ sub schema_of
 	return join(";\n\n", sort @entries) . "\n";
 }
 
-# What every area holds after some use, as "name=count" pairs.
+# What every area holds after some use, as "name=count" pairs (jobs: those
+# of users; an update may add built-in jobs).
 my $counts_sql = q{
 	SELECT string_agg(format('%s=%s', t, n), ' ' ORDER BY t) FROM (
 		SELECT 'points' AS t, count(*) AS n FROM metrics.points
 		UNION ALL SELECT 'series', count(*) FROM metrics.series
 		UNION ALL SELECT 'feedback', count(*) FROM learning.feedback
 		UNION ALL SELECT 'candidates', count(*) FROM learning.candidates
-		UNION ALL SELECT 'jobs', count(*) FROM opsdata.jobs
+		UNION ALL SELECT 'user jobs', count(*) FROM opsdata.jobs WHERE NOT builtin
 		UNION ALL SELECT 'config', count(*) FROM opsdata.config
 		UNION ALL SELECT 'entries', count(*) FROM audit.entries WHERE command = 'INSERT'
 	) c};
