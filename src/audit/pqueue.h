@@ -96,7 +96,7 @@ typedef struct PqPass
 	int64 start;	 /* first item id to look at */
 	bool from_below; /* start is below the read position */
 	uint64 commits;	 /* commit sequence before the snapshot */
-	uint64 gen;		 /* rescan generation at the start */
+	uint64 lowered;	 /* times rescan_from was lowered, at the start */
 	uint64 news;	 /* what waiters compare */
 	bool lost;		 /* the state was taken for another queue */
 } PqPass;
@@ -128,10 +128,25 @@ typedef struct PqStateInfo
 extern int pq_state_list(PqStateInfo **infos);
 
 /* pqueue_store.c */
+typedef enum PqRel
+{
+	PQ_REL_QUEUES,
+	PQ_REL_QUEUES_NAME,
+	PQ_REL_QUEUES_PKEY,
+	PQ_REL_ITEMS,
+	PQ_REL_SEQ,
+	PQ_REL_DEAD_LETTERS,
+	PQ_REL_SUBSCRIPTIONS,
+	PQ_REL_ENTRIES,
+	PQ_REL_TRAIL,
+	PQ_REL_ITEMS_PKEY
+} PqRel;
+extern Oid pq_rel(PqRel which);
+extern Oid pq_rel_if_exists(PqRel which);
+extern void pq_register_callback(void);
 typedef struct PqInserter PqInserter;
 extern bool pq_lookup(const char *name, PqQueue *queue);
 extern bool pq_lookup_id(int32 queue_id, PqQueue *queue);
-extern Oid pq_relid(const char *relname);
 extern PqInserter *pq_insert_begin(void);
 extern int64 pq_insert(PqInserter *ins, int32 queue_id, Jsonb *payload,
 					   int64 entry_id, TimestampTz enqueued_at,
@@ -148,6 +163,8 @@ extern int64 pq_settle(PqSettle how, const int64 *ids, int nids,
 					   TimestampTz until, bool may_app, bool may_trail);
 extern void pq_dead_letter(Relation items, TupleTableSlot *slot,
 						   EState *estate);
+extern void pq_index_new_version(ResultRelInfo *rri, TupleTableSlot *slot,
+								 EState *estate);
 
 /* pqueue_read.c */
 extern int64 pq_walk_settled(PqRef *ref, int32 queue_id, bool force);
@@ -159,6 +176,6 @@ extern void pq_check_consume(const PqQueue *queue);
 extern int64 pq_interval_us(Interval *iv, const char *what, bool zero_ok);
 
 /* pqueue_subscribe.c (audit_pq_entries_written() is in audit.h) */
-extern void audit_pq_subscribe_init(void);
+extern void pq_subscriptions_invalidate(void);
 
 #endif /* OPSDATA_PQUEUE_H */

@@ -190,12 +190,12 @@ AS 'MODULE_PATHNAME', 'audit_pq_check_predicate';
 
 COMMENT ON FUNCTION audit._check_predicate(text) IS 'Internal: check that a subscription predicate is a boolean expression over audit.trail made of built-in immutable functions; returns it';
 
-CREATE FUNCTION audit._subscriptions_changed()
+CREATE FUNCTION audit._queues_changed()
 RETURNS void
 LANGUAGE c VOLATILE STRICT
-AS 'MODULE_PATHNAME', 'audit_pq_subscriptions_changed';
+AS 'MODULE_PATHNAME', 'audit_pq_queues_changed';
 
-COMMENT ON FUNCTION audit._subscriptions_changed() IS 'Internal: make every backend read the subscriptions again';
+COMMENT ON FUNCTION audit._queues_changed() IS 'Internal: make every backend read the queues and subscriptions again';
 
 --
 -- Administration.
@@ -279,15 +279,17 @@ AS $$
 DECLARE
 	q audit.queues;
 BEGIN
-	LOCK TABLE audit.queues IN SHARE ROW EXCLUSIVE MODE;
+	-- Sessions cache queues while they hold a lock on audit.queues: wait
+	-- for them, and make them look again.
+	LOCK TABLE audit.queues IN ACCESS EXCLUSIVE MODE;
 	SELECT * INTO q FROM audit.queues WHERE queues.name = drop_queue.name;
 	IF NOT FOUND THEN
 		RETURN false;
 	END IF;
 	IF q.kind = 'subscription' THEN
 		PERFORM audit._rules_changed('DROP AUDIT SUBSCRIPTION', name);
-		PERFORM audit._subscriptions_changed();
 	END IF;
+	PERFORM audit._queues_changed();
 	DELETE FROM audit.queue_items i
 	 WHERE i.item_id >= q.queue_id::bigint << 48 AND i.item_id < (q.queue_id + 1)::bigint << 48;
 	DELETE FROM audit.dead_letters d WHERE d.queue_id = q.queue_id;
@@ -348,7 +350,7 @@ BEGIN
 	VALUES (id, classes, (SELECT pg_catalog.array_agg(pg_catalog.upper(c)) FROM pg_catalog.unnest(commands) c),
 			outcomes, objects, roles, predicate);
 	PERFORM audit._rules_changed('CREATE AUDIT SUBSCRIPTION', name);
-	PERFORM audit._subscriptions_changed();
+	PERFORM audit._queues_changed();
 	RETURN id;
 END
 $$;

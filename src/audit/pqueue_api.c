@@ -74,7 +74,7 @@ pq_interval_us(Interval *iv, const char *what, bool zero_ok)
 bool
 pq_may_read_trail(Oid roleid)
 {
-	return pg_class_aclcheck(pq_relid("entries"), roleid, ACL_SELECT) ==
+	return pg_class_aclcheck(pq_rel(PQ_REL_ENTRIES), roleid, ACL_SELECT) ==
 		   ACLCHECK_OK;
 }
 

@@ -154,8 +154,8 @@ pq_walk_settled(PqRef *ref, int32 queue_id, bool force)
 	if (!pq_walk_begin(ref, force ? DT_NOEND : GetCurrentTimestamp(), &pass))
 		return pq_settled_below(ref);
 	reached = pass.start;
-	rel = table_open(pq_relid("queue_items"), AccessShareLock);
-	index = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	rel = table_open(pq_rel(PQ_REL_ITEMS), AccessShareLock);
+	index = index_open(pq_rel(PQ_REL_ITEMS_PKEY), AccessShareLock);
 	slot = table_slot_create(rel, NULL);
 	other = table_slot_create(rel, NULL);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -230,8 +230,8 @@ pq_read_pass(const PqQueue *queue, PqRef *ref, int n, int64 lease_us,
 	pq_pass_begin(ref, now, pass);
 	reached = pass->start;
 
-	rel = table_open(pq_relid("queue_items"), RowExclusiveLock);
-	index = index_open(RelationGetPrimaryKeyIndex(rel), RowExclusiveLock);
+	rel = table_open(pq_rel(PQ_REL_ITEMS), RowExclusiveLock);
+	index = index_open(pq_rel(PQ_REL_ITEMS_PKEY), RowExclusiveLock);
 	estate = CreateExecutorState();
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
@@ -306,8 +306,7 @@ pq_read_pass(const PqQueue *queue, PqRef *ref, int n, int64 lease_us,
 				 " that this transaction locked: %d",
 				 id, (int) result);
 		if (update_indexes)
-			list_free(ExecInsertIndexTuples(rri, next, estate, true, false,
-											NULL, NIL));
+			pq_index_new_version(rri, next, estate);
 		ResetPerTupleExprContext(estate);
 		pq_note_leased(ref, id, until);
 

@@ -84,8 +84,20 @@
 
 #define PQ_SHMEM_NAME "pg_opsdata processing queues"
 
-/* Recent commits of enqueued items, per queue. */
-#define PQ_RING 64
+/*
+ * A log of positions (the lowest id of each commit of enqueued items, each
+ * position rescan_from was lowered to): the last PQ_RING exactly, and the
+ * minimum of each run of PQ_RING before them, PQ_BUCKETS runs back.
+ */
+#define PQ_RING	   64
+#define PQ_BUCKETS 64
+
+typedef struct PqLog
+{
+	uint64 count;
+	int64 exact[PQ_RING];
+	int64 bucket[PQ_BUCKETS];
+} PqLog;
 
 /* Longest time a shared state goes without looking below the cursor. */
 #define PQ_SHARED_RESCAN (60 * USECS_PER_SEC)
@@ -110,10 +122,9 @@ struct PqState
 	int64 settled_below;
 	int64 cursor;
 	int64 rescan_from;
-	uint64 gen;
+	PqLog lowered; /* where rescan_from was lowered to */
 	TimestampTz due_at;
-	uint64 commits;
-	int64 ring[PQ_RING];
+	PqLog commits; /* lowest id of each commit of enqueued items */
 	uint64 news;
 	TimestampTz walk_after;
 	/* without announcements: a settled_below waiting for its fence */
@@ -224,6 +235,60 @@ pq_define_gucs(void)
 		NULL);
 }
 
+/* ---- position logs ------------------------------------------------------ */
+
+static void
+pq_log_init(PqLog *log)
+{
+	int i;
+
+	log->count = 0;
+	for (i = 0; i < PQ_BUCKETS; i++)
+		log->bucket[i] = PQ_NO_ID;
+}
+
+static void
+pq_log_add(PqLog *log, int64 id)
+{
+	uint64 c = ++log->count;
+	int b = (int) ((c / PQ_RING) % PQ_BUCKETS);
+
+	log->exact[c % PQ_RING] = id;
+	if (c % PQ_RING == 0)
+		log->bucket[b] = id;
+	else
+		log->bucket[b] = Min(log->bucket[b], id);
+}
+
+/*
+ * The lowest position logged after the log counted "since" (a bucket may
+ * add positions logged a little before, which only makes it lower);
+ * fallback when the log no longer goes back that far.
+ */
+static int64
+pq_log_min_since(const PqLog *log, uint64 since, int64 fallback)
+{
+	int64 lowest = PQ_NO_ID;
+	uint64 c = since + 1;
+
+	if (log->count - since >= (uint64) PQ_RING * (PQ_BUCKETS - 1))
+		return fallback;
+	while (c <= log->count)
+	{
+		if (log->count - c < PQ_RING)
+		{
+			lowest = Min(lowest, log->exact[c % PQ_RING]);
+			c++;
+		}
+		else
+		{
+			lowest = Min(lowest, log->bucket[(c / PQ_RING) % PQ_BUCKETS]);
+			c = (c / PQ_RING + 1) * PQ_RING;
+		}
+	}
+	return lowest;
+}
+
 /* ---- finding a state ---------------------------------------------------- */
 
 static void
@@ -233,9 +298,9 @@ pq_state_init(PqState *s, int64 head, TimestampTz now)
 	s->settled_below = head;
 	s->cursor = head;
 	s->rescan_from = PQ_NO_ID;
-	s->gen = 0;
+	pq_log_init(&s->lowered);
 	s->due_at = now;
-	s->commits = 0;
+	pq_log_init(&s->commits);
 	s->news = 0;
 	s->walk_after = 0;
 	s->candidate = PQ_NO_ID;
@@ -451,18 +516,15 @@ pq_state_forget(int32 queue_id)
 
 /* ---- reads -------------------------------------------------------------- */
 
-/* Caller holds the spinlock: the lowest id committed since "since". */
-static int64
-pq_commits_since(PqState *s, uint64 since, int64 fallback)
+/*
+ * Caller holds the spinlock: items from id on may be available again below
+ * the cursor.
+ */
+static void
+pq_lower(PqState *s, int64 id)
 {
-	int64 lowest = PQ_NO_ID;
-	uint64 c;
-
-	if (s->commits - since >= PQ_RING)
-		return fallback;
-	for (c = since + 1; c <= s->commits; c++)
-		lowest = Min(lowest, s->ring[c % PQ_RING]);
-	return lowest;
+	s->rescan_from = Min(s->rescan_from, id);
+	pq_log_add(&s->lowered, id);
 }
 
 /*
@@ -482,21 +544,21 @@ pq_pass_begin(PqRef *ref, TimestampTz now, PqPass *pass)
 		pass->lost = true;
 		pass->start = PQ_FIRST_ID(ref->queue_id);
 		pass->from_below = false;
-		pass->commits = pass->gen = pass->news = 0;
+		pass->commits = pass->lowered = pass->news = 0;
 		return;
 	}
+	pass->lost = false;
 	if (now >= s->due_at)
 	{
-		s->rescan_from = Min(s->rescan_from, s->settled_below);
-		s->gen++;
+		pq_lower(s, s->settled_below);
 		s->due_at = now + (ref->shared ? PQ_SHARED_RESCAN : PQ_LOCAL_RESCAN);
 	}
 	if (s->rescan_from >= s->cursor)
 		s->rescan_from = PQ_NO_ID;
 	pass->from_below = s->rescan_from < s->cursor;
 	pass->start = pass->from_below ? s->rescan_from : s->cursor;
-	pass->commits = s->commits;
-	pass->gen = s->gen;
+	pass->commits = s->commits.count;
+	pass->lowered = s->lowered.count;
 	pass->news = s->news;
 	pq_unlock(ref);
 }
@@ -539,22 +601,26 @@ pq_pass_end(PqRef *ref, const PqPass *pass, int64 reached, bool exhausted,
 	}
 	if (reached > s->cursor)
 		s->cursor = reached;
-	if (pass->from_below && s->gen == pass->gen)
+	if (pass->from_below)
 	{
-		if (exhausted || reached >= s->cursor)
-			s->rescan_from = PQ_NO_ID;
-		else
-			s->rescan_from = Max(s->rescan_from, reached);
+		/*
+		 * Everything from the start up to reached was looked at: what is
+		 * still to look at again is what was announced since the pass
+		 * began, and what lies between reached and the cursor.
+		 */
+		int64 again =
+			pq_log_min_since(&s->lowered, pass->lowered, pass->start);
+
+		if (!exhausted && reached < s->cursor)
+			again = Min(again, reached);
+		s->rescan_from = again;
 	}
 	s->due_at = Min(s->due_at, due);
 	if (ref->shared)
 	{
-		late = pq_commits_since(s, pass->commits, pass->start);
+		late = pq_log_min_since(&s->commits, pass->commits, pass->start);
 		if (late < s->cursor)
-		{
-			s->rescan_from = Min(s->rescan_from, late);
-			s->gen++;
-		}
+			pq_lower(s, late);
 	}
 	pq_unlock(ref);
 }
@@ -576,9 +642,9 @@ pq_walk_begin(PqRef *ref, TimestampTz now, PqPass *pass)
 		pass->lost = false;
 		s->walk_after = now + PQ_WALK_TIMEOUT;
 		pass->start = s->settled_below;
-		pass->commits = s->commits;
+		pass->commits = s->commits.count;
 		pass->from_below = false;
-		pass->gen = s->gen;
+		pass->lowered = s->lowered.count;
 		pass->news = s->news;
 	}
 	pq_unlock(ref);
@@ -610,7 +676,8 @@ pq_walk_end(PqRef *ref, const PqPass *pass, int64 settled)
 	}
 	if (ref->shared)
 		s->settled_below =
-			Min(settled, pq_commits_since(s, pass->commits, pass->start));
+			Min(settled,
+				pq_log_min_since(&s->commits, pass->commits, pass->start));
 	else
 	{
 		/*
@@ -779,8 +846,7 @@ pq_xact_announce(bool commit)
 		}
 		if (commit && x->min_enqueued != PQ_NO_ID)
 		{
-			s->commits++;
-			s->ring[s->commits % PQ_RING] = x->min_enqueued;
+			pq_log_add(&s->commits, x->min_enqueued);
 			if (x->min_enqueued < s->cursor)
 				again = x->min_enqueued;
 			if (x->min_enqueued < s->settled_below)
@@ -798,8 +864,7 @@ pq_xact_announce(bool commit)
 		}
 		if (again != PQ_NO_ID)
 		{
-			s->rescan_from = Min(s->rescan_from, again);
-			s->gen++;
+			pq_lower(s, again);
 			wake = true;
 		}
 		if (wake)
@@ -896,7 +961,7 @@ audit_pq_init(void)
 	opsdata_shmem_register(&pq_shmem_part);
 	RegisterXactCallback(pq_xact_callback, NULL);
 	RegisterSubXactCallback(pq_subxact_callback, NULL);
-	audit_pq_subscribe_init();
+	pq_register_callback();
 }
 
 /* ---- inspection --------------------------------------------------------- */

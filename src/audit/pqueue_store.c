@@ -40,6 +40,8 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -70,23 +72,104 @@ struct PqInserter
 };
 
 /*
+ * Relations of the audit schema the queues use, by OID, cached per backend
+ * until an invalidation of any of them (or of everything).
+ */
+#define PQ_NUM_RELS 10
+static const char *const pq_rel_names[PQ_NUM_RELS] = {
+	"queues",		   "queues_name_key", "queues_pkey",   "queue_items",
+	"queue_items_seq", "dead_letters",	  "subscriptions", "entries",
+	"trail",		   "queue_items_pkey"};
+static Oid pq_rel_oids[PQ_NUM_RELS];
+static bool pq_callback_registered = false;
+
+/* Queues by name, until audit.queues is invalidated. */
+typedef struct PqCachedQueue
+{
+	char name[NAMEDATALEN * 2];
+	PqQueue queue;
+} PqCachedQueue;
+
+static HTAB *pq_queue_cache = NULL;
+#define PQ_QUEUE_CACHE_MAX 1000
+
+static void
+pq_relcache_callback(Datum arg, Oid relid)
+{
+	int i;
+	bool ours = relid == InvalidOid;
+
+	for (i = 0; i < PQ_NUM_RELS && !ours; i++)
+		ours = relid == pq_rel_oids[i];
+	if (!ours)
+		return;
+	if (relid == InvalidOid || relid == pq_rel_oids[PQ_REL_SUBSCRIPTIONS])
+		pq_subscriptions_invalidate();
+	if (pq_queue_cache != NULL)
+	{
+		hash_destroy(pq_queue_cache);
+		pq_queue_cache = NULL;
+	}
+	if (relid == InvalidOid || relid != pq_rel_oids[PQ_REL_QUEUES])
+		memset(pq_rel_oids, 0, sizeof(pq_rel_oids));
+}
+
+/*
+ * Register the callback that keeps the caches of the queues current: at
+ * library load when preloaded, else at first use in the backend.
+ */
+void
+pq_register_callback(void)
+{
+	if (pq_callback_registered)
+		return;
+	CacheRegisterRelcacheCallback(pq_relcache_callback, (Datum) 0);
+	pq_callback_registered = true;
+}
+
+/*
  * OID of a relation of the audit schema; an error when the extension is
  * not installed.
  */
 Oid
-pq_relid(const char *relname)
+pq_rel(PqRel which)
 {
-	Oid nsp = get_namespace_oid("audit", true);
-	Oid relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+	Oid nsp;
+	Oid relid;
 
+	if (OidIsValid(pq_rel_oids[which]))
+		return pq_rel_oids[which];
+	pq_register_callback();
+	nsp = get_namespace_oid("audit", true);
+	relid = OidIsValid(nsp) ? get_relname_relid(pq_rel_names[which], nsp)
+							: InvalidOid;
 	if (!OidIsValid(relid))
 		ereport(
 			ERROR,
 			(errcode(ERRCODE_UNDEFINED_TABLE),
-			 errmsg("relation \"audit.%s\" does not exist", relname),
+			 errmsg("relation \"audit.%s\" does not exist",
+					pq_rel_names[which]),
 			 errhint(
 				 "Is the pg_opsdata extension installed in this database?")));
+	pq_rel_oids[which] = relid;
 	return relid;
+}
+
+/*
+ * The same, InvalidOid when the relation does not exist.
+ */
+Oid
+pq_rel_if_exists(PqRel which)
+{
+	Oid nsp;
+
+	if (OidIsValid(pq_rel_oids[which]))
+		return pq_rel_oids[which];
+	nsp = get_namespace_oid("audit", true);
+	if (!OidIsValid(nsp) ||
+		!OidIsValid(get_relname_relid(pq_rel_names[which], nsp)))
+		return InvalidOid;
+	return pq_rel(which);
 }
 
 /* Fill a PqQueue from a row of audit.queues. */
@@ -121,7 +204,7 @@ pq_lookup_by(AttrNumber attno, Oid indexoid, RegProcedure proc, Datum key,
 	Snapshot snapshot;
 	bool found = false;
 
-	rel = table_open(pq_relid("queues"), AccessShareLock);
+	rel = table_open(pq_rel(PQ_REL_QUEUES), AccessShareLock);
 	ScanKeyEntryInitialize(&skey, 0, attno, BTEqualStrategyNumber, InvalidOid,
 						   collation, proc, key);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -140,14 +223,51 @@ pq_lookup_by(AttrNumber attno, Oid indexoid, RegProcedure proc, Datum key,
 
 /*
  * Find a queue by name; false when there is none.  Caller is in a
- * transaction.
+ * transaction.  Found queues are cached: the lock taken here on
+ * audit.queues reads the invalidation that audit.drop_queue() sends, and
+ * drop_queue() waits for every transaction holding that lock.
  */
 bool
 pq_lookup(const char *name, PqQueue *queue)
 {
-	return pq_lookup_by(Q_ATT_NAME, pq_relid("queues_name_key"), F_TEXTEQ,
-						CStringGetTextDatum(name), DEFAULT_COLLATION_OID,
-						queue);
+	PqCachedQueue *cached;
+	bool found;
+
+	LockRelationOid(pq_rel(PQ_REL_QUEUES), AccessShareLock);
+	if (strlen(name) >= sizeof(cached->name))
+		return pq_lookup_by(Q_ATT_NAME, pq_rel(PQ_REL_QUEUES_NAME), F_TEXTEQ,
+							CStringGetTextDatum(name), DEFAULT_COLLATION_OID,
+							queue);
+	if (pq_queue_cache != NULL &&
+		hash_get_num_entries(pq_queue_cache) >= PQ_QUEUE_CACHE_MAX)
+	{
+		hash_destroy(pq_queue_cache);
+		pq_queue_cache = NULL;
+	}
+	if (pq_queue_cache == NULL)
+	{
+		HASHCTL ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(cached->name);
+		ctl.entrysize = sizeof(PqCachedQueue);
+		pq_queue_cache = hash_create("pg_opsdata queues", 16, &ctl,
+									 HASH_ELEM | HASH_STRINGS);
+	}
+	cached = hash_search(pq_queue_cache, name, HASH_FIND, NULL);
+	if (cached != NULL)
+	{
+		*queue = cached->queue;
+		queue->name = pstrdup(cached->name);
+		return true;
+	}
+	if (!pq_lookup_by(Q_ATT_NAME, pq_rel(PQ_REL_QUEUES_NAME), F_TEXTEQ,
+					  CStringGetTextDatum(name), DEFAULT_COLLATION_OID, queue))
+		return false;
+	cached = hash_search(pq_queue_cache, name, HASH_ENTER, &found);
+	cached->queue = *queue;
+	cached->queue.name = NULL;
+	return true;
 }
 
 /*
@@ -156,7 +276,7 @@ pq_lookup(const char *name, PqQueue *queue)
 bool
 pq_lookup_id(int32 queue_id, PqQueue *queue)
 {
-	return pq_lookup_by(Q_ATT_QUEUE_ID, pq_relid("queues_pkey"), F_INT4EQ,
+	return pq_lookup_by(Q_ATT_QUEUE_ID, pq_rel(PQ_REL_QUEUES_PKEY), F_INT4EQ,
 						Int32GetDatum(queue_id), InvalidOid, queue);
 }
 
@@ -170,11 +290,11 @@ pq_insert_begin(void)
 {
 	PqInserter *ins = palloc0(sizeof(PqInserter));
 
-	ins->rel = table_open(pq_relid("queue_items"), RowExclusiveLock);
+	ins->rel = table_open(pq_rel(PQ_REL_ITEMS), RowExclusiveLock);
 	if (RelationGetDescr(ins->rel)->natts < PQ_NATTS)
 		elog(ERROR, "audit.queue_items has %d columns, expected %d",
 			 RelationGetDescr(ins->rel)->natts, PQ_NATTS);
-	ins->seq = pq_relid("queue_items_seq");
+	ins->seq = pq_rel(PQ_REL_SEQ);
 	ins->estate = CreateExecutorState();
 	ins->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(ins->rri, ins->rel, 1, NULL, 0);
@@ -264,7 +384,7 @@ pq_insert_end(PqInserter *ins)
 void
 pq_dead_letter(Relation items, TupleTableSlot *slot, EState *estate)
 {
-	Relation rel = table_open(pq_relid("dead_letters"), RowExclusiveLock);
+	Relation rel = table_open(pq_rel(PQ_REL_DEAD_LETTERS), RowExclusiveLock);
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
 	TupleTableSlot *dead = table_slot_create(rel, NULL);
 	TM_FailureData tmfd;
@@ -308,6 +428,18 @@ pq_dead_letter(Relation items, TupleTableSlot *slot, EState *estate)
 }
 
 /* ---- settling ----------------------------------------------------------- */
+
+/*
+ * Index entries of a new row version that did not fit on its page (not
+ * heap-only).  Inserted as for a new row: the executor's hint that the key
+ * did not change needs a range table, and only helps index cleanup.
+ */
+void
+pq_index_new_version(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
+{
+	list_free(
+		ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL));
+}
 
 static int
 pq_cmp_ids(const void *a, const void *b)
@@ -366,8 +498,8 @@ pq_settle(PqSettle how, const int64 *ids, int nids, TimestampTz until,
 	memcpy(sorted, ids, sizeof(int64) * nids);
 	qsort(sorted, nids, sizeof(int64), pq_cmp_ids);
 
-	rel = table_open(pq_relid("queue_items"), RowExclusiveLock);
-	index = index_open(RelationGetPrimaryKeyIndex(rel), RowExclusiveLock);
+	rel = table_open(pq_rel(PQ_REL_ITEMS), RowExclusiveLock);
+	index = index_open(pq_rel(PQ_REL_ITEMS_PKEY), RowExclusiveLock);
 	estate = CreateExecutorState();
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
@@ -451,8 +583,7 @@ pq_settle(PqSettle how, const int64 *ids, int nids, TimestampTz until,
 			if (result == TM_Ok)
 			{
 				if (update_indexes)
-					list_free(ExecInsertIndexTuples(rri, next, estate, true,
-													false, NULL, NIL));
+					pq_index_new_version(rri, next, estate);
 				pq_xact_touched(PQ_QUEUE_OF(id), id,
 								how == PQ_NACK ? until : DT_NOEND);
 				changed++;

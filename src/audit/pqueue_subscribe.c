@@ -10,7 +10,7 @@
  * their items commit or vanish with it), in the drain's transaction for
  * the others.  Each entry is matched against the subscriptions of the
  * database, cached per backend and read again when audit.subscriptions
- * changes (audit._subscriptions_changed() sends a relcache invalidation;
+ * changes (audit._queues_changed() sends a relcache invalidation;
  * the writer's batch takes a lock on the table, which reads pending
  * invalidations, so a subscription applies to every entry written after
  * it committed).  A match becomes an item whose payload is the entry as in
@@ -77,7 +77,7 @@
 #include "audit/pqueue.h"
 
 PG_FUNCTION_INFO_V1(audit_pq_check_predicate);
-PG_FUNCTION_INFO_V1(audit_pq_subscriptions_changed);
+PG_FUNCTION_INFO_V1(audit_pq_queues_changed);
 
 /* Columns of audit.subscriptions. */
 #define S_ATT_QUEUE_ID	1
@@ -164,21 +164,14 @@ static ExprContext *pq_econtext = NULL;
 static TupleTableSlot *pq_trail_slot = NULL;
 static int pq_trail_attnum[T_NUM]; /* 0 when the column is absent */
 
-static void
-pq_subs_callback(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == pq_subs_relid)
-		pq_subs_valid = false;
-}
-
 /*
- * Register the invalidation callback of the subscription cache.  Preloaded
- * only: without preloading nothing writes entries.
+ * Forget the cached subscriptions (called by the relcache callback of
+ * pqueue_store.c).
  */
 void
-audit_pq_subscribe_init(void)
+pq_subscriptions_invalidate(void)
 {
-	CacheRegisterRelcacheCallback(pq_subs_callback, (Datum) 0);
+	pq_subs_valid = false;
 }
 
 /* ---- predicates --------------------------------------------------------- */
@@ -299,7 +292,7 @@ pq_parse_predicate(const char *source, Oid roleid)
 					 errmsg("subscription predicate must be one expression")));
 		expr = ((ResTarget *) linitial(select->targetList))->val;
 
-		trail = relation_open(pq_relid("trail"), AccessShareLock);
+		trail = relation_open(pq_rel(PQ_REL_TRAIL), AccessShareLock);
 		pstate = make_parsestate(NULL);
 		pstate->p_sourcetext = sql;
 		nsitem = addRangeTableEntryForRelation(pstate, trail, AccessShareLock,
@@ -347,13 +340,14 @@ audit_pq_check_predicate(PG_FUNCTION_ARGS)
 }
 
 /*
- * audit._subscriptions_changed() makes every backend read the
+ * audit._queues_changed() makes every backend read the queues and the
  * subscriptions again.
  */
 Datum
-audit_pq_subscriptions_changed(PG_FUNCTION_ARGS)
+audit_pq_queues_changed(PG_FUNCTION_ARGS)
 {
-	CacheInvalidateRelcacheByRelid(pq_relid("subscriptions"));
+	CacheInvalidateRelcacheByRelid(pq_rel(PQ_REL_QUEUES));
+	CacheInvalidateRelcacheByRelid(pq_rel(PQ_REL_SUBSCRIPTIONS));
 	pq_subs_valid = false;
 	PG_RETURN_VOID();
 }
@@ -558,7 +552,7 @@ pq_subs_load(Relation rel)
 
 	if (pq_nsubs > 0)
 	{
-		Relation trail = relation_open(pq_relid("trail"), AccessShareLock);
+		Relation trail = relation_open(pq_rel(PQ_REL_TRAIL), AccessShareLock);
 		int i;
 
 		pq_trail_columns(RelationGetDescr(trail));
@@ -946,7 +940,6 @@ void
 audit_pq_entries_written(AuditEvent **events, const int64 *entry_ids,
 						 int nevents)
 {
-	Oid nsp;
 	Oid relid;
 	int *cand_sub;
 	int *cand_ev;
@@ -960,9 +953,7 @@ audit_pq_entries_written(AuditEvent **events, const int64 *entry_ids,
 
 	if (nevents == 0)
 		return;
-	nsp = get_namespace_oid("audit", true);
-	relid =
-		OidIsValid(nsp) ? get_relname_relid("subscriptions", nsp) : InvalidOid;
+	relid = pq_rel_if_exists(PQ_REL_SUBSCRIPTIONS);
 	if (!OidIsValid(relid))
 		return; /* an extension version without subscriptions */
 
