@@ -78,7 +78,7 @@ CREATE TABLE audit.queue_items (
 	acked_at		timestamptz,
 	entry_id		bigint,
 	payload			jsonb
-) WITH (fillfactor = 40);
+) WITH (fillfactor = 25);
 
 COMMENT ON TABLE audit.queue_items IS 'Items of the processing queues, waiting, leased, and acknowledged ones until their retention';
 COMMENT ON COLUMN audit.queue_items.item_id IS 'Item identifier: the queue_id in the high 16 bits, then a number that grows in enqueue order';

@@ -34,6 +34,17 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION plain.enqueue_many(q text, ps jsonb[]) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	c bigint;
+BEGIN
+	INSERT INTO plain.items (queue, payload) SELECT q, p FROM unnest(ps) WITH ORDINALITY u(p, o) ORDER BY o;
+	GET DIAGNOSTICS c = ROW_COUNT;
+	RETURN c;
+END
+$$;
+
 CREATE FUNCTION plain.read(q text, n int, lease interval)
 RETURNS TABLE (id bigint, payload jsonb, deliveries int)
 LANGUAGE plpgsql AS $$

@@ -113,6 +113,7 @@ extern bool pq_walk_begin(PqRef *ref, TimestampTz now, PqPass *pass);
 extern void pq_walk_end(PqRef *ref, const PqPass *pass, int64 settled_below);
 extern int64 pq_settled_below(PqRef *ref);
 extern bool pq_wait(PqRef *ref, const PqPass *pass, TimestampTz deadline);
+extern void pq_wake_next(PqRef *ref);
 extern void pq_xact_enqueued(int32 queue_id, int64 id);
 extern void pq_xact_touched(int32 queue_id, int64 id, TimestampTz due);
 

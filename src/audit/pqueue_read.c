@@ -394,7 +394,11 @@ audit_pq_read(PG_FUNCTION_ARGS)
 	pq_state_get(&ref, queue.queue_id, queue.head);
 	for (;;)
 	{
-		if (pq_read_pass(&queue, &ref, n, lease_us, rsinfo, &pass) > 0)
+		int got = pq_read_pass(&queue, &ref, n, lease_us, rsinfo, &pass);
+
+		if (got == n)
+			pq_wake_next(&ref);
+		if (got > 0)
 			break;
 		if (wait_us == 0 || !pq_wait(&ref, &pass, deadline))
 			break;

@@ -23,9 +23,11 @@
  * enqueued it commits after a read passed its id (ids are taken before
  * commit, so commits come out of id order).  Transactions note what they
  * did to each queue (pq_xact_*), and the transaction callback announces it
- * after commit or abort: it lowers rescan_from, and wakes the readers that
- * wait (long polling) through the queue's condition variable, without any
- * lock held over commit (unlike NOTIFY).
+ * after commit or abort: it lowers rescan_from, and wakes a reader that
+ * waits (long polling) through the queue's condition variable, without any
+ * lock held over commit (unlike NOTIFY).  One reader is woken; a reader
+ * that took all it asked for wakes the next, so that a commit of one item
+ * wakes one reader, not all.
  *
  * The one race is a read that passes an id whose transaction is still
  * running and commits before the read has moved the cursor past it: the
@@ -757,6 +759,17 @@ pq_wait(PqRef *ref, const PqPass *pass, TimestampTz deadline)
 	return changed || now < deadline;
 }
 
+/*
+ * A read took all it asked for: there may be more, wake the next waiting
+ * reader.
+ */
+void
+pq_wake_next(PqRef *ref)
+{
+	if (ref->shared)
+		ConditionVariableSignal(&ref->state->cv);
+}
+
 /* ---- what transactions did ---------------------------------------------- */
 
 static PqXactQueue *
@@ -870,8 +883,9 @@ pq_xact_announce(bool commit)
 		if (wake)
 			s->news++;
 		SpinLockRelease(&s->mutex);
+		/* One reader at a time: one that takes all it asked for wakes the next. */
 		if (wake)
-			ConditionVariableBroadcast(&s->cv);
+			ConditionVariableSignal(&s->cv);
 	}
 }
 

@@ -451,23 +451,17 @@ pq_cmp_ids(const void *a, const void *b)
 }
 
 /*
- * Find the version of item id visible to snapshot; false when there is
- * none.
+ * Find the version of item id visible to the scan's snapshot; false when
+ * there is none.
  */
 static bool
-pq_fetch(Relation rel, Relation index, Snapshot snapshot, int64 id,
-		 TupleTableSlot *slot)
+pq_fetch(IndexScanDesc scan, int64 id, TupleTableSlot *slot)
 {
-	IndexScanDesc scan;
 	ScanKeyData key;
-	bool found;
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
-	scan = index_beginscan(rel, index, snapshot, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
-	return found;
+	return index_getnext_slot(scan, ForwardScanDirection, slot);
 }
 
 /*
@@ -486,6 +480,8 @@ pq_settle(PqSettle how, const int64 *ids, int nids, TimestampTz until,
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
 	TupleTableSlot *next;
+	IndexScanDesc scan;
+	Snapshot snapshot;
 	int64 *sorted;
 	int64 changed = 0;
 	TimestampTz now = GetCurrentTimestamp();
@@ -507,6 +503,9 @@ pq_settle(PqSettle how, const int64 *ids, int nids, TimestampTz until,
 	slot = table_slot_create(rel, &estate->es_tupleTable);
 	next = table_slot_create(rel, &estate->es_tupleTable);
 
+	/* One snapshot for all, a newer one for an item changed meanwhile. */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = index_beginscan(rel, index, snapshot, 1, 0);
 	for (i = 0; i < nids; i++)
 	{
 		int64 id = sorted[i];
@@ -516,24 +515,25 @@ pq_settle(PqSettle how, const int64 *ids, int nids, TimestampTz until,
 			continue;
 		for (attempt = 0; attempt < PQ_SETTLE_RETRIES; attempt++)
 		{
-			Snapshot snapshot = RegisterSnapshot(GetLatestSnapshot());
 			TM_FailureData tmfd;
 			LockTupleMode lockmode;
 			bool update_indexes;
 			TM_Result result;
-			bool isnull;
 			bool leased;
 			TimestampTz visible_at;
 			int32 deliveries;
 
 			CHECK_FOR_INTERRUPTS();
-			if (!pq_fetch(rel, index, snapshot, id, slot))
+			if (attempt > 0)
 			{
+				index_endscan(scan);
 				UnregisterSnapshot(snapshot);
-				break; /* no such item (any more) */
+				snapshot = RegisterSnapshot(GetLatestSnapshot());
+				scan = index_beginscan(rel, index, snapshot, 1, 0);
 			}
+			if (!pq_fetch(scan, id, slot))
+				break; /* no such item (any more) */
 			slot_getallattrs(slot);
-			UnregisterSnapshot(snapshot);
 			if (!slot->tts_isnull[PQ_ATT_ACKED_AT - 1])
 				break;
 			if (!slot->tts_isnull[PQ_ATT_ENTRY_ID - 1] && !may_trail)
@@ -553,10 +553,10 @@ pq_settle(PqSettle how, const int64 *ids, int nids, TimestampTz until,
 								id),
 						 errhint("Application queues are used by members of "
 								 "opsdata_writer.")));
-			visible_at = DatumGetTimestampTz(
-				slot_getattr(slot, PQ_ATT_VISIBLE_AT, &isnull));
+			visible_at =
+				DatumGetTimestampTz(slot->tts_values[PQ_ATT_VISIBLE_AT - 1]);
 			deliveries =
-				DatumGetInt32(slot_getattr(slot, PQ_ATT_DELIVERIES, &isnull));
+				DatumGetInt32(slot->tts_values[PQ_ATT_DELIVERIES - 1]);
 			leased = deliveries > 0 && visible_at > now;
 			if (how == PQ_EXTEND && !leased)
 				break;
@@ -599,6 +599,8 @@ pq_settle(PqSettle how, const int64 *ids, int nids, TimestampTz until,
 		}
 		ResetPerTupleExprContext(estate);
 	}
+	index_endscan(scan);
+	UnregisterSnapshot(snapshot);
 
 	ExecCloseIndices(rri);
 	ExecResetTupleTable(estate->es_tupleTable, false);
