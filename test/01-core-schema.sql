@@ -53,7 +53,7 @@ SELECT columns_are('audit', 'queues', ARRAY['queue_id', 'name', 'kind', 'max_del
 	'head', 'head_candidate', 'head_fence', 'created_at', 'created_by', 'comment']);
 SELECT columns_are('audit', 'subscriptions', ARRAY['queue_id', 'classes', 'commands', 'outcomes',
 	'objects', 'roles', 'predicate']);
-SELECT columns_are('audit', 'queue_items', ARRAY['item_id', 'queue_id', 'deliveries', 'enqueued_at',
+SELECT columns_are('audit', 'queue_items', ARRAY['item_id', 'queue_id', 'deliveries', 'leased', 'enqueued_at',
 	'visible_at', 'acked_at', 'entry_id', 'payload']);
 SELECT columns_are('audit', 'dead_letters', ARRAY['item_id', 'queue_id', 'deliveries', 'enqueued_at',
 	'died_at', 'entry_id', 'payload']);

@@ -73,6 +73,7 @@ CREATE TABLE audit.queue_items (
 	item_id			bigint PRIMARY KEY,
 	queue_id		integer NOT NULL,
 	deliveries		integer NOT NULL DEFAULT 0,
+	leased			boolean NOT NULL DEFAULT false,
 	enqueued_at		timestamptz NOT NULL,
 	visible_at		timestamptz NOT NULL,
 	acked_at		timestamptz,
@@ -84,6 +85,7 @@ COMMENT ON TABLE audit.queue_items IS 'Items of the processing queues, waiting, 
 COMMENT ON COLUMN audit.queue_items.item_id IS 'Item identifier: the queue_id in the high 16 bits, then a number that grows in enqueue order';
 COMMENT ON COLUMN audit.queue_items.queue_id IS 'Queue of the item';
 COMMENT ON COLUMN audit.queue_items.deliveries IS 'How many times audit.read() handed the item out';
+COMMENT ON COLUMN audit.queue_items.leased IS 'Handed out by audit.read() until visible_at, and not given back since';
 COMMENT ON COLUMN audit.queue_items.enqueued_at IS 'When the item was enqueued';
 COMMENT ON COLUMN audit.queue_items.visible_at IS 'When the item may be handed out (again): the end of its lease or delay';
 COMMENT ON COLUMN audit.queue_items.acked_at IS 'When the item was acknowledged; NULL while it is not';
@@ -492,8 +494,8 @@ AS $$
 	  FROM audit.queues q
 	  LEFT JOIN LATERAL (
 		SELECT pg_catalog.count(*) FILTER (WHERE i.visible_at <= pg_catalog.now()) AS ready,
-			   pg_catalog.count(*) FILTER (WHERE i.visible_at > pg_catalog.now() AND i.deliveries > 0) AS leased,
-			   pg_catalog.count(*) FILTER (WHERE i.visible_at > pg_catalog.now() AND i.deliveries = 0) AS delayed,
+			   pg_catalog.count(*) FILTER (WHERE i.visible_at > pg_catalog.now() AND i.leased) AS leased,
+			   pg_catalog.count(*) FILTER (WHERE i.visible_at > pg_catalog.now() AND NOT i.leased) AS delayed,
 			   pg_catalog.min(i.enqueued_at) AS oldest
 		  FROM audit.queue_items i
 		 WHERE i.item_id >= audit._queue_settled_below(q.queue_id)

@@ -50,12 +50,13 @@
 #define PQ_ATT_ITEM_ID	   1
 #define PQ_ATT_QUEUE_ID	   2
 #define PQ_ATT_DELIVERIES  3
-#define PQ_ATT_ENQUEUED_AT 4
-#define PQ_ATT_VISIBLE_AT  5
-#define PQ_ATT_ACKED_AT	   6
-#define PQ_ATT_ENTRY_ID	   7
-#define PQ_ATT_PAYLOAD	   8
-#define PQ_NATTS		   8
+#define PQ_ATT_LEASED	   4
+#define PQ_ATT_ENQUEUED_AT 5
+#define PQ_ATT_VISIBLE_AT  6
+#define PQ_ATT_ACKED_AT	   7
+#define PQ_ATT_ENTRY_ID	   8
+#define PQ_ATT_PAYLOAD	   9
+#define PQ_NATTS		   9
 
 typedef enum PqKind
 {
@@ -114,6 +115,7 @@ extern void pq_walk_end(PqRef *ref, const PqPass *pass, int64 settled_below);
 extern int64 pq_settled_below(PqRef *ref);
 extern bool pq_wait(PqRef *ref, const PqPass *pass, TimestampTz deadline);
 extern void pq_wake_next(PqRef *ref);
+extern void pq_note_available(int32 queue_id, int64 id, TimestampTz at);
 extern void pq_xact_enqueued(int32 queue_id, int64 id);
 extern void pq_xact_touched(int32 queue_id, int64 id, TimestampTz due);
 

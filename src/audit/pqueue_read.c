@@ -295,6 +295,7 @@ pq_read_pass(const PqQueue *queue, PqRef *ref, int n, int64 lease_us,
 			   sizeof(bool) * next->tts_tupleDescriptor->natts);
 		next->tts_values[PQ_ATT_DELIVERIES - 1] =
 			Int32GetDatum(deliveries + 1);
+		next->tts_values[PQ_ATT_LEASED - 1] = BoolGetDatum(true);
 		next->tts_values[PQ_ATT_VISIBLE_AT - 1] = TimestampTzGetDatum(until);
 		ExecStoreVirtualTuple(next);
 		result = table_tuple_update(rel, &tid, next, cid, InvalidSnapshot,

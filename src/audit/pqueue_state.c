@@ -770,6 +770,46 @@ pq_wake_next(PqRef *ref)
 		ConditionVariableSignal(&ref->state->cv);
 }
 
+/*
+ * The current transaction made item id available again at "at" (a nack):
+ * this backend's later reads look for it at once; other backends hear of
+ * it at commit.
+ */
+void
+pq_note_available(int32 queue_id, int64 id, TimestampTz at)
+{
+	PqLocal *local = pq_locals != NULL
+						 ? hash_search(pq_locals, &queue_id, HASH_FIND, NULL)
+						 : NULL;
+	PqRef ref;
+
+	if (local == NULL)
+		return; /* no state yet: a new one looks at everything */
+	ref.queue_id = queue_id;
+	if (local->slot >= 0)
+	{
+		ref.state = &pq_shared->slots[local->slot];
+		ref.shared = true;
+		ref.incarnation = local->incarnation;
+	}
+	else if (local->own != NULL)
+	{
+		ref.state = local->own;
+		ref.shared = false;
+	}
+	else
+		return;
+	pq_lock(&ref);
+	if (pq_current(&ref))
+	{
+		if (at <= GetCurrentTimestamp())
+			pq_lower(ref.state, id);
+		else
+			ref.state->due_at = Min(ref.state->due_at, at);
+	}
+	pq_unlock(&ref);
+}
+
 /* ---- what transactions did ---------------------------------------------- */
 
 static PqXactQueue *

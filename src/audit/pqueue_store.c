@@ -332,12 +332,14 @@ pq_insert(PqInserter *ins, int32 queue_id, Jsonb *payload, int64 entry_id,
 	slot->tts_values[PQ_ATT_ITEM_ID - 1] = Int64GetDatum(id);
 	slot->tts_values[PQ_ATT_QUEUE_ID - 1] = Int32GetDatum(queue_id);
 	slot->tts_values[PQ_ATT_DELIVERIES - 1] = Int32GetDatum(0);
+	slot->tts_values[PQ_ATT_LEASED - 1] = BoolGetDatum(false);
 	slot->tts_values[PQ_ATT_ENQUEUED_AT - 1] =
 		TimestampTzGetDatum(enqueued_at);
 	slot->tts_values[PQ_ATT_VISIBLE_AT - 1] = TimestampTzGetDatum(visible_at);
 	slot->tts_isnull[PQ_ATT_ITEM_ID - 1] = false;
 	slot->tts_isnull[PQ_ATT_QUEUE_ID - 1] = false;
 	slot->tts_isnull[PQ_ATT_DELIVERIES - 1] = false;
+	slot->tts_isnull[PQ_ATT_LEASED - 1] = false;
 	slot->tts_isnull[PQ_ATT_ENQUEUED_AT - 1] = false;
 	slot->tts_isnull[PQ_ATT_VISIBLE_AT - 1] = false;
 	if (entry_id != 0)
@@ -521,7 +523,6 @@ pq_settle(PqSettle how, const int64 *ids, int nids, TimestampTz until,
 			TM_Result result;
 			bool leased;
 			TimestampTz visible_at;
-			int32 deliveries;
 
 			CHECK_FOR_INTERRUPTS();
 			if (attempt > 0)
@@ -555,9 +556,8 @@ pq_settle(PqSettle how, const int64 *ids, int nids, TimestampTz until,
 								 "opsdata_writer.")));
 			visible_at =
 				DatumGetTimestampTz(slot->tts_values[PQ_ATT_VISIBLE_AT - 1]);
-			deliveries =
-				DatumGetInt32(slot->tts_values[PQ_ATT_DELIVERIES - 1]);
-			leased = deliveries > 0 && visible_at > now;
+			leased = DatumGetBool(slot->tts_values[PQ_ATT_LEASED - 1]) &&
+					 visible_at > now;
 			if (how == PQ_EXTEND && !leased)
 				break;
 
@@ -575,6 +575,8 @@ pq_settle(PqSettle how, const int64 *ids, int nids, TimestampTz until,
 			else
 				next->tts_values[PQ_ATT_VISIBLE_AT - 1] =
 					TimestampTzGetDatum(until);
+			if (how == PQ_NACK)
+				next->tts_values[PQ_ATT_LEASED - 1] = BoolGetDatum(false);
 			ExecStoreVirtualTuple(next);
 
 			result = table_tuple_update(rel, &slot->tts_tid, next, cid,
@@ -586,6 +588,9 @@ pq_settle(PqSettle how, const int64 *ids, int nids, TimestampTz until,
 					pq_index_new_version(rri, next, estate);
 				pq_xact_touched(PQ_QUEUE_OF(id), id,
 								how == PQ_NACK ? until : DT_NOEND);
+				/* Later reads of this transaction see it given back. */
+				if (how == PQ_NACK)
+					pq_note_available(PQ_QUEUE_OF(id), id, until);
 				changed++;
 				break;
 			}
