@@ -528,6 +528,9 @@ AS $$
 DECLARE
 	n bigint;
 BEGIN
+	IF NOT EXISTS (SELECT FROM audit.queues) THEN
+		RETURN 0;
+	END IF;
 	SELECT metrics.record_many(
 			   pg_catalog.array_agg(m.name ORDER BY s.queue, m.name),
 			   pg_catalog.array_agg(m.value ORDER BY s.queue, m.name),
