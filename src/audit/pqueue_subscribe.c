@@ -957,7 +957,11 @@ audit_pq_entries_written(AuditEvent **events, const int64 *entry_ids,
 	if (!OidIsValid(relid))
 		return; /* an extension version without subscriptions */
 
-	/* Taking the lock reads the invalidations sent by audit.subscribe(). */
+	/*
+	 * Taking the locks reads the invalidations sent by audit.subscribe()
+	 * and audit.drop_queue(); a queue is not dropped while they are held.
+	 */
+	LockRelationOid(pq_rel(PQ_REL_QUEUES), AccessShareLock);
 	LockRelationOid(relid, AccessShareLock);
 	if (relid != pq_subs_relid)
 	{
