@@ -1,7 +1,7 @@
 -- The shape CREATE EXTENSION makes: schemas, tables and their columns,
 -- partitioning, keys and the settings catalog.
 BEGIN;
-SELECT plan(47);
+SELECT plan(50);
 
 SELECT schemas_are(ARRAY['public', 'audit', 'learning', 'metrics', 'opsdata'],
 	'pg_opsdata adds exactly the schemas audit, learning, metrics and opsdata');
@@ -15,7 +15,8 @@ CREATE TEMP VIEW made_tables AS
 	  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 	 WHERE c.relkind IN ('r', 'p') AND NOT (c.relispartition AND c.relname !~ '_default$');
 SELECT set_eq($$SELECT relname::text FROM made_tables WHERE nspname = 'audit'$$,
-	ARRAY['entries', 'entries_default', 'statements', 'seals', 'rules', 'queue', 'held_entries'],
+	ARRAY['entries', 'entries_default', 'statements', 'seals', 'rules', 'held_entries', 'queues',
+		  'subscriptions', 'queue_items', 'dead_letters'],
 	'Schema audit should have the correct tables');
 SELECT tables_are('learning', ARRAY['feedback', 'feedback_changes', 'histograms', 'thresholds',
 	'threshold_history', 'strategies', 'candidates']);
@@ -52,8 +53,14 @@ SELECT columns_are('audit', 'seals', ARRAY['seal_id', 'first_entry_id', 'last_en
 	'prev_hash', 'hash', 'sealed_at']);
 SELECT columns_are('audit', 'rules', ARRAY['rule_id', 'action', 'role_name', 'database_name',
 	'schema_name', 'relation_name', 'class', 'created_at', 'created_by', 'comment']);
-SELECT columns_are('audit', 'queue', ARRAY['item_id', 'consumer', 'entry_id', 'payload',
-	'enqueued_at', 'available_at', 'claimed_by', 'attempts', 'done_at']);
+SELECT columns_are('audit', 'queues', ARRAY['queue_id', 'name', 'kind', 'max_deliveries', 'retention',
+	'head', 'head_candidate', 'head_fence', 'created_at', 'created_by', 'comment']);
+SELECT columns_are('audit', 'subscriptions', ARRAY['queue_id', 'classes', 'commands', 'outcomes',
+	'objects', 'roles', 'predicate']);
+SELECT columns_are('audit', 'queue_items', ARRAY['item_id', 'queue_id', 'deliveries', 'leased', 'enqueued_at',
+	'visible_at', 'acked_at', 'entry_id', 'payload']);
+SELECT columns_are('audit', 'dead_letters', ARRAY['item_id', 'queue_id', 'deliveries', 'enqueued_at',
+	'died_at', 'entry_id', 'payload']);
 SELECT columns_are('learning', 'feedback', ARRAY['feedback_id', 'key', 'item_id', 'score', 'label',
 	'rating', 'given_by', 'source', 'created_at', 'metadata']);
 SELECT columns_are('learning', 'thresholds', ARRAY['key', 'objective', 'target', 'min_support',

@@ -265,6 +265,11 @@ extern void audit_store_events(AuditEvent **events, int nevents);
 extern int64 audit_move_held(int max_entries);
 extern int64 audit_held_count(void);
 
+/* pqueue_*.c: the processing queues */
+extern void audit_pq_init(void);
+extern void audit_pq_entries_written(AuditEvent **events,
+									 const int64 *entry_ids, int nevents);
+
 /* statements.c */
 typedef struct AuditStmtWriter AuditStmtWriter;
 extern void audit_statements_init(void);

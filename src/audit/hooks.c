@@ -250,6 +250,7 @@ void
 audit_init(void)
 {
 	audit_define_gucs();
+	audit_pq_init();
 	if (!opsdata_preloaded)
 		return;
 	audit_queue_init();

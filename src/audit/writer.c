@@ -429,19 +429,19 @@ audit_batch_string(AuditWriter *w, int c, const char *s)
 		}                                                                     \
 	} while (0)
 
-/* Fill the root slot with one event. */
-static void
+/* Fill the root slot with one event; returns its entry_id. */
+static int64
 audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
 				 bool has_statement)
 {
 	TupleTableSlot *slot = w->root_slot;
 	Datum *values = slot->tts_values;
 	bool *isnull = slot->tts_isnull;
+	int64 entry_id = nextval_internal(audit_writer_catalog.seq, false);
 
 	ExecClearTuple(slot);
 	memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	SET_COL(COL_ENTRY_ID,
-			Int64GetDatum(nextval_internal(audit_writer_catalog.seq, false)));
+	SET_COL(COL_ENTRY_ID, Int64GetDatum(entry_id));
 	SET_COL(COL_TS, TimestampTzGetDatum(ev->ts));
 	SET_COL(
 		COL_DATABASE,
@@ -494,6 +494,7 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
 	if (ev->params)
 		SET_COL(COL_PARAMS, CStringGetTextDatum(ev->params));
 	ExecStoreVirtualTuple(slot);
+	return entry_id;
 }
 
 /*
@@ -694,6 +695,7 @@ audit_write_events(AuditEvent **events, int nevents)
 	{
 		const char **texts = palloc(sizeof(char *) * nevents);
 		int64 *ids = palloc(sizeof(int64) * nevents);
+		int64 *entry_ids = palloc(sizeof(int64) * nevents);
 
 		audit_writer_open(&w);
 		for (i = 0; i < nevents; i++)
@@ -704,11 +706,14 @@ audit_write_events(AuditEvent **events, int nevents)
 		{
 			MemoryContextReset(w.rowcxt);
 			MemoryContextSwitchTo(w.rowcxt);
-			audit_fill_entry(&w, events[i], ids[i], texts[i] != NULL);
+			entry_ids[i] =
+				audit_fill_entry(&w, events[i], ids[i], texts[i] != NULL);
 			MemoryContextSwitchTo(cxt);
 			audit_writer_add(&w, events[i]->ts);
 		}
 		audit_writer_close(&w);
+		/* Subscriptions enqueue the entries they match, in this transaction. */
+		audit_pq_entries_written(events, entry_ids, nevents);
 	}
 	PG_FINALLY();
 	{

@@ -156,7 +156,7 @@ sub opsdata_fingerprint_sql
 	my @tables = (
 		[ 'audit.entries', "entry_id <= $max_entry" ],
 		[ 'audit.statements', "statement_id IN (SELECT statement_id FROM audit.entries WHERE entry_id <= $max_entry)" ],
-		[ 'audit.rules' ], [ 'audit.seals' ], [ 'audit.queue' ],
+		[ 'audit.rules' ], [ 'audit.seals' ],
 		[ 'opsdata.config' ], [ 'opsdata.jobs', $jobs ], [ 'opsdata.job_runs' ], [ 'opsdata.partitions', 'NOT builtin' ],
 		[ 'opsdata.partition_log' ],
 		[ 'metrics.series' ], [ 'metrics.points' ], [ 'metrics.rollup_queue' ], [ 'metrics.rollups' ],
