@@ -829,100 +829,63 @@ runner_run(int64 job_id, const char *name, FunctionCallInfo fcinfo)
 	MemoryContextDelete(cxt);
 }
 
+/* A job command may not COMMIT or ROLLBACK by itself: a procedure may. */
+static void
+runner_check_statement(RawStmt *raw, void *arg)
+{
+	if (IsA(raw->stmt, TransactionStmt))
+		runner_check_spi_result((const RunnerRun *) arg,
+								SPI_ERROR_TRANSACTION);
+}
+
 /*
- * Run a job's command as top-level statements of this job worker's
- * session, in transactions of its own, as a client's simple query is run:
- * parse, analysis and plans live in cxt, which survives the commits a
- * procedure makes; several statements run in one implicit transaction
- * block.  Returns the error (in cxt), or NULL; *timed_out tells a
- * cancellation by max_runtime.  Called outside any transaction.
+ * Run a job in this job worker, outside any transaction: its entry when it
+ * is a built-in job with one (worker.h), else its command as top-level
+ * statements of the session, as a client's simple query is run
+ * (opsdata_toplevel_exec), audited as the job role's statements.  Either
+ * may commit.  Returns the error (in cxt), or NULL; *timed_out tells a
+ * cancellation by max_runtime.
  */
 static ErrorData *
-runner_execute_toplevel(RunnerRun *run, MemoryContext cxt, bool *timed_out)
+runner_execute_toplevel(RunnerRun *run, const WorkerEntry *entry,
+						MemoryContext cxt, bool *timed_out)
 {
 	ErrorContextCallback errcallback;
 	ErrorData *volatile edata = NULL;
-	MemoryContext stmtcxt;
 	volatile int audit_saved = -1;
 
 	*timed_out = false;
 	runner_timeout_fired = false;
-	stmtcxt = AllocSetContextCreate(cxt, "pg_opsdata job statement",
-									ALLOCSET_DEFAULT_SIZES);
 
 	PG_TRY();
 	{
-		List *parsetrees;
-		ListCell *lc;
-		bool implicit;
-
 		errcallback.callback = runner_error_context;
 		errcallback.arg = run;
 		errcallback.previous = error_context_stack;
 		error_context_stack = &errcallback;
 
-		debug_query_string = run->command;
-		pgstat_report_activity(STATE_RUNNING, run->command);
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		MemoryContextSwitchTo(stmtcxt);
-		audit_saved = audit_user_statements_begin();
 		if (run->max_runtime_ms > 0)
 			enable_timeout_after(runner_timeout_id,
 								 (int) Min(run->max_runtime_ms, INT_MAX));
-
-		parsetrees = pg_parse_query(run->command);
-		implicit = list_length(parsetrees) > 1;
-		if (implicit)
-			BeginImplicitTransactionBlock();
-		foreach (lc, parsetrees)
+		if (entry != NULL)
 		{
-			RawStmt *raw = lfirst_node(RawStmt, lc);
-			bool snapshot_set = false;
-			List *querytrees;
-			List *plantrees;
-			Portal portal;
-			DestReceiver *receiver;
-			QueryCompletion qc;
-
-			if (IsA(raw->stmt, TransactionStmt))
-				runner_check_spi_result(run, SPI_ERROR_TRANSACTION);
-			if (analyze_requires_snapshot(raw))
-			{
-				PushActiveSnapshot(GetTransactionSnapshot());
-				snapshot_set = true;
-			}
-			querytrees = pg_analyze_and_rewrite_fixedparams(raw, run->command,
-															NULL, 0, NULL);
-			plantrees = pg_plan_queries(querytrees, run->command,
-										CURSOR_OPT_PARALLEL_OK, NULL);
-			if (snapshot_set)
-				PopActiveSnapshot();
-
-			portal = CreatePortal("", true, true);
-			portal->visible = false;
-			PortalDefineQuery(portal, NULL, run->command,
-							  CreateCommandTag(raw->stmt), plantrees, NULL);
-			PortalStart(portal, NULL, 0, InvalidSnapshot);
-			receiver = CreateDestReceiver(DestNone);
-			InitializeQueryCompletion(&qc);
-			(void) PortalRun(portal, FETCH_ALL, true, true, receiver, receiver,
-							 &qc);
-			receiver->rDestroy(receiver);
-			PortalDrop(portal, false);
-			MemoryContextSwitchTo(stmtcxt);
-			if (lnext(parsetrees, lc) != NULL)
-				CommandCounterIncrement();
+			/* pg_opsdata's own work: bounded by its own settings. */
+			SetConfigOption("statement_timeout", "0", PGC_USERSET,
+							PGC_S_SESSION);
+			entry->run((Datum) 0);
 		}
-		if (implicit)
-			EndImplicitTransactionBlock();
+		else
+		{
+			audit_saved = audit_user_statements_begin();
+			opsdata_toplevel_exec(run->command, runner_check_statement, run);
+			audit_user_statements_end(audit_saved);
+			audit_saved = -1;
+		}
 
 		if (run->max_runtime_ms > 0)
 			disable_timeout(runner_timeout_id, false);
 		if (runner_timeout_fired)
 			QueryCancelPending = false;
-		CommitTransactionCommand();
-		audit_user_statements_end(audit_saved);
 		error_context_stack = errcallback.previous;
 	}
 	PG_CATCH();
@@ -941,9 +904,8 @@ runner_execute_toplevel(RunnerRun *run, MemoryContext cxt, bool *timed_out)
 	}
 	PG_END_TRY();
 
-	debug_query_string = NULL;
 	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextDelete(stmtcxt);
+	MemoryContextSwitchTo(cxt);
 	return edata;
 }
 
@@ -1017,7 +979,10 @@ worker_run_in_job_worker(int64 job_id, Oid role)
 				SetConfigOption("application_name",
 								runner_application_name(&run), PGC_USERSET,
 								PGC_S_SESSION);
-				edata = runner_execute_toplevel(&run, cxt, &timed_out);
+				edata = runner_execute_toplevel(
+					&run,
+					run.builtin ? worker_entry_for_command(run.command) : NULL,
+					cxt, &timed_out);
 				status = runner_outcome(&run, edata, timed_out, &message);
 				sqlstate = edata != NULL ? edata->sqlerrcode : 0;
 			}

@@ -180,19 +180,13 @@ worker_scheduler_main(Datum main_arg)
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	sched_slotno = DatumGetInt32(main_arg);
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
+	opsdata_worker_init();
 	sched_slot = worker_claim_slot(sched_slotno, args.generation,
 								   WORKER_SLOT_SCHEDULER);
 	if (sched_slot == NULL)
 		proc_exit(0); /* the database is held, or the launcher gave up on us */
 
 	opsdata_worker_connect(args.dboid, InvalidOid);
-	pgstat_report_appname(WORKER_SCHEDULER_TYPE);
-	SetConfigOption("application_name", WORKER_SCHEDULER_TYPE, PGC_USERSET,
-					PGC_S_SESSION);
 	/* Never queue for long behind DDL on our tables: back off and retry. */
 	SetConfigOption("lock_timeout", "1s", PGC_USERSET, PGC_S_SESSION);
 
