@@ -9,7 +9,8 @@
  * SPI_ERROR_* code, or another SPI_OK_* code): a defect of pg_opsdata, or
  * of an object of the extension changed by hand.  Every area reports it
  * through opsdata_spi_failed(), with what it was doing and the code SPI
- * returned, under SQLSTATE XX000 (internal_error).
+ * returned, under SQLSTATE XX000 (internal_error).  opsdata_spi_connect()
+ * connects with that check.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -36,4 +37,16 @@ opsdata_spi_failed(int rc, const char *what)
 					errmsg("pg_opsdata could not %s: %s", what,
 						   SPI_result_code_string(rc))));
 	pg_unreachable();
+}
+
+/*
+ * SPI_connect_ext(options), raising the error above if it fails.
+ */
+void
+opsdata_spi_connect(int options)
+{
+	int rc = SPI_connect_ext(options);
+
+	if (rc != SPI_OK_CONNECT)
+		opsdata_spi_failed(rc, "connect to SPI");
 }

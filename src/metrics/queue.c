@@ -50,6 +50,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "core/opsdata.h"
 #include "core/privileged.h"
 #include "metrics/metrics.h"
 
@@ -368,8 +369,7 @@ queue_insert_statement(void *arg)
 		"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
 		3, insert->argtypes, insert->args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "SPI_execute_with_args failed: %s",
-			 SPI_result_code_string(ret));
+		opsdata_spi_failed(ret, "write to metrics.rollup_queue");
 	SPI_finish();
 }
 
@@ -443,7 +443,8 @@ metrics_deltas_flush(MetricsDeltas *d)
 		TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("sketch"),
 		ObjectIdGetDatum(get_namespace_oid("metrics", false)));
 	if (!OidIsValid(sketch_type))
-		elog(ERROR, "type metrics.sketch does not exist");
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+						errmsg("type metrics.sketch does not exist")));
 
 	queue = table_open(metrics_relid("rollup_queue"), RowExclusiveLock);
 	if (queue_is_plain(queue, sketch_type))

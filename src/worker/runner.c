@@ -277,15 +277,14 @@ runner_lookup_as_owner(void *arg)
 		types[0] = TEXTOID;
 		values[0] = CStringGetTextDatum(look->name);
 	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	opsdata_spi_connect(0);
 	ret = SPI_execute_with_args(
 		look->job_id != 0
 			? "SELECT j.job_id, j.run_as, j.builtin, j.name FROM opsdata.jobs j WHERE j.job_id OPERATOR(pg_catalog.=) $1"
 			: "SELECT j.job_id, j.run_as, j.builtin, j.name FROM opsdata.jobs j WHERE j.name OPERATOR(pg_catalog.=) $1",
 		1, types, values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not look up job: SPI error %d", ret);
+		opsdata_spi_failed(ret, "look up a job");
 	look->found = SPI_processed > 0;
 	if (look->found)
 	{
@@ -371,8 +370,8 @@ runner_start_as_owner(void *arg)
 		" FROM opsdata._job_start($1, $2, $3) s",
 		3, types, values, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not start job %lld: SPI error %d",
-			 (long long) start->job_id, ret);
+		opsdata_spi_failed(
+			ret, psprintf("start job %lld", (long long) start->job_id));
 	start->found = SPI_processed > 0;
 	if (start->found)
 	{
@@ -413,8 +412,7 @@ runner_start(int64 job_id, bool manual, bool atomic, Oid owner,
 	start.cxt = cxt;
 	start.run = run;
 
-	if (SPI_connect_ext(atomic ? 0 : SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	opsdata_spi_connect(atomic ? 0 : SPI_OPT_NONATOMIC);
 	/* The region ends before the commit: it cannot span one. */
 	opsdata_run_as(owner, runner_start_as_owner, &start);
 	if (!atomic)
@@ -455,8 +453,8 @@ runner_finish_as_owner(void *arg)
 	ret = SPI_execute_with_args("SELECT opsdata._job_finish($1, $2, $3, $4)",
 								4, types, values, nulls, false, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not record the run of job \"%s\": SPI error %d",
-			 finish->run->name, ret);
+		opsdata_spi_failed(
+			ret, psprintf("record the run of job \"%s\"", finish->run->name));
 }
 
 /*
@@ -473,8 +471,7 @@ runner_finish(RunnerRun *run, bool atomic, Oid owner, const char *status,
 	finish.status = status;
 	finish.sqlstate = sqlstate;
 	finish.message = message;
-	if (SPI_connect_ext(atomic ? 0 : SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	opsdata_spi_connect(atomic ? 0 : SPI_OPT_NONATOMIC);
 	opsdata_run_as(owner, runner_finish_as_owner, &finish);
 	if (!atomic)
 		SPI_commit();
@@ -527,8 +524,13 @@ runner_check_spi_result(const RunnerRun *run, int ret)
 				 "a job command cannot contain transaction control statements"),
 			 errhint(
 				 "Put the work in a procedure that commits, and make the command CALL it.")));
+	if (ret == SPI_ERROR_COPY)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a job command cannot copy to or from the client"),
+				 errhint("Copy to or from a file or a program instead.")));
 	if (ret < 0)
-		elog(ERROR, "SPI error %d while running job \"%s\"", ret, run->name);
+		opsdata_spi_failed(ret, psprintf("run job \"%s\"", run->name));
 }
 
 /*
@@ -577,8 +579,7 @@ runner_execute_in_region(RunnerRun *run, Oid role, MemoryContext cxt,
 			enable_timeout_after(runner_timeout_id,
 								 (int) Min(run->max_runtime_ms, INT_MAX));
 
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "could not connect to SPI");
+		opsdata_spi_connect(0);
 		memset(&options, 0, sizeof(options));
 		ret = SPI_execute_extended(run->command, &options);
 		runner_check_spi_result(run, ret);
@@ -669,8 +670,7 @@ runner_execute_own(RunnerRun *run, MemoryContext cxt, bool *timed_out)
 		if (run->max_runtime_ms > 0)
 			enable_timeout_after(runner_timeout_id,
 								 (int) Min(run->max_runtime_ms, INT_MAX));
-		if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
-			elog(ERROR, "could not connect to SPI");
+		opsdata_spi_connect(SPI_OPT_NONATOMIC);
 		memset(&options, 0, sizeof(options));
 		options.allow_nonatomic = true;
 		ret = SPI_execute_extended(run->command, &options);

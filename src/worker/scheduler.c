@@ -633,7 +633,7 @@ scheduler_sweep(void)
 		" WHERE r.status OPERATOR(pg_catalog.=) 'running' ORDER BY r.run_id LIMIT 64",
 		true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read running jobs: SPI error %d", ret);
+		opsdata_spi_failed(ret, "read the running jobs");
 	n = (int) SPI_processed;
 	for (i = 0; i < n; i++)
 	{
@@ -674,8 +674,7 @@ scheduler_sweep(void)
 			SPI_execute_with_args("SELECT opsdata._job_finish($1, $2, $3, $4)",
 								  4, types, values, nulls, false, 0);
 		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "could not record an interrupted run: SPI error %d",
-				 ret);
+			opsdata_spi_failed(ret, "record an interrupted run");
 		LockRelease(&tag, ExclusiveLock, false);
 	}
 }
@@ -697,8 +696,7 @@ scheduler_read_jobs(void)
 	StartTransactionCommand();
 	pgstat_report_activity(STATE_RUNNING,
 						   "pg_opsdata scheduler: reading opsdata.jobs");
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	opsdata_spi_connect(0);
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	scheduler_sweep();
@@ -710,7 +708,7 @@ scheduler_read_jobs(void)
 		" FROM opsdata.jobs j WHERE NOT j.paused ORDER BY 2, 1",
 		true, SCHEDULER_MAX_JOBS);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read opsdata.jobs: SPI error %d", ret);
+		opsdata_spi_failed(ret, "read opsdata.jobs");
 
 	now = GetCurrentTimestamp();
 	owner = opsdata_extension_owner();
