@@ -30,10 +30,14 @@
  *  - A job worker is connected as the job's role (the scheduler passes it;
  *    worker_job_role() says which role and whether it may connect).  The
  *    command is the session's own: it runs as top-level statements through
- *    portals, as a client's query does, so a procedure may COMMIT, SET ROLE
- *    to a role the job's role may become, create temporary tables.  When
- *    the role is missing or may not log in, the worker is connected as the
- *    bootstrap superuser and only records the failed run.
+ *    portals, as a client's query does (opsdata_toplevel_exec, in core),
+ *    so a procedure may COMMIT, SET ROLE to a role the job's role may
+ *    become, create temporary tables.  A built-in job whose command is
+ *    that of a job entry (worker.h, entry.c) runs the entry instead, in
+ *    this process: pg_opsdata's own work, which commits its own
+ *    transactions and is not audited as statements.  When the role is
+ *    missing or may not log in, the worker is connected as the bootstrap
+ *    superuser and only records the failed run.
  *  - opsdata.run_job() refuses a job whose role the caller is not a member
  *    of (superusers aside; built-in jobs, whose commands nobody can change,
  *    may be run by whoever may call run_job).  When the caller's session
@@ -71,12 +75,9 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
-#include "parser/analyze.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
 #include "tcop/pquery.h"
-#include "tcop/tcopprot.h"
-#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
