@@ -87,9 +87,10 @@ typedef struct PartitionSetResult
 } PartitionSetResult;
 
 /*
- * A pending detach, completed by FINALIZE after the pass has returned its
- * results: FINALIZE waits for every snapshot older than its own, among them
- * the one of the backend waiting for those results.
+ * A pending detach, completed by FINALIZE after the pass has committed its
+ * results and released a waiting caller: FINALIZE waits for every snapshot
+ * older than its own, among them the one of a backend waiting for those
+ * results.
  */
 typedef struct PartitionDeferred
 {
