@@ -84,7 +84,8 @@ SELECT columns_are('opsdata', 'job_runs', ARRAY['run_id', 'job_id', 'kind', 'due
 SELECT columns_are('opsdata', 'partitions', ARRAY['parent', 'control_column', 'control_type',
 	'part_interval', 'premake', 'retention', 'retention_setting', 'retention_mode', 'archive_schema',
 	'default_partition', 'builtin', 'created_at', 'last_run_at', 'last_status', 'last_message']);
-SELECT columns_are('opsdata', 'partition_log', ARRAY['logged_at', 'parent', 'action', 'partition', 'detail']);
+SELECT columns_are('opsdata', 'partition_log', ARRAY['logged_at', 'parent', 'action', 'partition', 'detail',
+	'pass_started', 'status', 'created', 'moved', 'detached', 'dropped']);
 
 SELECT col_type_is('audit', 'entries', 'ts', 'timestamp with time zone', 'audit.entries.ts is timestamp with time zone');
 SELECT col_type_is('metrics', 'points', 'ts', 'timestamp with time zone', 'metrics.points.ts is timestamp with time zone');

@@ -2895,6 +2895,33 @@ GRANT EXECUTE ON FUNCTION audit.create_queue(text, integer, interval, text), aud
 
 REVOKE ALL ON ALL ROUTINES IN SCHEMA audit FROM PUBLIC;
 
+-- Partition maintenance runs in job workers: each pass writes what it did
+-- to each set as a 'run' row of opsdata.partition_log, which
+-- opsdata.run_maintenance() returns, and stamps its rows with the time it
+-- began.
+ALTER TABLE opsdata.partition_log
+	DROP CONSTRAINT partition_log_action_check,
+	ADD CONSTRAINT partition_log_action_check
+		CHECK (action IN ('create', 'move', 'finalize', 'detach', 'archive', 'drop', 'skip', 'fail', 'run')),
+	ADD COLUMN pass_started timestamptz,
+	ADD COLUMN status text CHECK (status IN ('ok', 'skipped', 'failed')),
+	ADD COLUMN created integer,
+	ADD COLUMN moved bigint,
+	ADD COLUMN detached integer,
+	ADD COLUMN dropped integer,
+	ADD CHECK ((action = 'run') = (status IS NOT NULL));
+
+COMMENT ON TABLE opsdata.partition_log IS 'What partition maintenance did: every partition made, filled, detached or dropped, every skipped or failed step, and what each pass did to each set';
+COMMENT ON COLUMN opsdata.partition_log.action IS 'create, move (a partition made from rows of the default partition), finalize (an interrupted detach completed), detach, archive (moved into the archive schema), drop, skip, fail, or run (what a pass did to the set, as opsdata.run_maintenance() returns it)';
+COMMENT ON COLUMN opsdata.partition_log.detail IS 'Bounds, rows moved, the reason for a skip or failure, or for a run row what the pass did';
+COMMENT ON COLUMN opsdata.partition_log.pass_started IS 'When the maintenance pass that wrote the row began: the rows of one pass share it; NULL for rows of manage_partitions()';
+COMMENT ON COLUMN opsdata.partition_log.status IS 'Run rows: ok, skipped (a lock was not granted in time) or failed';
+COMMENT ON COLUMN opsdata.partition_log.created IS 'Run rows: partitions made';
+COMMENT ON COLUMN opsdata.partition_log.moved IS 'Run rows: rows moved out of the default partition';
+COMMENT ON COLUMN opsdata.partition_log.detached IS 'Run rows: partitions detached into the archive schema';
+COMMENT ON COLUMN opsdata.partition_log.dropped IS 'Run rows: partitions dropped';
+COMMENT ON FUNCTION opsdata.run_maintenance(regclass) IS 'Run partition maintenance now, on one set or all of them, in a job worker, and wait for it; returns what it did per set';
+
 -- Functions are created executable by PUBLIC; the install script revokes that
 -- in src/core/finish.sql, the update does it here for the new ones.
 REVOKE ALL ON ALL ROUTINES IN SCHEMA opsdata, audit, learning, metrics FROM PUBLIC;

@@ -124,6 +124,9 @@ extern char *audit_classes_string(int classes);
 /* hooks.c */
 extern void audit_install_hooks(void);
 
+/* indexer.c */
+extern void audit_indexer_init(void);
+
 /* active.c */
 extern bool audit_is_our_namespace(Oid nspoid);
 extern bool audit_capture_active(void);

@@ -3,8 +3,9 @@
  * hooks.c
  *		The audit area's entry point and its hooks, chained and thin.
  *
- * audit_init() defines the pg_opsdata.audit* settings in every process;
- * only when the library is preloaded does it register the queue's shared
+ * audit_init() defines the pg_opsdata.audit* settings and registers the
+ * closed-day indexer's job entry (indexer.c) in every process; only when
+ * the library is preloaded does it register the queue's shared
  * memory and install the hooks.  Each hook hands over to capture.c (or
  * to the previous hook) and does nothing else:
  *
@@ -251,6 +252,7 @@ audit_init(void)
 {
 	audit_define_gucs();
 	audit_pq_init();
+	audit_indexer_init();
 	if (!opsdata_preloaded)
 		return;
 	audit_queue_init();

@@ -76,6 +76,25 @@ extern struct BackgroundWorkerHandle *
 opsdata_start_worker(const char *function, const char *type, const char *name,
 					 Datum main_arg, const void *extra, Size extra_size,
 					 bool notify);
+extern void opsdata_worker_init(void);
+
+/*
+ * Statements run at top level in a worker of this library, as a client's
+ * query is (toplevel.c); check may refuse a statement by raising an error.
+ */
+struct RawStmt;
+typedef void (*OpsdataToplevelCheck)(struct RawStmt *stmt, void *arg);
+extern void opsdata_toplevel_exec(const char *sql, OpsdataToplevelCheck check,
+								  void *arg);
+
+/*
+ * The error for an SPI call that did not return what was expected
+ * (spi.c): what says what pg_opsdata was doing, "read opsdata.jobs".
+ * opsdata_spi_connect(options) is SPI_connect_ext() with that check.
+ */
+extern pg_attribute_noreturn() void opsdata_spi_failed(int rc,
+													   const char *what);
+extern void opsdata_spi_connect(int options);
 
 /*
  * The statements of a job's command are a user's, though pg_opsdata runs

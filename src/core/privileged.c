@@ -53,6 +53,7 @@
 #include "access/table.h"
 #include "catalog/pg_extension.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -60,6 +61,9 @@
 
 #include "core/opsdata.h"
 #include "core/privileged.h"
+
+/* Set once the worker connected through opsdata_worker_connect(). */
+static bool privileged_worker_connected = false;
 
 /*
  * Enter a region as role: a new GUC nest level with the pinned search_path,
@@ -188,7 +192,9 @@ opsdata_extension_owner(void)
  * its search_path: settings of the database or the role (ALTER DATABASE or
  * ALTER ROLE ... SET search_path, which a database owner may run) do not
  * reach the statements the worker runs.  A job's command may still SET its
- * own.  Call once, before any transaction.
+ * own.  application_name is the worker's type, so that pg_stat_activity
+ * shows what it is.  Call once, after opsdata_worker_init() and before any
+ * transaction.
  */
 void
 opsdata_worker_connect(Oid dboid, Oid role)
@@ -196,4 +202,19 @@ opsdata_worker_connect(Oid dboid, Oid role)
 	BackgroundWorkerInitializeConnectionByOid(dboid, role, 0);
 	SetConfigOption("search_path", OPSDATA_PINNED_SEARCH_PATH, PGC_SUSET,
 					PGC_S_OVERRIDE);
+	SetConfigOption("application_name", MyBgworkerEntry->bgw_type, PGC_USERSET,
+					PGC_S_SESSION);
+	pgstat_report_appname(MyBgworkerEntry->bgw_type);
+	privileged_worker_connected = true;
+}
+
+/*
+ * Whether this process is a background worker that connected through
+ * opsdata_worker_connect(): the only processes in which pg_opsdata runs
+ * statements at top level (core/toplevel.c).
+ */
+bool
+opsdata_worker_is_connected(void)
+{
+	return privileged_worker_connected;
 }

@@ -56,5 +56,6 @@ extern void opsdata_run_as(Oid role, OpsdataPrivilegedFunc func, void *arg);
 
 extern Oid opsdata_extension_owner(void);
 extern void opsdata_worker_connect(Oid dboid, Oid role);
+extern bool opsdata_worker_is_connected(void);
 
 #endif /* OPSDATA_PRIVILEGED_H */

@@ -190,8 +190,12 @@ keyed_table_probe(KeyedTable *t, Datum key, int ncols, const char **colnames,
 			Form_pg_attribute form;
 
 			if (att == InvalidAttrNumber)
-				elog(ERROR, "column \"%s\" of \"%s.%s\" does not exist",
-					 colnames[i], t->nspname, t->relname);
+				ereport(
+					ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg(
+						 "column \"%s\" of relation \"%s.%s\" does not exist",
+						 colnames[i], t->nspname, t->relname)));
 			form = TupleDescAttr(desc, att - 1);
 			values[i] = slot_getattr(slot, att, &nulls[i]);
 			if (!nulls[i])
@@ -278,7 +282,11 @@ learning_setting(const char *name)
 				 errmsg("unrecognized pg_opsdata setting \"%s\"", name),
 				 errhint("The settings are listed in opsdata.settings.")));
 	if (isnull)
-		elog(ERROR, "pg_opsdata setting \"%s\" is null", name);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pg_opsdata setting \"%s\" is null", name),
+				 errhint("Set it with opsdata.set_setting(), or reset it with "
+						 "opsdata.reset_setting().")));
 
 	if (threshold_cache == NULL || settings_cached >= SETTINGS_CACHE_MAX)
 		return TextDatumGetCString(value);

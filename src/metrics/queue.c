@@ -370,8 +370,7 @@ queue_insert_statement(void *arg)
 		"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
 		3, insert->argtypes, insert->args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "SPI_execute_with_args failed: %s",
-			 SPI_result_code_string(ret));
+		opsdata_spi_failed(ret, "write to metrics.rollup_queue");
 	SPI_finish();
 }
 
@@ -445,7 +444,8 @@ metrics_deltas_flush(MetricsDeltas *d)
 		TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("sketch"),
 		ObjectIdGetDatum(get_namespace_oid("metrics", false)));
 	if (!OidIsValid(sketch_type))
-		elog(ERROR, "type metrics.sketch does not exist");
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+						errmsg("type metrics.sketch does not exist")));
 
 	queue = table_open(metrics_relid("rollup_queue"), RowExclusiveLock);
 	if (queue_is_plain(queue, sketch_type))

@@ -149,7 +149,8 @@ metrics_writer_begin(void)
 		aclcheck_error(aclresult, OBJECT_TABLE, "points");
 	w->parent = table_open(relid, RowExclusiveLock);
 	if (w->parent->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
-		elog(ERROR, "metrics.points is not partitioned");
+		ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+						errmsg("metrics.points is not partitioned")));
 	w->key = RelationGetPartitionKey(w->parent);
 	partition_lock_default(w->parent);
 	w->pdir = CreatePartitionDirectory(cxt, true);

@@ -13,16 +13,20 @@
  *	  TABLE would; a set is only ever maintained on its owner's request.
  *	  manage_partitions() then makes the set's first partitions in the
  *	  caller's transaction, with the owner's privileges (exec.c).
- *	- run_maintenance() starts the maintenance worker (worker.c) connected
- *	  as the extension owner, waits for it, and returns what it did per set.
- *	  The pass runs in the worker's own transactions, so it neither sees nor
- *	  depends on what the caller's transaction has not committed, and none
- *	  of its locks is held until the caller commits.
+ *	- run_maintenance() runs a pass now: it starts a job worker for the
+ *	  job entry "partition maintenance" (pass.c) connected as the extension
+ *	  owner, waits until the pass has committed its results, and returns
+ *	  the 'run' rows the pass wrote to opsdata.partition_log.  The pass runs
+ *	  in the worker's own transactions, so it neither sees nor depends on
+ *	  what the caller's transaction has not committed, and none of its
+ *	  locks is held until the caller commits.  The rows are read with a
+ *	  fresh snapshot, so that a caller in a REPEATABLE READ transaction
+ *	  sees them too.
  *
  * The extension owner's rights are used in a privileged region
  * (core/privileged.h): search_path pinned, a security-restricted operation,
  * the user restored whether the body succeeds or fails.  run_maintenance()
- * reads opsdata.partitions with the caller's rights.
+ * checks that a set is managed with the caller's rights.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -41,17 +45,13 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "libpq/pqformat.h"
 #include "miscadmin.h"
-#include "postmaster/bgworker.h"
-#include "storage/dsm.h"
-#include "storage/proc.h"
-#include "storage/shm_mq.h"
-#include "storage/shm_toc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #include "core/opsdata.h"
@@ -154,6 +154,7 @@ partition_manage_as_owner(void *arg)
 	ListCell *lc;
 	ErrorData *edata;
 	PartitionStepStatus status;
+	int rc;
 	int i;
 
 	for (i = 0; i < 8; i++)
@@ -162,10 +163,11 @@ partition_manage_as_owner(void *arg)
 		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
 	}
 	SPI_connect();
-	if (SPI_execute_with_args(
-			"SELECT FROM opsdata._partition_register($1, $2, $3, $4, $5, $6, $7, $8, NULL, false)",
-			8, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not record the partition set");
+	rc = SPI_execute_with_args(
+		"SELECT FROM opsdata._partition_register($1, $2, $3, $4, $5, $6, $7, $8, NULL, false)",
+		8, argtypes, values, nulls, false, 0);
+	if (rc != SPI_OK_SELECT)
+		opsdata_spi_failed(rc, "record the partition set");
 	partition_read_timing(&timing);
 	steps = partition_plan(manage->parent, start_from, false, cxt);
 	SPI_finish();
@@ -231,14 +233,16 @@ partition_unmanage_as_owner(void *arg)
 	PartitionUnmanage *unmanage = (PartitionUnmanage *) arg;
 	Oid argtypes[1] = {REGCLASSOID};
 	Datum values[1];
+	int rc;
 
 	values[0] = ObjectIdGetDatum(unmanage->parent);
 	SPI_connect();
-	if (SPI_execute_with_args(
-			"SELECT p.builtin FROM opsdata.partitions p"
-			" WHERE p.parent OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-			1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read opsdata.partitions");
+	rc = SPI_execute_with_args(
+		"SELECT p.builtin FROM opsdata.partitions p"
+		" WHERE p.parent OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+		1, argtypes, values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		opsdata_spi_failed(rc, "read opsdata.partitions");
 	if (SPI_processed == 1)
 	{
 		bool isnull;
@@ -251,11 +255,11 @@ partition_unmanage_as_owner(void *arg)
 				 errmsg("\"%s\" is a built-in partition set",
 						partition_rel_name(unmanage->parent)),
 				 errdetail("pg_opsdata keeps its own tables partitioned.")));
-		if (SPI_execute_with_args("DELETE FROM opsdata.partitions p"
-								  " WHERE p.parent OPERATOR(pg_catalog.=) $1",
-								  1, argtypes, values, NULL, false,
-								  0) != SPI_OK_DELETE)
-			elog(ERROR, "could not delete from opsdata.partitions");
+		rc = SPI_execute_with_args("DELETE FROM opsdata.partitions p"
+								   " WHERE p.parent OPERATOR(pg_catalog.=) $1",
+								   1, argtypes, values, NULL, false, 0);
+		if (rc != SPI_OK_DELETE)
+			opsdata_spi_failed(rc, "delete from opsdata.partitions");
 		unmanage->found = true;
 	}
 	SPI_finish();
@@ -278,49 +282,67 @@ partition_unmanage(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(unmanage.found);
 }
 
-static char *
-partition_get_text(StringInfo msg)
+/* What partition_read_results_as_owner() needs. */
+typedef struct PartitionResults
 {
-	int len = pq_getmsgint(msg, 4);
-	char *text;
-
-	if (len < 0)
-		return NULL;
-	text = palloc(len + 1);
-	pq_copymsgbytes(msg, text, len);
-	text[len] = '\0';
-	return text;
-}
+	ReturnSetInfo *rsinfo;
+	TimestampTz pass;
+} PartitionResults;
 
 /*
- * Adds one result row from a message of the worker.
+ * Returns the 'run' rows of a pass, in the order the pass wrote them, as
+ * the extension owner, with a snapshot taken now: the pass committed them
+ * after the caller's transaction began.
  */
 static void
-partition_put_result(ReturnSetInfo *rsinfo, StringInfo msg)
+partition_read_results_as_owner(void *arg)
 {
-	Datum values[PARTITION_RESULT_COLS];
-	bool nulls[PARTITION_RESULT_COLS] = {false};
-	char *status;
-	char *message;
+	PartitionResults *results = (PartitionResults *) arg;
+	Oid argtypes[1] = {TIMESTAMPTZOID};
+	Datum args[1];
+	SPIPlanPtr plan;
+	uint64 i;
+	int rc;
 
-	values[0] = ObjectIdGetDatum((Oid) pq_getmsgint(msg, 4));
-	status = partition_get_text(msg);
-	values[1] = CStringGetTextDatum(status ? status : "");
-	values[2] = Int32GetDatum(pq_getmsgint(msg, 4));
-	values[3] = Int64GetDatum(pq_getmsgint64(msg));
-	values[4] = Int32GetDatum(pq_getmsgint(msg, 4));
-	values[5] = Int32GetDatum(pq_getmsgint(msg, 4));
-	message = partition_get_text(msg);
-	if (message)
-		values[6] = CStringGetTextDatum(message);
-	else
-		nulls[6] = true;
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	SPI_connect();
+	plan = SPI_prepare(
+		"SELECT CASE WHEN l.parent OPERATOR(pg_catalog.~) '^[0-9]+$'"
+		"            THEN l.parent::pg_catalog.oid"
+		"            ELSE pg_catalog.to_regclass(l.parent)::pg_catalog.oid END,"
+		"       l.status, l.created, l.moved, l.detached, l.dropped, l.detail"
+		"  FROM opsdata.partition_log l"
+		" WHERE l.logged_at OPERATOR(pg_catalog.>=) $1"
+		"   AND l.pass_started OPERATOR(pg_catalog.=) $1"
+		"   AND l.action OPERATOR(pg_catalog.=) 'run'"
+		" ORDER BY l.logged_at",
+		1, argtypes);
+	if (plan == NULL)
+		opsdata_spi_failed(SPI_result, "read opsdata.partition_log");
+	args[0] = TimestampTzGetDatum(results->pass);
+	rc = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 0);
+	if (rc != SPI_OK_SELECT)
+		opsdata_spi_failed(rc, "read opsdata.partition_log");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		Datum values[PARTITION_RESULT_COLS];
+		bool nulls[PARTITION_RESULT_COLS];
+		int col;
+
+		for (col = 0; col < PARTITION_RESULT_COLS; col++)
+			values[col] =
+				SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+							  col + 1, &nulls[col]);
+		/* Copied by the tuplestore, in its own memory. */
+		tuplestore_putvalues(results->rsinfo->setResult,
+							 results->rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
 }
 
 /*
  * opsdata.run_maintenance(parent regclass DEFAULT NULL) runs a maintenance
- * pass over one set or all of them in a background worker and returns one
+ * pass over one set or all of them now, in a job worker, and returns one
  * row per set: what was made, moved, detached and dropped, and the set's
  * status.  When another pass is running, returns one row saying so.
  */
@@ -330,15 +352,8 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Oid parent = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
 	Oid ext_owner = partition_function_owner(fcinfo);
-	shm_toc_estimator estimator;
-	Size size;
-	dsm_segment *seg;
-	shm_toc *toc;
-	PartitionTask *task;
-	shm_mq *mq;
-	shm_mq_handle *mqh;
-	BackgroundWorkerHandle *handle;
-	bool finished = false;
+	PartitionResults results;
+	int64 result = 0;
 
 	if (RecoveryInProgress())
 		ereport(
@@ -354,14 +369,15 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 	{
 		Oid argtypes[1] = {REGCLASSOID};
 		Datum values[1];
+		int rc;
 
 		values[0] = ObjectIdGetDatum(parent);
 		SPI_connect();
-		if (SPI_execute_with_args("SELECT FROM opsdata.partitions p"
-								  " WHERE p.parent OPERATOR(pg_catalog.=) $1",
-								  1, argtypes, values, NULL, true,
-								  1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read opsdata.partitions");
+		rc = SPI_execute_with_args("SELECT FROM opsdata.partitions p"
+								   " WHERE p.parent OPERATOR(pg_catalog.=) $1",
+								   1, argtypes, values, NULL, true, 1);
+		if (rc != SPI_OK_SELECT)
+			opsdata_spi_failed(rc, "read opsdata.partitions");
 		if (SPI_processed == 0)
 		{
 			ereport(
@@ -375,95 +391,53 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 		SPI_finish();
 	}
 
-	shm_toc_initialize_estimator(&estimator);
-	shm_toc_estimate_chunk(&estimator, sizeof(PartitionTask));
-	shm_toc_estimate_chunk(&estimator, PARTITION_QUEUE_SIZE);
-	shm_toc_estimate_keys(&estimator, 2);
-	size = shm_toc_estimate(&estimator);
-	seg = dsm_create(size, 0);
-	toc = shm_toc_create(PARTITION_SHM_MAGIC, dsm_segment_address(seg), size);
-	task = shm_toc_allocate(toc, sizeof(PartitionTask));
-	task->database = MyDatabaseId;
-	task->user = ext_owner;
-	task->parent = parent;
-	shm_toc_insert(toc, PARTITION_KEY_TASK, task);
-	mq = shm_mq_create(shm_toc_allocate(toc, PARTITION_QUEUE_SIZE),
-					   PARTITION_QUEUE_SIZE);
-	shm_toc_insert(toc, PARTITION_KEY_QUEUE, mq);
-	shm_mq_set_receiver(mq, MyProc);
-
-	handle = opsdata_start_worker(
-		"partition_worker_main", "pg_opsdata partition maintenance",
-		"pg_opsdata partition maintenance",
-		UInt32GetDatum(dsm_segment_handle(seg)), NULL, 0, true);
-	if (handle == NULL)
-		ereport(
-			ERROR,
-			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-			 errmsg("could not start a partition maintenance worker"),
-			 errdetail("Every background worker slot is in use."),
-			 errhint("Consider increasing the configuration parameter \"%s\".",
+	switch (worker_run_entry(&partition_pass_entry, ObjectIdGetDatum(parent),
+							 ext_owner, true, &result))
+	{
+		case WORKER_ENTRY_NO_SLOT:
+			ereport(
+				ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start a partition maintenance worker"),
+				 errdetail("Every background worker slot is in use."),
+				 errhint(
+					 "Consider increasing the configuration parameter \"%s\".",
 					 "max_worker_processes")));
-	mqh = shm_mq_attach(mq, seg, handle);
-
-	PG_TRY();
-	{
-		for (;;)
-		{
-			Size nbytes;
-			void *data;
-			StringInfoData msg;
-			char kind;
-
-			if (shm_mq_receive(mqh, &nbytes, &data, false) != SHM_MQ_SUCCESS)
-				break;
-			msg.data = data;
-			msg.len = nbytes;
-			msg.maxlen = nbytes;
-			msg.cursor = 0;
-			kind = pq_getmsgbyte(&msg);
-			if (kind == PARTITION_MSG_SET)
-				partition_put_result(rsinfo, &msg);
-			else if (kind == PARTITION_MSG_BUSY)
-			{
-				Datum values[PARTITION_RESULT_COLS] = {0};
-				bool nulls[PARTITION_RESULT_COLS] = {
-					true, false, false, false, false, false, false};
-
-				values[1] = CStringGetTextDatum("skipped");
-				values[2] = Int32GetDatum(0);
-				values[3] = Int64GetDatum(0);
-				values[4] = Int32GetDatum(0);
-				values[5] = Int32GetDatum(0);
-				values[6] = CStringGetTextDatum(
-					"another partition maintenance pass is running");
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
-									 values, nulls);
-				finished = true;
-				break;
-			}
-			else if (kind == PARTITION_MSG_DONE)
-			{
-				/* The worker may go on completing pending detaches. */
-				finished = true;
-				break;
-			}
-		}
+			break;
+		case WORKER_ENTRY_EXITED:
+		case WORKER_ENTRY_STARTED:
+			ereport(
+				ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg(
+					 "partition maintenance worker exited before finishing"),
+				 errhint(
+					 "The server log tells why; what it did until then is in opsdata.partition_log.")));
+			break;
+		case WORKER_ENTRY_DONE:
+			break;
 	}
-	PG_CATCH();
-	{
-		TerminateBackgroundWorker(handle);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
 
-	if (!finished)
-		ereport(
-			ERROR,
-			(errcode(ERRCODE_INTERNAL_ERROR),
-			 errmsg("partition maintenance worker exited before finishing"),
-			 errhint(
-				 "The server log tells why; what it did until then is in opsdata.partition_log.")));
-	dsm_detach(seg);
+	if (result == PARTITION_PASS_BUSY)
+	{
+		Datum values[PARTITION_RESULT_COLS] = {0};
+		bool nulls[PARTITION_RESULT_COLS] = {true,	false, false, false,
+											 false, false, false};
+
+		values[1] = CStringGetTextDatum("skipped");
+		values[2] = Int32GetDatum(0);
+		values[3] = Int64GetDatum(0);
+		values[4] = Int32GetDatum(0);
+		values[5] = Int32GetDatum(0);
+		values[6] = CStringGetTextDatum(
+			"another partition maintenance pass is running");
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values,
+							 nulls);
+		return (Datum) 0;
+	}
+
+	results.rsinfo = rsinfo;
+	results.pass = (TimestampTz) result;
+	opsdata_run_as(ext_owner, partition_read_results_as_owner, &results);
 	return (Datum) 0;
 }

@@ -27,8 +27,9 @@
  *
  * Each step that succeeds writes its row of opsdata.partition_log in the
  * same transaction, as the user that called us: the log says exactly what
- * was committed.  The caller commits (the worker, after every step) or
- * keeps going in its transaction (manage_partitions()).
+ * was committed.  The caller commits (a pass, after every step) or
+ * keeps going in its transaction (manage_partitions()).  A pass (pass.c)
+ * stamps its rows with the time it began (pass_started).
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -66,15 +67,16 @@ void
 partition_read_timing(PartitionTiming *timing)
 {
 	bool isnull;
+	int rc;
 
-	if (SPI_execute(
-			"SELECT (EXTRACT(epoch FROM opsdata.setting('partition.lock_timeout')::pg_catalog.interval) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
-			" (EXTRACT(epoch FROM opsdata.setting('partition.detach_timeout')::pg_catalog.interval) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
-			" opsdata.setting('partition.lock_retries')::pg_catalog.int4,"
-			" (EXTRACT(epoch FROM opsdata.setting('partition.retry_delay')::pg_catalog.interval) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4",
-			true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not read the partition maintenance settings");
+	rc = SPI_execute(
+		"SELECT (EXTRACT(epoch FROM opsdata.setting('partition.lock_timeout')::pg_catalog.interval) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
+		" (EXTRACT(epoch FROM opsdata.setting('partition.detach_timeout')::pg_catalog.interval) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
+		" opsdata.setting('partition.lock_retries')::pg_catalog.int4,"
+		" (EXTRACT(epoch FROM opsdata.setting('partition.retry_delay')::pg_catalog.interval) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4",
+		true, 1);
+	if (rc != SPI_OK_SELECT)
+		opsdata_spi_failed(rc, "read the partition maintenance settings");
 	timing->lock_timeout_ms =
 		Max(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 										SPI_tuptable->tupdesc, 1, &isnull)),
@@ -112,6 +114,7 @@ partition_plan(Oid parent, const char *start_from, bool maintain,
 	char nulls[3] = {' ', ' ', ' '};
 	List *steps = NIL;
 	uint64 i;
+	int rc;
 
 	values[0] = ObjectIdGetDatum(parent);
 	if (start_from)
@@ -119,11 +122,12 @@ partition_plan(Oid parent, const char *start_from, bool maintain,
 	else
 		nulls[1] = 'n';
 	values[2] = BoolGetDatum(maintain);
-	if (SPI_execute_with_args(
-			"SELECT step, phase, action, partition, statements, toplevel, replica, detail"
-			" FROM opsdata._partition_plan($1, $2, $3) ORDER BY step",
-			3, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not plan partition maintenance");
+	rc = SPI_execute_with_args(
+		"SELECT step, phase, action, partition, statements, toplevel, replica, detail"
+		" FROM opsdata._partition_plan($1, $2, $3) ORDER BY step",
+		3, argtypes, values, nulls, false, 0);
+	if (rc != SPI_OK_SELECT)
+		opsdata_spi_failed(rc, "plan partition maintenance");
 
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -175,6 +179,17 @@ partition_plan(Oid parent, const char *start_from, bool maintain,
 }
 
 /*
+ * The pass_started of the rows this process writes to opsdata.partition_log
+ * now: the running pass's (pass.c), or NULL outside a pass.
+ */
+static void
+partition_log_pass(Datum *value, char *null)
+{
+	*value = TimestampTzGetDatum(partition_current_pass);
+	*null = partition_current_pass != 0 ? ' ' : 'n';
+}
+
+/*
  * Appends a row to opsdata.partition_log in the current transaction, as the
  * current user.
  */
@@ -182,9 +197,10 @@ void
 partition_log(const char *parent_name, const char *action,
 			  const char *partition, const char *detail)
 {
-	Oid argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum values[4];
-	char nulls[4] = {' ', ' ', ' ', ' '};
+	Oid argtypes[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	Datum values[5];
+	char nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int rc;
 
 	values[0] = CStringGetTextDatum(parent_name);
 	values[1] = CStringGetTextDatum(action);
@@ -196,12 +212,14 @@ partition_log(const char *parent_name, const char *action,
 		values[3] = CStringGetTextDatum(detail);
 	else
 		nulls[3] = 'n';
+	partition_log_pass(&values[4], &nulls[4]);
 	SPI_connect();
-	if (SPI_execute_with_args(
-			"INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
-			" VALUES ($1, $2, $3, $4)",
-			4, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not write to opsdata.partition_log");
+	rc = SPI_execute_with_args(
+		"INSERT INTO opsdata.partition_log (parent, action, partition, detail, pass_started)"
+		" VALUES ($1, $2, $3, $4, $5)",
+		5, argtypes, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		opsdata_spi_failed(rc, "write to opsdata.partition_log");
 	SPI_finish();
 }
 
@@ -297,8 +315,10 @@ partition_exec_statements(const PartitionStep *step, Oid owner,
 static void
 partition_log_batch(const char *parent_name, List *steps, const int64 *rows)
 {
-	Oid argtypes[4] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum values[4];
+	Oid argtypes[5] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+					   TIMESTAMPTZOID};
+	Datum values[5];
+	char valnulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int n = list_length(steps);
 	Datum *actions = palloc(n * sizeof(Datum));
 	Datum *partitions = palloc(n * sizeof(Datum));
@@ -307,6 +327,7 @@ partition_log_batch(const char *parent_name, List *steps, const int64 *rows)
 	int dims[1] = {n};
 	int lbs[1] = {1};
 	int i = 0;
+	int rc;
 	ListCell *lc;
 
 	foreach (lc, steps)
@@ -331,15 +352,17 @@ partition_log_batch(const char *parent_name, List *steps, const int64 *rows)
 		partitions, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	values[3] = PointerGetDatum(construct_md_array(
 		details, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	partition_log_pass(&values[4], &valnulls[4]);
 	SPI_connect();
-	if (SPI_execute_with_args(
-			"INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
-			" SELECT $1, u.a,"
-			"        CASE WHEN u.p OPERATOR(pg_catalog.<>) '' THEN u.p END,"
-			"        CASE WHEN u.d OPERATOR(pg_catalog.<>) '' THEN u.d END"
-			"   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(a, p, d)",
-			4, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not write to opsdata.partition_log");
+	rc = SPI_execute_with_args(
+		"INSERT INTO opsdata.partition_log (parent, action, partition, detail, pass_started)"
+		" SELECT $1, u.a,"
+		"        CASE WHEN u.p OPERATOR(pg_catalog.<>) '' THEN u.p END,"
+		"        CASE WHEN u.d OPERATOR(pg_catalog.<>) '' THEN u.d END, $5"
+		"   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(a, p, d)",
+		5, argtypes, values, valnulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		opsdata_spi_failed(rc, "write to opsdata.partition_log");
 	SPI_finish();
 }
 

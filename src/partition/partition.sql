@@ -4,11 +4,13 @@
 -- A set is a range-partitioned table keyed by timestamptz, date or an
 -- integer column.  Maintenance makes partitions ahead of now (or of the
 -- highest id), empties the default partition into proper partitions, and
--- drops or detaches partitions older than the retention.  It runs in a
--- background worker of its own (src/partition/worker.c), one short
--- transaction per step, each under a short lock_timeout; the plan of each
--- set is computed by opsdata._partition_plan() (partition_plan.sql) and the
--- DDL runs with the privileges of the table's owner.
+-- drops or detaches partitions older than the retention.  A pass runs in a
+-- job worker (src/partition/pass.c, the job entry of the built-in job
+-- below), one short transaction per step, each under a short lock_timeout;
+-- the plan of each set is computed by opsdata._partition_plan()
+-- (partition_plan.sql) and the DDL runs with the privileges of the table's
+-- owner.  Every pass writes one 'run' row per set to opsdata.partition_log:
+-- what opsdata.run_maintenance() returns.
 
 CREATE TABLE opsdata.partitions (
 	parent				regclass PRIMARY KEY,
@@ -55,19 +57,32 @@ CREATE TABLE opsdata.partition_log (
 	logged_at	timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
 	parent		text NOT NULL,
 	action		text NOT NULL
-				CHECK (action IN ('create', 'move', 'finalize', 'detach', 'archive', 'drop', 'skip', 'fail')),
+				CHECK (action IN ('create', 'move', 'finalize', 'detach', 'archive', 'drop', 'skip', 'fail', 'run')),
 	partition	text,
-	detail		text
+	detail		text,
+	pass_started timestamptz,
+	status		text CHECK (status IN ('ok', 'skipped', 'failed')),
+	created		integer,
+	moved		bigint,
+	detached	integer,
+	dropped		integer,
+	CHECK ((action = 'run') = (status IS NOT NULL))
 );
 
 CREATE INDEX partition_log_logged_at_idx ON opsdata.partition_log (logged_at);
 
-COMMENT ON TABLE opsdata.partition_log IS 'What partition maintenance did: every partition made, filled, detached or dropped, and every skipped or failed step';
+COMMENT ON TABLE opsdata.partition_log IS 'What partition maintenance did: every partition made, filled, detached or dropped, every skipped or failed step, and what each pass did to each set';
 COMMENT ON COLUMN opsdata.partition_log.logged_at IS 'When the step committed';
 COMMENT ON COLUMN opsdata.partition_log.parent IS 'The partitioned table, by name';
-COMMENT ON COLUMN opsdata.partition_log.action IS 'create, move (a partition made from rows of the default partition), finalize (an interrupted detach completed), detach, archive (moved into the archive schema), drop, skip or fail';
+COMMENT ON COLUMN opsdata.partition_log.action IS 'create, move (a partition made from rows of the default partition), finalize (an interrupted detach completed), detach, archive (moved into the archive schema), drop, skip, fail, or run (what a pass did to the set, as opsdata.run_maintenance() returns it)';
 COMMENT ON COLUMN opsdata.partition_log.partition IS 'The partition concerned, by name';
-COMMENT ON COLUMN opsdata.partition_log.detail IS 'Bounds, rows moved, or the reason for a skip or failure';
+COMMENT ON COLUMN opsdata.partition_log.detail IS 'Bounds, rows moved, the reason for a skip or failure, or for a run row what the pass did';
+COMMENT ON COLUMN opsdata.partition_log.pass_started IS 'When the maintenance pass that wrote the row began: the rows of one pass share it; NULL for rows of manage_partitions()';
+COMMENT ON COLUMN opsdata.partition_log.status IS 'Run rows: ok, skipped (a lock was not granted in time) or failed';
+COMMENT ON COLUMN opsdata.partition_log.created IS 'Run rows: partitions made';
+COMMENT ON COLUMN opsdata.partition_log.moved IS 'Run rows: rows moved out of the default partition';
+COMMENT ON COLUMN opsdata.partition_log.detached IS 'Run rows: partitions detached into the archive schema';
+COMMENT ON COLUMN opsdata.partition_log.dropped IS 'Run rows: partitions dropped';
 
 SELECT pg_catalog.pg_extension_config_dump('opsdata.partition_log', '');
 
@@ -490,7 +505,7 @@ RETURNS TABLE (parent_table regclass, status text, created integer, moved bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'partition_run_maintenance';
 
-COMMENT ON FUNCTION opsdata.run_maintenance(regclass) IS 'Run partition maintenance now, on one set or all of them, in a background worker of its own; returns what it did per set';
+COMMENT ON FUNCTION opsdata.run_maintenance(regclass) IS 'Run partition maintenance now, on one set or all of them, in a job worker, and wait for it; returns what it did per set';
 
 CREATE FUNCTION opsdata.show_partitions(parent regclass)
 RETURNS TABLE (partition regclass, lower_bound text, upper_bound text, is_default boolean, detach_pending boolean)

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * jobworker.c
- *		A job worker: runs one due job as a top-level CALL, then exits.
+ *		A job worker: runs one due job, or one entry a session asked for,
+ *		then exits.
  *
  * The scheduler reserves a slot and starts the worker with the job's id,
  * the role to connect as, and when the job is due, a little before it is
@@ -18,6 +19,13 @@
  * search_path is pg_catalog, pg_temp whatever the database's or the role's
  * settings say (opsdata_worker_connect); the command may SET its own.
  * application_name is "pg_opsdata job <name>" while the job runs.
+ *
+ * A session that runs an entry now (worker_run_entry, entry.c) starts a
+ * job worker with worker_entry_main(): it takes no slot, connects as the
+ * role the session named, maps the segment of a waiting caller, runs the
+ * entry with statement_timeout off, and exits.  Its type, and its
+ * application_name, are "pg_opsdata <entry name>".  An error is logged and
+ * ends the worker; a waiting caller then sees it end without "done".
  *
  * A failure of the job has been recorded by the runner before its error
  * reaches the top here; it is logged once and the worker exits normally.
@@ -38,9 +46,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
-#include "postmaster/interrupt.h"
 #include "storage/ipc.h"
-#include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -60,18 +66,11 @@ worker_job_main(Datum main_arg)
 	MemoryContext cxt;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
-
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
+	opsdata_worker_init();
 	if (worker_claim_slot(DatumGetInt32(main_arg), args.generation,
 						  WORKER_SLOT_JOB) == NULL)
 		proc_exit(0);
-
 	opsdata_worker_connect(args.dboid, args.role);
-	SetConfigOption("application_name", WORKER_JOB_TYPE, PGC_USERSET,
-					PGC_S_SESSION);
 
 	/* Started ahead of time: wait until the job is due. */
 	for (;;)
@@ -107,6 +106,37 @@ worker_job_main(Datum main_arg)
 	}
 	PG_END_TRY();
 
+	pgstat_report_activity(STATE_IDLE, NULL);
+	proc_exit(0);
+}
+
+/*
+ * Main function of a job worker started by worker_run_entry(): main_arg is
+ * the handle of the waiting caller's segment (DSM_HANDLE_INVALID when
+ * nobody waits), bgw_extra the entry, its argument, the database and the
+ * role.
+ */
+void
+worker_entry_main(Datum main_arg)
+{
+	WorkerEntryArgs args;
+	const WorkerEntry *entry;
+	dsm_handle handle = DatumGetUInt32(main_arg);
+
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	opsdata_worker_init();
+	entry = worker_find_entry(args.name);
+	if (entry == NULL)
+		elog(ERROR, "pg_opsdata job entry \"%s\" is not registered",
+			 args.name);
+	if (handle != DSM_HANDLE_INVALID)
+		worker_entry_attach(handle);
+	opsdata_worker_connect(args.dboid, args.role);
+	SetConfigOption("statement_timeout", "0", PGC_USERSET, PGC_S_SESSION);
+
+	entry->run(args.arg);
+
+	worker_entry_done(0);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	proc_exit(0);
 }

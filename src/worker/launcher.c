@@ -156,13 +156,9 @@ worker_launcher_main(Datum main_arg)
 {
 	HASHCTL ctl;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
+	opsdata_worker_init();
 	/* Shared catalogs only: the launcher keeps no database busy. */
 	opsdata_worker_connect(InvalidOid, InvalidOid);
-	pgstat_report_appname(WORKER_LAUNCHER_TYPE);
 
 	launcher_context = AllocSetContextCreate(
 		TopMemoryContext, "pg_opsdata launcher", ALLOCSET_DEFAULT_SIZES);

@@ -30,10 +30,14 @@
  *  - A job worker is connected as the job's role (the scheduler passes it;
  *    worker_job_role() says which role and whether it may connect).  The
  *    command is the session's own: it runs as top-level statements through
- *    portals, as a client's query does, so a procedure may COMMIT, SET ROLE
- *    to a role the job's role may become, create temporary tables.  When
- *    the role is missing or may not log in, the worker is connected as the
- *    bootstrap superuser and only records the failed run.
+ *    portals, as a client's query does (opsdata_toplevel_exec, in core),
+ *    so a procedure may COMMIT, SET ROLE to a role the job's role may
+ *    become, create temporary tables.  A built-in job whose command is
+ *    that of a job entry (worker.h, entry.c) runs the entry instead, in
+ *    this process: pg_opsdata's own work, which commits its own
+ *    transactions and is not audited as statements.  When the role is
+ *    missing or may not log in, the worker is connected as the bootstrap
+ *    superuser and only records the failed run.
  *  - opsdata.run_job() refuses a job whose role the caller is not a member
  *    of (superusers aside; built-in jobs, whose commands nobody can change,
  *    may be run by whoever may call run_job).  When the caller's session
@@ -71,12 +75,9 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
-#include "parser/analyze.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
 #include "tcop/pquery.h"
-#include "tcop/tcopprot.h"
-#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -277,15 +278,14 @@ runner_lookup_as_owner(void *arg)
 		types[0] = TEXTOID;
 		values[0] = CStringGetTextDatum(look->name);
 	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	opsdata_spi_connect(0);
 	ret = SPI_execute_with_args(
 		look->job_id != 0
 			? "SELECT j.job_id, j.run_as, j.builtin, j.name FROM opsdata.jobs j WHERE j.job_id OPERATOR(pg_catalog.=) $1"
 			: "SELECT j.job_id, j.run_as, j.builtin, j.name FROM opsdata.jobs j WHERE j.name OPERATOR(pg_catalog.=) $1",
 		1, types, values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not look up job: SPI error %d", ret);
+		opsdata_spi_failed(ret, "look up a job");
 	look->found = SPI_processed > 0;
 	if (look->found)
 	{
@@ -371,8 +371,8 @@ runner_start_as_owner(void *arg)
 		" FROM opsdata._job_start($1, $2, $3) s",
 		3, types, values, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not start job %lld: SPI error %d",
-			 (long long) start->job_id, ret);
+		opsdata_spi_failed(
+			ret, psprintf("start job %lld", (long long) start->job_id));
 	start->found = SPI_processed > 0;
 	if (start->found)
 	{
@@ -413,8 +413,7 @@ runner_start(int64 job_id, bool manual, bool atomic, Oid owner,
 	start.cxt = cxt;
 	start.run = run;
 
-	if (SPI_connect_ext(atomic ? 0 : SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	opsdata_spi_connect(atomic ? 0 : SPI_OPT_NONATOMIC);
 	/* The region ends before the commit: it cannot span one. */
 	opsdata_run_as(owner, runner_start_as_owner, &start);
 	if (!atomic)
@@ -455,8 +454,8 @@ runner_finish_as_owner(void *arg)
 	ret = SPI_execute_with_args("SELECT opsdata._job_finish($1, $2, $3, $4)",
 								4, types, values, nulls, false, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not record the run of job \"%s\": SPI error %d",
-			 finish->run->name, ret);
+		opsdata_spi_failed(
+			ret, psprintf("record the run of job \"%s\"", finish->run->name));
 }
 
 /*
@@ -473,8 +472,7 @@ runner_finish(RunnerRun *run, bool atomic, Oid owner, const char *status,
 	finish.status = status;
 	finish.sqlstate = sqlstate;
 	finish.message = message;
-	if (SPI_connect_ext(atomic ? 0 : SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	opsdata_spi_connect(atomic ? 0 : SPI_OPT_NONATOMIC);
 	opsdata_run_as(owner, runner_finish_as_owner, &finish);
 	if (!atomic)
 		SPI_commit();
@@ -527,8 +525,13 @@ runner_check_spi_result(const RunnerRun *run, int ret)
 				 "a job command cannot contain transaction control statements"),
 			 errhint(
 				 "Put the work in a procedure that commits, and make the command CALL it.")));
+	if (ret == SPI_ERROR_COPY)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a job command cannot copy to or from the client"),
+				 errhint("Copy to or from a file or a program instead.")));
 	if (ret < 0)
-		elog(ERROR, "SPI error %d while running job \"%s\"", ret, run->name);
+		opsdata_spi_failed(ret, psprintf("run job \"%s\"", run->name));
 }
 
 /*
@@ -577,8 +580,7 @@ runner_execute_in_region(RunnerRun *run, Oid role, MemoryContext cxt,
 			enable_timeout_after(runner_timeout_id,
 								 (int) Min(run->max_runtime_ms, INT_MAX));
 
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "could not connect to SPI");
+		opsdata_spi_connect(0);
 		memset(&options, 0, sizeof(options));
 		ret = SPI_execute_extended(run->command, &options);
 		runner_check_spi_result(run, ret);
@@ -669,8 +671,7 @@ runner_execute_own(RunnerRun *run, MemoryContext cxt, bool *timed_out)
 		if (run->max_runtime_ms > 0)
 			enable_timeout_after(runner_timeout_id,
 								 (int) Min(run->max_runtime_ms, INT_MAX));
-		if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
-			elog(ERROR, "could not connect to SPI");
+		opsdata_spi_connect(SPI_OPT_NONATOMIC);
 		memset(&options, 0, sizeof(options));
 		options.allow_nonatomic = true;
 		ret = SPI_execute_extended(run->command, &options);
@@ -829,100 +830,63 @@ runner_run(int64 job_id, const char *name, FunctionCallInfo fcinfo)
 	MemoryContextDelete(cxt);
 }
 
+/* A job command may not COMMIT or ROLLBACK by itself: a procedure may. */
+static void
+runner_check_statement(RawStmt *raw, void *arg)
+{
+	if (IsA(raw->stmt, TransactionStmt))
+		runner_check_spi_result((const RunnerRun *) arg,
+								SPI_ERROR_TRANSACTION);
+}
+
 /*
- * Run a job's command as top-level statements of this job worker's
- * session, in transactions of its own, as a client's simple query is run:
- * parse, analysis and plans live in cxt, which survives the commits a
- * procedure makes; several statements run in one implicit transaction
- * block.  Returns the error (in cxt), or NULL; *timed_out tells a
- * cancellation by max_runtime.  Called outside any transaction.
+ * Run a job in this job worker, outside any transaction: its entry when it
+ * is a built-in job with one (worker.h), else its command as top-level
+ * statements of the session, as a client's simple query is run
+ * (opsdata_toplevel_exec), audited as the job role's statements.  Either
+ * may commit.  Returns the error (in cxt), or NULL; *timed_out tells a
+ * cancellation by max_runtime.
  */
 static ErrorData *
-runner_execute_toplevel(RunnerRun *run, MemoryContext cxt, bool *timed_out)
+runner_execute_toplevel(RunnerRun *run, const WorkerEntry *entry,
+						MemoryContext cxt, bool *timed_out)
 {
 	ErrorContextCallback errcallback;
 	ErrorData *volatile edata = NULL;
-	MemoryContext stmtcxt;
 	volatile int audit_saved = -1;
 
 	*timed_out = false;
 	runner_timeout_fired = false;
-	stmtcxt = AllocSetContextCreate(cxt, "pg_opsdata job statement",
-									ALLOCSET_DEFAULT_SIZES);
 
 	PG_TRY();
 	{
-		List *parsetrees;
-		ListCell *lc;
-		bool implicit;
-
 		errcallback.callback = runner_error_context;
 		errcallback.arg = run;
 		errcallback.previous = error_context_stack;
 		error_context_stack = &errcallback;
 
-		debug_query_string = run->command;
-		pgstat_report_activity(STATE_RUNNING, run->command);
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		MemoryContextSwitchTo(stmtcxt);
-		audit_saved = audit_user_statements_begin();
 		if (run->max_runtime_ms > 0)
 			enable_timeout_after(runner_timeout_id,
 								 (int) Min(run->max_runtime_ms, INT_MAX));
-
-		parsetrees = pg_parse_query(run->command);
-		implicit = list_length(parsetrees) > 1;
-		if (implicit)
-			BeginImplicitTransactionBlock();
-		foreach (lc, parsetrees)
+		if (entry != NULL)
 		{
-			RawStmt *raw = lfirst_node(RawStmt, lc);
-			bool snapshot_set = false;
-			List *querytrees;
-			List *plantrees;
-			Portal portal;
-			DestReceiver *receiver;
-			QueryCompletion qc;
-
-			if (IsA(raw->stmt, TransactionStmt))
-				runner_check_spi_result(run, SPI_ERROR_TRANSACTION);
-			if (analyze_requires_snapshot(raw))
-			{
-				PushActiveSnapshot(GetTransactionSnapshot());
-				snapshot_set = true;
-			}
-			querytrees = pg_analyze_and_rewrite_fixedparams(raw, run->command,
-															NULL, 0, NULL);
-			plantrees = pg_plan_queries(querytrees, run->command,
-										CURSOR_OPT_PARALLEL_OK, NULL);
-			if (snapshot_set)
-				PopActiveSnapshot();
-
-			portal = CreatePortal("", true, true);
-			portal->visible = false;
-			PortalDefineQuery(portal, NULL, run->command,
-							  CreateCommandTag(raw->stmt), plantrees, NULL);
-			PortalStart(portal, NULL, 0, InvalidSnapshot);
-			receiver = CreateDestReceiver(DestNone);
-			InitializeQueryCompletion(&qc);
-			(void) PortalRun(portal, FETCH_ALL, true, true, receiver, receiver,
-							 &qc);
-			receiver->rDestroy(receiver);
-			PortalDrop(portal, false);
-			MemoryContextSwitchTo(stmtcxt);
-			if (lnext(parsetrees, lc) != NULL)
-				CommandCounterIncrement();
+			/* pg_opsdata's own work: bounded by its own settings. */
+			SetConfigOption("statement_timeout", "0", PGC_USERSET,
+							PGC_S_SESSION);
+			entry->run((Datum) 0);
 		}
-		if (implicit)
-			EndImplicitTransactionBlock();
+		else
+		{
+			audit_saved = audit_user_statements_begin();
+			opsdata_toplevel_exec(run->command, runner_check_statement, run);
+			audit_user_statements_end(audit_saved);
+			audit_saved = -1;
+		}
 
 		if (run->max_runtime_ms > 0)
 			disable_timeout(runner_timeout_id, false);
 		if (runner_timeout_fired)
 			QueryCancelPending = false;
-		CommitTransactionCommand();
-		audit_user_statements_end(audit_saved);
 		error_context_stack = errcallback.previous;
 	}
 	PG_CATCH();
@@ -941,9 +905,8 @@ runner_execute_toplevel(RunnerRun *run, MemoryContext cxt, bool *timed_out)
 	}
 	PG_END_TRY();
 
-	debug_query_string = NULL;
 	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextDelete(stmtcxt);
+	MemoryContextSwitchTo(cxt);
 	return edata;
 }
 
@@ -1017,7 +980,10 @@ worker_run_in_job_worker(int64 job_id, Oid role)
 				SetConfigOption("application_name",
 								runner_application_name(&run), PGC_USERSET,
 								PGC_S_SESSION);
-				edata = runner_execute_toplevel(&run, cxt, &timed_out);
+				edata = runner_execute_toplevel(
+					&run,
+					run.builtin ? worker_entry_for_command(run.command) : NULL,
+					cxt, &timed_out);
 				status = runner_outcome(&run, edata, timed_out, &message);
 				sqlstate = edata != NULL ? edata->sqlerrcode : 0;
 			}

@@ -180,19 +180,13 @@ worker_scheduler_main(Datum main_arg)
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	sched_slotno = DatumGetInt32(main_arg);
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
+	opsdata_worker_init();
 	sched_slot = worker_claim_slot(sched_slotno, args.generation,
 								   WORKER_SLOT_SCHEDULER);
 	if (sched_slot == NULL)
 		proc_exit(0); /* the database is held, or the launcher gave up on us */
 
 	opsdata_worker_connect(args.dboid, InvalidOid);
-	pgstat_report_appname(WORKER_SCHEDULER_TYPE);
-	SetConfigOption("application_name", WORKER_SCHEDULER_TYPE, PGC_USERSET,
-					PGC_S_SESSION);
 	/* Never queue for long behind DDL on our tables: back off and retry. */
 	SetConfigOption("lock_timeout", "1s", PGC_USERSET, PGC_S_SESSION);
 
@@ -639,7 +633,7 @@ scheduler_sweep(void)
 		" WHERE r.status OPERATOR(pg_catalog.=) 'running' ORDER BY r.run_id LIMIT 64",
 		true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read running jobs: SPI error %d", ret);
+		opsdata_spi_failed(ret, "read the running jobs");
 	n = (int) SPI_processed;
 	for (i = 0; i < n; i++)
 	{
@@ -680,8 +674,7 @@ scheduler_sweep(void)
 			SPI_execute_with_args("SELECT opsdata._job_finish($1, $2, $3, $4)",
 								  4, types, values, nulls, false, 0);
 		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "could not record an interrupted run: SPI error %d",
-				 ret);
+			opsdata_spi_failed(ret, "record an interrupted run");
 		LockRelease(&tag, ExclusiveLock, false);
 	}
 }
@@ -705,8 +698,7 @@ scheduler_read_jobs(void)
 						   "pg_opsdata scheduler: reading opsdata.jobs");
 	/* No job runs on objects too old for the library (version.c). */
 	opsdata_check_schema();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	opsdata_spi_connect(0);
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	scheduler_sweep();
@@ -718,7 +710,7 @@ scheduler_read_jobs(void)
 		" FROM opsdata.jobs j WHERE NOT j.paused ORDER BY 2, 1",
 		true, SCHEDULER_MAX_JOBS);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read opsdata.jobs: SPI error %d", ret);
+		opsdata_spi_failed(ret, "read opsdata.jobs");
 
 	now = GetCurrentTimestamp();
 	owner = opsdata_extension_owner();

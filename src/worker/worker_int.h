@@ -18,8 +18,10 @@
  *            databases after a restart without a setting listing them.
  * job worker one per job run, a dynamic worker started by a scheduler,
  *            connected as the job's role; it runs the job's command as
- *            top-level statements, records the run and exits (jobworker.c,
- *            runner.c).
+ *            top-level statements (or, for a built-in job, its entry),
+ *            records the run and exits (jobworker.c, runner.c).  A session
+ *            starts one too, without a slot, to run an entry now
+ *            (entry.c).
  *
  * Shared memory (state.c)
  * -----------------------
@@ -54,6 +56,7 @@
 #include "port/atomics.h"
 #include "postmaster/bgworker.h"
 #include "storage/condition_variable.h"
+#include "storage/dsm.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "storage/lwlock.h"
@@ -170,6 +173,23 @@ typedef struct WorkerStartArgs
 	Oid role; /* job workers: the job's role, InvalidOid if it cannot connect */
 } WorkerStartArgs;
 
+/* What a job worker started for an entry finds in bgw_extra (entry.c). */
+typedef struct WorkerEntryArgs
+{
+	Oid dboid;
+	Oid role;
+	Datum arg;
+	char name[NAMEDATALEN];
+} WorkerEntryArgs;
+
+/* What a caller waiting for an entry shares with its worker (entry.c). */
+typedef struct WorkerEntryCall
+{
+	struct PGPROC *caller; /* whose latch to set */
+	pg_atomic_uint32 done; /* 1 once the entry said done */
+	int64 result;		   /* what it said, valid once done */
+} WorkerEntryCall;
+
 /*
  * A job worker is started this long before its job is due, and waits for
  * the due time once connected: the run then starts on time, not a process
@@ -257,6 +277,12 @@ PGDLLEXPORT void worker_scheduler_main(Datum main_arg);
 
 /* jobworker.c */
 PGDLLEXPORT void worker_job_main(Datum main_arg);
+PGDLLEXPORT void worker_entry_main(Datum main_arg);
+
+/* entry.c */
+extern const WorkerEntry *worker_find_entry(const char *name);
+extern const WorkerEntry *worker_entry_for_command(const char *command);
+extern void worker_entry_attach(dsm_handle handle);
 
 /* runner.c */
 extern bool worker_run_recorded;
