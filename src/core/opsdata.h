@@ -68,6 +68,7 @@ extern void opsdata_health_row(struct ReturnSetInfo *rsinfo,
 
 extern int opsdata_version_cmp(const char *a, const char *b);
 extern void opsdata_check_schema(void);
+extern bool opsdata_schema_at_least(const char *version);
 extern bool opsdata_schema_refused(void);
 
 /* A dynamic background worker of this library (bgworker.c). */

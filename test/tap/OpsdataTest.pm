@@ -146,18 +146,18 @@ sub opsdata_fill_areas
 # CREATE EXTENSION, with their state of maintenance, which is not dumped.
 # $columns, from opsdata_table_columns(), limits each table to the columns
 # it had then (an update may add some).  With $max_job, only the jobs up
-# to that id are compared, and not the job id sequence: an update may add
-# built-in jobs.
+# to that id and their runs are compared, and not the sequences of jobs and
+# runs: an update may add built-in jobs, which may run at once.
 sub opsdata_fingerprint_sql
 {
 	my ($max_entry, $columns, $max_job) = @_;
 	my $jobs = defined $max_job ? "job_id <= $max_job" : undef;
-	my $sequences = defined $max_job ? "AND sequencename <> 'jobs_job_id_seq'" : '';
+	my $sequences = defined $max_job ? "AND sequencename NOT IN ('jobs_job_id_seq', 'job_runs_run_id_seq')" : '';
 	my @tables = (
 		[ 'audit.entries', "entry_id <= $max_entry" ],
 		[ 'audit.statements', "statement_id IN (SELECT statement_id FROM audit.entries WHERE entry_id <= $max_entry)" ],
 		[ 'audit.rules' ], [ 'audit.seals' ],
-		[ 'opsdata.config' ], [ 'opsdata.jobs', $jobs ], [ 'opsdata.job_runs' ], [ 'opsdata.partitions', 'NOT builtin' ],
+		[ 'opsdata.config' ], [ 'opsdata.jobs', $jobs ], [ 'opsdata.job_runs', $jobs ], [ 'opsdata.partitions', 'NOT builtin' ],
 		[ 'opsdata.partition_log' ],
 		[ 'metrics.series' ], [ 'metrics.points' ], [ 'metrics.rollup_queue' ], [ 'metrics.rollups' ],
 		[ 'metrics.rollup_state' ],
