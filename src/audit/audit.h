@@ -25,6 +25,7 @@
 #include "access/xact.h"
 #include "datatype/timestamp.h"
 #include "executor/execdesc.h"
+#include "fmgr.h"
 #include "audit/port.h"
 #include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
@@ -101,6 +102,49 @@ typedef struct AuditEvent
 	const char **privileges; /* per object; elements may be NULL */
 } AuditEvent;
 
+/*
+ * Room for element n of *array, which has *max elements of elemsize
+ * bytes: the array is doubled (to at least minimum elements, allocated in
+ * cxt the first time) when full.  Returns the array, perhaps moved.
+ */
+static inline void *
+audit_array_room(void *array, int n, int *max, Size elemsize, int minimum,
+				 MemoryContext cxt)
+{
+	if (n < *max)
+		return array;
+	*max = Max(minimum, *max * 2);
+	if (array == NULL)
+		return MemoryContextAlloc(cxt, elemsize * *max);
+	return repalloc(array, elemsize * *max);
+}
+
+/* A blank as the SQL scanner sees one. */
+static inline bool
+audit_is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
+
+/*
+ * The bounds of a statement within the string it came in: blanks around
+ * it and the semicolons that end it are left out.  *text and *len are
+ * adjusted.
+ */
+static inline void
+audit_trim_statement(const char **text, int *len)
+{
+	const char *s = *text;
+	int n = *len;
+
+	while (n > 0 && audit_is_blank(*s))
+		s++, n--;
+	while (n > 0 && (audit_is_blank(s[n - 1]) || s[n - 1] == ';'))
+		n--;
+	*text = s;
+	*len = n;
+}
+
 /* guc.c */
 extern int audit_classes;
 extern int audit_overflow;
@@ -121,8 +165,19 @@ extern char *audit_classes_string(int classes);
 
 /* hooks.c */
 extern void audit_install_hooks(void);
+extern void audit_xact_callback(XactEvent event, void *arg);
+extern void audit_subxact_callback(SubXactEvent event,
+								   SubTransactionId mySubid,
+								   SubTransactionId parentSubid, void *arg);
 
 /* active.c */
+extern bool audit_internal(void);
+extern void audit_run_internal(void (*fn)(void *arg), void *arg);
+extern bool audit_reporting_error(void);
+extern void audit_run_reporting_error(void (*fn)(void *arg), void *arg);
+extern bool audit_fmgr_needed(Oid fn_oid);
+extern void audit_fmgr_event(FmgrHookEventType event, FmgrInfo *flinfo,
+							 Datum *private, bool private_ours);
 extern bool audit_is_our_namespace(Oid nspoid);
 extern bool audit_capture_active(void);
 extern bool audit_extension_present(void);
@@ -136,8 +191,6 @@ extern const char *audit_client_address(Port *port);
 extern const char *audit_application(void);
 
 /* capture.c */
-extern int audit_internal_depth;
-extern bool audit_in_error;
 extern void audit_executor_started(QueryDesc *queryDesc);
 extern bool audit_utility_running(void);
 extern void audit_executor_start(QueryDesc *queryDesc, int eflags);
@@ -163,18 +216,16 @@ extern AuditEvent *audit_new_event(MemoryContext cxt, int class,
 								   const char *command);
 extern void audit_add_event(AuditEvent *ev);
 extern void audit_flush_deferred(bool wait);
-extern void audit_on_exit(int code, Datum arg);
-extern void audit_xact_callback(XactEvent event, void *arg);
+extern void audit_events_at_exit(void);
+extern void audit_events_pre_commit(void);
+extern void audit_events_end_xact(bool commit);
+extern void audit_events_subxact_abort(SubTransactionId mySubid);
 extern void audit_note_extension_dropped(void);
-extern void audit_subxact_callback(SubXactEvent event,
-								   SubTransactionId mySubid,
-								   SubTransactionId parentSubid, void *arg);
 
 /* session.c */
 extern void audit_login(Port *port, int status);
 extern void audit_login_failed(ErrorData *edata);
 extern void audit_login_settled(void);
-extern void audit_record_disconnect(void);
 
 /* classify.c */
 typedef struct AuditObject
@@ -280,6 +331,5 @@ extern void audit_text_cache_enter(uint64 h1, uint64 h2, int64 id);
 /* drain.c */
 extern int64 audit_drain(bool wait_for_owner);
 extern long audit_drain_service(void);
-extern void audit_wake_drainer(Oid dboid);
 
 #endif /* OPSDATA_AUDIT_H */

@@ -114,15 +114,16 @@ audit_index_closed_partitions(PG_FUNCTION_ARGS)
 	HeapTuple proc;
 	int64 missing;
 	bool isnull;
+	int rc;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(
-			psprintf(
-				"SELECT count(*) FROM (%s) s WHERE s.format LIKE 'CREATE %%'",
-				audit_indexer_plan_sql),
-			true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not list the closed partitions of audit.entries");
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+	if ((rc = SPI_execute(
+			 psprintf(
+				 "SELECT count(*) FROM (%s) s WHERE s.format LIKE 'CREATE %%'",
+				 audit_indexer_plan_sql),
+			 true, 0)) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
 	missing = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
@@ -205,6 +206,7 @@ audit_indexer_main(Datum main_arg)
 	bool locked;
 	bool isnull;
 	uint64 i;
+	int rc;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	pqsignal(SIGTERM, die);
@@ -226,19 +228,20 @@ audit_indexer_main(Datum main_arg)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(psprintf("SELECT pg_catalog.pg_try_advisory_lock(%d, %d)",
-							 AUDIT_INDEXER_LOCK_KEY1, AUDIT_INDEXER_LOCK_KEY2),
-					false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not take the lock of the audit indexer");
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+	if ((rc = SPI_execute(
+			 psprintf("SELECT pg_catalog.pg_try_advisory_lock(%d, %d)",
+					  AUDIT_INDEXER_LOCK_KEY1, AUDIT_INDEXER_LOCK_KEY2),
+			 false, 0)) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
 	locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 										SPI_tuptable->tupdesc, 1, &isnull));
 	if (locked)
 	{
-		if (SPI_execute(audit_indexer_plan_sql, true, 0) != SPI_OK_SELECT)
-			elog(ERROR,
-				 "could not list the closed partitions of audit.entries");
+		if ((rc = SPI_execute(audit_indexer_plan_sql, true, 0)) !=
+			SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
 		for (i = 0; i < SPI_processed; i++)
 		{
 			MemoryContext old = MemoryContextSwitchTo(cxt);

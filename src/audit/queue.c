@@ -55,6 +55,7 @@
 
 #include "audit/audit.h"
 #include "core/opsdata.h"
+#include "worker/worker.h"
 
 #define AUDIT_QUEUE_NAME "pg_opsdata audit queue"
 
@@ -472,6 +473,21 @@ ring_read(int i, uint64 pos, char *dst, Size len)
 		memcpy(dst, ring + off, cap - off);
 		memcpy(dst + (cap - off), ring, len - (cap - off));
 	}
+}
+
+/*
+ * Ask the scheduler of database dboid to drain its queue now: the queue is
+ * filling up or a session waits for room.  Cheap and lock-free; a queue
+ * whose database is not known yet (only logins reached it) falls back on
+ * the current database.
+ */
+static void
+audit_wake_drainer(Oid dboid)
+{
+	if (!OidIsValid(dboid))
+		dboid = MyDatabaseId;
+	if (OidIsValid(dboid))
+		worker_wake_scheduler(dboid);
 }
 
 /*

@@ -432,7 +432,11 @@ audit_statements_open(EState *estate, ResultRelInfo *rri)
 	sw->text_att = SPI_fnumber(desc, "statement_text");
 	sw->seen_att = SPI_fnumber(desc, "first_seen");
 	if (sw->id_att <= 0 || sw->text_att <= 0)
-		elog(ERROR, "audit.statements lacks its columns");
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation \"audit.statements\" lacks the columns "
+						"\"statement_id\" and \"statement_text\""),
+				 errhint("Reinstall the pg_opsdata extension.")));
 	sw->slot = table_slot_create(sw->heap, &estate->es_tupleTable);
 	sw->slots = palloc(sizeof(TupleTableSlot *) * AUDIT_STMT_BATCH);
 	for (i = 0; i < rri->ri_NumIndices; i++)
@@ -443,7 +447,10 @@ audit_statements_open(EState *estate, ResultRelInfo *rri)
 			sw->pk = idx;
 	}
 	if (sw->pk == NULL)
-		elog(ERROR, "audit.statements has no primary key");
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation \"audit.statements\" has no primary key"),
+				 errhint("Reinstall the pg_opsdata extension.")));
 
 	audit_statements_check_storage(RelationGetRelid(sw->heap),
 								   sw->heap->rd_node.relNode);
@@ -575,16 +582,9 @@ audit_stmt_remember(const AuditStmtKey *key, int64 id, bool provisional)
 	slot->provisional = provisional;
 	if (!provisional)
 		return;
-	if (audit_stmt_provisional == audit_stmt_prov_max)
-	{
-		audit_stmt_prov_max = Max(64, audit_stmt_prov_max * 2);
-		audit_stmt_prov_keys =
-			audit_stmt_prov_keys == NULL
-				? MemoryContextAlloc(TopMemoryContext, sizeof(AuditStmtKey) *
-														   audit_stmt_prov_max)
-				: repalloc(audit_stmt_prov_keys,
-						   sizeof(AuditStmtKey) * audit_stmt_prov_max);
-	}
+	audit_stmt_prov_keys = audit_array_room(
+		audit_stmt_prov_keys, audit_stmt_provisional, &audit_stmt_prov_max,
+		sizeof(AuditStmtKey), 64, TopMemoryContext);
 	audit_stmt_prov_keys[audit_stmt_provisional++] = *key;
 }
 

@@ -670,6 +670,40 @@ audit_writer_add(AuditWriter *w, TimestampTz ts)
 		ExecCopySlot(slot, w->root_slot);
 }
 
+typedef struct AuditWriteBatch
+{
+	AuditEvent **events;
+	int nevents;
+	MemoryContext cxt;
+} AuditWriteBatch;
+
+/* Write a batch, as the extension's own work, in b->cxt. */
+static void
+audit_write_batch(void *arg)
+{
+	AuditWriteBatch *b = (AuditWriteBatch *) arg;
+	AuditEvent **events = b->events;
+	int nevents = b->nevents;
+	const char **texts = palloc(sizeof(char *) * nevents);
+	int64 *ids = palloc(sizeof(int64) * nevents);
+	AuditWriter w;
+	int i;
+
+	audit_writer_open(&w);
+	for (i = 0; i < nevents; i++)
+		texts[i] = events[i]->statement;
+	audit_statement_ids(texts, nevents, ids, audit_writer_open_statements, &w);
+	for (i = 0; i < nevents; i++)
+	{
+		MemoryContextReset(w.rowcxt);
+		MemoryContextSwitchTo(w.rowcxt);
+		audit_fill_entry(&w, events[i], ids[i], texts[i] != NULL);
+		MemoryContextSwitchTo(b->cxt);
+		audit_writer_add(&w, events[i]->ts);
+	}
+	audit_writer_close(&w);
+}
+
 /*
  * Insert events into audit.entries (and their texts into
  * audit.statements) in the current transaction.  Caller is in a
@@ -678,43 +712,18 @@ audit_writer_add(AuditWriter *w, TimestampTz ts)
 void
 audit_write_events(AuditEvent **events, int nevents)
 {
-	AuditWriter w;
-	MemoryContext cxt;
+	AuditWriteBatch b;
 	MemoryContext old;
-	int i;
 
 	if (nevents == 0)
 		return;
-	cxt =
+	b.events = events;
+	b.nevents = nevents;
+	b.cxt =
 		AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata audit writer",
 							  ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-	audit_internal_depth++;
-	PG_TRY();
-	{
-		const char **texts = palloc(sizeof(char *) * nevents);
-		int64 *ids = palloc(sizeof(int64) * nevents);
-
-		audit_writer_open(&w);
-		for (i = 0; i < nevents; i++)
-			texts[i] = events[i]->statement;
-		audit_statement_ids(texts, nevents, ids, audit_writer_open_statements,
-							&w);
-		for (i = 0; i < nevents; i++)
-		{
-			MemoryContextReset(w.rowcxt);
-			MemoryContextSwitchTo(w.rowcxt);
-			audit_fill_entry(&w, events[i], ids[i], texts[i] != NULL);
-			MemoryContextSwitchTo(cxt);
-			audit_writer_add(&w, events[i]->ts);
-		}
-		audit_writer_close(&w);
-	}
-	PG_FINALLY();
-	{
-		audit_internal_depth--;
-	}
-	PG_END_TRY();
+	old = MemoryContextSwitchTo(b.cxt);
+	audit_run_internal(audit_write_batch, &b);
 	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
+	MemoryContextDelete(b.cxt);
 }
