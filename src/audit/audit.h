@@ -29,6 +29,8 @@
 #include "audit/port.h"
 #include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
+#include "parser/parse_node.h"
+#include "utils/queryjumble.h"
 #include "tcop/cmdtag.h"
 #include "tcop/utility.h"
 
@@ -71,6 +73,13 @@ typedef enum AuditOutcome
 #define AUDIT_EVENT_ALWAYS	0x10 /* audit settings or rules: rules ignored */
 #define AUDIT_EVENT_WRITTEN 0x20 /* backend-local: inserted at pre-commit */
 
+/* A constant of a statement: where its bytes are in the statement text. */
+typedef struct AuditSpan
+{
+	int32 offset;
+	int32 len;
+} AuditSpan;
+
 /*
  * One audit entry before it is written.  Strings are NUL-terminated; the
  * pointers refer to memory owned by whoever made the event (a transaction's
@@ -95,8 +104,11 @@ typedef struct AuditEvent
 	const char *application;
 	const char *client_addr; /* text form of an inet, or NULL */
 	const char *command;
-	const char *statement; /* redacted statement text, or NULL */
-	const char *params;	   /* bind parameters, or NULL */
+	const char *statement;	 /* redacted statement text, or NULL */
+	const char *params;		 /* bind parameters, or NULL */
+	int nconsts;			 /* constants of statement (shapes.c) */
+	int param_base;			 /* their placeholders are $(param_base + 1)... */
+	const AuditSpan *consts; /* nconsts of them, in order */
 	int nobjects;
 	const char **objects;
 	const char **privileges; /* per object; elements may be NULL */
@@ -143,6 +155,19 @@ audit_trim_statement(const char **text, int *len)
 		n--;
 	*text = s;
 	*len = n;
+}
+
+/*
+ * The text of the statement at location (-1: unknown) of source, len
+ * bytes long (0: to the end), trimmed as audit_trim_statement() does.
+ */
+static inline void
+audit_statement_bounds(const char *source, int location, int len,
+					   const char **text, int *textlen)
+{
+	*text = source + Max(location, 0);
+	*textlen = len > 0 && location >= 0 ? len : (int) strlen(*text);
+	audit_trim_statement(text, textlen);
 }
 
 /* guc.c */
@@ -306,14 +331,39 @@ extern uint64 audit_queue_unassigned_drops(void);
 extern void audit_writer_init(void);
 extern void audit_write_events(AuditEvent **events, int nevents);
 
+/* shapes.c */
+extern void audit_shapes_parsed(ParseState *pstate, Query *query,
+								JumbleState *jstate);
+extern int audit_shapes_lookup(const char *text, int len, const char *source,
+							   AuditSpan **consts, int *param_base,
+							   MemoryContext cxt);
+extern char *audit_shape_text(const char *text, const AuditSpan *consts,
+							  int nconsts, int param_base, int *len,
+							  int32 *placeholders);
+extern void audit_shapes_init(void);
+
 /* statements.c */
 typedef struct AuditStmtWriter AuditStmtWriter;
+
+/*
+ * A statement's shape as audit.statements stores it: its text, and the
+ * byte offsets of the placeholders its constants left (none for a text
+ * stored as it was).
+ */
+typedef struct AuditShape
+{
+	const char *text; /* NULL: no statement */
+	int len;
+	int nplaceholders;
+	const int32 *placeholders;
+} AuditShape;
+
 extern void audit_statements_init(void);
 extern void audit_statements_filter_load(void);
 extern AuditStmtWriter *audit_statements_open(EState *estate,
 											  ResultRelInfo *rri);
 typedef AuditStmtWriter *(*AuditStmtOpener)(void *arg);
-extern void audit_statement_ids(const char *const *texts, int n, int64 *ids,
+extern void audit_statement_ids(const AuditShape *shapes, int n, int64 *ids,
 								AuditStmtOpener open, void *arg);
 extern void audit_statements_check_storage(Oid relid, Oid relfilenode);
 extern void audit_statements_close(AuditStmtWriter *sw);

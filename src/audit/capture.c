@@ -80,6 +80,9 @@ typedef struct AuditItem
 	int len;
 	char *text;	  /* redacted statement, when it needed redaction */
 	char *params; /* bind parameters, when recorded */
+	int nconsts;  /* constants of the statement's text (shapes.c) */
+	int param_base;
+	AuditSpan *consts;
 	int nobjects;
 	int maxobjects;
 	const char **objects;
@@ -103,15 +106,16 @@ audit_item_text(AuditItem *item, MemoryContext cxt)
 	int len;
 
 	if (item->text != NULL)
-		src = item->text, len = strlen(item->text);
+	{
+		src = item->text;
+		len = strlen(src);
+		audit_trim_statement(&src, &len);
+	}
 	else if (item->source == NULL)
 		return NULL;
 	else
-	{
-		src = item->source + Max(item->location, 0);
-		len = item->len > 0 ? item->len : (int) strlen(src);
-	}
-	audit_trim_statement(&src, &len);
+		audit_statement_bounds(item->source, item->location, item->len, &src,
+							   &len);
 	if (last_text != NULL && audit_last_event_statement() == last_text &&
 		strncmp(last_text, src, len) == 0 && last_text[len] == '\0')
 		return last_text;
@@ -146,6 +150,16 @@ audit_item_event(AuditItem *item, int class, const char *command, int outcome,
 	ev->duration_us = GetCurrentTimestamp() - item->start;
 	ev->flags |= AUDIT_EVENT_HAS_DURATION;
 	ev->statement = audit_item_text(item, cxt);
+	if (item->nconsts > 0 && item->text == NULL && ev->statement != NULL)
+	{
+		AuditSpan *consts =
+			MemoryContextAlloc(cxt, sizeof(AuditSpan) * item->nconsts);
+
+		memcpy(consts, item->consts, sizeof(AuditSpan) * item->nconsts);
+		ev->consts = consts;
+		ev->nconsts = item->nconsts;
+		ev->param_base = item->param_base;
+	}
 	ev->params = item->params ? MemoryContextStrdup(cxt, item->params) : NULL;
 	ev->nobjects = item->nobjects;
 	if (item->nobjects > 0)
@@ -319,6 +333,18 @@ audit_executor_start(QueryDesc *queryDesc, int eflags)
 	item->location = stmt->stmt_location;
 	item->len = stmt->stmt_len;
 	item->running = 1;
+	if (item->source != NULL)
+	{
+		/* The constants parse analysis found in this text, if known. */
+		const char *text;
+		int len;
+
+		audit_statement_bounds(item->source, item->location, item->len, &text,
+							   &len);
+		item->nconsts =
+			audit_shapes_lookup(text, len, item->source, &item->consts,
+								&item->param_base, item->cxt);
+	}
 
 	foreach (lc, stmt->rtable)
 	{

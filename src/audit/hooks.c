@@ -8,6 +8,8 @@
  * memory and install the hooks.  Each hook hands over to capture.c (or
  * to the previous hook) and does nothing else:
  *
+ *	post_parse_analyze_hook			the constants of analyzed statements
+ *									(shapes.c)
  *	ExecutorStart/Run/Finish/End	statements that go through the executor
  *	ProcessUtility					utility statements
  *	object_access_hook				calls of user functions
@@ -47,12 +49,14 @@
 #include "fmgr.h"
 #include "libpq/auth.h"
 #include "miscadmin.h"
+#include "parser/analyze.h"
 #include "tcop/utility.h"
 
 #include "audit/audit.h"
 #include "core/opsdata.h"
 #include "worker/worker.h"
 
+static post_parse_analyze_hook_type prev_post_parse_analyze_hook = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
@@ -63,6 +67,15 @@ static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
 static fmgr_hook_type prev_fmgr_hook = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
 static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
+
+static void
+opsdata_post_parse_analyze(ParseState *pstate, Query *query,
+						   JumbleState *jstate)
+{
+	if (prev_post_parse_analyze_hook)
+		prev_post_parse_analyze_hook(pstate, query, jstate);
+	audit_shapes_parsed(pstate, query, jstate);
+}
 
 static void
 opsdata_ExecutorStart(QueryDesc *queryDesc, int eflags)
@@ -224,6 +237,8 @@ audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 void
 audit_install_hooks(void)
 {
+	prev_post_parse_analyze_hook = post_parse_analyze_hook;
+	post_parse_analyze_hook = opsdata_post_parse_analyze;
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = opsdata_ExecutorStart;
 	prev_ExecutorRun = ExecutorRun_hook;
@@ -269,6 +284,7 @@ audit_init(void)
 	audit_active_init();
 	audit_rules_init();
 	audit_writer_init();
+	audit_shapes_init();
 	audit_install_hooks();
 	worker_register_service(&audit_drain_service_def);
 }

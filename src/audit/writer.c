@@ -39,6 +39,7 @@
 #include "partitioning/partdesc.h"
 #include "utils/partcache.h"
 #include "executor/executor.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
@@ -80,6 +81,7 @@ enum
 	COL_SQLSTATE,
 	COL_STATEMENT_ID,
 	COL_PARAMS,
+	COL_CONSTANTS,
 	NUM_COLS
 };
 
@@ -101,7 +103,8 @@ static const char *const audit_column_names[NUM_COLS] = {"entry_id",
 														 "outcome",
 														 "sqlstate",
 														 "statement_id",
-														 "params"};
+														 "params",
+														 "constants"};
 
 /* What the writer found by name, for the database the backend is in. */
 typedef struct AuditWriterCatalog
@@ -113,6 +116,7 @@ typedef struct AuditWriterCatalog
 	Oid statements_relfilenode;
 	char entries_kind;
 	char statements_kind;
+	bool shapes; /* entries take constants, statements placeholders */
 	int attnum[NUM_COLS];
 	Oid atttype[NUM_COLS];
 } AuditWriterCatalog;
@@ -249,6 +253,9 @@ audit_writer_lookup(void)
 	table_close(rel, AccessShareLock);
 	rel = table_open(c->statements, AccessShareLock);
 	c->statements_relfilenode = rel->rd_node.relNode;
+	/* A schema of 0.1 not updated yet stores texts as they are. */
+	c->shapes = c->attnum[COL_CONSTANTS] > 0 &&
+				SPI_fnumber(RelationGetDescr(rel), "placeholders") > 0;
 	table_close(rel, AccessShareLock);
 	c->valid = true;
 }
@@ -383,6 +390,20 @@ audit_text_array(const char **items, int n)
 		elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+/* The constants of an event's statement, as text[]. */
+static Datum
+audit_constants_array(const AuditEvent *ev)
+{
+	Datum *elems = palloc(sizeof(Datum) * ev->nconsts);
+	int i;
+
+	for (i = 0; i < ev->nconsts; i++)
+		elems[i] = PointerGetDatum(cstring_to_text_with_len(
+			ev->statement + ev->consts[i].offset, ev->consts[i].len));
+	return PointerGetDatum(
+		construct_array(elems, ev->nconsts, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
 /* A string as a datum of column c's type (name or text). */
 static Datum
 audit_string_datum(int c, const char *s)
@@ -493,6 +514,8 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
 		SET_COL(COL_STATEMENT_ID, Int64GetDatum(statement_id));
 	if (ev->params)
 		SET_COL(COL_PARAMS, CStringGetTextDatum(ev->params));
+	if (has_statement && ev->nconsts > 0 && audit_writer_catalog.shapes)
+		SET_COL(COL_CONSTANTS, audit_constants_array(ev));
 	ExecStoreVirtualTuple(slot);
 }
 
@@ -670,6 +693,32 @@ audit_writer_add(AuditWriter *w, TimestampTz ts)
 		ExecCopySlot(slot, w->root_slot);
 }
 
+/*
+ * The shape an event's statement is stored under: with its constants
+ * replaced by placeholders when it has any and the schema takes shapes,
+ * else its text as it is.  Allocates in the current memory context.
+ */
+static void
+audit_writer_shape(const AuditEvent *ev, AuditShape *shape)
+{
+	int32 *placeholders;
+
+	memset(shape, 0, sizeof(AuditShape));
+	if (ev->statement == NULL)
+		return;
+	shape->len = strlen(ev->statement);
+	if (ev->nconsts == 0 || !audit_writer_catalog.shapes)
+	{
+		shape->text = ev->statement;
+		return;
+	}
+	placeholders = palloc(sizeof(int32) * ev->nconsts);
+	shape->text = audit_shape_text(ev->statement, ev->consts, ev->nconsts,
+								   ev->param_base, &shape->len, placeholders);
+	shape->nplaceholders = ev->nconsts;
+	shape->placeholders = placeholders;
+}
+
 typedef struct AuditWriteBatch
 {
 	AuditEvent **events;
@@ -684,20 +733,21 @@ audit_write_batch(void *arg)
 	AuditWriteBatch *b = (AuditWriteBatch *) arg;
 	AuditEvent **events = b->events;
 	int nevents = b->nevents;
-	const char **texts = palloc(sizeof(char *) * nevents);
+	AuditShape *shapes = palloc(sizeof(AuditShape) * nevents);
 	int64 *ids = palloc(sizeof(int64) * nevents);
 	AuditWriter w;
 	int i;
 
 	audit_writer_open(&w);
 	for (i = 0; i < nevents; i++)
-		texts[i] = events[i]->statement;
-	audit_statement_ids(texts, nevents, ids, audit_writer_open_statements, &w);
+		audit_writer_shape(events[i], &shapes[i]);
+	audit_statement_ids(shapes, nevents, ids, audit_writer_open_statements,
+						&w);
 	for (i = 0; i < nevents; i++)
 	{
 		MemoryContextReset(w.rowcxt);
 		MemoryContextSwitchTo(w.rowcxt);
-		audit_fill_entry(&w, events[i], ids[i], texts[i] != NULL);
+		audit_fill_entry(&w, events[i], ids[i], shapes[i].text != NULL);
 		MemoryContextSwitchTo(b->cxt);
 		audit_writer_add(&w, events[i]->ts);
 	}

@@ -16,5 +16,7 @@ SELECT func, role FROM (VALUES
 	('audit.flush', ARRAY['opsdata_admin', 'opsdata_auditor']),
 	('audit.queue_state', ARRAY['opsdata_admin', 'opsdata_auditor']),
 	('audit.add_rule', ARRAY['opsdata_admin']),
-	('audit.drop_rule', ARRAY['opsdata_admin'])
+	('audit.drop_rule', ARRAY['opsdata_admin']),
+	('audit.rebuild_statement', ARRAY['opsdata_auditor']),
+	('audit.shapes', ARRAY['opsdata_auditor'])
 ) v(func, roles), unnest(roles) AS role;

@@ -88,6 +88,13 @@ for my $version (@released)
 		INSERT INTO app_orders VALUES (2);
 	});
 	my $before = $node->safe_psql($db, $counts_sql);
+	# The text of every entry as the trail of the old version gives it.
+	my $last_entry = $node->safe_psql($db, 'SELECT max(entry_id) FROM audit.entries');
+	my $texts_sql = qq{
+		SELECT count(*) || E'\\n' || string_agg(entry_id || ': ' || coalesce(statement_text, '<none>'), E'\\n' ORDER BY entry_id)
+		  FROM audit.trail WHERE entry_id <= $last_entry};
+	my $texts_before = $node->safe_psql($db, $texts_sql);
+	like($texts_before, qr/INSERT INTO app_orders VALUES \(2\)/, "$version audited its statements with their texts");
 
 	$node->safe_psql($db, 'ALTER EXTENSION pg_opsdata UPDATE');
 	is($node->safe_psql($db, q{SELECT extversion FROM pg_extension WHERE extname = 'pg_opsdata'}),
@@ -109,6 +116,8 @@ for my $version (@released)
 	}
 
 	is($node->safe_psql($db, $counts_sql), $before, "every row of $version is there after the update");
+	is($node->safe_psql($db, $texts_sql), $texts_before,
+		"every entry written by $version reads back with its text after the update");
 	$node->safe_psql($db, q{SELECT metrics.record('requests', 1, '{"route": "/a"}')});
 	is($node->safe_psql($db, 'SELECT count(*) FROM metrics.points'), '101', "metrics are recorded after the update from $version");
 	is($node->safe_psql($db, q{SELECT count(*) FROM learning.claim(2, 'rev')}),
@@ -117,6 +126,14 @@ for my $version (@released)
 		INSERT INTO app_orders VALUES (3);
 		SELECT count(*) FROM audit.trail WHERE command = 'INSERT' AND statement_text LIKE '%app_orders%'}),
 		'3', "statements are audited after the update from $version");
+	is($node->safe_psql($db, q{
+		INSERT INTO app_orders VALUES (4);
+		SELECT string_agg(t.statement_text || ' ' || s.statement_text || ' ' || t.constants::text, '; ' ORDER BY t.entry_id)
+		  FROM audit.trail t JOIN audit.statements s USING (statement_id)
+		 WHERE t.command = 'INSERT' AND t.constants IS NOT NULL}),
+		'INSERT INTO app_orders VALUES (3) INSERT INTO app_orders VALUES ($1) {3}; '
+		. 'INSERT INTO app_orders VALUES (4) INSERT INTO app_orders VALUES ($1) {4}',
+		"statements are stored as shapes after the update from $version");
 	is($node->safe_psql($db, q{
 		SELECT string_agg(component || ': ' || detail, '; ') FROM opsdata.health() WHERE status = 'error'}),
 		'', "health reports no error after the update from $version");
