@@ -327,6 +327,10 @@ typedef struct AuditQueueStats
 extern int audit_queue_stats(AuditQueueStats **stats);
 extern uint64 audit_queue_unassigned_drops(void);
 
+/* indexcache.c */
+extern void audit_open_indices(ResultRelInfo *rri);
+extern void audit_index_cache_invalidate(Oid relid);
+
 /* writer.c */
 extern void audit_writer_init(void);
 extern void audit_write_events(AuditEvent **events, int nevents);

@@ -33,6 +33,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "commands/sequence.h"
 #include "executor/execPartition.h"
 #include "partitioning/partbounds.h"
@@ -185,6 +186,7 @@ audit_writer_invalidate(Datum arg, Oid relid)
 	if (relid == InvalidOid || relid == audit_writer_catalog.entries ||
 		relid == audit_writer_route.part)
 		audit_writer_route.valid = false;
+	audit_index_cache_invalidate(relid);
 }
 
 /*
@@ -390,6 +392,70 @@ audit_text_array(const char **items, int n)
 		elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+/*
+ * Arrays of objects and privileges made lately: the statements of an
+ * application touch the same objects again and again.  Direct-mapped by a
+ * hash of the items; the arrays live in their own context.
+ */
+#define AUDIT_ARRAY_CACHE_SLOTS 64
+
+typedef struct AuditArraySlot
+{
+	uint32 hash;
+	int keylen; /* 0: empty */
+	char *key;	/* the items, each a flag byte and its string */
+	Datum array;
+} AuditArraySlot;
+
+static MemoryContext audit_array_cxt = NULL;
+static AuditArraySlot audit_array_cache[AUDIT_ARRAY_CACHE_SLOTS];
+
+/* audit_text_array(), made once for items met again. */
+static Datum
+audit_cached_text_array(const char **items, int n)
+{
+	StringInfoData key;
+	AuditArraySlot *slot;
+	uint32 hash;
+	MemoryContext old;
+	int i;
+
+	initStringInfo(&key);
+	for (i = 0; i < n; i++)
+	{
+		bool isnull = items == NULL || items[i] == NULL;
+
+		appendStringInfoChar(&key, isnull ? 'n' : 'v');
+		if (!isnull)
+			appendBinaryStringInfo(&key, items[i], strlen(items[i]) + 1);
+	}
+	hash = hash_bytes((const unsigned char *) key.data, key.len);
+	slot = &audit_array_cache[hash % AUDIT_ARRAY_CACHE_SLOTS];
+	if (slot->keylen == key.len && slot->hash == hash &&
+		memcmp(slot->key, key.data, key.len) == 0)
+	{
+		pfree(key.data);
+		return slot->array;
+	}
+	if (audit_array_cxt == NULL)
+		audit_array_cxt = AllocSetContextCreate(
+			TopMemoryContext, "pg_opsdata audit arrays", ALLOCSET_SMALL_SIZES);
+	if (slot->keylen > 0)
+	{
+		pfree(slot->key);
+		pfree(DatumGetPointer(slot->array));
+	}
+	old = MemoryContextSwitchTo(audit_array_cxt);
+	slot->key = palloc(key.len);
+	memcpy(slot->key, key.data, key.len);
+	slot->array = audit_text_array(items, n);
+	MemoryContextSwitchTo(old);
+	slot->hash = hash;
+	slot->keylen = key.len;
+	pfree(key.data);
+	return slot->array;
+}
+
 /* The constants of an event's statement, as text[]. */
 static Datum
 audit_constants_array(const AuditEvent *ev)
@@ -492,9 +558,10 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
 		audit_batch_string(w, COL_COMMAND, ev->command ? ev->command : "???"));
 	if (ev->nobjects > 0)
 	{
-		SET_COL(COL_OBJECTS, audit_text_array(ev->objects, ev->nobjects));
+		SET_COL(COL_OBJECTS,
+				audit_cached_text_array(ev->objects, ev->nobjects));
 		SET_COL(COL_PRIVILEGES,
-				audit_text_array(ev->privileges, ev->nobjects));
+				audit_cached_text_array(ev->privileges, ev->nobjects));
 	}
 	if (ev->flags & AUDIT_EVENT_HAS_ROWS)
 		SET_COL(COL_ROWS, Int64GetDatum(ev->rows));
@@ -627,7 +694,7 @@ audit_writer_partition(AuditWriter *w, TimestampTz ts)
 	rel = table_open(r->part, RowExclusiveLock);
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 0, w->entries, 0);
-	ExecOpenIndices(rri, false);
+	audit_open_indices(rri);
 	w->parts[w->nparts].relid = r->part;
 	w->parts[w->nparts].rri = rri;
 	w->nparts++;
