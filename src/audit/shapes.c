@@ -72,9 +72,9 @@ PG_FUNCTION_INFO_V1(audit_rebuild_statement);
 #define AUDIT_PARSED_PROBATION		 64
 #define AUDIT_PARSED_PROBATION_BYTES (4 * 1024 * 1024)
 
-/* Texts that ran again: how many at most, and the longest kept. */
-#define AUDIT_PARSED_PROTECTED	   2048
-#define AUDIT_PARSED_PROTECTED_LEN (64 * 1024)
+/* Texts that ran again: how many, and how many bytes, at most. */
+#define AUDIT_PARSED_PROTECTED		 2048
+#define AUDIT_PARSED_PROTECTED_BYTES (8 * 1024 * 1024)
 
 /* What a direct reading of a token can say besides its length. */
 #define AUDIT_TOKEN_SCAN		(-1) /* ask the scanner */
@@ -103,6 +103,7 @@ static dlist_head audit_protected = DLIST_STATIC_INIT(audit_protected);
 static int audit_nprobation = 0;
 static int audit_nprotected = 0;
 static Size audit_probation_bytes = 0;
+static Size audit_protected_bytes = 0;
 
 /* --- reading tokens ------------------------------------------------------ */
 
@@ -403,7 +404,10 @@ audit_parsed_unlink(AuditParsed *p)
 	*link = p->next;
 	dlist_delete(&p->node);
 	if (p->protected)
+	{
 		audit_nprotected--;
+		audit_protected_bytes -= p->len;
+	}
 	else
 	{
 		audit_nprobation--;
@@ -442,7 +446,9 @@ audit_parsed_trim(void)
 		audit_parsed_unlink(p);
 		pfree(p);
 	}
-	while (audit_nprotected > AUDIT_PARSED_PROTECTED)
+	while (audit_nprotected > AUDIT_PARSED_PROTECTED ||
+		   (audit_nprotected > 1 &&
+			audit_protected_bytes > AUDIT_PARSED_PROTECTED_BYTES))
 	{
 		AuditParsed *p = dlist_container(AuditParsed, node,
 										 dlist_tail_node(&audit_protected));
@@ -461,14 +467,13 @@ audit_parsed_protect(AuditParsed *p)
 		dlist_move_head(&audit_protected, &p->node);
 		return;
 	}
-	if (p->len > AUDIT_PARSED_PROTECTED_LEN)
-		return;
 	dlist_delete(&p->node);
 	audit_nprobation--;
 	audit_probation_bytes -= p->len;
 	p->protected = true;
 	dlist_push_head(&audit_protected, &p->node);
 	audit_nprotected++;
+	audit_protected_bytes += p->len;
 	audit_parsed_trim();
 }
 
