@@ -516,10 +516,13 @@ audit_batch_string(AuditWriter *w, int c, const char *s)
 		}                                                                     \
 	} while (0)
 
-/* Fill the root slot with one event. */
+/*
+ * Fill the root slot with one event, stored under shape statement_id (when
+ * it has a statement), with its constants when the shape has placeholders.
+ */
 static void
 audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
-				 bool has_statement)
+				 bool has_statement, bool with_constants)
 {
 	TupleTableSlot *slot = w->root_slot;
 	Datum *values = slot->tts_values;
@@ -581,7 +584,7 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
 		SET_COL(COL_STATEMENT_ID, Int64GetDatum(statement_id));
 	if (ev->params)
 		SET_COL(COL_PARAMS, CStringGetTextDatum(ev->params));
-	if (has_statement && ev->nconsts > 0 && audit_writer_catalog.shapes)
+	if (has_statement && with_constants)
 		SET_COL(COL_CONSTANTS, audit_constants_array(ev));
 	ExecStoreVirtualTuple(slot);
 }
@@ -760,6 +763,23 @@ audit_writer_add(AuditWriter *w, TimestampTz ts)
 		ExecCopySlot(slot, w->root_slot);
 }
 
+/* Do the spans of the constants follow each other within len bytes? */
+static bool
+audit_spans_fit(const AuditSpan *consts, int n, int len)
+{
+	int end = 0;
+	int i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (consts[i].offset < end || consts[i].len <= 0 ||
+			consts[i].offset + consts[i].len > len)
+			return false;
+		end = consts[i].offset + consts[i].len;
+	}
+	return true;
+}
+
 /*
  * The shape an event's statement is stored under: with its constants
  * replaced by placeholders when it has any and the schema takes shapes,
@@ -774,7 +794,8 @@ audit_writer_shape(const AuditEvent *ev, AuditShape *shape)
 	if (ev->statement == NULL)
 		return;
 	shape->len = strlen(ev->statement);
-	if (ev->nconsts == 0 || !audit_writer_catalog.shapes)
+	if (ev->nconsts == 0 || !audit_writer_catalog.shapes ||
+		!audit_spans_fit(ev->consts, ev->nconsts, shape->len))
 	{
 		shape->text = ev->statement;
 		return;
@@ -814,7 +835,8 @@ audit_write_batch(void *arg)
 	{
 		MemoryContextReset(w.rowcxt);
 		MemoryContextSwitchTo(w.rowcxt);
-		audit_fill_entry(&w, events[i], ids[i], shapes[i].text != NULL);
+		audit_fill_entry(&w, events[i], ids[i], shapes[i].text != NULL,
+						 shapes[i].nplaceholders > 0);
 		MemoryContextSwitchTo(b->cxt);
 		audit_writer_add(&w, events[i]->ts);
 	}
