@@ -77,8 +77,8 @@ like($node->safe_psql('postgres', "SELECT detail FROM opsdata.health() WHERE com
 	qr/nothing drained the queue lately: is the pg_opsdata scheduler of this database running/,
 	'health says why');
 $node->safe_psql('postgres', "ALTER SYSTEM RESET pg_opsdata.restart_delay; SELECT pg_reload_conf()");
-my $marked = "SELECT count(*) || '/' || count(DISTINCT e.statement_id) FROM audit.entries e
-		JOIN audit.statements s USING (statement_id) WHERE s.statement_text LIKE 'SELECT ''%s %%'' AS marker'";
+my $marked = "SELECT count(*) || '/' || count(DISTINCT statement_text) FROM audit.trail
+		WHERE statement_text LIKE 'SELECT ''%s %%'' AS marker'";
 ok($node->poll_query_until('postgres', sprintf($marked, 'waiting'), "$markers/$markers"),
 	'the restarted scheduler drains every entry that waited, each once');
 ok($node->poll_query_until('postgres',
