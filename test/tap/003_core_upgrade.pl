@@ -126,7 +126,7 @@ for my $version (@released)
 		INSERT INTO public.orders VALUES (1004);
 		SELECT string_agg(t.statement_text || ' ' || s.statement_text || ' ' || t.constants::text, '; ' ORDER BY t.entry_id)
 		  FROM audit.trail t JOIN audit.statements s USING (statement_id)
-		 WHERE t.command = 'INSERT' AND t.statement_text LIKE '%100%'}),
+		 WHERE t.command = 'INSERT' AND t.statement_text LIKE 'INSERT INTO public.orders VALUES (100%'}),
 		'INSERT INTO public.orders VALUES (1003) INSERT INTO public.orders VALUES ($1) {1003}; '
 		. 'INSERT INTO public.orders VALUES (1004) INSERT INTO public.orders VALUES ($1) {1004}',
 		"statements are stored as shapes after the update from $version");
