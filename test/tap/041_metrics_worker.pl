@@ -75,10 +75,11 @@ $node->safe_psql('postgres', $second);
 
 my $pid = opsdata_stalled_job($node);
 ok(defined $pid, 'the job is in the middle of a rollup');
+my $offset = -s $node->logfile;
 ok(kill('KILL', $pid), 'the job process is killed');
 
 # The postmaster reinitializes after the crash and the scheduler comes back.
-ok(opsdata_wait_up($node), 'the server is back after the crash');
+ok(opsdata_wait_up($node, $offset), 'the server is back after the crash');
 is($node->safe_psql('postgres', 'SELECT sum(metrics.sketch_count(sketch)) FROM metrics.rollup_queue'),
 	'20000', 'the killed run took nothing from the queue');
 is($node->safe_psql('postgres', $rollups_sql), $rollups_before,

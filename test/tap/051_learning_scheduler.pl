@@ -135,10 +135,11 @@ is($node->safe_psql('postgres', $changes_sql), '1500', 'the new feedback is pend
 
 my $pid = opsdata_stalled_job($node);
 ok(defined $pid, 'the job is in the middle of a tune');
+my $offset = -s $node->logfile;
 ok(kill('KILL', $pid), 'the job process is killed');
 
 # The postmaster reinitializes after the crash and the scheduler comes back.
-ok(opsdata_wait_up($node), 'the server is back after the crash');
+ok(opsdata_wait_up($node, $offset), 'the server is back after the crash');
 is($node->safe_psql('postgres', $changes_sql), '1500', 'the killed run took nothing from the pending changes');
 is($node->safe_psql('postgres', $bins_sql), '2000', 'and added nothing to the histogram');
 is($node->safe_psql('postgres', q{SELECT threshold || ' ' || support FROM learning.thresholds WHERE key = 'grid'}),
