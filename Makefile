@@ -37,7 +37,7 @@ PG_CONFIG  ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_co
 PG_CPPFLAGS = -I$(srcdir)/src -DOPSDATA_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter
 
-EXTRA_CLEAN = $(DATA_built)
+EXTRA_CLEAN = $(DATA_built) $(wildcard test/modules/*/*.o test/modules/*/*.so test/modules/*/*.bc)
 
 # make installcheck (PGXS): the tests of sql/ against expected/, run by
 # pg_regress in a database it makes (UTF8, C locale, whatever the server's
@@ -81,4 +81,4 @@ test: deps
 	./test/run
 
 format:
-	clang-format -i $(C_SOURCES) $(wildcard src/*/*.h)
+	clang-format -i $(C_SOURCES) $(wildcard src/*/*.h test/modules/*/*.[ch])

@@ -18,6 +18,7 @@
 #define OPSDATA_H
 
 #include "core/compat.h"
+#include "utils/inval.h"
 
 /* Name of the extension, its library and its GUC prefix. */
 #define OPSDATA_NAME "pg_opsdata"
@@ -49,6 +50,27 @@ extern void opsdata_shmem_init(void);
 extern void opsdata_shmem_register(const OpsdataShmemPart *part);
 extern Size opsdata_shmem_total(void);
 extern int opsdata_shmem_parts(void);
+
+/*
+ * Invalidation callbacks (inval.c): the library takes one relcache callback
+ * slot, and one syscache callback slot per catalog cache watched, however
+ * many caches its areas keep; the areas register handlers, which the core
+ * calls.  Relcache handlers run in this order.
+ */
+typedef enum OpsdataRelcacheOrder
+{
+	OPSDATA_RELCACHE_METRICS_SERIES,	  /* metrics/series.c: series ids */
+	OPSDATA_RELCACHE_AUDIT_CLASSIFY,	  /* audit/classify.c: names */
+	OPSDATA_RELCACHE_AUDIT_RULES,		  /* audit/rules.c: audit.rules */
+	OPSDATA_RELCACHE_AUDIT_WRITER,		  /* audit/writer.c: its catalog */
+	OPSDATA_RELCACHE_LEARNING_THRESHOLDS, /* learning/threshold.c */
+	OPSDATA_RELCACHE_NHANDLERS
+} OpsdataRelcacheOrder;
+
+extern void opsdata_register_relcache(OpsdataRelcacheOrder order,
+									  RelcacheCallbackFunction handler);
+extern void opsdata_register_syscache(int cacheid,
+									  SyscacheCallbackFunction handler);
 
 /*
  * A row of opsdata.health(): for the _health_*() functions of every area,

@@ -55,6 +55,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "core/opsdata.h"
 #include "metrics/metrics.h"
 
 #define METRICS_NAME_MAX 255
@@ -237,7 +238,8 @@ metrics_series_init(void)
 {
 	RegisterXactCallback(series_xact_callback, NULL);
 	RegisterSubXactCallback(series_subxact_callback, NULL);
-	CacheRegisterRelcacheCallback(series_relcache_callback, (Datum) 0);
+	opsdata_register_relcache(OPSDATA_RELCACHE_METRICS_SERIES,
+							  series_relcache_callback);
 }
 
 /*
