@@ -57,6 +57,12 @@ ok($node->poll_query_until('app', q{
 	SELECT count(*) >= 3 FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
 	 WHERE j.name = 'steps' AND r.status = 'succeeded'}),
 	'the scheduler runs a job every second, beside failing jobs here and in another database');
+# Held still (a run may be between its two commits), every run has both.
+$node->safe_psql('app', q{SELECT opsdata.pause_job(job_id) FROM opsdata.jobs WHERE name = 'steps'});
+$node->poll_query_until('app', q{
+	SELECT count(*) = 0 FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
+	 WHERE j.name = 'steps' AND r.status = 'running'})
+  or die 'steps still running';
 is($node->safe_psql('app', q{SELECT count(*) FILTER (WHERE step = 1) = count(*) FILTER (WHERE step = 2) FROM ticks}),
 	't', 'each run of the procedure committed both of its steps');
 is($node->safe_psql('app', q{

@@ -42,9 +42,9 @@ ok($node->poll_query_until('postgres', 'SELECT count(*) = 0 FROM metrics.rollup_
 is($node->safe_psql('postgres',
 		q{SELECT sum(count) FROM metrics.rollups WHERE bucket_width = '1 hour'}),
 	'20000', 'the job rolled up every point');
-ok($node->safe_psql('postgres',
-		q{SELECT count(*) FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
-		   WHERE j.name = 'metrics.rollup' AND r.status = 'succeeded'}) > 0,
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) > 0 FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
+		   WHERE j.name = 'metrics.rollup' AND r.status = 'succeeded'}),
 	'its runs are recorded as succeeded');
 
 # Make the job stall half-way through its next run, while a flag row
