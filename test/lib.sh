@@ -2,6 +2,7 @@
 # Source it after setting $top (the repository root).
 #
 #   opsdata_workdir PREFIX      make $work, a temp directory the servers can write
+#                               (in $TMPDIR, /tmp by default)
 #   opsdata_private_install     copy PostgreSQL and install this tree's build,
 #                               and the test modules of test/modules/, under
 #                               $work/install; sets $bindir and $pgxs
@@ -21,7 +22,7 @@ as_pg=()
 [ "$(id -u)" -eq 0 ] && as_pg=(runuser -u postgres --)
 
 opsdata_workdir() {
-	work=$(mktemp -d "/tmp/$1.XXXXXX")
+	work=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
 	chmod 755 "$work"
 	[ "$(id -u)" -eq 0 ] && chown postgres: "$work"
 	return 0

@@ -28,6 +28,17 @@
  *   CREATE/DROP/ALTER DATABASE
  *                     at commit the launcher re-reads pg_database.
  *
+ * A transaction that is prepared (PREPARE TRANSACTION) tells nobody: it
+ * may be committed by another session, or after a restart, or rolled
+ * back.  The session that runs COMMIT PREPARED looks whether the database
+ * has the extension before and after, and tells the launcher at once if
+ * that changed: the prepared transaction created the extension (a
+ * scheduler starts) or dropped it (the workers are stopped).  The launcher
+ * also checks again, every few check intervals, the databases it believes
+ * have no extension, in case a notice was lost.  Changes of opsdata.jobs
+ * made by a prepared transaction are seen by the scheduler within
+ * pg_opsdata.check_interval.
+ *
  * DROP DATABASE, CREATE DATABASE from a template, ALTER DATABASE RENAME and
  * SET TABLESPACE fail while another session is connected to the database.
  * Before they run, the utility hook takes a hold on the database (no
@@ -62,6 +73,7 @@
 #include "utils/acl.h"
 #include "utils/guc.h"
 #include "utils/rls.h"
+#include "utils/snapmgr.h"
 
 #include "core/opsdata.h"
 #include "worker/worker_int.h"
@@ -89,6 +101,7 @@ static void worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 static void worker_object_access(ObjectAccessType access, Oid classId,
 								 Oid objectId, int subId, void *arg);
 static void worker_xact_callback(XactEvent event, void *arg);
+static void worker_note_commit_prepared(bool present_before);
 
 /*
  * Install the utility and object access hooks and the transaction
@@ -155,11 +168,23 @@ worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					  DestReceiver *dest, QueryCompletion *qc)
 {
 	Node *stmt = pstmt->utilityStmt;
+	bool commit_prepared = false;
+	bool present_before = false;
 
 	if (worker_shared != NULL)
 	{
 		switch (nodeTag(stmt))
 		{
+			case T_TransactionStmt:
+				if (((TransactionStmt *) stmt)->kind ==
+						TRANS_STMT_COMMIT_PREPARED &&
+					OidIsValid(MyDatabaseId))
+				{
+					commit_prepared = true;
+					present_before =
+						OidIsValid(get_extension_oid(OPSDATA_NAME, true));
+				}
+				break;
 			case T_DropdbStmt:
 			{
 				Oid dboid =
@@ -244,6 +269,9 @@ worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
 
+	if (commit_prepared)
+		worker_note_commit_prepared(present_before);
+
 	/*
 	 * Every session of a restore starts with SET row_security = off.  While
 	 * a restore is under way here, such a session is part of it: the jobs
@@ -255,6 +283,27 @@ worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		strcmp(((VariableSetStmt *) stmt)->name, "row_security") == 0 &&
 		worker_restore_in_progress(MyDatabaseId))
 		worker_add_restore(MyDatabaseId, MyProcPid);
+}
+
+/*
+ * After COMMIT PREPARED: tell the launcher at once if the committed
+ * transaction created or dropped the extension here (present_before says
+ * whether it was there before).  The prepared transaction is committed
+ * whatever happens to this statement's own transaction, so the notice
+ * does not wait for it.
+ */
+static void
+worker_note_commit_prepared(bool present_before)
+{
+	bool present;
+
+	/* The committed changes are not in the catalog snapshot taken before. */
+	InvalidateCatalogSnapshot();
+	present = OidIsValid(get_extension_oid(OPSDATA_NAME, true));
+	if (present && !present_before)
+		worker_push_event(WORKER_EVENT_INSTALLED, MyDatabaseId, 0);
+	else if (!present && present_before)
+		worker_push_event(WORKER_EVENT_DROPPED, MyDatabaseId, 0);
 }
 
 /* Notice the extension being dropped, whatever statement drops it. */
@@ -296,6 +345,7 @@ worker_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
+			/* COMMIT PREPARED tells the launcher, if it commits. */
 			break;
 		default:
 			return;

@@ -18,8 +18,14 @@
  *    or stays (reporting "present");
  *  - CREATE EXTENSION and DROP EXTENSION send an event when they commit
  *    (hooks.c), so the launcher reacts within milliseconds;
+ *  - COMMIT PREPARED of a transaction that created or dropped the extension
+ *    sends the same events (hooks.c);
  *  - CREATE, DROP and ALTER DATABASE make it re-read pg_database, and so
- *    does pg_opsdata.check_interval passing, in case an event was missed.
+ *    does pg_opsdata.check_interval passing, in case an event was missed;
+ *    a database found without the extension is checked again (a scheduler
+ *    started there, as after a start) once LAUNCHER_RECHECK_INTERVALS
+ *    check intervals have passed, so that a database whose event was lost
+ *    is found all the same.
  * Template databases and databases that do not allow connections get no
  * scheduler: jobs must not write into a database that is copied, and
  * CREATE DATABASE must find its template free.
@@ -82,6 +88,8 @@
 #define LAUNCHER_MAX_BACKOFF_SHIFT 6
 /* Databases whose extension state is checked at once (after a start). */
 #define LAUNCHER_MAX_PROBES 4
+/* A database without the extension is checked again after this many. */
+#define LAUNCHER_RECHECK_INTERVALS 10
 
 typedef enum LauncherDbState
 {
@@ -111,6 +119,8 @@ typedef struct LauncherDb
 	/* the last CREATE EXTENSION seen */
 	uint64 installed_seq;
 	TimestampTz installed_at;
+
+	TimestampTz absent_at; /* when it was found without the extension */
 } LauncherDb;
 
 static HTAB *launcher_dbs = NULL;
@@ -333,6 +343,7 @@ launcher_entry(Oid dboid)
 		db->failures = 0;
 		db->installed_seq = 0;
 		db->installed_at = 0;
+		db->absent_at = 0;
 	}
 	return db;
 }
@@ -427,7 +438,10 @@ launcher_drain_events(void)
 				/* FALLTHROUGH */
 			case WORKER_EVENT_DROPPED:
 				if (db->state != LAUNCHER_DB_SKIPPED)
+				{
 					db->state = LAUNCHER_DB_ABSENT;
+					db->absent_at = GetCurrentTimestamp();
+				}
 				db->failures = 0;
 				worker_note_scheduler_exit(db->dboid, 0, 0);
 				if (events[i].kind == WORKER_EVENT_DROPPED)
@@ -494,6 +508,12 @@ launcher_scan_databases(void)
 	hash_seq_init(&seq, launcher_dbs);
 	while ((db = hash_seq_search(&seq)) != NULL)
 	{
+		/* Check again, in case the news of its extension was lost. */
+		if (db->state == LAUNCHER_DB_ABSENT &&
+			TimestampDifferenceExceeds(db->absent_at, GetCurrentTimestamp(),
+									   LAUNCHER_RECHECK_INTERVALS *
+										   worker_check_interval))
+			db->state = LAUNCHER_DB_UNKNOWN;
 		if (!db->seen && db->slot < 0)
 		{
 			worker_note_scheduler_exit(db->dboid, 0, 0);

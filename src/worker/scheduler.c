@@ -387,6 +387,8 @@ scheduler_error_recovery(void)
 {
 	TimestampTz now;
 
+	/* The error context callbacks of the frames the error left are gone. */
+	error_context_stack = NULL;
 	HOLD_INTERRUPTS();
 	EmitErrorReport();
 	AbortCurrentTransaction();
