@@ -9,14 +9,16 @@
  * to the previous hook) and does nothing else:
  *
  *	ExecutorStart/Run/Finish/End	statements that go through the executor
- *	ProcessUtility					utility statements
- *	object_access_hook				calls of user functions
+ *	ProcessUtility					utility statements (a handler of the core's
+ *									hook: src/core/hooks.c)
+ *	object_access_hook				calls of user functions (the same)
  *	needs_fmgr_hook, fmgr_hook		track when the extension's own
  *									functions run, so their statements
  *									are not audited
  *	emit_log_hook					failed statements and failed logins
  *	ClientAuthentication_hook		logins (and the disconnect that follows)
  *	transaction callbacks			pre-commit writes, rollbacks, the queue
+ *									(the same)
  *
  * It also registers the drain of the audit queue as a service of every
  * scheduler (src/worker/worker.h).
@@ -52,8 +54,6 @@ static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
-static object_access_hook_type prev_object_access_hook = NULL;
 static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
 static fmgr_hook_type prev_fmgr_hook = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
@@ -108,28 +108,22 @@ opsdata_ExecutorEnd(QueryDesc *queryDesc)
 }
 
 static void
-opsdata_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
-					   bool readOnlyTree, ProcessUtilityContext context,
-					   ParamListInfo params, QueryEnvironment *queryEnv,
-					   DestReceiver *dest, QueryCompletion *qc)
+audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
 {
 	void *item = audit_utility_begin(pstmt, queryString, context, params);
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	opsdata_utility_next(pstmt, queryString, readOnlyTree, context, params,
+						 queryEnv, dest, qc);
 	audit_utility_end(item, qc);
 }
 
 static void
-opsdata_object_access(ObjectAccessType access, Oid classId, Oid objectId,
-					  int subId, void *arg)
+audit_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					int subId, void *arg)
 {
-	if (prev_object_access_hook)
-		prev_object_access_hook(access, classId, objectId, subId, arg);
 	if (access == OAT_FUNCTION_EXECUTE && classId == ProcedureRelationId)
 		audit_function_called(objectId);
 	else if (access == OAT_DROP && classId == ExtensionRelationId &&
@@ -222,10 +216,9 @@ audit_install_hooks(void)
 	ExecutorFinish_hook = opsdata_ExecutorFinish;
 	prev_ExecutorEnd = ExecutorEnd_hook;
 	ExecutorEnd_hook = opsdata_ExecutorEnd;
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = opsdata_ProcessUtility;
-	prev_object_access_hook = object_access_hook;
-	object_access_hook = opsdata_object_access;
+	opsdata_register_utility(OPSDATA_UTILITY_AUDIT, audit_ProcessUtility);
+	opsdata_register_object_access(OPSDATA_OBJECT_ACCESS_AUDIT,
+								   audit_object_access);
 	prev_needs_fmgr_hook = needs_fmgr_hook;
 	needs_fmgr_hook = opsdata_needs_fmgr_hook;
 	prev_fmgr_hook = fmgr_hook;
@@ -235,8 +228,8 @@ audit_install_hooks(void)
 	prev_ClientAuthentication = ClientAuthentication_hook;
 	ClientAuthentication_hook = opsdata_ClientAuthentication;
 
-	RegisterXactCallback(audit_xact_callback, NULL);
-	RegisterSubXactCallback(audit_subxact_callback, NULL);
+	opsdata_register_xact(OPSDATA_XACT_AUDIT, audit_xact_callback,
+						  audit_subxact_callback);
 }
 
 /* Every scheduler drains its database's queue (drain.c). */

@@ -81,9 +81,6 @@
 PG_FUNCTION_INFO_V1(worker_register_database);
 PG_FUNCTION_INFO_V1(worker_jobs_changed);
 
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
-static object_access_hook_type prev_object_access_hook = NULL;
-
 /* What this transaction will tell the workers when it commits. */
 static bool worker_pending_installed = false;
 static bool worker_pending_restore = false;
@@ -104,17 +101,17 @@ static void worker_xact_callback(XactEvent event, void *arg);
 static void worker_note_commit_prepared(bool present_before);
 
 /*
- * Install the utility and object access hooks and the transaction
- * callback; from worker_init() while preloading.
+ * Register the utility and object access handlers and the transaction
+ * handler with the core (src/core/hooks.c); from worker_init() while
+ * preloading.
  */
 void
 worker_install_hooks(void)
 {
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = worker_ProcessUtility;
-	prev_object_access_hook = object_access_hook;
-	object_access_hook = worker_object_access;
-	RegisterXactCallback(worker_xact_callback, NULL);
+	opsdata_register_utility(OPSDATA_UTILITY_WORKER, worker_ProcessUtility);
+	opsdata_register_object_access(OPSDATA_OBJECT_ACCESS_WORKER,
+								   worker_object_access);
+	opsdata_register_xact(OPSDATA_XACT_WORKER, worker_xact_callback, NULL);
 }
 
 /* Hold the database for this transaction and stop our workers there. */
@@ -262,12 +259,8 @@ worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		}
 	}
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	opsdata_utility_next(pstmt, queryString, readOnlyTree, context, params,
+						 queryEnv, dest, qc);
 
 	if (commit_prepared)
 		worker_note_commit_prepared(present_before);
@@ -311,9 +304,6 @@ static void
 worker_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					 int subId, void *arg)
 {
-	if (prev_object_access_hook)
-		prev_object_access_hook(access, classId, objectId, subId, arg);
-
 	if (access == OAT_DROP && classId == ExtensionRelationId &&
 		objectId == get_extension_oid(OPSDATA_NAME, true))
 		worker_pending_dropped = true;
