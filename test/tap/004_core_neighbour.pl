@@ -1,12 +1,15 @@
-# pg_opsdata takes one relcache invalidation callback slot, whatever its
-# areas cache, so that it can be preloaded beside libraries that take many
-# (PostgreSQL 15 has ten per process).  The test module callback_slots,
-# preloaded first, takes all of them but three: the two PostgreSQL's own
-# caches take in a session, and one.  Sessions then exercise every area
-# (joins and row types, audit, metrics, learning thresholds, partition
-# maintenance, scheduled jobs) and none dies with "out of
-# relcache_callback_list slots".  With one slot fewer left, a session does:
-# the budget is exact.
+# pg_opsdata lives beside the libraries preloaded before it (the test
+# module neighbour plays one):
+#  - it takes one relcache invalidation callback slot, whatever its areas
+#    cache (PostgreSQL 15 has ten per process).  neighbour takes all of them
+#    but three: the two PostgreSQL's own caches take in a session, and one.
+#    Sessions then exercise every area (joins and row types, audit,
+#    metrics, learning thresholds, partition maintenance, scheduled jobs)
+#    and none dies with "out of relcache_callback_list slots".  With one
+#    slot fewer left, a session does: the budget is exact;
+#  - every utility statement reaches the neighbour's ProcessUtility hook
+#    through pg_opsdata's, but a COPY into metrics.ingest that pg_opsdata
+#    reads itself.
 use strict;
 use warnings;
 
@@ -15,9 +18,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use OpsdataTest;
 
-my $node = opsdata_node('callback_slots',
-	conf => "shared_preload_libraries = 'callback_slots, pg_opsdata'\n"
-	  . "callback_slots.relcache_free = 3\n");
+my $node = opsdata_node('neighbour',
+	conf => "shared_preload_libraries = 'neighbour, pg_opsdata'\n"
+	  . "neighbour.relcache_free = 3\n");
 $node->start;
 
 $node->safe_psql('postgres', q{
@@ -86,8 +89,37 @@ ok($node->poll_query_until('postgres', q{
 ok(!$node->log_contains(qr/out of relcache_callback_list slots/),
 	'no process ran out of relcache callback slots');
 
+# The neighbour's ProcessUtility hook sees every utility statement, each
+# SHOW included, with pg_opsdata's handlers (audit, partition, worker,
+# metrics) between them and the statement; the COPY metrics reads itself
+# is the one it does not see.
+my $seen = $node->safe_psql('postgres', q{
+	SET pg_opsdata.audit = 'all';
+	SHOW neighbour.utility_calls;
+	CREATE TABLE seen (v int);
+	COPY seen FROM STDIN;
+1
+\.
+	ALTER TABLE seen ADD COLUMN w int;
+	DROP TABLE seen;
+	SHOW neighbour.utility_calls;
+	COPY metrics.ingest (name, tags, ts, value) FROM STDIN;
+api.latency	{"route": "/c"}	2024-07-01 10:00:00+00	2.5
+\.
+	SHOW neighbour.utility_calls;
+	BEGIN;
+	SAVEPOINT s;
+	RELEASE s;
+	COMMIT;
+	SHOW neighbour.utility_calls;
+});
+my ($before, $after_ddl, $after_ingest, $after_txn) = split /\n/, $seen;
+is($after_ddl - $before, 5, 'CREATE, COPY into a table, ALTER, DROP and SHOW reach the neighbour\'s hook');
+is($after_ingest - $after_ddl, 1, 'a COPY into metrics.ingest that pg_opsdata reads itself does not (SHOW does)');
+is($after_txn - $after_ingest, 5, 'transaction control statements do');
+
 # One slot fewer: PostgreSQL's own caches and pg_opsdata no longer fit.
-$node->append_conf('postgresql.conf', "callback_slots.relcache_free = 2\n");
+$node->append_conf('postgresql.conf', "neighbour.relcache_free = 2\n");
 $node->restart;
 my ($rc, $out, $err) = $node->psql('postgres', $sessions{'joins and row types'});
 like($err, qr/out of relcache_callback_list slots/,
