@@ -9,8 +9,8 @@
  * to the previous hook) and does nothing else:
  *
  *	ExecutorStart/Run/Finish/End	statements that go through the executor
- *	ProcessUtility					utility statements (a handler of the core's
- *									hook: src/core/hooks.c)
+ *	ProcessUtility					utility statements (a handler of the
+ *									core's hook: src/core/hooks.c)
  *	object_access_hook				calls of user functions (the same)
  *	needs_fmgr_hook, fmgr_hook		track when the extension's own
  *									functions run, so their statements

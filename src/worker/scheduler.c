@@ -19,10 +19,10 @@
  * databases); a refused scheduler waits on its latch for a worker to end.
  * When the job worker cannot be registered because max_worker_processes
  * is used up, the scheduler keeps its place in line (no database behind it
- * is served before it) and retries after 100 ms, doubling up to a second, and at once
- * when the postmaster reports a pg_opsdata worker gone: the scheduler that
- * started a job worker watches its handle until then and passes the news
- * on (worker_wake_starved).  A shortage that lasts a second is logged (once
+ * is served before it) and retries after 100 ms, doubling up to a second,
+ * and at once when the postmaster reports a pg_opsdata worker gone: the
+ * scheduler that started a job worker watches its handle until then and
+ * passes the news on (worker_wake_starved).  A shortage that lasts a second is logged (once
  * in ten minutes) and shown by opsdata.health().
  *
  * A job never runs twice at once: its run holds a session-level advisory
@@ -909,9 +909,10 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 		/*
 		 * Every background worker of the server is in use.  Keep our place
 		 * in line, so that no database behind us takes the next one a
-		 * pg_opsdata worker frees, and retry soon: the postmaster frees a worker's a moment after the worker
-		 * has left our slot, and it may be taken by a process that is not
-		 * ours.  Only a shortage that lasts is logged and shown in health.
+		 * pg_opsdata worker frees, and retry soon: the postmaster frees a
+		 * worker's background worker a moment after the worker has left
+		 * our slot, and one may be taken by a process that is not ours.
+		 * Only a shortage that lasts is logged and shown in health.
 		 */
 		worker_keep_place(sched_slotno, &turn, slotno, generation);
 		sched_dispatch_freed_seen = freed;

@@ -106,7 +106,7 @@ typedef enum WorkerWait
 	WORKER_WAIT_NONE = 0,
 	WORKER_WAIT_MAX_WORKERS, /* pg_opsdata.max_workers job workers run */
 	WORKER_WAIT_IN_LINE,	 /* another database goes first */
-	WORKER_WAIT_SERVER,		 /* max_worker_processes used up; first in line */
+	WORKER_WAIT_SERVER,		 /* max_worker_processes used up */
 	WORKER_WAIT_LAUNCHER	 /* a scheduler start goes first */
 } WorkerWait;
 
