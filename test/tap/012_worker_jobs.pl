@@ -93,8 +93,10 @@ my ($gap1, $gap2) = split /\|/, $node->safe_psql('app', q{
 		SELECT started_at, started_at - lag(finished_at) OVER (ORDER BY started_at) AS gap
 		  FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id) WHERE j.name = 'fails') g
 	 WHERE gap IS NOT NULL});
-ok($gap1 >= 0.7 && $gap1 < 1.6, "the first retry waits retry_delay with jitter ($gap1 s)");
-ok($gap2 >= 1.45 && $gap2 < 3.0 && $gap2 > $gap1, "the second waits twice as long ($gap2 s)");
+# Lower bounds only: the delays are at least 1 s and 2 s less 25%; a busy
+# machine may start the retry later.
+ok($gap1 >= 0.7, "the first retry waits retry_delay with jitter ($gap1 s)");
+ok($gap2 >= 1.45, "the second waits twice as long ($gap2 s)");
 is($node->safe_psql('app', q{SELECT failures = 3 AND retry_at IS NULL FROM opsdata.jobs WHERE name = 'fails'}),
 	't', 'after the last retry the job waits for its next scheduled run');
 is($node->safe_psql('app', q{SELECT status FROM opsdata.health() WHERE component = 'job "fails"'}),
