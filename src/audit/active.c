@@ -449,13 +449,12 @@ audit_namespace_changed(Datum arg, int cacheid, uint32 hashvalue)
 /*
  * Check again whether the database has the extension whenever pg_namespace
  * changes (CREATE or DROP EXTENSION make or drop its schemas), instead of
- * once per transaction.  Preloaded only.
+ * once per transaction.  A change of a row of pg_namespace invalidates
+ * every catalog cache on it, so watching one of them is enough.  Preloaded
+ * only.
  */
 void
 audit_active_init(void)
 {
-	CacheRegisterSyscacheCallback(NAMESPACEOID, audit_namespace_changed,
-								  (Datum) 0);
-	CacheRegisterSyscacheCallback(NAMESPACENAME, audit_namespace_changed,
-								  (Datum) 0);
+	opsdata_register_syscache(NAMESPACEOID, audit_namespace_changed);
 }

@@ -350,6 +350,8 @@ extern int64 audit_held_count(void);
 
 /* pqueue_*.c: the processing queues */
 extern void audit_pq_init(void);
+extern void audit_pq_xact_end(XactEvent event);
+extern void audit_pq_subxact_abort(void);
 extern void audit_pq_entries_written(AuditEvent **events,
 									 const int64 *entry_ids, int nevents);
 

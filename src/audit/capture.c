@@ -474,6 +474,7 @@ audit_utility_begin(PlannedStmt *pstmt, const char *queryString,
 	int class;
 	bool by_class;
 	bool always;
+	bool resolves_prepared;
 	AuditItem *item;
 
 	/* Parts of a statement (CREATE TABLE's index...) are the statement's. */
@@ -484,7 +485,19 @@ audit_utility_begin(PlannedStmt *pstmt, const char *queryString,
 
 	class = audit_utility_class(parsetree);
 	always = audit_is_settings_change(parsetree);
-	if (!always && !audit_class_may_be_wanted(class, &by_class) &&
+	/*
+	 * COMMIT PREPARED and ROLLBACK PREPARED may end a transaction that holds
+	 * audit.rules (it dropped the extension): reading the rules first would
+	 * wait for it forever.  Their item is made, and the rules applied once
+	 * they ran (audit_item_finish).
+	 */
+	resolves_prepared =
+		IsA(parsetree, TransactionStmt) &&
+		(((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED ||
+		 ((TransactionStmt *) parsetree)->kind ==
+			 TRANS_STMT_ROLLBACK_PREPARED);
+	if (!always && !resolves_prepared &&
+		!audit_class_may_be_wanted(class, &by_class) &&
 		!(nodeTag(parsetree) == T_CallStmt &&
 		  (audit_classes & AUDIT_BIT(AUDIT_CLASS_FUNCTION))))
 		return NULL;

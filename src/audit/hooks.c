@@ -12,14 +12,16 @@
  *	post_parse_analyze_hook			the constants of analyzed statements
  *									(shapes.c)
  *	ExecutorStart/Run/Finish/End	statements that go through the executor
- *	ProcessUtility					utility statements
- *	object_access_hook				calls of user functions
+ *	ProcessUtility					utility statements (a handler of the
+ *									core's hook: src/core/hooks.c)
+ *	object_access_hook				calls of user functions (the same)
  *	needs_fmgr_hook, fmgr_hook		the extension's own functions run
  *									(active.c), so their statements are
  *									not audited
  *	emit_log_hook					failed statements and failed logins
  *	ClientAuthentication_hook		logins (and the disconnect that follows)
  *	transaction callbacks			pre-commit writes, rollbacks, the queue
+ *									(the same)
  *
  * The transaction callbacks are the one place that says in which order the
  * files of the area learn of a transaction's end: the pending login, then
@@ -62,8 +64,6 @@ static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
-static object_access_hook_type prev_object_access_hook = NULL;
 static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
 static fmgr_hook_type prev_fmgr_hook = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
@@ -123,28 +123,22 @@ opsdata_ExecutorEnd(QueryDesc *queryDesc)
 }
 
 static void
-opsdata_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
-					   bool readOnlyTree, ProcessUtilityContext context,
-					   ParamListInfo params, QueryEnvironment *queryEnv,
-					   DestReceiver *dest, QueryCompletion *qc)
+audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
 {
 	void *item = audit_utility_begin(pstmt, queryString, context, params);
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	opsdata_utility_next(pstmt, queryString, readOnlyTree, context, params,
+						 queryEnv, dest, qc);
 	audit_utility_end(item, qc);
 }
 
 static void
-opsdata_object_access(ObjectAccessType access, Oid classId, Oid objectId,
-					  int subId, void *arg)
+audit_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					int subId, void *arg)
 {
-	if (prev_object_access_hook)
-		prev_object_access_hook(access, classId, objectId, subId, arg);
 	if (access == OAT_FUNCTION_EXECUTE && classId == ProcedureRelationId)
 		audit_function_called(objectId);
 	else if (access == OAT_DROP && classId == ExtensionRelationId &&
@@ -214,6 +208,7 @@ audit_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
 			break;
 	}
+	audit_pq_xact_end(event);
 }
 
 /*
@@ -230,6 +225,7 @@ audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	audit_events_subxact_abort(mySubid);
 	audit_items_subxact_abort(mySubid);
 	audit_statements_end_subxact();
+	audit_pq_subxact_abort();
 }
 
 /*
@@ -248,10 +244,9 @@ audit_install_hooks(void)
 	ExecutorFinish_hook = opsdata_ExecutorFinish;
 	prev_ExecutorEnd = ExecutorEnd_hook;
 	ExecutorEnd_hook = opsdata_ExecutorEnd;
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = opsdata_ProcessUtility;
-	prev_object_access_hook = object_access_hook;
-	object_access_hook = opsdata_object_access;
+	opsdata_register_utility(OPSDATA_UTILITY_AUDIT, audit_ProcessUtility);
+	opsdata_register_object_access(OPSDATA_OBJECT_ACCESS_AUDIT,
+								   audit_object_access);
 	prev_needs_fmgr_hook = needs_fmgr_hook;
 	needs_fmgr_hook = opsdata_needs_fmgr_hook;
 	prev_fmgr_hook = fmgr_hook;
@@ -261,8 +256,8 @@ audit_install_hooks(void)
 	prev_ClientAuthentication = ClientAuthentication_hook;
 	ClientAuthentication_hook = opsdata_ClientAuthentication;
 
-	RegisterXactCallback(audit_xact_callback, NULL);
-	RegisterSubXactCallback(audit_subxact_callback, NULL);
+	opsdata_register_xact(OPSDATA_XACT_AUDIT, audit_xact_callback,
+						  audit_subxact_callback);
 }
 
 /* Every scheduler drains its database's queue (drain.c). */

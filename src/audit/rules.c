@@ -40,6 +40,7 @@
 #include "utils/snapmgr.h"
 
 #include "audit/audit.h"
+#include "core/opsdata.h"
 
 typedef struct AuditRule
 {
@@ -72,7 +73,8 @@ audit_rules_callback(Datum arg, Oid relid)
 void
 audit_rules_init(void)
 {
-	CacheRegisterRelcacheCallback(audit_rules_callback, (Datum) 0);
+	opsdata_register_relcache(OPSDATA_RELCACHE_AUDIT_RULES,
+							  audit_rules_callback);
 }
 
 /*

@@ -55,6 +55,7 @@
 #include "utils/xid8.h"
 
 #include "audit/audit.h"
+#include "core/opsdata.h"
 #include "partition/route.h"
 
 /* Rows of one partition inserted together. */
@@ -196,7 +197,8 @@ audit_writer_invalidate(Datum arg, Oid relid)
 void
 audit_writer_init(void)
 {
-	CacheRegisterRelcacheCallback(audit_writer_invalidate, (Datum) 0);
+	opsdata_register_relcache(OPSDATA_RELCACHE_AUDIT_WRITER,
+							  audit_writer_invalidate);
 }
 
 static Oid

@@ -100,9 +100,7 @@ $pid = $node->safe_psql('postgres', $scheduler);
 my $offset = -s $node->logfile;
 kill 'KILL', $pid;
 $load->finish;
-ok($node->wait_for_log(qr/all server processes terminated; reinitializing/, $offset),
-	'the server restarts every process after the kill');
-ok($node->poll_query_until('postgres', 'SELECT true'), 'the server accepts connections again');
+ok(opsdata_wait_up($node, $offset), 'the server restarts every process after the kill and accepts connections again');
 ok($node->poll_query_until('postgres', "SELECT EXISTS ($scheduler)"), 'a new scheduler runs');
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM (SELECT backend_pid, ts, statement_id FROM audit.entries
