@@ -320,6 +320,10 @@ my @calls = (
 	 q{SELECT count(*) FROM metrics.locks_at(now(), interval '5 minutes')}],
 	['audit.flush()', q{SELECT audit.flush()}],
 	['audit.queue_state()', q{SELECT count(*) FROM audit.queue_state()}],
+	['audit.shapes(timestamp with time zone,timestamp with time zone,text)',
+	 q{SELECT count(*) FROM audit.shapes(now() - interval '1 hour', object => 'app.log')}],
+	['audit.rebuild_statement(text,integer[],text[])',
+	 q{SELECT audit.rebuild_statement('SELECT $1', ARRAY[8], ARRAY['42'])}],
 	['audit.add_rule(text,name,name,name,text,text,text)',
 	 q{SELECT audit.add_rule('include', schema_name => 'app', class => 'read', comment => 'trap')}],
 	['audit.drop_rule(bigint)', q{SELECT audit.drop_rule(rule_id) FROM audit.rules WHERE comment = 'trap exclude'}],
@@ -504,8 +508,8 @@ is(sql(q{SELECT updated_by FROM opsdata.config WHERE key = 'worker.job_history_s
 	'jobber', 'the setting it changed is recorded as changed by the job\'s role');
 is(sql(q{
 	SELECT string_agg(DISTINCT username || ' ' || current_user_name || ' ' || application || ' ' || outcome, '; ')
-	  FROM audit.entries WHERE command = 'INSERT' AND 'app.log' = ANY (objects) AND statement_id IN
-		   (SELECT statement_id FROM audit.statements WHERE statement_text LIKE '%current_setting(''search_path'')%')}),
+	  FROM audit.trail WHERE command = 'INSERT' AND 'app.log' = ANY (objects)
+	   AND statement_text LIKE '%current_setting(''search_path'')%'}),
 	'jobber jobber pg_opsdata job audited job ok',
 	'its INSERT is in audit.entries with the job\'s role and the job\'s name as application');
 
