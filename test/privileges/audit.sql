@@ -35,6 +35,9 @@ SELECT func, role FROM (VALUES
 	('audit.subscribe', ARRAY['opsdata_admin']),
 	('audit.unsubscribe', ARRAY['opsdata_admin']),
 	('audit.redrive', ARRAY['opsdata_admin']),
+	('audit.set_context', ARRAY['opsdata_admin', 'opsdata_writer']),
+	('audit.log_event', ARRAY['opsdata_admin', 'opsdata_writer']),
+	('audit.log_events', ARRAY['opsdata_admin', 'opsdata_writer']),
 	('audit.rebuild_statement', ARRAY['opsdata_auditor']),
 	('audit.shapes', ARRAY['opsdata_auditor'])
 ) v(func, roles), unnest(roles) AS role;
