@@ -31,6 +31,7 @@
 #include "access/tupconvert.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -80,6 +81,7 @@ enum
 	COL_SQLSTATE,
 	COL_STATEMENT_ID,
 	COL_PARAMS,
+	COL_SERVER_ID,
 	NUM_COLS
 };
 
@@ -101,7 +103,8 @@ static const char *const audit_column_names[NUM_COLS] = {"entry_id",
 														 "outcome",
 														 "sqlstate",
 														 "statement_id",
-														 "params"};
+														 "params",
+														 "server_id"};
 
 /* What the writer found by name, for the database the backend is in. */
 typedef struct AuditWriterCatalog
@@ -493,6 +496,7 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
 		SET_COL(COL_STATEMENT_ID, Int64GetDatum(statement_id));
 	if (ev->params)
 		SET_COL(COL_PARAMS, CStringGetTextDatum(ev->params));
+	SET_COL(COL_SERVER_ID, Int64GetDatum((int64) GetSystemIdentifier()));
 	ExecStoreVirtualTuple(slot);
 	return entry_id;
 }

@@ -23,7 +23,12 @@
  * A step that moves rows out of the default partition runs with
  * session_replication_role = replica: the rows are not changed, only moved,
  * so the table's triggers (and the actions of foreign keys pointing at it)
- * must not fire.
+ * must not fire (the guards of pg_opsdata's tables, ENABLE ALWAYS, let the
+ * owner through).  In a set with a default partition, a step locks the
+ * parent in ACCESS EXCLUSIVE mode before its ATTACH, under the same
+ * lock_timeout, so that no query plans with the partitions of before the
+ * step and reads with a snapshot of after it (partition_plan.sql says
+ * why); the lock is held until the step's transaction ends.
  *
  * Each step that succeeds writes its row of opsdata.partition_log in the
  * same transaction, as the user that called us: the log says exactly what
@@ -180,7 +185,9 @@ partition_plan(Oid parent, const char *start_from, bool maintain,
 
 /*
  * The pass_started of the rows this process writes to opsdata.partition_log
- * now: the running pass's (pass.c), or NULL outside a pass.
+ * now: the running pass's (pass.c).  Outside a pass (manage_partitions())
+ * the column is left out of the INSERT, so that it stays NULL and the
+ * objects of 0.1, whose log has no such column, are written as well.
  */
 static void
 partition_log_pass(Datum *value, char *null)
@@ -215,9 +222,13 @@ partition_log(const char *parent_name, const char *action,
 	partition_log_pass(&values[4], &nulls[4]);
 	SPI_connect();
 	rc = SPI_execute_with_args(
-		"INSERT INTO opsdata.partition_log (parent, action, partition, detail, pass_started)"
-		" VALUES ($1, $2, $3, $4, $5)",
-		5, argtypes, values, nulls, false, 0);
+		partition_current_pass != 0
+			? "INSERT INTO opsdata.partition_log (parent, action, partition, detail, pass_started)"
+			  " VALUES ($1, $2, $3, $4, $5)"
+			: "INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
+			  " VALUES ($1, $2, $3, $4)",
+		partition_current_pass != 0 ? 5 : 4, argtypes, values, nulls, false,
+		0);
 	if (rc != SPI_OK_INSERT)
 		opsdata_spi_failed(rc, "write to opsdata.partition_log");
 	SPI_finish();
@@ -355,12 +366,19 @@ partition_log_batch(const char *parent_name, List *steps, const int64 *rows)
 	partition_log_pass(&values[4], &valnulls[4]);
 	SPI_connect();
 	rc = SPI_execute_with_args(
-		"INSERT INTO opsdata.partition_log (parent, action, partition, detail, pass_started)"
-		" SELECT $1, u.a,"
-		"        CASE WHEN u.p OPERATOR(pg_catalog.<>) '' THEN u.p END,"
-		"        CASE WHEN u.d OPERATOR(pg_catalog.<>) '' THEN u.d END, $5"
-		"   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(a, p, d)",
-		5, argtypes, values, valnulls, false, 0);
+		partition_current_pass != 0
+			? "INSERT INTO opsdata.partition_log (parent, action, partition, detail, pass_started)"
+			  " SELECT $1, u.a,"
+			  "        CASE WHEN u.p OPERATOR(pg_catalog.<>) '' THEN u.p END,"
+			  "        CASE WHEN u.d OPERATOR(pg_catalog.<>) '' THEN u.d END, $5"
+			  "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(a, p, d)"
+			: "INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
+			  " SELECT $1, u.a,"
+			  "        CASE WHEN u.p OPERATOR(pg_catalog.<>) '' THEN u.p END,"
+			  "        CASE WHEN u.d OPERATOR(pg_catalog.<>) '' THEN u.d END"
+			  "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(a, p, d)",
+		partition_current_pass != 0 ? 5 : 4, argtypes, values, valnulls, false,
+		0);
 	if (rc != SPI_OK_INSERT)
 		opsdata_spi_failed(rc, "write to opsdata.partition_log");
 	SPI_finish();
