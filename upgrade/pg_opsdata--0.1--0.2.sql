@@ -3005,6 +3005,7 @@ DECLARE
 	v_cond text;
 	v_published boolean := EXISTS (SELECT FROM pg_catalog.pg_publication);
 	v_staging text;
+	v_move text;
 	v_attach text;
 	v_tail text[] := '{}';
 	g text;
@@ -3043,14 +3044,16 @@ BEGIN
 					  || v_attach;
 	ELSIF NOT v_published THEN
 		action := 'move';
+		v_move := pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s) INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM moved',
+									default_part, v_cond, cols, partition, cols, cols);
 		statements := ARRAY[
 			pg_catalog.format('CREATE TABLE %s %s, CONSTRAINT opsdata_partition_bounds CHECK (%I IS NOT NULL AND %s))%s',
 							  partition, like_clause, s.control_column, v_cond, space)]
 			|| v_tail
 			|| ARRAY[
-			pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s) INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM moved',
-							  default_part, v_cond, cols, partition, cols, cols),
+			v_move,
 			pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', parent),
+			v_move,
 			v_attach,
 			pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT opsdata_partition_bounds', partition)];
 	ELSE
@@ -3060,14 +3063,16 @@ BEGIN
 		-- The rows kept in the unlogged table are counted by the INSERT that
 		-- puts them into the partition, the one statement of the step that
 		-- returns SPI_OK_INSERT.
+		v_move := pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s), kept AS (INSERT INTO %s (%s) SELECT %s FROM moved RETURNING 1) SELECT pg_catalog.count(*) FROM kept',
+									default_part, v_cond, cols, v_staging, cols, cols);
 		statements := ARRAY[
 			pg_catalog.format('CREATE UNLOGGED TABLE %s (LIKE %s)', v_staging, parent),
-			pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s), kept AS (INSERT INTO %s (%s) SELECT %s FROM moved RETURNING 1) SELECT pg_catalog.count(*) FROM kept',
-							  default_part, v_cond, cols, v_staging, cols, cols),
+			v_move,
 			pg_catalog.format('CREATE TABLE %s %s)%s', partition, like_clause, space)]
 			|| v_tail
 			|| ARRAY[
 			pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', parent),
+			v_move,
 			v_attach,
 			pg_catalog.format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s', partition, cols, cols, v_staging),
 			pg_catalog.format('DROP TABLE %s', v_staging)];
@@ -3076,6 +3081,78 @@ END
 $$;
 
 COMMENT ON FUNCTION opsdata._partition_step(opsdata.partitions, regclass, name, name, text, text, text, text[], regclass, text[], timestamptz, timestamptz, bigint, bigint, boolean) IS 'Internal: the statements that make one partition, empty or filled from the default partition';
+
+-- The guard of a plain table also fires on logical replication's apply,
+-- which fires row-level triggers only: a row-level guard that fires with
+-- session_replication_role = replica alone.
+CREATE OR REPLACE FUNCTION opsdata._guard_tables()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t record;
+	old_guard name;
+	row_events text[];
+	n integer := 0;
+BEGIN
+	FOR t IN
+		SELECT c.oid::pg_catalog.regclass AS rel, c.relkind, c.relispartition,
+			   ARRAY(SELECT e FROM pg_catalog.unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) e
+					  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class g, pg_catalog.aclexplode(g.relacl) a
+										 WHERE g.oid = CASE WHEN c.relispartition
+															THEN pg_catalog.pg_partition_root(c.oid)
+															ELSE c.oid END
+										   AND a.grantee OPERATOR(pg_catalog.<>) g.relowner
+										   AND a.privilege_type OPERATOR(pg_catalog.=) e)) AS events
+		  FROM pg_catalog.pg_class c
+		  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+									 AND d.objid = c.oid AND d.deptype = 'e'
+		  JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid AND x.extname = 'pg_opsdata'
+		 WHERE c.relkind IN ('r', 'p')
+		 ORDER BY c.oid
+	LOOP
+		CONTINUE WHEN pg_catalog.cardinality(t.events) = 0;
+		-- Replace the guards made before (a clone on a partition goes with
+		-- its parent's).
+		FOR old_guard IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
+				  WHERE tg.tgrelid OPERATOR(pg_catalog.=) t.rel
+					AND tg.tgname IN ('opsdata_guard', 'opsdata_guard_truncate', 'opsdata_guard_replica')
+					AND tg.tgparentid OPERATOR(pg_catalog.=) 0
+		LOOP
+			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', old_guard, t.rel);
+		END LOOP;
+		row_events := ARRAY(SELECT e FROM pg_catalog.unnest(t.events) e WHERE e OPERATOR(pg_catalog.<>) 'TRUNCATE');
+		IF t.relkind = 'r' AND NOT t.relispartition THEN
+			EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
+									  pg_catalog.array_to_string(t.events, ' OR '), t.rel);
+			EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
+			IF pg_catalog.cardinality(row_events) > 0 THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard_replica BEFORE %s ON %s FOR EACH ROW EXECUTE FUNCTION opsdata._guard()',
+										  pg_catalog.array_to_string(row_events, ' OR '), t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE REPLICA TRIGGER opsdata_guard_replica', t.rel);
+			END IF;
+		ELSE
+			IF t.relkind = 'p' AND pg_catalog.cardinality(row_events) > 0 THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH ROW EXECUTE FUNCTION opsdata._guard()',
+										  pg_catalog.array_to_string(row_events, ' OR '), t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
+			END IF;
+			IF 'TRUNCATE' OPERATOR(pg_catalog.=) ANY (t.events) THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
+										  t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard_truncate', t.rel);
+			END IF;
+		END IF;
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION opsdata._guard_tables() IS 'Internal: put the guard trigger on every table of pg_opsdata for each write no role is granted; returns how many tables';
+
+SELECT opsdata._guard_tables();
 
 -- Functions are created executable by PUBLIC; the install script revokes that
 -- in src/core/finish.sql, the update does it here for the new ones.

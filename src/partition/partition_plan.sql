@@ -577,14 +577,20 @@ COMMENT ON FUNCTION opsdata._partition_plan(regclass, text, boolean) IS 'Interna
 -- a row of the new range to the default partition and fail its
 -- constraint).  Waiting for the parent instead, it reads the partitions
 -- after the commit.  The lock is asked for under the step's lock_timeout,
--- and held until the step commits: for the ATTACH (a scan of the default
--- partition) and, in a database with a publication, the insertion of the
--- rows moved.
+-- and held until the step commits: for the rows that arrived in the
+-- default partition since the move began, the ATTACH (a scan of the
+-- default partition) and, in a database with a publication, the insertion
+-- of the rows moved.
+--
+-- The rows are moved with DELETE ... RETURNING from the default partition
+-- before the lock, and those that arrived meanwhile once more after it,
+-- so that a steady flow of rows into the range (today's, while today's
+-- partition is missing) never makes the ATTACH fail.
 --
 -- A move, in a database without a publication: the partition is made with
--- a CHECK constraint matching its bounds, filled by DELETE ... RETURNING
--- from the default partition, and attached (the constraint spares ATTACH
--- its validation scan, and is dropped once attached).
+-- a CHECK constraint matching its bounds, filled from the default
+-- partition, and attached (the constraint spares ATTACH its validation
+-- scan, and is dropped once attached).
 --
 -- A move, in a database with a publication (logical replication with
 -- publish_via_partition_root): rows inserted into a table that is not yet
@@ -613,6 +619,7 @@ DECLARE
 	v_cond text;
 	v_published boolean := EXISTS (SELECT FROM pg_catalog.pg_publication);
 	v_staging text;
+	v_move text;
 	v_attach text;
 	v_tail text[] := '{}';
 	g text;
@@ -651,14 +658,16 @@ BEGIN
 					  || v_attach;
 	ELSIF NOT v_published THEN
 		action := 'move';
+		v_move := pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s) INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM moved',
+									default_part, v_cond, cols, partition, cols, cols);
 		statements := ARRAY[
 			pg_catalog.format('CREATE TABLE %s %s, CONSTRAINT opsdata_partition_bounds CHECK (%I IS NOT NULL AND %s))%s',
 							  partition, like_clause, s.control_column, v_cond, space)]
 			|| v_tail
 			|| ARRAY[
-			pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s) INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM moved',
-							  default_part, v_cond, cols, partition, cols, cols),
+			v_move,
 			pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', parent),
+			v_move,
 			v_attach,
 			pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT opsdata_partition_bounds', partition)];
 	ELSE
@@ -668,14 +677,16 @@ BEGIN
 		-- The rows kept in the unlogged table are counted by the INSERT that
 		-- puts them into the partition, the one statement of the step that
 		-- returns SPI_OK_INSERT.
+		v_move := pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s), kept AS (INSERT INTO %s (%s) SELECT %s FROM moved RETURNING 1) SELECT pg_catalog.count(*) FROM kept',
+									default_part, v_cond, cols, v_staging, cols, cols);
 		statements := ARRAY[
 			pg_catalog.format('CREATE UNLOGGED TABLE %s (LIKE %s)', v_staging, parent),
-			pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s), kept AS (INSERT INTO %s (%s) SELECT %s FROM moved RETURNING 1) SELECT pg_catalog.count(*) FROM kept',
-							  default_part, v_cond, cols, v_staging, cols, cols),
+			v_move,
 			pg_catalog.format('CREATE TABLE %s %s)%s', partition, like_clause, space)]
 			|| v_tail
 			|| ARRAY[
 			pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', parent),
+			v_move,
 			v_attach,
 			pg_catalog.format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s', partition, cols, cols, v_staging),
 			pg_catalog.format('DROP TABLE %s', v_staging)];
