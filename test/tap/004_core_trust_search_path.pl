@@ -320,6 +320,7 @@ my @calls = (
 	 q{SELECT count(*) FROM metrics.locks_at(now(), interval '5 minutes')}],
 	['audit.flush()', q{SELECT audit.flush()}],
 	['audit.queue_state()', q{SELECT count(*) FROM audit.queue_state()}],
+	['audit.server_id()', q{SELECT audit.server_id() IS NOT NULL}],
 	['audit.add_rule(text,name,name,name,text,text,text)',
 	 q{SELECT audit.add_rule('include', schema_name => 'app', class => 'read', comment => 'trap')}],
 	['audit.drop_rule(bigint)', q{SELECT audit.drop_rule(rule_id) FROM audit.rules WHERE comment = 'trap exclude'}],
