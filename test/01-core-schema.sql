@@ -44,8 +44,9 @@ SELECT is((SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.
 
 SELECT columns_are('audit', 'entries', ARRAY['entry_id', 'ts', 'database', 'username',
 	'current_user_name', 'application', 'client_addr', 'backend_pid', 'xid', 'class', 'command',
-	'objects', 'privileges', 'rows', 'duration', 'outcome', 'sqlstate', 'statement_id', 'params', 'server_id']);
-SELECT columns_are('audit', 'statements', ARRAY['statement_id', 'statement_text', 'first_seen']);
+	'objects', 'privileges', 'rows', 'duration', 'outcome', 'sqlstate', 'statement_id', 'params',
+	'constants', 'server_id']);
+SELECT columns_are('audit', 'statements', ARRAY['statement_id', 'statement_text', 'first_seen', 'placeholders']);
 SELECT columns_are('audit', 'held_entries', ARRAY['ts', 'database', 'username', 'current_user_name',
 	'application', 'client_addr', 'backend_pid', 'xid', 'class', 'command', 'objects', 'privileges',
 	'rows', 'duration', 'outcome', 'sqlstate', 'statement_text', 'params']);

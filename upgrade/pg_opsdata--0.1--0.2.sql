@@ -2389,6 +2389,9 @@ CREATE TABLE audit.queue_items (
 	payload			jsonb
 ) WITH (fillfactor = 25);
 
+-- The sequence gives the low 48 bits of item_id (pqueue_store.c).
+ALTER SEQUENCE audit.queue_items_seq OWNED BY audit.queue_items.item_id;
+
 COMMENT ON TABLE audit.queue_items IS 'Items of the processing queues, waiting, leased, and acknowledged ones until their retention';
 COMMENT ON COLUMN audit.queue_items.item_id IS 'Item identifier: the queue_id in the high 16 bits, then a number that grows in enqueue order';
 COMMENT ON COLUMN audit.queue_items.queue_id IS 'Queue of the item';
@@ -2922,6 +2925,66 @@ COMMENT ON COLUMN opsdata.partition_log.detached IS 'Run rows: partitions detach
 COMMENT ON COLUMN opsdata.partition_log.dropped IS 'Run rows: partitions dropped';
 COMMENT ON FUNCTION opsdata.run_maintenance(regclass) IS 'Run partition maintenance now, on one set or all of them, in a job worker, and wait for it; returns what it did per set';
 
+-- Audit: audit.statements holds statement shapes, audit.entries the
+-- constants of each statement; texts stored by 0.1 have no placeholders
+-- and read as they are.
+ALTER TABLE audit.statements ADD COLUMN placeholders integer[];
+COMMENT ON TABLE audit.statements IS 'Each distinct audited statement shape, stored once: the statement with its constants replaced by placeholders, or the statement itself when it has none';
+COMMENT ON COLUMN audit.statements.statement_id IS 'Identifier audit.entries.statement_id refers to, derived from a hash of the shape (the same on every server)';
+COMMENT ON COLUMN audit.statements.statement_text IS 'The statement with its constants replaced by $n placeholders, secrets redacted';
+COMMENT ON COLUMN audit.statements.first_seen IS 'When the shape was first audited';
+COMMENT ON COLUMN audit.statements.placeholders IS 'Byte offset (from 0) in statement_text of the placeholder of each constant, in order; NULL when the text has none';
+
+ALTER TABLE audit.entries ADD COLUMN constants text[];
+COMMENT ON COLUMN audit.entries.statement_id IS 'The statement''s shape, in audit.statements';
+COMMENT ON COLUMN audit.entries.constants IS 'The constants of the statement as they were written, one per placeholder of its shape; NULL when its shape has none';
+
+CREATE FUNCTION audit.rebuild_statement(shape text, placeholders integer[], constants text[])
+RETURNS text
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'audit_rebuild_statement';
+
+COMMENT ON FUNCTION audit.rebuild_statement(text, integer[], text[]) IS 'The statement a shape and its constants stand for, byte for byte; the shape itself when it has no placeholders';
+
+CREATE OR REPLACE VIEW audit.trail AS
+	SELECT e.entry_id, e.ts, e.database, e.username, e.current_user_name, e.application,
+		   e.client_addr, e.backend_pid, e.xid, e.class, e.command, e.objects, e.privileges,
+		   e.rows, e.duration, e.outcome, e.sqlstate,
+		   audit.rebuild_statement(s.statement_text, s.placeholders, e.constants) AS statement_text,
+		   e.params, e.statement_id, e.constants
+	  FROM audit.entries e LEFT JOIN audit.statements s USING (statement_id);
+
+COMMENT ON VIEW audit.trail IS 'audit.entries with the text of each statement, as it was sent';
+
+CREATE FUNCTION audit.shapes(since timestamptz, until timestamptz DEFAULT pg_catalog.now(),
+	object text DEFAULT NULL,
+	OUT statement_id bigint, OUT shape text, OUT class text, OUT command text, OUT username text,
+	OUT executions bigint, OUT ok bigint, OUT errors bigint, OUT denied bigint,
+	OUT rolled_back bigint, OUT rows numeric, OUT first_ts timestamptz, OUT last_ts timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+AS $$
+	SELECT e.statement_id, s.statement_text, e.class, e.command, e.username,
+		   pg_catalog.count(*),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'ok'),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'error'),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'denied'),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'rolled back'),
+		   pg_catalog.sum(e.rows), pg_catalog.min(e.ts), pg_catalog.max(e.ts)
+	  FROM audit.entries e
+	  LEFT JOIN audit.statements s ON s.statement_id OPERATOR(pg_catalog.=) e.statement_id
+	 WHERE e.ts OPERATOR(pg_catalog.>=) since AND e.ts OPERATOR(pg_catalog.<) until
+	   AND (object IS NULL OR e.objects OPERATOR(pg_catalog.@>) ARRAY[object])
+	 GROUP BY e.statement_id, s.statement_text, e.class, e.command, e.username
+$$;
+
+COMMENT ON FUNCTION audit.shapes(timestamptz, timestamptz, text) IS 'Statement shapes run from since until until (that touched object, when given): by whom, how often, with what outcomes';
+
+REVOKE ALL ON FUNCTION audit.rebuild_statement(text, integer[], text[]),
+	audit.shapes(timestamptz, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.rebuild_statement(text, integer[], text[]),
+	audit.shapes(timestamptz, timestamptz, text) TO opsdata_auditor;
+
 -- Logical replication (doc/scale-out.md).
 --
 -- Each audit entry says which server wrote it (server_id, the system
@@ -2942,6 +3005,15 @@ COMMENT ON COLUMN audit.entries.server_id IS 'The server that wrote the entry: t
 ALTER TABLE audit.entries DROP CONSTRAINT entries_pkey,
 	ADD CONSTRAINT entries_pkey PRIMARY KEY (entry_id, ts, server_id);
 GRANT EXECUTE ON FUNCTION audit.server_id() TO opsdata_admin, opsdata_auditor;
+
+-- The trail says which server wrote each entry.
+CREATE OR REPLACE VIEW audit.trail AS
+	SELECT e.entry_id, e.ts, e.database, e.username, e.current_user_name, e.application,
+		   e.client_addr, e.backend_pid, e.xid, e.class, e.command, e.objects, e.privileges,
+		   e.rows, e.duration, e.outcome, e.sqlstate,
+		   audit.rebuild_statement(s.statement_text, s.placeholders, e.constants) AS statement_text,
+		   e.params, e.statement_id, e.constants, e.server_id
+	  FROM audit.entries e LEFT JOIN audit.statements s USING (statement_id);
 
 -- A statement text replicated from another server that is stored here
 -- already is skipped by the apply worker.

@@ -10,13 +10,15 @@
 CREATE TABLE audit.statements (
 	statement_id	bigint PRIMARY KEY,
 	statement_text	text NOT NULL,
-	first_seen		timestamptz NOT NULL DEFAULT pg_catalog.now()
+	first_seen		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	placeholders	integer[]
 );
 
-COMMENT ON TABLE audit.statements IS 'Each distinct audited statement text, stored once';
-COMMENT ON COLUMN audit.statements.statement_id IS 'Identifier audit.entries.statement_id refers to, derived from a hash of the text';
-COMMENT ON COLUMN audit.statements.statement_text IS 'The statement, with secrets redacted';
-COMMENT ON COLUMN audit.statements.first_seen IS 'When the text was first audited';
+COMMENT ON TABLE audit.statements IS 'Each distinct audited statement shape, stored once: the statement with its constants replaced by placeholders, or the statement itself when it has none';
+COMMENT ON COLUMN audit.statements.statement_id IS 'Identifier audit.entries.statement_id refers to, derived from a hash of the shape (the same on every server)';
+COMMENT ON COLUMN audit.statements.statement_text IS 'The statement with its constants replaced by $n placeholders, secrets redacted';
+COMMENT ON COLUMN audit.statements.first_seen IS 'When the shape was first audited';
+COMMENT ON COLUMN audit.statements.placeholders IS 'Byte offset (from 0) in statement_text of the placeholder of each constant, in order; NULL when the text has none';
 
 CREATE SEQUENCE audit.entries_entry_id_seq AS bigint;
 
@@ -53,6 +55,7 @@ CREATE TABLE audit.entries (
 	sqlstate			text,
 	statement_id		bigint,
 	params				text,
+	constants			text[],
 	server_id			bigint NOT NULL DEFAULT audit.server_id(),
 	PRIMARY KEY (entry_id, ts, server_id)
 ) PARTITION BY RANGE (ts);
@@ -87,8 +90,9 @@ COMMENT ON COLUMN audit.entries.rows IS 'Rows processed (returned, inserted, upd
 COMMENT ON COLUMN audit.entries.duration IS 'How long the statement ran (for a disconnect: how long the session lasted)';
 COMMENT ON COLUMN audit.entries.outcome IS 'ok; error; denied (insufficient privilege); rolled back (the statement completed, but its transaction or savepoint was rolled back); failed (login)';
 COMMENT ON COLUMN audit.entries.sqlstate IS 'SQLSTATE of the error, for outcomes other than ok';
-COMMENT ON COLUMN audit.entries.statement_id IS 'The statement text, in audit.statements';
+COMMENT ON COLUMN audit.entries.statement_id IS 'The statement''s shape, in audit.statements';
 COMMENT ON COLUMN audit.entries.params IS 'Bind parameters, when their capture is on';
+COMMENT ON COLUMN audit.entries.constants IS 'The constants of the statement as they were written, one per placeholder of its shape; NULL when its shape has none';
 COMMENT ON COLUMN audit.entries.server_id IS 'The server that wrote the entry: the system identifier of its cluster (audit.server_id() there); entries replicated from another server keep that server''s';
 
 -- While a dump is being restored into the database, audit entries cannot go
@@ -242,13 +246,48 @@ SELECT pg_catalog.pg_extension_config_dump('audit.held_entries', '');
 --
 -- Reading the trail.
 --
+CREATE FUNCTION audit.rebuild_statement(shape text, placeholders integer[], constants text[])
+RETURNS text
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'audit_rebuild_statement';
+
+COMMENT ON FUNCTION audit.rebuild_statement(text, integer[], text[]) IS 'The statement a shape and its constants stand for, byte for byte; the shape itself when it has no placeholders';
+
 CREATE VIEW audit.trail AS
 	SELECT e.entry_id, e.ts, e.database, e.username, e.current_user_name, e.application,
 		   e.client_addr, e.backend_pid, e.xid, e.class, e.command, e.objects, e.privileges,
-		   e.rows, e.duration, e.outcome, e.sqlstate, s.statement_text, e.params
+		   e.rows, e.duration, e.outcome, e.sqlstate,
+		   audit.rebuild_statement(s.statement_text, s.placeholders, e.constants) AS statement_text,
+		   e.params, e.statement_id, e.constants, e.server_id
 	  FROM audit.entries e LEFT JOIN audit.statements s USING (statement_id);
 
-COMMENT ON VIEW audit.trail IS 'audit.entries with the text of each statement';
+COMMENT ON VIEW audit.trail IS 'audit.entries with the text of each statement, as it was sent';
+
+-- Inlined into the calling query (SQL, STABLE, no SET), so that the time
+-- range prunes the partitions of audit.entries and reaches their indexes.
+CREATE FUNCTION audit.shapes(since timestamptz, until timestamptz DEFAULT pg_catalog.now(),
+	object text DEFAULT NULL,
+	OUT statement_id bigint, OUT shape text, OUT class text, OUT command text, OUT username text,
+	OUT executions bigint, OUT ok bigint, OUT errors bigint, OUT denied bigint,
+	OUT rolled_back bigint, OUT rows numeric, OUT first_ts timestamptz, OUT last_ts timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+AS $$
+	SELECT e.statement_id, s.statement_text, e.class, e.command, e.username,
+		   pg_catalog.count(*),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'ok'),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'error'),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'denied'),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'rolled back'),
+		   pg_catalog.sum(e.rows), pg_catalog.min(e.ts), pg_catalog.max(e.ts)
+	  FROM audit.entries e
+	  LEFT JOIN audit.statements s ON s.statement_id OPERATOR(pg_catalog.=) e.statement_id
+	 WHERE e.ts OPERATOR(pg_catalog.>=) since AND e.ts OPERATOR(pg_catalog.<) until
+	   AND (object IS NULL OR e.objects OPERATOR(pg_catalog.@>) ARRAY[object])
+	 GROUP BY e.statement_id, s.statement_text, e.class, e.command, e.username
+$$;
+
+COMMENT ON FUNCTION audit.shapes(timestamptz, timestamptz, text) IS 'Statement shapes run from since until until (that touched object, when given): by whom, how often, with what outcomes';
 
 --
 -- Functions.
@@ -372,6 +411,8 @@ GRANT SELECT ON audit.entries, audit.statements, audit.seals, audit.rules, audit
 GRANT SELECT ON audit.rules TO opsdata_admin;
 GRANT EXECUTE ON FUNCTION audit.flush(), audit.queue_state() TO opsdata_admin, opsdata_auditor;
 GRANT EXECUTE ON FUNCTION audit.server_id() TO opsdata_admin, opsdata_auditor;
+GRANT EXECUTE ON FUNCTION audit.rebuild_statement(text, integer[], text[]),
+	audit.shapes(timestamptz, timestamptz, text) TO opsdata_auditor;
 GRANT EXECUTE ON FUNCTION audit.add_rule(text, name, name, name, text, text, text),
 	audit.drop_rule(bigint) TO opsdata_admin;
 GRANT USAGE ON SCHEMA audit TO opsdata_admin;

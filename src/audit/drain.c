@@ -190,18 +190,3 @@ audit_drain_service(void)
 	}
 	return audit_flush_interval_ms;
 }
-
-/*
- * Ask the scheduler of database dboid to drain its queue now: the queue is
- * filling up or a session waits for room.  Cheap and lock-free; a queue
- * whose database is not known yet (only logins reached it) falls back on
- * the current database.
- */
-void
-audit_wake_drainer(Oid dboid)
-{
-	if (!OidIsValid(dboid))
-		dboid = MyDatabaseId;
-	if (OidIsValid(dboid))
-		worker_wake_scheduler(dboid);
-}

@@ -30,6 +30,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "access/xlog.h"
@@ -279,14 +280,15 @@ audit_record_change(const char *command, const char *object)
 	ev->flags |= AUDIT_EVENT_ALWAYS;
 	if (debug_query_string != NULL)
 	{
-		int len = strlen(debug_query_string);
+		const char *text = debug_query_string;
+		int len = strlen(text);
+		char *copy;
 
-		while (len > 0 &&
-			   (debug_query_string[len - 1] == ';' ||
-				isspace((unsigned char) debug_query_string[len - 1])))
-			len--;
-		ev->statement = MemoryContextStrdup(audit_xact_cxt,
-											pnstrdup(debug_query_string, len));
+		audit_trim_statement(&text, &len);
+		copy = MemoryContextAlloc(audit_xact_cxt, len + 1);
+		memcpy(copy, text, len);
+		copy[len] = '\0';
+		ev->statement = copy;
 	}
 	ev->nobjects = 1;
 	ev->objects = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
@@ -327,42 +329,62 @@ audit_config_changed(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+typedef struct AuditIdentitiesQuery
+{
+	const char *query;
+	MemoryContext caller;
+	List *result;
+} AuditIdentitiesQuery;
+
+/* Run the query of an AuditIdentitiesQuery, as the extension's own work. */
+static void
+audit_identities_run(void *arg)
+{
+	AuditIdentitiesQuery *q = (AuditIdentitiesQuery *) arg;
+	uint64 i;
+	int rc;
+
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+	if ((rc = SPI_execute(q->query, true, 0)) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char *value =
+			SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		if (value != NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(q->caller);
+
+			q->result = lappend(q->result, pstrdup(value));
+			MemoryContextSwitchTo(old);
+		}
+	}
+	SPI_finish();
+}
+
 /* Object identities returned by query (first column), NULLs skipped. */
 static List *
 audit_identities(const char *query)
 {
-	List *volatile result = NIL;
-	MemoryContext caller = CurrentMemoryContext;
-	uint64 i;
+	AuditIdentitiesQuery q;
 
-	audit_internal_depth++;
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute(query, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute failed: %s", query);
-		for (i = 0; i < SPI_processed; i++)
-		{
-			char *value =
-				SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+	q.query = query;
+	q.caller = CurrentMemoryContext;
+	q.result = NIL;
+	audit_run_internal(audit_identities_run, &q);
+	return q.result;
+}
 
-			if (value != NULL)
-			{
-				MemoryContext old = MemoryContextSwitchTo(caller);
-
-				result = lappend(result, pstrdup(value));
-				MemoryContextSwitchTo(old);
-			}
-		}
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		audit_internal_depth--;
-	}
-	PG_END_TRY();
-	return result;
+/* An event trigger function called otherwise. */
+static void
+audit_not_event_trigger(FunctionCallInfo fcinfo)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg("function \"%s\" was not called by event trigger manager",
+					get_func_name(fcinfo->flinfo->fn_oid))));
 }
 
 /*
@@ -372,8 +394,7 @@ Datum
 audit_ddl_command_end(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		elog(ERROR,
-			 "audit._ddl_command_end must be called as an event trigger");
+		audit_not_event_trigger(fcinfo);
 	if (opsdata_preloaded && audit_utility_running())
 		audit_ddl_objects(audit_identities(
 			"SELECT DISTINCT object_identity FROM pg_catalog.pg_event_trigger_ddl_commands() "
@@ -388,7 +409,7 @@ Datum
 audit_sql_drop(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		elog(ERROR, "audit._sql_drop must be called as an event trigger");
+		audit_not_event_trigger(fcinfo);
 	if (opsdata_preloaded && audit_utility_running())
 		audit_ddl_objects(audit_identities(
 			"SELECT DISTINCT object_identity FROM pg_catalog.pg_event_trigger_dropped_objects() "

@@ -274,6 +274,23 @@ audit_hold_events(Oid relid, AuditEvent **events, int nevents)
 	table_close(rel, NoLock);
 }
 
+/* What audit_hold_batch() holds. */
+typedef struct AuditHoldBatch
+{
+	Oid relid;
+	AuditEvent **events;
+	int nevents;
+} AuditHoldBatch;
+
+/* audit_hold_events() as the extension's own work. */
+static void
+audit_hold_batch(void *arg)
+{
+	AuditHoldBatch *batch = (AuditHoldBatch *) arg;
+
+	audit_hold_events(batch->relid, batch->events, batch->nevents);
+}
+
 /*
  * Store events of the current database in the current transaction: into
  * audit.entries (writer.c), or into audit.held_entries while a dump is
@@ -296,16 +313,12 @@ audit_store_events(AuditEvent **events, int nevents)
 		LockRelationOid(held, RowExclusiveLock);
 		if (worker_restore_under_way(MyDatabaseId))
 		{
-			audit_internal_depth++;
-			PG_TRY();
-			{
-				audit_hold_events(held, events, nevents);
-			}
-			PG_FINALLY();
-			{
-				audit_internal_depth--;
-			}
-			PG_END_TRY();
+			AuditHoldBatch batch;
+
+			batch.relid = held;
+			batch.events = events;
+			batch.nevents = nevents;
+			audit_run_internal(audit_hold_batch, &batch);
 			audit_queue_note_held(audit_database_name());
 			return;
 		}

@@ -45,9 +45,12 @@ audit_refuse_change(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(
+		ereport(
 			ERROR,
-			"audit_refuse_change must be fired as a row-level BEFORE trigger");
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg(
+				 "function \"%s\" must be fired as a row-level BEFORE trigger",
+				 "audit._refuse_change")));
 
 	rel = trigdata->tg_relation;
 	if (!opsdata_guard_allows(rel))

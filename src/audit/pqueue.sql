@@ -67,6 +67,9 @@ CREATE TABLE audit.queue_items (
 	payload			jsonb
 ) WITH (fillfactor = 25);
 
+-- The sequence gives the low 48 bits of item_id (pqueue_store.c).
+ALTER SEQUENCE audit.queue_items_seq OWNED BY audit.queue_items.item_id;
+
 COMMENT ON TABLE audit.queue_items IS 'Items of the processing queues, waiting, leased, and acknowledged ones until their retention';
 COMMENT ON COLUMN audit.queue_items.item_id IS 'Item identifier: the queue_id in the high 16 bits, then a number that grows in enqueue order';
 COMMENT ON COLUMN audit.queue_items.queue_id IS 'Queue of the item';

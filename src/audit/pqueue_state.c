@@ -960,8 +960,12 @@ pq_xact_reset(void)
 	pq_xact_subabort = false;
 }
 
-static void
-pq_xact_callback(XactEvent event, void *arg)
+/*
+ * The end of a transaction, from audit_xact_callback(): announce what it
+ * changed in the queues, and refuse to prepare a transaction that used one.
+ */
+void
+audit_pq_xact_end(XactEvent event)
 {
 	switch (event)
 	{
@@ -992,19 +996,19 @@ pq_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-static void
-pq_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					SubTransactionId parentSubid, void *arg)
+/* A subtransaction rolled back, from audit_subxact_callback(). */
+void
+audit_pq_subxact_abort(void)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB && pq_xact_n > 0)
+	if (pq_xact_n > 0)
 		pq_xact_subabort = true;
 }
 
 /*
  * Set the processing queues up: with the library preloaded, their setting,
- * shared memory, the transaction callbacks that announce changes (without
- * shared memory there is nobody to tell) and the subscription cache's
- * invalidation; without, nothing.
+ * shared memory and the subscription cache's invalidation; without,
+ * nothing.  The audit area's transaction callbacks announce changes
+ * (without shared memory there is nobody to tell).
  */
 void
 audit_pq_init(void)
@@ -1013,8 +1017,6 @@ audit_pq_init(void)
 		return;
 	pq_define_gucs();
 	opsdata_shmem_register(&pq_shmem_part);
-	RegisterXactCallback(pq_xact_callback, NULL);
-	RegisterSubXactCallback(pq_subxact_callback, NULL);
 	pq_register_callback();
 }
 

@@ -50,6 +50,7 @@
 #include "utils/timestamp.h"
 
 #include "audit/pqueue.h"
+#include "core/opsdata.h"
 
 /* Columns of audit.queues. */
 #define Q_ATT_QUEUE_ID		 1
@@ -81,7 +82,6 @@ static const char *const pq_rel_names[PQ_NUM_RELS] = {
 	"queue_items_seq", "dead_letters",	  "subscriptions", "entries",
 	"trail",		   "queue_items_pkey"};
 static Oid pq_rel_oids[PQ_NUM_RELS];
-static bool pq_callback_registered = false;
 
 /* Queues by name, until audit.queues is invalidated. */
 typedef struct PqCachedQueue
@@ -121,10 +121,8 @@ pq_relcache_callback(Datum arg, Oid relid)
 void
 pq_register_callback(void)
 {
-	if (pq_callback_registered)
-		return;
-	CacheRegisterRelcacheCallback(pq_relcache_callback, (Datum) 0);
-	pq_callback_registered = true;
+	opsdata_register_relcache(OPSDATA_RELCACHE_AUDIT_QUEUES,
+							  pq_relcache_callback);
 }
 
 /*

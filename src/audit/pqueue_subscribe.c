@@ -75,6 +75,7 @@
 #include "utils/xid8.h"
 
 #include "audit/pqueue.h"
+#include "core/privileged.h"
 
 PG_FUNCTION_INFO_V1(audit_pq_check_predicate);
 PG_FUNCTION_INFO_V1(audit_pq_queues_changed);
@@ -242,6 +243,72 @@ pq_unsafe_walker(Node *node, void *context)
 	return expression_tree_walker(node, pq_unsafe_walker, context);
 }
 
+/* The arguments and result of pq_parse_predicate_as(). */
+typedef struct PqParse
+{
+	const char *sql;
+	Node *result;
+} PqParse;
+
+/*
+ * The body of pq_parse_predicate(), run in a privileged region (search_path
+ * pinned, security-restricted).
+ */
+static void
+pq_parse_predicate_as(void *arg)
+{
+	PqParse *parse = (PqParse *) arg;
+	const char *sql = parse->sql;
+	List *raw;
+	RawStmt *rs;
+	SelectStmt *select;
+	ParseState *pstate;
+	ParseNamespaceItem *nsitem;
+	Relation trail;
+	Node *expr;
+
+	raw = raw_parser(sql, RAW_PARSE_DEFAULT);
+	rs = list_length(raw) == 1 ? linitial_node(RawStmt, raw) : NULL;
+	select = rs != NULL && IsA(rs->stmt, SelectStmt) ? (SelectStmt *) rs->stmt
+													 : NULL;
+	if (select == NULL || list_length(select->targetList) != 1 ||
+		select->fromClause != NIL || select->whereClause != NULL ||
+		select->groupClause != NIL || select->havingClause != NULL ||
+		select->windowClause != NIL || select->valuesLists != NIL ||
+		select->sortClause != NIL || select->limitCount != NULL ||
+		select->limitOffset != NULL || select->lockingClause != NIL ||
+		select->withClause != NULL || select->intoClause != NULL ||
+		select->distinctClause != NIL || select->op != SETOP_NONE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("subscription predicate must be one expression")));
+	expr = ((ResTarget *) linitial(select->targetList))->val;
+
+	trail = relation_open(pq_rel(PQ_REL_TRAIL), AccessShareLock);
+	pstate = make_parsestate(NULL);
+	pstate->p_sourcetext = sql;
+	nsitem = addRangeTableEntryForRelation(
+		pstate, trail, AccessShareLock, makeAlias("trail", NIL), false, true);
+	addNSItemToQuery(pstate, nsitem, false, true, true);
+	expr = transformExpr(pstate, expr, EXPR_KIND_WHERE);
+	expr = coerce_to_boolean(pstate, expr, "subscription predicate");
+	assign_expr_collations(pstate, expr);
+	free_parsestate(pstate);
+	relation_close(trail, NoLock);
+
+	if (pq_unsafe_walker(expr, NULL))
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg(
+				 "subscription predicate may only use the columns of audit.trail, constants, and built-in immutable functions and operators"),
+			 errdetail(
+				 "The predicate runs in the session of every role whose entries it sees."),
+			 errhint(
+				 "Sub-queries, volatile or stable functions, and types or functions not built into PostgreSQL are not allowed.")));
+	parse->result = expr;
+}
+
 /*
  * Parse a predicate over audit.trail into a boolean expression, with
  * search_path pinned, as a security-restricted operation of roleid.
@@ -251,79 +318,12 @@ pq_unsafe_walker(Node *node, void *context)
 static Node *
 pq_parse_predicate(const char *source, Oid roleid)
 {
-	char *sql = psprintf("SELECT (%s)", source);
-	Oid save_userid;
-	int save_sec;
-	int nest;
-	Node *volatile result = NULL;
+	PqParse parse;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(roleid, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-									   SECURITY_RESTRICTED_OPERATION);
-	nest = NewGUCNestLevel();
-	PG_TRY();
-	{
-		List *raw;
-		RawStmt *rs;
-		SelectStmt *select;
-		ParseState *pstate;
-		ParseNamespaceItem *nsitem;
-		Relation trail;
-		Node *expr;
-
-		(void) set_config_option("search_path", "pg_catalog, pg_temp",
-								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-								 true, 0, false);
-		raw = raw_parser(sql, RAW_PARSE_DEFAULT);
-		rs = list_length(raw) == 1 ? linitial_node(RawStmt, raw) : NULL;
-		select = rs != NULL && IsA(rs->stmt, SelectStmt)
-					 ? (SelectStmt *) rs->stmt
-					 : NULL;
-		if (select == NULL || list_length(select->targetList) != 1 ||
-			select->fromClause != NIL || select->whereClause != NULL ||
-			select->groupClause != NIL || select->havingClause != NULL ||
-			select->windowClause != NIL || select->valuesLists != NIL ||
-			select->sortClause != NIL || select->limitCount != NULL ||
-			select->limitOffset != NULL || select->lockingClause != NIL ||
-			select->withClause != NULL || select->intoClause != NULL ||
-			select->distinctClause != NIL || select->op != SETOP_NONE)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("subscription predicate must be one expression")));
-		expr = ((ResTarget *) linitial(select->targetList))->val;
-
-		trail = relation_open(pq_rel(PQ_REL_TRAIL), AccessShareLock);
-		pstate = make_parsestate(NULL);
-		pstate->p_sourcetext = sql;
-		nsitem = addRangeTableEntryForRelation(pstate, trail, AccessShareLock,
-											   makeAlias("trail", NIL), false,
-											   true);
-		addNSItemToQuery(pstate, nsitem, false, true, true);
-		expr = transformExpr(pstate, expr, EXPR_KIND_WHERE);
-		expr = coerce_to_boolean(pstate, expr, "subscription predicate");
-		assign_expr_collations(pstate, expr);
-		free_parsestate(pstate);
-		relation_close(trail, NoLock);
-
-		if (pq_unsafe_walker(expr, NULL))
-			ereport(
-				ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg(
-					 "subscription predicate may only use the columns of audit.trail, constants, and built-in immutable functions and operators"),
-				 errdetail(
-					 "The predicate runs in the session of every role whose entries it sees."),
-				 errhint(
-					 "Sub-queries, volatile or stable functions, and types or functions not built into PostgreSQL are not allowed.")));
-		result = expr;
-	}
-	PG_FINALLY();
-	{
-		AtEOXact_GUC(false, nest);
-		SetUserIdAndSecContext(save_userid, save_sec);
-	}
-	PG_END_TRY();
-	return result;
+	parse.sql = psprintf("SELECT (%s)", source);
+	parse.result = NULL;
+	opsdata_run_as(roleid, pq_parse_predicate_as, &parse);
+	return parse.result;
 }
 
 /*

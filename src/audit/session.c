@@ -45,6 +45,8 @@ static bool audit_login_recorded = false;
 static bool audit_login_pending = false;
 static AuditEvent audit_login_event;
 
+static void audit_session_exit(int code, Datum arg);
+
 /* A failed login: FATAL while the session was being set up. */
 void
 audit_login_failed(ErrorData *edata)
@@ -87,7 +89,7 @@ audit_login(Port *port, int status)
 	audit_session_start = GetCurrentTimestamp();
 	if (!audit_exit_registered)
 	{
-		before_shmem_exit(audit_on_exit, (Datum) 0);
+		before_shmem_exit(audit_session_exit, (Datum) 0);
 		audit_exit_registered = true;
 	}
 	if (status != STATUS_OK || RecoveryInProgress() ||
@@ -132,7 +134,7 @@ audit_login_settled(void)
  * Record the disconnect of a session whose login was recorded.  Called at
  * exit.
  */
-void
+static void
 audit_record_disconnect(void)
 {
 	Port *port = MyProcPort;
@@ -160,4 +162,16 @@ audit_record_disconnect(void)
 		audit_queue_put(port->database_name, false, &evp, 1, AUDIT_PUT_DROP,
 						NULL);
 	}
+}
+
+/*
+ * At exit (before_shmem_exit): record a login still pending, queue what
+ * the session's events left (events.c), then record the disconnect.
+ */
+static void
+audit_session_exit(int code, Datum arg)
+{
+	audit_login_settled();
+	audit_events_at_exit();
+	audit_record_disconnect();
 }

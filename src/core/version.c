@@ -144,6 +144,20 @@ opsdata_check_schema(void)
 }
 
 /*
+ * Whether the objects of pg_opsdata in the current database are of version
+ * at least version: for code whose statements name objects that version
+ * brought, so that it can write what older objects hold instead.  Caller
+ * is in a transaction.
+ */
+bool
+opsdata_schema_at_least(const char *version)
+{
+	char *installed = opsdata_installed_version();
+
+	return installed == NULL || opsdata_version_cmp(installed, version) >= 0;
+}
+
+/*
  * Whether the last check refused this database; no catalog access, for
  * code that runs while an error is being reported.
  */

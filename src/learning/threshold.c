@@ -49,6 +49,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "core/opsdata.h"
 #include "learning/learning.h"
 
 PG_FUNCTION_INFO_V1(learning_threshold);
@@ -135,7 +136,8 @@ keyed_table_resolve(KeyedTable *t)
 		return;
 	if (!relcache_callback_registered)
 	{
-		CacheRegisterRelcacheCallback(threshold_relcache_callback, (Datum) 0);
+		opsdata_register_relcache(OPSDATA_RELCACHE_LEARNING_THRESHOLDS,
+								  threshold_relcache_callback);
 		relcache_callback_registered = true;
 	}
 	nsp = get_namespace_oid(t->nspname, false);

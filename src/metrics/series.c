@@ -236,9 +236,10 @@ series_relcache_callback(Datum arg, Oid relid)
 void
 metrics_series_init(void)
 {
-	RegisterXactCallback(series_xact_callback, NULL);
-	RegisterSubXactCallback(series_subxact_callback, NULL);
-	CacheRegisterRelcacheCallback(series_relcache_callback, (Datum) 0);
+	opsdata_register_xact(OPSDATA_XACT_METRICS, series_xact_callback,
+						  series_subxact_callback);
+	opsdata_register_relcache(OPSDATA_RELCACHE_METRICS_SERIES,
+							  series_relcache_callback);
 }
 
 /*

@@ -363,6 +363,18 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 			 errhint(
 				 "Partitions are maintained on the primary and reach standbys by replication.")));
 
+	/* What a pass did is read from rows the objects of 0.1 cannot hold. */
+	if (!opsdata_schema_at_least("0.2"))
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg(
+				 "opsdata.run_maintenance() needs the objects of pg_opsdata 0.2"),
+			 errdetail(
+				 "The objects of pg_opsdata in this database are older; scheduled maintenance goes on meanwhile."),
+			 errhint(
+				 "Run ALTER EXTENSION pg_opsdata UPDATE in this database.")));
+
 	InitMaterializedSRF(fcinfo, 0);
 
 	if (OidIsValid(parent))

@@ -185,9 +185,7 @@ partition_plan(Oid parent, const char *start_from, bool maintain,
 
 /*
  * The pass_started of the rows this process writes to opsdata.partition_log
- * now: the running pass's (pass.c).  Outside a pass (manage_partitions())
- * the column is left out of the INSERT, so that it stays NULL and the
- * objects of 0.1, whose log has no such column, are written as well.
+ * now: the running pass's (pass.c), or NULL outside a pass.
  */
 static void
 partition_log_pass(Datum *value, char *null)
@@ -221,13 +219,14 @@ partition_log(const char *parent_name, const char *action,
 		nulls[3] = 'n';
 	partition_log_pass(&values[4], &nulls[4]);
 	SPI_connect();
+	/* Objects of 0.1 have no pass_started: its rows go without. */
 	rc = SPI_execute_with_args(
-		partition_current_pass != 0
+		opsdata_schema_at_least("0.2")
 			? "INSERT INTO opsdata.partition_log (parent, action, partition, detail, pass_started)"
 			  " VALUES ($1, $2, $3, $4, $5)"
 			: "INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
 			  " VALUES ($1, $2, $3, $4)",
-		partition_current_pass != 0 ? 5 : 4, argtypes, values, nulls, false,
+		opsdata_schema_at_least("0.2") ? 5 : 4, argtypes, values, nulls, false,
 		0);
 	if (rc != SPI_OK_INSERT)
 		opsdata_spi_failed(rc, "write to opsdata.partition_log");
@@ -365,8 +364,9 @@ partition_log_batch(const char *parent_name, List *steps, const int64 *rows)
 		details, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	partition_log_pass(&values[4], &valnulls[4]);
 	SPI_connect();
+	/* Objects of 0.1 have no pass_started: its rows go without. */
 	rc = SPI_execute_with_args(
-		partition_current_pass != 0
+		opsdata_schema_at_least("0.2")
 			? "INSERT INTO opsdata.partition_log (parent, action, partition, detail, pass_started)"
 			  " SELECT $1, u.a,"
 			  "        CASE WHEN u.p OPERATOR(pg_catalog.<>) '' THEN u.p END,"
@@ -377,8 +377,8 @@ partition_log_batch(const char *parent_name, List *steps, const int64 *rows)
 			  "        CASE WHEN u.p OPERATOR(pg_catalog.<>) '' THEN u.p END,"
 			  "        CASE WHEN u.d OPERATOR(pg_catalog.<>) '' THEN u.d END"
 			  "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(a, p, d)",
-		partition_current_pass != 0 ? 5 : 4, argtypes, values, valnulls, false,
-		0);
+		opsdata_schema_at_least("0.2") ? 5 : 4, argtypes, values, valnulls,
+		false, 0);
 	if (rc != SPI_OK_INSERT)
 		opsdata_spi_failed(rc, "write to opsdata.partition_log");
 	SPI_finish();

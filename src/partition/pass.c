@@ -620,6 +620,9 @@ partition_log_run(const PartitionSetResult *res)
 	Datum values[8];
 	int rc;
 
+	/* Objects of 0.1 have no 'run' rows: run_maintenance() needs 0.2. */
+	if (!opsdata_schema_at_least("0.2"))
+		return;
 	values[0] = CStringGetTextDatum(res->name);
 	values[1] = CStringGetTextDatum(partition_message(res));
 	values[2] = TimestampTzGetDatum(partition_current_pass);

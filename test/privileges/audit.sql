@@ -35,5 +35,7 @@ SELECT func, role FROM (VALUES
 	('audit.drop_queue', ARRAY['opsdata_admin']),
 	('audit.subscribe', ARRAY['opsdata_admin']),
 	('audit.unsubscribe', ARRAY['opsdata_admin']),
-	('audit.redrive', ARRAY['opsdata_admin'])
+	('audit.redrive', ARRAY['opsdata_admin']),
+	('audit.rebuild_statement', ARRAY['opsdata_auditor']),
+	('audit.shapes', ARRAY['opsdata_auditor'])
 ) v(func, roles), unnest(roles) AS role;

@@ -83,6 +83,12 @@ for my $version (@released)
 	my $max_job = $node->safe_psql($db, 'SELECT max(job_id) FROM opsdata.jobs');
 	my $fingerprint_sql = opsdata_fingerprint_sql($max_entry, opsdata_table_columns($node, $db), $max_job);
 	my $before = $node->safe_psql($db, $fingerprint_sql);
+	# The text of every entry as the trail of the old version gives it.
+	my $texts_sql = qq{
+		SELECT count(*) || E'\\n' || string_agg(entry_id || ': ' || coalesce(statement_text, '<none>'), E'\\n' ORDER BY entry_id)
+		  FROM audit.trail WHERE entry_id <= $max_entry};
+	my $texts_before = $node->safe_psql($db, $texts_sql);
+	like($texts_before, qr/INSERT INTO public\.orders VALUES \(1\), \(2\)/, "$version audited its statements with their texts");
 
 	$node->safe_psql($db, 'ALTER EXTENSION pg_opsdata UPDATE');
 	# Like the other built-in jobs above, the one the update adds stays out
@@ -116,6 +122,17 @@ for my $version (@released)
 	is($node->safe_psql($db, q{SELECT count(*) FROM audit.trail WHERE command = 'ALTER EXTENSION'}), '1',
 		'the update is in the trail');
 	opsdata_check_areas_work($node, $db, "updated from $version", $max_entry);
+	is($node->safe_psql($db, $texts_sql), $texts_before,
+		"every entry written by $version reads back with its text after the update");
+	is($node->safe_psql($db, q{
+		INSERT INTO public.orders VALUES (1003);
+		INSERT INTO public.orders VALUES (1004);
+		SELECT string_agg(t.statement_text || ' ' || s.statement_text || ' ' || t.constants::text, '; ' ORDER BY t.entry_id)
+		  FROM audit.trail t JOIN audit.statements s USING (statement_id)
+		 WHERE t.command = 'INSERT' AND t.statement_text LIKE 'INSERT INTO public.orders VALUES (100%'}),
+		'INSERT INTO public.orders VALUES (1003) INSERT INTO public.orders VALUES ($1) {1003}; '
+		. 'INSERT INTO public.orders VALUES (1004) INSERT INTO public.orders VALUES ($1) {1004}',
+		"statements are stored as shapes after the update from $version");
 }
 
 # A library refuses clearly the objects of a version older than it can

@@ -320,10 +320,30 @@ my @calls = (
 	 q{SELECT count(*) FROM metrics.locks_at(now(), interval '5 minutes')}],
 	['audit.flush()', q{SELECT audit.flush()}],
 	['audit.queue_state()', q{SELECT count(*) FROM audit.queue_state()}],
+	['audit.shapes(timestamp with time zone,timestamp with time zone,text)',
+	 q{SELECT count(*) FROM audit.shapes(now() - interval '1 hour', object => 'app.log')}],
+	['audit.rebuild_statement(text,integer[],text[])',
+	 q{SELECT audit.rebuild_statement('SELECT $1', ARRAY[8], ARRAY['42'])}],
 	['audit.server_id()', q{SELECT audit.server_id() IS NOT NULL}],
 	['audit.add_rule(text,name,name,name,text,text,text)',
 	 q{SELECT audit.add_rule('include', schema_name => 'app', class => 'read', comment => 'trap')}],
 	['audit.drop_rule(bigint)', q{SELECT audit.drop_rule(rule_id) FROM audit.rules WHERE comment = 'trap exclude'}],
+	['audit.create_queue(text,integer,interval,text)', q{SELECT audit.create_queue('trapq')}],
+	['audit.enqueue(text,jsonb,interval)', q{SELECT audit.enqueue('trapq', '{"a": 1}')}],
+	['audit.enqueue_many(text,jsonb[],interval)',
+	 q{SELECT audit.enqueue_many('trapq', ARRAY['{"a": 2}', '{"a": 3}']::jsonb[])}],
+	['audit.read(text,integer,interval,interval)', q{SELECT count(*) FROM audit.read('trapq', 3)}],
+	['audit.extend(bigint[],interval)', q{SELECT audit.extend(array_agg(i.item_id), '1 minute')
+		FROM audit.queue_items i JOIN audit.queues q USING (queue_id) WHERE q.name = 'trapq'}],
+	['audit.nack(bigint[],interval)', q{SELECT audit.nack(array_agg(i.item_id))
+		FROM audit.queue_items i JOIN audit.queues q USING (queue_id) WHERE q.name = 'trapq'}],
+	['audit.ack(bigint[])', q{SELECT audit.ack(array_agg(item_id)) FROM audit.read('trapq', 2)}],
+	['audit.redrive(text,bigint[])', q{SELECT audit.redrive('trapq')}],
+	['audit.queue_summary()', q{SELECT count(*) FROM audit.queue_summary()}],
+	['audit.subscribe(text,text[],text[],text[],text[],name[],text,integer,interval,text)',
+	 q{SELECT audit.subscribe('trapsub', classes => ARRAY['ddl'], predicate => $$command <> 'VACUUM' AND rows > 0$$)}],
+	['audit.unsubscribe(text)', q{SELECT audit.unsubscribe('trapsub')}],
+	['audit.drop_queue(text)', q{SELECT audit.drop_queue('trapq')}],
 	['metrics.record(text,double precision,jsonb,timestamp with time zone)',
 	 q{SELECT metrics.record('trap.latency', 12.5, '{"route": "/a"}')}],
 	['metrics.record_many(text[],double precision[],jsonb[],timestamp with time zone[])',
@@ -489,8 +509,8 @@ is(sql(q{SELECT updated_by FROM opsdata.config WHERE key = 'worker.job_history_s
 	'jobber', 'the setting it changed is recorded as changed by the job\'s role');
 is(sql(q{
 	SELECT string_agg(DISTINCT username || ' ' || current_user_name || ' ' || application || ' ' || outcome, '; ')
-	  FROM audit.entries WHERE command = 'INSERT' AND 'app.log' = ANY (objects) AND statement_id IN
-		   (SELECT statement_id FROM audit.statements WHERE statement_text LIKE '%current_setting(''search_path'')%')}),
+	  FROM audit.trail WHERE command = 'INSERT' AND 'app.log' = ANY (objects)
+	   AND statement_text LIKE '%current_setting(''search_path'')%'}),
 	'jobber jobber pg_opsdata job audited job ok',
 	'its INSERT is in audit.entries with the job\'s role and the job\'s name as application');
 

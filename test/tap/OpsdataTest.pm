@@ -9,8 +9,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Exporter 'import';
 
-our @EXPORT = qw(opsdata_node opsdata_wait_up opsdata_stalled_job opsdata_fill_areas
-  opsdata_fingerprint_sql opsdata_table_columns opsdata_check_areas_work);
+our @EXPORT = qw(opsdata_node opsdata_wait_up opsdata_wait_old_server_gone
+  opsdata_stalled_job opsdata_fill_areas opsdata_fingerprint_sql
+  opsdata_table_columns opsdata_check_areas_work);
 
 # A new, initialized (not started) node.  preload => 0 leaves pg_opsdata out
 # of shared_preload_libraries; extra settings may be given as conf => '...'.
@@ -29,18 +30,51 @@ sub opsdata_node
 	return $node;
 }
 
-# Wait (up to a minute) until the node answers queries again, as after a
-# crash and the postmaster's reinitialization.  Returns true once it does.
+# Wait until the node, made to crash (a process killed with SIGKILL) after
+# its log had grown to $offset bytes (take -s $node->logfile before the
+# kill), has restarted: the postmaster has logged that it reinitializes and
+# then that it accepts connections again, and a query is answered.  A query
+# sent before the postmaster noticed the crash would still be answered by
+# the old processes, and the next one would reach the server while it
+# restarts.  Returns true once the node is up; dies when that takes longer
+# than the tests' timeout.
 sub opsdata_wait_up
 {
+	my ($node, $offset) = @_;
+	die 'opsdata_wait_up: the log offset from before the crash is needed'
+	  unless defined $offset;
+	$node->wait_for_log(
+		qr/all server processes terminated; reinitializing.*database system is ready to accept connections/s,
+		$offset);
+	return $node->poll_query_until('postgres', 'SELECT true');
+}
+
+# After the postmaster itself was killed ($node->kill9): wait until every
+# process of the old server is gone, that is until nothing is attached to
+# its shared memory any more and the postmaster's own PID has been reaped
+# (a new postmaster refuses to start before), and remove its lock file.
+# Dies when that takes longer than the tests' timeout.
+sub opsdata_wait_old_server_gone
+{
 	my ($node) = @_;
-	for (1 .. 600)
+	my $pidfile = $node->data_dir . '/postmaster.pid';
+	my @lines = split /\n/, slurp_file($pidfile);
+	my $pid = $lines[0];
+	my (undef, $shmid) = split ' ', $lines[6];
+	for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
 	{
-		my $answer = eval { $node->safe_psql('postgres', 'SELECT 1') };
-		return 1 if defined $answer && $answer eq '1';
+		my $attached = grep {
+			my @f = split ' ';
+			$f[1] eq $shmid && $f[6] > 0
+		} split /\n/, slurp_file('/proc/sysvipc/shm');
+		if (!$attached && !kill(0, $pid))
+		{
+			unlink $pidfile;
+			return;
+		}
 		select(undef, undef, undef, 0.1);
 	}
-	return 0;
+	die "the processes of the killed server are still there";
 }
 
 # The pid of the one job process sleeping in pg_sleep(), once there is one
@@ -146,18 +180,18 @@ sub opsdata_fill_areas
 # CREATE EXTENSION, with their state of maintenance, which is not dumped.
 # $columns, from opsdata_table_columns(), limits each table to the columns
 # it had then (an update may add some).  With $max_job, only the jobs up
-# to that id are compared, and not the job id sequence: an update may add
-# built-in jobs.
+# to that id and their runs are compared, and not the sequences of jobs and
+# runs: an update may add built-in jobs, which may run at once.
 sub opsdata_fingerprint_sql
 {
 	my ($max_entry, $columns, $max_job) = @_;
 	my $jobs = defined $max_job ? "job_id <= $max_job" : undef;
-	my $sequences = defined $max_job ? "AND sequencename <> 'jobs_job_id_seq'" : '';
+	my $sequences = defined $max_job ? "AND sequencename NOT IN ('jobs_job_id_seq', 'job_runs_run_id_seq')" : '';
 	my @tables = (
 		[ 'audit.entries', "entry_id <= $max_entry" ],
 		[ 'audit.statements', "statement_id IN (SELECT statement_id FROM audit.entries WHERE entry_id <= $max_entry)" ],
 		[ 'audit.rules' ], [ 'audit.seals' ],
-		[ 'opsdata.config' ], [ 'opsdata.jobs', $jobs ], [ 'opsdata.job_runs' ], [ 'opsdata.partitions', 'NOT builtin' ],
+		[ 'opsdata.config' ], [ 'opsdata.jobs', $jobs ], [ 'opsdata.job_runs', $jobs ], [ 'opsdata.partitions', 'NOT builtin' ],
 		[ 'opsdata.partition_log' ],
 		[ 'metrics.series' ], [ 'metrics.points' ], [ 'metrics.rollup_queue' ], [ 'metrics.rollups' ],
 		[ 'metrics.rollup_state' ],
