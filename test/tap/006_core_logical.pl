@@ -10,13 +10,13 @@
 # the apply worker put into its default partitions.  At the end the
 # subscriber has exactly the publisher's rows: its own entries beside the
 # publisher's (entry_ids collide, server_id tells them apart), every
-# replicated text, the series, the points and the rollups, the rollups not
-# counted twice (the subscriber does not roll up replicated points: they
-# arrive with their rollups).  The apply worker never failed: not on the
-# guard triggers of the subscriber's tables (ENABLE ALWAYS, they fire on
-# apply and let the superuser who owns the subscription through), not on
-# its maintenance, not on a text it had already stored, and its writes are
-# not audited.  Once its owner is no longer a superuser, the guard refuses
+# replicated statement shape, the series, the points and the rollups, the
+# rollups not counted twice (the subscriber does not roll up replicated
+# points: they arrive with their rollups).  The apply worker never failed:
+# not on the guard triggers of the subscriber's tables (ENABLE ALWAYS, they
+# fire on apply and let the superuser who owns the subscription through),
+# not on its maintenance, not on a shape it had stored already, and its
+# writes are not audited.  Once its owner is no longer a superuser, the guard refuses
 # it, and nothing is lost: made superuser again, it catches up.
 use strict;
 use warnings;
@@ -66,32 +66,37 @@ $pub->safe_psql('app', q{
 		FOR TABLE audit.entries, audit.statements, metrics.series, metrics.points, metrics.rollups
 		WITH (publish_via_partition_root = true);
 });
-# The subscriber has stored a text the publisher sends later.
-$sub->safe_psql('app', q{INSERT INTO public.orders VALUES (7, 'both')});
+# The subscriber has stored a statement shape the publisher stores, and
+# sends, later.
+$sub->safe_psql('app', q{UPDATE public.orders SET note = 'both' WHERE id = 7});
 my $pub_connstr = $pub->connstr . ' dbname=app';
 $sub->safe_psql('app', qq{CREATE SUBSCRIPTION opsdata_sub CONNECTION '$pub_connstr' PUBLICATION opsdata_pub});
 $sub->wait_for_subscription_sync($pub, 'opsdata_sub', 'app');
-$pub->safe_psql('app', q{INSERT INTO public.orders VALUES (7, 'both')});
+$pub->safe_psql('app', q{UPDATE public.orders SET note = 'both' WHERE id = 1});
 
 # Rows stream from a session of the publisher: audited writes (into the
 # default partition until today's partition is made), points recorded
 # now, and points of the days past premake, which land in the default
 # partition.  Meanwhile maintenance runs on both sides, several times.
+# The session is handed all its statements once it is connected and runs
+# them at its own pace; the test then waits for the last one to be done.
+# Each wait is bounded by the harness's timeout, restarted for each.
 sub stream
 {
 	my ($from, $to) = @_;
 	my $bg = $pub->background_psql('app');
+	$bg->set_query_timer_restart();
+	my $sql = "\\echo streaming\n";
 	for my $i ($from .. $to)
 	{
 		my $day = 10 + $i % 25;
-		$bg->{stdin} .= qq{INSERT INTO public.orders VALUES ($i, 'stream');
+		$sql .= qq{INSERT INTO public.orders VALUES ($i, 'stream');
 SELECT metrics.record('requests', $i, '{"route": "/b"}') IS NOT NULL AS recorded \\g /dev/null
 INSERT INTO metrics.points SELECT series_id, now() + interval '$day days', $i FROM metrics.series
  WHERE name = 'requests' AND tags = '{"route": "/b"}';
 };
 	}
-	$bg->{stdin} .= "\\echo streamed\n";
-	$bg->{run}->pump_nb();
+	$bg->query_until(qr/streaming/, $sql . "\\echo streamed\n");
 	return $bg;
 }
 
@@ -117,8 +122,7 @@ for my $round ([ 1, 200 ], [ 201, 400 ])
 {
 	my $bg = stream(@$round);
 	maintain() for 1 .. 2;
-	$bg->{run}->pump until $bg->{stdout} =~ /streamed/ || !$bg->{run}->pumpable;
-	like($bg->{stdout}, qr/streamed/, "rows $round->[0] to $round->[1] streamed");
+	like($bg->query_until(qr/streamed/, ''), qr/streamed/, "rows $round->[0] to $round->[1] streamed");
 	$bg->quit;
 }
 # Points of days no partition covers yet, in the default partitions on
@@ -169,9 +173,12 @@ is($sub->safe_psql('app', q{
 	   AND NOT EXISTS (SELECT FROM audit.statements s WHERE s.statement_id = e.statement_id)}),
 	'0', 'every entry on the subscriber, replicated or not, has its statement text');
 is($sub->safe_psql('app', qq{
-	SELECT count(*) FROM audit.entries e JOIN audit.statements s USING (statement_id)
-	 WHERE e.server_id = $pub_id AND s.statement_text = \$\$INSERT INTO public.orders VALUES (7, 'both')\$\$}),
-	'1', 'a text the subscriber had stored already serves the replicated entry');
+	SELECT count(*) FROM audit.trail
+	 WHERE server_id = $pub_id AND statement_text = \$\$UPDATE public.orders SET note = 'both' WHERE id = 1\$\$}),
+	'1', 'a shape the subscriber had stored already serves the replicated entry');
+is($sub->safe_psql('app', q{
+	SELECT count(*) FROM audit.statements WHERE statement_text = 'UPDATE public.orders SET note = $1 WHERE id = $2'}),
+	'1', 'and is stored once');
 cmp_ok($sub->safe_psql('app', qq{
 	SELECT count(*) FROM (SELECT entry_id FROM audit.entries GROUP BY entry_id HAVING count(DISTINCT server_id) = 2) c}),
 	'>', 0, "entry_ids of the subscriber's own entries and of replicated ones collide, and both are kept");
@@ -208,14 +215,17 @@ my $log_offset = -s $sub->logfile;
 $pub->safe_psql('app', q{INSERT INTO public.orders VALUES (500, 'while refused')});
 ok($sub->wait_for_log(qr/permission denied to insert into table "audit\.(statements|entries)/, $log_offset),
 	"the guard refuses the apply worker of an owner who is not a superuser");
-is($sub->safe_psql('app', qq{SELECT count(*) FROM audit.entries e JOIN audit.statements s USING (statement_id)
-							 WHERE e.server_id = $pub_id AND s.statement_text LIKE '%while refused%'}),
+is($sub->safe_psql('app', qq{SELECT count(*) FROM audit.trail
+							 WHERE server_id = $pub_id AND statement_text LIKE '%while refused%'}),
 	'0', 'its transaction is not applied');
 $sub->safe_psql('app', 'ALTER ROLE repl_owner SUPERUSER');
 $pub->wait_for_catchup('opsdata_sub');
 $entries = rows_of($pub, 'audit.entries');
 is(rows_of($sub, 'audit.entries', "server_id = $pub_id"), $entries,
 	'made superuser again, the apply worker catches up without losing or repeating an entry');
+is($sub->safe_psql('app', qq{SELECT count(*) FROM audit.trail
+							 WHERE server_id = $pub_id AND statement_text LIKE '%while refused%'}),
+	'1', 'the refused transaction among them');
 
 $sub->safe_psql('app', 'DROP SUBSCRIPTION opsdata_sub');
 $_->stop for $pub, $sub;
