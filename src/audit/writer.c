@@ -31,6 +31,7 @@
 #include "access/tupconvert.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -92,6 +93,7 @@ enum
 	COL_REQUEST_ID,
 	COL_ATTRIBUTES,
 	COL_DETAILS,
+	COL_SERVER_ID,
 	NUM_COLS
 };
 
@@ -118,7 +120,8 @@ static const char *const audit_column_names[NUM_COLS] = {"entry_id",
 														 "actor",
 														 "request_id",
 														 "attributes",
-														 "details"};
+														 "details",
+														 "server_id"};
 
 /* What the writer found by name, for the database the backend is in. */
 typedef struct AuditWriterCatalog
@@ -638,6 +641,7 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
 		SET_COL(COL_ATTRIBUTES, audit_json_datum(ev->attributes));
 	if (ev->details)
 		SET_COL(COL_DETAILS, audit_json_datum(ev->details));
+	SET_COL(COL_SERVER_ID, Int64GetDatum((int64) GetSystemIdentifier()));
 	ExecStoreVirtualTuple(slot);
 	return entry_id;
 }
