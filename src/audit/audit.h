@@ -251,6 +251,10 @@ typedef struct AuditQueueStats
 extern int audit_queue_stats(AuditQueueStats **stats);
 extern uint64 audit_queue_unassigned_drops(void);
 
+/* ids.c */
+extern void audit_ids_init(void);
+extern int64 audit_ids_allocate(Oid entries, Oid seq, int n);
+
 /* writer.c */
 extern void audit_writer_init(void);
 extern void audit_write_events(AuditEvent **events, int nevents);

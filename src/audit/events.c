@@ -335,9 +335,15 @@ audit_pre_commit(void)
 	int nq = 0;
 	int i;
 	int done = 0;
+	bool read_only;
 
 	if (audit_xact_nevents == 0)
 		return;
+	/*
+	 * A read-only transaction may write temporary tables, and nothing else:
+	 * its entries go through the queue, as a session on a standby would need.
+	 */
+	read_only = XactReadOnly;
 	written = palloc(sizeof(AuditEvent *) * audit_xact_nevents);
 	queued = palloc(sizeof(AuditEvent *) * audit_xact_nevents);
 	for (i = 0; i < audit_xact_nevents; i++)
@@ -352,8 +358,9 @@ audit_pre_commit(void)
 		 * when it commits, so it must not wait for room: it writes all its
 		 * events itself.
 		 */
-		if ((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) ||
-			audit_queue_claimed())
+		if (!read_only &&
+			((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) ||
+			 audit_queue_claimed()))
 			written[nw++] = ev;
 		else
 			queued[nq++] = ev;

@@ -55,6 +55,7 @@ audit_flush(PG_FUNCTION_ARGS)
 
 	if (!opsdata_preloaded)
 		PG_RETURN_INT64(0);
+	PreventCommandIfReadOnly("audit.flush()");
 	audit_flush_deferred(true);
 	n = audit_drain(true);
 	CommandCounterIncrement();

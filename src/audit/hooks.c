@@ -253,6 +253,7 @@ audit_init(void)
 	if (!opsdata_preloaded)
 		return;
 	audit_queue_init();
+	audit_ids_init();
 	audit_statements_init();
 	audit_text_cache_init();
 	audit_classify_init();

@@ -13,6 +13,9 @@
  * (partition/route.c).  Statement texts go to audit.statements
  * (statements.c).
  *
+ * Entry ids come from ids.c, never from nextval(): the session's sequence
+ * state (lastval(), currval()) is the user's.
+ *
  * What the writer looks up by name (the audit schema, its relations, the
  * columns of audit.entries) is cached per backend and forgotten on any
  * relcache invalidation of those relations, so a batch costs no catalog
@@ -33,7 +36,6 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "commands/sequence.h"
 #include "executor/execPartition.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
@@ -431,8 +433,8 @@ audit_batch_string(AuditWriter *w, int c, const char *s)
 
 /* Fill the root slot with one event. */
 static void
-audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
-				 bool has_statement)
+audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 entry_id,
+				 int64 statement_id, bool has_statement)
 {
 	TupleTableSlot *slot = w->root_slot;
 	Datum *values = slot->tts_values;
@@ -440,8 +442,7 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
 
 	ExecClearTuple(slot);
 	memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	SET_COL(COL_ENTRY_ID,
-			Int64GetDatum(nextval_internal(audit_writer_catalog.seq, false)));
+	SET_COL(COL_ENTRY_ID, Int64GetDatum(entry_id));
 	SET_COL(COL_TS, TimestampTzGetDatum(ev->ts));
 	SET_COL(
 		COL_DATABASE,
@@ -694,8 +695,11 @@ audit_write_events(AuditEvent **events, int nevents)
 	{
 		const char **texts = palloc(sizeof(char *) * nevents);
 		int64 *ids = palloc(sizeof(int64) * nevents);
+		int64 first_id;
 
 		audit_writer_open(&w);
+		first_id = audit_ids_allocate(audit_writer_catalog.entries,
+									  audit_writer_catalog.seq, nevents);
 		for (i = 0; i < nevents; i++)
 			texts[i] = events[i]->statement;
 		audit_statement_ids(texts, nevents, ids, audit_writer_open_statements,
@@ -704,7 +708,8 @@ audit_write_events(AuditEvent **events, int nevents)
 		{
 			MemoryContextReset(w.rowcxt);
 			MemoryContextSwitchTo(w.rowcxt);
-			audit_fill_entry(&w, events[i], ids[i], texts[i] != NULL);
+			audit_fill_entry(&w, events[i], first_id + i, ids[i],
+							 texts[i] != NULL);
 			MemoryContextSwitchTo(cxt);
 			audit_writer_add(&w, events[i]->ts);
 		}
