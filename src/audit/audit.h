@@ -163,6 +163,7 @@ extern AuditEvent *audit_new_event(MemoryContext cxt, int class,
 								   const char *command);
 extern void audit_add_event(AuditEvent *ev);
 extern void audit_flush_deferred(bool wait);
+extern void audit_requeue(AuditEvent **events, int n);
 extern void audit_on_exit(int code, Datum arg);
 extern void audit_xact_callback(XactEvent event, void *arg);
 extern void audit_note_extension_dropped(void);
@@ -229,6 +230,8 @@ typedef struct AuditQueueBatch
 
 extern bool audit_queue_claim(const char *dbname, int max_events,
 							  bool wait_for_owner, AuditQueueBatch *batch);
+extern bool audit_queue_take(const char *dbname, int max_events,
+							 AuditQueueBatch *batch);
 extern void audit_queue_release(bool advance);
 extern void audit_queue_discard(const char *dbname);
 extern bool audit_queue_claimed(void);
@@ -282,7 +285,10 @@ extern bool audit_text_cache_lookup(uint64 h1, uint64 h2, int64 *id);
 extern void audit_text_cache_enter(uint64 h1, uint64 h2, int64 id);
 
 /* drain.c */
-extern int64 audit_drain(bool wait_for_owner);
+extern int64 audit_drain_flush(void);
+extern void audit_drain_end_xact(bool commit);
+extern void audit_drain_end_subxact(SubTransactionId mySubid);
+extern void audit_drain_check_prepare(void);
 extern long audit_drain_service(void);
 extern void audit_wake_drainer(Oid dboid);
 

@@ -3,15 +3,20 @@
  * drain.c
  *		Move entries from the database's audit queue into audit.entries.
  *
- * audit_drain() takes ownership of the database's queue, copies a batch of
- * records out and inserts them with the writer in the current transaction;
- * the records leave the queue only when that transaction commits (the
- * transaction callbacks release the queue: advancing it at commit, leaving
- * it as it was at abort), so an error loses nothing.  audit.flush() drains
- * everything in the caller's transaction; the database's scheduler runs
- * audit_drain_service() as a scheduler service (src/worker/worker.h),
- * draining in batches of one transaction each every
- * pg_opsdata.audit_flush_interval, and sooner when a writer wakes it.
+ * The database's scheduler runs audit_drain_service() as a scheduler
+ * service (src/worker/worker.h), every pg_opsdata.audit_flush_interval and
+ * sooner when a writer wakes it: it takes ownership of the queue, copies a
+ * batch of records out and inserts them with the writer in a transaction
+ * of its own; the records leave the queue only when that transaction
+ * commits (the transaction callbacks release the queue: advancing it at
+ * commit, leaving it as it was at abort), so an error loses nothing.
+ *
+ * audit.flush() writes everything queued so far in the caller's
+ * transaction, which may stay open for as long as its user likes: so it
+ * never owns the queue beyond taking the records out (they leave it at
+ * once), keeps them, and puts them back into the queue if the transaction
+ * or the subtransaction that flushed aborts.  The scheduler drains beside
+ * it whatever arrives meanwhile.
  *
  * Logins were classified when they happened, before the session had a
  * database and could read the rules; the exclude rules are applied to them
@@ -40,12 +45,12 @@
 
 /*
  * Drain up to max_events entries of the current database's queue into
- * audit.entries, in the current transaction.  When another process is
- * draining, wait for it if wait_for_owner, else return 0.  Returns the
- * number of queue records consumed.
+ * audit.entries, in the current transaction, which the caller commits at
+ * once: the records leave the queue at that commit.  When another process
+ * is draining, return 0.  Returns the number of queue records consumed.
  */
 static int64
-audit_drain_batch(bool wait_for_owner, int max_events)
+audit_drain_batch(int max_events)
 {
 	AuditQueueBatch batch;
 	AuditEvent **events;
@@ -57,7 +62,7 @@ audit_drain_batch(bool wait_for_owner, int max_events)
 		return 0;
 	dbname = get_database_name(MyDatabaseId);
 	if (dbname == NULL ||
-		!audit_queue_claim(dbname, max_events, wait_for_owner, &batch))
+		!audit_queue_claim(dbname, max_events, false, &batch))
 		return 0;
 	if (batch.nevents == 0)
 		return 0;
@@ -89,13 +94,152 @@ audit_drain_batch(bool wait_for_owner, int max_events)
 }
 
 /*
- * Drain everything queued for the current database so far, in the
- * caller's transaction (audit.flush()).
+ * Entries audit.flush() took out of the queue and wrote in a transaction
+ * still open: put back into the queue if that transaction (or the
+ * subtransaction that flushed) aborts.  They live in audit_taken_cxt, out
+ * of the transaction's memory.
+ */
+typedef struct AuditTaken
+{
+	SubTransactionId subid;
+	int nevents;
+	AuditEvent **events;
+} AuditTaken;
+
+static MemoryContext audit_taken_cxt = NULL;
+static List *audit_taken = NIL;
+
+/*
+ * Write everything queued for the current database so far, in the caller's
+ * transaction (audit.flush()).  The entries leave the queue at once, so
+ * that the transaction holds nothing the scheduler needs however long it
+ * stays open; they come back into the queue if it aborts.  Returns the
+ * number of entries taken.
  */
 int64
-audit_drain(bool wait_for_owner)
+audit_drain_flush(void)
 {
-	return audit_drain_batch(wait_for_owner, INT_MAX);
+	AuditQueueBatch batch;
+	AuditTaken *taken;
+	AuditEvent **events;
+	char *dbname;
+	MemoryContext old;
+	int n = 0;
+	int i;
+
+	if (!audit_queue_active())
+		return 0;
+	dbname = get_database_name(MyDatabaseId);
+	if (dbname == NULL)
+		return 0;
+	if (audit_taken_cxt == NULL)
+		audit_taken_cxt =
+			AllocSetContextCreate(TopMemoryContext, "pg_opsdata audit flushed",
+								  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(audit_taken_cxt);
+	if (!audit_queue_take(dbname, INT_MAX, &batch) || batch.nevents == 0)
+	{
+		MemoryContextSwitchTo(old);
+		return 0;
+	}
+	taken = palloc(sizeof(AuditTaken));
+	taken->subid = GetCurrentSubTransactionId();
+	taken->nevents = batch.nevents;
+	taken->events = palloc(sizeof(AuditEvent *) * batch.nevents);
+	for (i = 0; i < batch.nevents; i++)
+		taken->events[i] = &batch.events[i];
+	audit_taken = lappend(audit_taken, taken);
+	MemoryContextSwitchTo(old);
+
+	events = palloc(sizeof(AuditEvent *) * batch.nevents);
+	for (i = 0; i < batch.nevents; i++)
+	{
+		AuditEvent *ev = &batch.events[i];
+
+		if (ev->class == AUDIT_CLASS_LOGIN && ev->username != NULL &&
+			audit_rules_excluded(ev, get_role_oid(ev->username, true)))
+			continue;
+		events[n++] = ev;
+	}
+	PG_TRY();
+	{
+		audit_write_events(events, n);
+	}
+	PG_CATCH();
+	{
+		audit_queue_count_writer_error(dbname);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	pfree(events);
+	return batch.nevents;
+}
+
+/*
+ * The transaction that flushed ends: at commit the entries it took are
+ * written; at abort they go back into the queue (or, when it is full, to
+ * the session's deferred entries).  Must not fail.
+ */
+void
+audit_drain_end_xact(bool commit)
+{
+	ListCell *lc;
+
+	if (audit_taken == NIL)
+		return;
+	if (!commit)
+	{
+		foreach (lc, audit_taken)
+		{
+			AuditTaken *taken = (AuditTaken *) lfirst(lc);
+
+			audit_requeue(taken->events, taken->nevents);
+		}
+	}
+	audit_taken = NIL;
+	MemoryContextReset(audit_taken_cxt);
+}
+
+/*
+ * A subtransaction aborts: the entries its flushes took go back into the
+ * queue.
+ */
+void
+audit_drain_end_subxact(SubTransactionId mySubid)
+{
+	List *kept = NIL;
+	ListCell *lc;
+	MemoryContext old;
+
+	if (audit_taken == NIL)
+		return;
+	old = MemoryContextSwitchTo(audit_taken_cxt);
+	foreach (lc, audit_taken)
+	{
+		AuditTaken *taken = (AuditTaken *) lfirst(lc);
+
+		if (taken->subid >= mySubid)
+			audit_requeue(taken->events, taken->nevents);
+		else
+			kept = lappend(kept, taken);
+	}
+	MemoryContextSwitchTo(old);
+	audit_taken = kept;
+}
+
+/*
+ * A transaction that flushed cannot be prepared: if it were rolled back
+ * later, from another session, the entries it took would be lost.
+ */
+void
+audit_drain_check_prepare(void)
+{
+	if (audit_taken != NIL)
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("cannot PREPARE a transaction that has run audit.flush()"),
+			 errhint("Run audit.flush() in a transaction of its own.")));
 }
 
 /*
@@ -127,7 +271,7 @@ audit_drain_service(void)
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		n = audit_drain_batch(false, AUDIT_DRAIN_BATCH);
+		n = audit_drain_batch(AUDIT_DRAIN_BATCH);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		if (n < AUDIT_DRAIN_BATCH)

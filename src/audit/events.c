@@ -15,9 +15,11 @@
  * wait there) are kept in a deferred list and queued at the start of the
  * next statement, or at exit.
  *
- * A session that drains the queue itself (audit.flush()) frees room in it
- * only when it commits, so at pre-commit it writes all its events instead
- * of waiting for room it holds.
+ * A transaction that read-only may write temporary tables, nothing else: at
+ * its pre-commit every event goes to the queue.  A drainer owning the queue
+ * (the scheduler, in its own short transactions) frees room in it only when
+ * it commits, so at pre-commit it writes all its events instead of waiting
+ * for room it holds.  audit.flush() never owns the queue (drain.c).
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -182,6 +184,16 @@ audit_queue_or_defer(AuditEvent **events, int n, bool confirm)
 }
 
 /*
+ * Put events back into the queue (entries an aborted audit.flush() took):
+ * never waits, and keeps what does not fit with the deferred events.
+ */
+void
+audit_requeue(AuditEvent **events, int n)
+{
+	audit_queue_or_defer(events, n, true);
+}
+
+/*
  * Queue the deferred events.  With wait (at the start of a statement) a
  * full queue makes the session wait according to pg_opsdata.audit_overflow;
  * without it (at exit) they are dropped and counted when they do not fit.
@@ -321,7 +333,8 @@ audit_xact_reset(void)
 }
 
 /*
- * Pre-commit: write the transaction's write events, queue the others.  The
+ * Pre-commit: write the transaction's write events, queue the others (all
+ * of them in a read-only transaction).  The
  * written events stay in the list, marked, so that an abort after this
  * point still records them (as rolled back); queued events leave it as
  * they are queued.
@@ -354,9 +367,8 @@ audit_pre_commit(void)
 			continue;
 
 		/*
-		 * A session draining the queue (audit.flush()) frees room in it only
-		 * when it commits, so it must not wait for room: it writes all its
-		 * events itself.
+		 * A drainer owning the queue frees room in it only when it commits,
+		 * so it must not wait for room: it writes all its events itself.
 		 */
 		if (!read_only &&
 			((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) ||
@@ -445,12 +457,16 @@ audit_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
+			audit_pre_commit();
+			break;
 		case XACT_EVENT_PRE_PREPARE:
+			audit_drain_check_prepare();
 			audit_pre_commit();
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PREPARE:
 			audit_queue_release(true);
+			audit_drain_end_xact(true);
 			audit_statements_end_xact(event == XACT_EVENT_COMMIT);
 			audit_xact_reset();
 			if (audit_extension_dropped && audit_queue_active())
@@ -459,6 +475,7 @@ audit_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 			audit_queue_release(false);
+			audit_drain_end_xact(false);
 			audit_statements_end_xact(false);
 			audit_abort();
 			audit_xact_reset();
@@ -489,4 +506,5 @@ audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 	audit_items_subxact_abort(mySubid);
 	audit_statements_end_subxact();
+	audit_drain_end_subxact(mySubid);
 }

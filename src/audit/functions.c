@@ -57,7 +57,7 @@ audit_flush(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(0);
 	PreventCommandIfReadOnly("audit.flush()");
 	audit_flush_deferred(true);
-	n = audit_drain(true);
+	n = audit_drain_flush();
 	CommandCounterIncrement();
 	PG_RETURN_INT64(n);
 }

@@ -28,11 +28,15 @@
  * Locking: lock 0 of the tranche guards slot assignment (exclusive to
  * assign, shared to look up); lock i + 1 guards everything in slot i.
  * Writers hold the slot lock while copying in.  One drainer at a time owns
- * a slot (drainer_pid): it copies a range of records out under the lock,
- * writes them in its own transaction, and only then advances tail, so a
- * failed write loses nothing.  Sessions waiting for room sleep on space_cv;
- * drainers waiting for a slot's owner sleep on owner_cv.  A crash of any
- * process resets shared memory, and with it the queue.
+ * a slot (drainer_pid): the scheduler copies a range of records out under
+ * the lock, writes them in a transaction of its own, short and committed
+ * at once, and only then advances tail, so a failed write loses nothing.
+ * audit.flush() never owns a slot beyond the lock: it takes records out
+ * and advances tail at once, and puts them back if its transaction aborts
+ * (drain.c), so a transaction left open after a flush holds nothing.
+ * Sessions waiting for room sleep on space_cv; a drainer's successor
+ * waits on owner_cv.  A crash of any process resets shared memory, and
+ * with it the queue.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -282,8 +286,8 @@ audit_queue_slot(const char *dbname, bool create, bool confirm)
 /*
  * The extension was dropped in the database: what its queue holds belonged
  * to the dropped trail and is discarded, and its counters start again.
- * Left alone while a drainer owns the slot (an audit.flush() of another
- * session); runs after the commit of DROP EXTENSION, so it must not fail.
+ * Left alone while a drainer owns the slot (the scheduler, in the middle
+ * of a batch); runs after the commit of DROP EXTENSION, so it must not fail.
  */
 void
 audit_queue_discard(const char *dbname)
@@ -633,6 +637,73 @@ audit_queue_claim(const char *dbname, int max_events, bool wait_for_owner,
 	ring_read(i, start, batch->data, batch->bytes);
 	LWLockRelease(slot_lock(i));
 	audit_claimed_events += n;
+
+	batch->events = palloc(sizeof(AuditEvent) * Max(n, 1));
+	p = batch->data;
+	for (i = 0; i < n; i++)
+	{
+		audit_event_deserialize(p, &batch->events[i]);
+		p += ((AuditRecordHeader *) p)->length;
+	}
+	return true;
+}
+
+/*
+ * Take up to max_events records out of the queue of dbname at once, into
+ * batch (allocated in the current memory context): they leave the queue
+ * now, and the caller becomes responsible for them (audit.flush() writes
+ * them in its transaction and puts them back if that transaction aborts).
+ * Waits, interruptibly, while a drainer owns the queue.  Returns false when
+ * there is no queue for dbname.  Never leaves the queue owned.
+ */
+bool
+audit_queue_take(const char *dbname, int max_events, AuditQueueBatch *batch)
+{
+	int i;
+	AuditQueueSlot *slot;
+	uint64 pos;
+	int n = 0;
+	char *p;
+
+	memset(batch, 0, sizeof(AuditQueueBatch));
+	if (audit_queue == NULL)
+		return false;
+	i = audit_queue_slot(dbname, false, true);
+	if (i < 0)
+		return false;
+	slot = &audit_queue->slots[i];
+
+	for (;;)
+	{
+		LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
+		if (slot->drainer_pid == 0)
+			break;
+		LWLockRelease(slot_lock(i));
+		ConditionVariableTimedSleep(&slot->owner_cv, 1000, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+
+	pos = slot->tail;
+	while (pos < slot->head && n < max_events)
+	{
+		uint32 len;
+
+		ring_read(i, pos, (char *) &len, sizeof(len));
+		pos += len;
+		n++;
+	}
+	batch->bytes = pos - slot->tail;
+	batch->end = pos;
+	batch->nevents = n;
+	batch->data = palloc(Max(batch->bytes, 1));
+	ring_read(i, slot->tail, batch->data, batch->bytes);
+	slot->tail = slot->claim_end = pos;
+	slot->drained += n;
+	if (n > 0)
+		slot->last_drained = GetCurrentTimestamp();
+	LWLockRelease(slot_lock(i));
+	if (n > 0)
+		ConditionVariableBroadcast(&slot->space_cv);
 
 	batch->events = palloc(sizeof(AuditEvent) * Max(n, 1));
 	p = batch->data;
