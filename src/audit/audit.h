@@ -104,6 +104,7 @@ typedef struct AuditEvent
 /* guc.c */
 extern int audit_classes;
 extern int audit_overflow;
+extern int audit_overflow_timeout_ms;
 extern bool audit_catalog;
 extern bool audit_log_parameters;
 extern int audit_parameter_max_length;
@@ -235,7 +236,11 @@ extern bool audit_queue_take(const char *dbname, int max_events,
 extern void audit_queue_release(bool advance);
 extern void audit_queue_discard(const char *dbname);
 extern bool audit_queue_claimed(void);
-extern void audit_queue_count_writer_error(const char *dbname);
+extern void audit_queue_count_writer_error(const char *dbname,
+										   const char *message);
+
+/* Bytes kept of the message of the last failed write of a queue. */
+#define AUDIT_QUEUE_ERROR_LEN 128
 
 typedef struct AuditQueueStats
 {
@@ -249,6 +254,7 @@ typedef struct AuditQueueStats
 	uint64 writer_errors;
 	TimestampTz last_drained; /* 0 for never */
 	TimestampTz last_error;	  /* 0 for never */
+	char last_error_message[AUDIT_QUEUE_ERROR_LEN];
 } AuditQueueStats;
 
 extern int audit_queue_stats(AuditQueueStats **stats);
@@ -261,6 +267,7 @@ extern int64 audit_ids_allocate(Oid entries, Oid seq, int n);
 /* writer.c */
 extern void audit_writer_init(void);
 extern void audit_write_events(AuditEvent **events, int nevents);
+extern bool audit_writer_try_lock(void);
 
 /* statements.c */
 typedef struct AuditStmtWriter AuditStmtWriter;

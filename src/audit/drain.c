@@ -37,6 +37,7 @@
 #include "utils/acl.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "audit/audit.h"
 #include "worker/worker.h"
@@ -44,33 +45,21 @@
 #define AUDIT_DRAIN_BATCH 10000
 
 /*
- * Drain up to max_events entries of the current database's queue into
- * audit.entries, in the current transaction, which the caller commits at
- * once: the records leave the queue at that commit.  When another process
- * is draining, return 0.  Returns the number of queue records consumed.
+ * Write the events of a batch taken from the queue of dbname in the
+ * current transaction, but for the logins the exclude rules leave out.  A
+ * failure is counted, with its message, for health, and raised again.
  */
-static int64
-audit_drain_batch(int max_events)
+static void
+audit_drain_write(const char *dbname, AuditQueueBatch *batch)
 {
-	AuditQueueBatch batch;
-	AuditEvent **events;
-	char *dbname;
+	AuditEvent **events = palloc(sizeof(AuditEvent *) * batch->nevents);
+	MemoryContext cxt = CurrentMemoryContext;
 	int n = 0;
 	int i;
 
-	if (!audit_queue_active())
-		return 0;
-	dbname = get_database_name(MyDatabaseId);
-	if (dbname == NULL ||
-		!audit_queue_claim(dbname, max_events, false, &batch))
-		return 0;
-	if (batch.nevents == 0)
-		return 0;
-
-	events = palloc(sizeof(AuditEvent *) * batch.nevents);
-	for (i = 0; i < batch.nevents; i++)
+	for (i = 0; i < batch->nevents; i++)
 	{
-		AuditEvent *ev = &batch.events[i];
+		AuditEvent *ev = &batch->events[i];
 
 		if (ev->class == AUDIT_CLASS_LOGIN && ev->username != NULL &&
 			audit_rules_excluded(ev, get_role_oid(ev->username, true)))
@@ -83,11 +72,40 @@ audit_drain_batch(int max_events)
 	}
 	PG_CATCH();
 	{
-		audit_queue_count_writer_error(dbname);
+		ErrorData *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		audit_queue_count_writer_error(dbname, edata->message);
+		FreeErrorData(edata);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	pfree(events);
+}
+
+/*
+ * Drain up to max_events entries of the current database's queue into
+ * audit.entries, in the current transaction, which the caller commits at
+ * once: the records leave the queue at that commit.  When another process
+ * is draining, return 0.  Returns the number of queue records consumed.
+ */
+static int64
+audit_drain_batch(int max_events)
+{
+	AuditQueueBatch batch;
+	char *dbname;
+
+	if (!audit_queue_active())
+		return 0;
+	dbname = get_database_name(MyDatabaseId);
+	if (dbname == NULL ||
+		!audit_queue_claim(dbname, max_events, false, &batch))
+		return 0;
+	if (batch.nevents == 0)
+		return 0;
+
+	audit_drain_write(dbname, &batch);
 	pfree(batch.events);
 	pfree(batch.data);
 	return batch.nevents;
@@ -108,6 +126,7 @@ typedef struct AuditTaken
 
 static MemoryContext audit_taken_cxt = NULL;
 static List *audit_taken = NIL;
+static bool audit_flushed = false; /* in the current transaction */
 
 /*
  * Write everything queued for the current database so far, in the caller's
@@ -121,14 +140,13 @@ audit_drain_flush(void)
 {
 	AuditQueueBatch batch;
 	AuditTaken *taken;
-	AuditEvent **events;
 	char *dbname;
 	MemoryContext old;
-	int n = 0;
 	int i;
 
 	if (!audit_queue_active())
 		return 0;
+	audit_flushed = true;
 	dbname = get_database_name(MyDatabaseId);
 	if (dbname == NULL)
 		return 0;
@@ -151,27 +169,7 @@ audit_drain_flush(void)
 	audit_taken = lappend(audit_taken, taken);
 	MemoryContextSwitchTo(old);
 
-	events = palloc(sizeof(AuditEvent *) * batch.nevents);
-	for (i = 0; i < batch.nevents; i++)
-	{
-		AuditEvent *ev = &batch.events[i];
-
-		if (ev->class == AUDIT_CLASS_LOGIN && ev->username != NULL &&
-			audit_rules_excluded(ev, get_role_oid(ev->username, true)))
-			continue;
-		events[n++] = ev;
-	}
-	PG_TRY();
-	{
-		audit_write_events(events, n);
-	}
-	PG_CATCH();
-	{
-		audit_queue_count_writer_error(dbname);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	pfree(events);
+	audit_drain_write(dbname, &batch);
 	return batch.nevents;
 }
 
@@ -185,6 +183,7 @@ audit_drain_end_xact(bool commit)
 {
 	ListCell *lc;
 
+	audit_flushed = false;
 	if (audit_taken == NIL)
 		return;
 	if (!commit)
@@ -234,7 +233,7 @@ audit_drain_end_subxact(SubTransactionId mySubid)
 void
 audit_drain_check_prepare(void)
 {
-	if (audit_taken != NIL)
+	if (audit_flushed)
 		ereport(
 			ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -243,15 +242,30 @@ audit_drain_check_prepare(void)
 }
 
 /*
+ * After a batch could not lock what it writes, the next attempt comes this
+ * soon: the queue starts moving again within it once the lock is gone.
+ */
+#define AUDIT_DRAIN_RETRY_MS 1000
+
+/*
  * The scheduler service: first load the statement filter of the database
  * (statements.c), then drain in batches of one transaction each until the
  * queue is empty, and ask to be called again after the flush interval.
- * Called outside any transaction.
+ * Called outside any transaction, in the scheduler, whose lock_timeout
+ * bounds every lock wait: a batch that cannot lock audit.entries or one of
+ * its partitions is rolled back (nothing leaves the queue), counted for
+ * health, logged at most once a minute, and tried again after
+ * AUDIT_DRAIN_RETRY_MS, so that a lock held for long never keeps the
+ * scheduler waiting, nor the queue stuck once it is released.  Other
+ * errors go to the scheduler, which backs the service off.
  */
 long
 audit_drain_service(void)
 {
 	static bool filter_loaded = false;
+	static char *dbname = NULL;
+	static TimestampTz last_report = 0;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	if (!filter_loaded)
 	{
@@ -259,21 +273,54 @@ audit_drain_service(void)
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		audit_statements_filter_load();
+		dbname = MemoryContextStrdup(TopMemoryContext,
+									 get_database_name(MyDatabaseId));
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		filter_loaded = true;
 	}
 	for (;;)
 	{
-		int64 n;
+		volatile int64 n = 0;
+		volatile bool blocked = false;
 
 		CHECK_FOR_INTERRUPTS();
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		n = audit_drain_batch(AUDIT_DRAIN_BATCH);
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		PG_TRY();
+		{
+			PushActiveSnapshot(GetTransactionSnapshot());
+			n = audit_drain_batch(AUDIT_DRAIN_BATCH);
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+		}
+		PG_CATCH();
+		{
+			ErrorData *edata;
+			TimestampTz now = GetCurrentTimestamp();
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+				PG_RE_THROW();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			if (TimestampDifferenceExceeds(last_report, now, 60 * 1000))
+			{
+				ereport(
+					LOG,
+					(errmsg("audit queue of database \"%s\" not drained: %s",
+							dbname, edata->message),
+					 errdetail("The scheduler tries again every %d ms.",
+							   AUDIT_DRAIN_RETRY_MS)));
+				last_report = now;
+			}
+			FreeErrorData(edata);
+			blocked = true;
+		}
+		PG_END_TRY();
+		if (blocked)
+			return AUDIT_DRAIN_RETRY_MS;
 		if (n < AUDIT_DRAIN_BATCH)
 			break;
 	}

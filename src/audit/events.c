@@ -215,29 +215,62 @@ audit_flush_deferred(bool wait)
 	audit_deferred_max = 0;
 }
 
-/* Queue the transaction's queued-class events that completed so far. */
+/*
+ * Queue the transaction's queued-class events that completed so far.  When
+ * the queue is full, a transaction that may write and can lock the trail
+ * without waiting writes them itself (they stay in its list, marked, as
+ * written events do); otherwise it waits for room.
+ */
 static void
 audit_xact_queue_now(void)
 {
 	AuditEvent **queued = palloc(sizeof(AuditEvent *) * audit_xact_nevents);
 	int nq = 0;
 	int nk = 0;
+	int done = 0;
+	int progress = 0;
 	int i;
 
 	for (i = 0; i < audit_xact_nevents; i++)
 	{
 		AuditEvent *ev = audit_xact_events[i];
 
-		if (AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES)
+		if ((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) ||
+			(ev->flags & AUDIT_EVENT_WRITTEN))
 			audit_xact_events[nk++] = ev;
 		else
 			queued[nq++] = ev;
 	}
+	if (audit_overflow == AUDIT_OVERFLOW_WAIT && !XactReadOnly)
+	{
+		done = audit_queue_put(audit_database_name(), true, queued, nq,
+							   AUDIT_PUT_TRY, NULL);
+		if (done < nq && audit_writer_try_lock())
+		{
+			audit_write_events(queued + done, nq - done);
+			for (i = done; i < nq; i++)
+			{
+				queued[i]->flags |= AUDIT_EVENT_WRITTEN;
+				audit_xact_events[nk++] = queued[i];
+			}
+			nq = done;
+		}
+	}
 	audit_xact_nevents = nk;
-	audit_queue_put(audit_database_name(), true, queued, nq,
-					audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
-														  : AUDIT_PUT_WAIT,
-					NULL);
+	PG_TRY();
+	{
+		audit_queue_put(audit_database_name(), true, queued + done, nq - done,
+						audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
+															  : AUDIT_PUT_WAIT,
+						&progress);
+	}
+	PG_FINALLY();
+	{
+		/* A wait that ended in an error keeps what it did not queue. */
+		for (i = done + progress; i < nq; i++)
+			audit_xact_events[audit_xact_nevents++] = queued[i];
+	}
+	PG_END_TRY();
 	audit_xact_nqueued = 0;
 	pfree(queued);
 }
@@ -348,6 +381,7 @@ audit_pre_commit(void)
 	int nq = 0;
 	int i;
 	int done = 0;
+	volatile int tried = 0;
 	bool read_only;
 
 	if (audit_xact_nevents == 0)
@@ -388,7 +422,26 @@ audit_pre_commit(void)
 
 	PG_TRY();
 	{
-		audit_queue_put(audit_database_name(), true, queued, nq,
+		/*
+		 * When the queue is full, a transaction that may write and can lock
+		 * the trail without waiting (nobody else holds it: the drain is only
+		 * slow; or this very transaction holds it, and would wait for
+		 * itself) writes its remaining entries itself instead of waiting.
+		 */
+		if (audit_overflow == AUDIT_OVERFLOW_WAIT && !read_only)
+		{
+			tried = audit_queue_put(audit_database_name(), true, queued, nq,
+									AUDIT_PUT_TRY, NULL);
+			if (tried < nq && audit_writer_try_lock())
+			{
+				audit_write_events(queued + tried, nq - tried);
+				for (i = tried; i < nq; i++)
+					queued[i]->flags |= AUDIT_EVENT_WRITTEN;
+				nq = tried;
+			}
+		}
+		audit_queue_put(audit_database_name(), true, queued + tried,
+						nq - tried,
 						audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
 															  : AUDIT_PUT_WAIT,
 						&done);
@@ -398,12 +451,13 @@ audit_pre_commit(void)
 		/* Keep the written events and those not yet queued. */
 		int n = 0;
 		int q = 0;
+		int nqueued = tried + done;
 
 		for (i = 0; i < audit_xact_nevents; i++)
 		{
 			AuditEvent *ev = audit_xact_events[i];
 
-			if (q < done && ev == queued[q])
+			if (q < nqueued && ev == queued[q])
 			{
 				q++;
 				continue;

@@ -135,8 +135,8 @@ audit_health_queue(ReturnSetInfo *rsinfo, const AuditQueueStats *st,
 		status = "error";
 		appendStringInfo(
 			&detail,
-			" The last write of the queue failed (%s) and none succeeded since: see the server log.",
-			audit_ago(st->last_error, now));
+			" The last write of the queue failed (%s: %s) and none succeeded since: see the server log.",
+			audit_ago(st->last_error, now), st->last_error_message);
 	}
 	else if (stale)
 	{

@@ -51,6 +51,7 @@
 #include "pgstat.h"
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
+#include "access/xact.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -79,6 +80,7 @@ typedef struct AuditQueueSlot
 	uint64 writer_errors;
 	TimestampTz last_drained; /* last commit of a drainer, 0 for never */
 	TimestampTz last_error;	  /* last failed write, 0 for never */
+	char last_error_message[AUDIT_QUEUE_ERROR_LEN]; /* its message */
 	ConditionVariable space_cv;
 	ConditionVariable owner_cv;
 } AuditQueueSlot;
@@ -479,12 +481,57 @@ ring_read(int i, uint64 pos, char *dst, Size len)
 }
 
 /*
+ * How long a session waiting for room since wait_start may sleep before it
+ * looks again, at most a second.  Ends the wait with an error once
+ * pg_opsdata.audit_overflow_timeout has passed, or statement_timeout since
+ * the statement started (which PostgreSQL no longer enforces while a
+ * transaction commits, where entries are queued).  Cancel and termination
+ * are served by the sleep itself.
+ */
+static long
+audit_queue_wait_ms(const char *dbname, TimestampTz wait_start)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz deadline =
+		TimestampTzPlusMilliseconds(wait_start, audit_overflow_timeout_ms);
+	long left;
+
+	if (StatementTimeout > 0)
+	{
+		TimestampTz stmt_deadline = TimestampTzPlusMilliseconds(
+			GetCurrentStatementStartTimestamp(), StatementTimeout);
+
+		if (now >= stmt_deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("canceling statement due to statement timeout"),
+					 errdetail("The audit queue of database \"%s\" is full.",
+							   dbname)));
+		deadline = Min(deadline, stmt_deadline);
+	}
+	if (now >=
+		TimestampTzPlusMilliseconds(wait_start, audit_overflow_timeout_ms))
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+			 errmsg("audit queue of database \"%s\" is full", dbname),
+			 errdetail(
+				 "The statement's audit entries waited %d ms for room in the queue (pg_opsdata.audit_overflow_timeout).",
+				 audit_overflow_timeout_ms),
+			 errhint(
+				 "Check that the database's pg_opsdata scheduler runs and can write audit.entries (opsdata.health()), or increase pg_opsdata.audit_queue_size.")));
+	left = TimestampDifferenceMilliseconds(now, deadline);
+	return Min(Max(left, 1), 1000);
+}
+
+/*
  * Put events into the queue of database dbname and return how many of
  * them, from the first, were handled (queued, or dropped and counted).
  *
- * AUDIT_PUT_WAIT: when the ring is full, sleep until a drainer makes room;
- * interrupts are served meanwhile, so the caller must be able to take an
- * ERROR.  AUDIT_PUT_DROP: events that do not fit are dropped and counted.
+ * AUDIT_PUT_WAIT: when the ring is full, sleep until a drainer makes room,
+ * at most pg_opsdata.audit_overflow_timeout (then, or at statement_timeout,
+ * an ERROR); interrupts are served meanwhile, so the caller must be able to
+ * take an ERROR.  AUDIT_PUT_DROP: events that do not fit are dropped and counted.
  * AUDIT_PUT_TRY: stop at the first event that does not fit and leave it and
  * the rest to the caller.  confirm says that the caller is a session of
  * that database and saw the extension installed.  When progress is given,
@@ -525,6 +572,7 @@ audit_queue_put(const char *dbname, bool confirm, AuditEvent **events,
 		Size bytes;
 		bool fits = false;
 		bool slept = false;
+		TimestampTz wait_start = 0;
 
 		/* Serialize as many events as fit in a quarter of the ring. */
 		resetStringInfo(&audit_serial_buf);
@@ -556,12 +604,16 @@ audit_queue_put(const char *dbname, bool confirm, AuditEvent **events,
 				break;
 			}
 			if (!slept)
+			{
 				slot->waits++;
+				wait_start = GetCurrentTimestamp();
+			}
 			LWLockRelease(slot_lock(i));
 			audit_wake_drainer(slot->dboid);
 			slept = true;
-			ConditionVariableTimedSleep(&slot->space_cv, 1000,
-										PG_WAIT_EXTENSION);
+			ConditionVariableTimedSleep(
+				&slot->space_cv, audit_queue_wait_ms(dbname, wait_start),
+				PG_WAIT_EXTENSION);
 		}
 		if (slept)
 			ConditionVariableCancelSleep();
@@ -751,19 +803,27 @@ audit_queue_claimed(void)
 }
 
 /*
- * Count a failed attempt to write the queue of dbname.
+ * Count a failed attempt to write the queue of dbname, and keep the start
+ * of its message for health.
  */
 void
-audit_queue_count_writer_error(const char *dbname)
+audit_queue_count_writer_error(const char *dbname, const char *message)
 {
 	int i;
+	AuditQueueSlot *slot;
 
 	if (audit_queue == NULL ||
 		(i = audit_queue_slot(dbname, false, false)) < 0)
 		return;
+	slot = &audit_queue->slots[i];
 	LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
-	audit_queue->slots[i].writer_errors++;
-	audit_queue->slots[i].last_error = GetCurrentTimestamp();
+	slot->writer_errors++;
+	slot->last_error = GetCurrentTimestamp();
+	strlcpy(slot->last_error_message, message ? message : "",
+			pg_mbcliplen(message ? message : "",
+						 strlen(message ? message : ""),
+						 AUDIT_QUEUE_ERROR_LEN - 1) +
+				1);
 	LWLockRelease(slot_lock(i));
 }
 
@@ -800,6 +860,8 @@ audit_queue_stats(AuditQueueStats **stats)
 			st->writer_errors = slot->writer_errors;
 			st->last_drained = slot->last_drained;
 			st->last_error = slot->last_error;
+			strlcpy(st->last_error_message, slot->last_error_message,
+					AUDIT_QUEUE_ERROR_LEN);
 			n++;
 		}
 		LWLockRelease(slot_lock(i));

@@ -35,6 +35,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "executor/execPartition.h"
 #include "partitioning/partbounds.h"
@@ -669,6 +670,31 @@ audit_writer_add(AuditWriter *w, TimestampTz ts)
 	}
 	else
 		ExecCopySlot(slot, w->root_slot);
+}
+
+/*
+ * Lock what the writer writes (audit.entries, its default partition and
+ * audit.statements) if that needs no wait, and say whether it could; the
+ * locks are kept to the end of the transaction either way.  Caller is in
+ * a transaction.
+ */
+bool
+audit_writer_try_lock(void)
+{
+	Oid nsp = get_namespace_oid("audit", true);
+	Oid entries =
+		OidIsValid(nsp) ? get_relname_relid("entries", nsp) : InvalidOid;
+	Oid statements =
+		OidIsValid(nsp) ? get_relname_relid("statements", nsp) : InvalidOid;
+	Oid def;
+
+	if (!OidIsValid(entries) || !OidIsValid(statements) ||
+		!ConditionalLockRelationOid(entries, RowExclusiveLock))
+		return false;
+	def = get_default_partition_oid(entries);
+	if (OidIsValid(def) && !ConditionalLockRelationOid(def, RowExclusiveLock))
+		return false;
+	return ConditionalLockRelationOid(statements, RowExclusiveLock);
 }
 
 /*
