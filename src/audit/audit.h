@@ -199,6 +199,7 @@ extern bool audit_needs_redaction(Node *parsetree);
 extern char *audit_redact_at(Node *parsetree, const char *source, int location,
 							 int len);
 extern bool audit_unparsed_may_hold_secret(const char *text);
+extern bool audit_setting_is_secret(const char *name);
 
 /* rules.c */
 extern bool audit_rules_wanted(const AuditEvent *event, Oid roleid);

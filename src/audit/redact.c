@@ -4,8 +4,13 @@
  *		Remove secrets from statement texts, guided by the parse tree.
  *
  * Secrets never reach the audit tables: passwords of CREATE/ALTER ROLE,
- * option values of user mappings and foreign servers, and the connection
- * string of CREATE/ALTER SUBSCRIPTION.  The parse tree says which
+ * option values of user mappings and foreign servers, the connection
+ * string of CREATE/ALTER SUBSCRIPTION, and the values given to settings
+ * that carry connection strings, passwords or commands (primary_conninfo,
+ * the archive, restore and passphrase commands, and settings of
+ * extensions named for a password, secret, token or the like) by SET,
+ * ALTER SYSTEM, ALTER ROLE / ALTER DATABASE ... SET and the SET clauses of
+ * functions.  The parse tree says which
  * statement carries a secret and where its option starts (DefElem
  * location); PostgreSQL's own scanner then finds the string constant that
  * follows, and that token is replaced by '<redacted>'.  Nothing is searched
@@ -13,8 +18,8 @@
  * odd spacing cannot defeat it.
  *
  * A statement that failed to parse has no tree.  If its text mentions one
- * of the keywords that introduce such secrets, it is not recorded at all;
- * only its first keywords and a note are.
+ * of the keywords that introduce such secrets, or such a setting, it is
+ * not recorded at all; only its first keywords and a note are.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -26,6 +31,7 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
 #include "parser/scanner.h"
 #include "parser/gram.h"
@@ -41,11 +47,127 @@ typedef struct AuditToken
 } AuditToken;
 
 /*
+ * Settings of PostgreSQL 15 whose values carry connection strings (with
+ * their passwords) or shell commands (which often carry credentials).
+ */
+static const char *const audit_secret_settings[] = {
+	"primary_conninfo", "ssl_passphrase_command",  "archive_command",
+	"restore_command",	"archive_cleanup_command", "recovery_end_command",
+};
+
+/* Words that make a setting of an extension (a dotted name) secret. */
+static const char *const audit_secret_words[] = {
+	"password", "passwd",	  "passphrase", "secret", "conninfo",
+	"connstr",	"credential", "token",		"apikey", "api_key",
+};
+
+static bool
+contains_ci(const char *text, const char *word)
+{
+	int wl = strlen(word);
+	const char *p;
+
+	for (p = text; *p; p++)
+	{
+		if (pg_strncasecmp(p, word, wl) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Does the value of this setting carry a secret?  The settings above, and
+ * settings of extensions whose name mentions a password, a secret, a
+ * token, a connection string or credentials.
+ */
+bool
+audit_setting_is_secret(const char *name)
+{
+	int i;
+
+	if (name == NULL)
+		return false;
+	for (i = 0; i < (int) lengthof(audit_secret_settings); i++)
+	{
+		if (pg_strcasecmp(name, audit_secret_settings[i]) == 0)
+			return true;
+	}
+	if (strchr(name, '.') == NULL)
+		return false;
+	for (i = 0; i < (int) lengthof(audit_secret_words); i++)
+	{
+		if (contains_ci(strchr(name, '.') + 1, audit_secret_words[i]))
+			return true;
+	}
+	return false;
+}
+
+/* The SET of a statement that sets a setting (SET, ALTER ... SET), or NULL. */
+static VariableSetStmt *
+audit_set_stmt(Node *parsetree)
+{
+	switch (nodeTag(parsetree))
+	{
+		case T_VariableSetStmt:
+			return (VariableSetStmt *) parsetree;
+		case T_AlterSystemStmt:
+			return ((AlterSystemStmt *) parsetree)->setstmt;
+		case T_AlterRoleSetStmt:
+			return ((AlterRoleSetStmt *) parsetree)->setstmt;
+		case T_AlterDatabaseSetStmt:
+			return ((AlterDatabaseSetStmt *) parsetree)->setstmt;
+		default:
+			return NULL;
+	}
+}
+
+static bool
+audit_set_is_secret(VariableSetStmt *set)
+{
+	return set != NULL && set->kind == VAR_SET_VALUE && set->args != NIL &&
+		   audit_setting_is_secret(set->name);
+}
+
+/* The SET clauses of CREATE or ALTER FUNCTION (or PROCEDURE), or NIL. */
+static List *
+audit_function_sets(Node *parsetree)
+{
+	List *options;
+	List *sets = NIL;
+	ListCell *lc;
+
+	if (IsA(parsetree, CreateFunctionStmt))
+		options = ((CreateFunctionStmt *) parsetree)->options;
+	else if (IsA(parsetree, AlterFunctionStmt))
+		options = ((AlterFunctionStmt *) parsetree)->actions;
+	else
+		return NIL;
+	foreach (lc, options)
+	{
+		DefElem *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "set") == 0 && def->arg != NULL &&
+			IsA(def->arg, VariableSetStmt))
+			sets = lappend(sets, def->arg);
+	}
+	return sets;
+}
+
+/*
  * Does this statement carry a secret that must be redacted?
  */
 bool
 audit_needs_redaction(Node *parsetree)
 {
+	ListCell *lc;
+
+	if (audit_set_stmt(parsetree) != NULL)
+		return audit_set_is_secret(audit_set_stmt(parsetree));
+	foreach (lc, audit_function_sets(parsetree))
+	{
+		if (audit_set_is_secret((VariableSetStmt *) lfirst(lc)))
+			return true;
+	}
 	switch (nodeTag(parsetree))
 	{
 		case T_CreateRoleStmt:
@@ -136,6 +258,34 @@ token_at(AuditToken *tokens, int ntokens, int loc)
 	return ntokens;
 }
 
+/*
+ * Mark the values of a SET as secret, whatever their kind of token (a
+ * string, a number, a word); a sign before a number goes with it.
+ */
+static void
+mark_set_values(VariableSetStmt *set, int base, AuditToken *tokens,
+				int ntokens, bool *secret)
+{
+	ListCell *lc;
+
+	foreach (lc, set->args)
+	{
+		Node *arg = (Node *) lfirst(lc);
+		int loc = exprLocation(arg);
+		int i;
+
+		if (loc < 0)
+			continue;
+		i = token_at(tokens, ntokens, loc - base);
+		if (i >= ntokens)
+			continue;
+		secret[i] = true;
+		if ((tokens[i].token == '-' || tokens[i].token == '+') &&
+			i + 1 < ntokens)
+			secret[i + 1] = true;
+	}
+}
+
 static void
 mark_options(List *options, int base, AuditToken *tokens, int ntokens,
 			 bool *secret, const char *only)
@@ -175,6 +325,19 @@ audit_redact_tokens(Node *parsetree, const char *text, int len, int base)
 	tokens = audit_lex(text, len, &ntokens);
 	secret = palloc0(sizeof(bool) * Max(ntokens, 1));
 
+	if (audit_set_is_secret(audit_set_stmt(parsetree)))
+		mark_set_values(audit_set_stmt(parsetree), base, tokens, ntokens,
+						secret);
+	{
+		ListCell *lc;
+
+		foreach (lc, audit_function_sets(parsetree))
+		{
+			if (audit_set_is_secret((VariableSetStmt *) lfirst(lc)))
+				mark_set_values((VariableSetStmt *) lfirst(lc), base, tokens,
+								ntokens, secret);
+		}
+	}
 	switch (nodeTag(parsetree))
 	{
 		case T_CreateRoleStmt:
@@ -229,8 +392,12 @@ audit_redact_tokens(Node *parsetree, const char *text, int len, int base)
 			   (text[end - 1] == ' ' || text[end - 1] == '\t' ||
 				text[end - 1] == '\n' || text[end - 1] == '\r'))
 			end--;
-		appendBinaryStringInfo(&out, text + copied, start - copied);
-		appendStringInfoString(&out, AUDIT_REDACTED);
+		/* A secret token right after another (a sign, a number) joins it. */
+		if (!(i > 0 && secret[i - 1] && copied == start))
+		{
+			appendBinaryStringInfo(&out, text + copied, start - copied);
+			appendStringInfoString(&out, AUDIT_REDACTED);
+		}
 		copied = end;
 	}
 	appendBinaryStringInfo(&out, text + copied, len - copied);
@@ -278,6 +445,20 @@ has_word(const char *text, const char *word)
 bool
 audit_unparsed_may_hold_secret(const char *text)
 {
-	return has_word(text, "password") || has_word(text, "mapping") ||
-		   has_word(text, "server") || has_word(text, "subscription");
+	int i;
+
+	if (has_word(text, "password") || has_word(text, "mapping") ||
+		has_word(text, "server") || has_word(text, "subscription"))
+		return true;
+	for (i = 0; i < (int) lengthof(audit_secret_settings); i++)
+	{
+		if (contains_ci(text, audit_secret_settings[i]))
+			return true;
+	}
+	for (i = 0; i < (int) lengthof(audit_secret_words); i++)
+	{
+		if (contains_ci(text, audit_secret_words[i]))
+			return true;
+	}
+	return false;
 }
