@@ -47,9 +47,24 @@ sub start_reads
 	$run->{h} = IPC::Run::start(
 		[ 'psql', '-X', '-At', '-q', '-v', 'ON_ERROR_STOP=1',
 		  '-d', $node->connstr('postgres') . " application_name=$name", '-f', $file ],
-		'>', \$run->{out}, '2>', \$run->{err});
+		'>', \$run->{out}, '2>', \$run->{err},
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
 	$runs{$name} = $run;
 	return $run;
+}
+
+# Wait for a run to end; true when its psql succeeded.
+sub finish_run
+{
+	my ($run) = @_;
+	my $ok = eval { $run->{h}->finish };
+	if ($@)
+	{
+		$run->{h}->kill_kill;
+		$run->{err} .= "timed out: $@";
+		return 0;
+	}
+	return $ok;
 }
 
 # Entries of the reads of a run that are "ok" in the trail.
@@ -70,11 +85,13 @@ sub waiting
 }
 
 # --- a transaction left open after audit.flush() --------------------------
+my $run = start_reads('before', 5);
+finish_run($run);
 my $holder = $node->background_psql('postgres');
 $holder->query_safe('BEGIN');
 $holder->query_safe('SELECT audit.flush()');
-my $run = start_reads('beside', 1500);
-ok($run->{h}->finish, 'a session filling the queue completes while a transaction that flushed stays open')
+$run = start_reads('beside', 1500);
+ok(finish_run($run), 'a session filling the queue completes while a transaction that flushed stays open')
   or diag($run->{err});
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) FROM audit.trail WHERE statement_text ~ '^SELECT [0-9]+ AS beside_padding'", '1500'),
@@ -86,7 +103,7 @@ $holder->query_safe('COMMIT');
 # reads wait in the queue for its flush.
 $holder->query_safe('BEGIN; LOCK audit.entries_default IN ACCESS EXCLUSIVE MODE');
 $run = start_reads('taken', 20);
-$run->{h}->finish;
+finish_run($run);
 cmp_ok($holder->query_safe('SELECT audit.flush()'), '>=', 20, 'the flush takes the queued reads');
 $holder->query_safe('ROLLBACK');
 ok($node->poll_query_until('postgres', "SELECT count(*) = 20 FROM audit.trail WHERE statement_text ~ '^SELECT [0-9]+ AS taken_padding'"),
@@ -94,7 +111,7 @@ ok($node->poll_query_until('postgres', "SELECT count(*) = 20 FROM audit.trail WH
 
 $holder->query_safe('BEGIN; LOCK audit.entries_default IN ACCESS EXCLUSIVE MODE');
 $run = start_reads('savepoint', 20);
-$run->{h}->finish;
+finish_run($run);
 $holder->query_safe('SAVEPOINT s');
 my $first = $holder->query_safe('SELECT audit.flush()');
 $holder->query_safe('ROLLBACK TO s');
@@ -129,7 +146,7 @@ start_reads('terminated', 10);
 ok(waiting('terminated'), 'every session audited now waits');
 $node->safe_psql('postgres', "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'filler'");
 $node->safe_psql('postgres', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'terminated'");
-$runs{$_}{h}->finish for qw(filler stmt_timeout overflow_timeout terminated);
+finish_run($runs{$_}) for qw(filler stmt_timeout overflow_timeout terminated);
 like($runs{filler}{err}, qr/ERROR:  canceling statement due to user request/, 'a waiting session can be cancelled');
 like($runs{stmt_timeout}{err}, qr/ERROR:  canceling statement due to statement timeout/,
 	'a waiting session honours statement_timeout');
