@@ -127,6 +127,60 @@ PREPARE TRANSACTION 'p2';
 SELECT lastval(), currval('t_id_seq');
 ROLLBACK PREPARED 'p2';
 SELECT gid FROM pg_prepared_xacts;
+-- Cursors, COPY, prepared statements, functions and their SET clauses.
+BEGIN;
+DECLARE c CURSOR WITH HOLD FOR SELECT id FROM t ORDER BY id;
+FETCH 2 FROM c;
+INSERT INTO t (v) VALUES (15);
+COMMIT;
+FETCH ALL FROM c;
+CLOSE c;
+COPY (SELECT id, v FROM t WHERE id < 3 ORDER BY id) TO STDOUT;
+COPY t (v) FROM STDIN;
+16
+17
+\.
+SELECT lastval();
+PREPARE ins (int) AS INSERT INTO t (v) VALUES ($1) RETURNING id;
+EXECUTE ins (18);
+SELECT lastval();
+DEALLOCATE ins;
+CREATE FUNCTION add_row(n int) RETURNS int LANGUAGE plpgsql SET work_mem = '2MB' AS $$
+BEGIN
+	INSERT INTO t (v) VALUES (n);
+	RAISE NOTICE 'work_mem in the function: %', current_setting('work_mem');
+	BEGIN
+		INSERT INTO t (id, v) VALUES (1, n);
+	EXCEPTION WHEN unique_violation THEN
+		RAISE NOTICE 'caught: %', SQLERRM;
+	END;
+	RETURN currval('t_id_seq');
+END
+$$;
+SELECT add_row(19);
+SHOW work_mem;
+DO $$BEGIN PERFORM add_row(20); END$$;
+SELECT lastval();
+-- Transaction modes, chains, and the transaction id.
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+INSERT INTO t (v) VALUES (21);
+SELECT pg_current_xact_id_if_assigned() IS NOT NULL AS assigned;
+COMMIT AND CHAIN;
+SHOW transaction_isolation;
+SELECT pg_current_xact_id_if_assigned() IS NULL AS not_assigned;
+COMMIT;
+BEGIN READ ONLY;
+SELECT count(*) FROM t;
+SELECT pg_current_xact_id_if_assigned() IS NULL AS not_assigned;
+COMMIT AND CHAIN;
+SHOW transaction_read_only;
+INSERT INTO tmp (v) VALUES (6);
+COMMIT;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) INSERT INTO t (v) VALUES (22);
+SELECT lastval();
+WITH w AS (INSERT INTO t (v) VALUES (23) RETURNING id) SELECT id FROM w;
+SELECT lastval();
+TRUNCATE tmp;
 SELECT id, v FROM t ORDER BY id;
 EOS
 
@@ -169,10 +223,10 @@ is($out_with, $out_without,
 $with->safe_psql('postgres', 'SELECT audit.flush()');
 is($with->safe_psql('postgres',
 		"SELECT count(*) FROM audit.entries WHERE class = 'write' AND objects = '{public.t}' AND outcome = 'ok'"),
-	'10', 'the committed writes of t are in the trail');
+	'18', 'the committed writes of t are in the trail');
 is($with->safe_psql('postgres',
 		"SELECT count(*) FROM audit.entries WHERE class = 'write' AND objects[1] LIKE 'pg_temp%.tmp'"),
-	'6', 'the writes of temporary tables in read-only transactions reached the trail');
+	'8', 'the writes of temporary tables in read-only transactions reached the trail');
 is($with->safe_psql('postgres',
 		"SELECT count(*) FROM audit.entries WHERE outcome = 'rolled back' AND command = 'INSERT'"),
 	'3', 'rolled-back inserts are recorded as such');
