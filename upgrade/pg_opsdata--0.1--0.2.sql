@@ -8,8 +8,13 @@
 
 -- Metrics: points whose timestamps the rollups cannot bucket are skipped,
 -- counted and shown in health.
-ALTER TABLE metrics.rollup_state ADD COLUMN bad_points bigint NOT NULL DEFAULT 0,
+-- (The column is added without a default, then given one, so that it has
+-- no "missing value" that a fresh install would not have.)
+ALTER TABLE metrics.rollup_state ADD COLUMN bad_points bigint,
 	ADD COLUMN last_bad_at timestamptz;
+ALTER TABLE metrics.rollup_state ALTER COLUMN bad_points SET DEFAULT 0;
+UPDATE metrics.rollup_state SET bad_points = 0;
+ALTER TABLE metrics.rollup_state ALTER COLUMN bad_points SET NOT NULL;
 COMMENT ON COLUMN metrics.rollup_state.bad_points IS 'Points skipped because their timestamp is outside the range rollups can bucket (0001-01-01 to 9999-12-31 UTC)';
 COMMENT ON COLUMN metrics.rollup_state.last_bad_at IS 'When such points were last skipped';
 
