@@ -69,6 +69,8 @@ typedef enum AuditOutcome
 	0x08						 /* BEGIN, COMMIT...: never "rolled back" */
 #define AUDIT_EVENT_ALWAYS	0x10 /* audit settings or rules: rules ignored */
 #define AUDIT_EVENT_WRITTEN 0x20 /* backend-local: inserted at pre-commit */
+#define AUDIT_EVENT_READ_ONLY                                                 \
+	0x40 /* backend-local: made in a read-only transaction */
 
 /*
  * One audit entry before it is written.  Strings are NUL-terminated; the

@@ -122,6 +122,8 @@ audit_new_event(MemoryContext cxt, int class, const char *command)
 	ev->application = audit_application();
 	ev->client_addr = audit_client_address(MyProcPort);
 	ev->subid = GetCurrentSubTransactionId();
+	if (XactReadOnly)
+		ev->flags |= AUDIT_EVENT_READ_ONLY;
 	if (FullTransactionIdIsValid(fxid))
 	{
 		ev->xid = U64FromFullTransactionId(fxid);
@@ -388,7 +390,9 @@ audit_pre_commit(void)
 		return;
 	/*
 	 * A read-only transaction may write temporary tables, and nothing else:
-	 * its entries go through the queue, as a session on a standby would need.
+	 * its entries go through the queue.  A transaction made read-only after
+	 * it wrote (SET TRANSACTION READ ONLY is allowed then) still writes the
+	 * entries of the statements it ran while it could write, with it.
 	 */
 	read_only = XactReadOnly;
 	written = palloc(sizeof(AuditEvent *) * audit_xact_nevents);
@@ -404,7 +408,7 @@ audit_pre_commit(void)
 		 * A drainer owning the queue frees room in it only when it commits,
 		 * so it must not wait for room: it writes all its events itself.
 		 */
-		if (!read_only &&
+		if (!(ev->flags & AUDIT_EVENT_READ_ONLY) &&
 			((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) ||
 			 audit_queue_claimed()))
 			written[nw++] = ev;

@@ -180,6 +180,11 @@ EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) INSERT INTO t (v) VALUES (
 SELECT lastval();
 WITH w AS (INSERT INTO t (v) VALUES (23) RETURNING id) SELECT id FROM w;
 SELECT lastval();
+BEGIN;
+INSERT INTO t (v) VALUES (24);
+SET TRANSACTION READ ONLY;
+INSERT INTO tmp (v) VALUES (7);
+COMMIT;
 TRUNCATE tmp;
 SELECT id, v FROM t ORDER BY id;
 EOS
@@ -223,10 +228,10 @@ is($out_with, $out_without,
 $with->safe_psql('postgres', 'SELECT audit.flush()');
 is($with->safe_psql('postgres',
 		"SELECT count(*) FROM audit.entries WHERE class = 'write' AND objects = '{public.t}' AND outcome = 'ok'"),
-	'18', 'the committed writes of t are in the trail');
+	'19', 'the committed writes of t are in the trail');
 is($with->safe_psql('postgres',
 		"SELECT count(*) FROM audit.entries WHERE class = 'write' AND objects[1] LIKE 'pg_temp%.tmp'"),
-	'8', 'the writes of temporary tables in read-only transactions reached the trail');
+	'9', 'the writes of temporary tables in read-only transactions reached the trail');
 is($with->safe_psql('postgres',
 		"SELECT count(*) FROM audit.entries WHERE outcome = 'rolled back' AND command = 'INSERT'"),
 	'3', 'rolled-back inserts are recorded as such');
