@@ -204,13 +204,26 @@ void
 audit_flush_deferred(bool wait)
 {
 	int mode;
+	int done = 0;
 
 	if (audit_deferred_n == 0)
 		return;
 	mode = !wait || audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
 														  : AUDIT_PUT_WAIT;
-	audit_queue_put(audit_database_name(), audit_confirmed(), audit_deferred,
-					audit_deferred_n, mode, NULL);
+	PG_TRY();
+	{
+		audit_queue_put(audit_database_name(), audit_confirmed(),
+						audit_deferred, audit_deferred_n, mode, &done);
+	}
+	PG_CATCH();
+	{
+		/* A wait that ended in an error keeps only what it did not queue. */
+		memmove(audit_deferred, audit_deferred + done,
+				sizeof(AuditEvent *) * (audit_deferred_n - done));
+		audit_deferred_n -= done;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	audit_deferred_n = 0;
 	MemoryContextReset(audit_deferred_cxt);
 	audit_deferred = NULL;
