@@ -15,8 +15,12 @@
  * wait there) are kept in a deferred list and queued at the start of the
  * next statement, or at exit.
  *
- * A transaction that read-only may write temporary tables, nothing else: at
- * its pre-commit every event goes to the queue.  A drainer owning the queue
+ * A read-only transaction may write temporary tables, nothing else: the
+ * events made in it go to the queue, never into the transaction.  When the
+ * queue is full, a transaction that may write and can lock the trail at
+ * once writes its entries itself rather than wait (it may be the one whose
+ * lock keeps the drain out); otherwise the session waits, interruptibly and
+ * at most pg_opsdata.audit_overflow_timeout (queue.c).  A drainer owning the queue
  * (the scheduler, in its own short transactions) frees room in it only when
  * it commits, so at pre-commit it writes all its events instead of waiting
  * for room it holds.  audit.flush() never owns the queue (drain.c).
@@ -381,11 +385,11 @@ audit_xact_reset(void)
 }
 
 /*
- * Pre-commit: write the transaction's write events, queue the others (all
- * of them in a read-only transaction).  The
- * written events stay in the list, marked, so that an abort after this
- * point still records them (as rolled back); queued events leave it as
- * they are queued.
+ * Pre-commit: write the transaction's write events, queue the others (and
+ * the events made while the transaction was read-only).  The written
+ * events stay in the list, marked, so that an abort after this point still
+ * records them (as rolled back); queued events leave it as they are
+ * queued.
  */
 static void
 audit_pre_commit(void)

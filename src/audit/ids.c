@@ -14,17 +14,20 @@
  *	  version of audit.entries, in-progress and prepared ones included (the
  *	  rightmost key of each partition's primary key index, read with
  *	  SnapshotAny), and from the sequence audit.entries_entry_id_seq.
- *	- The sequence is the counter's persistent high-water mark, a floor read
- *	  at every allocation: whenever the counter passes it, it is advanced
- *	  (AUDIT_IDS_AHEAD beyond) by writing its page and WAL record here, as
- *	  nextval() does, without nextval()'s session cache.  So a dump carries a
- *	  value above every id it holds, a restore's setval() lifts the counter
- *	  above the restored ids, a table emptied by retention does not restart
- *	  the numbering, and the column default (nextval) never collides.
+ *	- The sequence is the counter's persistent high-water mark, read at
+ *	  every allocation.  Whenever the counter passes it, it is advanced
+ *	  (AUDIT_IDS_AHEAD beyond, the counter's "mark") by writing its page and
+ *	  WAL record here, as nextval() does, without nextval()'s session state.
+ *	  Values up to the mark are the counter's own; a sequence found at any
+ *	  other value was moved by someone else, and the counter then goes above
+ *	  it.  So a dump carries a value above every id it holds, a restore's
+ *	  setval() lifts the counter above the restored ids, a table emptied by
+ *	  retention does not restart the numbering, and the column default
+ *	  (nextval()) never collides.
  *	- The counter only grows: a setval() that lowers the sequence, by anyone
- *	  who may update it, is ignored while the server runs, and after a
- *	  restart the seed from the rows themselves still lies above every id
- *	  present.
+ *	  who may update it, is ignored (and undone at the next allocation)
+ *	  while the server runs, and after a restart the seed from the rows
+ *	  themselves still lies above every id present.
  *
  * Ids are unique, not gapless: aborted transactions and restarts leave gaps.
  * Within a transaction they grow in the order of its entries; across
