@@ -270,7 +270,7 @@ extern int64 audit_ids_allocate(Oid entries, Oid seq, int n);
 /* writer.c */
 extern void audit_writer_init(void);
 extern void audit_write_events(AuditEvent **events, int nevents);
-extern bool audit_writer_try_lock(void);
+extern bool audit_writer_try_lock(AuditEvent **events, int nevents);
 
 /* statements.c */
 typedef struct AuditStmtWriter AuditStmtWriter;

@@ -264,7 +264,7 @@ audit_xact_queue_now(void)
 	{
 		done = audit_queue_put(audit_database_name(), true, queued, nq,
 							   AUDIT_PUT_TRY, NULL);
-		if (done < nq && audit_writer_try_lock())
+		if (done < nq && audit_writer_try_lock(queued + done, nq - done))
 		{
 			audit_write_events(queued + done, nq - done);
 			for (i = done; i < nq; i++)
@@ -453,7 +453,8 @@ audit_pre_commit(void)
 		{
 			tried = audit_queue_put(audit_database_name(), true, queued, nq,
 									AUDIT_PUT_TRY, NULL);
-			if (tried < nq && audit_writer_try_lock())
+			if (tried < nq &&
+				audit_writer_try_lock(queued + tried, nq - tried))
 			{
 				audit_write_events(queued + tried, nq - tried);
 				for (i = tried; i < nq; i++)

@@ -499,15 +499,16 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 entry_id,
 }
 
 /*
- * Learn from the partition bounds of audit.entries which partition takes
- * rows with this ts, and the range of ts it takes.  Returns false when the
- * table is not partitioned the way pg_opsdata makes it (by range of ts
- * alone, one level): the executor's routing then decides.
+ * The leaf partition of audit.entries (parent) that takes rows with this
+ * ts, and the range of ts it takes in [*lo, *hi); InvalidOid when the table
+ * is not partitioned the way pg_opsdata makes it (by range of ts alone, one
+ * level) or no plain table takes ts: the executor's routing then decides.
+ * The writer's catalog must be looked up.
  */
-static bool
-audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
+static Oid
+audit_writer_find_partition(Relation parent, TimestampTz ts, TimestampTz *lo,
+							TimestampTz *hi)
 {
-	Relation parent = w->entries->ri_RelationDesc;
 	PartitionKey key = RelationGetPartitionKey(parent);
 	/*
 	 * Partitions being detached are left out as the executor leaves them out.
@@ -515,9 +516,8 @@ audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
 	PartitionDesc pd =
 		RelationGetPartitionDesc(parent, !IsolationUsesXactSnapshot());
 	PartitionBoundInfo bi = pd->boundinfo;
-	AuditWriterRoute *r = &audit_writer_route;
-	int lo = 0;
-	int hi;
+	int first = 0;
+	int last;
 	int below; /* greatest bound <= ts, or -1 */
 	int index;
 	Oid part;
@@ -525,14 +525,14 @@ audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
 	if (key->strategy != PARTITION_STRATEGY_RANGE || key->partnatts != 1 ||
 		key->partattrs[0] != audit_writer_catalog.attnum[COL_TS] ||
 		key->parttypid[0] != TIMESTAMPTZOID || bi == NULL)
-		return false;
+		return InvalidOid;
 
 	/* Binary search for the greatest bound not above ts. */
-	hi = bi->ndatums - 1;
+	last = bi->ndatums - 1;
 	below = -1;
-	while (lo <= hi)
+	while (first <= last)
 	{
-		int mid = (lo + hi) / 2;
+		int mid = (first + last) / 2;
 		PartitionRangeDatumKind kind = bi->kind[mid][0];
 		bool le = kind == PARTITION_RANGE_DATUM_MINVALUE ||
 				  (kind == PARTITION_RANGE_DATUM_VALUE &&
@@ -541,29 +541,49 @@ audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
 		if (le)
 		{
 			below = mid;
-			lo = mid + 1;
+			first = mid + 1;
 		}
 		else
-			hi = mid - 1;
+			last = mid - 1;
 	}
 	index = bi->indexes[below + 1];
 	if (index < 0)
 		index = bi->default_index;
 	if (index < 0)
-		return false; /* no partition: the executor's routing reports it */
+		return InvalidOid;
 	part = pd->oids[index];
 	if (get_rel_relkind(part) != RELKIND_RELATION)
-		return false;
+		return InvalidOid;
+	*lo = below >= 0 && bi->kind[below][0] == PARTITION_RANGE_DATUM_VALUE
+			  ? DatumGetTimestampTz(bi->datums[below][0])
+			  : DT_NOBEGIN;
+	*hi = below + 1 < bi->ndatums &&
+				  bi->kind[below + 1][0] == PARTITION_RANGE_DATUM_VALUE
+			  ? DatumGetTimestampTz(bi->datums[below + 1][0])
+			  : DT_NOEND;
+	return part;
+}
 
+/*
+ * Learn from the partition bounds of audit.entries which partition takes
+ * rows with this ts, and the range of ts it takes.  Returns false when the
+ * executor's routing must decide.
+ */
+static bool
+audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
+{
+	Relation parent = w->entries->ri_RelationDesc;
+	AuditWriterRoute *r = &audit_writer_route;
+	TimestampTz lo;
+	TimestampTz hi;
+	Oid part = audit_writer_find_partition(parent, ts, &lo, &hi);
+
+	if (!OidIsValid(part))
+		return false;
 	r->valid = false;
 	r->part = part;
-	r->lo = below >= 0 && bi->kind[below][0] == PARTITION_RANGE_DATUM_VALUE
-				? DatumGetTimestampTz(bi->datums[below][0])
-				: DT_NOBEGIN;
-	r->hi = below + 1 < bi->ndatums &&
-					bi->kind[below + 1][0] == PARTITION_RANGE_DATUM_VALUE
-				? DatumGetTimestampTz(bi->datums[below + 1][0])
-				: DT_NOEND;
+	r->lo = lo;
+	r->hi = hi;
 	{
 		Relation rel = table_open(part, RowExclusiveLock);
 		TupleConversionMap *map = convert_tuples_by_name(
@@ -673,13 +693,14 @@ audit_writer_add(AuditWriter *w, TimestampTz ts)
 }
 
 /*
- * Lock what the writer writes (audit.entries, its default partition and
+ * Lock what the writer would write the events into (audit.entries, its
+ * default partition, the partitions of the events' times, and
  * audit.statements) if that needs no wait, and say whether it could; the
- * locks are kept to the end of the transaction either way.  Caller is in
- * a transaction.
+ * locks taken are kept to the end of the transaction either way.  Caller
+ * is in a transaction.
  */
 bool
-audit_writer_try_lock(void)
+audit_writer_try_lock(AuditEvent **events, int nevents)
 {
 	Oid nsp = get_namespace_oid("audit", true);
 	Oid entries =
@@ -687,14 +708,36 @@ audit_writer_try_lock(void)
 	Oid statements =
 		OidIsValid(nsp) ? get_relname_relid("statements", nsp) : InvalidOid;
 	Oid def;
+	Relation parent;
+	Oid part = InvalidOid;
+	TimestampTz lo = 0;
+	TimestampTz hi = 0;
+	bool ok = true;
+	int i;
 
 	if (!OidIsValid(entries) || !OidIsValid(statements) ||
-		!ConditionalLockRelationOid(entries, RowExclusiveLock))
+		!ConditionalLockRelationOid(entries, RowExclusiveLock) ||
+		!ConditionalLockRelationOid(statements, RowExclusiveLock))
 		return false;
 	def = get_default_partition_oid(entries);
 	if (OidIsValid(def) && !ConditionalLockRelationOid(def, RowExclusiveLock))
 		return false;
-	return ConditionalLockRelationOid(statements, RowExclusiveLock);
+	audit_writer_lookup();
+	if (audit_writer_catalog.entries_kind != RELKIND_PARTITIONED_TABLE)
+		return true;
+	parent = table_open(entries, NoLock);
+	for (i = 0; i < nevents && ok; i++)
+	{
+		TimestampTz ts = events[i]->ts;
+
+		if (OidIsValid(part) && ts >= lo && ts < hi)
+			continue;
+		part = audit_writer_find_partition(parent, ts, &lo, &hi);
+		ok = OidIsValid(part) &&
+			 ConditionalLockRelationOid(part, RowExclusiveLock);
+	}
+	table_close(parent, NoLock);
+	return ok;
 }
 
 /*

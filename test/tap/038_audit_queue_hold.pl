@@ -11,7 +11,8 @@
 #   error; once the lock is gone the queue drains, and every statement that
 #   completed has its entry.
 # - A transaction holding that lock itself does not wait for its own
-#   entries: it writes them.
+#   entries: it writes them.  A session that finds the queue full while a
+#   partition it would write is locked waits for the queue, not the lock.
 use strict;
 use warnings;
 
@@ -172,6 +173,26 @@ for my $name (qw(filler stmt_timeout overflow_timeout terminated))
 		 WHERE statement_text ~ '^SELECT [0-9]+ AS ${name}_padding' AND outcome = 'ok'}),
 		"$name: the $completed reads that completed are in the trail");
 }
+
+# A lock on the partition of the day, not on the default partition: a
+# session that finds the queue full waits for room (and gives up with the
+# queue's error), never for that lock.
+my $day = $node->safe_psql('postgres', q{
+	SELECT partition FROM opsdata.show_partitions('audit.entries')
+	 WHERE now() >= lower_bound::timestamptz AND now() < upper_bound::timestamptz});
+$locker = $node->background_psql('postgres');
+$locker->query_safe("BEGIN; LOCK $day IN ACCESS EXCLUSIVE MODE");
+$run = start_reads('day_locked', 1500, "SET pg_opsdata.audit_overflow_timeout = '2s';\n");
+finish_run($run);
+like($run->{err}, qr/ERROR:  audit queue of database "postgres" is full/,
+	'with the partition of the day locked, a full queue still ends in the queue\'s error');
+$locker->query_safe('COMMIT');
+$locker->quit;
+my $completed = () = $run->{out} =~ /^\d+$/mg;
+ok($node->poll_query_until('postgres', qq{
+	SELECT count(*) = $completed FROM audit.trail
+	 WHERE statement_text ~ '^SELECT [0-9]+ AS day_locked_padding' AND outcome = 'ok'}),
+	"day_locked: the $completed reads that completed are in the trail");
 
 $node->stop;
 done_testing();
