@@ -309,10 +309,12 @@ audit_drain_service(void)
 			{
 				ereport(
 					LOG,
-					(errmsg("audit queue of database \"%s\" not drained: %s",
-							dbname, edata->message),
-					 errdetail("The scheduler tries again every %d ms.",
-							   AUDIT_DRAIN_RETRY_MS)));
+					(errmsg(
+						 "could not drain the audit queue of database \"%s\": %s",
+						 dbname, edata->message),
+					 errdetail(
+						 "Another session holds a lock on audit.entries, one of its partitions or audit.statements; the scheduler tries again every %d ms.",
+						 AUDIT_DRAIN_RETRY_MS)));
 				last_report = now;
 			}
 			FreeErrorData(edata);
