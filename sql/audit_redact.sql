@@ -43,6 +43,13 @@ DROP FUNCTION audit_secret_fn();
 SET work_mem = '64MB';
 RESET work_mem;
 RESET audit_test.api_token;
+SET pg_opsdata.audit = 'role, ddl, misc, read';
+SELECT set_config('audit_test.api_token', 'cfgtoken', false) IS NOT NULL AS set,
+	   pg_catalog.set_config('work_mem', '2MB', false) AS kept;
+DO $$BEGIN PERFORM set_config('audit_test.password', 'plpgsqlpw', true); END$$;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+	SELECT set_config('audit_test.secret', 'explainpw', false);
+RESET work_mem;
 -- Statements that fail to parse are recorded without their text when it
 -- may hold a secret.
 CREATE ROLE audit_pw_c PASSWORD 'typopw' LOGINN;
@@ -53,7 +60,7 @@ SELECT class, command, outcome, statement_text FROM audit.trail ORDER BY ts, ent
 
 -- No secret anywhere in the trail.
 SELECT count(*) AS leaks FROM audit.statements
- WHERE statement_text ~ '(hunter2|sesame|dollarpw|srvpass|mappass|subpass|typopw|conninfopw|cmdsecret|passphrasepw|tokenvalue|bareword|listpw|42|rolepw|rolesecret|dbconnpw|fnpw|typohost)';
+ WHERE statement_text ~ '(hunter2|sesame|dollarpw|srvpass|mappass|subpass|typopw|conninfopw|cmdsecret|passphrasepw|tokenvalue|bareword|listpw|42|rolepw|rolesecret|dbconnpw|fnpw|typohost|cfgtoken|plpgsqlpw|explainpw)';
 
 DROP SUBSCRIPTION audit_sub;
 DROP PUBLICATION audit_pub;

@@ -202,6 +202,8 @@ extern char *audit_redact_at(Node *parsetree, const char *source, int location,
 							 int len);
 extern bool audit_unparsed_may_hold_secret(const char *text);
 extern bool audit_setting_is_secret(const char *name);
+extern char *audit_redact_set_config(const char *source, int location,
+									 int len);
 
 /* rules.c */
 extern bool audit_rules_wanted(const AuditEvent *event, Oid roleid);

@@ -343,6 +343,9 @@ audit_executor_start(QueryDesc *queryDesc, int eflags)
 	item->location = stmt->stmt_location;
 	item->len = stmt->stmt_len;
 	item->running = 1;
+	if (item->source != NULL)
+		item->text =
+			audit_redact_set_config(item->source, item->location, item->len);
 
 	foreach (lc, stmt->rtable)
 	{
@@ -467,6 +470,9 @@ audit_utility_begin(PlannedStmt *pstmt, const char *queryString,
 	if (queryString != NULL && audit_needs_redaction(parsetree))
 		item->text = audit_redact_at(parsetree, queryString,
 									 pstmt->stmt_location, pstmt->stmt_len);
+	else if (queryString != NULL)
+		item->text = audit_redact_set_config(queryString, pstmt->stmt_location,
+											 pstmt->stmt_len);
 
 	{
 		List *objects = audit_utility_objects(parsetree);

@@ -10,7 +10,10 @@
  * the archive, restore and passphrase commands, and settings of
  * extensions named for a password, secret, token or the like) by SET,
  * ALTER SYSTEM, ALTER ROLE / ALTER DATABASE ... SET and the SET clauses of
- * functions.  The parse tree says which
+ * functions, and by set_config() with a constant setting name: a statement
+ * whose text mentions set_config is parsed again to find where its value
+ * was written (the executor's tree no longer says), and a statement that
+ * should not parse alone is not recorded.  The parse tree says which
  * statement carries a secret and where its option starts (DefElem
  * location); PostgreSQL's own scanner then finds the string constant that
  * follows, and that token is replaced by '<redacted>'.  Nothing is searched
@@ -33,6 +36,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
+#include "parser/parser.h"
 #include "parser/scanner.h"
 #include "parser/gram.h"
 
@@ -307,6 +311,44 @@ mark_options(List *options, int base, AuditToken *tokens, int ntokens,
 }
 
 /*
+ * text[0..len) with every token marked secret replaced by '<redacted>'; a
+ * secret token right after another (a sign and its number) joins it.
+ */
+static char *
+audit_replace_secrets(const char *text, int len, AuditToken *tokens,
+					  int ntokens, bool *secret)
+{
+	StringInfoData out;
+	int copied = 0;
+	int i;
+
+	initStringInfo(&out);
+	for (i = 0; i < ntokens; i++)
+	{
+		int start;
+		int end;
+
+		if (!secret[i])
+			continue;
+		start = tokens[i].location;
+		end = i + 1 < ntokens ? tokens[i + 1].location : len;
+		/* The token ends where the blanks before the next one begin. */
+		while (end > start + 1 &&
+			   (text[end - 1] == ' ' || text[end - 1] == '\t' ||
+				text[end - 1] == '\n' || text[end - 1] == '\r'))
+			end--;
+		if (!(i > 0 && secret[i - 1] && copied == start))
+		{
+			appendBinaryStringInfo(&out, text + copied, start - copied);
+			appendStringInfoString(&out, AUDIT_REDACTED);
+		}
+		copied = end;
+	}
+	appendBinaryStringInfo(&out, text + copied, len - copied);
+	return out.data;
+}
+
+/*
  * The text of a statement (len bytes, len 0 meaning to the end) with its
  * secrets replaced.  text is the statement's own start within the string
  * the parser saw; locations in the tree are offsets into that string, so
@@ -318,9 +360,8 @@ audit_redact_tokens(Node *parsetree, const char *text, int len, int base)
 	AuditToken *tokens;
 	int ntokens;
 	bool *secret;
-	StringInfoData out;
+	char *out;
 	int i;
-	int copied = 0;
 
 	tokens = audit_lex(text, len, &ntokens);
 	secret = palloc0(sizeof(bool) * Max(ntokens, 1));
@@ -377,33 +418,10 @@ audit_redact_tokens(Node *parsetree, const char *text, int len, int base)
 			break;
 	}
 
-	initStringInfo(&out);
-	for (i = 0; i < ntokens; i++)
-	{
-		int start;
-		int end;
-
-		if (!secret[i])
-			continue;
-		start = tokens[i].location;
-		end = i + 1 < ntokens ? tokens[i + 1].location : len;
-		/* The token ends where the blanks before the next one begin. */
-		while (end > start + 1 &&
-			   (text[end - 1] == ' ' || text[end - 1] == '\t' ||
-				text[end - 1] == '\n' || text[end - 1] == '\r'))
-			end--;
-		/* A secret token right after another (a sign, a number) joins it. */
-		if (!(i > 0 && secret[i - 1] && copied == start))
-		{
-			appendBinaryStringInfo(&out, text + copied, start - copied);
-			appendStringInfoString(&out, AUDIT_REDACTED);
-		}
-		copied = end;
-	}
-	appendBinaryStringInfo(&out, text + copied, len - copied);
+	out = audit_replace_secrets(text, len, tokens, ntokens, secret);
 	pfree(tokens);
 	pfree(secret);
-	return out.data;
+	return out;
 }
 
 /*
@@ -419,6 +437,151 @@ audit_redact_at(Node *parsetree, const char *source, int location, int len)
 	if (len <= 0)
 		len = strlen(source + location);
 	return audit_redact_tokens(parsetree, source + location, len, location);
+}
+
+/* Locations (in the source string) of the values set_config() sets secret. */
+typedef struct AuditSetConfigWalk
+{
+	List *locations;
+} AuditSetConfigWalk;
+
+static bool
+audit_set_config_walker(Node *node, AuditSetConfigWalk *walk)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, FuncCall))
+	{
+		FuncCall *fc = (FuncCall *) node;
+		Node *name = (Node *) llast(fc->funcname);
+		Node *setting = list_length(fc->args) >= 2 ? linitial(fc->args) : NULL;
+
+		if (IsA(name, String) &&
+			pg_strcasecmp(strVal(name), "set_config") == 0 &&
+			setting != NULL && IsA(setting, A_Const) &&
+			!((A_Const *) setting)->isnull &&
+			IsA(&((A_Const *) setting)->val, String) &&
+			audit_setting_is_secret(strVal(&((A_Const *) setting)->val)) &&
+			exprLocation(lsecond(fc->args)) >= 0)
+			walk->locations =
+				lappend_int(walk->locations, exprLocation(lsecond(fc->args)));
+	}
+	return raw_expression_tree_walker(node, audit_set_config_walker,
+									  (void *) walk);
+}
+
+/* The query of a statement the executor runs, for the walker, or NULL. */
+static Node *
+audit_walkable(Node *stmt)
+{
+	if (stmt == NULL)
+		return NULL;
+	switch (nodeTag(stmt))
+	{
+		case T_SelectStmt:
+		case T_InsertStmt:
+		case T_UpdateStmt:
+		case T_DeleteStmt:
+		case T_MergeStmt:
+			return stmt;
+		case T_ExplainStmt:
+			return audit_walkable(((ExplainStmt *) stmt)->query);
+		case T_CreateTableAsStmt:
+			return audit_walkable(((CreateTableAsStmt *) stmt)->query);
+		case T_DeclareCursorStmt:
+			return audit_walkable(((DeclareCursorStmt *) stmt)->query);
+		case T_CopyStmt:
+			return audit_walkable(((CopyStmt *) stmt)->query);
+		case T_PrepareStmt:
+			return audit_walkable(((PrepareStmt *) stmt)->query);
+		default:
+			return NULL;
+	}
+}
+
+/*
+ * Parse text again and collect in walk the locations of the values its
+ * set_config() calls give secret settings.  The text parsed once already;
+ * should anything fail here, false is returned rather than the statement
+ * failed.
+ */
+static bool
+audit_find_set_config(const char *text, AuditSetConfigWalk *walk)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		List *stmts = raw_parser(text, RAW_PARSE_DEFAULT);
+		ListCell *lc;
+
+		foreach (lc, stmts)
+		{
+			Node *query = audit_walkable(((RawStmt *) lfirst(lc))->stmt);
+
+			if (query != NULL)
+				audit_set_config_walker(query, walk);
+		}
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * The text of a statement that calls set_config() for a secret setting,
+ * with the value it sets replaced, or NULL when it has none: the statement
+ * is parsed again (only when its text mentions set_config) since the
+ * executor's tree no longer says where its constants were written.  The
+ * statement starts at offset location of source and is len bytes long (0:
+ * to the end).
+ */
+char *
+audit_redact_set_config(const char *source, int location, int len)
+{
+	char *text;
+	AuditSetConfigWalk walk = {NIL};
+	AuditToken *tokens;
+	int ntokens;
+	bool *secret;
+	ListCell *lc;
+	int i;
+
+	if (location < 0)
+		location = 0;
+	if (len <= 0)
+		len = strlen(source + location);
+	/* Most statements do not mention it: look before copying anything. */
+	for (i = 0; i + 10 <= len; i++)
+	{
+		if ((source[location + i] == 's' || source[location + i] == 'S') &&
+			pg_strncasecmp(source + location + i, "set_config", 10) == 0)
+			break;
+	}
+	if (i + 10 > len)
+		return NULL;
+	text = pnstrdup(source + location, len);
+	if (!audit_find_set_config(text, &walk))
+		return pstrdup(
+			"... (not recorded: the statement calls set_config() and may hold a secret)");
+	if (walk.locations == NIL)
+		return NULL;
+
+	tokens = audit_lex(text, len, &ntokens);
+	secret = palloc0(sizeof(bool) * Max(ntokens, 1));
+	foreach (lc, walk.locations)
+	{
+		i = token_at(tokens, ntokens, lfirst_int(lc));
+		if (i < ntokens)
+			secret[i] = true;
+	}
+	return audit_replace_secrets(text, len, tokens, ntokens, secret);
 }
 
 static bool
