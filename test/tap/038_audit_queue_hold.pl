@@ -23,7 +23,10 @@ use OpsdataTest;
 
 my $node = opsdata_node('queue_hold',
 	conf => "pg_opsdata.audit = 'read'\npg_opsdata.audit_queue_size = 64kB\n"
-	  . "max_prepared_transactions = 2\n");
+	  . "max_prepared_transactions = 2\n"
+	  # Small batches wait for the scheduler long enough for a flush to
+	  # take them (a filling queue wakes it at once).
+	  . "pg_opsdata.audit_flush_interval = 10s\n");
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_opsdata');
 # The test's own sessions are not audited: only the ones it starts to fill
@@ -36,14 +39,15 @@ $node->poll_query_until('postgres', q{
   or die 'audit.entries was not partitioned';
 
 # A psql running a script of numbered reads tagged with a name, in the
-# background; each read that completes prints its number.
+# background; each read that completes prints its number.  $setup runs
+# before auditing is on, $first is audited before the reads.
 my %runs;
 sub start_reads
 {
-	my ($name, $n, $setup) = @_;
+	my ($name, $n, $setup, $first) = @_;
 	my $file = $node->basedir . "/$name.sql";
 	PostgreSQL::Test::Utils::append_to_file($file,
-		($setup // '') . "SET pg_opsdata.audit = 'read';\n" . join('', map { "SELECT $_ AS ${name}_padding_padding_padding_padding_padding;\n" } 1 .. $n));
+		($setup // '') . "SET pg_opsdata.audit = 'read';\n" . ($first // '') . join('', map { "SELECT $_ AS ${name}_padding_padding_padding_padding_padding;\n" } 1 .. $n));
 	my $run = { out => '', err => '' };
 	$run->{h} = IPC::Run::start(
 		[ 'psql', '-X', '-At', '-q', '-v', 'ON_ERROR_STOP=1',
@@ -86,12 +90,25 @@ sub waiting
 }
 
 # --- a transaction left open after audit.flush() --------------------------
-my $run = start_reads('before', 5);
-finish_run($run);
+# It writes entries the queue held, and the texts of their statements, in
+# its transaction; among them a text that the filling session then runs
+# too, and whose row the scheduler must not wait for.  (Should the
+# scheduler drain the first reads before the flush, the flush took
+# nothing: it is tried again with new ones.)
 my $holder = $node->background_psql('postgres');
-$holder->query_safe('BEGIN');
-$holder->query_safe('SELECT audit.flush()');
-$run = start_reads('beside', 1500);
+my ($run, $taken, $shared);
+for my $try (1 .. 5)
+{
+	$shared = "SELECT 0 AS shared_text_$try;\n";
+	$run = start_reads("before$try", 5, undef, $shared);
+	finish_run($run);
+	$holder->query_safe('BEGIN');
+	$taken = $holder->query_safe('SELECT audit.flush()');
+	last if $taken > 0;
+	$holder->query_safe('ROLLBACK');
+}
+cmp_ok($taken, '>', 0, 'an open transaction flushed queued entries');
+$run = start_reads('beside', 1500, undef, $shared);
 ok(finish_run($run), 'a session filling the queue completes while a transaction that flushed stays open')
   or diag($run->{err});
 ok($node->poll_query_until('postgres',
