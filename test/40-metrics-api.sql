@@ -70,7 +70,7 @@ SELECT throws_ok($$INSERT INTO metrics.ingest (name, value) VALUES ('api.latency
 SELECT throws_ok('INSERT INTO metrics.points VALUES (1, now(), 1)', '42501', NULL, 'a reader cannot insert points');
 SELECT throws_ok('SELECT metrics.rollup()', '42501', NULL, 'a reader cannot run the rollup');
 SELECT throws_ok('SELECT metrics.expire_rollups()', '42501', NULL, 'a reader cannot expire rollups');
-SELECT is((SELECT count(*)::int FROM opsdata.health() WHERE component LIKE 'metrics %'), 2,
+SELECT is((SELECT count(*)::int FROM opsdata.health() WHERE component LIKE 'metrics %'), 3,
 	'a reader sees the metrics rows of health');
 RESET ROLE;
 

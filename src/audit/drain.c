@@ -6,8 +6,9 @@
  * The database's scheduler runs audit_drain_service() as a scheduler
  * service (src/worker/worker.h), every pg_opsdata.audit_flush_interval and
  * sooner when a writer wakes it: it takes ownership of the queue, copies a
- * batch of records out and inserts them with the writer in a transaction
- * of its own; the records leave the queue only when that transaction
+ * batch of records out and stores them in a transaction of its own (hold.c:
+ * with the writer, or held while a dump is being restored into the
+ * database); the records leave the queue only when that transaction
  * commits (the transaction callbacks release the queue: advancing it at
  * commit, leaving it as it was at abort), so an error loses nothing.
  *
@@ -16,7 +17,8 @@
  * never owns the queue beyond taking the records out (they leave it at
  * once), keeps them, and puts them back into the queue if the transaction
  * or the subtransaction that flushed aborts.  The scheduler drains beside
- * it whatever arrives meanwhile.
+ * it whatever arrives meanwhile.  Both first move the entries held during
+ * a restore that has ended.
  *
  * Logins were classified when they happened, before the session had a
  * database and could read the rules; the exclude rules are applied to them
@@ -68,7 +70,7 @@ audit_drain_write(const char *dbname, AuditQueueBatch *batch)
 	}
 	PG_TRY();
 	{
-		audit_write_events(events, n);
+		audit_store_events(events, n);
 	}
 	PG_CATCH();
 	{
@@ -132,8 +134,9 @@ static bool audit_flushed = false; /* in the current transaction */
  * Write everything queued for the current database so far, in the caller's
  * transaction (audit.flush()).  The entries leave the queue at once, so
  * that the transaction holds nothing the scheduler needs however long it
- * stays open; they come back into the queue if it aborts.  Returns the
- * number of entries taken.
+ * stays open; they come back into the queue if it aborts.  The entries
+ * held during a restore that has ended are moved first.  Returns the
+ * number of entries moved and taken.
  */
 int64
 audit_drain_flush(void)
@@ -142,14 +145,23 @@ audit_drain_flush(void)
 	AuditTaken *taken;
 	char *dbname;
 	MemoryContext old;
+	int64 moved = 0;
+	int64 n;
 	int i;
 
-	if (!audit_queue_active())
-		return 0;
 	audit_flushed = true;
+	/* In batches, so that the memory of one is freed before the next. */
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		n = audit_move_held(AUDIT_DRAIN_BATCH);
+		moved += n;
+	} while (n == AUDIT_DRAIN_BATCH);
+	if (!audit_queue_active())
+		return moved;
 	dbname = get_database_name(MyDatabaseId);
 	if (dbname == NULL)
-		return 0;
+		return moved;
 	if (audit_taken_cxt == NULL)
 		audit_taken_cxt =
 			AllocSetContextCreate(TopMemoryContext, "pg_opsdata audit flushed",
@@ -158,7 +170,7 @@ audit_drain_flush(void)
 	if (!audit_queue_take(dbname, INT_MAX, &batch) || batch.nevents == 0)
 	{
 		MemoryContextSwitchTo(old);
-		return 0;
+		return moved;
 	}
 	taken = palloc(sizeof(AuditTaken));
 	taken->subid = GetCurrentSubTransactionId();
@@ -170,7 +182,48 @@ audit_drain_flush(void)
 	MemoryContextSwitchTo(old);
 
 	audit_drain_write(dbname, &batch);
-	return batch.nevents;
+	return moved + batch.nevents;
+}
+
+/*
+ * Move the entries held during a restore of this database into
+ * audit.entries, in transactions of AUDIT_DRAIN_BATCH entries, once the
+ * restore has ended.  The drainer looks when told to (a session held
+ * entries), after it saw a restore under way, and once at its start, for
+ * entries held before the server restarted.  Called outside any
+ * transaction.
+ */
+static void
+audit_drain_held(void)
+{
+	static bool look = true;
+	char *dbname;
+
+	if (worker_restore_under_way(MyDatabaseId))
+	{
+		look = true;
+		return;
+	}
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	dbname = get_database_name(MyDatabaseId);
+	if (dbname != NULL && audit_queue_take_held(dbname))
+		look = true;
+	CommitTransactionCommand();
+	while (look)
+	{
+		int64 n;
+
+		CHECK_FOR_INTERRUPTS();
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		n = audit_move_held(AUDIT_DRAIN_BATCH);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		if (n < AUDIT_DRAIN_BATCH)
+			look = false;
+	}
 }
 
 /*
@@ -279,6 +332,7 @@ audit_drain_service(void)
 		CommitTransactionCommand();
 		filter_loaded = true;
 	}
+	audit_drain_held();
 	for (;;)
 	{
 		volatile int64 n = 0;
@@ -327,19 +381,4 @@ audit_drain_service(void)
 			break;
 	}
 	return audit_flush_interval_ms;
-}
-
-/*
- * Ask the scheduler of database dboid to drain its queue now: the queue is
- * filling up or a session waits for room.  Cheap and lock-free; a queue
- * whose database is not known yet (only logins reached it) falls back on
- * the current database.
- */
-void
-audit_wake_drainer(Oid dboid)
-{
-	if (!OidIsValid(dboid))
-		dboid = MyDatabaseId;
-	if (OidIsValid(dboid))
-		worker_wake_scheduler(dboid);
 }

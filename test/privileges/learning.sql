@@ -10,7 +10,10 @@ SELECT rel, role, privs FROM (VALUES
 	('learning.score_bins', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
 	('learning.threshold_history', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
 	('learning.candidates', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
-	('learning.agreement', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT'])
+	('learning.agreement', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
+	('learning.import_thresholds', ARRAY['opsdata_admin'], ARRAY['INSERT']),
+	('learning.import_candidates', ARRAY['opsdata_admin'], ARRAY['INSERT']),
+	('learning.import_labels', ARRAY['opsdata_admin'], ARRAY['INSERT'])
 ) v(rel, roles, privs), unnest(roles) AS role;
 
 INSERT INTO function_matrix

@@ -5,9 +5,14 @@ SELECT rel, role, privs FROM (VALUES
 	('metrics.series', ARRAY['opsdata_reader'], ARRAY['SELECT']),
 	('metrics.points', ARRAY['opsdata_admin', 'opsdata_writer'], ARRAY['INSERT', 'SELECT']),
 	('metrics.points', ARRAY['opsdata_reader'], ARRAY['SELECT']),
+	('metrics.ingest', ARRAY['opsdata_admin', 'opsdata_writer'], ARRAY['INSERT']),
 	('metrics.rollups', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
 	('metrics.rollup_queue', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
-	('metrics.rollup_state', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT'])
+	('metrics.rollup_state', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
+	('metrics.vital_signs', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
+	('metrics.vitals_state', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
+	('metrics.vital_queries', ARRAY['opsdata_admin'], ARRAY['SELECT']),
+	('metrics.import_rollups', ARRAY['opsdata_admin'], ARRAY['INSERT'])
 ) v(rel, roles, privs), unnest(roles) AS role;
 
 INSERT INTO function_matrix
@@ -30,5 +35,8 @@ SELECT func, role FROM (VALUES
 	('metrics.query', ARRAY['opsdata_admin', 'opsdata_reader']),
 	('metrics.rollup', ARRAY['opsdata_admin']),
 	('metrics.rebuild_rollups', ARRAY['opsdata_admin']),
-	('metrics.expire_rollups', ARRAY['opsdata_admin'])
+	('metrics.expire_rollups', ARRAY['opsdata_admin']),
+	('metrics.collect_vitals', ARRAY['opsdata_admin']),
+	('metrics.slow_queries', ARRAY['opsdata_admin', 'opsdata_reader']),
+	('metrics.locks_at', ARRAY['opsdata_admin', 'opsdata_reader'])
 ) v(func, roles), unnest(roles) AS role;
