@@ -29,6 +29,10 @@
  *	  while the server runs, and after a restart the seed from the rows
  *	  themselves still lies above every id present.
  *
+ * audit_seq_next() gives the next value of another sequence in the same
+ * way, for the items the processing queues' subscriptions enqueue where
+ * entries are written (pqueue_store.c).
+ *
  * Ids are unique, not gapless: aborted transactions and restarts leave gaps.
  * Within a transaction they grow in the order of its entries; across
  * concurrent transactions they follow the order of allocation, not of
@@ -55,9 +59,11 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "access/xloginsert.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_sequence.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "miscadmin.h"
@@ -68,6 +74,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "audit/audit.h"
 #include "core/opsdata.h"
@@ -294,6 +301,72 @@ audit_ids_scan(Oid entries)
 }
 
 /*
+ * The data of sequence seqrel, its page locked exclusively in *buf (the
+ * caller releases it) and its tuple in *tuple.
+ */
+static Form_pg_sequence_data
+audit_seq_lock(Relation seqrel, Buffer *buf, HeapTupleData *tuple)
+{
+	Page page;
+	ItemId lp;
+
+	if (seqrel->rd_rel->relkind != RELKIND_SEQUENCE)
+		elog(ERROR, "\"%s\" is not a sequence",
+			 RelationGetRelationName(seqrel));
+	*buf = ReadBuffer(seqrel, 0);
+	LockBuffer(*buf, BUFFER_LOCK_EXCLUSIVE);
+	page = BufferGetPage(*buf);
+	if (PageGetSpecialSize(page) != MAXALIGN(sizeof(uint32)) ||
+		*(uint32 *) PageGetSpecialPointer(page) != AUDIT_SEQ_MAGIC ||
+		PageGetMaxOffsetNumber(page) < FirstOffsetNumber)
+		elog(ERROR, "bad page in sequence \"%s\"",
+			 RelationGetRelationName(seqrel));
+	lp = PageGetItemId(page, FirstOffsetNumber);
+	tuple->t_data = (HeapTupleHeader) PageGetItem(page, lp);
+	tuple->t_len = ItemIdGetLength(lp);
+	return (Form_pg_sequence_data) GETSTRUCT(tuple);
+}
+
+/*
+ * Set the locked sequence page of buf to last_value value (called), with
+ * log_cnt values logged ahead.  With logit, first write the WAL record
+ * that recovery sets it to logged from; as nextval() does, the transaction
+ * then gets an id, so that its commit flushes the record.
+ */
+static void
+audit_seq_write(Relation seqrel, Buffer buf, HeapTupleData *tuple, int64 value,
+				bool logit, int64 logged, int64 log_cnt)
+{
+	Form_pg_sequence_data form = (Form_pg_sequence_data) GETSTRUCT(tuple);
+	Page page = BufferGetPage(buf);
+
+	if (logit && RelationNeedsWAL(seqrel))
+		(void) GetTopTransactionId();
+	START_CRIT_SECTION();
+	MarkBufferDirty(buf);
+	if (logit && RelationNeedsWAL(seqrel))
+	{
+		xl_seq_rec xlrec;
+		XLogRecPtr recptr;
+
+		form->last_value = logged;
+		form->is_called = true;
+		form->log_cnt = 0;
+		XLogBeginInsert();
+		XLogRegisterBuffer(0, buf, REGBUF_WILL_INIT);
+		xlrec.node = seqrel->rd_node;
+		XLogRegisterData((char *) &xlrec, sizeof(xl_seq_rec));
+		XLogRegisterData((char *) tuple->t_data, tuple->t_len);
+		recptr = XLogInsert(RM_SEQ_ID, XLOG_SEQ_LOG);
+		PageSetLSN(page, recptr);
+	}
+	form->last_value = value;
+	form->is_called = true;
+	form->log_cnt = log_cnt;
+	END_CRIT_SECTION();
+}
+
+/*
  * Hand out n consecutive entry ids for the current database and return
  * the first.  entries and seq are audit.entries and its sequence; the
  * caller holds RowExclusiveLock on entries and is in a transaction that
@@ -310,8 +383,6 @@ audit_ids_allocate(Oid entries, Oid seq, int n)
 	{
 		Relation seqrel;
 		Buffer buf;
-		Page page;
-		ItemId lp;
 		HeapTupleData tuple;
 		Form_pg_sequence_data form;
 		AuditIdCounter *c;
@@ -328,21 +399,7 @@ audit_ids_allocate(Oid entries, Oid seq, int n)
 		}
 
 		seqrel = relation_open(seq, AccessShareLock);
-		if (seqrel->rd_rel->relkind != RELKIND_SEQUENCE)
-			elog(ERROR, "\"%s\" is not a sequence",
-				 RelationGetRelationName(seqrel));
-		buf = ReadBuffer(seqrel, 0);
-		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		page = BufferGetPage(buf);
-		if (PageGetSpecialSize(page) != MAXALIGN(sizeof(uint32)) ||
-			*(uint32 *) PageGetSpecialPointer(page) != AUDIT_SEQ_MAGIC ||
-			PageGetMaxOffsetNumber(page) < FirstOffsetNumber)
-			elog(ERROR, "bad page in sequence \"%s\"",
-				 RelationGetRelationName(seqrel));
-		lp = PageGetItemId(page, FirstOffsetNumber);
-		tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
-		tuple.t_len = ItemIdGetLength(lp);
-		form = (Form_pg_sequence_data) GETSTRUCT(&tuple);
+		form = audit_seq_lock(seqrel, &buf, &tuple);
 		floor = form->is_called ? form->last_value : form->last_value - 1;
 
 		LWLockAcquire(audit_ids_lock, LW_EXCLUSIVE);
@@ -397,32 +454,93 @@ audit_ids_allocate(Oid entries, Oid seq, int n)
 		LWLockRelease(audit_ids_lock);
 
 		if (write)
-		{
-			/* The commit that uses the ids flushes this record first. */
-			if (RelationNeedsWAL(seqrel))
-				(void) GetTopTransactionId();
-			START_CRIT_SECTION();
-			form->last_value = mark;
-			form->is_called = true;
-			form->log_cnt = 0;
-			MarkBufferDirty(buf);
-			if (RelationNeedsWAL(seqrel))
-			{
-				xl_seq_rec xlrec;
-				XLogRecPtr recptr;
-
-				XLogBeginInsert();
-				XLogRegisterBuffer(0, buf, REGBUF_WILL_INIT);
-				xlrec.node = seqrel->rd_node;
-				XLogRegisterData((char *) &xlrec, sizeof(xl_seq_rec));
-				XLogRegisterData((char *) tuple.t_data, tuple.t_len);
-				recptr = XLogInsert(RM_SEQ_ID, XLOG_SEQ_LOG);
-				PageSetLSN(page, recptr);
-			}
-			END_CRIT_SECTION();
-		}
+			audit_seq_write(seqrel, buf, &tuple, mark, true, mark, 0);
 		UnlockReleaseBuffer(buf);
 		relation_close(seqrel, NoLock);
 		return first;
 	}
+}
+
+/* Values nextval() logs ahead of the one it hands out (sequence.c). */
+#define AUDIT_SEQ_LOG_VALS 32
+
+/* Can value take one more step of incby within [minv, maxv]? */
+static inline bool
+audit_seq_can_step(int64 value, int64 incby, int64 minv, int64 maxv)
+{
+	return incby > 0 ? value <= maxv - incby : value >= minv - incby;
+}
+
+/*
+ * The next value of sequence seq, as nextval() would give it to a caller
+ * exempt from privilege checks, but without touching the session's state:
+ * lastval() and currval() stay as they were, and a read-only transaction
+ * may take it (the processing queues' items of audit entries are enqueued
+ * where the entries are written).  Increment, bounds and cycling are the
+ * sequence's own; its CACHE is not used (each call reads the page), and,
+ * as nextval() does, values are WAL-logged AUDIT_SEQ_LOG_VALS ahead.
+ */
+int64
+audit_seq_next(Oid seq)
+{
+	Relation seqrel = relation_open(seq, RowExclusiveLock);
+	HeapTuple pgstup;
+	Form_pg_sequence pgs;
+	Buffer buf;
+	HeapTupleData tuple;
+	Form_pg_sequence_data form;
+	int64 incby;
+	int64 maxv;
+	int64 minv;
+	bool cycle;
+	int64 next;
+	int64 logged;
+	int64 log_cnt;
+
+	pgstup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seq));
+	if (!HeapTupleIsValid(pgstup))
+		elog(ERROR, "cache lookup failed for sequence %u", seq);
+	pgs = (Form_pg_sequence) GETSTRUCT(pgstup);
+	incby = pgs->seqincrement;
+	maxv = pgs->seqmax;
+	minv = pgs->seqmin;
+	cycle = pgs->seqcycle;
+	ReleaseSysCache(pgstup);
+
+	form = audit_seq_lock(seqrel, &buf, &tuple);
+	next = form->last_value;
+	if (form->is_called)
+	{
+		if (audit_seq_can_step(next, incby, minv, maxv))
+			next += incby;
+		else if (cycle)
+			next = incby > 0 ? minv : maxv;
+		else
+		{
+			UnlockReleaseBuffer(buf);
+			ereport(ERROR, (errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
+							errmsg("reached the %s value of sequence \"%s\"",
+								   incby > 0 ? "maximum" : "minimum",
+								   RelationGetRelationName(seqrel))));
+		}
+	}
+	if (form->is_called && form->log_cnt > 0 &&
+		PageGetLSN(BufferGetPage(buf)) > GetRedoRecPtr())
+	{
+		/* Logged ahead already, since the last checkpoint. */
+		audit_seq_write(seqrel, buf, &tuple, next, false, next,
+						form->log_cnt - 1);
+	}
+	else
+	{
+		logged = next;
+		for (log_cnt = 0; log_cnt < AUDIT_SEQ_LOG_VALS &&
+						  audit_seq_can_step(logged, incby, minv, maxv);
+			 log_cnt++)
+			logged += incby;
+		audit_seq_write(seqrel, buf, &tuple, next, true, logged, log_cnt);
+	}
+	UnlockReleaseBuffer(buf);
+	relation_close(seqrel, NoLock);
+	return next;
 }

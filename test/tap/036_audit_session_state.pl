@@ -7,7 +7,9 @@
 # read-only transactions writing temporary tables, SET LOCAL and settings,
 # errors, and prepared transactions.  Then the trail is checked: the
 # audited server did record what the script did, the writes of read-only
-# transactions through the queue.
+# transactions through the queue.  A second script runs once the audited
+# server has a subscription to every entry, so that the entries written in
+# the user's transaction are enqueued there too.
 use strict;
 use warnings;
 
@@ -242,6 +244,42 @@ my ($ret, $stdout, $stderr) = $with->psql('postgres',
 	"INSERT INTO t (v) VALUES (20); SELECT currval('audit.entries_entry_id_seq')");
 like($stderr, qr/currval of sequence "entries_entry_id_seq" is not yet defined in this session/,
 	'currval() of the entry sequence is not defined in an audited session');
+
+# With a subscription: the items it enqueues at commit leave the session's
+# sequence state alone, also in a transaction made read-only after it
+# wrote.
+$with->safe_psql('postgres', "SELECT audit.subscribe('everything')");
+$script = <<'EOS';
+\set VERBOSITY default
+SELECT lastval();
+CREATE TABLE u (id serial PRIMARY KEY, v int);
+INSERT INTO u (v) VALUES (1);
+SELECT lastval(), currval('u_id_seq');
+BEGIN;
+INSERT INTO u (v) VALUES (2);
+SET TRANSACTION READ ONLY;
+COMMIT;
+SELECT lastval();
+CREATE TEMP TABLE tmp2 (id serial, v int);
+BEGIN READ ONLY;
+INSERT INTO tmp2 (v) VALUES (1);
+COMMIT;
+SELECT lastval();
+SELECT id, v FROM u ORDER BY id;
+EOS
+$_->safe_psql('postgres', 'DROP TABLE t') for ($with, $without);
+unlink($_->basedir . '/state.sql') for ($with, $without);
+$out_with = run_script($with);
+$out_without = run_script($without);
+is($out_with, $out_without,
+	'with a subscription, an audited session still sees what a session without pg_opsdata sees');
+($ret, $stdout, $stderr) = $with->psql('postgres',
+	"INSERT INTO u (v) VALUES (3); SELECT currval('audit.queue_items_seq')");
+like($stderr, qr/currval of sequence "queue_items_seq" is not yet defined in this session/,
+	'nor is currval() of the sequence of the items a subscription enqueued at commit');
+cmp_ok($with->safe_psql('postgres',
+		"SELECT count(*) FROM audit.queue_items i JOIN audit.entries e USING (entry_id) WHERE e.objects = '{public.u}' AND e.class = 'write'"),
+	'>=', 3, 'the subscription enqueued the entries written at commit');
 
 $_->stop for ($with, $without);
 done_testing();
