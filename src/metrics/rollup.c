@@ -519,13 +519,19 @@ rollup_end(RollupRun *run)
 	args[0] = Int64GetDatum(run->rolled);
 	args[1] = Int64GetDatum(run->late);
 	args[2] = Int64GetDatum(run->bad);
+	/* The objects of 0.1 count no skipped points (the warning says them). */
 	rc = SPI_execute_with_args(
-		"UPDATE metrics.rollup_state"
-		" SET runs = runs + 1, last_run_at = pg_catalog.clock_timestamp(),"
-		" last_run_points = $1, points = points + $1, late_points = late_points + $2,"
-		" last_late_at = CASE WHEN $2 > 0 THEN pg_catalog.clock_timestamp() ELSE last_late_at END,"
-		" bad_points = bad_points + $3,"
-		" last_bad_at = CASE WHEN $3 > 0 THEN pg_catalog.clock_timestamp() ELSE last_bad_at END",
+		opsdata_schema_at_least("0.2")
+			? "UPDATE metrics.rollup_state"
+			  " SET runs = runs + 1, last_run_at = pg_catalog.clock_timestamp(),"
+			  " last_run_points = $1, points = points + $1, late_points = late_points + $2,"
+			  " last_late_at = CASE WHEN $2 > 0 THEN pg_catalog.clock_timestamp() ELSE last_late_at END,"
+			  " bad_points = bad_points + $3,"
+			  " last_bad_at = CASE WHEN $3 > 0 THEN pg_catalog.clock_timestamp() ELSE last_bad_at END"
+			: "UPDATE metrics.rollup_state"
+			  " SET runs = runs + 1, last_run_at = pg_catalog.clock_timestamp(),"
+			  " last_run_points = $1, points = points + $1, late_points = late_points + $2,"
+			  " last_late_at = CASE WHEN $2 > 0 THEN pg_catalog.clock_timestamp() ELSE last_late_at END",
 		3, argtypes, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		opsdata_spi_failed(rc, "update metrics.rollup_state");

@@ -323,7 +323,7 @@ my @calls = (
 	['audit.shapes(timestamp with time zone,timestamp with time zone,text)',
 	 q{SELECT count(*) FROM audit.shapes(now() - interval '1 hour', object => 'app.log')}],
 	['audit.rebuild_statement(text,integer[],text[])',
-	 q{SELECT audit.rebuild_statement('SELECT $1', ARRAY[8], ARRAY['42'])}],
+	 q{SELECT audit.rebuild_statement('SELECT $1', ARRAY[7], ARRAY['42'])}],
 	['audit.add_rule(text,name,name,name,text,text,text)',
 	 q{SELECT audit.add_rule('include', schema_name => 'app', class => 'read', comment => 'trap')}],
 	['audit.drop_rule(bigint)', q{SELECT audit.drop_rule(rule_id) FROM audit.rules WHERE comment = 'trap exclude'}],
