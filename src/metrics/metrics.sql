@@ -212,7 +212,9 @@ CREATE TABLE metrics.rollup_state (
 	last_run_points	bigint NOT NULL DEFAULT 0,
 	points			bigint NOT NULL DEFAULT 0,
 	late_points		bigint NOT NULL DEFAULT 0,
-	last_late_at	timestamptz
+	last_late_at	timestamptz,
+	bad_points		bigint NOT NULL DEFAULT 0,
+	last_bad_at		timestamptz
 );
 
 COMMENT ON TABLE metrics.rollup_state IS 'What the rollup job has done: one row';
@@ -223,6 +225,8 @@ COMMENT ON COLUMN metrics.rollup_state.last_run_points IS 'Points the last run r
 COMMENT ON COLUMN metrics.rollup_state.points IS 'Points rolled up, in total';
 COMMENT ON COLUMN metrics.rollup_state.late_points IS 'Points not rolled up because they arrived later than metrics.rollup_lateness after their minute';
 COMMENT ON COLUMN metrics.rollup_state.last_late_at IS 'When points last arrived too late';
+COMMENT ON COLUMN metrics.rollup_state.bad_points IS 'Points skipped because their timestamp is outside the range rollups can bucket (0001-01-01 to 9999-12-31 UTC)';
+COMMENT ON COLUMN metrics.rollup_state.last_bad_at IS 'When such points were last skipped';
 
 SELECT pg_catalog.pg_extension_config_dump('metrics.series', '');
 SELECT pg_catalog.pg_extension_config_dump('metrics.series_series_id_seq', '');
