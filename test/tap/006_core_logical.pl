@@ -77,16 +77,17 @@ $pub->safe_psql('app', q{UPDATE public.orders SET note = 'both' WHERE id = 1});
 # Rows stream from a session of the publisher: audited writes (into the
 # default partition until today's partition is made), points recorded
 # now, and points of the days past premake, which land in the default
-# partition.  Meanwhile maintenance runs on both sides, several times.
-# The session is handed all its statements once it is connected and runs
-# them at its own pace; the test then waits for the last one to be done.
-# Each wait is bounded by the harness's timeout, restarted for each.
+# partition.  Maintenance runs on both sides, several times, each run
+# once the session has begun a batch of rows of its own: the session runs
+# the batch at its own pace while the maintenance runs.  The test then
+# waits for the session to have run every batch.  Each wait is bounded by
+# the harness's timeout, restarted for each.
+my $batch = 0;
 sub stream
 {
-	my ($from, $to) = @_;
-	my $bg = $pub->background_psql('app');
-	$bg->set_query_timer_restart();
-	my $sql = "\\echo streaming\n";
+	my ($bg, $from, $to) = @_;
+	$batch++;
+	my $sql = "\\echo batch $batch\n";
 	for my $i ($from .. $to)
 	{
 		my $day = 10 + $i % 25;
@@ -96,35 +97,39 @@ INSERT INTO metrics.points SELECT series_id, now() + interval '$day days', $i FR
  WHERE name = 'requests' AND tags = '{"route": "/b"}';
 };
 	}
-	$bg->query_until(qr/streaming/, $sql . "\\echo streamed\n");
-	return $bg;
+	$bg->query_until(qr/batch $batch\n/, $sql);
 }
 
 my %moved;
 sub maintain
 {
-	for my $node ($pub, $sub)
+	my ($node) = @_;
+	my $name = $node->name;
+	for my $line (split /\n/, $node->safe_psql('app', q{
+		SELECT parent_table || ' ' || status || ' ' || moved || ' ' || message FROM opsdata.run_maintenance()
+		 WHERE parent_table IN ('audit.entries'::regclass, 'metrics.points'::regclass)}))
 	{
-		my $name = $node->name;
-		for my $line (split /\n/, $node->safe_psql('app', q{
-			SELECT parent_table || ' ' || status || ' ' || moved || ' ' || message FROM opsdata.run_maintenance()
-			 WHERE parent_table IN ('audit.entries'::regclass, 'metrics.points'::regclass)}))
-		{
-			my ($table, $status, $n, $message) = split / /, $line, 4;
-			is($status, 'ok', "$name: maintenance of $table succeeds while rows stream")
-			  or diag($message);
-			$moved{"$name $table"} += $n;
-		}
+		my ($table, $status, $n, $message) = split / /, $line, 4;
+		is($status, 'ok', "$name: maintenance of $table succeeds while rows stream")
+		  or diag($message);
+		$moved{"$name $table"} += $n;
 	}
 }
 
-for my $round ([ 1, 200 ], [ 201, 400 ])
+my $bg = $pub->background_psql('app');
+$bg->set_query_timer_restart();
+my $next = 1;
+for my $round (1 .. 2)
 {
-	my $bg = stream(@$round);
-	maintain() for 1 .. 2;
-	like($bg->query_until(qr/streamed/, ''), qr/streamed/, "rows $round->[0] to $round->[1] streamed");
-	$bg->quit;
+	for my $node ($pub, $sub)
+	{
+		stream($bg, $next, $next + 99);
+		$next += 100;
+		maintain($node);
+	}
 }
+like($bg->query_until(qr/streamed/, "\\echo streamed\n"), qr/streamed/, 'rows 1 to ' . ($next - 1) . ' streamed');
+$bg->quit;
 # Points of days no partition covers yet, in the default partitions on
 # both sides once replicated; the last maintenance moves them.
 $pub->safe_psql('app', q{
@@ -134,7 +139,7 @@ $pub->safe_psql('app', q{
 $pub->wait_for_catchup('opsdata_sub');
 is($sub->safe_psql('app', q{SELECT count(*) > 0 FROM ONLY metrics.points_default}), 't',
 	'replicated points arrived in the default partition of the subscriber');
-maintain();
+maintain($_) for $pub, $sub;
 $pub->safe_psql('app', 'SELECT metrics.rollup()');
 $pub->wait_for_catchup('opsdata_sub');
 
