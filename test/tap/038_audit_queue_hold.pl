@@ -1,7 +1,8 @@
 # Nothing holds the audit queue for long, and nobody waits for it forever.
 #
-# - A transaction left open after audit.flush() does not keep the drain:
-#   the scheduler drains beside it; what the flush took goes back into the
+# - A transaction left open after audit.flush() does not keep a session
+#   that fills the queue from completing, and every entry is drained once
+#   it ends; what the flush took goes back into the
 #   queue when its transaction or savepoint is rolled back; such a
 #   transaction cannot be prepared.
 # - A session holding a lock that blocks the drain: the scheduler does not
@@ -108,10 +109,10 @@ cmp_ok($taken, '>', 0, 'an open transaction flushed queued entries');
 $run = start_reads('beside', 1500);
 ok(finish_run($run), 'a session filling the queue completes while a transaction that flushed stays open')
   or diag($run->{err});
+$holder->query_safe('COMMIT');
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) FROM audit.trail WHERE statement_text ~ '^SELECT [0-9]+ AS beside_padding'", '1500'),
-	'the scheduler drains beside the open transaction');
-$holder->query_safe('COMMIT');
+	'the scheduler drains every entry of the filling session once the flushing transaction has ended');
 
 # What a flush took goes back into the queue when its transaction is rolled
 # back.  The flushing session holds a lock the scheduler needs, so that the
