@@ -5,7 +5,7 @@
 -- nack and extend change the lease; an item delivered max_deliveries times
 -- becomes a dead letter, and redrive queues it again.
 BEGIN;
-SELECT plan(76);
+SELECT plan(77);
 
 CREATE ROLE q_admin LOGIN IN ROLE opsdata_admin;
 CREATE ROLE q_writer LOGIN IN ROLE opsdata_writer;
@@ -142,6 +142,9 @@ SELECT throws_ok($$SELECT audit.subscribe('bad', predicate => 'pg_temp.yes(comma
 	'a predicate may not call functions of users');
 SELECT throws_ok($$SELECT audit.subscribe('bad', predicate => 'no_such_column')$$, '42703', NULL,
 	'a predicate names columns of audit.trail');
+SELECT throws_ok($$SELECT audit.subscribe('bad', predicate => 'statement_id IS NOT NULL')$$, '22023',
+	'subscription predicate may not read column "statement_id"',
+	'a predicate may not read a column that is not known when entries are matched');
 SELECT throws_ok($$SELECT audit.subscribe('bad', predicate => 'true) FROM audit.entries WHERE (true')$$, '22023',
 	'subscription predicate must be one expression', 'a predicate is one expression');
 SELECT lives_ok($$SELECT audit.subscribe('ddl', classes => '{ddl}', commands => '{drop table}',

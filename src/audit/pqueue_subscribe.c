@@ -40,10 +40,12 @@
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/sysattr.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/transam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -115,6 +117,7 @@ enum
 	T_REQUEST_ID,
 	T_ATTRIBUTES,
 	T_DETAILS,
+	T_SERVER_ID,
 	T_NUM
 };
 
@@ -140,13 +143,15 @@ static const char *const trail_names[T_NUM] = {"entry_id",
 											   "actor",
 											   "request_id",
 											   "attributes",
-											   "details"};
+											   "details",
+											   "server_id"};
 
 static const Oid trail_types[T_NUM] = {
-	INT8OID,	  TIMESTAMPTZOID, TEXTOID,	   TEXTOID,	 TEXTOID, TEXTOID,
-	INETOID,	  INT4OID,		  XID8OID,	   TEXTOID,	 TEXTOID, TEXTARRAYOID,
-	TEXTARRAYOID, INT8OID,		  INTERVALOID, TEXTOID,	 TEXTOID, TEXTOID,
-	TEXTOID,	  TEXTOID,		  TEXTOID,	   JSONBOID, JSONBOID};
+	INT8OID, TIMESTAMPTZOID, TEXTOID,	   TEXTOID, TEXTOID,
+	TEXTOID, INETOID,		 INT4OID,	   XID8OID, TEXTOID,
+	TEXTOID, TEXTARRAYOID,	 TEXTARRAYOID, INT8OID, INTERVALOID,
+	TEXTOID, TEXTOID,		 TEXTOID,	   TEXTOID, TEXTOID,
+	TEXTOID, JSONBOID,		 JSONBOID,	   INT8OID};
 
 typedef struct PqSub
 {
@@ -251,6 +256,46 @@ pq_unsafe_walker(Node *node, void *context)
 	return expression_tree_walker(node, pq_unsafe_walker, context);
 }
 
+/*
+ * Error unless every column expr reads is one the writer's session knows
+ * when it matches an entry (trail_names): statement_id and constants are
+ * not (statement_text is the statement with its constants).
+ */
+static void
+pq_check_columns(Node *expr, TupleDesc desc)
+{
+	Bitmapset *attrs = NULL;
+	int member = -1;
+
+	pull_varattnos(expr, 1, &attrs);
+	while ((member = bms_next_member(attrs, member)) >= 0)
+	{
+		AttrNumber attno = member + FirstLowInvalidHeapAttributeNumber;
+		Form_pg_attribute att;
+		int i;
+
+		if (attno <= 0 || attno > desc->natts)
+			continue; /* pq_unsafe_walker() refuses it */
+		att = TupleDescAttr(desc, attno - 1);
+		for (i = 0; i < T_NUM; i++)
+		{
+			if (strcmp(NameStr(att->attname), trail_names[i]) == 0 &&
+				att->atttypid == trail_types[i])
+				break;
+		}
+		if (i == T_NUM)
+			ereport(
+				ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("subscription predicate may not read column \"%s\"",
+						NameStr(att->attname)),
+				 errdetail("It is not known when an entry is matched, as it "
+						   "is written."),
+				 errhint("statement_text holds the statement with its "
+						 "constants.")));
+	}
+}
+
 /* The arguments and result of pq_parse_predicate_as(). */
 typedef struct PqParse
 {
@@ -302,6 +347,7 @@ pq_parse_predicate_as(void *arg)
 	expr = coerce_to_boolean(pstate, expr, "subscription predicate");
 	assign_expr_collations(pstate, expr);
 	free_parsestate(pstate);
+	pq_check_columns(expr, RelationGetDescr(trail));
 	relation_close(trail, NoLock);
 
 	if (pq_unsafe_walker(expr, NULL))
@@ -720,6 +766,7 @@ pq_entry_values(const AuditEvent *ev, int64 entry_id, Datum *values,
 		PQ_SET(T_ATTRIBUTES, audit_json_datum(ev->attributes));
 	if (ev->details)
 		PQ_SET(T_DETAILS, audit_json_datum(ev->details));
+	PQ_SET(T_SERVER_ID, Int64GetDatum((int64) GetSystemIdentifier()));
 #undef PQ_SET
 }
 
@@ -905,6 +952,11 @@ pq_entry_payload(const AuditEvent *ev, int64 entry_id)
 	pq_json_string(&state, "request_id", ev->request_id);
 	pq_json_value(&state, "attributes", ev->attributes);
 	pq_json_value(&state, "details", ev->details);
+	pq_json_number(
+		&state, "server_id",
+		DirectFunctionCall1(int8_numeric,
+							Int64GetDatum((int64) GetSystemIdentifier())),
+		false);
 	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(result);
 }
