@@ -372,6 +372,7 @@ extern void audit_index_cache_invalidate(Oid relid);
 extern void audit_writer_init(void);
 extern void audit_write_events(AuditEvent **events, int nevents);
 extern Datum audit_json_datum(const char *json);
+extern Datum audit_text_array(const char **items, int n);
 extern bool audit_writer_try_lock(AuditEvent **events, int nevents);
 
 /* hold.c */

@@ -683,25 +683,6 @@ pq_lists_match(const PqSub *sub, const AuditEvent *ev)
 	return true;
 }
 
-static Datum
-pq_text_array(const char **items, int n)
-{
-	Datum *elems = palloc(sizeof(Datum) * Max(n, 1));
-	bool *nulls = palloc(sizeof(bool) * Max(n, 1));
-	int dims[1];
-	int lbs[1] = {1};
-	int i;
-
-	dims[0] = n;
-	for (i = 0; i < n; i++)
-	{
-		nulls[i] = items == NULL || items[i] == NULL;
-		elems[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(items[i]);
-	}
-	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
-											  TEXTOID, -1, false, 'i'));
-}
-
 /* The values of an entry as columns of audit.trail (T_* order). */
 static void
 pq_entry_values(const AuditEvent *ev, int64 entry_id, Datum *values,
@@ -738,8 +719,8 @@ pq_entry_values(const AuditEvent *ev, int64 entry_id, Datum *values,
 	PQ_SET(T_COMMAND, CStringGetTextDatum(ev->command ? ev->command : "???"));
 	if (ev->nobjects > 0)
 	{
-		PQ_SET(T_OBJECTS, pq_text_array(ev->objects, ev->nobjects));
-		PQ_SET(T_PRIVILEGES, pq_text_array(ev->privileges, ev->nobjects));
+		PQ_SET(T_OBJECTS, audit_text_array(ev->objects, ev->nobjects));
+		PQ_SET(T_PRIVILEGES, audit_text_array(ev->privileges, ev->nobjects));
 	}
 	if (ev->flags & AUDIT_EVENT_HAS_ROWS)
 		PQ_SET(T_ROWS, Int64GetDatum(ev->rows));

@@ -394,7 +394,8 @@ audit_writer_close(AuditWriter *w)
 	FreeExecutorState(w->estate);
 }
 
-static Datum
+/* items as text[], a NULL item (or items) as null. */
+Datum
 audit_text_array(const char **items, int n)
 {
 	Datum *elems = palloc(sizeof(Datum) * n);
