@@ -943,16 +943,18 @@ pq_entry_payload(const AuditEvent *ev, int64 entry_id)
 }
 
 /*
- * Evaluate the predicates of the candidate (subscription, entry) pairs in
- * a subtransaction; a pair whose predicate fails keeps matching.
+ * Evaluate the predicates of the candidate (subscription, entry) pairs
+ * from the first one in a subtransaction, until one fails; that pair keeps
+ * matching.  Returns where to go on: ncand when every pair was evaluated,
+ * else the pair after the one that failed.
  */
-static void
-pq_eval_predicates(AuditEvent **events, const int64 *entry_ids, int *cand_sub,
-				   int *cand_ev, bool *match, int ncand)
+static int
+pq_eval_from(AuditEvent **events, const int64 *entry_ids, const int *cand_sub,
+			 const int *cand_ev, bool *match, int ncand, int first)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	volatile int i = 0;
+	volatile int i = first;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
@@ -998,14 +1000,28 @@ pq_eval_predicates(AuditEvent **events, const int64 *entry_ids, int *cand_sub,
 							 pq_subs[cand_sub[i]].queue_id,
 							 entry_ids[cand_ev[i]], edata->message)));
 		FreeErrorData(edata);
-		/* That pair matches; the rest are evaluated again. */
 		match[i] = true;
 		i++;
-		if (i < ncand)
-			pq_eval_predicates(events, entry_ids, cand_sub + i, cand_ev + i,
-							   match + i, ncand - i);
 	}
 	PG_END_TRY();
+	return i;
+}
+
+/*
+ * Evaluate the predicates of every candidate pair; a pair whose predicate
+ * fails keeps matching, and the rest are evaluated in a new subtransaction
+ * (a loop, not a recursion: every entry of a batch may fail).
+ */
+static void
+pq_eval_predicates(AuditEvent **events, const int64 *entry_ids,
+				   const int *cand_sub, const int *cand_ev, bool *match,
+				   int ncand)
+{
+	int i = 0;
+
+	while (i < ncand)
+		i = pq_eval_from(events, entry_ids, cand_sub, cand_ev, match, ncand,
+						 i);
 }
 
 /*
