@@ -2,8 +2,12 @@
 -- statements, a rolled-back transaction and a failed login.
 \echo '-- audit writes, DDL, role changes and logins of every session of this server'
 ALTER SYSTEM SET pg_opsdata.audit = 'write, ddl, role, login';
+-- New sessions follow once the server has read the file again: wait for
+-- a new session to see the reload.
+SELECT pg_catalog.clock_timestamp() AS reload_at \gset
+\setenv RELOAD_AT :reload_at
 SELECT pg_catalog.pg_reload_conf();
-SELECT pg_catalog.pg_sleep(0.2);
+\! for i in $(seq 300); do [ "$(psql -X -At -d demo -c "SELECT pg_catalog.pg_conf_load_time() > '$RELOAD_AT'")" = t ] && break; sleep 0.1; done
 \connect
 
 \echo '-- a small workload'
@@ -30,7 +34,10 @@ CREATE ROLE demo_clerk LOGIN PASSWORD 'clerk-secret';
 SELECT pg_catalog.current_setting('hba_file') AS hba_file \gset
 \setenv HBA_FILE :hba_file
 \! { echo 'local all demo_clerk scram-sha-256'; cat "$HBA_FILE"; } > "$HBA_FILE.new" && mv "$HBA_FILE.new" "$HBA_FILE"
+SELECT pg_catalog.clock_timestamp() AS reload_at \gset
+\setenv RELOAD_AT :reload_at
 SELECT pg_catalog.pg_reload_conf();
+\! for i in $(seq 300); do [ "$(psql -X -At -d demo -c "SELECT pg_catalog.pg_conf_load_time() > '$RELOAD_AT'")" = t ] && break; sleep 0.1; done
 \! PGPASSWORD=not-the-password psql -X -d demo -U demo_clerk -c 'SELECT 1' 2>&1 | sed 's/^/    /'
 \! PGPASSWORD=clerk-secret psql -X -d demo -U demo_clerk -Atc 'SELECT current_user' 2>&1 | sed 's/^/    logged in as /'
 

@@ -86,6 +86,14 @@ UPDATE learning.thresholds SET threshold = 0 WHERE key = 'intent.refund';
 SELECT learning.threshold('intent.refund') AS zero;
 SELECT learning.threshold(NULL) AS null_key;
 
+-- A trigger of the table's owner that skips the row: an error, not a read
+-- of a row that was never returned.
+CREATE FUNCTION skip_row() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+CREATE TRIGGER skip BEFORE INSERT ON learning.feedback FOR EACH ROW EXECUTE FUNCTION skip_row();
+SELECT learning.record_feedback('skipped', 0.5, true);
+DROP TRIGGER skip ON learning.feedback;
+DROP FUNCTION skip_row();
+
 -- Health reports the area.
 SELECT component, status FROM opsdata.health() WHERE component LIKE 'learning%' ORDER BY 1;
 

@@ -108,6 +108,12 @@ learning_record_feedback(PG_FUNCTION_ARGS)
 	rc = SPI_execute_plan(record_plan, args, nulls, false, 0);
 	if (rc != SPI_OK_INSERT_RETURNING)
 		opsdata_spi_failed(rc, "write to learning.feedback");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
+				 errmsg("feedback was not recorded"),
+				 errdetail("A trigger or rule on learning.feedback skipped "
+						   "the row.")));
 	id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 					   &isnull);
 	SPI_finish();
