@@ -97,6 +97,9 @@ SELECT audit.set_context('dave', scope => 'forever');
 SELECT audit.set_context('dave', attributes => '[1, 2]');
 SET pg_opsdata.attributes = 'not json';
 SET pg_opsdata.attributes = '[1]';
+-- JSON that jsonb cannot hold is refused when set, never when written.
+SET pg_opsdata.attributes = '{"note": "\u0000"}';
+INSERT INTO orders VALUES (3, 'new');
 DO $$
 DECLARE
 	detail text;
