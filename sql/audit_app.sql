@@ -71,6 +71,23 @@ SELECT audit.log_event('record.view', 'patient:7');
 COMMIT;
 SELECT * FROM trail();
 
+-- Rolled back, a read-only transaction's event vanishes too.
+BEGIN READ ONLY;
+SELECT audit.log_event('record.view.lost', 'patient:8');
+ROLLBACK;
+SELECT * FROM trail();
+
+-- A context changed within the transaction holds for the events after it.
+BEGIN;
+SET LOCAL pg_opsdata.actor = 'erin';
+SELECT audit.log_event('first', details => '{"n": 1}');
+SET LOCAL pg_opsdata.actor = 'frank';
+SELECT audit.log_event('second');
+SET LOCAL pg_opsdata.actor = '';
+SELECT audit.log_event('third');
+COMMIT;
+SELECT * FROM trail();
+
 -- The batch form.
 SELECT audit.log_events('[{"action": "import.row", "object": "row:1"},
 						  {"action": "import.row", "object": "row:2", "outcome": "failed",
