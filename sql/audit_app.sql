@@ -71,6 +71,23 @@ SELECT audit.log_event('record.view', 'patient:7');
 COMMIT;
 SELECT * FROM trail();
 
+-- Rolled back, a read-only transaction's event vanishes too.
+BEGIN READ ONLY;
+SELECT audit.log_event('record.view.lost', 'patient:8');
+ROLLBACK;
+SELECT * FROM trail();
+
+-- A context changed within the transaction holds for the events after it.
+BEGIN;
+SET LOCAL pg_opsdata.actor = 'erin';
+SELECT audit.log_event('first', details => '{"n": 1}');
+SET LOCAL pg_opsdata.actor = 'frank';
+SELECT audit.log_event('second');
+SET LOCAL pg_opsdata.actor = '';
+SELECT audit.log_event('third');
+COMMIT;
+SELECT * FROM trail();
+
 -- The batch form.
 SELECT audit.log_events('[{"action": "import.row", "object": "row:1"},
 						  {"action": "import.row", "object": "row:2", "outcome": "failed",
@@ -97,6 +114,9 @@ SELECT audit.set_context('dave', scope => 'forever');
 SELECT audit.set_context('dave', attributes => '[1, 2]');
 SET pg_opsdata.attributes = 'not json';
 SET pg_opsdata.attributes = '[1]';
+-- JSON that jsonb cannot hold is refused when set, never when written.
+SET pg_opsdata.attributes = '{"note": "\u0000"}';
+INSERT INTO orders VALUES (3, 'new');
 DO $$
 DECLARE
 	detail text;

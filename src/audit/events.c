@@ -109,18 +109,64 @@ audit_ensure_contexts(void)
 }
 
 /*
+ * The copies of the declared context the last event got, and the events
+ * context (and its generation: bumped when it is reset) they are in.
+ * Events made in the same context while the settings keep their values
+ * share them: the events of a transaction do not each hold up to 10 kB of
+ * the same context.  Nothing frees an event's strings one by one.
+ */
+static uint64 audit_xact_generation = 0;
+static uint64 audit_deferred_generation = 0;
+static MemoryContext audit_declared_cxt = NULL;
+static uint64 audit_declared_generation = 0;
+static const char *audit_declared_actor = NULL;
+static const char *audit_declared_request_id = NULL;
+static const char *audit_declared_attributes = NULL;
+
+/* value (a setting) in cxt: the last copy when it is equal, or a new one. */
+static const char *
+audit_declared_copy(const char *value, const char *last, bool shared,
+					MemoryContext cxt)
+{
+	if (value == NULL || value[0] == '\0')
+		return NULL;
+	if (shared && last != NULL && strcmp(last, value) == 0)
+		return last;
+	return MemoryContextStrdup(cxt, value);
+}
+
+/*
  * The context the application declared (pg_opsdata.actor and the like),
  * copied into cxt: the settings may change before the event is written.
  */
 void
 audit_event_declared(AuditEvent *ev, MemoryContext cxt)
 {
-	if (audit_actor != NULL && audit_actor[0] != '\0')
-		ev->actor = MemoryContextStrdup(cxt, audit_actor);
-	if (audit_request_id != NULL && audit_request_id[0] != '\0')
-		ev->request_id = MemoryContextStrdup(cxt, audit_request_id);
-	if (audit_attributes != NULL && audit_attributes[0] != '\0')
-		ev->attributes = MemoryContextStrdup(cxt, audit_attributes);
+	uint64 generation = 0;
+	bool known = true; /* one of the events contexts, not the caller's own */
+	bool shared;
+
+	if (cxt == audit_xact_cxt)
+		generation = audit_xact_generation;
+	else if (cxt == audit_deferred_cxt)
+		generation = audit_deferred_generation;
+	else
+		known = false;
+	shared = known && cxt == audit_declared_cxt &&
+			 generation == audit_declared_generation;
+	ev->actor =
+		audit_declared_copy(audit_actor, audit_declared_actor, shared, cxt);
+	ev->request_id = audit_declared_copy(
+		audit_request_id, audit_declared_request_id, shared, cxt);
+	ev->attributes = audit_declared_copy(
+		audit_attributes, audit_declared_attributes, shared, cxt);
+	if (!known)
+		return;
+	audit_declared_cxt = cxt;
+	audit_declared_generation = generation;
+	audit_declared_actor = ev->actor;
+	audit_declared_request_id = ev->request_id;
+	audit_declared_attributes = ev->attributes;
 }
 
 /* A new event with the session's facts, in cxt. */
@@ -238,6 +284,7 @@ audit_flush_deferred(bool wait)
 	PG_END_TRY();
 	audit_deferred_n = 0;
 	MemoryContextReset(audit_deferred_cxt);
+	audit_deferred_generation++;
 	audit_deferred = NULL;
 	audit_deferred_max = 0;
 }
@@ -414,6 +461,7 @@ audit_xact_reset(void)
 	audit_xact_nqueued = 0;
 	if (audit_xact_cxt != NULL)
 		MemoryContextReset(audit_xact_cxt);
+	audit_xact_generation++;
 }
 
 /*

@@ -209,10 +209,17 @@ audit_check_attributes(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("The value is not a JSON object.");
 		return false;
 	}
+	/*
+	 * With its strings de-escaped, as jsonb_in() parses it: an escape that
+	 * text cannot hold (\u0000, or beyond ASCII in a database that is not
+	 * UTF8) is refused here, not when an entry is written.
+	 */
 	memset(&sem, 0, sizeof(sem));
 	lex = makeJsonLexContextCstringLen((char *) s, strlen(s),
-									   GetDatabaseEncoding(), false);
+									   GetDatabaseEncoding(), true);
 	err = pg_parse_json(lex, &sem);
+	pfree(lex->strval->data);
+	pfree(lex->strval);
 	pfree(lex);
 	if (err != JSON_SUCCESS)
 	{

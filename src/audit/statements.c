@@ -10,8 +10,10 @@
  * never has to be rebuilt.  Behind it, a cache in shared memory
  * (textcache.c) holds texts that probes found again.  Each text of a batch
  * is hashed once.  On a miss of both the primary key is probed with a
- * dirty snapshot (waiting for a concurrent inserter of the same id to
- * finish), reusing one index scan for the whole batch; a missing text is
+ * dirty snapshot, reusing one index scan for the whole batch; an id that a
+ * transaction in progress is inserting is not waited for (that transaction
+ * may stay open for long) but passed over like an id another text holds,
+ * so that a text may be stored twice, never waited for; a missing text is
  * inserted with the unique check in "partial" mode, and if a concurrent
  * session inserted the same id meanwhile our tuple is deleted again and
  * the probe repeated, so no session ever fails on a duplicate.  A
@@ -79,6 +81,9 @@
 
 /* New texts inserted together. */
 #define AUDIT_STMT_BATCH 100
+
+/* Ids tried for one text before giving up. */
+#define AUDIT_STMT_ATTEMPTS 128
 
 /* Slots of the backend-local cache; a power of two. */
 #define AUDIT_STMT_CACHE_SLOTS 8192
@@ -503,13 +508,16 @@ audit_statements_close(AuditStmtWriter *sw)
 }
 
 /*
- * Look up statement_id in audit.statements with a dirty snapshot, waiting
- * for a transaction that is inserting it.  Returns 1 when present with this
- * text, 2 when our own transaction inserted it, -1 when present with
- * another text, 0 when absent.
+ * Look up statement_id in audit.statements with a dirty snapshot.  A row
+ * that another transaction is inserting or deleting is waited for when
+ * wait is given; otherwise, unless that transaction ends at once, the id
+ * counts as held by another text.  Returns 1 when present with this text,
+ * 2 when our own transaction inserted it, -1 when present with another
+ * text (or held), 0 when absent.
  */
 static int
-audit_stmt_probe(AuditStmtWriter *sw, int64 id, const AuditShape *shape)
+audit_stmt_probe(AuditStmtWriter *sw, int64 id, const AuditShape *shape,
+				 bool wait)
 {
 	for (;;)
 	{
@@ -560,7 +568,10 @@ audit_stmt_probe(AuditStmtWriter *sw, int64 id, const AuditShape *shape)
 		ExecClearTuple(slot);
 		if (!TransactionIdIsValid(xwait))
 			return result;
-		XactLockTableWait(xwait, sw->heap, &tid, XLTW_InsertIndexUnique);
+		if (wait)
+			XactLockTableWait(xwait, sw->heap, &tid, XLTW_InsertIndexUnique);
+		else if (!ConditionalXactLockTableWait(xwait))
+			return -1;
 	}
 }
 
@@ -665,7 +676,13 @@ audit_stmt_lookup(const AuditStmtKey *key, int64 *id)
 /*
  * The statement_id of a text not in the cache, through the primary key:
  * probe from the id its hash gives, inserting the text where it is
- * absent, moving on past ids that hold other texts.
+ * absent, moving on past ids that hold other texts.  An id that a
+ * transaction still in progress is storing counts as held too: that
+ * transaction may be one that stays open for long after it wrote entries
+ * (audit.flush() in a transaction block, or a transaction that wrote its
+ * reads itself while the queue was full), and no writer, the drain least
+ * of all, waits for it.  The text is then stored once more, under the
+ * next free id; only the last attempt waits.
  */
 static int64
 audit_stmt_resolve(AuditStmtWriter *sw, const AuditShape *shape,
@@ -674,9 +691,10 @@ audit_stmt_resolve(AuditStmtWriter *sw, const AuditShape *shape,
 	int64 id = audit_stmt_first_id(key);
 	int attempt;
 
-	for (attempt = 0; attempt < 128; attempt++)
+	for (attempt = 0; attempt < AUDIT_STMT_ATTEMPTS; attempt++)
 	{
-		int probe = audit_stmt_probe(sw, id, shape);
+		int probe = audit_stmt_probe(sw, id, shape,
+									 attempt == AUDIT_STMT_ATTEMPTS - 1);
 
 		if (probe < 0)
 		{

@@ -493,8 +493,9 @@ audit_constants_array(const AuditEvent *ev)
 
 /*
  * JSON text as jsonb.  The text was checked when it was set (the settings'
- * check, audit.log_event()); should it not parse, it is kept as a JSON
- * string rather than failing the transaction that wrote it.
+ * check, audit.log_event()); should it not parse as jsonb_in() parses it
+ * (strings de-escaped), it is kept as a JSON string rather than failing
+ * the transaction that wrote it.
  */
 Datum
 audit_json_datum(const char *json)
@@ -505,8 +506,10 @@ audit_json_datum(const char *json)
 
 	memset(&sem, 0, sizeof(sem));
 	lex = makeJsonLexContextCstringLen((char *) json, strlen(json),
-									   GetDatabaseEncoding(), false);
+									   GetDatabaseEncoding(), true);
 	err = pg_parse_json(lex, &sem);
+	pfree(lex->strval->data);
+	pfree(lex->strval);
 	pfree(lex);
 	if (err != JSON_SUCCESS)
 	{
@@ -548,6 +551,26 @@ audit_batch_string(AuditWriter *w, int c, const char *s)
 		return w->last_datum[c];
 	old = MemoryContextSwitchTo(w->batchcxt);
 	w->last_datum[c] = audit_string_datum(c, s);
+	MemoryContextSwitchTo(old);
+	w->last_src[c] = s;
+	return w->last_datum[c];
+}
+
+/*
+ * The jsonb datum of a JSON column, made once for consecutive rows with the
+ * same text (the declared attributes of a session repeat), in the batch's
+ * memory as audit_batch_string() makes its datums.
+ */
+static Datum
+audit_batch_json(AuditWriter *w, int c, const char *s)
+{
+	MemoryContext old;
+
+	if (w->last_src[c] != NULL &&
+		(w->last_src[c] == s || strcmp(w->last_src[c], s) == 0))
+		return w->last_datum[c];
+	old = MemoryContextSwitchTo(w->batchcxt);
+	w->last_datum[c] = audit_json_datum(s);
 	MemoryContextSwitchTo(old);
 	w->last_src[c] = s;
 	return w->last_datum[c];
@@ -641,7 +664,8 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 entry_id,
 		SET_COL(COL_REQUEST_ID,
 				audit_batch_string(w, COL_REQUEST_ID, ev->request_id));
 	if (ev->attributes)
-		SET_COL(COL_ATTRIBUTES, audit_json_datum(ev->attributes));
+		SET_COL(COL_ATTRIBUTES,
+				audit_batch_json(w, COL_ATTRIBUTES, ev->attributes));
 	if (ev->details)
 		SET_COL(COL_DETAILS, audit_json_datum(ev->details));
 	SET_COL(COL_SERVER_ID, Int64GetDatum((int64) GetSystemIdentifier()));
