@@ -314,7 +314,6 @@ launcher_exit(int code, Datum arg)
 		worker_shared->launcher_latch = NULL;
 		worker_shared->launcher_pid = 0;
 		worker_shared->launcher_started = 0;
-		worker_shared->launcher_waiting = false;
 		worker_shared->launcher_pending = 0;
 	}
 	LWLockRelease(worker_shared->lock);

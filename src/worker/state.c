@@ -414,7 +414,7 @@ worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation,
 
 	if (used >= worker_max_workers)
 		*why = WORKER_WAIT_MAX_WORKERS;
-	else if (worker_shared->launcher_waiting)
+	else if (worker_shared->launcher_pending > 0)
 		*why = WORKER_WAIT_LAUNCHER;
 	else if (worker_behind_locked(my_slot, worker_jobs_of_locked(me->dboid),
 								  my_since))
@@ -495,8 +495,7 @@ worker_launcher_waiting(int pending)
 	bool released;
 
 	LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
-	released = worker_shared->launcher_waiting && pending == 0;
-	worker_shared->launcher_waiting = pending > 0;
+	released = worker_shared->launcher_pending > 0 && pending == 0;
 	worker_shared->launcher_pending = pending;
 	LWLockRelease(worker_shared->lock);
 
@@ -516,7 +515,7 @@ worker_wake_starved(void)
 	if (worker_shared == NULL)
 		return;
 	pg_atomic_fetch_add_u64(&worker_shared->workers_freed, 1);
-	if (worker_shared->launcher_waiting)
+	if (worker_shared->launcher_pending > 0)
 		worker_wake_launcher();
 	worker_wake_waiting_schedulers();
 }

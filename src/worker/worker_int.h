@@ -248,8 +248,10 @@ typedef struct WorkerShared
 	/* Counts the pg_opsdata workers the postmaster reported stopped. */
 	pg_atomic_uint64 workers_freed;
 
-	/* The launcher could not start launcher_pending schedulers. */
-	bool launcher_waiting;
+	/*
+	 * The launcher could not start launcher_pending schedulers; while there
+	 * are some, no job worker is granted.
+	 */
 	int launcher_pending;
 
 	/*
