@@ -269,6 +269,31 @@ typedef struct WorkerShared
 	WorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } WorkerShared;
 
+/*
+ * A start that failed for want of a background worker (state.c): retried
+ * after WORKER_RETRY_FIRST_MS, doubling up to WORKER_RETRY_MAX_MS, and at
+ * once when a pg_opsdata worker was reported gone since.  Zeroed: not
+ * failing.
+ */
+typedef struct WorkerRetry
+{
+	TimestampTz retry_at;	   /* when to try again; 0 if not failing */
+	int delay_ms;			   /* the last delay */
+	TimestampTz failing_since; /* the first failure in a row */
+	uint64 freed_seen;		   /* worker_workers_freed() at the last one */
+} WorkerRetry;
+
+/*
+ * Handles of workers that left their slot but that the postmaster has not
+ * reported stopped yet: when it does, their background worker is free
+ * (state.c, worker_exiting_watch).
+ */
+typedef struct WorkerExiting
+{
+	BackgroundWorkerHandle *handles[16];
+	int n;
+} WorkerExiting;
+
 /* worker.c */
 extern int worker_max_workers;
 extern int worker_check_interval;
@@ -290,6 +315,12 @@ extern void worker_keep_place(int my_slot, const WorkerTurn *turn, int slotno,
 extern void worker_launcher_waiting(int pending);
 extern void worker_wake_starved(void);
 extern uint64 worker_workers_freed(void);
+extern bool worker_retry_waits(const WorkerRetry *retry, TimestampTz now);
+extern bool worker_retry_failed(WorkerRetry *retry, TimestampTz now,
+								uint64 freed);
+extern void worker_exiting_add(WorkerExiting *exiting,
+							   BackgroundWorkerHandle *handle);
+extern void worker_exiting_watch(WorkerExiting *exiting);
 extern void worker_release_reservation(int slot, uint64 generation);
 extern WorkerSlot *worker_claim_slot(int slot, uint64 generation,
 									 WorkerSlotKind kind);
