@@ -20,8 +20,9 @@
  *            connected as the job's role; it runs the job's command as
  *            top-level statements (or, for a built-in job, its entry),
  *            records the run and exits (jobworker.c, runner.c).  A session
- *            starts one too, without a slot, to run an entry now
- *            (entry.c).
+ *            starts one too, to run an entry now (entry.c): its slot, of
+ *            kind WORKER_SLOT_ENTRY, does not count against
+ *            pg_opsdata.max_workers, but keeps it out of a held database.
  *
  * Shared memory (state.c)
  * -----------------------
@@ -101,7 +102,8 @@ typedef enum WorkerSlotKind
 {
 	WORKER_SLOT_FREE = 0,
 	WORKER_SLOT_SCHEDULER,
-	WORKER_SLOT_JOB
+	WORKER_SLOT_JOB,
+	WORKER_SLOT_ENTRY /* a job worker a session started for an entry */
 } WorkerSlotKind;
 
 /* Why a scheduler waits for a job worker. */
@@ -203,6 +205,8 @@ typedef struct WorkerStartArgs
 /* What a job worker started for an entry finds in bgw_extra (entry.c). */
 typedef struct WorkerEntryArgs
 {
+	int slot;		   /* reserved by the session, or -1 */
+	uint64 generation; /* of that slot */
 	Oid dboid;
 	Oid role;
 	Datum arg;
