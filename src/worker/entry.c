@@ -23,7 +23,11 @@
  *	  are in the tables the entry wrote, committed before it says done.
  *	  Such a worker takes no slot of pg_opsdata.max_workers and needs no
  *	  preloading: it loads the library itself, and the areas register their
- *	  entries in every process.
+ *	  entries in every process.  When the library is preloaded, the caller
+ *	  reserves it a worker slot of its own kind (WORKER_SLOT_ENTRY), which
+ *	  it claims before connecting: so DROP DATABASE, DROP EXTENSION and the
+ *	  other commands that hold a database (state.c) stop it like any other
+ *	  pg_opsdata worker, and it does not start in a held database.
  *
  * An entry says done before it ends when it has work left that would wait
  * for the caller's own transaction (FINALIZE of a concurrent detach waits
@@ -158,6 +162,14 @@ worker_run_entry(const WorkerEntry *entry, Datum arg, Oid role, bool wait,
 	char type[BGW_MAXLEN];
 
 	memset(&args, 0, sizeof(args));
+	args.slot = -1;
+	if (worker_shared != NULL)
+	{
+		args.slot = worker_reserve_slot(WORKER_SLOT_ENTRY, MyDatabaseId, 0,
+										&args.generation);
+		if (args.slot < 0)
+			return WORKER_ENTRY_NO_SLOT;
+	}
 	args.dboid = MyDatabaseId;
 	args.role = role;
 	args.arg = arg;
@@ -178,6 +190,8 @@ worker_run_entry(const WorkerEntry *entry, Datum arg, Oid role, bool wait,
 								  &args, sizeof(args), wait);
 	if (handle == NULL)
 	{
+		if (args.slot >= 0)
+			worker_release_reservation(args.slot, args.generation);
 		if (seg != NULL)
 			dsm_detach(seg);
 		return WORKER_ENTRY_NO_SLOT;
@@ -186,6 +200,9 @@ worker_run_entry(const WorkerEntry *entry, Datum arg, Oid role, bool wait,
 		return WORKER_ENTRY_STARTED;
 
 	outcome = entry_wait(call, handle, result);
+	/* A worker that ended before claiming its slot leaves it reserved. */
+	if (outcome == WORKER_ENTRY_EXITED && args.slot >= 0)
+		worker_release_reservation(args.slot, args.generation);
 	dsm_detach(seg);
 	return outcome;
 }

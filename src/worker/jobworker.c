@@ -125,6 +125,10 @@ worker_entry_main(Datum main_arg)
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	opsdata_worker_init();
+	/* The database is held (DROP DATABASE and the like): leave it alone. */
+	if (args.slot >= 0 && worker_claim_slot(args.slot, args.generation,
+											WORKER_SLOT_ENTRY) == NULL)
+		proc_exit(0);
 	entry = worker_find_entry(args.name);
 	if (entry == NULL)
 		elog(ERROR, "pg_opsdata job entry \"%s\" is not registered",

@@ -130,15 +130,11 @@ static bool launcher_scan_needed = true;
 static TimestampTz launcher_last_scan = 0;
 
 /* After max_worker_processes was found used up. */
-static TimestampTz launcher_retry_at = 0;
-static int launcher_exhausted_ms = 0;
-static TimestampTz launcher_failing_since = 0;
-static uint64 launcher_freed_seen = 0;
+static WorkerRetry launcher_retry;
 static int launcher_pending = 0; /* as last told to the schedulers */
 
 /* Schedulers that left their slot, until the postmaster reports them gone. */
-static BackgroundWorkerHandle *launcher_exiting[16];
-static int launcher_nexiting = 0;
+static WorkerExiting launcher_exiting;
 
 static void launcher_exit(int code, Datum arg);
 static LauncherDb *launcher_entry(Oid dboid);
@@ -148,7 +144,6 @@ static void launcher_scan_databases(void);
 static void launcher_reap(LauncherDb *db, TimestampTz now);
 static bool launcher_start(LauncherDb *db, TimestampTz now);
 static TimestampTz launcher_restart_time(LauncherDb *db);
-static void launcher_watch_exits(void);
 
 /*
  * Register the launcher with the postmaster; from worker_init() while
@@ -245,7 +240,7 @@ worker_launcher_main(Datum main_arg)
 			if (db->slot >= 0 && db->state == LAUNCHER_DB_UNKNOWN)
 				probes++;
 		}
-		launcher_watch_exits();
+		worker_exiting_watch(&launcher_exiting);
 		hash_seq_init(&seq, launcher_dbs);
 		while ((db = hash_seq_search(&seq)) != NULL)
 		{
@@ -271,13 +266,12 @@ worker_launcher_main(Datum main_arg)
 			 * No background worker was free: retry after the delay, or at
 			 * once when a pg_opsdata worker was reported gone.
 			 */
-			if ((launcher_retry_at > now &&
-				 worker_workers_freed() == launcher_freed_seen) ||
+			if (worker_retry_waits(&launcher_retry, now) ||
 				!launcher_start(db, now))
 			{
 				pending++;
-				if (launcher_retry_at < wake)
-					wake = launcher_retry_at;
+				if (launcher_retry.retry_at < wake)
+					wake = launcher_retry.retry_at;
 			}
 			else if (db->state == LAUNCHER_DB_UNKNOWN)
 				probes++;
@@ -290,11 +284,7 @@ worker_launcher_main(Datum main_arg)
 			launcher_pending = pending;
 		}
 		if (pending == 0)
-		{
-			launcher_exhausted_ms = 0;
-			launcher_retry_at = 0;
-			launcher_failing_since = 0;
-		}
+			memset(&launcher_retry, 0, sizeof(launcher_retry));
 
 		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), wake);
 		(void) WaitLatch(MyLatch,
@@ -314,7 +304,6 @@ launcher_exit(int code, Datum arg)
 		worker_shared->launcher_latch = NULL;
 		worker_shared->launcher_pid = 0;
 		worker_shared->launcher_started = 0;
-		worker_shared->launcher_waiting = false;
 		worker_shared->launcher_pending = 0;
 	}
 	LWLockRelease(worker_shared->lock);
@@ -578,11 +567,7 @@ launcher_reap(LauncherDb *db, TimestampTz now)
 	if (!gone)
 		return;
 
-	if (db->handle != NULL &&
-		launcher_nexiting < (int) lengthof(launcher_exiting))
-		launcher_exiting[launcher_nexiting++] = db->handle;
-	else if (db->handle != NULL)
-		pfree(db->handle);
+	worker_exiting_add(&launcher_exiting, db->handle);
 	db->handle = NULL;
 	db->slot = -1;
 
@@ -610,35 +595,8 @@ launcher_reap(LauncherDb *db, TimestampTz now)
 }
 
 /*
- * Pass on that the background workers of schedulers that ended are free
- * again, once the postmaster reports them stopped.
- */
-static void
-launcher_watch_exits(void)
-{
-	bool freed = false;
-	int i = 0;
-
-	while (i < launcher_nexiting)
-	{
-		pid_t pid;
-
-		if (GetBackgroundWorkerPid(launcher_exiting[i], &pid) != BGWH_STOPPED)
-		{
-			i++;
-			continue;
-		}
-		pfree(launcher_exiting[i]);
-		launcher_exiting[i] = launcher_exiting[--launcher_nexiting];
-		freed = true;
-	}
-	if (freed)
-		worker_wake_starved();
-}
-
-/*
  * Start the scheduler of a database.  Returns false when no background
- * worker could be had; launcher_retry_at then says when to try again.
+ * worker could be had; launcher_retry then says when to try again.
  */
 static bool
 launcher_start(LauncherDb *db, TimestampTz now)
@@ -672,17 +630,7 @@ launcher_start(LauncherDb *db, TimestampTz now)
 		 * A worker's background worker is freed a moment after it left our
 		 * slot: only a shortage that lasts is logged and shown in health.
 		 */
-		launcher_freed_seen = freed;
-		if (launcher_failing_since == 0)
-			launcher_failing_since = now;
-		launcher_exhausted_ms =
-			launcher_exhausted_ms == 0
-				? WORKER_RETRY_FIRST_MS
-				: Min(launcher_exhausted_ms * 2, WORKER_RETRY_MAX_MS);
-		launcher_retry_at =
-			TimestampTzPlusMilliseconds(now, launcher_exhausted_ms);
-		if (TimestampDifferenceExceeds(launcher_failing_since, now,
-									   WORKER_RETRY_MAX_MS) &&
+		if (worker_retry_failed(&launcher_retry, now, freed) &&
 			worker_note_exhausted(true))
 			ereport(
 				LOG,
@@ -699,9 +647,7 @@ launcher_start(LauncherDb *db, TimestampTz now)
 		return false;
 	}
 
-	launcher_exhausted_ms = 0;
-	launcher_retry_at = 0;
-	launcher_failing_since = 0;
+	memset(&launcher_retry, 0, sizeof(launcher_retry));
 	db->slot = slotno;
 	db->generation = generation;
 	db->handle = handle;

@@ -151,18 +151,11 @@ static int sched_nreaped;
 
 static TimestampTz sched_restore_seen_at = 0;
 static bool sched_check_extension = false;
-static TimestampTz sched_dispatch_retry_at = 0;
-static int sched_dispatch_backoff_ms = 0;
-static TimestampTz sched_dispatch_failing_since = 0;
-static uint64 sched_dispatch_freed_seen = 0;
+static WorkerRetry sched_dispatch_retry;
 static TimestampTz sched_cap_logged_at = 0;
 
-/*
- * Handles of job workers that left their slot but that the postmaster has
- * not reported stopped yet: when it does, their background worker is free.
- */
-static BackgroundWorkerHandle *sched_exiting[16];
-static int sched_nexiting;
+/* Job workers that left their slot, until the postmaster reports them gone. */
+static WorkerExiting sched_exiting;
 
 static TimestampTz sched_service_next[WORKER_MAX_SERVICES];
 static TimestampTz sched_service_backoff_until[WORKER_MAX_SERVICES];
@@ -174,7 +167,6 @@ static bool scheduler_extension_present(void);
 static void scheduler_adopt_job_workers(void);
 static void scheduler_run_services(TimestampTz now);
 static void scheduler_reap(TimestampTz now);
-static void scheduler_watch_exits(void);
 static void scheduler_read_jobs(void);
 static void scheduler_sweep(void);
 static bool scheduler_dispatch(SchedJob *job, TimestampTz now);
@@ -257,7 +249,7 @@ worker_scheduler_main(Datum main_arg)
 
 		now = GetCurrentTimestamp();
 		scheduler_reap(now);
-		scheduler_watch_exits();
+		worker_exiting_watch(&sched_exiting);
 		if (pg_atomic_exchange_u32(&sched_slot->jobs_changed, 0) != 0)
 			sched_jobs_dirty = true;
 
@@ -321,8 +313,7 @@ worker_scheduler_main(Datum main_arg)
 			 * Still in line after a failed registration: retry when the
 			 * delay has passed or a pg_opsdata worker was reported gone.
 			 */
-			if (now < sched_dispatch_retry_at &&
-				worker_workers_freed() == sched_dispatch_freed_seen)
+			if (worker_retry_waits(&sched_dispatch_retry, now))
 			{
 				waiting = true;
 				continue;
@@ -333,9 +324,7 @@ worker_scheduler_main(Datum main_arg)
 		if (!waiting)
 		{
 			worker_stop_waiting(sched_slotno);
-			sched_dispatch_backoff_ms = 0;
-			sched_dispatch_retry_at = 0;
-			sched_dispatch_failing_since = 0;
+			memset(&sched_dispatch_retry, 0, sizeof(sched_dispatch_retry));
 		}
 
 		/* Wake for the next service, the next backstop, a retry. */
@@ -366,8 +355,9 @@ worker_scheduler_main(Datum main_arg)
 		if (restoring)
 			wake = Min(wake, TimestampTzPlusMilliseconds(
 								 now, SCHEDULER_RESTORE_POLL_MS));
-		if (sched_dispatch_retry_at > now && sched_dispatch_retry_at < wake)
-			wake = sched_dispatch_retry_at;
+		if (sched_dispatch_retry.retry_at > now &&
+			sched_dispatch_retry.retry_at < wake)
+			wake = sched_dispatch_retry.retry_at;
 
 		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), wake);
 		pgstat_report_activity(STATE_IDLE, NULL);
@@ -641,41 +631,9 @@ scheduler_reap(TimestampTz now)
 			sched_reaped[sched_nreaped++] = f->job_id;
 		}
 		sched_jobs_dirty = true;
-		if (f->handle != NULL &&
-			sched_nexiting < (int) lengthof(sched_exiting))
-			sched_exiting[sched_nexiting++] = f->handle;
-		else if (f->handle != NULL)
-			pfree(f->handle);
+		worker_exiting_add(&sched_exiting, f->handle);
 		sched_inflight[i] = sched_inflight[--sched_ninflight];
 	}
-}
-
-/*
- * Pass on that the background workers of job workers this scheduler
- * started are free again, once the postmaster reports them stopped (it
- * signals us, which sets our latch).
- */
-static void
-scheduler_watch_exits(void)
-{
-	bool freed = false;
-	int i = 0;
-
-	while (i < sched_nexiting)
-	{
-		pid_t pid;
-
-		if (GetBackgroundWorkerPid(sched_exiting[i], &pid) != BGWH_STOPPED)
-		{
-			i++;
-			continue;
-		}
-		pfree(sched_exiting[i]);
-		sched_exiting[i] = sched_exiting[--sched_nexiting];
-		freed = true;
-	}
-	if (freed)
-		worker_wake_starved();
 }
 
 /*
@@ -927,17 +885,7 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 		 * Only a shortage that lasts is logged and shown in health.
 		 */
 		worker_keep_place(sched_slotno, &turn, slotno, generation);
-		sched_dispatch_freed_seen = freed;
-		if (sched_dispatch_failing_since == 0)
-			sched_dispatch_failing_since = now;
-		sched_dispatch_backoff_ms =
-			sched_dispatch_backoff_ms == 0
-				? WORKER_RETRY_FIRST_MS
-				: Min(sched_dispatch_backoff_ms * 2, WORKER_RETRY_MAX_MS);
-		sched_dispatch_retry_at =
-			TimestampTzPlusMilliseconds(now, sched_dispatch_backoff_ms);
-		if (TimestampDifferenceExceeds(sched_dispatch_failing_since, now,
-									   WORKER_RETRY_MAX_MS) &&
+		if (worker_retry_failed(&sched_dispatch_retry, now, freed) &&
 			worker_note_exhausted(false))
 			ereport(
 				LOG,
@@ -954,9 +902,7 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 		return false;
 	}
 
-	sched_dispatch_backoff_ms = 0;
-	sched_dispatch_retry_at = 0;
-	sched_dispatch_failing_since = 0;
+	memset(&sched_dispatch_retry, 0, sizeof(sched_dispatch_retry));
 	/* Schedulers that gave way to us may be next. */
 	worker_wake_waiting_schedulers();
 

@@ -414,7 +414,7 @@ worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation,
 
 	if (used >= worker_max_workers)
 		*why = WORKER_WAIT_MAX_WORKERS;
-	else if (worker_shared->launcher_waiting)
+	else if (worker_shared->launcher_pending > 0)
 		*why = WORKER_WAIT_LAUNCHER;
 	else if (worker_behind_locked(my_slot, worker_jobs_of_locked(me->dboid),
 								  my_since))
@@ -485,6 +485,82 @@ worker_workers_freed(void)
 }
 
 /*
+ * Whether a start that failed (retry) must still wait: its delay has not
+ * passed and no pg_opsdata worker was reported gone since.
+ */
+bool
+worker_retry_waits(const WorkerRetry *retry, TimestampTz now)
+{
+	return retry->retry_at > now &&
+		   worker_workers_freed() == retry->freed_seen;
+}
+
+/*
+ * Record that a start failed for want of a background worker at now;
+ * freed is worker_workers_freed() read before the attempt.  Sets when to
+ * retry.  Returns true once the failures have lasted WORKER_RETRY_MAX_MS:
+ * a shortage, not the moment the postmaster takes to free a worker that
+ * left, and the caller notes it (worker_note_exhausted).
+ */
+bool
+worker_retry_failed(WorkerRetry *retry, TimestampTz now, uint64 freed)
+{
+	retry->freed_seen = freed;
+	if (retry->failing_since == 0)
+		retry->failing_since = now;
+	retry->delay_ms = retry->delay_ms == 0
+						  ? WORKER_RETRY_FIRST_MS
+						  : Min(retry->delay_ms * 2, WORKER_RETRY_MAX_MS);
+	retry->retry_at = TimestampTzPlusMilliseconds(now, retry->delay_ms);
+	return TimestampDifferenceExceeds(retry->failing_since, now,
+									  WORKER_RETRY_MAX_MS);
+}
+
+/*
+ * Watch a worker's handle until the postmaster reports it stopped; a
+ * handle that does not fit is freed unwatched.
+ */
+void
+worker_exiting_add(WorkerExiting *exiting, BackgroundWorkerHandle *handle)
+{
+	if (handle == NULL)
+		return;
+	if (exiting->n < (int) lengthof(exiting->handles))
+		exiting->handles[exiting->n++] = handle;
+	else
+		pfree(handle);
+}
+
+/*
+ * Pass on that the background workers of the watched workers the
+ * postmaster reported stopped are free again (worker_wake_starved), and
+ * forget them.  The postmaster signals the worker's parent when it stops,
+ * which sets the parent's latch.
+ */
+void
+worker_exiting_watch(WorkerExiting *exiting)
+{
+	bool freed = false;
+	int i = 0;
+
+	while (i < exiting->n)
+	{
+		pid_t pid;
+
+		if (GetBackgroundWorkerPid(exiting->handles[i], &pid) != BGWH_STOPPED)
+		{
+			i++;
+			continue;
+		}
+		pfree(exiting->handles[i]);
+		exiting->handles[i] = exiting->handles[--exiting->n];
+		freed = true;
+	}
+	if (freed)
+		worker_wake_starved();
+}
+
+/*
  * The launcher says how many schedulers it could not start for want of a
  * background worker (0: none).  While it waits, no job worker is granted:
  * a database's scheduler goes before any job.
@@ -495,8 +571,7 @@ worker_launcher_waiting(int pending)
 	bool released;
 
 	LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
-	released = worker_shared->launcher_waiting && pending == 0;
-	worker_shared->launcher_waiting = pending > 0;
+	released = worker_shared->launcher_pending > 0 && pending == 0;
 	worker_shared->launcher_pending = pending;
 	LWLockRelease(worker_shared->lock);
 
@@ -516,7 +591,7 @@ worker_wake_starved(void)
 	if (worker_shared == NULL)
 		return;
 	pg_atomic_fetch_add_u64(&worker_shared->workers_freed, 1);
-	if (worker_shared->launcher_waiting)
+	if (worker_shared->launcher_pending > 0)
 		worker_wake_launcher();
 	worker_wake_waiting_schedulers();
 }

@@ -20,8 +20,9 @@
  *            connected as the job's role; it runs the job's command as
  *            top-level statements (or, for a built-in job, its entry),
  *            records the run and exits (jobworker.c, runner.c).  A session
- *            starts one too, without a slot, to run an entry now
- *            (entry.c).
+ *            starts one too, to run an entry now (entry.c): its slot, of
+ *            kind WORKER_SLOT_ENTRY, does not count against
+ *            pg_opsdata.max_workers, but keeps it out of a held database.
  *
  * Shared memory (state.c)
  * -----------------------
@@ -101,7 +102,8 @@ typedef enum WorkerSlotKind
 {
 	WORKER_SLOT_FREE = 0,
 	WORKER_SLOT_SCHEDULER,
-	WORKER_SLOT_JOB
+	WORKER_SLOT_JOB,
+	WORKER_SLOT_ENTRY /* a job worker a session started for an entry */
 } WorkerSlotKind;
 
 /* Why a scheduler waits for a job worker. */
@@ -203,6 +205,8 @@ typedef struct WorkerStartArgs
 /* What a job worker started for an entry finds in bgw_extra (entry.c). */
 typedef struct WorkerEntryArgs
 {
+	int slot;		   /* reserved by the session, or -1 */
+	uint64 generation; /* of that slot */
 	Oid dboid;
 	Oid role;
 	Datum arg;
@@ -248,8 +252,10 @@ typedef struct WorkerShared
 	/* Counts the pg_opsdata workers the postmaster reported stopped. */
 	pg_atomic_uint64 workers_freed;
 
-	/* The launcher could not start launcher_pending schedulers. */
-	bool launcher_waiting;
+	/*
+	 * The launcher could not start launcher_pending schedulers; while there
+	 * are some, no job worker is granted.
+	 */
 	int launcher_pending;
 
 	/*
@@ -266,6 +272,31 @@ typedef struct WorkerShared
 	int nslots;
 	WorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } WorkerShared;
+
+/*
+ * A start that failed for want of a background worker (state.c): retried
+ * after WORKER_RETRY_FIRST_MS, doubling up to WORKER_RETRY_MAX_MS, and at
+ * once when a pg_opsdata worker was reported gone since.  Zeroed: not
+ * failing.
+ */
+typedef struct WorkerRetry
+{
+	TimestampTz retry_at;	   /* when to try again; 0 if not failing */
+	int delay_ms;			   /* the last delay */
+	TimestampTz failing_since; /* the first failure in a row */
+	uint64 freed_seen;		   /* worker_workers_freed() at the last one */
+} WorkerRetry;
+
+/*
+ * Handles of workers that left their slot but that the postmaster has not
+ * reported stopped yet: when it does, their background worker is free
+ * (state.c, worker_exiting_watch).
+ */
+typedef struct WorkerExiting
+{
+	BackgroundWorkerHandle *handles[16];
+	int n;
+} WorkerExiting;
 
 /* worker.c */
 extern int worker_max_workers;
@@ -288,6 +319,12 @@ extern void worker_keep_place(int my_slot, const WorkerTurn *turn, int slotno,
 extern void worker_launcher_waiting(int pending);
 extern void worker_wake_starved(void);
 extern uint64 worker_workers_freed(void);
+extern bool worker_retry_waits(const WorkerRetry *retry, TimestampTz now);
+extern bool worker_retry_failed(WorkerRetry *retry, TimestampTz now,
+								uint64 freed);
+extern void worker_exiting_add(WorkerExiting *exiting,
+							   BackgroundWorkerHandle *handle);
+extern void worker_exiting_watch(WorkerExiting *exiting);
 extern void worker_release_reservation(int slot, uint64 generation);
 extern WorkerSlot *worker_claim_slot(int slot, uint64 generation,
 									 WorkerSlotKind kind);

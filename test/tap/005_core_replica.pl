@@ -9,7 +9,8 @@
 # answer as on the primary.
 #
 # After the primary fails and the standby is promoted: the launcher and
-# the scheduler start within seconds, the due jobs run and the work left
+# the scheduler start at once (not at the periodic check, set to a day
+# here, beyond any wait of this test), the due jobs run and the work left
 # pending by the old primary (points to roll up, feedback to tune on, a row
 # in a default partition) is done once: rollups count every point once,
 # thresholds count every feedback row once.  The old primary, rebuilt with
@@ -20,12 +21,12 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time);
 use OpsdataTest;
 
 # pg_rewind reads the old primary's WAL back to the last checkpoint before
 # the histories diverged: it must keep it.
-my $conf = "pg_opsdata.audit = 'read, write, ddl'\nwal_keep_size = '256MB'\n";
+my $conf = "pg_opsdata.audit = 'read, write, ddl'\nwal_keep_size = '256MB'\n"
+  . "pg_opsdata.check_interval = '1d'\n";
 my $primary = opsdata_node('primary', conf => $conf, init => { allows_streaming => 1 });
 $primary->start;
 $primary->safe_psql('postgres', 'CREATE DATABASE app');
@@ -113,14 +114,11 @@ $primary->stop('immediate');
 my $ticks = $standby->safe_psql('app', 'SELECT count(*) FROM public.ticks');
 my $last_run = $standby->safe_psql('app', 'SELECT max(run_id) FROM opsdata.job_runs');
 
-my $promoted_at = time();
 $standby->promote;
 ok($standby->poll_query_until('postgres', q{
 	SELECT count(*) = 2 FROM pg_stat_activity
 	 WHERE backend_type IN ('pg_opsdata launcher', 'pg_opsdata scheduler')}),
 	'after promotion the launcher and the scheduler start');
-my $took = time() - $promoted_at;
-cmp_ok($took, '<', 30, sprintf('within seconds (%.1f s)', $took));
 like($standby->safe_psql('app', q{SELECT detail FROM opsdata.health() WHERE component = 'server'}),
 	qr/^This server is a primary/, 'health says the server is a primary now');
 ok($standby->poll_query_until('app', "SELECT count(*) > $ticks FROM public.ticks"), 'the jobs run again');
