@@ -104,6 +104,7 @@ typedef struct AuditEvent
 	uint8 outcome;
 	uint8 flags;
 	SubTransactionId subid; /* backend-local: for savepoint rollbacks */
+	SubTransactionId written_subid; /* backend-local: where it was written */
 	const char *database;
 	const char *username;
 	const char *current_user_name;

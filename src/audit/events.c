@@ -74,6 +74,8 @@ static int audit_xact_nevents = 0;
 static int audit_xact_maxevents = 0;
 static int audit_xact_nqueued = 0; /* of them, events that go to the queue */
 
+static void audit_mark_written(AuditEvent *ev);
+
 /* Events waiting for room in the queue. */
 static MemoryContext audit_deferred_cxt = NULL;
 static AuditEvent **audit_deferred = NULL;
@@ -324,7 +326,7 @@ audit_xact_queue_now(void)
 			audit_store_events(queued + done, nq - done);
 			for (i = done; i < nq; i++)
 			{
-				queued[i]->flags |= AUDIT_EVENT_WRITTEN;
+				audit_mark_written(queued[i]);
 				audit_xact_events[nk++] = queued[i];
 			}
 			nq = done;
@@ -347,6 +349,14 @@ audit_xact_queue_now(void)
 	PG_END_TRY();
 	audit_xact_nqueued = 0;
 	pfree(queued);
+}
+
+/* The event's row is in audit.entries, in the current subtransaction. */
+static void
+audit_mark_written(AuditEvent *ev)
+{
+	ev->flags |= AUDIT_EVENT_WRITTEN;
+	ev->written_subid = GetCurrentSubTransactionId();
 }
 
 /*
@@ -516,7 +526,7 @@ audit_events_pre_commit(void)
 	{
 		audit_store_events(written, nw);
 		for (i = 0; i < nw; i++)
-			written[i]->flags |= AUDIT_EVENT_WRITTEN;
+			audit_mark_written(written[i]);
 	}
 	if (nq == 0)
 		return;
@@ -538,7 +548,7 @@ audit_events_pre_commit(void)
 			{
 				audit_store_events(queued + tried, nq - tried);
 				for (i = tried; i < nq; i++)
-					queued[i]->flags |= AUDIT_EVENT_WRITTEN;
+					audit_mark_written(queued[i]);
 				nq = tried;
 			}
 		}
@@ -622,6 +632,20 @@ audit_events_end_xact(bool commit)
 void
 audit_events_subxact_abort(SubTransactionId mySubid)
 {
+	int i;
+
+	/*
+	 * Rows written in the aborted subtransactions (a transaction that wrote
+	 * its own entries while the queue was full) vanished with them: those
+	 * events are written again at commit, or queued.
+	 */
+	for (i = 0; i < audit_xact_nevents; i++)
+	{
+		AuditEvent *ev = audit_xact_events[i];
+
+		if ((ev->flags & AUDIT_EVENT_WRITTEN) && ev->written_subid >= mySubid)
+			ev->flags &= ~AUDIT_EVENT_WRITTEN;
+	}
 	audit_forget_app_events(mySubid);
 	audit_mark_rolled_back(mySubid);
 }

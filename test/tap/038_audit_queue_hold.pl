@@ -217,5 +217,26 @@ ok($node->poll_query_until('postgres', qq{
 	 WHERE statement_text ~ '^SELECT [0-9]+ AS day_locked_padding' AND outcome = 'ok'}),
 	"day_locked: the $completed reads that completed are in the trail");
 
+# A transaction that writes its own entries while the queue is full (it
+# holds the lock the drain needs) and then rolls back to a savepoint:
+# the rows it wrote inside the savepoint vanished with it, and those
+# entries are written again at commit.  (Reads it had queued before are in
+# the queue already, as they completed.)
+{
+	my $file = $node->basedir . '/savepoint_fill.sql';
+	PostgreSQL::Test::Utils::append_to_file($file,
+		"BEGIN;\nLOCK audit.entries_default IN ACCESS EXCLUSIVE MODE;\nSAVEPOINT s;\n"
+		  . "SET pg_opsdata.audit = 'read';\n"
+		  . join('', map { "SELECT $_ AS savepoint_fill_padding_padding_padding_padding_padding;\n" } 1 .. 1500)
+		  . "ROLLBACK TO SAVEPOINT s;\nCOMMIT;\n");
+	my ($ret, $out, $err) = $node->psql('postgres', undef, extra_params => [ '-f', $file ]);
+	is($ret, 0, 'a transaction filling the queue while it holds the lock of the drain commits') or diag($err);
+	ok($node->poll_query_until('postgres', q{
+		SELECT count(*) = 1500 AND count(DISTINCT statement_text) = 1500
+		   AND count(*) FILTER (WHERE outcome = 'rolled back') > 0
+		  FROM audit.trail WHERE statement_text ~ '^SELECT [0-9]+ AS savepoint_fill_padding'}),
+		'every read of its rolled-back savepoint is in the trail once, those it wrote itself included');
+}
+
 $node->stop;
 done_testing();
