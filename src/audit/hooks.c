@@ -18,8 +18,9 @@
  *	ClientAuthentication_hook		logins (and the disconnect that follows)
  *	transaction callbacks			pre-commit writes, rollbacks, the queue
  *
- * It also registers the drain of the audit queue as a service of every
- * scheduler (src/worker/worker.h).
+ * It also registers the drain of the audit queue and the sealing of new
+ * entries as services of every scheduler (src/worker/worker.h), and hooks
+ * the retention seals into partition maintenance (seal.c).
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -45,6 +46,7 @@
 #include "utils/lsyscache.h"
 
 #include "audit/audit.h"
+#include "audit/seal.h"
 #include "core/opsdata.h"
 #include "worker/worker.h"
 
@@ -242,6 +244,9 @@ audit_install_hooks(void)
 /* Every scheduler drains its database's queue (drain.c). */
 static const WorkerService audit_drain_service_def = {"audit queue drain",
 													  audit_drain_service};
+/* ... and seals its database's new entries (seal.c). */
+static const WorkerService audit_seal_service_def = {"audit sealing",
+													 audit_seal_service};
 
 /*
  * The audit area's entry point, called from _PG_init().
@@ -250,6 +255,8 @@ void
 audit_init(void)
 {
 	audit_define_gucs();
+	audit_seal_define_gucs();
+	audit_seal_init();
 	if (!opsdata_preloaded)
 		return;
 	audit_queue_init();
@@ -261,4 +268,5 @@ audit_init(void)
 	audit_writer_init();
 	audit_install_hooks();
 	worker_register_service(&audit_drain_service_def);
+	worker_register_service(&audit_seal_service_def);
 }

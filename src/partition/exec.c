@@ -54,6 +54,10 @@
 
 #include "core/opsdata.h"
 #include "partition/partition.h"
+#include "partition/retention.h"
+
+/* Told before a partition is removed for retention (retention.h). */
+partition_retention_hook_type partition_retention_hook = NULL;
 
 /*
  * Reads partition.lock_timeout, partition.detach_timeout,
@@ -273,6 +277,11 @@ partition_exec_statements(const PartitionStep *step, Oid owner,
 									  SECURITY_RESTRICTED_OPERATION);
 
 	SPI_connect();
+	if (partition_retention_hook != NULL && step->partition != NULL &&
+		strcmp(step->phase, "retention") == 0 &&
+		(strcmp(step->action, "drop") == 0 ||
+		 strcmp(step->action, "archive") == 0))
+		partition_retention_hook(step->partition);
 	foreach (lc, step->statements)
 	{
 		const char *sql = (const char *) lfirst(lc);

@@ -1,0 +1,935 @@
+/*-------------------------------------------------------------------------
+ *
+ * seal_encode.c
+ *		The canonical bytes of audit entries and seals, and their hashes.
+ *
+ * What is hashed is specified in doc/audit.md ("How the chain is built"),
+ * so that an auditor can compute it outside the database; in short:
+ *
+ *	- a row (of audit.entries, of audit.statements) is encoded as
+ *	  record_send() encodes it: the count of its columns, then for each
+ *	  column in table order its type's OID and either -1 (NULL) or the
+ *	  length and bytes of the value's binary send form, every number in
+ *	  network byte order, text in UTF-8.  Only the first n columns count,
+ *	  n being recorded in the seal (entry_columns, statement_columns), so
+ *	  a column added to a table later leaves older seals valid; nothing
+ *	  names a column, so a new column is covered without changing code;
+ *	- the leaf of an entry is SHA-256(encoding of the entry || SHA-256 of
+ *	  the encoding of the audit.statements row it refers to, or of nothing
+ *	  when it refers to none); a seal's entries_hash is SHA-256 of the
+ *	  leaves of its entries in (entry_id, ts) order, and its locators the
+ *	  first 8 bytes of each leaf;
+ *	- a seal's hash is SHA-256 of the record_send() encoding of its
+ *	  columns in table order, hash left out and locators replaced by their
+ *	  SHA-256.
+ *
+ * The encoder writes the send form itself for the types whose form is
+ * fixed (integers, floats, timestamps, xid8, interval, bool, and text,
+ * name and bytea when no conversion applies), and calls the type's send
+ * function for every other type; the result is the same bytes.  Send
+ * functions of text convert to the client encoding, so the callers switch
+ * it to UTF-8 for as long as they encode (audit_seal_encoding_begin()),
+ * unless no conversion can happen.
+ *
+ * Nothing here takes a lock; the statement lookup runs one query through
+ * SPI (the caller is connected) and its results are cached per call.
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/audit/seal_encode.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_type.h"
+#include "common/int.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "port/pg_bswap.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/multirangetypes.h"
+#include "utils/rangetypes.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+#include "audit/seal.h"
+
+/* How one column's values are written. */
+typedef enum SealValueKind
+{
+	SEAL_VALUE_SEND,	 /* the type's send function */
+	SEAL_VALUE_INT2,	 /* 2 bytes */
+	SEAL_VALUE_INT4,	 /* 4 bytes (int4, oid, date, xid) */
+	SEAL_VALUE_FLOAT4,	 /* the 4 bytes of the float */
+	SEAL_VALUE_INT8,	 /* 8 bytes (int8, timestamps, time, xid8) */
+	SEAL_VALUE_FLOAT8,	 /* the 8 bytes of the double */
+	SEAL_VALUE_BOOL,	 /* 1 byte, 0 or 1 */
+	SEAL_VALUE_INTERVAL, /* time (8), day (4), month (4) */
+	SEAL_VALUE_BYTES,	 /* bytea: its bytes */
+	SEAL_VALUE_TEXT,	 /* text, varchar, bpchar: bytes, no conversion */
+	SEAL_VALUE_NAME		 /* name: bytes up to the NUL, no conversion */
+} SealValueKind;
+
+typedef struct SealColumn
+{
+	Oid typid;
+	SealValueKind kind;
+	FmgrInfo send; /* SEAL_VALUE_SEND only */
+} SealColumn;
+
+struct SealCodec
+{
+	int ncolumns;
+	MemoryContext valuecxt; /* what send functions allocate, per row */
+	SealColumn columns[FLEXIBLE_ARRAY_MEMBER];
+};
+
+/* A statement's hash, per id and count of columns encoded. */
+typedef struct SealStatementKey
+{
+	int64 id;
+	int64 ncolumns; /* 64 bits: no padding in the hashed key */
+} SealStatementKey;
+
+typedef struct SealStatementHash
+{
+	SealStatementKey key;
+	bool known; /* hash computed */
+	uint8 hash[SEAL_HASH_LEN];
+} SealStatementHash;
+
+/* SHA-256 of no bytes: the statement hash of an entry without one. */
+static const uint8 seal_empty_hash[SEAL_HASH_LEN] = {
+	0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4,
+	0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b,
+	0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
+
+/* Buckets of ts are aligned on 2000-01-03 00:00 UTC, as partitions are. */
+#define SEAL_BUCKET_ANCHOR ((int64) 2 * USECS_PER_DAY)
+
+static inline void
+seal_put_int16(StringInfo out, int16 v)
+{
+	uint16 n = pg_hton16((uint16) v);
+
+	appendBinaryStringInfo(out, (char *) &n, 2);
+}
+
+static inline void
+seal_put_int32(StringInfo out, int32 v)
+{
+	uint32 n = pg_hton32((uint32) v);
+
+	appendBinaryStringInfo(out, (char *) &n, 4);
+}
+
+static inline void
+seal_put_int64(StringInfo out, int64 v)
+{
+	uint64 n = pg_hton64((uint64) v);
+
+	appendBinaryStringInfo(out, (char *) &n, 8);
+}
+
+/* A field: its length, then its bytes. */
+static inline void
+seal_put_field(StringInfo out, const char *data, int len)
+{
+	seal_put_int32(out, len);
+	appendBinaryStringInfo(out, data, len);
+}
+
+/*
+ * The codec for the first ncolumns columns of rows of desc (-1: every
+ * column), allocated in cxt.  Columns dropped from the table do not appear
+ * in a SELECT *'s descriptor; the check guards against any other.
+ */
+SealCodec *
+audit_seal_codec(TupleDesc desc, int ncolumns, MemoryContext cxt)
+{
+	SealCodec *codec;
+	int db = GetDatabaseEncoding();
+	bool raw_text = db == PG_UTF8 || db == PG_SQL_ASCII;
+	int i;
+
+	if (ncolumns < 0)
+		ncolumns = desc->natts;
+	if (ncolumns > desc->natts)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("a seal covers %d columns of a table that has %d",
+						ncolumns, desc->natts),
+				 errhint("Columns of audit tables must never be dropped.")));
+	codec = MemoryContextAllocZero(cxt, offsetof(SealCodec, columns) +
+											sizeof(SealColumn) * ncolumns);
+	codec->ncolumns = ncolumns;
+	codec->valuecxt = AllocSetContextCreate(cxt, "pg_opsdata seal values",
+											ALLOCSET_SMALL_SIZES);
+	for (i = 0; i < ncolumns; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		SealColumn *col = &codec->columns[i];
+		Oid base;
+
+		if (att->attisdropped)
+			elog(ERROR, "unexpected dropped column in a sealed row");
+		col->typid = att->atttypid;
+		base = getBaseType(att->atttypid);
+		switch (base)
+		{
+			case INT2OID:
+				col->kind = SEAL_VALUE_INT2;
+				break;
+			case INT4OID:
+			case OIDOID:
+			case DATEOID:
+			case XIDOID:
+				col->kind = SEAL_VALUE_INT4;
+				break;
+			case FLOAT4OID:
+				col->kind = SEAL_VALUE_FLOAT4;
+				break;
+			case INT8OID:
+			case TIMESTAMPOID:
+			case TIMESTAMPTZOID:
+			case TIMEOID:
+			case XID8OID:
+				col->kind = SEAL_VALUE_INT8;
+				break;
+			case FLOAT8OID:
+				col->kind = SEAL_VALUE_FLOAT8;
+				break;
+			case BOOLOID:
+				col->kind = SEAL_VALUE_BOOL;
+				break;
+			case INTERVALOID:
+				col->kind = SEAL_VALUE_INTERVAL;
+				break;
+			case BYTEAOID:
+				col->kind = SEAL_VALUE_BYTES;
+				break;
+			case TEXTOID:
+			case VARCHAROID:
+			case BPCHAROID:
+				col->kind = raw_text ? SEAL_VALUE_TEXT : SEAL_VALUE_SEND;
+				break;
+			case NAMEOID:
+				col->kind = raw_text ? SEAL_VALUE_NAME : SEAL_VALUE_SEND;
+				break;
+			default:
+				col->kind = SEAL_VALUE_SEND;
+				break;
+		}
+		if (col->kind == SEAL_VALUE_SEND)
+		{
+			Oid sendfn;
+			bool varlena;
+
+			getTypeBinaryOutputInfo(att->atttypid, &sendfn, &varlena);
+			fmgr_info_cxt(sendfn, &col->send, cxt);
+		}
+	}
+	return codec;
+}
+
+int
+audit_seal_codec_columns(const SealCodec *codec)
+{
+	return codec->ncolumns;
+}
+
+/*
+ * Append the encoding of the first ncolumns columns (at most those of the
+ * codec) of the row in slot to out.  Memory the send functions allocate is
+ * freed at the next call.
+ */
+void
+audit_seal_encode(const SealCodec *codec, TupleTableSlot *slot, int ncolumns,
+				  StringInfo out)
+{
+	MemoryContext old;
+	int i;
+
+	Assert(ncolumns <= codec->ncolumns);
+	slot_getsomeattrs(slot, ncolumns);
+	MemoryContextReset(codec->valuecxt);
+	seal_put_int32(out, ncolumns);
+	for (i = 0; i < ncolumns; i++)
+	{
+		const SealColumn *col = &codec->columns[i];
+		Datum value = slot->tts_values[i];
+
+		seal_put_int32(out, (int32) col->typid);
+		if (slot->tts_isnull[i])
+		{
+			seal_put_int32(out, -1);
+			continue;
+		}
+		switch (col->kind)
+		{
+			case SEAL_VALUE_INT2:
+				seal_put_int32(out, 2);
+				seal_put_int16(out, DatumGetInt16(value));
+				break;
+			case SEAL_VALUE_INT4:
+				seal_put_int32(out, 4);
+				seal_put_int32(out, DatumGetInt32(value));
+				break;
+			case SEAL_VALUE_FLOAT4:
+			{
+				float4 f = DatumGetFloat4(value);
+				int32 bits;
+
+				memcpy(&bits, &f, 4);
+				seal_put_int32(out, 4);
+				seal_put_int32(out, bits);
+				break;
+			}
+			case SEAL_VALUE_INT8:
+				seal_put_int32(out, 8);
+				seal_put_int64(out, DatumGetInt64(value));
+				break;
+			case SEAL_VALUE_FLOAT8:
+			{
+				float8 f = DatumGetFloat8(value);
+				int64 bits;
+
+				memcpy(&bits, &f, 8);
+				seal_put_int32(out, 8);
+				seal_put_int64(out, bits);
+				break;
+			}
+			case SEAL_VALUE_BOOL:
+			{
+				char b = DatumGetBool(value) ? 1 : 0;
+
+				seal_put_field(out, &b, 1);
+				break;
+			}
+			case SEAL_VALUE_INTERVAL:
+			{
+				Interval *iv = DatumGetIntervalP(value);
+
+				seal_put_int32(out, 16);
+				seal_put_int64(out, iv->time);
+				seal_put_int32(out, iv->day);
+				seal_put_int32(out, iv->month);
+				break;
+			}
+			case SEAL_VALUE_BYTES:
+			case SEAL_VALUE_TEXT:
+			{
+				struct varlena *v = (struct varlena *) DatumGetPointer(value);
+
+				if (VARATT_IS_EXTENDED(v))
+				{
+					old = MemoryContextSwitchTo(codec->valuecxt);
+					v = pg_detoast_datum_packed(v);
+					MemoryContextSwitchTo(old);
+				}
+				seal_put_field(out, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+				break;
+			}
+			case SEAL_VALUE_NAME:
+			{
+				const char *s = NameStr(*DatumGetName(value));
+
+				seal_put_field(out, s, strlen(s));
+				break;
+			}
+			case SEAL_VALUE_SEND:
+			{
+				bytea *b;
+
+				old = MemoryContextSwitchTo(codec->valuecxt);
+				b = SendFunctionCall((FmgrInfo *) &col->send, value);
+				MemoryContextSwitchTo(old);
+				seal_put_field(out, VARDATA(b), VARSIZE(b) - VARHDRSZ);
+				break;
+			}
+		}
+	}
+}
+
+/*
+ * Make the send functions of text write UTF-8 until
+ * audit_seal_encoding_end(), which the caller must call with the value
+ * returned, also on error.  Returns -1 when nothing had to change.  In a
+ * transaction.
+ */
+int
+audit_seal_encoding_begin(void)
+{
+	int db = GetDatabaseEncoding();
+	int client = pg_get_client_encoding();
+
+	if (db == PG_SQL_ASCII || client == PG_UTF8 ||
+		(db == PG_UTF8 && client == PG_SQL_ASCII))
+		return -1;
+	if (PrepareClientEncoding(PG_UTF8) < 0 || SetClientEncoding(PG_UTF8) < 0)
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						errmsg("conversion between %s and %s is not supported",
+							   GetDatabaseEncodingName(), "UTF8")));
+	return client;
+}
+
+void
+audit_seal_encoding_end(int saved)
+{
+	if (saved >= 0)
+		(void) SetClientEncoding(saved);
+}
+
+/*
+ * A SHA-256 context for audit_seal_sha256(), owned by the current resource
+ * owner (freed at the end of the transaction if the caller does not).
+ */
+pg_cryptohash_ctx *
+audit_seal_sha256_create(void)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (ctx == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	return ctx;
+}
+
+/* out = SHA-256(data1 || data2); data2 may be NULL. */
+void
+audit_seal_sha256(pg_cryptohash_ctx *ctx, const void *data1, size_t len1,
+				  const void *data2, size_t len2, uint8 *out)
+{
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, data1, len1) < 0 ||
+		(data2 != NULL && pg_cryptohash_update(ctx, data2, len2) < 0) ||
+		pg_cryptohash_final(ctx, out, SEAL_HASH_LEN) < 0)
+		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
+}
+
+/* An empty cache of statement hashes, in cxt. */
+HTAB *
+audit_seal_statement_cache(MemoryContext cxt)
+{
+	HASHCTL ctl;
+
+	ctl.keysize = sizeof(SealStatementKey);
+	ctl.entrysize = sizeof(SealStatementHash);
+	ctl.hcxt = cxt;
+	return hash_create("pg_opsdata seal statements", 1024, &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/*
+ * Compute into the cache the hashes of the statements ids refers to, their
+ * first ncolumns columns encoded, with one query for all that the cache
+ * lacks.  An id that no row has gets the hash of nothing.  Connected to
+ * SPI, in the caller's encoding switch.
+ */
+void
+audit_seal_statement_hashes(HTAB *cache, const int64 *ids, int n, int ncolumns,
+							pg_cryptohash_ctx *ctx)
+{
+	Datum *missing = palloc(sizeof(Datum) * Max(n, 1));
+	int nmissing = 0;
+	Oid argtypes[1] = {INT8ARRAYOID};
+	Datum values[1];
+	SealCodec *codec;
+	TupleTableSlot *slot;
+	StringInfoData buf;
+	uint64 r;
+	int i;
+
+	for (i = 0; i < n; i++)
+	{
+		SealStatementKey key;
+		SealStatementHash *h;
+		bool found;
+
+		key.id = ids[i];
+		key.ncolumns = ncolumns;
+		h = hash_search(cache, &key, HASH_ENTER, &found);
+		if (!found)
+		{
+			h->known = false;
+			memcpy(h->hash, seal_empty_hash, SEAL_HASH_LEN);
+			missing[nmissing++] = Int64GetDatum(ids[i]);
+		}
+	}
+	if (nmissing == 0 || audit_seal_table_columns("statements") < 0)
+		return;
+
+	values[0] = PointerGetDatum(construct_array(
+		missing, nmissing, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, 'd'));
+	if (SPI_execute_with_args(
+			"SELECT * FROM audit.statements WHERE " SEAL_STATEMENT_ID_COLUMN
+			" OPERATOR(pg_catalog.=) ANY ($1)",
+			1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read audit.statements");
+	if (SPI_processed == 0)
+		return;
+
+	codec = audit_seal_codec(SPI_tuptable->tupdesc, ncolumns,
+							 CurrentMemoryContext);
+	slot = MakeSingleTupleTableSlot(SPI_tuptable->tupdesc, &TTSOpsHeapTuple);
+	initStringInfo(&buf);
+	for (r = 0; r < SPI_processed; r++)
+	{
+		SealStatementKey key;
+		SealStatementHash *h;
+		bool isnull;
+		int idcol =
+			SPI_fnumber(SPI_tuptable->tupdesc, SEAL_STATEMENT_ID_COLUMN);
+		Datum id;
+
+		if (idcol <= 0)
+			break;
+		id = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, idcol,
+						   &isnull);
+		if (isnull)
+			continue;
+		key.id = DatumGetInt64(id);
+		key.ncolumns = ncolumns;
+		h = hash_search(cache, &key, HASH_FIND, NULL);
+		if (h == NULL || h->known)
+			continue;
+		ExecStoreHeapTuple(SPI_tuptable->vals[r], slot, false);
+		resetStringInfo(&buf);
+		audit_seal_encode(codec, slot, ncolumns, &buf);
+		ExecClearTuple(slot);
+		audit_seal_sha256(ctx, buf.data, buf.len, NULL, 0, h->hash);
+		h->known = true;
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	pfree(buf.data);
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * The hash of the statement an entry refers to (statement_id, isnull
+ * when it has none), once audit_seal_statement_hashes() has looked it up.
+ */
+const uint8 *
+audit_seal_statement_hash(HTAB *cache, bool isnull, int64 id, int ncolumns)
+{
+	SealStatementKey key;
+	SealStatementHash *h;
+
+	if (isnull)
+		return seal_empty_hash;
+	key.id = id;
+	key.ncolumns = ncolumns;
+	h = hash_search(cache, &key, HASH_FIND, NULL);
+	if (h == NULL)
+		elog(ERROR, "statement %lld was not looked up", (long long) id);
+	return h->hash;
+}
+
+/*
+ * How many columns audit.<relname> has (those not dropped), or -1 when it
+ * does not exist.  Takes no lock.
+ */
+int
+audit_seal_table_columns(const char *relname)
+{
+	Oid nsp = get_namespace_oid("audit", true);
+	Oid relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+	int n = 0;
+	AttrNumber att;
+
+	if (!OidIsValid(relid))
+		return -1;
+	for (att = 1;; att++)
+	{
+		HeapTuple tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid),
+										Int16GetDatum(att));
+
+		if (!HeapTupleIsValid(tup))
+			break;
+		if (!((Form_pg_attribute) GETSTRUCT(tup))->attisdropped)
+			n++;
+		ReleaseSysCache(tup);
+	}
+	return n;
+}
+
+/*
+ * The bucket [from, to) of width microseconds that ts falls in, on the
+ * grid of partitions (aligned on 2000-01-03 00:00 UTC).  An infinite ts
+ * has the bucket [ts, ts].
+ */
+void
+audit_seal_bucket(TimestampTz ts, int64 width, TimestampTz *from,
+				  TimestampTz *to)
+{
+	int64 offset;
+	int64 q;
+
+	if (TIMESTAMP_NOT_FINITE(ts) || width <= 0)
+	{
+		*from = ts;
+		*to = ts;
+		return;
+	}
+	offset = ts - SEAL_BUCKET_ANCHOR;
+	q = offset / width;
+	if (offset % width < 0)
+		q--;
+	*from = SEAL_BUCKET_ANCHOR + q * width;
+	if (pg_add_s64_overflow(*from, width, to) || *to > END_TIMESTAMP)
+		*to = DT_NOEND;
+}
+
+/*
+ * The width of the buckets of new seals, in microseconds: the partition
+ * interval of audit.entries when it has no months (so that a bucket is
+ * one partition, which retention drops whole), else one day.  Connected to
+ * SPI.
+ */
+int64
+audit_seal_bucket_width(void)
+{
+	int64 width = USECS_PER_DAY;
+	bool isnull;
+	Datum d;
+
+	if (SPI_execute(
+			"SELECT CASE WHEN pg_catalog.date_part('month', p.part_interval::pg_catalog.interval) OPERATOR(pg_catalog.=) 0"
+			" AND pg_catalog.date_part('year', p.part_interval::pg_catalog.interval) OPERATOR(pg_catalog.=) 0"
+			" THEN (pg_catalog.date_part('epoch', p.part_interval::pg_catalog.interval)"
+			" OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 END"
+			" FROM opsdata.partitions p"
+			" WHERE p.parent OPERATOR(pg_catalog.=) 'audit.entries'::pg_catalog.regclass",
+			true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the partitioning of audit.entries");
+	if (SPI_processed == 1)
+	{
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+						  &isnull);
+		if (!isnull && DatumGetInt64(d) > 0)
+			width = DatumGetInt64(d);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return width;
+}
+
+/* Appends a NULL field of type typid. */
+static void
+seal_put_null(StringInfo out, Oid typid)
+{
+	seal_put_int32(out, (int32) typid);
+	seal_put_int32(out, -1);
+}
+
+static void
+seal_put_int8_field(StringInfo out, int64 v)
+{
+	seal_put_int32(out, INT8OID);
+	seal_put_int32(out, 8);
+	seal_put_int64(out, v);
+}
+
+static void
+seal_put_timestamptz_field(StringInfo out, TimestampTz v)
+{
+	seal_put_int32(out, TIMESTAMPTZOID);
+	seal_put_int32(out, 8);
+	seal_put_int64(out, v);
+}
+
+static void
+seal_put_int2_field(StringInfo out, int16 v)
+{
+	seal_put_int32(out, INT2OID);
+	seal_put_int32(out, 2);
+	seal_put_int16(out, v);
+}
+
+static void
+seal_put_bytea_field(StringInfo out, const uint8 *data, int len)
+{
+	seal_put_int32(out, BYTEAOID);
+	seal_put_field(out, (const char *) data, len);
+}
+
+/* A text field, in UTF-8. */
+static void
+seal_put_text_field(StringInfo out, const char *s)
+{
+	char *utf8 = pg_server_to_any(s, strlen(s), PG_UTF8);
+
+	seal_put_int32(out, TEXTOID);
+	seal_put_field(out, utf8, strlen(utf8));
+	if (utf8 != s)
+		pfree(utf8);
+}
+
+/*
+ * The hash of a seal: SHA-256 of the record_send() encoding of its columns
+ * in table order, hash left out and locators replaced by their SHA-256.
+ */
+void
+audit_seal_row_hash(pg_cryptohash_ctx *ctx, const SealRow *row, uint8 *out)
+{
+	static FmgrInfo multirange_send;
+	static bool have_send = false;
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	seal_put_int32(&buf, 16);
+	seal_put_int8_field(&buf, row->seal_id);
+	seal_put_text_field(&buf, row->retention ? "retention" : "entries");
+	if (row->has_window)
+	{
+		seal_put_int8_field(&buf, row->first_entry_id);
+		seal_put_int8_field(&buf, row->last_entry_id);
+	}
+	else
+	{
+		seal_put_null(&buf, INT8OID);
+		seal_put_null(&buf, INT8OID);
+	}
+	seal_put_timestamptz_field(&buf, row->ts_from);
+	seal_put_timestamptz_field(&buf, row->ts_to);
+	seal_put_int8_field(&buf, row->entry_count);
+	if (row->entry_ids != (Datum) 0)
+	{
+		bytea *b;
+
+		if (!have_send)
+		{
+			Oid sendfn;
+			bool varlena;
+
+			getTypeBinaryOutputInfo(INT8MULTIRANGEOID, &sendfn, &varlena);
+			fmgr_info_cxt(sendfn, &multirange_send, TopMemoryContext);
+			have_send = true;
+		}
+		b = SendFunctionCall(&multirange_send, row->entry_ids);
+		seal_put_int32(&buf, INT8MULTIRANGEOID);
+		seal_put_field(&buf, VARDATA(b), VARSIZE(b) - VARHDRSZ);
+	}
+	else
+		seal_put_null(&buf, INT8MULTIRANGEOID);
+	if (row->locators != NULL)
+	{
+		uint8 h[SEAL_HASH_LEN];
+
+		audit_seal_sha256(ctx, VARDATA_ANY(row->locators),
+						  VARSIZE_ANY_EXHDR(row->locators), NULL, 0, h);
+		seal_put_bytea_field(&buf, h, SEAL_HASH_LEN);
+	}
+	else
+		seal_put_null(&buf, BYTEAOID);
+	if (row->has_entries_hash)
+		seal_put_bytea_field(&buf, row->entries_hash, SEAL_HASH_LEN);
+	else
+		seal_put_null(&buf, BYTEAOID);
+	if (row->has_columns)
+	{
+		seal_put_int2_field(&buf, row->entry_columns);
+		seal_put_int2_field(&buf, row->statement_columns);
+	}
+	else
+	{
+		seal_put_null(&buf, INT2OID);
+		seal_put_null(&buf, INT2OID);
+	}
+	seal_put_int8_field(&buf, row->total_entries);
+	if (row->detail != NULL)
+		seal_put_text_field(&buf, row->detail);
+	else
+		seal_put_null(&buf, TEXTOID);
+	seal_put_bytea_field(&buf, row->prev_hash, SEAL_HASH_LEN);
+	seal_put_timestamptz_field(&buf, row->sealed_at);
+	audit_seal_sha256(ctx, buf.data, buf.len, NULL, 0, out);
+	pfree(buf.data);
+}
+
+/* A bytea column of SEAL_HASH_LEN bytes into out; false if NULL. */
+static bool
+seal_read_hash(HeapTuple tuple, TupleDesc desc, const char *column, uint8 *out)
+{
+	bool isnull;
+	Datum d = SPI_getbinval(tuple, desc, SPI_fnumber(desc, column), &isnull);
+	bytea *b;
+
+	memset(out, 0, SEAL_HASH_LEN);
+	if (isnull)
+		return false;
+	b = DatumGetByteaPP(d);
+	memcpy(out, VARDATA_ANY(b),
+		   Min(VARSIZE_ANY_EXHDR(b), (Size) SEAL_HASH_LEN));
+	/* A hash of the wrong length can never match: make it differ. */
+	if (VARSIZE_ANY_EXHDR(b) != SEAL_HASH_LEN)
+		out[0] ^= 0xff;
+	return true;
+}
+
+static Datum
+seal_read(HeapTuple tuple, TupleDesc desc, const char *column, bool *isnull)
+{
+	int fnum = SPI_fnumber(desc, column);
+
+	if (fnum <= 0)
+		elog(ERROR, "audit.seals has no column \"%s\"", column);
+	return SPI_getbinval(tuple, desc, fnum, isnull);
+}
+
+/*
+ * Read a row of SELECT * FROM audit.seals (an SPI result) into row; the
+ * values it points to live in the tuple's memory or in the current context.
+ */
+void
+audit_seal_read_row(HeapTuple tuple, TupleDesc desc, SealRow *row)
+{
+	bool isnull;
+	bool null2;
+	Datum d;
+
+	memset(row, 0, sizeof(SealRow));
+	row->seal_id = DatumGetInt64(seal_read(tuple, desc, "seal_id", &isnull));
+	d = seal_read(tuple, desc, "kind", &isnull);
+	row->retention =
+		!isnull && strcmp(TextDatumGetCString(d), "retention") == 0;
+	d = seal_read(tuple, desc, "first_entry_id", &isnull);
+	row->first_entry_id = isnull ? 0 : DatumGetInt64(d);
+	d = seal_read(tuple, desc, "last_entry_id", &null2);
+	row->last_entry_id = null2 ? 0 : DatumGetInt64(d);
+	row->has_window = !isnull && !null2;
+	row->ts_from =
+		DatumGetTimestampTz(seal_read(tuple, desc, "ts_from", &isnull));
+	row->ts_to = DatumGetTimestampTz(seal_read(tuple, desc, "ts_to", &isnull));
+	row->entry_count =
+		DatumGetInt64(seal_read(tuple, desc, "entry_count", &isnull));
+	d = seal_read(tuple, desc, "entry_ids", &isnull);
+	row->entry_ids = isnull ? (Datum) 0 : PointerGetDatum(PG_DETOAST_DATUM(d));
+	d = seal_read(tuple, desc, "locators", &isnull);
+	row->locators = isnull ? NULL : DatumGetByteaPP(d);
+	row->has_entries_hash =
+		seal_read_hash(tuple, desc, "entries_hash", row->entries_hash);
+	d = seal_read(tuple, desc, "entry_columns", &isnull);
+	row->entry_columns = isnull ? 0 : DatumGetInt16(d);
+	d = seal_read(tuple, desc, "statement_columns", &null2);
+	row->statement_columns = null2 ? 0 : DatumGetInt16(d);
+	row->has_columns = !isnull && !null2;
+	row->total_entries =
+		DatumGetInt64(seal_read(tuple, desc, "total_entries", &isnull));
+	d = seal_read(tuple, desc, "detail", &isnull);
+	row->detail = isnull ? NULL : TextDatumGetCString(d);
+	(void) seal_read_hash(tuple, desc, "prev_hash", row->prev_hash);
+	row->sealed_at =
+		DatumGetTimestampTz(seal_read(tuple, desc, "sealed_at", &isnull));
+	(void) seal_read_hash(tuple, desc, "hash", row->hash);
+}
+
+/*
+ * The int8multirange of n ids in ascending order (repeats allowed), as
+ * ranges of consecutive ids.
+ */
+Datum
+audit_seal_id_ranges(const int64 *ids, int n)
+{
+	TypeCacheEntry *mtyp =
+		lookup_type_cache(INT8MULTIRANGEOID, TYPECACHE_MULTIRANGE_INFO);
+	TypeCacheEntry *rtyp = mtyp->rngtype;
+	RangeType **ranges = palloc(sizeof(RangeType *) * Max(n, 1));
+	int nranges = 0;
+	int i = 0;
+
+	while (i < n)
+	{
+		RangeBound lower;
+		RangeBound upper;
+		int64 last = ids[i];
+		int j = i + 1;
+
+		while (j < n && (ids[j] == last || ids[j] == last + 1))
+			last = ids[j++];
+		lower.val = Int64GetDatum(ids[i]);
+		lower.infinite = false;
+		lower.inclusive = true;
+		lower.lower = true;
+		upper.val = Int64GetDatum(last);
+		upper.infinite = false;
+		upper.inclusive = true;
+		upper.lower = false;
+		ranges[nranges++] = make_range(rtyp, &lower, &upper, false);
+		i = j;
+	}
+	return PointerGetDatum(
+		make_multirange(INT8MULTIRANGEOID, rtyp, nranges, ranges));
+}
+
+/*
+ * The ids of an int8multirange, in ascending order; *count gets how many.
+ * A range too wide to list (only a forged seal has one) is an error.
+ */
+int64 *
+audit_seal_expand_ids(Datum multirange, int64 *count)
+{
+	TypeCacheEntry *mtyp =
+		lookup_type_cache(INT8MULTIRANGEOID, TYPECACHE_MULTIRANGE_INFO);
+	MultirangeType *mr = DatumGetMultirangeTypeP(multirange);
+	int64 total = 0;
+	int64 *ids;
+	int64 k = 0;
+	uint32 i;
+
+	for (i = 0; i < mr->rangeCount; i++)
+	{
+		RangeBound lower;
+		RangeBound upper;
+
+		multirange_get_bounds(mtyp->rngtype, mr, i, &lower, &upper);
+		if (lower.infinite || upper.infinite ||
+			DatumGetInt64(upper.val) - DatumGetInt64(lower.val) >
+				(int64) (MaxAllocHugeSize / sizeof(int64)) - total)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("a seal lists an unbounded range of entry ids")));
+		total += DatumGetInt64(upper.val) - DatumGetInt64(lower.val);
+	}
+	ids = MemoryContextAllocHuge(CurrentMemoryContext,
+								 sizeof(int64) * Max(total, 1));
+	for (i = 0; i < mr->rangeCount; i++)
+	{
+		RangeBound lower;
+		RangeBound upper;
+		int64 v;
+
+		multirange_get_bounds(mtyp->rngtype, mr, i, &lower, &upper);
+		/* int8range is canonical: [lower, upper) */
+		for (v = DatumGetInt64(lower.val); v < DatumGetInt64(upper.val); v++)
+			ids[k++] = v;
+	}
+	*count = total;
+	return ids;
+}
+
+/* The hex form of a hash, palloc'd. */
+char *
+audit_seal_hex(const uint8 *hash)
+{
+	static const char digits[] = "0123456789abcdef";
+	char *s = palloc(SEAL_HASH_LEN * 2 + 1);
+	int i;
+
+	for (i = 0; i < SEAL_HASH_LEN; i++)
+	{
+		s[2 * i] = digits[hash[i] >> 4];
+		s[2 * i + 1] = digits[hash[i] & 0x0f];
+	}
+	s[SEAL_HASH_LEN * 2] = '\0';
+	return s;
+}
