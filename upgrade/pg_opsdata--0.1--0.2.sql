@@ -979,6 +979,9 @@ CREATE TABLE audit.seals (
 								  AND locators IS NOT NULL AND entries_hash IS NOT NULL))
 );
 
+-- Locators are random bytes: never worth trying to compress.
+ALTER TABLE audit.seals ALTER COLUMN locators SET STORAGE EXTERNAL;
+
 -- audit.verify() picks seals by sealed_at; retention sums the entries of
 -- the seals of a partition's range.
 CREATE INDEX seals_sealed_at_idx ON audit.seals (sealed_at);

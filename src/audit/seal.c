@@ -29,10 +29,12 @@
  * are written into audit.entries, not before.
  *
  * A horizon is then found without waiting and without touching the
- * writers' path: read M, the highest entry_id committed (any row that
- * exists will do: its id was taken before the read, so every smaller id
- * was taken before the read too, by a transaction that held its lock
- * then); after that read, list the transactions holding such a lock on
+ * writers' path: read M, the highest entry_id of any row present in
+ * audit.entries, committed, in progress or dead (the rightmost key of each
+ * partition's primary key; any row that exists will do: its id was taken
+ * before the read, so every smaller id was taken before the read too, by
+ * a transaction that held its lock then); after that read, list the
+ * transactions holding such a lock on
  * audit.entries (GetLockConflicts(), as CREATE INDEX CONCURRENTLY does; a
  * prepared transaction keeps its locks and is listed).  Once every one of
  * them has ended, no entry with an id up to M can commit any more: M is a
@@ -72,19 +74,25 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "partitioning/partdefs.h"
+#include "partitioning/partdesc.h"
 #include "pgstat.h"
+#include "port/pg_bswap.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
@@ -92,6 +100,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -130,6 +140,7 @@ static VirtualTransactionId *seal_lockers = NULL;
 static int seal_nlockers = 0;
 
 static SPIPlanPtr seal_max_plan = NULL;
+static SPIPlanPtr seal_min_plan = NULL;
 static SPIPlanPtr seal_head_plan = NULL;
 static SPIPlanPtr seal_window_plan = NULL;
 static SPIPlanPtr seal_insert_plan = NULL;
@@ -140,6 +151,7 @@ typedef struct SealGroup
 	TimestampTz from;
 	TimestampTz to;
 	int count;
+	int index; /* before sorting */
 } SealGroup;
 
 /* The head of the chain. */
@@ -188,10 +200,12 @@ seal_schema_ready(void)
 		   get_attnum(seals, "entry_ids") != InvalidAttrNumber;
 }
 
+/* A plan kept for the session, generic: made once, never planned again. */
 static SPIPlanPtr
 seal_prepare(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr plan = SPI_prepare(sql, nargs, argtypes);
+	SPIPlanPtr plan =
+		SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql,
@@ -201,14 +215,96 @@ seal_prepare(const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
- * The highest entry_id committed, read with a snapshot of its own; false
- * when there is no entry.  Connected to SPI.
+ * The highest entry_id in the primary key index of rel, whatever the state
+ * of its row (SnapshotAny: in progress, committed or dead); false when the
+ * index is empty.  *usable is cleared when rel has no such index.
  */
 static bool
-seal_max_committed(int64 *max)
+seal_max_in_index(Relation rel, int64 *max, bool *usable)
 {
-	bool isnull;
-	Datum d;
+	Oid pk = RelationGetPrimaryKeyIndex(rel);
+	Relation index;
+	IndexScanDesc scan;
+	bool found = false;
+
+	if (!OidIsValid(pk))
+	{
+		*usable = false;
+		return false;
+	}
+	index = index_open(pk, AccessShareLock);
+	if (index->rd_index->indnkeyatts < 1 ||
+		index->rd_index->indkey.values[0] !=
+			get_attnum(RelationGetRelid(rel), SEAL_ENTRY_ID_COLUMN) ||
+		TupleDescAttr(RelationGetDescr(index), 0)->atttypid != INT8OID)
+	{
+		index_close(index, AccessShareLock);
+		*usable = false;
+		return false;
+	}
+	scan = index_beginscan(rel, index, SnapshotAny, 0, 0);
+	scan->xs_want_itup = true;
+	index_rescan(scan, NULL, 0, NULL, 0);
+	while (!found && index_getnext_tid(scan, BackwardScanDirection) != NULL)
+	{
+		bool isnull;
+		Datum d = index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &isnull);
+
+		if (!isnull)
+		{
+			*max = DatumGetInt64(d);
+			found = true;
+		}
+	}
+	index_endscan(scan);
+	index_close(index, AccessShareLock);
+	return found;
+}
+
+/*
+ * The highest entry_id of any row present in audit.entries, committed or
+ * not (its id was taken before this read, which is all the horizon needs),
+ * from the rightmost key of each partition's primary key: no heap page is
+ * read, however many recent rows are still in progress.  Falls back on
+ * max() when a partition lacks that key.  False when there is no entry.
+ * Connected to SPI.
+ */
+static bool
+seal_max_present(int64 *max)
+{
+	Relation parent = table_open(seal_relid("entries"), AccessShareLock);
+	bool usable = true;
+	bool any = false;
+
+	if (parent->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		PartitionDesc pd = RelationGetPartitionDesc(parent, true);
+		int i;
+
+		for (i = 0; i < pd->nparts && usable; i++)
+		{
+			Relation part;
+			int64 m;
+
+			if (get_rel_relkind(pd->oids[i]) != RELKIND_RELATION)
+			{
+				usable = false;
+				break;
+			}
+			part = table_open(pd->oids[i], AccessShareLock);
+			if (seal_max_in_index(part, &m, &usable) && (!any || m > *max))
+			{
+				*max = m;
+				any = true;
+			}
+			table_close(part, AccessShareLock);
+		}
+	}
+	else if (seal_max_in_index(parent, max, &usable))
+		any = true;
+	table_close(parent, AccessShareLock);
+	if (usable)
+		return any;
 
 	if (seal_max_plan == NULL)
 		seal_max_plan = seal_prepare(
@@ -217,12 +313,17 @@ seal_max_committed(int64 *max)
 			SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not read the highest audit entry id");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-					  &isnull);
-	if (!isnull)
-		*max = DatumGetInt64(d);
+	{
+		bool isnull;
+		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								1, &isnull);
+
+		any = !isnull;
+		if (any)
+			*max = DatumGetInt64(d);
+	}
 	SPI_freetuptable(SPI_tuptable);
-	return !isnull;
+	return any;
 }
 
 /*
@@ -417,25 +518,62 @@ seal_group_cmp(const void *a, const void *b)
 }
 
 /*
- * One round: seal the committed entries above the chain's last window up
- * to horizon, at most max_entries of them, one seal per bucket.  *more is
- * set when entries below the horizon remain.  Returns the entries sealed.
- * In a transaction at READ COMMITTED, connected to SPI, inside the
- * caller's encoding switch.
+ * The lowest committed entry id in [first, last], read with a snapshot of
+ * its own; false when there is none.  Connected to SPI.
  */
-static int64
-seal_round(int64 horizon, int max_entries, bool *more)
+static bool
+seal_min_committed(int64 first, int64 last, int64 *min)
+{
+	Datum values[2];
+	bool isnull;
+	Datum d;
+
+	if (seal_min_plan == NULL)
+	{
+		Oid argtypes[2] = {INT8OID, INT8OID};
+
+		seal_min_plan =
+			seal_prepare("SELECT pg_catalog.min(entry_id) FROM audit.entries"
+						 " WHERE entry_id OPERATOR(pg_catalog.>=) $1"
+						 " AND entry_id OPERATOR(pg_catalog.<=) $2",
+						 2, argtypes);
+	}
+	values[0] = Int64GetDatum(first);
+	values[1] = Int64GetDatum(last);
+	if (SPI_execute_plan(seal_min_plan, values, NULL, false, 1) !=
+			SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read the lowest audit entry id");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+					  &isnull);
+	if (!isnull)
+		*min = DatumGetInt64(d);
+	SPI_freetuptable(SPI_tuptable);
+	return !isnull;
+}
+
+/*
+ * One round: seal the committed entries above the chain's last window up
+ * to horizon, those of at most max_entries ids from the lowest, one seal
+ * per bucket.  *more is set when entries below the horizon remain.  Returns
+ * the entries sealed.  In a transaction at READ COMMITTED, connected to
+ * SPI, inside the caller's encoding switch; scan holds the buffers.
+ */
+pg_noinline static int64
+seal_round(SealScan *scan, int64 horizon, int max_entries, bool *more)
 {
 	MemoryContext cxt;
 	MemoryContext old;
 	SealHead head;
-	SealScan scan;
 	SealGroup *groups;
+	int *order;
 	int ngroups = 0;
 	int maxgroups = 4;
 	pg_cryptohash_ctx *ctx;
 	int64 first;
 	int64 last;
+	int64 base = 0;
+	int64 span;
 	int statement_columns;
 	int64 width;
 	int n;
@@ -449,34 +587,26 @@ seal_round(int64 horizon, int max_entries, bool *more)
 	if (head.has_window && head.last_entry_id >= horizon)
 		return 0;
 
+	/*
+	 * The window runs from the end of the last one (over ids no entry has,
+	 * if any) to max_entries ids past the lowest entry in it.
+	 */
+	if (!seal_min_committed(first, horizon, &base))
+		return 0;
+	last = horizon;
+	if (!pg_sub_s64_overflow(horizon, base, &span) && span >= max_entries)
+	{
+		last = base + max_entries - 1;
+		*more = true;
+	}
+
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata seal round",
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
 	statement_columns = Max(audit_seal_table_columns("statements"), 0);
-	audit_seal_scan_init(&scan, statement_columns, cxt);
-	audit_seal_scan_entries(&scan, first, horizon, max_entries, NULL, NULL);
-
-	/*
-	 * A full round ends before the id of its last entry, so that no entry
-	 * of that id is left for the next window.
-	 */
-	n = scan.nentries;
-	last = horizon;
-	if (n > 0 && n == max_entries)
-	{
-		int64 cut = scan.entries[n - 1].id;
-
-		*more = true;
-		while (n > 0 && scan.entries[n - 1].id == cut)
-			n--;
-		if (n > 0)
-			last = cut - 1;
-		else
-		{
-			n = scan.nentries;
-			last = cut;
-		}
-	}
+	audit_seal_scan_reset(scan, statement_columns);
+	audit_seal_scan_entries(scan, first, last, NULL, NULL);
+	n = scan->nentries;
 	if (n == 0)
 	{
 		MemoryContextSwitchTo(old);
@@ -485,14 +615,13 @@ seal_round(int64 horizon, int max_entries, bool *more)
 	}
 
 	ctx = audit_seal_sha256_create();
-	scan.nentries = n;
-	audit_seal_scan_leaves(&scan, ctx);
+	audit_seal_scan_finish(scan, ctx);
 
 	width = audit_seal_bucket_width();
 	groups = palloc(sizeof(SealGroup) * maxgroups);
 	for (i = 0; i < n; i++)
 	{
-		SealEntry *e = &scan.entries[i];
+		SealEntry *e = &scan->entries[i];
 		TimestampTz from;
 		TimestampTz to;
 
@@ -515,32 +644,38 @@ seal_round(int64 horizon, int max_entries, bool *more)
 			ngroups++;
 		}
 		groups[g].count++;
+		e->group = g;
 	}
+	/* Seals in the order of their buckets. */
+	order = palloc(sizeof(int) * ngroups);
+	for (g = 0; g < ngroups; g++)
+		groups[g].index = g;
 	qsort(groups, ngroups, sizeof(SealGroup), seal_group_cmp);
+	for (g = 0; g < ngroups; g++)
+		order[groups[g].index] = g;
 
 	for (g = 0; g < ngroups; g++)
 	{
 		SealRow row;
 		int64 *ids = palloc(sizeof(int64) * groups[g].count);
-		char *leaves = palloc(SEAL_HASH_LEN * groups[g].count);
+		int *members = palloc(sizeof(int) * groups[g].count);
 		bytea *locators =
 			palloc(VARHDRSZ + SEAL_LOCATOR_LEN * groups[g].count);
+		char *p = VARDATA(locators);
 		int k = 0;
 
 		for (i = 0; i < n; i++)
 		{
-			SealEntry *e = &scan.entries[i];
-			TimestampTz from;
-			TimestampTz to;
+			SealEntry *e = &scan->entries[i];
+			uint32 loc;
 
-			audit_seal_bucket(e->ts, width, &from, &to);
-			if (from != groups[g].from || to != groups[g].to)
+			if (order[e->group] != g)
 				continue;
 			ids[k] = e->id;
-			memcpy(leaves + SEAL_HASH_LEN * k, e->leaf, SEAL_HASH_LEN);
-			memcpy(VARDATA(locators) + SEAL_LOCATOR_LEN * k, e->leaf,
-				   SEAL_LOCATOR_LEN);
-			k++;
+			members[k++] = i;
+			loc = pg_hton32(e->locator);
+			memcpy(p, &loc, SEAL_LOCATOR_LEN);
+			p += SEAL_LOCATOR_LEN;
 		}
 		SET_VARSIZE(locators, VARHDRSZ + SEAL_LOCATOR_LEN * k);
 
@@ -555,10 +690,9 @@ seal_round(int64 horizon, int max_entries, bool *more)
 		row.entry_ids = audit_seal_id_ranges(ids, k);
 		row.locators = locators;
 		row.has_entries_hash = true;
-		audit_seal_sha256(ctx, leaves, SEAL_HASH_LEN * k, NULL, 0,
-						  row.entries_hash);
+		audit_seal_scan_digest(scan, members, k, ctx, row.entries_hash);
 		row.has_columns = true;
-		row.entry_columns = scan.entry_columns;
+		row.entry_columns = scan->entry_columns;
 		row.statement_columns = statement_columns;
 		seal_append(ctx, &head, &row);
 	}
@@ -574,7 +708,7 @@ seal_round(int64 horizon, int max_entries, bool *more)
  * whether entries below the horizon remain.  Connected to SPI.
  */
 static int64
-seal_upto(int64 horizon, long budget_ms, bool *more)
+seal_upto(SealScan *scan, int64 horizon, long budget_ms, bool *more)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	int64 total = 0;
@@ -585,7 +719,7 @@ seal_upto(int64 horizon, long budget_ms, bool *more)
 		do
 		{
 			CHECK_FOR_INTERRUPTS();
-			total += seal_round(horizon, SEAL_BLOCK_ENTRIES, more);
+			total += seal_round(scan, horizon, SEAL_BLOCK_ENTRIES, more);
 		} while (*more && (budget_ms <= 0 ||
 						   !TimestampDifferenceExceeds(
 							   start, GetCurrentTimestamp(), budget_ms)));
@@ -633,7 +767,7 @@ seal_advance_horizon(void)
 		seal_have_horizon = true;
 		seal_have_candidate = false;
 	}
-	if (seal_have_candidate || !seal_max_committed(&max))
+	if (seal_have_candidate || !seal_max_present(&max))
 		return;
 	if (seal_have_horizon && max <= seal_horizon)
 		return;
@@ -650,6 +784,24 @@ seal_advance_horizon(void)
 		seal_candidate = max;
 		seal_have_candidate = true;
 	}
+}
+
+/* The service's buffers, kept from one round to the next. */
+static SealScan *
+seal_service_scan(void)
+{
+	static SealScan *scan = NULL;
+
+	if (scan == NULL)
+	{
+		MemoryContext cxt =
+			AllocSetContextCreate(TopMemoryContext, "pg_opsdata seal buffers",
+								  ALLOCSET_DEFAULT_SIZES);
+
+		scan = MemoryContextAlloc(cxt, sizeof(SealScan));
+		audit_seal_scan_init(scan, 0, cxt);
+	}
+	return scan;
 }
 
 /*
@@ -686,7 +838,8 @@ audit_seal_service(void)
 		pgstat_report_activity(STATE_RUNNING,
 							   "pg_opsdata scheduler: sealing audit entries");
 		seal_begin_xact();
-		(void) seal_upto(seal_horizon, SEAL_RUN_BUDGET_MS, &more);
+		(void) seal_upto(seal_service_scan(), seal_horizon, SEAL_RUN_BUDGET_MS,
+						 &more);
 		seal_end_xact();
 		if (!more)
 		{
@@ -712,6 +865,7 @@ audit_seal(PG_FUNCTION_ARGS)
 	int64 total = 0;
 	VirtualTransactionId *writers;
 	int nwriters;
+	SealScan scan;
 	bool more;
 	int i;
 
@@ -732,12 +886,13 @@ audit_seal(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
-	if (seal_max_committed(&max))
+	if (seal_max_present(&max))
 	{
 		writers = seal_entry_writers(&nwriters, CurrentMemoryContext);
 		for (i = 0; i < nwriters; i++)
 			(void) VirtualXactLock(writers[i], true);
-		total = seal_upto(max, 0, &more);
+		audit_seal_scan_init(&scan, 0, CurrentMemoryContext);
+		total = seal_upto(&scan, max, 0, &more);
 	}
 	SPI_finish();
 	PG_RETURN_INT64(total);

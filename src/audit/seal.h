@@ -28,7 +28,7 @@
 #include "utils/hsearch.h"
 
 #define SEAL_HASH_LEN	 PG_SHA256_DIGEST_LENGTH
-#define SEAL_LOCATOR_LEN 8
+#define SEAL_LOCATOR_LEN 4
 
 /* Columns of audit.entries and audit.statements the seal code names. */
 #define SEAL_ENTRY_ID_COLUMN	 "entry_id"
@@ -71,6 +71,7 @@ typedef struct SealRow
 extern SealCodec *audit_seal_codec(TupleDesc desc, int ncolumns,
 								   MemoryContext cxt);
 extern int audit_seal_codec_columns(const SealCodec *codec);
+extern void audit_seal_codec_free(SealCodec *codec);
 extern void audit_seal_encode(const SealCodec *codec, TupleTableSlot *slot,
 							  int ncolumns, StringInfo out);
 extern int audit_seal_encoding_begin(void);
@@ -80,10 +81,11 @@ extern void audit_seal_sha256(pg_cryptohash_ctx *ctx, const void *data1,
 							  size_t len1, const void *data2, size_t len2,
 							  uint8 *out);
 extern HTAB *audit_seal_statement_cache(MemoryContext cxt);
-extern void audit_seal_statement_hashes(HTAB *cache, const int64 *ids, int n,
-										int ncolumns, pg_cryptohash_ctx *ctx);
-extern const uint8 *audit_seal_statement_hash(HTAB *cache, bool isnull,
-											  int64 id, int ncolumns);
+extern const uint8 *audit_seal_statement_slot(HTAB *cache, int64 id,
+											  int ncolumns, bool *missing);
+extern void audit_seal_statement_fetch(HTAB *cache, const int64 *ids, int n,
+									   int ncolumns, pg_cryptohash_ctx *ctx);
+extern const uint8 *audit_seal_no_statement(void);
 extern int audit_seal_table_columns(const char *relname);
 extern void audit_seal_bucket(TimestampTz ts, int64 width, TimestampTz *from,
 							  TimestampTz *to);

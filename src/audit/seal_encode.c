@@ -44,6 +44,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/tupmacs.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_type.h"
@@ -67,17 +68,18 @@
 /* How one column's values are written. */
 typedef enum SealValueKind
 {
-	SEAL_VALUE_SEND,	 /* the type's send function */
-	SEAL_VALUE_INT2,	 /* 2 bytes */
-	SEAL_VALUE_INT4,	 /* 4 bytes (int4, oid, date, xid) */
-	SEAL_VALUE_FLOAT4,	 /* the 4 bytes of the float */
-	SEAL_VALUE_INT8,	 /* 8 bytes (int8, timestamps, time, xid8) */
-	SEAL_VALUE_FLOAT8,	 /* the 8 bytes of the double */
-	SEAL_VALUE_BOOL,	 /* 1 byte, 0 or 1 */
-	SEAL_VALUE_INTERVAL, /* time (8), day (4), month (4) */
-	SEAL_VALUE_BYTES,	 /* bytea: its bytes */
-	SEAL_VALUE_TEXT,	 /* text, varchar, bpchar: bytes, no conversion */
-	SEAL_VALUE_NAME		 /* name: bytes up to the NUL, no conversion */
+	SEAL_VALUE_SEND,	  /* the type's send function */
+	SEAL_VALUE_INT2,	  /* 2 bytes */
+	SEAL_VALUE_INT4,	  /* 4 bytes (int4, oid, date, xid) */
+	SEAL_VALUE_FLOAT4,	  /* the 4 bytes of the float */
+	SEAL_VALUE_INT8,	  /* 8 bytes (int8, timestamps, time, xid8) */
+	SEAL_VALUE_FLOAT8,	  /* the 8 bytes of the double */
+	SEAL_VALUE_BOOL,	  /* 1 byte, 0 or 1 */
+	SEAL_VALUE_INTERVAL,  /* time (8), day (4), month (4) */
+	SEAL_VALUE_BYTES,	  /* bytea: its bytes */
+	SEAL_VALUE_TEXT,	  /* text, varchar, bpchar: bytes, no conversion */
+	SEAL_VALUE_NAME,	  /* name: bytes up to the NUL, no conversion */
+	SEAL_VALUE_TEXT_ARRAY /* text[], varchar[]: no call per element */
 } SealValueKind;
 
 typedef struct SealColumn
@@ -90,6 +92,7 @@ typedef struct SealColumn
 struct SealCodec
 {
 	int ncolumns;
+	MemoryContext cxt;		/* the codec and what it looks up */
 	MemoryContext valuecxt; /* what send functions allocate, per row */
 	SealColumn columns[FLEXIBLE_ARRAY_MEMBER];
 };
@@ -107,6 +110,8 @@ typedef struct SealStatementHash
 	bool known; /* hash computed */
 	uint8 hash[SEAL_HASH_LEN];
 } SealStatementHash;
+
+static SPIPlanPtr seal_statements_plan = NULL;
 
 /* SHA-256 of no bytes: the statement hash of an entry without one. */
 static const uint8 seal_empty_hash[SEAL_HASH_LEN] = {
@@ -170,9 +175,12 @@ audit_seal_codec(TupleDesc desc, int ncolumns, MemoryContext cxt)
 				 errmsg("a seal covers %d columns of a table that has %d",
 						ncolumns, desc->natts),
 				 errhint("Columns of audit tables must never be dropped.")));
+	cxt = AllocSetContextCreate(cxt, "pg_opsdata seal codec",
+								ALLOCSET_SMALL_SIZES);
 	codec = MemoryContextAllocZero(cxt, offsetof(SealCodec, columns) +
 											sizeof(SealColumn) * ncolumns);
 	codec->ncolumns = ncolumns;
+	codec->cxt = cxt;
 	codec->valuecxt = AllocSetContextCreate(cxt, "pg_opsdata seal values",
 											ALLOCSET_SMALL_SIZES);
 	for (i = 0; i < ncolumns; i++)
@@ -226,6 +234,10 @@ audit_seal_codec(TupleDesc desc, int ncolumns, MemoryContext cxt)
 			case NAMEOID:
 				col->kind = raw_text ? SEAL_VALUE_NAME : SEAL_VALUE_SEND;
 				break;
+			case TEXTARRAYOID:
+			case 1015: /* varchar[] */
+				col->kind = raw_text ? SEAL_VALUE_TEXT_ARRAY : SEAL_VALUE_SEND;
+				break;
 			default:
 				col->kind = SEAL_VALUE_SEND;
 				break;
@@ -248,6 +260,140 @@ audit_seal_codec_columns(const SealCodec *codec)
 	return codec->ncolumns;
 }
 
+/* Free a codec and all it allocated. */
+void
+audit_seal_codec_free(SealCodec *codec)
+{
+	MemoryContextDelete(codec->cxt);
+}
+
+/* Room for n more bytes at the end of out; returns where they go. */
+static inline char *
+seal_reserve(StringInfo out, int n)
+{
+	if (out->len + n >= out->maxlen)
+		enlargeStringInfo(out, n);
+	return out->data + out->len;
+}
+
+static inline char *
+seal_w16(char *p, uint16 v)
+{
+	v = pg_hton16(v);
+	memcpy(p, &v, 2);
+	return p + 2;
+}
+
+static inline char *
+seal_w32(char *p, uint32 v)
+{
+	v = pg_hton32(v);
+	memcpy(p, &v, 4);
+	return p + 4;
+}
+
+static inline char *
+seal_w64(char *p, uint64 v)
+{
+	v = pg_hton64(v);
+	memcpy(p, &v, 8);
+	return p + 8;
+}
+
+/* A column's type, length and bytes. */
+static inline void
+seal_put_value(StringInfo out, Oid typid, const char *data, int len)
+{
+	char *p = seal_reserve(out, 8 + len);
+
+	p = seal_w32(p, typid);
+	p = seal_w32(p, len);
+	memcpy(p, data, len);
+	out->len += 8 + len;
+}
+
+/*
+ * An array of text-like elements, written as array_send() writes it,
+ * without a call per element: the elements are walked in place.  A short
+ * array stored with a one-byte header is unpacked into an aligned local
+ * buffer first, as detoasting would, without an allocation.
+ */
+static void
+seal_put_text_array(StringInfo out, Oid typid, Datum value,
+					MemoryContext valuecxt)
+{
+	union
+	{
+		ArrayType hdr;
+		double align;
+		char data[256];
+	} local;
+	struct varlena *v = (struct varlena *) DatumGetPointer(value);
+	ArrayType *a;
+	int ndim;
+	int nitems;
+	int start = out->len;
+	bits8 *bitmap;
+	char *ptr;
+	char *p;
+	int i;
+
+	if (VARATT_IS_SHORT(v) &&
+		VARSIZE_SHORT(v) - VARHDRSZ_SHORT + VARHDRSZ <= sizeof(local.data))
+	{
+		Size len = VARSIZE_SHORT(v) - VARHDRSZ_SHORT;
+
+		SET_VARSIZE(local.data, len + VARHDRSZ);
+		memcpy(VARDATA(local.data), VARDATA_SHORT(v), len);
+		a = &local.hdr;
+	}
+	else
+	{
+		MemoryContext old = MemoryContextSwitchTo(valuecxt);
+
+		a = DatumGetArrayTypeP(value);
+		MemoryContextSwitchTo(old);
+	}
+	ndim = ARR_NDIM(a);
+	nitems = ArrayGetNItems(ndim, ARR_DIMS(a));
+	bitmap = ARR_NULLBITMAP(a);
+	ptr = (char *) a + (ARR_HASNULL(a) ? (Size) a->dataoffset
+									   : (Size) ARR_OVERHEAD_NONULLS(ndim));
+
+	p = seal_reserve(out, 8 + 12 + 8 * ndim);
+	p = seal_w32(p, typid);
+	p = seal_w32(p, 0); /* the length, set below */
+	p = seal_w32(p, ndim);
+	p = seal_w32(p, ARR_HASNULL(a) ? 1 : 0);
+	p = seal_w32(p, ARR_ELEMTYPE(a));
+	for (i = 0; i < ndim; i++)
+	{
+		p = seal_w32(p, ARR_DIMS(a)[i]);
+		p = seal_w32(p, ARR_LBOUND(a)[i]);
+	}
+	out->len = p - out->data;
+	for (i = 0; i < nitems; i++)
+	{
+		int len;
+
+		if (bitmap != NULL && (bitmap[i / 8] & (1 << (i % 8))) == 0)
+		{
+			p = seal_reserve(out, 4);
+			seal_w32(p, (uint32) -1);
+			out->len += 4;
+			continue;
+		}
+		ptr = (char *) att_align_pointer(ptr, TYPALIGN_INT, -1, ptr);
+		len = VARSIZE_ANY_EXHDR(ptr);
+		p = seal_reserve(out, 4 + len);
+		p = seal_w32(p, len);
+		memcpy(p, VARDATA_ANY(ptr), len);
+		out->len += 4 + len;
+		ptr += VARSIZE_ANY(ptr);
+	}
+	seal_w32(out->data + start + 4, out->len - start - 8);
+}
+
 /*
  * Append the encoding of the first ncolumns columns (at most those of the
  * codec) of the row in slot to out.  Memory the send functions allocate is
@@ -258,72 +404,95 @@ audit_seal_encode(const SealCodec *codec, TupleTableSlot *slot, int ncolumns,
 				  StringInfo out)
 {
 	MemoryContext old;
+	char *p;
 	int i;
 
 	Assert(ncolumns <= codec->ncolumns);
 	slot_getsomeattrs(slot, ncolumns);
 	MemoryContextReset(codec->valuecxt);
-	seal_put_int32(out, ncolumns);
+	p = seal_reserve(out, 4);
+	seal_w32(p, ncolumns);
+	out->len += 4;
 	for (i = 0; i < ncolumns; i++)
 	{
 		const SealColumn *col = &codec->columns[i];
 		Datum value = slot->tts_values[i];
 
-		seal_put_int32(out, (int32) col->typid);
 		if (slot->tts_isnull[i])
 		{
-			seal_put_int32(out, -1);
+			p = seal_reserve(out, 8);
+			p = seal_w32(p, col->typid);
+			seal_w32(p, (uint32) -1);
+			out->len += 8;
 			continue;
 		}
 		switch (col->kind)
 		{
 			case SEAL_VALUE_INT2:
-				seal_put_int32(out, 2);
-				seal_put_int16(out, DatumGetInt16(value));
+				p = seal_reserve(out, 10);
+				p = seal_w32(p, col->typid);
+				p = seal_w32(p, 2);
+				seal_w16(p, (uint16) DatumGetInt16(value));
+				out->len += 10;
 				break;
 			case SEAL_VALUE_INT4:
-				seal_put_int32(out, 4);
-				seal_put_int32(out, DatumGetInt32(value));
+				p = seal_reserve(out, 12);
+				p = seal_w32(p, col->typid);
+				p = seal_w32(p, 4);
+				seal_w32(p, (uint32) DatumGetInt32(value));
+				out->len += 12;
 				break;
 			case SEAL_VALUE_FLOAT4:
 			{
 				float4 f = DatumGetFloat4(value);
-				int32 bits;
+				uint32 bits;
 
 				memcpy(&bits, &f, 4);
-				seal_put_int32(out, 4);
-				seal_put_int32(out, bits);
+				p = seal_reserve(out, 12);
+				p = seal_w32(p, col->typid);
+				p = seal_w32(p, 4);
+				seal_w32(p, bits);
+				out->len += 12;
 				break;
 			}
 			case SEAL_VALUE_INT8:
-				seal_put_int32(out, 8);
-				seal_put_int64(out, DatumGetInt64(value));
+				p = seal_reserve(out, 16);
+				p = seal_w32(p, col->typid);
+				p = seal_w32(p, 8);
+				seal_w64(p, (uint64) DatumGetInt64(value));
+				out->len += 16;
 				break;
 			case SEAL_VALUE_FLOAT8:
 			{
 				float8 f = DatumGetFloat8(value);
-				int64 bits;
+				uint64 bits;
 
 				memcpy(&bits, &f, 8);
-				seal_put_int32(out, 8);
-				seal_put_int64(out, bits);
+				p = seal_reserve(out, 16);
+				p = seal_w32(p, col->typid);
+				p = seal_w32(p, 8);
+				seal_w64(p, bits);
+				out->len += 16;
 				break;
 			}
 			case SEAL_VALUE_BOOL:
 			{
 				char b = DatumGetBool(value) ? 1 : 0;
 
-				seal_put_field(out, &b, 1);
+				seal_put_value(out, col->typid, &b, 1);
 				break;
 			}
 			case SEAL_VALUE_INTERVAL:
 			{
 				Interval *iv = DatumGetIntervalP(value);
 
-				seal_put_int32(out, 16);
-				seal_put_int64(out, iv->time);
-				seal_put_int32(out, iv->day);
-				seal_put_int32(out, iv->month);
+				p = seal_reserve(out, 24);
+				p = seal_w32(p, col->typid);
+				p = seal_w32(p, 16);
+				p = seal_w64(p, (uint64) iv->time);
+				p = seal_w32(p, (uint32) iv->day);
+				seal_w32(p, (uint32) iv->month);
+				out->len += 24;
 				break;
 			}
 			case SEAL_VALUE_BYTES:
@@ -337,16 +506,20 @@ audit_seal_encode(const SealCodec *codec, TupleTableSlot *slot, int ncolumns,
 					v = pg_detoast_datum_packed(v);
 					MemoryContextSwitchTo(old);
 				}
-				seal_put_field(out, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+				seal_put_value(out, col->typid, VARDATA_ANY(v),
+							   VARSIZE_ANY_EXHDR(v));
 				break;
 			}
 			case SEAL_VALUE_NAME:
 			{
 				const char *s = NameStr(*DatumGetName(value));
 
-				seal_put_field(out, s, strlen(s));
+				seal_put_value(out, col->typid, s, strlen(s));
 				break;
 			}
+			case SEAL_VALUE_TEXT_ARRAY:
+				seal_put_text_array(out, col->typid, value, codec->valuecxt);
+				break;
 			case SEAL_VALUE_SEND:
 			{
 				bytea *b;
@@ -354,7 +527,8 @@ audit_seal_encode(const SealCodec *codec, TupleTableSlot *slot, int ncolumns,
 				old = MemoryContextSwitchTo(codec->valuecxt);
 				b = SendFunctionCall((FmgrInfo *) &col->send, value);
 				MemoryContextSwitchTo(old);
-				seal_put_field(out, VARDATA(b), VARSIZE(b) - VARHDRSZ);
+				seal_put_value(out, col->typid, VARDATA(b),
+							   VARSIZE(b) - VARHDRSZ);
 				break;
 			}
 		}
@@ -431,53 +605,80 @@ audit_seal_statement_cache(MemoryContext cxt)
 }
 
 /*
- * Compute into the cache the hashes of the statements ids refers to, their
- * first ncolumns columns encoded, with one query for all that the cache
- * lacks.  An id that no row has gets the hash of nothing.  Connected to
- * SPI, in the caller's encoding switch.
+ * The slot of the hash of statement id (its first ncolumns columns) in the
+ * cache; *missing is set when it is new and audit_seal_statement_fetch()
+ * must compute it (until then it holds the hash of nothing).  Slots stay
+ * where they are until the cache is destroyed.
+ */
+const uint8 *
+audit_seal_statement_slot(HTAB *cache, int64 id, int ncolumns, bool *missing)
+{
+	SealStatementKey key;
+	SealStatementHash *h;
+	bool found;
+
+	key.id = id;
+	key.ncolumns = ncolumns;
+	h = hash_search(cache, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		h->known = false;
+		memcpy(h->hash, seal_empty_hash, SEAL_HASH_LEN);
+	}
+	*missing = !found;
+	return h->hash;
+}
+
+/*
+ * Compute the hashes of statements ids (slots made by
+ * audit_seal_statement_slot()), their first ncolumns columns encoded, with
+ * one query.  An id that no row has keeps the hash of nothing.  Connected
+ * to SPI, in the caller's encoding switch.
  */
 void
-audit_seal_statement_hashes(HTAB *cache, const int64 *ids, int n, int ncolumns,
-							pg_cryptohash_ctx *ctx)
+audit_seal_statement_fetch(HTAB *cache, const int64 *ids, int n, int ncolumns,
+						   pg_cryptohash_ctx *ctx)
 {
-	Datum *missing = palloc(sizeof(Datum) * Max(n, 1));
-	int nmissing = 0;
+	Datum *elems;
 	Oid argtypes[1] = {INT8ARRAYOID};
 	Datum values[1];
 	SealCodec *codec;
 	TupleTableSlot *slot;
 	StringInfoData buf;
+	int idcol;
 	uint64 r;
 	int i;
 
-	for (i = 0; i < n; i++)
-	{
-		SealStatementKey key;
-		SealStatementHash *h;
-		bool found;
-
-		key.id = ids[i];
-		key.ncolumns = ncolumns;
-		h = hash_search(cache, &key, HASH_ENTER, &found);
-		if (!found)
-		{
-			h->known = false;
-			memcpy(h->hash, seal_empty_hash, SEAL_HASH_LEN);
-			missing[nmissing++] = Int64GetDatum(ids[i]);
-		}
-	}
-	if (nmissing == 0 || audit_seal_table_columns("statements") < 0)
+	if (n == 0 || audit_seal_table_columns("statements") < 0)
 		return;
-
+	elems = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
 	values[0] = PointerGetDatum(construct_array(
-		missing, nmissing, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, 'd'));
-	if (SPI_execute_with_args(
+		elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (seal_statements_plan == NULL)
+	{
+		SPIPlanPtr plan = SPI_prepare_cursor(
 			"SELECT * FROM audit.statements WHERE " SEAL_STATEMENT_ID_COLUMN
 			" OPERATOR(pg_catalog.=) ANY ($1)",
-			1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+			1, argtypes, CURSOR_OPT_GENERIC_PLAN);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the lookup of audit.statements: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		seal_statements_plan = plan;
+	}
+	if (SPI_execute_plan(seal_statements_plan, values, NULL, true, 0) !=
+		SPI_OK_SELECT)
 		elog(ERROR, "could not read audit.statements");
-	if (SPI_processed == 0)
+	pfree(elems);
+	idcol = SPI_fnumber(SPI_tuptable->tupdesc, SEAL_STATEMENT_ID_COLUMN);
+	if (SPI_processed == 0 || idcol <= 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
 		return;
+	}
 
 	codec = audit_seal_codec(SPI_tuptable->tupdesc, ncolumns,
 							 CurrentMemoryContext);
@@ -488,14 +689,9 @@ audit_seal_statement_hashes(HTAB *cache, const int64 *ids, int n, int ncolumns,
 		SealStatementKey key;
 		SealStatementHash *h;
 		bool isnull;
-		int idcol =
-			SPI_fnumber(SPI_tuptable->tupdesc, SEAL_STATEMENT_ID_COLUMN);
-		Datum id;
+		Datum id = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc,
+								 idcol, &isnull);
 
-		if (idcol <= 0)
-			break;
-		id = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, idcol,
-						   &isnull);
 		if (isnull)
 			continue;
 		key.id = DatumGetInt64(id);
@@ -511,28 +707,16 @@ audit_seal_statement_hashes(HTAB *cache, const int64 *ids, int n, int ncolumns,
 		h->known = true;
 	}
 	ExecDropSingleTupleTableSlot(slot);
+	audit_seal_codec_free(codec);
 	pfree(buf.data);
 	SPI_freetuptable(SPI_tuptable);
 }
 
-/*
- * The hash of the statement an entry refers to (statement_id, isnull
- * when it has none), once audit_seal_statement_hashes() has looked it up.
- */
+/* The hash of no statement. */
 const uint8 *
-audit_seal_statement_hash(HTAB *cache, bool isnull, int64 id, int ncolumns)
+audit_seal_no_statement(void)
 {
-	SealStatementKey key;
-	SealStatementHash *h;
-
-	if (isnull)
-		return seal_empty_hash;
-	key.id = id;
-	key.ncolumns = ncolumns;
-	h = hash_search(cache, &key, HASH_FIND, NULL);
-	if (h == NULL)
-		elog(ERROR, "statement %lld was not looked up", (long long) id);
-	return h->hash;
+	return seal_empty_hash;
 }
 
 /*

@@ -3,13 +3,21 @@
  * seal_scan.c
  *		Read a range of audit entries and compute their leaves.
  *
- * Sealing and verification both read the entries of a range of ids in
- * (entry_id, ts) order and need, for each, its leaf: SHA-256 of its
- * encoding and of the hash of its statement (seal_encode.c).  The rows are
- * read by one query whose executor hands each row to a DestReceiver here,
- * which encodes it at once into one buffer: no row is copied, no per-row
- * SPI call is made.  The statements are then looked up with one query for
- * all the distinct ids, and the leaves computed.
+ * Sealing and verification both read the entries of a range of ids and
+ * need, in (entry_id, ts) order, each one's encoding followed by the hash
+ * of its statement (seal_encode.c): what the SHA-256 of a seal covers, and
+ * what its locator is the CRC-32C of.  The rows are read by
+ * one query whose executor hands each row to a DestReceiver here, which
+ * encodes it at once into one buffer: no row is copied, no per-row SPI call
+ * is made.  The query has no ORDER BY, so that the planner reads each heap
+ * page once (a bitmap scan of the primary key's range) instead of fetching
+ * the rows one by one in index order; the entries are sorted afterwards,
+ * which costs next to nothing as they arrive nearly in order.  The
+ * statements missing from the scan's cache of statement hashes are then
+ * looked up with one query, and the locators computed.  A scan's buffers,
+ * and its cache, are kept from one use to the next
+ * (audit_seal_scan_reset()): statements never change, so a hash once
+ * computed holds.
  *
  * How many columns of an entry and of its statement are encoded can
  * differ per entry (seals made before a column was added cover fewer): a
@@ -32,7 +40,9 @@
 #include "miscadmin.h"
 #include "tcop/dest.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
+#include "port/pg_crc32c.h"
 #include "utils/timestamp.h"
 
 #include "audit/seal.h"
@@ -139,38 +149,70 @@ audit_seal_scan_init(SealScan *scan, int statement_columns, MemoryContext cxt)
 	scan->maxentries = 1024;
 	scan->entries =
 		MemoryContextAllocHuge(cxt, sizeof(SealEntry) * scan->maxentries);
-	scan->data.data = MemoryContextAllocHuge(cxt, 64 * 1024);
+	scan->data.data = MemoryContextAlloc(cxt, 64 * 1024);
 	scan->data.maxlen = 64 * 1024;
 	scan->data.len = 0;
 	scan->data.cursor = 0;
 	scan->data.data[0] = '\0';
+	scan->statements = audit_seal_statement_cache(cxt);
+}
+
+/* Statement hashes a scan keeps at most. */
+#define SEAL_SCAN_MAX_STATEMENTS 100000
+
+/* Forget the entries of a scan, keeping its buffers. */
+void
+audit_seal_scan_reset(SealScan *scan, int statement_columns)
+{
+	scan->nentries = 0;
+	scan->data.len = 0;
+	scan->statement_columns = statement_columns;
+	if (hash_get_num_entries(scan->statements) > SEAL_SCAN_MAX_STATEMENTS)
+	{
+		hash_destroy(scan->statements);
+		scan->statements = audit_seal_statement_cache(scan->cxt);
+		memset(scan->memo, 0, sizeof(scan->memo));
+	}
+}
+
+static int
+seal_entry_cmp(const void *a, const void *b)
+{
+	const SealEntry *ea = (const SealEntry *) a;
+	const SealEntry *eb = (const SealEntry *) b;
+
+	if (ea->id != eb->id)
+		return ea->id < eb->id ? -1 : 1;
+	if (ea->ts != eb->ts)
+		return ea->ts < eb->ts ? -1 : 1;
+	return 0;
 }
 
 /*
- * Read the entries with first <= entry_id <= last in (entry_id, ts) order,
- * at most limit of them (0: all), appending them to the scan.  columns,
- * if not NULL, tells for each entry id how many of its columns and of its
+ * Read the entries with first <= entry_id <= last, appending them to the
+ * scan, and sort the scan's entries by (entry_id, ts).  columns, if not
+ * NULL, tells for each entry id how many of its columns and of its
  * statement's to encode.
  */
 void
-audit_seal_scan_entries(SealScan *scan, int64 first, int64 last, int64 limit,
+audit_seal_scan_entries(SealScan *scan, int64 first, int64 last,
 						SealColumnsFn columns, void *arg)
 {
 	SealReceiver r;
 	SPIExecuteOptions options;
 	ParamListInfo params;
 	MemoryContext old;
+	int nestlevel;
 	int ret;
 
 	if (seal_scan_plan == NULL)
 	{
-		Oid argtypes[3] = {INT8OID, INT8OID, INT8OID};
+		Oid argtypes[2] = {INT8OID, INT8OID};
 		SPIPlanPtr plan =
 			SPI_prepare("SELECT * FROM audit.entries"
 						" WHERE entry_id OPERATOR(pg_catalog.>=) $1"
-						" AND entry_id OPERATOR(pg_catalog.<=) $2"
-						" ORDER BY entry_id, ts LIMIT $3",
-						3, argtypes);
+						" AND entry_id OPERATOR(pg_catalog.<=) $2",
+						2, argtypes);
 
 		if (plan == NULL)
 			elog(ERROR, "could not prepare the scan of audit.entries: %s",
@@ -189,77 +231,135 @@ audit_seal_scan_entries(SealScan *scan, int64 first, int64 last, int64 limit,
 	r.columns = columns;
 	r.arg = arg;
 
-	params = makeParamList(3);
+	params = makeParamList(2);
 	params->params[0].value = Int64GetDatum(first);
 	params->params[0].ptype = INT8OID;
 	params->params[0].isnull = false;
 	params->params[1].value = Int64GetDatum(last);
 	params->params[1].ptype = INT8OID;
 	params->params[1].isnull = false;
-	params->params[2].value = Int64GetDatum(limit);
-	params->params[2].ptype = INT8OID;
-	params->params[2].isnull = limit <= 0;
 
 	memset(&options, 0, sizeof(options));
 	options.params = params;
 	options.read_only = false;
 	options.dest = (DestReceiver *) &r;
 
-	/* The receiver's buffers grow in the scan's context. */
+	/*
+	 * Whatever the statistics say, read each page once: a bitmap scan of the
+	 * primary key's range (the plan is made with these settings at its first
+	 * use and kept).  The receiver's codec is made in the scan's context.
+	 */
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_indexscan", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_indexonlyscan", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	old = MemoryContextSwitchTo(scan->cxt);
 	ret = SPI_execute_plan_extended(seal_scan_plan, &options);
 	MemoryContextSwitchTo(old);
+	AtEOXact_GUC(true, nestlevel);
 	/* With a receiver of its own, SPI reports a SELECT as a utility. */
 	if (ret != SPI_OK_SELECT && ret != SPI_OK_UTILITY)
 		elog(ERROR, "could not read audit.entries: %s",
 			 SPI_result_code_string(ret));
+	if (r.codec != NULL)
+		audit_seal_codec_free(r.codec);
+	qsort(scan->entries, scan->nentries, sizeof(SealEntry), seal_entry_cmp);
 }
 
 /*
- * Compute the leaf of every entry of the scan: its statements are looked up
- * (one query per count of statement columns), then each leaf is
- * SHA-256(encoding || statement hash).
+ * Give every entry of the scan the hash of its statement (those the cache
+ * lacks are looked up, one query per count of statement columns) and its
+ * locator.
  */
 void
-audit_seal_scan_leaves(SealScan *scan, pg_cryptohash_ctx *ctx)
+audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 {
-	HTAB *cache = audit_seal_statement_cache(CurrentMemoryContext);
+	HTAB *cache = scan->statements;
 	int64 *ids = palloc(sizeof(int64) * Max(scan->nentries, 1));
-	int done_columns[8];
-	int ndone = 0;
+	int *idcols = palloc(sizeof(int) * Max(scan->nentries, 1));
+	int nmissing = 0;
 	int i;
 
 	for (i = 0; i < scan->nentries; i++)
 	{
-		int cols = scan->entries[i].statement_columns;
-		int n = 0;
-		int j;
-		bool seen = false;
+		SealEntry *e = &scan->entries[i];
+		bool missing;
 
-		for (j = 0; j < ndone; j++)
-			seen |= done_columns[j] == cols;
-		if (seen)
-			continue;
-		for (j = i; j < scan->nentries; j++)
+		if (e->stmt_null)
 		{
-			SealEntry *e = &scan->entries[j];
-
-			if (!e->stmt_null && e->statement_columns == cols)
-				ids[n++] = e->stmt;
+			e->stmt_hash = audit_seal_no_statement();
+			continue;
 		}
-		audit_seal_statement_hashes(cache, ids, n, cols, ctx);
-		if (ndone < (int) lengthof(done_columns))
-			done_columns[ndone++] = cols;
+		e->stmt_hash = audit_seal_statement_slot(
+			cache, e->stmt, e->statement_columns, &missing);
+		if (missing)
+		{
+			ids[nmissing] = e->stmt;
+			idcols[nmissing++] = e->statement_columns;
+		}
+	}
+	/* Usually one count of columns for all; one query per count. */
+	while (nmissing > 0)
+	{
+		int64 *batch = palloc(sizeof(int64) * nmissing);
+		int cols = idcols[0];
+		int n = 0;
+		int k = 0;
+
+		for (i = 0; i < nmissing; i++)
+		{
+			if (idcols[i] == cols)
+				batch[n++] = ids[i];
+			else
+			{
+				ids[k] = ids[i];
+				idcols[k++] = idcols[i];
+			}
+		}
+		audit_seal_statement_fetch(cache, batch, n, cols, ctx);
+		pfree(batch);
+		nmissing = k;
 	}
 	for (i = 0; i < scan->nentries; i++)
 	{
 		SealEntry *e = &scan->entries[i];
-		const uint8 *h = audit_seal_statement_hash(
-			cache, e->stmt_null, e->stmt, e->statement_columns);
+		pg_crc32c crc;
 
-		audit_seal_sha256(ctx, scan->data.data + e->offset, e->len, h,
-						  SEAL_HASH_LEN, e->leaf);
+		INIT_CRC32C(crc);
+		COMP_CRC32C(crc, scan->data.data + e->offset, e->len);
+		COMP_CRC32C(crc, e->stmt_hash, SEAL_HASH_LEN);
+		FIN_CRC32C(crc);
+		e->locator = crc;
 	}
-	hash_destroy(cache);
 	pfree(ids);
+	pfree(idcols);
+}
+
+/*
+ * out = SHA-256 of the encodings and statement hashes of the entries
+ * indexes[0..n) of the scan (NULL: its first n entries), in that order.
+ */
+void
+audit_seal_scan_digest(SealScan *scan, const int *indexes, int n,
+					   pg_cryptohash_ctx *ctx, uint8 *out)
+{
+	int i;
+
+	if (pg_cryptohash_init(ctx) < 0)
+		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
+	for (i = 0; i < n; i++)
+	{
+		SealEntry *e = &scan->entries[indexes ? indexes[i] : i];
+
+		if (pg_cryptohash_update(ctx, (uint8 *) scan->data.data + e->offset,
+								 e->len) < 0 ||
+			pg_cryptohash_update(ctx, e->stmt_hash, SEAL_HASH_LEN) < 0)
+			elog(ERROR, "could not compute SHA-256: %s",
+				 pg_cryptohash_error(ctx));
+	}
+	if (pg_cryptohash_final(ctx, out, SEAL_HASH_LEN) < 0)
+		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
 }

@@ -26,9 +26,20 @@ typedef struct SealEntry
 	int statement_columns;
 	int offset; /* of its encoding in SealScan.data */
 	int len;
-	int group; /* free for the caller */
-	uint8 leaf[SEAL_HASH_LEN];
+	int group;				/* free for the caller */
+	const uint8 *stmt_hash; /* SHA-256 of its statement's encoding */
+	uint32 locator;			/* CRC-32C of encoding || stmt_hash */
 } SealEntry;
+
+/* A direct-mapped memo in front of the cache of statement hashes. */
+#define SEAL_SCAN_MEMO_SIZE 256
+
+typedef struct SealStatementMemo
+{
+	int64 id;
+	int columns;
+	const uint8 *hash; /* NULL: empty */
+} SealStatementMemo;
 
 typedef struct SealScan
 {
@@ -39,6 +50,8 @@ typedef struct SealScan
 	int entry_columns;	   /* columns of audit.entries (all) */
 	int statement_columns; /* default for the statements */
 	StringInfoData data;   /* the encodings, one after the other */
+	HTAB *statements;	   /* statement hashes, kept across resets */
+	SealStatementMemo memo[SEAL_SCAN_MEMO_SIZE];
 } SealScan;
 
 /* How many columns of entry id and of its statement to encode. */
@@ -47,9 +60,11 @@ typedef void (*SealColumnsFn)(void *arg, int64 id, int *entry_columns,
 
 extern void audit_seal_scan_init(SealScan *scan, int statement_columns,
 								 MemoryContext cxt);
+extern void audit_seal_scan_reset(SealScan *scan, int statement_columns);
 extern void audit_seal_scan_entries(SealScan *scan, int64 first, int64 last,
-									int64 limit, SealColumnsFn columns,
-									void *arg);
-extern void audit_seal_scan_leaves(SealScan *scan, pg_cryptohash_ctx *ctx);
+									SealColumnsFn columns, void *arg);
+extern void audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx);
+extern void audit_seal_scan_digest(SealScan *scan, const int *indexes, int n,
+								   pg_cryptohash_ctx *ctx, uint8 *out);
 
 #endif /* OPSDATA_AUDIT_SEAL_SCAN_H */

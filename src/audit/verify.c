@@ -26,7 +26,7 @@
  *
  * Seals are read through a cursor and processed in chunks of whole rounds
  * (VERIFY_CHUNK_ENTRIES entries at most, unless one round is larger); the
- * entries of a chunk are read by one ordered scan (seal_scan.c).
+ * entries of a chunk are read by one scan (seal_scan.c).
  *
  * audit.verify_digest() checks that the seal a digest names is still there
  * with the same hash, and that every seal since chains to it; it reads no
@@ -49,6 +49,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "port/pg_bswap.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -131,7 +132,8 @@ typedef struct Verifier
 	int nunion;
 	int64 retention_used; /* highest retention seal that excused a loss */
 
-	/* The chunk. */
+	/* The chunk, and the buffers of its entries. */
+	SealScan scan;
 	VerifySeal *chunk;
 	int nchunk;
 	int maxchunk;
@@ -386,7 +388,6 @@ verify_seal_entries(Verifier *v, const SealRow *row, SealScan *scan,
 					const int *found, int nfound)
 {
 	uint8 digest[SEAL_HASH_LEN];
-	char *leaves;
 	int64 nids;
 	int64 *ids;
 	int64 retired_by;
@@ -394,6 +395,7 @@ verify_seal_entries(Verifier *v, const SealRow *row, SealScan *scan,
 	int64 j;
 	const uint8 *locators;
 	int64 nlocators;
+	uint32 locator = 0;
 
 	if (nfound == 0 && row->entry_count > 0 &&
 		verify_retired(v, row->seal_id, row->ts_from, row->ts_to, &retired_by))
@@ -402,12 +404,7 @@ verify_seal_entries(Verifier *v, const SealRow *row, SealScan *scan,
 		v->retention_used = Max(v->retention_used, retired_by);
 		return true;
 	}
-	leaves = palloc(SEAL_HASH_LEN * Max(nfound, 1));
-	for (i = 0; i < nfound; i++)
-		memcpy(leaves + SEAL_HASH_LEN * i, scan->entries[found[i]].leaf,
-			   SEAL_HASH_LEN);
-	audit_seal_sha256(v->ctx, leaves, SEAL_HASH_LEN * nfound, NULL, 0, digest);
-	pfree(leaves);
+	audit_seal_scan_digest(scan, found, nfound, v->ctx, digest);
 	if (row->has_entries_hash && nfound == row->entry_count &&
 		memcmp(digest, row->entries_hash, SEAL_HASH_LEN) == 0)
 	{
@@ -452,8 +449,10 @@ verify_seal_entries(Verifier *v, const SealRow *row, SealScan *scan,
 						 e->id, row->seal_id));
 			return false;
 		}
-		if (i >= nlocators || memcmp(locators + SEAL_LOCATOR_LEN * i, e->leaf,
-									 SEAL_LOCATOR_LEN) != 0)
+		if (i < nlocators)
+			memcpy(&locator, locators + SEAL_LOCATOR_LEN * i,
+				   SEAL_LOCATOR_LEN);
+		if (i >= nlocators || pg_ntoh32(locator) != e->locator)
 		{
 			verify_found(
 				v, "altered", true, e->id, true, row->seal_id,
@@ -479,35 +478,37 @@ verify_seal_entries(Verifier *v, const SealRow *row, SealScan *scan,
 static void
 verify_chunk(Verifier *v)
 {
-	SealScan scan;
+	SealScan *scan = &v->scan;
 	int *seal_of;
 	int **found;
 	int *nfound;
 	int64 *inserted; /* per round: the first entry in no bucket, or 0 */
 	bool *has_inserted;
+	MemoryContext old;
 	int i;
 	int r;
 
 	if (v->nchunk == 0)
 		return;
-	audit_seal_scan_init(&scan, 0, CurrentMemoryContext);
+	old = MemoryContextSwitchTo(v->cxt);
+	audit_seal_scan_reset(scan, 0);
 	if (v->nrounds > 0)
 	{
-		audit_seal_scan_entries(&scan, v->rounds[0].first,
-								v->rounds[v->nrounds - 1].last, 0,
-								verify_columns, v);
-		audit_seal_scan_leaves(&scan, v->ctx);
+		audit_seal_scan_entries(scan, v->rounds[0].first,
+								v->rounds[v->nrounds - 1].last, verify_columns,
+								v);
+		audit_seal_scan_finish(scan, v->ctx);
 	}
 
 	/* Give each entry to the seal of its round whose bucket holds it. */
-	seal_of = palloc(sizeof(int) * Max(scan.nentries, 1));
+	seal_of = palloc(sizeof(int) * Max(scan->nentries, 1));
 	nfound = palloc0(sizeof(int) * v->nchunk);
 	found = palloc0(sizeof(int *) * v->nchunk);
 	inserted = palloc0(sizeof(int64) * Max(v->nrounds, 1));
 	has_inserted = palloc0(sizeof(bool) * Max(v->nrounds, 1));
-	for (i = 0; i < scan.nentries; i++)
+	for (i = 0; i < scan->nentries; i++)
 	{
-		SealEntry *e = &scan.entries[i];
+		SealEntry *e = &scan->entries[i];
 		int k;
 
 		seal_of[i] = -1;
@@ -536,7 +537,7 @@ verify_chunk(Verifier *v)
 		found[i] = palloc(sizeof(int) * Max(nfound[i], 1));
 		nfound[i] = 0;
 	}
-	for (i = 0; i < scan.nentries; i++)
+	for (i = 0; i < scan->nentries; i++)
 	{
 		if (seal_of[i] >= 0)
 			found[seal_of[i]][nfound[seal_of[i]]++] = i;
@@ -549,7 +550,7 @@ verify_chunk(Verifier *v)
 		CHECK_FOR_INTERRUPTS();
 		if (!verify_seal_header(v, &s->row) || s->row.retention)
 			continue;
-		if (!verify_seal_entries(v, &s->row, &scan, found[i], nfound[i]))
+		if (!verify_seal_entries(v, &s->row, scan, found[i], nfound[i]))
 			continue;
 		r = s->round;
 		if (i == v->rounds[r].first_seal + v->rounds[r].nseals - 1 &&
@@ -565,6 +566,7 @@ verify_chunk(Verifier *v)
 	}
 	v->nchunk = 0;
 	v->nrounds = 0;
+	MemoryContextSwitchTo(old);
 	MemoryContextReset(v->cxt);
 }
 
@@ -668,20 +670,28 @@ verify_walk(Verifier *v, int64 first, int64 last, bool with_entries)
 		2, argtypes, values, NULL, true, 0);
 	for (;;)
 	{
+		SPITupleTable *tuptable;
+		uint64 ntuples;
 		uint64 i;
 
+		/*
+		 * Keep the batch: checking a chunk runs queries, which replace
+		 * SPI_tuptable.
+		 */
 		SPI_cursor_fetch(portal, true, VERIFY_FETCH);
-		if (SPI_processed == 0)
+		tuptable = SPI_tuptable;
+		ntuples = SPI_processed;
+		if (ntuples == 0)
 			break;
-		for (i = 0; i < SPI_processed && v->result.status == NULL; i++)
+		for (i = 0; i < ntuples && v->result.status == NULL; i++)
 		{
-			HeapTuple tup = SPI_tuptable->vals[i];
+			HeapTuple tup = tuptable->vals[i];
 
 			if (!with_entries)
 			{
 				SealRow row;
 
-				verify_copy_seal(v, tup, SPI_tuptable->tupdesc, &row);
+				verify_copy_seal(v, tup, tuptable->tupdesc, &row);
 				(void) verify_seal_header(v, &row);
 				MemoryContextReset(v->cxt);
 				continue;
@@ -693,9 +703,8 @@ verify_walk(Verifier *v, int64 first, int64 last, bool with_entries)
 				VerifySeal *lastseal = &v->chunk[v->nchunk - 1];
 				bool isnull;
 				Datum d = SPI_getbinval(
-					tup, SPI_tuptable->tupdesc,
-					SPI_fnumber(SPI_tuptable->tupdesc, "first_entry_id"),
-					&isnull);
+					tup, tuptable->tupdesc,
+					SPI_fnumber(tuptable->tupdesc, "first_entry_id"), &isnull);
 
 				if (lastseal->row.retention || isnull ||
 					DatumGetInt64(d) != lastseal->row.first_entry_id)
@@ -704,10 +713,10 @@ verify_walk(Verifier *v, int64 first, int64 last, bool with_entries)
 					pending = 0;
 				}
 			}
-			verify_add(v, tup, SPI_tuptable->tupdesc);
+			verify_add(v, tup, tuptable->tupdesc);
 			pending += v->chunk[v->nchunk - 1].row.entry_count;
 		}
-		SPI_freetuptable(SPI_tuptable);
+		SPI_freetuptable(tuptable);
 		if (v->result.status != NULL)
 			break;
 	}
@@ -797,6 +806,7 @@ verify_init(Verifier *v)
 	v->maxchunk = 64;
 	v->chunk = palloc(sizeof(VerifySeal) * v->maxchunk);
 	v->rounds = palloc(sizeof(VerifyRound) * v->maxchunk);
+	audit_seal_scan_init(&v->scan, 0, CurrentMemoryContext);
 }
 
 /*
