@@ -996,10 +996,10 @@ COMMENT ON COLUMN audit.seals.ts_from IS 'Start of the bucket of ts its entries 
 COMMENT ON COLUMN audit.seals.ts_to IS 'End (excluded) of the bucket, or of the removed partition';
 COMMENT ON COLUMN audit.seals.entry_count IS 'Entries sealed (entries), or entries sealed earlier that retention removed (retention)';
 COMMENT ON COLUMN audit.seals.entry_ids IS 'Ids of the entries sealed';
-COMMENT ON COLUMN audit.seals.locators IS 'First 8 bytes of the leaf hash of each entry sealed, in entry order: tell which entry differs';
-COMMENT ON COLUMN audit.seals.entries_hash IS 'SHA-256 of the leaf hashes of the entries sealed, in (entry_id, ts) order';
-COMMENT ON COLUMN audit.seals.entry_columns IS 'Columns of audit.entries the leaves cover (the first ones, in table order)';
-COMMENT ON COLUMN audit.seals.statement_columns IS 'Columns of audit.statements the leaves cover';
+COMMENT ON COLUMN audit.seals.locators IS 'CRC-32C of each entry sealed (4 bytes each, in entry order): tell which entry differs';
+COMMENT ON COLUMN audit.seals.entries_hash IS 'SHA-256 of the entries sealed, each encoded and followed by the hash of its statement, in (entry_id, ts) order';
+COMMENT ON COLUMN audit.seals.entry_columns IS 'Columns of audit.entries the seal covers (the first ones, in table order)';
+COMMENT ON COLUMN audit.seals.statement_columns IS 'Columns of audit.statements the seal covers';
 COMMENT ON COLUMN audit.seals.total_entries IS 'Entries sealed by the chain up to and including this seal';
 COMMENT ON COLUMN audit.seals.detail IS 'For a retention seal: the partition removed';
 COMMENT ON COLUMN audit.seals.prev_hash IS 'Hash of the seal before (zeros for seal 1)';
@@ -1045,48 +1045,11 @@ $$;
 
 COMMENT ON FUNCTION audit.digest() IS 'The head of the seal chain (seal_id, hash, sealed_at, entries sealed) as JSON, to keep outside the database';
 
-CREATE FUNCTION audit._verify_digest(seal_id bigint, hash bytea, entries bigint,
-	OUT status text, OUT seal_id bigint, OUT detail text)
-RETURNS SETOF record
-LANGUAGE c VOLATILE
-AS 'MODULE_PATHNAME', 'audit_verify_digest_internal';
-
-COMMENT ON FUNCTION audit._verify_digest(bigint, bytea, bigint) IS 'Internal: audit.verify_digest() once the digest is parsed';
-
 CREATE FUNCTION audit.verify_digest(digest jsonb,
 	OUT status text, OUT seal_id bigint, OUT detail text)
 RETURNS SETOF record
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	v_seal bigint;
-	v_hash bytea;
-	v_entries bigint;
-BEGIN
-	BEGIN
-		IF pg_catalog.jsonb_typeof(digest) IS DISTINCT FROM 'object'
-		   OR pg_catalog.jsonb_typeof(digest -> 'seal_id') IS DISTINCT FROM 'number'
-		   OR pg_catalog.jsonb_typeof(digest -> 'hash') IS DISTINCT FROM 'string' THEN
-			RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value';
-		END IF;
-		v_seal := (digest ->> 'seal_id')::bigint;
-		v_hash := pg_catalog.decode(digest ->> 'hash', 'hex');
-		IF digest ? 'entries' THEN
-			v_entries := (digest ->> 'entries')::bigint;
-		END IF;
-		IF v_seal < 0 OR pg_catalog.length(v_hash) <> 32 THEN
-			RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value';
-		END IF;
-	EXCEPTION WHEN OTHERS THEN
-		RAISE EXCEPTION 'invalid audit digest'
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = pg_catalog.format('The digest is %s.', coalesce(digest::text, 'NULL')),
-				  HINT = 'A digest is what audit.digest() returns: an object with "seal_id", "hash" (64 hexadecimal digits) and "entries".';
-	END;
-	RETURN QUERY SELECT d.status, d.seal_id, d.detail FROM audit._verify_digest(v_seal, v_hash, v_entries) d;
-END
-$$;
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_verify_digest';
 
 COMMENT ON FUNCTION audit.verify_digest(jsonb) IS 'Check that the seal chain extends a digest taken earlier by audit.digest(): extends, rewritten (history was rebuilt since) or broken';
 
@@ -1099,9 +1062,8 @@ COMMENT ON FUNCTION audit._health_seals() IS 'Internal: the seal chain row of op
 
 GRANT SELECT ON audit.seals TO opsdata_auditor;
 GRANT EXECUTE ON FUNCTION audit.verify(timestamptz, timestamptz), audit.digest(),
-	audit.verify_digest(jsonb), audit._verify_digest(bigint, bytea, bigint) TO opsdata_auditor;
+	audit.verify_digest(jsonb) TO opsdata_auditor;
 GRANT EXECUTE ON FUNCTION audit.seal() TO opsdata_admin;
 
 REVOKE ALL ON FUNCTION audit.seal(), audit.verify(timestamptz, timestamptz), audit.digest(),
-	audit._verify_digest(bigint, bytea, bigint), audit.verify_digest(jsonb), audit._health_seals()
-	FROM PUBLIC;
+	audit.verify_digest(jsonb), audit._health_seals() FROM PUBLIC;

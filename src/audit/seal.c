@@ -138,6 +138,7 @@ static bool seal_have_candidate = false;
 static int64 seal_candidate;
 static VirtualTransactionId *seal_lockers = NULL;
 static int seal_nlockers = 0;
+static Oid seal_entries_relid = InvalidOid; /* what the horizon is about */
 
 static SPIPlanPtr seal_max_plan = NULL;
 static SPIPlanPtr seal_min_plan = NULL;
@@ -752,6 +753,15 @@ seal_end_xact(void)
 	CommitTransactionCommand();
 }
 
+/* Forget the service's horizon and candidate. */
+static void
+seal_forget(void)
+{
+	seal_have_candidate = false;
+	seal_have_horizon = false;
+	seal_have_sealed = false;
+}
+
 /*
  * Advance the service's horizon: adopt the candidate whose writers have all
  * ended, and take a new candidate.  In a transaction, connected to SPI.
@@ -759,8 +769,15 @@ seal_end_xact(void)
 static void
 seal_advance_horizon(void)
 {
+	Oid entries = seal_relid("entries");
 	int64 max;
 
+	/* A horizon holds for one audit.entries: not after DROP EXTENSION. */
+	if (entries != seal_entries_relid)
+	{
+		seal_forget();
+		seal_entries_relid = entries;
+	}
 	if (seal_have_candidate && seal_writers_done(seal_lockers, seal_nlockers))
 	{
 		seal_horizon = seal_candidate;
@@ -818,9 +835,7 @@ audit_seal_service(void)
 	if (audit_seal_interval_ms <= 0 ||
 		worker_restore_in_progress(MyDatabaseId))
 	{
-		seal_have_candidate = false;
-		seal_have_horizon = false;
-		seal_have_sealed = false;
+		seal_forget();
 		return audit_seal_interval_ms <= 0 ? -1 : SEAL_RESTORE_POLL_MS;
 	}
 

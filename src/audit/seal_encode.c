@@ -3,7 +3,7 @@
  * seal_encode.c
  *		The canonical bytes of audit entries and seals, and their hashes.
  *
- * What is hashed is specified in doc/audit.md ("How the chain is built"),
+ * What is hashed is specified in doc/audit.md ("How the chain is made"),
  * so that an auditor can compute it outside the database; in short:
  *
  *	- a row (of audit.entries, of audit.statements) is encoded as
@@ -14,14 +14,19 @@
  *	  n being recorded in the seal (entry_columns, statement_columns), so
  *	  a column added to a table later leaves older seals valid; nothing
  *	  names a column, so a new column is covered without changing code;
- *	- the leaf of an entry is SHA-256(encoding of the entry || SHA-256 of
- *	  the encoding of the audit.statements row it refers to, or of nothing
- *	  when it refers to none); a seal's entries_hash is SHA-256 of the
- *	  leaves of its entries in (entry_id, ts) order, and its locators the
- *	  first 8 bytes of each leaf;
+ *	- an entry stands in its seal as its encoding followed by the SHA-256
+ *	  of the encoding of the audit.statements row it refers to (of no
+ *	  bytes when it refers to none); a seal's entries_hash is the SHA-256
+ *	  of that, entry after entry in (entry_id, ts) order, and each entry's
+ *	  locator the CRC-32C of the same bytes;
  *	- a seal's hash is SHA-256 of the record_send() encoding of its
  *	  columns in table order, hash left out and locators replaced by their
  *	  SHA-256.
+ *
+ * One SHA-256 runs over all the entries of a seal, so an entry costs the
+ * hashing of its bytes and no computation of a digest of its own; its
+ * CRC-32C (4 bytes, in hardware where the processor has it) tells which
+ * entry differs when a seal no longer matches.
  *
  * The encoder writes the send form itself for the types whose form is
  * fixed (integers, floats, timestamps, xid8, interval, bool, and text,

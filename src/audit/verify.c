@@ -13,12 +13,12 @@
  *	  seal was changed and re-hashed), and the window of an entries seal
  *	  starts where the last round's ended (or is the same round's);
  *	- its entries: those whose id is in the seal's window and whose ts is
- *	  in its bucket are read again, their leaves computed, and the hash of
- *	  their leaves compared with the seal's; when it differs, the seal's
- *	  list of ids and its locators (the first bytes of each leaf, which the
- *	  seal's hash covers) name the first entry deleted, inserted or
- *	  altered.  An entry of a window that falls in no bucket of its round
- *	  was inserted after sealing;
+ *	  in its bucket are read again, encoded, and their SHA-256 compared
+ *	  with the seal's entries_hash; when it differs, the seal's list of ids
+ *	  and its locators (a CRC-32C per entry, which the seal's hash covers)
+ *	  name the first entry deleted, inserted or altered.  An entry of a
+ *	  window that falls in no bucket of its round was inserted after
+ *	  sealing;
  *	- an entries seal whose bucket a later retention seal covers may have
  *	  lost all its entries: that is retention.  Any other loss is reported.
  *	  A retention seal made after the range is itself checked, with the
@@ -51,14 +51,16 @@
 #include "miscadmin.h"
 #include "port/pg_bswap.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 #include "audit/seal.h"
 #include "audit/seal_scan.h"
 
 PG_FUNCTION_INFO_V1(audit_verify);
-PG_FUNCTION_INFO_V1(audit_verify_digest_internal);
+PG_FUNCTION_INFO_V1(audit_verify_digest);
 
 #define VERIFY_CHUNK_ENTRIES 100000
 #define VERIFY_FETCH		 256
@@ -769,6 +771,7 @@ verify_start(Verifier *v, int64 first)
 	v->have_prev = true;
 	v->prev_id = first - 1;
 	SPI_freetuptable(SPI_tuptable);
+	values[0] = Int64GetDatum(first);
 	if (SPI_execute_with_args(
 			"SELECT first_entry_id, last_entry_id FROM audit.seals"
 			" WHERE kind OPERATOR(pg_catalog.=) 'entries'"
@@ -948,19 +951,116 @@ audit_verify(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+static Datum verify_digest_check(FunctionCallInfo fcinfo, int64 seal_id,
+								 const uint8 *hash, bool has_entries,
+								 int64 entries);
+
+/* An invalid digest: the error. */
+static void
+verify_bad_digest(Jsonb *digest)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid audit digest"),
+			 errdetail("The digest is %s.",
+					   JsonbToCString(NULL, &digest->root, VARSIZE(digest))),
+			 errhint("A digest is what audit.digest() returns: an object with "
+					 "\"seal_id\", \"hash\" (64 hexadecimal digits) and "
+					 "\"entries\".")));
+}
+
+/* The value of key in the object digest, or NULL. */
+static JsonbValue *
+verify_digest_field(Jsonb *digest, const char *key)
+{
+	JsonbValue k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	return findJsonbValueFromContainer(&digest->root, JB_FOBJECT, &k);
+}
+
+/* A whole number of the digest that fits in bigint, >= 0. */
+static int64
+verify_digest_number(Jsonb *digest, JsonbValue *v)
+{
+	Datum d;
+
+	if (v == NULL || v->type != jbvNumeric)
+		verify_bad_digest(digest);
+	d = NumericGetDatum(v->val.numeric);
+	if (!DatumGetBool(DirectFunctionCall2(
+			numeric_eq, d,
+			DirectFunctionCall2(numeric_trunc, d, Int32GetDatum(0)))) ||
+		DatumGetBool(DirectFunctionCall2(
+			numeric_lt, d, NumericGetDatum(int64_to_numeric(0)))) ||
+		DatumGetBool(DirectFunctionCall2(
+			numeric_gt, d, NumericGetDatum(int64_to_numeric(PG_INT64_MAX)))))
+		verify_bad_digest(digest);
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8, d));
+}
+
 /*
- * audit._verify_digest(seal_id bigint, hash bytea, entries bigint): one row
- * (status, seal_id, detail).  The SQL wrapper audit.verify_digest() parses
- * the digest.
+ * audit.verify_digest(digest jsonb): one row (status, seal_id, detail).
  */
 Datum
-audit_verify_digest_internal(PG_FUNCTION_ARGS)
+audit_verify_digest(PG_FUNCTION_ARGS)
+{
+	Jsonb *digest = PG_GETARG_JSONB_P(0);
+	JsonbValue *v;
+	uint8 hashbytes[SEAL_HASH_LEN];
+	int64 seal_id;
+	bool has_entries;
+	int64 entries = 0;
+	int i;
+
+	if (!JB_ROOT_IS_OBJECT(digest))
+		verify_bad_digest(digest);
+	seal_id =
+		verify_digest_number(digest, verify_digest_field(digest, "seal_id"));
+	v = verify_digest_field(digest, "hash");
+	if (v == NULL || v->type != jbvString ||
+		v->val.string.len != 2 * SEAL_HASH_LEN)
+		verify_bad_digest(digest);
+	for (i = 0; i < 2 * SEAL_HASH_LEN; i++)
+	{
+		char c = v->val.string.val[i];
+		int x;
+
+		if (c >= '0' && c <= '9')
+			x = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			x = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			x = c - 'A' + 10;
+		else
+		{
+			verify_bad_digest(digest);
+			x = 0;
+		}
+		if (i % 2 == 0)
+			hashbytes[i / 2] = x << 4;
+		else
+			hashbytes[i / 2] |= x;
+	}
+	v = verify_digest_field(digest, "entries");
+	has_entries = v != NULL && v->type != jbvNull;
+	if (has_entries)
+		entries = verify_digest_number(digest, v);
+	return verify_digest_check(fcinfo, seal_id, hashbytes, has_entries,
+							   entries);
+}
+
+/*
+ * Check the chain against a digest: seal seal_id still has hash, and every
+ * seal since chains to it.  Returns the function's one row.
+ */
+static Datum
+verify_digest_check(FunctionCallInfo fcinfo, int64 seal_id, const uint8 *hash,
+					bool has_entries, int64 entries)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int64 seal_id = PG_GETARG_INT64(0);
-	bytea *hash = PG_GETARG_BYTEA_PP(1);
-	bool has_entries = !PG_ARGISNULL(2);
-	int64 entries = has_entries ? PG_GETARG_INT64(2) : 0;
 	Oid argtypes[1] = {INT8OID};
 	Datum args[1];
 	Datum values[3];
@@ -968,6 +1068,7 @@ audit_verify_digest_internal(PG_FUNCTION_ARGS)
 	Verifier v;
 	int64 head = 0;
 	int64 head_total = 0;
+	int64 base_total = 0;
 	bool isnull;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -998,8 +1099,7 @@ audit_verify_digest_internal(PG_FUNCTION_ARGS)
 	{
 		static const uint8 zero[SEAL_HASH_LEN] = {0};
 
-		if (VARSIZE_ANY_EXHDR(hash) != SEAL_HASH_LEN ||
-			memcmp(VARDATA_ANY(hash), zero, SEAL_HASH_LEN) != 0)
+		if (memcmp(hash, zero, SEAL_HASH_LEN) != 0)
 			verify_found(
 				&v, "rewritten", false, 0, true, 0,
 				pstrdup("The digest of an empty chain has a hash of zeros."));
@@ -1023,8 +1123,8 @@ audit_verify_digest_internal(PG_FUNCTION_ARGS)
 		{
 			audit_seal_read_row(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 								&row);
-			if (VARSIZE_ANY_EXHDR(hash) != SEAL_HASH_LEN ||
-				memcmp(VARDATA_ANY(hash), row.hash, SEAL_HASH_LEN) != 0)
+			base_total = row.total_entries;
+			if (memcmp(hash, row.hash, SEAL_HASH_LEN) != 0)
 				verify_found(
 					&v, "rewritten", false, 0, true, seal_id,
 					psprintf(
@@ -1046,13 +1146,19 @@ audit_verify_digest_internal(PG_FUNCTION_ARGS)
 		if (v.result.status != NULL)
 			v.result.status = "broken";
 	}
-	if (v.result.status == NULL)
+	if (v.result.status == NULL && seal_id == head)
+		verify_found(&v, "extends", false, 0, true, head,
+					 psprintf("Seal " INT64_FORMAT
+							  " of the digest is still the head of the chain.",
+							  seal_id));
+	else if (v.result.status == NULL)
 		verify_found(
 			&v, "extends", false, 0, true, head,
 			psprintf("The chain extends the digest: seal " INT64_FORMAT
-					 " is unchanged and seals up to " INT64_FORMAT
-					 " follow it, with " INT64_FORMAT " entries sealed since.",
-					 seal_id, head, head_total - (has_entries ? entries : 0)));
+					 " is unchanged and seals " INT64_FORMAT
+					 " to " INT64_FORMAT " follow it, sealing " INT64_FORMAT
+					 " more entries.",
+					 seal_id, seal_id + 1, head, head_total - base_total));
 	pg_cryptohash_free(v.ctx);
 
 	values[0] = CStringGetTextDatum(v.result.status);

@@ -16,5 +16,9 @@ SELECT func, role FROM (VALUES
 	('audit.flush', ARRAY['opsdata_admin', 'opsdata_auditor']),
 	('audit.queue_state', ARRAY['opsdata_admin', 'opsdata_auditor']),
 	('audit.add_rule', ARRAY['opsdata_admin']),
-	('audit.drop_rule', ARRAY['opsdata_admin'])
+	('audit.drop_rule', ARRAY['opsdata_admin']),
+	('audit.seal', ARRAY['opsdata_admin']),
+	('audit.verify', ARRAY['opsdata_auditor']),
+	('audit.digest', ARRAY['opsdata_auditor']),
+	('audit.verify_digest', ARRAY['opsdata_auditor'])
 ) v(func, roles), unnest(roles) AS role;
