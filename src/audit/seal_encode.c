@@ -637,8 +637,10 @@ audit_seal_statement_slot(HTAB *cache, int64 id, int ncolumns, bool *missing)
 /*
  * Compute the hashes of statements ids (slots made by
  * audit_seal_statement_slot()), their first ncolumns columns encoded, with
- * one query.  An id that no row has keeps the hash of nothing.  Connected
- * to SPI, in the caller's encoding switch.
+ * one query.  An id that no row has keeps the hash of nothing.  The query
+ * takes a snapshot of its own, later than the one that read the entries:
+ * the statement of an entry committed with it or before.  Connected to
+ * SPI, in the caller's encoding switch.
  */
 void
 audit_seal_statement_fetch(HTAB *cache, const int64 *ids, int n, int ncolumns,
@@ -674,7 +676,7 @@ audit_seal_statement_fetch(HTAB *cache, const int64 *ids, int n, int ncolumns,
 		SPI_keepplan(plan);
 		seal_statements_plan = plan;
 	}
-	if (SPI_execute_plan(seal_statements_plan, values, NULL, true, 0) !=
+	if (SPI_execute_plan(seal_statements_plan, values, NULL, false, 0) !=
 		SPI_OK_SELECT)
 		elog(ERROR, "could not read audit.statements");
 	pfree(elems);
