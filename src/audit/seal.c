@@ -1088,6 +1088,10 @@ audit_seal_health(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	initStringInfo(&detail);
+	if (!opsdata_preloaded)
+		appendStringInfoString(
+			&detail,
+			"The sealing service needs pg_opsdata in shared_preload_libraries (audit.seal() seals on demand); ");
 	appendStringInfo(&detail,
 					 INT64_FORMAT " entries sealed in " INT64_FORMAT " seals",
 					 sealed, seals);
@@ -1103,12 +1107,7 @@ audit_seal_health(PG_FUNCTION_ARGS)
 	appendStringInfo(&detail, "; %s" INT64_FORMAT " entries await sealing.",
 					 waiting > 100000 ? "over " : "", Min(waiting, 100000));
 	if (!opsdata_preloaded)
-	{
 		status = "off";
-		appendStringInfoString(
-			&detail,
-			" Sealing runs in the pg_opsdata scheduler, which needs shared_preload_libraries.");
-	}
 	else if (audit_seal_interval_ms <= 0)
 	{
 		status = waiting > 0 ? "warning" : "off";
