@@ -123,6 +123,9 @@ seal_receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 	e->offset = scan->data.len;
 	audit_seal_encode(r->codec, slot, ncolumns, &scan->data);
 	e->len = scan->data.len - e->offset;
+	/* Room for the statement hash: an entry's bytes are then contiguous. */
+	enlargeStringInfo(&scan->data, SEAL_HASH_LEN);
+	scan->data.len += SEAL_HASH_LEN;
 	return true;
 }
 
@@ -326,11 +329,12 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 	for (i = 0; i < scan->nentries; i++)
 	{
 		SealEntry *e = &scan->entries[i];
+		char *bytes = scan->data.data + e->offset;
 		pg_crc32c crc;
 
+		memcpy(bytes + e->len, e->stmt_hash, SEAL_HASH_LEN);
 		INIT_CRC32C(crc);
-		COMP_CRC32C(crc, scan->data.data + e->offset, e->len);
-		COMP_CRC32C(crc, e->stmt_hash, SEAL_HASH_LEN);
+		COMP_CRC32C(crc, bytes, e->len + SEAL_HASH_LEN);
 		FIN_CRC32C(crc);
 		e->locator = crc;
 	}
@@ -347,16 +351,28 @@ audit_seal_scan_digest(SealScan *scan, const int *indexes, int n,
 					   pg_cryptohash_ctx *ctx, uint8 *out)
 {
 	int i;
+	int run;
 
 	if (pg_cryptohash_init(ctx) < 0)
 		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
-	for (i = 0; i < n; i++)
+	/* Entries next to one another in the buffer are hashed in one call. */
+	for (i = 0; i < n; i += run)
 	{
 		SealEntry *e = &scan->entries[indexes ? indexes[i] : i];
+		Size start = e->offset;
+		Size end = start + e->len + SEAL_HASH_LEN;
 
-		if (pg_cryptohash_update(ctx, (uint8 *) scan->data.data + e->offset,
-								 e->len) < 0 ||
-			pg_cryptohash_update(ctx, e->stmt_hash, SEAL_HASH_LEN) < 0)
+		for (run = 1; i + run < n; run++)
+		{
+			SealEntry *next =
+				&scan->entries[indexes ? indexes[i + run] : i + run];
+
+			if ((Size) next->offset != end)
+				break;
+			end += next->len + SEAL_HASH_LEN;
+		}
+		if (pg_cryptohash_update(ctx, (uint8 *) scan->data.data + start,
+								 end - start) < 0)
 			elog(ERROR, "could not compute SHA-256: %s",
 				 pg_cryptohash_error(ctx));
 	}

@@ -24,15 +24,15 @@ typedef struct SealEntry
 	bool stmt_null; /* no statement_id */
 	int entry_columns;
 	int statement_columns;
-	int offset; /* of its encoding in SealScan.data */
-	int len;
-	int group;				/* free for the caller */
+	int offset; /* of its encoding in SealScan.data, followed by stmt_hash */
+	int len;	/* of its encoding */
+	int group;	/* free for the caller */
 	const uint8 *stmt_hash; /* SHA-256 of its statement's encoding */
 	uint32 locator;			/* CRC-32C of encoding || stmt_hash */
 } SealEntry;
 
 /* A direct-mapped memo in front of the cache of statement hashes. */
-#define SEAL_SCAN_MEMO_SIZE 256
+#define SEAL_SCAN_MEMO_SIZE 4096
 
 typedef struct SealStatementMemo
 {
