@@ -158,6 +158,8 @@ audit_seal_scan_init(SealScan *scan, int statement_columns, MemoryContext cxt)
 	scan->data.cursor = 0;
 	scan->data.data[0] = '\0';
 	scan->statements = audit_seal_statement_cache(cxt);
+	scan->memo = MemoryContextAllocZero(cxt, sizeof(SealStatementMemo) *
+												 SEAL_SCAN_MEMO_SIZE);
 }
 
 /* Statement hashes a scan keeps at most. */
@@ -174,7 +176,7 @@ audit_seal_scan_reset(SealScan *scan, int statement_columns)
 	{
 		hash_destroy(scan->statements);
 		scan->statements = audit_seal_statement_cache(scan->cxt);
-		memset(scan->memo, 0, sizeof(scan->memo));
+		memset(scan->memo, 0, sizeof(SealStatementMemo) * SEAL_SCAN_MEMO_SIZE);
 	}
 }
 

@@ -47,11 +47,11 @@ typedef struct SealScan
 	SealEntry *entries;
 	int nentries;
 	int maxentries;
-	int entry_columns;	   /* columns of audit.entries (all) */
-	int statement_columns; /* default for the statements */
-	StringInfoData data;   /* the encodings, one after the other */
-	HTAB *statements;	   /* statement hashes, kept across resets */
-	SealStatementMemo memo[SEAL_SCAN_MEMO_SIZE];
+	int entry_columns;		 /* columns of audit.entries (all) */
+	int statement_columns;	 /* default for the statements */
+	StringInfoData data;	 /* the encodings, one after the other */
+	HTAB *statements;		 /* statement hashes, kept across resets */
+	SealStatementMemo *memo; /* SEAL_SCAN_MEMO_SIZE of them */
 } SealScan;
 
 /* How many columns of entry id and of its statement to encode. */
