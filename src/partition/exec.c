@@ -24,6 +24,11 @@
  * so the table's triggers (and the actions of foreign keys pointing at it)
  * must not fire.
  *
+ * Before the statements of a retention step that removes a partition
+ * (drop, archive), partition_retention_hook is told, in the same
+ * subtransaction and as the owner (retention.h): the audit area records
+ * there that the entries of the partition left by retention.
+ *
  * Each step that succeeds writes its row of opsdata.partition_log in the
  * same transaction, as the user that called us: the log says exactly what
  * was committed.  The caller commits (the worker, after every step) or
