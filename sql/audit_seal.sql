@@ -12,6 +12,14 @@ INSERT INTO accounts VALUES (1, 'ann', 100), (2, 'bob', 50);
 UPDATE accounts SET balance = balance - 10 WHERE id = 1;
 DELETE FROM accounts WHERE id = 2;
 RESET pg_opsdata.audit;
+-- An entry with every column set, in forms the sealer writes itself: an
+-- IPv6 network, arrays with a NULL element, text beyond ASCII.
+INSERT INTO audit.entries (ts, database, username, current_user_name, application, client_addr,
+	backend_pid, xid, class, command, objects, privileges, rows, duration, outcome, sqlstate,
+	statement_id, params)
+VALUES (now(), current_database(), 'zoë', 'zoë', 'app', '2001:db8::1/64', 42, '123456789012',
+	'write', 'UPDATE', '{public.a,NULL,"x y"}', '{UPDATE,NULL,SELECT}', 3,
+	'1 day 2 hours 3.5 seconds', 'error', '23505', NULL, 'p1 = 1');
 SELECT audit.flush() >= 0 AS flushed, audit.seal() >= 0 AS sealed;
 -- Every entry is in exactly one seal.
 SELECT count(*) > 0 AS some_entries,

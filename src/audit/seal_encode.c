@@ -48,6 +48,8 @@
  */
 #include "postgres.h"
 
+#include <sys/socket.h>
+
 #include "access/htup_details.h"
 #include "access/tupmacs.h"
 #include "catalog/namespace.h"
@@ -60,6 +62,7 @@
 #include "port/pg_bswap.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/inet.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/multirangetypes.h"
@@ -73,18 +76,20 @@
 /* How one column's values are written. */
 typedef enum SealValueKind
 {
-	SEAL_VALUE_SEND,	  /* the type's send function */
-	SEAL_VALUE_INT2,	  /* 2 bytes */
-	SEAL_VALUE_INT4,	  /* 4 bytes (int4, oid, date, xid) */
-	SEAL_VALUE_FLOAT4,	  /* the 4 bytes of the float */
-	SEAL_VALUE_INT8,	  /* 8 bytes (int8, timestamps, time, xid8) */
-	SEAL_VALUE_FLOAT8,	  /* the 8 bytes of the double */
-	SEAL_VALUE_BOOL,	  /* 1 byte, 0 or 1 */
-	SEAL_VALUE_INTERVAL,  /* time (8), day (4), month (4) */
-	SEAL_VALUE_BYTES,	  /* bytea: its bytes */
-	SEAL_VALUE_TEXT,	  /* text, varchar, bpchar: bytes, no conversion */
-	SEAL_VALUE_NAME,	  /* name: bytes up to the NUL, no conversion */
-	SEAL_VALUE_TEXT_ARRAY /* text[], varchar[]: no call per element */
+	SEAL_VALUE_SEND,	   /* the type's send function */
+	SEAL_VALUE_INT2,	   /* 2 bytes */
+	SEAL_VALUE_INT4,	   /* 4 bytes (int4, oid, date, xid) */
+	SEAL_VALUE_FLOAT4,	   /* the 4 bytes of the float */
+	SEAL_VALUE_INT8,	   /* 8 bytes (int8, timestamps, time, xid8) */
+	SEAL_VALUE_FLOAT8,	   /* the 8 bytes of the double */
+	SEAL_VALUE_BOOL,	   /* 1 byte, 0 or 1 */
+	SEAL_VALUE_INTERVAL,   /* time (8), day (4), month (4) */
+	SEAL_VALUE_BYTES,	   /* bytea: its bytes */
+	SEAL_VALUE_TEXT,	   /* text, varchar, bpchar: bytes, no conversion */
+	SEAL_VALUE_NAME,	   /* name: bytes up to the NUL, no conversion */
+	SEAL_VALUE_TEXT_ARRAY, /* text[], varchar[]: no call per element */
+	SEAL_VALUE_INET,	   /* inet: family, bits, 0, length, address */
+	SEAL_VALUE_CIDR		   /* cidr: the same with 1 */
 } SealValueKind;
 
 typedef struct SealColumn
@@ -238,6 +243,12 @@ audit_seal_codec(TupleDesc desc, int ncolumns, MemoryContext cxt)
 				break;
 			case NAMEOID:
 				col->kind = raw_text ? SEAL_VALUE_NAME : SEAL_VALUE_SEND;
+				break;
+			case INETOID:
+				col->kind = SEAL_VALUE_INET;
+				break;
+			case CIDROID:
+				col->kind = SEAL_VALUE_CIDR;
 				break;
 			case TEXTARRAYOID:
 			case 1015: /* varchar[] */
@@ -525,6 +536,23 @@ audit_seal_encode(const SealCodec *codec, TupleTableSlot *slot, int ncolumns,
 			case SEAL_VALUE_TEXT_ARRAY:
 				seal_put_text_array(out, col->typid, value, codec->valuecxt);
 				break;
+			case SEAL_VALUE_INET:
+			case SEAL_VALUE_CIDR:
+			{
+				inet *ip = DatumGetInetPP(value);
+				int nb = Max(ip_addrsize(ip), 0);
+
+				p = seal_reserve(out, 12 + nb);
+				p = seal_w32(p, col->typid);
+				p = seal_w32(p, 4 + nb);
+				*p++ = ip_family(ip);
+				*p++ = ip_bits(ip);
+				*p++ = col->kind == SEAL_VALUE_CIDR ? 1 : 0;
+				*p++ = nb;
+				memcpy(p, ip_addr(ip), nb);
+				out->len += 12 + nb;
+				break;
+			}
 			case SEAL_VALUE_SEND:
 			{
 				bytea *b;
