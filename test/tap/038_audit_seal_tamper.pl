@@ -170,6 +170,27 @@ is($node->safe_psql('restored', $verify), 'intact||', 'the restored trail verifi
 is($node->safe_psql('restored', "SELECT status FROM audit.verify_digest('$digest')"), 'extends',
 	'the restored chain extends the digest');
 
+# --- a database in another encoding -----------------------------------------
+# Text is hashed in UTF-8 whatever the database's encoding and the session's
+# client_encoding: the SQL of doc/audit.md, with client_encoding UTF8, finds
+# the same hash, and verify() agrees in a LATIN1 session.
+$node->safe_psql('postgres',
+	"CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+$node->safe_psql('latin', q{
+	CREATE EXTENSION pg_opsdata;
+	SET client_encoding = 'UTF8';
+	INSERT INTO audit.entries (database, username, current_user_name, backend_pid, class, command, objects, outcome)
+	VALUES (current_database(), 'zoë', 'zoë', 1, 'write', 'UPDATE', '{public.café}', 'ok');
+	SELECT audit.seal();});
+is($node->safe_psql('latin', q{
+	SET client_encoding = 'UTF8';
+	SELECT sha256(string_agg(record_send(e) || sha256(coalesce(record_send(st), '')), ''::bytea
+				  ORDER BY e.entry_id, e.ts)) = (SELECT entries_hash FROM audit.seals WHERE seal_id = 1)
+	  FROM audit.entries e LEFT JOIN audit.statements st USING (statement_id)}),
+	't', 'in a LATIN1 database, entries are hashed with their text in UTF-8');
+is($node->safe_psql('latin', "SET client_encoding = 'LATIN1'; SELECT status FROM audit.verify()"), 'intact',
+	'a LATIN1 session verifies the same chain');
+
 # --- history rewritten -------------------------------------------------------
 # A superuser who alters an entry, throws the seals away and seals again has
 # a chain that verifies; the digest kept outside shows it was rebuilt.
