@@ -35,6 +35,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -42,6 +43,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "port/pg_crc32c.h"
 #include "utils/timestamp.h"
 
@@ -244,9 +246,18 @@ audit_seal_scan_entries(SealScan *scan, int64 first, int64 last,
 	params->params[1].ptype = INT8OID;
 	params->params[1].isnull = false;
 
+	/*
+	 * The snapshot is taken before the query is planned: maintenance moves
+	 * rows out of the default partition into a new one and attaches it in
+	 * one transaction, and a plan made from the partitions as they were
+	 * before that commit must not read with a snapshot taken after it (the
+	 * rows would be neither in the default partition nor in a partition the
+	 * plan knows).  Either the snapshot predates the commit (the rows are in
+	 * the default partition), or the commit predates the plan.
+	 */
 	memset(&options, 0, sizeof(options));
 	options.params = params;
-	options.read_only = false;
+	options.read_only = true;
 	options.dest = (DestReceiver *) &r;
 
 	/*
@@ -262,7 +273,10 @@ audit_seal_scan_entries(SealScan *scan, int64 first, int64 last,
 	(void) set_config_option("enable_indexonlyscan", "off", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	old = MemoryContextSwitchTo(scan->cxt);
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	ret = SPI_execute_plan_extended(seal_scan_plan, &options);
+	PopActiveSnapshot();
 	MemoryContextSwitchTo(old);
 	AtEOXact_GUC(true, nestlevel);
 	/* With a receiver of its own, SPI reports a SELECT as a utility. */
