@@ -4,6 +4,9 @@
 #   make install    install into the PostgreSQL found by $(PG_CONFIG)
 #   make demo       install what is missing, build, install, run the demo
 #   make test       install what is missing, build, install, run every suite
+#   make installcheck
+#                   the pg_regress tests against the installed server that the
+#                   PG* environment variables name, which preloads pg_opsdata
 #   make deps       install the Debian packages the build and tests need
 #   make format     reformat the C sources with clang-format
 
@@ -34,7 +37,15 @@ PG_CONFIG  ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_co
 PG_CPPFLAGS = -I$(srcdir)/src -DOPSDATA_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter
 
-EXTRA_CLEAN = $(DATA_built)
+EXTRA_CLEAN = $(DATA_built) $(wildcard test/modules/*/*.o test/modules/*/*.so test/modules/*/*.bc)
+
+# make installcheck (PGXS): the tests of sql/ against expected/, run by
+# pg_regress in a database it makes (UTF8, C locale, whatever the server's
+# defaults) on an installed server that preloads pg_opsdata.  The
+# *_nopreload tests need a server without it: test/run runs them, with
+# every other suite, on servers of its own.
+REGRESS      = $(filter-out %_nopreload,$(sort $(basename $(notdir $(wildcard sql/*.sql)))))
+REGRESS_OPTS = --encoding=UTF8 --no-locale
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
@@ -70,4 +81,4 @@ test: deps
 	./test/run
 
 format:
-	clang-format -i $(C_SOURCES) $(wildcard src/*/*.h)
+	clang-format -i $(C_SOURCES) $(wildcard src/*/*.h test/modules/*/*.[ch])

@@ -11,9 +11,9 @@ SELECT backend_type, application_name
 CREATE TABLE demo_heartbeat (step integer, at timestamptz DEFAULT clock_timestamp());
 CREATE PROCEDURE demo_beat() LANGUAGE plpgsql AS $$
 BEGIN
-	INSERT INTO demo_heartbeat (step) VALUES (1);
+	INSERT INTO public.demo_heartbeat (step) VALUES (1);
 	COMMIT;
-	INSERT INTO demo_heartbeat (step) VALUES (2);
+	INSERT INTO public.demo_heartbeat (step) VALUES (2);
 END
 $$;
 SELECT opsdata.add_job('heartbeat', 'CALL public.demo_beat()', '2 seconds') AS heartbeat_id \gset

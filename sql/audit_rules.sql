@@ -85,13 +85,24 @@ SELECT audit.add_rule('include', class => 'reads');
 SELECT audit.drop_rule(-1);
 SELECT count(*) AS rules FROM audit.rules;
 
--- Only audit administrators manage rules.
+-- Only audit administrators manage rules, and what narrows the trail
+-- (adding an exclude rule, dropping an include rule) is for superusers
+-- (audit_duties tests it further).
 CREATE ROLE audit_admin_user IN ROLE opsdata_admin;
 SET ROLE audit_analyst;
 SELECT audit.add_rule('exclude');
 SET ROLE audit_admin_user;
 SELECT audit.drop_rule(:payroll_rule);
+SELECT audit.drop_rule(:other_db_rule);
 RESET ROLE;
+SELECT audit.drop_rule(:payroll_rule);
+
+-- A session's first statement may set the isolation level: reading the
+-- rules takes no snapshot of the transaction.
+\c
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT pg_catalog.current_setting('transaction_isolation');
+COMMIT;
 
 REVOKE ALL ON payroll.salaries, notes FROM audit_reporting;
 REVOKE ALL ON SCHEMA payroll FROM audit_reporting;

@@ -2,24 +2,30 @@
 -- run_job, what each changes, and the clear error each gives for bad input
 -- (which then changes nothing).  Jobs are added paused or far in the
 -- future so that the scheduler running in this database leaves them alone;
--- the runs below are made by run_job in this session.
+-- the runs below are made by run_job in this session.  A job's command
+-- runs with search_path = pg_catalog, pg_temp: it names its tables with
+-- their schema.  The built-in jobs are paused before the scheduler sees
+-- them, so that their runs change nothing shown here.
+BEGIN;
 CREATE EXTENSION pg_opsdata;
+DO $$BEGIN PERFORM opsdata.pause_job(job_id) FROM opsdata.jobs WHERE builtin; END$$;
+COMMIT;
 \set SHOW_CONTEXT never
 
 CREATE TABLE worker_log (job text, n integer, at timestamptz DEFAULT clock_timestamp());
 CREATE PROCEDURE worker_steps() LANGUAGE plpgsql AS $$
 BEGIN
-	INSERT INTO worker_log (job, n) VALUES ('steps', 1);
+	INSERT INTO public.worker_log (job, n) VALUES ('steps', 1);
 	COMMIT;
-	INSERT INTO worker_log (job, n) VALUES ('steps', 2);
+	INSERT INTO public.worker_log (job, n) VALUES ('steps', 2);
 	COMMIT;
 END
 $$;
 CREATE PROCEDURE worker_fails_late() LANGUAGE plpgsql AS $$
 BEGIN
-	INSERT INTO worker_log (job, n) VALUES ('fails late', 1);
+	INSERT INTO public.worker_log (job, n) VALUES ('fails late', 1);
 	COMMIT;
-	INSERT INTO worker_log (job, n) VALUES ('fails late', 2);
+	INSERT INTO public.worker_log (job, n) VALUES ('fails late', 2);
 	RAISE EXCEPTION 'step two failed' USING ERRCODE = 'data_exception';
 END
 $$;
@@ -136,7 +142,7 @@ BEGIN;
 CALL opsdata.run_job(:steps_id);
 ROLLBACK;
 BEGIN;
-SELECT opsdata.add_job('one step', 'INSERT INTO worker_log (job, n) VALUES (''one step'', 1)', '1 hour',
+SELECT opsdata.add_job('one step', 'INSERT INTO public.worker_log (job, n) VALUES (''one step'', 1)', '1 hour',
 	paused => true) AS step_id \gset
 CALL opsdata.run_job(:step_id);
 COMMIT;
@@ -169,6 +175,20 @@ SET ROLE opsdata_reader;
 RESET ROLE;
 SELECT status, sqlstate, message FROM worker_runs WHERE name = 'as gone' ORDER BY status;
 
+-- The command sees search_path = pg_catalog, pg_temp and an
+-- application_name naming the job; the session gets its own back.
+SET search_path = public;
+SELECT opsdata.add_job('environment',
+	'INSERT INTO public.worker_log (job, n) SELECT current_setting(''search_path'') || '' / '' || current_setting(''application_name''), 1',
+	'1 hour', paused => true) AS environment_id \gset
+CALL opsdata.run_job(:environment_id);
+BEGIN;
+CALL opsdata.run_job(:environment_id);
+COMMIT;
+SELECT job, count(*) FROM worker_log WHERE job LIKE 'pg_catalog%' GROUP BY job;
+SELECT current_setting('search_path') AS search_path, current_setting('application_name') AS application_name;
+RESET search_path;
+
 CALL opsdata.run_job(-1);
 CALL opsdata.run_job('no such job');
 CALL opsdata.run_job(NULL::bigint);
@@ -196,9 +216,27 @@ SELECT (opsdata.alter_job(:steps_id, command => 'SELECT 2')).name;
 SELECT (opsdata.alter_job(:admin_id, run_as => :'superuser')).name;
 INSERT INTO opsdata.jobs (name, command, schedule) VALUES ('direct', 'SELECT 1', '1 hour');
 UPDATE opsdata.jobs SET command = 'SELECT 3' WHERE job_id = :steps_id;
+-- run_job runs the jobs of roles one is a member of, and built-in jobs;
+-- the superuser's job is refused, and nothing is recorded.
 CALL opsdata.run_job(:admin_id);
+\set VERBOSITY terse
+CALL opsdata.run_job(:steps_id);
+\set VERBOSITY default
+CALL opsdata.run_job('prune job runs');
 RESET ROLE;
 SELECT job FROM worker_log WHERE job = 'worker_admin';
+SELECT name, kind, status FROM worker_runs WHERE name = 'prune job runs' AND kind = 'manual';
+-- A job run by another role runs as its own role, as a security-restricted
+-- operation: it cannot take the caller's role back, nor leave anything in
+-- the caller's session.
+SELECT (opsdata.alter_job(:admin_id, command => 'RESET ROLE', paused => true)).command;
+CALL opsdata.run_job(:admin_id);
+SELECT (opsdata.alter_job(:admin_id, command => 'CREATE TEMP TABLE worker_shadow (n int)')).command;
+CALL opsdata.run_job(:admin_id);
+SELECT (opsdata.alter_job(:admin_id, command => 'SET work_mem = ''77MB''')).command;
+CALL opsdata.run_job(:admin_id);
+SELECT current_user = session_user AS same_role, current_setting('work_mem') <> '77MB' AS settings_kept;
+SELECT status, sqlstate, message FROM worker_runs WHERE name = 'by admin' ORDER BY status, message;
 
 DROP VIEW worker_jobs, worker_runs;
 DROP EXTENSION pg_opsdata;

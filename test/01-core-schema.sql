@@ -1,7 +1,7 @@
 -- The shape CREATE EXTENSION makes: schemas, tables and their columns,
 -- partitioning, keys and the settings catalog.
 BEGIN;
-SELECT plan(46);
+SELECT plan(50);
 
 SELECT schemas_are(ARRAY['public', 'audit', 'learning', 'metrics', 'opsdata'],
 	'pg_opsdata adds exactly the schemas audit, learning, metrics and opsdata');
@@ -15,7 +15,8 @@ CREATE TEMP VIEW made_tables AS
 	  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 	 WHERE c.relkind IN ('r', 'p') AND NOT (c.relispartition AND c.relname !~ '_default$');
 SELECT set_eq($$SELECT relname::text FROM made_tables WHERE nspname = 'audit'$$,
-	ARRAY['entries', 'entries_default', 'statements', 'seals', 'rules', 'queue'],
+	ARRAY['entries', 'entries_default', 'statements', 'seals', 'rules', 'held_entries', 'queues',
+		  'subscriptions', 'queue_items', 'dead_letters'],
 	'Schema audit should have the correct tables');
 SELECT tables_are('learning', ARRAY['feedback', 'feedback_changes', 'histograms', 'thresholds',
 	'threshold_history', 'strategies', 'candidates']);
@@ -43,15 +44,25 @@ SELECT is((SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.
 
 SELECT columns_are('audit', 'entries', ARRAY['entry_id', 'ts', 'database', 'username',
 	'current_user_name', 'application', 'client_addr', 'backend_pid', 'xid', 'class', 'command',
-	'objects', 'privileges', 'rows', 'duration', 'outcome', 'sqlstate', 'statement_id', 'params']);
-SELECT columns_are('audit', 'statements', ARRAY['statement_id', 'statement_text', 'first_seen']);
+	'objects', 'privileges', 'rows', 'duration', 'outcome', 'sqlstate', 'statement_id', 'params',
+	'constants']);
+SELECT columns_are('audit', 'statements', ARRAY['statement_id', 'statement_text', 'first_seen', 'placeholders']);
+SELECT columns_are('audit', 'held_entries', ARRAY['ts', 'database', 'username', 'current_user_name',
+	'application', 'client_addr', 'backend_pid', 'xid', 'class', 'command', 'objects', 'privileges',
+	'rows', 'duration', 'outcome', 'sqlstate', 'statement_text', 'params']);
 SELECT columns_are('audit', 'seals', ARRAY['seal_id', 'kind', 'first_entry_id', 'last_entry_id',
 	'ts_from', 'ts_to', 'entry_count', 'entry_ids', 'locators', 'entries_hash', 'entry_columns',
 	'statement_columns', 'total_entries', 'detail', 'prev_hash', 'sealed_at', 'hash']);
 SELECT columns_are('audit', 'rules', ARRAY['rule_id', 'action', 'role_name', 'database_name',
 	'schema_name', 'relation_name', 'class', 'created_at', 'created_by', 'comment']);
-SELECT columns_are('audit', 'queue', ARRAY['item_id', 'consumer', 'entry_id', 'payload',
-	'enqueued_at', 'available_at', 'claimed_by', 'attempts', 'done_at']);
+SELECT columns_are('audit', 'queues', ARRAY['queue_id', 'name', 'kind', 'max_deliveries', 'retention',
+	'head', 'head_candidate', 'head_fence', 'created_at', 'created_by', 'comment']);
+SELECT columns_are('audit', 'subscriptions', ARRAY['queue_id', 'classes', 'commands', 'outcomes',
+	'objects', 'roles', 'predicate']);
+SELECT columns_are('audit', 'queue_items', ARRAY['item_id', 'queue_id', 'deliveries', 'leased', 'enqueued_at',
+	'visible_at', 'acked_at', 'entry_id', 'payload']);
+SELECT columns_are('audit', 'dead_letters', ARRAY['item_id', 'queue_id', 'deliveries', 'enqueued_at',
+	'died_at', 'entry_id', 'payload']);
 SELECT columns_are('learning', 'feedback', ARRAY['feedback_id', 'key', 'item_id', 'score', 'label',
 	'rating', 'given_by', 'source', 'created_at', 'metadata']);
 SELECT columns_are('learning', 'thresholds', ARRAY['key', 'objective', 'target', 'min_support',
@@ -64,17 +75,19 @@ SELECT columns_are('metrics', 'series', ARRAY['series_id', 'name', 'tags', 'crea
 SELECT columns_are('metrics', 'points', ARRAY['series_id', 'ts', 'value']);
 SELECT columns_are('metrics', 'rollups', ARRAY['series_id', 'bucket_width', 'bucket_start', 'count',
 	'sum', 'min', 'max', 'sketch', 'updated_at']);
-SELECT columns_are('opsdata', 'settings', ARRAY['key', 'type', 'default_value', 'valid_when', 'description']);
+SELECT columns_are('opsdata', 'settings', ARRAY['key', 'type', 'default_value', 'valid_when', 'description',
+	'superuser_only']);
 SELECT columns_are('opsdata', 'config', ARRAY['key', 'value', 'updated_at', 'updated_by']);
 SELECT columns_are('opsdata', 'jobs', ARRAY['job_id', 'name', 'command', 'schedule', 'paused',
 	'max_runtime', 'max_retries', 'retry_delay', 'run_as', 'builtin', 'next_run', 'retry_at', 'failures',
 	'created_at', 'comment']);
 SELECT columns_are('opsdata', 'job_runs', ARRAY['run_id', 'job_id', 'kind', 'due_at', 'started_at',
-	'finished_at', 'status', 'attempt', 'pid', 'sqlstate', 'message']);
+	'finished_at', 'status', 'attempt', 'pid', 'sqlstate', 'message', 'job_name']);
 SELECT columns_are('opsdata', 'partitions', ARRAY['parent', 'control_column', 'control_type',
 	'part_interval', 'premake', 'retention', 'retention_setting', 'retention_mode', 'archive_schema',
 	'default_partition', 'builtin', 'created_at', 'last_run_at', 'last_status', 'last_message']);
-SELECT columns_are('opsdata', 'partition_log', ARRAY['logged_at', 'parent', 'action', 'partition', 'detail']);
+SELECT columns_are('opsdata', 'partition_log', ARRAY['logged_at', 'parent', 'action', 'partition', 'detail',
+	'pass_started', 'status', 'created', 'moved', 'detached', 'dropped']);
 
 SELECT col_type_is('audit', 'entries', 'ts', 'timestamp with time zone', 'audit.entries.ts is timestamp with time zone');
 SELECT col_type_is('metrics', 'points', 'ts', 'timestamp with time zone', 'metrics.points.ts is timestamp with time zone');

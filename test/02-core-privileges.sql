@@ -32,7 +32,7 @@ CREATE TEMP VIEW our_relations AS
 				THEN (SELECT i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = c.oid)
 				ELSE n.nspname || '.' || c.relname END AS matrix_rel
 	  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-	 WHERE n.nspname IN ('audit', 'learning', 'metrics', 'opsdata') AND c.relkind IN ('r', 'p', 'v');
+	 WHERE n.nspname IN ('audit', 'learning', 'metrics', 'opsdata') AND c.relkind IN ('r', 'p', 'v', 'f');
 CREATE TEMP VIEW our_functions AS
 	SELECT n.nspname, p.proname, p.oid,
 		   string_to_array(pg_get_function_identity_arguments(p.oid), ', ') AS args,
@@ -83,7 +83,8 @@ SELECT schema_privs_are(s.nsp, ro.role,
  ORDER BY s.nsp, ro.role;
 
 -- No role but the extension owner is granted changes to audit tables
--- (pg_write_all_data bypasses grants; the guard trigger stops it, below),
+-- (pg_write_all_data bypasses grants; the guard trigger stops it, below and
+-- in 03-core-guard.sql),
 -- and no sequence is usable by anyone but the owner.
 SELECT is_empty($$
 	SELECT c.oid::regclass, a.grantee::regrole, a.privilege_type
@@ -137,10 +138,10 @@ SELECT throws_ok('TRUNCATE audit.entries', '42501', NULL, 'an auditor cannot tru
 RESET ROLE;
 
 SET ROLE app_bypass;
-SELECT throws_ok('UPDATE audit.entries SET outcome = ''ok''', '42501', 'audit rows cannot be changed',
+SELECT throws_ok('UPDATE audit.entries SET outcome = ''ok''', '42501', NULL,
 	'pg_write_all_data does not let a role change audit entries');
 SELECT throws_ok(format('DELETE FROM %s', (SELECT tableoid::regclass FROM audit.entries LIMIT 1)),
-	'42501', 'audit rows cannot be changed',
+	'42501', NULL,
 	'pg_write_all_data does not let a role delete from a partition of audit entries');
 RESET ROLE;
 

@@ -2,8 +2,10 @@
 # Source it after setting $top (the repository root).
 #
 #   opsdata_workdir PREFIX      make $work, a temp directory the servers can write
-#   opsdata_private_install     copy PostgreSQL and install this tree's build
-#                               under $work/install; sets $bindir and $pgxs
+#                               (in $TMPDIR, /tmp by default)
+#   opsdata_private_install     copy PostgreSQL and install this tree's build,
+#                               and the test modules of test/modules/, under
+#                               $work/install; sets $bindir and $pgxs
 #   opsdata_system_install      use the installed PostgreSQL as is; sets $bindir and $pgxs
 #   run_pg CMD...               run as the postgres user when root, with $bindir first in PATH
 #   opsdata_server_start DIR [CONF...]
@@ -20,7 +22,7 @@ as_pg=()
 [ "$(id -u)" -eq 0 ] && as_pg=(runuser -u postgres --)
 
 opsdata_workdir() {
-	work=$(mktemp -d "/tmp/$1.XXXXXX")
+	work=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
 	chmod 755 "$work"
 	[ "$(id -u)" -eq 0 ] && chown postgres: "$work"
 	return 0
@@ -45,6 +47,16 @@ opsdata_private_install() {
 		cat "$work/install.log"
 		return 1
 	fi
+	# Test modules (libraries the tests preload beside pg_opsdata) go into
+	# this installation only, never into the system's.
+	for module in "$top"/test/modules/*/Makefile; do
+		[ -f "$module" ] || continue
+		if ! make -s -C "$(dirname "$module")" install DESTDIR="$inst" PG_CONFIG="$PG_CONFIG" \
+			>>"$work/install.log" 2>&1; then
+			cat "$work/install.log"
+			return 1
+		fi
+	done
 	chmod -R a+rX "$inst"
 	bindir=$inst$pg_bindir
 	pgxs=$inst$(dirname "$(dirname "$(dirname "$("$PG_CONFIG" --pgxs)")")")

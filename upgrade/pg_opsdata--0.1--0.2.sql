@@ -3,7 +3,9 @@
 -- Every schema change of 0.2 has its step here, in the order it was made:
 -- an installation updated with ALTER EXTENSION pg_opsdata UPDATE has the
 -- same objects as a fresh CREATE EXTENSION of 0.2 (test/tap/003_core_upgrade.pl
--- compares them).
+-- compares them).  The REVOKE that closes the script stays last: it takes
+-- PUBLIC's EXECUTE from the routines the steps create, as
+-- src/core/finish.sql does in the install script.
 \echo Use "ALTER EXTENSION pg_opsdata UPDATE TO '0.2'" to load this file. \quit
 
 -- Vital signs, health as JSON, and the import views (files new in 0.2).
@@ -946,10 +948,2042 @@ CREATE TRIGGER import_label INSTEAD OF INSERT ON learning.import_labels
 
 GRANT INSERT ON learning.import_thresholds, learning.import_candidates, learning.import_labels TO opsdata_admin;
 
--- Functions are created executable by PUBLIC; the install script revokes that
--- in src/core/finish.sql, the update does it here for the new ones.
-REVOKE ALL ON ALL ROUTINES IN SCHEMA opsdata, audit, learning, metrics FROM PUBLIC;
+-- Partition steps name their operators with their schema (they run as the
+-- table's owner in a privileged region).
+CREATE OR REPLACE FUNCTION opsdata._partition_step(s opsdata.partitions, parent regclass, schema name, parent_name name,
+	space text, like_clause text, cols text, tail text[], default_part regclass, taken text[],
+	lo timestamptz, hi timestamptz, lo_id bigint, hi_id bigint, filled boolean,
+	OUT action text, OUT partition text, OUT relname name, OUT statements text[], OUT detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+AS $$
+DECLARE
+	v_time boolean := s.control_type IN ('timestamptz'::regtype, 'date'::regtype);
+	v_name name;
+	v_lit_lo text := opsdata._partition_literal(s.control_type, lo, lo_id);
+	v_lit_hi text := opsdata._partition_literal(s.control_type, hi, hi_id);
+	v_suffix text;
+	v_iv interval;
+	v_check text;
+	v_cond text;
+	g text;
+BEGIN
+	IF v_time THEN
+		v_iv := s.part_interval::interval;
+		v_suffix := CASE
+			WHEN EXTRACT(year FROM v_iv) * 12 + EXTRACT(month FROM v_iv) > 0
+			THEN pg_catalog.to_char(lo AT TIME ZONE 'UTC', 'YYYYMM')
+			WHEN EXTRACT(epoch FROM v_iv)::numeric % 86400 = 0
+			THEN pg_catalog.to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD')
+			ELSE pg_catalog.to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MI') END;
+	ELSE
+		v_suffix := pg_catalog.replace(lo_id::text, '-', 'm');
+	END IF;
+	v_name := opsdata._partition_name(schema, parent_name, v_suffix, taken);
+	relname := v_name;
+	partition := pg_catalog.format('%I.%I', schema, v_name);
+	detail := pg_catalog.format('FROM (%s) TO (%s)', v_lit_lo, coalesce(v_lit_hi, 'MAXVALUE'));
+	IF NOT filled THEN
+		action := 'create';
+		statements := ARRAY[pg_catalog.format('CREATE TABLE %s %s)%s', partition, like_clause, space)];
+	ELSE
+		action := 'move';
+		-- Run as the table's owner in a privileged region: operators are
+		-- named with their schema.
+		v_cond := pg_catalog.format('%1$I OPERATOR(pg_catalog.>=) %2$s', s.control_column, v_lit_lo)
+				  || CASE WHEN v_lit_hi IS NULL THEN ''
+						  ELSE pg_catalog.format(' AND %1$I OPERATOR(pg_catalog.<) %2$s', s.control_column, v_lit_hi) END;
+		statements := ARRAY[
+			pg_catalog.format('CREATE TABLE %s %s, CONSTRAINT opsdata_partition_bounds CHECK (%I IS NOT NULL AND %s))%s',
+							  partition, like_clause, s.control_column, v_cond, space),
+			pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s) INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM moved',
+							  default_part, v_cond, cols, partition, cols, cols)];
+	END IF;
+	statements := statements
+		|| pg_catalog.format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%s) TO (%s)',
+							 parent, partition, v_lit_lo, coalesce(v_lit_hi, 'MAXVALUE'));
+	IF filled THEN
+		statements := statements
+			|| pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT opsdata_partition_bounds', partition);
+	END IF;
+	FOREACH g IN ARRAY tail LOOP
+		statements := statements || pg_catalog.format(g, partition);
+	END LOOP;
+END
+$$;
 
+--
+-- Every table of pg_opsdata is guarded against writes by roles that bypass
+-- grants; the guard of the audit tables of 0.1 gives way to it.
+--
+DROP TRIGGER refuse_change ON audit.entries;
+DROP TRIGGER refuse_change ON audit.statements;
+DROP TRIGGER refuse_change ON audit.seals;
+DROP TRIGGER refuse_change ON audit.rules;
+DROP TRIGGER refuse_change ON audit.queue;
+DROP FUNCTION audit._refuse_change();
+
+CREATE FUNCTION audit._statements_changed()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_statements_changed';
+
+COMMENT ON FUNCTION audit._statements_changed() IS 'Internal: make the caches of stored statement texts forget what they hold when audit.statements changes';
+
+CREATE TRIGGER statements_changed AFTER UPDATE OR DELETE ON audit.statements
+	FOR EACH STATEMENT EXECUTE FUNCTION audit._statements_changed();
+
+CREATE FUNCTION opsdata._guard()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsdata_guard';
+
+COMMENT ON FUNCTION opsdata._guard() IS 'Internal: trigger refusing writes of pg_opsdata''s tables to all but their owner and superusers';
+
+-- Guards every table of the extension; a table's partitions get the
+-- row-level guard of their parent by cloning, those made later included,
+-- and a TRUNCATE guard of their own when they belong to the extension.
+-- Safe to run again: it replaces the guards it made.  Returns how many
+-- tables it guarded.
+CREATE FUNCTION opsdata._guard_tables()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t record;
+	old_guard name;
+	row_events text[];
+	n integer := 0;
+BEGIN
+	FOR t IN
+		SELECT c.oid::pg_catalog.regclass AS rel, c.relkind, c.relispartition,
+			   ARRAY(SELECT e FROM pg_catalog.unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) e
+					  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class g, pg_catalog.aclexplode(g.relacl) a
+										 WHERE g.oid = CASE WHEN c.relispartition
+															THEN pg_catalog.pg_partition_root(c.oid)
+															ELSE c.oid END
+										   AND a.grantee OPERATOR(pg_catalog.<>) g.relowner
+										   AND a.privilege_type OPERATOR(pg_catalog.=) e)) AS events
+		  FROM pg_catalog.pg_class c
+		  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+									 AND d.objid = c.oid AND d.deptype = 'e'
+		  JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid AND x.extname = 'pg_opsdata'
+		 WHERE c.relkind IN ('r', 'p')
+		 ORDER BY c.oid
+	LOOP
+		CONTINUE WHEN pg_catalog.cardinality(t.events) = 0;
+		-- Replace the guards made before (a clone on a partition goes with
+		-- its parent's).
+		FOR old_guard IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
+				  WHERE tg.tgrelid OPERATOR(pg_catalog.=) t.rel
+					AND tg.tgname IN ('opsdata_guard', 'opsdata_guard_truncate')
+					AND tg.tgparentid OPERATOR(pg_catalog.=) 0
+		LOOP
+			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', old_guard, t.rel);
+		END LOOP;
+		IF t.relkind = 'r' AND NOT t.relispartition THEN
+			EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
+									  pg_catalog.array_to_string(t.events, ' OR '), t.rel);
+			EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
+		ELSE
+			row_events := ARRAY(SELECT e FROM pg_catalog.unnest(t.events) e WHERE e OPERATOR(pg_catalog.<>) 'TRUNCATE');
+			IF t.relkind = 'p' AND pg_catalog.cardinality(row_events) > 0 THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH ROW EXECUTE FUNCTION opsdata._guard()',
+										  pg_catalog.array_to_string(row_events, ' OR '), t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
+			END IF;
+			IF 'TRUNCATE' OPERATOR(pg_catalog.=) ANY (t.events) THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
+										  t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard_truncate', t.rel);
+			END IF;
+		END IF;
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION opsdata._guard_tables() IS 'Internal: put the guard trigger on every table of pg_opsdata for each write no role is granted; returns how many tables';
+
+REVOKE ALL ON FUNCTION audit._statements_changed(), opsdata._guard(), opsdata._guard_tables() FROM PUBLIC;
+
+SELECT opsdata._guard_tables();
+
+--
+-- Separation of duties: what narrows or shortens the trail is for
+-- superusers, and every such change is audited; retentions are bounded.
+--
+-- Filled before it gets its default, so that no row keeps a "missing"
+-- value that a fresh install would not have.
+ALTER TABLE opsdata.settings ADD COLUMN superuser_only boolean;
+UPDATE opsdata.settings SET superuser_only = false;
+ALTER TABLE opsdata.settings ALTER COLUMN superuser_only SET DEFAULT false,
+	ALTER COLUMN superuser_only SET NOT NULL;
+COMMENT ON COLUMN opsdata.settings.superuser_only IS 'The setting governs how long the audit trail or the partition log is kept: only superusers change it, and every change is audited';
+
+UPDATE opsdata.settings
+   SET valid_when = 'value >= interval ''1 day'' AND value <= interval ''1000 years''',
+	   description = 'Age after which daily partitions of audit.entries are removed by partition maintenance; superusers only',
+	   superuser_only = true
+ WHERE key = 'audit.retention';
+UPDATE opsdata.settings
+   SET valid_when = 'value >= interval ''1 day'' AND value <= interval ''1000 years''',
+	   description = 'How long entries of opsdata.partition_log are kept; superusers only',
+	   superuser_only = true
+ WHERE key = 'partition.log_retention';
+UPDATE opsdata.settings
+   SET valid_when = 'value > interval ''0'' AND value <= interval ''1000 years'''
+ WHERE key = 'metrics.points_retention';
+-- Values chosen before the bounds existed are brought within them.
+UPDATE opsdata.config
+   SET value = CASE WHEN value::interval < interval '1 day' THEN '1 day' ELSE '1000 years' END
+ WHERE key IN ('audit.retention', 'partition.log_retention')
+   AND CASE WHEN key IN ('audit.retention', 'partition.log_retention')
+			THEN value::interval < interval '1 day' OR value::interval > interval '1000 years' END;
+UPDATE opsdata.config
+   SET value = '1000 years'
+ WHERE key = 'metrics.points_retention'
+   AND CASE WHEN key = 'metrics.points_retention' THEN value::interval > interval '1000 years' END;
+
+CREATE OR REPLACE VIEW opsdata.current_settings AS
+	SELECT s.key, coalesce(c.value, s.default_value) AS value, s.default_value,
+		   c.key IS NOT NULL AS changed, s.type, s.description, c.updated_at, c.updated_by,
+		   s.superuser_only
+	  FROM opsdata.settings s LEFT JOIN opsdata.config c USING (key);
+
+CREATE FUNCTION opsdata._trail_check(action text)
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'opsdata_trail_check';
+
+COMMENT ON FUNCTION opsdata._trail_check(text) IS 'Internal: permission denied to the action unless the session acts as a superuser';
+
+CREATE FUNCTION audit._config_changed(command text, object text)
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_config_changed';
+
+COMMENT ON FUNCTION audit._config_changed(text, text) IS 'Internal: record a change of a setting that governs the audit trail';
+
+REVOKE ALL ON FUNCTION opsdata._trail_check(text), audit._config_changed(text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION opsdata.set_setting(key text, value text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s opsdata.settings;
+	ok boolean;
+BEGIN
+	IF key IS NULL OR value IS NULL THEN
+		RAISE EXCEPTION 'setting name and value must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Use opsdata.reset_setting() to return a setting to its default.';
+	END IF;
+	SELECT * INTO s FROM opsdata.settings WHERE settings.key = set_setting.key;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unrecognized pg_opsdata setting "%"', key
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'The settings are listed in opsdata.settings.';
+	END IF;
+	IF s.superuser_only THEN
+		PERFORM opsdata._trail_check(pg_catalog.format('change the pg_opsdata setting "%s"', key));
+	END IF;
+	BEGIN
+		EXECUTE pg_catalog.format('SELECT coalesce((%s), false) FROM (SELECT %L::%s AS value) v',
+								  coalesce(s.valid_when, 'true'), value, s.type)
+		   INTO ok;
+	EXCEPTION WHEN data_exception OR syntax_error_or_access_rule_violation THEN
+		RAISE EXCEPTION 'invalid value for pg_opsdata setting "%": "%"', key, value
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = SQLERRM,
+				  HINT = pg_catalog.format('The value must be a valid %s.', s.type);
+	END;
+	IF NOT ok THEN
+		RAISE EXCEPTION 'invalid value for pg_opsdata setting "%": "%"', key, value
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = pg_catalog.format('The value must satisfy: %s.', s.valid_when);
+	END IF;
+	INSERT INTO opsdata.config AS c (key, value)
+		 VALUES (set_setting.key, set_setting.value)
+	ON CONFLICT ON CONSTRAINT config_pkey
+	DO UPDATE SET value = excluded.value, updated_at = pg_catalog.now(), updated_by = SESSION_USER;
+	IF s.superuser_only THEN
+		PERFORM audit._config_changed('SET OPSDATA SETTING', key);
+	END IF;
+	RETURN value;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION opsdata.reset_setting(key text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE STRICT
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	only_superusers boolean;
+BEGIN
+	SELECT s.superuser_only INTO only_superusers FROM opsdata.settings s WHERE s.key = reset_setting.key;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unrecognized pg_opsdata setting "%"', key
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'The settings are listed in opsdata.settings.';
+	END IF;
+	IF only_superusers THEN
+		PERFORM opsdata._trail_check(pg_catalog.format('change the pg_opsdata setting "%s"', key));
+	END IF;
+	DELETE FROM opsdata.config WHERE config.key = reset_setting.key;
+	IF only_superusers THEN
+		PERFORM audit._config_changed('RESET OPSDATA SETTING', key);
+	END IF;
+	RETURN opsdata.setting(key);
+END
+$$;
+
+COMMENT ON FUNCTION opsdata.set_setting(text, text) IS 'Set a pg_opsdata setting after checking the value against its type and constraint; settings marked superuser_only are for superusers, and their changes are audited';
+
+CREATE OR REPLACE FUNCTION audit.add_rule(action text, role_name name DEFAULT NULL, database_name name DEFAULT NULL,
+	schema_name name DEFAULT NULL, relation_name text DEFAULT NULL, class text DEFAULT NULL,
+	comment text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	id bigint;
+BEGIN
+	IF action IS NULL OR action NOT IN ('include', 'exclude') THEN
+		RAISE EXCEPTION 'invalid audit rule action "%"', action
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The action is include or exclude.';
+	END IF;
+	IF class IS NOT NULL AND class NOT IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login') THEN
+		RAISE EXCEPTION 'invalid audit class "%"', class
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Valid classes are read, write, function, role, ddl, misc and login.';
+	END IF;
+	-- An exclude rule narrows the trail: superusers only.
+	IF action = 'exclude' THEN
+		PERFORM opsdata._trail_check('add an exclude audit rule');
+	END IF;
+	INSERT INTO audit.rules AS r (action, role_name, database_name, schema_name, relation_name, class, comment)
+		 VALUES (add_rule.action, add_rule.role_name, add_rule.database_name, add_rule.schema_name,
+				 add_rule.relation_name, add_rule.class, add_rule.comment)
+	  RETURNING r.rule_id INTO id;
+	PERFORM audit._rules_changed('ADD AUDIT RULE', 'audit.rules');
+	RETURN id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audit.drop_rule(rule_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE STRICT
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	old_action text;
+BEGIN
+	SELECT r.action INTO old_action FROM audit.rules r WHERE r.rule_id = drop_rule.rule_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	-- Without an include rule the trail may record less: superusers only.
+	IF old_action = 'include' THEN
+		PERFORM opsdata._trail_check('drop an include audit rule');
+	END IF;
+	DELETE FROM audit.rules r WHERE r.rule_id = drop_rule.rule_id;
+	PERFORM audit._rules_changed('DROP AUDIT RULE', 'audit.rules');
+	RETURN true;
+END
+$$;
+
+COMMENT ON FUNCTION audit.add_rule(text, name, name, name, text, text, text) IS 'Add a rule that includes or excludes statements from the audit trail (exclude rules: superusers only); returns its rule_id';
+COMMENT ON FUNCTION audit.drop_rule(bigint) IS 'Remove an audit rule (include rules: superusers only); returns false when there was no such rule';
+
+CREATE OR REPLACE FUNCTION opsdata._partition_retention(control_type regtype, value text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+SET IntervalStyle = 'postgres'
+AS $$
+DECLARE
+	n bigint;
+	iv interval;
+BEGIN
+	IF value IS NULL THEN
+		RETURN NULL;
+	END IF;
+	IF control_type NOT IN ('date'::regtype, 'timestamptz'::regtype) THEN
+		BEGIN
+			n := value::bigint;
+		EXCEPTION WHEN data_exception THEN
+			RAISE EXCEPTION 'invalid retention "%" for a set keyed by %', value, control_type
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Give the distance in ids below the highest id beyond which partitions are removed, such as ''1000000''.';
+		END;
+		IF n < 1 THEN
+			RAISE EXCEPTION 'retention must be positive'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = pg_catalog.format('The value given was %s.', n),
+					  HINT = 'Give NULL to keep every partition.';
+		END IF;
+		RETURN n::text;
+	END IF;
+	BEGIN
+		iv := value::interval;
+	EXCEPTION WHEN data_exception THEN
+		RAISE EXCEPTION 'invalid retention "%" for a set keyed by %', value, control_type
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give an interval such as ''90 days''.';
+	END;
+	IF iv <= interval '0' OR EXTRACT(epoch FROM iv) <= 0
+	   OR EXTRACT(day FROM iv) < 0 OR EXTRACT(month FROM iv) < 0
+	   OR EXTRACT(year FROM iv) < 0 THEN
+		RAISE EXCEPTION 'retention must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = pg_catalog.format('The value given was "%s".', value),
+				  HINT = 'Give NULL to keep every partition.';
+	END IF;
+	-- Maintenance subtracts the retention from now: keep that in range.
+	IF iv > interval '1000 years' THEN
+		RAISE EXCEPTION 'retention must be at most 1000 years'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = pg_catalog.format('The value given was "%s".', value),
+				  HINT = 'Give NULL to keep every partition.';
+	END IF;
+	RETURN iv::text;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION opsdata._health_partition(OUT component text, OUT status text, OUT detail text)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '100ms'
+AS $$
+DECLARE
+	r record;
+	n bigint;
+	rows_text text;
+	v_acting name := opsdata._worker_acting_role();
+	v_sets integer := 0;
+	v_hidden integer := 0;
+	v_failed integer := 0;
+	v_warned integer := 0;
+BEGIN
+	FOR r IN
+		SELECT p.parent, p.last_status, p.last_message, p.last_run_at, p.created_at,
+			   NULLIF(t.partdefid, 0)::regclass AS default_partition,
+			   pg_catalog.pg_has_role(v_acting, c.relowner, 'USAGE')
+			   OR pg_catalog.has_table_privilege(v_acting, c.oid, 'SELECT') AS readable,
+			   p.builtin
+		  FROM opsdata.partitions p
+		  JOIN pg_catalog.pg_class c ON c.oid = p.parent
+		  LEFT JOIN pg_catalog.pg_partitioned_table t ON t.partrelid = p.parent
+		 ORDER BY p.parent::text
+	LOOP
+		v_sets := v_sets + 1;
+		n := 0;
+		rows_text := NULL;
+		IF NOT r.readable AND NOT r.builtin THEN
+			v_hidden := v_hidden + 1;
+			IF r.last_status = 'failed' THEN
+				v_failed := v_failed + 1;
+			ELSIF r.last_status = 'skipped'
+				  OR (r.last_run_at IS NULL AND r.created_at < pg_catalog.now() - interval '1 hour')
+				  OR r.last_run_at < pg_catalog.now() - interval '1 day' THEN
+				v_warned := v_warned + 1;
+			END IF;
+			CONTINUE;
+		END IF;
+		IF r.default_partition IS NOT NULL
+		   AND (r.readable OR pg_catalog.has_table_privilege(v_acting, r.default_partition, 'SELECT')) THEN
+			BEGIN
+				EXECUTE pg_catalog.format('SELECT count(*) FROM (SELECT FROM ONLY %s LIMIT 100001) x',
+										  r.default_partition) INTO n;
+				IF n > 0 THEN
+					rows_text := pg_catalog.format('The default partition %s holds %s.', r.default_partition,
+												   CASE WHEN n > 100000 THEN 'more than 100000 rows'
+														WHEN n = 1 THEN '1 row' ELSE n || ' rows' END);
+				END IF;
+			EXCEPTION WHEN lock_not_available THEN
+				rows_text := pg_catalog.format('The rows of the default partition %s were not counted: it is locked.',
+											   r.default_partition);
+			END;
+		END IF;
+		component := 'partition ' || r.parent::text;
+		IF r.last_status = 'failed' THEN
+			v_failed := v_failed + 1;
+			status := 'error';
+			detail := pg_catalog.concat_ws(' ', 'The last maintenance run failed: ' || r.last_message || '.', rows_text);
+		ELSIF r.last_status = 'skipped' THEN
+			v_warned := v_warned + 1;
+			status := 'warning';
+			detail := pg_catalog.concat_ws(' ', 'The last maintenance run skipped part of its work: ' || r.last_message || '.', rows_text);
+		ELSIF r.last_run_at IS NULL AND r.created_at < pg_catalog.now() - interval '1 hour' THEN
+			v_warned := v_warned + 1;
+			status := 'warning';
+			detail := pg_catalog.concat_ws(' ', 'Not maintained since it was put under management; check that the "partition maintenance" job runs.', rows_text);
+		ELSIF r.last_run_at IS NOT NULL AND r.last_run_at < pg_catalog.now() - interval '1 day' THEN
+			v_warned := v_warned + 1;
+			status := 'warning';
+			detail := pg_catalog.concat_ws(' ', 'Not maintained for more than a day; check that the "partition maintenance" job runs.', rows_text);
+		ELSIF n > 0 AND r.last_run_at IS NOT NULL THEN
+			v_warned := v_warned + 1;
+			status := 'warning';
+			detail := rows_text || ' Maintenance moves them into partitions; rows that stay have keys no partition may hold.';
+		ELSIF rows_text IS NOT NULL THEN
+			status := 'ok';
+			detail := rows_text || ' The first maintenance run moves them into partitions.';
+		ELSE
+			CONTINUE;
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+
+	component := 'partition maintenance';
+	status := CASE WHEN v_failed > 0 THEN 'error' WHEN v_warned > 0 THEN 'warning' ELSE 'ok' END;
+	detail := CASE WHEN v_sets = 0 THEN 'No partition set is managed.'
+				   WHEN v_sets = 1 THEN '1 partition set is managed.'
+				   ELSE pg_catalog.format('%s partition sets are managed.', v_sets) END
+			  || CASE WHEN v_hidden = 1 THEN ' 1 of them is a table this role may not read.'
+					  WHEN v_hidden > 1 THEN pg_catalog.format(' %s of them are tables this role may not read.', v_hidden)
+					  ELSE '' END
+			  || CASE WHEN v_failed > 0 THEN pg_catalog.format(' %s failed in their last maintenance run.', v_failed) ELSE '' END
+			  || CASE WHEN v_warned > 0 THEN pg_catalog.format(' %s need attention.', v_warned) ELSE '' END;
+	RETURN NEXT;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION opsdata._partition_plan(p_parent regclass, p_start_from text, p_maintain boolean,
+	OUT step integer, OUT phase text, OUT action text, OUT partition text, OUT statements text[],
+	OUT toplevel boolean, OUT replica boolean, OUT detail text)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+DECLARE
+	s opsdata.partitions;
+	v_schema name;
+	v_relname name;
+	v_space text := '';
+	v_time boolean;
+	v_iv interval;
+	v_w bigint;
+	v_max bigint;
+	v_ret text;
+	v_default regclass;
+	v_pending regclass;
+	v_pending_ut timestamptz;
+	v_pending_ui bigint;
+	v_drop_pending regclass;
+	v_like text;
+	v_cols text;
+	v_tail text[];
+	v_parts regclass[];
+	v_lt timestamptz[];
+	v_ut timestamptz[];
+	v_li bigint[];
+	v_ui bigint[];
+	v_blt timestamptz[] := '{}';
+	v_bli bigint[] := '{}';
+	v_bn bigint[] := '{}';
+	v_used boolean[] := '{}';
+	v_nulls bigint := 0;
+	v_now timestamptz := pg_catalog.now();
+	v_highest bigint;
+	v_cut timestamptz;
+	v_cut_id bigint;
+	v_lo timestamptz;
+	v_hi timestamptz;
+	v_lo_id bigint;
+	v_hi_id numeric;
+	v_end timestamptz;
+	v_end_id bigint;
+	v_names text[] := '{}';
+	v_expired text[] := '{}';
+	v_expired_ut timestamptz[] := '{}';
+	v_expired_ui bigint[] := '{}';
+	v_missing timestamptz[];
+	v_missing_id bigint[];
+	v_slots bigint := 0;
+	v_limit integer;
+	v_moves integer := 0;
+	v_overlap boolean;
+	v_bucket integer;
+	r record;
+	i integer;
+BEGIN
+	step := 0;
+	SELECT * INTO s FROM opsdata.partitions WHERE parent = p_parent;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'relation "%" is not a managed partition set', p_parent
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Put it under management with opsdata.manage_partitions().';
+	END IF;
+	SELECT n.nspname, c.relname, t.spcname INTO v_schema, v_relname, v_space
+	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	  LEFT JOIN pg_catalog.pg_tablespace t ON t.oid = c.reltablespace
+	 WHERE c.oid = p_parent;
+	v_space := CASE WHEN v_space IS NULL THEN '' ELSE pg_catalog.format(' TABLESPACE %I', v_space) END;
+	v_time := s.control_type IN ('timestamptz'::regtype, 'date'::regtype);
+	IF v_time THEN
+		v_iv := s.part_interval::interval;
+	ELSE
+		v_w := s.part_interval::bigint;
+		v_max := CASE s.control_type WHEN 'smallint'::regtype THEN 32767
+									 WHEN 'integer'::regtype THEN 2147483647
+									 ELSE 9223372036854775807 END;
+	END IF;
+	v_ret := coalesce(s.retention, CASE WHEN s.retention_setting IS NOT NULL
+										THEN opsdata.setting(s.retention_setting) END);
+	v_limit := opsdata.setting('partition.move_limit')::integer;
+
+	SELECT NULLIF(p.partdefid, 0)::regclass INTO v_default
+	  FROM pg_catalog.pg_partitioned_table p WHERE p.partrelid = p_parent;
+	SELECT pg_catalog.array_agg(l.partition) FILTER (WHERE NOT l.detach_pending),
+		   pg_catalog.array_agg(l.lower_time) FILTER (WHERE NOT l.detach_pending),
+		   pg_catalog.array_agg(l.upper_time) FILTER (WHERE NOT l.detach_pending),
+		   pg_catalog.array_agg(l.lower_id) FILTER (WHERE NOT l.detach_pending),
+		   pg_catalog.array_agg(l.upper_id) FILTER (WHERE NOT l.detach_pending),
+		   max(l.partition::oid) FILTER (WHERE l.detach_pending)::regclass,
+		   max(l.upper_time) FILTER (WHERE l.detach_pending),
+		   max(l.upper_id) FILTER (WHERE l.detach_pending)
+	  INTO v_parts, v_lt, v_ut, v_li, v_ui, v_pending, v_pending_ut, v_pending_ui
+	  FROM opsdata._partition_layout(p_parent) l
+	 WHERE NOT l.is_default;
+	v_parts := coalesce(v_parts, '{}');
+
+	-- The highest id, read from the newest partition holding rows and from
+	-- the default partition.
+	IF NOT v_time THEN
+		FOR r IN SELECT u.p, u.lo FROM ROWS FROM (pg_catalog.unnest(v_parts), pg_catalog.unnest(v_li)) u(p, lo) ORDER BY u.lo DESC NULLS LAST LOOP
+			EXECUTE pg_catalog.format('SELECT max(%I)::bigint FROM ONLY %s', s.control_column, r.p) INTO v_highest;
+			EXIT WHEN v_highest IS NOT NULL;
+		END LOOP;
+		IF v_default IS NOT NULL THEN
+			EXECUTE pg_catalog.format('SELECT GREATEST(max(%I)::bigint, $1) FROM ONLY %s', s.control_column, v_default)
+			   INTO v_highest USING v_highest;
+		END IF;
+	END IF;
+
+	-- The retention cut-off: partitions whose upper bound is at or below it
+	-- hold only rows older than the retention.  A retention longer than any
+	-- that can be set (a value written around the checks) keeps everything
+	-- rather than failing the set's maintenance.
+	IF v_ret IS NOT NULL AND p_maintain THEN
+		IF v_time AND v_ret::interval > interval '1000 years' THEN
+			v_cut := NULL;
+		ELSIF v_time THEN
+			v_cut := ((v_now AT TIME ZONE 'UTC') - v_ret::interval) AT TIME ZONE 'UTC';
+		ELSIF v_highest IS NOT NULL THEN
+			v_cut_id := v_highest - v_ret::bigint;
+		END IF;
+	END IF;
+
+	-- Rows in the default partition, by the slot they belong to.
+	IF v_default IS NOT NULL AND EXISTS (SELECT FROM pg_catalog.pg_class WHERE oid = v_default AND relpages >= 0) THEN
+		IF v_time THEN
+			EXECUTE pg_catalog.format(
+				'SELECT pg_catalog.array_agg(b ORDER BY b), pg_catalog.array_agg(n ORDER BY b),
+						coalesce(sum(n) FILTER (WHERE b IS NULL), 0)::bigint
+				   FROM (SELECT opsdata._partition_floor(%1$I, $1) AS b, count(*) AS n
+						   FROM ONLY %2$s GROUP BY 1) g', s.control_column, v_default)
+			   INTO v_blt, v_bn, v_nulls USING v_iv;
+		ELSE
+			EXECUTE pg_catalog.format(
+				'SELECT pg_catalog.array_agg(b ORDER BY b), pg_catalog.array_agg(n ORDER BY b),
+						coalesce(sum(n) FILTER (WHERE b IS NULL), 0)::bigint
+				   FROM (SELECT %1$I::bigint - ((%1$I::bigint %% $1) + $1) %% $1 AS b, count(*) AS n
+						   FROM ONLY %2$s GROUP BY 1) g', s.control_column, v_default)
+			   INTO v_bli, v_bn, v_nulls USING v_w;
+		END IF;
+		v_blt := coalesce(v_blt, '{}');
+		v_bli := coalesce(v_bli, '{}');
+		v_bn := coalesce(v_bn, '{}');
+		v_used := pg_catalog.array_fill(false, ARRAY[pg_catalog.cardinality(v_bn)]);
+	END IF;
+
+	-- Detaches left pending (a run interrupted between the two transactions
+	-- of DETACH CONCURRENTLY, or a user's).  One to drop is dropped at the
+	-- start of the retention phase; others are completed with FINALIZE.
+	IF p_maintain AND v_pending IS NOT NULL THEN
+		IF s.retention_mode = 'drop'
+		   AND ((v_time AND v_cut IS NOT NULL AND v_pending_ut <= v_cut)
+				OR (NOT v_time AND v_cut_id IS NOT NULL AND v_pending_ui <= v_cut_id)) THEN
+			v_drop_pending := v_pending;
+		ELSE
+			step := step + 1; phase := 'finalize'; action := 'finalize'; partition := v_pending::text;
+			statements := ARRAY[pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s FINALIZE', p_parent, v_pending)];
+			toplevel := false; replica := false; detail := 'interrupted detach completed';
+			RETURN NEXT;
+			IF (v_time AND v_cut IS NOT NULL AND v_pending_ut <= v_cut)
+			   OR (NOT v_time AND v_cut_id IS NOT NULL AND v_pending_ui <= v_cut_id) THEN
+				step := step + 1; phase := 'finalize'; action := 'archive';
+				statements := (SELECT opsdata._partition_archive(n.nspname, c.relname, s.archive_schema)
+								 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+								WHERE c.oid = v_pending);
+				detail := 'older than the retention of ' || v_ret;
+				RETURN NEXT;
+			END IF;
+		END IF;
+	END IF;
+
+	-- Create: every slot from the current one to premake ahead (from
+	-- start_from on when given) that no partition covers yet.
+	IF v_time THEN
+		v_lo := opsdata._partition_floor(v_now, v_iv);
+		v_end := opsdata._partition_add(v_lo, v_iv, s.premake + 1);
+		IF p_start_from IS NOT NULL THEN
+			v_lo := LEAST(v_lo, opsdata._partition_floor(
+				CASE WHEN s.control_type = 'date'::regtype THEN p_start_from::date::timestamptz
+					 ELSE p_start_from::timestamptz END, v_iv));
+		END IF;
+		SELECT pg_catalog.array_agg(g.lo ORDER BY g.lo), count(*) INTO v_missing, v_slots
+		  FROM (SELECT t AT TIME ZONE 'UTC' AS lo, (t + v_iv) AT TIME ZONE 'UTC' AS hi
+				  FROM pg_catalog.generate_series(v_lo AT TIME ZONE 'UTC', (v_end AT TIME ZONE 'UTC') - interval '1 microsecond', v_iv) t
+				 LIMIT 10001) g
+		 WHERE NOT EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(v_lt), pg_catalog.unnest(v_ut)) u(lo, hi)
+							WHERE (u.lo IS NULL OR u.lo < g.hi) AND (u.hi IS NULL OR u.hi > g.lo));
+	ELSE
+		v_highest := coalesce(v_highest,
+							  CASE WHEN p_start_from IS NOT NULL THEN p_start_from::bigint END,
+							  (SELECT min(x) FROM pg_catalog.unnest(v_li) x), 0);
+		v_lo_id := v_highest - ((v_highest % v_w) + v_w) % v_w;
+		v_end_id := LEAST(v_lo_id::numeric + (s.premake + 1) * v_w::numeric, v_max::numeric)::bigint;
+		IF p_start_from IS NOT NULL THEN
+			v_lo_id := LEAST(v_lo_id, p_start_from::bigint - ((p_start_from::bigint % v_w) + v_w) % v_w);
+		END IF;
+		SELECT pg_catalog.array_agg(g.lo ORDER BY g.lo), count(*) INTO v_missing_id, v_slots
+		  FROM (SELECT t AS lo, t::numeric + v_w AS hi
+				  FROM pg_catalog.generate_series(v_lo_id, v_end_id - 1, v_w) t
+				 LIMIT 10001) g
+		 WHERE NOT EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(v_li), pg_catalog.unnest(v_ui)) u(lo, hi)
+							WHERE (u.lo IS NULL OR u.lo < g.hi) AND (u.hi IS NULL OR u.hi > g.lo));
+	END IF;
+	IF v_slots > 10000 THEN
+		RAISE EXCEPTION 'start_from "%" would make more than 10000 partitions', p_start_from
+			USING ERRCODE = 'program_limit_exceeded',
+				  HINT = 'Choose a later start_from, or a longer part_interval.';
+	END IF;
+	FOR i IN 1 .. coalesce(pg_catalog.cardinality(v_missing), pg_catalog.cardinality(v_missing_id), 0) LOOP
+		IF v_time THEN
+			v_lo := v_missing[i];
+			v_hi := opsdata._partition_add(v_lo, v_iv, 1);
+			v_bucket := pg_catalog.array_position(v_blt, v_lo);
+		ELSE
+			v_lo_id := v_missing_id[i];
+			v_hi_id := v_lo_id::numeric + v_w;
+			v_bucket := pg_catalog.array_position(v_bli, v_lo_id);
+		END IF;
+		IF v_like IS NULL THEN
+			SELECT * INTO v_like, v_cols, v_tail FROM opsdata._partition_ddl_parts(p_parent);
+		END IF;
+		step := step + 1; phase := 'create';
+		SELECT * INTO r FROM opsdata._partition_step(s, p_parent, v_schema, v_relname, v_space, v_like, v_cols,
+													 v_tail, v_default, v_names, v_lo, v_hi, v_lo_id,
+													 CASE WHEN v_hi_id > v_max THEN NULL ELSE v_hi_id::bigint END,
+													 v_bucket IS NOT NULL);
+		action := r.action; partition := r.partition; statements := r.statements;
+		toplevel := false; replica := v_bucket IS NOT NULL; detail := r.detail;
+		IF v_bucket IS NOT NULL THEN
+			v_used[v_bucket] := true;
+		END IF;
+		v_names := v_names || partition;
+		RETURN NEXT;
+	END LOOP;
+
+	IF NOT p_maintain THEN
+		RETURN;
+	END IF;
+
+	-- Move: the other slots of the default partition's rows, oldest first.
+	FOR i IN 1 .. pg_catalog.cardinality(v_bn) LOOP
+		CONTINUE WHEN v_used[i];
+		IF v_time THEN
+			CONTINUE WHEN v_blt[i] IS NULL;
+			v_lo := v_blt[i];
+			v_hi := opsdata._partition_add(v_lo, v_iv, 1);
+			v_overlap := EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(v_lt), pg_catalog.unnest(v_ut)) u(lo, hi)
+								  WHERE (u.lo IS NULL OR u.lo < v_hi) AND (u.hi IS NULL OR u.hi > v_lo));
+		ELSE
+			CONTINUE WHEN v_bli[i] IS NULL;
+			v_lo_id := v_bli[i];
+			v_hi_id := v_lo_id::numeric + v_w;
+			v_overlap := EXISTS (SELECT FROM ROWS FROM (pg_catalog.unnest(v_li), pg_catalog.unnest(v_ui)) u(lo, hi)
+								  WHERE (u.lo IS NULL OR u.lo < v_hi_id) AND (u.hi IS NULL OR u.hi > v_lo_id));
+		END IF;
+		step := step + 1; phase := 'move'; toplevel := false;
+		IF v_overlap THEN
+			action := 'note'; partition := NULL; statements := NULL; replica := false;
+			detail := pg_catalog.format('%s rows of the default partition fall in %s .. %s, which an existing partition overlaps; they stay',
+										v_bn[i],
+										CASE WHEN v_time THEN v_lo::text ELSE v_lo_id::text END,
+										CASE WHEN v_time THEN v_hi::text ELSE v_hi_id::text END);
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		IF v_moves >= v_limit THEN
+			action := 'note'; partition := NULL; statements := NULL; replica := false;
+			detail := pg_catalog.format('rows of %s more slots stay in the default partition until the next run (partition.move_limit is %s)',
+										(SELECT count(*) FROM pg_catalog.generate_subscripts(v_bn, 1) j
+										  WHERE j >= i AND NOT v_used[j]
+											AND (v_blt[j] IS NOT NULL OR v_bli[j] IS NOT NULL)), v_limit);
+			RETURN NEXT;
+			EXIT;
+		END IF;
+		v_moves := v_moves + 1;
+		IF v_like IS NULL THEN
+			SELECT * INTO v_like, v_cols, v_tail FROM opsdata._partition_ddl_parts(p_parent);
+		END IF;
+		SELECT * INTO r FROM opsdata._partition_step(s, p_parent, v_schema, v_relname, v_space, v_like, v_cols,
+													 v_tail, v_default, v_names, v_lo, v_hi, v_lo_id,
+													 CASE WHEN v_hi_id > v_max THEN NULL ELSE v_hi_id::bigint END, true);
+		action := r.action; partition := r.partition; statements := r.statements; replica := true;
+		detail := r.detail;
+		v_names := v_names || partition;
+		RETURN NEXT;
+		IF (v_time AND v_cut IS NOT NULL AND v_hi <= v_cut)
+		   OR (NOT v_time AND v_cut_id IS NOT NULL AND v_hi_id <= v_cut_id) THEN
+			v_expired := v_expired || r.relname::text;
+			v_expired_ut := v_expired_ut || v_hi;
+			v_expired_ui := v_expired_ui || v_hi_id::bigint;
+		END IF;
+	END LOOP;
+	IF v_nulls > 0 THEN
+		step := step + 1; phase := 'move'; action := 'note'; partition := NULL; statements := NULL;
+		toplevel := false; replica := false;
+		detail := pg_catalog.format('%s with a NULL "%s" %s in the default partition',
+									CASE WHEN v_nulls = 1 THEN '1 row' ELSE v_nulls || ' rows' END, s.control_column,
+									CASE WHEN v_nulls = 1 THEN 'stays' ELSE 'stay' END);
+		RETURN NEXT;
+	END IF;
+
+	-- Retention: partitions wholly older than the cut-off, oldest first.
+	IF v_cut IS NULL AND v_cut_id IS NULL THEN
+		RETURN;
+	END IF;
+	IF v_drop_pending IS NOT NULL THEN
+		-- DROP TABLE takes ACCESS EXCLUSIVE on the parent, under the step's
+		-- lock_timeout, but needs no FINALIZE (which would wait for every
+		-- older snapshot, the caller's included).
+		step := step + 1; phase := 'retention'; action := 'drop'; partition := v_drop_pending::text;
+		statements := ARRAY[pg_catalog.format('DROP TABLE %s', v_drop_pending)];
+		toplevel := false; replica := false;
+		detail := 'older than the retention of ' || v_ret || ', its detach interrupted';
+		RETURN NEXT;
+	ELSIF v_default IS NULL AND v_pending IS NOT NULL THEN
+		-- A table has at most one detach pending; the next one waits.
+		step := step + 1; phase := 'retention'; action := 'note'; partition := NULL; statements := NULL;
+		toplevel := false; replica := false;
+		detail := pg_catalog.format('retention waits for the pending detach of %s', v_pending);
+		RETURN NEXT;
+		RETURN;
+	END IF;
+	FOR r IN
+		SELECT x.p, x.nspname, x.relname FROM (
+			SELECT u.p::text AS p, n.nspname AS nspname, c.relname AS relname, u.ut, u.ui
+			  FROM ROWS FROM (pg_catalog.unnest(v_parts), pg_catalog.unnest(v_ut), pg_catalog.unnest(v_ui)) u(p, ut, ui)
+			  JOIN pg_catalog.pg_class c ON c.oid = u.p
+			  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+			 WHERE (v_time AND u.ut <= v_cut) OR (NOT v_time AND u.ui <= v_cut_id)
+			UNION ALL
+			SELECT pg_catalog.format('%I.%I', v_schema, e.name), v_schema, e.name, e.ut, e.ui
+			  FROM ROWS FROM (pg_catalog.unnest(v_expired), pg_catalog.unnest(v_expired_ut), pg_catalog.unnest(v_expired_ui)) e(name, ut, ui)) x
+		 ORDER BY x.ut, x.ui
+	LOOP
+		phase := 'retention'; partition := r.p; replica := false;
+		detail := 'older than the retention of ' || v_ret;
+		IF v_default IS NULL THEN
+			-- No default partition: DETACH CONCURRENTLY, which never blocks
+			-- the parent's readers and writers.  It cannot run in a
+			-- transaction block; the second statement completes it when it
+			-- was interrupted after its first transaction.
+			step := step + 1; action := 'detach'; toplevel := true;
+			statements := ARRAY[pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s CONCURRENTLY', p_parent, r.p),
+								pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s FINALIZE', p_parent, r.p)];
+			RETURN NEXT;
+			step := step + 1; toplevel := false;
+			IF s.retention_mode = 'drop' THEN
+				action := 'drop';
+				statements := ARRAY[pg_catalog.format('DROP TABLE %s', r.p)];
+			ELSE
+				action := 'archive';
+				statements := opsdata._partition_archive(r.nspname, r.relname, s.archive_schema);
+			END IF;
+			RETURN NEXT;
+		ELSE
+			-- With a default partition PostgreSQL allows only the plain
+			-- forms, which lock the parent (and the default partition) in
+			-- ACCESS EXCLUSIVE mode: one short transaction, under the
+			-- step's lock_timeout.
+			step := step + 1; toplevel := false;
+			IF s.retention_mode = 'drop' THEN
+				action := 'drop';
+				statements := ARRAY[pg_catalog.format('DROP TABLE %s', r.p)];
+			ELSE
+				action := 'archive';
+				statements := pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s', p_parent, r.p)
+							  || opsdata._partition_archive(r.nspname, r.relname, s.archive_schema);
+			END IF;
+			RETURN NEXT;
+		END IF;
+	END LOOP;
+END
+$$;
+
+--
+-- Jobs: max_runtime is at least 1 millisecond (a shorter one meant no
+-- limit); runs outlive their job, with its name.
+--
+UPDATE opsdata.jobs
+   SET max_runtime = CASE WHEN max_runtime < interval '0.5 milliseconds' THEN NULL ELSE interval '1 millisecond' END
+ WHERE max_runtime < interval '1 millisecond';
+ALTER TABLE opsdata.jobs DROP CONSTRAINT jobs_max_runtime_check,
+	ADD CONSTRAINT jobs_max_runtime_check CHECK (max_runtime >= interval '1 millisecond');
+COMMENT ON COLUMN opsdata.jobs.max_runtime IS 'A run lasting longer is cancelled (at least 1 millisecond); NULL for no limit';
+
+ALTER TABLE opsdata.job_runs ADD COLUMN job_name text;
+UPDATE opsdata.job_runs r SET job_name = j.name FROM opsdata.jobs j WHERE j.job_id = r.job_id;
+COMMENT ON TABLE opsdata.job_runs IS 'One row per run of a job, kept for a bounded time (settings worker.job_history_*), also after the job is removed';
+COMMENT ON COLUMN opsdata.job_runs.job_name IS 'Name of the job when it ran: runs outlive a removed job';
+
+CREATE OR REPLACE FUNCTION opsdata._job_start(job bigint, manual boolean, pid integer,
+	OUT run_id bigint, OUT name text, OUT command text, OUT run_as name,
+	OUT builtin boolean, OUT max_runtime interval, OUT attempt integer)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j opsdata.jobs;
+	t timestamptz := clock_timestamp();
+	k text;
+	due timestamptz;
+	a integer := 1;
+BEGIN
+	-- Nobody else holds the job's lock, so a run still marked running was
+	-- interrupted: its process ended before recording the outcome.
+	PERFORM opsdata._job_finish(r.run_id, 'crashed', NULL,
+			'The run was interrupted: the process running it ended before the run finished.')
+	   FROM opsdata.job_runs r WHERE r.job_id = _job_start.job AND r.status = 'running';
+
+	SELECT * INTO j FROM opsdata.jobs WHERE job_id = _job_start.job FOR UPDATE;
+	IF NOT FOUND THEN
+		IF manual THEN
+			RAISE EXCEPTION 'job % does not exist', job
+				USING ERRCODE = 'undefined_object',
+					  HINT = 'The jobs are listed in opsdata.jobs.';
+		END IF;
+		RETURN;
+	END IF;
+
+	IF manual THEN
+		k := 'manual';
+	ELSIF j.paused THEN
+		RETURN;
+	ELSIF j.next_run <= t THEN
+		k := 'scheduled';
+		due := j.next_run;
+		UPDATE opsdata.jobs SET next_run = opsdata._job_next_run(j.next_run, j.schedule, t), retry_at = NULL
+		 WHERE job_id = j.job_id;
+	ELSIF j.retry_at <= t THEN
+		k := 'retry';
+		due := j.retry_at;
+		SELECT r.attempt + 1 INTO a FROM opsdata.job_runs r
+		 WHERE r.job_id = j.job_id ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1;
+		a := coalesce(a, 2);
+		UPDATE opsdata.jobs SET retry_at = NULL WHERE job_id = j.job_id;
+	ELSE
+		RETURN;
+	END IF;
+
+	INSERT INTO opsdata.job_runs (job_id, kind, due_at, started_at, attempt, pid, job_name)
+		 VALUES (j.job_id, k, due, t, a, _job_start.pid, j.name)
+	  RETURNING job_runs.run_id INTO run_id;
+	name := j.name;
+	command := j.command;
+	run_as := j.run_as;
+	builtin := j.builtin;
+	max_runtime := j.max_runtime;
+	attempt := a;
+	RETURN NEXT;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION opsdata._job_check(name text, command text, schedule interval, max_runtime interval,
+	max_retries integer, retry_delay interval)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF name IS NOT NULL AND btrim(name) = '' THEN
+		RAISE EXCEPTION 'job name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF command IS NOT NULL THEN
+		IF btrim(command) = '' THEN
+			RAISE EXCEPTION 'job command must not be empty' USING ERRCODE = 'invalid_parameter_value',
+				HINT = 'A command is an SQL statement or a procedure call, such as CALL app.cleanup().';
+		END IF;
+		PERFORM opsdata._worker_check_command(command);
+	END IF;
+	IF schedule < interval '1 second' THEN
+		RAISE EXCEPTION 'invalid job schedule "%"', schedule USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'The schedule is the interval between two starts and must be at least 1 second.';
+	END IF;
+	IF max_runtime < interval '0' THEN
+		RAISE EXCEPTION 'invalid job max_runtime "%"', max_runtime USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'max_runtime must be a positive interval, or NULL for no limit.';
+	END IF;
+	-- A limit is counted in whole milliseconds: a shorter one is no limit.
+	IF max_runtime > interval '0' AND max_runtime < interval '1 millisecond' THEN
+		RAISE EXCEPTION 'invalid job max_runtime "%"', max_runtime USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'max_runtime must be at least 1 millisecond.',
+			HINT = 'Give 0 or NULL for no limit.';
+	END IF;
+	IF max_retries < 0 THEN
+		RAISE EXCEPTION 'invalid job max_retries %', max_retries USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'max_retries must be zero or more.';
+	END IF;
+	IF retry_delay <= interval '0' THEN
+		RAISE EXCEPTION 'invalid job retry_delay "%"', retry_delay USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'retry_delay must be a positive interval.';
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION opsdata.add_job(name text, command text, schedule interval,
+	start_at timestamptz DEFAULT NULL, paused boolean DEFAULT false, max_runtime interval DEFAULT NULL,
+	max_retries integer DEFAULT 3, retry_delay interval DEFAULT '10 seconds',
+	run_as name DEFAULT NULL, comment text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	id bigint;
+BEGIN
+	IF name IS NULL OR command IS NULL OR schedule IS NULL THEN
+		RAISE EXCEPTION 'job name, command and schedule must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF paused IS NULL OR max_retries IS NULL OR retry_delay IS NULL THEN
+		RAISE EXCEPTION 'paused, max_retries and retry_delay must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Leave them out to use their defaults.';
+	END IF;
+	PERFORM opsdata._job_check(name, command, schedule, max_runtime, max_retries, retry_delay);
+	IF max_runtime = interval '0' THEN
+		max_runtime := NULL;
+	END IF;
+	run_as := coalesce(run_as, opsdata._worker_acting_role());
+	PERFORM opsdata._job_check_role(run_as, 'add');
+	IF EXISTS (SELECT FROM opsdata.jobs j WHERE j.name = add_job.name) THEN
+		RAISE EXCEPTION 'job "%" already exists', name USING ERRCODE = 'duplicate_object';
+	END IF;
+	INSERT INTO opsdata.jobs (name, command, schedule, paused, max_runtime, max_retries, retry_delay,
+							  run_as, next_run, comment)
+		 VALUES (name, command, schedule, paused, max_runtime, max_retries, retry_delay,
+				 run_as, coalesce(start_at, now()), comment)
+	  RETURNING job_id INTO id;
+	-- Runs outlive their job: an identifier that runs of a removed job
+	-- hold is never given to a new job (it can only come back when the
+	-- sequence was set back).
+	IF EXISTS (SELECT FROM opsdata.job_runs r WHERE r.job_id = id) THEN
+		RAISE EXCEPTION 'job identifier % is already used by the runs of a removed job', id
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = 'The sequence opsdata.jobs_job_id_seq was set back.',
+				  HINT = 'Set the sequence past the highest job_id of opsdata.jobs and opsdata.job_runs.';
+	END IF;
+	RETURN id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION opsdata.remove_job(job bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	j opsdata.jobs := opsdata._job_get(job);
+BEGIN
+	IF j.builtin THEN
+		RAISE EXCEPTION 'cannot remove built-in job "%"', j.name
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Pause it with opsdata.pause_job() instead.';
+	END IF;
+	-- The runs stay, as evidence of what ran, until the history's
+	-- retention removes them.
+	DELETE FROM opsdata.jobs WHERE job_id = j.job_id;
+END
+$$;
+
+COMMENT ON FUNCTION opsdata.remove_job(bigint) IS 'Remove a job; its runs stay in opsdata.job_runs until the worker.job_history_* retention removes them; a run in progress finishes';
+
+-- Audit entries made while a dump is being restored are held until the
+-- restore has ended.
+CREATE TABLE audit.held_entries (
+	ts					timestamptz NOT NULL,
+	database			text NOT NULL,
+	username			text NOT NULL,
+	current_user_name	text NOT NULL,
+	application			text,
+	client_addr			inet,
+	backend_pid			integer NOT NULL,
+	xid					xid8,
+	class				text NOT NULL
+						CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login')),
+	command				text NOT NULL,
+	objects				text[],
+	privileges			text[],
+	rows				bigint,
+	duration			interval,
+	outcome				text NOT NULL
+						CHECK (outcome IN ('ok', 'error', 'rolled back', 'denied', 'failed')),
+	sqlstate			text,
+	statement_text		text,
+	params				text
+);
+
+COMMENT ON TABLE audit.held_entries IS 'Audit entries made while a dump was being restored into the database; they move into audit.entries once the restore has ended';
+COMMENT ON COLUMN audit.held_entries.ts IS 'When the statement started';
+COMMENT ON COLUMN audit.held_entries.database IS 'Database the session was connected to';
+COMMENT ON COLUMN audit.held_entries.username IS 'Session user (who logged in)';
+COMMENT ON COLUMN audit.held_entries.current_user_name IS 'Current user when the statement ran';
+COMMENT ON COLUMN audit.held_entries.application IS 'application_name of the session';
+COMMENT ON COLUMN audit.held_entries.client_addr IS 'Client address; NULL for Unix-domain sockets';
+COMMENT ON COLUMN audit.held_entries.backend_pid IS 'Process ID of the backend';
+COMMENT ON COLUMN audit.held_entries.xid IS 'Top-level transaction ID, when one was assigned';
+COMMENT ON COLUMN audit.held_entries.class IS 'read, write, function, role, ddl, misc or login';
+COMMENT ON COLUMN audit.held_entries.command IS 'Command tag, e.g. INSERT or CREATE TABLE';
+COMMENT ON COLUMN audit.held_entries.objects IS 'Qualified names of the objects the statement touched';
+COMMENT ON COLUMN audit.held_entries.privileges IS 'Privilege used on each object, in the order of objects';
+COMMENT ON COLUMN audit.held_entries.rows IS 'Rows processed';
+COMMENT ON COLUMN audit.held_entries.duration IS 'How long the statement ran';
+COMMENT ON COLUMN audit.held_entries.outcome IS 'ok, error, denied, rolled back or failed';
+COMMENT ON COLUMN audit.held_entries.sqlstate IS 'SQLSTATE of the error, for outcomes other than ok';
+COMMENT ON COLUMN audit.held_entries.statement_text IS 'The statement, with secrets redacted';
+COMMENT ON COLUMN audit.held_entries.params IS 'Bind parameters, when their capture is on';
+
+SELECT pg_catalog.pg_extension_config_dump('audit.held_entries', '');
+GRANT SELECT ON audit.held_entries TO opsdata_auditor;
+SELECT opsdata._guard_tables();
+
+-- Whether a restore is under way, and the checks of a restored database.
+CREATE FUNCTION opsdata._restore_under_way()
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'worker_restore_status';
+
+COMMENT ON FUNCTION opsdata._restore_under_way() IS 'Internal: whether a dump is being restored into this database (jobs wait and audit entries are held meanwhile)';
+REVOKE ALL ON FUNCTION opsdata._restore_under_way() FROM PUBLIC;
+CREATE FUNCTION opsdata.check_restore()
+RETURNS TABLE (check_name text, status text, detail text)
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+	n bigint;
+	top bigint;
+	last bigint;
+	called boolean;
+	newest timestamptz;
+	nseq integer := 0;
+	behind text[] := '{}';
+	paused text[];
+	parts bigint;
+	def oid;
+	restoring boolean := opsdata._restore_under_way();
+BEGIN
+	check_name := 'restore';
+	IF restoring THEN
+		status := 'warning';
+		detail := 'A restore into this database is under way, or ended seconds ago: jobs wait and audit entries are held until it is over. Run the checks again then.';
+	ELSE
+		status := 'ok';
+		detail := 'No restore is under way in this database.';
+	END IF;
+	RETURN NEXT;
+
+	-- Entries made during the restore join the trail once it has ended.
+	check_name := 'held audit entries';
+	SELECT count(*) INTO n FROM audit.held_entries;
+	IF n = 0 THEN
+		status := 'ok';
+		detail := 'No audit entry is held.';
+	ELSIF restoring THEN
+		status := 'ok';
+		detail := pg_catalog.format('%s audit entries made during the restore wait in audit.held_entries until it has ended.', n);
+	ELSE
+		status := 'warning';
+		detail := pg_catalog.format('%s audit entries made during a restore that has ended still wait in audit.held_entries: the scheduler of this database moves them into audit.entries (see its health row), and so does audit.flush().', n);
+	END IF;
+	RETURN NEXT;
+
+	-- Every sequence of the extension's tables is past the values its
+	-- column holds, so the next row gets a new identifier.
+	FOR r IN
+		SELECT s.oid::regclass::text AS seq, c.oid::regclass::text AS tab, a.attname
+		  FROM pg_catalog.pg_depend d
+		  JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+		  JOIN pg_catalog.pg_class c ON c.oid = d.refobjid
+		  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+		  JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
+		 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+		   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+		   AND d.deptype IN ('a', 'i')
+		   AND ns.nspname IN ('audit', 'learning', 'metrics', 'opsdata')
+		 ORDER BY 1
+	LOOP
+		EXECUTE pg_catalog.format('SELECT pg_catalog.max(%I)::bigint FROM %s', r.attname, r.tab) INTO top;
+		EXECUTE pg_catalog.format('SELECT last_value, is_called FROM %s', r.seq) INTO last, called;
+		nseq := nseq + 1;
+		IF top IS NOT NULL AND (last < top OR last = top AND NOT called) THEN
+			behind := behind || pg_catalog.format('%s gives %s next, but %s.%s holds values up to %s',
+												  r.seq, CASE WHEN called THEN last + 1 ELSE last END,
+												  r.tab, r.attname, top);
+		END IF;
+	END LOOP;
+	check_name := 'sequences';
+	IF pg_catalog.cardinality(behind) = 0 THEN
+		status := 'ok';
+		detail := pg_catalog.format('The %s sequences of pg_opsdata''s tables are past the values of their columns.', nseq);
+	ELSE
+		status := 'error';
+		detail := pg_catalog.format('%s: new rows would take identifiers that exist. Set each sequence past them with setval().',
+									pg_catalog.array_to_string(behind, '; '));
+	END IF;
+	RETURN NEXT;
+
+	-- Partition sets: still there, and what waits in their default
+	-- partition for maintenance.
+	FOR r IN
+		SELECT p.parent, p.builtin, p.last_status, p.last_message
+		  FROM opsdata.partitions p ORDER BY p.parent::text
+	LOOP
+		check_name := pg_catalog.format('partition set %s', r.parent);
+		SELECT pg_catalog.count(*),
+			   pg_catalog.max(c.oid) FILTER (WHERE pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT')
+		  INTO parts, def
+		  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+		 WHERE i.inhparent = r.parent;
+		n := 0;
+		IF def IS NOT NULL THEN
+			EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM ONLY %s', def::regclass) INTO n;
+			parts := parts - 1;
+		END IF;
+		status := CASE WHEN r.last_status = 'error' THEN 'warning' ELSE 'ok' END;
+		detail := pg_catalog.format('%s partitions%s; last maintenance: %s%s.', parts,
+									CASE WHEN def IS NOT NULL THEN pg_catalog.format(' and a default one holding %s rows', n) ELSE '' END,
+									coalesce(r.last_status, 'never'),
+									CASE WHEN r.last_status = 'error' THEN ': ' || r.last_message ELSE '' END);
+		RETURN NEXT;
+	END LOOP;
+
+	-- Built-in jobs paused in the backup stay paused.
+	check_name := 'jobs';
+	SELECT pg_catalog.array_agg(j.name ORDER BY j.name) INTO paused FROM opsdata.jobs j WHERE j.builtin AND j.paused;
+	IF paused IS NULL THEN
+		status := 'ok';
+		detail := pg_catalog.format('%s jobs, no built-in job paused.', (SELECT pg_catalog.count(*) FROM opsdata.jobs));
+	ELSE
+		status := 'warning';
+		detail := pg_catalog.format('The built-in jobs %s are paused (as they were in the backup): resume them with opsdata.resume_job().',
+									pg_catalog.array_to_string(paused, ', '));
+	END IF;
+	RETURN NEXT;
+
+	-- Work the restored data brought along.
+	check_name := 'pending work';
+	status := 'ok';
+	detail := pg_catalog.format('%s feedback changes wait for tuning, %s sketches of new points for the rollup job.',
+								(SELECT pg_catalog.count(*) FROM learning.feedback_changes),
+								(SELECT pg_catalog.count(*) FROM metrics.rollup_queue));
+	RETURN NEXT;
+
+	-- Rows of every table, to compare with the source of the backup.
+	FOR r IN
+		SELECT DISTINCT coalesce(i.inhparent, c.oid)::regclass::text AS tab
+		  FROM pg_catalog.pg_extension e
+		 CROSS JOIN LATERAL pg_catalog.unnest(e.extconfig) AS cfg(relid)
+		  JOIN pg_catalog.pg_class c ON c.oid = cfg.relid AND c.relkind = 'r'
+		  LEFT JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid AND c.relispartition
+		 WHERE e.extname = 'pg_opsdata'
+		UNION
+		SELECT p.parent::text FROM opsdata.partitions p WHERE NOT p.builtin
+		 ORDER BY 1
+	LOOP
+		check_name := pg_catalog.format('rows of %s', r.tab);
+		status := 'ok';
+		IF EXISTS (SELECT FROM pg_catalog.pg_attribute a
+					WHERE a.attrelid = r.tab::regclass AND a.attname = 'ts' AND NOT a.attisdropped
+					  AND a.atttypid = 'pg_catalog.timestamptz'::pg_catalog.regtype) THEN
+			EXECUTE pg_catalog.format('SELECT pg_catalog.count(*), pg_catalog.max(ts) FROM %s', r.tab) INTO n, newest;
+			detail := pg_catalog.format('%s rows%s.', n,
+										CASE WHEN newest IS NULL THEN '' ELSE ', the newest of ' || newest END);
+		ELSE
+			EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', r.tab) INTO n;
+			detail := pg_catalog.format('%s rows.', n);
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+
+	-- What health finds wrong.
+	FOR r IN SELECT h.component, h.status, h.detail FROM opsdata.health() h WHERE h.status IN ('warning', 'error') LOOP
+		check_name := 'health: ' || r.component;
+		status := r.status;
+		detail := r.detail;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION opsdata.check_restore() IS 'What a restore test checks once a backup is restored: the restore is over, no audit entry is held, sequences are past their tables'' values, partition sets, paused built-in jobs, pending work, the rows of every table (to compare with the source) and health''s warnings and errors';
+
+REVOKE ALL ON FUNCTION opsdata.check_restore() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION opsdata.check_restore() TO opsdata_admin, opsdata_auditor;
+
+-- A built-in job restored from a dump keeps the time it was created.
+CREATE OR REPLACE FUNCTION opsdata._jobs_merge_builtin()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	existing bigint;
+BEGIN
+	IF NOT NEW.builtin THEN
+		RETURN NEW;
+	END IF;
+	SELECT j.job_id INTO existing FROM opsdata.jobs j WHERE j.name = NEW.name AND j.builtin;
+	IF NOT FOUND THEN
+		RETURN NEW;
+	END IF;
+	-- Keep the restored identifier when it is free, so that restored runs
+	-- point at their job.
+	IF NEW.job_id <> existing AND NOT EXISTS (SELECT FROM opsdata.jobs o WHERE o.job_id = NEW.job_id) THEN
+		UPDATE opsdata.job_runs SET job_id = NEW.job_id WHERE job_id = existing;
+		UPDATE opsdata.jobs SET job_id = NEW.job_id WHERE job_id = existing;
+		existing := NEW.job_id;
+	END IF;
+	UPDATE opsdata.jobs j
+	   SET schedule = NEW.schedule, paused = NEW.paused, max_runtime = NEW.max_runtime,
+		   max_retries = NEW.max_retries, retry_delay = NEW.retry_delay,
+		   next_run = NEW.next_run, retry_at = NEW.retry_at, failures = NEW.failures,
+		   comment = NEW.comment, created_at = NEW.created_at
+	 WHERE j.job_id = existing;
+	RETURN NULL;
+END
+$$;
+
+-- The oldest objects the library works with, and health saying when this
+-- database's are older.
+CREATE FUNCTION opsdata._oldest_schema()
+RETURNS text
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'opsdata_oldest_schema';
+
+COMMENT ON FUNCTION opsdata._oldest_schema() IS 'Internal: the oldest version of pg_opsdata''s objects the loaded library works with';
+REVOKE ALL ON FUNCTION opsdata._oldest_schema() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION opsdata._health_extension(OUT component text, OUT status text, OUT detail text)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+AS $$
+	SELECT 'extension',
+		   CASE WHEN e.extversion = opsdata._library_version() THEN 'ok' ELSE 'error' END,
+		   CASE WHEN e.extversion = opsdata._library_version()
+				THEN pg_catalog.format('pg_opsdata %s.', e.extversion)
+				WHEN pg_catalog.string_to_array(e.extversion, '.')::integer[]
+					 < pg_catalog.string_to_array(opsdata._oldest_schema(), '.')::integer[]
+				THEN pg_catalog.format('The loaded library is version %s and works with the objects of pg_opsdata %s or later, but this database has version %s: audited statements and the jobs of this database are refused. Run ALTER EXTENSION pg_opsdata UPDATE.',
+									   opsdata._library_version(), opsdata._oldest_schema(), e.extversion)
+				ELSE pg_catalog.format('The loaded library is version %s but the extension is version %s. Run ALTER EXTENSION pg_opsdata UPDATE, or restart the server if the library was upgraded.',
+									   opsdata._library_version(), e.extversion)
+		   END
+	  FROM pg_catalog.pg_extension e
+	 WHERE e.extname = 'pg_opsdata'
+$$;
+
+-- Audit: the processing queues replace the unused table audit.queue
+-- (src/audit/pqueue.sql).
+ALTER EXTENSION pg_opsdata DROP TABLE audit.queue;
+ALTER EXTENSION pg_opsdata DROP SEQUENCE audit.queue_item_id_seq;
+DROP TABLE audit.queue;
+
+-- Audit: processing queues.
+--
+-- A queue holds items for consumers: items the application enqueues
+-- (audit.enqueue), and, for a subscription, the audit entries that match
+-- its filter, enqueued as they are written.  Consumers lease items with
+-- audit.read() and settle them with audit.ack(), audit.nack() and
+-- audit.extend() (src/audit/pqueue_*.c; the design is in the banner of
+-- pqueue_read.c).  Every table is written through these functions only.
+
+CREATE TABLE audit.queues (
+	queue_id		integer PRIMARY KEY CHECK (queue_id BETWEEN 1 AND 32767),
+	name			text NOT NULL UNIQUE CHECK (name <> '' AND pg_catalog.length(name) <= 63),
+	kind			text NOT NULL DEFAULT 'application' CHECK (kind IN ('application', 'subscription')),
+	max_deliveries	integer NOT NULL DEFAULT 5 CHECK (max_deliveries BETWEEN 1 AND 1000),
+	retention		interval CHECK (retention > interval '0'),
+	head			bigint NOT NULL DEFAULT 0,
+	head_candidate	bigint,
+	head_fence		xid8,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	created_by		name NOT NULL DEFAULT SESSION_USER,
+	comment			text
+);
+
+COMMENT ON TABLE audit.queues IS 'Processing queues: application queues and the queues of audit subscriptions';
+COMMENT ON COLUMN audit.queues.queue_id IS 'Queue identifier (1 to 32767); the high bits of the ids of its items';
+COMMENT ON COLUMN audit.queues.name IS 'Queue name, as given to audit.enqueue() and audit.read()';
+COMMENT ON COLUMN audit.queues.kind IS 'application (items come from audit.enqueue()) or subscription (items are matching audit entries)';
+COMMENT ON COLUMN audit.queues.max_deliveries IS 'Deliveries after which an item that is still not acknowledged becomes a dead letter';
+COMMENT ON COLUMN audit.queues.retention IS 'How long acknowledged items are kept; NULL for the setting audit.queue_retention';
+COMMENT ON COLUMN audit.queues.head IS 'Every item of the queue with a lower id is acknowledged (kept by the upkeep job)';
+COMMENT ON COLUMN audit.queues.head_candidate IS 'Internal: the next head, taken once every transaction older than head_fence has ended';
+COMMENT ON COLUMN audit.queues.head_fence IS 'Internal: first transaction that was not yet started when head_candidate was found';
+COMMENT ON COLUMN audit.queues.created_at IS 'When the queue was made';
+COMMENT ON COLUMN audit.queues.created_by IS 'Who made it';
+COMMENT ON COLUMN audit.queues.comment IS 'Free text';
+
+CREATE TABLE audit.subscriptions (
+	queue_id		integer PRIMARY KEY REFERENCES audit.queues ON DELETE CASCADE,
+	classes			text[],
+	commands		text[],
+	outcomes		text[],
+	objects			text[],
+	roles			name[],
+	predicate		text
+);
+
+COMMENT ON TABLE audit.subscriptions IS 'Filters of audit subscriptions: entries that pass every non-NULL condition are enqueued into the queue';
+COMMENT ON COLUMN audit.subscriptions.queue_id IS 'The queue the matching entries go to';
+COMMENT ON COLUMN audit.subscriptions.classes IS 'Entry classes that match (read, write, function, role, ddl, misc, login)';
+COMMENT ON COLUMN audit.subscriptions.commands IS 'Command tags that match, e.g. DROP TABLE';
+COMMENT ON COLUMN audit.subscriptions.outcomes IS 'Outcomes that match (ok, error, rolled back, denied, failed)';
+COMMENT ON COLUMN audit.subscriptions.objects IS 'Objects that match, as entries name them; "schema.*" matches every object of a schema';
+COMMENT ON COLUMN audit.subscriptions.roles IS 'Roles that match, as the session user or the current user of an entry';
+COMMENT ON COLUMN audit.subscriptions.predicate IS 'Boolean SQL expression over the columns of audit.trail, built-in immutable functions and operators only';
+
+CREATE SEQUENCE audit.queue_items_seq AS bigint MAXVALUE 281474976710655;
+
+CREATE TABLE audit.queue_items (
+	item_id			bigint PRIMARY KEY,
+	queue_id		integer NOT NULL,
+	deliveries		integer NOT NULL DEFAULT 0,
+	leased			boolean NOT NULL DEFAULT false,
+	enqueued_at		timestamptz NOT NULL,
+	visible_at		timestamptz NOT NULL,
+	acked_at		timestamptz,
+	entry_id		bigint,
+	payload			jsonb
+) WITH (fillfactor = 25);
+
+-- The sequence gives the low 48 bits of item_id (pqueue_store.c).
+ALTER SEQUENCE audit.queue_items_seq OWNED BY audit.queue_items.item_id;
+
+COMMENT ON TABLE audit.queue_items IS 'Items of the processing queues, waiting, leased, and acknowledged ones until their retention';
+COMMENT ON COLUMN audit.queue_items.item_id IS 'Item identifier: the queue_id in the high 16 bits, then a number that grows in enqueue order';
+COMMENT ON COLUMN audit.queue_items.queue_id IS 'Queue of the item';
+COMMENT ON COLUMN audit.queue_items.deliveries IS 'How many times audit.read() handed the item out';
+COMMENT ON COLUMN audit.queue_items.leased IS 'Handed out by audit.read() until visible_at, and not given back since';
+COMMENT ON COLUMN audit.queue_items.enqueued_at IS 'When the item was enqueued';
+COMMENT ON COLUMN audit.queue_items.visible_at IS 'When the item may be handed out (again): the end of its lease or delay';
+COMMENT ON COLUMN audit.queue_items.acked_at IS 'When the item was acknowledged; NULL while it is not';
+COMMENT ON COLUMN audit.queue_items.entry_id IS 'For a subscription, the audit entry the item is';
+COMMENT ON COLUMN audit.queue_items.payload IS 'Item contents (for a subscription, the entry as in audit.trail)';
+
+CREATE TABLE audit.dead_letters (
+	item_id			bigint PRIMARY KEY,
+	queue_id		integer NOT NULL,
+	deliveries		integer NOT NULL,
+	enqueued_at		timestamptz NOT NULL,
+	died_at			timestamptz NOT NULL,
+	entry_id		bigint,
+	payload			jsonb
+);
+
+COMMENT ON TABLE audit.dead_letters IS 'Items delivered max_deliveries times without being acknowledged; audit.redrive() queues them again';
+COMMENT ON COLUMN audit.dead_letters.item_id IS 'Identifier the item had in its queue';
+COMMENT ON COLUMN audit.dead_letters.queue_id IS 'Queue of the item';
+COMMENT ON COLUMN audit.dead_letters.deliveries IS 'How many times it was handed out';
+COMMENT ON COLUMN audit.dead_letters.enqueued_at IS 'When it was enqueued';
+COMMENT ON COLUMN audit.dead_letters.died_at IS 'When it became a dead letter';
+COMMENT ON COLUMN audit.dead_letters.entry_id IS 'For a subscription, the audit entry the item is';
+COMMENT ON COLUMN audit.dead_letters.payload IS 'Item contents';
+
+SELECT opsdata._guard_tables();
+
+SELECT pg_catalog.pg_extension_config_dump('audit.queues', '');
+SELECT pg_catalog.pg_extension_config_dump('audit.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('audit.queue_items', '');
+SELECT pg_catalog.pg_extension_config_dump('audit.queue_items_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('audit.dead_letters', '');
+
+INSERT INTO opsdata.settings (key, type, default_value, valid_when, description) VALUES
+	('audit.queue_retention', 'interval', '7 days', 'value >= interval ''0''',
+	 'How long acknowledged items of processing queues are kept (queues may set their own)');
+
+--
+-- Producers and consumers (C, src/audit/pqueue_api.c).
+--
+CREATE FUNCTION audit.enqueue(queue text, payload jsonb, delay interval DEFAULT NULL)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'audit_pq_enqueue';
+
+COMMENT ON FUNCTION audit.enqueue(text, jsonb, interval) IS 'Add an item to an application queue, in the calling transaction; returns its item_id';
+
+CREATE FUNCTION audit.enqueue_many(queue text, payloads jsonb[], delay interval DEFAULT NULL)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'audit_pq_enqueue_many';
+
+COMMENT ON FUNCTION audit.enqueue_many(text, jsonb[], interval) IS 'Add one item per payload to an application queue, in order; returns how many';
+
+CREATE FUNCTION audit.read(queue text, n integer DEFAULT 1,
+	visibility_timeout interval DEFAULT '30 seconds', wait interval DEFAULT NULL)
+RETURNS TABLE (item_id bigint, payload jsonb, deliveries integer, enqueued_at timestamptz,
+	lease_until timestamptz, entry_id bigint)
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'audit_pq_read';
+
+COMMENT ON FUNCTION audit.read(text, integer, interval, interval) IS 'Lease up to n items of a queue for visibility_timeout, oldest first, waiting up to wait for one; returns them with their delivery count';
+
+CREATE FUNCTION audit.ack(ids bigint[])
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'audit_pq_ack';
+
+COMMENT ON FUNCTION audit.ack(bigint[]) IS 'Acknowledge items: they are done and kept until their retention; returns how many were not acknowledged before';
+
+CREATE FUNCTION audit.nack(ids bigint[], delay interval DEFAULT '0 seconds')
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'audit_pq_nack';
+
+COMMENT ON FUNCTION audit.nack(bigint[], interval) IS 'Give leased items back, to be handed out again after delay; returns how many';
+
+CREATE FUNCTION audit.extend(ids bigint[], visibility_timeout interval)
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'audit_pq_extend';
+
+COMMENT ON FUNCTION audit.extend(bigint[], interval) IS 'Extend the leases that still hold to visibility_timeout from now; returns how many';
+
+CREATE FUNCTION audit._queue_state(OUT queue_id integer, OUT shared boolean, OUT settled_below bigint,
+	OUT read_from bigint, OUT rescan_from bigint, OUT due_at timestamptz)
+RETURNS SETOF record
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_pq_state';
+
+COMMENT ON FUNCTION audit._queue_state() IS 'Internal: what this server knows in shared memory of the read positions of the queues of this database';
+
+CREATE FUNCTION audit._queue_settled_below(queue_id integer)
+RETURNS bigint
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_pq_settled_below';
+
+COMMENT ON FUNCTION audit._queue_settled_below(integer) IS 'Internal: an item id below which every item of the queue is acknowledged';
+
+CREATE FUNCTION audit._queue_forget(queue_id integer)
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_pq_forget';
+
+COMMENT ON FUNCTION audit._queue_forget(integer) IS 'Internal: drop what shared memory holds of a queue that is being dropped';
+
+CREATE FUNCTION audit._check_predicate(predicate text)
+RETURNS text
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_pq_check_predicate';
+
+COMMENT ON FUNCTION audit._check_predicate(text) IS 'Internal: check that a subscription predicate is a boolean expression over audit.trail made of built-in immutable functions; returns it';
+
+CREATE FUNCTION audit._queues_changed()
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_pq_queues_changed';
+
+COMMENT ON FUNCTION audit._queues_changed() IS 'Internal: make every backend read the queues and subscriptions again';
+
+--
+-- Administration.
+--
+CREATE FUNCTION audit._check_queue_options(max_deliveries integer, retention interval)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF max_deliveries IS NULL OR max_deliveries NOT BETWEEN 1 AND 1000 THEN
+		RAISE EXCEPTION 'max_deliveries must be between 1 and 1000'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF retention IS NOT NULL AND retention <= interval '0' THEN
+		RAISE EXCEPTION 'retention must be a positive interval'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'NULL keeps acknowledged items for the setting audit.queue_retention.';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION audit._check_queue_options(integer, interval) IS 'Internal: check the options of a new queue';
+
+-- Queue ids are the high bits of item ids: the lowest free one is taken.
+CREATE FUNCTION audit._new_queue(name text, kind text, max_deliveries integer, retention interval,
+	comment text)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	id integer;
+BEGIN
+	IF name IS NULL OR name = '' OR length(name) > 63 THEN
+		RAISE EXCEPTION 'queue name must be between 1 and 63 characters'
+			USING ERRCODE = 'invalid_name';
+	END IF;
+	PERFORM audit._check_queue_options(max_deliveries, retention);
+	LOCK TABLE audit.queues IN SHARE ROW EXCLUSIVE MODE;
+	IF EXISTS (SELECT FROM audit.queues q WHERE q.name = _new_queue.name) THEN
+		RAISE EXCEPTION 'queue "%" already exists', name
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+	SELECT min(g) INTO id
+	  FROM pg_catalog.generate_series(1, 32767) g
+	 WHERE NOT EXISTS (SELECT FROM audit.queues q WHERE q.queue_id = g);
+	IF id IS NULL THEN
+		RAISE EXCEPTION 'too many queues'
+			USING ERRCODE = 'program_limit_exceeded',
+				  DETAIL = 'A database has at most 32767 queues.';
+	END IF;
+	-- Items left by a queue that had this id were removed when it was dropped.
+	PERFORM audit._queue_forget(id);
+	INSERT INTO audit.queues (queue_id, name, kind, max_deliveries, retention, comment)
+	VALUES (id, _new_queue.name, kind, max_deliveries, retention, comment);
+	RETURN id;
+END
+$$;
+
+COMMENT ON FUNCTION audit._new_queue(text, text, integer, interval, text) IS 'Internal: make a queue with the lowest free queue_id';
+
+CREATE FUNCTION audit.create_queue(name text, max_deliveries integer DEFAULT 5,
+	retention interval DEFAULT NULL, comment text DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN audit._new_queue(name, 'application', max_deliveries, retention, comment);
+END
+$$;
+
+COMMENT ON FUNCTION audit.create_queue(text, integer, interval, text) IS 'Make an application queue; returns its queue_id';
+
+CREATE FUNCTION audit.drop_queue(name text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE STRICT
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q audit.queues;
+BEGIN
+	-- Sessions cache queues while they hold a lock on audit.queues: wait
+	-- for them, and make them look again.
+	LOCK TABLE audit.queues IN ACCESS EXCLUSIVE MODE;
+	SELECT * INTO q FROM audit.queues WHERE queues.name = drop_queue.name;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	IF q.kind = 'subscription' THEN
+		PERFORM audit._rules_changed('DROP AUDIT SUBSCRIPTION', name);
+	END IF;
+	PERFORM audit._queues_changed();
+	DELETE FROM audit.queue_items i
+	 WHERE i.item_id >= q.queue_id::bigint << 48 AND i.item_id < (q.queue_id + 1)::bigint << 48;
+	DELETE FROM audit.dead_letters d WHERE d.queue_id = q.queue_id;
+	DELETE FROM audit.queues WHERE queue_id = q.queue_id;
+	PERFORM audit._queue_forget(q.queue_id);
+	RETURN true;
+END
+$$;
+
+COMMENT ON FUNCTION audit.drop_queue(text) IS 'Drop a queue (or subscription) with its items and dead letters; returns false when there was no such queue';
+
+CREATE FUNCTION audit.subscribe(name text, classes text[] DEFAULT NULL, commands text[] DEFAULT NULL,
+	outcomes text[] DEFAULT NULL, objects text[] DEFAULT NULL, roles name[] DEFAULT NULL,
+	predicate text DEFAULT NULL, max_deliveries integer DEFAULT 5, retention interval DEFAULT NULL,
+	comment text DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	id integer;
+	bad text;
+BEGIN
+	-- A subscription copies entries of the trail into a queue: only a role
+	-- that may read the trail makes one (the caller, not this function's
+	-- owner: _may_read_trail() looks at the role that called subscribe()).
+	IF NOT audit._may_read_trail() THEN
+		RAISE EXCEPTION 'permission denied to subscribe to the audit trail'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'A subscription copies audit entries into a queue.',
+				  HINT = 'Subscriptions are made by roles that may read audit.entries (opsdata_auditor).';
+	END IF;
+	SELECT c INTO bad FROM pg_catalog.unnest(classes) c
+	 WHERE c IS NULL OR c NOT IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login') LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'invalid audit class "%"', bad
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Valid classes are read, write, function, role, ddl, misc and login.';
+	END IF;
+	SELECT o INTO bad FROM pg_catalog.unnest(outcomes) o
+	 WHERE o IS NULL OR o NOT IN ('ok', 'error', 'rolled back', 'denied', 'failed') LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'invalid audit outcome "%"', bad
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Valid outcomes are ok, error, rolled back, denied and failed.';
+	END IF;
+	IF pg_catalog.array_position(commands, NULL) IS NOT NULL
+	   OR pg_catalog.array_position(objects, NULL) IS NOT NULL
+	   OR pg_catalog.array_position(roles, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'subscription filters must not contain nulls'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF predicate IS NOT NULL THEN
+		predicate := audit._check_predicate(predicate);
+	END IF;
+	id := audit._new_queue(name, 'subscription', max_deliveries, retention, comment);
+	INSERT INTO audit.subscriptions (queue_id, classes, commands, outcomes, objects, roles, predicate)
+	VALUES (id, classes, (SELECT pg_catalog.array_agg(pg_catalog.upper(c)) FROM pg_catalog.unnest(commands) c),
+			outcomes, objects, roles, predicate);
+	PERFORM audit._rules_changed('CREATE AUDIT SUBSCRIPTION', name);
+	PERFORM audit._queues_changed();
+	RETURN id;
+END
+$$;
+
+COMMENT ON FUNCTION audit.subscribe(text, text[], text[], text[], text[], name[], text, integer, interval, text) IS 'Make a queue that receives every audit entry matching the filter as it is written; returns its queue_id';
+
+CREATE FUNCTION audit.unsubscribe(name text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE STRICT
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM audit.queues q WHERE q.name = unsubscribe.name AND q.kind = 'subscription') THEN
+		RETURN false;
+	END IF;
+	RETURN audit.drop_queue(name);
+END
+$$;
+
+COMMENT ON FUNCTION audit.unsubscribe(text) IS 'Drop a subscription with its queue; returns false when there was no such subscription';
+
+CREATE FUNCTION audit.redrive(queue text, ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q audit.queues;
+	n bigint;
+BEGIN
+	SELECT * INTO q FROM audit.queues WHERE name = queue;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'queue "%" does not exist', queue
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	WITH d AS (
+		DELETE FROM audit.dead_letters d
+		 WHERE d.queue_id = q.queue_id AND (ids IS NULL OR d.item_id = ANY (ids))
+		RETURNING d.*)
+	SELECT audit._requeue(q.queue_id, pg_catalog.array_agg(d.payload ORDER BY d.item_id),
+						  pg_catalog.array_agg(d.entry_id ORDER BY d.item_id),
+						  pg_catalog.array_agg(d.enqueued_at ORDER BY d.item_id))
+	  INTO n FROM d;
+	RETURN coalesce(n, 0);
+END
+$$;
+
+COMMENT ON FUNCTION audit.redrive(text, bigint[]) IS 'Queue dead letters of a queue (all, or those of ids) again as new items; returns how many';
+
+CREATE FUNCTION audit._requeue(queue_id integer, payloads jsonb[], entry_ids bigint[],
+	enqueued_ats timestamptz[])
+RETURNS bigint
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'audit_pq_requeue';
+
+COMMENT ON FUNCTION audit._requeue(integer, jsonb[], bigint[], timestamptz[]) IS 'Internal: enqueue items again, keeping their entry and first enqueue time';
+
+CREATE FUNCTION audit._may_read_trail()
+RETURNS boolean
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'audit_pq_may_read_trail';
+
+COMMENT ON FUNCTION audit._may_read_trail() IS 'Internal: whether the calling role may read audit.entries';
+
+--
+-- Upkeep, state and health.
+--
+
+-- The head of each queue moves up to what was found settled at the
+-- previous run, once every transaction that was running then has ended
+-- (one of them may still add an item below it); acknowledged items below
+-- the head and past their retention are then removed.
+CREATE FUNCTION audit._queue_upkeep(batch integer DEFAULT 10000)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q audit.queues;
+	keep interval;
+	removed bigint := 0;
+	n bigint;
+	first bigint;
+BEGIN
+	FOR q IN SELECT * FROM audit.queues ORDER BY queue_id LOOP
+		IF q.head_fence IS NOT NULL
+		   AND pg_snapshot_xmin(pg_current_snapshot()) >= q.head_fence THEN
+			q.head := greatest(q.head, least(q.head_candidate, audit._queue_settled_below(q.queue_id)));
+		END IF;
+		UPDATE audit.queues u
+		   SET head = q.head,
+			   head_candidate = audit._queue_settled_below(q.queue_id),
+			   head_fence = pg_snapshot_xmax(pg_current_snapshot())
+		 WHERE u.queue_id = q.queue_id;
+		keep := coalesce(q.retention, opsdata.setting('audit.queue_retention')::interval);
+		first := q.queue_id::bigint << 48;
+		LOOP
+			DELETE FROM audit.queue_items i
+			 WHERE i.item_id IN (SELECT s.item_id FROM audit.queue_items s
+								  WHERE s.item_id >= first AND s.item_id < q.head
+								  ORDER BY s.item_id LIMIT batch)
+			   AND i.acked_at < now() - keep;
+			GET DIAGNOSTICS n = ROW_COUNT;
+			removed := removed + n;
+			EXIT WHEN n < batch;
+		END LOOP;
+	END LOOP;
+	RETURN removed;
+END
+$$;
+
+COMMENT ON FUNCTION audit._queue_upkeep(integer) IS 'Internal: move queue heads up and remove acknowledged items past their retention; returns how many were removed';
+
+CREATE FUNCTION audit.queue_summary()
+RETURNS TABLE (queue text, kind text, ready bigint, leased bigint, delayed bigint,
+	oldest_age interval, dead_letters bigint, max_deliveries integer, retention interval)
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT q.name, q.kind,
+		   coalesce(c.ready, 0), coalesce(c.leased, 0), coalesce(c.delayed, 0),
+		   pg_catalog.now() - c.oldest,
+		   (SELECT pg_catalog.count(*) FROM audit.dead_letters d WHERE d.queue_id = q.queue_id),
+		   q.max_deliveries, coalesce(q.retention, opsdata.setting('audit.queue_retention')::interval)
+	  FROM audit.queues q
+	  LEFT JOIN LATERAL (
+		SELECT pg_catalog.count(*) FILTER (WHERE i.visible_at <= pg_catalog.now()) AS ready,
+			   pg_catalog.count(*) FILTER (WHERE i.visible_at > pg_catalog.now() AND i.leased) AS leased,
+			   pg_catalog.count(*) FILTER (WHERE i.visible_at > pg_catalog.now() AND NOT i.leased) AS delayed,
+			   pg_catalog.min(i.enqueued_at) AS oldest
+		  FROM audit.queue_items i
+		 WHERE i.item_id >= audit._queue_settled_below(q.queue_id)
+		   AND i.item_id < (q.queue_id + 1)::bigint << 48
+		   AND i.acked_at IS NULL) c ON true
+	 ORDER BY q.name
+$$;
+
+COMMENT ON FUNCTION audit.queue_summary() IS 'Each queue with its items ready, leased and delayed, the age of its oldest item not acknowledged, and its dead letters';
+
+CREATE FUNCTION audit._health_queues(OUT component text, OUT status text, OUT detail text)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s record;
+BEGIN
+	FOR s IN SELECT * FROM audit.queue_summary() LOOP
+		component := 'audit queue ' || pg_catalog.quote_ident(s.queue);
+		status := CASE WHEN s.dead_letters > 0 THEN 'warning' ELSE 'ok' END;
+		detail := pg_catalog.format('%s items ready, %s leased, %s delayed; oldest waiting %s; %s dead letters.',
+									s.ready, s.leased, s.delayed,
+									coalesce(pg_catalog.justify_interval(pg_catalog.date_trunc('second', s.oldest_age))::text, 'none'),
+									s.dead_letters);
+		IF s.dead_letters > 0 THEN
+			detail := detail || ' Dead letters were delivered max_deliveries times without acknowledgement: see audit.dead_letters, and audit.redrive() to queue them again.';
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION audit._health_queues() IS 'Internal: one row of opsdata.health() per processing queue';
+
+-- Metrics of the queues, recorded by the upkeep job: audit.queue.ready,
+-- audit.queue.leased, audit.queue.oldest_age_seconds and
+-- audit.queue.dead_letters, tagged with the queue.
+CREATE FUNCTION audit._queue_metrics()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	IF NOT EXISTS (SELECT FROM audit.queues) THEN
+		RETURN 0;
+	END IF;
+	SELECT metrics.record_many(
+			   pg_catalog.array_agg(m.name ORDER BY s.queue, m.name),
+			   pg_catalog.array_agg(m.value ORDER BY s.queue, m.name),
+			   pg_catalog.array_agg(pg_catalog.jsonb_build_object('queue', s.queue) ORDER BY s.queue, m.name))
+	  INTO n
+	  FROM audit.queue_summary() s,
+		   LATERAL (VALUES ('audit.queue.ready', s.ready::float8),
+						   ('audit.queue.leased', s.leased::float8),
+						   ('audit.queue.oldest_age_seconds',
+							coalesce(extract(epoch FROM s.oldest_age)::float8, 0)),
+						   ('audit.queue.dead_letters', s.dead_letters::float8)) m(name, value);
+	RETURN coalesce(n, 0);
+END
+$$;
+
+COMMENT ON FUNCTION audit._queue_metrics() IS 'Internal: record the depth, in-flight items, age of the oldest item and dead letters of each queue as metrics';
+
+CREATE FUNCTION audit._queue_job()
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM audit._queue_metrics();
+	RETURN audit._queue_upkeep();
+END
+$$;
+
+COMMENT ON FUNCTION audit._queue_job() IS 'Internal: the built-in job of the processing queues (metrics, heads, retention)';
+
+INSERT INTO opsdata.jobs (name, command, schedule, builtin, comment) VALUES
+	('audit queue upkeep', 'SELECT audit._queue_job()', '1 minute', true,
+	 'Records the metrics of the processing queues, moves their heads and removes acknowledged items past their retention');
+
+GRANT USAGE ON SCHEMA audit TO opsdata_writer;
+GRANT SELECT ON audit.queues, audit.subscriptions TO opsdata_admin, opsdata_auditor;
+GRANT SELECT ON audit.queue_items, audit.dead_letters TO opsdata_auditor;
+GRANT EXECUTE ON FUNCTION audit.queue_summary() TO opsdata_admin, opsdata_writer, opsdata_auditor;
+GRANT EXECUTE ON FUNCTION audit.enqueue(text, jsonb, interval),
+	audit.enqueue_many(text, jsonb[], interval) TO opsdata_admin, opsdata_writer;
+GRANT EXECUTE ON FUNCTION audit.read(text, integer, interval, interval), audit.ack(bigint[]),
+	audit.nack(bigint[], interval), audit.extend(bigint[], interval)
+	TO opsdata_admin, opsdata_writer, opsdata_auditor;
+GRANT EXECUTE ON FUNCTION audit.create_queue(text, integer, interval, text), audit.drop_queue(text),
+	audit.subscribe(text, text[], text[], text[], text[], name[], text, integer, interval, text),
+	audit.unsubscribe(text), audit.redrive(text, bigint[]) TO opsdata_admin;
+
+REVOKE ALL ON ALL ROUTINES IN SCHEMA audit FROM PUBLIC;
+
+-- Partition maintenance runs in job workers: each pass writes what it did
+-- to each set as a 'run' row of opsdata.partition_log, which
+-- opsdata.run_maintenance() returns, and stamps its rows with the time it
+-- began.
+ALTER TABLE opsdata.partition_log
+	DROP CONSTRAINT partition_log_action_check,
+	ADD CONSTRAINT partition_log_action_check
+		CHECK (action IN ('create', 'move', 'finalize', 'detach', 'archive', 'drop', 'skip', 'fail', 'run')),
+	ADD COLUMN pass_started timestamptz,
+	ADD COLUMN status text CHECK (status IN ('ok', 'skipped', 'failed')),
+	ADD COLUMN created integer,
+	ADD COLUMN moved bigint,
+	ADD COLUMN detached integer,
+	ADD COLUMN dropped integer,
+	ADD CHECK ((action = 'run') = (status IS NOT NULL));
+
+COMMENT ON TABLE opsdata.partition_log IS 'What partition maintenance did: every partition made, filled, detached or dropped, every skipped or failed step, and what each pass did to each set';
+COMMENT ON COLUMN opsdata.partition_log.action IS 'create, move (a partition made from rows of the default partition), finalize (an interrupted detach completed), detach, archive (moved into the archive schema), drop, skip, fail, or run (what a pass did to the set, as opsdata.run_maintenance() returns it)';
+COMMENT ON COLUMN opsdata.partition_log.detail IS 'Bounds, rows moved, the reason for a skip or failure, or for a run row what the pass did';
+COMMENT ON COLUMN opsdata.partition_log.pass_started IS 'When the maintenance pass that wrote the row began: the rows of one pass share it; NULL for rows of manage_partitions()';
+COMMENT ON COLUMN opsdata.partition_log.status IS 'Run rows: ok, skipped (a lock was not granted in time) or failed';
+COMMENT ON COLUMN opsdata.partition_log.created IS 'Run rows: partitions made';
+COMMENT ON COLUMN opsdata.partition_log.moved IS 'Run rows: rows moved out of the default partition';
+COMMENT ON COLUMN opsdata.partition_log.detached IS 'Run rows: partitions detached into the archive schema';
+COMMENT ON COLUMN opsdata.partition_log.dropped IS 'Run rows: partitions dropped';
+COMMENT ON FUNCTION opsdata.run_maintenance(regclass) IS 'Run partition maintenance now, on one set or all of them, in a job worker, and wait for it; returns what it did per set';
+
+-- Audit: audit.statements holds statement shapes, audit.entries the
+-- constants of each statement; texts stored by 0.1 have no placeholders
+-- and read as they are.
+ALTER TABLE audit.statements ADD COLUMN placeholders integer[];
+COMMENT ON TABLE audit.statements IS 'Each distinct audited statement shape, stored once: the statement with its constants replaced by placeholders, or the statement itself when it has none';
+COMMENT ON COLUMN audit.statements.statement_id IS 'Identifier audit.entries.statement_id refers to, derived from a hash of the shape (the same on every server)';
+COMMENT ON COLUMN audit.statements.statement_text IS 'The statement with its constants replaced by $n placeholders, secrets redacted';
+COMMENT ON COLUMN audit.statements.first_seen IS 'When the shape was first audited';
+COMMENT ON COLUMN audit.statements.placeholders IS 'Byte offset (from 0) in statement_text of the placeholder of each constant, in order; NULL when the text has none';
+
+ALTER TABLE audit.entries ADD COLUMN constants text[];
+COMMENT ON COLUMN audit.entries.statement_id IS 'The statement''s shape, in audit.statements';
+COMMENT ON COLUMN audit.entries.constants IS 'The constants of the statement as they were written, one per placeholder of its shape; NULL when its shape has none';
+
+CREATE FUNCTION audit.rebuild_statement(shape text, placeholders integer[], constants text[])
+RETURNS text
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'audit_rebuild_statement';
+
+COMMENT ON FUNCTION audit.rebuild_statement(text, integer[], text[]) IS 'The statement a shape and its constants stand for, byte for byte; the shape itself when it has no placeholders';
+
+CREATE OR REPLACE VIEW audit.trail AS
+	SELECT e.entry_id, e.ts, e.database, e.username, e.current_user_name, e.application,
+		   e.client_addr, e.backend_pid, e.xid, e.class, e.command, e.objects, e.privileges,
+		   e.rows, e.duration, e.outcome, e.sqlstate,
+		   audit.rebuild_statement(s.statement_text, s.placeholders, e.constants) AS statement_text,
+		   e.params, e.statement_id, e.constants
+	  FROM audit.entries e LEFT JOIN audit.statements s USING (statement_id);
+
+COMMENT ON VIEW audit.trail IS 'audit.entries with the text of each statement, as it was sent';
+
+CREATE FUNCTION audit.shapes(since timestamptz, until timestamptz DEFAULT pg_catalog.now(),
+	object text DEFAULT NULL,
+	OUT statement_id bigint, OUT shape text, OUT class text, OUT command text, OUT username text,
+	OUT executions bigint, OUT ok bigint, OUT errors bigint, OUT denied bigint,
+	OUT rolled_back bigint, OUT rows numeric, OUT first_ts timestamptz, OUT last_ts timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+AS $$
+	SELECT e.statement_id, s.statement_text, e.class, e.command, e.username,
+		   pg_catalog.count(*),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'ok'),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'error'),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'denied'),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'rolled back'),
+		   pg_catalog.sum(e.rows), pg_catalog.min(e.ts), pg_catalog.max(e.ts)
+	  FROM audit.entries e
+	  LEFT JOIN audit.statements s ON s.statement_id OPERATOR(pg_catalog.=) e.statement_id
+	 WHERE e.ts OPERATOR(pg_catalog.>=) since AND e.ts OPERATOR(pg_catalog.<) until
+	   AND (object IS NULL OR e.objects OPERATOR(pg_catalog.@>) ARRAY[object])
+	 GROUP BY e.statement_id, s.statement_text, e.class, e.command, e.username
+$$;
+
+COMMENT ON FUNCTION audit.shapes(timestamptz, timestamptz, text) IS 'Statement shapes run from since until until (that touched object, when given): by whom, how often, with what outcomes';
+
+REVOKE ALL ON FUNCTION audit.rebuild_statement(text, integer[], text[]),
+	audit.shapes(timestamptz, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.rebuild_statement(text, integer[], text[]),
+	audit.shapes(timestamptz, timestamptz, text) TO opsdata_auditor;
 
 -- Audit: the seal chain (src/audit/seal.sql).  audit.seals of 0.1 was never
 -- written; it is made anew, with the functions that write and verify it.
@@ -1005,9 +3039,6 @@ COMMENT ON COLUMN audit.seals.detail IS 'For a retention seal: the partition rem
 COMMENT ON COLUMN audit.seals.prev_hash IS 'Hash of the seal before (zeros for seal 1)';
 COMMENT ON COLUMN audit.seals.sealed_at IS 'When the seal was made';
 COMMENT ON COLUMN audit.seals.hash IS 'SHA-256 of the seal''s other columns, locators by their SHA-256';
-
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.seals
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
 
 SELECT pg_catalog.pg_extension_config_dump('audit.seals', '');
 
@@ -1065,5 +3096,12 @@ GRANT EXECUTE ON FUNCTION audit.verify(timestamptz, timestamptz), audit.digest()
 	audit.verify_digest(jsonb) TO opsdata_auditor;
 GRANT EXECUTE ON FUNCTION audit.seal() TO opsdata_admin;
 
+-- The new table gets the guard of every table of the extension.
+SELECT opsdata._guard_tables();
+
 REVOKE ALL ON FUNCTION audit.seal(), audit.verify(timestamptz, timestamptz), audit.digest(),
 	audit.verify_digest(jsonb), audit._health_seals() FROM PUBLIC;
+
+-- Functions are created executable by PUBLIC; the install script revokes that
+-- in src/core/finish.sql, the update does it here for the new ones.
+REVOKE ALL ON ALL ROUTINES IN SCHEMA opsdata, audit, learning, metrics FROM PUBLIC;

@@ -4,16 +4,33 @@
  *		Whether capture is on, and the facts of the session.
  *
  * Capture happens only in a client session in normal processing, on a
- * primary, outside the extension's own functions (audit_internal_depth,
- * maintained by the fmgr hook), and in a database that has the extension.
- * That last fact costs a syscache lookup, so it is checked again only
- * when pg_namespace changes.  The facts every entry carries about its
+ * primary, outside the extension's own code, and in a database that has
+ * the extension.  That last fact costs a syscache lookup, so it is checked
+ * again only when pg_namespace changes.
+ *
+ * This file is the one owner of the backend's nesting state, as
+ * pg_stat_statements owns its nesting level:
+ *
+ *	internal depth	how many pieces of pg_opsdata's own code are running.
+ *					Code that runs statements of its own (the writer, the
+ *					rules loader, the event triggers' queries) goes through
+ *					audit_run_internal(), which counts it under PG_TRY /
+ *					PG_FINALLY; calls of the extension's SQL functions are
+ *					counted from the fmgr hook's start, end and abort events
+ *					(audit_fmgr_event()).  Nothing is captured while the
+ *					depth is above zero.
+ *	reporting error	set while emit_log_hook records a failed statement
+ *					(audit_run_reporting_error()): no catalog access, and no
+ *					waiting for room in the queue, meanwhile.  The facts every entry carries about its
  * session (database, client address, role names, application) are cached
  * here too: role names by OID, the rest for the session.
  *
  * Nothing is captured in parallel workers (their leader audits the
  * statement), background workers, during recovery, or in the extension's
- * own install script.
+ * own install script.  A job's command is the exception: its statements
+ * are a user's, whether a job worker or opsdata.run_job() runs them, and
+ * between audit_user_statements_begin() and _end() they are captured as a
+ * client session's (the extension's functions they call still are not).
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -67,10 +84,139 @@ static Oid audit_ext_nsp = InvalidOid;
 static Oid audit_ext_nsp_verified = InvalidOid;
 static Oid audit_our_nsps[4];
 
+/* Inside audit_user_statements_begin(): a job's command is running. */
+static int audit_user_statements = 0;
+
+/* Nesting state (see the file's header). */
+static int audit_internal_depth = 0;
+static bool audit_in_error = false;
+
+/* One bit per nesting level of fmgr hook calls: was it our function? */
+static uint64 audit_fmgr_ours = 0;
+static int audit_fmgr_level = 0;
+
 /* Session facts. */
 static char *audit_dbname = NULL;
 static char *audit_client = NULL;
 static bool audit_client_done = false;
+/* --- nesting ------------------------------------------------------------ */
+
+/* Is pg_opsdata's own code running (nothing is captured then)? */
+bool
+audit_internal(void)
+{
+	return audit_internal_depth > 0;
+}
+
+/*
+ * Run fn(arg) as pg_opsdata's own code: nothing it runs is captured.  The
+ * depth is restored however fn ends.
+ */
+void
+audit_run_internal(void (*fn)(void *arg), void *arg)
+{
+	audit_internal_depth++;
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_FINALLY();
+	{
+		audit_internal_depth--;
+	}
+	PG_END_TRY();
+}
+
+/* Is a failed statement being recorded right now? */
+bool
+audit_reporting_error(void)
+{
+	return audit_in_error;
+}
+
+/*
+ * Run fn(arg) while an ERROR is being reported (from emit_log_hook): no
+ * catalog access and no waiting meanwhile.  Not reentrant: returns
+ * without calling fn when already inside.
+ */
+void
+audit_run_reporting_error(void (*fn)(void *arg), void *arg)
+{
+	if (audit_in_error)
+		return;
+	audit_in_error = true;
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_FINALLY();
+	{
+		audit_in_error = false;
+	}
+	PG_END_TRY();
+}
+
+/* Is fn_oid a function of the extension's schemas? */
+static bool
+audit_is_our_function(Oid fn_oid)
+{
+	return fn_oid >= FirstNormalObjectId &&
+		   audit_is_our_namespace(get_func_namespace(fn_oid));
+}
+
+/*
+ * needs_fmgr_hook: the extension's own functions are followed by the fmgr
+ * hook, so that what they run is not captured.
+ */
+bool
+audit_fmgr_needed(Oid fn_oid)
+{
+	return audit_is_our_function(fn_oid);
+}
+
+/*
+ * fmgr_hook: a followed function starts, ends or aborts.  *private is the
+ * call site's word for the fmgr hooks; when no other library's hook shares
+ * it (private_ours), it remembers whether the function is ours, so the
+ * namespace is looked up once per call site.
+ */
+void
+audit_fmgr_event(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private,
+				 bool private_ours)
+{
+	switch (event)
+	{
+		case FHET_START:
+		{
+			Datum ours = *private;
+
+			if (!private_ours || ours == (Datum) 0)
+				ours = audit_is_our_function(flinfo->fn_oid) ? (Datum) 1
+															 : (Datum) 2;
+			if (private_ours)
+				*private = ours;
+			if (audit_fmgr_level < 64 && ours == (Datum) 1)
+			{
+				audit_fmgr_ours |= UINT64CONST(1) << audit_fmgr_level;
+				audit_internal_depth++;
+			}
+			audit_fmgr_level++;
+			break;
+		}
+		case FHET_END:
+		case FHET_ABORT:
+			if (audit_fmgr_level > 0)
+				audit_fmgr_level--;
+			if (audit_fmgr_level < 64 &&
+				(audit_fmgr_ours & (UINT64CONST(1) << audit_fmgr_level)))
+			{
+				audit_fmgr_ours &= ~(UINT64CONST(1) << audit_fmgr_level);
+				audit_internal_depth--;
+			}
+			break;
+	}
+}
+
 /* --- session facts ------------------------------------------------------ */
 
 const char *
@@ -210,7 +356,7 @@ audit_confirmed(void)
 }
 
 /*
- * Is nspoid one of the extension's schemas?  Used by the fmgr hook.
+ * Is nspoid one of the extension's schemas?
  */
 bool
 audit_is_our_namespace(Oid nspoid)
@@ -228,17 +374,53 @@ audit_is_our_namespace(Oid nspoid)
 }
 
 /*
- * Cheap tests first: is this a client session in normal processing, outside
- * the extension's own code, on a primary, in a database with pg_opsdata?
+ * Is this process a client session, or running a job's command?
+ */
+bool
+audit_user_process(void)
+{
+	return (MyBackendType == B_BACKEND || audit_user_statements > 0) &&
+		   !IsParallelWorker();
+}
+
+/*
+ * Cheap tests first: is this a client session (or a job's command) in
+ * normal processing, outside the extension's own code, on a primary, in a
+ * database with pg_opsdata?
  */
 bool
 audit_capture_active(void)
 {
 	if (!opsdata_preloaded || audit_internal_depth > 0 ||
-		MyBackendType != B_BACKEND || IsParallelWorker() ||
-		!IsNormalProcessingMode() || RecoveryInProgress())
+		!audit_user_process() || !IsNormalProcessingMode() ||
+		RecoveryInProgress())
 		return false;
 	return audit_extension_present();
+}
+
+/*
+ * A job's command starts: audit its statements as a client's, though
+ * pg_opsdata's C code runs them (in a job worker, or inside
+ * opsdata.run_job()).  Returns what audit_user_statements_end() restores.
+ */
+int
+audit_user_statements_begin(void)
+{
+	int saved = audit_internal_depth;
+
+	audit_internal_depth = 0;
+	audit_user_statements++;
+	return saved;
+}
+
+/* The job's command ended (or failed): back to what begin() found. */
+void
+audit_user_statements_end(int saved)
+{
+	Assert(audit_user_statements > 0);
+	audit_internal_depth = saved;
+	if (audit_user_statements > 0)
+		audit_user_statements--;
 }
 
 /*
@@ -267,13 +449,12 @@ audit_namespace_changed(Datum arg, int cacheid, uint32 hashvalue)
 /*
  * Check again whether the database has the extension whenever pg_namespace
  * changes (CREATE or DROP EXTENSION make or drop its schemas), instead of
- * once per transaction.  Preloaded only.
+ * once per transaction.  A change of a row of pg_namespace invalidates
+ * every catalog cache on it, so watching one of them is enough.  Preloaded
+ * only.
  */
 void
 audit_active_init(void)
 {
-	CacheRegisterSyscacheCallback(NAMESPACEOID, audit_namespace_changed,
-								  (Datum) 0);
-	CacheRegisterSyscacheCallback(NAMESPACENAME, audit_namespace_changed,
-								  (Datum) 0);
+	opsdata_register_syscache(NAMESPACEOID, audit_namespace_changed);
 }

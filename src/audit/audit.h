@@ -7,7 +7,9 @@
  * backend that saw it.  Events of write, ddl and role statements are kept
  * in the transaction and inserted into audit.entries at pre-commit
  * (writer.c); every other event goes through the database's shared-memory
- * queue (queue.c) and is inserted by whoever drains it (drain.c).  hooks.c
+ * queue (queue.c) and is inserted by whoever drains it (drain.c).  While
+ * a dump is being restored into the database, both hold their entries in
+ * audit.held_entries instead, until the restore has ended (hold.c).  hooks.c
  * only collects and hands over to capture.c, which owns the events of the
  * running statements; events.c owns those of the current transaction, and
  * active.c decides whether capture is on at all.
@@ -25,9 +27,12 @@
 #include "access/xact.h"
 #include "datatype/timestamp.h"
 #include "executor/execdesc.h"
+#include "fmgr.h"
 #include "audit/port.h"
 #include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
+#include "parser/parse_node.h"
+#include "utils/queryjumble.h"
 #include "tcop/cmdtag.h"
 #include "tcop/utility.h"
 
@@ -70,6 +75,13 @@ typedef enum AuditOutcome
 #define AUDIT_EVENT_ALWAYS	0x10 /* audit settings or rules: rules ignored */
 #define AUDIT_EVENT_WRITTEN 0x20 /* backend-local: inserted at pre-commit */
 
+/* A constant of a statement: where its bytes are in the statement text. */
+typedef struct AuditSpan
+{
+	int32 offset;
+	int32 len;
+} AuditSpan;
+
 /*
  * One audit entry before it is written.  Strings are NUL-terminated; the
  * pointers refer to memory owned by whoever made the event (a transaction's
@@ -94,12 +106,71 @@ typedef struct AuditEvent
 	const char *application;
 	const char *client_addr; /* text form of an inet, or NULL */
 	const char *command;
-	const char *statement; /* redacted statement text, or NULL */
-	const char *params;	   /* bind parameters, or NULL */
+	const char *statement;	 /* redacted statement text, or NULL */
+	const char *params;		 /* bind parameters, or NULL */
+	int nconsts;			 /* constants of statement (shapes.c) */
+	int param_base;			 /* their placeholders are $(param_base + 1)... */
+	const AuditSpan *consts; /* nconsts of them, in order */
 	int nobjects;
 	const char **objects;
 	const char **privileges; /* per object; elements may be NULL */
 } AuditEvent;
+
+/*
+ * Room for element n of *array, which has *max elements of elemsize
+ * bytes: the array is doubled (to at least minimum elements, allocated in
+ * cxt the first time) when full.  Returns the array, perhaps moved.
+ */
+static inline void *
+audit_array_room(void *array, int n, int *max, Size elemsize, int minimum,
+				 MemoryContext cxt)
+{
+	if (n < *max)
+		return array;
+	*max = Max(minimum, *max * 2);
+	if (array == NULL)
+		return MemoryContextAlloc(cxt, elemsize * *max);
+	return repalloc(array, elemsize * *max);
+}
+
+/* A blank as the SQL scanner sees one. */
+static inline bool
+audit_is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
+
+/*
+ * The bounds of a statement within the string it came in: blanks around
+ * it and the semicolons that end it are left out.  *text and *len are
+ * adjusted.
+ */
+static inline void
+audit_trim_statement(const char **text, int *len)
+{
+	const char *s = *text;
+	int n = *len;
+
+	while (n > 0 && audit_is_blank(*s))
+		s++, n--;
+	while (n > 0 && (audit_is_blank(s[n - 1]) || s[n - 1] == ';'))
+		n--;
+	*text = s;
+	*len = n;
+}
+
+/*
+ * The text of the statement at location (-1: unknown) of source, len
+ * bytes long (0: to the end), trimmed as audit_trim_statement() does.
+ */
+static inline void
+audit_statement_bounds(const char *source, int location, int len,
+					   const char **text, int *textlen)
+{
+	*text = source + Max(location, 0);
+	*textlen = len > 0 && location >= 0 ? len : (int) strlen(*text);
+	audit_trim_statement(text, textlen);
+}
 
 /* guc.c */
 extern int audit_classes;
@@ -121,10 +192,25 @@ extern char *audit_classes_string(int classes);
 
 /* hooks.c */
 extern void audit_install_hooks(void);
+extern void audit_xact_callback(XactEvent event, void *arg);
+extern void audit_subxact_callback(SubXactEvent event,
+								   SubTransactionId mySubid,
+								   SubTransactionId parentSubid, void *arg);
+
+/* indexer.c */
+extern void audit_indexer_init(void);
 
 /* active.c */
+extern bool audit_internal(void);
+extern void audit_run_internal(void (*fn)(void *arg), void *arg);
+extern bool audit_reporting_error(void);
+extern void audit_run_reporting_error(void (*fn)(void *arg), void *arg);
+extern bool audit_fmgr_needed(Oid fn_oid);
+extern void audit_fmgr_event(FmgrHookEventType event, FmgrInfo *flinfo,
+							 Datum *private, bool private_ours);
 extern bool audit_is_our_namespace(Oid nspoid);
 extern bool audit_capture_active(void);
+extern bool audit_user_process(void);
 extern bool audit_extension_present(void);
 extern bool audit_extension_known_absent(void);
 extern void audit_active_init(void);
@@ -136,8 +222,6 @@ extern const char *audit_client_address(Port *port);
 extern const char *audit_application(void);
 
 /* capture.c */
-extern int audit_internal_depth;
-extern bool audit_in_error;
 extern void audit_executor_started(QueryDesc *queryDesc);
 extern bool audit_utility_running(void);
 extern void audit_executor_start(QueryDesc *queryDesc, int eflags);
@@ -163,18 +247,16 @@ extern AuditEvent *audit_new_event(MemoryContext cxt, int class,
 								   const char *command);
 extern void audit_add_event(AuditEvent *ev);
 extern void audit_flush_deferred(bool wait);
-extern void audit_on_exit(int code, Datum arg);
-extern void audit_xact_callback(XactEvent event, void *arg);
+extern void audit_events_at_exit(void);
+extern void audit_events_pre_commit(void);
+extern void audit_events_end_xact(bool commit);
+extern void audit_events_subxact_abort(SubTransactionId mySubid);
 extern void audit_note_extension_dropped(void);
-extern void audit_subxact_callback(SubXactEvent event,
-								   SubTransactionId mySubid,
-								   SubTransactionId parentSubid, void *arg);
 
 /* session.c */
 extern void audit_login(Port *port, int status);
 extern void audit_login_failed(ErrorData *edata);
 extern void audit_login_settled(void);
-extern void audit_record_disconnect(void);
 
 /* classify.c */
 typedef struct AuditObject
@@ -233,6 +315,8 @@ extern void audit_queue_release(bool advance);
 extern void audit_queue_discard(const char *dbname);
 extern bool audit_queue_claimed(void);
 extern void audit_queue_count_writer_error(const char *dbname);
+extern void audit_queue_note_held(const char *dbname);
+extern bool audit_queue_take_held(const char *dbname);
 
 typedef struct AuditQueueStats
 {
@@ -251,18 +335,59 @@ typedef struct AuditQueueStats
 extern int audit_queue_stats(AuditQueueStats **stats);
 extern uint64 audit_queue_unassigned_drops(void);
 
+/* indexcache.c */
+extern void audit_open_indices(ResultRelInfo *rri);
+extern void audit_index_cache_invalidate(Oid relid);
+
 /* writer.c */
 extern void audit_writer_init(void);
 extern void audit_write_events(AuditEvent **events, int nevents);
 
+/* hold.c */
+extern void audit_store_events(AuditEvent **events, int nevents);
+extern int64 audit_move_held(int max_entries);
+extern int64 audit_held_count(void);
+
+/* pqueue_*.c: the processing queues */
+extern void audit_pq_init(void);
+extern void audit_pq_xact_end(XactEvent event);
+extern void audit_pq_subxact_abort(void);
+extern void audit_pq_entries_written(AuditEvent **events,
+									 const int64 *entry_ids, int nevents);
+
+/* shapes.c */
+extern void audit_shapes_parsed(ParseState *pstate, Query *query,
+								JumbleState *jstate);
+extern int audit_shapes_lookup(const char *text, int len, const char *source,
+							   AuditSpan **consts, int *param_base,
+							   MemoryContext cxt);
+extern char *audit_shape_text(const char *text, const AuditSpan *consts,
+							  int nconsts, int param_base, int *len,
+							  int32 *placeholders);
+extern void audit_shapes_init(void);
+
 /* statements.c */
 typedef struct AuditStmtWriter AuditStmtWriter;
+
+/*
+ * A statement's shape as audit.statements stores it: its text, and the
+ * byte offsets of the placeholders its constants left (none for a text
+ * stored as it was).
+ */
+typedef struct AuditShape
+{
+	const char *text; /* NULL: no statement */
+	int len;
+	int nplaceholders;
+	const int32 *placeholders;
+} AuditShape;
+
 extern void audit_statements_init(void);
 extern void audit_statements_filter_load(void);
 extern AuditStmtWriter *audit_statements_open(EState *estate,
 											  ResultRelInfo *rri);
 typedef AuditStmtWriter *(*AuditStmtOpener)(void *arg);
-extern void audit_statement_ids(const char *const *texts, int n, int64 *ids,
+extern void audit_statement_ids(const AuditShape *shapes, int n, int64 *ids,
 								AuditStmtOpener open, void *arg);
 extern void audit_statements_check_storage(Oid relid, Oid relfilenode);
 extern void audit_statements_close(AuditStmtWriter *sw);
@@ -280,6 +405,5 @@ extern void audit_text_cache_enter(uint64 h1, uint64 h2, int64 id);
 /* drain.c */
 extern int64 audit_drain(bool wait_for_owner);
 extern long audit_drain_service(void);
-extern void audit_wake_drainer(Oid dboid);
 
 #endif /* OPSDATA_AUDIT_H */

@@ -1,21 +1,24 @@
--- Audit: entries, statement texts, rules and the processing queue (the seal
--- chain is in seal.sql).
+-- Audit: entries, statement texts and rules (the processing queues are in
+-- pqueue.sql, the seal chain in seal.sql).
 --
 -- Audit tables are written by the extension only.  No role, the auditors
--- included, is granted INSERT, UPDATE, DELETE or TRUNCATE on them: only the
--- extension owner (a superuser) can change them, and retention removes
--- whole partitions.
+-- included, is granted INSERT, UPDATE, DELETE or TRUNCATE on them, and
+-- the guard trigger stops roles that bypass grants: only the extension
+-- owner (a superuser) can change them, and retention removes whole
+-- partitions.
 
 CREATE TABLE audit.statements (
 	statement_id	bigint PRIMARY KEY,
 	statement_text	text NOT NULL,
-	first_seen		timestamptz NOT NULL DEFAULT pg_catalog.now()
+	first_seen		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	placeholders	integer[]
 );
 
-COMMENT ON TABLE audit.statements IS 'Each distinct audited statement text, stored once';
-COMMENT ON COLUMN audit.statements.statement_id IS 'Identifier audit.entries.statement_id refers to, derived from a hash of the text';
-COMMENT ON COLUMN audit.statements.statement_text IS 'The statement, with secrets redacted';
-COMMENT ON COLUMN audit.statements.first_seen IS 'When the text was first audited';
+COMMENT ON TABLE audit.statements IS 'Each distinct audited statement shape, stored once: the statement with its constants replaced by placeholders, or the statement itself when it has none';
+COMMENT ON COLUMN audit.statements.statement_id IS 'Identifier audit.entries.statement_id refers to, derived from a hash of the shape (the same on every server)';
+COMMENT ON COLUMN audit.statements.statement_text IS 'The statement with its constants replaced by $n placeholders, secrets redacted';
+COMMENT ON COLUMN audit.statements.first_seen IS 'When the shape was first audited';
+COMMENT ON COLUMN audit.statements.placeholders IS 'Byte offset (from 0) in statement_text of the placeholder of each constant, in order; NULL when the text has none';
 
 CREATE SEQUENCE audit.entries_entry_id_seq AS bigint;
 
@@ -41,6 +44,7 @@ CREATE TABLE audit.entries (
 	sqlstate			text,
 	statement_id		bigint,
 	params				text,
+	constants			text[],
 	PRIMARY KEY (entry_id, ts)
 ) PARTITION BY RANGE (ts);
 
@@ -74,8 +78,57 @@ COMMENT ON COLUMN audit.entries.rows IS 'Rows processed (returned, inserted, upd
 COMMENT ON COLUMN audit.entries.duration IS 'How long the statement ran (for a disconnect: how long the session lasted)';
 COMMENT ON COLUMN audit.entries.outcome IS 'ok; error; denied (insufficient privilege); rolled back (the statement completed, but its transaction or savepoint was rolled back); failed (login)';
 COMMENT ON COLUMN audit.entries.sqlstate IS 'SQLSTATE of the error, for outcomes other than ok';
-COMMENT ON COLUMN audit.entries.statement_id IS 'The statement text, in audit.statements';
+COMMENT ON COLUMN audit.entries.statement_id IS 'The statement''s shape, in audit.statements';
 COMMENT ON COLUMN audit.entries.params IS 'Bind parameters, when their capture is on';
+COMMENT ON COLUMN audit.entries.constants IS 'The constants of the statement as they were written, one per placeholder of its shape; NULL when its shape has none';
+
+-- While a dump is being restored into the database, audit entries cannot go
+-- into audit.entries: the restore has yet to load its rows, attach its
+-- partitions and set its sequence.  They are held here, with their
+-- statement text and without an entry_id, and move into audit.entries once
+-- the restore has ended (src/audit/hold.c).
+CREATE TABLE audit.held_entries (
+	ts					timestamptz NOT NULL,
+	database			text NOT NULL,
+	username			text NOT NULL,
+	current_user_name	text NOT NULL,
+	application			text,
+	client_addr			inet,
+	backend_pid			integer NOT NULL,
+	xid					xid8,
+	class				text NOT NULL
+						CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login')),
+	command				text NOT NULL,
+	objects				text[],
+	privileges			text[],
+	rows				bigint,
+	duration			interval,
+	outcome				text NOT NULL
+						CHECK (outcome IN ('ok', 'error', 'rolled back', 'denied', 'failed')),
+	sqlstate			text,
+	statement_text		text,
+	params				text
+);
+
+COMMENT ON TABLE audit.held_entries IS 'Audit entries made while a dump was being restored into the database; they move into audit.entries once the restore has ended';
+COMMENT ON COLUMN audit.held_entries.ts IS 'When the statement started';
+COMMENT ON COLUMN audit.held_entries.database IS 'Database the session was connected to';
+COMMENT ON COLUMN audit.held_entries.username IS 'Session user (who logged in)';
+COMMENT ON COLUMN audit.held_entries.current_user_name IS 'Current user when the statement ran';
+COMMENT ON COLUMN audit.held_entries.application IS 'application_name of the session';
+COMMENT ON COLUMN audit.held_entries.client_addr IS 'Client address; NULL for Unix-domain sockets';
+COMMENT ON COLUMN audit.held_entries.backend_pid IS 'Process ID of the backend';
+COMMENT ON COLUMN audit.held_entries.xid IS 'Top-level transaction ID, when one was assigned';
+COMMENT ON COLUMN audit.held_entries.class IS 'read, write, function, role, ddl, misc or login';
+COMMENT ON COLUMN audit.held_entries.command IS 'Command tag, e.g. INSERT or CREATE TABLE';
+COMMENT ON COLUMN audit.held_entries.objects IS 'Qualified names of the objects the statement touched';
+COMMENT ON COLUMN audit.held_entries.privileges IS 'Privilege used on each object, in the order of objects';
+COMMENT ON COLUMN audit.held_entries.rows IS 'Rows processed';
+COMMENT ON COLUMN audit.held_entries.duration IS 'How long the statement ran';
+COMMENT ON COLUMN audit.held_entries.outcome IS 'ok, error, denied, rolled back or failed';
+COMMENT ON COLUMN audit.held_entries.sqlstate IS 'SQLSTATE of the error, for outcomes other than ok';
+COMMENT ON COLUMN audit.held_entries.statement_text IS 'The statement, with secrets redacted';
+COMMENT ON COLUMN audit.held_entries.params IS 'Bind parameters, when their capture is on';
 
 CREATE TABLE audit.rules (
 	rule_id			bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
@@ -102,68 +155,74 @@ COMMENT ON COLUMN audit.rules.created_at IS 'When the rule was made';
 COMMENT ON COLUMN audit.rules.created_by IS 'Who made the rule';
 COMMENT ON COLUMN audit.rules.comment IS 'Free text';
 
-CREATE TABLE audit.queue (
-	item_id			bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-	consumer		text NOT NULL,
-	entry_id		bigint,
-	payload			jsonb,
-	enqueued_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	available_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	claimed_by		text,
-	attempts		integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
-	done_at			timestamptz
-);
-
-CREATE INDEX queue_pending_idx ON audit.queue (consumer, available_at) WHERE done_at IS NULL;
-
-COMMENT ON TABLE audit.queue IS 'Audit processing queue: work items for consumers of the audit trail';
-COMMENT ON COLUMN audit.queue.item_id IS 'Item identifier, in arrival order';
-COMMENT ON COLUMN audit.queue.consumer IS 'Consumer the item is for';
-COMMENT ON COLUMN audit.queue.entry_id IS 'Audit entry the item refers to, if any';
-COMMENT ON COLUMN audit.queue.payload IS 'Item contents';
-COMMENT ON COLUMN audit.queue.enqueued_at IS 'When the item was queued';
-COMMENT ON COLUMN audit.queue.available_at IS 'When the item may next be claimed';
-COMMENT ON COLUMN audit.queue.claimed_by IS 'Consumer instance holding the item';
-COMMENT ON COLUMN audit.queue.attempts IS 'How many times the item was claimed';
-COMMENT ON COLUMN audit.queue.done_at IS 'When processing of the item was acknowledged';
-
--- Rows of audit tables are only ever inserted; even roles that bypass GRANTs
--- (pg_write_all_data) cannot change them.  Row triggers of audit.entries are
--- cloned onto each of its partitions.
-CREATE FUNCTION audit._refuse_change()
+-- Rows of audit tables are only ever inserted, by pg_opsdata: the guard of
+-- every table of the extension (src/core/guard.c, put on by finish.sql)
+-- refuses INSERT, UPDATE, DELETE and TRUNCATE to all but the owner, even
+-- to roles that bypass GRANTs (pg_write_all_data).  When the owner changes
+-- rows of audit.statements, the caches of stored texts forget what they
+-- hold.
+CREATE FUNCTION audit._statements_changed()
 RETURNS trigger
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'audit_refuse_change';
+AS 'MODULE_PATHNAME', 'audit_statements_changed';
 
-COMMENT ON FUNCTION audit._refuse_change() IS 'Internal: trigger refusing UPDATE and DELETE of audit rows to all but the owner';
+COMMENT ON FUNCTION audit._statements_changed() IS 'Internal: make the caches of stored statement texts forget what they hold when audit.statements changes';
 
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.entries
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.statements
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.rules
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.queue
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
+CREATE TRIGGER statements_changed AFTER UPDATE OR DELETE ON audit.statements
+	FOR EACH STATEMENT EXECUTE FUNCTION audit._statements_changed();
 
 SELECT pg_catalog.pg_extension_config_dump('audit.statements', '');
 SELECT pg_catalog.pg_extension_config_dump('audit.entries_default', '');
 SELECT pg_catalog.pg_extension_config_dump('audit.entries_entry_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('audit.rules', '');
 SELECT pg_catalog.pg_extension_config_dump('audit.rules_rule_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('audit.queue', '');
-SELECT pg_catalog.pg_extension_config_dump('audit.queue_item_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('audit.held_entries', '');
 
 --
 -- Reading the trail.
 --
+CREATE FUNCTION audit.rebuild_statement(shape text, placeholders integer[], constants text[])
+RETURNS text
+LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'audit_rebuild_statement';
+
+COMMENT ON FUNCTION audit.rebuild_statement(text, integer[], text[]) IS 'The statement a shape and its constants stand for, byte for byte; the shape itself when it has no placeholders';
+
 CREATE VIEW audit.trail AS
 	SELECT e.entry_id, e.ts, e.database, e.username, e.current_user_name, e.application,
 		   e.client_addr, e.backend_pid, e.xid, e.class, e.command, e.objects, e.privileges,
-		   e.rows, e.duration, e.outcome, e.sqlstate, s.statement_text, e.params
+		   e.rows, e.duration, e.outcome, e.sqlstate,
+		   audit.rebuild_statement(s.statement_text, s.placeholders, e.constants) AS statement_text,
+		   e.params, e.statement_id, e.constants
 	  FROM audit.entries e LEFT JOIN audit.statements s USING (statement_id);
 
-COMMENT ON VIEW audit.trail IS 'audit.entries with the text of each statement';
+COMMENT ON VIEW audit.trail IS 'audit.entries with the text of each statement, as it was sent';
+
+-- Inlined into the calling query (SQL, STABLE, no SET), so that the time
+-- range prunes the partitions of audit.entries and reaches their indexes.
+CREATE FUNCTION audit.shapes(since timestamptz, until timestamptz DEFAULT pg_catalog.now(),
+	object text DEFAULT NULL,
+	OUT statement_id bigint, OUT shape text, OUT class text, OUT command text, OUT username text,
+	OUT executions bigint, OUT ok bigint, OUT errors bigint, OUT denied bigint,
+	OUT rolled_back bigint, OUT rows numeric, OUT first_ts timestamptz, OUT last_ts timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+AS $$
+	SELECT e.statement_id, s.statement_text, e.class, e.command, e.username,
+		   pg_catalog.count(*),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'ok'),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'error'),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'denied'),
+		   pg_catalog.count(*) FILTER (WHERE e.outcome OPERATOR(pg_catalog.=) 'rolled back'),
+		   pg_catalog.sum(e.rows), pg_catalog.min(e.ts), pg_catalog.max(e.ts)
+	  FROM audit.entries e
+	  LEFT JOIN audit.statements s ON s.statement_id OPERATOR(pg_catalog.=) e.statement_id
+	 WHERE e.ts OPERATOR(pg_catalog.>=) since AND e.ts OPERATOR(pg_catalog.<) until
+	   AND (object IS NULL OR e.objects OPERATOR(pg_catalog.@>) ARRAY[object])
+	 GROUP BY e.statement_id, s.statement_text, e.class, e.command, e.username
+$$;
+
+COMMENT ON FUNCTION audit.shapes(timestamptz, timestamptz, text) IS 'Statement shapes run from since until until (that touched object, when given): by whom, how often, with what outcomes';
 
 --
 -- Functions.
@@ -198,6 +257,13 @@ AS 'MODULE_PATHNAME', 'audit_rules_changed';
 
 COMMENT ON FUNCTION audit._rules_changed(text, text) IS 'Internal: record a change of the audit rules and make sessions read them again';
 
+CREATE FUNCTION audit._config_changed(command text, object text)
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_config_changed';
+
+COMMENT ON FUNCTION audit._config_changed(text, text) IS 'Internal: record a change of a setting that governs the audit trail';
+
 CREATE FUNCTION audit.add_rule(action text, role_name name DEFAULT NULL, database_name name DEFAULT NULL,
 	schema_name name DEFAULT NULL, relation_name text DEFAULT NULL, class text DEFAULT NULL,
 	comment text DEFAULT NULL)
@@ -218,6 +284,10 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Valid classes are read, write, function, role, ddl, misc and login.';
 	END IF;
+	-- An exclude rule narrows the trail: superusers only.
+	IF action = 'exclude' THEN
+		PERFORM opsdata._trail_check('add an exclude audit rule');
+	END IF;
 	INSERT INTO audit.rules AS r (action, role_name, database_name, schema_name, relation_name, class, comment)
 		 VALUES (add_rule.action, add_rule.role_name, add_rule.database_name, add_rule.schema_name,
 				 add_rule.relation_name, add_rule.class, add_rule.comment)
@@ -227,24 +297,31 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION audit.add_rule(text, name, name, name, text, text, text) IS 'Add a rule that includes or excludes statements from the audit trail; returns its rule_id';
+COMMENT ON FUNCTION audit.add_rule(text, name, name, name, text, text, text) IS 'Add a rule that includes or excludes statements from the audit trail (exclude rules: superusers only); returns its rule_id';
 
 CREATE FUNCTION audit.drop_rule(rule_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE STRICT
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	old_action text;
 BEGIN
-	DELETE FROM audit.rules r WHERE r.rule_id = drop_rule.rule_id;
+	SELECT r.action INTO old_action FROM audit.rules r WHERE r.rule_id = drop_rule.rule_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RETURN false;
 	END IF;
+	-- Without an include rule the trail may record less: superusers only.
+	IF old_action = 'include' THEN
+		PERFORM opsdata._trail_check('drop an include audit rule');
+	END IF;
+	DELETE FROM audit.rules r WHERE r.rule_id = drop_rule.rule_id;
 	PERFORM audit._rules_changed('DROP AUDIT RULE', 'audit.rules');
 	RETURN true;
 END
 $$;
 
-COMMENT ON FUNCTION audit.drop_rule(bigint) IS 'Remove an audit rule; returns false when there was no such rule';
+COMMENT ON FUNCTION audit.drop_rule(bigint) IS 'Remove an audit rule (include rules: superusers only); returns false when there was no such rule';
 
 -- DDL statements learn the identities of the objects they made, altered
 -- or dropped from these event triggers.
@@ -264,9 +341,12 @@ COMMENT ON FUNCTION audit._sql_drop() IS 'Internal: event trigger giving audited
 CREATE EVENT TRIGGER opsdata_audit_ddl ON ddl_command_end EXECUTE FUNCTION audit._ddl_command_end();
 CREATE EVENT TRIGGER opsdata_audit_drop ON sql_drop EXECUTE FUNCTION audit._sql_drop();
 
-GRANT SELECT ON audit.entries, audit.statements, audit.rules, audit.queue, audit.trail TO opsdata_auditor;
+GRANT SELECT ON audit.entries, audit.statements, audit.rules, audit.trail,
+	audit.held_entries TO opsdata_auditor;
 GRANT SELECT ON audit.rules TO opsdata_admin;
 GRANT EXECUTE ON FUNCTION audit.flush(), audit.queue_state() TO opsdata_admin, opsdata_auditor;
+GRANT EXECUTE ON FUNCTION audit.rebuild_statement(text, integer[], text[]),
+	audit.shapes(timestamptz, timestamptz, text) TO opsdata_auditor;
 GRANT EXECUTE ON FUNCTION audit.add_rule(text, name, name, name, text, text, text),
 	audit.drop_rule(bigint) TO opsdata_admin;
 GRANT USAGE ON SCHEMA audit TO opsdata_admin;
@@ -285,7 +365,10 @@ INSERT INTO opsdata.jobs (name, command, schedule, next_run, builtin, comment) V
 	 pg_catalog.date_trunc('hour', pg_catalog.now()) + interval '1 hour 5 minutes', true,
 	 'Builds the by-user and by-object indexes of each day of audit.entries once the day is over');
 
-INSERT INTO opsdata.settings (key, type, default_value, valid_when, description) VALUES
-	('audit.retention', 'interval', '90 days', 'value > interval ''0''',
-	 'Age after which daily partitions of audit.entries are removed by partition maintenance');
+-- The retention shortens the trail: superusers only, at least a day, and
+-- at most what partition maintenance can subtract from now.
+INSERT INTO opsdata.settings (key, type, default_value, valid_when, description, superuser_only) VALUES
+	('audit.retention', 'interval', '90 days',
+	 'value >= interval ''1 day'' AND value <= interval ''1000 years''',
+	 'Age after which daily partitions of audit.entries are removed by partition maintenance; superusers only', true);
 SELECT opsdata._partition_builtin('audit.entries', 'ts', '1 day', 7, 'audit.retention');

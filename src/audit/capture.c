@@ -80,6 +80,9 @@ typedef struct AuditItem
 	int len;
 	char *text;	  /* redacted statement, when it needed redaction */
 	char *params; /* bind parameters, when recorded */
+	int nconsts;  /* constants of the statement's text (shapes.c) */
+	int param_base;
+	AuditSpan *consts;
 	int nobjects;
 	int maxobjects;
 	const char **objects;
@@ -89,9 +92,7 @@ typedef struct AuditItem
 	MemoryContextCallback callback;
 } AuditItem;
 
-int audit_internal_depth = 0;
 static dlist_head audit_items = DLIST_STATIC_INIT(audit_items);
-bool audit_in_error = false;
 
 /*
  * The statement text of an item, copied into cxt (shared with the previous
@@ -105,27 +106,16 @@ audit_item_text(AuditItem *item, MemoryContext cxt)
 	int len;
 
 	if (item->text != NULL)
-		src = item->text, len = strlen(item->text);
+	{
+		src = item->text;
+		len = strlen(src);
+		audit_trim_statement(&src, &len);
+	}
 	else if (item->source == NULL)
 		return NULL;
 	else
-	{
-		int loc = Max(item->location, 0);
-
-		src = item->source + loc;
-		len = item->len > 0 ? item->len : (int) strlen(src);
-		/* A statement after the first of a string starts after blanks. */
-		while (len > 0 &&
-			   (*src == ' ' || *src == '\n' || *src == '\t' || *src == '\r'))
-			src++, len--;
-	}
-	/*
-	 * Trim trailing blanks and semicolons of a statement in a longer string.
-	 */
-	while (len > 0 && (src[len - 1] == ' ' || src[len - 1] == '\n' ||
-					   src[len - 1] == '\t' || src[len - 1] == '\r' ||
-					   src[len - 1] == ';'))
-		len--;
+		audit_statement_bounds(item->source, item->location, item->len, &src,
+							   &len);
 	if (last_text != NULL && audit_last_event_statement() == last_text &&
 		strncmp(last_text, src, len) == 0 && last_text[len] == '\0')
 		return last_text;
@@ -160,6 +150,16 @@ audit_item_event(AuditItem *item, int class, const char *command, int outcome,
 	ev->duration_us = GetCurrentTimestamp() - item->start;
 	ev->flags |= AUDIT_EVENT_HAS_DURATION;
 	ev->statement = audit_item_text(item, cxt);
+	if (item->nconsts > 0 && item->text == NULL && ev->statement != NULL)
+	{
+		AuditSpan *consts =
+			MemoryContextAlloc(cxt, sizeof(AuditSpan) * item->nconsts);
+
+		memcpy(consts, item->consts, sizeof(AuditSpan) * item->nconsts);
+		ev->consts = consts;
+		ev->nconsts = item->nconsts;
+		ev->param_base = item->param_base;
+	}
 	ev->params = item->params ? MemoryContextStrdup(cxt, item->params) : NULL;
 	ev->nobjects = item->nobjects;
 	if (item->nobjects > 0)
@@ -204,6 +204,37 @@ audit_item_function_events(AuditItem *item, int outcome, int sqlstate)
 	}
 }
 
+/*
+ * Is the statement CREATE, ALTER or DROP EXTENSION pg_opsdata (or a DROP
+ * EXTENSION naming it among others)?
+ */
+static bool
+audit_is_extension_command(Node *parsetree)
+{
+	ListCell *lc;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_CreateExtensionStmt:
+			return strcmp(((CreateExtensionStmt *) parsetree)->extname,
+						  OPSDATA_NAME) == 0;
+		case T_AlterExtensionStmt:
+			return strcmp(((AlterExtensionStmt *) parsetree)->extname,
+						  OPSDATA_NAME) == 0;
+		case T_DropStmt:
+			if (((DropStmt *) parsetree)->removeType != OBJECT_EXTENSION)
+				return false;
+			foreach (lc, ((DropStmt *) parsetree)->objects)
+			{
+				if (strcmp(strVal(lfirst(lc)), OPSDATA_NAME) == 0)
+					return true;
+			}
+			return false;
+		default:
+			return false;
+	}
+}
+
 /* --- items -------------------------------------------------------------- */
 
 static void
@@ -244,24 +275,14 @@ audit_item_new(int class, const char *command, bool by_class)
 static void
 audit_item_add_object(AuditItem *item, const char *name, const char *privilege)
 {
-	if (item->nobjects == item->maxobjects)
-	{
-		item->maxobjects = Max(4, item->maxobjects * 2);
-		if (item->objects == NULL)
-		{
-			item->objects = MemoryContextAlloc(
-				item->cxt, sizeof(char *) * item->maxobjects);
-			item->privileges = MemoryContextAlloc(
-				item->cxt, sizeof(char *) * item->maxobjects);
-		}
-		else
-		{
-			item->objects =
-				repalloc(item->objects, sizeof(char *) * item->maxobjects);
-			item->privileges =
-				repalloc(item->privileges, sizeof(char *) * item->maxobjects);
-		}
-	}
+	int max = item->maxobjects;
+
+	/* Both arrays have maxobjects elements. */
+	item->objects = audit_array_room(item->objects, item->nobjects, &max,
+									 sizeof(char *), 4, item->cxt);
+	item->privileges =
+		audit_array_room(item->privileges, item->nobjects, &item->maxobjects,
+						 sizeof(char *), 4, item->cxt);
 	item->objects[item->nobjects] = MemoryContextStrdup(item->cxt, name);
 	item->privileges[item->nobjects] = privilege;
 	item->nobjects++;
@@ -327,7 +348,8 @@ audit_executor_start(QueryDesc *queryDesc, int eflags)
 		return;
 	if (!audit_capture_active())
 		return;
-	audit_flush_deferred(true);
+	if (!opsdata_schema_refused())
+		audit_flush_deferred(true);
 
 	class = (stmt->commandType == CMD_SELECT && !stmt->hasModifyingCTE)
 				? AUDIT_CLASS_READ
@@ -335,6 +357,8 @@ audit_executor_start(QueryDesc *queryDesc, int eflags)
 	if (!audit_class_may_be_wanted(class, &by_class) &&
 		!(audit_classes & AUDIT_BIT(AUDIT_CLASS_FUNCTION)))
 		return;
+	/* Objects too old for the library: refuse rather than lose the entry. */
+	opsdata_check_schema();
 
 	item = audit_item_new(
 		class, GetCommandTagName(CreateCommandTag((Node *) stmt)), by_class);
@@ -343,6 +367,18 @@ audit_executor_start(QueryDesc *queryDesc, int eflags)
 	item->location = stmt->stmt_location;
 	item->len = stmt->stmt_len;
 	item->running = 1;
+	if (item->source != NULL)
+	{
+		/* The constants parse analysis found in this text, if known. */
+		const char *text;
+		int len;
+
+		audit_statement_bounds(item->source, item->location, item->len, &text,
+							   &len);
+		item->nconsts =
+			audit_shapes_lookup(text, len, item->source, &item->consts,
+								&item->param_base, item->cxt);
+	}
 
 	foreach (lc, stmt->rtable)
 	{
@@ -438,20 +474,40 @@ audit_utility_begin(PlannedStmt *pstmt, const char *queryString,
 	int class;
 	bool by_class;
 	bool always;
+	bool resolves_prepared;
 	AuditItem *item;
 
 	/* Parts of a statement (CREATE TABLE's index...) are the statement's. */
 	if (context == PROCESS_UTILITY_SUBCOMMAND || !audit_capture_active())
 		return NULL;
-	audit_flush_deferred(true);
+	if (!opsdata_schema_refused())
+		audit_flush_deferred(true);
 
 	class = audit_utility_class(parsetree);
 	always = audit_is_settings_change(parsetree);
-	if (!always && !audit_class_may_be_wanted(class, &by_class) &&
+	/*
+	 * COMMIT PREPARED and ROLLBACK PREPARED may end a transaction that holds
+	 * audit.rules (it dropped the extension): reading the rules first would
+	 * wait for it forever.  Their item is made, and the rules applied once
+	 * they ran (audit_item_finish).
+	 */
+	resolves_prepared =
+		IsA(parsetree, TransactionStmt) &&
+		(((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED ||
+		 ((TransactionStmt *) parsetree)->kind ==
+			 TRANS_STMT_ROLLBACK_PREPARED);
+	if (!always && !resolves_prepared &&
+		!audit_class_may_be_wanted(class, &by_class) &&
 		!(nodeTag(parsetree) == T_CallStmt &&
 		  (audit_classes & AUDIT_BIT(AUDIT_CLASS_FUNCTION))))
 		return NULL;
 	by_class = (audit_classes & AUDIT_BIT(class)) != 0;
+	/*
+	 * Objects too old for the library: refuse rather than lose the entry,
+	 * except the statements that update or remove the extension.
+	 */
+	if (!audit_is_extension_command(parsetree))
+		opsdata_check_schema();
 
 	item = audit_item_new(
 		class, GetCommandTagName(CreateCommandTag(parsetree)), by_class);
@@ -560,7 +616,7 @@ audit_function_called(Oid funcid)
 	ListCell *lc;
 
 	if (funcid < FirstNormalObjectId || dlist_is_empty(&audit_items) ||
-		audit_internal_depth > 0)
+		audit_internal())
 		return;
 	item = dlist_container(AuditItem, node, dlist_head_node(&audit_items));
 	if (item->failed)
@@ -597,33 +653,65 @@ audit_error_outcome(int sqlerrcode)
 														: AUDIT_OUTCOME_ERROR;
 }
 
-/*
- * emit_log_hook: an ERROR (or worse) is being reported.  The running
- * statements failed; a failure during connection set-up is a failed login.
- */
-void
-audit_error(ErrorData *edata)
+/* An error outside any audited statement: recorded from its text alone. */
+static void
+audit_unparsed_error(ErrorData *edata)
 {
+	const char *command;
+	int class = audit_keyword_class(debug_query_string, &command);
+	MemoryContext cxt;
+	AuditEvent *ev;
+
+	if (!(audit_classes & AUDIT_BIT(class)) && !audit_rules_may_include())
+		return;
+	cxt = audit_event_context();
+	ev = audit_new_event(cxt, class, command);
+	ev->outcome = audit_error_outcome(edata->sqlerrcode);
+	ev->sqlstate = edata->sqlerrcode;
+	if (audit_unparsed_may_hold_secret(debug_query_string))
+		ev->statement = MemoryContextStrdup(
+			cxt,
+			psprintf(
+				"%s ... (not recorded: the statement was not parsed and may hold a secret)",
+				command));
+	else
+	{
+		const char *text = debug_query_string;
+		int len = strlen(text);
+		char *copy;
+
+		/* As a parsed statement's text is: without blanks and semicolon. */
+		audit_trim_statement(&text, &len);
+		copy = MemoryContextAlloc(cxt, len + 1);
+		memcpy(copy, text, len);
+		copy[len] = '\0';
+		ev->statement = copy;
+	}
+	if (audit_rules_wanted(ev, GetUserId()))
+		audit_add_event(ev);
+}
+
+/*
+ * The running statements failed with edata: each becomes an event with
+ * outcome "error" (or "denied") and the SQLSTATE.  Runs with the
+ * reporting-error state set (active.c).
+ */
+static void
+audit_error_reported(void *arg)
+{
+	ErrorData *edata = (ErrorData *) arg;
 	dlist_iter iter;
 	bool any = false;
-
-	if (edata->elevel < ERROR || audit_in_error || !opsdata_preloaded ||
-		MyBackendType != B_BACKEND || IsParallelWorker())
-		return;
-	audit_in_error = true;
 
 	if (IsInitProcessingMode() && edata->elevel >= FATAL)
 	{
 		audit_login_failed(edata);
-		audit_in_error = false;
 		return;
 	}
-	if (!IsNormalProcessingMode() || audit_internal_depth > 0 ||
-		RecoveryInProgress() || audit_extension_known_absent())
-	{
-		audit_in_error = false;
+	if (!IsNormalProcessingMode() || audit_internal() ||
+		RecoveryInProgress() || audit_extension_known_absent() ||
+		opsdata_schema_refused())
 		return;
-	}
 
 	audit_ensure_contexts();
 	dlist_foreach(iter, &audit_items)
@@ -646,39 +734,20 @@ audit_error(ErrorData *edata)
 		}
 		audit_item_function_events(item, outcome, edata->sqlerrcode);
 	}
-
-	/* An error outside any audited statement: record the statement text. */
 	if (!any && debug_query_string != NULL)
-	{
-		const char *command;
-		int class = audit_keyword_class(debug_query_string, &command);
-		int len = strlen(debug_query_string);
+		audit_unparsed_error(edata);
+}
 
-		if (audit_classes & AUDIT_BIT(class) || audit_rules_may_include())
-		{
-			MemoryContext cxt = audit_event_context();
-			AuditEvent *ev = audit_new_event(cxt, class, command);
-
-			ev->outcome = audit_error_outcome(edata->sqlerrcode);
-			ev->sqlstate = edata->sqlerrcode;
-			ev->statement =
-				audit_unparsed_may_hold_secret(debug_query_string)
-					? psprintf(
-						  "%s ... (not recorded: the statement was not parsed and may hold a secret)",
-						  command)
-					: MemoryContextStrdup(cxt, debug_query_string);
-			/* Without its final semicolon, as a parsed statement's text is. */
-			while (len > 0 && (debug_query_string[len - 1] == ';' ||
-							   debug_query_string[len - 1] == ' ' ||
-							   debug_query_string[len - 1] == '\n'))
-				len--;
-			if (!audit_unparsed_may_hold_secret(debug_query_string))
-				((char *) ev->statement)[len] = '\0';
-			if (audit_rules_wanted(ev, GetUserId()))
-				audit_add_event(ev);
-		}
-	}
-	audit_in_error = false;
+/*
+ * emit_log_hook: an ERROR (or worse) is being reported.  The running
+ * statements failed; a failure during connection set-up is a failed login.
+ */
+void
+audit_error(ErrorData *edata)
+{
+	if (edata->elevel < ERROR || !opsdata_preloaded || !audit_user_process())
+		return;
+	audit_run_reporting_error(audit_error_reported, edata);
 }
 
 /*

@@ -34,6 +34,7 @@
 #include "utils/memutils.h"
 
 #include "audit/audit.h"
+#include "core/opsdata.h"
 
 typedef struct AuditRelName
 {
@@ -77,7 +78,8 @@ audit_relnames_invalidate(Datum arg, Oid relid)
 void
 audit_classify_init(void)
 {
-	CacheRegisterRelcacheCallback(audit_relnames_invalidate, (Datum) 0);
+	opsdata_register_relcache(OPSDATA_RELCACHE_AUDIT_CLASSIFY,
+							  audit_relnames_invalidate);
 }
 
 static AuditRelName *

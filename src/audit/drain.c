@@ -4,7 +4,8 @@
  *		Move entries from the database's audit queue into audit.entries.
  *
  * audit_drain() takes ownership of the database's queue, copies a batch of
- * records out and inserts them with the writer in the current transaction;
+ * records out and stores them in the current transaction (hold.c: with the
+ * writer, or held while a dump is being restored into the database);
  * the records leave the queue only when that transaction commits (the
  * transaction callbacks release the queue: advancing it at commit, leaving
  * it as it was at abort), so an error loses nothing.  audit.flush() drains
@@ -12,6 +13,7 @@
  * audit_drain_service() as a scheduler service (src/worker/worker.h),
  * draining in batches of one transaction each every
  * pg_opsdata.audit_flush_interval, and sooner when a writer wakes it.
+ * Both first move the entries held during a restore that has ended.
  *
  * Logins were classified when they happened, before the session had a
  * database and could read the rules; the exclude rules are applied to them
@@ -74,7 +76,7 @@ audit_drain_batch(bool wait_for_owner, int max_events)
 	}
 	PG_TRY();
 	{
-		audit_write_events(events, n);
+		audit_store_events(events, n);
 	}
 	PG_CATCH();
 	{
@@ -90,12 +92,64 @@ audit_drain_batch(bool wait_for_owner, int max_events)
 
 /*
  * Drain everything queued for the current database so far, in the
- * caller's transaction (audit.flush()).
+ * caller's transaction (audit.flush()), after moving the entries held
+ * during a restore that has ended.  Returns how many entries it wrote.
  */
 int64
 audit_drain(bool wait_for_owner)
 {
-	return audit_drain_batch(wait_for_owner, INT_MAX);
+	int64 moved = 0;
+	int64 n;
+
+	/* In batches, so that the memory of one is freed before the next. */
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		n = audit_move_held(AUDIT_DRAIN_BATCH);
+		moved += n;
+	} while (n == AUDIT_DRAIN_BATCH);
+	return moved + audit_drain_batch(wait_for_owner, INT_MAX);
+}
+
+/*
+ * Move the entries held during a restore of this database into
+ * audit.entries, in transactions of AUDIT_DRAIN_BATCH entries, once the
+ * restore has ended.  The drainer looks when told to (a session held
+ * entries), after it saw a restore under way, and once at its start, for
+ * entries held before the server restarted.  Called outside any
+ * transaction.
+ */
+static void
+audit_drain_held(void)
+{
+	static bool look = true;
+	char *dbname;
+
+	if (worker_restore_under_way(MyDatabaseId))
+	{
+		look = true;
+		return;
+	}
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	dbname = get_database_name(MyDatabaseId);
+	if (dbname != NULL && audit_queue_take_held(dbname))
+		look = true;
+	CommitTransactionCommand();
+	while (look)
+	{
+		int64 n;
+
+		CHECK_FOR_INTERRUPTS();
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		n = audit_move_held(AUDIT_DRAIN_BATCH);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		if (n < AUDIT_DRAIN_BATCH)
+			look = false;
+	}
 }
 
 /*
@@ -119,6 +173,7 @@ audit_drain_service(void)
 		CommitTransactionCommand();
 		filter_loaded = true;
 	}
+	audit_drain_held();
 	for (;;)
 	{
 		int64 n;
@@ -134,19 +189,4 @@ audit_drain_service(void)
 			break;
 	}
 	return audit_flush_interval_ms;
-}
-
-/*
- * Ask the scheduler of database dboid to drain its queue now: the queue is
- * filling up or a session waits for room.  Cheap and lock-free; a queue
- * whose database is not known yet (only logins reached it) falls back on
- * the current database.
- */
-void
-audit_wake_drainer(Oid dboid)
-{
-	if (!OidIsValid(dboid))
-		dboid = MyDatabaseId;
-	if (OidIsValid(dboid))
-		worker_wake_scheduler(dboid);
 }

@@ -139,17 +139,9 @@ audit_defer(AuditEvent **events, int n)
 		AuditEvent *src = events[i];
 		AuditEvent *ev;
 
-		if (audit_deferred_n == audit_deferred_max)
-		{
-			audit_deferred_max = Max(16, audit_deferred_max * 2);
-			if (audit_deferred == NULL)
-				audit_deferred = MemoryContextAlloc(audit_deferred_cxt,
-													sizeof(AuditEvent *) *
-														audit_deferred_max);
-			else
-				audit_deferred = repalloc(
-					audit_deferred, sizeof(AuditEvent *) * audit_deferred_max);
-		}
+		audit_deferred = audit_array_room(
+			audit_deferred, audit_deferred_n, &audit_deferred_max,
+			sizeof(AuditEvent *), 16, audit_deferred_cxt);
 		/* Deep copy: the source may be in memory about to be reset. */
 		ev = audit_event_copy(src, audit_deferred_cxt);
 		audit_deferred[audit_deferred_n++] = ev;
@@ -242,20 +234,13 @@ audit_add_event(AuditEvent *ev)
 		audit_queue_or_defer(&ev, 1, audit_confirmed());
 		return;
 	}
-	if (audit_xact_nevents == audit_xact_maxevents)
-	{
-		audit_xact_maxevents = Max(32, audit_xact_maxevents * 2);
-		if (audit_xact_events == NULL)
-			audit_xact_events = MemoryContextAlloc(
-				audit_xact_cxt, sizeof(AuditEvent *) * audit_xact_maxevents);
-		else
-			audit_xact_events =
-				repalloc(audit_xact_events,
-						 sizeof(AuditEvent *) * audit_xact_maxevents);
-	}
+	audit_xact_events = audit_array_room(
+		audit_xact_events, audit_xact_nevents, &audit_xact_maxevents,
+		sizeof(AuditEvent *), 32, audit_xact_cxt);
 	audit_xact_events[audit_xact_nevents++] = ev;
 	if (!(AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) &&
-		++audit_xact_nqueued >= AUDIT_XACT_QUEUE_BATCH && !audit_in_error)
+		++audit_xact_nqueued >= AUDIT_XACT_QUEUE_BATCH &&
+		!audit_reporting_error())
 		audit_xact_queue_now();
 }
 
@@ -277,34 +262,42 @@ audit_last_event_statement(void)
 }
 
 /*
- * At exit: queue what is left (never waiting) and record the disconnect of
- * a session whose login was recorded.
+ * Events of the transaction that completed ("ok") become "rolled back",
+ * those of subtransaction from and its children only when from is given
+ * (InvalidSubTransactionId: all).  Transaction control statements keep
+ * "ok": BEGIN did begin, ROLLBACK did roll back.
+ */
+static void
+audit_mark_rolled_back(SubTransactionId from)
+{
+	int i;
+
+	for (i = 0; i < audit_xact_nevents; i++)
+	{
+		AuditEvent *ev = audit_xact_events[i];
+
+		if (ev->subid >= from && ev->outcome == AUDIT_OUTCOME_OK &&
+			!(ev->flags & AUDIT_EVENT_TXN_CONTROL))
+			ev->outcome = AUDIT_OUTCOME_ROLLED_BACK;
+	}
+}
+
+/*
+ * At exit: queue what is left (never waiting).  The transaction still
+ * open is rolled back.
  */
 void
-audit_on_exit(int code, Datum arg)
+audit_events_at_exit(void)
 {
-	audit_login_settled();
-
 	if (audit_xact_nevents > 0)
 	{
-		int i;
-
-		for (i = 0; i < audit_xact_nevents; i++)
-		{
-			AuditEvent *ev = audit_xact_events[i];
-
-			if (ev->outcome == AUDIT_OUTCOME_OK &&
-				!(ev->flags & AUDIT_EVENT_TXN_CONTROL))
-				ev->outcome = AUDIT_OUTCOME_ROLLED_BACK;
-		}
+		audit_mark_rolled_back(InvalidSubTransactionId);
 		audit_queue_put(audit_database_name(), audit_confirmed(),
 						audit_xact_events, audit_xact_nevents, AUDIT_PUT_DROP,
 						NULL);
 		audit_xact_nevents = 0;
 	}
 	audit_flush_deferred(false);
-
-	audit_record_disconnect();
 }
 
 /* --- transaction ends --------------------------------------------------- */
@@ -326,8 +319,8 @@ audit_xact_reset(void)
  * point still records them (as rolled back); queued events leave it as
  * they are queued.
  */
-static void
-audit_pre_commit(void)
+void
+audit_events_pre_commit(void)
 {
 	AuditEvent **written;
 	AuditEvent **queued;
@@ -360,7 +353,7 @@ audit_pre_commit(void)
 	}
 	if (nw > 0)
 	{
-		audit_write_events(written, nw);
+		audit_store_events(written, nw);
 		for (i = 0; i < nw; i++)
 			written[i]->flags |= AUDIT_EVENT_WRITTEN;
 	}
@@ -399,16 +392,7 @@ audit_pre_commit(void)
 static void
 audit_abort(void)
 {
-	int i;
-
-	for (i = 0; i < audit_xact_nevents; i++)
-	{
-		AuditEvent *ev = audit_xact_events[i];
-
-		if (ev->outcome == AUDIT_OUTCOME_OK &&
-			!(ev->flags & AUDIT_EVENT_TXN_CONTROL))
-			ev->outcome = AUDIT_OUTCOME_ROLLED_BACK;
-	}
+	audit_mark_rolled_back(InvalidSubTransactionId);
 	audit_queue_or_defer(audit_xact_events, audit_xact_nevents, true);
 	audit_xact_nevents = 0;
 }
@@ -431,55 +415,29 @@ audit_note_extension_dropped(void)
 	audit_extension_dropped = true;
 }
 
+/*
+ * The transaction ended (after the queue's release and the statement
+ * caches, see hooks.c): on abort its events are queued as rolled back; a
+ * committed DROP EXTENSION takes the database's queue with it.  Never
+ * fails.
+ */
 void
-audit_xact_callback(XactEvent event, void *arg)
+audit_events_end_xact(bool commit)
 {
-	audit_login_settled();
-	switch (event)
-	{
-		case XACT_EVENT_PRE_COMMIT:
-		case XACT_EVENT_PRE_PREPARE:
-			audit_pre_commit();
-			break;
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PREPARE:
-			audit_queue_release(true);
-			audit_statements_end_xact(event == XACT_EVENT_COMMIT);
-			audit_xact_reset();
-			if (audit_extension_dropped && audit_queue_active())
-				audit_queue_discard(audit_dropped_dbname);
-			audit_extension_dropped = false;
-			break;
-		case XACT_EVENT_ABORT:
-			audit_queue_release(false);
-			audit_statements_end_xact(false);
-			audit_abort();
-			audit_xact_reset();
-			audit_extension_dropped = false;
-			break;
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PARALLEL_PRE_COMMIT:
-			break;
-	}
+	if (!commit)
+		audit_abort();
+	audit_xact_reset();
+	if (commit && audit_extension_dropped && audit_queue_active())
+		audit_queue_discard(audit_dropped_dbname);
+	audit_extension_dropped = false;
 }
 
+/*
+ * A subtransaction aborted: the events of its statements become "rolled
+ * back".
+ */
 void
-audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					   SubTransactionId parentSubid, void *arg)
+audit_events_subxact_abort(SubTransactionId mySubid)
 {
-	int i;
-
-	if (event != SUBXACT_EVENT_ABORT_SUB)
-		return;
-	for (i = 0; i < audit_xact_nevents; i++)
-	{
-		AuditEvent *ev = audit_xact_events[i];
-
-		if (ev->subid >= mySubid && ev->outcome == AUDIT_OUTCOME_OK &&
-			!(ev->flags & AUDIT_EVENT_TXN_CONTROL))
-			ev->outcome = AUDIT_OUTCOME_ROLLED_BACK;
-	}
-	audit_items_subxact_abort(mySubid);
-	audit_statements_end_subxact();
+	audit_mark_rolled_back(mySubid);
 }

@@ -4,11 +4,14 @@
  *		SQL-callable functions of the audit area.
  *
  * audit.flush() drains the database's queue in the caller's transaction;
- * audit.queue_state() and audit._health_audit() report on the queues;
+ * audit.queue_state() and audit._health_audit() report on the queues and
+ * on the entries held while a dump is being restored;
  * audit._rules_changed() is called by audit.add_rule() and
  * audit.drop_rule() to record the change and make every backend read the
- * rules again; the two event trigger functions hand the identities of
- * the objects a DDL statement touched to the running audited statement.
+ * rules again, audit._config_changed() by opsdata.set_setting() and
+ * opsdata.reset_setting() for the settings that govern the trail; the two
+ * event trigger functions hand the identities of the objects a DDL
+ * statement touched to the running audited statement.
  * Without preloading they all work and report that capture is off.
  *
  * Copyright (c) 2026, pg_opsdata developers
@@ -27,6 +30,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "access/xlog.h"
@@ -36,11 +40,13 @@
 
 #include "audit/audit.h"
 #include "core/opsdata.h"
+#include "worker/worker.h"
 
 PG_FUNCTION_INFO_V1(audit_flush);
 PG_FUNCTION_INFO_V1(audit_queue_state);
 PG_FUNCTION_INFO_V1(audit_health);
 PG_FUNCTION_INFO_V1(audit_rules_changed);
+PG_FUNCTION_INFO_V1(audit_config_changed);
 PG_FUNCTION_INFO_V1(audit_ddl_command_end);
 PG_FUNCTION_INFO_V1(audit_sql_drop);
 
@@ -154,6 +160,31 @@ audit_health_queue(ReturnSetInfo *rsinfo, const AuditQueueStats *st,
 }
 
 /*
+ * The "audit hold" row, while a restore is under way or entries it held
+ * wait to be moved into audit.entries (hold.c); none otherwise.
+ */
+static void
+audit_health_held(ReturnSetInfo *rsinfo)
+{
+	int64 held = audit_held_count();
+
+	if (worker_restore_under_way(MyDatabaseId))
+		opsdata_health_row(
+			rsinfo, "audit hold", "ok",
+			psprintf(
+				"A dump is being restored into this database: the " INT64_FORMAT
+				" audit entries made meanwhile are held in audit.held_entries until it has ended.",
+				Max(held, 0)));
+	else if (held > 0)
+		opsdata_health_row(
+			rsinfo, "audit hold", "ok",
+			psprintf(
+				INT64_FORMAT
+				" audit entries held during a restore that has ended are being moved into audit.entries by the scheduler of this database.",
+				held));
+}
+
+/*
  * audit._health_audit(): rows of opsdata.health() for audit capture and
  * this database's queue (fill, when it was last drained, drops, failed
  * writes).
@@ -179,12 +210,30 @@ audit_health(PG_FUNCTION_ARGS)
 			"The audit queue needs pg_opsdata in shared_preload_libraries.");
 		PG_RETURN_VOID();
 	}
-	opsdata_health_row(
-		rsinfo, "audit capture", "ok",
-		psprintf(
-			"Auditing %s (pg_opsdata.audit), plus the rules in audit.rules.",
-			audit_classes_string(audit_classes)));
+	if (RecoveryInProgress())
+	{
+		/*
+		 * Writes, DDL and role changes cannot succeed here; any other class
+		 * audited is a gap.
+		 */
+		bool gap = (audit_classes & ~AUDIT_TRANSACTIONAL_CLASSES) != 0 ||
+				   audit_rules_may_include();
 
+		opsdata_health_row(
+			rsinfo, "audit capture", gap ? "warning" : "off",
+			psprintf(
+				"This server is a hot standby: statements run here are not audited, since nothing can be written during recovery, and pg_opsdata.audit asks for %s%s. The trail here is the primary's, as replayed.",
+				audit_classes_string(audit_classes),
+				gap ? "" : ", which cannot succeed on a standby"));
+	}
+	else
+		opsdata_health_row(
+			rsinfo, "audit capture", "ok",
+			psprintf("Auditing %s (pg_opsdata.audit), plus the rules in "
+					 "audit.rules.",
+					 audit_classes_string(audit_classes)));
+
+	audit_health_held(rsinfo);
 	n = audit_queue_stats(&stats);
 	unassigned = audit_queue_unassigned_drops();
 	for (i = 0; i < n; i++)
@@ -210,8 +259,12 @@ audit_health(PG_FUNCTION_ARGS)
 }
 
 /*
- * Record a change of the audit rules made by the current statement (always
- * audited, written with the change at commit).
+ * Record a change of the audit configuration (rules, settings that govern
+ * the trail) made by the current statement: always audited, written with
+ * the change at commit.  The functions that make such changes are SECURITY
+ * DEFINER, so the entry's current user is the role the session acts as
+ * (its SET ROLE, else its session user), not the extension owner the
+ * function runs as.
  */
 static void
 audit_record_change(const char *command, const char *object)
@@ -223,17 +276,19 @@ audit_record_change(const char *command, const char *object)
 	audit_ensure_contexts();
 	ev = audit_new_event(audit_xact_cxt, AUDIT_CLASS_DDL,
 						 MemoryContextStrdup(audit_xact_cxt, command));
+	ev->current_user_name = audit_role_name(GetOuterUserId());
 	ev->flags |= AUDIT_EVENT_ALWAYS;
 	if (debug_query_string != NULL)
 	{
-		int len = strlen(debug_query_string);
+		const char *text = debug_query_string;
+		int len = strlen(text);
+		char *copy;
 
-		while (len > 0 &&
-			   (debug_query_string[len - 1] == ';' ||
-				isspace((unsigned char) debug_query_string[len - 1])))
-			len--;
-		ev->statement = MemoryContextStrdup(audit_xact_cxt,
-											pnstrdup(debug_query_string, len));
+		audit_trim_statement(&text, &len);
+		copy = MemoryContextAlloc(audit_xact_cxt, len + 1);
+		memcpy(copy, text, len);
+		copy[len] = '\0';
+		ev->statement = copy;
 	}
 	ev->nobjects = 1;
 	ev->objects = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
@@ -261,42 +316,75 @@ audit_rules_changed(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * audit._config_changed(command text, object text): record a change of the
+ * audit configuration other than its rules (always audited), such as a
+ * setting that governs how long the trail is kept.
+ */
+Datum
+audit_config_changed(PG_FUNCTION_ARGS)
+{
+	audit_record_change(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+						text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	PG_RETURN_VOID();
+}
+
+typedef struct AuditIdentitiesQuery
+{
+	const char *query;
+	MemoryContext caller;
+	List *result;
+} AuditIdentitiesQuery;
+
+/* Run the query of an AuditIdentitiesQuery, as the extension's own work. */
+static void
+audit_identities_run(void *arg)
+{
+	AuditIdentitiesQuery *q = (AuditIdentitiesQuery *) arg;
+	uint64 i;
+	int rc;
+
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+	if ((rc = SPI_execute(q->query, true, 0)) != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char *value =
+			SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		if (value != NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(q->caller);
+
+			q->result = lappend(q->result, pstrdup(value));
+			MemoryContextSwitchTo(old);
+		}
+	}
+	SPI_finish();
+}
+
 /* Object identities returned by query (first column), NULLs skipped. */
 static List *
 audit_identities(const char *query)
 {
-	List *volatile result = NIL;
-	MemoryContext caller = CurrentMemoryContext;
-	uint64 i;
+	AuditIdentitiesQuery q;
 
-	audit_internal_depth++;
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute(query, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute failed: %s", query);
-		for (i = 0; i < SPI_processed; i++)
-		{
-			char *value =
-				SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+	q.query = query;
+	q.caller = CurrentMemoryContext;
+	q.result = NIL;
+	audit_run_internal(audit_identities_run, &q);
+	return q.result;
+}
 
-			if (value != NULL)
-			{
-				MemoryContext old = MemoryContextSwitchTo(caller);
-
-				result = lappend(result, pstrdup(value));
-				MemoryContextSwitchTo(old);
-			}
-		}
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		audit_internal_depth--;
-	}
-	PG_END_TRY();
-	return result;
+/* An event trigger function called otherwise. */
+static void
+audit_not_event_trigger(FunctionCallInfo fcinfo)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_E_R_I_E_EVENT_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg("function \"%s\" was not called by event trigger manager",
+					get_func_name(fcinfo->flinfo->fn_oid))));
 }
 
 /*
@@ -306,8 +394,7 @@ Datum
 audit_ddl_command_end(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		elog(ERROR,
-			 "audit._ddl_command_end must be called as an event trigger");
+		audit_not_event_trigger(fcinfo);
 	if (opsdata_preloaded && audit_utility_running())
 		audit_ddl_objects(audit_identities(
 			"SELECT DISTINCT object_identity FROM pg_catalog.pg_event_trigger_ddl_commands() "
@@ -322,7 +409,7 @@ Datum
 audit_sql_drop(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		elog(ERROR, "audit._sql_drop must be called as an event trigger");
+		audit_not_event_trigger(fcinfo);
 	if (opsdata_preloaded && audit_utility_running())
 		audit_ddl_objects(audit_identities(
 			"SELECT DISTINCT object_identity FROM pg_catalog.pg_event_trigger_dropped_objects() "

@@ -3,20 +3,31 @@
  * hooks.c
  *		The audit area's entry point and its hooks, chained and thin.
  *
- * audit_init() defines the pg_opsdata.audit* settings in every process;
- * only when the library is preloaded does it register the queue's shared
+ * audit_init() defines the pg_opsdata.audit* settings and registers the
+ * closed-day indexer's job entry (indexer.c) in every process; only when
+ * the library is preloaded does it register the queue's shared
  * memory and install the hooks.  Each hook hands over to capture.c (or
  * to the previous hook) and does nothing else:
  *
+ *	post_parse_analyze_hook			the constants of analyzed statements
+ *									(shapes.c)
  *	ExecutorStart/Run/Finish/End	statements that go through the executor
- *	ProcessUtility					utility statements
- *	object_access_hook				calls of user functions
- *	needs_fmgr_hook, fmgr_hook		track when the extension's own
- *									functions run, so their statements
- *									are not audited
+ *	ProcessUtility					utility statements (a handler of the
+ *									core's hook: src/core/hooks.c)
+ *	object_access_hook				calls of user functions (the same)
+ *	needs_fmgr_hook, fmgr_hook		the extension's own functions run
+ *									(active.c), so their statements are
+ *									not audited
  *	emit_log_hook					failed statements and failed logins
  *	ClientAuthentication_hook		logins (and the disconnect that follows)
  *	transaction callbacks			pre-commit writes, rollbacks, the queue
+ *									(the same)
+ *
+ * The transaction callbacks are the one place that says in which order the
+ * files of the area learn of a transaction's end: the pending login, then
+ * the events (pre-commit writes), the drained part of the queue, the
+ * caches of stored texts, and last the events again (rolled back ones are
+ * queued).
  *
  * It also registers the drain of the audit queue and the sealing of new
  * entries as services of every scheduler (src/worker/worker.h), and hooks
@@ -42,28 +53,32 @@
 #include "fmgr.h"
 #include "libpq/auth.h"
 #include "miscadmin.h"
+#include "parser/analyze.h"
 #include "tcop/utility.h"
-#include "utils/lsyscache.h"
 
 #include "audit/audit.h"
 #include "audit/seal.h"
 #include "core/opsdata.h"
 #include "worker/worker.h"
 
+static post_parse_analyze_hook_type prev_post_parse_analyze_hook = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
-static object_access_hook_type prev_object_access_hook = NULL;
 static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
 static fmgr_hook_type prev_fmgr_hook = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
 static ClientAuthentication_hook_type prev_ClientAuthentication = NULL;
 
-/* One bit per nesting level of fmgr_hook calls: was it our function? */
-static uint64 audit_fmgr_ours = 0;
-static int audit_fmgr_level = 0;
+static void
+opsdata_post_parse_analyze(ParseState *pstate, Query *query,
+						   JumbleState *jstate)
+{
+	if (prev_post_parse_analyze_hook)
+		prev_post_parse_analyze_hook(pstate, query, jstate);
+	audit_shapes_parsed(pstate, query, jstate);
+}
 
 static void
 opsdata_ExecutorStart(QueryDesc *queryDesc, int eflags)
@@ -110,28 +125,22 @@ opsdata_ExecutorEnd(QueryDesc *queryDesc)
 }
 
 static void
-opsdata_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
-					   bool readOnlyTree, ProcessUtilityContext context,
-					   ParamListInfo params, QueryEnvironment *queryEnv,
-					   DestReceiver *dest, QueryCompletion *qc)
+audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
 {
 	void *item = audit_utility_begin(pstmt, queryString, context, params);
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	opsdata_utility_next(pstmt, queryString, readOnlyTree, context, params,
+						 queryEnv, dest, qc);
 	audit_utility_end(item, qc);
 }
 
 static void
-opsdata_object_access(ObjectAccessType access, Oid classId, Oid objectId,
-					  int subId, void *arg)
+audit_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					int subId, void *arg)
 {
-	if (prev_object_access_hook)
-		prev_object_access_hook(access, classId, objectId, subId, arg);
 	if (access == OAT_FUNCTION_EXECUTE && classId == ProcedureRelationId)
 		audit_function_called(objectId);
 	else if (access == OAT_DROP && classId == ExtensionRelationId &&
@@ -144,8 +153,7 @@ opsdata_needs_fmgr_hook(Oid fn_oid)
 {
 	if (prev_needs_fmgr_hook && prev_needs_fmgr_hook(fn_oid))
 		return true;
-	return fn_oid >= FirstNormalObjectId &&
-		   audit_is_our_namespace(get_func_namespace(fn_oid));
+	return audit_fmgr_needed(fn_oid);
 }
 
 static void
@@ -153,45 +161,7 @@ opsdata_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *arg)
 {
 	if (prev_fmgr_hook)
 		prev_fmgr_hook(event, flinfo, arg);
-	switch (event)
-	{
-		case FHET_START:
-		{
-			/*
-				 * *arg is the call site's private word for the fmgr hooks;
-				 * it remembers whether the function is ours when no other
-				 * hook shares it.
-				 */
-			Datum ours = *arg;
-
-			if (prev_fmgr_hook != NULL || ours == (Datum) 0)
-				ours = (flinfo->fn_oid >= FirstNormalObjectId &&
-						audit_is_our_namespace(
-							get_func_namespace(flinfo->fn_oid)))
-						   ? (Datum) 1
-						   : (Datum) 2;
-			if (prev_fmgr_hook == NULL)
-				*arg = ours;
-			if (audit_fmgr_level < 64 && ours == (Datum) 1)
-			{
-				audit_fmgr_ours |= UINT64CONST(1) << audit_fmgr_level;
-				audit_internal_depth++;
-			}
-			audit_fmgr_level++;
-			break;
-		}
-		case FHET_END:
-		case FHET_ABORT:
-			if (audit_fmgr_level > 0)
-				audit_fmgr_level--;
-			if (audit_fmgr_level < 64 &&
-				(audit_fmgr_ours & (UINT64CONST(1) << audit_fmgr_level)))
-			{
-				audit_fmgr_ours &= ~(UINT64CONST(1) << audit_fmgr_level);
-				audit_internal_depth--;
-			}
-			break;
-	}
+	audit_fmgr_event(event, flinfo, arg, prev_fmgr_hook == NULL);
 }
 
 static void
@@ -211,11 +181,63 @@ opsdata_ClientAuthentication(Port *port, int status)
 }
 
 /*
+ * Transaction callback: the end of a transaction, told to each file in
+ * turn.
+ */
+void
+audit_xact_callback(XactEvent event, void *arg)
+{
+	audit_login_settled();
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			audit_events_pre_commit();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PREPARE:
+			audit_queue_release(true);
+			audit_statements_end_xact(event == XACT_EVENT_COMMIT);
+			audit_events_end_xact(true);
+			break;
+		case XACT_EVENT_ABORT:
+			audit_queue_release(false);
+			audit_statements_end_xact(false);
+			audit_events_end_xact(false);
+			break;
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			break;
+	}
+	audit_pq_xact_end(event);
+}
+
+/*
+ * Subtransaction callback: at a savepoint's rollback, the events of its
+ * finished statements become "rolled back", those still running "error",
+ * and the texts it stored are forgotten.
+ */
+void
+audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	audit_events_subxact_abort(mySubid);
+	audit_items_subxact_abort(mySubid);
+	audit_statements_end_subxact();
+	audit_pq_subxact_abort();
+}
+
+/*
  * Install the hooks and transaction callbacks.  Preloaded only.
  */
 void
 audit_install_hooks(void)
 {
+	prev_post_parse_analyze_hook = post_parse_analyze_hook;
+	post_parse_analyze_hook = opsdata_post_parse_analyze;
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = opsdata_ExecutorStart;
 	prev_ExecutorRun = ExecutorRun_hook;
@@ -224,10 +246,9 @@ audit_install_hooks(void)
 	ExecutorFinish_hook = opsdata_ExecutorFinish;
 	prev_ExecutorEnd = ExecutorEnd_hook;
 	ExecutorEnd_hook = opsdata_ExecutorEnd;
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = opsdata_ProcessUtility;
-	prev_object_access_hook = object_access_hook;
-	object_access_hook = opsdata_object_access;
+	opsdata_register_utility(OPSDATA_UTILITY_AUDIT, audit_ProcessUtility);
+	opsdata_register_object_access(OPSDATA_OBJECT_ACCESS_AUDIT,
+								   audit_object_access);
 	prev_needs_fmgr_hook = needs_fmgr_hook;
 	needs_fmgr_hook = opsdata_needs_fmgr_hook;
 	prev_fmgr_hook = fmgr_hook;
@@ -237,8 +258,8 @@ audit_install_hooks(void)
 	prev_ClientAuthentication = ClientAuthentication_hook;
 	ClientAuthentication_hook = opsdata_ClientAuthentication;
 
-	RegisterXactCallback(audit_xact_callback, NULL);
-	RegisterSubXactCallback(audit_subxact_callback, NULL);
+	opsdata_register_xact(OPSDATA_XACT_AUDIT, audit_xact_callback,
+						  audit_subxact_callback);
 }
 
 /* Every scheduler drains its database's queue (drain.c). */
@@ -255,6 +276,8 @@ void
 audit_init(void)
 {
 	audit_define_gucs();
+	audit_pq_init();
+	audit_indexer_init();
 	audit_seal_define_gucs();
 	audit_seal_init();
 	if (!opsdata_preloaded)
@@ -266,6 +289,7 @@ audit_init(void)
 	audit_active_init();
 	audit_rules_init();
 	audit_writer_init();
+	audit_shapes_init();
 	audit_install_hooks();
 	worker_register_service(&audit_drain_service_def);
 	worker_register_service(&audit_seal_service_def);

@@ -13,17 +13,20 @@
  * there any more.  Queries on the current day read its partition, found by
  * partition pruning and the BRIN index.
  *
- * audit._index_closed_partitions(), the command of the built-in job "audit
- * index closed partitions", counts the closed partitions that lack one of
- * those indexes (or hold a leftover invalid one) and starts a background
- * worker for them, without waiting: CREATE INDEX CONCURRENTLY waits for
- * every transaction older than itself, the caller's among them.  The
- * worker connects as the extension owner, takes a session advisory lock so
- * that two never overlap, and runs DROP INDEX CONCURRENTLY of a leftover
- * invalid index and CREATE INDEX CONCURRENTLY as top-level statements, so
- * that writers and readers of the partition never wait for it.  Errors end
- * the worker (they are logged); the next run of the job starts over from
- * the catalog.
+ * The work is a job entry (worker/worker.h), run in a job worker connected
+ * as the extension owner: the built-in job "audit index closed partitions"
+ * runs it in its own job worker.  It takes a session advisory lock so that
+ * two never overlap, and runs DROP INDEX CONCURRENTLY of a leftover invalid
+ * index and CREATE INDEX CONCURRENTLY as top-level statements
+ * (opsdata_toplevel_exec), so that writers and readers of the partition
+ * never wait for it.  Errors end the work (a scheduled run is recorded as
+ * failed); the next run starts over from the catalog.
+ *
+ * audit._index_closed_partitions(), the job's command in a session, counts
+ * the closed partitions that lack one of those indexes (or hold a leftover
+ * invalid one) and starts a job worker for the entry when any does, without
+ * waiting: CREATE INDEX CONCURRENTLY waits for every transaction older than
+ * itself, the caller's among them.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -39,36 +42,28 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "pgstat.h"
-#include "postmaster/bgworker.h"
-#include "storage/ipc.h"
-#include "tcop/pquery.h"
-#include "tcop/tcopprot.h"
-#include "tcop/utility.h"
-#include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/memutils.h"
-#include "utils/portal.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "audit/audit.h"
 #include "core/opsdata.h"
-
-#define AUDIT_INDEXER_TYPE "pg_opsdata audit indexer"
+#include "worker/worker.h"
 
 /* Key of the advisory lock of the worker ("opsd", "audi"). */
 #define AUDIT_INDEXER_LOCK_KEY1 1869639524
 #define AUDIT_INDEXER_LOCK_KEY2 1635083369
 
-typedef struct AuditIndexerArgs
-{
-	Oid database;
-	Oid owner;
-} AuditIndexerArgs;
-
 PG_FUNCTION_INFO_V1(audit_index_closed_partitions);
-PGDLLEXPORT void audit_indexer_main(Datum main_arg);
+
+static void audit_indexer_run(Datum arg);
+
+/* The job entry of the built-in job, and of the function in a session. */
+static const WorkerEntry audit_indexer_entry = {
+	.name = "audit indexer",
+	.command = "SELECT audit._index_closed_partitions()",
+	.run = audit_indexer_run,
+};
 
 /*
  * The statements that give the closed partitions their missing indexes,
@@ -79,50 +74,62 @@ static const char *const audit_indexer_plan_sql =
 	"WITH closed AS ("
 	"  SELECT n.nspname, c.relname"
 	"    FROM opsdata._partition_layout('audit.entries') l"
-	"    JOIN pg_catalog.pg_class c ON c.oid = l.partition"
-	"    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.partition"
+	"    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
 	"   WHERE NOT l.is_default AND NOT l.detach_pending"
-	"     AND l.upper_time <= pg_catalog.now() - interval '1 hour'),"
+	"     AND l.upper_time OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 hour')),"
 	" wanted AS ("
-	"  SELECT nspname, relname, pg_catalog.left(relname, 47) || '_username_ts_idx' AS idx,"
+	"  SELECT nspname, relname, pg_catalog.left(relname, 47) OPERATOR(pg_catalog.||) '_username_ts_idx' AS idx,"
 	"         'btree (username, ts)' AS def, 1 AS ord FROM closed"
 	"  UNION ALL"
-	"  SELECT nspname, relname, pg_catalog.left(relname, 50) || '_objects_idx',"
+	"  SELECT nspname, relname, pg_catalog.left(relname, 50) OPERATOR(pg_catalog.||) '_objects_idx',"
 	"         'gin (objects)', 2 FROM closed),"
 	" state AS ("
 	"  SELECT w.*, i.indisvalid"
 	"    FROM wanted w"
-	"    LEFT JOIN pg_catalog.pg_class ic ON ic.relname = w.idx"
-	"     AND ic.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = w.nspname)"
-	"    LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = ic.oid)"
+	"    LEFT JOIN pg_catalog.pg_class ic ON ic.relname OPERATOR(pg_catalog.=) w.idx"
+	"     AND ic.relnamespace OPERATOR(pg_catalog.=) (SELECT n.oid FROM pg_catalog.pg_namespace n"
+	"                                                  WHERE n.nspname OPERATOR(pg_catalog.=) w.nspname)"
+	"    LEFT JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) ic.oid)"
 	"SELECT pg_catalog.format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', nspname, idx)"
-	"  FROM state WHERE indisvalid = false "
+	"  FROM state WHERE indisvalid OPERATOR(pg_catalog.=) false "
 	"UNION ALL "
 	"SELECT pg_catalog.format('CREATE INDEX CONCURRENTLY %I ON %I.%I USING %s', idx, nspname, relname, def)"
 	"  FROM state WHERE indisvalid IS NOT TRUE "
 	"ORDER BY 1 DESC";
 
 /*
+ * Registers the job entry; called by audit_init() in every process.
+ */
+void
+audit_indexer_init(void)
+{
+	worker_register_entry(&audit_indexer_entry);
+}
+
+/*
  * audit._index_closed_partitions() returns integer: how many indexes of
- * closed partitions are missing; when any is, a worker is started to build
- * them (it is not waited for).
+ * closed partitions are missing; when any is, a job worker is started to
+ * build them (it is not waited for).
  */
 Datum
 audit_index_closed_partitions(PG_FUNCTION_ARGS)
 {
-	AuditIndexerArgs args;
 	HeapTuple proc;
+	Oid owner;
 	int64 missing;
 	bool isnull;
+	int rc;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(
-			psprintf(
-				"SELECT count(*) FROM (%s) s WHERE s.format LIKE 'CREATE %%'",
-				audit_indexer_plan_sql),
-			true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not list the closed partitions of audit.entries");
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		opsdata_spi_failed(rc, "connect to SPI");
+	rc = SPI_execute(
+		psprintf(
+			"SELECT pg_catalog.count(*) FROM (%s) s WHERE s.format OPERATOR(pg_catalog.~~) 'CREATE %%'",
+			audit_indexer_plan_sql),
+		true, 0);
+	if (rc != SPI_OK_SELECT)
+		opsdata_spi_failed(rc, "list the closed partitions of audit.entries");
 	missing = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
@@ -134,12 +141,10 @@ audit_index_closed_partitions(PG_FUNCTION_ARGS)
 	if (!HeapTupleIsValid(proc))
 		elog(ERROR, "cache lookup failed for function %u",
 			 fcinfo->flinfo->fn_oid);
-	args.owner = ((Form_pg_proc) GETSTRUCT(proc))->proowner;
+	owner = ((Form_pg_proc) GETSTRUCT(proc))->proowner;
 	ReleaseSysCache(proc);
-	args.database = MyDatabaseId;
-	if (opsdata_start_worker("audit_indexer_main", AUDIT_INDEXER_TYPE,
-							 AUDIT_INDEXER_TYPE, (Datum) 0, &args,
-							 sizeof(args), false) == NULL)
+	if (worker_run_entry(&audit_indexer_entry, (Datum) 0, owner, false,
+						 NULL) == WORKER_ENTRY_NO_SLOT)
 		ereport(
 			ERROR,
 			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -150,95 +155,36 @@ audit_index_closed_partitions(PG_FUNCTION_ARGS)
 }
 
 /*
- * Run sql as a top-level statement through a portal, as a client's query
- * is run, in transactions of its own: CREATE and DROP INDEX CONCURRENTLY
- * commit in the middle (the active portal survives the commits) and event
- * triggers that run SQL find the portal's snapshot.  Parse, analysis and
- * plan live in cxt.
+ * Takes the indexer's lock and lists the statements to run, in cxt; NIL
+ * when another indexer holds the lock.  The lock is held by the session
+ * until its worker ends.
  */
-static void
-audit_indexer_exec(const char *sql, MemoryContext cxt)
+static List *
+audit_indexer_plan(MemoryContext cxt)
 {
-	MemoryContext old;
-	List *parsetrees;
-	List *querytrees;
-	List *plantrees;
-	RawStmt *raw;
-	Portal portal;
-	QueryCompletion qc;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	old = MemoryContextSwitchTo(cxt);
-	pgstat_report_activity(STATE_RUNNING, sql);
-	parsetrees = pg_parse_query(sql);
-	raw = linitial_node(RawStmt, parsetrees);
-	querytrees = pg_analyze_and_rewrite_fixedparams(raw, sql, NULL, 0, NULL);
-	plantrees = pg_plan_queries(querytrees, sql, 0, NULL);
-
-	portal = CreatePortal("", true, true);
-	portal->visible = false;
-	PortalDefineQuery(portal, NULL, sql, CreateCommandTag(raw->stmt),
-					  plantrees, NULL);
-	PortalStart(portal, NULL, 0, InvalidSnapshot);
-	InitializeQueryCompletion(&qc);
-	(void) PortalRun(portal, FETCH_ALL, true, true, None_Receiver,
-					 None_Receiver, &qc);
-	PortalDrop(portal, false);
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(old);
-	MemoryContextReset(cxt);
-}
-
-/*
- * Main function of the worker: build the missing indexes, one statement
- * at a time, then exit.
- */
-void
-audit_indexer_main(Datum main_arg)
-{
-	AuditIndexerArgs args;
-	MemoryContext cxt;
 	List *statements = NIL;
-	ListCell *lc;
-	bool locked;
 	bool isnull;
 	uint64 i;
-
-	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(args.database, args.owner, 0);
-	pgstat_report_appname(AUDIT_INDEXER_TYPE);
-	SetConfigOption("application_name", AUDIT_INDEXER_TYPE, PGC_USERSET,
-					PGC_S_SESSION);
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET,
-					PGC_S_SESSION);
-	/*
-	 * An index build may take long; a server-wide limit meant for applications
-	 * must not cut it.
-	 */
-	SetConfigOption("statement_timeout", "0", PGC_USERSET, PGC_S_SESSION);
-	cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata audit indexer",
-								ALLOCSET_DEFAULT_SIZES);
+	int rc;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(psprintf("SELECT pg_catalog.pg_try_advisory_lock(%d, %d)",
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		opsdata_spi_failed(rc, "connect to SPI");
+	rc =
+		SPI_execute(psprintf("SELECT pg_catalog.pg_try_advisory_lock(%d, %d)",
 							 AUDIT_INDEXER_LOCK_KEY1, AUDIT_INDEXER_LOCK_KEY2),
-					false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not take the lock of the audit indexer");
-	locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										SPI_tuptable->tupdesc, 1, &isnull));
-	if (locked)
+					false, 0);
+	if (rc != SPI_OK_SELECT)
+		opsdata_spi_failed(rc, "take the lock of the audit indexer");
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+								   SPI_tuptable->tupdesc, 1, &isnull)))
 	{
-		if (SPI_execute(audit_indexer_plan_sql, true, 0) != SPI_OK_SELECT)
-			elog(ERROR,
-				 "could not list the closed partitions of audit.entries");
+		rc = SPI_execute(audit_indexer_plan_sql, true, 0);
+		if (rc != SPI_OK_SELECT)
+			opsdata_spi_failed(rc,
+							   "list the closed partitions of audit.entries");
 		for (i = 0; i < SPI_processed; i++)
 		{
 			MemoryContext old = MemoryContextSwitchTo(cxt);
@@ -252,19 +198,32 @@ audit_indexer_main(Datum main_arg)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	if (!locked)
-		proc_exit(0); /* another indexer is at work */
+	return statements;
+}
 
+/*
+ * The entry: build the missing indexes, one statement at a time, each at
+ * top level in a transaction of its own.
+ */
+static void
+audit_indexer_run(Datum arg)
+{
+	MemoryContext cxt;
+	List *statements;
+	ListCell *lc;
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "pg_opsdata audit indexer",
+								ALLOCSET_DEFAULT_SIZES);
+	statements = audit_indexer_plan(cxt);
+	MemoryContextSwitchTo(cxt);
 	foreach (lc, statements)
 	{
-		MemoryContext stmt_cxt = AllocSetContextCreate(
-			cxt, "pg_opsdata audit indexer statement", ALLOCSET_DEFAULT_SIZES);
-
 		CHECK_FOR_INTERRUPTS();
 		ereport(DEBUG1,
 				(errmsg("pg_opsdata audit indexer: %s", (char *) lfirst(lc))));
-		audit_indexer_exec((const char *) lfirst(lc), stmt_cxt);
-		MemoryContextDelete(stmt_cxt);
+		opsdata_toplevel_exec((const char *) lfirst(lc), NULL, NULL);
+		MemoryContextSwitchTo(cxt);
 	}
-	proc_exit(0);
+	MemoryContextSwitchTo(TopMemoryContext);
+	MemoryContextDelete(cxt);
 }

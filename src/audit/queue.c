@@ -55,6 +55,7 @@
 
 #include "audit/audit.h"
 #include "core/opsdata.h"
+#include "worker/worker.h"
 
 #define AUDIT_QUEUE_NAME "pg_opsdata audit queue"
 
@@ -75,6 +76,7 @@ typedef struct AuditQueueSlot
 	uint64 writer_errors;
 	TimestampTz last_drained; /* last commit of a drainer, 0 for never */
 	TimestampTz last_error;	  /* last failed write, 0 for never */
+	bool held;				  /* entries were held during a restore (hold.c) */
 	ConditionVariable space_cv;
 	ConditionVariable owner_cv;
 } AuditQueueSlot;
@@ -102,6 +104,8 @@ typedef struct AuditRecordHeader
 	uint8 flags;
 	uint8 pad;
 	int32 nobjects;
+	int32 nconsts; /* spans after the strings */
+	int32 param_base;
 } AuditRecordHeader;
 
 #define AUDIT_NULL_STRING ((uint32) 0xFFFFFFFF)
@@ -267,6 +271,7 @@ audit_queue_slot(const char *dbname, bool create, bool confirm)
 		slot->dboid = confirm ? MyDatabaseId : InvalidOid;
 		slot->drainer_pid = 0;
 		slot->last_drained = slot->last_error = 0;
+		slot->held = false;
 		strlcpy(slot->dbname, dbname, NAMEDATALEN);
 		slot->head = slot->tail = slot->claim_end = 0;
 		slot->enqueued = slot->drained = slot->dropped = slot->waits =
@@ -323,8 +328,11 @@ append_string(StringInfo buf, const char *s)
 	appendBinaryStringInfo(buf, s, len + 1);
 }
 
-/* Append s, cut to at most max bytes on a character boundary. */
-static void
+/*
+ * Append s, cut to at most max bytes on a character boundary; returns the
+ * bytes kept.
+ */
+static Size
 append_string_capped(StringInfo buf, const char *s, Size max)
 {
 	Size len;
@@ -333,11 +341,13 @@ append_string_capped(StringInfo buf, const char *s, Size max)
 	if (s == NULL || (len = strlen(s)) <= max)
 	{
 		append_string(buf, s);
-		return;
+		return s == NULL ? 0 : len;
 	}
-	cut = pnstrdup(s, pg_mbcliplen(s, len, max));
+	len = pg_mbcliplen(s, len, max);
+	cut = pnstrdup(s, len);
 	append_string(buf, cut);
 	pfree(cut);
+	return len;
 }
 
 /*
@@ -351,6 +361,8 @@ audit_event_serialize(StringInfo buf, const AuditEvent *ev)
 	AuditRecordHeader hdr;
 	Size budget = audit_queue->capacity / 4;
 	Size fixed;
+	Size kept;
+	int nconsts = 0;
 	int i;
 
 	memset(&hdr, 0, sizeof(hdr));
@@ -364,6 +376,7 @@ audit_event_serialize(StringInfo buf, const AuditEvent *ev)
 	hdr.outcome = ev->outcome;
 	hdr.flags = ev->flags;
 	hdr.nobjects = ev->nobjects;
+	hdr.param_base = ev->param_base;
 	appendBinaryStringInfo(buf, (char *) &hdr, sizeof(hdr));
 	append_string(buf, ev->database);
 	append_string(buf, ev->username);
@@ -376,13 +389,20 @@ audit_event_serialize(StringInfo buf, const AuditEvent *ev)
 		append_string(buf, ev->objects[i]);
 		append_string(buf, ev->privileges ? ev->privileges[i] : NULL);
 	}
-	fixed = buf->len - start;
-	append_string_capped(buf, ev->statement,
-						 budget > fixed + 64 ? budget - fixed - 64 : 64);
+	fixed = buf->len - start + sizeof(AuditSpan) * ev->nconsts;
+	kept = append_string_capped(
+		buf, ev->statement, budget > fixed + 64 ? budget - fixed - 64 : 64);
 	append_string_capped(buf, ev->params, 1024);
+	/* The constants of the part of the statement kept. */
+	while (nconsts < ev->nconsts && (Size) (ev->consts[nconsts].offset +
+											ev->consts[nconsts].len) <= kept)
+		nconsts++;
+	appendBinaryStringInfo(buf, (const char *) ev->consts,
+						   sizeof(AuditSpan) * nconsts);
 	while (buf->len % MAXIMUM_ALIGNOF != 0)
 		appendStringInfoChar(buf, '\0');
 	((AuditRecordHeader *) (buf->data + start))->length = buf->len - start;
+	((AuditRecordHeader *) (buf->data + start))->nconsts = nconsts;
 }
 
 static const char *
@@ -440,6 +460,15 @@ audit_event_deserialize(char *rec, AuditEvent *ev)
 	}
 	ev->statement = read_string(&p);
 	ev->params = read_string(&p);
+	ev->nconsts = hdr.nconsts;
+	ev->param_base = hdr.param_base;
+	if (hdr.nconsts > 0)
+	{
+		AuditSpan *consts = palloc(sizeof(AuditSpan) * hdr.nconsts);
+
+		memcpy(consts, p, sizeof(AuditSpan) * hdr.nconsts);
+		ev->consts = consts;
+	}
 }
 
 static void
@@ -472,6 +501,21 @@ ring_read(int i, uint64 pos, char *dst, Size len)
 		memcpy(dst, ring + off, cap - off);
 		memcpy(dst + (cap - off), ring, len - (cap - off));
 	}
+}
+
+/*
+ * Ask the scheduler of database dboid to drain its queue now: the queue is
+ * filling up or a session waits for room.  Cheap and lock-free; a queue
+ * whose database is not known yet (only logins reached it) falls back on
+ * the current database.
+ */
+static void
+audit_wake_drainer(Oid dboid)
+{
+	if (!OidIsValid(dboid))
+		dboid = MyDatabaseId;
+	if (OidIsValid(dboid))
+		worker_wake_scheduler(dboid);
 }
 
 /*
@@ -697,6 +741,43 @@ audit_queue_count_writer_error(const char *dbname)
 }
 
 /*
+ * A session or drainer of the current database held entries while a dump
+ * was being restored (hold.c): the drainer is to move them once the
+ * restore has ended.
+ */
+void
+audit_queue_note_held(const char *dbname)
+{
+	int i;
+
+	if (audit_queue == NULL || (i = audit_queue_slot(dbname, true, true)) < 0)
+		return;
+	LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
+	audit_queue->slots[i].held = true;
+	LWLockRelease(slot_lock(i));
+}
+
+/*
+ * Whether entries of dbname were held since the last call; clears the
+ * flag.
+ */
+bool
+audit_queue_take_held(const char *dbname)
+{
+	int i;
+	bool held;
+
+	if (audit_queue == NULL ||
+		(i = audit_queue_slot(dbname, false, false)) < 0)
+		return false;
+	LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
+	held = audit_queue->slots[i].held;
+	audit_queue->slots[i].held = false;
+	LWLockRelease(slot_lock(i));
+	return held;
+}
+
+/*
  * Snapshot of every assigned slot, palloc'd; returns how many.
  */
 int
@@ -767,6 +848,14 @@ audit_event_copy(const AuditEvent *src, MemoryContext cxt)
 	COPY_STR(statement);
 	COPY_STR(params);
 #undef COPY_STR
+	if (src->nconsts > 0)
+	{
+		AuditSpan *consts =
+			MemoryContextAlloc(cxt, sizeof(AuditSpan) * src->nconsts);
+
+		memcpy(consts, src->consts, sizeof(AuditSpan) * src->nconsts);
+		ev->consts = consts;
+	}
 	if (src->nobjects > 0)
 	{
 		ev->objects = MemoryContextAlloc(cxt, sizeof(char *) * src->nobjects);

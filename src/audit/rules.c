@@ -40,6 +40,7 @@
 #include "utils/snapmgr.h"
 
 #include "audit/audit.h"
+#include "core/opsdata.h"
 
 typedef struct AuditRule
 {
@@ -72,7 +73,8 @@ audit_rules_callback(Datum arg, Oid relid)
 void
 audit_rules_init(void)
 {
-	CacheRegisterRelcacheCallback(audit_rules_callback, (Datum) 0);
+	opsdata_register_relcache(OPSDATA_RELCACHE_AUDIT_RULES,
+							  audit_rules_callback);
 }
 
 /*
@@ -133,10 +135,11 @@ text_attr(HeapTuple tuple, TupleDesc desc, const char *attname,
 }
 
 /*
- * Read the rules of the current database.  Caller is in a transaction.
+ * Read the rules of the current database into the cache, as the
+ * extension's own work.  Caller is in a transaction.
  */
 static void
-audit_rules_load(void)
+audit_rules_read(void *arg)
 {
 	Relation rel;
 	TableScanDesc scan;
@@ -157,15 +160,17 @@ audit_rules_load(void)
 
 	audit_rules_oid = audit_rules_relid();
 	if (!OidIsValid(audit_rules_oid))
-	{
-		audit_rules_loaded = true;
 		return;
-	}
 
-	audit_internal_depth++;
 	rel = table_open(audit_rules_oid, AccessShareLock);
 	desc = RelationGetDescr(rel);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	/*
+	 * A fresh catalog snapshot, not the transaction's: a session's first
+	 * statement may be BEGIN ISOLATION LEVEL ..., which must come before the
+	 * transaction takes its snapshot.
+	 */
+	InvalidateCatalogSnapshot();
+	snapshot = RegisterSnapshot(GetCatalogSnapshot(audit_rules_oid));
 	scan = table_beginscan(rel, snapshot, 0, NULL);
 	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
@@ -182,11 +187,8 @@ audit_rules_load(void)
 
 		if (database != NULL && strcmp(database, dbname) != 0)
 			continue;
-		if (audit_nrules == size)
-		{
-			size *= 2;
-			audit_rules = repalloc(audit_rules, sizeof(AuditRule) * size);
-		}
+		audit_rules = audit_array_room(audit_rules, audit_nrules, &size,
+									   sizeof(AuditRule), 8, audit_rules_cxt);
 		rule = &audit_rules[audit_nrules++];
 		rule->include = action != NULL && strcmp(action, "include") == 0;
 		rule->has_role = role != NULL;
@@ -206,8 +208,6 @@ audit_rules_load(void)
 	table_endscan(scan);
 	UnregisterSnapshot(snapshot);
 	table_close(rel, AccessShareLock);
-	audit_internal_depth--;
-	audit_rules_loaded = true;
 }
 
 /* Load the rules if needed and possible (never while reporting an error). */
@@ -215,8 +215,11 @@ static void
 audit_rules_ensure(void)
 {
 	if (!audit_rules_loaded && IsTransactionState() &&
-		!IsAbortedTransactionBlockState() && !audit_in_error)
-		audit_rules_load();
+		!IsAbortedTransactionBlockState() && !audit_reporting_error())
+	{
+		audit_run_internal(audit_rules_read, NULL);
+		audit_rules_loaded = true;
+	}
 }
 
 /*

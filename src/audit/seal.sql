@@ -5,7 +5,8 @@
 -- The database's scheduler seals new entries every
 -- pg_opsdata.audit_seal_interval; audit.seal() seals in the caller's
 -- transaction.  Only the extension writes audit.seals, and its rows are
--- never changed: a trigger refuses UPDATE and DELETE to all but the owner.
+-- never changed: the guard of every table of the extension (finish.sql)
+-- refuses writes to all but the owner and superusers.
 
 CREATE TABLE audit.seals (
 	seal_id				bigint PRIMARY KEY,
@@ -55,9 +56,6 @@ COMMENT ON COLUMN audit.seals.detail IS 'For a retention seal: the partition rem
 COMMENT ON COLUMN audit.seals.prev_hash IS 'Hash of the seal before (zeros for seal 1)';
 COMMENT ON COLUMN audit.seals.sealed_at IS 'When the seal was made';
 COMMENT ON COLUMN audit.seals.hash IS 'SHA-256 of the seal''s other columns, locators by their SHA-256';
-
-CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON audit.seals
-	FOR EACH ROW EXECUTE FUNCTION audit._refuse_change();
 
 SELECT pg_catalog.pg_extension_config_dump('audit.seals', '');
 

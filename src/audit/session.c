@@ -12,6 +12,9 @@
  * hands them here as failed logins.  A session whose login was recorded
  * records its disconnect at exit, with the session's length.
  *
+ * On a hot standby none of them is recorded, as no statement is: the
+ * standby's queue would never be drained (doc/audit.md, "Hot standbys").
+ *
  * None of these may wait for room in the queue: they are put with the drop
  * policy, and counted when dropped.  Logins are classified by the
  * server-wide pg_opsdata.audit, since per-database and per-role settings
@@ -28,6 +31,7 @@
 
 #include "audit/port.h"
 
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/memutils.h"
@@ -41,6 +45,8 @@ static bool audit_login_recorded = false;
 static bool audit_login_pending = false;
 static AuditEvent audit_login_event;
 
+static void audit_session_exit(int code, Datum arg);
+
 /* A failed login: FATAL while the session was being set up. */
 void
 audit_login_failed(ErrorData *edata)
@@ -51,7 +57,8 @@ audit_login_failed(ErrorData *edata)
 
 	audit_login_pending = false;
 	if (!(audit_classes & AUDIT_BIT(AUDIT_CLASS_LOGIN)) || port == NULL ||
-		port->database_name == NULL || port->user_name == NULL)
+		RecoveryInProgress() || port->database_name == NULL ||
+		port->user_name == NULL)
 		return;
 	memset(&ev, 0, sizeof(ev));
 	ev.ts = GetCurrentTimestamp();
@@ -82,10 +89,10 @@ audit_login(Port *port, int status)
 	audit_session_start = GetCurrentTimestamp();
 	if (!audit_exit_registered)
 	{
-		before_shmem_exit(audit_on_exit, (Datum) 0);
+		before_shmem_exit(audit_session_exit, (Datum) 0);
 		audit_exit_registered = true;
 	}
-	if (status != STATUS_OK ||
+	if (status != STATUS_OK || RecoveryInProgress() ||
 		!(audit_classes & AUDIT_BIT(AUDIT_CLASS_LOGIN)) ||
 		port->database_name == NULL || port->user_name == NULL)
 		return;
@@ -127,7 +134,7 @@ audit_login_settled(void)
  * Record the disconnect of a session whose login was recorded.  Called at
  * exit.
  */
-void
+static void
 audit_record_disconnect(void)
 {
 	Port *port = MyProcPort;
@@ -155,4 +162,16 @@ audit_record_disconnect(void)
 		audit_queue_put(port->database_name, false, &evp, 1, AUDIT_PUT_DROP,
 						NULL);
 	}
+}
+
+/*
+ * At exit (before_shmem_exit): record a login still pending, queue what
+ * the session's events left (events.c), then record the disconnect.
+ */
+static void
+audit_session_exit(int code, Datum arg)
+{
+	audit_login_settled();
+	audit_events_at_exit();
+	audit_record_disconnect();
 }

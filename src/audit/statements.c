@@ -57,6 +57,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -65,6 +66,7 @@
 #include "storage/lmgr.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -124,6 +126,7 @@ struct AuditStmtWriter
 	int id_att;
 	int text_att;
 	int seen_att;
+	int placeholders_att; /* <= 0 in a 0.1 schema: shapes are not stored */
 };
 
 static AuditStmtSlot *audit_stmt_cache = NULL;
@@ -404,13 +407,46 @@ audit_statements_check_storage(Oid relid, Oid relfilenode)
 	}
 }
 
+/*
+ * The key of a shape: two hashes of its text, each combined with a hash of
+ * its placeholders when it has any (a text stored as it was keeps the key
+ * of its text alone).
+ */
 static void
-audit_stmt_key(const char *text, int len, AuditStmtKey *key)
+audit_stmt_key(const AuditShape *shape, AuditStmtKey *key)
 {
-	key->h1 =
-		hash_bytes_extended((const unsigned char *) text, len, 0x6f707364);
-	key->h2 =
-		hash_bytes_extended((const unsigned char *) text, len, 0x61756474);
+	key->h1 = hash_bytes_extended((const unsigned char *) shape->text,
+								  shape->len, 0x6f707364);
+	key->h2 = hash_bytes_extended((const unsigned char *) shape->text,
+								  shape->len, 0x61756474);
+	if (shape->nplaceholders > 0)
+	{
+		Size size = sizeof(int32) * shape->nplaceholders;
+
+		key->h1 = hash_combine64(
+			key->h1,
+			hash_bytes_extended((const unsigned char *) shape->placeholders,
+								size, 0x73686170));
+		key->h2 = hash_combine64(
+			key->h2,
+			hash_bytes_extended((const unsigned char *) shape->placeholders,
+								size, 0x65736864));
+	}
+}
+
+/* Are the placeholders of a stored row (NULL: none) those of shape? */
+static bool
+audit_stmt_same_placeholders(Datum d, bool isnull, const AuditShape *shape)
+{
+	ArrayType *a;
+
+	if (isnull)
+		return shape->nplaceholders == 0;
+	a = DatumGetArrayTypeP(d);
+	return ARR_NDIM(a) == 1 && !ARR_HASNULL(a) && ARR_ELEMTYPE(a) == INT4OID &&
+		   ARR_DIMS(a)[0] == shape->nplaceholders &&
+		   memcmp((char *) a + ARR_OVERHEAD_NONULLS(1), shape->placeholders,
+				  sizeof(int32) * shape->nplaceholders) == 0;
 }
 
 /*
@@ -431,8 +467,13 @@ audit_statements_open(EState *estate, ResultRelInfo *rri)
 	sw->id_att = SPI_fnumber(desc, "statement_id");
 	sw->text_att = SPI_fnumber(desc, "statement_text");
 	sw->seen_att = SPI_fnumber(desc, "first_seen");
+	sw->placeholders_att = SPI_fnumber(desc, "placeholders");
 	if (sw->id_att <= 0 || sw->text_att <= 0)
-		elog(ERROR, "audit.statements lacks its columns");
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation \"audit.statements\" lacks the columns "
+						"\"statement_id\" and \"statement_text\""),
+				 errhint("Reinstall the pg_opsdata extension.")));
 	sw->slot = table_slot_create(sw->heap, &estate->es_tupleTable);
 	sw->slots = palloc(sizeof(TupleTableSlot *) * AUDIT_STMT_BATCH);
 	for (i = 0; i < rri->ri_NumIndices; i++)
@@ -443,7 +484,10 @@ audit_statements_open(EState *estate, ResultRelInfo *rri)
 			sw->pk = idx;
 	}
 	if (sw->pk == NULL)
-		elog(ERROR, "audit.statements has no primary key");
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation \"audit.statements\" has no primary key"),
+				 errhint("Reinstall the pg_opsdata extension.")));
 
 	audit_statements_check_storage(RelationGetRelid(sw->heap),
 								   sw->heap->rd_node.relNode);
@@ -465,7 +509,7 @@ audit_statements_close(AuditStmtWriter *sw)
  * another text, 0 when absent.
  */
 static int
-audit_stmt_probe(AuditStmtWriter *sw, int64 id, const char *stmt, int len)
+audit_stmt_probe(AuditStmtWriter *sw, int64 id, const AuditShape *shape)
 {
 	for (;;)
 	{
@@ -496,10 +540,16 @@ audit_stmt_probe(AuditStmtWriter *sw, int64 id, const char *stmt, int len)
 			}
 			d = slot_getattr(slot, sw->text_att, &isnull);
 			t = DatumGetTextPP(d);
-			result = (!isnull && VARSIZE_ANY_EXHDR(t) == (Size) len &&
-					  memcmp(VARDATA_ANY(t), stmt, len) == 0)
+			result = (!isnull && VARSIZE_ANY_EXHDR(t) == (Size) shape->len &&
+					  memcmp(VARDATA_ANY(t), shape->text, shape->len) == 0)
 						 ? 1
 						 : -1;
+			if (result == 1 && sw->placeholders_att > 0)
+			{
+				d = slot_getattr(slot, sw->placeholders_att, &isnull);
+				if (!audit_stmt_same_placeholders(d, isnull, shape))
+					result = -1;
+			}
 			/* Our own transaction's row goes if it aborts. */
 			if (result == 1 &&
 				TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetRawXmin(
@@ -517,7 +567,7 @@ audit_stmt_probe(AuditStmtWriter *sw, int64 id, const char *stmt, int len)
 /* Put the values of a new statement row into slot. */
 static void
 audit_stmt_fill(AuditStmtWriter *sw, TupleTableSlot *slot, int64 id,
-				const char *text, int len)
+				const AuditShape *shape)
 {
 	ExecClearTuple(slot);
 	memset(slot->tts_isnull, true,
@@ -525,13 +575,25 @@ audit_stmt_fill(AuditStmtWriter *sw, TupleTableSlot *slot, int64 id,
 	slot->tts_values[sw->id_att - 1] = Int64GetDatum(id);
 	slot->tts_isnull[sw->id_att - 1] = false;
 	slot->tts_values[sw->text_att - 1] =
-		PointerGetDatum(cstring_to_text_with_len(text, len));
+		PointerGetDatum(cstring_to_text_with_len(shape->text, shape->len));
 	slot->tts_isnull[sw->text_att - 1] = false;
 	if (sw->seen_att > 0)
 	{
 		slot->tts_values[sw->seen_att - 1] =
 			TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 		slot->tts_isnull[sw->seen_att - 1] = false;
+	}
+	if (sw->placeholders_att > 0 && shape->nplaceholders > 0)
+	{
+		Datum *elems = palloc(sizeof(Datum) * shape->nplaceholders);
+		int i;
+
+		for (i = 0; i < shape->nplaceholders; i++)
+			elems[i] = Int32GetDatum(shape->placeholders[i]);
+		slot->tts_values[sw->placeholders_att - 1] = PointerGetDatum(
+			construct_array(elems, shape->nplaceholders, INT4OID,
+							sizeof(int32), true, TYPALIGN_INT));
+		slot->tts_isnull[sw->placeholders_att - 1] = false;
 	}
 	ExecStoreVirtualTuple(slot);
 }
@@ -541,13 +603,13 @@ audit_stmt_fill(AuditStmtWriter *sw, TupleTableSlot *slot, int64 id,
  * inserted the same id first (our row is then deleted again).
  */
 static bool
-audit_stmt_insert(AuditStmtWriter *sw, int64 id, const char *text, int len)
+audit_stmt_insert(AuditStmtWriter *sw, int64 id, const AuditShape *shape)
 {
 	TupleTableSlot *slot = sw->slot;
 	bool conflict = false;
 	List *recheck;
 
-	audit_stmt_fill(sw, slot, id, text, len);
+	audit_stmt_fill(sw, slot, id, shape);
 	audit_filter_set(id);
 	table_tuple_insert(sw->heap, slot, GetCurrentCommandId(true), 0, NULL);
 	recheck = ExecInsertIndexTuples(sw->rri, slot, sw->estate, false, true,
@@ -575,16 +637,9 @@ audit_stmt_remember(const AuditStmtKey *key, int64 id, bool provisional)
 	slot->provisional = provisional;
 	if (!provisional)
 		return;
-	if (audit_stmt_provisional == audit_stmt_prov_max)
-	{
-		audit_stmt_prov_max = Max(64, audit_stmt_prov_max * 2);
-		audit_stmt_prov_keys =
-			audit_stmt_prov_keys == NULL
-				? MemoryContextAlloc(TopMemoryContext, sizeof(AuditStmtKey) *
-														   audit_stmt_prov_max)
-				: repalloc(audit_stmt_prov_keys,
-						   sizeof(AuditStmtKey) * audit_stmt_prov_max);
-	}
+	audit_stmt_prov_keys = audit_array_room(
+		audit_stmt_prov_keys, audit_stmt_provisional, &audit_stmt_prov_max,
+		sizeof(AuditStmtKey), 64, TopMemoryContext);
 	audit_stmt_prov_keys[audit_stmt_provisional++] = *key;
 }
 
@@ -613,7 +668,7 @@ audit_stmt_lookup(const AuditStmtKey *key, int64 *id)
  * absent, moving on past ids that hold other texts.
  */
 static int64
-audit_stmt_resolve(AuditStmtWriter *sw, const char *text, int len,
+audit_stmt_resolve(AuditStmtWriter *sw, const AuditShape *shape,
 				   const AuditStmtKey *key)
 {
 	int64 id = audit_stmt_first_id(key);
@@ -621,7 +676,7 @@ audit_stmt_resolve(AuditStmtWriter *sw, const char *text, int len,
 
 	for (attempt = 0; attempt < 128; attempt++)
 	{
-		int probe = audit_stmt_probe(sw, id, text, len);
+		int probe = audit_stmt_probe(sw, id, shape);
 
 		if (probe < 0)
 		{
@@ -629,7 +684,7 @@ audit_stmt_resolve(AuditStmtWriter *sw, const char *text, int len,
 			id = (id + 1) & INT64CONST(0x7FFFFFFFFFFFFFFF);
 			continue;
 		}
-		if (probe == 0 && !audit_stmt_insert(sw, id, text, len))
+		if (probe == 0 && !audit_stmt_insert(sw, id, shape))
 			/* a concurrent session stored this id first: probe again */
 			continue;
 		/*
@@ -651,7 +706,6 @@ audit_stmt_resolve(AuditStmtWriter *sw, const char *text, int len,
 typedef struct AuditStmtMiss
 {
 	int index; /* in the caller's arrays */
-	int len;
 	AuditStmtKey key;
 } AuditStmtMiss;
 
@@ -663,7 +717,7 @@ typedef struct AuditStmtMiss
  * when a text ended up under another id than the one it was inserted with.
  */
 static bool
-audit_stmt_flush(AuditStmtWriter *sw, const char *const *texts,
+audit_stmt_flush(AuditStmtWriter *sw, const AuditShape *shapes,
 				 AuditStmtMiss **pending, int n)
 {
 	bool same = true;
@@ -691,7 +745,7 @@ audit_stmt_flush(AuditStmtWriter *sw, const char *const *texts,
 			CommandCounterIncrement();
 			simple_heap_delete(sw->heap, &slot->tts_tid);
 			CommandCounterIncrement();
-			if (audit_stmt_resolve(sw, texts[m->index], m->len, &m->key) != id)
+			if (audit_stmt_resolve(sw, &shapes[m->index], &m->key) != id)
 				same = false;
 		}
 		ExecClearTuple(slot);
@@ -700,13 +754,13 @@ audit_stmt_flush(AuditStmtWriter *sw, const char *const *texts,
 }
 
 /*
- * The statement_id of each of n texts (NULL ones are skipped), inserting
- * the texts that are not stored yet into audit.statements in the current
- * transaction.  Texts known to the cache need no relation; open() is
- * called, once, for the first that is not.
+ * The statement_id of each of n shapes (those without text are skipped),
+ * inserting the shapes that are not stored yet into audit.statements in
+ * the current transaction.  Shapes known to the cache need no relation;
+ * open() is called, once, for the first that is not.
  */
 void
-audit_statement_ids(const char *const *texts, int n, int64 *ids,
+audit_statement_ids(const AuditShape *shapes, int n, int64 *ids,
 					AuditStmtOpener open, void *arg)
 {
 	AuditStmtMiss *misses = NULL;
@@ -723,12 +777,10 @@ audit_statement_ids(const char *const *texts, int n, int64 *ids,
 	for (i = 0; i < n; i++)
 	{
 		AuditStmtKey key;
-		int len;
 
-		if (texts[i] == NULL)
+		if (shapes[i].text == NULL)
 			continue;
-		len = strlen(texts[i]);
-		audit_stmt_key(texts[i], len, &key);
+		audit_stmt_key(&shapes[i], &key);
 		/*
 		 * A text the filter has never seen is in no cache: skip the lookups.
 		 */
@@ -745,7 +797,6 @@ audit_statement_ids(const char *const *texts, int n, int64 *ids,
 		if (misses == NULL)
 			misses = palloc(sizeof(AuditStmtMiss) * (n - i));
 		misses[nmiss].index = i;
-		misses[nmiss].len = len;
 		misses[nmiss].key = key;
 		nmiss++;
 	}
@@ -757,37 +808,37 @@ audit_statement_ids(const char *const *texts, int n, int64 *ids,
 	for (i = 0; i < nmiss; i++)
 	{
 		AuditStmtMiss *m = &misses[i];
-		const char *text = texts[m->index];
+		const AuditShape *shape = &shapes[m->index];
 		int64 id = audit_stmt_first_id(&m->key);
 
 		if (!audit_filter_absent(id))
 		{
 			/*
-			 * Maybe stored, perhaps just now as an earlier text of the batch.
+			 * Maybe stored, perhaps just now as an earlier shape of the batch.
 			 */
 			if (!audit_stmt_lookup(&m->key, &ids[m->index]))
-				ids[m->index] = audit_stmt_resolve(sw, text, m->len, &m->key);
+				ids[m->index] = audit_stmt_resolve(sw, shape, &m->key);
 			continue;
 		}
 		/* Certainly not stored yet: inserted with the next rows. */
 		if (npending == AUDIT_STMT_BATCH)
 		{
-			same &= audit_stmt_flush(sw, texts, pending, npending);
+			same &= audit_stmt_flush(sw, shapes, pending, npending);
 			npending = 0;
 		}
 		if (npending == sw->nslots)
 			sw->slots[sw->nslots++] =
 				table_slot_create(sw->heap, &sw->estate->es_tupleTable);
 		audit_filter_set(id);
-		audit_stmt_fill(sw, sw->slots[npending], id, text, m->len);
+		audit_stmt_fill(sw, sw->slots[npending], id, shape);
 		pending[npending++] = m;
 		audit_stmt_remember(&m->key, id, true);
 		ids[m->index] = id;
 	}
-	same &= audit_stmt_flush(sw, texts, pending, npending);
+	same &= audit_stmt_flush(sw, shapes, pending, npending);
 
 	/*
-	 * A conflict moved a text to another id (a different text held its
+	 * A conflict moved a shape to another id (a different one held its
 	 * own): every miss takes its id from the cache or the key again.
 	 */
 	if (!same)
@@ -798,7 +849,7 @@ audit_statement_ids(const char *const *texts, int n, int64 *ids,
 
 			if (!audit_stmt_lookup(&m->key, &ids[m->index]))
 				ids[m->index] =
-					audit_stmt_resolve(sw, texts[m->index], m->len, &m->key);
+					audit_stmt_resolve(sw, &shapes[m->index], &m->key);
 		}
 	}
 	pfree(pending);

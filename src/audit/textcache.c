@@ -26,8 +26,9 @@
  * them as they are stored would only push out the texts that do repeat.
  * The key of an entry folds in the database, the storage of
  * audit.statements (its relfilenode: a truncated or recreated table makes
- * new keys) and a generation that the owner's UPDATE or DELETE of a row
- * of audit.statements advances, so no entry outlives its row.
+ * new keys) and a generation that the owner's UPDATE or DELETE of rows
+ * of audit.statements advances (the statement trigger
+ * audit._statements_changed() below), so no entry outlives its row.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -38,6 +39,8 @@
  */
 #include "postgres.h"
 
+#include "commands/trigger.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/shmem.h"
@@ -191,6 +194,21 @@ audit_text_cache_invalidate(void)
 	if (audit_text_cache != NULL)
 		pg_atomic_fetch_add_u64(&audit_text_cache->generation, 1);
 	audit_text_bound = false;
+}
+
+PG_FUNCTION_INFO_V1(audit_statements_changed);
+
+/*
+ * audit._statements_changed(): statement-level AFTER UPDATE OR DELETE
+ * trigger of audit.statements, which only its owner may change.
+ */
+Datum
+audit_statements_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "audit._statements_changed() must be fired as a trigger");
+	audit_text_cache_invalidate();
+	return PointerGetDatum(NULL);
 }
 
 static inline AuditTextEntry *

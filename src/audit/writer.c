@@ -33,12 +33,14 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "commands/sequence.h"
 #include "executor/execPartition.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
 #include "utils/partcache.h"
 #include "executor/executor.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
@@ -53,6 +55,7 @@
 #include "utils/xid8.h"
 
 #include "audit/audit.h"
+#include "core/opsdata.h"
 #include "partition/route.h"
 
 /* Rows of one partition inserted together. */
@@ -80,6 +83,7 @@ enum
 	COL_SQLSTATE,
 	COL_STATEMENT_ID,
 	COL_PARAMS,
+	COL_CONSTANTS,
 	NUM_COLS
 };
 
@@ -101,7 +105,8 @@ static const char *const audit_column_names[NUM_COLS] = {"entry_id",
 														 "outcome",
 														 "sqlstate",
 														 "statement_id",
-														 "params"};
+														 "params",
+														 "constants"};
 
 /* What the writer found by name, for the database the backend is in. */
 typedef struct AuditWriterCatalog
@@ -113,6 +118,7 @@ typedef struct AuditWriterCatalog
 	Oid statements_relfilenode;
 	char entries_kind;
 	char statements_kind;
+	bool shapes; /* entries take constants, statements placeholders */
 	int attnum[NUM_COLS];
 	Oid atttype[NUM_COLS];
 } AuditWriterCatalog;
@@ -181,6 +187,7 @@ audit_writer_invalidate(Datum arg, Oid relid)
 	if (relid == InvalidOid || relid == audit_writer_catalog.entries ||
 		relid == audit_writer_route.part)
 		audit_writer_route.valid = false;
+	audit_index_cache_invalidate(relid);
 }
 
 /*
@@ -190,7 +197,8 @@ audit_writer_invalidate(Datum arg, Oid relid)
 void
 audit_writer_init(void)
 {
-	CacheRegisterRelcacheCallback(audit_writer_invalidate, (Datum) 0);
+	opsdata_register_relcache(OPSDATA_RELCACHE_AUDIT_WRITER,
+							  audit_writer_invalidate);
 }
 
 static Oid
@@ -249,6 +257,9 @@ audit_writer_lookup(void)
 	table_close(rel, AccessShareLock);
 	rel = table_open(c->statements, AccessShareLock);
 	c->statements_relfilenode = rel->rd_node.relNode;
+	/* A schema of 0.1 not updated yet stores texts as they are. */
+	c->shapes = c->attnum[COL_CONSTANTS] > 0 &&
+				SPI_fnumber(RelationGetDescr(rel), "placeholders") > 0;
 	table_close(rel, AccessShareLock);
 	c->valid = true;
 }
@@ -383,6 +394,84 @@ audit_text_array(const char **items, int n)
 		elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+/*
+ * Arrays of objects and privileges made lately: the statements of an
+ * application touch the same objects again and again.  Direct-mapped by a
+ * hash of the items; the arrays live in their own context.
+ */
+#define AUDIT_ARRAY_CACHE_SLOTS 64
+
+typedef struct AuditArraySlot
+{
+	uint32 hash;
+	int keylen; /* 0: empty */
+	char *key;	/* the items, each a flag byte and its string */
+	Datum array;
+} AuditArraySlot;
+
+static MemoryContext audit_array_cxt = NULL;
+static AuditArraySlot audit_array_cache[AUDIT_ARRAY_CACHE_SLOTS];
+
+/* audit_text_array(), made once for items met again. */
+static Datum
+audit_cached_text_array(const char **items, int n)
+{
+	StringInfoData key;
+	AuditArraySlot *slot;
+	uint32 hash;
+	MemoryContext old;
+	int i;
+
+	initStringInfo(&key);
+	for (i = 0; i < n; i++)
+	{
+		bool isnull = items == NULL || items[i] == NULL;
+
+		appendStringInfoChar(&key, isnull ? 'n' : 'v');
+		if (!isnull)
+			appendBinaryStringInfo(&key, items[i], strlen(items[i]) + 1);
+	}
+	hash = hash_bytes((const unsigned char *) key.data, key.len);
+	slot = &audit_array_cache[hash % AUDIT_ARRAY_CACHE_SLOTS];
+	if (slot->keylen == key.len && slot->hash == hash &&
+		memcmp(slot->key, key.data, key.len) == 0)
+	{
+		pfree(key.data);
+		return slot->array;
+	}
+	if (audit_array_cxt == NULL)
+		audit_array_cxt = AllocSetContextCreate(
+			TopMemoryContext, "pg_opsdata audit arrays", ALLOCSET_SMALL_SIZES);
+	if (slot->keylen > 0)
+	{
+		pfree(slot->key);
+		pfree(DatumGetPointer(slot->array));
+	}
+	old = MemoryContextSwitchTo(audit_array_cxt);
+	slot->key = palloc(key.len);
+	memcpy(slot->key, key.data, key.len);
+	slot->array = audit_text_array(items, n);
+	MemoryContextSwitchTo(old);
+	slot->hash = hash;
+	slot->keylen = key.len;
+	pfree(key.data);
+	return slot->array;
+}
+
+/* The constants of an event's statement, as text[]. */
+static Datum
+audit_constants_array(const AuditEvent *ev)
+{
+	Datum *elems = palloc(sizeof(Datum) * ev->nconsts);
+	int i;
+
+	for (i = 0; i < ev->nconsts; i++)
+		elems[i] = PointerGetDatum(cstring_to_text_with_len(
+			ev->statement + ev->consts[i].offset, ev->consts[i].len));
+	return PointerGetDatum(
+		construct_array(elems, ev->nconsts, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
 /* A string as a datum of column c's type (name or text). */
 static Datum
 audit_string_datum(int c, const char *s)
@@ -429,19 +518,23 @@ audit_batch_string(AuditWriter *w, int c, const char *s)
 		}                                                                     \
 	} while (0)
 
-/* Fill the root slot with one event. */
-static void
+/*
+ * Fill the root slot with one event, stored under shape statement_id (when
+ * it has a statement), with its constants when the shape has placeholders;
+ * returns its entry_id.
+ */
+static int64
 audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
-				 bool has_statement)
+				 bool has_statement, bool with_constants)
 {
 	TupleTableSlot *slot = w->root_slot;
 	Datum *values = slot->tts_values;
 	bool *isnull = slot->tts_isnull;
+	int64 entry_id = nextval_internal(audit_writer_catalog.seq, false);
 
 	ExecClearTuple(slot);
 	memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	SET_COL(COL_ENTRY_ID,
-			Int64GetDatum(nextval_internal(audit_writer_catalog.seq, false)));
+	SET_COL(COL_ENTRY_ID, Int64GetDatum(entry_id));
 	SET_COL(COL_TS, TimestampTzGetDatum(ev->ts));
 	SET_COL(
 		COL_DATABASE,
@@ -471,9 +564,10 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
 		audit_batch_string(w, COL_COMMAND, ev->command ? ev->command : "???"));
 	if (ev->nobjects > 0)
 	{
-		SET_COL(COL_OBJECTS, audit_text_array(ev->objects, ev->nobjects));
+		SET_COL(COL_OBJECTS,
+				audit_cached_text_array(ev->objects, ev->nobjects));
 		SET_COL(COL_PRIVILEGES,
-				audit_text_array(ev->privileges, ev->nobjects));
+				audit_cached_text_array(ev->privileges, ev->nobjects));
 	}
 	if (ev->flags & AUDIT_EVENT_HAS_ROWS)
 		SET_COL(COL_ROWS, Int64GetDatum(ev->rows));
@@ -493,7 +587,10 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
 		SET_COL(COL_STATEMENT_ID, Int64GetDatum(statement_id));
 	if (ev->params)
 		SET_COL(COL_PARAMS, CStringGetTextDatum(ev->params));
+	if (has_statement && with_constants)
+		SET_COL(COL_CONSTANTS, audit_constants_array(ev));
 	ExecStoreVirtualTuple(slot);
+	return entry_id;
 }
 
 /*
@@ -604,7 +701,7 @@ audit_writer_partition(AuditWriter *w, TimestampTz ts)
 	rel = table_open(r->part, RowExclusiveLock);
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 0, w->entries, 0);
-	ExecOpenIndices(rri, false);
+	audit_open_indices(rri);
 	w->parts[w->nparts].relid = r->part;
 	w->parts[w->nparts].rri = rri;
 	w->nparts++;
@@ -670,6 +767,90 @@ audit_writer_add(AuditWriter *w, TimestampTz ts)
 		ExecCopySlot(slot, w->root_slot);
 }
 
+/* Do the spans of the constants follow each other within len bytes? */
+static bool
+audit_spans_fit(const AuditSpan *consts, int n, int len)
+{
+	int end = 0;
+	int i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (consts[i].offset < end || consts[i].len <= 0 ||
+			consts[i].offset + consts[i].len > len)
+			return false;
+		end = consts[i].offset + consts[i].len;
+	}
+	return true;
+}
+
+/*
+ * The shape an event's statement is stored under: with its constants
+ * replaced by placeholders when it has any and the schema takes shapes,
+ * else its text as it is.  Allocates in the current memory context.
+ */
+static void
+audit_writer_shape(const AuditEvent *ev, AuditShape *shape)
+{
+	int32 *placeholders;
+
+	memset(shape, 0, sizeof(AuditShape));
+	if (ev->statement == NULL)
+		return;
+	shape->len = strlen(ev->statement);
+	if (ev->nconsts == 0 || !audit_writer_catalog.shapes ||
+		!audit_spans_fit(ev->consts, ev->nconsts, shape->len))
+	{
+		shape->text = ev->statement;
+		return;
+	}
+	placeholders = palloc(sizeof(int32) * ev->nconsts);
+	shape->text = audit_shape_text(ev->statement, ev->consts, ev->nconsts,
+								   ev->param_base, &shape->len, placeholders);
+	shape->nplaceholders = ev->nconsts;
+	shape->placeholders = placeholders;
+}
+
+typedef struct AuditWriteBatch
+{
+	AuditEvent **events;
+	int nevents;
+	MemoryContext cxt;
+} AuditWriteBatch;
+
+/* Write a batch, as the extension's own work, in b->cxt. */
+static void
+audit_write_batch(void *arg)
+{
+	AuditWriteBatch *b = (AuditWriteBatch *) arg;
+	AuditEvent **events = b->events;
+	int nevents = b->nevents;
+	AuditShape *shapes = palloc(sizeof(AuditShape) * nevents);
+	int64 *ids = palloc(sizeof(int64) * nevents);
+	int64 *entry_ids = palloc(sizeof(int64) * nevents);
+	AuditWriter w;
+	int i;
+
+	audit_writer_open(&w);
+	for (i = 0; i < nevents; i++)
+		audit_writer_shape(events[i], &shapes[i]);
+	audit_statement_ids(shapes, nevents, ids, audit_writer_open_statements,
+						&w);
+	for (i = 0; i < nevents; i++)
+	{
+		MemoryContextReset(w.rowcxt);
+		MemoryContextSwitchTo(w.rowcxt);
+		entry_ids[i] =
+			audit_fill_entry(&w, events[i], ids[i], shapes[i].text != NULL,
+							 shapes[i].nplaceholders > 0);
+		MemoryContextSwitchTo(b->cxt);
+		audit_writer_add(&w, events[i]->ts);
+	}
+	audit_writer_close(&w);
+	/* Subscriptions enqueue the entries they match, in this transaction. */
+	audit_pq_entries_written(events, entry_ids, nevents);
+}
+
 /*
  * Insert events into audit.entries (and their texts into
  * audit.statements) in the current transaction.  Caller is in a
@@ -678,43 +859,18 @@ audit_writer_add(AuditWriter *w, TimestampTz ts)
 void
 audit_write_events(AuditEvent **events, int nevents)
 {
-	AuditWriter w;
-	MemoryContext cxt;
+	AuditWriteBatch b;
 	MemoryContext old;
-	int i;
 
 	if (nevents == 0)
 		return;
-	cxt =
+	b.events = events;
+	b.nevents = nevents;
+	b.cxt =
 		AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata audit writer",
 							  ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-	audit_internal_depth++;
-	PG_TRY();
-	{
-		const char **texts = palloc(sizeof(char *) * nevents);
-		int64 *ids = palloc(sizeof(int64) * nevents);
-
-		audit_writer_open(&w);
-		for (i = 0; i < nevents; i++)
-			texts[i] = events[i]->statement;
-		audit_statement_ids(texts, nevents, ids, audit_writer_open_statements,
-							&w);
-		for (i = 0; i < nevents; i++)
-		{
-			MemoryContextReset(w.rowcxt);
-			MemoryContextSwitchTo(w.rowcxt);
-			audit_fill_entry(&w, events[i], ids[i], texts[i] != NULL);
-			MemoryContextSwitchTo(cxt);
-			audit_writer_add(&w, events[i]->ts);
-		}
-		audit_writer_close(&w);
-	}
-	PG_FINALLY();
-	{
-		audit_internal_depth--;
-	}
-	PG_END_TRY();
+	old = MemoryContextSwitchTo(b.cxt);
+	audit_run_internal(audit_write_batch, &b);
 	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
+	MemoryContextDelete(b.cxt);
 }

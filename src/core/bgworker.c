@@ -3,11 +3,20 @@
  * bgworker.c
  *		Starting the library's dynamic background workers.
  *
- * Every process pg_opsdata starts on demand (schedulers, job workers, the
- * partition maintenance worker, the audit indexer) is a dynamic background
- * worker of this library, connected to a database, started once recovery
- * is over and never restarted by the postmaster: whoever starts it decides
- * whether and when to start another.  opsdata_start_worker() registers one.
+ * Every process pg_opsdata starts on demand (schedulers, and job workers,
+ * which run a due job or work a caller asked for now) is a dynamic
+ * background worker of this library, connected to a database, started once
+ * recovery is over and never restarted by the postmaster: whoever starts
+ * it decides whether and when to start another.  opsdata_start_worker()
+ * registers one.
+ *
+ * Every worker of the library, the launcher included, starts the same way:
+ * opsdata_worker_init() sets its signal handlers (SIGHUP reloads the
+ * configuration, SIGTERM ends it at the next interruption point) and
+ * unblocks signals; then, after whatever must happen before a connection
+ * (a job worker claims its slot), opsdata_worker_connect()
+ * (core/privileged.h) connects it with search_path pinned and its type as
+ * application_name.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -20,6 +29,8 @@
 
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "tcop/tcopprot.h"
 
 #include "core/opsdata.h"
 
@@ -55,4 +66,16 @@ opsdata_start_worker(const char *function, const char *type, const char *name,
 	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
 		return NULL;
 	return handle;
+}
+
+/*
+ * The first call of every worker's main function: signal handlers set and
+ * signals unblocked.
+ */
+void
+opsdata_worker_init(void)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
 }

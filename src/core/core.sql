@@ -73,7 +73,8 @@ CREATE TABLE opsdata.settings (
 	type			regtype NOT NULL,
 	default_value	text NOT NULL,
 	valid_when		text,
-	description		text NOT NULL
+	description		text NOT NULL,
+	superuser_only	boolean NOT NULL DEFAULT false
 );
 
 COMMENT ON TABLE opsdata.settings IS 'Every setting pg_opsdata knows, with its type and default value';
@@ -82,6 +83,7 @@ COMMENT ON COLUMN opsdata.settings.type IS 'Type the value must be a valid input
 COMMENT ON COLUMN opsdata.settings.default_value IS 'Value used while opsdata.config holds none';
 COMMENT ON COLUMN opsdata.settings.valid_when IS 'Boolean SQL expression over "value" (already cast to the type) that a new value must satisfy';
 COMMENT ON COLUMN opsdata.settings.description IS 'What the setting controls';
+COMMENT ON COLUMN opsdata.settings.superuser_only IS 'The setting governs how long the audit trail or the partition log is kept: only superusers change it, and every change is audited';
 
 CREATE TABLE opsdata.config (
 	key			text PRIMARY KEY REFERENCES opsdata.settings (key) ON UPDATE CASCADE ON DELETE CASCADE,
@@ -120,6 +122,15 @@ $$;
 
 COMMENT ON FUNCTION opsdata.setting(text) IS 'Current value of a pg_opsdata setting: the configured one, else the default';
 
+-- Separation of duties (src/core/duties.c): raise an error unless the role
+-- the session acts as is a superuser.
+CREATE FUNCTION opsdata._trail_check(action text)
+RETURNS void
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'opsdata_trail_check';
+
+COMMENT ON FUNCTION opsdata._trail_check(text) IS 'Internal: permission denied to the action unless the session acts as a superuser';
+
 CREATE FUNCTION opsdata.set_setting(key text, value text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
@@ -140,6 +151,9 @@ BEGIN
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'The settings are listed in opsdata.settings.';
 	END IF;
+	IF s.superuser_only THEN
+		PERFORM opsdata._trail_check(pg_catalog.format('change the pg_opsdata setting "%s"', key));
+	END IF;
 	BEGIN
 		EXECUTE pg_catalog.format('SELECT coalesce((%s), false) FROM (SELECT %L::%s AS value) v',
 								  coalesce(s.valid_when, 'true'), value, s.type)
@@ -159,25 +173,36 @@ BEGIN
 		 VALUES (set_setting.key, set_setting.value)
 	ON CONFLICT ON CONSTRAINT config_pkey
 	DO UPDATE SET value = excluded.value, updated_at = pg_catalog.now(), updated_by = SESSION_USER;
+	IF s.superuser_only THEN
+		PERFORM audit._config_changed('SET OPSDATA SETTING', key);
+	END IF;
 	RETURN value;
 END
 $$;
 
-COMMENT ON FUNCTION opsdata.set_setting(text, text) IS 'Set a pg_opsdata setting after checking the value against its type and constraint';
+COMMENT ON FUNCTION opsdata.set_setting(text, text) IS 'Set a pg_opsdata setting after checking the value against its type and constraint; settings marked superuser_only are for superusers, and their changes are audited';
 
 CREATE FUNCTION opsdata.reset_setting(key text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE STRICT
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	only_superusers boolean;
 BEGIN
-	PERFORM FROM opsdata.settings WHERE settings.key = reset_setting.key;
+	SELECT s.superuser_only INTO only_superusers FROM opsdata.settings s WHERE s.key = reset_setting.key;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unrecognized pg_opsdata setting "%"', key
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'The settings are listed in opsdata.settings.';
 	END IF;
+	IF only_superusers THEN
+		PERFORM opsdata._trail_check(pg_catalog.format('change the pg_opsdata setting "%s"', key));
+	END IF;
 	DELETE FROM opsdata.config WHERE config.key = reset_setting.key;
+	IF only_superusers THEN
+		PERFORM audit._config_changed('RESET OPSDATA SETTING', key);
+	END IF;
 	RETURN opsdata.setting(key);
 END
 $$;
@@ -187,7 +212,8 @@ COMMENT ON FUNCTION opsdata.reset_setting(text) IS 'Return a pg_opsdata setting 
 -- Every setting with its current value, for people.
 CREATE VIEW opsdata.current_settings AS
 	SELECT s.key, coalesce(c.value, s.default_value) AS value, s.default_value,
-		   c.key IS NOT NULL AS changed, s.type, s.description, c.updated_at, c.updated_by
+		   c.key IS NOT NULL AS changed, s.type, s.description, c.updated_at, c.updated_by,
+		   s.superuser_only
 	  FROM opsdata.settings s LEFT JOIN opsdata.config c USING (key);
 
 COMMENT ON VIEW opsdata.current_settings IS 'Every pg_opsdata setting with its current value and whether it was changed';
@@ -213,3 +239,94 @@ AS 'MODULE_PATHNAME', 'opsdata_warn_if_not_preloaded';
 COMMENT ON FUNCTION opsdata._health_core() IS 'Internal: the core''s rows of opsdata.health()';
 COMMENT ON FUNCTION opsdata._library_version() IS 'Version of the loaded pg_opsdata library';
 COMMENT ON FUNCTION opsdata._warn_if_not_preloaded() IS 'Internal: WARNING when the library is not preloaded';
+
+--
+-- The guard of every table of pg_opsdata (src/core/guard.c).  Roles that
+-- bypass GRANTs (members of pg_write_all_data) could otherwise write our
+-- tables directly.  opsdata._guard_tables() runs at the end of the install
+-- script and puts opsdata._guard() on every table of the extension,
+-- BEFORE each of INSERT, UPDATE, DELETE and TRUNCATE that the table grants
+-- to no role: only the table's owner (pg_opsdata's own code runs as the
+-- extension owner) and superusers get past it.  A table that grants INSERT
+-- to a role (learning.feedback to opsdata_writer) is not guarded on INSERT.
+--
+CREATE FUNCTION opsdata._guard()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'opsdata_guard';
+
+COMMENT ON FUNCTION opsdata._guard() IS 'Internal: trigger refusing writes of pg_opsdata''s tables to all but their owner and superusers';
+
+-- Guards every table of the extension; a table's partitions get the
+-- row-level guard of their parent by cloning, those made later included,
+-- and a TRUNCATE guard of their own when they belong to the extension.
+-- Safe to run again: it replaces the guards it made.  Returns how many
+-- tables it guarded.
+CREATE FUNCTION opsdata._guard_tables()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t record;
+	old_guard name;
+	row_events text[];
+	n integer := 0;
+BEGIN
+	FOR t IN
+		SELECT c.oid::pg_catalog.regclass AS rel, c.relkind, c.relispartition,
+			   ARRAY(SELECT e FROM pg_catalog.unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) e
+					  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class g, pg_catalog.aclexplode(g.relacl) a
+										 WHERE g.oid = CASE WHEN c.relispartition
+															THEN pg_catalog.pg_partition_root(c.oid)
+															ELSE c.oid END
+										   AND a.grantee OPERATOR(pg_catalog.<>) g.relowner
+										   AND a.privilege_type OPERATOR(pg_catalog.=) e)) AS events
+		  FROM pg_catalog.pg_class c
+		  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+									 AND d.objid = c.oid AND d.deptype = 'e'
+		  JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid AND x.extname = 'pg_opsdata'
+		 WHERE c.relkind IN ('r', 'p')
+		 ORDER BY c.oid
+	LOOP
+		CONTINUE WHEN pg_catalog.cardinality(t.events) = 0;
+		-- Replace the guards made before (a clone on a partition goes with
+		-- its parent's).
+		FOR old_guard IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
+				  WHERE tg.tgrelid OPERATOR(pg_catalog.=) t.rel
+					AND tg.tgname IN ('opsdata_guard', 'opsdata_guard_truncate')
+					AND tg.tgparentid OPERATOR(pg_catalog.=) 0
+		LOOP
+			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', old_guard, t.rel);
+		END LOOP;
+		IF t.relkind = 'r' AND NOT t.relispartition THEN
+			EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
+									  pg_catalog.array_to_string(t.events, ' OR '), t.rel);
+			EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
+		ELSE
+			row_events := ARRAY(SELECT e FROM pg_catalog.unnest(t.events) e WHERE e OPERATOR(pg_catalog.<>) 'TRUNCATE');
+			IF t.relkind = 'p' AND pg_catalog.cardinality(row_events) > 0 THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH ROW EXECUTE FUNCTION opsdata._guard()',
+										  pg_catalog.array_to_string(row_events, ' OR '), t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
+			END IF;
+			IF 'TRUNCATE' OPERATOR(pg_catalog.=) ANY (t.events) THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
+										  t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard_truncate', t.rel);
+			END IF;
+		END IF;
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION opsdata._guard_tables() IS 'Internal: put the guard trigger on every table of pg_opsdata for each write no role is granted; returns how many tables';
+
+CREATE FUNCTION opsdata._oldest_schema()
+RETURNS text
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'opsdata_oldest_schema';
+
+COMMENT ON FUNCTION opsdata._oldest_schema() IS 'Internal: the oldest version of pg_opsdata''s objects the loaded library works with';

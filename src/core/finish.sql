@@ -13,6 +13,10 @@ AS $$
 		   CASE WHEN e.extversion = opsdata._library_version() THEN 'ok' ELSE 'error' END,
 		   CASE WHEN e.extversion = opsdata._library_version()
 				THEN pg_catalog.format('pg_opsdata %s.', e.extversion)
+				WHEN pg_catalog.string_to_array(e.extversion, '.')::integer[]
+					 < pg_catalog.string_to_array(opsdata._oldest_schema(), '.')::integer[]
+				THEN pg_catalog.format('The loaded library is version %s and works with the objects of pg_opsdata %s or later, but this database has version %s: audited statements and the jobs of this database are refused. Run ALTER EXTENSION pg_opsdata UPDATE.',
+									   opsdata._library_version(), opsdata._oldest_schema(), e.extversion)
 				ELSE pg_catalog.format('The loaded library is version %s but the extension is version %s. Run ALTER EXTENSION pg_opsdata UPDATE, or restart the server if the library was upgraded.',
 									   opsdata._library_version(), e.extversion)
 		   END
@@ -61,6 +65,9 @@ GRANT EXECUTE ON FUNCTION opsdata.health() TO opsdata_admin, opsdata_writer, ops
 GRANT EXECUTE ON FUNCTION opsdata.setting(text) TO opsdata_admin, opsdata_writer, opsdata_reader, opsdata_auditor;
 GRANT EXECUTE ON FUNCTION opsdata.set_setting(text, text), opsdata.reset_setting(text) TO opsdata_admin;
 GRANT SELECT ON opsdata.settings, opsdata.config, opsdata.current_settings TO opsdata_admin, opsdata_reader;
+
+-- Every table of every area exists and has its grants: guard them all.
+SELECT opsdata._guard_tables();
 
 DO $$
 BEGIN

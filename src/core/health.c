@@ -4,8 +4,9 @@
  *		The core's rows of opsdata.health() and the preload check.
  *
  * opsdata.health() (src/core/finish.sql) is the union of one row source per
- * area; this file provides the core's: whether the library was preloaded
- * and what shared memory it holds, plus the library's own version so that
+ * area; this file provides the core's: whether the server is a primary or
+ * a hot standby, whether the library was preloaded and what shared memory
+ * it holds, plus the library's own version so that
  * SQL can compare it with the installed extension version.  The row
  * builder opsdata_health_row() is shared with the other areas.
  *
@@ -18,6 +19,7 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
@@ -60,6 +62,14 @@ opsdata_health_core(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
 	InitMaterializedSRF(fcinfo, 0);
+
+	if (RecoveryInProgress())
+		opsdata_health_row(
+			rsinfo, "server", "ok",
+			"This server is a hot standby: pg_opsdata's workers wait and nothing is written here until it is promoted, and statements run here are not audited; reads see the primary's data as replayed.");
+	else
+		opsdata_health_row(rsinfo, "server", "ok",
+						   "This server is a primary: it accepts writes.");
 
 	if (opsdata_preloaded)
 	{

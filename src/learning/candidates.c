@@ -387,8 +387,7 @@ offer(FunctionCallInfo fcinfo, ArrayType *array)
 	args[0] = PointerGetDatum(key);
 	rc = SPI_execute_plan(strategy_plan, args, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read the strategy of a key: %s",
-			 SPI_result_code_string(rc));
+		opsdata_spi_failed(rc, "read learning.strategies");
 	if (SPI_processed == 1)
 		strategy = parse_strategy(TextDatumGetCString(SPI_getbinval(
 			SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
@@ -426,8 +425,7 @@ offer(FunctionCallInfo fcinfo, ArrayType *array)
 	nulls[5] = PG_ARGISNULL(3) ? 'n' : ' ';
 	rc = SPI_execute_plan(offer_plan, args, nulls, false, 0);
 	if (rc != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not offer a candidate: %s",
-			 SPI_result_code_string(rc));
+		opsdata_spi_failed(rc, "write to learning.candidates");
 	if (SPI_processed == 1)
 	{
 		id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
@@ -442,8 +440,17 @@ offer(FunctionCallInfo fcinfo, ArrayType *array)
 				"SELECT c.candidate_id FROM learning.candidates c WHERE c.key = $1 AND c.item_id = $2",
 				2, offer_types);
 		rc = SPI_execute_plan(offer_existing_plan, args, NULL, false, 1);
-		if (rc != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not find the candidate of an item");
+		if (rc != SPI_OK_SELECT)
+			opsdata_spi_failed(rc, "read learning.candidates");
+		if (SPI_processed != 1)
+			ereport(
+				ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg(
+					 "could not offer item \"%s\" of key \"%s\": its candidate was removed concurrently",
+					 TextDatumGetCString(args[1]),
+					 TextDatumGetCString(args[0])),
+				 errhint("Offer it again.")));
 		id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 						   &isnull);
 	}
@@ -633,8 +640,7 @@ learning_claim(PG_FUNCTION_ARGS)
 		rc = SPI_execute_plan(key ? claim_key_plan : claim_plan, args, NULL,
 							  false, 0);
 		if (rc != SPI_OK_UPDATE_RETURNING)
-			elog(ERROR, "could not claim candidates: %s",
-				 SPI_result_code_string(rc));
+			opsdata_spi_failed(rc, "claim candidates");
 		if (SPI_processed == 0)
 		{
 			if (from_top)
@@ -743,8 +749,7 @@ learning_submit(PG_FUNCTION_ARGS)
 	args[1] = PG_GETARG_DATUM(1);
 	rc = SPI_execute_plan(submit_read_plan, args, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read candidate: %s",
-			 SPI_result_code_string(rc));
+		opsdata_spi_failed(rc, "read learning.candidates");
 	if (SPI_processed == 0)
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
 						errmsg("candidate " INT64_FORMAT " does not exist",
@@ -825,9 +830,9 @@ learning_submit(PG_FUNCTION_ARGS)
 	nulls[10] = (!closing || 2 * positives == labels) ? 'n' : ' ';
 	rc = SPI_execute_plan(submit_write_plan, args, nulls, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
-		elog(ERROR,
-			 "could not record the label of candidate " INT64_FORMAT ": %s",
-			 candidate, SPI_result_code_string(rc));
+		opsdata_spi_failed(
+			rc, psprintf("record the label of candidate " INT64_FORMAT,
+						 candidate));
 	id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 					   &isnull);
 	SPI_finish();
@@ -868,8 +873,7 @@ learning_release(PG_FUNCTION_ARGS)
 			2, types);
 	rc = SPI_execute_plan(release_plan, args, nulls, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not release candidate: %s",
-			 SPI_result_code_string(rc));
+		opsdata_spi_failed(rc, "release a candidate");
 	released = SPI_processed == 1;
 	if (released)
 		learning_candidate_available(DatumGetFloat8(SPI_getbinval(
@@ -882,8 +886,7 @@ learning_release(PG_FUNCTION_ARGS)
 				1, types);
 		rc = SPI_execute_plan(exists_plan, args, NULL, true, 1);
 		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "could not read candidate: %s",
-				 SPI_result_code_string(rc));
+			opsdata_spi_failed(rc, "read learning.candidates");
 		if (SPI_processed == 0)
 			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
 							errmsg("candidate " INT64_FORMAT " does not exist",

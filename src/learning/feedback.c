@@ -44,13 +44,13 @@ SPIPlanPtr
 learning_prepare(const char *query, int nargs, Oid *argtypes)
 {
 	SPIPlanPtr plan;
+	int rc;
 
 	plan = SPI_prepare_cursor(query, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", query,
-			 SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not keep the plan of \"%s\"", query);
+		opsdata_spi_failed(SPI_result, "prepare a learning statement");
+	if ((rc = SPI_keepplan(plan)) != 0)
+		opsdata_spi_failed(rc, "keep the plan of a learning statement");
 	return plan;
 }
 
@@ -106,9 +106,8 @@ learning_record_feedback(PG_FUNCTION_ARGS)
 			"RETURNING feedback_id",
 			8, types);
 	rc = SPI_execute_plan(record_plan, args, nulls, false, 0);
-	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-		elog(ERROR, "could not record feedback: %s",
-			 SPI_result_code_string(rc));
+	if (rc != SPI_OK_INSERT_RETURNING)
+		opsdata_spi_failed(rc, "write to learning.feedback");
 	id = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 					   &isnull);
 	SPI_finish();

@@ -270,7 +270,11 @@ histogram_read(HistogramDeltas *deltas, Tuplestorestate *rows, TupleDesc desc,
 			labelatt = i + 1;
 	}
 	if (keyatt < 0 || scoreatt < 0 || labelatt < 0)
-		elog(ERROR, "learning.feedback lacks its key, score or label column");
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_UNDEFINED_COLUMN),
+			 errmsg(
+				 "learning.feedback lacks its key, score or label column")));
 
 	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 	tuplestore_rescan(rows);
@@ -368,8 +372,7 @@ histogram_write(HistogramDeltas *deltas)
 												 TYPALIGN_DOUBLE));
 	rc = SPI_execute_plan(histogram_insert_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not record feedback changes: %s",
-			 SPI_result_code_string(rc));
+		opsdata_spi_failed(rc, "write to learning.feedback_changes");
 }
 
 /*
@@ -387,9 +390,11 @@ learning_feedback_changed(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
 		!TRIGGER_FIRED_AFTER(trigdata->tg_event))
-		elog(
+		ereport(
 			ERROR,
-			"learning_feedback_changed must be an AFTER ... FOR EACH STATEMENT trigger");
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg(
+				 "learning._feedback_changed() must be fired AFTER ... FOR EACH STATEMENT")));
 
 	SPI_connect();
 	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
@@ -403,8 +408,7 @@ learning_feedback_changed(PG_FUNCTION_ARGS)
 				0, NULL);
 		rc = SPI_execute_plan(histogram_truncate_plan, NULL, NULL, false, 0);
 		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "could not reset the score histograms: %s",
-				 SPI_result_code_string(rc));
+			opsdata_spi_failed(rc, "reset the score histograms");
 		SPI_finish();
 		return PointerGetDatum(NULL);
 	}
@@ -419,6 +423,17 @@ learning_feedback_changed(PG_FUNCTION_ARGS)
 		histogram_write(&deltas);
 	SPI_finish();
 	return PointerGetDatum(NULL);
+}
+
+/* The error for a row of learning.histograms that was written by hand. */
+static void
+histogram_corrupt(Datum key, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("the score histogram of key \"%s\" %s",
+					TextDatumGetCString(key), what),
+			 errhint("Rebuild it with learning.rebuild_histograms().")));
 }
 
 /*
@@ -460,8 +475,7 @@ learning_histogram_read(Datum key, bool lock, int64 *positives,
 	}
 	rc = SPI_execute_plan(lock ? lock_plan : read_plan, &key, NULL, !lock, 0);
 	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read a score histogram: %s",
-			 SPI_result_code_string(rc));
+		opsdata_spi_failed(rc, "read learning.histograms");
 	if (SPI_processed == 0)
 		return false;
 
@@ -473,20 +487,20 @@ learning_histogram_read(Datum key, bool lock, int64 *positives,
 								i + 1, &isnull);
 
 		if (isnull)
-			elog(ERROR, "score histogram has a null array");
+			histogram_corrupt(key, "has a null array");
 		deconstruct_array(DatumGetArrayTypeP(d), types[i], i == 0 ? 4 : 8,
 						  i == 0 ? true : FLOAT8PASSBYVAL,
 						  i == 0 ? TYPALIGN_INT : TYPALIGN_DOUBLE, &cols[i],
 						  &nulls, &ncols[i]);
 		if (ncols[i] != ncols[0])
-			elog(ERROR, "score histogram arrays differ in length");
+			histogram_corrupt(key, "has arrays of different lengths");
 	}
 	for (i = 0; i < ncols[0]; i++)
 	{
 		int bin = DatumGetInt32(cols[0][i]);
 
 		if (bin < 0 || bin > LEARNING_BINS)
-			elog(ERROR, "score histogram has bin %d out of range", bin);
+			histogram_corrupt(key, psprintf("has bin %d, out of range", bin));
 		positives[bin] = DatumGetInt64(cols[1][i]);
 		negatives[bin] = DatumGetInt64(cols[2][i]);
 		min_scores[bin] = DatumGetFloat8(cols[3][i]);
@@ -540,8 +554,7 @@ learning_fold_changes(PG_FUNCTION_ARGS)
 	}
 	rc = SPI_execute_plan(take_plan, &key, NULL, false, 0);
 	if (rc != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "could not take the pending feedback changes: %s",
-			 SPI_result_code_string(rc));
+		opsdata_spi_failed(rc, "take the pending feedback changes");
 	folded = SPI_processed;
 	for (i = 0; i < folded; i++)
 	{
@@ -594,8 +607,7 @@ learning_fold_changes(PG_FUNCTION_ARGS)
 	args[5] = Int64GetDatum(support);
 	rc = SPI_execute_plan(write_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not write a score histogram: %s",
-			 SPI_result_code_string(rc));
+		opsdata_spi_failed(rc, "write to learning.histograms");
 	SPI_finish();
 	PG_RETURN_INT64((int64) folded);
 }

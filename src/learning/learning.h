@@ -21,6 +21,8 @@
 
 #include "executor/spi.h"
 
+#include "core/opsdata.h"
+
 /* Histogram bins per unit of score: bin k holds scores in [k/N, (k+1)/N). */
 #define LEARNING_BINS 10000
 

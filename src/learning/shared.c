@@ -105,8 +105,8 @@ learning_init(void)
 
 	if (!xact_callbacks_registered)
 	{
-		RegisterXactCallback(learning_xact_callback, NULL);
-		RegisterSubXactCallback(learning_subxact_callback, NULL);
+		opsdata_register_xact(OPSDATA_XACT_LEARNING, learning_xact_callback,
+							  learning_subxact_callback);
 		xact_callbacks_registered = true;
 	}
 

@@ -49,6 +49,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "core/opsdata.h"
 #include "learning/learning.h"
 
 PG_FUNCTION_INFO_V1(learning_threshold);
@@ -135,7 +136,8 @@ keyed_table_resolve(KeyedTable *t)
 		return;
 	if (!relcache_callback_registered)
 	{
-		CacheRegisterRelcacheCallback(threshold_relcache_callback, (Datum) 0);
+		opsdata_register_relcache(OPSDATA_RELCACHE_LEARNING_THRESHOLDS,
+								  threshold_relcache_callback);
 		relcache_callback_registered = true;
 	}
 	nsp = get_namespace_oid(t->nspname, false);
@@ -190,8 +192,12 @@ keyed_table_probe(KeyedTable *t, Datum key, int ncols, const char **colnames,
 			Form_pg_attribute form;
 
 			if (att == InvalidAttrNumber)
-				elog(ERROR, "column \"%s\" of \"%s.%s\" does not exist",
-					 colnames[i], t->nspname, t->relname);
+				ereport(
+					ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg(
+						 "column \"%s\" of relation \"%s.%s\" does not exist",
+						 colnames[i], t->nspname, t->relname)));
 			form = TupleDescAttr(desc, att - 1);
 			values[i] = slot_getattr(slot, att, &nulls[i]);
 			if (!nulls[i])
@@ -278,7 +284,11 @@ learning_setting(const char *name)
 				 errmsg("unrecognized pg_opsdata setting \"%s\"", name),
 				 errhint("The settings are listed in opsdata.settings.")));
 	if (isnull)
-		elog(ERROR, "pg_opsdata setting \"%s\" is null", name);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pg_opsdata setting \"%s\" is null", name),
+				 errhint("Set it with opsdata.set_setting(), or reset it with "
+						 "opsdata.reset_setting().")));
 
 	if (threshold_cache == NULL || settings_cached >= SETTINGS_CACHE_MAX)
 		return TextDatumGetCString(value);

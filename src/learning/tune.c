@@ -695,8 +695,7 @@ tune_sweep_range(SPIPlanPtr plan, Datum key, double low, double high, int64 tp,
 	args[2] = Float8GetDatum(high);
 	rc = SPI_execute_plan(plan, args, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read the feedback of score bins: %s",
-			 SPI_result_code_string(rc));
+		opsdata_spi_failed(rc, "read the feedback of score bins");
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool isnull;
@@ -763,7 +762,8 @@ learning_tune_histogram(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		elog(ERROR, "learning._tune_histogram needs a key and an objective");
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("key and objective must not be null")));
 	objective =
 		learning_parse_objective(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	param = learning_check_target(objective, PG_ARGISNULL(2),

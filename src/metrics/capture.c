@@ -48,7 +48,8 @@ capture_attnum(TupleDesc desc, const char *name)
 	int attnum = SPI_fnumber(desc, name);
 
 	if (attnum <= 0)
-		elog(ERROR, "metrics.points has no column \"%s\"", name);
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+						errmsg("metrics.points has no column \"%s\"", name)));
 	return attnum;
 }
 

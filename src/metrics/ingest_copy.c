@@ -33,9 +33,12 @@
  * Before reading, it makes the checks DoCopy makes (the roles needed to
  * read a server file or run a program, INSERT privilege on the columns,
  * row-level security, read-only transactions, recovery and parallel
- * mode), and reports the row count to the caller as COPY does.  It is
- * installed first among the library's utility hooks, so the others
- * (audit among them) see the COPY as they see any other.
+ * mode), and reports the row count to the caller as COPY does.  Its
+ * handler is the last of the library's utility handlers
+ * (OPSDATA_UTILITY_METRICS), so the others (audit among them) see the COPY
+ * as they see any other; a COPY it reads itself does not reach the hooks
+ * of the libraries loaded before pg_opsdata, which see every other
+ * statement.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -74,8 +77,6 @@
 
 #include "core/opsdata.h"
 #include "metrics/metrics.h"
-
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 /* Rows between two progress reports and two resets of the row context. */
 #define INGEST_COPY_REPORT_ROWS 1024
@@ -471,20 +472,16 @@ metrics_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 			SetQueryCompletion(qc, CMDTAG_COPY, processed);
 		return;
 	}
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	opsdata_utility_next(pstmt, queryString, readOnlyTree, context, params,
+						 queryEnv, dest, qc);
 }
 
 /*
- * Install the utility hook; from metrics_init() while preloading.
+ * Register the utility handler with the core (src/core/hooks.c), last of
+ * the library's; from metrics_init() while preloading.
  */
 void
 metrics_ingest_copy_init(void)
 {
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = metrics_ProcessUtility;
+	opsdata_register_utility(OPSDATA_UTILITY_METRICS, metrics_ProcessUtility);
 }

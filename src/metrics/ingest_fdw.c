@@ -114,7 +114,8 @@ ingest_attnum(Relation rel, const char *name)
 	int attnum = SPI_fnumber(RelationGetDescr(rel), name);
 
 	if (attnum <= 0)
-		elog(ERROR, "metrics.ingest has no column \"%s\"", name);
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+						errmsg("metrics.ingest has no column \"%s\"", name)));
 	return attnum - 1;
 }
 

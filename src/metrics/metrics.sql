@@ -255,7 +255,7 @@ $$;
 COMMENT ON FUNCTION metrics._valid_retentions(interval[]) IS 'Internal: whether rollup retentions are positive (NULL keeps a width forever)';
 
 INSERT INTO opsdata.settings (key, type, default_value, valid_when, description) VALUES
-	('metrics.points_retention', 'interval', '30 days', 'value > interval ''0''',
+	('metrics.points_retention', 'interval', '30 days', 'value > interval ''0'' AND value <= interval ''1000 years''',
 	 'Age after which daily partitions of metrics.points are removed by partition maintenance; rollups are kept'),
 	('metrics.series_limit', 'integer', '10000', 'value > 0',
 	 'Most series (distinct tag sets) one metric name may have; recording a new one beyond it is an error'),

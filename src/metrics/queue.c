@@ -23,7 +23,7 @@
  * stored sketches
  * are inserted with table_multi_insert() while metrics.rollup_queue is
  * the plain table this extension made, else with an INSERT statement run
- * as the table's owner.  Either way the caller needs no privilege on the
+ * as the table's owner in a privileged region (core/privileged.h).  Either way the caller needs no privilege on the
  * queue: writers may add points, not queue rows of their own making.
  *
  * Copyright (c) 2026, pg_opsdata developers
@@ -50,6 +50,8 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "core/opsdata.h"
+#include "core/privileged.h"
 #include "metrics/metrics.h"
 
 /*
@@ -277,7 +279,8 @@ metrics_deltas_add(MetricsDeltas *d, int64 series_id, TimestampTz minute,
 /*
  * Whether metrics.rollup_queue is as this extension made it: four columns
  * of the expected types, and no index, trigger or check constraint that
- * table_multi_insert() would bypass.
+ * table_multi_insert() would bypass.  The guard of pg_opsdata's tables is
+ * no such trigger: this is pg_opsdata's own writer.
  */
 static bool
 queue_is_plain(Relation rel, Oid sketch_type)
@@ -287,7 +290,7 @@ queue_is_plain(Relation rel, Oid sketch_type)
 	int i;
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhasindex ||
-		rel->trigdesc != NULL || desc->natts != 4 ||
+		!opsdata_guard_only_insert(rel) || desc->natts != 4 ||
 		(desc->constr != NULL &&
 		 (desc->constr->num_check > 0 || desc->constr->has_generated_stored)))
 		return false;
@@ -348,28 +351,49 @@ queue_insert_direct(Relation rel, Datum *ids, Datum *minutes, Datum *sketches,
 	table_finish_bulk_insert(rel, 0);
 }
 
+/* The arrays queue_insert_as_owner() inserts. */
+typedef struct QueueInsert
+{
+	Oid argtypes[3];
+	Datum args[3];
+} QueueInsert;
+
+static void
+queue_insert_statement(void *arg)
+{
+	QueueInsert *insert = (QueueInsert *) arg;
+	int ret;
+
+	SPI_connect();
+	ret = SPI_execute_with_args(
+		"INSERT INTO metrics.rollup_queue (series_id, bucket_start, sketch) "
+		"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
+		3, insert->argtypes, insert->args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		opsdata_spi_failed(ret, "write to metrics.rollup_queue");
+	SPI_finish();
+}
+
 /*
- * Insert with a statement run as the owner of metrics.rollup_queue.
+ * Insert with a statement run as the owner of metrics.rollup_queue, in a
+ * privileged region (core/privileged.h).
  */
 static void
 queue_insert_as_owner(Oid relid, Oid sketch_type, Datum *ids, Datum *minutes,
 					  Datum *sketches, long n)
 {
-	Oid argtypes[3];
-	Datum args[3];
+	QueueInsert insert;
 	Oid owner;
-	Oid save_userid;
-	int save_sec;
 	HeapTuple tuple;
 
-	argtypes[0] = INT8ARRAYOID;
-	argtypes[1] = get_array_type(TIMESTAMPTZOID);
-	argtypes[2] = get_array_type(sketch_type);
-	args[0] = PointerGetDatum(
+	insert.argtypes[0] = INT8ARRAYOID;
+	insert.argtypes[1] = get_array_type(TIMESTAMPTZOID);
+	insert.argtypes[2] = get_array_type(sketch_type);
+	insert.args[0] = PointerGetDatum(
 		construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[1] = PointerGetDatum(construct_array(
+	insert.args[1] = PointerGetDatum(construct_array(
 		minutes, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[2] = PointerGetDatum(
+	insert.args[2] = PointerGetDatum(
 		construct_array(sketches, n, sketch_type, -1, false, TYPALIGN_INT));
 
 	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
@@ -378,28 +402,7 @@ queue_insert_as_owner(Oid relid, Oid sketch_type, Datum *ids, Datum *minutes,
 	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
-									  SECURITY_RESTRICTED_OPERATION);
-	PG_TRY();
-	{
-		int ret;
-
-		SPI_connect();
-		ret = SPI_execute_with_args(
-			"INSERT INTO metrics.rollup_queue (series_id, bucket_start, sketch) "
-			"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",
-			3, argtypes, args, NULL, false, 0);
-		if (ret != SPI_OK_INSERT)
-			elog(ERROR, "SPI_execute_with_args failed: %s",
-				 SPI_result_code_string(ret));
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_sec);
-	}
-	PG_END_TRY();
+	opsdata_run_as(owner, queue_insert_statement, &insert);
 }
 
 /*
@@ -441,7 +444,8 @@ metrics_deltas_flush(MetricsDeltas *d)
 		TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("sketch"),
 		ObjectIdGetDatum(get_namespace_oid("metrics", false)));
 	if (!OidIsValid(sketch_type))
-		elog(ERROR, "type metrics.sketch does not exist");
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+						errmsg("type metrics.sketch does not exist")));
 
 	queue = table_open(metrics_relid("rollup_queue"), RowExclusiveLock);
 	if (queue_is_plain(queue, sketch_type))

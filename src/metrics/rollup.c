@@ -58,6 +58,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "core/opsdata.h"
 #include "metrics/metrics.h"
 
 PG_FUNCTION_INFO_V1(metrics_rollup);
@@ -144,16 +145,30 @@ static void
 rollup_lock_state(void)
 {
 	const char *lock = "SELECT FROM metrics.rollup_state FOR UPDATE";
+	int rc;
 
-	if (SPI_execute(lock, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not lock metrics.rollup_state");
+	if ((rc = SPI_execute(lock, false, 0)) != SPI_OK_SELECT)
+		opsdata_spi_failed(rc, "lock metrics.rollup_state");
 	if (SPI_processed > 0)
 		return;
-	if (SPI_execute(
-			"INSERT INTO metrics.rollup_state DEFAULT VALUES ON CONFLICT DO NOTHING",
-			false, 0) != SPI_OK_INSERT ||
-		SPI_execute(lock, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not lock metrics.rollup_state");
+	rc = SPI_execute(
+		"INSERT INTO metrics.rollup_state DEFAULT VALUES ON CONFLICT DO NOTHING",
+		false, 0);
+	if (rc != SPI_OK_INSERT)
+		opsdata_spi_failed(rc, "write to metrics.rollup_state");
+	if ((rc = SPI_execute(lock, false, 0)) != SPI_OK_SELECT)
+		opsdata_spi_failed(rc, "lock metrics.rollup_state");
+}
+
+/* The error for a rollup setting whose value cannot be used. */
+static void
+rollup_bad_setting(const char *name, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("setting \"%s\" %s", name, what),
+			 errhint("Set it with opsdata.set_setting(), or reset it with "
+					 "opsdata.reset_setting().")));
 }
 
 /*
@@ -171,37 +186,40 @@ rollup_begin(MemoryContext parent)
 	int n;
 	int i;
 	MemoryContext old;
+	Datum d;
+	int rc;
 
 	run->cxt = AllocSetContextCreate(parent, "pg_opsdata rollup run",
 									 ALLOCSET_DEFAULT_SIZES);
 	run->origin = ROLLUP_ORIGIN;
 
-	if (SPI_execute(
-			"SELECT opsdata.setting('metrics.rollup_widths')::pg_catalog.interval[],"
-			" opsdata.setting('metrics.rollup_lateness')::pg_catalog.interval",
-			false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not read the rollup settings");
-	widths = DatumGetArrayTypeP(SPI_getbinval(
-		SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	rc = SPI_execute(
+		"SELECT opsdata.setting('metrics.rollup_widths')::pg_catalog.interval[],"
+		" opsdata.setting('metrics.rollup_lateness')::pg_catalog.interval",
+		false, 1);
+	if (rc != SPI_OK_SELECT)
+		opsdata_spi_failed(rc, "read the rollup settings");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+					  &isnull);
 	if (isnull)
-		elog(ERROR, "setting \"metrics.rollup_widths\" is null");
-	run->lateness = *DatumGetIntervalP(SPI_getbinval(
-		SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		rollup_bad_setting("metrics.rollup_widths", "is null");
+	widths = DatumGetArrayTypeP(d);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+					  &isnull);
 	if (isnull)
-		elog(ERROR, "setting \"metrics.rollup_lateness\" is null");
+		rollup_bad_setting("metrics.rollup_lateness", "is null");
+	run->lateness = *DatumGetIntervalP(d);
 	deconstruct_array(widths, INTERVALOID, sizeof(Interval), false,
 					  TYPALIGN_DOUBLE, &elems, &nulls, &n);
 	if (n == 0)
-		elog(ERROR, "setting \"metrics.rollup_widths\" is empty");
+		rollup_bad_setting("metrics.rollup_widths", "is empty");
 	old = MemoryContextSwitchTo(parent);
 	run->nwidths = n;
 	run->widths = palloc(sizeof(Interval) * n);
 	for (i = 0; i < n; i++)
 	{
 		if (nulls[i])
-			elog(ERROR,
-				 "setting \"metrics.rollup_widths\" has a null element");
+			rollup_bad_setting("metrics.rollup_widths", "has a null element");
 		run->widths[i] = *DatumGetIntervalP(elems[i]);
 	}
 	MemoryContextSwitchTo(old);
@@ -211,7 +229,8 @@ rollup_begin(MemoryContext parent)
 		ObjectIdGetDatum(get_namespace_oid("metrics", false)));
 	run->sketch_array_type = get_array_type(run->sketch_type);
 	if (!OidIsValid(run->sketch_type) || !OidIsValid(run->sketch_array_type))
-		elog(ERROR, "type metrics.sketch does not exist");
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+						errmsg("type metrics.sketch does not exist")));
 	get_typlenbyvalalign(run->sketch_type, &run->sketch_typlen,
 						 &run->sketch_typbyval, &run->sketch_typalign);
 	run->groups = rollup_make_groups(run->cxt);
@@ -240,6 +259,7 @@ rollup_flush(RollupRun *run)
 	Oid argtypes[8];
 	Datum args[8];
 	MemoryContext old;
+	int rc;
 
 	if (hash_get_num_entries(run->groups) == 0)
 		return;
@@ -330,22 +350,23 @@ rollup_flush(RollupRun *run)
 	 * without a sketch (not written by a run) keeps its own count, sum, min
 	 * and max and adds the delta's.
 	 */
-	if (SPI_execute_with_args(
-			"INSERT INTO metrics.rollups AS r (series_id, bucket_width, bucket_start, count, sum, min, max, sketch)"
-			" SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
-			" pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"
-			" pg_catalog.unnest($8))"
-			" ON CONFLICT (series_id, bucket_width, bucket_start) DO UPDATE"
-			" SET (sketch, count, sum, min, max, updated_at) = ("
-			"  SELECT m.s,"
-			"   metrics.sketch_count(m.s) + CASE WHEN r.sketch IS NULL THEN r.count ELSE 0 END,"
-			"   metrics.sketch_sum(m.s) + CASE WHEN r.sketch IS NULL THEN r.sum ELSE 0 END,"
-			"   CASE WHEN r.sketch IS NULL THEN LEAST(r.min, metrics.sketch_min(m.s)) ELSE metrics.sketch_min(m.s) END,"
-			"   CASE WHEN r.sketch IS NULL THEN GREATEST(r.max, metrics.sketch_max(m.s)) ELSE metrics.sketch_max(m.s) END,"
-			"   pg_catalog.now()"
-			"  FROM (SELECT metrics.sketch_merge(r.sketch, excluded.sketch) AS s) m)",
-			8, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not write the rollups");
+	rc = SPI_execute_with_args(
+		"INSERT INTO metrics.rollups AS r (series_id, bucket_width, bucket_start, count, sum, min, max, sketch)"
+		" SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),"
+		" pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), pg_catalog.unnest($7),"
+		" pg_catalog.unnest($8))"
+		" ON CONFLICT (series_id, bucket_width, bucket_start) DO UPDATE"
+		" SET (sketch, count, sum, min, max, updated_at) = ("
+		"  SELECT m.s,"
+		"   metrics.sketch_count(m.s) + CASE WHEN r.sketch IS NULL THEN r.count ELSE 0 END,"
+		"   metrics.sketch_sum(m.s) + CASE WHEN r.sketch IS NULL THEN r.sum ELSE 0 END,"
+		"   CASE WHEN r.sketch IS NULL THEN LEAST(r.min, metrics.sketch_min(m.s)) ELSE metrics.sketch_min(m.s) END,"
+		"   CASE WHEN r.sketch IS NULL THEN GREATEST(r.max, metrics.sketch_max(m.s)) ELSE metrics.sketch_max(m.s) END,"
+		"   pg_catalog.now()"
+		"  FROM (SELECT metrics.sketch_merge(r.sketch, excluded.sketch) AS s) m)",
+		8, argtypes, args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		opsdata_spi_failed(rc, "write to metrics.rollups");
 
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(run->cxt);
@@ -398,8 +419,7 @@ rollup_take_query(RollupRun *run, const char *sql, int nargs, Oid *argtypes,
 	Portal portal;
 
 	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s",
-			 SPI_result_code_string(SPI_result));
+		opsdata_spi_failed(SPI_result, "prepare a rollup query");
 	portal = SPI_cursor_open(NULL, plan, args, NULL, false);
 	for (;;)
 	{
@@ -448,17 +468,19 @@ rollup_end(RollupRun *run)
 {
 	Oid argtypes[2] = {INT8OID, INT8OID};
 	Datum args[2];
+	int rc;
 
 	rollup_flush(run);
 	args[0] = Int64GetDatum(run->rolled);
 	args[1] = Int64GetDatum(run->late);
-	if (SPI_execute_with_args(
-			"UPDATE metrics.rollup_state"
-			" SET runs = runs + 1, last_run_at = pg_catalog.clock_timestamp(),"
-			" last_run_points = $1, points = points + $1, late_points = late_points + $2,"
-			" last_late_at = CASE WHEN $2 > 0 THEN pg_catalog.clock_timestamp() ELSE last_late_at END",
-			2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update metrics.rollup_state");
+	rc = SPI_execute_with_args(
+		"UPDATE metrics.rollup_state"
+		" SET runs = runs + 1, last_run_at = pg_catalog.clock_timestamp(),"
+		" last_run_points = $1, points = points + $1, late_points = late_points + $2,"
+		" last_late_at = CASE WHEN $2 > 0 THEN pg_catalog.clock_timestamp() ELSE last_late_at END",
+		2, argtypes, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		opsdata_spi_failed(rc, "update metrics.rollup_state");
 	MemoryContextDelete(run->cxt);
 }
 

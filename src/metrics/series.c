@@ -55,6 +55,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "core/opsdata.h"
 #include "metrics/metrics.h"
 
 #define METRICS_NAME_MAX 255
@@ -235,9 +236,10 @@ series_relcache_callback(Datum arg, Oid relid)
 void
 metrics_series_init(void)
 {
-	RegisterXactCallback(series_xact_callback, NULL);
-	RegisterSubXactCallback(series_subxact_callback, NULL);
-	CacheRegisterRelcacheCallback(series_relcache_callback, (Datum) 0);
+	opsdata_register_xact(OPSDATA_XACT_METRICS, series_xact_callback,
+						  series_subxact_callback);
+	opsdata_register_relcache(OPSDATA_RELCACHE_METRICS_SERIES,
+							  series_relcache_callback);
 }
 
 /*
@@ -517,8 +519,7 @@ series_find_or_create(text *name, Jsonb *tags)
 			"SELECT series_id FROM metrics.series WHERE name OPERATOR(pg_catalog.=) $1 AND tags OPERATOR(pg_catalog.=) $2",
 			2, argtypes, args, NULL, false, 1);
 		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "SPI_execute_with_args failed: %s",
-				 SPI_result_code_string(ret));
+			opsdata_spi_failed(ret, "read metrics.series");
 		if (SPI_processed > 0)
 		{
 			series_id = DatumGetInt64(SPI_getbinval(
@@ -533,8 +534,9 @@ series_find_or_create(text *name, Jsonb *tags)
 		ret = SPI_execute(
 			"SELECT opsdata.setting('metrics.series_limit')::integer", false,
 			1);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not read the setting \"metrics.series_limit\"");
+		if (ret != SPI_OK_SELECT)
+			opsdata_spi_failed(ret,
+							   "read the setting \"metrics.series_limit\"");
 		limit = DatumGetInt32(SPI_getbinval(
 			SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		args[1] = Int32GetDatum(limit);
@@ -543,8 +545,8 @@ series_find_or_create(text *name, Jsonb *tags)
 			"(SELECT FROM metrics.series WHERE name OPERATOR(pg_catalog.=) $1 LIMIT $2) s",
 			2, limit_types, args, NULL, false, 1);
 		args[1] = PointerGetDatum(tags);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not count the series of a metric");
+		if (ret != SPI_OK_SELECT)
+			opsdata_spi_failed(ret, "count the series of a metric");
 		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 									   SPI_tuptable->tupdesc, 1, &isnull)))
 			ereport(
@@ -563,8 +565,7 @@ series_find_or_create(text *name, Jsonb *tags)
 			"ON CONFLICT (name, tags) DO NOTHING RETURNING series_id",
 			2, argtypes, args, NULL, false, 1);
 		if (ret != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "SPI_execute_with_args failed: %s",
-				 SPI_result_code_string(ret));
+			opsdata_spi_failed(ret, "write to metrics.series");
 		if (SPI_processed > 0)
 		{
 			series_id = DatumGetInt64(SPI_getbinval(

@@ -62,6 +62,7 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "core/opsdata.h"
 #include "metrics/metrics.h"
 #include "partition/route.h"
 
@@ -148,7 +149,8 @@ metrics_writer_begin(void)
 		aclcheck_error(aclresult, OBJECT_TABLE, "points");
 	w->parent = table_open(relid, RowExclusiveLock);
 	if (w->parent->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
-		elog(ERROR, "metrics.points is not partitioned");
+		ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+						errmsg("metrics.points is not partitioned")));
 	w->key = RelationGetPartitionKey(w->parent);
 	partition_lock_default(w->parent);
 	w->pdir = CreatePartitionDirectory(cxt, true);
@@ -254,7 +256,9 @@ writer_put_field(StringInfo buf, uint64 v)
 /*
  * Whether a leaf can take table_multi_insert(): a plain table whose
  * columns are exactly (series_id bigint, ts timestamptz, value float8),
- * with nothing that COPY would have to maintain or check.
+ * with nothing that COPY would have to maintain or check.  Triggers that
+ * do not fire on INSERT, and the guard of pg_opsdata's tables, which the
+ * extension's own writers pass, do not count.
  */
 static bool
 writer_leaf_is_plain(Relation rel)
@@ -264,7 +268,7 @@ writer_leaf_is_plain(Relation rel)
 	int i;
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhasindex ||
-		rel->trigdesc != NULL || desc->natts != 3 ||
+		!opsdata_guard_only_insert(rel) || desc->natts != 3 ||
 		(desc->constr != NULL &&
 		 (desc->constr->num_check > 0 || desc->constr->has_generated_stored)))
 		return false;

@@ -7,10 +7,11 @@
  * partition.  partition_exec_step() runs them in a subtransaction of the
  * caller's transaction:
  *
- *	- with the privileges of the table's owner, as a security-restricted
- *	  operation (SetUserIdAndSecContext), so that code the owner controls
- *	  (index expressions, triggers, defaults) never runs with the rights of
- *	  the extension owner, and partitions it creates belong to the owner;
+ *	- with the privileges of the table's owner, in a privileged region
+ *	  (core/privileged.h: a security-restricted operation, search_path
+ *	  pg_catalog, pg_temp), so that code the owner controls (index
+ *	  expressions, triggers, defaults) never runs with the rights of the
+ *	  extension owner, and partitions it creates belong to the owner;
  *	- under lock_timeout = partition.lock_timeout, so that no application
  *	  query queues behind it for longer than that;
  *	- when a lock is not granted (lock_not_available or deadlock_detected),
@@ -31,8 +32,9 @@
  *
  * Each step that succeeds writes its row of opsdata.partition_log in the
  * same transaction, as the user that called us: the log says exactly what
- * was committed.  The caller commits (the worker, after every step) or
- * keeps going in its transaction (manage_partitions()).
+ * was committed.  The caller commits (a pass, after every step) or
+ * keeps going in its transaction (manage_partitions()).  A pass (pass.c)
+ * stamps its rows with the time it began (pass_started).
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -58,6 +60,7 @@
 #include "utils/wait_event.h"
 
 #include "core/opsdata.h"
+#include "core/privileged.h"
 #include "partition/partition.h"
 #include "partition/retention.h"
 
@@ -73,15 +76,16 @@ void
 partition_read_timing(PartitionTiming *timing)
 {
 	bool isnull;
+	int rc;
 
-	if (SPI_execute(
-			"SELECT (EXTRACT(epoch FROM opsdata.setting('partition.lock_timeout')::pg_catalog.interval) * 1000)::pg_catalog.int4,"
-			" (EXTRACT(epoch FROM opsdata.setting('partition.detach_timeout')::pg_catalog.interval) * 1000)::pg_catalog.int4,"
-			" opsdata.setting('partition.lock_retries')::pg_catalog.int4,"
-			" (EXTRACT(epoch FROM opsdata.setting('partition.retry_delay')::pg_catalog.interval) * 1000)::pg_catalog.int4",
-			true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not read the partition maintenance settings");
+	rc = SPI_execute(
+		"SELECT (EXTRACT(epoch FROM opsdata.setting('partition.lock_timeout')::pg_catalog.interval) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
+		" (EXTRACT(epoch FROM opsdata.setting('partition.detach_timeout')::pg_catalog.interval) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4,"
+		" opsdata.setting('partition.lock_retries')::pg_catalog.int4,"
+		" (EXTRACT(epoch FROM opsdata.setting('partition.retry_delay')::pg_catalog.interval) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4",
+		true, 1);
+	if (rc != SPI_OK_SELECT)
+		opsdata_spi_failed(rc, "read the partition maintenance settings");
 	timing->lock_timeout_ms =
 		Max(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 										SPI_tuptable->tupdesc, 1, &isnull)),
@@ -119,6 +123,7 @@ partition_plan(Oid parent, const char *start_from, bool maintain,
 	char nulls[3] = {' ', ' ', ' '};
 	List *steps = NIL;
 	uint64 i;
+	int rc;
 
 	values[0] = ObjectIdGetDatum(parent);
 	if (start_from)
@@ -126,11 +131,12 @@ partition_plan(Oid parent, const char *start_from, bool maintain,
 	else
 		nulls[1] = 'n';
 	values[2] = BoolGetDatum(maintain);
-	if (SPI_execute_with_args(
-			"SELECT step, phase, action, partition, statements, toplevel, replica, detail"
-			" FROM opsdata._partition_plan($1, $2, $3) ORDER BY step",
-			3, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not plan partition maintenance");
+	rc = SPI_execute_with_args(
+		"SELECT step, phase, action, partition, statements, toplevel, replica, detail"
+		" FROM opsdata._partition_plan($1, $2, $3) ORDER BY step",
+		3, argtypes, values, nulls, false, 0);
+	if (rc != SPI_OK_SELECT)
+		opsdata_spi_failed(rc, "plan partition maintenance");
 
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -182,6 +188,17 @@ partition_plan(Oid parent, const char *start_from, bool maintain,
 }
 
 /*
+ * The pass_started of the rows this process writes to opsdata.partition_log
+ * now: the running pass's (pass.c), or NULL outside a pass.
+ */
+static void
+partition_log_pass(Datum *value, char *null)
+{
+	*value = TimestampTzGetDatum(partition_current_pass);
+	*null = partition_current_pass != 0 ? ' ' : 'n';
+}
+
+/*
  * Appends a row to opsdata.partition_log in the current transaction, as the
  * current user.
  */
@@ -189,9 +206,10 @@ void
 partition_log(const char *parent_name, const char *action,
 			  const char *partition, const char *detail)
 {
-	Oid argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum values[4];
-	char nulls[4] = {' ', ' ', ' ', ' '};
+	Oid argtypes[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
+	Datum values[5];
+	char nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int rc;
 
 	values[0] = CStringGetTextDatum(parent_name);
 	values[1] = CStringGetTextDatum(action);
@@ -203,12 +221,19 @@ partition_log(const char *parent_name, const char *action,
 		values[3] = CStringGetTextDatum(detail);
 	else
 		nulls[3] = 'n';
+	partition_log_pass(&values[4], &nulls[4]);
 	SPI_connect();
-	if (SPI_execute_with_args(
-			"INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
-			" VALUES ($1, $2, $3, $4)",
-			4, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not write to opsdata.partition_log");
+	/* Objects of 0.1 have no pass_started: its rows go without. */
+	rc = SPI_execute_with_args(
+		opsdata_schema_at_least("0.2")
+			? "INSERT INTO opsdata.partition_log (parent, action, partition, detail, pass_started)"
+			  " VALUES ($1, $2, $3, $4, $5)"
+			: "INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
+			  " VALUES ($1, $2, $3, $4)",
+		opsdata_schema_at_least("0.2") ? 5 : 4, argtypes, values, nulls, false,
+		0);
+	if (rc != SPI_OK_INSERT)
+		opsdata_spi_failed(rc, "write to opsdata.partition_log");
 	SPI_finish();
 }
 
@@ -253,52 +278,53 @@ partition_sleep(int mean_ms)
 
 /*
  * Runs the statements of a step as owner, under lock_timeout, in the
- * current (sub)transaction.  Returns the rows inserted (those moved out of
- * the default partition).  Settings and the user are restored on success;
- * on error the caller's subtransaction abort restores them.
+ * current subtransaction, in a privileged region.  Returns the rows inserted
+ * (those moved out of the default partition).  Settings and the user are
+ * restored on success; on error the user at once, and the settings by the
+ * caller's subtransaction abort (partition_try_batch).
  */
 static int64
 partition_exec_statements(const PartitionStep *step, Oid owner,
 						  const PartitionTiming *timing)
 {
-	Oid save_userid;
-	int save_sec_context;
-	int nestlevel;
+	OpsdataPrivileged priv;
 	char value[32];
-	int64 rows = 0;
+	volatile int64 rows = 0;
 	ListCell *lc;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	nestlevel = NewGUCNestLevel();
+	opsdata_privileged_enter(&priv, owner);
 	snprintf(value, sizeof(value), "%d", timing->lock_timeout_ms);
-	(void) set_config_option("lock_timeout", value, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	opsdata_privileged_set(&priv, "lock_timeout", value, PGC_USERSET);
 	if (step->replica)
-		(void) set_config_option("session_replication_role", "replica",
-								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-								 true, 0, false);
-	SetUserIdAndSecContext(owner, save_sec_context |
-									  SECURITY_LOCAL_USERID_CHANGE |
-									  SECURITY_RESTRICTED_OPERATION);
+		opsdata_privileged_set(&priv, "session_replication_role", "replica",
+							   PGC_SUSET);
 
-	SPI_connect();
-	if (partition_retention_hook != NULL && step->partition != NULL &&
-		strcmp(step->phase, "retention") == 0 &&
-		(strcmp(step->action, "drop") == 0 ||
-		 strcmp(step->action, "archive") == 0))
-		partition_retention_hook(step->partition);
-	foreach (lc, step->statements)
+	PG_TRY();
 	{
-		const char *sql = (const char *) lfirst(lc);
+		SPI_connect();
+		if (partition_retention_hook != NULL && step->partition != NULL &&
+			strcmp(step->phase, "retention") == 0 &&
+			(strcmp(step->action, "drop") == 0 ||
+			 strcmp(step->action, "archive") == 0))
+			partition_retention_hook(step->partition);
+		foreach (lc, step->statements)
+		{
+			const char *sql = (const char *) lfirst(lc);
 
-		CHECK_FOR_INTERRUPTS();
-		if (SPI_execute(sql, false, 0) == SPI_OK_INSERT)
-			rows += SPI_processed;
+			CHECK_FOR_INTERRUPTS();
+			if (SPI_execute(sql, false, 0) == SPI_OK_INSERT)
+				rows += SPI_processed;
+		}
+		SPI_finish();
 	}
-	SPI_finish();
+	PG_CATCH();
+	{
+		opsdata_privileged_unwind(&priv);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	AtEOXact_GUC(true, nestlevel);
+	opsdata_privileged_exit(&priv);
 	return rows;
 }
 
@@ -308,8 +334,10 @@ partition_exec_statements(const PartitionStep *step, Oid owner,
 static void
 partition_log_batch(const char *parent_name, List *steps, const int64 *rows)
 {
-	Oid argtypes[4] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum values[4];
+	Oid argtypes[5] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+					   TIMESTAMPTZOID};
+	Datum values[5];
+	char valnulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int n = list_length(steps);
 	Datum *actions = palloc(n * sizeof(Datum));
 	Datum *partitions = palloc(n * sizeof(Datum));
@@ -318,6 +346,7 @@ partition_log_batch(const char *parent_name, List *steps, const int64 *rows)
 	int dims[1] = {n};
 	int lbs[1] = {1};
 	int i = 0;
+	int rc;
 	ListCell *lc;
 
 	foreach (lc, steps)
@@ -342,13 +371,25 @@ partition_log_batch(const char *parent_name, List *steps, const int64 *rows)
 		partitions, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	values[3] = PointerGetDatum(construct_md_array(
 		details, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
+	partition_log_pass(&values[4], &valnulls[4]);
 	SPI_connect();
-	if (SPI_execute_with_args(
-			"INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
-			" SELECT $1, u.a, NULLIF(u.p, ''), NULLIF(u.d, '')"
-			"   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(a, p, d)",
-			4, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not write to opsdata.partition_log");
+	/* Objects of 0.1 have no pass_started: its rows go without. */
+	rc = SPI_execute_with_args(
+		opsdata_schema_at_least("0.2")
+			? "INSERT INTO opsdata.partition_log (parent, action, partition, detail, pass_started)"
+			  " SELECT $1, u.a,"
+			  "        CASE WHEN u.p OPERATOR(pg_catalog.<>) '' THEN u.p END,"
+			  "        CASE WHEN u.d OPERATOR(pg_catalog.<>) '' THEN u.d END, $5"
+			  "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(a, p, d)"
+			: "INSERT INTO opsdata.partition_log (parent, action, partition, detail)"
+			  " SELECT $1, u.a,"
+			  "        CASE WHEN u.p OPERATOR(pg_catalog.<>) '' THEN u.p END,"
+			  "        CASE WHEN u.d OPERATOR(pg_catalog.<>) '' THEN u.d END"
+			  "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) u(a, p, d)",
+		opsdata_schema_at_least("0.2") ? 5 : 4, argtypes, values, valnulls,
+		false, 0);
+	if (rc != SPI_OK_INSERT)
+		opsdata_spi_failed(rc, "write to opsdata.partition_log");
 	SPI_finish();
 }
 

@@ -6,10 +6,10 @@
  * A maintenance run is planned in SQL (opsdata._partition_plan(), in
  * partition_plan.sql) and executed in C: exec.c runs the steps of a plan
  * inside a transaction with the privileges of the table's owner, under a
- * short lock_timeout with jittered retries; worker.c is the background
- * worker that runs a whole pass, one short transaction per step, and runs
- * DETACH ... CONCURRENTLY as a top-level statement; api.c holds the SQL
- * entry points.
+ * short lock_timeout with jittered retries; pass.c is the job entry that
+ * runs a whole pass in a job worker, one short transaction per step, and
+ * runs DETACH ... CONCURRENTLY as a top-level statement; api.c holds the
+ * SQL entry points.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -22,7 +22,10 @@
 #define OPSDATA_PARTITION_H
 
 #include "nodes/pg_list.h"
+#include "datatype/timestamp.h"
 #include "utils/elog.h"
+
+#include "worker/worker.h"
 
 /* How long a step waits for its locks, and how it retries. */
 typedef struct PartitionTiming
@@ -55,23 +58,8 @@ typedef enum PartitionStepStatus
 	PARTITION_STEP_FAILED
 } PartitionStepStatus;
 
-/* Shared memory of a run: the task, then the queue of results. */
-#define PARTITION_SHM_MAGIC	 0x6f707370
-#define PARTITION_KEY_TASK	 1
-#define PARTITION_KEY_QUEUE	 2
-#define PARTITION_QUEUE_SIZE 65536
-
-typedef struct PartitionTask
-{
-	Oid database;
-	Oid user;	/* the extension owner: the worker connects as it */
-	Oid parent; /* one set, or InvalidOid for all */
-} PartitionTask;
-
-/* Result messages from the worker to the backend that started it. */
-#define PARTITION_MSG_SET  'S'
-#define PARTITION_MSG_BUSY 'B'
-#define PARTITION_MSG_DONE 'D'
+/* What a pass that found another one running tells its caller. */
+#define PARTITION_PASS_BUSY 0
 
 /* exec.c */
 extern void partition_read_timing(PartitionTiming *timing);
@@ -91,8 +79,9 @@ extern void partition_log(const char *parent_name, const char *action,
 extern bool partition_lock_error(const ErrorData *edata);
 extern void partition_sleep(int mean_ms);
 
-/* worker.c */
-extern PGDLLEXPORT void partition_worker_main(Datum main_arg);
+/* pass.c */
+extern TimestampTz partition_current_pass;
+extern const WorkerEntry partition_pass_entry;
 
 /* restore.c */
 extern void partition_restore_init(void);

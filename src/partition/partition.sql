@@ -4,11 +4,13 @@
 -- A set is a range-partitioned table keyed by timestamptz, date or an
 -- integer column.  Maintenance makes partitions ahead of now (or of the
 -- highest id), empties the default partition into proper partitions, and
--- drops or detaches partitions older than the retention.  It runs in a
--- background worker of its own (src/partition/worker.c), one short
--- transaction per step, each under a short lock_timeout; the plan of each
--- set is computed by opsdata._partition_plan() (partition_plan.sql) and the
--- DDL runs with the privileges of the table's owner.
+-- drops or detaches partitions older than the retention.  A pass runs in a
+-- job worker (src/partition/pass.c, the job entry of the built-in job
+-- below), one short transaction per step, each under a short lock_timeout;
+-- the plan of each set is computed by opsdata._partition_plan()
+-- (partition_plan.sql) and the DDL runs with the privileges of the table's
+-- owner.  Every pass writes one 'run' row per set to opsdata.partition_log:
+-- what opsdata.run_maintenance() returns.
 
 CREATE TABLE opsdata.partitions (
 	parent				regclass PRIMARY KEY,
@@ -55,19 +57,32 @@ CREATE TABLE opsdata.partition_log (
 	logged_at	timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
 	parent		text NOT NULL,
 	action		text NOT NULL
-				CHECK (action IN ('create', 'move', 'finalize', 'detach', 'archive', 'drop', 'skip', 'fail')),
+				CHECK (action IN ('create', 'move', 'finalize', 'detach', 'archive', 'drop', 'skip', 'fail', 'run')),
 	partition	text,
-	detail		text
+	detail		text,
+	pass_started timestamptz,
+	status		text CHECK (status IN ('ok', 'skipped', 'failed')),
+	created		integer,
+	moved		bigint,
+	detached	integer,
+	dropped		integer,
+	CHECK ((action = 'run') = (status IS NOT NULL))
 );
 
 CREATE INDEX partition_log_logged_at_idx ON opsdata.partition_log (logged_at);
 
-COMMENT ON TABLE opsdata.partition_log IS 'What partition maintenance did: every partition made, filled, detached or dropped, and every skipped or failed step';
+COMMENT ON TABLE opsdata.partition_log IS 'What partition maintenance did: every partition made, filled, detached or dropped, every skipped or failed step, and what each pass did to each set';
 COMMENT ON COLUMN opsdata.partition_log.logged_at IS 'When the step committed';
 COMMENT ON COLUMN opsdata.partition_log.parent IS 'The partitioned table, by name';
-COMMENT ON COLUMN opsdata.partition_log.action IS 'create, move (a partition made from rows of the default partition), finalize (an interrupted detach completed), detach, archive (moved into the archive schema), drop, skip or fail';
+COMMENT ON COLUMN opsdata.partition_log.action IS 'create, move (a partition made from rows of the default partition), finalize (an interrupted detach completed), detach, archive (moved into the archive schema), drop, skip, fail, or run (what a pass did to the set, as opsdata.run_maintenance() returns it)';
 COMMENT ON COLUMN opsdata.partition_log.partition IS 'The partition concerned, by name';
-COMMENT ON COLUMN opsdata.partition_log.detail IS 'Bounds, rows moved, or the reason for a skip or failure';
+COMMENT ON COLUMN opsdata.partition_log.detail IS 'Bounds, rows moved, the reason for a skip or failure, or for a run row what the pass did';
+COMMENT ON COLUMN opsdata.partition_log.pass_started IS 'When the maintenance pass that wrote the row began: the rows of one pass share it; NULL for rows of manage_partitions()';
+COMMENT ON COLUMN opsdata.partition_log.status IS 'Run rows: ok, skipped (a lock was not granted in time) or failed';
+COMMENT ON COLUMN opsdata.partition_log.created IS 'Run rows: partitions made';
+COMMENT ON COLUMN opsdata.partition_log.moved IS 'Run rows: rows moved out of the default partition';
+COMMENT ON COLUMN opsdata.partition_log.detached IS 'Run rows: partitions detached into the archive schema';
+COMMENT ON COLUMN opsdata.partition_log.dropped IS 'Run rows: partitions dropped';
 
 SELECT pg_catalog.pg_extension_config_dump('opsdata.partition_log', '');
 
@@ -84,9 +99,14 @@ INSERT INTO opsdata.settings (key, type, default_value, valid_when, description)
 	 'value >= interval ''0'' AND value <= interval ''1 minute''',
 	 'Mean pause between two tries of a step; each pause is drawn between half and one and a half times this'),
 	('partition.move_limit', 'integer', '20', 'value BETWEEN 1 AND 10000',
-	 'Partitions filled from a default partition per set and maintenance run, beyond those premake needs'),
-	('partition.log_retention', 'interval', '30 days', 'value >= interval ''0''',
-	 'How long entries of opsdata.partition_log are kept');
+	 'Partitions filled from a default partition per set and maintenance run, beyond those premake needs');
+
+-- The partition log records what maintenance dropped: shortening it is for
+-- superusers only (src/core/duties.c).
+INSERT INTO opsdata.settings (key, type, default_value, valid_when, description, superuser_only) VALUES
+	('partition.log_retention', 'interval', '30 days',
+	 'value >= interval ''1 day'' AND value <= interval ''1000 years''',
+	 'How long entries of opsdata.partition_log are kept; superusers only', true);
 
 INSERT INTO opsdata.jobs (name, command, schedule, builtin, comment) VALUES
 	('partition maintenance', 'SELECT * FROM opsdata.run_maintenance()', '10 minutes', true,
@@ -230,6 +250,13 @@ BEGIN
 	   OR EXTRACT(day FROM iv) < 0 OR EXTRACT(month FROM iv) < 0
 	   OR EXTRACT(year FROM iv) < 0 THEN
 		RAISE EXCEPTION 'retention must be positive'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = pg_catalog.format('The value given was "%s".', value),
+				  HINT = 'Give NULL to keep every partition.';
+	END IF;
+	-- Maintenance subtracts the retention from now: keep that in range.
+	IF iv > interval '1000 years' THEN
+		RAISE EXCEPTION 'retention must be at most 1000 years'
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = pg_catalog.format('The value given was "%s".', value),
 				  HINT = 'Give NULL to keep every partition.';
@@ -478,7 +505,7 @@ RETURNS TABLE (parent_table regclass, status text, created integer, moved bigint
 LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'partition_run_maintenance';
 
-COMMENT ON FUNCTION opsdata.run_maintenance(regclass) IS 'Run partition maintenance now, on one set or all of them, in a background worker of its own; returns what it did per set';
+COMMENT ON FUNCTION opsdata.run_maintenance(regclass) IS 'Run partition maintenance now, on one set or all of them, in a job worker, and wait for it; returns what it did per set';
 
 CREATE FUNCTION opsdata.show_partitions(parent regclass)
 RETURNS TABLE (partition regclass, lower_bound text, upper_bound text, is_default boolean, detach_pending boolean)
@@ -529,7 +556,11 @@ GRANT SELECT ON opsdata.partitions, opsdata.partition_log TO opsdata_admin, opsd
 
 -- Health: one row for the whole area, and one per set that failed, skipped
 -- part of its work, was never maintained, or whose default partition holds
--- rows (counted up to 100000, without waiting for a lock).
+-- rows (counted up to 100000, without waiting for a lock).  opsdata.health()
+-- runs as the extension owner, but shows the role the session acts as only
+-- what that role may see: a set of its own, of a table it may read, or
+-- built into pg_opsdata; rows of a default partition only when it may read
+-- them.  The summary row counts the other sets without naming them.
 CREATE FUNCTION opsdata._health_partition(OUT component text, OUT status text, OUT detail text)
 RETURNS SETOF record
 LANGUAGE plpgsql VOLATILE
@@ -540,21 +571,39 @@ DECLARE
 	r record;
 	n bigint;
 	rows_text text;
+	v_acting name := opsdata._worker_acting_role();
 	v_sets integer := 0;
+	v_hidden integer := 0;
 	v_failed integer := 0;
 	v_warned integer := 0;
 BEGIN
 	FOR r IN
 		SELECT p.parent, p.last_status, p.last_message, p.last_run_at, p.created_at,
-			   NULLIF(t.partdefid, 0)::regclass AS default_partition
+			   NULLIF(t.partdefid, 0)::regclass AS default_partition,
+			   pg_catalog.pg_has_role(v_acting, c.relowner, 'USAGE')
+			   OR pg_catalog.has_table_privilege(v_acting, c.oid, 'SELECT') AS readable,
+			   p.builtin
 		  FROM opsdata.partitions p
+		  JOIN pg_catalog.pg_class c ON c.oid = p.parent
 		  LEFT JOIN pg_catalog.pg_partitioned_table t ON t.partrelid = p.parent
 		 ORDER BY p.parent::text
 	LOOP
 		v_sets := v_sets + 1;
 		n := 0;
 		rows_text := NULL;
-		IF r.default_partition IS NOT NULL THEN
+		IF NOT r.readable AND NOT r.builtin THEN
+			v_hidden := v_hidden + 1;
+			IF r.last_status = 'failed' THEN
+				v_failed := v_failed + 1;
+			ELSIF r.last_status = 'skipped'
+				  OR (r.last_run_at IS NULL AND r.created_at < pg_catalog.now() - interval '1 hour')
+				  OR r.last_run_at < pg_catalog.now() - interval '1 day' THEN
+				v_warned := v_warned + 1;
+			END IF;
+			CONTINUE;
+		END IF;
+		IF r.default_partition IS NOT NULL
+		   AND (r.readable OR pg_catalog.has_table_privilege(v_acting, r.default_partition, 'SELECT')) THEN
 			BEGIN
 				EXECUTE pg_catalog.format('SELECT count(*) FROM (SELECT FROM ONLY %s LIMIT 100001) x',
 										  r.default_partition) INTO n;
@@ -603,6 +652,9 @@ BEGIN
 	detail := CASE WHEN v_sets = 0 THEN 'No partition set is managed.'
 				   WHEN v_sets = 1 THEN '1 partition set is managed.'
 				   ELSE pg_catalog.format('%s partition sets are managed.', v_sets) END
+			  || CASE WHEN v_hidden = 1 THEN ' 1 of them is a table this role may not read.'
+					  WHEN v_hidden > 1 THEN pg_catalog.format(' %s of them are tables this role may not read.', v_hidden)
+					  ELSE '' END
 			  || CASE WHEN v_failed > 0 THEN pg_catalog.format(' %s failed in their last maintenance run.', v_failed) ELSE '' END
 			  || CASE WHEN v_warned > 0 THEN pg_catalog.format(' %s need attention.', v_warned) ELSE '' END;
 	RETURN NEXT;

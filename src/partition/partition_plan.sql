@@ -294,9 +294,13 @@ BEGIN
 	END IF;
 
 	-- The retention cut-off: partitions whose upper bound is at or below it
-	-- hold only rows older than the retention.
+	-- hold only rows older than the retention.  A retention longer than any
+	-- that can be set (a value written around the checks) keeps everything
+	-- rather than failing the set's maintenance.
 	IF v_ret IS NOT NULL AND p_maintain THEN
-		IF v_time THEN
+		IF v_time AND v_ret::interval > interval '1000 years' THEN
+			v_cut := NULL;
+		ELSIF v_time THEN
 			v_cut := ((v_now AT TIME ZONE 'UTC') - v_ret::interval) AT TIME ZONE 'UTC';
 		ELSIF v_highest IS NOT NULL THEN
 			v_cut_id := v_highest - v_ret::bigint;
@@ -602,9 +606,11 @@ BEGIN
 		statements := ARRAY[pg_catalog.format('CREATE TABLE %s %s)%s', partition, like_clause, space)];
 	ELSE
 		action := 'move';
-		v_cond := pg_catalog.format('%1$I >= %2$s', s.control_column, v_lit_lo)
+		-- Run as the table's owner in a privileged region: operators are
+		-- named with their schema.
+		v_cond := pg_catalog.format('%1$I OPERATOR(pg_catalog.>=) %2$s', s.control_column, v_lit_lo)
 				  || CASE WHEN v_lit_hi IS NULL THEN ''
-						  ELSE pg_catalog.format(' AND %1$I < %2$s', s.control_column, v_lit_hi) END;
+						  ELSE pg_catalog.format(' AND %1$I OPERATOR(pg_catalog.<) %2$s', s.control_column, v_lit_hi) END;
 		statements := ARRAY[
 			pg_catalog.format('CREATE TABLE %s %s, CONSTRAINT opsdata_partition_bounds CHECK (%I IS NOT NULL AND %s))%s',
 							  partition, like_clause, s.control_column, v_cond, space),

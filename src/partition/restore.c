@@ -16,13 +16,15 @@
  * PRIMARY KEY and CREATE INDEX fail ("multiple primary keys", "already
  * exists") although the restored partition is exactly as dumped.
  *
- * This ProcessUtility hook skips, with a NOTICE, exactly those statements:
+ * This ProcessUtility handler skips, with a NOTICE, exactly those statements:
  * a CREATE INDEX, or an ALTER TABLE ... ADD CONSTRAINT ... PRIMARY KEY or
  * UNIQUE, naming an index or constraint that already exists on a partition
  * of one of pg_opsdata's tables and is already the partition of the
  * parent's index or constraint.  Any other statement, and the same
- * statement on any other table, goes through unchanged.  Installed only
- * when the library is preloaded.
+ * statement on any other table, goes through unchanged; a skipped one does
+ * not reach the handlers after this one nor the hooks of the libraries
+ * loaded before pg_opsdata (src/core/hooks.c).  Registered only when the
+ * library is preloaded.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -48,8 +50,6 @@
 
 #include "core/opsdata.h"
 #include "partition/partition.h"
-
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 /*
  * The partition named by rv, when it is a partition of a table of
@@ -158,20 +158,17 @@ partition_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 				 "The partition was attached to a table of pg_opsdata, which gave it the parent's indexes and keys.")));
 		return;
 	}
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	opsdata_utility_next(pstmt, queryString, readOnlyTree, context, params,
+						 queryEnv, dest, qc);
 }
 
 /*
- * Installs the hook; called from partition_init() when preloaded.
+ * Registers the utility handler with the core (src/core/hooks.c); called
+ * from partition_init() when preloaded.
  */
 void
 partition_restore_init(void)
 {
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = partition_ProcessUtility;
+	opsdata_register_utility(OPSDATA_UTILITY_PARTITION,
+							 partition_ProcessUtility);
 }

@@ -28,6 +28,17 @@
  *   CREATE/DROP/ALTER DATABASE
  *                     at commit the launcher re-reads pg_database.
  *
+ * A transaction that is prepared (PREPARE TRANSACTION) tells nobody: it
+ * may be committed by another session, or after a restart, or rolled
+ * back.  The session that runs COMMIT PREPARED looks whether the database
+ * has the extension before and after, and tells the launcher at once if
+ * that changed: the prepared transaction created the extension (a
+ * scheduler starts) or dropped it (the workers are stopped).  The launcher
+ * also checks again, every few check intervals, the databases it believes
+ * have no extension, in case a notice was lost.  Changes of opsdata.jobs
+ * made by a prepared transaction are seen by the scheduler within
+ * pg_opsdata.check_interval.
+ *
  * DROP DATABASE, CREATE DATABASE from a template, ALTER DATABASE RENAME and
  * SET TABLESPACE fail while another session is connected to the database.
  * Before they run, the utility hook takes a hold on the database (no
@@ -62,15 +73,13 @@
 #include "utils/acl.h"
 #include "utils/guc.h"
 #include "utils/rls.h"
+#include "utils/snapmgr.h"
 
 #include "core/opsdata.h"
 #include "worker/worker_int.h"
 
 PG_FUNCTION_INFO_V1(worker_register_database);
 PG_FUNCTION_INFO_V1(worker_jobs_changed);
-
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
-static object_access_hook_type prev_object_access_hook = NULL;
 
 /* What this transaction will tell the workers when it commits. */
 static bool worker_pending_installed = false;
@@ -89,19 +98,20 @@ static void worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 static void worker_object_access(ObjectAccessType access, Oid classId,
 								 Oid objectId, int subId, void *arg);
 static void worker_xact_callback(XactEvent event, void *arg);
+static void worker_note_commit_prepared(bool present_before);
 
 /*
- * Install the utility and object access hooks and the transaction
- * callback; from worker_init() while preloading.
+ * Register the utility and object access handlers and the transaction
+ * handler with the core (src/core/hooks.c); from worker_init() while
+ * preloading.
  */
 void
 worker_install_hooks(void)
 {
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = worker_ProcessUtility;
-	prev_object_access_hook = object_access_hook;
-	object_access_hook = worker_object_access;
-	RegisterXactCallback(worker_xact_callback, NULL);
+	opsdata_register_utility(OPSDATA_UTILITY_WORKER, worker_ProcessUtility);
+	opsdata_register_object_access(OPSDATA_OBJECT_ACCESS_WORKER,
+								   worker_object_access);
+	opsdata_register_xact(OPSDATA_XACT_WORKER, worker_xact_callback, NULL);
 }
 
 /* Hold the database for this transaction and stop our workers there. */
@@ -155,11 +165,23 @@ worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					  DestReceiver *dest, QueryCompletion *qc)
 {
 	Node *stmt = pstmt->utilityStmt;
+	bool commit_prepared = false;
+	bool present_before = false;
 
 	if (worker_shared != NULL)
 	{
 		switch (nodeTag(stmt))
 		{
+			case T_TransactionStmt:
+				if (((TransactionStmt *) stmt)->kind ==
+						TRANS_STMT_COMMIT_PREPARED &&
+					OidIsValid(MyDatabaseId))
+				{
+					commit_prepared = true;
+					present_before =
+						OidIsValid(get_extension_oid(OPSDATA_NAME, true));
+				}
+				break;
 			case T_DropdbStmt:
 			{
 				Oid dboid =
@@ -237,12 +259,11 @@ worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		}
 	}
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	opsdata_utility_next(pstmt, queryString, readOnlyTree, context, params,
+						 queryEnv, dest, qc);
+
+	if (commit_prepared)
+		worker_note_commit_prepared(present_before);
 
 	/*
 	 * Every session of a restore starts with SET row_security = off.  While
@@ -257,14 +278,32 @@ worker_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		worker_add_restore(MyDatabaseId, MyProcPid);
 }
 
+/*
+ * After COMMIT PREPARED: tell the launcher at once if the committed
+ * transaction created or dropped the extension here (present_before says
+ * whether it was there before).  The prepared transaction is committed
+ * whatever happens to this statement's own transaction, so the notice
+ * does not wait for it.
+ */
+static void
+worker_note_commit_prepared(bool present_before)
+{
+	bool present;
+
+	/* The committed changes are not in the catalog snapshot taken before. */
+	InvalidateCatalogSnapshot();
+	present = OidIsValid(get_extension_oid(OPSDATA_NAME, true));
+	if (present && !present_before)
+		worker_push_event(WORKER_EVENT_INSTALLED, MyDatabaseId, 0);
+	else if (!present && present_before)
+		worker_push_event(WORKER_EVENT_DROPPED, MyDatabaseId, 0);
+}
+
 /* Notice the extension being dropped, whatever statement drops it. */
 static void
 worker_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					 int subId, void *arg)
 {
-	if (prev_object_access_hook)
-		prev_object_access_hook(access, classId, objectId, subId, arg);
-
 	if (access == OAT_DROP && classId == ExtensionRelationId &&
 		objectId == get_extension_oid(OPSDATA_NAME, true))
 		worker_pending_dropped = true;
@@ -296,6 +335,7 @@ worker_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
+			/* COMMIT PREPARED tells the launcher, if it commits. */
 			break;
 		default:
 			return;

@@ -1,22 +1,31 @@
 /*-------------------------------------------------------------------------
  *
  * jobworker.c
- *		A job worker: runs one due job as a top-level CALL, then exits.
+ *		A job worker: runs one due job, or one entry a session asked for,
+ *		then exits.
  *
  * The scheduler reserves a slot and starts the worker with the job's id,
- * a little before the job is due (WORKER_DISPATCH_LEAD_MS).  The worker
- * claims the slot (it exits at once if the database is held for DROP
- * DATABASE or the like), connects as the bootstrap superuser, waits for the
- * due time, and runs
+ * the role to connect as, and when the job is due, a little before it is
+ * (WORKER_DISPATCH_LEAD_MS).  The worker claims the slot (it exits at once
+ * if the database is held for DROP DATABASE or the like), connects as the
+ * job's role (built-in jobs: the extension owner), so that session_user is
+ * the job's role and what the job does is audited as that role's, waits
+ * for the due time, and hands over to the runner (runner.c): lock, crash
+ * marker, the command as top-level statements, recording.  When the job's
+ * role may not connect (it is gone, or may not log in), the scheduler
+ * passes no role: the worker connects as the bootstrap superuser and the
+ * runner only records the failed run.
  *
- *     CALL opsdata._run_scheduled_job(<job>)
+ * search_path is pg_catalog, pg_temp whatever the database's or the role's
+ * settings say (opsdata_worker_connect); the command may SET its own.
+ * application_name is "pg_opsdata job <name>" while the job runs.
  *
- * through a portal, exactly as if a client had sent it: the statement is
- * top-level and outside a transaction block, so the CALL is non-atomic and
- * a procedure in the job's command may COMMIT (a call made through SPI from
- * C would have no active portal, which a procedure needs once it has
- * committed).  runner.c does the rest: lock, crash marker, command as the
- * job's role, recording, application_name naming the job.
+ * A session that runs an entry now (worker_run_entry, entry.c) starts a
+ * job worker with worker_entry_main(): it takes no slot, connects as the
+ * role the session named, maps the segment of a waiting caller, runs the
+ * entry with statement_timeout off, and exits.  Its type, and its
+ * application_name, are "pg_opsdata <entry name>".  An error is logged and
+ * ends the worker; a waiting caller then sees it end without "done".
  *
  * A failure of the job has been recorded by the runner before its error
  * reaches the top here; it is logged once and the worker exits normally.
@@ -37,25 +46,18 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
-#include "postmaster/interrupt.h"
 #include "storage/ipc.h"
-#include "tcop/pquery.h"
-#include "tcop/tcopprot.h"
-#include "tcop/utility.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
-#include "utils/portal.h"
-#include "utils/snapmgr.h"
 
 #include "core/opsdata.h"
+#include "core/privileged.h"
 #include "worker/worker_int.h"
-
-static void jobworker_execute(const char *sql);
 
 /*
  * Main function of a job worker.  main_arg is the slot its scheduler
- * reserved; bgw_extra holds the slot's generation, the database and the
- * job.
+ * reserved; bgw_extra holds the slot's generation, the database, the job
+ * and its role.
  */
 void
 worker_job_main(Datum main_arg)
@@ -64,19 +66,11 @@ worker_job_main(Datum main_arg)
 	MemoryContext cxt;
 
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
-
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
+	opsdata_worker_init();
 	if (worker_claim_slot(DatumGetInt32(main_arg), args.generation,
 						  WORKER_SLOT_JOB) == NULL)
 		proc_exit(0);
-
-	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
-	SetConfigOption("application_name", WORKER_JOB_TYPE, PGC_USERSET,
-					PGC_S_SESSION);
-	worker_is_job_worker = true;
+	opsdata_worker_connect(args.dboid, args.role);
 
 	/* Started ahead of time: wait until the job is due. */
 	for (;;)
@@ -99,8 +93,7 @@ worker_job_main(Datum main_arg)
 
 	PG_TRY();
 	{
-		jobworker_execute(psprintf("CALL opsdata._run_scheduled_job(%lld)",
-								   (long long) args.job_id));
+		worker_run_in_job_worker(args.job_id, args.role);
 	}
 	PG_CATCH();
 	{
@@ -118,45 +111,32 @@ worker_job_main(Datum main_arg)
 }
 
 /*
- * Run one SQL statement the way the simple query protocol does: parsed,
- * planned and run through an unnamed portal as a top-level statement, in a
- * transaction committed at the end.
+ * Main function of a job worker started by worker_run_entry(): main_arg is
+ * the handle of the waiting caller's segment (DSM_HANDLE_INVALID when
+ * nobody waits), bgw_extra the entry, its argument, the database and the
+ * role.
  */
-static void
-jobworker_execute(const char *sql)
+void
+worker_entry_main(Datum main_arg)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	RawStmt *parsetree;
-	List *querytrees;
-	List *plantrees;
-	Portal portal;
-	DestReceiver *receiver;
-	QueryCompletion qc;
+	WorkerEntryArgs args;
+	const WorkerEntry *entry;
+	dsm_handle handle = DatumGetUInt32(main_arg);
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	MemoryContextSwitchTo(cxt);
-	pgstat_report_activity(STATE_RUNNING, sql);
+	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
+	opsdata_worker_init();
+	entry = worker_find_entry(args.name);
+	if (entry == NULL)
+		elog(ERROR, "pg_opsdata job entry \"%s\" is not registered",
+			 args.name);
+	if (handle != DSM_HANDLE_INVALID)
+		worker_entry_attach(handle);
+	opsdata_worker_connect(args.dboid, args.role);
+	SetConfigOption("statement_timeout", "0", PGC_USERSET, PGC_S_SESSION);
 
-	parsetree = linitial_node(RawStmt, pg_parse_query(sql));
-	PushActiveSnapshot(GetTransactionSnapshot());
-	querytrees =
-		pg_analyze_and_rewrite_fixedparams(parsetree, sql, NULL, 0, NULL);
-	plantrees = pg_plan_queries(querytrees, sql, CURSOR_OPT_PARALLEL_OK, NULL);
-	PopActiveSnapshot();
+	entry->run(args.arg);
 
-	portal = CreatePortal("", true, true);
-	portal->visible = false;
-	PortalDefineQuery(portal, NULL, sql, CreateCommandTag(parsetree->stmt),
-					  plantrees, NULL);
-	PortalStart(portal, NULL, 0, InvalidSnapshot);
-
-	receiver = CreateDestReceiver(DestNone);
-	InitializeQueryCompletion(&qc);
-	(void) PortalRun(portal, FETCH_ALL, true, true, receiver, receiver, &qc);
-	receiver->rDestroy(receiver);
-	PortalDrop(portal, false);
-
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(cxt);
+	worker_entry_done(0);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	proc_exit(0);
 }

@@ -18,8 +18,14 @@
  *    or stays (reporting "present");
  *  - CREATE EXTENSION and DROP EXTENSION send an event when they commit
  *    (hooks.c), so the launcher reacts within milliseconds;
+ *  - COMMIT PREPARED of a transaction that created or dropped the extension
+ *    sends the same events (hooks.c);
  *  - CREATE, DROP and ALTER DATABASE make it re-read pg_database, and so
- *    does pg_opsdata.check_interval passing, in case an event was missed.
+ *    does pg_opsdata.check_interval passing, in case an event was missed;
+ *    a database found without the extension is checked again (a scheduler
+ *    started there, as after a start) once LAUNCHER_RECHECK_INTERVALS
+ *    check intervals have passed, so that a database whose event was lost
+ *    is found all the same.
  * Template databases and databases that do not allow connections get no
  * scheduler: jobs must not write into a database that is copied, and
  * CREATE DATABASE must find its template free.
@@ -27,11 +33,16 @@
  * A scheduler that stops while its database still has the extension is
  * restarted after pg_opsdata.restart_delay, doubled after each run shorter
  * than a minute (up to 64 times); a crash loop is thus impossible.  When
- * max_worker_processes is used up, registration fails: the launcher logs it
- * once (then every five minutes while it lasts), reports it in
- * opsdata.health() and retries with a back-off of up to a minute.  It
- * sleeps on its latch otherwise: events, a scheduler's exit, SIGHUP and the
- * end of a hold all set it.
+ * max_worker_processes is used up, registration fails: the launcher tells
+ * the schedulers that it waits (no job worker is granted meanwhile, so
+ * that a database's scheduler goes before any job), retries after 100 ms,
+ * doubling up to a second, and at once when a pg_opsdata worker is
+ * reported gone; a shortage that lasts a second is logged (once in ten
+ * minutes) and reported in opsdata.health().  It sleeps on its latch
+ * otherwise: events, a scheduler's exit, SIGHUP and the end of a hold all
+ * set it.  When the postmaster reports a scheduler gone (it signals the
+ * launcher, which started it), its background worker is free: the
+ * launcher passes that on to whoever waits for one.
  *
  * A launcher restarted by the postmaster adopts the schedulers still
  * running, found in their shared-memory slots.
@@ -67,6 +78,7 @@
 #include "utils/snapmgr.h"
 
 #include "core/opsdata.h"
+#include "core/privileged.h"
 #include "worker/worker_int.h"
 
 /*
@@ -75,9 +87,10 @@
  */
 #define LAUNCHER_STABLE_RUN_MS	   (60 * 1000)
 #define LAUNCHER_MAX_BACKOFF_SHIFT 6
-#define LAUNCHER_EXHAUSTED_MAX_MS  (60 * 1000)
 /* Databases whose extension state is checked at once (after a start). */
 #define LAUNCHER_MAX_PROBES 4
+/* A database without the extension is checked again after this many. */
+#define LAUNCHER_RECHECK_INTERVALS 10
 
 typedef enum LauncherDbState
 {
@@ -107,15 +120,25 @@ typedef struct LauncherDb
 	/* the last CREATE EXTENSION seen */
 	uint64 installed_seq;
 	TimestampTz installed_at;
+
+	TimestampTz absent_at; /* when it was found without the extension */
 } LauncherDb;
 
 static HTAB *launcher_dbs = NULL;
 static MemoryContext launcher_context = NULL;
 static bool launcher_scan_needed = true;
 static TimestampTz launcher_last_scan = 0;
-static TimestampTz launcher_retry_at =
-	0; /* after max_worker_processes was used up */
+
+/* After max_worker_processes was found used up. */
+static TimestampTz launcher_retry_at = 0;
 static int launcher_exhausted_ms = 0;
+static TimestampTz launcher_failing_since = 0;
+static uint64 launcher_freed_seen = 0;
+static int launcher_pending = 0; /* as last told to the schedulers */
+
+/* Schedulers that left their slot, until the postmaster reports them gone. */
+static BackgroundWorkerHandle *launcher_exiting[16];
+static int launcher_nexiting = 0;
 
 static void launcher_exit(int code, Datum arg);
 static LauncherDb *launcher_entry(Oid dboid);
@@ -125,6 +148,7 @@ static void launcher_scan_databases(void);
 static void launcher_reap(LauncherDb *db, TimestampTz now);
 static bool launcher_start(LauncherDb *db, TimestampTz now);
 static TimestampTz launcher_restart_time(LauncherDb *db);
+static void launcher_watch_exits(void);
 
 /*
  * Register the launcher with the postmaster; from worker_init() while
@@ -155,13 +179,9 @@ worker_launcher_main(Datum main_arg)
 {
 	HASHCTL ctl;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
+	opsdata_worker_init();
 	/* Shared catalogs only: the launcher keeps no database busy. */
-	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-	pgstat_report_appname(WORKER_LAUNCHER_TYPE);
+	opsdata_worker_connect(InvalidOid, InvalidOid);
 
 	launcher_context = AllocSetContextCreate(
 		TopMemoryContext, "pg_opsdata launcher", ALLOCSET_DEFAULT_SIZES);
@@ -193,6 +213,7 @@ worker_launcher_main(Datum main_arg)
 		TimestampTz wake;
 		long timeout;
 		int probes;
+		int pending;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -216,6 +237,7 @@ worker_launcher_main(Datum main_arg)
 		now = GetCurrentTimestamp();
 		wake = TimestampTzPlusMilliseconds(now, worker_check_interval);
 		probes = 0;
+		pending = 0;
 		hash_seq_init(&seq, launcher_dbs);
 		while ((db = hash_seq_search(&seq)) != NULL)
 		{
@@ -223,6 +245,7 @@ worker_launcher_main(Datum main_arg)
 			if (db->slot >= 0 && db->state == LAUNCHER_DB_UNKNOWN)
 				probes++;
 		}
+		launcher_watch_exits();
 		hash_seq_init(&seq, launcher_dbs);
 		while ((db = hash_seq_search(&seq)) != NULL)
 		{
@@ -238,21 +261,39 @@ worker_launcher_main(Datum main_arg)
 			if (worker_database_held(db->dboid))
 				continue; /* woken when the hold is released */
 			at = launcher_restart_time(db);
-			if (launcher_retry_at > at)
-				at = launcher_retry_at;
 			if (at > now)
 			{
 				if (at < wake)
 					wake = at;
 				continue;
 			}
-			if (!launcher_start(db, now))
+			/*
+			 * No background worker was free: retry after the delay, or at
+			 * once when a pg_opsdata worker was reported gone.
+			 */
+			if ((launcher_retry_at > now &&
+				 worker_workers_freed() == launcher_freed_seen) ||
+				!launcher_start(db, now))
 			{
+				pending++;
 				if (launcher_retry_at < wake)
 					wake = launcher_retry_at;
 			}
 			else if (db->state == LAUNCHER_DB_UNKNOWN)
 				probes++;
+		}
+
+		/* Schedulers go before job workers while some cannot start. */
+		if (pending != launcher_pending)
+		{
+			worker_launcher_waiting(pending);
+			launcher_pending = pending;
+		}
+		if (pending == 0)
+		{
+			launcher_exhausted_ms = 0;
+			launcher_retry_at = 0;
+			launcher_failing_since = 0;
 		}
 
 		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), wake);
@@ -273,6 +314,8 @@ launcher_exit(int code, Datum arg)
 		worker_shared->launcher_latch = NULL;
 		worker_shared->launcher_pid = 0;
 		worker_shared->launcher_started = 0;
+		worker_shared->launcher_waiting = false;
+		worker_shared->launcher_pending = 0;
 	}
 	LWLockRelease(worker_shared->lock);
 }
@@ -297,6 +340,7 @@ launcher_entry(Oid dboid)
 		db->failures = 0;
 		db->installed_seq = 0;
 		db->installed_at = 0;
+		db->absent_at = 0;
 	}
 	return db;
 }
@@ -391,7 +435,10 @@ launcher_drain_events(void)
 				/* FALLTHROUGH */
 			case WORKER_EVENT_DROPPED:
 				if (db->state != LAUNCHER_DB_SKIPPED)
+				{
 					db->state = LAUNCHER_DB_ABSENT;
+					db->absent_at = GetCurrentTimestamp();
+				}
 				db->failures = 0;
 				worker_note_scheduler_exit(db->dboid, 0, 0);
 				if (events[i].kind == WORKER_EVENT_DROPPED)
@@ -458,6 +505,12 @@ launcher_scan_databases(void)
 	hash_seq_init(&seq, launcher_dbs);
 	while ((db = hash_seq_search(&seq)) != NULL)
 	{
+		/* Check again, in case the news of its extension was lost. */
+		if (db->state == LAUNCHER_DB_ABSENT &&
+			TimestampDifferenceExceeds(db->absent_at, GetCurrentTimestamp(),
+									   LAUNCHER_RECHECK_INTERVALS *
+										   worker_check_interval))
+			db->state = LAUNCHER_DB_UNKNOWN;
 		if (!db->seen && db->slot < 0)
 		{
 			worker_note_scheduler_exit(db->dboid, 0, 0);
@@ -525,7 +578,10 @@ launcher_reap(LauncherDb *db, TimestampTz now)
 	if (!gone)
 		return;
 
-	if (db->handle)
+	if (db->handle != NULL &&
+		launcher_nexiting < (int) lengthof(launcher_exiting))
+		launcher_exiting[launcher_nexiting++] = db->handle;
+	else if (db->handle != NULL)
 		pfree(db->handle);
 	db->handle = NULL;
 	db->slot = -1;
@@ -554,6 +610,33 @@ launcher_reap(LauncherDb *db, TimestampTz now)
 }
 
 /*
+ * Pass on that the background workers of schedulers that ended are free
+ * again, once the postmaster reports them stopped.
+ */
+static void
+launcher_watch_exits(void)
+{
+	bool freed = false;
+	int i = 0;
+
+	while (i < launcher_nexiting)
+	{
+		pid_t pid;
+
+		if (GetBackgroundWorkerPid(launcher_exiting[i], &pid) != BGWH_STOPPED)
+		{
+			i++;
+			continue;
+		}
+		pfree(launcher_exiting[i]);
+		launcher_exiting[i] = launcher_exiting[--launcher_nexiting];
+		freed = true;
+	}
+	if (freed)
+		worker_wake_starved();
+}
+
+/*
  * Start the scheduler of a database.  Returns false when no background
  * worker could be had; launcher_retry_at then says when to try again.
  */
@@ -564,6 +647,7 @@ launcher_start(LauncherDb *db, TimestampTz now)
 	BackgroundWorkerHandle *handle = NULL;
 	char name[BGW_MAXLEN];
 	uint64 generation;
+	uint64 freed = worker_workers_freed();
 	int slotno;
 
 	slotno =
@@ -584,7 +668,22 @@ launcher_start(LauncherDb *db, TimestampTz now)
 
 	if (handle == NULL)
 	{
-		if (worker_note_exhausted(true))
+		/*
+		 * A worker's background worker is freed a moment after it left our
+		 * slot: only a shortage that lasts is logged and shown in health.
+		 */
+		launcher_freed_seen = freed;
+		if (launcher_failing_since == 0)
+			launcher_failing_since = now;
+		launcher_exhausted_ms =
+			launcher_exhausted_ms == 0
+				? WORKER_RETRY_FIRST_MS
+				: Min(launcher_exhausted_ms * 2, WORKER_RETRY_MAX_MS);
+		launcher_retry_at =
+			TimestampTzPlusMilliseconds(now, launcher_exhausted_ms);
+		if (TimestampDifferenceExceeds(launcher_failing_since, now,
+									   WORKER_RETRY_MAX_MS) &&
+			worker_note_exhausted(true))
 			ereport(
 				LOG,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -592,23 +691,17 @@ launcher_start(LauncherDb *db, TimestampTz now)
 					 "pg_opsdata could not start the scheduler of database \"%s\": no background worker slot is free",
 					 NameStr(db->name)),
 				 errdetail(
-					 "All %d background workers allowed by max_worker_processes are in use.",
+					 "All %d background workers allowed by max_worker_processes are in use; no job worker starts until the scheduler has one.",
 					 max_worker_processes),
 				 errhint(
-					 "Raise max_worker_processes: pg_opsdata needs one worker for its launcher, one per database with the extension, and up to pg_opsdata.max_workers for jobs.")));
-		launcher_exhausted_ms =
-			launcher_exhausted_ms == 0
-				? 1000
-				: Min(launcher_exhausted_ms * 2, LAUNCHER_EXHAUSTED_MAX_MS);
-		launcher_retry_at =
-			TimestampTzPlusMilliseconds(now, launcher_exhausted_ms);
+					 "Raise max_worker_processes to at least %d: pg_opsdata needs one worker for its launcher, one per database with the extension and up to pg_opsdata.max_workers for jobs, besides those of parallel queries and logical replication.",
+					 worker_needed_processes())));
 		return false;
 	}
 
-	if (worker_shared->exhausted_since != 0)
-		(void) worker_note_exhausted(false);
 	launcher_exhausted_ms = 0;
 	launcher_retry_at = 0;
+	launcher_failing_since = 0;
 	db->slot = slotno;
 	db->generation = generation;
 	db->handle = handle;

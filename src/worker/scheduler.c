@@ -4,7 +4,10 @@
  *		The per-database scheduler: runs the registered services and starts
  *		a job worker for every job of opsdata.jobs that is due.
  *
- * The launcher starts one scheduler per database.  At start it checks that
+ * The launcher starts one scheduler per database.  It connects as the
+ * bootstrap superuser with search_path pinned to pg_catalog, pg_temp
+ * (opsdata_worker_connect), whatever the database's settings say, and its
+ * SQL names every operator with its schema.  At start it checks that
  * the extension is installed (else it tells the launcher and exits), then
  * loops: call the services, notice job workers that ended, re-read
  * opsdata.jobs when it changed or a job is due, start the due jobs, and
@@ -14,9 +17,19 @@
  * wake-ups only set the latch, so they never cost a catalog read.
  *
  * Jobs run in job workers, never in the scheduler, so that a long job does
- * not delay the services or the other jobs.  A job worker slot is granted
- * by worker_reserve_job_slot() (pg_opsdata.max_workers, fair between
+ * not delay the services or the other jobs.  A job worker connects as the
+ * job's role, which the scheduler looks up when it reads the jobs
+ * (worker_job_role); a role that may not connect is passed as none, and
+ * that worker only records the failed run.  A job worker slot is granted
+ * by worker_reserve_job_slot() (pg_opsdata.max_workers, in turn between
  * databases); a refused scheduler waits on its latch for a worker to end.
+ * When the job worker cannot be registered because max_worker_processes
+ * is used up, the scheduler keeps its place in line (no database behind it
+ * is served before it) and retries after 100 ms, doubling up to a second,
+ * and at once when the postmaster reports a pg_opsdata worker gone: the
+ * scheduler that started a job worker watches its handle until then and
+ * passes the news on (worker_wake_starved).  A shortage that lasts a
+ * second is logged (once in ten minutes) and shown by opsdata.health().
  *
  * A job never runs twice at once: its run holds a session-level advisory
  * lock (worker_job_lock_tag).  The scheduler skips a due job whose lock is
@@ -65,11 +78,11 @@
 #include "utils/timestamp.h"
 
 #include "core/opsdata.h"
+#include "core/privileged.h"
 #include "worker/worker_int.h"
 
 /* A job worker past max_runtime by this much more is terminated. */
 #define SCHEDULER_RUNTIME_GRACE_MS (10 * 1000)
-#define SCHEDULER_FIRST_RETRY_MS   100
 #define SCHEDULER_MAX_BACKOFF_MS   (60 * 1000)
 #define SCHEDULER_CAP_LOG_MS	   (10 * 60 * 1000)
 #define SCHEDULER_MAX_JOBS		   1024
@@ -86,6 +99,7 @@ typedef struct SchedJob
 	TimestampTz due;
 	int64 max_runtime_ms; /* 0: no limit */
 	bool busy;			  /* its lock was taken by another run */
+	Oid role;			  /* connect its worker as; InvalidOid: cannot */
 } SchedJob;
 
 /* A job worker this scheduler started (or found running at its start). */
@@ -139,7 +153,16 @@ static TimestampTz sched_restore_seen_at = 0;
 static bool sched_check_extension = false;
 static TimestampTz sched_dispatch_retry_at = 0;
 static int sched_dispatch_backoff_ms = 0;
+static TimestampTz sched_dispatch_failing_since = 0;
+static uint64 sched_dispatch_freed_seen = 0;
 static TimestampTz sched_cap_logged_at = 0;
+
+/*
+ * Handles of job workers that left their slot but that the postmaster has
+ * not reported stopped yet: when it does, their background worker is free.
+ */
+static BackgroundWorkerHandle *sched_exiting[16];
+static int sched_nexiting;
 
 static TimestampTz sched_service_next[WORKER_MAX_SERVICES];
 static TimestampTz sched_service_backoff_until[WORKER_MAX_SERVICES];
@@ -151,6 +174,7 @@ static bool scheduler_extension_present(void);
 static void scheduler_adopt_job_workers(void);
 static void scheduler_run_services(TimestampTz now);
 static void scheduler_reap(TimestampTz now);
+static void scheduler_watch_exits(void);
 static void scheduler_read_jobs(void);
 static void scheduler_sweep(void);
 static bool scheduler_dispatch(SchedJob *job, TimestampTz now);
@@ -172,21 +196,13 @@ worker_scheduler_main(Datum main_arg)
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	sched_slotno = DatumGetInt32(main_arg);
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
+	opsdata_worker_init();
 	sched_slot = worker_claim_slot(sched_slotno, args.generation,
 								   WORKER_SLOT_SCHEDULER);
 	if (sched_slot == NULL)
 		proc_exit(0); /* the database is held, or the launcher gave up on us */
 
-	BackgroundWorkerInitializeConnectionByOid(args.dboid, InvalidOid, 0);
-	pgstat_report_appname(WORKER_SCHEDULER_TYPE);
-	SetConfigOption("application_name", WORKER_SCHEDULER_TYPE, PGC_USERSET,
-					PGC_S_SESSION);
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET,
-					PGC_S_SESSION);
+	opsdata_worker_connect(args.dboid, InvalidOid);
 	/* Never queue for long behind DDL on our tables: back off and retry. */
 	SetConfigOption("lock_timeout", "1s", PGC_USERSET, PGC_S_SESSION);
 
@@ -241,6 +257,7 @@ worker_scheduler_main(Datum main_arg)
 
 		now = GetCurrentTimestamp();
 		scheduler_reap(now);
+		scheduler_watch_exits();
 		if (pg_atomic_exchange_u32(&sched_slot->jobs_changed, 0) != 0)
 			sched_jobs_dirty = true;
 
@@ -294,18 +311,32 @@ worker_scheduler_main(Datum main_arg)
 				at = backoff->until;
 			else
 				at = TimestampTzPlusMilliseconds(at, -WORKER_DISPATCH_LEAD_MS);
-			if (at > now || waiting || worker_max_workers == 0 ||
-				now < sched_dispatch_retry_at)
+			if (at > now || waiting || worker_max_workers == 0)
 			{
 				if (!waiting && worker_max_workers > 0 && at < wake)
-					wake = Max(at, sched_dispatch_retry_at);
+					wake = at;
+				continue;
+			}
+			/*
+			 * Still in line after a failed registration: retry when the
+			 * delay has passed or a pg_opsdata worker was reported gone.
+			 */
+			if (now < sched_dispatch_retry_at &&
+				worker_workers_freed() == sched_dispatch_freed_seen)
+			{
+				waiting = true;
 				continue;
 			}
 			if (!scheduler_dispatch(job, now))
 				waiting = true; /* woken when a job worker ends */
 		}
 		if (!waiting)
+		{
 			worker_stop_waiting(sched_slotno);
+			sched_dispatch_backoff_ms = 0;
+			sched_dispatch_retry_at = 0;
+			sched_dispatch_failing_since = 0;
+		}
 
 		/* Wake for the next service, the next backstop, a retry. */
 		for (i = 0; i < worker_nservices; i++)
@@ -356,6 +387,8 @@ scheduler_error_recovery(void)
 {
 	TimestampTz now;
 
+	/* The error context callbacks of the frames the error left are gone. */
+	error_context_stack = NULL;
 	HOLD_INTERRUPTS();
 	EmitErrorReport();
 	AbortCurrentTransaction();
@@ -608,10 +641,41 @@ scheduler_reap(TimestampTz now)
 			sched_reaped[sched_nreaped++] = f->job_id;
 		}
 		sched_jobs_dirty = true;
-		if (f->handle != NULL)
+		if (f->handle != NULL &&
+			sched_nexiting < (int) lengthof(sched_exiting))
+			sched_exiting[sched_nexiting++] = f->handle;
+		else if (f->handle != NULL)
 			pfree(f->handle);
 		sched_inflight[i] = sched_inflight[--sched_ninflight];
 	}
+}
+
+/*
+ * Pass on that the background workers of job workers this scheduler
+ * started are free again, once the postmaster reports them stopped (it
+ * signals us, which sets our latch).
+ */
+static void
+scheduler_watch_exits(void)
+{
+	bool freed = false;
+	int i = 0;
+
+	while (i < sched_nexiting)
+	{
+		pid_t pid;
+
+		if (GetBackgroundWorkerPid(sched_exiting[i], &pid) != BGWH_STOPPED)
+		{
+			i++;
+			continue;
+		}
+		pfree(sched_exiting[i]);
+		sched_exiting[i] = sched_exiting[--sched_nexiting];
+		freed = true;
+	}
+	if (freed)
+		worker_wake_starved();
 }
 
 /*
@@ -629,10 +693,11 @@ scheduler_sweep(void)
 	int ret;
 
 	ret = SPI_execute(
-		"SELECT run_id, job_id FROM opsdata.job_runs WHERE status = 'running' ORDER BY run_id LIMIT 64",
+		"SELECT r.run_id, r.job_id FROM opsdata.job_runs r"
+		" WHERE r.status OPERATOR(pg_catalog.=) 'running' ORDER BY r.run_id LIMIT 64",
 		true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read running jobs: SPI error %d", ret);
+		opsdata_spi_failed(ret, "read the running jobs");
 	n = (int) SPI_processed;
 	for (i = 0; i < n; i++)
 	{
@@ -673,8 +738,7 @@ scheduler_sweep(void)
 			SPI_execute_with_args("SELECT opsdata._job_finish($1, $2, $3, $4)",
 								  4, types, values, nulls, false, 0);
 		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "could not record an interrupted run: SPI error %d",
-				 ret);
+			opsdata_spi_failed(ret, "record an interrupted run");
 		LockRelease(&tag, ExclusiveLock, false);
 	}
 }
@@ -687,6 +751,7 @@ static void
 scheduler_read_jobs(void)
 {
 	TimestampTz now;
+	Oid owner;
 	int ret;
 	int i;
 	int n;
@@ -695,21 +760,24 @@ scheduler_read_jobs(void)
 	StartTransactionCommand();
 	pgstat_report_activity(STATE_RUNNING,
 						   "pg_opsdata scheduler: reading opsdata.jobs");
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	/* No job runs on objects too old for the library (version.c). */
+	opsdata_check_schema();
+	opsdata_spi_connect(0);
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	scheduler_sweep();
 
 	ret = SPI_execute(
-		"SELECT job_id, least(next_run, retry_at),"
-		" coalesce((extract(epoch FROM max_runtime) * 1000)::bigint, 0)"
-		" FROM opsdata.jobs WHERE NOT paused ORDER BY 2, 1",
+		"SELECT j.job_id, LEAST(j.next_run, j.retry_at),"
+		" COALESCE((extract(epoch FROM j.max_runtime) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8, 0),"
+		" j.run_as, j.builtin"
+		" FROM opsdata.jobs j WHERE NOT j.paused ORDER BY 2, 1",
 		true, SCHEDULER_MAX_JOBS);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read opsdata.jobs: SPI error %d", ret);
+		opsdata_spi_failed(ret, "read opsdata.jobs");
 
 	now = GetCurrentTimestamp();
+	owner = opsdata_extension_owner();
 	n = (int) SPI_processed;
 	for (i = 0; i < n; i++)
 	{
@@ -717,11 +785,18 @@ scheduler_read_jobs(void)
 		TupleDesc desc = SPI_tuptable->tupdesc;
 		SchedJob *job = &sched_jobs[i];
 		bool isnull;
+		int sqlstate;
+		char *why;
 
 		job->job_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		job->due = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
 		job->max_runtime_ms =
 			DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		/* A role that cannot connect: the run is recorded as failed. */
+		job->role =
+			worker_job_role(SPI_getvalue(tup, desc, 4),
+							DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)),
+							owner, &sqlstate, &why);
 		job->busy = false;
 		if (job->due <= now && !scheduler_in_flight(job->job_id))
 		{
@@ -788,7 +863,8 @@ scheduler_read_jobs(void)
 
 /*
  * Start a job worker for a due job.  Returns false when no worker can be
- * had now (pg_opsdata.max_workers, fairness, or max_worker_processes).
+ * had now: pg_opsdata.max_workers, another database's turn, or
+ * max_worker_processes.
  */
 static bool
 scheduler_dispatch(SchedJob *job, TimestampTz now)
@@ -796,17 +872,18 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 	BackgroundWorkerHandle *handle = NULL;
 	WorkerStartArgs args;
 	char name[BGW_MAXLEN];
-	uint64 generation;
-	bool capped;
+	uint64 generation = 0;
+	uint64 freed = worker_workers_freed();
+	WorkerWait why;
 	int slotno;
 	InFlight *f;
 	WorkerTurn turn;
 
 	slotno = worker_reserve_job_slot(sched_slotno, job->job_id, &generation,
-									 &capped, &turn);
-	if (slotno < 0 && capped)
+									 &why, &turn);
+	if (slotno < 0 && why != WORKER_WAIT_SERVER)
 	{
-		if (worker_max_workers > 0 &&
+		if (why == WORKER_WAIT_MAX_WORKERS && worker_max_workers > 0 &&
 			TimestampDifferenceExceeds(sched_cap_logged_at, now,
 									   SCHEDULER_CAP_LOG_MS))
 		{
@@ -832,32 +909,36 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 		args.dboid = MyDatabaseId;
 		args.job_id = job->job_id;
 		args.due = job->due;
+		args.role = job->role;
 		snprintf(name, sizeof(name), "%s %lld", WORKER_JOB_TYPE,
 				 (long long) job->job_id);
 		handle = worker_start_dynamic("worker_job_main", WORKER_JOB_TYPE, name,
 									  slotno, &args, sched_context);
-		if (handle == NULL)
-		{
-			worker_release_reservation(slotno, generation);
-			worker_restore_turn(sched_slotno, &turn);
-		}
 	}
 
 	if (handle == NULL)
 	{
 		/*
-		 * The postmaster frees a worker's slot a moment after the worker
-		 * has left ours: retry soon, and only call it a shortage (logged,
-		 * shown in health) when it lasts.  The scheduler stays first in
-		 * line for the next free worker meanwhile.
+		 * Every background worker of the server is in use.  Keep our place
+		 * in line, so that no database behind us takes the next one a
+		 * pg_opsdata worker frees, and retry soon: the postmaster frees a
+		 * worker's background worker a moment after the worker has left
+		 * our slot, and one may be taken by a process that is not ours.
+		 * Only a shortage that lasts is logged and shown in health.
 		 */
+		worker_keep_place(sched_slotno, &turn, slotno, generation);
+		sched_dispatch_freed_seen = freed;
+		if (sched_dispatch_failing_since == 0)
+			sched_dispatch_failing_since = now;
 		sched_dispatch_backoff_ms =
 			sched_dispatch_backoff_ms == 0
-				? SCHEDULER_FIRST_RETRY_MS
-				: Min(sched_dispatch_backoff_ms * 2, SCHEDULER_MAX_BACKOFF_MS);
+				? WORKER_RETRY_FIRST_MS
+				: Min(sched_dispatch_backoff_ms * 2, WORKER_RETRY_MAX_MS);
 		sched_dispatch_retry_at =
 			TimestampTzPlusMilliseconds(now, sched_dispatch_backoff_ms);
-		if (sched_dispatch_backoff_ms >= 1000 && worker_note_exhausted(true))
+		if (TimestampDifferenceExceeds(sched_dispatch_failing_since, now,
+									   WORKER_RETRY_MAX_MS) &&
+			worker_note_exhausted(false))
 			ereport(
 				LOG,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -865,17 +946,19 @@ scheduler_dispatch(SchedJob *job, TimestampTz now)
 					 "pg_opsdata could not start a job worker in database \"%s\": no background worker slot is free",
 					 sched_dbname),
 				 errdetail(
-					 "All %d background workers allowed by max_worker_processes are in use.",
+					 "All %d background workers allowed by max_worker_processes are in use; jobs wait and take turns between databases.",
 					 max_worker_processes),
 				 errhint(
-					 "Raise max_worker_processes: pg_opsdata needs one worker for its launcher, one per database with the extension, and up to pg_opsdata.max_workers for jobs.")));
+					 "Raise max_worker_processes to at least %d: pg_opsdata needs one worker for its launcher, one per database with the extension and up to pg_opsdata.max_workers for jobs, besides those of parallel queries and logical replication.",
+					 worker_needed_processes())));
 		return false;
 	}
 
-	if (worker_shared->exhausted_since != 0)
-		(void) worker_note_exhausted(false);
 	sched_dispatch_backoff_ms = 0;
 	sched_dispatch_retry_at = 0;
+	sched_dispatch_failing_since = 0;
+	/* Schedulers that gave way to us may be next. */
+	worker_wake_waiting_schedulers();
 
 	if (sched_ninflight >= sched_maxinflight)
 	{

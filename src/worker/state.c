@@ -14,6 +14,15 @@
  * never started is freed by its parent when the postmaster reports the
  * worker stopped, or by anyone after WORKER_RESERVATION_TIMEOUT_MS.
  *
+ * Job workers are handed out in turn (worker_reserve_job_slot): only the
+ * database first in line may reserve one.  When max_worker_processes is
+ * what runs out, a scheduler whose registration failed keeps its place
+ * (worker_keep_place) and retries, and is woken as soon as the postmaster
+ * reports one of our workers gone (worker_wake_starved); every scheduler
+ * behind it is refused meanwhile, so the background worker a pg_opsdata
+ * worker frees goes to the database first in line.  A scheduler the
+ * launcher cannot start goes before any job worker.
+ *
  * A hold keeps every pg_opsdata worker out of a database for the rest of
  * the holding backend's transaction: claiming a slot in a held database
  * fails, so a worker that starts meanwhile exits before connecting.  DROP
@@ -100,9 +109,11 @@ worker_shmem_startup(void)
 	worker_shared->lock = &(GetNamedLWLockTranche("pg_opsdata worker"))->lock;
 	ConditionVariableInit(&worker_shared->slot_freed);
 	worker_shared->next_generation = 1;
+	pg_atomic_init_u64(&worker_shared->workers_freed, 0);
 	worker_shared->nslots = max_worker_processes;
 	for (i = 0; i < worker_shared->nslots; i++)
 		pg_atomic_init_u32(&worker_shared->slots[i].jobs_changed, 0);
+	pg_atomic_init_u32(&worker_shared->restores_used, 0);
 }
 
 /*
@@ -276,6 +287,7 @@ worker_reserve_locked(WorkerSlotKind kind, Oid dboid, int64 job_id,
 		slot->started_at = 0;
 		pg_atomic_write_u32(&slot->jobs_changed, 0);
 		slot->waiting_since = 0;
+		slot->wait_reason = WORKER_WAIT_NONE;
 		slot->last_granted = 0;
 		slot->job_id = job_id;
 		slot->parent_pid = MyProcPid;
@@ -303,98 +315,210 @@ worker_reserve_slot(WorkerSlotKind kind, Oid dboid, int64 job_id,
 	return result;
 }
 
+/* Job workers running (or starting) in a database; caller holds the lock. */
+static int
+worker_jobs_of_locked(Oid dboid)
+{
+	int n = 0;
+	int i;
+
+	for (i = 0; i < worker_shared->nslots; i++)
+	{
+		if (worker_shared->slots[i].kind == WORKER_SLOT_JOB &&
+			worker_shared->slots[i].dboid == dboid)
+			n++;
+	}
+	return n;
+}
+
+/*
+ * True if another database waits for a job worker and goes before the
+ * scheduler in my_slot, which has mine job workers and has waited since
+ * my_since: fewer job workers running first, then the one served least
+ * recently, then the one waiting longest, then the lower slot (so that
+ * the order is total).  Caller holds the lock.
+ */
+static bool
+worker_behind_locked(int my_slot, int mine, TimestampTz my_since)
+{
+	WorkerSlot *me = &worker_shared->slots[my_slot];
+	int i;
+
+	for (i = 0; i < worker_shared->nslots; i++)
+	{
+		WorkerSlot *other = &worker_shared->slots[i];
+		int theirs;
+
+		if (i == my_slot || other->kind != WORKER_SLOT_SCHEDULER ||
+			other->waiting_since == 0 || other->dboid == me->dboid)
+			continue;
+		theirs = worker_jobs_of_locked(other->dboid);
+		if (theirs != mine)
+		{
+			if (theirs < mine)
+				return true;
+			continue;
+		}
+		if (other->last_granted != me->last_granted)
+		{
+			if (other->last_granted < me->last_granted)
+				return true;
+			continue;
+		}
+		if (other->waiting_since != my_since)
+		{
+			if (other->waiting_since < my_since)
+				return true;
+			continue;
+		}
+		if (i < my_slot)
+			return true;
+	}
+	return false;
+}
+
 /*
  * Reserve a job worker slot for the scheduler in my_slot.  Job workers are
- * capped at pg_opsdata.max_workers across the cluster and shared fairly
- * between databases: a scheduler is refused while another database waits
- * with fewer job workers running, or with as many but served less
- * recently.  A refused scheduler is marked waiting and is woken when a job
- * worker ends or another scheduler is served.  Returns the slot number, or
- * -1 with *capped true for a refusal by the cap or fairness and false when
- * the slot array is full.
+ * capped at pg_opsdata.max_workers across the cluster and handed out in
+ * turn: while the launcher cannot start a scheduler, none is granted (a
+ * database's scheduler goes first); else the databases waiting go in the
+ * order of worker_behind_locked().  A scheduler keeps its place in line
+ * while it retries a registration that failed (worker_keep_place), so the
+ * next background worker a pg_opsdata worker frees goes to the database
+ * first in line.  A refused scheduler is marked waiting, with the reason,
+ * and is woken when a worker ends or another scheduler is served.  Returns
+ * the slot number, or -1 with *why saying why; WORKER_WAIT_SERVER means
+ * the slot array itself is full, which the caller treats as a failed
+ * registration.
  */
 int
 worker_reserve_job_slot(int my_slot, int64 job_id, uint64 *generation,
-						bool *capped, WorkerTurn *turn)
+						WorkerWait *why, WorkerTurn *turn)
 {
 	WorkerSlot *me = &worker_shared->slots[my_slot];
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz my_since;
 	int used = 0;
-	int mine = 0;
 	int i;
 	int result = -1;
-	TimestampTz now = GetCurrentTimestamp();
 
-	*capped = false;
+	*why = WORKER_WAIT_NONE;
 	LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
 
 	for (i = 0; i < worker_shared->nslots; i++)
 	{
-		WorkerSlot *slot = &worker_shared->slots[i];
-
-		if (slot->kind != WORKER_SLOT_JOB)
-			continue;
-		used++;
-		if (slot->dboid == me->dboid)
-			mine++;
+		if (worker_shared->slots[i].kind == WORKER_SLOT_JOB)
+			used++;
 	}
+	my_since = me->waiting_since != 0 ? me->waiting_since : now;
 
 	if (used >= worker_max_workers)
-		*capped = true;
+		*why = WORKER_WAIT_MAX_WORKERS;
+	else if (worker_shared->launcher_waiting)
+		*why = WORKER_WAIT_LAUNCHER;
+	else if (worker_behind_locked(my_slot, worker_jobs_of_locked(me->dboid),
+								  my_since))
+		*why = WORKER_WAIT_IN_LINE;
 	else
 	{
-		for (i = 0; i < worker_shared->nslots && !*capped; i++)
-		{
-			WorkerSlot *other = &worker_shared->slots[i];
-			int theirs = 0;
-			int k;
-
-			if (i == my_slot || other->kind != WORKER_SLOT_SCHEDULER ||
-				other->waiting_since == 0 || other->dboid == me->dboid)
-				continue;
-			for (k = 0; k < worker_shared->nslots; k++)
-			{
-				if (worker_shared->slots[k].kind == WORKER_SLOT_JOB &&
-					worker_shared->slots[k].dboid == other->dboid)
-					theirs++;
-			}
-			if (theirs < mine ||
-				(theirs == mine && other->last_granted < me->last_granted))
-				*capped = true;
-		}
-	}
-
-	if (!*capped)
 		result = worker_reserve_locked(WORKER_SLOT_JOB, me->dboid, job_id,
 									   generation);
+		if (result < 0)
+			*why = WORKER_WAIT_SERVER;
+	}
 
 	if (result >= 0)
 	{
-		turn->waiting_since = me->waiting_since != 0 ? me->waiting_since : now;
+		turn->waiting_since = my_since;
 		turn->last_granted = me->last_granted;
 		me->waiting_since = 0;
+		me->wait_reason = WORKER_WAIT_NONE;
 		me->last_granted = now;
 	}
-	else if (me->waiting_since == 0)
-		me->waiting_since = now;
+	else
+	{
+		me->waiting_since = my_since;
+		me->wait_reason = *why;
+	}
 
 	LWLockRelease(worker_shared->lock);
 	return result;
 }
 
 /*
- * The job worker a scheduler was granted could not be registered: give the
- * scheduler back its place in line, so that it is served first when a
- * worker frees up.
+ * The job worker the scheduler in my_slot was granted (slot slotno of
+ * generation, or -1 if none could be reserved) could not be registered:
+ * every background worker of the server is in use.  Free the reservation
+ * and give the scheduler back its place in line, so that it is served
+ * first when a background worker frees up, while it retries.
  */
 void
-worker_restore_turn(int my_slot, const WorkerTurn *turn)
+worker_keep_place(int my_slot, const WorkerTurn *turn, int slotno,
+				  uint64 generation)
 {
 	WorkerSlot *me = &worker_shared->slots[my_slot];
 
 	LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
 	me->waiting_since = turn->waiting_since;
 	me->last_granted = turn->last_granted;
+	me->wait_reason = WORKER_WAIT_SERVER;
+	if (slotno >= 0)
+	{
+		WorkerSlot *slot = &worker_shared->slots[slotno];
+
+		if (slot->kind != WORKER_SLOT_FREE && slot->generation == generation &&
+			!slot->running)
+			slot->kind = WORKER_SLOT_FREE;
+	}
 	LWLockRelease(worker_shared->lock);
+}
+
+/*
+ * How many pg_opsdata workers the postmaster reported stopped so far; a
+ * start that failed for want of a background worker is retried at once
+ * when this has changed since.
+ */
+uint64
+worker_workers_freed(void)
+{
+	return pg_atomic_read_u64(&worker_shared->workers_freed);
+}
+
+/*
+ * The launcher says how many schedulers it could not start for want of a
+ * background worker (0: none).  While it waits, no job worker is granted:
+ * a database's scheduler goes before any job.
+ */
+void
+worker_launcher_waiting(int pending)
+{
+	bool released;
+
+	LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
+	released = worker_shared->launcher_waiting && pending == 0;
+	worker_shared->launcher_waiting = pending > 0;
+	worker_shared->launcher_pending = pending;
+	LWLockRelease(worker_shared->lock);
+
+	if (released)
+		worker_wake_waiting_schedulers();
+}
+
+/*
+ * A background worker of the server was freed (the postmaster reported a
+ * pg_opsdata worker stopped): count it, so that whoever waits for one
+ * retries at once (worker_workers_freed()), and wake them, the launcher
+ * first.
+ */
+void
+worker_wake_starved(void)
+{
+	if (worker_shared == NULL)
+		return;
+	pg_atomic_fetch_add_u64(&worker_shared->workers_freed, 1);
+	if (worker_shared->launcher_waiting)
+		worker_wake_launcher();
+	worker_wake_waiting_schedulers();
 }
 
 /*
@@ -547,12 +671,17 @@ worker_slot_exit(int code, Datum arg)
 		slot->running = false;
 		slot->pid = 0;
 		slot->waiting_since = 0;
+		slot->wait_reason = WORKER_WAIT_NONE;
 	}
 	LWLockRelease(worker_shared->lock);
 
 	ConditionVariableBroadcast(&worker_shared->slot_freed);
 	if (kind == WORKER_SLOT_SCHEDULER)
+	{
 		worker_wake_launcher();
+		/* Others may have been refused in its favour. */
+		worker_wake_waiting_schedulers();
+	}
 	else if (kind == WORKER_SLOT_JOB)
 	{
 		/*
@@ -564,31 +693,86 @@ worker_slot_exit(int code, Datum arg)
 }
 
 /*
- * Record that max_worker_processes was found used up (exhausted = true) or
- * that a registration succeeded again.  Returns true when the caller should
- * log: its first failure of an episode, then at most every five minutes.
+ * Whether a shortage of background workers is going on: one was missing
+ * less than WORKER_EXHAUSTED_QUIET_MS ago.  Whoever waits for one retries
+ * at least every WORKER_RETRY_MAX_MS and records each failure, so a
+ * shortage that lasts keeps this true.  Caller holds the lock.
+ */
+static bool
+worker_exhausted_locked(TimestampTz now)
+{
+	return worker_shared->exhausted_since != 0 &&
+		   !TimestampDifferenceExceeds(worker_shared->exhausted_last, now,
+									   WORKER_EXHAUSTED_QUIET_MS);
+}
+
+/*
+ * When the shortage of background workers that is going on began, or 0.
+ */
+TimestampTz
+worker_exhausted_since(void)
+{
+	TimestampTz since = 0;
+
+	if (worker_shared == NULL)
+		return 0;
+	LWLockAcquire(worker_shared->lock, LW_SHARED);
+	if (worker_exhausted_locked(GetCurrentTimestamp()))
+		since = worker_shared->exhausted_since;
+	LWLockRelease(worker_shared->lock);
+	return since;
+}
+
+/*
+ * Record that a worker could not be registered because max_worker_processes
+ * is used up; by_launcher tells a scheduler that could not start from a job
+ * worker.  Returns true when the caller should log it: the shortage just
+ * began, and that kind of failure was not logged in the last
+ * WORKER_EXHAUSTED_LOG_MS, so that the log says it once however often the
+ * start is retried.
  */
 bool
-worker_note_exhausted(bool exhausted)
+worker_note_exhausted(bool by_launcher)
 {
-	static TimestampTz logged_at = 0;
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz since;
+	TimestampTz *logged;
+	bool log;
 
 	LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
-	if (!exhausted)
-		worker_shared->exhausted_since = 0;
-	else if (worker_shared->exhausted_since == 0)
+	if (!worker_exhausted_locked(now))
 		worker_shared->exhausted_since = now;
-	since = worker_shared->exhausted_since;
+	worker_shared->exhausted_last = now;
+	logged = by_launcher ? &worker_shared->exhausted_logged_launcher
+						 : &worker_shared->exhausted_logged_jobs;
+	log = *logged < worker_shared->exhausted_since &&
+		  (*logged == 0 ||
+		   TimestampDifferenceExceeds(*logged, now, WORKER_EXHAUSTED_LOG_MS));
+	if (log)
+		*logged = now;
 	LWLockRelease(worker_shared->lock);
+	return log;
+}
 
-	if (!exhausted ||
-		(logged_at >= since &&
-		 !TimestampDifferenceExceeds(logged_at, now, 5 * 60 * 1000)))
-		return false;
-	logged_at = now;
-	return true;
+/*
+ * The background workers pg_opsdata needs at most: its launcher, a
+ * scheduler per database with the extension (running, or that the
+ * launcher could not start) and pg_opsdata.max_workers job workers.
+ */
+int
+worker_needed_processes(void)
+{
+	int n = 1 + worker_max_workers;
+	int i;
+
+	LWLockAcquire(worker_shared->lock, LW_SHARED);
+	for (i = 0; i < worker_shared->nslots; i++)
+	{
+		if (worker_shared->slots[i].kind == WORKER_SLOT_SCHEDULER)
+			n++;
+	}
+	n += worker_shared->launcher_pending;
+	LWLockRelease(worker_shared->lock);
+	return n;
 }
 
 /*
@@ -839,6 +1023,8 @@ worker_add_restore(Oid dboid, pid_t pid)
 		if (r->pid == 0 &&
 			(r->dboid == dboid || !worker_restore_active(r, now)))
 		{
+			if (!OidIsValid(r->dboid))
+				pg_atomic_fetch_add_u32(&worker_shared->restores_used, 1);
 			r->dboid = dboid;
 			r->pid = pid;
 			r->ended_at = 0;
@@ -872,7 +1058,9 @@ worker_restore_exit(int code, Datum arg)
 /*
  * True while a backend restoring a dump into the database is connected,
  * or one left less than WORKER_RESTORE_GRACE_MS ago.  Entries of backends
- * that vanished without cleaning up are ended here.
+ * that vanished without cleaning up are ended here, and entries whose
+ * grace has passed are freed, so that worker_restore_under_way() answers
+ * without a lock once no restore is left anywhere.
  */
 bool
 worker_restore_in_progress(Oid dboid)
@@ -881,6 +1069,7 @@ worker_restore_in_progress(Oid dboid)
 	pid_t pids[WORKER_MAX_RESTORES];
 	int n = 0;
 	bool found = false;
+	bool stale = false;
 	int i;
 
 	LWLockAcquire(worker_shared->lock, LW_SHARED);
@@ -888,6 +1077,8 @@ worker_restore_in_progress(Oid dboid)
 	{
 		WorkerRestore *r = &worker_shared->restores[i];
 
+		if (OidIsValid(r->dboid) && !worker_restore_active(r, now))
+			stale = true;
 		if (r->dboid != dboid)
 			continue;
 		if (r->pid != 0)
@@ -911,10 +1102,46 @@ worker_restore_in_progress(Oid dboid)
 		LWLockRelease(worker_shared->lock);
 		found = true;
 	}
+
+	if (stale)
+	{
+		LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
+		for (i = 0; i < WORKER_MAX_RESTORES; i++)
+		{
+			WorkerRestore *r = &worker_shared->restores[i];
+
+			if (OidIsValid(r->dboid) && !worker_restore_active(r, now))
+			{
+				r->dboid = InvalidOid;
+				pg_atomic_fetch_sub_u32(&worker_shared->restores_used, 1);
+			}
+		}
+		LWLockRelease(worker_shared->lock);
+	}
 	return found;
 }
 
-/* Forget that the scheduler in my_slot waits for a job worker. */
+/*
+ * The test of worker_restore_in_progress() for the other areas: true while
+ * a dump is being restored into database dboid.  Without a lock, and
+ * false at once, when no restore entry is in use in the cluster; false
+ * when the library is not preloaded.
+ */
+bool
+worker_restore_under_way(Oid dboid)
+{
+	if (worker_shared == NULL || !OidIsValid(dboid))
+		return false;
+	pg_memory_barrier();
+	if (pg_atomic_read_u32(&worker_shared->restores_used) == 0)
+		return false;
+	return worker_restore_in_progress(dboid);
+}
+
+/*
+ * Forget that the scheduler in my_slot waits for a job worker (it has no
+ * job due).
+ */
 void
 worker_stop_waiting(int my_slot)
 {
@@ -924,6 +1151,7 @@ worker_stop_waiting(int my_slot)
 		return;
 	LWLockAcquire(worker_shared->lock, LW_EXCLUSIVE);
 	me->waiting_since = 0;
+	me->wait_reason = WORKER_WAIT_NONE;
 	LWLockRelease(worker_shared->lock);
 	/* Others may have been refused in our favour. */
 	worker_wake_waiting_schedulers();

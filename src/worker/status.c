@@ -8,7 +8,8 @@
  * whether max_worker_processes was found used up, and one row per
  * database whose scheduler runs or was seen stopping, plus always one for
  * the current database.  The rows for failing and late jobs are computed in
- * SQL (opsdata._health_worker() in worker.sql).
+ * SQL (opsdata._health_worker() in worker.sql).  opsdata._restore_under_way()
+ * tells opsdata.check_restore() whether a restore is still under way.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -39,6 +40,7 @@
 PG_FUNCTION_INFO_V1(worker_status);
 PG_FUNCTION_INFO_V1(worker_check_command);
 PG_FUNCTION_INFO_V1(worker_acting_role);
+PG_FUNCTION_INFO_V1(worker_restore_status);
 
 /*
  * A job waiting this long for a job worker makes the scheduler row a warning.
@@ -59,6 +61,31 @@ status_scheduler_name(Oid dboid)
 	char *name = get_database_name(dboid);
 
 	return psprintf("scheduler \"%s\"", name != NULL ? name : "?");
+}
+
+/* Why a scheduler waits for a job worker, as a clause. */
+static const char *
+status_wait_reason(WorkerWait why)
+{
+	switch (why)
+	{
+		case WORKER_WAIT_MAX_WORKERS:
+			return psprintf("the %d allowed by pg_opsdata.max_workers are "
+							"busy",
+							worker_max_workers);
+		case WORKER_WAIT_IN_LINE:
+			return "another database goes first, as databases take turns";
+		case WORKER_WAIT_SERVER:
+			return "every background worker allowed by max_worker_processes "
+				   "is in use; this database is next in line";
+		case WORKER_WAIT_LAUNCHER:
+			return "every background worker allowed by max_worker_processes "
+				   "is in use, and the scheduler of another database goes "
+				   "first";
+		case WORKER_WAIT_NONE:
+			break;
+	}
+	return "it is about to start one";
 }
 
 /* Why the current database gets no scheduler, or NULL if it should get one. */
@@ -98,6 +125,7 @@ worker_status(PG_FUNCTION_ARGS)
 	WorkerExit *my_exit = NULL;
 	TimestampTz now = GetCurrentTimestamp();
 	const char *skipped;
+	TimestampTz exhausted_since;
 	int nschedulers = 0;
 	int njobs = 0;
 	int i;
@@ -149,12 +177,14 @@ worker_status(PG_FUNCTION_ARGS)
 				copy.launcher_check_interval));
 	}
 
-	if (copy.exhausted_since != 0)
+	exhausted_since = worker_exhausted_since();
+	if (exhausted_since != 0)
 		opsdata_health_row(
 			rsinfo, "worker capacity", "warning",
 			psprintf(
-				"Since %s, schedulers or jobs could not start: all %d background workers allowed by max_worker_processes are in use. Raise max_worker_processes.",
-				status_time(copy.exhausted_since), max_worker_processes));
+				"Since %s, schedulers or jobs could not start: all %d background workers allowed by max_worker_processes are in use. Raise max_worker_processes to at least %d: one for the launcher, one per database with the extension and pg_opsdata.max_workers (%d) for jobs, besides those of parallel queries and logical replication.",
+				status_time(exhausted_since), max_worker_processes,
+				worker_needed_processes(), worker_max_workers));
 
 	/* Every running scheduler, and those known to have stopped. */
 	for (i = 0; i < copy.nslots; i++)
@@ -209,15 +239,17 @@ worker_status(PG_FUNCTION_ARGS)
 	if (skipped != NULL)
 		opsdata_health_row(rsinfo, status_scheduler_name(MyDatabaseId), "off",
 						   skipped);
-	else if (mine != NULL && mine->waiting_since != 0 &&
-			 TimestampDifferenceExceeds(mine->waiting_since, now,
-										STATUS_WAIT_WARNING_MS))
+	else if (mine != NULL && mine->waiting_since != 0)
 		opsdata_health_row(
-			rsinfo, status_scheduler_name(MyDatabaseId), "warning",
-			psprintf(
-				"Running (pid %d), but since %s jobs wait for a job worker: pg_opsdata.max_workers (%d) are busy or max_worker_processes is used up.",
-				(int) mine->pid, status_time(mine->waiting_since),
-				worker_max_workers));
+			rsinfo, status_scheduler_name(MyDatabaseId),
+			TimestampDifferenceExceeds(mine->waiting_since, now,
+									   STATUS_WAIT_WARNING_MS)
+				? "warning"
+				: "ok",
+			psprintf("Running (pid %d), but since %s jobs wait for a job "
+					 "worker: %s.",
+					 (int) mine->pid, status_time(mine->waiting_since),
+					 status_wait_reason(mine->wait_reason)));
 	else if (mine != NULL)
 		opsdata_health_row(
 			rsinfo, status_scheduler_name(MyDatabaseId), "ok",
@@ -237,7 +269,7 @@ worker_status(PG_FUNCTION_ARGS)
 				"Not running: stopped at %s after %d short run(s) in a row; restarts at %s.",
 				status_time(my_exit->exited_at), my_exit->failures,
 				status_time(my_exit->restart_at)));
-	else if (copy.exhausted_since != 0)
+	else if (exhausted_since != 0)
 		opsdata_health_row(
 			rsinfo, status_scheduler_name(MyDatabaseId), "warning",
 			psprintf(
@@ -303,4 +335,14 @@ worker_acting_role(PG_FUNCTION_ARGS)
 
 	namestrcpy(result, GetUserNameFromId(GetOuterUserId(), false));
 	PG_RETURN_NAME(result);
+}
+
+/*
+ * opsdata._restore_under_way() returns boolean: whether a dump is being
+ * restored into the current database (worker_restore_under_way()).
+ */
+Datum
+worker_restore_status(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(worker_restore_under_way(MyDatabaseId));
 }

@@ -14,7 +14,7 @@ CREATE TABLE opsdata.jobs (
 	command			text NOT NULL CHECK (pg_catalog.btrim(command) <> ''),
 	schedule		interval NOT NULL CHECK (schedule >= interval '1 second'),
 	paused			boolean NOT NULL DEFAULT false,
-	max_runtime		interval CHECK (max_runtime > interval '0'),
+	max_runtime		interval CHECK (max_runtime >= interval '1 millisecond'),
 	max_retries		integer NOT NULL DEFAULT 3 CHECK (max_retries >= 0),
 	retry_delay		interval NOT NULL DEFAULT '10 seconds' CHECK (retry_delay > interval '0'),
 	run_as			name NOT NULL DEFAULT SESSION_USER,
@@ -32,7 +32,7 @@ COMMENT ON COLUMN opsdata.jobs.name IS 'Unique job name';
 COMMENT ON COLUMN opsdata.jobs.command IS 'SQL statement or procedure call the job runs; procedures may COMMIT';
 COMMENT ON COLUMN opsdata.jobs.schedule IS 'Interval between the starts of two scheduled runs (at least 1 second)';
 COMMENT ON COLUMN opsdata.jobs.paused IS 'A paused job is not started by the scheduler';
-COMMENT ON COLUMN opsdata.jobs.max_runtime IS 'A run lasting longer is cancelled; NULL for no limit';
+COMMENT ON COLUMN opsdata.jobs.max_runtime IS 'A run lasting longer is cancelled (at least 1 millisecond); NULL for no limit';
 COMMENT ON COLUMN opsdata.jobs.max_retries IS 'Retries after a failure before waiting for the next scheduled run';
 COMMENT ON COLUMN opsdata.jobs.retry_delay IS 'Delay before the first retry; later retries back off exponentially with jitter';
 COMMENT ON COLUMN opsdata.jobs.run_as IS 'Role the job runs as (built-in jobs run as the extension owner)';
@@ -56,6 +56,7 @@ CREATE TABLE opsdata.job_runs (
 	pid				integer,
 	sqlstate		text,
 	message			text,
+	job_name		text,
 	CHECK (finished_at IS NULL OR finished_at >= started_at),
 	CHECK ((status = 'running') = (finished_at IS NULL))
 );
@@ -64,7 +65,7 @@ CREATE INDEX job_runs_job_id_started_at_idx ON opsdata.job_runs (job_id, started
 CREATE INDEX job_runs_finished_at_idx ON opsdata.job_runs (finished_at);
 CREATE INDEX job_runs_running_idx ON opsdata.job_runs (job_id) WHERE status = 'running';
 
-COMMENT ON TABLE opsdata.job_runs IS 'One row per run of a job, kept for a bounded time (settings worker.job_history_*)';
+COMMENT ON TABLE opsdata.job_runs IS 'One row per run of a job, kept for a bounded time (settings worker.job_history_*), also after the job is removed';
 COMMENT ON COLUMN opsdata.job_runs.run_id IS 'Run identifier';
 COMMENT ON COLUMN opsdata.job_runs.job_id IS 'The job that ran (opsdata.jobs.job_id)';
 COMMENT ON COLUMN opsdata.job_runs.kind IS 'scheduled (started on schedule), retry (a retry after a failure) or manual (opsdata.run_job)';
@@ -76,6 +77,7 @@ COMMENT ON COLUMN opsdata.job_runs.attempt IS '1 for a scheduled or manual run, 
 COMMENT ON COLUMN opsdata.job_runs.pid IS 'Process that ran the job';
 COMMENT ON COLUMN opsdata.job_runs.sqlstate IS 'SQLSTATE of the error that ended a failed run';
 COMMENT ON COLUMN opsdata.job_runs.message IS 'Error message of a run that did not succeed';
+COMMENT ON COLUMN opsdata.job_runs.job_name IS 'Name of the job when it ran: runs outlive a removed job';
 
 -- Every row of opsdata.jobs is dumped, built-in ones included, so that a
 -- changed schedule or a paused built-in job survives pg_dump.  When the
@@ -83,7 +85,9 @@ COMMENT ON COLUMN opsdata.job_runs.message IS 'Error message of a run that did n
 -- the trigger below folds a restored built-in row into the existing one
 -- instead of failing on the unique name.  opsdata.job_runs has no foreign
 -- key to opsdata.jobs: pg_restore --jobs loads the two tables at once, and
--- the key would make it fail; remove_job() deletes a job's runs itself.
+-- the key would make it fail; and the runs of a job are evidence of what
+-- ran, kept after remove_job() until the history's retention removes them,
+-- with the job's name.
 -- A run in progress while the dump is taken is left out of it: in the
 -- restored database no process would ever finish it.
 SELECT pg_catalog.pg_extension_config_dump('opsdata.jobs', '');
@@ -137,6 +141,13 @@ AS 'MODULE_PATHNAME', 'worker_status';
 
 COMMENT ON FUNCTION opsdata._worker_status() IS 'Internal: launcher and scheduler rows of opsdata.health(), from shared memory';
 
+CREATE FUNCTION opsdata._restore_under_way()
+RETURNS boolean
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'worker_restore_status';
+
+COMMENT ON FUNCTION opsdata._restore_under_way() IS 'Internal: whether a dump is being restored into this database (jobs wait and audit entries are held meanwhile)';
+
 CREATE PROCEDURE opsdata.run_job(job bigint)
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'worker_run_job';
@@ -184,7 +195,7 @@ BEGIN
 	   SET schedule = NEW.schedule, paused = NEW.paused, max_runtime = NEW.max_runtime,
 		   max_retries = NEW.max_retries, retry_delay = NEW.retry_delay,
 		   next_run = NEW.next_run, retry_at = NEW.retry_at, failures = NEW.failures,
-		   comment = NEW.comment
+		   comment = NEW.comment, created_at = NEW.created_at
 	 WHERE j.job_id = existing;
 	RETURN NULL;
 END
@@ -283,8 +294,8 @@ BEGIN
 		RETURN;
 	END IF;
 
-	INSERT INTO opsdata.job_runs (job_id, kind, due_at, started_at, attempt, pid)
-		 VALUES (j.job_id, k, due, t, a, _job_start.pid)
+	INSERT INTO opsdata.job_runs (job_id, kind, due_at, started_at, attempt, pid, job_name)
+		 VALUES (j.job_id, k, due, t, a, _job_start.pid, j.name)
 	  RETURNING job_runs.run_id INTO run_id;
 	name := j.name;
 	command := j.command;
@@ -403,6 +414,12 @@ BEGIN
 		RAISE EXCEPTION 'invalid job max_runtime "%"', max_runtime USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = 'max_runtime must be a positive interval, or NULL for no limit.';
 	END IF;
+	-- A limit is counted in whole milliseconds: a shorter one is no limit.
+	IF max_runtime > interval '0' AND max_runtime < interval '1 millisecond' THEN
+		RAISE EXCEPTION 'invalid job max_runtime "%"', max_runtime USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'max_runtime must be at least 1 millisecond.',
+			HINT = 'Give 0 or NULL for no limit.';
+	END IF;
 	IF max_retries < 0 THEN
 		RAISE EXCEPTION 'invalid job max_retries %', max_retries USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = 'max_retries must be zero or more.';
@@ -473,6 +490,15 @@ BEGIN
 		 VALUES (name, command, schedule, paused, max_runtime, max_retries, retry_delay,
 				 run_as, coalesce(start_at, now()), comment)
 	  RETURNING job_id INTO id;
+	-- Runs outlive their job: an identifier that runs of a removed job
+	-- hold is never given to a new job (it can only come back when the
+	-- sequence was set back).
+	IF EXISTS (SELECT FROM opsdata.job_runs r WHERE r.job_id = id) THEN
+		RAISE EXCEPTION 'job identifier % is already used by the runs of a removed job', id
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = 'The sequence opsdata.jobs_job_id_seq was set back.',
+				  HINT = 'Set the sequence past the highest job_id of opsdata.jobs and opsdata.job_runs.';
+	END IF;
 	RETURN id;
 END
 $$;
@@ -542,12 +568,13 @@ BEGIN
 			USING ERRCODE = 'insufficient_privilege',
 				  HINT = 'Pause it with opsdata.pause_job() instead.';
 	END IF;
-	DELETE FROM opsdata.job_runs WHERE job_id = j.job_id;
+	-- The runs stay, as evidence of what ran, until the history's
+	-- retention removes them.
 	DELETE FROM opsdata.jobs WHERE job_id = j.job_id;
 END
 $$;
 
-COMMENT ON FUNCTION opsdata.remove_job(bigint) IS 'Remove a job and its run history; a run in progress finishes';
+COMMENT ON FUNCTION opsdata.remove_job(bigint) IS 'Remove a job; its runs stay in opsdata.job_runs until the worker.job_history_* retention removes them; a run in progress finishes';
 
 CREATE FUNCTION opsdata.pause_job(job bigint)
 RETURNS void

@@ -16,9 +16,12 @@
  *            whose extension state is unknown, it checks and exits if the
  *            extension is not there: that is how the launcher learns about
  *            databases after a restart without a setting listing them.
- * job worker one per job run, a dynamic worker started by a scheduler; it
- *            runs CALL opsdata._run_scheduled_job(job) as a top-level
- *            statement and exits (jobworker.c, runner.c).
+ * job worker one per job run, a dynamic worker started by a scheduler,
+ *            connected as the job's role; it runs the job's command as
+ *            top-level statements (or, for a built-in job, its entry),
+ *            records the run and exits (jobworker.c, runner.c).  A session
+ *            starts one too, without a slot, to run an entry now
+ *            (entry.c).
  *
  * Shared memory (state.c)
  * -----------------------
@@ -26,7 +29,11 @@
  * max_worker_processes entries, which no number of background workers can
  * exceed.  A parent reserves a slot before registering the worker, the
  * worker claims it once started and frees it when it exits
- * (on_shmem_exit), which also wakes whoever waits for it.  Besides slots:
+ * (on_shmem_exit), which also wakes whoever waits for it.  Job workers are
+ * handed out in turn (worker_reserve_job_slot): only the database first in
+ * line gets one, and it keeps its place while the server's own background
+ * workers (max_worker_processes) are all in use; a scheduler the launcher
+ * cannot start goes before any job.  Besides slots:
  * a small ring of events for the launcher (extension created or dropped in
  * a database, a scheduler found the extension missing), "holds" that keep
  * every worker out of a database while DROP DATABASE and similar commands
@@ -53,6 +60,7 @@
 #include "port/atomics.h"
 #include "postmaster/bgworker.h"
 #include "storage/condition_variable.h"
+#include "storage/dsm.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "storage/lwlock.h"
@@ -71,6 +79,18 @@
 #define WORKER_RESTORE_GRACE_MS 5000
 #define WORKER_MAX_EXITS		64
 
+/*
+ * A shortage of background workers is over once none was missing for this
+ * long; it is logged when it begins, at most once per
+ * WORKER_EXHAUSTED_LOG_MS.  Starts refused for want of a background worker
+ * are retried after WORKER_RETRY_FIRST_MS, doubling up to
+ * WORKER_RETRY_MAX_MS, and at once when a pg_opsdata worker ends.
+ */
+#define WORKER_EXHAUSTED_QUIET_MS (10 * 1000)
+#define WORKER_EXHAUSTED_LOG_MS	  (10 * 60 * 1000)
+#define WORKER_RETRY_FIRST_MS	  100
+#define WORKER_RETRY_MAX_MS		  1000
+
 /* A reservation whose worker never claimed it is reclaimed after this. */
 #define WORKER_RESERVATION_TIMEOUT_MS (60 * 1000)
 
@@ -83,6 +103,16 @@ typedef enum WorkerSlotKind
 	WORKER_SLOT_SCHEDULER,
 	WORKER_SLOT_JOB
 } WorkerSlotKind;
+
+/* Why a scheduler waits for a job worker. */
+typedef enum WorkerWait
+{
+	WORKER_WAIT_NONE = 0,
+	WORKER_WAIT_MAX_WORKERS, /* pg_opsdata.max_workers job workers run */
+	WORKER_WAIT_IN_LINE,	 /* another database goes first */
+	WORKER_WAIT_SERVER,		 /* max_worker_processes used up */
+	WORKER_WAIT_LAUNCHER	 /* a scheduler start goes first */
+} WorkerWait;
 
 typedef struct WorkerSlot
 {
@@ -98,6 +128,7 @@ typedef struct WorkerSlot
 	/* schedulers */
 	pg_atomic_uint32 jobs_changed; /* opsdata.jobs changed: re-read it */
 	TimestampTz waiting_since;	   /* wants a job worker; 0 if not */
+	WorkerWait wait_reason;		   /* why, while waiting */
 	TimestampTz last_granted;	   /* last time it got a job worker */
 	int check_interval;			   /* the setting it applies */
 
@@ -166,7 +197,25 @@ typedef struct WorkerStartArgs
 	Oid dboid;
 	int64 job_id;	 /* job workers: the job */
 	TimestampTz due; /* job workers: when it is due */
+	Oid role; /* job workers: the job's role, InvalidOid if it cannot connect */
 } WorkerStartArgs;
+
+/* What a job worker started for an entry finds in bgw_extra (entry.c). */
+typedef struct WorkerEntryArgs
+{
+	Oid dboid;
+	Oid role;
+	Datum arg;
+	char name[NAMEDATALEN];
+} WorkerEntryArgs;
+
+/* What a caller waiting for an entry shares with its worker (entry.c). */
+typedef struct WorkerEntryCall
+{
+	struct PGPROC *caller; /* whose latch to set */
+	pg_atomic_uint32 done; /* 1 once the entry said done */
+	int64 result;		   /* what it said, valid once done */
+} WorkerEntryCall;
 
 /*
  * A job worker is started this long before its job is due, and waits for
@@ -193,12 +242,25 @@ typedef struct WorkerShared
 
 	WorkerHold holds[WORKER_MAX_HOLDS];
 	WorkerRestore restores[WORKER_MAX_RESTORES];
+	pg_atomic_uint32 restores_used; /* entries with a valid dboid */
 	WorkerExit exits[WORKER_MAX_EXITS];
 
+	/* Counts the pg_opsdata workers the postmaster reported stopped. */
+	pg_atomic_uint64 workers_freed;
+
+	/* The launcher could not start launcher_pending schedulers. */
+	bool launcher_waiting;
+	int launcher_pending;
+
 	/*
-	 * RegisterDynamicBackgroundWorker failed: max_worker_processes is used up
+	 * RegisterDynamicBackgroundWorker failed for a second or more:
+	 * max_worker_processes is used up.  A shortage lasts until
+	 * WORKER_EXHAUSTED_QUIET_MS pass without such a failure.
 	 */
-	TimestampTz exhausted_since; /* 0 once a registration succeeded again */
+	TimestampTz exhausted_since; /* start of the episode; 0 if none */
+	TimestampTz exhausted_last;	 /* last failure */
+	TimestampTz exhausted_logged_launcher; /* when schedulers' was logged */
+	TimestampTz exhausted_logged_jobs;	   /* when job workers' was logged */
 
 	uint64 next_generation;
 	int nslots;
@@ -219,14 +281,20 @@ extern uint64 worker_event_seq(void);
 extern int worker_reserve_slot(WorkerSlotKind kind, Oid dboid, int64 job_id,
 							   uint64 *generation);
 extern int worker_reserve_job_slot(int my_slot, int64 job_id,
-								   uint64 *generation, bool *capped,
+								   uint64 *generation, WorkerWait *why,
 								   WorkerTurn *turn);
-extern void worker_restore_turn(int my_slot, const WorkerTurn *turn);
+extern void worker_keep_place(int my_slot, const WorkerTurn *turn, int slotno,
+							  uint64 generation);
+extern void worker_launcher_waiting(int pending);
+extern void worker_wake_starved(void);
+extern uint64 worker_workers_freed(void);
 extern void worker_release_reservation(int slot, uint64 generation);
 extern WorkerSlot *worker_claim_slot(int slot, uint64 generation,
 									 WorkerSlotKind kind);
 extern bool worker_database_held(Oid dboid);
-extern bool worker_note_exhausted(bool exhausted);
+extern bool worker_note_exhausted(bool by_launcher);
+extern TimestampTz worker_exhausted_since(void);
+extern int worker_needed_processes(void);
 extern void worker_reclaim_stale_reservations(void);
 extern void worker_wake_launcher(void);
 extern void worker_wake_waiting_schedulers(void);
@@ -254,10 +322,18 @@ PGDLLEXPORT void worker_scheduler_main(Datum main_arg);
 
 /* jobworker.c */
 PGDLLEXPORT void worker_job_main(Datum main_arg);
+PGDLLEXPORT void worker_entry_main(Datum main_arg);
+
+/* entry.c */
+extern const WorkerEntry *worker_find_entry(const char *name);
+extern const WorkerEntry *worker_entry_for_command(const char *command);
+extern void worker_entry_attach(dsm_handle handle);
 
 /* runner.c */
-extern bool worker_is_job_worker;
 extern bool worker_run_recorded;
+extern Oid worker_job_role(const char *run_as, bool builtin, Oid owner,
+						   int *sqlstate, char **why);
+extern void worker_run_in_job_worker(int64 job_id, Oid role);
 
 /* hooks.c */
 extern void worker_install_hooks(void);

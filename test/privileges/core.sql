@@ -18,5 +18,6 @@ SELECT func, role FROM (VALUES
 	('opsdata.health_json', ARRAY['opsdata_admin', 'opsdata_writer', 'opsdata_reader', 'opsdata_auditor']),
 	('opsdata.setting', ARRAY['opsdata_admin', 'opsdata_writer', 'opsdata_reader', 'opsdata_auditor']),
 	('opsdata.set_setting', ARRAY['opsdata_admin']),
-	('opsdata.reset_setting', ARRAY['opsdata_admin'])
+	('opsdata.reset_setting', ARRAY['opsdata_admin']),
+	('opsdata.check_restore', ARRAY['opsdata_admin', 'opsdata_auditor'])
 ) v(func, roles), unnest(roles) AS role;

@@ -5,6 +5,7 @@ SELECT rel, role, privs FROM (VALUES
 	('metrics.series', ARRAY['opsdata_reader'], ARRAY['SELECT']),
 	('metrics.points', ARRAY['opsdata_admin', 'opsdata_writer'], ARRAY['INSERT', 'SELECT']),
 	('metrics.points', ARRAY['opsdata_reader'], ARRAY['SELECT']),
+	('metrics.ingest', ARRAY['opsdata_admin', 'opsdata_writer'], ARRAY['INSERT']),
 	('metrics.rollups', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
 	('metrics.rollup_queue', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),
 	('metrics.rollup_state', ARRAY['opsdata_admin', 'opsdata_reader'], ARRAY['SELECT']),

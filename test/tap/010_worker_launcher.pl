@@ -1,6 +1,7 @@
 # The launcher keeps one scheduler in every database that has pg_opsdata
 # and none in the others, with no setting listing them: CREATE EXTENSION
-# gets a scheduler within a second, DROP EXTENSION stops it, a restart finds
+# gets a scheduler at once (told when it commits, not found by the periodic
+# check a minute later), DROP EXTENSION stops it, a restart finds
 # the databases again, templates get none, and the workers show in
 # pg_stat_activity under their own backend types.
 use strict;
@@ -28,15 +29,17 @@ ok($node->poll_query_until('postgres', q{
 $node->safe_psql('postgres', 'CREATE DATABASE app');
 $node->safe_psql('postgres', 'CREATE DATABASE plain');
 
-# CREATE EXTENSION: a scheduler within a second (measured from before the
-# statement, so the time includes CREATE EXTENSION itself).
-my $created = $node->safe_psql('app', 'SELECT clock_timestamp(); CREATE EXTENSION pg_opsdata;');
+# CREATE EXTENSION: a scheduler at once, measured from the end of the
+# statement.  The bound is half of pg_opsdata.check_interval (a minute),
+# when the launcher would have looked anyway, not the machine's speed:
+# here it takes a fraction of a second.
+my $created = $node->safe_psql('app', 'CREATE EXTENSION pg_opsdata; SELECT clock_timestamp();');
 $node->poll_query_until('postgres', "SELECT ($schedulers_sql) = 'app'")
   or die 'no scheduler started in app';
 my $latency = $node->safe_psql('postgres', qq{
 	SELECT extract(epoch FROM backend_start - '$created'::timestamptz)
 	  FROM pg_stat_activity WHERE backend_type = 'pg_opsdata scheduler' AND datname = 'app'});
-cmp_ok($latency, '<', 1.0, "the scheduler of a new extension starts within a second (${latency} s)");
+cmp_ok($latency, '<', 30, "the scheduler of a new extension starts when the extension commits (${latency} s)");
 is($node->safe_psql('postgres', q{
 	SELECT application_name FROM pg_stat_activity WHERE backend_type = 'pg_opsdata scheduler'}),
 	'pg_opsdata scheduler', 'the scheduler names itself in application_name');

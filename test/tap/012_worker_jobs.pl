@@ -27,9 +27,9 @@ for my $db ('app', 'other')
 		CREATE TABLE ticks (job text, step integer, at timestamptz DEFAULT clock_timestamp());
 		CREATE PROCEDURE tick_steps() LANGUAGE plpgsql AS $$
 		BEGIN
-			INSERT INTO ticks (job, step) VALUES ('steps', 1);
+			INSERT INTO public.ticks (job, step) VALUES ('steps', 1);
 			COMMIT;
-			INSERT INTO ticks (job, step) VALUES ('steps', 2);
+			INSERT INTO public.ticks (job, step) VALUES ('steps', 2);
 			COMMIT;
 		END
 		$$;
@@ -57,6 +57,12 @@ ok($node->poll_query_until('app', q{
 	SELECT count(*) >= 3 FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
 	 WHERE j.name = 'steps' AND r.status = 'succeeded'}),
 	'the scheduler runs a job every second, beside failing jobs here and in another database');
+# Held still (a run may be between its two commits), every run has both.
+$node->safe_psql('app', q{SELECT opsdata.pause_job(job_id) FROM opsdata.jobs WHERE name = 'steps'});
+$node->poll_query_until('app', q{
+	SELECT count(*) = 0 FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
+	 WHERE j.name = 'steps' AND r.status = 'running'})
+  or die 'steps still running';
 is($node->safe_psql('app', q{SELECT count(*) FILTER (WHERE step = 1) = count(*) FILTER (WHERE step = 2) FROM ticks}),
 	't', 'each run of the procedure committed both of its steps');
 is($node->safe_psql('app', q{
@@ -87,8 +93,10 @@ my ($gap1, $gap2) = split /\|/, $node->safe_psql('app', q{
 		SELECT started_at, started_at - lag(finished_at) OVER (ORDER BY started_at) AS gap
 		  FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id) WHERE j.name = 'fails') g
 	 WHERE gap IS NOT NULL});
-ok($gap1 >= 0.7 && $gap1 < 1.6, "the first retry waits retry_delay with jitter ($gap1 s)");
-ok($gap2 >= 1.45 && $gap2 < 3.0 && $gap2 > $gap1, "the second waits twice as long ($gap2 s)");
+# Lower bounds only: the delays are at least 1 s and 2 s less 25%; a busy
+# machine may start the retry later.
+ok($gap1 >= 0.7, "the first retry waits retry_delay with jitter ($gap1 s)");
+ok($gap2 >= 1.45, "the second waits twice as long ($gap2 s)");
 is($node->safe_psql('app', q{SELECT failures = 3 AND retry_at IS NULL FROM opsdata.jobs WHERE name = 'fails'}),
 	't', 'after the last retry the job waits for its next scheduled run');
 is($node->safe_psql('app', q{SELECT status FROM opsdata.health() WHERE component = 'job "fails"'}),

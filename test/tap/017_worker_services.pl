@@ -139,12 +139,12 @@ is($node->safe_psql('app', q{
 	'1', 'inside the scheduler process of the database');
 
 # Returning -1: called again when woken.  A backend wakes the scheduler
-# 100000 times in a row: cheap, and the wake-ups coalesce.
+# 100000 times in a row (the time it takes is noted, not tested: it is the
+# machine's) and the wake-ups coalesce.
 my $before = $node->safe_psql('app', $calls_sql);
 my $started = time;
 $node->safe_psql('app', 'SELECT count(wake_scheduler()) FROM generate_series(1, 100000)');
-my $took = time - $started;
-cmp_ok($took, '<', 2, sprintf('100000 wake-ups from a backend take %.3f s', $took));
+note(sprintf('100000 wake-ups from a backend took %.3f s', time - $started));
 ok($node->poll_query_until('app', "SELECT ($calls_sql) > $before"), 'a wake-up makes the scheduler call the service');
 cmp_ok($node->safe_psql('app', $calls_sql) - $before, '<', 1000, 'wake-ups that come together are served together');
 

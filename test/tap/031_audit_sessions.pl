@@ -77,8 +77,7 @@ ok($node->poll_query_until('postgres',
 $owner->query_safe('COMMIT');
 $h->finish;
 is($?, 0, 'the waiting session completes once the scheduler can drain the queue');
-my $padding = "SELECT count(*) FROM audit.entries WHERE statement_id IN
-		   (SELECT statement_id FROM audit.statements WHERE statement_text LIKE 'SELECT % AS padding%')";
+my $padding = "SELECT count(*) FROM audit.trail WHERE statement_text LIKE 'SELECT % AS padding%'";
 ok($node->poll_query_until('postgres', $padding, $statements),
 	'with wait, no entry of the waiting session is lost');
 

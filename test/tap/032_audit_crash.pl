@@ -45,9 +45,10 @@ my $h = load();
 $node->poll_query_until('postgres', 'SELECT count(*) > 200 FROM t') or die 'no load';
 my $pid = $node->safe_psql('postgres',
 	"SELECT pid FROM pg_stat_activity WHERE query LIKE 'INSERT INTO t %' AND pid <> pg_backend_pid() LIMIT 1");
+my $offset = -s $node->logfile;
 kill 'KILL', $pid;
 $h->finish;
-$node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
+opsdata_wait_up($node, $offset) or die 'server did not come back';
 check_trail('backend killed');
 
 # The postmaster killed under load.
@@ -55,10 +56,9 @@ $h = load();
 $node->poll_query_until('postgres', 'SELECT count(*) > 500 FROM t') or die 'no load';
 $node->kill9;
 $h->finish;
-# Its sessions exit when they notice; the killed postmaster's lock file is
-# left behind (and its PID may linger as a zombie here), as after a crash.
-sleep 2;
-unlink($node->data_dir . '/postmaster.pid');
+# Its sessions exit when they notice: wait until they have, and remove the
+# lock file the killed postmaster left behind, as after a crash.
+opsdata_wait_old_server_gone($node);
 $node->start;
 check_trail('postmaster killed');
 

@@ -77,8 +77,8 @@ like($node->safe_psql('postgres', "SELECT detail FROM opsdata.health() WHERE com
 	qr/nothing drained the queue lately: is the pg_opsdata scheduler of this database running/,
 	'health says why');
 $node->safe_psql('postgres', "ALTER SYSTEM RESET pg_opsdata.restart_delay; SELECT pg_reload_conf()");
-my $marked = "SELECT count(*) || '/' || count(DISTINCT e.statement_id) FROM audit.entries e
-		JOIN audit.statements s USING (statement_id) WHERE s.statement_text LIKE 'SELECT ''%s %%'' AS marker'";
+my $marked = "SELECT count(*) || '/' || count(DISTINCT statement_text) FROM audit.trail
+		WHERE statement_text LIKE 'SELECT ''%s %%'' AS marker'";
 ok($node->poll_query_until('postgres', sprintf($marked, 'waiting'), "$markers/$markers"),
 	'the restarted scheduler drains every entry that waited, each once');
 ok($node->poll_query_until('postgres',
@@ -100,9 +100,7 @@ $pid = $node->safe_psql('postgres', $scheduler);
 my $offset = -s $node->logfile;
 kill 'KILL', $pid;
 $load->finish;
-ok($node->wait_for_log(qr/all server processes terminated; reinitializing/, $offset),
-	'the server restarts every process after the kill');
-ok($node->poll_query_until('postgres', 'SELECT true'), 'the server accepts connections again');
+ok(opsdata_wait_up($node, $offset), 'the server restarts every process after the kill and accepts connections again');
 ok($node->poll_query_until('postgres', "SELECT EXISTS ($scheduler)"), 'a new scheduler runs');
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM (SELECT backend_pid, ts, statement_id FROM audit.entries

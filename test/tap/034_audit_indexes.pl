@@ -3,7 +3,8 @@
 # (and the primary key) while its day lasts; the by-user B-tree and the
 # by-object GIN index are built, concurrently, on each day once it is over,
 # by the built-in job "audit index closed partitions", and the planner uses
-# them.  A leftover invalid index is rebuilt.
+# them.  A leftover invalid index is rebuilt.  The job's scheduled run
+# builds them in its own job worker.
 use strict;
 use warnings;
 
@@ -14,10 +15,15 @@ use OpsdataTest;
 
 my $node = opsdata_node('audit_indexes');
 $node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION pg_opsdata');
-# The test runs the job's command itself.
-$node->safe_psql('postgres',
-	"SELECT opsdata.pause_job(job_id) FROM opsdata.jobs WHERE name = 'audit index closed partitions'");
+# The test runs the jobs' commands itself (the indexing job's, and a
+# maintenance pass): the built-in jobs are paused before the scheduler sees
+# them, so that no run of theirs overlaps the test's.
+$node->safe_psql('postgres', q{
+	BEGIN;
+	CREATE EXTENSION pg_opsdata;
+	SELECT count(opsdata.pause_job(job_id)) FROM opsdata.jobs WHERE builtin;
+	COMMIT;
+});
 
 # Entries of three days ago (as a restore would load them): partition
 # maintenance moves them into a partition of their own, a closed day.
@@ -73,6 +79,19 @@ is($node->safe_psql('postgres', 'SELECT audit._index_closed_partitions()'), '1',
 ok($node->poll_query_until('postgres',
 		"SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('audit.$name')"),
 	'the invalid index is dropped and built again');
+
+# The scheduled job builds in its own job worker: once its run is
+# recorded, the index is there, and no other worker was started for it.
+$node->safe_psql('postgres', "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'audit.$name'::regclass");
+$node->safe_psql('postgres', q{
+	SELECT opsdata.alter_job(job_id, paused => false, next_run => now())
+	  FROM opsdata.jobs WHERE name = 'audit index closed partitions'});
+ok($node->poll_query_until('postgres', q{
+		SELECT r.status FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
+		 WHERE j.name = 'audit index closed partitions' ORDER BY r.run_id DESC LIMIT 1}, 'succeeded'),
+	'the scheduled run of the job succeeds');
+is($node->safe_psql('postgres', "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('audit.$name')"),
+	't', 'when its run is recorded, the job worker has rebuilt the index itself');
 unlike(slurp_file($node->logfile), qr/ERROR:.*(index|indexer)/, 'no error in the server log');
 
 $node->stop;

@@ -1,8 +1,9 @@
-# The shared cache of stored statement texts: a text found again by one
+# The shared cache of stored statement shapes: a shape found again by one
 # session's probe of audit.statements' primary key is known to every later
 # session without a probe; a row the owner deletes is stored again; with the cache off every
-# session probes; a prepared transaction's texts are trusted only once it
-# commits.  Probes are counted as index scans of audit.statements_pkey.
+# session probes; a prepared transaction's shapes are trusted only once it
+# commits.  Probes are counted as index scans of audit.statements_pkey.  The
+# statements have no constants, so each is its own shape.
 use strict;
 use warnings;
 
@@ -42,9 +43,9 @@ my $orphans = q{SELECT count(*) FROM audit.entries e
 				 WHERE e.statement_id IS NOT NULL
 				   AND NOT EXISTS (SELECT FROM audit.statements s WHERE s.statement_id = e.statement_id)};
 
-is(probes_of('INSERT INTO t VALUES (1)'), 0, 'a new text is stored without a probe');
-is(probes_of('INSERT INTO t VALUES (1)'), 1, 'the next session finds the text with a probe');
-is(probes_of('INSERT INTO t VALUES (1)'), 0,
+is(probes_of('INSERT INTO t DEFAULT VALUES'), 0, 'a new text is stored without a probe');
+is(probes_of('INSERT INTO t DEFAULT VALUES'), 1, 'the next session finds the text with a probe');
+is(probes_of('INSERT INTO t DEFAULT VALUES'), 0,
 	'a text found by a probe is known to every later session without one');
 is($node->safe_psql('postgres',
 		q{SELECT count(*) || ' entries, ' || count(DISTINCT statement_id) || ' text'
@@ -52,11 +53,11 @@ is($node->safe_psql('postgres',
 	'3 entries, 1 text', 'the entries refer to the one stored text');
 
 $node->safe_psql('postgres',
-	q{DELETE FROM audit.statements WHERE statement_text = 'INSERT INTO t VALUES (1)'});
-is(probes_of('INSERT INTO t VALUES (1)'), 1,
+	q{DELETE FROM audit.statements WHERE statement_text = 'INSERT INTO t DEFAULT VALUES'});
+is(probes_of('INSERT INTO t DEFAULT VALUES'), 1,
 	'after the owner deleted the row the next session probes the key');
 is($node->safe_psql('postgres',
-		q{SELECT count(*) FROM audit.statements WHERE statement_text = 'INSERT INTO t VALUES (1)'}),
+		q{SELECT count(*) FROM audit.statements WHERE statement_text = 'INSERT INTO t DEFAULT VALUES'}),
 	'1', 'and the text is stored again');
 is($node->safe_psql('postgres', $orphans), '0',
 	'the text is back under its id: every entry has its text');
@@ -65,13 +66,13 @@ is($node->safe_psql('postgres', $orphans), '0',
 # trusted by the session that prepared it.
 $node->safe_psql('postgres', q{
 	BEGIN;
-	INSERT INTO t VALUES (2);
+	INSERT INTO t SELECT max(id) FROM t;
 	PREPARE TRANSACTION 'p';
 	ROLLBACK PREPARED 'p';
-	INSERT INTO t VALUES (2);
+	INSERT INTO t SELECT max(id) FROM t;
 });
 is($node->safe_psql('postgres',
-		q{SELECT count(*) FROM audit.statements WHERE statement_text = 'INSERT INTO t VALUES (2)'}),
+		q{SELECT count(*) FROM audit.statements WHERE statement_text = 'INSERT INTO t SELECT max(id) FROM t'}),
 	'1', 'a text whose prepared transaction was rolled back is stored again by the same session');
 
 # Without the cache, every session probes for a text it has not seen itself.
@@ -80,9 +81,9 @@ $node->append_conf('postgresql.conf', "pg_opsdata.audit_statement_cache_size = 0
 $node->restart;
 ok($node->poll_query_until('postgres', "SELECT ($scans) > $scanned"),
 	'the scheduler loaded the statement filter again');
-is(probes_of('INSERT INTO t VALUES (3)'), 0, 'a new text is stored without a probe');
-is(probes_of('INSERT INTO t VALUES (3)'), 1, 'the next session finds it with a probe');
-is(probes_of('INSERT INTO t VALUES (3)'), 1,
+is(probes_of('INSERT INTO t SELECT min(id) FROM t'), 0, 'a new text is stored without a probe');
+is(probes_of('INSERT INTO t SELECT min(id) FROM t'), 1, 'the next session finds it with a probe');
+is(probes_of('INSERT INTO t SELECT min(id) FROM t'), 1,
 	'with the cache off, a later session probes again for a text a probe already found');
 is($node->safe_psql('postgres', 'SHOW pg_opsdata.audit_statement_cache_size'), '0', 'the cache is off');
 is($node->safe_psql('postgres', $orphans), '0', 'every entry has its text');

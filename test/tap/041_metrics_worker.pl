@@ -44,9 +44,9 @@ ok($node->poll_query_until('postgres', 'SELECT count(*) = 0 FROM metrics.rollup_
 is($node->safe_psql('postgres',
 		q{SELECT sum(count) FROM metrics.rollups WHERE bucket_width = '1 hour'}),
 	'20000', 'the job rolled up every point');
-ok($node->safe_psql('postgres',
-		q{SELECT count(*) FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
-		   WHERE j.name = 'metrics.rollup' AND r.status = 'succeeded'}) > 0,
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) > 0 FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
+		   WHERE j.name = 'metrics.rollup' AND r.status = 'succeeded'}),
 	'its runs are recorded as succeeded');
 
 # Make the job stall half-way through its next run, while a flag row
@@ -77,10 +77,11 @@ $node->safe_psql('postgres', $second);
 
 my $pid = opsdata_stalled_job($node);
 ok(defined $pid, 'the job is in the middle of a rollup');
+my $offset = -s $node->logfile;
 ok(kill('KILL', $pid), 'the job process is killed');
 
 # The postmaster reinitializes after the crash and the scheduler comes back.
-ok(opsdata_wait_up($node), 'the server is back after the crash');
+ok(opsdata_wait_up($node, $offset), 'the server is back after the crash');
 is($node->safe_psql('postgres', 'SELECT sum(metrics.sketch_count(sketch)) FROM metrics.rollup_queue'),
 	'20000', 'the killed run took nothing from the queue');
 is($node->safe_psql('postgres', $rollups_sql), $rollups_before,

@@ -97,9 +97,9 @@ is($node->safe_psql('postgres', $thresholds_sql),
 	'each threshold is the exact one, over all the feedback of its key');
 is($node->safe_psql('postgres', q{SELECT learning.threshold('grid') = exact_precision('grid', 0.9)}), 't',
 	'learning.threshold() answers with the tuned threshold');
-ok($node->safe_psql('postgres',
-		q{SELECT count(*) FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
-		   WHERE j.name = 'learning.tune' AND r.status = 'succeeded' AND r.kind = 'scheduled'}) > 0,
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) > 0 FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
+		   WHERE j.name = 'learning.tune' AND r.status = 'succeeded' AND r.kind = 'scheduled'}),
 	'its runs are recorded as succeeded');
 my $first_threshold = $node->safe_psql('postgres', q{SELECT threshold FROM learning.thresholds WHERE key = 'grid'});
 my $history_before = $node->safe_psql('postgres', q{SELECT count(*) FROM learning.threshold_history WHERE key = 'grid'});
@@ -135,10 +135,11 @@ is($node->safe_psql('postgres', $changes_sql), '1500', 'the new feedback is pend
 
 my $pid = opsdata_stalled_job($node);
 ok(defined $pid, 'the job is in the middle of a tune');
+my $offset = -s $node->logfile;
 ok(kill('KILL', $pid), 'the job process is killed');
 
 # The postmaster reinitializes after the crash and the scheduler comes back.
-ok(opsdata_wait_up($node), 'the server is back after the crash');
+ok(opsdata_wait_up($node, $offset), 'the server is back after the crash');
 is($node->safe_psql('postgres', $changes_sql), '1500', 'the killed run took nothing from the pending changes');
 is($node->safe_psql('postgres', $bins_sql), '2000', 'and added nothing to the histogram');
 is($node->safe_psql('postgres', q{SELECT threshold || ' ' || support FROM learning.thresholds WHERE key = 'grid'}),
@@ -164,9 +165,9 @@ is($node->safe_psql('postgres', qq{
 		   || (SELECT threshold = exact_precision('grid', 0.9) AND previous = $first_threshold
 				 FROM learning.threshold_history WHERE key = 'grid' ORDER BY change_id DESC LIMIT 1)}),
 	'1 true', 'the history has one row for the change, from the old threshold to the exact new one');
-ok($node->safe_psql('postgres', qq{
-	SELECT count(*) FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
-	 WHERE j.name = 'learning.tune' AND r.status = 'succeeded' AND r.started_at > '$since'}) > 0,
+ok($node->poll_query_until('postgres', qq{
+	SELECT count(*) > 0 FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
+	 WHERE j.name = 'learning.tune' AND r.status = 'succeeded' AND r.started_at > '$since'}),
 	'the run after the crash is recorded as succeeded');
 
 # learning.reclaim_expired: leases that expire while the job is paused stay
@@ -191,9 +192,9 @@ $node->safe_psql('postgres', q{
 ok($node->poll_query_until('postgres',
 		q{SELECT count(*) = 3 FROM learning.candidates WHERE status = 'open' AND claimed_by IS NULL AND lease_until IS NULL}),
 	'the scheduler runs learning.reclaim_expired and the candidates are open again');
-ok($node->safe_psql('postgres', qq{
-	SELECT count(*) FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
-	 WHERE j.name = 'learning.reclaim_expired' AND r.status = 'succeeded' AND r.started_at > '$since'}) > 0,
+ok($node->poll_query_until('postgres', qq{
+	SELECT count(*) > 0 FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
+	 WHERE j.name = 'learning.reclaim_expired' AND r.status = 'succeeded' AND r.started_at > '$since'}),
 	'its run is recorded as succeeded');
 is($node->safe_psql('postgres', q{SELECT string_agg(item_id, ' ' ORDER BY item_id) FROM learning.claim(3, 'sam', '1 hour')}),
 	'q1 q2 q3', 'another reviewer claims them');

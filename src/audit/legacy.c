@@ -1,22 +1,21 @@
 /*-------------------------------------------------------------------------
  *
- * guard.c
- *		Trigger that keeps audit rows from being changed by ordinary roles.
+ * legacy.c
+ *		C entry points that only released install scripts name.
  *
- * GRANTs already give no role UPDATE or DELETE on audit tables, but the
- * predefined role pg_write_all_data bypasses GRANTs.  A row-level BEFORE
- * UPDATE OR DELETE trigger on every audit table closes that door: it lets
- * through the table's owner and superusers (the extension's own upkeep runs
- * as them) and refuses everyone else.  The trigger is cloned onto every
- * partition of audit.entries, present and future.  It costs nothing on
- * INSERT, the only write the audit trail sees in normal operation.  When
- * the owner does change a row of audit.statements, the caches of stored
- * texts (textcache.c) stop trusting what they hold.
+ * upgrade/pg_opsdata--0.1.sql creates audit._refuse_change(), the row
+ * trigger that kept ordinary roles from changing audit rows before every
+ * table of pg_opsdata had the core's guard (src/core/guard.c).  The update
+ * to 0.2 drops it; the symbol stays so that CREATE EXTENSION pg_opsdata
+ * VERSION '0.1' still works with this library, and it behaves as it did:
+ * it refuses UPDATE and DELETE to all but the table's owner and
+ * superusers, and makes the caches of stored texts forget what they hold
+ * when audit.statements changes.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
  * IDENTIFICATION
- *		src/audit/guard.c
+ *		src/audit/legacy.c
  *
  *-------------------------------------------------------------------------
  */
@@ -24,8 +23,6 @@
 
 #include "commands/trigger.h"
 #include "fmgr.h"
-#include "miscadmin.h"
-#include "utils/acl.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -35,9 +32,9 @@
 PG_FUNCTION_INFO_V1(audit_refuse_change);
 
 /*
- * Row-level BEFORE UPDATE OR DELETE trigger: returns the row unchanged for
- * the table's owner and superusers, raises insufficient_privilege
- * otherwise.
+ * Row-level BEFORE UPDATE OR DELETE trigger of version 0.1: returns the
+ * row unchanged for the table's owner and superusers, raises
+ * insufficient_privilege otherwise.
  */
 Datum
 audit_refuse_change(PG_FUNCTION_ARGS)
@@ -48,12 +45,15 @@ audit_refuse_change(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(
+		ereport(
 			ERROR,
-			"audit_refuse_change must be fired as a row-level BEFORE trigger");
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg(
+				 "function \"%s\" must be fired as a row-level BEFORE trigger",
+				 "audit._refuse_change")));
 
 	rel = trigdata->tg_relation;
-	if (!opsdata_class_ownercheck(RelationGetRelid(rel), GetUserId()))
+	if (!opsdata_guard_allows(rel))
 		ereport(
 			ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -63,7 +63,6 @@ audit_refuse_change(PG_FUNCTION_ARGS)
 				 get_namespace_name(RelationGetNamespace(rel)),
 				 RelationGetRelationName(rel))));
 
-	/* The caches of stored statement texts must not outlive a changed row. */
 	if (strcmp(RelationGetRelationName(rel), "statements") == 0)
 	{
 		char *nsp = get_namespace_name(RelationGetNamespace(rel));

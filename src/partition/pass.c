@@ -1,12 +1,14 @@
 /*-------------------------------------------------------------------------
  *
- * worker.c
- *		The background worker that runs a partition maintenance pass.
+ * pass.c
+ *		A partition maintenance pass: the job entry "partition maintenance".
  *
- * opsdata.run_maintenance() (api.c) starts this worker and waits for it.
- * The worker connects to the caller's database as the extension owner and
- * runs the pass in transactions of its own, whatever the caller's
- * transaction holds:
+ * A pass is a job entry (worker/worker.h): it runs in a job worker,
+ * connected as the extension owner with search_path pinned to pg_catalog,
+ * pg_temp (opsdata_worker_connect), outside any caller's transaction.  The
+ * built-in job "partition maintenance" runs it in its own job worker;
+ * opsdata.run_maintenance() (api.c) starts a job worker for it and waits
+ * for its results.  The pass runs in transactions of its own:
  *
  *	- a session-level advisory lock (pg_try_advisory_lock(1869639524, 1))
  *	  keeps two passes from overlapping; a pass waits for the one running
@@ -15,32 +17,36 @@
  *	  plan runs in a transaction of its own (exec.c), so no lock outlives
  *	  the step that took it; a set that fails is recorded and the pass goes
  *	  on with the next one;
- *	- DETACH PARTITION ... CONCURRENTLY runs as a top-level statement, which
- *	  it must be (it commits in the middle), and may wait up to
- *	  partition.detach_timeout, since neither of its transactions blocks the
- *	  parent's readers and writers.  When its second transaction does not
- *	  get its lock in time the partition stays "detach pending": a partition
- *	  to drop is then dropped at once (DROP TABLE needs no FINALIZE), others
- *	  are completed with FINALIZE;
+ *	- DETACH PARTITION ... CONCURRENTLY runs as a top-level statement
+ *	  (opsdata_toplevel_exec), which it must be (it commits in the middle),
+ *	  and may wait up to partition.detach_timeout, since neither of its
+ *	  transactions blocks the parent's readers and writers.  When its second
+ *	  transaction does not get its lock in time the partition stays "detach
+ *	  pending": a partition to drop is then dropped at once (DROP TABLE
+ *	  needs no FINALIZE), others are completed with FINALIZE;
  *	- FINALIZE waits for every snapshot older than its own, among them that
- *	  of the backend waiting for our results, so FINALIZE steps run after
- *	  the results have been sent ("deferred"); what they could not complete
- *	  the next pass finds pending and tries again.
+ *	  of a session waiting in run_maintenance(), so FINALIZE steps run after
+ *	  the results have been committed and the waiting session told
+ *	  (worker_entry_done: "deferred"); what they could not complete the
+ *	  next pass finds pending and tries again.
+ *
+ * Results: every row the pass writes to opsdata.partition_log carries the
+ * time the pass began (pass_started), which identifies it; when a set is
+ * done, one row with action 'run' holds what the pass did to it (status,
+ * counts, message), in the transaction that records the outcome in
+ * opsdata.partitions.  run_maintenance() returns those rows.  A pass that
+ * found another one running says done with 0 and writes nothing.
  *
  * The worker's session lock_timeout is partition.lock_timeout, so nothing
  * it does (planning included) waits longer for a lock, but for the two
- * statements above.  Results go back to the starting backend through a
- * shm_mq, one message per set; they are also written to opsdata.partitions
- * and opsdata.partition_log, so a pass whose starter went away (a cancelled
- * job) still leaves its record.  SIGTERM ends the worker at the next
- * interruption point; what it committed stays, each step being one
- * transaction with its log row, and the next pass carries on from the
- * catalog.
+ * statements above.  SIGTERM ends the worker at the next interruption
+ * point; what it committed stays, each step being one transaction with its
+ * log row, and the next pass carries on from the catalog.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
  * IDENTIFICATION
- *		src/partition/worker.c
+ *		src/partition/pass.c
  *
  *-------------------------------------------------------------------------
  */
@@ -50,17 +56,8 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "libpq/pqformat.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "postmaster/bgworker.h"
-#include "storage/dsm.h"
-#include "storage/ipc.h"
-#include "storage/proc.h"
-#include "storage/shm_mq.h"
-#include "storage/shm_toc.h"
-#include "tcop/tcopprot.h"
-#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -90,9 +87,10 @@ typedef struct PartitionSetResult
 } PartitionSetResult;
 
 /*
- * A pending detach, completed by FINALIZE after the pass has returned its
- * results: FINALIZE waits for every snapshot older than its own, among them
- * the one of the backend waiting for those results.
+ * A pending detach, completed by FINALIZE after the pass has committed its
+ * results and released a waiting caller: FINALIZE waits for every snapshot
+ * older than its own, among them the one of a backend waiting for those
+ * results.
  */
 typedef struct PartitionDeferred
 {
@@ -102,31 +100,22 @@ typedef struct PartitionDeferred
 	bool from_plan;			 /* pending before this pass began */
 } PartitionDeferred;
 
-static shm_mq_handle *partition_mq = NULL;
+/* When the running pass began: its rows of opsdata.partition_log carry it. */
+TimestampTz partition_current_pass = 0;
+
 static MemoryContext partition_stmt_cxt = NULL;
 
+static void partition_pass(Datum arg);
+
 /*
- * Sends a message to the starting backend, if it still listens.
+ * The job entry: the built-in job "partition maintenance" runs it in its
+ * job worker, run_maintenance() in a job worker started for it.
  */
-static void
-partition_send(StringInfo msg)
-{
-	if (partition_mq == NULL)
-		return;
-	if (shm_mq_send(partition_mq, msg->len, msg->data, false, true) !=
-		SHM_MQ_SUCCESS)
-		partition_mq = NULL;
-}
-
-static void
-partition_send_text(StringInfo msg, const char *text)
-{
-	int len = text ? (int) strlen(text) : -1;
-
-	pq_sendint32(msg, len);
-	if (len > 0)
-		pq_sendbytes(msg, text, len);
-}
+const WorkerEntry partition_pass_entry = {
+	.name = "partition maintenance",
+	.command = "SELECT * FROM opsdata.run_maintenance()",
+	.run = partition_pass,
+};
 
 static const char *
 partition_status(const PartitionSetResult *res)
@@ -181,69 +170,17 @@ partition_note(PartitionSetResult *res, const char *fmt, const char *a,
 	appendStringInfo(&res->notes, fmt, a, b, c);
 }
 
-static void
-partition_send_result(const PartitionSetResult *res)
-{
-	StringInfoData msg;
-
-	initStringInfo(&msg);
-	pq_sendbyte(&msg, PARTITION_MSG_SET);
-	pq_sendint32(&msg, res->parent);
-	partition_send_text(&msg, partition_status(res));
-	pq_sendint32(&msg, res->created);
-	pq_sendint64(&msg, res->moved);
-	pq_sendint32(&msg, res->detached);
-	pq_sendint32(&msg, res->dropped);
-	partition_send_text(&msg, partition_message(res));
-	partition_send(&msg);
-	pfree(msg.data);
-}
-
 /*
- * Runs sql as a top-level statement in transactions of its own, waiting at
- * most lock_timeout_ms for each lock: parse, analysis and plan trees live
- * in partition_stmt_cxt, which survives the commits the statement may do
- * itself.  Errors propagate.
+ * Sets the session's lock_timeout: statements at top level commit, so the
+ * setting cannot be local to a transaction.
  */
 static void
-partition_exec_toplevel(const char *sql, int lock_timeout_ms)
+partition_set_lock_timeout(int ms)
 {
-	MemoryContext old;
-	List *parsetrees;
-	List *querytrees;
-	List *plantrees;
-	PlannedStmt *pstmt;
 	char value[32];
 
-	/* Session level: the statement commits and starts transactions. */
-	snprintf(value, sizeof(value), "%d", lock_timeout_ms);
+	snprintf(value, sizeof(value), "%d", ms);
 	SetConfigOption("lock_timeout", value, PGC_USERSET, PGC_S_SESSION);
-
-	StartTransactionCommand();
-	old = MemoryContextSwitchTo(partition_stmt_cxt);
-	parsetrees = pg_parse_query(sql);
-	if (list_length(parsetrees) != 1)
-		elog(ERROR, "a top-level step must be one statement");
-	querytrees = pg_analyze_and_rewrite_fixedparams(
-		linitial_node(RawStmt, parsetrees), sql, NULL, 0, NULL);
-	plantrees = pg_plan_queries(querytrees, sql, 0, NULL);
-	pstmt = linitial_node(PlannedStmt, plantrees);
-	PushActiveSnapshot(GetTransactionSnapshot());
-
-	/*
-	 * Utility commands that commit in the middle keep what must survive the
-	 * commit in PortalContext, as they would under a portal.
-	 */
-	PortalContext = partition_stmt_cxt;
-	ProcessUtility(pstmt, sql, false, PROCESS_UTILITY_TOPLEVEL, NULL, NULL,
-				   None_Receiver, NULL);
-	PortalContext = NULL;
-	MemoryContextSwitchTo(partition_stmt_cxt);
-	if (ActiveSnapshotSet())
-		PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(old);
-	MemoryContextReset(partition_stmt_cxt);
 }
 
 /*
@@ -255,16 +192,19 @@ partition_detach_pending(const char *partition)
 	bool pending = false;
 	Oid argtypes[1] = {TEXTOID};
 	Datum values[1];
+	int rc;
 
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	values[0] = CStringGetTextDatum(partition);
-	if (SPI_execute_with_args(
-			"SELECT i.inhdetachpending FROM pg_catalog.pg_inherits i"
-			" WHERE i.inhrelid = pg_catalog.to_regclass($1)",
-			1, argtypes, values, NULL, true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
+	rc = SPI_execute_with_args(
+		"SELECT i.inhdetachpending FROM pg_catalog.pg_inherits i"
+		" WHERE i.inhrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)",
+		1, argtypes, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		opsdata_spi_failed(rc, "read pg_inherits");
+	if (SPI_processed == 1)
 	{
 		bool isnull;
 
@@ -300,13 +240,18 @@ partition_try_toplevel(const char *sql, int lock_timeout_ms, MemoryContext cxt)
 {
 	ErrorData *volatile edata = NULL;
 
+	/* Session level: the statement commits and starts transactions. */
+	partition_set_lock_timeout(lock_timeout_ms);
 	PG_TRY();
 	{
-		partition_exec_toplevel(sql, lock_timeout_ms);
+		MemoryContext old = MemoryContextSwitchTo(partition_stmt_cxt);
+
+		opsdata_toplevel_exec(sql, NULL, NULL);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(partition_stmt_cxt);
 	}
 	PG_CATCH();
 	{
-		PortalContext = NULL;
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -334,7 +279,6 @@ partition_toplevel_step(const PartitionStep *step, const char *parent_name,
 {
 	int attempt;
 	PartitionStepStatus status = PARTITION_STEP_FAILED;
-	char value[32];
 
 	for (attempt = 0;; attempt++)
 	{
@@ -367,8 +311,7 @@ partition_toplevel_step(const PartitionStep *step, const char *parent_name,
 		FreeErrorData(edata);
 		partition_sleep(timing->retry_delay_ms);
 	}
-	snprintf(value, sizeof(value), "%d", timing->lock_timeout_ms);
-	SetConfigOption("lock_timeout", value, PGC_USERSET, PGC_S_SESSION);
+	partition_set_lock_timeout(timing->lock_timeout_ms);
 	return status;
 }
 
@@ -666,13 +609,48 @@ partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing,
 }
 
 /*
- * Records a set's outcome in opsdata.partitions.
+ * Writes the row of opsdata.partition_log that says what the pass did to a
+ * set: what run_maintenance() returns for it.
  */
 static void
-partition_record(const PartitionSetResult *res)
+partition_log_run(const PartitionSetResult *res)
+{
+	Oid argtypes[8] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID,
+					   INT4OID, INT8OID, INT4OID,		 INT4OID};
+	Datum values[8];
+	int rc;
+
+	/* Objects of 0.1 have no 'run' rows: run_maintenance() needs 0.2. */
+	if (!opsdata_schema_at_least("0.2"))
+		return;
+	values[0] = CStringGetTextDatum(res->name);
+	values[1] = CStringGetTextDatum(partition_message(res));
+	values[2] = TimestampTzGetDatum(partition_current_pass);
+	values[3] = CStringGetTextDatum(partition_status(res));
+	values[4] = Int32GetDatum(res->created);
+	values[5] = Int64GetDatum(res->moved);
+	values[6] = Int32GetDatum(res->detached);
+	values[7] = Int32GetDatum(res->dropped);
+	rc = SPI_execute_with_args(
+		"INSERT INTO opsdata.partition_log (parent, action, detail, pass_started,"
+		" status, created, moved, detached, dropped)"
+		" VALUES ($1, 'run', $2, $3, $4, $5, $6, $7, $8)",
+		8, argtypes, values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		opsdata_spi_failed(rc, "write to opsdata.partition_log");
+}
+
+/*
+ * Records a set's outcome in opsdata.partitions and, the first time, its
+ * 'run' row in opsdata.partition_log (a set whose deferred detaches changed
+ * its outcome is recorded again, without a second row).
+ */
+static void
+partition_record(const PartitionSetResult *res, bool first)
 {
 	Oid argtypes[3] = {OIDOID, TEXTOID, TEXTOID};
 	Datum values[3];
+	int rc;
 
 	StartTransactionCommand();
 	SPI_connect();
@@ -680,14 +658,17 @@ partition_record(const PartitionSetResult *res)
 	values[0] = ObjectIdGetDatum(res->parent);
 	values[1] = CStringGetTextDatum(partition_status(res));
 	values[2] = CStringGetTextDatum(partition_message(res));
-	if (SPI_execute_with_args(
-			"UPDATE opsdata.partitions p SET last_run_at = pg_catalog.now(),"
-			" last_status = $2, last_message = $3,"
-			" default_partition = coalesce((SELECT t.partdefid <> 0 FROM pg_catalog.pg_partitioned_table t"
-			"  WHERE t.partrelid = p.parent), false)"
-			" WHERE p.parent = $1::pg_catalog.regclass",
-			3, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record the outcome of partition maintenance");
+	rc = SPI_execute_with_args(
+		"UPDATE opsdata.partitions p SET last_run_at = pg_catalog.now(),"
+		" last_status = $2, last_message = $3,"
+		" default_partition = COALESCE((SELECT t.partdefid OPERATOR(pg_catalog.<>) 0 FROM pg_catalog.pg_partitioned_table t"
+		"  WHERE t.partrelid OPERATOR(pg_catalog.=) p.parent), false)"
+		" WHERE p.parent OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+		3, argtypes, values, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		opsdata_spi_failed(rc, "update opsdata.partitions");
+	if (first)
+		partition_log_run(res);
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
@@ -755,7 +736,7 @@ partition_run_deferred(List *deferred, const PartitionTiming *timing,
 		changed = list_append_unique_ptr(changed, res);
 	}
 	foreach (lc, changed)
-		partition_record((PartitionSetResult *) lfirst(lc));
+		partition_record((PartitionSetResult *) lfirst(lc), false);
 }
 
 /*
@@ -773,14 +754,15 @@ partition_run_lock(const PartitionTiming *timing)
 	{
 		bool locked;
 		bool isnull;
+		int rc;
 
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		if (SPI_execute(
-				"SELECT pg_catalog.pg_try_advisory_lock(1869639524, 1)", false,
-				1) != SPI_OK_SELECT)
-			elog(ERROR, "could not take the partition maintenance lock");
+		rc = SPI_execute(
+			"SELECT pg_catalog.pg_try_advisory_lock(1869639524, 1)", false, 1);
+		if (rc != SPI_OK_SELECT)
+			opsdata_spi_failed(rc, "take the partition maintenance lock");
 		locked = DatumGetBool(SPI_getbinval(
 			SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		PopActiveSnapshot();
@@ -795,20 +777,66 @@ partition_run_lock(const PartitionTiming *timing)
 }
 
 /*
- * The pass: lock, read the settings and the sets, maintain each set,
- * return the results, then complete the deferred detaches.
+ * Reads the sets to maintain (one, or all when only is invalid), in order,
+ * after trimming opsdata.partition_log to partition.log_retention.
+ */
+static List *
+partition_read_sets(Oid only, MemoryContext runcxt)
+{
+	Oid argtypes[1] = {OIDOID};
+	Datum values[1];
+	List *sets = NIL;
+	uint64 i;
+	int rc;
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rc = SPI_execute(
+		"DELETE FROM opsdata.partition_log l WHERE l.logged_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
+		" OPERATOR(pg_catalog.-) opsdata.setting('partition.log_retention')::pg_catalog.interval)",
+		false, 0);
+	if (rc != SPI_OK_DELETE)
+		opsdata_spi_failed(rc, "trim opsdata.partition_log");
+	values[0] = ObjectIdGetDatum(only);
+	rc = SPI_execute_with_args(
+		"SELECT p.parent::pg_catalog.oid FROM opsdata.partitions p"
+		" WHERE $1 OPERATOR(pg_catalog.=) 0 OR p.parent::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+		" ORDER BY p.builtin DESC, p.parent::pg_catalog.text",
+		1, argtypes, values, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		opsdata_spi_failed(rc, "read opsdata.partitions");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool isnull;
+		MemoryContext old = MemoryContextSwitchTo(runcxt);
+
+		sets = lappend_oid(sets, DatumGetObjectId(SPI_getbinval(
+									 SPI_tuptable->vals[i],
+									 SPI_tuptable->tupdesc, 1, &isnull)));
+		MemoryContextSwitchTo(old);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	return sets;
+}
+
+/*
+ * The entry: lock, read the settings and the sets, maintain each set, tell
+ * a waiting caller the results are in, then complete the deferred
+ * detaches.  arg is the OID of the one set to maintain, or 0 for all.
  */
 static void
-partition_run(Oid only)
+partition_pass(Datum arg)
 {
+	Oid only = DatumGetObjectId(arg);
 	MemoryContext runcxt;
 	MemoryContext setcxt;
 	PartitionTiming timing;
-	List *sets = NIL;
+	List *sets;
 	List *deferred = NIL;
 	ListCell *lc;
-	char value[32];
-	StringInfoData msg;
 
 	runcxt =
 		AllocSetContextCreate(TopMemoryContext, "partition maintenance pass",
@@ -817,6 +845,7 @@ partition_run(Oid only)
 								   ALLOCSET_DEFAULT_SIZES);
 	partition_stmt_cxt = AllocSetContextCreate(
 		runcxt, "partition maintenance statement", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(runcxt);
 
 	StartTransactionCommand();
 	SPI_connect();
@@ -825,53 +854,20 @@ partition_run(Oid only)
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(runcxt);
 
 	if (!partition_run_lock(&timing))
 	{
-		initStringInfo(&msg);
-		pq_sendbyte(&msg, PARTITION_MSG_BUSY);
-		partition_send(&msg);
+		worker_entry_done(PARTITION_PASS_BUSY);
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextDelete(runcxt);
 		return;
 	}
 
-	/* Nothing this worker does waits longer than that for a lock. */
-	snprintf(value, sizeof(value), "%d", timing.lock_timeout_ms);
-	SetConfigOption("lock_timeout", value, PGC_USERSET, PGC_S_SESSION);
-
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	{
-		Oid argtypes[1] = {OIDOID};
-		Datum values[1];
-		uint64 i;
-
-		if (SPI_execute(
-				"DELETE FROM opsdata.partition_log WHERE logged_at < pg_catalog.now()"
-				" - opsdata.setting('partition.log_retention')::pg_catalog.interval",
-				false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not trim opsdata.partition_log");
-		values[0] = ObjectIdGetDatum(only);
-		if (SPI_execute_with_args(
-				"SELECT p.parent::pg_catalog.oid FROM opsdata.partitions p"
-				" WHERE $1 = 0 OR p.parent::pg_catalog.oid = $1"
-				" ORDER BY p.builtin DESC, p.parent::pg_catalog.text",
-				1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read opsdata.partitions");
-		for (i = 0; i < SPI_processed; i++)
-		{
-			bool isnull;
-			MemoryContext old = MemoryContextSwitchTo(runcxt);
-
-			sets = lappend_oid(sets, DatumGetObjectId(SPI_getbinval(
-										 SPI_tuptable->vals[i],
-										 SPI_tuptable->tupdesc, 1, &isnull)));
-			MemoryContextSwitchTo(old);
-		}
-	}
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
+	/* Nothing this pass does waits longer than that for a lock. */
+	partition_set_lock_timeout(timing.lock_timeout_ms);
+	partition_current_pass = GetCurrentTimestamp();
+	sets = partition_read_sets(only, runcxt);
 
 	foreach (lc, sets)
 	{
@@ -889,15 +885,12 @@ partition_run(Oid only)
 
 		partition_maintain_set(res, &timing, runcxt, setcxt, &deferred);
 		MemoryContextSwitchTo(setcxt);
-		partition_record(res);
-		MemoryContextSwitchTo(setcxt);
-		partition_send_result(res);
+		partition_record(res, true);
 		MemoryContextSwitchTo(old);
 	}
 
-	initStringInfo(&msg);
-	pq_sendbyte(&msg, PARTITION_MSG_DONE);
-	partition_send(&msg);
+	/* The results are committed: a waiting run_maintenance() returns. */
+	worker_entry_done((int64) partition_current_pass);
 
 	if (deferred != NIL)
 	{
@@ -908,55 +901,7 @@ partition_run(Oid only)
 		partition_run_deferred(deferred, &timing, setcxt);
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
+	partition_current_pass = 0;
+	MemoryContextSwitchTo(TopMemoryContext);
 	MemoryContextDelete(runcxt);
-}
-
-/*
- * Entry point of the worker; main_arg is the handle of the segment holding
- * the task and the result queue.
- */
-void
-partition_worker_main(Datum main_arg)
-{
-	dsm_segment *seg;
-	shm_toc *toc;
-	PartitionTask *task;
-	shm_mq *mq;
-
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	CurrentResourceOwner =
-		ResourceOwnerCreate(NULL, "pg_opsdata partition maintenance");
-	seg = dsm_attach(DatumGetUInt32(main_arg));
-	if (seg == NULL)
-		ereport(
-			ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg(
-				 "could not map the shared memory of a partition maintenance pass")));
-	dsm_pin_mapping(seg);
-	toc = shm_toc_attach(PARTITION_SHM_MAGIC, dsm_segment_address(seg));
-	if (toc == NULL)
-		ereport(
-			ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("invalid shared memory of a partition maintenance pass")));
-	task = shm_toc_lookup(toc, PARTITION_KEY_TASK, false);
-	mq = shm_toc_lookup(toc, PARTITION_KEY_QUEUE, false);
-	shm_mq_set_sender(mq, MyProc);
-	partition_mq = shm_mq_attach(mq, seg, NULL);
-
-	BackgroundWorkerInitializeConnectionByOid(task->database, task->user, 0);
-	pgstat_report_appname("pg_opsdata partition maintenance");
-
-	/*
-	 * Waits are bounded by lock_timeout and detach_timeout; a server-wide
-	 * statement_timeout meant for applications must not cut a step short.
-	 */
-	SetConfigOption("statement_timeout", "0", PGC_USERSET, PGC_S_SESSION);
-
-	partition_run(task->parent);
-
-	proc_exit(0);
 }
