@@ -16,10 +16,19 @@ RESET pg_opsdata.audit;
 -- IPv6 network, arrays with a NULL element, text beyond ASCII.
 INSERT INTO audit.entries (ts, database, username, current_user_name, application, client_addr,
 	backend_pid, xid, class, command, objects, privileges, rows, duration, outcome, sqlstate,
-	statement_id, params)
+	statement_id, params, constants)
 VALUES (now(), current_database(), 'zoë', 'zoë', 'app', '2001:db8::1/64', 42, '123456789012',
 	'write', 'UPDATE', '{public.a,NULL,"x y"}', '{UPDATE,NULL,SELECT}', 3,
-	'1 day 2 hours 3.5 seconds', 'error', '23505', NULL, 'p1 = 1');
+	'1 day 2 hours 3.5 seconds', 'error', '23505', NULL, 'p1 = 1', '{1,NULL,"''zoë''"}');
+-- An entry whose arrays are stored out of line (the entry of an ALTER
+-- EXTENSION names hundreds of objects).
+INSERT INTO audit.entries (database, username, current_user_name, backend_pid, class, command,
+	objects, outcome, constants)
+SELECT current_database(), 'big', 'big', 1, 'ddl', 'ALTER EXTENSION',
+	ARRAY(SELECT 'public.' || md5(i::text) FROM generate_series(1, 400) i), 'ok',
+	ARRAY(SELECT md5((-i)::text) FROM generate_series(1, 400) i);
+SELECT pg_column_size(objects) > 2000 AND pg_column_size(constants) > 2000 AS stored_out_of_line
+  FROM audit.entries WHERE username = 'big';
 SELECT audit.flush() >= 0 AS flushed, audit.seal() >= 0 AS sealed;
 -- Every entry is in exactly one seal.
 SELECT count(*) > 0 AS some_entries,
@@ -93,12 +102,22 @@ INSERT INTO audit.entries (entry_id, ts, database, username, current_user_name, 
 SELECT v.status, v.entry_id = victim.entry_id AS that_entry, v.seal_id = victim.seal_id AS that_seal
   FROM audit.verify() v, victim;
 ROLLBACK;
--- A change of the statement text an entry refers to.
+-- A change of a constant of the entry, and of the shape it refers to (the
+-- statement it stands for is rebuilt from both).
+SELECT s.statement_text, e.constants FROM audit.entries e JOIN audit.statements s USING (statement_id)
+ WHERE e.entry_id = (SELECT entry_id FROM victim);
 BEGIN;
 SET LOCAL session_replication_role = replica;
-UPDATE audit.statements SET statement_text = statement_text || ' '
+UPDATE audit.entries SET constants[1] = '1000' WHERE entry_id = (SELECT entry_id FROM victim);
+SELECT v.status, v.entry_id = victim.entry_id AS that_entry, v.seal_id = victim.seal_id AS that_seal
+  FROM audit.verify() v, victim;
+ROLLBACK;
+BEGIN;
+SET LOCAL session_replication_role = replica;
+UPDATE audit.statements SET statement_text = replace(statement_text, '-', '+')
  WHERE statement_id = (SELECT statement_id FROM audit.entries WHERE entry_id = (SELECT entry_id FROM victim));
-SELECT v.status, v.seal_id = victim.seal_id AS that_seal FROM audit.verify() v, victim;
+SELECT v.status, v.entry_id = victim.entry_id AS that_entry, v.seal_id = victim.seal_id AS that_seal
+  FROM audit.verify() v, victim;
 ROLLBACK;
 -- A seal changed without its hash, and one re-hashed.
 BEGIN;

@@ -331,8 +331,9 @@ seal_put_value(StringInfo out, Oid typid, const char *data, int len)
 /*
  * An array of text-like elements, written as array_send() writes it,
  * without a call per element: the elements are walked in place.  A short
- * array stored with a one-byte header is unpacked into an aligned local
- * buffer first, as detoasting would, without an allocation.
+ * array stored inline with a one-byte header is unpacked into an aligned
+ * local buffer first, as detoasting would, without an allocation (a TOAST
+ * pointer also has a one-byte header: it is detoasted).
  */
 static void
 seal_put_text_array(StringInfo out, Oid typid, Datum value,
@@ -354,7 +355,7 @@ seal_put_text_array(StringInfo out, Oid typid, Datum value,
 	char *p;
 	int i;
 
-	if (VARATT_IS_SHORT(v) &&
+	if (VARATT_IS_SHORT(v) && !VARATT_IS_EXTERNAL(v) &&
 		VARSIZE_SHORT(v) - VARHDRSZ_SHORT + VARHDRSZ <= sizeof(local.data))
 	{
 		Size len = VARSIZE_SHORT(v) - VARHDRSZ_SHORT;
@@ -639,9 +640,10 @@ audit_seal_statement_cache(MemoryContext cxt)
 
 /*
  * The slot of the hash of statement id (its first ncolumns columns) in the
- * cache; *missing is set when it is new and audit_seal_statement_fetch()
- * must compute it (until then it holds the hash of nothing).  Slots stay
- * where they are until the cache is destroyed.
+ * cache; *missing is set when audit_seal_statement_fetch() must compute it
+ * (until then it holds the hash of nothing): when it is new, or when no row
+ * had that id at the last fetch (a cache kept across transactions looks
+ * again).  Slots stay where they are until the cache is destroyed.
  */
 const uint8 *
 audit_seal_statement_slot(HTAB *cache, int64 id, int ncolumns, bool *missing)
@@ -658,7 +660,7 @@ audit_seal_statement_slot(HTAB *cache, int64 id, int ncolumns, bool *missing)
 		h->known = false;
 		memcpy(h->hash, seal_empty_hash, SEAL_HASH_LEN);
 	}
-	*missing = !found;
+	*missing = !h->known;
 	return h->hash;
 }
 

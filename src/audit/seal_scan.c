@@ -38,6 +38,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "lib/qunique.h"
 #include "miscadmin.h"
 #include "tcop/dest.h"
 #include "utils/builtins.h"
@@ -288,6 +289,15 @@ audit_seal_scan_entries(SealScan *scan, int64 first, int64 last,
 	qsort(scan->entries, scan->nentries, sizeof(SealEntry), seal_entry_cmp);
 }
 
+static int
+seal_id_cmp(const void *a, const void *b)
+{
+	int64 x = *(const int64 *) a;
+	int64 y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
 /*
  * Give every entry of the scan the hash of its statement (those the cache
  * lacks are looked up, one query per count of statement columns) and its
@@ -338,6 +348,9 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 				idcols[k++] = idcols[i];
 			}
 		}
+		/* An id missing for several entries is asked for once. */
+		qsort(batch, n, sizeof(int64), seal_id_cmp);
+		n = (int) qunique(batch, n, sizeof(int64), seal_id_cmp);
 		audit_seal_statement_fetch(cache, batch, n, cols, ctx);
 		pfree(batch);
 		nmissing = k;

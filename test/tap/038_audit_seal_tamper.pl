@@ -103,9 +103,20 @@ is(verdict(qq{INSERT INTO audit.entries (entry_id, ts, database, username, curre
 		SELECT $insert, ts + interval '1 second', database, 'mallory', 'mallory', 1, 'write', 'DELETE', 'ok'
 		  FROM audit.entries WHERE entry_id = $insert}),
 	"inserted|$insert|" . seal_of($insert), 'a row forged inside a sealed range is named');
-is(verdict(qq{UPDATE audit.statements SET statement_text = replace(statement_text, '31', '32')
+# The statement an entry stands for is its shape (audit.statements) with
+# its constants (audit.entries.constants): both are sealed.
+is($node->safe_psql('postgres', qq{SELECT s.statement_text || ' ' || e.constants::text
+		FROM audit.entries e JOIN audit.statements s USING (statement_id) WHERE e.entry_id = $insert}),
+	q{INSERT INTO accounts VALUES ($1, $2, $3) {31,"'owner 31'",1}}, 'the INSERT is stored as a shape and its constants');
+is(verdict("UPDATE audit.entries SET constants[1] = '32' WHERE entry_id = $insert"),
+	"altered|$insert|" . seal_of($insert), 'a changed constant names its entry');
+my $first_of_shape = $node->safe_psql('postgres', qq{SELECT min(entry_id) FROM audit.entries
+	WHERE statement_id = (SELECT statement_id FROM audit.entries WHERE entry_id = $insert)});
+ok($first_of_shape < $insert, "the shape is shared with earlier entries ($first_of_shape)");
+is(verdict(qq{UPDATE audit.statements SET statement_text = replace(statement_text, 'VALUES', 'VALUES ')
 		 WHERE statement_id = (SELECT statement_id FROM audit.entries WHERE entry_id = $insert)}),
-	"altered|$insert|" . seal_of($insert), 'a changed statement text names the entry that refers to it');
+	"altered|$first_of_shape|" . seal_of($first_of_shape),
+	'a changed shape names the first sealed entry that refers to it');
 is(verdict("UPDATE audit.entries SET objects = '{public.other}' WHERE entry_id = $insert"),
 	"altered|$insert|" . seal_of($insert), 'a changed object of an entry is named');
 is(verdict("UPDATE audit.entries SET ts = ts + interval '1 microsecond' WHERE entry_id = $insert"),
