@@ -34,11 +34,23 @@ SELECT pg_catalog.pg_reload_conf();
 \! PGPASSWORD=not-the-password psql -X -d demo -U demo_clerk -c 'SELECT 1' 2>&1 | sed 's/^/    /'
 \! PGPASSWORD=clerk-secret psql -X -d demo -U demo_clerk -Atc 'SELECT current_user' 2>&1 | sed 's/^/    logged in as /'
 
+\echo '-- the application logs its own events, for the end user it acts for (through a pooler,'
+\echo '-- every session is the pooler role; the actor is declared per transaction)'
+BEGIN;
+SELECT audit.set_context('alice@example.com', 'req-7f3a', '{"tenant": "acme"}');
+UPDATE orders SET total = 99 WHERE id = 2;
+SELECT audit.log_event('order.discount', 'order:2', details => '{"from": 75, "to": 99}');
+COMMIT;
+BEGIN;
+SELECT audit.set_context('bob@example.com', 'req-80c1');
+SELECT audit.log_event('order.approve', 'order:3', 'denied', '{"reason": "over limit"}');
+COMMIT;
+
 \echo '-- the trail (the scheduler writes what the queue holds within pg_opsdata.audit_flush_interval;'
 \echo '-- audit.flush() writes it at once)'
 SELECT 'written' AS queue FROM audit.flush();
-SELECT ts::time(0) AS at, username, class, command, objects, rows, outcome, sqlstate,
-	   left(statement_text, 60) AS statement
+SELECT ts::time(0) AS at, username, actor, class, command, objects, rows, outcome, sqlstate,
+	   coalesce(left(statement_text, 50), details::text) AS statement_or_details
   FROM audit.trail
  WHERE class <> 'login' OR outcome = 'failed' OR username = 'demo_clerk'
  ORDER BY ts, entry_id;

@@ -3,17 +3,17 @@
 -- back), and a subscription ships role changes as they are written.
 \echo '-- a queue of invoices to render; each order enqueues its invoice in its own transaction'
 SELECT audit.create_queue('invoices', max_deliveries => 3, comment => 'invoices to render');
-CREATE TABLE demo_orders (id int PRIMARY KEY, customer text NOT NULL, total numeric NOT NULL);
-CREATE TABLE demo_invoices (order_id int PRIMARY KEY, rendered_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE shop_orders (id int PRIMARY KEY, customer text NOT NULL, total numeric NOT NULL);
+CREATE TABLE shop_invoices (order_id int PRIMARY KEY, rendered_at timestamptz NOT NULL DEFAULT now());
 \echo '-- a consumer waits on the empty queue, and is woken by the commit of the first order'
-\! (psql -X -At -d demo -c "WITH r AS (SELECT * FROM audit.read('invoices', 10, wait => '30 seconds')), done AS (INSERT INTO demo_invoices (order_id) SELECT (payload->>'order')::int FROM r RETURNING order_id) SELECT 'consumer woken: order ' || order_id || ' rendered, acknowledged: ' || audit.ack((SELECT array_agg(item_id) FROM r)) FROM done" | sed 's/^/    /') & sleep 1; psql -X -q -d demo -c "BEGIN; INSERT INTO demo_orders VALUES (101, 'acme', 120); SELECT audit.enqueue('invoices', '{\"order\": 101}'); COMMIT;" >/dev/null; wait
+\! (psql -X -At -d demo -c "WITH r AS (SELECT * FROM audit.read('invoices', 10, wait => '30 seconds')), done AS (INSERT INTO shop_invoices (order_id) SELECT (payload->>'order')::int FROM r RETURNING order_id) SELECT 'consumer woken: order ' || order_id || ' rendered, acknowledged: ' || audit.ack((SELECT array_agg(item_id) FROM r)) FROM done" | sed 's/^/    /') & sleep 1; psql -X -q -d demo -c "BEGIN; INSERT INTO shop_orders VALUES (101, 'acme', 120); SELECT audit.enqueue('invoices', '{\"order\": 101}'); COMMIT;" >/dev/null; wait
 BEGIN;
-INSERT INTO demo_orders VALUES (102, 'globex', 75), (103, 'initech', 18);
+INSERT INTO shop_orders VALUES (102, 'globex', 75), (103, 'initech', 18);
 SELECT audit.enqueue_many('invoices', ARRAY['{"order": 102}', '{"order": 103}']::jsonb[]);
 COMMIT;
 \echo '-- an order that is rolled back takes its item with it'
 BEGIN;
-INSERT INTO demo_orders VALUES (104, 'hooli', 9);
+INSERT INTO shop_orders VALUES (104, 'hooli', 9);
 SELECT audit.enqueue('invoices', '{"order": 104}') IS NOT NULL AS enqueued;
 ROLLBACK;
 
@@ -31,7 +31,7 @@ BEGIN
 				RAISE NOTICE 'order % failed to render, given back', item.payload->>'order';
 				PERFORM audit.nack(ARRAY[item.item_id]);
 			ELSE
-				INSERT INTO demo_invoices (order_id) VALUES ((item.payload->>'order')::int) ON CONFLICT DO NOTHING;
+				INSERT INTO shop_invoices (order_id) VALUES ((item.payload->>'order')::int) ON CONFLICT DO NOTHING;
 				PERFORM audit.ack(ARRAY[item.item_id]);
 				RAISE NOTICE 'order % rendered (delivery %)', item.payload->>'order', item.deliveries;
 			END IF;
@@ -44,7 +44,7 @@ END
 $$;
 CALL demo_consume();
 SELECT o.id, o.customer, i.rendered_at IS NOT NULL AS invoiced
-  FROM demo_orders o LEFT JOIN demo_invoices i ON i.order_id = o.id ORDER BY o.id;
+  FROM shop_orders o LEFT JOIN shop_invoices i ON i.order_id = o.id ORDER BY o.id;
 SELECT queue, kind, ready, leased, delayed, dead_letters FROM audit.queue_summary();
 
 \echo '-- a subscription: role changes reach a queue as they are written, with the entry as payload'

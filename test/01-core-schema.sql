@@ -45,11 +45,12 @@ SELECT is((SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.
 SELECT columns_are('audit', 'entries', ARRAY['entry_id', 'ts', 'database', 'username',
 	'current_user_name', 'application', 'client_addr', 'backend_pid', 'xid', 'class', 'command',
 	'objects', 'privileges', 'rows', 'duration', 'outcome', 'sqlstate', 'statement_id', 'params',
-	'constants']);
+	'constants', 'actor', 'request_id', 'attributes', 'details']);
 SELECT columns_are('audit', 'statements', ARRAY['statement_id', 'statement_text', 'first_seen', 'placeholders']);
 SELECT columns_are('audit', 'held_entries', ARRAY['ts', 'database', 'username', 'current_user_name',
 	'application', 'client_addr', 'backend_pid', 'xid', 'class', 'command', 'objects', 'privileges',
-	'rows', 'duration', 'outcome', 'sqlstate', 'statement_text', 'params']);
+	'rows', 'duration', 'outcome', 'sqlstate', 'statement_text', 'params', 'actor', 'request_id',
+	'attributes', 'details']);
 SELECT columns_are('audit', 'seals', ARRAY['seal_id', 'kind', 'first_entry_id', 'last_entry_id',
 	'ts_from', 'ts_to', 'entry_count', 'entry_ids', 'locators', 'entries_hash', 'entry_columns',
 	'statement_columns', 'total_entries', 'detail', 'prev_hash', 'sealed_at', 'hash']);

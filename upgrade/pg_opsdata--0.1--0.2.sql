@@ -2985,6 +2985,175 @@ REVOKE ALL ON FUNCTION audit.rebuild_statement(text, integer[], text[]),
 GRANT EXECUTE ON FUNCTION audit.rebuild_statement(text, integer[], text[]),
 	audit.shapes(timestamptz, timestamptz, text) TO opsdata_auditor;
 
+-- Application events (class app) and the context an application declares.
+ALTER TABLE audit.entries ADD COLUMN actor text, ADD COLUMN request_id text, ADD COLUMN attributes jsonb,
+	ADD COLUMN details jsonb;
+ALTER TABLE audit.held_entries ADD COLUMN actor text, ADD COLUMN request_id text, ADD COLUMN attributes jsonb,
+	ADD COLUMN details jsonb;
+ALTER TABLE audit.entries DROP CONSTRAINT entries_class_check;
+ALTER TABLE audit.entries ADD CONSTRAINT entries_class_check
+	CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app')) NOT VALID;
+ALTER TABLE audit.entries VALIDATE CONSTRAINT entries_class_check;
+ALTER TABLE audit.held_entries DROP CONSTRAINT held_entries_class_check,
+	ADD CONSTRAINT held_entries_class_check
+	CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app'));
+ALTER TABLE audit.rules DROP CONSTRAINT rules_class_check,
+	ADD CONSTRAINT rules_class_check
+	CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app'));
+COMMENT ON COLUMN audit.entries.class IS 'read, write, function, role, ddl, misc or login; app for application events';
+COMMENT ON COLUMN audit.entries.actor IS 'The end user the application declared it acts for (pg_opsdata.actor); proves nothing about who logged in';
+COMMENT ON COLUMN audit.entries.request_id IS 'The request the application declared (pg_opsdata.request_id)';
+COMMENT ON COLUMN audit.entries.attributes IS 'More context the application declared (pg_opsdata.attributes)';
+COMMENT ON COLUMN audit.entries.details IS 'Details of an application event (audit.log_event())';
+COMMENT ON COLUMN audit.held_entries.class IS 'read, write, function, role, ddl, misc or login; app for application events';
+COMMENT ON COLUMN audit.held_entries.actor IS 'The end user the application declared it acts for (pg_opsdata.actor); proves nothing about who logged in';
+COMMENT ON COLUMN audit.held_entries.request_id IS 'The request the application declared (pg_opsdata.request_id)';
+COMMENT ON COLUMN audit.held_entries.attributes IS 'More context the application declared (pg_opsdata.attributes)';
+COMMENT ON COLUMN audit.held_entries.details IS 'Details of an application event (audit.log_event())';
+
+CREATE OR REPLACE VIEW audit.trail AS
+	SELECT e.entry_id, e.ts, e.database, e.username, e.current_user_name, e.application,
+		   e.client_addr, e.backend_pid, e.xid, e.class, e.command, e.objects, e.privileges,
+		   e.rows, e.duration, e.outcome, e.sqlstate,
+		   audit.rebuild_statement(s.statement_text, s.placeholders, e.constants) AS statement_text,
+		   e.params, e.statement_id, e.constants, e.actor, e.request_id, e.attributes, e.details
+	  FROM audit.entries e LEFT JOIN audit.statements s USING (statement_id);
+
+
+CREATE OR REPLACE FUNCTION audit.add_rule(action text, role_name name DEFAULT NULL, database_name name DEFAULT NULL,
+	schema_name name DEFAULT NULL, relation_name text DEFAULT NULL, class text DEFAULT NULL,
+	comment text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	id bigint;
+BEGIN
+	IF action IS NULL OR action NOT IN ('include', 'exclude') THEN
+		RAISE EXCEPTION 'invalid audit rule action "%"', action
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The action is include or exclude.';
+	END IF;
+	IF class IS NOT NULL AND class NOT IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app') THEN
+		RAISE EXCEPTION 'invalid audit class "%"', class
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Valid classes are read, write, function, role, ddl, misc, login and app.';
+	END IF;
+	-- An exclude rule narrows the trail: superusers only.
+	IF action = 'exclude' THEN
+		PERFORM opsdata._trail_check('add an exclude audit rule');
+	END IF;
+	INSERT INTO audit.rules AS r (action, role_name, database_name, schema_name, relation_name, class, comment)
+		 VALUES (add_rule.action, add_rule.role_name, add_rule.database_name, add_rule.schema_name,
+				 add_rule.relation_name, add_rule.class, add_rule.comment)
+	  RETURNING r.rule_id INTO id;
+	PERFORM audit._rules_changed('ADD AUDIT RULE', 'audit.rules');
+	RETURN id;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION audit.subscribe(name text, classes text[] DEFAULT NULL, commands text[] DEFAULT NULL,
+	outcomes text[] DEFAULT NULL, objects text[] DEFAULT NULL, roles name[] DEFAULT NULL,
+	predicate text DEFAULT NULL, max_deliveries integer DEFAULT 5, retention interval DEFAULT NULL,
+	comment text DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	id integer;
+	bad text;
+BEGIN
+	-- A subscription copies entries of the trail into a queue: only a role
+	-- that may read the trail makes one (the caller, not this function's
+	-- owner: _may_read_trail() looks at the role that called subscribe()).
+	IF NOT audit._may_read_trail() THEN
+		RAISE EXCEPTION 'permission denied to subscribe to the audit trail'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'A subscription copies audit entries into a queue.',
+				  HINT = 'Subscriptions are made by roles that may read audit.entries (opsdata_auditor).';
+	END IF;
+	SELECT c INTO bad FROM pg_catalog.unnest(classes) c
+	 WHERE c IS NULL OR c NOT IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app') LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'invalid audit class "%"', bad
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Valid classes are read, write, function, role, ddl, misc, login and app.';
+	END IF;
+	SELECT o INTO bad FROM pg_catalog.unnest(outcomes) o
+	 WHERE o IS NULL OR o NOT IN ('ok', 'error', 'rolled back', 'denied', 'failed') LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'invalid audit outcome "%"', bad
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Valid outcomes are ok, error, rolled back, denied and failed.';
+	END IF;
+	IF pg_catalog.array_position(commands, NULL) IS NOT NULL
+	   OR pg_catalog.array_position(objects, NULL) IS NOT NULL
+	   OR pg_catalog.array_position(roles, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'subscription filters must not contain nulls'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF predicate IS NOT NULL THEN
+		predicate := audit._check_predicate(predicate);
+	END IF;
+	id := audit._new_queue(name, 'subscription', max_deliveries, retention, comment);
+	INSERT INTO audit.subscriptions (queue_id, classes, commands, outcomes, objects, roles, predicate)
+	VALUES (id, classes, (SELECT pg_catalog.array_agg(pg_catalog.upper(c)) FROM pg_catalog.unnest(commands) c),
+			outcomes, objects, roles, predicate);
+	PERFORM audit._rules_changed('CREATE AUDIT SUBSCRIPTION', name);
+	PERFORM audit._queues_changed();
+	RETURN id;
+END
+$$;
+
+
+CREATE FUNCTION audit.set_context(actor text, request_id text DEFAULT NULL, attributes jsonb DEFAULT NULL,
+	scope text DEFAULT 'transaction')
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF scope IS NULL OR scope NOT IN ('transaction', 'session') THEN
+		RAISE EXCEPTION 'invalid scope "%" of an audit context', scope
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The scope is transaction or session.';
+	END IF;
+	IF attributes IS NOT NULL AND pg_catalog.jsonb_typeof(attributes) OPERATOR(pg_catalog.<>) 'object' THEN
+		RAISE EXCEPTION 'the attributes of an audit context must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	PERFORM pg_catalog.set_config('pg_opsdata.actor', COALESCE(actor, ''),
+								  scope OPERATOR(pg_catalog.=) 'transaction'),
+			pg_catalog.set_config('pg_opsdata.request_id', COALESCE(request_id, ''),
+								  scope OPERATOR(pg_catalog.=) 'transaction'),
+			pg_catalog.set_config('pg_opsdata.attributes', COALESCE(attributes::text, ''),
+								  scope OPERATOR(pg_catalog.=) 'transaction');
+END
+$$;
+
+COMMENT ON FUNCTION audit.set_context(text, text, jsonb, text) IS 'Declare the end user, request and attributes recorded in every audit entry, until the transaction ends (scope transaction) or the session does (scope session); NULL clears';
+
+CREATE FUNCTION audit.log_event(action text, object text DEFAULT NULL, outcome text DEFAULT 'ok',
+	details jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE c VOLATILE
+AS 'MODULE_PATHNAME', 'audit_log_event';
+
+COMMENT ON FUNCTION audit.log_event(text, text, text, jsonb) IS 'Record an application event (class app) in the audit trail, with the calling transaction';
+
+CREATE FUNCTION audit.log_events(events jsonb)
+RETURNS integer
+LANGUAGE c VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'audit_log_events';
+
+COMMENT ON FUNCTION audit.log_events(jsonb) IS 'Record a JSON array of application events ({"action", "object", "outcome", "details"}) with the calling transaction; returns how many';
+
+GRANT EXECUTE ON FUNCTION audit.set_context(text, text, jsonb, text), audit.log_event(text, text, text, jsonb),
+	audit.log_events(jsonb) TO opsdata_admin, opsdata_writer;
+
 -- Audit: the seal chain (src/audit/seal.sql).  audit.seals of 0.1 was never
 -- written; it is made anew, with the functions that write and verify it.
 ALTER EXTENSION pg_opsdata DROP TABLE audit.seals;

@@ -46,16 +46,18 @@ typedef enum AuditClass
 	AUDIT_CLASS_DDL,
 	AUDIT_CLASS_MISC,
 	AUDIT_CLASS_LOGIN,
+	AUDIT_CLASS_APP, /* audit.log_event(): not a class of pg_opsdata.audit */
 	AUDIT_NUM_CLASSES
 } AuditClass;
 
 #define AUDIT_BIT(c)	  (1 << (c))
-#define AUDIT_ALL_CLASSES ((1 << AUDIT_NUM_CLASSES) - 1)
+/* The classes pg_opsdata.audit may name. */
+#define AUDIT_ALL_CLASSES ((1 << AUDIT_CLASS_APP) - 1)
 
 /* Classes whose entries are written in the statement's own transaction. */
 #define AUDIT_TRANSACTIONAL_CLASSES                                           \
 	(AUDIT_BIT(AUDIT_CLASS_WRITE) | AUDIT_BIT(AUDIT_CLASS_DDL) |              \
-	 AUDIT_BIT(AUDIT_CLASS_ROLE))
+	 AUDIT_BIT(AUDIT_CLASS_ROLE) | AUDIT_BIT(AUDIT_CLASS_APP))
 
 typedef enum AuditOutcome
 {
@@ -114,6 +116,10 @@ typedef struct AuditEvent
 	int nobjects;
 	const char **objects;
 	const char **privileges; /* per object; elements may be NULL */
+	const char *actor;		 /* pg_opsdata.actor when it happened, or NULL */
+	const char *request_id;	 /* pg_opsdata.request_id, or NULL */
+	const char *attributes;	 /* pg_opsdata.attributes (JSON), or NULL */
+	const char *details;	 /* an application event's details (JSON) */
 } AuditEvent;
 
 /*
@@ -174,6 +180,9 @@ audit_statement_bounds(const char *source, int location, int len,
 
 /* guc.c */
 extern int audit_classes;
+extern char *audit_actor;
+extern char *audit_request_id;
+extern char *audit_attributes;
 extern int audit_overflow;
 extern bool audit_catalog;
 extern bool audit_log_parameters;
@@ -242,6 +251,7 @@ extern MemoryContext audit_xact_cxt;
 extern void audit_ensure_contexts(void);
 extern bool audit_in_live_xact(void);
 extern MemoryContext audit_event_context(void);
+extern void audit_event_declared(AuditEvent *ev, MemoryContext cxt);
 extern const char *audit_last_event_statement(void);
 extern AuditEvent *audit_new_event(MemoryContext cxt, int class,
 								   const char *command);
@@ -342,6 +352,7 @@ extern void audit_index_cache_invalidate(Oid relid);
 /* writer.c */
 extern void audit_writer_init(void);
 extern void audit_write_events(AuditEvent **events, int nevents);
+extern Datum audit_json_datum(const char *json);
 
 /* hold.c */
 extern void audit_store_events(AuditEvent **events, int nevents);

@@ -33,7 +33,7 @@ CREATE TABLE audit.entries (
 	backend_pid			integer NOT NULL,
 	xid					xid8,
 	class				text NOT NULL
-						CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login')),
+						CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app')),
 	command				text NOT NULL,
 	objects				text[],
 	privileges			text[],
@@ -45,6 +45,10 @@ CREATE TABLE audit.entries (
 	statement_id		bigint,
 	params				text,
 	constants			text[],
+	actor				text,
+	request_id			text,
+	attributes			jsonb,
+	details				jsonb,
 	PRIMARY KEY (entry_id, ts)
 ) PARTITION BY RANGE (ts);
 
@@ -70,7 +74,7 @@ COMMENT ON COLUMN audit.entries.application IS 'application_name of the session'
 COMMENT ON COLUMN audit.entries.client_addr IS 'Client address; NULL for Unix-domain sockets';
 COMMENT ON COLUMN audit.entries.backend_pid IS 'Process ID of the backend';
 COMMENT ON COLUMN audit.entries.xid IS 'Top-level transaction ID, when one was assigned';
-COMMENT ON COLUMN audit.entries.class IS 'read, write, function, role, ddl, misc or login';
+COMMENT ON COLUMN audit.entries.class IS 'read, write, function, role, ddl, misc or login; app for application events';
 COMMENT ON COLUMN audit.entries.command IS 'Command tag, e.g. INSERT or CREATE TABLE';
 COMMENT ON COLUMN audit.entries.objects IS 'Qualified names of the objects the statement touched (relations, functions, roles, settings, or the identities of objects a DDL statement made, altered or dropped)';
 COMMENT ON COLUMN audit.entries.privileges IS 'Privilege used on each object, in the order of objects (e.g. SELECT or SELECT,UPDATE); NULL where none applies';
@@ -81,6 +85,10 @@ COMMENT ON COLUMN audit.entries.sqlstate IS 'SQLSTATE of the error, for outcomes
 COMMENT ON COLUMN audit.entries.statement_id IS 'The statement''s shape, in audit.statements';
 COMMENT ON COLUMN audit.entries.params IS 'Bind parameters, when their capture is on';
 COMMENT ON COLUMN audit.entries.constants IS 'The constants of the statement as they were written, one per placeholder of its shape; NULL when its shape has none';
+COMMENT ON COLUMN audit.entries.actor IS 'The end user the application declared it acts for (pg_opsdata.actor); proves nothing about who logged in';
+COMMENT ON COLUMN audit.entries.request_id IS 'The request the application declared (pg_opsdata.request_id)';
+COMMENT ON COLUMN audit.entries.attributes IS 'More context the application declared (pg_opsdata.attributes)';
+COMMENT ON COLUMN audit.entries.details IS 'Details of an application event (audit.log_event())';
 
 -- While a dump is being restored into the database, audit entries cannot go
 -- into audit.entries: the restore has yet to load its rows, attach its
@@ -97,7 +105,7 @@ CREATE TABLE audit.held_entries (
 	backend_pid			integer NOT NULL,
 	xid					xid8,
 	class				text NOT NULL
-						CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login')),
+						CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app')),
 	command				text NOT NULL,
 	objects				text[],
 	privileges			text[],
@@ -107,7 +115,11 @@ CREATE TABLE audit.held_entries (
 						CHECK (outcome IN ('ok', 'error', 'rolled back', 'denied', 'failed')),
 	sqlstate			text,
 	statement_text		text,
-	params				text
+	params				text,
+	actor				text,
+	request_id			text,
+	attributes			jsonb,
+	details				jsonb
 );
 
 COMMENT ON TABLE audit.held_entries IS 'Audit entries made while a dump was being restored into the database; they move into audit.entries once the restore has ended';
@@ -119,7 +131,7 @@ COMMENT ON COLUMN audit.held_entries.application IS 'application_name of the ses
 COMMENT ON COLUMN audit.held_entries.client_addr IS 'Client address; NULL for Unix-domain sockets';
 COMMENT ON COLUMN audit.held_entries.backend_pid IS 'Process ID of the backend';
 COMMENT ON COLUMN audit.held_entries.xid IS 'Top-level transaction ID, when one was assigned';
-COMMENT ON COLUMN audit.held_entries.class IS 'read, write, function, role, ddl, misc or login';
+COMMENT ON COLUMN audit.held_entries.class IS 'read, write, function, role, ddl, misc or login; app for application events';
 COMMENT ON COLUMN audit.held_entries.command IS 'Command tag, e.g. INSERT or CREATE TABLE';
 COMMENT ON COLUMN audit.held_entries.objects IS 'Qualified names of the objects the statement touched';
 COMMENT ON COLUMN audit.held_entries.privileges IS 'Privilege used on each object, in the order of objects';
@@ -129,6 +141,10 @@ COMMENT ON COLUMN audit.held_entries.outcome IS 'ok, error, denied, rolled back 
 COMMENT ON COLUMN audit.held_entries.sqlstate IS 'SQLSTATE of the error, for outcomes other than ok';
 COMMENT ON COLUMN audit.held_entries.statement_text IS 'The statement, with secrets redacted';
 COMMENT ON COLUMN audit.held_entries.params IS 'Bind parameters, when their capture is on';
+COMMENT ON COLUMN audit.held_entries.actor IS 'The end user the application declared it acts for (pg_opsdata.actor); proves nothing about who logged in';
+COMMENT ON COLUMN audit.held_entries.request_id IS 'The request the application declared (pg_opsdata.request_id)';
+COMMENT ON COLUMN audit.held_entries.attributes IS 'More context the application declared (pg_opsdata.attributes)';
+COMMENT ON COLUMN audit.held_entries.details IS 'Details of an application event (audit.log_event())';
 
 CREATE TABLE audit.rules (
 	rule_id			bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
@@ -137,7 +153,7 @@ CREATE TABLE audit.rules (
 	database_name	name,
 	schema_name		name,
 	relation_name	text,
-	class			text CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login')),
+	class			text CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app')),
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	created_by		name NOT NULL DEFAULT SESSION_USER,
 	comment			text
@@ -193,7 +209,7 @@ CREATE VIEW audit.trail AS
 		   e.client_addr, e.backend_pid, e.xid, e.class, e.command, e.objects, e.privileges,
 		   e.rows, e.duration, e.outcome, e.sqlstate,
 		   audit.rebuild_statement(s.statement_text, s.placeholders, e.constants) AS statement_text,
-		   e.params, e.statement_id, e.constants
+		   e.params, e.statement_id, e.constants, e.actor, e.request_id, e.attributes, e.details
 	  FROM audit.entries e LEFT JOIN audit.statements s USING (statement_id);
 
 COMMENT ON VIEW audit.trail IS 'audit.entries with the text of each statement, as it was sent';
@@ -279,10 +295,10 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'The action is include or exclude.';
 	END IF;
-	IF class IS NOT NULL AND class NOT IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login') THEN
+	IF class IS NOT NULL AND class NOT IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app') THEN
 		RAISE EXCEPTION 'invalid audit class "%"', class
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Valid classes are read, write, function, role, ddl, misc and login.';
+				  HINT = 'Valid classes are read, write, function, role, ddl, misc, login and app.';
 	END IF;
 	-- An exclude rule narrows the trail: superusers only.
 	IF action = 'exclude' THEN

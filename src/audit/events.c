@@ -102,6 +102,21 @@ audit_ensure_contexts(void)
 	}
 }
 
+/*
+ * The context the application declared (pg_opsdata.actor and the like),
+ * copied into cxt: the settings may change before the event is written.
+ */
+void
+audit_event_declared(AuditEvent *ev, MemoryContext cxt)
+{
+	if (audit_actor != NULL && audit_actor[0] != '\0')
+		ev->actor = MemoryContextStrdup(cxt, audit_actor);
+	if (audit_request_id != NULL && audit_request_id[0] != '\0')
+		ev->request_id = MemoryContextStrdup(cxt, audit_request_id);
+	if (audit_attributes != NULL && audit_attributes[0] != '\0')
+		ev->attributes = MemoryContextStrdup(cxt, audit_attributes);
+}
+
 /* A new event with the session's facts, in cxt. */
 AuditEvent *
 audit_new_event(MemoryContext cxt, int class, const char *command)
@@ -120,6 +135,7 @@ audit_new_event(MemoryContext cxt, int class, const char *command)
 	ev->application = audit_application();
 	ev->client_addr = audit_client_address(MyProcPort);
 	ev->subid = GetCurrentSubTransactionId();
+	audit_event_declared(ev, cxt);
 	if (FullTransactionIdIsValid(fxid))
 	{
 		ev->xid = U64FromFullTransactionId(fxid);
@@ -283,6 +299,28 @@ audit_mark_rolled_back(SubTransactionId from)
 }
 
 /*
+ * Application events (audit.log_event()) belong to the application's work:
+ * they vanish with the transaction, or with the subtransaction from (and
+ * its children) when it is given, that rolled back.
+ */
+static void
+audit_forget_app_events(SubTransactionId from)
+{
+	int n = 0;
+	int i;
+
+	for (i = 0; i < audit_xact_nevents; i++)
+	{
+		AuditEvent *ev = audit_xact_events[i];
+
+		if (ev->class == AUDIT_CLASS_APP && ev->subid >= from)
+			continue;
+		audit_xact_events[n++] = ev;
+	}
+	audit_xact_nevents = n;
+}
+
+/*
  * At exit: queue what is left (never waiting).  The transaction still
  * open is rolled back.
  */
@@ -291,6 +329,7 @@ audit_events_at_exit(void)
 {
 	if (audit_xact_nevents > 0)
 	{
+		audit_forget_app_events(InvalidSubTransactionId);
 		audit_mark_rolled_back(InvalidSubTransactionId);
 		audit_queue_put(audit_database_name(), audit_confirmed(),
 						audit_xact_events, audit_xact_nevents, AUDIT_PUT_DROP,
@@ -345,7 +384,8 @@ audit_events_pre_commit(void)
 		 * when it commits, so it must not wait for room: it writes all its
 		 * events itself.
 		 */
-		if ((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) ||
+		if (((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) &&
+			 !(ev->class == AUDIT_CLASS_APP && XactReadOnly)) ||
 			audit_queue_claimed())
 			written[nw++] = ev;
 		else
@@ -392,6 +432,7 @@ audit_events_pre_commit(void)
 static void
 audit_abort(void)
 {
+	audit_forget_app_events(InvalidSubTransactionId);
 	audit_mark_rolled_back(InvalidSubTransactionId);
 	audit_queue_or_defer(audit_xact_events, audit_xact_nevents, true);
 	audit_xact_nevents = 0;
@@ -439,5 +480,6 @@ audit_events_end_xact(bool commit)
 void
 audit_events_subxact_abort(SubTransactionId mySubid)
 {
+	audit_forget_app_events(mySubid);
 	audit_mark_rolled_back(mySubid);
 }

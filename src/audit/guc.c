@@ -19,7 +19,9 @@
  */
 #include "postgres.h"
 
+#include "common/jsonapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
@@ -38,8 +40,16 @@ int audit_flush_interval_ms = 200;
 
 static char *audit_classes_text = NULL;
 
+/* The context an application declares (audit.set_context()). */
+char *audit_actor = NULL;
+char *audit_request_id = NULL;
+char *audit_attributes = NULL;
+
+#define AUDIT_CONTEXT_MAX_LENGTH	1024
+#define AUDIT_ATTRIBUTES_MAX_LENGTH 8192
+
 static const char *const audit_class_names[AUDIT_NUM_CLASSES] = {
-	"read", "write", "function", "role", "ddl", "misc", "login"};
+	"read", "write", "function", "role", "ddl", "misc", "login", "app"};
 
 static const char *const audit_outcome_names[] = {"ok", "error", "rolled back",
 												  "denied", "failed"};
@@ -76,7 +86,7 @@ audit_classes_string(int classes)
 	if (classes == AUDIT_ALL_CLASSES)
 		return pstrdup("all");
 	initStringInfo(&buf);
-	for (i = 0; i < AUDIT_NUM_CLASSES; i++)
+	for (i = 0; i < AUDIT_CLASS_APP; i++)
 	{
 		if (classes & AUDIT_BIT(i))
 			appendStringInfo(&buf, "%s%s", buf.len > 0 ? "," : "",
@@ -123,7 +133,7 @@ audit_check_classes(char **newval, void **extra, GucSource source)
 			bits = 0;
 		else
 		{
-			for (i = 0; i < AUDIT_NUM_CLASSES; i++)
+			for (i = 0; i < AUDIT_CLASS_APP; i++)
 			{
 				if (pg_strcasecmp(item, audit_class_names[i]) == 0)
 					bits = AUDIT_BIT(i);
@@ -160,6 +170,56 @@ audit_assign_classes(const char *newval, void *extra)
 	audit_classes = *((int *) extra);
 }
 
+/* An actor or request id: at most AUDIT_CONTEXT_MAX_LENGTH bytes. */
+static bool
+audit_check_context(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && strlen(*newval) > AUDIT_CONTEXT_MAX_LENGTH)
+	{
+		GUC_check_errdetail("The value is longer than %d bytes.",
+							AUDIT_CONTEXT_MAX_LENGTH);
+		return false;
+	}
+	return true;
+}
+
+/* Attributes: empty, or a JSON object of at most 8 kB. */
+static bool
+audit_check_attributes(char **newval, void **extra, GucSource source)
+{
+	const char *s = *newval;
+	JsonLexContext *lex;
+	JsonSemAction sem;
+	JsonParseErrorType err;
+
+	if (s == NULL || s[0] == '\0')
+		return true;
+	if (strlen(s) > AUDIT_ATTRIBUTES_MAX_LENGTH)
+	{
+		GUC_check_errdetail("The value is longer than %d bytes.",
+							AUDIT_ATTRIBUTES_MAX_LENGTH);
+		return false;
+	}
+	while (audit_is_blank(*s))
+		s++;
+	if (*s != '{')
+	{
+		GUC_check_errdetail("The value is not a JSON object.");
+		return false;
+	}
+	memset(&sem, 0, sizeof(sem));
+	lex = makeJsonLexContextCstringLen((char *) s, strlen(s),
+									   GetDatabaseEncoding(), false);
+	err = pg_parse_json(lex, &sem);
+	pfree(lex);
+	if (err != JSON_SUCCESS)
+	{
+		GUC_check_errdetail("The value is not valid JSON.");
+		return false;
+	}
+	return true;
+}
+
 /*
  * Define the audit settings.  Called from audit_init() whether or not the
  * library is preloaded, so that the settings exist for every session.
@@ -173,6 +233,25 @@ audit_define_gucs(void)
 		"a class preceded by \"-\" is removed.",
 		&audit_classes_text, "none", PGC_SUSET, GUC_LIST_INPUT,
 		audit_check_classes, audit_assign_classes, NULL);
+
+	DefineCustomStringVariable(
+		"pg_opsdata.actor",
+		"The end user the application acts for, recorded in every audit entry.",
+		"Declared by the application (audit.set_context()); it proves nothing "
+		"about who authenticated.",
+		&audit_actor, "", PGC_USERSET, 0, audit_check_context, NULL, NULL);
+
+	DefineCustomStringVariable(
+		"pg_opsdata.request_id",
+		"The application's request, recorded in every audit entry.", NULL,
+		&audit_request_id, "", PGC_USERSET, 0, audit_check_context, NULL,
+		NULL);
+
+	DefineCustomStringVariable(
+		"pg_opsdata.attributes",
+		"More of the application's context, a JSON object recorded in every audit entry.",
+		NULL, &audit_attributes, "", PGC_USERSET, 0, audit_check_attributes,
+		NULL, NULL);
 
 	DefineCustomEnumVariable(
 		"pg_opsdata.audit_overflow",

@@ -87,6 +87,10 @@ enum
 	HELD_SQLSTATE,
 	HELD_STATEMENT,
 	HELD_PARAMS,
+	HELD_ACTOR,
+	HELD_REQUEST_ID,
+	HELD_ATTRIBUTES,
+	HELD_DETAILS,
 	HELD_NUM_COLS
 };
 
@@ -108,7 +112,11 @@ static const char *const held_column_names[HELD_NUM_COLS] = {
 	"outcome",
 	"sqlstate",
 	"statement_text",
-	"params"};
+	"params",
+	"actor",
+	"request_id",
+	"attributes",
+	"details"};
 
 /* audit.held_entries, or InvalidOid (an older schema without it). */
 static Oid
@@ -228,6 +236,14 @@ audit_held_fill(TupleTableSlot *slot, const int *attnum, const AuditEvent *ev)
 		HELD_SET(HELD_STATEMENT, CStringGetTextDatum(ev->statement));
 	if (ev->params)
 		HELD_SET(HELD_PARAMS, CStringGetTextDatum(ev->params));
+	if (ev->actor)
+		HELD_SET(HELD_ACTOR, CStringGetTextDatum(ev->actor));
+	if (ev->request_id)
+		HELD_SET(HELD_REQUEST_ID, CStringGetTextDatum(ev->request_id));
+	if (ev->attributes)
+		HELD_SET(HELD_ATTRIBUTES, audit_json_datum(ev->attributes));
+	if (ev->details)
+		HELD_SET(HELD_DETAILS, audit_json_datum(ev->details));
 	ExecStoreVirtualTuple(slot);
 }
 
@@ -460,6 +476,16 @@ audit_held_event(TupleTableSlot *slot, const int *attnum)
 		ev->statement = audit_held_string(HELD_VALUE(HELD_STATEMENT));
 	if (HELD_GIVEN(HELD_PARAMS))
 		ev->params = audit_held_string(HELD_VALUE(HELD_PARAMS));
+	if (HELD_GIVEN(HELD_ACTOR))
+		ev->actor = audit_held_string(HELD_VALUE(HELD_ACTOR));
+	if (HELD_GIVEN(HELD_REQUEST_ID))
+		ev->request_id = audit_held_string(HELD_VALUE(HELD_REQUEST_ID));
+	if (HELD_GIVEN(HELD_ATTRIBUTES))
+		ev->attributes = DatumGetCString(
+			DirectFunctionCall1(jsonb_out, HELD_VALUE(HELD_ATTRIBUTES)));
+	if (HELD_GIVEN(HELD_DETAILS))
+		ev->details = DatumGetCString(
+			DirectFunctionCall1(jsonb_out, HELD_VALUE(HELD_DETAILS)));
 #undef HELD_GIVEN
 #undef HELD_VALUE
 	return ev;

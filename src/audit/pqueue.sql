@@ -320,11 +320,11 @@ BEGIN
 				  HINT = 'Subscriptions are made by roles that may read audit.entries (opsdata_auditor).';
 	END IF;
 	SELECT c INTO bad FROM pg_catalog.unnest(classes) c
-	 WHERE c IS NULL OR c NOT IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login') LIMIT 1;
+	 WHERE c IS NULL OR c NOT IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app') LIMIT 1;
 	IF FOUND THEN
 		RAISE EXCEPTION 'invalid audit class "%"', bad
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Valid classes are read, write, function, role, ddl, misc and login.';
+				  HINT = 'Valid classes are read, write, function, role, ddl, misc, login and app.';
 	END IF;
 	SELECT o INTO bad FROM pg_catalog.unnest(outcomes) o
 	 WHERE o IS NULL OR o NOT IN ('ok', 'error', 'rolled back', 'denied', 'failed') LIMIT 1;

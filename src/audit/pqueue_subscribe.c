@@ -111,6 +111,10 @@ enum
 	T_SQLSTATE,
 	T_STATEMENT_TEXT,
 	T_PARAMS,
+	T_ACTOR,
+	T_REQUEST_ID,
+	T_ATTRIBUTES,
+	T_DETAILS,
 	T_NUM
 };
 
@@ -132,13 +136,18 @@ static const char *const trail_names[T_NUM] = {"entry_id",
 											   "outcome",
 											   "sqlstate",
 											   "statement_text",
-											   "params"};
+											   "params",
+											   "actor",
+											   "request_id",
+											   "attributes",
+											   "details"};
 
 static const Oid trail_types[T_NUM] = {
 	INT8OID, TIMESTAMPTZOID, TEXTOID,	   TEXTOID, TEXTOID,
 	TEXTOID, INETOID,		 INT4OID,	   XID8OID, TEXTOID,
 	TEXTOID, TEXTARRAYOID,	 TEXTARRAYOID, INT8OID, INTERVALOID,
-	TEXTOID, TEXTOID,		 TEXTOID,	   TEXTOID};
+	TEXTOID, TEXTOID,		 TEXTOID,	   TEXTOID, TEXTOID,
+	TEXTOID, JSONBOID,		 JSONBOID};
 
 typedef struct PqSub
 {
@@ -704,6 +713,14 @@ pq_entry_values(const AuditEvent *ev, int64 entry_id, Datum *values,
 		PQ_SET(T_STATEMENT_TEXT, CStringGetTextDatum(ev->statement));
 	if (ev->params)
 		PQ_SET(T_PARAMS, CStringGetTextDatum(ev->params));
+	if (ev->actor)
+		PQ_SET(T_ACTOR, CStringGetTextDatum(ev->actor));
+	if (ev->request_id)
+		PQ_SET(T_REQUEST_ID, CStringGetTextDatum(ev->request_id));
+	if (ev->attributes)
+		PQ_SET(T_ATTRIBUTES, audit_json_datum(ev->attributes));
+	if (ev->details)
+		PQ_SET(T_DETAILS, audit_json_datum(ev->details));
 #undef PQ_SET
 }
 
@@ -810,6 +827,30 @@ pq_json_strings(JsonbParseState **state, const char *key, const char **items,
 	pushJsonbValue(state, WJB_END_ARRAY, NULL);
 }
 
+/* Push JSON text, or null, as the value of key. */
+static void
+pq_json_value(JsonbParseState **state, const char *key, const char *json)
+{
+	JsonbValue v;
+	Jsonb *jb;
+
+	pq_json_key(state, key);
+	if (json == NULL)
+	{
+		v.type = jbvNull;
+		pushJsonbValue(state, WJB_VALUE, &v);
+		return;
+	}
+	jb = DatumGetJsonbP(audit_json_datum(json));
+	if (!JsonbExtractScalar(&jb->root, &v))
+	{
+		v.type = jbvBinary;
+		v.val.binary.data = &jb->root;
+		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
 /*
  * The payload of an entry's item: the entry as a row of audit.trail, times
  * in UTC, the duration in seconds.
@@ -861,6 +902,10 @@ pq_entry_payload(const AuditEvent *ev, int64 entry_id)
 				   ev->sqlstate != 0 ? unpack_sql_state(ev->sqlstate) : NULL);
 	pq_json_string(&state, "statement_text", ev->statement);
 	pq_json_string(&state, "params", ev->params);
+	pq_json_string(&state, "actor", ev->actor);
+	pq_json_string(&state, "request_id", ev->request_id);
+	pq_json_value(&state, "attributes", ev->attributes);
+	pq_json_value(&state, "details", ev->details);
 	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(result);
 }

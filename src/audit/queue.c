@@ -350,9 +350,17 @@ append_string_capped(StringInfo buf, const char *s, Size max)
 	return len;
 }
 
+static inline Size
+audit_strlen0(const char *s)
+{
+	return s == NULL ? 0 : strlen(s);
+}
+
 /*
  * Serialize one event at the end of buf.  The statement and parameters are
- * cut so that a record never takes more than a quarter of the ring.
+ * cut so that a record never takes more than a quarter of the ring (with
+ * the declared context and an application event's details, which are
+ * bounded and never cut, at most 20 kB more).
  */
 static void
 audit_event_serialize(StringInfo buf, const AuditEvent *ev)
@@ -389,10 +397,16 @@ audit_event_serialize(StringInfo buf, const AuditEvent *ev)
 		append_string(buf, ev->objects[i]);
 		append_string(buf, ev->privileges ? ev->privileges[i] : NULL);
 	}
-	fixed = buf->len - start + sizeof(AuditSpan) * ev->nconsts;
+	fixed = buf->len - start + sizeof(AuditSpan) * ev->nconsts +
+			audit_strlen0(ev->actor) + audit_strlen0(ev->request_id) +
+			audit_strlen0(ev->attributes) + audit_strlen0(ev->details);
 	kept = append_string_capped(
 		buf, ev->statement, budget > fixed + 64 ? budget - fixed - 64 : 64);
 	append_string_capped(buf, ev->params, 1024);
+	append_string(buf, ev->actor);
+	append_string(buf, ev->request_id);
+	append_string(buf, ev->attributes);
+	append_string(buf, ev->details);
 	/* The constants of the part of the statement kept. */
 	while (nconsts < ev->nconsts && (Size) (ev->consts[nconsts].offset +
 											ev->consts[nconsts].len) <= kept)
@@ -460,6 +474,10 @@ audit_event_deserialize(char *rec, AuditEvent *ev)
 	}
 	ev->statement = read_string(&p);
 	ev->params = read_string(&p);
+	ev->actor = read_string(&p);
+	ev->request_id = read_string(&p);
+	ev->attributes = read_string(&p);
+	ev->details = read_string(&p);
 	ev->nconsts = hdr.nconsts;
 	ev->param_base = hdr.param_base;
 	if (hdr.nconsts > 0)
@@ -847,6 +865,10 @@ audit_event_copy(const AuditEvent *src, MemoryContext cxt)
 	COPY_STR(command);
 	COPY_STR(statement);
 	COPY_STR(params);
+	COPY_STR(actor);
+	COPY_STR(request_id);
+	COPY_STR(attributes);
+	COPY_STR(details);
 #undef COPY_STR
 	if (src->nconsts > 0)
 	{

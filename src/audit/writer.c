@@ -34,6 +34,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "common/jsonapi.h"
 #include "commands/sequence.h"
 #include "executor/execPartition.h"
 #include "partitioning/partbounds.h"
@@ -41,6 +42,7 @@
 #include "utils/partcache.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
@@ -48,6 +50,8 @@
 #include "utils/builtins.h"
 #include "utils/inet.h"
 #include "utils/inval.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -84,6 +88,10 @@ enum
 	COL_STATEMENT_ID,
 	COL_PARAMS,
 	COL_CONSTANTS,
+	COL_ACTOR,
+	COL_REQUEST_ID,
+	COL_ATTRIBUTES,
+	COL_DETAILS,
 	NUM_COLS
 };
 
@@ -106,7 +114,11 @@ static const char *const audit_column_names[NUM_COLS] = {"entry_id",
 														 "sqlstate",
 														 "statement_id",
 														 "params",
-														 "constants"};
+														 "constants",
+														 "actor",
+														 "request_id",
+														 "attributes",
+														 "details"};
 
 /* What the writer found by name, for the database the backend is in. */
 typedef struct AuditWriterCatalog
@@ -472,6 +484,34 @@ audit_constants_array(const AuditEvent *ev)
 		construct_array(elems, ev->nconsts, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+/*
+ * JSON text as jsonb.  The text was checked when it was set (the settings'
+ * check, audit.log_event()); should it not parse, it is kept as a JSON
+ * string rather than failing the transaction that wrote it.
+ */
+Datum
+audit_json_datum(const char *json)
+{
+	JsonLexContext *lex;
+	JsonSemAction sem;
+	JsonParseErrorType err;
+
+	memset(&sem, 0, sizeof(sem));
+	lex = makeJsonLexContextCstringLen((char *) json, strlen(json),
+									   GetDatabaseEncoding(), false);
+	err = pg_parse_json(lex, &sem);
+	pfree(lex);
+	if (err != JSON_SUCCESS)
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		escape_json(&buf, json);
+		json = buf.data;
+	}
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+}
+
 /* A string as a datum of column c's type (name or text). */
 static Datum
 audit_string_datum(int c, const char *s)
@@ -589,6 +629,15 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
 		SET_COL(COL_PARAMS, CStringGetTextDatum(ev->params));
 	if (has_statement && with_constants)
 		SET_COL(COL_CONSTANTS, audit_constants_array(ev));
+	if (ev->actor)
+		SET_COL(COL_ACTOR, audit_batch_string(w, COL_ACTOR, ev->actor));
+	if (ev->request_id)
+		SET_COL(COL_REQUEST_ID,
+				audit_batch_string(w, COL_REQUEST_ID, ev->request_id));
+	if (ev->attributes)
+		SET_COL(COL_ATTRIBUTES, audit_json_datum(ev->attributes));
+	if (ev->details)
+		SET_COL(COL_DETAILS, audit_json_datum(ev->details));
 	ExecStoreVirtualTuple(slot);
 	return entry_id;
 }
