@@ -16,10 +16,11 @@ RESET pg_opsdata.audit;
 -- IPv6 network, arrays with a NULL element, text beyond ASCII.
 INSERT INTO audit.entries (ts, database, username, current_user_name, application, client_addr,
 	backend_pid, xid, class, command, objects, privileges, rows, duration, outcome, sqlstate,
-	statement_id, params, constants)
+	statement_id, params, constants, actor, request_id, attributes, details)
 VALUES (now(), current_database(), 'zoë', 'zoë', 'app', '2001:db8::1/64', 42, '123456789012',
 	'write', 'UPDATE', '{public.a,NULL,"x y"}', '{UPDATE,NULL,SELECT}', 3,
-	'1 day 2 hours 3.5 seconds', 'error', '23505', NULL, 'p1 = 1', '{1,NULL,"''zoë''"}');
+	'1 day 2 hours 3.5 seconds', 'error', '23505', NULL, 'p1 = 1', '{1,NULL,"''zoë''"}',
+	'renée', 'req-7', '{"tenant": "acme", "é": 1}', '{"amount": 12.50}');
 -- An entry whose arrays are stored out of line (the entry of an ALTER
 -- EXTENSION names hundreds of objects).
 INSERT INTO audit.entries (database, username, current_user_name, backend_pid, class, command,
@@ -29,6 +30,10 @@ SELECT current_database(), 'big', 'big', 1, 'ddl', 'ALTER EXTENSION',
 	ARRAY(SELECT md5((-i)::text) FROM generate_series(1, 400) i);
 SELECT pg_column_size(objects) > 2000 AND pg_column_size(constants) > 2000 AS stored_out_of_line
   FROM audit.entries WHERE username = 'big';
+-- An application event, with the end user the application declared.
+SET pg_opsdata.actor = 'alice@example.com';
+SELECT audit.log_event('invoice.approve', 'invoice:9', details => '{"amount": 120}');
+RESET pg_opsdata.actor;
 SELECT audit.flush() >= 0 AS flushed, audit.seal() >= 0 AS sealed;
 -- Every entry is in exactly one seal.
 SELECT count(*) > 0 AS some_entries,
@@ -118,6 +123,24 @@ UPDATE audit.statements SET statement_text = replace(statement_text, '-', '+')
  WHERE statement_id = (SELECT statement_id FROM audit.entries WHERE entry_id = (SELECT entry_id FROM victim));
 SELECT v.status, v.entry_id = victim.entry_id AS that_entry, v.seal_id = victim.seal_id AS that_seal
   FROM audit.verify() v, victim;
+ROLLBACK;
+-- A change of the details of an application event, and of the actor it
+-- was recorded for.
+CREATE TEMP TABLE app_event AS
+	SELECT e.entry_id, s.seal_id FROM audit.entries e JOIN audit.seals s ON s.entry_ids @> e.entry_id
+	 WHERE e.class = 'app' AND e.command = 'invoice.approve';
+SELECT e.actor, e.objects, e.details FROM audit.entries e, app_event a WHERE e.entry_id = a.entry_id;
+BEGIN;
+SET LOCAL session_replication_role = replica;
+UPDATE audit.entries SET details = '{"amount": 12}' WHERE entry_id = (SELECT entry_id FROM app_event);
+SELECT v.status, v.entry_id = a.entry_id AS that_entry, v.seal_id = a.seal_id AS that_seal
+  FROM audit.verify() v, app_event a;
+ROLLBACK;
+BEGIN;
+SET LOCAL session_replication_role = replica;
+UPDATE audit.entries SET actor = 'bob@example.com' WHERE entry_id = (SELECT entry_id FROM app_event);
+SELECT v.status, v.entry_id = a.entry_id AS that_entry, v.seal_id = a.seal_id AS that_seal
+  FROM audit.verify() v, app_event a;
 ROLLBACK;
 -- A seal changed without its hash, and one re-hashed.
 BEGIN;
