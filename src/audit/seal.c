@@ -139,6 +139,7 @@ static int64 seal_candidate;
 static VirtualTransactionId *seal_lockers = NULL;
 static int seal_nlockers = 0;
 static Oid seal_entries_relid = InvalidOid; /* what the horizon is about */
+static SealScan *seal_buffers = NULL;		/* the service's, across rounds */
 
 static SPIPlanPtr seal_max_plan = NULL;
 static SPIPlanPtr seal_min_plan = NULL;
@@ -760,6 +761,9 @@ seal_forget(void)
 	seal_have_candidate = false;
 	seal_have_horizon = false;
 	seal_have_sealed = false;
+	/* The statements too: the extension made anew, a dump restored. */
+	if (seal_buffers != NULL)
+		audit_seal_scan_forget_statements(seal_buffers);
 }
 
 /*
@@ -807,18 +811,16 @@ seal_advance_horizon(void)
 static SealScan *
 seal_service_scan(void)
 {
-	static SealScan *scan = NULL;
-
-	if (scan == NULL)
+	if (seal_buffers == NULL)
 	{
 		MemoryContext cxt =
 			AllocSetContextCreate(TopMemoryContext, "pg_opsdata seal buffers",
 								  ALLOCSET_DEFAULT_SIZES);
 
-		scan = MemoryContextAlloc(cxt, sizeof(SealScan));
-		audit_seal_scan_init(scan, 0, cxt);
+		seal_buffers = MemoryContextAlloc(cxt, sizeof(SealScan));
+		audit_seal_scan_init(seal_buffers, 0, cxt);
 	}
-	return scan;
+	return seal_buffers;
 }
 
 /*

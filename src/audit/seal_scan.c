@@ -176,11 +176,19 @@ audit_seal_scan_reset(SealScan *scan, int statement_columns)
 	scan->data.len = 0;
 	scan->statement_columns = statement_columns;
 	if (hash_get_num_entries(scan->statements) > SEAL_SCAN_MAX_STATEMENTS)
-	{
-		hash_destroy(scan->statements);
-		scan->statements = audit_seal_statement_cache(scan->cxt);
-		memset(scan->memo, 0, sizeof(SealStatementMemo) * SEAL_SCAN_MEMO_SIZE);
-	}
+		audit_seal_scan_forget_statements(scan);
+}
+
+/*
+ * Forget the statement hashes a scan keeps (the rows of audit.statements
+ * they were computed from may be others now).  Between uses of the scan.
+ */
+void
+audit_seal_scan_forget_statements(SealScan *scan)
+{
+	hash_destroy(scan->statements);
+	scan->statements = audit_seal_statement_cache(scan->cxt);
+	memset(scan->memo, 0, sizeof(SealStatementMemo) * SEAL_SCAN_MEMO_SIZE);
 }
 
 static int

@@ -61,6 +61,7 @@ typedef void (*SealColumnsFn)(void *arg, int64 id, int *entry_columns,
 extern void audit_seal_scan_init(SealScan *scan, int statement_columns,
 								 MemoryContext cxt);
 extern void audit_seal_scan_reset(SealScan *scan, int statement_columns);
+extern void audit_seal_scan_forget_statements(SealScan *scan);
 extern void audit_seal_scan_entries(SealScan *scan, int64 first, int64 last,
 									SealColumnsFn columns, void *arg);
 extern void audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx);
