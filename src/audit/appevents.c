@@ -55,10 +55,10 @@ audit_app_outcome(const char *outcome)
 		if (strcmp(outcome, audit_outcome_name(allowed[i])) == 0)
 			return allowed[i];
 	}
-	ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					errmsg("invalid outcome \"%s\" of an application event",
-						   outcome),
-					errhint("Valid outcomes are ok, error, denied and failed.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid outcome \"%s\" of an application event", outcome),
+			 errhint("Valid outcomes are ok, error, denied and failed.")));
 	return AUDIT_OUTCOME_OK;
 }
 
@@ -66,11 +66,10 @@ static void
 audit_app_check_name(const char *what, const char *value)
 {
 	if (strlen(value) > AUDIT_APP_NAME_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s of an application event is too long", what),
-				 errdetail("It may have at most %d bytes.",
-						   AUDIT_APP_NAME_MAX)));
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						errmsg("%s of an application event is too long", what),
+						errdetail("It may have at most %d bytes.",
+								  AUDIT_APP_NAME_MAX)));
 }
 
 /* Can this session log application events at all? */
@@ -78,10 +77,9 @@ static void
 audit_app_check_session(void)
 {
 	if (!opsdata_preloaded)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("application events need pg_opsdata in "
-						"shared_preload_libraries")));
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("application events need pg_opsdata in "
+							   "shared_preload_libraries")));
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
@@ -113,8 +111,7 @@ audit_app_log(const char *action, const char *object, const char *outcome,
 	outcome_code = audit_app_outcome(outcome);
 	if (details != NULL)
 	{
-		details_text =
-			JsonbToCString(NULL, &details->root, VARSIZE(details));
+		details_text = JsonbToCString(NULL, &details->root, VARSIZE(details));
 		if (strlen(details_text) > AUDIT_APP_DETAILS_MAX)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -125,7 +122,8 @@ audit_app_log(const char *action, const char *object, const char *outcome,
 	}
 
 	cxt = audit_event_context();
-	ev = audit_new_event(cxt, AUDIT_CLASS_APP, MemoryContextStrdup(cxt, action));
+	ev = audit_new_event(cxt, AUDIT_CLASS_APP,
+						 MemoryContextStrdup(cxt, action));
 	ev->outcome = outcome_code;
 	if (details_text != NULL)
 		ev->details = MemoryContextStrdup(cxt, details_text);
@@ -157,12 +155,10 @@ audit_log_event(PG_FUNCTION_ARGS)
 				 errmsg("the action of an application event must not be "
 						"null")));
 	action = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	audit_app_log(action,
-				  PG_ARGISNULL(1) ? NULL
-								  : text_to_cstring(PG_GETARG_TEXT_PP(1)),
-				  PG_ARGISNULL(2) ? "ok"
-								  : text_to_cstring(PG_GETARG_TEXT_PP(2)),
-				  PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3));
+	audit_app_log(
+		action, PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+		PG_ARGISNULL(2) ? "ok" : text_to_cstring(PG_GETARG_TEXT_PP(2)),
+		PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3));
 	PG_RETURN_VOID();
 }
 
@@ -217,9 +213,8 @@ audit_log_events(PG_FUNCTION_ARGS)
 					 errmsg("application event %d is not a JSON object", n)));
 		action = audit_app_field(v.val.binary.data, "action", n);
 		if (action == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("application event %d has no action", n)));
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+							errmsg("application event %d has no action", n)));
 		outcome = audit_app_field(v.val.binary.data, "outcome", n);
 		details = getKeyJsonValueFromContainer(v.val.binary.data, "details",
 											   strlen("details"), NULL);

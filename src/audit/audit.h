@@ -50,7 +50,7 @@ typedef enum AuditClass
 	AUDIT_NUM_CLASSES
 } AuditClass;
 
-#define AUDIT_BIT(c)	  (1 << (c))
+#define AUDIT_BIT(c) (1 << (c))
 /* The classes pg_opsdata.audit may name. */
 #define AUDIT_ALL_CLASSES ((1 << AUDIT_CLASS_APP) - 1)
 
