@@ -14,10 +14,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use OpsdataTest;
 
-# The sealing service is off: the rows of every table are compared before
-# and after the update; the test seals with audit.seal() after that.
-my $node = opsdata_node('upgrade',
-	conf => "pg_opsdata.audit = 'write, ddl'\npg_opsdata.audit_seal_interval = 0\n");
+my $node = opsdata_node('upgrade', conf => "pg_opsdata.audit = 'write, ddl'\n");
 $node->start;
 
 my $current = $node->safe_psql('postgres',
@@ -114,10 +111,14 @@ for my $version (@released)
 
 	# Every row of every area is there, and every area works.
 	my $after = $node->safe_psql($db, $fingerprint_sql);
-	my %was = map { $_ => 1 } split /\n/, $before;
-	my %is = map { $_ => 1 } split /\n/, $after;
-	is(join("\n", (map { "- $_" } grep { !$is{$_} } split /\n/, $before),
-			(map { "+ $_" } grep { !$was{$_} } split /\n/, $after)),
+	# (audit.seals of 0.1 was never written: the update replaces it, and the
+	# sealing service seals in it at once; checked below.)
+	my @before = grep { !/^audit\.seals / } split /\n/, $before;
+	my @after = grep { !/^audit\.seals / } split /\n/, $after;
+	my %was = map { $_ => 1 } @before;
+	my %is = map { $_ => 1 } @after;
+	is(join("\n", (map { "- $_" } grep { !$is{$_} } @before),
+			(map { "+ $_" } grep { !$was{$_} } @after)),
 		'', "every row of $version is there after the update");
 	is($node->safe_psql($db, q{SELECT count(*) FROM audit.trail WHERE command = 'ALTER EXTENSION'}), '1',
 		'the update is in the trail');
@@ -135,7 +136,11 @@ for my $version (@released)
 		"statements are stored as shapes after the update from $version");
 	# The entries of the old version, and the update's own (its objects
 	# stored out of line), are sealed and verify.
-	is($node->safe_psql($db, q{SELECT audit.seal() > 0; SELECT status FROM audit.verify()}), "t\nintact",
+	is($node->safe_psql($db, q{
+			SELECT audit.seal() >= 0;
+			SELECT count(*) FROM audit.entries e
+			 WHERE NOT EXISTS (SELECT FROM audit.seals s WHERE s.entry_ids @> e.entry_id);
+			SELECT status FROM audit.verify()}), "t\n0\nintact",
 		"entries written by $version and by the update are sealed and verify");
 }
 
