@@ -1,7 +1,7 @@
 -- The shape CREATE EXTENSION makes: schemas, tables and their columns,
 -- partitioning, keys and the settings catalog.
 BEGIN;
-SELECT plan(50);
+SELECT plan(53);
 
 SELECT schemas_are(ARRAY['public', 'audit', 'learning', 'metrics', 'opsdata'],
 	'pg_opsdata adds exactly the schemas audit, learning, metrics and opsdata');
@@ -45,7 +45,8 @@ SELECT is((SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.
 SELECT columns_are('audit', 'entries', ARRAY['entry_id', 'ts', 'database', 'username',
 	'current_user_name', 'application', 'client_addr', 'backend_pid', 'xid', 'class', 'command',
 	'objects', 'privileges', 'rows', 'duration', 'outcome', 'sqlstate', 'statement_id', 'params',
-	'constants', 'actor', 'request_id', 'attributes', 'details']);
+	'constants', 'actor', 'request_id', 'attributes', 'details',
+	'server_id']);
 SELECT columns_are('audit', 'statements', ARRAY['statement_id', 'statement_text', 'first_seen', 'placeholders']);
 SELECT columns_are('audit', 'held_entries', ARRAY['ts', 'database', 'username', 'current_user_name',
 	'application', 'client_addr', 'backend_pid', 'xid', 'class', 'command', 'objects', 'privileges',
@@ -97,7 +98,8 @@ SELECT col_type_is('audit', 'entries', 'xid', 'xid8', 'audit.entries.xid is xid8
 
 -- Every unique key of a table meant to be distributed includes the
 -- partition key (and no foreign key leaves the hot tables).
-SELECT col_is_pk('audit', 'entries', ARRAY['entry_id', 'ts']::name[], 'audit.entries has primary key (entry_id, ts)');
+SELECT col_is_pk('audit', 'entries', ARRAY['entry_id', 'ts', 'server_id']::name[],
+	'audit.entries has primary key (entry_id, ts, server_id): entries of other servers, replicated, keep their ids');
 SELECT col_is_pk('metrics', 'rollups', ARRAY['series_id', 'bucket_width', 'bucket_start']::name[], 'metrics.rollups has primary key (series_id, bucket_width, bucket_start)');
 SELECT col_is_unique('metrics', 'series', ARRAY['name', 'tags']::name[], 'metrics.series has a unique key on (name, tags)');
 SELECT col_is_unique('learning', 'candidates', ARRAY['key', 'item_id']::name[], 'learning.candidates has a unique key on (key, item_id)');
@@ -107,6 +109,24 @@ SELECT is((SELECT count(*)::int FROM pg_constraint
 SELECT has_index('audit', 'entries', 'entries_ts_idx', ARRAY['ts']::name[], 'audit.entries has a BRIN index on ts (by-user and by-object indexes are built on closed days)');
 SELECT is((SELECT count(*)::int FROM pg_index WHERE indrelid = 'metrics.points'::regclass), 0,
 	'metrics.points has no index: ingest writes the heap only, rollups never read it');
+
+-- Logical replication may carry any table: every one has a replica identity
+-- (a primary key, or FULL), partitions the same as their parent, so that a
+-- publication never makes pg_opsdata's own updates and deletes fail.
+SELECT is(
+	(SELECT array_agg(c.oid::regclass::text ORDER BY 1)
+	   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	  WHERE n.nspname IN ('audit', 'learning', 'metrics', 'opsdata') AND c.relkind IN ('r', 'p')
+		AND NOT (c.relreplident = 'f'
+				 OR c.relreplident = 'd' AND EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))),
+	NULL, 'every table has a replica identity: a primary key, or FULL');
+SELECT is(
+	(SELECT array_agg(c.oid::regclass::text ORDER BY 1)
+	   FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid JOIN pg_class p ON p.oid = h.inhparent
+	  WHERE p.oid IN ('audit.entries'::regclass, 'metrics.points'::regclass) AND c.relreplident <> p.relreplident),
+	NULL, 'every partition of audit.entries and metrics.points has the replica identity of its parent');
+SELECT is((SELECT relreplident::text FROM pg_class WHERE oid = 'metrics.points'::regclass), 'f',
+	'metrics.points, which has no key, has REPLICA IDENTITY FULL');
 
 -- pg_dump keeps the data of every extension table: configuration dumps are
 -- registered for all of them (leaf tables; partitions made later are not

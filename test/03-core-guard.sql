@@ -155,7 +155,7 @@ SELECT is(pg_temp.attempt('guard_writer', 'SELECT metrics.record(''guard.m'', 1)
 -- Sequences: every identifier a sequence gives is unique on its own, so a
 -- sequence set back by setval() makes inserts fail, never repeat an
 -- identifier.  The exception: a partitioned table's unique keys include
--- its partition key, so audit.entries is unique on (entry_id, ts).
+-- its partition key, so audit.entries is unique on (entry_id, ts, server_id).
 SELECT is_empty($$
 	SELECT s.oid::regclass
 	  FROM pg_class s

@@ -3154,6 +3154,322 @@ COMMENT ON FUNCTION audit.log_events(jsonb) IS 'Record a JSON array of applicati
 GRANT EXECUTE ON FUNCTION audit.set_context(text, text, jsonb, text), audit.log_event(text, text, text, jsonb),
 	audit.log_events(jsonb) TO opsdata_admin, opsdata_writer;
 
+-- Logical replication (doc/scale-out.md).
+--
+-- Each audit entry says which server wrote it (server_id, the system
+-- identifier of its cluster), and the primary key includes it, so that
+-- entries replicated from other servers never collide with the entry_ids
+-- of this one.  The entries written before the update were written here:
+-- they get this server's identifier (stored once, as the column's value
+-- for the rows that were there, without rewriting them).
+CREATE FUNCTION audit.server_id()
+RETURNS bigint
+LANGUAGE c STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'audit_server_id';
+
+COMMENT ON FUNCTION audit.server_id() IS 'This server''s identifier in audit.entries.server_id: the system identifier of its cluster (pg_control_system())';
+
+ALTER TABLE audit.entries ADD COLUMN server_id bigint NOT NULL DEFAULT audit.server_id();
+COMMENT ON COLUMN audit.entries.server_id IS 'The server that wrote the entry: the system identifier of its cluster (audit.server_id() there); entries replicated from another server keep that server''s';
+ALTER TABLE audit.entries DROP CONSTRAINT entries_pkey,
+	ADD CONSTRAINT entries_pkey PRIMARY KEY (entry_id, ts, server_id);
+GRANT EXECUTE ON FUNCTION audit.server_id() TO opsdata_admin, opsdata_auditor;
+
+-- The trail says which server wrote each entry.
+CREATE OR REPLACE VIEW audit.trail AS
+	SELECT e.entry_id, e.ts, e.database, e.username, e.current_user_name, e.application,
+		   e.client_addr, e.backend_pid, e.xid, e.class, e.command, e.objects, e.privileges,
+		   e.rows, e.duration, e.outcome, e.sqlstate,
+		   audit.rebuild_statement(s.statement_text, s.placeholders, e.constants) AS statement_text,
+		   e.params, e.statement_id, e.constants, e.actor, e.request_id, e.attributes, e.details, e.server_id
+	  FROM audit.entries e LEFT JOIN audit.statements s USING (statement_id);
+
+-- A statement text replicated from another server that is stored here
+-- already is skipped by the apply worker.
+CREATE FUNCTION audit._statement_arrived()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT FROM audit.statements s WHERE s.statement_id OPERATOR(pg_catalog.=) NEW.statement_id) THEN
+		RETURN NULL;
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION audit._statement_arrived() IS 'Internal: skip a replicated statement text that is stored already';
+
+CREATE TRIGGER statement_arrived BEFORE INSERT ON audit.statements
+	FOR EACH ROW EXECUTE FUNCTION audit._statement_arrived();
+ALTER TABLE audit.statements ENABLE REPLICA TRIGGER statement_arrived;
+
+-- Every table that logical replication may carry has a replica identity:
+-- those without a primary key are logged whole when their rows are
+-- deleted, metrics.points and all its partitions included.
+ALTER TABLE audit.held_entries REPLICA IDENTITY FULL;
+ALTER TABLE learning.feedback_changes REPLICA IDENTITY FULL;
+ALTER TABLE opsdata.partition_log REPLICA IDENTITY FULL;
+ALTER TABLE metrics.rollup_queue REPLICA IDENTITY FULL;
+DO $$
+DECLARE
+	p regclass;
+BEGIN
+	FOR p IN SELECT t.relid FROM pg_catalog.pg_partition_tree('metrics.points'::regclass) t LOOP
+		EXECUTE pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL', p);
+	END LOOP;
+END
+$$;
+
+-- Partition maintenance: with a default partition, the parent is locked
+-- before a partition is attached, so that no query runs with the
+-- partitions of before a move and a snapshot of after it; in a database
+-- with a publication, rows moved out of the default partition are
+-- inserted after the partition is attached, so that the insert is
+-- published as well as the delete.
+CREATE OR REPLACE FUNCTION opsdata._partition_step(s opsdata.partitions, parent regclass, schema name, parent_name name,
+	space text, like_clause text, cols text, tail text[], default_part regclass, taken text[],
+	lo timestamptz, hi timestamptz, lo_id bigint, hi_id bigint, filled boolean,
+	OUT action text, OUT partition text, OUT relname name, OUT statements text[], OUT detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+AS $$
+DECLARE
+	v_time boolean := s.control_type IN ('timestamptz'::regtype, 'date'::regtype);
+	v_name name;
+	v_lit_lo text := opsdata._partition_literal(s.control_type, lo, lo_id);
+	v_lit_hi text := opsdata._partition_literal(s.control_type, hi, hi_id);
+	v_suffix text;
+	v_iv interval;
+	v_cond text;
+	v_published boolean := EXISTS (SELECT FROM pg_catalog.pg_publication);
+	v_staging text;
+	v_move text;
+	v_attach text;
+	v_tail text[] := '{}';
+	g text;
+BEGIN
+	IF v_time THEN
+		v_iv := s.part_interval::interval;
+		v_suffix := CASE
+			WHEN EXTRACT(year FROM v_iv) * 12 + EXTRACT(month FROM v_iv) > 0
+			THEN pg_catalog.to_char(lo AT TIME ZONE 'UTC', 'YYYYMM')
+			WHEN EXTRACT(epoch FROM v_iv)::numeric % 86400 = 0
+			THEN pg_catalog.to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD')
+			ELSE pg_catalog.to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MI') END;
+	ELSE
+		v_suffix := pg_catalog.replace(lo_id::text, '-', 'm');
+	END IF;
+	v_name := opsdata._partition_name(schema, parent_name, v_suffix, taken);
+	relname := v_name;
+	partition := pg_catalog.format('%I.%I', schema, v_name);
+	detail := pg_catalog.format('FROM (%s) TO (%s)', v_lit_lo, coalesce(v_lit_hi, 'MAXVALUE'));
+	FOREACH g IN ARRAY tail LOOP
+		v_tail := v_tail || pg_catalog.format(g, partition);
+	END LOOP;
+	v_attach := pg_catalog.format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%s) TO (%s)',
+								  parent, partition, v_lit_lo, coalesce(v_lit_hi, 'MAXVALUE'));
+	-- Run as the table's owner in a privileged region: operators are named
+	-- with their schema.
+	v_cond := pg_catalog.format('%1$I OPERATOR(pg_catalog.>=) %2$s', s.control_column, v_lit_lo)
+			  || CASE WHEN v_lit_hi IS NULL THEN ''
+					  ELSE pg_catalog.format(' AND %1$I OPERATOR(pg_catalog.<) %2$s', s.control_column, v_lit_hi) END;
+	IF NOT filled THEN
+		action := 'create';
+		statements := pg_catalog.format('CREATE TABLE %s %s)%s', partition, like_clause, space)
+					  || v_tail
+					  || CASE WHEN default_part IS NULL THEN '{}'::text[]
+							  ELSE ARRAY[pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', parent)] END
+					  || v_attach;
+	ELSIF NOT v_published THEN
+		action := 'move';
+		v_move := pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s) INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM moved',
+									default_part, v_cond, cols, partition, cols, cols);
+		statements := ARRAY[
+			pg_catalog.format('CREATE TABLE %s %s, CONSTRAINT opsdata_partition_bounds CHECK (%I IS NOT NULL AND %s))%s',
+							  partition, like_clause, s.control_column, v_cond, space)]
+			|| v_tail
+			|| ARRAY[
+			v_move,
+			pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', parent),
+			v_move,
+			v_attach,
+			pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT opsdata_partition_bounds', partition)];
+	ELSE
+		action := 'move';
+		v_staging := pg_catalog.format('%I.%I', schema,
+									   opsdata._partition_name(schema, parent_name, v_suffix || '_moving', taken || v_name::text));
+		-- The rows kept in the unlogged table are counted by the INSERT that
+		-- puts them into the partition, the one statement of the step that
+		-- returns SPI_OK_INSERT.
+		v_move := pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s), kept AS (INSERT INTO %s (%s) SELECT %s FROM moved RETURNING 1) SELECT pg_catalog.count(*) FROM kept',
+									default_part, v_cond, cols, v_staging, cols, cols);
+		statements := ARRAY[
+			pg_catalog.format('CREATE UNLOGGED TABLE %s (LIKE %s)', v_staging, parent),
+			v_move,
+			pg_catalog.format('CREATE TABLE %s %s)%s', partition, like_clause, space)]
+			|| v_tail
+			|| ARRAY[
+			pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', parent),
+			v_move,
+			v_attach,
+			pg_catalog.format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s', partition, cols, cols, v_staging),
+			pg_catalog.format('DROP TABLE %s', v_staging)];
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION opsdata._partition_step(opsdata.partitions, regclass, name, name, text, text, text, text[], regclass, text[], timestamptz, timestamptz, bigint, bigint, boolean) IS 'Internal: the statements that make one partition, empty or filled from the default partition';
+
+-- The guard of a plain table also fires on logical replication's apply,
+-- which fires row-level triggers only: a row-level guard that fires with
+-- session_replication_role = replica alone.
+CREATE OR REPLACE FUNCTION opsdata._guard_tables()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t record;
+	old_guard name;
+	row_events text[];
+	n integer := 0;
+BEGIN
+	FOR t IN
+		SELECT c.oid::pg_catalog.regclass AS rel, c.relkind, c.relispartition,
+			   ARRAY(SELECT e FROM pg_catalog.unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) e
+					  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class g, pg_catalog.aclexplode(g.relacl) a
+										 WHERE g.oid = CASE WHEN c.relispartition
+															THEN pg_catalog.pg_partition_root(c.oid)
+															ELSE c.oid END
+										   AND a.grantee OPERATOR(pg_catalog.<>) g.relowner
+										   AND a.privilege_type OPERATOR(pg_catalog.=) e)) AS events
+		  FROM pg_catalog.pg_class c
+		  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+									 AND d.objid = c.oid AND d.deptype = 'e'
+		  JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid AND x.extname = 'pg_opsdata'
+		 WHERE c.relkind IN ('r', 'p')
+		 ORDER BY c.oid
+	LOOP
+		CONTINUE WHEN pg_catalog.cardinality(t.events) = 0;
+		-- Replace the guards made before (a clone on a partition goes with
+		-- its parent's).
+		FOR old_guard IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
+				  WHERE tg.tgrelid OPERATOR(pg_catalog.=) t.rel
+					AND tg.tgname IN ('opsdata_guard', 'opsdata_guard_truncate', 'opsdata_guard_replica')
+					AND tg.tgparentid OPERATOR(pg_catalog.=) 0
+		LOOP
+			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', old_guard, t.rel);
+		END LOOP;
+		row_events := ARRAY(SELECT e FROM pg_catalog.unnest(t.events) e WHERE e OPERATOR(pg_catalog.<>) 'TRUNCATE');
+		IF t.relkind = 'r' AND NOT t.relispartition THEN
+			EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
+									  pg_catalog.array_to_string(t.events, ' OR '), t.rel);
+			EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
+			IF pg_catalog.cardinality(row_events) > 0 THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard_replica BEFORE %s ON %s FOR EACH ROW EXECUTE FUNCTION opsdata._guard()',
+										  pg_catalog.array_to_string(row_events, ' OR '), t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE REPLICA TRIGGER opsdata_guard_replica', t.rel);
+			END IF;
+		ELSE
+			IF t.relkind = 'p' AND pg_catalog.cardinality(row_events) > 0 THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH ROW EXECUTE FUNCTION opsdata._guard()',
+										  pg_catalog.array_to_string(row_events, ' OR '), t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
+			END IF;
+			IF 'TRUNCATE' OPERATOR(pg_catalog.=) ANY (t.events) THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
+										  t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard_truncate', t.rel);
+			END IF;
+		END IF;
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+COMMENT ON FUNCTION opsdata._guard_tables() IS 'Internal: put the guard trigger on every table of pg_opsdata for each write no role is granted; returns how many tables';
+
+SELECT opsdata._guard_tables();
+
+-- Metrics: points whose timestamps the rollups cannot bucket are skipped,
+-- counted and shown in health.
+-- (The column is added without a default, then given one, so that it has
+-- no "missing value" that a fresh install would not have.)
+ALTER TABLE metrics.rollup_state ADD COLUMN bad_points bigint,
+	ADD COLUMN last_bad_at timestamptz;
+ALTER TABLE metrics.rollup_state ALTER COLUMN bad_points SET DEFAULT 0;
+UPDATE metrics.rollup_state SET bad_points = 0;
+ALTER TABLE metrics.rollup_state ALTER COLUMN bad_points SET NOT NULL;
+COMMENT ON COLUMN metrics.rollup_state.bad_points IS 'Points skipped because their timestamp is outside the range rollups can bucket (0001-01-01 to 9999-12-31 UTC)';
+COMMENT ON COLUMN metrics.rollup_state.last_bad_at IS 'When such points were last skipped';
+
+CREATE OR REPLACE FUNCTION metrics._health_metrics(OUT component text, OUT status text, OUT detail text)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	oldest timestamptz;
+	waiting bigint;
+	job opsdata.jobs;
+	state metrics.rollup_state;
+	lag interval;
+	series_limit integer := opsdata.setting('metrics.series_limit')::integer;
+	busiest text;
+	busiest_n bigint;
+	total bigint;
+BEGIN
+	SELECT min(queued_at), coalesce(sum(metrics.sketch_count(sketch)), 0)
+	  INTO oldest, waiting FROM metrics.rollup_queue;
+	SELECT * INTO job FROM opsdata.jobs WHERE name = 'metrics.rollup';
+	SELECT * INTO state FROM metrics.rollup_state;
+	lag := now() - oldest;
+
+	component := 'metrics rollups';
+	IF job.job_id IS NULL OR job.paused THEN
+		status := 'warning';
+		detail := 'The job "metrics.rollup" is missing or paused: new points are not rolled up. Resume it in opsdata.jobs.';
+	ELSIF lag > greatest(job.schedule * 10, interval '10 minutes') THEN
+		status := 'warning';
+		detail := format('%s points are waiting to be rolled up, the oldest recorded %s ago. Check that the scheduler runs and that the job "metrics.rollup" succeeds (opsdata.job_runs).',
+						 waiting, date_trunc('second', lag));
+	ELSE
+		status := 'ok';
+		detail := format('%s points waiting to be rolled up.', waiting);
+	END IF;
+	IF coalesce(state.late_points, 0) > 0 THEN
+		detail := detail || format(' Points that arrived later than the setting "metrics.rollup_lateness" allows are not rolled up: %s so far, the last at %s.',
+								   state.late_points, state.last_late_at);
+	END IF;
+	IF coalesce(state.bad_points, 0) > 0 THEN
+		status := 'warning';
+		detail := detail || format(' Points with timestamps outside 0001-01-01 to 9999-12-31 (UTC) were skipped by the rollups: %s so far, the last at %s (see the server log).',
+								   state.bad_points, state.last_bad_at);
+	END IF;
+	RETURN NEXT;
+
+	component := 'metrics series';
+	SELECT count(*) INTO total FROM metrics.series;
+	SELECT name, count(*) INTO busiest, busiest_n
+	  FROM metrics.series GROUP BY name ORDER BY count(*) DESC, name LIMIT 1;
+	IF busiest_n >= series_limit THEN
+		status := 'warning';
+		detail := format('Metric "%s" has %s series, its limit (setting "metrics.series_limit"): new tag values of it are refused.', busiest, busiest_n);
+	ELSIF busiest_n >= series_limit * 0.8 THEN
+		status := 'warning';
+		detail := format('Metric "%s" has %s series of its limit of %s (setting "metrics.series_limit").', busiest, busiest_n, series_limit);
+	ELSE
+		status := 'ok';
+		detail := format('%s series; no metric is near its limit of %s.', total, series_limit);
+	END IF;
+	RETURN NEXT;
+END
+$$;
+
 -- Audit: the seal chain (src/audit/seal.sql).  audit.seals of 0.1 was never
 -- written; it is made anew, with the functions that write and verify it.
 ALTER EXTENSION pg_opsdata DROP TABLE audit.seals;

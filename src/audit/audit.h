@@ -76,6 +76,8 @@ typedef enum AuditOutcome
 	0x08						 /* BEGIN, COMMIT...: never "rolled back" */
 #define AUDIT_EVENT_ALWAYS	0x10 /* audit settings or rules: rules ignored */
 #define AUDIT_EVENT_WRITTEN 0x20 /* backend-local: inserted at pre-commit */
+#define AUDIT_EVENT_READ_ONLY                                                 \
+	0x40 /* backend-local: made in a read-only transaction */
 
 /* A constant of a statement: where its bytes are in the statement text. */
 typedef struct AuditSpan
@@ -184,6 +186,7 @@ extern char *audit_actor;
 extern char *audit_request_id;
 extern char *audit_attributes;
 extern int audit_overflow;
+extern int audit_overflow_timeout_ms;
 extern bool audit_catalog;
 extern bool audit_log_parameters;
 extern int audit_parameter_max_length;
@@ -257,6 +260,7 @@ extern AuditEvent *audit_new_event(MemoryContext cxt, int class,
 								   const char *command);
 extern void audit_add_event(AuditEvent *ev);
 extern void audit_flush_deferred(bool wait);
+extern void audit_requeue(AuditEvent **events, int n);
 extern void audit_events_at_exit(void);
 extern void audit_events_pre_commit(void);
 extern void audit_events_end_xact(bool commit);
@@ -289,6 +293,9 @@ extern bool audit_needs_redaction(Node *parsetree);
 extern char *audit_redact_at(Node *parsetree, const char *source, int location,
 							 int len);
 extern bool audit_unparsed_may_hold_secret(const char *text);
+extern bool audit_setting_is_secret(const char *name);
+extern char *audit_redact_set_config(const char *source, int location,
+									 int len);
 
 /* rules.c */
 extern bool audit_rules_wanted(const AuditEvent *event, Oid roleid);
@@ -321,12 +328,18 @@ typedef struct AuditQueueBatch
 
 extern bool audit_queue_claim(const char *dbname, int max_events,
 							  bool wait_for_owner, AuditQueueBatch *batch);
+extern bool audit_queue_take(const char *dbname, int max_events,
+							 AuditQueueBatch *batch);
 extern void audit_queue_release(bool advance);
 extern void audit_queue_discard(const char *dbname);
 extern bool audit_queue_claimed(void);
-extern void audit_queue_count_writer_error(const char *dbname);
+extern void audit_queue_count_writer_error(const char *dbname,
+										   const char *message);
 extern void audit_queue_note_held(const char *dbname);
 extern bool audit_queue_take_held(const char *dbname);
+
+/* Bytes kept of the message of the last failed write of a queue. */
+#define AUDIT_QUEUE_ERROR_LEN 128
 
 typedef struct AuditQueueStats
 {
@@ -340,10 +353,16 @@ typedef struct AuditQueueStats
 	uint64 writer_errors;
 	TimestampTz last_drained; /* 0 for never */
 	TimestampTz last_error;	  /* 0 for never */
+	char last_error_message[AUDIT_QUEUE_ERROR_LEN];
 } AuditQueueStats;
 
 extern int audit_queue_stats(AuditQueueStats **stats);
 extern uint64 audit_queue_unassigned_drops(void);
+
+/* ids.c */
+extern void audit_ids_init(void);
+extern int64 audit_ids_allocate(Oid entries, Oid seq, int n);
+extern int64 audit_seq_next(Oid seq);
 
 /* indexcache.c */
 extern void audit_open_indices(ResultRelInfo *rri);
@@ -353,6 +372,7 @@ extern void audit_index_cache_invalidate(Oid relid);
 extern void audit_writer_init(void);
 extern void audit_write_events(AuditEvent **events, int nevents);
 extern Datum audit_json_datum(const char *json);
+extern bool audit_writer_try_lock(AuditEvent **events, int nevents);
 
 /* hold.c */
 extern void audit_store_events(AuditEvent **events, int nevents);
@@ -414,7 +434,10 @@ extern bool audit_text_cache_lookup(uint64 h1, uint64 h2, int64 *id);
 extern void audit_text_cache_enter(uint64 h1, uint64 h2, int64 id);
 
 /* drain.c */
-extern int64 audit_drain(bool wait_for_owner);
+extern int64 audit_drain_flush(void);
+extern void audit_drain_end_xact(bool commit);
+extern void audit_drain_end_subxact(SubTransactionId mySubid);
+extern void audit_drain_check_prepare(void);
 extern long audit_drain_service(void);
 
 #endif /* OPSDATA_AUDIT_H */

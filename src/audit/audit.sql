@@ -22,6 +22,17 @@ COMMENT ON COLUMN audit.statements.placeholders IS 'Byte offset (from 0) in stat
 
 CREATE SEQUENCE audit.entries_entry_id_seq AS bigint;
 
+-- The server an entry comes from (src/audit/server.c): the system
+-- identifier of its cluster.  Each server numbers its entries on its own,
+-- so the primary key includes it: a database that receives the entries of
+-- other servers by logical replication keeps them beside its own.
+CREATE FUNCTION audit.server_id()
+RETURNS bigint
+LANGUAGE c STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'audit_server_id';
+
+COMMENT ON FUNCTION audit.server_id() IS 'This server''s identifier in audit.entries.server_id: the system identifier of its cluster (pg_control_system())';
+
 CREATE TABLE audit.entries (
 	entry_id			bigint NOT NULL DEFAULT pg_catalog.nextval('audit.entries_entry_id_seq'),
 	ts					timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -49,7 +60,8 @@ CREATE TABLE audit.entries (
 	request_id			text,
 	attributes			jsonb,
 	details				jsonb,
-	PRIMARY KEY (entry_id, ts)
+	server_id			bigint NOT NULL DEFAULT audit.server_id(),
+	PRIMARY KEY (entry_id, ts, server_id)
 ) PARTITION BY RANGE (ts);
 
 ALTER SEQUENCE audit.entries_entry_id_seq OWNED BY audit.entries.entry_id;
@@ -89,6 +101,7 @@ COMMENT ON COLUMN audit.entries.actor IS 'The end user the application declared 
 COMMENT ON COLUMN audit.entries.request_id IS 'The request the application declared (pg_opsdata.request_id)';
 COMMENT ON COLUMN audit.entries.attributes IS 'More context the application declared (pg_opsdata.attributes)';
 COMMENT ON COLUMN audit.entries.details IS 'Details of an application event (audit.log_event())';
+COMMENT ON COLUMN audit.entries.server_id IS 'The server that wrote the entry: the system identifier of its cluster (audit.server_id() there); entries replicated from another server keep that server''s';
 
 -- While a dump is being restored into the database, audit entries cannot go
 -- into audit.entries: the restore has yet to load its rows, attach its
@@ -187,6 +200,36 @@ COMMENT ON FUNCTION audit._statements_changed() IS 'Internal: make the caches of
 CREATE TRIGGER statements_changed AFTER UPDATE OR DELETE ON audit.statements
 	FOR EACH STATEMENT EXECUTE FUNCTION audit._statements_changed();
 
+-- Logical replication (doc/scale-out.md).  A text has the same
+-- statement_id on every server, so a text replicated from another server
+-- may be stored here already.  The apply worker runs with
+-- session_replication_role = replica, the one role this trigger fires in
+-- (ENABLE REPLICA): it skips such a row instead of failing on the primary
+-- key and stopping the subscription.
+CREATE FUNCTION audit._statement_arrived()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF EXISTS (SELECT FROM audit.statements s WHERE s.statement_id OPERATOR(pg_catalog.=) NEW.statement_id) THEN
+		RETURN NULL;
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION audit._statement_arrived() IS 'Internal: skip a replicated statement text that is stored already';
+
+CREATE TRIGGER statement_arrived BEFORE INSERT ON audit.statements
+	FOR EACH ROW EXECUTE FUNCTION audit._statement_arrived();
+ALTER TABLE audit.statements ENABLE REPLICA TRIGGER statement_arrived;
+
+-- Tables without a primary key are logged whole when their rows are
+-- deleted, so that a publication that carries them (FOR ALL TABLES) never
+-- makes pg_opsdata's own deletes fail.
+ALTER TABLE audit.held_entries REPLICA IDENTITY FULL;
+
 SELECT pg_catalog.pg_extension_config_dump('audit.statements', '');
 SELECT pg_catalog.pg_extension_config_dump('audit.entries_default', '');
 SELECT pg_catalog.pg_extension_config_dump('audit.entries_entry_id_seq', '');
@@ -209,7 +252,7 @@ CREATE VIEW audit.trail AS
 		   e.client_addr, e.backend_pid, e.xid, e.class, e.command, e.objects, e.privileges,
 		   e.rows, e.duration, e.outcome, e.sqlstate,
 		   audit.rebuild_statement(s.statement_text, s.placeholders, e.constants) AS statement_text,
-		   e.params, e.statement_id, e.constants, e.actor, e.request_id, e.attributes, e.details
+		   e.params, e.statement_id, e.constants, e.actor, e.request_id, e.attributes, e.details, e.server_id
 	  FROM audit.entries e LEFT JOIN audit.statements s USING (statement_id);
 
 COMMENT ON VIEW audit.trail IS 'audit.entries with the text of each statement, as it was sent';
@@ -361,6 +404,7 @@ GRANT SELECT ON audit.entries, audit.statements, audit.rules, audit.trail,
 	audit.held_entries TO opsdata_auditor;
 GRANT SELECT ON audit.rules TO opsdata_admin;
 GRANT EXECUTE ON FUNCTION audit.flush(), audit.queue_state() TO opsdata_admin, opsdata_auditor;
+GRANT EXECUTE ON FUNCTION audit.server_id() TO opsdata_admin, opsdata_auditor;
 GRANT EXECUTE ON FUNCTION audit.rebuild_statement(text, integer[], text[]),
 	audit.shapes(timestamptz, timestamptz, text) TO opsdata_auditor;
 GRANT EXECUTE ON FUNCTION audit.add_rule(text, name, name, name, text, text, text),

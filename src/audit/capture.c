@@ -369,10 +369,16 @@ audit_executor_start(QueryDesc *queryDesc, int eflags)
 	item->running = 1;
 	if (item->source != NULL)
 	{
-		/* The constants parse analysis found in this text, if known. */
 		const char *text;
 		int len;
 
+		/*
+		 * A secret set_config() value is redacted (a redacted text keeps no
+		 * constants); the constants parse analysis found in this text, if
+		 * known.
+		 */
+		item->text =
+			audit_redact_set_config(item->source, item->location, item->len);
 		audit_statement_bounds(item->source, item->location, item->len, &text,
 							   &len);
 		item->nconsts =
@@ -523,6 +529,9 @@ audit_utility_begin(PlannedStmt *pstmt, const char *queryString,
 	if (queryString != NULL && audit_needs_redaction(parsetree))
 		item->text = audit_redact_at(parsetree, queryString,
 									 pstmt->stmt_location, pstmt->stmt_len);
+	else if (queryString != NULL)
+		item->text = audit_redact_set_config(queryString, pstmt->stmt_location,
+											 pstmt->stmt_len);
 
 	{
 		List *objects = audit_utility_objects(parsetree);

@@ -15,9 +15,15 @@
  * wait there) are kept in a deferred list and queued at the start of the
  * next statement, or at exit.
  *
- * A session that drains the queue itself (audit.flush()) frees room in it
- * only when it commits, so at pre-commit it writes all its events instead
- * of waiting for room it holds.
+ * A read-only transaction may write temporary tables, nothing else: the
+ * events made in it go to the queue, never into the transaction.  When the
+ * queue is full, a transaction that may write and can lock the trail at
+ * once writes its entries itself rather than wait (it may be the one whose
+ * lock keeps the drain out); otherwise the session waits, interruptibly and
+ * at most pg_opsdata.audit_overflow_timeout (queue.c).  A drainer owning the queue
+ * (the scheduler, in its own short transactions) frees room in it only when
+ * it commits, so at pre-commit it writes all its events instead of waiting
+ * for room it holds.  audit.flush() never owns the queue (drain.c).
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -136,6 +142,8 @@ audit_new_event(MemoryContext cxt, int class, const char *command)
 	ev->client_addr = audit_client_address(MyProcPort);
 	ev->subid = GetCurrentSubTransactionId();
 	audit_event_declared(ev, cxt);
+	if (XactReadOnly)
+		ev->flags |= AUDIT_EVENT_READ_ONLY;
 	if (FullTransactionIdIsValid(fxid))
 	{
 		ev->xid = U64FromFullTransactionId(fxid);
@@ -190,6 +198,16 @@ audit_queue_or_defer(AuditEvent **events, int n, bool confirm)
 }
 
 /*
+ * Put events back into the queue (entries an aborted audit.flush() took):
+ * never waits, and keeps what does not fit with the deferred events.
+ */
+void
+audit_requeue(AuditEvent **events, int n)
+{
+	audit_queue_or_defer(events, n, true);
+}
+
+/*
  * Queue the deferred events.  With wait (at the start of a statement) a
  * full queue makes the session wait according to pg_opsdata.audit_overflow;
  * without it (at exit) they are dropped and counted when they do not fit.
@@ -198,42 +216,88 @@ void
 audit_flush_deferred(bool wait)
 {
 	int mode;
+	int done = 0;
 
 	if (audit_deferred_n == 0)
 		return;
 	mode = !wait || audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
 														  : AUDIT_PUT_WAIT;
-	audit_queue_put(audit_database_name(), audit_confirmed(), audit_deferred,
-					audit_deferred_n, mode, NULL);
+	PG_TRY();
+	{
+		audit_queue_put(audit_database_name(), audit_confirmed(),
+						audit_deferred, audit_deferred_n, mode, &done);
+	}
+	PG_CATCH();
+	{
+		/* A wait that ended in an error keeps only what it did not queue. */
+		memmove(audit_deferred, audit_deferred + done,
+				sizeof(AuditEvent *) * (audit_deferred_n - done));
+		audit_deferred_n -= done;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	audit_deferred_n = 0;
 	MemoryContextReset(audit_deferred_cxt);
 	audit_deferred = NULL;
 	audit_deferred_max = 0;
 }
 
-/* Queue the transaction's queued-class events that completed so far. */
+/*
+ * Queue the transaction's queued-class events that completed so far.  When
+ * the queue is full, a transaction that may write and can lock the trail
+ * without waiting writes them itself (they stay in its list, marked, as
+ * written events do); otherwise it waits for room.
+ */
 static void
 audit_xact_queue_now(void)
 {
 	AuditEvent **queued = palloc(sizeof(AuditEvent *) * audit_xact_nevents);
 	int nq = 0;
 	int nk = 0;
+	int done = 0;
+	int progress = 0;
 	int i;
 
 	for (i = 0; i < audit_xact_nevents; i++)
 	{
 		AuditEvent *ev = audit_xact_events[i];
 
-		if (AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES)
+		if ((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) ||
+			(ev->flags & AUDIT_EVENT_WRITTEN))
 			audit_xact_events[nk++] = ev;
 		else
 			queued[nq++] = ev;
 	}
+	if (audit_overflow == AUDIT_OVERFLOW_WAIT && !XactReadOnly)
+	{
+		done = audit_queue_put(audit_database_name(), true, queued, nq,
+							   AUDIT_PUT_TRY, NULL);
+		if (done < nq && audit_writer_try_lock(queued + done, nq - done))
+		{
+			audit_store_events(queued + done, nq - done);
+			for (i = done; i < nq; i++)
+			{
+				queued[i]->flags |= AUDIT_EVENT_WRITTEN;
+				audit_xact_events[nk++] = queued[i];
+			}
+			nq = done;
+		}
+	}
 	audit_xact_nevents = nk;
-	audit_queue_put(audit_database_name(), true, queued, nq,
-					audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
-														  : AUDIT_PUT_WAIT,
-					NULL);
+	PG_TRY();
+	{
+		audit_queue_put(audit_database_name(), true, queued + done, nq - done,
+						audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
+															  : AUDIT_PUT_WAIT,
+						&progress);
+	}
+	PG_FINALLY();
+	{
+		/* A wait that ended in an error keeps what it did not queue. */
+		for (i = done + progress; i < nq; i++)
+			audit_xact_events[audit_xact_nevents++] = queued[i];
+	}
+	PG_END_TRY();
 	audit_xact_nqueued = 0;
 	pfree(queued);
 }
@@ -353,10 +417,11 @@ audit_xact_reset(void)
 }
 
 /*
- * Pre-commit: write the transaction's write events, queue the others.  The
- * written events stay in the list, marked, so that an abort after this
- * point still records them (as rolled back); queued events leave it as
- * they are queued.
+ * Pre-commit: write the transaction's write events, queue the others (and
+ * the events made while the transaction was read-only).  The written
+ * events stay in the list, marked, so that an abort after this point still
+ * records them (as rolled back); queued events leave it as they are
+ * queued.
  */
 void
 audit_events_pre_commit(void)
@@ -367,9 +432,18 @@ audit_events_pre_commit(void)
 	int nq = 0;
 	int i;
 	int done = 0;
+	volatile int tried = 0;
+	bool read_only;
 
 	if (audit_xact_nevents == 0)
 		return;
+	/*
+	 * A read-only transaction may write temporary tables, and nothing else:
+	 * its entries go through the queue.  A transaction made read-only after
+	 * it wrote (SET TRANSACTION READ ONLY is allowed then) still writes the
+	 * entries of the statements it ran while it could write, with it.
+	 */
+	read_only = XactReadOnly;
 	written = palloc(sizeof(AuditEvent *) * audit_xact_nevents);
 	queued = palloc(sizeof(AuditEvent *) * audit_xact_nevents);
 	for (i = 0; i < audit_xact_nevents; i++)
@@ -380,13 +454,12 @@ audit_events_pre_commit(void)
 			continue;
 
 		/*
-		 * A session draining the queue (audit.flush()) frees room in it only
-		 * when it commits, so it must not wait for room: it writes all its
-		 * events itself.
+		 * A drainer owning the queue frees room in it only when it commits,
+		 * so it must not wait for room: it writes all its events itself.
 		 */
-		if (((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) &&
-			 !(ev->class == AUDIT_CLASS_APP && XactReadOnly)) ||
-			audit_queue_claimed())
+		if (!(ev->flags & AUDIT_EVENT_READ_ONLY) &&
+			((AUDIT_BIT(ev->class) & AUDIT_TRANSACTIONAL_CLASSES) ||
+			 audit_queue_claimed()))
 			written[nw++] = ev;
 		else
 			queued[nq++] = ev;
@@ -402,7 +475,27 @@ audit_events_pre_commit(void)
 
 	PG_TRY();
 	{
-		audit_queue_put(audit_database_name(), true, queued, nq,
+		/*
+		 * When the queue is full, a transaction that may write and can lock
+		 * the trail without waiting (nobody else holds it: the drain is only
+		 * slow; or this very transaction holds it, and would wait for
+		 * itself) writes its remaining entries itself instead of waiting.
+		 */
+		if (audit_overflow == AUDIT_OVERFLOW_WAIT && !read_only)
+		{
+			tried = audit_queue_put(audit_database_name(), true, queued, nq,
+									AUDIT_PUT_TRY, NULL);
+			if (tried < nq &&
+				audit_writer_try_lock(queued + tried, nq - tried))
+			{
+				audit_store_events(queued + tried, nq - tried);
+				for (i = tried; i < nq; i++)
+					queued[i]->flags |= AUDIT_EVENT_WRITTEN;
+				nq = tried;
+			}
+		}
+		audit_queue_put(audit_database_name(), true, queued + tried,
+						nq - tried,
 						audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
 															  : AUDIT_PUT_WAIT,
 						&done);
@@ -412,12 +505,13 @@ audit_events_pre_commit(void)
 		/* Keep the written events and those not yet queued. */
 		int n = 0;
 		int q = 0;
+		int nqueued = tried + done;
 
 		for (i = 0; i < audit_xact_nevents; i++)
 		{
 			AuditEvent *ev = audit_xact_events[i];
 
-			if (q < done && ev == queued[q])
+			if (q < nqueued && ev == queued[q])
 			{
 				q++;
 				continue;

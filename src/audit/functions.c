@@ -61,8 +61,9 @@ audit_flush(PG_FUNCTION_ARGS)
 
 	if (!opsdata_preloaded)
 		PG_RETURN_INT64(0);
+	PreventCommandIfReadOnly("audit.flush()");
 	audit_flush_deferred(true);
-	n = audit_drain(true);
+	n = audit_drain_flush();
 	CommandCounterIncrement();
 	PG_RETURN_INT64(n);
 }
@@ -140,8 +141,8 @@ audit_health_queue(ReturnSetInfo *rsinfo, const AuditQueueStats *st,
 		status = "error";
 		appendStringInfo(
 			&detail,
-			" The last write of the queue failed (%s) and none succeeded since: see the server log.",
-			audit_ago(st->last_error, now));
+			" The last write of the queue failed (%s: %s) and none succeeded since: see the server log.",
+			audit_ago(st->last_error, now), st->last_error_message);
 	}
 	else if (stale)
 	{

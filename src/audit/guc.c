@@ -7,7 +7,8 @@
  * misc, login, all, none; a class preceded by "-" is taken away), parsed
  * once by its check hook into a bit set that the hooks test.  The policy
  * settings are SUSET: only superusers change them, in a session or with
- * ALTER ROLE / ALTER DATABASE ... SET.  Queue sizes are fixed at server
+ * ALTER ROLE / ALTER DATABASE ... SET; among them how long a session may
+ * wait for room in a full queue.  Queue sizes are fixed at server
  * start (POSTMASTER); the flush interval is reloadable (SIGHUP).
  *
  * Copyright (c) 2026, pg_opsdata developers
@@ -31,6 +32,7 @@
 
 int audit_classes = 0;
 int audit_overflow = AUDIT_OVERFLOW_WAIT;
+int audit_overflow_timeout_ms = 30 * 1000;
 bool audit_catalog = true;
 bool audit_log_parameters = false;
 int audit_parameter_max_length = 1024;
@@ -259,6 +261,14 @@ audit_define_gucs(void)
 		"wait: wait until the queue has room; drop: drop the entry and count it.",
 		&audit_overflow, AUDIT_OVERFLOW_WAIT, audit_overflow_options,
 		PGC_SUSET, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable(
+		"pg_opsdata.audit_overflow_timeout",
+		"Longest time a session waits for room in a full audit queue.",
+		"With pg_opsdata.audit_overflow = wait, a statement whose entries "
+		"found no room for this long fails.",
+		&audit_overflow_timeout_ms, 30 * 1000, 1, 24 * 3600 * 1000, PGC_SUSET,
+		GUC_UNIT_MS, NULL, NULL, NULL);
 
 	DefineCustomBoolVariable(
 		"pg_opsdata.audit_catalog",

@@ -191,17 +191,22 @@ audit_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
+			audit_events_pre_commit();
+			break;
 		case XACT_EVENT_PRE_PREPARE:
+			audit_drain_check_prepare();
 			audit_events_pre_commit();
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PREPARE:
 			audit_queue_release(true);
+			audit_drain_end_xact(true);
 			audit_statements_end_xact(event == XACT_EVENT_COMMIT);
 			audit_events_end_xact(true);
 			break;
 		case XACT_EVENT_ABORT:
 			audit_queue_release(false);
+			audit_drain_end_xact(false);
 			audit_statements_end_xact(false);
 			audit_events_end_xact(false);
 			break;
@@ -227,6 +232,7 @@ audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	audit_events_subxact_abort(mySubid);
 	audit_items_subxact_abort(mySubid);
 	audit_statements_end_subxact();
+	audit_drain_end_subxact(mySubid);
 	audit_pq_subxact_abort();
 }
 
@@ -283,6 +289,7 @@ audit_init(void)
 	if (!opsdata_preloaded)
 		return;
 	audit_queue_init();
+	audit_ids_init();
 	audit_statements_init();
 	audit_text_cache_init();
 	audit_classify_init();

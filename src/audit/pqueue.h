@@ -150,7 +150,7 @@ extern void pq_register_callback(void);
 typedef struct PqInserter PqInserter;
 extern bool pq_lookup(const char *name, PqQueue *queue);
 extern bool pq_lookup_id(int32 queue_id, PqQueue *queue);
-extern PqInserter *pq_insert_begin(void);
+extern PqInserter *pq_insert_begin(bool quiet);
 extern int64 pq_insert(PqInserter *ins, int32 queue_id, Jsonb *payload,
 					   int64 entry_id, TimestampTz enqueued_at,
 					   TimestampTz visible_at);

@@ -174,7 +174,7 @@ audit_pq_enqueue(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						errmsg("payload must not be null")));
 	visible_at = pq_visible_at(fcinfo, now);
-	ins = pq_insert_begin();
+	ins = pq_insert_begin(false);
 	id = pq_insert(ins, queue.queue_id, PG_GETARG_JSONB_P(1), 0, now,
 				   visible_at);
 	pq_insert_end(ins);
@@ -215,7 +215,7 @@ audit_pq_enqueue_many(PG_FUNCTION_ARGS)
 			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 							errmsg("payloads must not contain nulls")));
 	}
-	ins = pq_insert_begin();
+	ins = pq_insert_begin(false);
 	for (i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -257,7 +257,7 @@ audit_pq_requeue(PG_FUNCTION_ARGS)
 					  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &ats, &at_nulls, &n3);
 	if (n2 != n || n3 != n)
 		elog(ERROR, "arrays of different lengths");
-	ins = pq_insert_begin();
+	ins = pq_insert_begin(false);
 	for (i = 0; i < n; i++)
 		(void) pq_insert(ins, PG_GETARG_INT32(0),
 						 payload_nulls[i] ? NULL : DatumGetJsonbP(payloads[i]),

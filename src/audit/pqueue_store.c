@@ -49,6 +49,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "audit/audit.h"
 #include "audit/pqueue.h"
 #include "core/opsdata.h"
 
@@ -69,6 +70,7 @@ struct PqInserter
 	Relation rel;
 	TupleTableSlot *slot;
 	Oid seq;
+	bool quiet; /* numbers items without the session's sequence state */
 	CommandId cid;
 };
 
@@ -282,9 +284,12 @@ pq_lookup_id(int32 queue_id, PqQueue *queue)
 
 /*
  * Open audit.queue_items for inserting items in the current transaction.
+ * quiet (for the items of audit entries, enqueued where the entries are
+ * written) numbers them leaving the session's sequence state (lastval(),
+ * currval()) alone; otherwise they are numbered by nextval().
  */
 PqInserter *
-pq_insert_begin(void)
+pq_insert_begin(bool quiet)
 {
 	PqInserter *ins = palloc0(sizeof(PqInserter));
 
@@ -293,6 +298,7 @@ pq_insert_begin(void)
 		elog(ERROR, "audit.queue_items has %d columns, expected %d",
 			 RelationGetDescr(ins->rel)->natts, PQ_NATTS);
 	ins->seq = pq_rel(PQ_REL_SEQ);
+	ins->quiet = quiet;
 	ins->estate = CreateExecutorState();
 	ins->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(ins->rri, ins->rel, 1, NULL, 0);
@@ -321,7 +327,8 @@ pq_insert(PqInserter *ins, int32 queue_id, Jsonb *payload, int64 entry_id,
 	 * one must be among them while its item may still come below it.
 	 */
 	(void) GetCurrentTransactionId();
-	seq = nextval_internal(ins->seq, false);
+	seq = ins->quiet ? audit_seq_next(ins->seq)
+					 : nextval_internal(ins->seq, false);
 	id = PQ_FIRST_ID(queue_id) | seq;
 
 	ExecClearTuple(slot);

@@ -1051,7 +1051,7 @@ audit_pq_entries_written(AuditEvent **events, const int64 *entry_ids,
 		if (!match[i])
 			continue;
 		if (ins == NULL)
-			ins = pq_insert_begin();
+			ins = pq_insert_begin(true);
 		(void) pq_insert(
 			ins, pq_subs[cand_sub[i]].queue_id,
 			pq_entry_payload(events[cand_ev[i]], entry_ids[cand_ev[i]]),

@@ -28,11 +28,15 @@
  * Locking: lock 0 of the tranche guards slot assignment (exclusive to
  * assign, shared to look up); lock i + 1 guards everything in slot i.
  * Writers hold the slot lock while copying in.  One drainer at a time owns
- * a slot (drainer_pid): it copies a range of records out under the lock,
- * writes them in its own transaction, and only then advances tail, so a
- * failed write loses nothing.  Sessions waiting for room sleep on space_cv;
- * drainers waiting for a slot's owner sleep on owner_cv.  A crash of any
- * process resets shared memory, and with it the queue.
+ * a slot (drainer_pid): the scheduler copies a range of records out under
+ * the lock, writes them in a transaction of its own, short and committed
+ * at once, and only then advances tail, so a failed write loses nothing.
+ * audit.flush() never owns a slot beyond the lock: it takes records out
+ * and advances tail at once, and puts them back if its transaction aborts
+ * (drain.c), so a transaction left open after a flush holds nothing.
+ * Sessions waiting for room sleep on space_cv; a drainer's successor
+ * waits on owner_cv.  A crash of any process resets shared memory, and
+ * with it the queue.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -47,6 +51,7 @@
 #include "pgstat.h"
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
+#include "access/xact.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -76,7 +81,8 @@ typedef struct AuditQueueSlot
 	uint64 writer_errors;
 	TimestampTz last_drained; /* last commit of a drainer, 0 for never */
 	TimestampTz last_error;	  /* last failed write, 0 for never */
-	bool held;				  /* entries were held during a restore (hold.c) */
+	char last_error_message[AUDIT_QUEUE_ERROR_LEN]; /* its message */
+	bool held; /* entries were held during a restore (hold.c) */
 	ConditionVariable space_cv;
 	ConditionVariable owner_cv;
 } AuditQueueSlot;
@@ -287,8 +293,8 @@ audit_queue_slot(const char *dbname, bool create, bool confirm)
 /*
  * The extension was dropped in the database: what its queue holds belonged
  * to the dropped trail and is discarded, and its counters start again.
- * Left alone while a drainer owns the slot (an audit.flush() of another
- * session); runs after the commit of DROP EXTENSION, so it must not fail.
+ * Left alone while a drainer owns the slot (the scheduler, in the middle
+ * of a batch); runs after the commit of DROP EXTENSION, so it must not fail.
  */
 void
 audit_queue_discard(const char *dbname)
@@ -522,6 +528,50 @@ ring_read(int i, uint64 pos, char *dst, Size len)
 }
 
 /*
+ * How long a session waiting for room since wait_start may sleep before it
+ * looks again, at most a second.  Ends the wait with an error once
+ * pg_opsdata.audit_overflow_timeout has passed, or statement_timeout since
+ * the statement started (which PostgreSQL no longer enforces while a
+ * transaction commits, where entries are queued).  Cancel and termination
+ * are served by the sleep itself.
+ */
+static long
+audit_queue_wait_ms(const char *dbname, TimestampTz wait_start)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz deadline =
+		TimestampTzPlusMilliseconds(wait_start, audit_overflow_timeout_ms);
+	long left;
+
+	if (StatementTimeout > 0)
+	{
+		TimestampTz stmt_deadline = TimestampTzPlusMilliseconds(
+			GetCurrentStatementStartTimestamp(), StatementTimeout);
+
+		if (now >= stmt_deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("canceling statement due to statement timeout"),
+					 errdetail("The audit queue of database \"%s\" is full.",
+							   dbname)));
+		deadline = Min(deadline, stmt_deadline);
+	}
+	if (now >=
+		TimestampTzPlusMilliseconds(wait_start, audit_overflow_timeout_ms))
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+			 errmsg("audit queue of database \"%s\" is full", dbname),
+			 errdetail(
+				 "The statement's audit entries waited %d ms for room in the queue (pg_opsdata.audit_overflow_timeout).",
+				 audit_overflow_timeout_ms),
+			 errhint(
+				 "Check that the database's pg_opsdata scheduler runs and can write audit.entries (opsdata.health()), or increase pg_opsdata.audit_queue_size.")));
+	left = TimestampDifferenceMilliseconds(now, deadline);
+	return Min(Max(left, 1), 1000);
+}
+
+/*
  * Ask the scheduler of database dboid to drain its queue now: the queue is
  * filling up or a session waits for room.  Cheap and lock-free; a queue
  * whose database is not known yet (only logins reached it) falls back on
@@ -540,9 +590,10 @@ audit_wake_drainer(Oid dboid)
  * Put events into the queue of database dbname and return how many of
  * them, from the first, were handled (queued, or dropped and counted).
  *
- * AUDIT_PUT_WAIT: when the ring is full, sleep until a drainer makes room;
- * interrupts are served meanwhile, so the caller must be able to take an
- * ERROR.  AUDIT_PUT_DROP: events that do not fit are dropped and counted.
+ * AUDIT_PUT_WAIT: when the ring is full, sleep until a drainer makes room,
+ * at most pg_opsdata.audit_overflow_timeout (then, or at statement_timeout,
+ * an ERROR); interrupts are served meanwhile, so the caller must be able to
+ * take an ERROR.  AUDIT_PUT_DROP: events that do not fit are dropped and counted.
  * AUDIT_PUT_TRY: stop at the first event that does not fit and leave it and
  * the rest to the caller.  confirm says that the caller is a session of
  * that database and saw the extension installed.  When progress is given,
@@ -583,6 +634,7 @@ audit_queue_put(const char *dbname, bool confirm, AuditEvent **events,
 		Size bytes;
 		bool fits = false;
 		bool slept = false;
+		TimestampTz wait_start = 0;
 
 		/* Serialize as many events as fit in a quarter of the ring. */
 		resetStringInfo(&audit_serial_buf);
@@ -614,12 +666,16 @@ audit_queue_put(const char *dbname, bool confirm, AuditEvent **events,
 				break;
 			}
 			if (!slept)
+			{
 				slot->waits++;
+				wait_start = GetCurrentTimestamp();
+			}
 			LWLockRelease(slot_lock(i));
 			audit_wake_drainer(slot->dboid);
 			slept = true;
-			ConditionVariableTimedSleep(&slot->space_cv, 1000,
-										PG_WAIT_EXTENSION);
+			ConditionVariableTimedSleep(
+				&slot->space_cv, audit_queue_wait_ms(dbname, wait_start),
+				PG_WAIT_EXTENSION);
 		}
 		if (slept)
 			ConditionVariableCancelSleep();
@@ -707,6 +763,73 @@ audit_queue_claim(const char *dbname, int max_events, bool wait_for_owner,
 }
 
 /*
+ * Take up to max_events records out of the queue of dbname at once, into
+ * batch (allocated in the current memory context): they leave the queue
+ * now, and the caller becomes responsible for them (audit.flush() writes
+ * them in its transaction and puts them back if that transaction aborts).
+ * Waits, interruptibly, while a drainer owns the queue.  Returns false when
+ * there is no queue for dbname.  Never leaves the queue owned.
+ */
+bool
+audit_queue_take(const char *dbname, int max_events, AuditQueueBatch *batch)
+{
+	int i;
+	AuditQueueSlot *slot;
+	uint64 pos;
+	int n = 0;
+	char *p;
+
+	memset(batch, 0, sizeof(AuditQueueBatch));
+	if (audit_queue == NULL)
+		return false;
+	i = audit_queue_slot(dbname, false, true);
+	if (i < 0)
+		return false;
+	slot = &audit_queue->slots[i];
+
+	for (;;)
+	{
+		LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
+		if (slot->drainer_pid == 0)
+			break;
+		LWLockRelease(slot_lock(i));
+		ConditionVariableTimedSleep(&slot->owner_cv, 1000, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+
+	pos = slot->tail;
+	while (pos < slot->head && n < max_events)
+	{
+		uint32 len;
+
+		ring_read(i, pos, (char *) &len, sizeof(len));
+		pos += len;
+		n++;
+	}
+	batch->bytes = pos - slot->tail;
+	batch->end = pos;
+	batch->nevents = n;
+	batch->data = palloc(Max(batch->bytes, 1));
+	ring_read(i, slot->tail, batch->data, batch->bytes);
+	slot->tail = slot->claim_end = pos;
+	slot->drained += n;
+	if (n > 0)
+		slot->last_drained = GetCurrentTimestamp();
+	LWLockRelease(slot_lock(i));
+	if (n > 0)
+		ConditionVariableBroadcast(&slot->space_cv);
+
+	batch->events = palloc(sizeof(AuditEvent) * Max(n, 1));
+	p = batch->data;
+	for (i = 0; i < n; i++)
+	{
+		audit_event_deserialize(p, &batch->events[i]);
+		p += ((AuditRecordHeader *) p)->length;
+	}
+	return true;
+}
+
+/*
  * Give up ownership of the claimed queue; with advance, the claimed
  * records are gone from it (they were written).  Never raises an error:
  * the transaction callbacks call it at commit and abort.
@@ -742,19 +865,27 @@ audit_queue_claimed(void)
 }
 
 /*
- * Count a failed attempt to write the queue of dbname.
+ * Count a failed attempt to write the queue of dbname, and keep the start
+ * of its message for health.
  */
 void
-audit_queue_count_writer_error(const char *dbname)
+audit_queue_count_writer_error(const char *dbname, const char *message)
 {
 	int i;
+	AuditQueueSlot *slot;
 
 	if (audit_queue == NULL ||
 		(i = audit_queue_slot(dbname, false, false)) < 0)
 		return;
+	slot = &audit_queue->slots[i];
 	LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
-	audit_queue->slots[i].writer_errors++;
-	audit_queue->slots[i].last_error = GetCurrentTimestamp();
+	slot->writer_errors++;
+	slot->last_error = GetCurrentTimestamp();
+	strlcpy(slot->last_error_message, message ? message : "",
+			pg_mbcliplen(message ? message : "",
+						 strlen(message ? message : ""),
+						 AUDIT_QUEUE_ERROR_LEN - 1) +
+				1);
 	LWLockRelease(slot_lock(i));
 }
 
@@ -828,6 +959,8 @@ audit_queue_stats(AuditQueueStats **stats)
 			st->writer_errors = slot->writer_errors;
 			st->last_drained = slot->last_drained;
 			st->last_error = slot->last_error;
+			strlcpy(st->last_error_message, slot->last_error_message,
+					AUDIT_QUEUE_ERROR_LEN);
 			n++;
 		}
 		LWLockRelease(slot_lock(i));

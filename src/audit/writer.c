@@ -13,6 +13,9 @@
  * (partition/route.c).  Statement texts go to audit.statements
  * (statements.c).
  *
+ * Entry ids come from ids.c, never from nextval(): the session's sequence
+ * state (lastval(), currval()) is the user's.
+ *
  * What the writer looks up by name (the audit schema, its relations, the
  * columns of audit.entries) is cached per backend and forgotten on any
  * relcache invalidation of those relations, so a batch costs no catalog
@@ -31,11 +34,12 @@
 #include "access/tupconvert.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "common/jsonapi.h"
-#include "commands/sequence.h"
 #include "executor/execPartition.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
@@ -92,6 +96,7 @@ enum
 	COL_REQUEST_ID,
 	COL_ATTRIBUTES,
 	COL_DETAILS,
+	COL_SERVER_ID,
 	NUM_COLS
 };
 
@@ -118,7 +123,8 @@ static const char *const audit_column_names[NUM_COLS] = {"entry_id",
 														 "actor",
 														 "request_id",
 														 "attributes",
-														 "details"};
+														 "details",
+														 "server_id"};
 
 /* What the writer found by name, for the database the backend is in. */
 typedef struct AuditWriterCatalog
@@ -559,18 +565,17 @@ audit_batch_string(AuditWriter *w, int c, const char *s)
 	} while (0)
 
 /*
- * Fill the root slot with one event, stored under shape statement_id (when
- * it has a statement), with its constants when the shape has placeholders;
- * returns its entry_id.
+ * Fill the root slot with one event as entry entry_id, stored under shape
+ * statement_id (when it has a statement), with its constants when the
+ * shape has placeholders.
  */
-static int64
-audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
-				 bool has_statement, bool with_constants)
+static void
+audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 entry_id,
+				 int64 statement_id, bool has_statement, bool with_constants)
 {
 	TupleTableSlot *slot = w->root_slot;
 	Datum *values = slot->tts_values;
 	bool *isnull = slot->tts_isnull;
-	int64 entry_id = nextval_internal(audit_writer_catalog.seq, false);
 
 	ExecClearTuple(slot);
 	memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
@@ -638,20 +643,21 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 statement_id,
 		SET_COL(COL_ATTRIBUTES, audit_json_datum(ev->attributes));
 	if (ev->details)
 		SET_COL(COL_DETAILS, audit_json_datum(ev->details));
+	SET_COL(COL_SERVER_ID, Int64GetDatum((int64) GetSystemIdentifier()));
 	ExecStoreVirtualTuple(slot);
-	return entry_id;
 }
 
 /*
- * Learn from the partition bounds of audit.entries which partition takes
- * rows with this ts, and the range of ts it takes.  Returns false when the
- * table is not partitioned the way pg_opsdata makes it (by range of ts
- * alone, one level): the executor's routing then decides.
+ * The leaf partition of audit.entries (parent) that takes rows with this
+ * ts, and the range of ts it takes in [*lo, *hi); InvalidOid when the table
+ * is not partitioned the way pg_opsdata makes it (by range of ts alone, one
+ * level) or no plain table takes ts: the executor's routing then decides.
+ * The writer's catalog must be looked up.
  */
-static bool
-audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
+static Oid
+audit_writer_find_partition(Relation parent, TimestampTz ts, TimestampTz *lo,
+							TimestampTz *hi)
 {
-	Relation parent = w->entries->ri_RelationDesc;
 	PartitionKey key = RelationGetPartitionKey(parent);
 	/*
 	 * Partitions being detached are left out as the executor leaves them out.
@@ -659,9 +665,8 @@ audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
 	PartitionDesc pd =
 		RelationGetPartitionDesc(parent, !IsolationUsesXactSnapshot());
 	PartitionBoundInfo bi = pd->boundinfo;
-	AuditWriterRoute *r = &audit_writer_route;
-	int lo = 0;
-	int hi;
+	int first = 0;
+	int last;
 	int below; /* greatest bound <= ts, or -1 */
 	int index;
 	Oid part;
@@ -669,14 +674,14 @@ audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
 	if (key->strategy != PARTITION_STRATEGY_RANGE || key->partnatts != 1 ||
 		key->partattrs[0] != audit_writer_catalog.attnum[COL_TS] ||
 		key->parttypid[0] != TIMESTAMPTZOID || bi == NULL)
-		return false;
+		return InvalidOid;
 
 	/* Binary search for the greatest bound not above ts. */
-	hi = bi->ndatums - 1;
+	last = bi->ndatums - 1;
 	below = -1;
-	while (lo <= hi)
+	while (first <= last)
 	{
-		int mid = (lo + hi) / 2;
+		int mid = (first + last) / 2;
 		PartitionRangeDatumKind kind = bi->kind[mid][0];
 		bool le = kind == PARTITION_RANGE_DATUM_MINVALUE ||
 				  (kind == PARTITION_RANGE_DATUM_VALUE &&
@@ -685,29 +690,49 @@ audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
 		if (le)
 		{
 			below = mid;
-			lo = mid + 1;
+			first = mid + 1;
 		}
 		else
-			hi = mid - 1;
+			last = mid - 1;
 	}
 	index = bi->indexes[below + 1];
 	if (index < 0)
 		index = bi->default_index;
 	if (index < 0)
-		return false; /* no partition: the executor's routing reports it */
+		return InvalidOid;
 	part = pd->oids[index];
 	if (get_rel_relkind(part) != RELKIND_RELATION)
-		return false;
+		return InvalidOid;
+	*lo = below >= 0 && bi->kind[below][0] == PARTITION_RANGE_DATUM_VALUE
+			  ? DatumGetTimestampTz(bi->datums[below][0])
+			  : DT_NOBEGIN;
+	*hi = below + 1 < bi->ndatums &&
+				  bi->kind[below + 1][0] == PARTITION_RANGE_DATUM_VALUE
+			  ? DatumGetTimestampTz(bi->datums[below + 1][0])
+			  : DT_NOEND;
+	return part;
+}
 
+/*
+ * Learn from the partition bounds of audit.entries which partition takes
+ * rows with this ts, and the range of ts it takes.  Returns false when the
+ * executor's routing must decide.
+ */
+static bool
+audit_writer_learn_route(AuditWriter *w, TimestampTz ts)
+{
+	Relation parent = w->entries->ri_RelationDesc;
+	AuditWriterRoute *r = &audit_writer_route;
+	TimestampTz lo;
+	TimestampTz hi;
+	Oid part = audit_writer_find_partition(parent, ts, &lo, &hi);
+
+	if (!OidIsValid(part))
+		return false;
 	r->valid = false;
 	r->part = part;
-	r->lo = below >= 0 && bi->kind[below][0] == PARTITION_RANGE_DATUM_VALUE
-				? DatumGetTimestampTz(bi->datums[below][0])
-				: DT_NOBEGIN;
-	r->hi = below + 1 < bi->ndatums &&
-					bi->kind[below + 1][0] == PARTITION_RANGE_DATUM_VALUE
-				? DatumGetTimestampTz(bi->datums[below + 1][0])
-				: DT_NOEND;
+	r->lo = lo;
+	r->hi = hi;
 	{
 		Relation rel = table_open(part, RowExclusiveLock);
 		TupleConversionMap *map = convert_tuples_by_name(
@@ -878,9 +903,12 @@ audit_write_batch(void *arg)
 	int64 *ids = palloc(sizeof(int64) * nevents);
 	int64 *entry_ids = palloc(sizeof(int64) * nevents);
 	AuditWriter w;
+	int64 first_id;
 	int i;
 
 	audit_writer_open(&w);
+	first_id = audit_ids_allocate(audit_writer_catalog.entries,
+								  audit_writer_catalog.seq, nevents);
 	for (i = 0; i < nevents; i++)
 		audit_writer_shape(events[i], &shapes[i]);
 	audit_statement_ids(shapes, nevents, ids, audit_writer_open_statements,
@@ -889,15 +917,63 @@ audit_write_batch(void *arg)
 	{
 		MemoryContextReset(w.rowcxt);
 		MemoryContextSwitchTo(w.rowcxt);
-		entry_ids[i] =
-			audit_fill_entry(&w, events[i], ids[i], shapes[i].text != NULL,
-							 shapes[i].nplaceholders > 0);
+		entry_ids[i] = first_id + i;
+		audit_fill_entry(&w, events[i], entry_ids[i], ids[i],
+						 shapes[i].text != NULL, shapes[i].nplaceholders > 0);
 		MemoryContextSwitchTo(b->cxt);
 		audit_writer_add(&w, events[i]->ts);
 	}
 	audit_writer_close(&w);
 	/* Subscriptions enqueue the entries they match, in this transaction. */
 	audit_pq_entries_written(events, entry_ids, nevents);
+}
+
+/*
+ * Lock what the writer would write the events into (audit.entries, its
+ * default partition, the partitions of the events' times, and
+ * audit.statements) if that needs no wait, and say whether it could; the
+ * locks taken are kept to the end of the transaction either way.  Caller
+ * is in a transaction.
+ */
+bool
+audit_writer_try_lock(AuditEvent **events, int nevents)
+{
+	Oid nsp = get_namespace_oid("audit", true);
+	Oid entries =
+		OidIsValid(nsp) ? get_relname_relid("entries", nsp) : InvalidOid;
+	Oid statements =
+		OidIsValid(nsp) ? get_relname_relid("statements", nsp) : InvalidOid;
+	Oid def;
+	Relation parent;
+	Oid part = InvalidOid;
+	TimestampTz lo = 0;
+	TimestampTz hi = 0;
+	bool ok = true;
+	int i;
+
+	if (!OidIsValid(entries) || !OidIsValid(statements) ||
+		!ConditionalLockRelationOid(entries, RowExclusiveLock) ||
+		!ConditionalLockRelationOid(statements, RowExclusiveLock))
+		return false;
+	def = get_default_partition_oid(entries);
+	if (OidIsValid(def) && !ConditionalLockRelationOid(def, RowExclusiveLock))
+		return false;
+	audit_writer_lookup();
+	if (audit_writer_catalog.entries_kind != RELKIND_PARTITIONED_TABLE)
+		return true;
+	parent = table_open(entries, NoLock);
+	for (i = 0; i < nevents && ok; i++)
+	{
+		TimestampTz ts = events[i]->ts;
+
+		if (OidIsValid(part) && ts >= lo && ts < hi)
+			continue;
+		part = audit_writer_find_partition(parent, ts, &lo, &hi);
+		ok = OidIsValid(part) &&
+			 ConditionalLockRelationOid(part, RowExclusiveLock);
+	}
+	table_close(parent, NoLock);
+	return ok;
 }
 
 /*

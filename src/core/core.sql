@@ -249,6 +249,11 @@ COMMENT ON FUNCTION opsdata._warn_if_not_preloaded() IS 'Internal: WARNING when 
 -- to no role: only the table's owner (pg_opsdata's own code runs as the
 -- extension owner) and superusers get past it.  A table that grants INSERT
 -- to a role (learning.feedback to opsdata_writer) is not guarded on INSERT.
+-- Logical replication's apply worker fires row-level triggers only (and
+-- those of TRUNCATE), with session_replication_role = replica: a plain
+-- table also gets a row-level guard that fires in that role alone (ENABLE
+-- REPLICA), so that a subscription whose owner is not a superuser cannot
+-- write it either, and nothing else pays for it.
 --
 CREATE FUNCTION opsdata._guard()
 RETURNS trigger
@@ -294,17 +299,22 @@ BEGIN
 		-- its parent's).
 		FOR old_guard IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
 				  WHERE tg.tgrelid OPERATOR(pg_catalog.=) t.rel
-					AND tg.tgname IN ('opsdata_guard', 'opsdata_guard_truncate')
+					AND tg.tgname IN ('opsdata_guard', 'opsdata_guard_truncate', 'opsdata_guard_replica')
 					AND tg.tgparentid OPERATOR(pg_catalog.=) 0
 		LOOP
 			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', old_guard, t.rel);
 		END LOOP;
+		row_events := ARRAY(SELECT e FROM pg_catalog.unnest(t.events) e WHERE e OPERATOR(pg_catalog.<>) 'TRUNCATE');
 		IF t.relkind = 'r' AND NOT t.relispartition THEN
 			EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH STATEMENT EXECUTE FUNCTION opsdata._guard()',
 									  pg_catalog.array_to_string(t.events, ' OR '), t.rel);
 			EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER opsdata_guard', t.rel);
+			IF pg_catalog.cardinality(row_events) > 0 THEN
+				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard_replica BEFORE %s ON %s FOR EACH ROW EXECUTE FUNCTION opsdata._guard()',
+										  pg_catalog.array_to_string(row_events, ' OR '), t.rel);
+				EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE REPLICA TRIGGER opsdata_guard_replica', t.rel);
+			END IF;
 		ELSE
-			row_events := ARRAY(SELECT e FROM pg_catalog.unnest(t.events) e WHERE e OPERATOR(pg_catalog.<>) 'TRUNCATE');
 			IF t.relkind = 'p' AND pg_catalog.cardinality(row_events) > 0 THEN
 				EXECUTE pg_catalog.format('CREATE TRIGGER opsdata_guard BEFORE %s ON %s FOR EACH ROW EXECUTE FUNCTION opsdata._guard()',
 										  pg_catalog.array_to_string(row_events, ' OR '), t.rel);

@@ -15,7 +15,12 @@
  * clones it onto every partition, those partition maintenance makes later
  * included; statement triggers are not cloned) plus a statement-level one
  * for TRUNCATE.  Every guard trigger is ENABLE ALWAYS, so that
- * session_replication_role does not turn it off.
+ * session_replication_role does not turn it off.  Logical replication's
+ * apply worker fires no statement-level trigger but TRUNCATE's, so a plain
+ * table also gets a row-level guard for INSERT, UPDATE and DELETE that
+ * fires with session_replication_role = replica alone (ENABLE REPLICA):
+ * the apply worker runs as the subscription's owner, which gets through
+ * when it is a superuser, and only then; no other write pays for it.
  *
  * The trigger lets through the table's owner, members of the owner's role
  * and superusers, and refuses everyone else with insufficient_privilege.

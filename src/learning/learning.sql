@@ -57,6 +57,11 @@ CREATE TABLE learning.feedback_changes (
 
 CREATE INDEX feedback_changes_key_idx ON learning.feedback_changes (key);
 
+-- No primary key: its rows are logged whole when deleted, so that a
+-- publication that carries the table (FOR ALL TABLES) never makes tuning
+-- fail.
+ALTER TABLE learning.feedback_changes REPLICA IDENTITY FULL;
+
 COMMENT ON TABLE learning.feedback_changes IS 'Feedback not yet folded into the score histograms by learning.tune()';
 COMMENT ON COLUMN learning.feedback_changes.key IS 'Key whose histogram changes';
 COMMENT ON COLUMN learning.feedback_changes.bin IS 'Score bin: the largest k with k / 10000 <= score';

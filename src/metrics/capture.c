@@ -101,9 +101,7 @@ metrics_points_inserted(PG_FUNCTION_ARGS)
 		double value = DatumGetFloat8(slot_getattr(slot, att_value, &isnull));
 
 		CHECK_FOR_INTERRUPTS();
-		if (TIMESTAMP_NOT_FINITE(ts))
-			ereport(ERROR, (errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-							errmsg("metric timestamp must be finite")));
+		metrics_check_ts(ts, 0);
 		metrics_deltas_add(deltas, series_id, metrics_minute_of(ts), value);
 	}
 	ExecDropSingleTupleTableSlot(slot);

@@ -171,9 +171,7 @@ metrics_ingest_point(MetricsPointWriter *writer, const char *name, int namelen,
 	if (value_null)
 		ingest_null("value");
 	metrics_sketch_check_value(value);
-	if (TIMESTAMP_NOT_FINITE(ts))
-		ereport(ERROR, (errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-						errmsg("metric timestamp must be finite")));
+	metrics_check_ts(ts, 0);
 	metrics_writer_add(
 		writer, metrics_series_resolve_text(name, namelen, tags, tagslen), ts,
 		value);

@@ -38,6 +38,18 @@
 /* Contributions are queued per series and minute (UTC). */
 #define METRICS_QUEUE_GRANULARITY USECS_PER_MINUTE
 
+/*
+ * Timestamps of points: from 0001-01-01 (inclusive) to 10000-01-01
+ * (exclusive), UTC.  Rollups bucket any of them with any widths and
+ * lateness far from the limits of timestamptz; record(), record_many(),
+ * COPY into metrics.ingest and INSERT into metrics.points refuse others
+ * (22008), and the rollup job skips any it finds.
+ */
+#define METRICS_TS_MIN INT64CONST(-63082281600000000)
+#define METRICS_TS_END INT64CONST(252455616000000000)
+#define METRICS_TS_IN_RANGE(ts)                                               \
+	((ts) >= METRICS_TS_MIN && (ts) < METRICS_TS_END)
+
 /* GUC: entries of the per-backend series cache. */
 extern int metrics_series_cache_size;
 
@@ -70,6 +82,7 @@ extern void metrics_deltas_add(MetricsDeltas *deltas, int64 series_id,
 							   TimestampTz minute, double value);
 extern void metrics_deltas_flush(MetricsDeltas *deltas);
 extern TimestampTz metrics_minute_of(TimestampTz ts);
+extern void metrics_check_ts(TimestampTz ts, int position);
 extern Oid metrics_relid(const char *relname);
 extern void metrics_check_writable(const char *what);
 

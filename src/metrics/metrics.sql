@@ -145,6 +145,13 @@ CREATE TABLE metrics.points (
 -- partition, and maintenance moves them out.
 CREATE TABLE metrics.points_default PARTITION OF metrics.points DEFAULT;
 
+-- Points have no key: a point deleted (moved out of the default partition
+-- by maintenance) is logged whole, so that logical replication can publish
+-- the delete (doc/scale-out.md).  Partition maintenance gives every new
+-- partition the parent's replica identity.
+ALTER TABLE metrics.points REPLICA IDENTITY FULL;
+ALTER TABLE metrics.points_default REPLICA IDENTITY FULL;
+
 COMMENT ON TABLE metrics.points IS 'Raw metric points, partitioned by day; insert through this table, metrics.record(), metrics.record_many() or metrics.ingest so that rollups see them';
 COMMENT ON COLUMN metrics.points.series_id IS 'Series of metrics.series';
 COMMENT ON COLUMN metrics.points.ts IS 'When the value was observed';
@@ -158,6 +165,11 @@ CREATE TABLE metrics.rollup_queue (
 	queued_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	sketch			metrics.sketch NOT NULL
 );
+
+-- No key either: its rows are logged whole when the rollup job deletes
+-- them, so that a publication that carries the table (FOR ALL TABLES)
+-- never makes the job fail.
+ALTER TABLE metrics.rollup_queue REPLICA IDENTITY FULL;
 
 COMMENT ON TABLE metrics.rollup_queue IS 'Sketches of points not rolled up yet, per series and minute; the rollup job consumes them, metrics.query() reads them';
 COMMENT ON COLUMN metrics.rollup_queue.series_id IS 'Series of metrics.series';
@@ -200,7 +212,9 @@ CREATE TABLE metrics.rollup_state (
 	last_run_points	bigint NOT NULL DEFAULT 0,
 	points			bigint NOT NULL DEFAULT 0,
 	late_points		bigint NOT NULL DEFAULT 0,
-	last_late_at	timestamptz
+	last_late_at	timestamptz,
+	bad_points		bigint NOT NULL DEFAULT 0,
+	last_bad_at		timestamptz
 );
 
 COMMENT ON TABLE metrics.rollup_state IS 'What the rollup job has done: one row';
@@ -211,6 +225,8 @@ COMMENT ON COLUMN metrics.rollup_state.last_run_points IS 'Points the last run r
 COMMENT ON COLUMN metrics.rollup_state.points IS 'Points rolled up, in total';
 COMMENT ON COLUMN metrics.rollup_state.late_points IS 'Points not rolled up because they arrived later than metrics.rollup_lateness after their minute';
 COMMENT ON COLUMN metrics.rollup_state.last_late_at IS 'When points last arrived too late';
+COMMENT ON COLUMN metrics.rollup_state.bad_points IS 'Points skipped because their timestamp is outside the range rollups can bucket (0001-01-01 to 9999-12-31 UTC)';
+COMMENT ON COLUMN metrics.rollup_state.last_bad_at IS 'When such points were last skipped';
 
 SELECT pg_catalog.pg_extension_config_dump('metrics.series', '');
 SELECT pg_catalog.pg_extension_config_dump('metrics.series_series_id_seq', '');

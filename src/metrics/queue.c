@@ -85,6 +85,34 @@ metrics_check_writable(const char *what)
 }
 
 /*
+ * Refuse a point's timestamp that rollups could not bucket: infinite, or
+ * outside [METRICS_TS_MIN, METRICS_TS_END).  position, when above 0, is
+ * the element of an array the timestamp came from.
+ */
+void
+metrics_check_ts(TimestampTz ts, int position)
+{
+	if (TIMESTAMP_NOT_FINITE(ts))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("metric timestamp must be finite"),
+				 position > 0 ? errdetail("Element %d is infinite.", position)
+							  : 0));
+	if (!METRICS_TS_IN_RANGE(ts))
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+			 errmsg("metric timestamp out of range: \"%s\"",
+					timestamptz_to_str(ts)),
+			 position > 0
+				 ? errdetail(
+					   "Element %d is out of range. Metric timestamps lie from 0001-01-01 to 9999-12-31 (UTC), the range rollups can bucket.",
+					   position)
+				 : errdetail(
+					   "Metric timestamps lie from 0001-01-01 to 9999-12-31 (UTC), the range rollups can bucket.")));
+}
+
+/*
  * The start of the UTC minute that contains ts.
  */
 TimestampTz

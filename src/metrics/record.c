@@ -39,14 +39,6 @@ PG_FUNCTION_INFO_V1(metrics_record);
 PG_FUNCTION_INFO_V1(metrics_record_many);
 
 static void
-record_check_ts(TimestampTz ts)
-{
-	if (TIMESTAMP_NOT_FINITE(ts))
-		ereport(ERROR, (errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-						errmsg("metric timestamp must be finite")));
-}
-
-static void
 record_null_error(const char *what, int position)
 {
 	if (position > 0)
@@ -83,7 +75,7 @@ metrics_record(PG_FUNCTION_ARGS)
 	tags = PG_GETARG_JSONB_P(2);
 	ts = PG_GETARG_TIMESTAMPTZ(3);
 	metrics_sketch_check_value(value);
-	record_check_ts(ts);
+	metrics_check_ts(ts, 0);
 	metrics_check_writable("metrics.record()");
 
 	series_id = metrics_series_resolve(name, tags);
@@ -209,7 +201,7 @@ metrics_record_many(PG_FUNCTION_ARGS)
 		{
 			if (at_nulls[i])
 				record_null_error("timestamp", i + 1);
-			record_check_ts(DatumGetTimestampTz(ats[i]));
+			metrics_check_ts(DatumGetTimestampTz(ats[i]), i + 1);
 		}
 		if (ntags < 0)
 		{

@@ -10,7 +10,11 @@
  * ones never appear, and a run that fails or is killed leaves queue and
  * rollups as they were (one transaction).  A contribution that arrived
  * later than the setting metrics.rollup_lateness after the end of its
- * finest bucket is only counted, in metrics.rollup_state.late_points.
+ * finest bucket is only counted, in metrics.rollup_state.late_points; one
+ * whose minute lies outside the range of metric timestamps (stored before
+ * the writers refused them, or written around them) is skipped, counted in
+ * metrics.rollup_state.bad_points and reported, so that it can never stop
+ * the job.
  * metrics.rebuild_rollups() feeds, besides the queue, the per-minute
  * sketches of the raw points of a range (metrics._rollup_points()).
  *
@@ -92,6 +96,10 @@ typedef struct RollupRun
 	HTAB *groups; /* groups of the finest width */
 	int64 rolled; /* points merged */
 	int64 late;	  /* points that came too late */
+	int64 bad;	  /* points whose timestamp rollups cannot bucket */
+	int64 first_bad_series;
+	TimestampTz first_bad_bucket;
+	bool lateness_bounded; /* can a bucket's end plus lateness overflow? */
 	Oid sketch_type;
 	Oid sketch_array_type;
 	int16 sketch_typlen;
@@ -135,6 +143,27 @@ rollup_plus(TimestampTz ts, const Interval *span)
 	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 												   TimestampTzGetDatum(ts),
 												   IntervalPGetDatum(span)));
+}
+
+/*
+ * Can the deadline of every bucket in range (its end plus the lateness) be
+ * computed without leaving timestamptz's range?  An upper bound of the
+ * interval's length (months of 31 days, days of 25 hours) is compared with
+ * the room left after the latest bucket; a lateness too long for that means
+ * that no point is ever late.
+ */
+static bool
+rollup_lateness_fits(RollupRun *run)
+{
+	const Interval *l = &run->lateness;
+	const Interval *w = &run->widths[0];
+	double span =
+		((double) l->month * 31 + (double) l->day + (double) w->day) *
+			(USECS_PER_DAY + USECS_PER_HOUR) +
+		(double) l->time + (double) w->time +
+		(double) w->month * 31 * (USECS_PER_DAY + USECS_PER_HOUR);
+
+	return span < (double) END_TIMESTAMP - (double) METRICS_TS_END;
 }
 
 /*
@@ -223,6 +252,8 @@ rollup_begin(MemoryContext parent)
 		run->widths[i] = *DatumGetIntervalP(elems[i]);
 	}
 	MemoryContextSwitchTo(old);
+
+	run->lateness_bounded = rollup_lateness_fits(run);
 
 	run->sketch_type = GetSysCacheOid2(
 		TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("sketch"),
@@ -387,11 +418,25 @@ rollup_take(RollupRun *run, int64 series_id, TimestampTz bucket, bool judged,
 	MetricsSketch header;
 	bool found;
 
+	metrics_sketch_read_header(PointerGetDatum(sketch), &header);
+	/*
+	 * A point no writer accepts today (stored before, or by a way around
+	 * them) is skipped and counted, never retried.
+	 */
+	if (!METRICS_TS_IN_RANGE(bucket))
+	{
+		if (run->bad == 0)
+		{
+			run->first_bad_series = series_id;
+			run->first_bad_bucket = bucket;
+		}
+		run->bad += header.count;
+		return;
+	}
 	memset(&key, 0, sizeof(key));
 	key.series_id = series_id;
 	key.bucket = rollup_bin(&run->widths[0], bucket, run->origin);
-	metrics_sketch_read_header(PointerGetDatum(sketch), &header);
-	if (judged &&
+	if (judged && run->lateness_bounded &&
 		queued_at > rollup_plus(rollup_plus(key.bucket, &run->widths[0]),
 								&run->lateness))
 	{
@@ -466,21 +511,42 @@ rollup_take_query(RollupRun *run, const char *sql, int nargs, Oid *argtypes,
 static void
 rollup_end(RollupRun *run)
 {
-	Oid argtypes[2] = {INT8OID, INT8OID};
-	Datum args[2];
+	Oid argtypes[3] = {INT8OID, INT8OID, INT8OID};
+	Datum args[3];
 	int rc;
 
 	rollup_flush(run);
 	args[0] = Int64GetDatum(run->rolled);
 	args[1] = Int64GetDatum(run->late);
+	args[2] = Int64GetDatum(run->bad);
+	/* The objects of 0.1 count no skipped points (the warning says them). */
 	rc = SPI_execute_with_args(
-		"UPDATE metrics.rollup_state"
-		" SET runs = runs + 1, last_run_at = pg_catalog.clock_timestamp(),"
-		" last_run_points = $1, points = points + $1, late_points = late_points + $2,"
-		" last_late_at = CASE WHEN $2 > 0 THEN pg_catalog.clock_timestamp() ELSE last_late_at END",
-		2, argtypes, args, NULL, false, 0);
+		opsdata_schema_at_least("0.2")
+			? "UPDATE metrics.rollup_state"
+			  " SET runs = runs + 1, last_run_at = pg_catalog.clock_timestamp(),"
+			  " last_run_points = $1, points = points + $1, late_points = late_points + $2,"
+			  " last_late_at = CASE WHEN $2 > 0 THEN pg_catalog.clock_timestamp() ELSE last_late_at END,"
+			  " bad_points = bad_points + $3,"
+			  " last_bad_at = CASE WHEN $3 > 0 THEN pg_catalog.clock_timestamp() ELSE last_bad_at END"
+			: "UPDATE metrics.rollup_state"
+			  " SET runs = runs + 1, last_run_at = pg_catalog.clock_timestamp(),"
+			  " last_run_points = $1, points = points + $1, late_points = late_points + $2,"
+			  " last_late_at = CASE WHEN $2 > 0 THEN pg_catalog.clock_timestamp() ELSE last_late_at END",
+		3, argtypes, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		opsdata_spi_failed(rc, "update metrics.rollup_state");
+	if (run->bad > 0)
+		ereport(
+			WARNING,
+			(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+			 errmsg("rollup skipped " INT64_FORMAT
+					" points whose timestamps are out of range",
+					run->bad),
+			 errdetail(
+				 "The first: series " INT64_FORMAT
+				 ", minute starting at %s. Metric timestamps lie from 0001-01-01 to 9999-12-31 (UTC); such points are counted in metrics.rollup_state.bad_points and never rolled up.",
+				 run->first_bad_series,
+				 timestamptz_to_str(run->first_bad_bucket))));
 	MemoryContextDelete(run->cxt);
 }
 

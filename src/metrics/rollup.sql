@@ -215,6 +215,11 @@ BEGIN
 		detail := detail || format(' Points that arrived later than the setting "metrics.rollup_lateness" allows are not rolled up: %s so far, the last at %s.',
 								   state.late_points, state.last_late_at);
 	END IF;
+	IF coalesce(state.bad_points, 0) > 0 THEN
+		status := 'warning';
+		detail := detail || format(' Points with timestamps outside 0001-01-01 to 9999-12-31 (UTC) were skipped by the rollups: %s so far, the last at %s (see the server log).',
+								   state.bad_points, state.last_bad_at);
+	END IF;
 	RETURN NEXT;
 
 	component := 'metrics series';

@@ -23,7 +23,12 @@
  * A step that moves rows out of the default partition runs with
  * session_replication_role = replica: the rows are not changed, only moved,
  * so the table's triggers (and the actions of foreign keys pointing at it)
- * must not fire.
+ * must not fire (the guards of pg_opsdata's tables, ENABLE ALWAYS, let the
+ * owner through).  In a set with a default partition, a step locks the
+ * parent in ACCESS EXCLUSIVE mode before its ATTACH, under the same
+ * lock_timeout, so that no query plans with the partitions of before the
+ * step and reads with a snapshot of after it (partition_plan.sql says
+ * why); the lock is held until the step's transaction ends.
  *
  * Before the statements of a retention step that removes a partition
  * (drop, archive), partition_retention_hook is told, in the same

@@ -71,6 +71,11 @@ CREATE TABLE opsdata.partition_log (
 
 CREATE INDEX partition_log_logged_at_idx ON opsdata.partition_log (logged_at);
 
+-- No primary key: its rows are logged whole when deleted, so that a
+-- publication that carries the table (FOR ALL TABLES) never makes the trim
+-- of the log fail.
+ALTER TABLE opsdata.partition_log REPLICA IDENTITY FULL;
+
 COMMENT ON TABLE opsdata.partition_log IS 'What partition maintenance did: every partition made, filled, detached or dropped, every skipped or failed step, and what each pass did to each set';
 COMMENT ON COLUMN opsdata.partition_log.logged_at IS 'When the step committed';
 COMMENT ON COLUMN opsdata.partition_log.parent IS 'The partitioned table, by name';

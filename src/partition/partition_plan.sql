@@ -561,12 +561,46 @@ $$;
 COMMENT ON FUNCTION opsdata._partition_plan(regclass, text, boolean) IS 'Internal: the steps that bring a partition set up to date';
 
 -- The statements making one partition [lo, hi) of a set: an empty one
--- (create), or one filled from the default partition before it is attached
--- (move), with a CHECK constraint matching its bounds so that ATTACH
--- skips its validation scan; the constraint is dropped once attached.
--- ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on the parent, which
--- blocks no reader or writer (and ACCESS EXCLUSIVE on the default
--- partition when there is one).
+-- (create), or one holding the rows of the default partition in its range
+-- (move).  ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on the parent,
+-- which blocks no reader or writer, and ACCESS EXCLUSIVE on the default
+-- partition when there is one.
+--
+-- With a default partition, the parent is first locked in ACCESS
+-- EXCLUSIVE mode (after the rows are out of the default partition, before
+-- the ATTACH takes the default partition, so that no query holding the
+-- parent waits for the default partition meanwhile).  A query reads the
+-- parent's partitions before it locks them: one that read them while the
+-- ATTACH was under way, and then waited for the default partition, would
+-- run with the old partitions and a snapshot taken after the commit, and
+-- miss the rows moved out of the default partition (an INSERT would route
+-- a row of the new range to the default partition and fail its
+-- constraint).  Waiting for the parent instead, it reads the partitions
+-- after the commit.  The lock is asked for under the step's lock_timeout,
+-- and held until the step commits: for the rows that arrived in the
+-- default partition since the move began, the ATTACH (a scan of the
+-- default partition) and, in a database with a publication, the insertion
+-- of the rows moved.
+--
+-- The rows are moved with DELETE ... RETURNING from the default partition
+-- before the lock, and those that arrived meanwhile once more after it,
+-- so that a steady flow of rows into the range (today's, while today's
+-- partition is missing) never makes the ATTACH fail.
+--
+-- A move, in a database without a publication: the partition is made with
+-- a CHECK constraint matching its bounds, filled from the default
+-- partition, and attached (the constraint spares ATTACH its validation
+-- scan, and is dropped once attached).
+--
+-- A move, in a database with a publication (logical replication with
+-- publish_via_partition_root): rows inserted into a table that is not yet
+-- a partition are not published, so the rows deleted from the default
+-- partition are kept in an unlogged table of the step, the empty partition
+-- is attached, and the rows are inserted into it: the DELETE and the
+-- INSERT are both published, in one transaction.  Any publication of the
+-- database counts, so that one created, or given the table, while the set
+-- is maintained is never missed.  The default partition needs a replica
+-- identity when its deletes are published.
 CREATE FUNCTION opsdata._partition_step(s opsdata.partitions, parent regclass, schema name, parent_name name,
 	space text, like_clause text, cols text, tail text[], default_part regclass, taken text[],
 	lo timestamptz, hi timestamptz, lo_id bigint, hi_id bigint, filled boolean,
@@ -582,8 +616,12 @@ DECLARE
 	v_lit_hi text := opsdata._partition_literal(s.control_type, hi, hi_id);
 	v_suffix text;
 	v_iv interval;
-	v_check text;
 	v_cond text;
+	v_published boolean := EXISTS (SELECT FROM pg_catalog.pg_publication);
+	v_staging text;
+	v_move text;
+	v_attach text;
+	v_tail text[] := '{}';
 	g text;
 BEGIN
 	IF v_time THEN
@@ -601,32 +639,58 @@ BEGIN
 	relname := v_name;
 	partition := pg_catalog.format('%I.%I', schema, v_name);
 	detail := pg_catalog.format('FROM (%s) TO (%s)', v_lit_lo, coalesce(v_lit_hi, 'MAXVALUE'));
+	FOREACH g IN ARRAY tail LOOP
+		v_tail := v_tail || pg_catalog.format(g, partition);
+	END LOOP;
+	v_attach := pg_catalog.format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%s) TO (%s)',
+								  parent, partition, v_lit_lo, coalesce(v_lit_hi, 'MAXVALUE'));
+	-- Run as the table's owner in a privileged region: operators are named
+	-- with their schema.
+	v_cond := pg_catalog.format('%1$I OPERATOR(pg_catalog.>=) %2$s', s.control_column, v_lit_lo)
+			  || CASE WHEN v_lit_hi IS NULL THEN ''
+					  ELSE pg_catalog.format(' AND %1$I OPERATOR(pg_catalog.<) %2$s', s.control_column, v_lit_hi) END;
 	IF NOT filled THEN
 		action := 'create';
-		statements := ARRAY[pg_catalog.format('CREATE TABLE %s %s)%s', partition, like_clause, space)];
-	ELSE
+		statements := pg_catalog.format('CREATE TABLE %s %s)%s', partition, like_clause, space)
+					  || v_tail
+					  || CASE WHEN default_part IS NULL THEN '{}'::text[]
+							  ELSE ARRAY[pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', parent)] END
+					  || v_attach;
+	ELSIF NOT v_published THEN
 		action := 'move';
-		-- Run as the table's owner in a privileged region: operators are
-		-- named with their schema.
-		v_cond := pg_catalog.format('%1$I OPERATOR(pg_catalog.>=) %2$s', s.control_column, v_lit_lo)
-				  || CASE WHEN v_lit_hi IS NULL THEN ''
-						  ELSE pg_catalog.format(' AND %1$I OPERATOR(pg_catalog.<) %2$s', s.control_column, v_lit_hi) END;
+		v_move := pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s) INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM moved',
+									default_part, v_cond, cols, partition, cols, cols);
 		statements := ARRAY[
 			pg_catalog.format('CREATE TABLE %s %s, CONSTRAINT opsdata_partition_bounds CHECK (%I IS NOT NULL AND %s))%s',
-							  partition, like_clause, s.control_column, v_cond, space),
-			pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s) INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM moved',
-							  default_part, v_cond, cols, partition, cols, cols)];
+							  partition, like_clause, s.control_column, v_cond, space)]
+			|| v_tail
+			|| ARRAY[
+			v_move,
+			pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', parent),
+			v_move,
+			v_attach,
+			pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT opsdata_partition_bounds', partition)];
+	ELSE
+		action := 'move';
+		v_staging := pg_catalog.format('%I.%I', schema,
+									   opsdata._partition_name(schema, parent_name, v_suffix || '_moving', taken || v_name::text));
+		-- The rows kept in the unlogged table are counted by the INSERT that
+		-- puts them into the partition, the one statement of the step that
+		-- returns SPI_OK_INSERT.
+		v_move := pg_catalog.format('WITH moved AS (DELETE FROM ONLY %s WHERE %s RETURNING %s), kept AS (INSERT INTO %s (%s) SELECT %s FROM moved RETURNING 1) SELECT pg_catalog.count(*) FROM kept',
+									default_part, v_cond, cols, v_staging, cols, cols);
+		statements := ARRAY[
+			pg_catalog.format('CREATE UNLOGGED TABLE %s (LIKE %s)', v_staging, parent),
+			v_move,
+			pg_catalog.format('CREATE TABLE %s %s)%s', partition, like_clause, space)]
+			|| v_tail
+			|| ARRAY[
+			pg_catalog.format('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE', parent),
+			v_move,
+			v_attach,
+			pg_catalog.format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s', partition, cols, cols, v_staging),
+			pg_catalog.format('DROP TABLE %s', v_staging)];
 	END IF;
-	statements := statements
-		|| pg_catalog.format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%s) TO (%s)',
-							 parent, partition, v_lit_lo, coalesce(v_lit_hi, 'MAXVALUE'));
-	IF filled THEN
-		statements := statements
-			|| pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT opsdata_partition_bounds', partition);
-	END IF;
-	FOREACH g IN ARRAY tail LOOP
-		statements := statements || pg_catalog.format(g, partition);
-	END LOOP;
 END
 $$;
 

@@ -19,6 +19,7 @@ INSERT INTO function_matrix
 SELECT func, role FROM (VALUES
 	('audit.flush', ARRAY['opsdata_admin', 'opsdata_auditor']),
 	('audit.queue_state', ARRAY['opsdata_admin', 'opsdata_auditor']),
+	('audit.server_id', ARRAY['opsdata_admin', 'opsdata_auditor']),
 	('audit.add_rule', ARRAY['opsdata_admin']),
 	('audit.drop_rule', ARRAY['opsdata_admin']),
 	-- processing queues: application queues are used by writers; the items

@@ -76,7 +76,7 @@ my $audit_part = $node->safe_psql('restored',
 my $pkey = $node->safe_psql('restored',
 	qq{SELECT conname FROM pg_constraint WHERE conrelid = '$audit_part'::regclass AND contype = 'p'});
 my ($rc, $out, $err) = $node->psql('restored',
-	"ALTER TABLE ONLY $audit_part ADD CONSTRAINT $pkey PRIMARY KEY (entry_id, ts)");
+	"ALTER TABLE ONLY $audit_part ADD CONSTRAINT $pkey PRIMARY KEY (entry_id, ts, server_id)");
 is($rc, 0, 'adding the cloned primary key of a partition of audit.entries again is skipped');
 like($err, qr/NOTICE:  constraint "$pkey" already exists, skipping/, 'with a notice');
 ($rc, $out, $err) = $node->psql('restored', "CREATE INDEX extra_idx ON $audit_part (command)");

@@ -1,7 +1,7 @@
 # Audit of what only a real server shows: failed password logins, logins
 # and disconnects; the queue's overflow policies (wait, then drop) with
-# their counts in health, while a session owns the queue so that the
-# scheduler cannot drain it; the extended and prepared protocols through
+# their counts in health, while a session holds a lock that keeps the
+# scheduler from draining it; the extended and prepared protocols through
 # pgbench without leaks or errors.
 use strict;
 use warnings;
@@ -52,15 +52,14 @@ is($node->safe_psql('postgres',
 	'failed:28000', 'a refused role is a failed login');
 
 # --- overflow: wait -----------------------------------------------------
-# A session that drained the queue in a transaction still open owns it:
-# neither the scheduler nor anyone else can drain it until that session
-# ends its transaction.  A session that fills the queue meanwhile waits,
-# and goes on once the owner commits and the scheduler drains the queue
-# (nobody else calls audit.flush()).  The filling session audits its
-# reads; the others audit nothing, so they do not wait themselves.
+# A session holding a lock on the default partition of audit.entries keeps
+# the scheduler (and anyone else) from writing the trail until it ends its
+# transaction.  A session that fills the queue meanwhile waits, and goes on
+# once the lock is released and the scheduler drains the queue.  The
+# filling session audits its reads; the others audit nothing, so they do
+# not wait themselves.
 my $owner = $node->background_psql('postgres');
-$owner->query_safe('BEGIN');
-$owner->query_safe('SELECT audit.flush()');
+$owner->query_safe('BEGIN; LOCK audit.entries_default IN ACCESS EXCLUSIVE MODE');
 my $statements = 1500;
 my $selects = join('', map { "SELECT $_ AS padding_padding_padding_padding_padding_padding;\n" } 1 .. $statements);
 my $script = "SET pg_opsdata.audit = 'read';\n$selects";
@@ -82,8 +81,7 @@ ok($node->poll_query_until('postgres', $padding, $statements),
 	'with wait, no entry of the waiting session is lost');
 
 # --- overflow: drop -----------------------------------------------------
-$owner->query_safe('BEGIN');
-$owner->query_safe('SELECT audit.flush()');
+$owner->query_safe('BEGIN; LOCK audit.entries_default IN ACCESS EXCLUSIVE MODE');
 $node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'),
 		'-c', "SET pg_opsdata.audit_overflow = 'drop';\n$script" ],
 	'with drop, a session filling the queue never waits');

@@ -60,8 +60,11 @@ $node->poll_query_until('postgres', q{SELECT count(*) > 300 FROM log WHERE what 
   or die 'the consumers do not consume';
 $node->kill9;
 for my $h (@load) { eval { $h->finish; }; }
+# The killed postmaster's sessions exit when they notice: the new server
+# starts once they have.
+opsdata_wait_old_server_gone($node);
 $node->start;
-ok(opsdata_wait_up($node), 'the server is back after kill -9');
+ok($node->poll_query_until('postgres', 'SELECT true'), 'the server is back after kill -9');
 
 my $before = $node->safe_psql('postgres', q{
 	SELECT (SELECT count(*) FROM produced) || ' produced, '
