@@ -52,6 +52,30 @@ SELECT status, seals >= 1 AS some_seals
 -- A range with no seal.
 SELECT status, detail FROM audit.verify('2000-01-01', '2000-01-02');
 
+-- Entries received from another server by logical replication keep its
+-- server_id and its numbering: one inside a sealed window, one far above
+-- every id of this server.  They are not sealed here, this server's later
+-- entries still are, and the chain verifies.
+INSERT INTO audit.entries (entry_id, ts, database, username, current_user_name, backend_pid,
+	class, command, outcome, server_id)
+VALUES ((SELECT min(entry_id) FROM audit.entries), now(), 'elsewhere', 'remote', 'remote', 1,
+		'write', 'INSERT', 'ok', 42),
+	   (9000000000000000000, now(), 'elsewhere', 'remote', 'remote', 1, 'write', 'INSERT', 'ok', 42);
+SELECT audit.seal() >= 0 AS sealed;
+SET pg_opsdata.audit = 'write';
+INSERT INTO accounts VALUES (4, 'dee', 5);
+RESET pg_opsdata.audit;
+SELECT audit.flush() >= 0 AS flushed, audit.seal() >= 0 AS sealed;
+SELECT count(*) FILTER (WHERE e.server_id = 42) AS received_sealed,
+	   count(*) FILTER (WHERE e.server_id = audit.server_id()) = (SELECT count(*) FROM audit.entries
+																   WHERE server_id = audit.server_id())
+		   AS every_own_entry_sealed
+  FROM audit.entries e
+ WHERE EXISTS (SELECT FROM audit.seals s WHERE s.kind = 'entries' AND s.entry_ids @> e.entry_id
+				  AND s.server_id = e.server_id AND e.ts >= s.ts_from AND e.ts < s.ts_to);
+SELECT bool_and(server_id = audit.server_id()) AS seals_of_this_server FROM audit.seals WHERE kind = 'entries';
+SELECT status, entry_id FROM audit.verify();
+
 -- The chain: ids without gaps, each seal holding its predecessor's hash,
 -- windows of entry ids one after the other from the lowest bigint.
 SELECT bool_and(s.seal_id = p.seal_id + 1 AND s.prev_hash = p.hash) AS chained
@@ -71,13 +95,13 @@ SELECT bool_and(x.recomputed = s.entries_hash) AS entries_hash_as_documented
 						   || pg_catalog.sha256(coalesce(pg_catalog.record_send(st), '')),
 						   ''::bytea ORDER BY e.entry_id, e.ts)) AS recomputed
 				  FROM audit.entries e LEFT JOIN audit.statements st ON st.statement_id = e.statement_id
-				 WHERE e.entry_id BETWEEN s.first_entry_id AND s.last_entry_id
+				 WHERE e.server_id = s.server_id AND e.entry_id BETWEEN s.first_entry_id AND s.last_entry_id
 				   AND e.ts >= s.ts_from AND e.ts < s.ts_to) x
  WHERE s.kind = 'entries';
 SELECT bool_and(pg_catalog.sha256(pg_catalog.record_send(ROW(s.seal_id, s.kind, s.first_entry_id,
 			s.last_entry_id, s.ts_from, s.ts_to, s.entry_count, s.entry_ids, pg_catalog.sha256(s.locators),
 			s.entries_hash, s.entry_columns, s.statement_columns, s.total_entries, s.detail, s.prev_hash,
-			s.sealed_at))) = s.hash) AS seal_hash_as_documented
+			s.sealed_at, s.server_id))) = s.hash) AS seal_hash_as_documented
   FROM audit.seals s;
 SELECT bool_and(length(locators) = 4 * entry_count AND entry_count > 0) AS a_locator_per_entry
   FROM audit.seals WHERE kind = 'entries';

@@ -3494,8 +3494,10 @@ CREATE TABLE audit.seals (
 	prev_hash			bytea NOT NULL,
 	sealed_at			timestamptz NOT NULL,
 	hash				bytea NOT NULL,
+	server_id			bigint,
 	CHECK (kind = 'retention' OR (last_entry_id >= first_entry_id AND entry_ids IS NOT NULL
-								  AND locators IS NOT NULL AND entries_hash IS NOT NULL))
+								  AND locators IS NOT NULL AND entries_hash IS NOT NULL
+								  AND server_id IS NOT NULL))
 );
 
 -- Locators are random bytes: never worth trying to compress.
@@ -3506,7 +3508,7 @@ ALTER TABLE audit.seals ALTER COLUMN locators SET STORAGE EXTERNAL;
 CREATE INDEX seals_sealed_at_idx ON audit.seals (sealed_at);
 CREATE INDEX seals_ts_from_idx ON audit.seals (ts_from);
 
-COMMENT ON TABLE audit.seals IS 'Hash chain over the audit trail: each seal covers the entries of a window of ids in one bucket of time, or records a partition removed by retention, and holds the hash of the seal before it';
+COMMENT ON TABLE audit.seals IS 'Hash chain over the audit trail: each seal covers the entries this server wrote in a window of ids and one bucket of time, or records a partition removed by retention, and holds the hash of the seal before it';
 COMMENT ON COLUMN audit.seals.seal_id IS 'Position in the chain: 1, 2, 3... without gaps';
 COMMENT ON COLUMN audit.seals.kind IS 'entries: seals entries; retention: records that retention removed the entries of a range of time';
 COMMENT ON COLUMN audit.seals.first_entry_id IS 'First entry id of the window of its sealing round (entries seals)';
@@ -3524,6 +3526,7 @@ COMMENT ON COLUMN audit.seals.detail IS 'For a retention seal: the partition rem
 COMMENT ON COLUMN audit.seals.prev_hash IS 'Hash of the seal before (zeros for seal 1)';
 COMMENT ON COLUMN audit.seals.sealed_at IS 'When the seal was made';
 COMMENT ON COLUMN audit.seals.hash IS 'SHA-256 of the seal''s other columns, locators by their SHA-256';
+COMMENT ON COLUMN audit.seals.server_id IS 'The server whose entries the seal covers (audit.entries.server_id): the one that sealed them; NULL for a retention seal';
 
 SELECT pg_catalog.pg_extension_config_dump('audit.seals', '');
 

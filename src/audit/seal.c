@@ -217,17 +217,23 @@ seal_prepare(const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
- * The highest entry_id in the primary key index of rel, whatever the state
- * of its row (SnapshotAny: in progress, committed or dead); false when the
- * index is empty.  *usable is cleared when rel has no such index.
+ * The highest entry_id of this server's entries in the primary key index
+ * of rel, whatever the state of its row (SnapshotAny: in progress,
+ * committed or dead); false when there is none.  *usable is cleared when
+ * rel has no such index.
  */
 static bool
 seal_max_in_index(Relation rel, int64 *max, bool *usable)
 {
 	Oid pk = RelationGetPrimaryKeyIndex(rel);
+	AttrNumber server_att =
+		get_attnum(RelationGetRelid(rel), SEAL_SERVER_ID_COLUMN);
+	int64 server = audit_seal_local_server();
+	int server_key = 0; /* its position in the index, from 1 */
 	Relation index;
 	IndexScanDesc scan;
 	bool found = false;
+	int k;
 
 	if (!OidIsValid(pk))
 	{
@@ -244,14 +250,37 @@ seal_max_in_index(Relation rel, int64 *max, bool *usable)
 		*usable = false;
 		return false;
 	}
+	for (k = 0; k < index->rd_index->indnkeyatts; k++)
+	{
+		if (server_att != InvalidAttrNumber &&
+			index->rd_index->indkey.values[k] == server_att &&
+			TupleDescAttr(RelationGetDescr(index), k)->atttypid == INT8OID)
+			server_key = k + 1;
+	}
+	if (server_att != InvalidAttrNumber && server_key == 0)
+	{
+		index_close(index, AccessShareLock);
+		*usable = false;
+		return false;
+	}
 	scan = index_beginscan(rel, index, SnapshotAny, 0, 0);
 	scan->xs_want_itup = true;
 	index_rescan(scan, NULL, 0, NULL, 0);
 	while (!found && index_getnext_tid(scan, BackwardScanDirection) != NULL)
 	{
 		bool isnull;
-		Datum d = index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &isnull);
+		Datum d;
 
+		CHECK_FOR_INTERRUPTS();
+		/* Entries received from other servers number on their own. */
+		if (server_key > 0)
+		{
+			d = index_getattr(scan->xs_itup, server_key, scan->xs_itupdesc,
+							  &isnull);
+			if (isnull || DatumGetInt64(d) != server)
+				continue;
+		}
+		d = index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &isnull);
 		if (!isnull)
 		{
 			*max = DatumGetInt64(d);
@@ -277,6 +306,7 @@ seal_max_present(int64 *max)
 	Relation parent = table_open(seal_relid("entries"), AccessShareLock);
 	bool usable = true;
 	bool any = false;
+	Datum server;
 
 	if (parent->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
 	{
@@ -309,9 +339,16 @@ seal_max_present(int64 *max)
 		return any;
 
 	if (seal_max_plan == NULL)
+	{
+		Oid argtypes[1] = {INT8OID};
+
 		seal_max_plan = seal_prepare(
-			"SELECT pg_catalog.max(entry_id) FROM audit.entries", 0, NULL);
-	if (SPI_execute_plan(seal_max_plan, NULL, NULL, false, 1) !=
+			"SELECT pg_catalog.max(entry_id) FROM audit.entries"
+			" WHERE " SEAL_SERVER_ID_COLUMN " OPERATOR(pg_catalog.=) $1",
+			1, argtypes);
+	}
+	server = Int64GetDatum(audit_seal_local_server());
+	if (SPI_execute_plan(seal_max_plan, &server, NULL, false, 1) !=
 			SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not read the highest audit entry id");
@@ -428,13 +465,14 @@ seal_read_head(SealHead *head)
 static void
 seal_append(pg_cryptohash_ctx *ctx, SealHead *head, SealRow *row)
 {
-	Oid argtypes[17] = {
-		INT8OID,		TEXTOID, INT8OID,			INT8OID,  TIMESTAMPTZOID,
-		TIMESTAMPTZOID, INT8OID, INT8MULTIRANGEOID, BYTEAOID, BYTEAOID,
-		INT2OID,		INT2OID, INT8OID,			TEXTOID,  BYTEAOID,
-		TIMESTAMPTZOID, BYTEAOID};
-	Datum values[17];
-	char nulls[17];
+	Oid argtypes[18] = {INT8OID,		TEXTOID,		   INT8OID,
+						INT8OID,		TIMESTAMPTZOID,	   TIMESTAMPTZOID,
+						INT8OID,		INT8MULTIRANGEOID, BYTEAOID,
+						BYTEAOID,		INT2OID,		   INT2OID,
+						INT8OID,		TEXTOID,		   BYTEAOID,
+						TIMESTAMPTZOID, BYTEAOID,		   INT8OID};
+	Datum values[18];
+	char nulls[18];
 	bytea *b;
 	int i;
 
@@ -450,11 +488,11 @@ seal_append(pg_cryptohash_ctx *ctx, SealHead *head, SealRow *row)
 			"INSERT INTO audit.seals (seal_id, kind, first_entry_id,"
 			" last_entry_id, ts_from, ts_to, entry_count, entry_ids,"
 			" locators, entries_hash, entry_columns, statement_columns,"
-			" total_entries, detail, prev_hash, sealed_at, hash)"
+			" total_entries, detail, prev_hash, sealed_at, hash, server_id)"
 			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
-			" $13, $14, $15, $16, $17)",
-			17, argtypes);
-	for (i = 0; i < 17; i++)
+			" $13, $14, $15, $16, $17, $18)",
+			18, argtypes);
+	for (i = 0; i < 18; i++)
 		nulls[i] = ' ';
 	values[0] = Int64GetDatum(row->seal_id);
 	values[1] = CStringGetTextDatum(row->retention ? "retention" : "entries");
@@ -494,6 +532,9 @@ seal_append(pg_cryptohash_ctx *ctx, SealHead *head, SealRow *row)
 	SET_VARSIZE(b, VARHDRSZ + SEAL_HASH_LEN);
 	memcpy(VARDATA(b), row->hash, SEAL_HASH_LEN);
 	values[16] = PointerGetDatum(b);
+	values[17] = Int64GetDatum(row->server_id);
+	if (!row->has_server)
+		nulls[17] = 'n';
 	if (SPI_execute_plan(seal_insert_plan, values, nulls, false, 0) !=
 		SPI_OK_INSERT)
 		elog(ERROR, "could not insert into audit.seals");
@@ -520,28 +561,30 @@ seal_group_cmp(const void *a, const void *b)
 }
 
 /*
- * The lowest committed entry id in [first, last], read with a snapshot of
- * its own; false when there is none.  Connected to SPI.
+ * The lowest committed entry id of this server in [first, last], read with
+ * a snapshot of its own; false when there is none.  Connected to SPI.
  */
 static bool
 seal_min_committed(int64 first, int64 last, int64 *min)
 {
-	Datum values[2];
+	Datum values[3];
 	bool isnull;
 	Datum d;
 
 	if (seal_min_plan == NULL)
 	{
-		Oid argtypes[2] = {INT8OID, INT8OID};
+		Oid argtypes[3] = {INT8OID, INT8OID, INT8OID};
 
-		seal_min_plan =
-			seal_prepare("SELECT pg_catalog.min(entry_id) FROM audit.entries"
-						 " WHERE entry_id OPERATOR(pg_catalog.>=) $1"
-						 " AND entry_id OPERATOR(pg_catalog.<=) $2",
-						 2, argtypes);
+		seal_min_plan = seal_prepare(
+			"SELECT pg_catalog.min(entry_id) FROM audit.entries"
+			" WHERE entry_id OPERATOR(pg_catalog.>=) $1"
+			" AND entry_id OPERATOR(pg_catalog.<=) $2"
+			" AND " SEAL_SERVER_ID_COLUMN " OPERATOR(pg_catalog.=) $3",
+			3, argtypes);
 	}
 	values[0] = Int64GetDatum(first);
 	values[1] = Int64GetDatum(last);
+	values[2] = Int64GetDatum(audit_seal_local_server());
 	if (SPI_execute_plan(seal_min_plan, values, NULL, false, 1) !=
 			SPI_OK_SELECT ||
 		SPI_processed != 1)
@@ -607,7 +650,8 @@ seal_round(SealScan *scan, int64 horizon, int max_entries, bool *more)
 	old = MemoryContextSwitchTo(cxt);
 	statement_columns = Max(audit_seal_table_columns("statements"), 0);
 	audit_seal_scan_reset(scan, statement_columns);
-	audit_seal_scan_entries(scan, first, last, NULL, NULL);
+	audit_seal_scan_entries(scan, audit_seal_local_server(), first, last, NULL,
+							NULL);
 	n = scan->nentries;
 	if (n == 0)
 	{
@@ -696,6 +740,8 @@ seal_round(SealScan *scan, int64 horizon, int max_entries, bool *more)
 		row.has_columns = true;
 		row.entry_columns = scan->entry_columns;
 		row.statement_columns = statement_columns;
+		row.has_server = true;
+		row.server_id = audit_seal_local_server();
 		seal_append(ctx, &head, &row);
 	}
 	pg_cryptohash_free(ctx);
@@ -855,8 +901,20 @@ audit_seal_service(void)
 		pgstat_report_activity(STATE_RUNNING,
 							   "pg_opsdata scheduler: sealing audit entries");
 		seal_begin_xact();
-		(void) seal_upto(seal_service_scan(), seal_horizon, SEAL_RUN_BUDGET_MS,
-						 &more);
+		/*
+		 * The extension may have been made anew since the horizon was read:
+		 * then the horizon and the statement hashes kept are of another
+		 * audit.entries, and the next call starts over.
+		 */
+		if (seal_relid("entries") == seal_entries_relid)
+			(void) seal_upto(seal_service_scan(), seal_horizon,
+							 SEAL_RUN_BUDGET_MS, &more);
+		else
+		{
+			seal_forget();
+			seal_entries_relid = InvalidOid;
+			more = true;
+		}
 		seal_end_xact();
 		if (!more)
 		{
@@ -1047,6 +1105,7 @@ audit_seal_health(PG_FUNCTION_ARGS)
 	int64 sealed = 0;
 	int64 waiting = 0;
 	TimestampTz last = 0;
+	TimestampTz oldest = 0; /* ts of the first entry awaiting sealing */
 	bool isnull;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -1064,13 +1123,16 @@ audit_seal_health(PG_FUNCTION_ARGS)
 			" ORDER BY seal_id DESC LIMIT 1),"
 			" w AS (SELECT last_entry_id FROM audit.seals"
 			" WHERE kind OPERATOR(pg_catalog.=) 'entries'"
-			" ORDER BY seal_id DESC LIMIT 1)"
+			" ORDER BY seal_id DESC LIMIT 1),"
+			" u AS NOT MATERIALIZED (SELECT e.entry_id, e.ts FROM audit.entries e"
+			" WHERE e.server_id OPERATOR(pg_catalog.=) audit.server_id()"
+			" AND e.entry_id OPERATOR(pg_catalog.>=) coalesce((SELECT"
+			" last_entry_id OPERATOR(pg_catalog.+) 1 FROM w),"
+			" '-9223372036854775808'::pg_catalog.int8))"
 			" SELECT (SELECT seal_id FROM h), (SELECT total_entries FROM h),"
 			" (SELECT sealed_at FROM h),"
-			" (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM audit.entries e"
-			" WHERE e.entry_id OPERATOR(pg_catalog.>=) coalesce((SELECT"
-			" last_entry_id OPERATOR(pg_catalog.+) 1 FROM w),"
-			" '-9223372036854775808'::pg_catalog.int8) LIMIT 100001) u)",
+			" (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM u LIMIT 100001) c),"
+			" (SELECT u.ts FROM u ORDER BY u.entry_id LIMIT 1)",
 			true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not read the audit seal chain");
@@ -1086,6 +1148,8 @@ audit_seal_health(PG_FUNCTION_ARGS)
 		d = SPI_getbinval(tup, desc, 3, &isnull);
 		last = isnull ? 0 : DatumGetTimestampTz(d);
 		waiting = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		oldest = isnull ? now : DatumGetTimestampTz(d);
 	}
 	SPI_finish();
 
@@ -1117,8 +1181,10 @@ audit_seal_health(PG_FUNCTION_ARGS)
 			&detail,
 			" The sealing service is off (pg_opsdata.audit_seal_interval = 0).");
 	}
-	else if (waiting > 0 && (last == 0 || TimestampDifferenceExceeds(
-											  last, now, SEAL_HEALTH_LATE_MS)))
+	else if (waiting > 0 &&
+			 TimestampDifferenceExceeds(oldest, now, SEAL_HEALTH_LATE_MS) &&
+			 (last == 0 ||
+			  TimestampDifferenceExceeds(last, now, SEAL_HEALTH_LATE_MS)))
 	{
 		status = "warning";
 		appendStringInfoString(

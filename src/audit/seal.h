@@ -34,6 +34,7 @@
 #define SEAL_ENTRY_ID_COLUMN	 "entry_id"
 #define SEAL_ENTRY_TS_COLUMN	 "ts"
 #define SEAL_STATEMENT_ID_COLUMN "statement_id"
+#define SEAL_SERVER_ID_COLUMN	 "server_id"
 
 /*
  * How the first ncolumns columns of a query's rows are encoded (as
@@ -65,6 +66,8 @@ typedef struct SealRow
 	uint8 prev_hash[SEAL_HASH_LEN];
 	TimestampTz sealed_at;
 	uint8 hash[SEAL_HASH_LEN];
+	bool has_server;
+	int64 server_id; /* whose entries it seals (entries seals) */
 } SealRow;
 
 /* seal_encode.c */
@@ -96,6 +99,7 @@ extern void audit_seal_read_row(HeapTuple tuple, TupleDesc desc, SealRow *row);
 extern Datum audit_seal_id_ranges(const int64 *ids, int n);
 extern int64 *audit_seal_expand_ids(Datum multirange, int64 *count);
 extern char *audit_seal_hex(const uint8 *hash);
+extern int64 audit_seal_local_server(void);
 
 /* seal.c */
 extern int audit_seal_interval_ms;

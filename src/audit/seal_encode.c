@@ -52,6 +52,7 @@
 
 #include "access/htup_details.h"
 #include "access/tupmacs.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_type.h"
@@ -907,7 +908,7 @@ audit_seal_row_hash(pg_cryptohash_ctx *ctx, const SealRow *row, uint8 *out)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	seal_put_int32(&buf, 16);
+	seal_put_int32(&buf, 17);
 	seal_put_int8_field(&buf, row->seal_id);
 	seal_put_text_field(&buf, row->retention ? "retention" : "entries");
 	if (row->has_window)
@@ -973,6 +974,10 @@ audit_seal_row_hash(pg_cryptohash_ctx *ctx, const SealRow *row, uint8 *out)
 		seal_put_null(&buf, TEXTOID);
 	seal_put_bytea_field(&buf, row->prev_hash, SEAL_HASH_LEN);
 	seal_put_timestamptz_field(&buf, row->sealed_at);
+	if (row->has_server)
+		seal_put_int8_field(&buf, row->server_id);
+	else
+		seal_put_null(&buf, INT8OID);
 	audit_seal_sha256(ctx, buf.data, buf.len, NULL, 0, out);
 	pfree(buf.data);
 }
@@ -1052,6 +1057,19 @@ audit_seal_read_row(HeapTuple tuple, TupleDesc desc, SealRow *row)
 	row->sealed_at =
 		DatumGetTimestampTz(seal_read(tuple, desc, "sealed_at", &isnull));
 	(void) seal_read_hash(tuple, desc, "hash", row->hash);
+	d = seal_read(tuple, desc, "server_id", &isnull);
+	row->has_server = !isnull;
+	row->server_id = isnull ? 0 : DatumGetInt64(d);
+}
+
+/*
+ * This server's identifier, the one its entries carry in server_id
+ * (audit.server_id(), server.c): the entries sealed here are those.
+ */
+int64
+audit_seal_local_server(void)
+{
+	return (int64) GetSystemIdentifier();
 }
 
 /*

@@ -3,8 +3,8 @@
  * seal_scan.c
  *		Read a range of audit entries and compute their leaves.
  *
- * Sealing and verification both read the entries of a range of ids and
- * need, in (entry_id, ts) order, each one's encoding followed by the hash
+ * Sealing and verification both read the entries of one server (one
+ * server_id) in a range of ids and need, in (entry_id, ts) order, each one's encoding followed by the hash
  * of its statement (seal_encode.c): what the SHA-256 of a seal covers, and
  * what its locator is the CRC-32C of.  The rows are read by
  * one query whose executor hands each row to a DestReceiver here, which
@@ -205,14 +205,15 @@ seal_entry_cmp(const void *a, const void *b)
 }
 
 /*
- * Read the entries with first <= entry_id <= last, appending them to the
- * scan, and sort the scan's entries by (entry_id, ts).  columns, if not
+ * Read the entries of server server_id with first <= entry_id <= last,
+ * appending them to the scan, and sort the scan's entries by (entry_id,
+ * ts).  columns, if not
  * NULL, tells for each entry id how many of its columns and of its
  * statement's to encode.
  */
 void
-audit_seal_scan_entries(SealScan *scan, int64 first, int64 last,
-						SealColumnsFn columns, void *arg)
+audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
+						int64 last, SealColumnsFn columns, void *arg)
 {
 	SealReceiver r;
 	SPIExecuteOptions options;
@@ -223,12 +224,13 @@ audit_seal_scan_entries(SealScan *scan, int64 first, int64 last,
 
 	if (seal_scan_plan == NULL)
 	{
-		Oid argtypes[2] = {INT8OID, INT8OID};
-		SPIPlanPtr plan =
-			SPI_prepare("SELECT * FROM audit.entries"
-						" WHERE entry_id OPERATOR(pg_catalog.>=) $1"
-						" AND entry_id OPERATOR(pg_catalog.<=) $2",
-						2, argtypes);
+		Oid argtypes[3] = {INT8OID, INT8OID, INT8OID};
+		SPIPlanPtr plan = SPI_prepare(
+			"SELECT * FROM audit.entries"
+			" WHERE entry_id OPERATOR(pg_catalog.>=) $1"
+			" AND entry_id OPERATOR(pg_catalog.<=) $2"
+			" AND " SEAL_SERVER_ID_COLUMN " OPERATOR(pg_catalog.=) $3",
+			3, argtypes);
 
 		if (plan == NULL)
 			elog(ERROR, "could not prepare the scan of audit.entries: %s",
@@ -247,13 +249,16 @@ audit_seal_scan_entries(SealScan *scan, int64 first, int64 last,
 	r.columns = columns;
 	r.arg = arg;
 
-	params = makeParamList(2);
+	params = makeParamList(3);
 	params->params[0].value = Int64GetDatum(first);
 	params->params[0].ptype = INT8OID;
 	params->params[0].isnull = false;
 	params->params[1].value = Int64GetDatum(last);
 	params->params[1].ptype = INT8OID;
 	params->params[1].isnull = false;
+	params->params[2].value = Int64GetDatum(server_id);
+	params->params[2].ptype = INT8OID;
+	params->params[2].isnull = false;
 
 	/*
 	 * The snapshot is taken before the query is planned: maintenance moves

@@ -62,7 +62,8 @@ extern void audit_seal_scan_init(SealScan *scan, int statement_columns,
 								 MemoryContext cxt);
 extern void audit_seal_scan_reset(SealScan *scan, int statement_columns);
 extern void audit_seal_scan_forget_statements(SealScan *scan);
-extern void audit_seal_scan_entries(SealScan *scan, int64 first, int64 last,
+extern void audit_seal_scan_entries(SealScan *scan, int64 server_id,
+									int64 first, int64 last,
 									SealColumnsFn columns, void *arg);
 extern void audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx);
 extern void audit_seal_scan_digest(SealScan *scan, const int *indexes, int n,

@@ -12,8 +12,8 @@
  *	  its contents, its prev_hash is the previous seal's hash (else that
  *	  seal was changed and re-hashed), and the window of an entries seal
  *	  starts where the last round's ended (or is the same round's);
- *	- its entries: those whose id is in the seal's window and whose ts is
- *	  in its bucket are read again, encoded, and their SHA-256 compared
+ *	- its entries: those of the seal's server (server_id) whose id is in
+ *	  the seal's window and whose ts is in its bucket are read again, encoded, and their SHA-256 compared
  *	  with the seal's entries_hash; when it differs, the seal's list of ids
  *	  and its locators (a CRC-32C per entry, which the seal's hash covers)
  *	  name the first entry deleted, inserted or altered.  An entry of a
@@ -81,6 +81,8 @@ typedef struct VerifyRound
 	int nseals;
 	int entry_columns;
 	int statement_columns;
+	bool has_server;
+	int64 server_id; /* whose entries its seals cover */
 } VerifyRound;
 
 /* A retention seal. */
@@ -494,13 +496,23 @@ verify_chunk(Verifier *v)
 		return;
 	old = MemoryContextSwitchTo(v->cxt);
 	audit_seal_scan_reset(scan, 0);
-	if (v->nrounds > 0)
+	/* One scan per run of rounds sealing the entries of one server. */
+	for (r = 0; r < v->nrounds;)
 	{
-		audit_seal_scan_entries(scan, v->rounds[0].first,
-								v->rounds[v->nrounds - 1].last, verify_columns,
-								v);
-		audit_seal_scan_finish(scan, v->ctx);
+		int end = r + 1;
+
+		while (end < v->nrounds &&
+			   v->rounds[end].has_server == v->rounds[r].has_server &&
+			   v->rounds[end].server_id == v->rounds[r].server_id)
+			end++;
+		if (v->rounds[r].has_server)
+			audit_seal_scan_entries(
+				scan, v->rounds[r].server_id, v->rounds[r].first,
+				v->rounds[end - 1].last, verify_columns, v);
+		r = end;
 	}
+	if (v->nrounds > 0)
+		audit_seal_scan_finish(scan, v->ctx);
 
 	/* Give each entry to the seal of its round whose bucket holds it. */
 	seal_of = palloc(sizeof(int) * Max(scan->nentries, 1));
@@ -593,6 +605,8 @@ verify_add(Verifier *v, HeapTuple tuple, TupleDesc desc)
 
 		if (last != NULL && last->first == s->row.first_entry_id &&
 			last->last == s->row.last_entry_id &&
+			last->has_server == s->row.has_server &&
+			last->server_id == s->row.server_id &&
 			last->first_seal + last->nseals == v->nchunk)
 			last->nseals++;
 		else
@@ -613,6 +627,8 @@ verify_add(Verifier *v, HeapTuple tuple, TupleDesc desc)
 			round->nseals = 1;
 			round->entry_columns = s->row.entry_columns;
 			round->statement_columns = s->row.statement_columns;
+			round->has_server = s->row.has_server;
+			round->server_id = s->row.server_id;
 		}
 		s->round = v->nrounds - 1;
 	}

@@ -137,11 +137,12 @@ my $rehash = qq{
 		SELECT sha256(string_agg(record_send(e) || sha256(coalesce(record_send(st), '')), ''::bytea
 							ORDER BY e.entry_id, e.ts))
 		  FROM audit.entries e LEFT JOIN audit.statements st ON st.statement_id = e.statement_id
-		 WHERE e.entry_id BETWEEN s.first_entry_id AND s.last_entry_id AND e.ts >= s.ts_from AND e.ts < s.ts_to)
+		 WHERE e.server_id = s.server_id AND e.entry_id BETWEEN s.first_entry_id AND s.last_entry_id
+		   AND e.ts >= s.ts_from AND e.ts < s.ts_to)
 	 WHERE seal_id = $seal;
 	UPDATE audit.seals s SET hash = sha256(record_send(ROW(s.seal_id, s.kind, s.first_entry_id, s.last_entry_id,
 			s.ts_from, s.ts_to, s.entry_count, s.entry_ids, sha256(s.locators), s.entries_hash, s.entry_columns,
-			s.statement_columns, s.total_entries, s.detail, s.prev_hash, s.sealed_at)))
+			s.statement_columns, s.total_entries, s.detail, s.prev_hash, s.sealed_at, s.server_id)))
 	 WHERE seal_id = $seal};
 is(verdict($rehash), "seal altered||$seal", 'a seal re-hashed over an altered entry is named');
 is(verdict("UPDATE audit.seals SET entry_count = entry_count + 1 WHERE seal_id = $seal"),
