@@ -132,7 +132,7 @@ kill 'KILL', $pid;
 ok($node->wait_for_log(qr/all server processes terminated; reinitializing/, $offset),
 	'SIGKILL of the scheduler restarts every process');
 $locker->{run}->kill_kill;
-ok(opsdata_wait_up($node), 'the server accepts connections again');
+ok(opsdata_wait_up($node, $offset), 'the server accepts connections again');
 is($node->safe_psql('postgres', "SELECT count(*) FROM audit.seals WHERE seal_id > $seals_before"), '0',
 	'the killed round left no seal');
 is($node->safe_psql('postgres', 'SELECT status FROM audit.verify()'), 'intact',
