@@ -28,9 +28,16 @@
  * out growing ids.  Entries held during a restore take their ids when they
  * are written into audit.entries, not before.
  *
+ * Servers.  Only this server's entries are sealed here, those whose
+ * server_id is audit.server_id(), and each seal records that server_id:
+ * entries received by logical replication from other servers keep their
+ * server's id and numbering, arrive in any order, and are that server's
+ * chain's business.  Everything below (ids, horizon, windows) is about
+ * this server's entries; verification reads a seal's server's entries.
+ *
  * A horizon is then found without waiting and without touching the
- * writers' path: read M, the highest entry_id of any row present in
- * audit.entries, committed, in progress or dead (the rightmost key of each
+ * writers' path: read M, the highest entry_id of this server's rows present
+ * in audit.entries, committed, in progress or dead (the rightmost key of each
  * partition's primary key; any row that exists will do: its id was taken
  * before the read, so every smaller id was taken before the read too, by
  * a transaction that held its lock then); after that read, list the
