@@ -88,6 +88,7 @@
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
@@ -1099,6 +1100,48 @@ audit_seal_init(void)
 }
 
 /*
+ * The query of audit._health_seals(), given the CTE u of the entries that
+ * await sealing: the head of the chain, and how many entries wait (up to
+ * 100,001) with the ts of the first.
+ */
+#define SEAL_HEALTH_SQL(u)                                                    \
+	"WITH h AS (SELECT seal_id, total_entries, sealed_at FROM audit.seals"    \
+	" ORDER BY seal_id DESC LIMIT 1),"                                        \
+	" w AS (SELECT last_entry_id FROM audit.seals"                            \
+	" WHERE kind OPERATOR(pg_catalog.=) 'entries'"                            \
+	" ORDER BY seal_id DESC LIMIT 1)," u                                      \
+	" SELECT (SELECT seal_id FROM h), (SELECT total_entries FROM h),"         \
+	" (SELECT sealed_at FROM h),"                                             \
+	" (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM u LIMIT 100001) c),"    \
+	" (SELECT u.ts FROM u ORDER BY u.entry_id LIMIT 1)"
+
+/*
+ * Lock audit.entries and its partitions for reading, without waiting:
+ * health answers even while a session holds a lock on one of them (it
+ * then does not count the entries awaiting sealing).  False when one is
+ * locked.
+ */
+static bool
+seal_try_lock_entries(void)
+{
+	Oid entries = seal_relid("entries");
+	List *rels;
+	ListCell *lc;
+
+	if (!OidIsValid(entries) ||
+		!ConditionalLockRelationOid(entries, AccessShareLock))
+		return false;
+	rels = find_all_inheritors(entries, NoLock, NULL);
+	foreach (lc, rels)
+	{
+		if (lfirst_oid(lc) != entries &&
+			!ConditionalLockRelationOid(lfirst_oid(lc), AccessShareLock))
+			return false;
+	}
+	return true;
+}
+
+/*
  * audit._health_seals(): how far sealing is, for opsdata.health().
  */
 Datum
@@ -1113,6 +1156,7 @@ audit_seal_health(PG_FUNCTION_ARGS)
 	int64 waiting = 0;
 	TimestampTz last = 0;
 	TimestampTz oldest = 0; /* ts of the first entry awaiting sealing */
+	bool counted;
 	bool isnull;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -1125,21 +1169,20 @@ audit_seal_health(PG_FUNCTION_ARGS)
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "could not connect to SPI");
+	counted = seal_try_lock_entries();
 	if (SPI_execute(
-			"WITH h AS (SELECT seal_id, total_entries, sealed_at FROM audit.seals"
-			" ORDER BY seal_id DESC LIMIT 1),"
-			" w AS (SELECT last_entry_id FROM audit.seals"
-			" WHERE kind OPERATOR(pg_catalog.=) 'entries'"
-			" ORDER BY seal_id DESC LIMIT 1),"
-			" u AS NOT MATERIALIZED (SELECT e.entry_id, e.ts FROM audit.entries e"
-			" WHERE e.server_id OPERATOR(pg_catalog.=) audit.server_id()"
-			" AND e.entry_id OPERATOR(pg_catalog.>=) coalesce((SELECT"
-			" last_entry_id OPERATOR(pg_catalog.+) 1 FROM w),"
-			" '-9223372036854775808'::pg_catalog.int8))"
-			" SELECT (SELECT seal_id FROM h), (SELECT total_entries FROM h),"
-			" (SELECT sealed_at FROM h),"
-			" (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM u LIMIT 100001) c),"
-			" (SELECT u.ts FROM u ORDER BY u.entry_id LIMIT 1)",
+			counted
+				? SEAL_HEALTH_SQL(
+					  " u AS NOT MATERIALIZED (SELECT e.entry_id, e.ts"
+					  " FROM audit.entries e"
+					  " WHERE e.server_id OPERATOR(pg_catalog.=)"
+					  " audit.server_id()"
+					  " AND e.entry_id OPERATOR(pg_catalog.>=) coalesce("
+					  "(SELECT last_entry_id OPERATOR(pg_catalog.+) 1"
+					  " FROM w), '-9223372036854775808'::pg_catalog.int8))")
+				: SEAL_HEALTH_SQL(
+					  " u AS (SELECT 0::pg_catalog.int8 AS entry_id,"
+					  " NULL::pg_catalog.timestamptz AS ts WHERE false)"),
 			true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not read the audit seal chain");
@@ -1177,8 +1220,14 @@ audit_seal_health(PG_FUNCTION_ARGS)
 		appendStringInfo(&detail, ", the last %ld.%d s ago", secs,
 						 usecs / 100000);
 	}
-	appendStringInfo(&detail, "; %s" INT64_FORMAT " entries await sealing.",
-					 waiting > 100000 ? "over " : "", Min(waiting, 100000));
+	if (counted)
+		appendStringInfo(
+			&detail, "; %s" INT64_FORMAT " entries await sealing.",
+			waiting > 100000 ? "over " : "", Min(waiting, 100000));
+	else
+		appendStringInfoString(
+			&detail,
+			"; the entries awaiting sealing were not counted: another session holds a lock on audit.entries or one of its partitions.");
 	if (!opsdata_preloaded)
 		status = "off";
 	else if (audit_seal_interval_ms <= 0)
