@@ -52,8 +52,9 @@ SELECT columns_are('audit', 'held_entries', ARRAY['ts', 'database', 'username', 
 	'application', 'client_addr', 'backend_pid', 'xid', 'class', 'command', 'objects', 'privileges',
 	'rows', 'duration', 'outcome', 'sqlstate', 'statement_text', 'params', 'actor', 'request_id',
 	'attributes', 'details']);
-SELECT columns_are('audit', 'seals', ARRAY['seal_id', 'first_entry_id', 'last_entry_id', 'entry_count',
-	'prev_hash', 'hash', 'sealed_at']);
+SELECT columns_are('audit', 'seals', ARRAY['seal_id', 'kind', 'first_entry_id', 'last_entry_id',
+	'ts_from', 'ts_to', 'entry_count', 'entry_ids', 'locators', 'entries_hash', 'entry_columns',
+	'statement_columns', 'total_entries', 'detail', 'prev_hash', 'sealed_at', 'hash', 'server_id']);
 SELECT columns_are('audit', 'rules', ARRAY['rule_id', 'action', 'role_name', 'database_name',
 	'schema_name', 'relation_name', 'class', 'created_at', 'created_by', 'comment']);
 SELECT columns_are('audit', 'queues', ARRAY['queue_id', 'name', 'kind', 'max_deliveries', 'retention',

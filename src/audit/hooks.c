@@ -29,8 +29,9 @@
  * caches of stored texts, and last the events again (rolled back ones are
  * queued).
  *
- * It also registers the drain of the audit queue as a service of every
- * scheduler (src/worker/worker.h).
+ * It also registers the drain of the audit queue and the sealing of new
+ * entries as services of every scheduler (src/worker/worker.h), and hooks
+ * the retention seals into partition maintenance (seal.c).
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -56,6 +57,7 @@
 #include "tcop/utility.h"
 
 #include "audit/audit.h"
+#include "audit/seal.h"
 #include "core/opsdata.h"
 #include "worker/worker.h"
 
@@ -269,6 +271,9 @@ audit_install_hooks(void)
 /* Every scheduler drains its database's queue (drain.c). */
 static const WorkerService audit_drain_service_def = {"audit queue drain",
 													  audit_drain_service};
+/* ... and seals its database's new entries (seal.c). */
+static const WorkerService audit_seal_service_def = {"audit sealing",
+													 audit_seal_service};
 
 /*
  * The audit area's entry point, called from _PG_init().
@@ -279,6 +284,8 @@ audit_init(void)
 	audit_define_gucs();
 	audit_pq_init();
 	audit_indexer_init();
+	audit_seal_define_gucs();
+	audit_seal_init();
 	if (!opsdata_preloaded)
 		return;
 	audit_queue_init();
@@ -292,4 +299,5 @@ audit_init(void)
 	audit_shapes_init();
 	audit_install_hooks();
 	worker_register_service(&audit_drain_service_def);
+	worker_register_service(&audit_seal_service_def);
 }

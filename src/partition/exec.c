@@ -30,6 +30,11 @@
  * step and reads with a snapshot of after it (partition_plan.sql says
  * why); the lock is held until the step's transaction ends.
  *
+ * Before the statements of a retention step that removes a partition
+ * (drop, archive), partition_retention_hook is told, in the same
+ * subtransaction and as the owner (retention.h): the audit area records
+ * there that the entries of the partition left by retention.
+ *
  * Each step that succeeds writes its row of opsdata.partition_log in the
  * same transaction, as the user that called us: the log says exactly what
  * was committed.  The caller commits (a pass, after every step) or
@@ -62,6 +67,10 @@
 #include "core/opsdata.h"
 #include "core/privileged.h"
 #include "partition/partition.h"
+#include "partition/retention.h"
+
+/* Told before a partition is removed for retention (retention.h). */
+partition_retention_hook_type partition_retention_hook = NULL;
 
 /*
  * Reads partition.lock_timeout, partition.detach_timeout,
@@ -298,6 +307,11 @@ partition_exec_statements(const PartitionStep *step, Oid owner,
 	PG_TRY();
 	{
 		SPI_connect();
+		if (partition_retention_hook != NULL && step->partition != NULL &&
+			strcmp(step->phase, "retention") == 0 &&
+			(strcmp(step->action, "drop") == 0 ||
+			 strcmp(step->action, "archive") == 0))
+			partition_retention_hook(step->partition);
 		foreach (lc, step->statements)
 		{
 			const char *sql = (const char *) lfirst(lc);

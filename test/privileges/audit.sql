@@ -40,5 +40,9 @@ SELECT func, role FROM (VALUES
 	('audit.log_event', ARRAY['opsdata_admin', 'opsdata_writer']),
 	('audit.log_events', ARRAY['opsdata_admin', 'opsdata_writer']),
 	('audit.rebuild_statement', ARRAY['opsdata_auditor']),
-	('audit.shapes', ARRAY['opsdata_auditor'])
+	('audit.shapes', ARRAY['opsdata_auditor']),
+	('audit.seal', ARRAY['opsdata_admin']),
+	('audit.verify', ARRAY['opsdata_auditor']),
+	('audit.digest', ARRAY['opsdata_auditor']),
+	('audit.verify_digest', ARRAY['opsdata_auditor'])
 ) v(func, roles), unnest(roles) AS role;

@@ -184,13 +184,14 @@ sub opsdata_fill_areas
 # runs: an update may add built-in jobs, which may run at once.
 sub opsdata_fingerprint_sql
 {
-	my ($max_entry, $columns, $max_job) = @_;
+	my ($max_entry, $columns, $max_job, $max_seal) = @_;
 	my $jobs = defined $max_job ? "job_id <= $max_job" : undef;
+	my $seals = defined $max_seal ? "seal_id <= $max_seal" : undef;
 	my $sequences = defined $max_job ? "AND sequencename NOT IN ('jobs_job_id_seq', 'job_runs_run_id_seq')" : '';
 	my @tables = (
 		[ 'audit.entries', "entry_id <= $max_entry" ],
 		[ 'audit.statements', "statement_id IN (SELECT statement_id FROM audit.entries WHERE entry_id <= $max_entry)" ],
-		[ 'audit.rules' ], [ 'audit.seals' ],
+		[ 'audit.rules' ], [ 'audit.seals', $seals ],
 		[ 'opsdata.config' ], [ 'opsdata.jobs', $jobs ], [ 'opsdata.job_runs', $jobs ], [ 'opsdata.partitions', 'NOT builtin' ],
 		[ 'opsdata.partition_log' ],
 		[ 'metrics.series' ], [ 'metrics.points' ], [ 'metrics.rollup_queue' ], [ 'metrics.rollups' ],
@@ -334,6 +335,17 @@ sub opsdata_check_areas_work
 	is($node->safe_psql($db, q{
 		SELECT string_agg(component || ': ' || detail, '; ') FROM opsdata.health() WHERE status NOT IN ('ok', 'off')}),
 		'', "$how: health is clean");
+
+	# The sealing service seals this server's new entries, and the chain,
+	# the seals that came with the data included, verifies.
+	ok($node->poll_query_until($db, qq{
+		SELECT count(*) = 0 FROM audit.entries e
+		 WHERE e.entry_id > $max_entry AND e.server_id = audit.server_id()
+		   AND NOT EXISTS (SELECT FROM audit.seals s WHERE s.kind = 'entries' AND s.server_id = e.server_id
+							 AND s.entry_ids @> e.entry_id AND e.ts >= s.ts_from AND e.ts < s.ts_to)}),
+		"$how: new entries are sealed");
+	my $verdict = $node->safe_psql($db, q{SELECT status || ': ' || coalesce(detail, '') FROM audit.verify()});
+	like($verdict, qr/^intact: /, "$how: the seal chain verifies") or diag($verdict);
 }
 
 1;
