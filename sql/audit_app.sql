@@ -101,6 +101,60 @@ SELECT audit.drop_rule(:app_rule);
 SELECT audit.log_event('recorded');
 SELECT * FROM trail();
 
+-- A subscription on declared actors: only entries of those actors are
+-- enqueued, statements and events alike; an entry without an actor never.
+SELECT audit.subscribe('erin_or_frank', actors => '{erin,frank}') > 0 AS subscribed;
+BEGIN;
+SET LOCAL pg_opsdata.actor = 'erin';
+INSERT INTO orders VALUES (4, 'new');
+SELECT audit.log_event('order.approve', 'order:4');
+COMMIT;
+BEGIN;
+SELECT audit.set_context('Erin', scope => 'transaction');
+SELECT audit.log_event('order.view', 'order:4');
+COMMIT;
+SELECT audit.log_event('order.view', 'order:4');
+BEGIN;
+SELECT audit.set_context('frank', scope => 'transaction');
+SELECT audit.log_event('order.ship', 'order:4');
+COMMIT;
+SELECT i.payload->>'actor' AS actor, i.payload->>'class' AS class,
+	   i.payload->>'command' AS command, i.payload->'objects' AS objects
+  FROM audit.queue_items i JOIN audit.queues q USING (queue_id)
+ WHERE q.name = 'erin_or_frank' ORDER BY i.item_id;
+SELECT audit.unsubscribe('erin_or_frank');
+SELECT audit.subscribe('nobody', actors => '{alice,NULL}');
+SELECT * FROM trail();
+
+-- The COPY path: each row written to audit.new_events is an event of the
+-- calling transaction; a bad row fails the COPY, naming its line, and
+-- logs nothing of it.
+BEGIN;
+SET LOCAL pg_opsdata.actor = 'gina';
+COPY audit.new_events (action, object, outcome, details) FROM stdin (FORMAT csv);
+report.export,report:7,ok,"{""rows"": 120}"
+report.export,report:8,denied,
+\.
+COMMIT;
+BEGIN;
+COPY audit.new_events (action) FROM stdin;
+gone.with.rollback
+\.
+ROLLBACK;
+COPY audit.new_events (action, outcome) FROM stdin (FORMAT csv);
+fine,ok
+bad,maybe
+\.
+SELECT * FROM trail();
+-- Writing to the view takes the privilege to log events: a role that
+-- writes every table (pg_write_all_data) gets no further.
+CREATE ROLE app_bulk_writer IN ROLE pg_write_all_data;
+SET ROLE app_bulk_writer;
+INSERT INTO audit.new_events (action) VALUES ('sneaky');
+RESET ROLE;
+DROP ROLE app_bulk_writer;
+SELECT * FROM trail();
+
 -- Clear errors, and nothing logged.
 \set SHOW_CONTEXT never
 SELECT audit.log_event(NULL);

@@ -60,7 +60,7 @@ SELECT columns_are('audit', 'rules', ARRAY['rule_id', 'action', 'role_name', 'da
 SELECT columns_are('audit', 'queues', ARRAY['queue_id', 'name', 'kind', 'max_deliveries', 'retention',
 	'head', 'head_candidate', 'head_fence', 'created_at', 'created_by', 'comment']);
 SELECT columns_are('audit', 'subscriptions', ARRAY['queue_id', 'classes', 'commands', 'outcomes',
-	'objects', 'roles', 'predicate']);
+	'objects', 'roles', 'predicate', 'actors']);
 SELECT columns_are('audit', 'queue_items', ARRAY['item_id', 'queue_id', 'deliveries', 'leased', 'enqueued_at',
 	'visible_at', 'acked_at', 'entry_id', 'payload']);
 SELECT columns_are('audit', 'dead_letters', ARRAY['item_id', 'queue_id', 'deliveries', 'enqueued_at',

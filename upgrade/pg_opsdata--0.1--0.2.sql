@@ -3590,6 +3590,91 @@ SELECT opsdata._guard_tables();
 REVOKE ALL ON FUNCTION audit.seal(), audit.verify(timestamptz, timestamptz), audit.digest(),
 	audit.verify_digest(jsonb), audit._health_seals() FROM PUBLIC;
 
+-- Subscriptions also filter on the declared actor of an entry.
+ALTER TABLE audit.subscriptions ADD COLUMN actors text[];
+COMMENT ON COLUMN audit.subscriptions.actors IS 'Declared actors that match (pg_opsdata.actor of an entry, compared exactly)';
+DROP FUNCTION audit.subscribe(text, text[], text[], text[], text[], name[], text, integer, interval, text);
+CREATE FUNCTION audit.subscribe(name text, classes text[] DEFAULT NULL, commands text[] DEFAULT NULL,
+	outcomes text[] DEFAULT NULL, objects text[] DEFAULT NULL, roles name[] DEFAULT NULL,
+	actors text[] DEFAULT NULL, predicate text DEFAULT NULL, max_deliveries integer DEFAULT 5, retention interval DEFAULT NULL,
+	comment text DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	id integer;
+	bad text;
+BEGIN
+	-- A subscription copies entries of the trail into a queue: only a role
+	-- that may read the trail makes one (the caller, not this function's
+	-- owner: _may_read_trail() looks at the role that called subscribe()).
+	IF NOT audit._may_read_trail() THEN
+		RAISE EXCEPTION 'permission denied to subscribe to the audit trail'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'A subscription copies audit entries into a queue.',
+				  HINT = 'Subscriptions are made by roles that may read audit.entries (opsdata_auditor).';
+	END IF;
+	SELECT c INTO bad FROM pg_catalog.unnest(classes) c
+	 WHERE c IS NULL OR c NOT IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app') LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'invalid audit class "%"', bad
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Valid classes are read, write, function, role, ddl, misc, login and app.';
+	END IF;
+	SELECT o INTO bad FROM pg_catalog.unnest(outcomes) o
+	 WHERE o IS NULL OR o NOT IN ('ok', 'error', 'rolled back', 'denied', 'failed') LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'invalid audit outcome "%"', bad
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Valid outcomes are ok, error, rolled back, denied and failed.';
+	END IF;
+	IF pg_catalog.array_position(commands, NULL) IS NOT NULL
+	   OR pg_catalog.array_position(objects, NULL) IS NOT NULL
+	   OR pg_catalog.array_position(roles, NULL) IS NOT NULL
+	   OR pg_catalog.array_position(actors, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'subscription filters must not contain nulls'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF predicate IS NOT NULL THEN
+		predicate := audit._check_predicate(predicate);
+	END IF;
+	id := audit._new_queue(name, 'subscription', max_deliveries, retention, comment);
+	INSERT INTO audit.subscriptions (queue_id, classes, commands, outcomes, objects, roles, predicate, actors)
+	VALUES (id, classes, (SELECT pg_catalog.array_agg(pg_catalog.upper(c)) FROM pg_catalog.unnest(commands) c),
+			outcomes, objects, roles, predicate, actors);
+	PERFORM audit._rules_changed('CREATE AUDIT SUBSCRIPTION', name);
+	PERFORM audit._queues_changed();
+	RETURN id;
+END
+$$;
+
+COMMENT ON FUNCTION audit.subscribe(text, text[], text[], text[], text[], name[], text[], text, integer, interval, text) IS 'Make a queue that receives every audit entry matching the filter as it is written; returns its queue_id';
+GRANT EXECUTE ON FUNCTION audit.subscribe(text, text[], text[], text[], text[], name[], text[], text, integer, interval, text) TO opsdata_admin;
+
+-- COPY path for application events: the write-only view audit.new_events.
+CREATE VIEW audit.new_events AS
+	SELECT NULL::text AS action, NULL::text AS object, NULL::text AS outcome, NULL::jsonb AS details
+	 WHERE false;
+
+COMMENT ON VIEW audit.new_events IS 'Write-only: COPY or INSERT application events; each row is logged as audit.log_event() logs it, with the calling transaction';
+COMMENT ON COLUMN audit.new_events.action IS 'What the application did (the entry''s command)';
+COMMENT ON COLUMN audit.new_events.object IS 'What it was done to (the entry''s object), or NULL';
+COMMENT ON COLUMN audit.new_events.outcome IS 'ok, error, denied or failed; ok when NULL';
+COMMENT ON COLUMN audit.new_events.details IS 'Details of the event as JSON, or NULL';
+
+CREATE FUNCTION audit._new_event_row()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_new_event_row';
+
+COMMENT ON FUNCTION audit._new_event_row() IS 'Internal: logs a row written to audit.new_events as an application event';
+
+CREATE TRIGGER new_event INSTEAD OF INSERT ON audit.new_events
+	FOR EACH ROW EXECUTE FUNCTION audit._new_event_row();
+
+GRANT INSERT ON audit.new_events TO opsdata_admin, opsdata_writer;
+
 -- Functions are created executable by PUBLIC; the install script revokes that
 -- in src/core/finish.sql, the update does it here for the new ones.
 REVOKE ALL ON ALL ROUTINES IN SCHEMA opsdata, audit, learning, metrics FROM PUBLIC;

@@ -13,6 +13,11 @@
  * reads do.  pg_opsdata.audit does not govern these events (the
  * application asked for each); exclude rules of class app drop them.
  *
+ * COPY audit.new_events FROM STDIN logs one event per row through an
+ * INSTEAD OF INSERT trigger; the trigger lets only roles that may execute
+ * audit.log_event() through, so a grant-bypassing role such as a member of
+ * pg_write_all_data gains nothing by the view.
+ *
  * Every event carries the context the application declared
  * (pg_opsdata.actor, request_id and attributes, see guc.c), like every
  * other entry written while it is in force.
@@ -26,17 +31,26 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/rel.h"
 
 #include "audit/audit.h"
 #include "core/opsdata.h"
 
 PG_FUNCTION_INFO_V1(audit_log_event);
 PG_FUNCTION_INFO_V1(audit_log_events);
+PG_FUNCTION_INFO_V1(audit_new_event_row);
 
 /* Longest action or object name, and details as JSON text. */
 #define AUDIT_APP_NAME_MAX	  1024
@@ -225,4 +239,85 @@ audit_log_events(PG_FUNCTION_ARGS)
 						  : JsonbValueToJsonb(details));
 	}
 	PG_RETURN_INT32(n);
+}
+
+/*
+ * May the current user log application events?  The same privilege as
+ * audit.log_event() itself: EXECUTE on it.
+ */
+static void
+audit_app_check_caller(FmgrInfo *flinfo)
+{
+	Oid *fn = (Oid *) flinfo->fn_extra;
+
+	if (fn == NULL)
+	{
+		Oid argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+		List *name = list_make2(makeString("audit"), makeString("log_event"));
+
+		fn = MemoryContextAlloc(flinfo->fn_mcxt, sizeof(Oid));
+		*fn = LookupFuncName(name, 4, argtypes, false);
+		flinfo->fn_extra = fn;
+	}
+	if (pg_proc_aclcheck(*fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						errmsg("permission denied to log application events"),
+						errhint("Roles that may execute audit.log_event() may "
+								"write to audit.new_events.")));
+}
+
+/* A text column of the row, NULL when null. */
+static char *
+audit_app_row_text(HeapTuple tuple, TupleDesc desc, int attno)
+{
+	bool isnull;
+	Datum d = heap_getattr(tuple, attno, desc, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/*
+ * INSTEAD OF INSERT row trigger of audit.new_events (action text, object
+ * text, outcome text, details jsonb): logs the row as audit.log_event()
+ * would.
+ */
+Datum
+audit_new_event_row(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc desc;
+	HeapTuple tuple;
+	char *action;
+	char *outcome;
+	bool isnull;
+	Datum details;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_INSTEAD(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+						errmsg("audit_new_event_row must be fired INSTEAD OF "
+							   "INSERT for each row")));
+	audit_app_check_session();
+	audit_app_check_caller(fcinfo->flinfo);
+	desc = RelationGetDescr(trigdata->tg_relation);
+	tuple = trigdata->tg_trigtuple;
+	if (desc->natts != 4 || TupleDescAttr(desc, 3)->atttypid != JSONBOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("audit_new_event_row fired on a relation of another "
+						"shape")));
+	action = audit_app_row_text(tuple, desc, 1);
+	if (action == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the action of an application event must not be "
+						"null")));
+	outcome = audit_app_row_text(tuple, desc, 3);
+	details = heap_getattr(tuple, 4, desc, &isnull);
+	audit_app_log(action, audit_app_row_text(tuple, desc, 2),
+				  outcome ? outcome : "ok",
+				  isnull ? NULL : DatumGetJsonbP(details));
+	return PointerGetDatum(tuple);
 }

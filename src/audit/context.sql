@@ -43,5 +43,26 @@ AS 'MODULE_PATHNAME', 'audit_log_events';
 
 COMMENT ON FUNCTION audit.log_events(jsonb) IS 'Record a JSON array of application events ({"action", "object", "outcome", "details"}) with the calling transaction; returns how many';
 
+CREATE VIEW audit.new_events AS
+	SELECT NULL::text AS action, NULL::text AS object, NULL::text AS outcome, NULL::jsonb AS details
+	 WHERE false;
+
+COMMENT ON VIEW audit.new_events IS 'Write-only: COPY or INSERT application events; each row is logged as audit.log_event() logs it, with the calling transaction';
+COMMENT ON COLUMN audit.new_events.action IS 'What the application did (the entry''s command)';
+COMMENT ON COLUMN audit.new_events.object IS 'What it was done to (the entry''s object), or NULL';
+COMMENT ON COLUMN audit.new_events.outcome IS 'ok, error, denied or failed; ok when NULL';
+COMMENT ON COLUMN audit.new_events.details IS 'Details of the event as JSON, or NULL';
+
+CREATE FUNCTION audit._new_event_row()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_new_event_row';
+
+COMMENT ON FUNCTION audit._new_event_row() IS 'Internal: logs a row written to audit.new_events as an application event';
+
+CREATE TRIGGER new_event INSTEAD OF INSERT ON audit.new_events
+	FOR EACH ROW EXECUTE FUNCTION audit._new_event_row();
+
+GRANT INSERT ON audit.new_events TO opsdata_admin, opsdata_writer;
 GRANT EXECUTE ON FUNCTION audit.set_context(text, text, jsonb, text), audit.log_event(text, text, text, jsonb),
 	audit.log_events(jsonb) TO opsdata_admin, opsdata_writer;

@@ -41,7 +41,8 @@ CREATE TABLE audit.subscriptions (
 	outcomes		text[],
 	objects			text[],
 	roles			name[],
-	predicate		text
+	predicate		text,
+	actors			text[]
 );
 
 COMMENT ON TABLE audit.subscriptions IS 'Filters of audit subscriptions: entries that pass every non-NULL condition are enqueued into the queue';
@@ -52,6 +53,7 @@ COMMENT ON COLUMN audit.subscriptions.outcomes IS 'Outcomes that match (ok, erro
 COMMENT ON COLUMN audit.subscriptions.objects IS 'Objects that match, as entries name them; "schema.*" matches every object of a schema';
 COMMENT ON COLUMN audit.subscriptions.roles IS 'Roles that match, as the session user or the current user of an entry';
 COMMENT ON COLUMN audit.subscriptions.predicate IS 'Boolean SQL expression over the columns of audit.trail, built-in immutable functions and operators only';
+COMMENT ON COLUMN audit.subscriptions.actors IS 'Declared actors that match (pg_opsdata.actor of an entry, compared exactly)';
 
 CREATE SEQUENCE audit.queue_items_seq AS bigint MAXVALUE 281474976710655;
 
@@ -300,7 +302,7 @@ COMMENT ON FUNCTION audit.drop_queue(text) IS 'Drop a queue (or subscription) wi
 
 CREATE FUNCTION audit.subscribe(name text, classes text[] DEFAULT NULL, commands text[] DEFAULT NULL,
 	outcomes text[] DEFAULT NULL, objects text[] DEFAULT NULL, roles name[] DEFAULT NULL,
-	predicate text DEFAULT NULL, max_deliveries integer DEFAULT 5, retention interval DEFAULT NULL,
+	actors text[] DEFAULT NULL, predicate text DEFAULT NULL, max_deliveries integer DEFAULT 5, retention interval DEFAULT NULL,
 	comment text DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
@@ -335,7 +337,8 @@ BEGIN
 	END IF;
 	IF pg_catalog.array_position(commands, NULL) IS NOT NULL
 	   OR pg_catalog.array_position(objects, NULL) IS NOT NULL
-	   OR pg_catalog.array_position(roles, NULL) IS NOT NULL THEN
+	   OR pg_catalog.array_position(roles, NULL) IS NOT NULL
+	   OR pg_catalog.array_position(actors, NULL) IS NOT NULL THEN
 		RAISE EXCEPTION 'subscription filters must not contain nulls'
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
@@ -343,16 +346,16 @@ BEGIN
 		predicate := audit._check_predicate(predicate);
 	END IF;
 	id := audit._new_queue(name, 'subscription', max_deliveries, retention, comment);
-	INSERT INTO audit.subscriptions (queue_id, classes, commands, outcomes, objects, roles, predicate)
+	INSERT INTO audit.subscriptions (queue_id, classes, commands, outcomes, objects, roles, predicate, actors)
 	VALUES (id, classes, (SELECT pg_catalog.array_agg(pg_catalog.upper(c)) FROM pg_catalog.unnest(commands) c),
-			outcomes, objects, roles, predicate);
+			outcomes, objects, roles, predicate, actors);
 	PERFORM audit._rules_changed('CREATE AUDIT SUBSCRIPTION', name);
 	PERFORM audit._queues_changed();
 	RETURN id;
 END
 $$;
 
-COMMENT ON FUNCTION audit.subscribe(text, text[], text[], text[], text[], name[], text, integer, interval, text) IS 'Make a queue that receives every audit entry matching the filter as it is written; returns its queue_id';
+COMMENT ON FUNCTION audit.subscribe(text, text[], text[], text[], text[], name[], text[], text, integer, interval, text) IS 'Make a queue that receives every audit entry matching the filter as it is written; returns its queue_id';
 
 CREATE FUNCTION audit.unsubscribe(name text)
 RETURNS boolean
@@ -570,5 +573,5 @@ GRANT EXECUTE ON FUNCTION audit.read(text, integer, interval, interval), audit.a
 	audit.nack(bigint[], interval), audit.extend(bigint[], interval)
 	TO opsdata_admin, opsdata_writer, opsdata_auditor;
 GRANT EXECUTE ON FUNCTION audit.create_queue(text, integer, interval, text), audit.drop_queue(text),
-	audit.subscribe(text, text[], text[], text[], text[], name[], text, integer, interval, text),
+	audit.subscribe(text, text[], text[], text[], text[], name[], text[], text, integer, interval, text),
 	audit.unsubscribe(text), audit.redrive(text, bigint[]) TO opsdata_admin;

@@ -16,8 +16,8 @@
  * it committed).  A match becomes an item whose payload is the entry as in
  * audit.trail, in JSON.
  *
- * A filter's lists (classes, commands, outcomes, objects, roles) are
- * checked in C.  A predicate is SQL over the columns of audit.trail, and
+ * A filter's lists (classes, commands, outcomes, objects, roles, actors)
+ * are checked in C.  A predicate is SQL over the columns of audit.trail, and
  * runs in the session of whoever writes the entry, at commit: so it may
  * only use built-in immutable functions and operators and the columns
  * (checked when it is made and again when it is loaded; no sub-query, no
@@ -90,6 +90,7 @@ PG_FUNCTION_INFO_V1(audit_pq_queues_changed);
 #define S_ATT_OBJECTS	5
 #define S_ATT_ROLES		6
 #define S_ATT_PREDICATE 7
+#define S_ATT_ACTORS	8
 
 /* Columns of audit.trail a predicate reads, in the order of trail_names. */
 enum
@@ -165,6 +166,8 @@ typedef struct PqSub
 	bool *prefix;
 	int nroles;
 	char **roles;
+	int nactors;
+	char **actors;	 /* declared actors, compared exactly */
 	char *predicate; /* source, or NULL */
 	ExprState *pred; /* NULL with a predicate that does not load */
 } PqSub;
@@ -597,6 +600,7 @@ pq_subs_load(Relation rel)
 			}
 		}
 		sub->roles = pq_text_list(tuple, desc, S_ATT_ROLES, &sub->nroles);
+		sub->actors = pq_text_list(tuple, desc, S_ATT_ACTORS, &sub->nactors);
 		d = heap_getattr(tuple, S_ATT_PREDICATE, desc, &isnull);
 		if (!isnull)
 			sub->predicate = TextDatumGetCString(d);
@@ -658,6 +662,15 @@ pq_lists_match(const PqSub *sub, const AuditEvent *ev)
 		!(ev->current_user_name &&
 		  pq_in_list(ev->current_user_name, sub->roles, sub->nroles)))
 		return false;
+	if (sub->nactors > 0)
+	{
+		bool found = false;
+
+		for (i = 0; i < sub->nactors && ev->actor != NULL && !found; i++)
+			found = strcmp(ev->actor, sub->actors[i]) == 0;
+		if (!found)
+			return false;
+	}
 	if (sub->nobjects > 0)
 	{
 		bool found = false;

@@ -350,7 +350,7 @@ my @calls = (
 	['audit.ack(bigint[])', q{SELECT audit.ack(array_agg(item_id)) FROM audit.read('trapq', 2)}],
 	['audit.redrive(text,bigint[])', q{SELECT audit.redrive('trapq')}],
 	['audit.queue_summary()', q{SELECT count(*) FROM audit.queue_summary()}],
-	['audit.subscribe(text,text[],text[],text[],text[],name[],text,integer,interval,text)',
+	['audit.subscribe(text,text[],text[],text[],text[],name[],text[],text,integer,interval,text)',
 	 q{SELECT audit.subscribe('trapsub', classes => ARRAY['ddl'], predicate => $$command <> 'VACUUM' AND rows > 0$$)}],
 	['audit.unsubscribe(text)', q{SELECT audit.unsubscribe('trapsub')}],
 	['audit.drop_queue(text)', q{SELECT audit.drop_queue('trapq')}],
