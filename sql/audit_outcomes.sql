@@ -56,6 +56,20 @@ RESET pg_opsdata.audit;
 SELECT * FROM trail();
 SELECT count(*) AS rows_left FROM items WHERE id = 10;
 
+-- A transaction hands its queued entries (reads here) to the queue a
+-- thousand at a time: when it rolls back, those handed over keep ok, the
+-- rest become rolled back (doc/audit.md, "Outcomes").
+SET pg_opsdata.audit = 'read';
+BEGIN;
+DO $$ BEGIN FOR i IN 1..1003 LOOP PERFORM count(*) FROM items; END LOOP; END $$;
+ROLLBACK;
+RESET pg_opsdata.audit;
+SELECT audit.flush() >= 0 AS flushed;
+SELECT outcome, count(*) FROM audit.trail
+ WHERE entry_id > (SELECT last FROM shown) AND statement_text = 'SELECT count(*) FROM items'
+ GROUP BY outcome ORDER BY outcome;
+UPDATE shown SET last = (SELECT coalesce(max(entry_id), 0) FROM audit.entries);
+
 -- A transaction that fails: the failing statement is an error, those
 -- before it rolled back, those after it refused (25P02).
 SET pg_opsdata.audit = 'read, write, misc';

@@ -76,6 +76,13 @@ static int audit_xact_nqueued = 0; /* of them, events that go to the queue */
 
 static void audit_mark_written(AuditEvent *ev);
 
+/*
+ * DROP EXTENSION pg_opsdata in this transaction: at commit, the database's
+ * queue goes with it.  The name is taken now: no catalog access at commit.
+ */
+static bool audit_extension_dropped = false;
+static char audit_dropped_dbname[NAMEDATALEN];
+
 /* Events waiting for room in the queue. */
 static MemoryContext audit_deferred_cxt = NULL;
 static AuditEvent **audit_deferred = NULL;
@@ -496,6 +503,19 @@ audit_events_pre_commit(void)
 	if (audit_xact_nevents == 0)
 		return;
 	/*
+	 * The transaction dropped the extension, and the trail with it: its
+	 * entries have nowhere to go, as those the trail held are gone (the
+	 * queue goes at commit).  Unless it made the extension again, they are
+	 * forgotten rather than failing the commit.
+	 */
+	if (audit_extension_dropped &&
+		!OidIsValid(get_extension_oid(OPSDATA_NAME, true)))
+	{
+		audit_xact_nevents = 0;
+		audit_xact_nqueued = 0;
+		return;
+	}
+	/*
 	 * A read-only transaction may write temporary tables, and nothing else:
 	 * its entries go through the queue.  A transaction made read-only after
 	 * it wrote (SET TRANSACTION READ ONLY is allowed then) still writes the
@@ -589,13 +609,6 @@ audit_abort(void)
 	audit_queue_or_defer(audit_xact_events, audit_xact_nevents, true);
 	audit_xact_nevents = 0;
 }
-
-/*
- * DROP EXTENSION pg_opsdata in this transaction: at commit, the database's
- * queue goes with it.  The name is taken now: no catalog access at commit.
- */
-static bool audit_extension_dropped = false;
-static char audit_dropped_dbname[NAMEDATALEN];
 
 void
 audit_note_extension_dropped(void)

@@ -158,11 +158,22 @@ audit_rules_read(void *arg)
 	audit_nrules = 0;
 	audit_has_include = audit_has_exclude = false;
 
-	audit_rules_oid = audit_rules_relid();
-	if (!OidIsValid(audit_rules_oid))
-		return;
-
-	rel = table_open(audit_rules_oid, AccessShareLock);
+	/*
+	 * The OID found by name may be gone once its lock is granted: a DROP
+	 * EXTENSION that held the lock committed meanwhile (perhaps with a new
+	 * CREATE EXTENSION).  Taking the lock read the invalidations, so the
+	 * name is looked up again; the session goes on without rules when the
+	 * table is gone, never fails.
+	 */
+	for (;;)
+	{
+		audit_rules_oid = audit_rules_relid();
+		if (!OidIsValid(audit_rules_oid))
+			return;
+		rel = try_table_open(audit_rules_oid, AccessShareLock);
+		if (rel != NULL)
+			break;
+	}
 	desc = RelationGetDescr(rel);
 	/*
 	 * A fresh catalog snapshot, not the transaction's: a session's first

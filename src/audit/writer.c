@@ -247,14 +247,23 @@ audit_writer_lookup(void)
 
 	if (c->valid)
 		return;
-	nsp = get_namespace_oid("audit", true);
-	c->entries = audit_relid(nsp, "entries");
-	c->statements = audit_relid(nsp, "statements");
-	c->seq = audit_relid(nsp, "entries_entry_id_seq");
+	/*
+	 * A table found by name may be gone once its lock is granted (a DROP
+	 * EXTENSION committed meanwhile): look again, which says clearly that
+	 * the table does not exist when it does not.
+	 */
+	for (;;)
+	{
+		nsp = get_namespace_oid("audit", true);
+		c->entries = audit_relid(nsp, "entries");
+		c->statements = audit_relid(nsp, "statements");
+		c->seq = audit_relid(nsp, "entries_entry_id_seq");
+		rel = try_table_open(c->entries, AccessShareLock);
+		if (rel != NULL)
+			break;
+	}
 	c->entries_kind = get_rel_relkind(c->entries);
 	c->statements_kind = get_rel_relkind(c->statements);
-
-	rel = table_open(c->entries, AccessShareLock);
 	desc = RelationGetDescr(rel);
 	for (i = 0; i < NUM_COLS; i++)
 	{

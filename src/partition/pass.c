@@ -19,7 +19,15 @@
  *	  on with the next one;
  *	- DETACH PARTITION ... CONCURRENTLY runs as a top-level statement
  *	  (opsdata_toplevel_exec), which it must be (it commits in the middle),
- *	  and may wait up to partition.detach_timeout, since neither of its
+ *	  and so as the role the worker connected as, the extension owner: a
+ *	  region with the table owner's rights cannot span its commit.  The one
+ *	  thing it runs that a table's owner controls is the check of the
+ *	  foreign keys that reference the table (their casts and operators), so
+ *	  a table that a foreign key references is detached with the plain
+ *	  form instead, in one transaction as the owner, like every other step;
+ *	  the concurrent form checks again, in its first transaction with the
+ *	  parent locked, that none does (partition_detach_check).  It may wait
+ *	  up to partition.detach_timeout, since neither of its
  *	  transactions blocks the parent's readers and writers.  When its second
  *	  transaction does not get its lock in time the partition stays "detach
  *	  pending": a partition to drop is then dropped at once (DROP TABLE
@@ -52,13 +60,19 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_constraint.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -231,6 +245,64 @@ partition_log_now(const char *parent_name, const char *action,
 	CommitTransactionCommand();
 }
 
+/* Set when partition_detach_check() refused a concurrent detach. */
+static bool partition_detach_refused = false;
+
+/*
+ * Does a foreign key reference relid?  Caller holds a lock on relid that
+ * keeps new ones out.
+ */
+static bool
+partition_is_referenced(Oid relid)
+{
+	Relation rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple tuple;
+	bool found = false;
+
+	ScanKeyInit(&key, Anum_pg_constraint_confrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	rel = table_open(ConstraintRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	while (!found && HeapTupleIsValid(tuple = systable_getnext(scan)))
+		found = ((Form_pg_constraint) GETSTRUCT(tuple))->contype ==
+				CONSTRAINT_FOREIGN;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * The check of a DETACH PARTITION ... CONCURRENTLY, in its first
+ * transaction, before it runs (as the extension owner): locks the parent
+ * and the partition as the statement will, then refuses the statement when
+ * a foreign key references either, since checking it would run casts and
+ * operators that the table's owner may have written.  The caller then
+ * detaches with the plain form, as the owner.
+ */
+static void
+partition_detach_check(RawStmt *raw, void *arg)
+{
+	AlterTableStmt *stmt = castNode(AlterTableStmt, raw->stmt);
+	AlterTableCmd *cmd = linitial_node(AlterTableCmd, stmt->cmds);
+	PartitionCmd *pcmd = castNode(PartitionCmd, cmd->def);
+	Oid parent;
+	Oid part;
+
+	parent = RangeVarGetRelid(stmt->relation, ShareUpdateExclusiveLock, false);
+	part = RangeVarGetRelid(pcmd->name, ShareUpdateExclusiveLock, false);
+	if (partition_is_referenced(parent) || partition_is_referenced(part))
+	{
+		partition_detach_refused = true;
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("partition \"%s\" is not detached concurrently",
+							   get_rel_name(part)),
+						errdetail("A foreign key references table \"%s\".",
+								  get_rel_name(parent))));
+	}
+}
+
 /*
  * One try of a top-level statement.  Returns NULL, or the error (in cxt)
  * after aborting whatever transaction the statement had open.
@@ -246,7 +318,7 @@ partition_try_toplevel(const char *sql, int lock_timeout_ms, MemoryContext cxt)
 	{
 		MemoryContext old = MemoryContextSwitchTo(partition_stmt_cxt);
 
-		opsdata_toplevel_exec(sql, NULL, NULL);
+		opsdata_toplevel_exec(sql, partition_detach_check, NULL);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(partition_stmt_cxt);
 	}
@@ -280,6 +352,7 @@ partition_toplevel_step(const PartitionStep *step, const char *parent_name,
 	int attempt;
 	PartitionStepStatus status = PARTITION_STEP_FAILED;
 
+	partition_detach_refused = false;
 	for (attempt = 0;; attempt++)
 	{
 		ErrorData *edata =
@@ -296,7 +369,7 @@ partition_toplevel_step(const PartitionStep *step, const char *parent_name,
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
 		*error = edata;
-		if (!partition_lock_error(edata))
+		if (partition_detach_refused || !partition_lock_error(edata))
 			break;
 		if (partition_detach_pending(step->partition))
 		{
@@ -433,6 +506,26 @@ partition_count_step(PartitionSetResult *res, const PartitionStep *step,
 }
 
 /*
+ * The plain form of a DETACH PARTITION ... CONCURRENTLY step (in cxt): one
+ * statement, in a transaction, as the table's owner.
+ */
+static PartitionStep *
+partition_plain_detach(const PartitionStep *step, MemoryContext cxt)
+{
+	PartitionStep *plain = partition_copy_step(step, cxt);
+	char *sql = MemoryContextStrdup(cxt, linitial(step->statements));
+	const char *suffix = " CONCURRENTLY";
+	size_t len = strlen(sql);
+
+	if (len > strlen(suffix) &&
+		strcmp(sql + len - strlen(suffix), suffix) == 0)
+		sql[len - strlen(suffix)] = '\0';
+	plain->statements = list_make1(sql);
+	plain->toplevel = false;
+	return plain;
+}
+
+/*
  * Runs one step that is not top-level in a transaction of its own; logs
  * what it did, or why it did not.
  */
@@ -521,8 +614,14 @@ partition_maintain_set(PartitionSetResult *res, const PartitionTiming *timing,
 			continue;
 
 		if (step->toplevel)
+		{
 			status =
 				partition_toplevel_step(step, res->name, timing, cxt, &edata);
+			if (partition_detach_refused)
+				status =
+					partition_run_step(res, partition_plain_detach(step, cxt),
+									   timing, cxt, &edata);
+		}
 		else
 			status = partition_run_step(res, step, timing, cxt, &edata);
 		if (status == PARTITION_STEP_DONE)

@@ -129,8 +129,9 @@ $node->safe_psql('postgres', q{
 ok($node->poll_query_until('postgres', q{
 	SELECT count(*) = 1 FROM audit.entries
 	 WHERE command = 'SET OPSDATA SETTING' AND objects = '{audit.retention}'
-	   AND application = 'pg_opsdata job lengthen the trail'}),
-	'a change of audit.retention made by a job is audited, naming the job');
+	   AND application = 'pg_opsdata job lengthen the trail'
+	   AND username = 'job_super' AND current_user_name = 'job_super'}),
+	'a change of audit.retention made by a job is audited, naming the job and its role as the actor');
 is($node->safe_psql('postgres', q{SELECT opsdata.setting('audit.retention')}), '400 days',
 	'the job changed the setting');
 
