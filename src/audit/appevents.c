@@ -14,8 +14,8 @@
  * application asked for each); exclude rules of class app drop them.
  *
  * Every event carries the context the application declared
- * (pg_opsdata.actor, request_id and attributes, see guc.c), like every
- * other entry written while it is in force.
+ * (pg_opsdata.audit_actor, audit_request_id and audit_attributes, see
+ * guc.c), like every other entry written while it is in force.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *

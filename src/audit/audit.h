@@ -119,10 +119,10 @@ typedef struct AuditEvent
 	int nobjects;
 	const char **objects;
 	const char **privileges; /* per object; elements may be NULL */
-	const char *actor;		 /* pg_opsdata.actor when it happened, or NULL */
-	const char *request_id;	 /* pg_opsdata.request_id, or NULL */
-	const char *attributes;	 /* pg_opsdata.attributes (JSON), or NULL */
-	const char *details;	 /* an application event's details (JSON) */
+	const char *actor; /* pg_opsdata.audit_actor when it happened, or NULL */
+	const char *request_id; /* pg_opsdata.audit_request_id, or NULL */
+	const char *attributes; /* pg_opsdata.audit_attributes (JSON), or NULL */
+	const char *details;	/* an application event's details (JSON) */
 } AuditEvent;
 
 /*

@@ -14,7 +14,7 @@
  * partition pruning and the BRIN index.
  *
  * The work is a job entry (worker/worker.h), run in a job worker connected
- * as the extension owner: the built-in job "audit index closed partitions"
+ * as the extension owner: the built-in job "audit.index_closed_partitions"
  * runs it in its own job worker.  It takes a session advisory lock so that
  * two never overlap, and runs DROP INDEX CONCURRENTLY of a leftover invalid
  * index and CREATE INDEX CONCURRENTLY as top-level statements

@@ -557,7 +557,7 @@ $$;
 COMMENT ON FUNCTION audit._queue_job() IS 'Internal: the built-in job of the processing queues (metrics, heads, retention)';
 
 INSERT INTO opsdata.jobs (name, command, schedule, builtin, comment) VALUES
-	('audit queue upkeep', 'SELECT audit._queue_job()', '1 minute', true,
+	('audit.queue_upkeep', 'SELECT audit._queue_job()', '1 minute', true,
 	 'Records the metrics of the processing queues, moves their heads and removes acknowledged items past their retention');
 
 GRANT USAGE ON SCHEMA audit TO opsdata_writer;

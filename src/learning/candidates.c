@@ -22,12 +22,12 @@
  *	  Entries left dead by candidates that were closed since are therefore
  *	  walked once per backend and reviewer, not once per claim.  The scan
  *	  starts from the top again when the cursor is older than
- *	  pg_opsdata.claim_rescan_interval, when the scan reaches the bottom, or
- *	  when another backend announced (shared.c) that a candidate became
- *	  available at or above the cursor: a new or re-offered one, a
- *	  released one, one labelled but still needing labels, or one whose
- *	  claim rolled back.  Expired leases above the cursor are handed out at
- *	  the next rescan.
+ *	  pg_opsdata.learning_claim_rescan_interval, when the scan reaches the
+ *	  bottom, or when another backend announced (shared.c) that a
+ *	  candidate became available at or above the cursor: a new or
+ *	  re-offered one, a released one, one labelled but still needing
+ *	  labels, or one whose claim rolled back.  Expired leases above the
+ *	  cursor are handed out at the next rescan.
  *
  *	- Each scan step is a generic plan with LIMIT 1 (a claim of n
  *	  candidates runs it n times), so nothing is planned per call.

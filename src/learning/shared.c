@@ -24,7 +24,7 @@
  *
  * Without shared_preload_libraries there is no shared state: thresholds
  * are not cached, and claimers rescan by time alone
- * (pg_opsdata.claim_rescan_interval).
+ * (pg_opsdata.learning_claim_rescan_interval).
  *
  * Locking: threshold_generation is an atomic; the ring and its counter are
  * protected by a spinlock held for a few instructions.
@@ -95,7 +95,7 @@ void
 learning_init(void)
 {
 	DefineCustomIntVariable(
-		"pg_opsdata.claim_rescan_interval",
+		"pg_opsdata.learning_claim_rescan_interval",
 		"Longest time a claimer starts from where its previous claim stopped.",
 		"After this time learning.claim() scans the queue from the highest "
 		"priority again, which hands out expired leases above that point. "

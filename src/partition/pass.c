@@ -6,7 +6,7 @@
  * A pass is a job entry (worker/worker.h): it runs in a job worker,
  * connected as the extension owner with search_path pinned to pg_catalog,
  * pg_temp (opsdata_worker_connect), outside any caller's transaction.  The
- * built-in job "partition maintenance" runs it in its own job worker;
+ * built-in job "partition.maintain" runs it in its own job worker;
  * opsdata.run_maintenance() (api.c) starts a job worker for it and waits
  * for its results.  The pass runs in transactions of its own:
  *
@@ -108,7 +108,7 @@ static MemoryContext partition_stmt_cxt = NULL;
 static void partition_pass(Datum arg);
 
 /*
- * The job entry: the built-in job "partition maintenance" runs it in its
+ * The job entry: the built-in job "partition.maintain" runs it in its
  * job worker, run_maintenance() in a job worker started for it.
  */
 const WorkerEntry partition_pass_entry = {

@@ -628,7 +628,7 @@ $$;
 COMMENT ON FUNCTION opsdata._prune_job_runs() IS 'Internal: delete runs older than worker.job_history_succeeded or worker.job_history_failed; returns how many';
 
 INSERT INTO opsdata.jobs (name, command, schedule, builtin, comment) VALUES
-	('prune job runs', 'SELECT opsdata._prune_job_runs()', '1 hour', true,
+	('worker.prune_runs', 'SELECT opsdata._prune_job_runs()', '1 hour', true,
 	 'Deletes opsdata.job_runs rows older than the worker.job_history_* settings');
 
 --
