@@ -544,6 +544,7 @@ learning_claim(PG_FUNCTION_ARGS)
 	TimestampTz now;
 	TimestampTz lease_until;
 	uint64 generation;
+	int rescan;
 	Oid relid;
 	Datum args[6];
 	double from_priority;
@@ -597,11 +598,10 @@ learning_claim(PG_FUNCTION_ARGS)
 
 	/* Start where the previous claim stopped, unless there is news. */
 	generation = learning_candidates_generation();
+	rescan = learning_rescan_interval();
 	from_top =
-		!cursor->valid || cursor->relid != relid ||
-		learning_claim_rescan_interval == 0 ||
-		TimestampDifferenceExceeds(cursor->scanned_at, now,
-								   learning_claim_rescan_interval) ||
+		!cursor->valid || cursor->relid != relid || rescan == 0 ||
+		TimestampDifferenceExceeds(cursor->scanned_at, now, rescan) ||
 		learning_candidates_raised_since(cursor->generation, cursor->priority);
 	if (from_top)
 	{
