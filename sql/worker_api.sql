@@ -51,6 +51,13 @@ SELECT next_run > now() + interval '23 hours' AS starts_tomorrow FROM opsdata.jo
 -- The built-in job that keeps the history bounded.
 SELECT name, command, schedule, builtin, run_as = current_user AS runs_as_owner
   FROM opsdata.jobs WHERE name = 'worker.prune_runs';
+-- A dump of 0.1 restores it under its name of then: the row folds into it.
+INSERT INTO opsdata.jobs (job_id, name, command, schedule, paused, max_runtime, max_retries, retry_delay,
+		next_run, retry_at, failures, builtin, comment, created_at)
+	SELECT job_id, 'prune job runs', command, '2 hours', paused, max_runtime, max_retries, retry_delay,
+		   next_run, retry_at, failures, builtin, comment, created_at
+	  FROM opsdata.jobs WHERE name = 'worker.prune_runs';
+SELECT name, schedule FROM opsdata.jobs WHERE name IN ('prune job runs', 'worker.prune_runs');
 
 -- Bad input: every error names what is wrong, and nothing is added.
 SELECT opsdata.add_job(NULL, 'SELECT 1', '1 hour');

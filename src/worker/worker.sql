@@ -180,6 +180,12 @@ BEGIN
 	IF NOT NEW.builtin THEN
 		RETURN NEW;
 	END IF;
+	-- A dump of 0.1 has built-in jobs under the names they had then.
+	NEW.name := CASE
+		WHEN NEW.name = 'prune job runs' THEN 'worker.prune_runs'
+		WHEN NEW.name = 'partition maintenance' THEN 'partition.maintain'
+		WHEN NEW.name = 'audit index closed partitions' THEN 'audit.index_closed_partitions'
+		ELSE NEW.name END;
 	SELECT j.job_id INTO existing FROM opsdata.jobs j WHERE j.name = NEW.name AND j.builtin;
 	IF NOT FOUND THEN
 		RETURN NEW;
