@@ -379,7 +379,7 @@ offer(FunctionCallInfo fcinfo, ArrayType *array)
 	scores = scores_of(array, &n);
 	score = (n == 1) ? scores[0] : decision_score(scores, n);
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	if (strategy_plan == NULL)
 		strategy_plan = learning_prepare(
 			"SELECT s.strategy FROM learning.strategies s WHERE s.key = $1", 1,
@@ -619,7 +619,7 @@ learning_claim(PG_FUNCTION_ARGS)
 	if (!from_top && cursor->priority < 0)
 		return (Datum) 0;
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	prepare_claim_plans();
 	args[2] = PG_GETARG_DATUM(1);
 	args[3] = TimestampTzGetDatum(lease_until);
@@ -736,7 +736,7 @@ learning_submit(PG_FUNCTION_ARGS)
 	candidate = PG_GETARG_INT64(0);
 	label = PG_GETARG_BOOL(2);
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	if (submit_read_plan == NULL)
 		submit_read_plan = learning_prepare(
 			"SELECT c.key, c.item_id, c.score, c.priority, c.closed_at IS NOT NULL, c.claimed_by, "
@@ -863,7 +863,7 @@ learning_release(PG_FUNCTION_ARGS)
 	args[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	if (release_plan == NULL)
 		release_plan = learning_prepare(
 			"UPDATE learning.candidates c SET status = 'open', claimed_by = NULL, lease_until = NULL "

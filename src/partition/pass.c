@@ -195,7 +195,7 @@ partition_detach_pending(const char *partition)
 	int rc;
 
 	StartTransactionCommand();
-	SPI_connect();
+	opsdata_spi_connect(0);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	values[0] = CStringGetTextDatum(partition);
 	rc = SPI_execute_with_args(
@@ -331,7 +331,7 @@ partition_plan_set(PartitionSetResult *res, MemoryContext namecxt,
 	{
 		HeapTuple tuple;
 
-		SPI_connect();
+		opsdata_spi_connect(0);
 		PushActiveSnapshot(GetTransactionSnapshot());
 		tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(res->parent));
 		if (!HeapTupleIsValid(tuple))
@@ -653,7 +653,7 @@ partition_record(const PartitionSetResult *res, bool first)
 	int rc;
 
 	StartTransactionCommand();
-	SPI_connect();
+	opsdata_spi_connect(0);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	values[0] = ObjectIdGetDatum(res->parent);
 	values[1] = CStringGetTextDatum(partition_status(res));
@@ -757,7 +757,7 @@ partition_run_lock(const PartitionTiming *timing)
 		int rc;
 
 		StartTransactionCommand();
-		SPI_connect();
+		opsdata_spi_connect(0);
 		PushActiveSnapshot(GetTransactionSnapshot());
 		rc = SPI_execute(
 			"SELECT pg_catalog.pg_try_advisory_lock(1869639524, 1)", false, 1);
@@ -790,7 +790,7 @@ partition_read_sets(Oid only, MemoryContext runcxt)
 	int rc;
 
 	StartTransactionCommand();
-	SPI_connect();
+	opsdata_spi_connect(0);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	rc = SPI_execute(
 		"DELETE FROM opsdata.partition_log l WHERE l.logged_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
@@ -848,7 +848,7 @@ partition_pass(Datum arg)
 	MemoryContextSwitchTo(runcxt);
 
 	StartTransactionCommand();
-	SPI_connect();
+	opsdata_spi_connect(0);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	partition_read_timing(&timing);
 	PopActiveSnapshot();
