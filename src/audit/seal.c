@@ -1065,7 +1065,8 @@ seal_retention(const char *partition)
 			" AND ts_from OPERATOR(pg_catalog.>=) $1"
 			" AND ts_to OPERATOR(pg_catalog.<=) $2",
 			2, argtypes, values, NULL, false, 1),
-		SPI_OK_SELECT, "count the sealed entries of a partition");
+		SPI_OK_SELECT,
+		psprintf("count the sealed entries of \"%s\"", partition));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 					  &isnull);
 
