@@ -1,6 +1,6 @@
 -- Application events (audit.log_event, audit.log_events) commit with the
 -- application's transaction or vanish with it; the context an application
--- declares (audit.set_context, pg_opsdata.actor and the like) is recorded
+-- declares (audit.set_context, pg_opsdata.audit_actor and the like) is recorded
 -- in every entry written while it is in force.
 CREATE EXTENSION pg_opsdata;
 CREATE TABLE orders (id int PRIMARY KEY, status text);
@@ -35,14 +35,14 @@ COMMIT;
 SELECT * FROM trail();
 
 -- The transaction's context ends with it.
-SELECT current_setting('pg_opsdata.actor') AS actor_after_commit;
+SELECT current_setting('pg_opsdata.audit_actor') AS actor_after_commit;
 SELECT audit.log_event('order.view', 'order:1');
 SELECT * FROM trail();
 
 -- Rolled back: the event vanishes, the statement is recorded as rolled
 -- back with its actor.
 BEGIN;
-SET LOCAL pg_opsdata.actor = 'bob';
+SET LOCAL pg_opsdata.audit_actor = 'bob';
 INSERT INTO orders VALUES (2, 'new');
 SELECT audit.log_event('order.create', 'order:2');
 ROLLBACK;
@@ -79,11 +79,11 @@ SELECT * FROM trail();
 
 -- A context changed within the transaction holds for the events after it.
 BEGIN;
-SET LOCAL pg_opsdata.actor = 'erin';
+SET LOCAL pg_opsdata.audit_actor = 'erin';
 SELECT audit.log_event('first', details => '{"n": 1}');
-SET LOCAL pg_opsdata.actor = 'frank';
+SET LOCAL pg_opsdata.audit_actor = 'frank';
 SELECT audit.log_event('second');
-SET LOCAL pg_opsdata.actor = '';
+SET LOCAL pg_opsdata.audit_actor = '';
 SELECT audit.log_event('third');
 COMMIT;
 SELECT * FROM trail();
@@ -105,7 +105,7 @@ SELECT * FROM trail();
 -- enqueued, statements and events alike; an entry without an actor never.
 SELECT audit.subscribe('erin_or_frank', actors => '{erin,frank}') > 0 AS subscribed;
 BEGIN;
-SET LOCAL pg_opsdata.actor = 'erin';
+SET LOCAL pg_opsdata.audit_actor = 'erin';
 INSERT INTO orders VALUES (4, 'new');
 SELECT audit.log_event('order.approve', 'order:4');
 COMMIT;
@@ -130,7 +130,7 @@ SELECT * FROM trail();
 -- calling transaction; a bad row fails the COPY, naming its line, and
 -- logs nothing of it.
 BEGIN;
-SET LOCAL pg_opsdata.actor = 'gina';
+SET LOCAL pg_opsdata.audit_actor = 'gina';
 COPY audit.new_events (action, object, outcome, details) FROM stdin (FORMAT csv);
 report.export,report:7,ok,"{""rows"": 120}"
 report.export,report:8,denied,
@@ -166,16 +166,16 @@ SELECT audit.log_events('[{"action": "ok.first"}, {"object": "no action"}]');
 SELECT audit.log_events('[{"action": 42}]');
 SELECT audit.set_context('dave', scope => 'forever');
 SELECT audit.set_context('dave', attributes => '[1, 2]');
-SET pg_opsdata.attributes = 'not json';
-SET pg_opsdata.attributes = '[1]';
+SET pg_opsdata.audit_attributes = 'not json';
+SET pg_opsdata.audit_attributes = '[1]';
 -- JSON that jsonb cannot hold is refused when set, never when written.
-SET pg_opsdata.attributes = '{"note": "\u0000"}';
+SET pg_opsdata.audit_attributes = '{"note": "\u0000"}';
 INSERT INTO orders VALUES (3, 'new');
 DO $$
 DECLARE
 	detail text;
 BEGIN
-	PERFORM set_config('pg_opsdata.actor', repeat('x', 1025), false);
+	PERFORM set_config('pg_opsdata.audit_actor', repeat('x', 1025), false);
 EXCEPTION WHEN invalid_parameter_value THEN
 	GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
 	RAISE NOTICE 'refused: %', detail;

@@ -66,6 +66,12 @@ SELECT audit.drop_rule(:exclude_rule);
 RESET ROLE;
 SELECT * FROM trail();
 
+-- An internal function called with arguments its callers never pass fails
+-- with an error code, as any user-facing function does.
+\set VERBOSITY sqlstate
+SELECT audit._requeue(0, ARRAY['{}'::jsonb], ARRAY[1, 2]::bigint[], ARRAY[now()]);
+\set VERBOSITY default
+
 RESET pg_opsdata.audit;
 DROP FUNCTION trail();
 DROP TABLE shown;

@@ -31,9 +31,9 @@ SELECT current_database(), 'big', 'big', 1, 'ddl', 'ALTER EXTENSION',
 SELECT pg_column_size(objects) > 2000 AND pg_column_size(constants) > 2000 AS stored_out_of_line
   FROM audit.entries WHERE username = 'big';
 -- An application event, with the end user the application declared.
-SET pg_opsdata.actor = 'alice@example.com';
+SET pg_opsdata.audit_actor = 'alice@example.com';
 SELECT audit.log_event('invoice.approve', 'invoice:9', details => '{"amount": 120}');
-RESET pg_opsdata.actor;
+RESET pg_opsdata.audit_actor;
 SELECT audit.flush() >= 0 AS flushed, audit.seal() >= 0 AS sealed;
 -- Every entry is in exactly one seal.
 SELECT count(*) > 0 AS some_entries,

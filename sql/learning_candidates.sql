@@ -8,7 +8,7 @@ CREATE EXTENSION pg_opsdata;
 DO $$BEGIN PERFORM opsdata.pause_job(job_id) FROM opsdata.jobs WHERE builtin; END$$;
 COMMIT;
 SET extra_float_digits = 0;
-SET pg_opsdata.claim_rescan_interval = 0;
+SET pg_opsdata.learning_claim_rescan_interval = 0;
 
 -- Priorities: one probability p stands for the classes (p, 1 - p).
 SELECT s AS strategy, round(learning.priority(s, ARRAY[0.5])::numeric, 6) AS p_half,
@@ -113,7 +113,7 @@ SELECT status, claimed_by, lease_until FROM learning.candidates WHERE item_id = 
 -- One backend serving several reviewers (a connection pool), with claims
 -- going on from where the previous one stopped: candidates one reviewer
 -- passed because they labelled them are still handed to another.
-RESET pg_opsdata.claim_rescan_interval;
+RESET pg_opsdata.learning_claim_rescan_interval;
 SELECT learning.set_strategy('pool', 'least_confidence', 2) IS NOT NULL AS set;
 SELECT count(learning.offer('pool', 'p' || g, g / 100.0)) AS offered
   FROM unnest(ARRAY[40, 30, 20, 10, 5, 2]) g;
@@ -121,7 +121,7 @@ SELECT item_id, learning.submit(candidate_id, 'uma', true) IS NOT NULL AS labell
   FROM learning.claim(2, 'uma', '5 minutes', 'pool');
 SELECT item_id FROM learning.claim(2, 'uma', '5 minutes', 'pool');
 SELECT item_id FROM learning.claim(2, 'val', '5 minutes', 'pool');
-SET pg_opsdata.claim_rescan_interval = 0;
+SET pg_opsdata.learning_claim_rescan_interval = 0;
 
 -- Errors, which change nothing.
 SELECT learning.set_strategy(NULL, 'margin');

@@ -11,7 +11,16 @@ SELECT learning.threshold('k') AS updated;
 SELECT learning.offer('k', 'a', 0.5), learning.offer('k', 'b', 0.9);
 SELECT item_id FROM learning.claim(1, 'ann', '1 minute');
 SELECT learning.offer('k', 'c', 0.55);
-SET pg_opsdata.claim_rescan_interval = 0;
+SET pg_opsdata.learning_claim_rescan_interval = 0;
 SELECT item_id FROM learning.claim(2, 'ann', '1 minute');
 SELECT component, status FROM opsdata.health() WHERE component LIKE 'learning%' ORDER BY 1;
+-- The name of 0.1, pg_opsdata.claim_rescan_interval, still counts (with a
+-- warning) while the new name keeps its default: a reviewer whose claim
+-- found nothing sees a candidate offered since at once.
+RESET pg_opsdata.learning_claim_rescan_interval;
+SET pg_opsdata.claim_rescan_interval = 0;
+SELECT item_id FROM learning.claim(1, 'cy', '1 minute');
+SELECT learning.offer('k', 'd', 0.99);
+SELECT item_id FROM learning.claim(1, 'cy', '1 minute');
+RESET pg_opsdata.claim_rescan_interval;
 DROP EXTENSION pg_opsdata;

@@ -50,7 +50,14 @@ SELECT * FROM worker_jobs WHERE NOT builtin ORDER BY name;
 SELECT next_run > now() + interval '23 hours' AS starts_tomorrow FROM opsdata.jobs WHERE job_id = :nightly_id;
 -- The built-in job that keeps the history bounded.
 SELECT name, command, schedule, builtin, run_as = current_user AS runs_as_owner
-  FROM opsdata.jobs WHERE name = 'prune job runs';
+  FROM opsdata.jobs WHERE name = 'worker.prune_runs';
+-- A dump of 0.1 restores it under its name of then: the row folds into it.
+INSERT INTO opsdata.jobs (job_id, name, command, schedule, paused, max_runtime, max_retries, retry_delay,
+		next_run, retry_at, failures, builtin, comment, created_at)
+	SELECT job_id, 'prune job runs', command, '2 hours', paused, max_runtime, max_retries, retry_delay,
+		   next_run, retry_at, failures, builtin, comment, created_at
+	  FROM opsdata.jobs WHERE name = 'worker.prune_runs';
+SELECT name, schedule FROM opsdata.jobs WHERE name IN ('prune job runs', 'worker.prune_runs');
 
 -- Bad input: every error names what is wrong, and nothing is added.
 SELECT opsdata.add_job(NULL, 'SELECT 1', '1 hour');
@@ -86,10 +93,10 @@ SELECT opsdata.alter_job(-1, paused => true);
 SELECT opsdata.alter_job(:nightly_id, name => 'steps');
 SELECT opsdata.alter_job(:nightly_id, schedule => '0');
 SELECT opsdata.alter_job(:nightly_id, command => 'SELEC');
-SELECT opsdata.alter_job(job_id, command => 'SELECT 2') FROM opsdata.jobs WHERE name = 'prune job runs';
-SELECT schedule FROM opsdata.alter_job((SELECT job_id FROM opsdata.jobs WHERE name = 'prune job runs'),
+SELECT opsdata.alter_job(job_id, command => 'SELECT 2') FROM opsdata.jobs WHERE name = 'worker.prune_runs';
+SELECT schedule FROM opsdata.alter_job((SELECT job_id FROM opsdata.jobs WHERE name = 'worker.prune_runs'),
 	schedule => '30 minutes');
-SELECT * FROM worker_jobs WHERE name IN ('twice daily', 'prune job runs') ORDER BY name;
+SELECT * FROM worker_jobs WHERE name IN ('twice daily', 'worker.prune_runs') ORDER BY name;
 
 --
 -- pause_job, resume_job, remove_job
@@ -101,7 +108,7 @@ SELECT opsdata.resume_job(:nightly_id);
 SELECT paused FROM opsdata.jobs WHERE job_id = :nightly_id;
 SELECT opsdata.pause_job(-1);
 SELECT opsdata.resume_job(NULL);
-SELECT opsdata.remove_job(job_id) FROM opsdata.jobs WHERE name = 'prune job runs';
+SELECT opsdata.remove_job(job_id) FROM opsdata.jobs WHERE name = 'worker.prune_runs';
 SELECT opsdata.remove_job(-1);
 SELECT opsdata.remove_job(:nightly_id);
 SELECT count(*) AS left_behind FROM opsdata.jobs WHERE job_id = :nightly_id;
@@ -222,10 +229,10 @@ CALL opsdata.run_job(:admin_id);
 \set VERBOSITY terse
 CALL opsdata.run_job(:steps_id);
 \set VERBOSITY default
-CALL opsdata.run_job('prune job runs');
+CALL opsdata.run_job('worker.prune_runs');
 RESET ROLE;
 SELECT job FROM worker_log WHERE job = 'worker_admin';
-SELECT name, kind, status FROM worker_runs WHERE name = 'prune job runs' AND kind = 'manual';
+SELECT name, kind, status FROM worker_runs WHERE name = 'worker.prune_runs' AND kind = 'manual';
 -- A job run by another role runs as its own role, as a security-restricted
 -- operation: it cannot take the caller's role back, nor leave anything in
 -- the caller's session.

@@ -22,7 +22,7 @@ SELECT cmp_ok(opsdata._prune_job_runs(), '>=', 2::bigint, 'the retention prunes 
 SELECT is_empty(format('SELECT FROM opsdata.job_runs WHERE job_id = %s', :job), 'and they are gone');
 
 -- A built-in job cannot be removed, and its runs are kept as before.
-SELECT throws_ok($$SELECT opsdata.remove_job(job_id) FROM opsdata.jobs WHERE name = 'prune job runs'$$,
+SELECT throws_ok($$SELECT opsdata.remove_job(job_id) FROM opsdata.jobs WHERE name = 'worker.prune_runs'$$,
 	'42501', NULL, 'a built-in job cannot be removed');
 
 -- max_runtime: at least a millisecond; 0 or NULL for no limit.

@@ -14,7 +14,7 @@ CREATE ROLE q_nobody LOGIN;
 
 SELECT is((SELECT default_value FROM opsdata.settings WHERE key = 'audit.queue_retention'), '7 days',
 	'acknowledged items are kept 7 days by default');
-SELECT is((SELECT command FROM opsdata.jobs WHERE name = 'audit queue upkeep' AND builtin),
+SELECT is((SELECT command FROM opsdata.jobs WHERE name = 'audit.queue_upkeep' AND builtin),
 	'SELECT audit._queue_job()', 'a built-in job keeps the queues');
 SELECT is(audit._queue_job(), 0::bigint, 'the job has nothing to do without queues');
 

@@ -1427,11 +1427,11 @@ BEGIN
 		ELSIF r.last_run_at IS NULL AND r.created_at < pg_catalog.now() - interval '1 hour' THEN
 			v_warned := v_warned + 1;
 			status := 'warning';
-			detail := pg_catalog.concat_ws(' ', 'Not maintained since it was put under management; check that the "partition maintenance" job runs.', rows_text);
+			detail := pg_catalog.concat_ws(' ', 'Not maintained since it was put under management; check that the "partition.maintain" job runs.', rows_text);
 		ELSIF r.last_run_at IS NOT NULL AND r.last_run_at < pg_catalog.now() - interval '1 day' THEN
 			v_warned := v_warned + 1;
 			status := 'warning';
-			detail := pg_catalog.concat_ws(' ', 'Not maintained for more than a day; check that the "partition maintenance" job runs.', rows_text);
+			detail := pg_catalog.concat_ws(' ', 'Not maintained for more than a day; check that the "partition.maintain" job runs.', rows_text);
 		ELSIF n > 0 AND r.last_run_at IS NOT NULL THEN
 			v_warned := v_warned + 1;
 			status := 'warning';
@@ -2264,6 +2264,12 @@ BEGIN
 	IF NOT NEW.builtin THEN
 		RETURN NEW;
 	END IF;
+	-- A dump of 0.1 has built-in jobs under the names they had then.
+	NEW.name := CASE
+		WHEN NEW.name = 'prune job runs' THEN 'worker.prune_runs'
+		WHEN NEW.name = 'partition maintenance' THEN 'partition.maintain'
+		WHEN NEW.name = 'audit index closed partitions' THEN 'audit.index_closed_partitions'
+		ELSE NEW.name END;
 	SELECT j.job_id INTO existing FROM opsdata.jobs j WHERE j.name = NEW.name AND j.builtin;
 	IF NOT FOUND THEN
 		RETURN NEW;
@@ -2880,7 +2886,7 @@ $$;
 COMMENT ON FUNCTION audit._queue_job() IS 'Internal: the built-in job of the processing queues (metrics, heads, retention)';
 
 INSERT INTO opsdata.jobs (name, command, schedule, builtin, comment) VALUES
-	('audit queue upkeep', 'SELECT audit._queue_job()', '1 minute', true,
+	('audit.queue_upkeep', 'SELECT audit._queue_job()', '1 minute', true,
 	 'Records the metrics of the processing queues, moves their heads and removes acknowledged items past their retention');
 
 GRANT USAGE ON SCHEMA audit TO opsdata_writer;
@@ -3001,14 +3007,14 @@ ALTER TABLE audit.rules DROP CONSTRAINT rules_class_check,
 	ADD CONSTRAINT rules_class_check
 	CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app'));
 COMMENT ON COLUMN audit.entries.class IS 'read, write, function, role, ddl, misc or login; app for application events';
-COMMENT ON COLUMN audit.entries.actor IS 'The end user the application declared it acts for (pg_opsdata.actor); proves nothing about who logged in';
-COMMENT ON COLUMN audit.entries.request_id IS 'The request the application declared (pg_opsdata.request_id)';
-COMMENT ON COLUMN audit.entries.attributes IS 'More context the application declared (pg_opsdata.attributes)';
+COMMENT ON COLUMN audit.entries.actor IS 'The end user the application declared it acts for (pg_opsdata.audit_actor); proves nothing about who logged in';
+COMMENT ON COLUMN audit.entries.request_id IS 'The request the application declared (pg_opsdata.audit_request_id)';
+COMMENT ON COLUMN audit.entries.attributes IS 'More context the application declared (pg_opsdata.audit_attributes)';
 COMMENT ON COLUMN audit.entries.details IS 'Details of an application event (audit.log_event())';
 COMMENT ON COLUMN audit.held_entries.class IS 'read, write, function, role, ddl, misc or login; app for application events';
-COMMENT ON COLUMN audit.held_entries.actor IS 'The end user the application declared it acts for (pg_opsdata.actor); proves nothing about who logged in';
-COMMENT ON COLUMN audit.held_entries.request_id IS 'The request the application declared (pg_opsdata.request_id)';
-COMMENT ON COLUMN audit.held_entries.attributes IS 'More context the application declared (pg_opsdata.attributes)';
+COMMENT ON COLUMN audit.held_entries.actor IS 'The end user the application declared it acts for (pg_opsdata.audit_actor); proves nothing about who logged in';
+COMMENT ON COLUMN audit.held_entries.request_id IS 'The request the application declared (pg_opsdata.audit_request_id)';
+COMMENT ON COLUMN audit.held_entries.attributes IS 'More context the application declared (pg_opsdata.audit_attributes)';
 COMMENT ON COLUMN audit.held_entries.details IS 'Details of an application event (audit.log_event())';
 
 CREATE OR REPLACE VIEW audit.trail AS
@@ -3125,11 +3131,11 @@ BEGIN
 		RAISE EXCEPTION 'the attributes of an audit context must be a JSON object'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	PERFORM pg_catalog.set_config('pg_opsdata.actor', COALESCE(actor, ''),
+	PERFORM pg_catalog.set_config('pg_opsdata.audit_actor', COALESCE(actor, ''),
 								  scope OPERATOR(pg_catalog.=) 'transaction'),
-			pg_catalog.set_config('pg_opsdata.request_id', COALESCE(request_id, ''),
+			pg_catalog.set_config('pg_opsdata.audit_request_id', COALESCE(request_id, ''),
 								  scope OPERATOR(pg_catalog.=) 'transaction'),
-			pg_catalog.set_config('pg_opsdata.attributes', COALESCE(attributes::text, ''),
+			pg_catalog.set_config('pg_opsdata.audit_attributes', COALESCE(attributes::text, ''),
 								  scope OPERATOR(pg_catalog.=) 'transaction');
 END
 $$;
@@ -3592,7 +3598,7 @@ REVOKE ALL ON FUNCTION audit.seal(), audit.verify(timestamptz, timestamptz), aud
 
 -- Subscriptions also filter on the declared actor of an entry.
 ALTER TABLE audit.subscriptions ADD COLUMN actors text[];
-COMMENT ON COLUMN audit.subscriptions.actors IS 'Declared actors that match (pg_opsdata.actor of an entry, compared exactly)';
+COMMENT ON COLUMN audit.subscriptions.actors IS 'Declared actors that match (pg_opsdata.audit_actor of an entry, compared exactly)';
 DROP FUNCTION audit.subscribe(text, text[], text[], text[], text[], name[], text, integer, interval, text);
 CREATE FUNCTION audit.subscribe(name text, classes text[] DEFAULT NULL, commands text[] DEFAULT NULL,
 	outcomes text[] DEFAULT NULL, objects text[] DEFAULT NULL, roles name[] DEFAULT NULL,
@@ -3678,3 +3684,20 @@ GRANT INSERT ON audit.new_events TO opsdata_admin, opsdata_writer;
 -- Functions are created executable by PUBLIC; the install script revokes that
 -- in src/core/finish.sql, the update does it here for the new ones.
 REVOKE ALL ON ALL ROUTINES IN SCHEMA opsdata, audit, learning, metrics FROM PUBLIC;
+
+--
+-- Built-in jobs are named <area>.<action>: the three of 0.1 that were not
+-- take their new names, with the runs recorded under the old ones.
+--
+UPDATE opsdata.jobs j
+   SET name = CASE j.name
+				  WHEN 'prune job runs' THEN 'worker.prune_runs'
+				  WHEN 'partition maintenance' THEN 'partition.maintain'
+				  ELSE 'audit.index_closed_partitions' END
+ WHERE j.builtin
+   AND j.name IN ('prune job runs', 'partition maintenance', 'audit index closed partitions');
+UPDATE opsdata.job_runs r
+   SET job_name = j.name
+  FROM opsdata.jobs j
+ WHERE j.job_id = r.job_id AND j.builtin
+   AND r.job_name IN ('prune job runs', 'partition maintenance', 'audit index closed partitions');

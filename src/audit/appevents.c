@@ -19,8 +19,8 @@
  * pg_write_all_data gains nothing by the view.
  *
  * Every event carries the context the application declared
- * (pg_opsdata.actor, request_id and attributes, see guc.c), like every
- * other entry written while it is in force.
+ * (pg_opsdata.audit_actor, audit_request_id and audit_attributes, see
+ * guc.c), like every other entry written while it is in force.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *

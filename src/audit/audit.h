@@ -24,6 +24,7 @@
 #ifndef OPSDATA_AUDIT_H
 #define OPSDATA_AUDIT_H
 
+#include "access/tupdesc.h"
 #include "access/xact.h"
 #include "datatype/timestamp.h"
 #include "executor/execdesc.h"
@@ -119,10 +120,10 @@ typedef struct AuditEvent
 	int nobjects;
 	const char **objects;
 	const char **privileges; /* per object; elements may be NULL */
-	const char *actor;		 /* pg_opsdata.actor when it happened, or NULL */
-	const char *request_id;	 /* pg_opsdata.request_id, or NULL */
-	const char *attributes;	 /* pg_opsdata.attributes (JSON), or NULL */
-	const char *details;	 /* an application event's details (JSON) */
+	const char *actor; /* pg_opsdata.audit_actor when it happened, or NULL */
+	const char *request_id; /* pg_opsdata.audit_request_id, or NULL */
+	const char *attributes; /* pg_opsdata.audit_attributes (JSON), or NULL */
+	const char *details;	/* an application event's details (JSON) */
 } AuditEvent;
 
 /*
@@ -369,11 +370,64 @@ extern int64 audit_seq_next(Oid seq);
 extern void audit_open_indices(ResultRelInfo *rri);
 extern void audit_index_cache_invalidate(Oid relid);
 
+/*
+ * entryrow.c: the columns of an entry, as audit.entries, audit.held_entries
+ * and audit.trail name them (audit_entry_column_names); a table has some.
+ */
+typedef enum AuditEntryColumn
+{
+	AUDIT_COL_ENTRY_ID,
+	AUDIT_COL_TS,
+	AUDIT_COL_DATABASE,
+	AUDIT_COL_USERNAME,
+	AUDIT_COL_CURRENT_USER,
+	AUDIT_COL_APPLICATION,
+	AUDIT_COL_CLIENT_ADDR,
+	AUDIT_COL_BACKEND_PID,
+	AUDIT_COL_XID,
+	AUDIT_COL_CLASS,
+	AUDIT_COL_COMMAND,
+	AUDIT_COL_OBJECTS,
+	AUDIT_COL_PRIVILEGES,
+	AUDIT_COL_ROWS,
+	AUDIT_COL_DURATION,
+	AUDIT_COL_OUTCOME,
+	AUDIT_COL_SQLSTATE,
+	AUDIT_COL_STATEMENT_ID,
+	AUDIT_COL_STATEMENT_TEXT,
+	AUDIT_COL_PARAMS,
+	AUDIT_COL_CONSTANTS,
+	AUDIT_COL_ACTOR,
+	AUDIT_COL_REQUEST_ID,
+	AUDIT_COL_ATTRIBUTES,
+	AUDIT_COL_DETAILS,
+	AUDIT_COL_SERVER_ID,
+	AUDIT_NUM_COLS
+} AuditEntryColumn;
+
+/* Where audit_entry_values() puts each column, and how. */
+typedef struct AuditEntryRow
+{
+	int attnum[AUDIT_NUM_COLS];	 /* 1 + index in values; 0: not in the row */
+	Oid atttype[AUDIT_NUM_COLS]; /* NAMEOID for a name column, else text */
+	bool null_unknown_names;	 /* no database or user: null, not '' */
+	MemoryContext cxt; /* datums reused by consecutive rows; NULL: none */
+	const char *last_src[AUDIT_NUM_COLS]; /* value each last datum is of */
+	Datum last_datum[AUDIT_NUM_COLS];
+} AuditEntryRow;
+
+extern const char *const audit_entry_column_names[AUDIT_NUM_COLS];
+extern void audit_entry_columns(AuditEntryRow *row, TupleDesc desc);
+extern void audit_entry_values(AuditEntryRow *row, const AuditEvent *ev,
+							   int64 entry_id, bool has_statement,
+							   int64 statement_id, bool with_constants,
+							   Datum *values, bool *isnull);
+extern Datum audit_json_datum(const char *json);
+extern Datum audit_text_array(const char **items, int n);
+
 /* writer.c */
 extern void audit_writer_init(void);
 extern void audit_write_events(AuditEvent **events, int nevents);
-extern Datum audit_json_datum(const char *json);
-extern Datum audit_text_array(const char **items, int n);
 extern bool audit_writer_try_lock(AuditEvent **events, int nevents);
 
 /* hold.c */

@@ -97,9 +97,9 @@ COMMENT ON COLUMN audit.entries.sqlstate IS 'SQLSTATE of the error, for outcomes
 COMMENT ON COLUMN audit.entries.statement_id IS 'The statement''s shape, in audit.statements';
 COMMENT ON COLUMN audit.entries.params IS 'Bind parameters, when their capture is on';
 COMMENT ON COLUMN audit.entries.constants IS 'The constants of the statement as they were written, one per placeholder of its shape; NULL when its shape has none';
-COMMENT ON COLUMN audit.entries.actor IS 'The end user the application declared it acts for (pg_opsdata.actor); proves nothing about who logged in';
-COMMENT ON COLUMN audit.entries.request_id IS 'The request the application declared (pg_opsdata.request_id)';
-COMMENT ON COLUMN audit.entries.attributes IS 'More context the application declared (pg_opsdata.attributes)';
+COMMENT ON COLUMN audit.entries.actor IS 'The end user the application declared it acts for (pg_opsdata.audit_actor); proves nothing about who logged in';
+COMMENT ON COLUMN audit.entries.request_id IS 'The request the application declared (pg_opsdata.audit_request_id)';
+COMMENT ON COLUMN audit.entries.attributes IS 'More context the application declared (pg_opsdata.audit_attributes)';
 COMMENT ON COLUMN audit.entries.details IS 'Details of an application event (audit.log_event())';
 COMMENT ON COLUMN audit.entries.server_id IS 'The server that wrote the entry: the system identifier of its cluster (audit.server_id() there); entries replicated from another server keep that server''s';
 
@@ -154,9 +154,9 @@ COMMENT ON COLUMN audit.held_entries.outcome IS 'ok, error, denied, rolled back 
 COMMENT ON COLUMN audit.held_entries.sqlstate IS 'SQLSTATE of the error, for outcomes other than ok';
 COMMENT ON COLUMN audit.held_entries.statement_text IS 'The statement, with secrets redacted';
 COMMENT ON COLUMN audit.held_entries.params IS 'Bind parameters, when their capture is on';
-COMMENT ON COLUMN audit.held_entries.actor IS 'The end user the application declared it acts for (pg_opsdata.actor); proves nothing about who logged in';
-COMMENT ON COLUMN audit.held_entries.request_id IS 'The request the application declared (pg_opsdata.request_id)';
-COMMENT ON COLUMN audit.held_entries.attributes IS 'More context the application declared (pg_opsdata.attributes)';
+COMMENT ON COLUMN audit.held_entries.actor IS 'The end user the application declared it acts for (pg_opsdata.audit_actor); proves nothing about who logged in';
+COMMENT ON COLUMN audit.held_entries.request_id IS 'The request the application declared (pg_opsdata.audit_request_id)';
+COMMENT ON COLUMN audit.held_entries.attributes IS 'More context the application declared (pg_opsdata.audit_attributes)';
 COMMENT ON COLUMN audit.held_entries.details IS 'Details of an application event (audit.log_event())';
 
 CREATE TABLE audit.rules (
@@ -421,7 +421,7 @@ COMMENT ON FUNCTION audit._index_closed_partitions() IS 'Internal: start buildin
 -- Five minutes past every hour: a day's partition qualifies an hour after
 -- midnight UTC.
 INSERT INTO opsdata.jobs (name, command, schedule, next_run, builtin, comment) VALUES
-	('audit index closed partitions', 'SELECT audit._index_closed_partitions()', '1 hour',
+	('audit.index_closed_partitions', 'SELECT audit._index_closed_partitions()', '1 hour',
 	 pg_catalog.date_trunc('hour', pg_catalog.now()) + interval '1 hour 5 minutes', true,
 	 'Builds the by-user and by-object indexes of each day of audit.entries once the day is over');
 

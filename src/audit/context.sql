@@ -17,11 +17,11 @@ BEGIN
 		RAISE EXCEPTION 'the attributes of an audit context must be a JSON object'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	PERFORM pg_catalog.set_config('pg_opsdata.actor', COALESCE(actor, ''),
+	PERFORM pg_catalog.set_config('pg_opsdata.audit_actor', COALESCE(actor, ''),
 								  scope OPERATOR(pg_catalog.=) 'transaction'),
-			pg_catalog.set_config('pg_opsdata.request_id', COALESCE(request_id, ''),
+			pg_catalog.set_config('pg_opsdata.audit_request_id', COALESCE(request_id, ''),
 								  scope OPERATOR(pg_catalog.=) 'transaction'),
-			pg_catalog.set_config('pg_opsdata.attributes', COALESCE(attributes::text, ''),
+			pg_catalog.set_config('pg_opsdata.audit_attributes', COALESCE(attributes::text, ''),
 								  scope OPERATOR(pg_catalog.=) 'transaction');
 END
 $$;

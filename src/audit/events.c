@@ -145,8 +145,9 @@ audit_declared_copy(const char *value, const char *last, bool shared,
 }
 
 /*
- * The context the application declared (pg_opsdata.actor and the like),
- * copied into cxt: the settings may change before the event is written.
+ * The context the application declared (pg_opsdata.audit_actor and the
+ * like), copied into cxt: the settings may change before the event is
+ * written.
  */
 void
 audit_event_declared(AuditEvent *ev, MemoryContext cxt)

@@ -345,10 +345,9 @@ audit_identities_run(void *arg)
 	uint64 i;
 	int rc;
 
-	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+	opsdata_spi_connect(0);
 	if ((rc = SPI_execute(q->query, true, 0)) != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
+		opsdata_spi_failed(rc, "read the identities of audited roles");
 	for (i = 0; i < SPI_processed; i++)
 	{
 		char *value =

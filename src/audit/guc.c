@@ -244,20 +244,20 @@ audit_define_gucs(void)
 		audit_check_classes, audit_assign_classes, NULL);
 
 	DefineCustomStringVariable(
-		"pg_opsdata.actor",
+		"pg_opsdata.audit_actor",
 		"The end user the application acts for, recorded in every audit entry.",
 		"Declared by the application (audit.set_context()); it proves nothing "
 		"about who authenticated.",
 		&audit_actor, "", PGC_USERSET, 0, audit_check_context, NULL, NULL);
 
 	DefineCustomStringVariable(
-		"pg_opsdata.request_id",
+		"pg_opsdata.audit_request_id",
 		"The application's request, recorded in every audit entry.", NULL,
 		&audit_request_id, "", PGC_USERSET, 0, audit_check_context, NULL,
 		NULL);
 
 	DefineCustomStringVariable(
-		"pg_opsdata.attributes",
+		"pg_opsdata.audit_attributes",
 		"More of the application's context, a JSON object recorded in every audit entry.",
 		NULL, &audit_attributes, "", PGC_USERSET, 0, audit_check_attributes,
 		NULL, NULL);

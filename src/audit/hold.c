@@ -66,58 +66,6 @@
 #include "core/opsdata.h"
 #include "worker/worker.h"
 
-/* Columns of audit.held_entries. */
-enum
-{
-	HELD_TS,
-	HELD_DATABASE,
-	HELD_USERNAME,
-	HELD_CURRENT_USER,
-	HELD_APPLICATION,
-	HELD_CLIENT_ADDR,
-	HELD_BACKEND_PID,
-	HELD_XID,
-	HELD_CLASS,
-	HELD_COMMAND,
-	HELD_OBJECTS,
-	HELD_PRIVILEGES,
-	HELD_ROWS,
-	HELD_DURATION,
-	HELD_OUTCOME,
-	HELD_SQLSTATE,
-	HELD_STATEMENT,
-	HELD_PARAMS,
-	HELD_ACTOR,
-	HELD_REQUEST_ID,
-	HELD_ATTRIBUTES,
-	HELD_DETAILS,
-	HELD_NUM_COLS
-};
-
-static const char *const held_column_names[HELD_NUM_COLS] = {
-	"ts",
-	"database",
-	"username",
-	"current_user_name",
-	"application",
-	"client_addr",
-	"backend_pid",
-	"xid",
-	"class",
-	"command",
-	"objects",
-	"privileges",
-	"rows",
-	"duration",
-	"outcome",
-	"sqlstate",
-	"statement_text",
-	"params",
-	"actor",
-	"request_id",
-	"attributes",
-	"details"};
-
 /* audit.held_entries, or InvalidOid (an older schema without it). */
 static Oid
 audit_held_relid(void)
@@ -126,125 +74,6 @@ audit_held_relid(void)
 
 	return OidIsValid(nsp) ? get_relname_relid("held_entries", nsp)
 						   : InvalidOid;
-}
-
-/* Attribute numbers of the columns, 0 for a column the table lacks. */
-static void
-audit_held_columns(Relation rel, int *attnum)
-{
-	TupleDesc desc = RelationGetDescr(rel);
-	int i;
-	int j;
-
-	for (i = 0; i < HELD_NUM_COLS; i++)
-	{
-		attnum[i] = 0;
-		for (j = 0; j < desc->natts; j++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, j);
-
-			if (!att->attisdropped &&
-				strcmp(NameStr(att->attname), held_column_names[i]) == 0)
-			{
-				attnum[i] = j + 1;
-				break;
-			}
-		}
-	}
-}
-
-static Datum
-audit_held_text_array(const char **items, int n)
-{
-	Datum *elems = palloc(sizeof(Datum) * n);
-	bool *nulls = palloc(sizeof(bool) * n);
-	int dims[1] = {n};
-	int lbs[1] = {1};
-	int i;
-
-	for (i = 0; i < n; i++)
-	{
-		nulls[i] = items == NULL || items[i] == NULL;
-		elems[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(items[i]);
-	}
-	return PointerGetDatum(construct_md_array(
-		elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-#define HELD_SET(c, v)                                                        \
-	do                                                                        \
-	{                                                                         \
-		if (attnum[c] > 0)                                                    \
-		{                                                                     \
-			values[attnum[c] - 1] = (v);                                      \
-			isnull[attnum[c] - 1] = false;                                    \
-		}                                                                     \
-	} while (0)
-
-/* Fill slot with one event, as a row of audit.held_entries. */
-static void
-audit_held_fill(TupleTableSlot *slot, const int *attnum, const AuditEvent *ev)
-{
-	Datum *values = slot->tts_values;
-	bool *isnull = slot->tts_isnull;
-
-	ExecClearTuple(slot);
-	memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	HELD_SET(HELD_TS, TimestampTzGetDatum(ev->ts));
-	HELD_SET(HELD_DATABASE,
-			 CStringGetTextDatum(ev->database ? ev->database : ""));
-	HELD_SET(HELD_USERNAME,
-			 CStringGetTextDatum(ev->username ? ev->username : ""));
-	HELD_SET(HELD_CURRENT_USER,
-			 CStringGetTextDatum(ev->current_user_name ? ev->current_user_name
-													   : ""));
-	if (ev->application)
-		HELD_SET(HELD_APPLICATION, CStringGetTextDatum(ev->application));
-	if (ev->client_addr)
-		HELD_SET(
-			HELD_CLIENT_ADDR,
-			DirectFunctionCall1(inet_in, CStringGetDatum(ev->client_addr)));
-	HELD_SET(HELD_BACKEND_PID, Int32GetDatum(ev->backend_pid));
-	if (ev->flags & AUDIT_EVENT_HAS_XID)
-		HELD_SET(HELD_XID,
-				 FullTransactionIdGetDatum(FullTransactionIdFromU64(ev->xid)));
-	HELD_SET(HELD_CLASS, CStringGetTextDatum(audit_class_name(ev->class)));
-	HELD_SET(HELD_COMMAND,
-			 CStringGetTextDatum(ev->command ? ev->command : "???"));
-	if (ev->nobjects > 0)
-	{
-		HELD_SET(HELD_OBJECTS,
-				 audit_held_text_array(ev->objects, ev->nobjects));
-		HELD_SET(HELD_PRIVILEGES,
-				 audit_held_text_array(ev->privileges, ev->nobjects));
-	}
-	if (ev->flags & AUDIT_EVENT_HAS_ROWS)
-		HELD_SET(HELD_ROWS, Int64GetDatum(ev->rows));
-	if (ev->flags & AUDIT_EVENT_HAS_DURATION)
-	{
-		Interval *iv = palloc0(sizeof(Interval));
-
-		iv->time = ev->duration_us;
-		HELD_SET(HELD_DURATION, IntervalPGetDatum(iv));
-	}
-	HELD_SET(HELD_OUTCOME,
-			 CStringGetTextDatum(audit_outcome_name(ev->outcome)));
-	if (ev->sqlstate != 0)
-		HELD_SET(HELD_SQLSTATE,
-				 CStringGetTextDatum(unpack_sql_state(ev->sqlstate)));
-	if (ev->statement)
-		HELD_SET(HELD_STATEMENT, CStringGetTextDatum(ev->statement));
-	if (ev->params)
-		HELD_SET(HELD_PARAMS, CStringGetTextDatum(ev->params));
-	if (ev->actor)
-		HELD_SET(HELD_ACTOR, CStringGetTextDatum(ev->actor));
-	if (ev->request_id)
-		HELD_SET(HELD_REQUEST_ID, CStringGetTextDatum(ev->request_id));
-	if (ev->attributes)
-		HELD_SET(HELD_ATTRIBUTES, audit_json_datum(ev->attributes));
-	if (ev->details)
-		HELD_SET(HELD_DETAILS, audit_json_datum(ev->details));
-	ExecStoreVirtualTuple(slot);
 }
 
 /*
@@ -261,10 +90,10 @@ audit_hold_events(Oid relid, AuditEvent **events, int nevents)
 	MemoryContext rowcxt;
 	MemoryContext old;
 	CommandId cid = GetCurrentCommandId(true);
-	int attnum[HELD_NUM_COLS];
+	AuditEntryRow row;
 	int i;
 
-	audit_held_columns(rel, attnum);
+	audit_entry_columns(&row, RelationGetDescr(rel));
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
 	slot = table_slot_create(rel, NULL);
@@ -275,7 +104,12 @@ audit_hold_events(Oid relid, AuditEvent **events, int nevents)
 	{
 		MemoryContextReset(rowcxt);
 		old = MemoryContextSwitchTo(rowcxt);
-		audit_held_fill(slot, attnum, events[i]);
+		ExecClearTuple(slot);
+		memset(slot->tts_isnull, true,
+			   sizeof(bool) * slot->tts_tupleDescriptor->natts);
+		audit_entry_values(&row, events[i], 0, false, 0, false,
+						   slot->tts_values, slot->tts_isnull);
+		ExecStoreVirtualTuple(slot);
 		table_tuple_insert(rel, slot, cid, 0, NULL);
 		if (rri->ri_NumIndices > 0)
 			list_free(ExecInsertIndexTuples(rri, slot, estate, false, false,
@@ -394,98 +228,101 @@ audit_held_event(TupleTableSlot *slot, const int *attnum)
 #define HELD_VALUE(c) (values[attnum[c] - 1])
 
 	slot_getallattrs(slot);
-	if (HELD_GIVEN(HELD_TS))
-		ev->ts = DatumGetTimestampTz(HELD_VALUE(HELD_TS));
-	if (HELD_GIVEN(HELD_DATABASE))
-		ev->database = audit_held_string(HELD_VALUE(HELD_DATABASE));
-	if (HELD_GIVEN(HELD_USERNAME))
-		ev->username = audit_held_string(HELD_VALUE(HELD_USERNAME));
-	if (HELD_GIVEN(HELD_CURRENT_USER))
+	if (HELD_GIVEN(AUDIT_COL_TS))
+		ev->ts = DatumGetTimestampTz(HELD_VALUE(AUDIT_COL_TS));
+	if (HELD_GIVEN(AUDIT_COL_DATABASE))
+		ev->database = audit_held_string(HELD_VALUE(AUDIT_COL_DATABASE));
+	if (HELD_GIVEN(AUDIT_COL_USERNAME))
+		ev->username = audit_held_string(HELD_VALUE(AUDIT_COL_USERNAME));
+	if (HELD_GIVEN(AUDIT_COL_CURRENT_USER))
 		ev->current_user_name =
-			audit_held_string(HELD_VALUE(HELD_CURRENT_USER));
-	if (HELD_GIVEN(HELD_APPLICATION))
-		ev->application = audit_held_string(HELD_VALUE(HELD_APPLICATION));
-	if (HELD_GIVEN(HELD_CLIENT_ADDR))
+			audit_held_string(HELD_VALUE(AUDIT_COL_CURRENT_USER));
+	if (HELD_GIVEN(AUDIT_COL_APPLICATION))
+		ev->application = audit_held_string(HELD_VALUE(AUDIT_COL_APPLICATION));
+	if (HELD_GIVEN(AUDIT_COL_CLIENT_ADDR))
 		ev->client_addr = DatumGetCString(
-			DirectFunctionCall1(inet_out, HELD_VALUE(HELD_CLIENT_ADDR)));
-	if (HELD_GIVEN(HELD_BACKEND_PID))
-		ev->backend_pid = DatumGetInt32(HELD_VALUE(HELD_BACKEND_PID));
-	if (HELD_GIVEN(HELD_XID))
+			DirectFunctionCall1(inet_out, HELD_VALUE(AUDIT_COL_CLIENT_ADDR)));
+	if (HELD_GIVEN(AUDIT_COL_BACKEND_PID))
+		ev->backend_pid = DatumGetInt32(HELD_VALUE(AUDIT_COL_BACKEND_PID));
+	if (HELD_GIVEN(AUDIT_COL_XID))
 	{
 		ev->xid = U64FromFullTransactionId(
-			DatumGetFullTransactionId(HELD_VALUE(HELD_XID)));
+			DatumGetFullTransactionId(HELD_VALUE(AUDIT_COL_XID)));
 		ev->flags |= AUDIT_EVENT_HAS_XID;
 	}
 	ev->class = AUDIT_CLASS_MISC;
-	if (HELD_GIVEN(HELD_CLASS))
+	if (HELD_GIVEN(AUDIT_COL_CLASS))
 	{
-		int class = audit_held_code(audit_held_string(HELD_VALUE(HELD_CLASS)),
-									audit_class_name, AUDIT_NUM_CLASSES);
+		int class =
+			audit_held_code(audit_held_string(HELD_VALUE(AUDIT_COL_CLASS)),
+							audit_class_name, AUDIT_NUM_CLASSES);
 
 		if (class >= 0)
 			ev->class = class;
 	}
-	ev->command = HELD_GIVEN(HELD_COMMAND)
-					  ? audit_held_string(HELD_VALUE(HELD_COMMAND))
+	ev->command = HELD_GIVEN(AUDIT_COL_COMMAND)
+					  ? audit_held_string(HELD_VALUE(AUDIT_COL_COMMAND))
 					  : "???";
-	if (HELD_GIVEN(HELD_OBJECTS))
-		ev->objects = audit_held_strings(HELD_VALUE(HELD_OBJECTS), &nobjects);
+	if (HELD_GIVEN(AUDIT_COL_OBJECTS))
+		ev->objects =
+			audit_held_strings(HELD_VALUE(AUDIT_COL_OBJECTS), &nobjects);
 	ev->nobjects = nobjects;
 	if (nobjects > 0)
 	{
 		ev->privileges = palloc0(sizeof(char *) * nobjects);
-		if (HELD_GIVEN(HELD_PRIVILEGES))
+		if (HELD_GIVEN(AUDIT_COL_PRIVILEGES))
 		{
-			const char **privileges =
-				audit_held_strings(HELD_VALUE(HELD_PRIVILEGES), &nprivileges);
+			const char **privileges = audit_held_strings(
+				HELD_VALUE(AUDIT_COL_PRIVILEGES), &nprivileges);
 
 			memcpy(ev->privileges, privileges,
 				   sizeof(char *) * Min(nprivileges, nobjects));
 		}
 	}
-	if (HELD_GIVEN(HELD_ROWS))
+	if (HELD_GIVEN(AUDIT_COL_ROWS))
 	{
-		ev->rows = DatumGetInt64(HELD_VALUE(HELD_ROWS));
+		ev->rows = DatumGetInt64(HELD_VALUE(AUDIT_COL_ROWS));
 		ev->flags |= AUDIT_EVENT_HAS_ROWS;
 	}
-	if (HELD_GIVEN(HELD_DURATION))
+	if (HELD_GIVEN(AUDIT_COL_DURATION))
 	{
-		Interval *iv = DatumGetIntervalP(HELD_VALUE(HELD_DURATION));
+		Interval *iv = DatumGetIntervalP(HELD_VALUE(AUDIT_COL_DURATION));
 
 		ev->duration_us = iv->time + (int64) iv->day * USECS_PER_DAY;
 		ev->flags |= AUDIT_EVENT_HAS_DURATION;
 	}
 	ev->outcome = AUDIT_OUTCOME_OK;
-	if (HELD_GIVEN(HELD_OUTCOME))
+	if (HELD_GIVEN(AUDIT_COL_OUTCOME))
 	{
 		int outcome =
-			audit_held_code(audit_held_string(HELD_VALUE(HELD_OUTCOME)),
+			audit_held_code(audit_held_string(HELD_VALUE(AUDIT_COL_OUTCOME)),
 							audit_outcome_name, AUDIT_OUTCOME_FAILED + 1);
 
 		if (outcome >= 0)
 			ev->outcome = outcome;
 	}
-	if (HELD_GIVEN(HELD_SQLSTATE))
+	if (HELD_GIVEN(AUDIT_COL_SQLSTATE))
 	{
-		const char *s = audit_held_string(HELD_VALUE(HELD_SQLSTATE));
+		const char *s = audit_held_string(HELD_VALUE(AUDIT_COL_SQLSTATE));
 
 		if (strlen(s) == 5)
 			ev->sqlstate = MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]);
 	}
-	if (HELD_GIVEN(HELD_STATEMENT))
-		ev->statement = audit_held_string(HELD_VALUE(HELD_STATEMENT));
-	if (HELD_GIVEN(HELD_PARAMS))
-		ev->params = audit_held_string(HELD_VALUE(HELD_PARAMS));
-	if (HELD_GIVEN(HELD_ACTOR))
-		ev->actor = audit_held_string(HELD_VALUE(HELD_ACTOR));
-	if (HELD_GIVEN(HELD_REQUEST_ID))
-		ev->request_id = audit_held_string(HELD_VALUE(HELD_REQUEST_ID));
-	if (HELD_GIVEN(HELD_ATTRIBUTES))
+	if (HELD_GIVEN(AUDIT_COL_STATEMENT_TEXT))
+		ev->statement =
+			audit_held_string(HELD_VALUE(AUDIT_COL_STATEMENT_TEXT));
+	if (HELD_GIVEN(AUDIT_COL_PARAMS))
+		ev->params = audit_held_string(HELD_VALUE(AUDIT_COL_PARAMS));
+	if (HELD_GIVEN(AUDIT_COL_ACTOR))
+		ev->actor = audit_held_string(HELD_VALUE(AUDIT_COL_ACTOR));
+	if (HELD_GIVEN(AUDIT_COL_REQUEST_ID))
+		ev->request_id = audit_held_string(HELD_VALUE(AUDIT_COL_REQUEST_ID));
+	if (HELD_GIVEN(AUDIT_COL_ATTRIBUTES))
 		ev->attributes = DatumGetCString(
-			DirectFunctionCall1(jsonb_out, HELD_VALUE(HELD_ATTRIBUTES)));
-	if (HELD_GIVEN(HELD_DETAILS))
+			DirectFunctionCall1(jsonb_out, HELD_VALUE(AUDIT_COL_ATTRIBUTES)));
+	if (HELD_GIVEN(AUDIT_COL_DETAILS))
 		ev->details = DatumGetCString(
-			DirectFunctionCall1(jsonb_out, HELD_VALUE(HELD_DETAILS)));
+			DirectFunctionCall1(jsonb_out, HELD_VALUE(AUDIT_COL_DETAILS)));
 #undef HELD_GIVEN
 #undef HELD_VALUE
 	return ev;
@@ -507,7 +344,7 @@ audit_move_held(int max_entries)
 	TupleTableSlot *slot;
 	AuditEvent **events;
 	ItemPointerData *tids;
-	int attnum[HELD_NUM_COLS];
+	AuditEntryRow row;
 	int n = 0;
 	int max = 64;
 	int i;
@@ -531,7 +368,7 @@ audit_move_held(int max_entries)
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata held audit",
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	audit_held_columns(rel, attnum);
+	audit_entry_columns(&row, RelationGetDescr(rel));
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	scan = table_beginscan(rel, snapshot, 0, NULL);
 	slot = table_slot_create(rel, NULL);
@@ -547,7 +384,7 @@ audit_move_held(int max_entries)
 			events = repalloc(events, sizeof(AuditEvent *) * max);
 			tids = repalloc(tids, sizeof(ItemPointerData) * max);
 		}
-		events[n] = audit_held_event(slot, attnum);
+		events[n] = audit_held_event(slot, row.attnum);
 		tids[n] = slot->tts_tid;
 		n++;
 	}

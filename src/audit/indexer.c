@@ -14,7 +14,7 @@
  * partition pruning and the BRIN index.
  *
  * The work is a job entry (worker/worker.h), run in a job worker connected
- * as the extension owner: the built-in job "audit index closed partitions"
+ * as the extension owner: the built-in job "audit.index_closed_partitions"
  * runs it in its own job worker.  It takes a session advisory lock so that
  * two never overlap, and runs DROP INDEX CONCURRENTLY of a leftover invalid
  * index and CREATE INDEX CONCURRENTLY as top-level statements
@@ -121,8 +121,7 @@ audit_index_closed_partitions(PG_FUNCTION_ARGS)
 	bool isnull;
 	int rc;
 
-	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
-		opsdata_spi_failed(rc, "connect to SPI");
+	opsdata_spi_connect(0);
 	rc = SPI_execute(
 		psprintf(
 			"SELECT pg_catalog.count(*) FROM (%s) s WHERE s.format OPERATOR(pg_catalog.~~) 'CREATE %%'",
@@ -170,8 +169,7 @@ audit_indexer_plan(MemoryContext cxt)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
-		opsdata_spi_failed(rc, "connect to SPI");
+	opsdata_spi_connect(0);
 	rc =
 		SPI_execute(psprintf("SELECT pg_catalog.pg_try_advisory_lock(%d, %d)",
 							 AUDIT_INDEXER_LOCK_KEY1, AUDIT_INDEXER_LOCK_KEY2),

@@ -53,7 +53,7 @@ COMMENT ON COLUMN audit.subscriptions.outcomes IS 'Outcomes that match (ok, erro
 COMMENT ON COLUMN audit.subscriptions.objects IS 'Objects that match, as entries name them; "schema.*" matches every object of a schema';
 COMMENT ON COLUMN audit.subscriptions.roles IS 'Roles that match, as the session user or the current user of an entry';
 COMMENT ON COLUMN audit.subscriptions.predicate IS 'Boolean SQL expression over the columns of audit.trail, built-in immutable functions and operators only';
-COMMENT ON COLUMN audit.subscriptions.actors IS 'Declared actors that match (pg_opsdata.actor of an entry, compared exactly)';
+COMMENT ON COLUMN audit.subscriptions.actors IS 'Declared actors that match (pg_opsdata.audit_actor of an entry, compared exactly)';
 
 CREATE SEQUENCE audit.queue_items_seq AS bigint MAXVALUE 281474976710655;
 
@@ -560,7 +560,7 @@ $$;
 COMMENT ON FUNCTION audit._queue_job() IS 'Internal: the built-in job of the processing queues (metrics, heads, retention)';
 
 INSERT INTO opsdata.jobs (name, command, schedule, builtin, comment) VALUES
-	('audit queue upkeep', 'SELECT audit._queue_job()', '1 minute', true,
+	('audit.queue_upkeep', 'SELECT audit._queue_job()', '1 minute', true,
 	 'Records the metrics of the processing queues, moves their heads and removes acknowledged items past their retention');
 
 GRANT USAGE ON SCHEMA audit TO opsdata_writer;

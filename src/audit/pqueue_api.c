@@ -256,7 +256,10 @@ audit_pq_requeue(PG_FUNCTION_ARGS)
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TIMESTAMPTZOID, 8,
 					  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &ats, &at_nulls, &n3);
 	if (n2 != n || n3 != n)
-		elog(ERROR, "arrays of different lengths");
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("payloads, entry ids and enqueue times must be arrays "
+						"of the same length")));
 	ins = pq_insert_begin(false);
 	for (i = 0; i < n; i++)
 		(void) pq_insert(ins, PG_GETARG_INT32(0),

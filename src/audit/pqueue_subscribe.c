@@ -696,72 +696,34 @@ pq_lists_match(const PqSub *sub, const AuditEvent *ev)
 	return true;
 }
 
-/* The values of an entry as columns of audit.trail (T_* order). */
+/*
+ * The values of an entry as columns of audit.trail (T_* order), as the
+ * writer will write it (entryrow.c), but for a database or user it lacks,
+ * which is null.
+ */
 static void
 pq_entry_values(const AuditEvent *ev, int64 entry_id, Datum *values,
 				bool *nulls)
 {
+	static AuditEntryRow row;
+	static bool row_made = false;
 	int i;
 
+	if (!row_made)
+	{
+		int c;
+
+		memset(&row, 0, sizeof(row));
+		row.null_unknown_names = true;
+		for (c = 0; c < AUDIT_NUM_COLS; c++)
+			for (i = 0; i < T_NUM; i++)
+				if (strcmp(audit_entry_column_names[c], trail_names[i]) == 0)
+					row.attnum[c] = i + 1;
+		row_made = true;
+	}
 	for (i = 0; i < T_NUM; i++)
 		nulls[i] = true;
-#define PQ_SET(c, v)                                                          \
-	do                                                                        \
-	{                                                                         \
-		values[c] = (v);                                                      \
-		nulls[c] = false;                                                     \
-	} while (0)
-	PQ_SET(T_ENTRY_ID, Int64GetDatum(entry_id));
-	PQ_SET(T_TS, TimestampTzGetDatum(ev->ts));
-	if (ev->database)
-		PQ_SET(T_DATABASE, CStringGetTextDatum(ev->database));
-	if (ev->username)
-		PQ_SET(T_USERNAME, CStringGetTextDatum(ev->username));
-	if (ev->current_user_name)
-		PQ_SET(T_CURRENT_USER, CStringGetTextDatum(ev->current_user_name));
-	if (ev->application)
-		PQ_SET(T_APPLICATION, CStringGetTextDatum(ev->application));
-	if (ev->client_addr)
-		PQ_SET(T_CLIENT_ADDR,
-			   DirectFunctionCall1(inet_in, CStringGetDatum(ev->client_addr)));
-	PQ_SET(T_BACKEND_PID, Int32GetDatum(ev->backend_pid));
-	if (ev->flags & AUDIT_EVENT_HAS_XID)
-		PQ_SET(T_XID,
-			   FullTransactionIdGetDatum(FullTransactionIdFromU64(ev->xid)));
-	PQ_SET(T_CLASS, CStringGetTextDatum(audit_class_name(ev->class)));
-	PQ_SET(T_COMMAND, CStringGetTextDatum(ev->command ? ev->command : "???"));
-	if (ev->nobjects > 0)
-	{
-		PQ_SET(T_OBJECTS, audit_text_array(ev->objects, ev->nobjects));
-		PQ_SET(T_PRIVILEGES, audit_text_array(ev->privileges, ev->nobjects));
-	}
-	if (ev->flags & AUDIT_EVENT_HAS_ROWS)
-		PQ_SET(T_ROWS, Int64GetDatum(ev->rows));
-	if (ev->flags & AUDIT_EVENT_HAS_DURATION)
-	{
-		Interval *iv = palloc0(sizeof(Interval));
-
-		iv->time = ev->duration_us;
-		PQ_SET(T_DURATION, IntervalPGetDatum(iv));
-	}
-	PQ_SET(T_OUTCOME, CStringGetTextDatum(audit_outcome_name(ev->outcome)));
-	if (ev->sqlstate != 0)
-		PQ_SET(T_SQLSTATE,
-			   CStringGetTextDatum(unpack_sql_state(ev->sqlstate)));
-	if (ev->statement)
-		PQ_SET(T_STATEMENT_TEXT, CStringGetTextDatum(ev->statement));
-	if (ev->params)
-		PQ_SET(T_PARAMS, CStringGetTextDatum(ev->params));
-	if (ev->actor)
-		PQ_SET(T_ACTOR, CStringGetTextDatum(ev->actor));
-	if (ev->request_id)
-		PQ_SET(T_REQUEST_ID, CStringGetTextDatum(ev->request_id));
-	if (ev->attributes)
-		PQ_SET(T_ATTRIBUTES, audit_json_datum(ev->attributes));
-	if (ev->details)
-		PQ_SET(T_DETAILS, audit_json_datum(ev->details));
-	PQ_SET(T_SERVER_ID, Int64GetDatum((int64) GetSystemIdentifier()));
-#undef PQ_SET
+	audit_entry_values(&row, ev, entry_id, false, 0, false, values, nulls);
 }
 
 /* Evaluate a predicate on an entry; errors propagate. */

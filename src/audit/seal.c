@@ -218,8 +218,7 @@ seal_prepare(const char *sql, int nargs, Oid *argtypes)
 		SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", sql,
-			 SPI_result_code_string(SPI_result));
+		opsdata_spi_failed(SPI_result, "prepare a statement of the sealing");
 	SPI_keepplan(plan);
 	return plan;
 }
@@ -356,10 +355,9 @@ seal_max_present(int64 *max)
 			1, argtypes);
 	}
 	server = Int64GetDatum(audit_seal_local_server());
-	if (SPI_execute_plan(seal_max_plan, &server, NULL, false, 1) !=
-			SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not read the highest audit entry id");
+	/* An aggregate: one row. */
+	opsdata_spi_check(SPI_execute_plan(seal_max_plan, &server, NULL, false, 1),
+					  SPI_OK_SELECT, "read the highest audit entry id");
 	{
 		bool isnull;
 		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
@@ -434,9 +432,8 @@ seal_read_head(SealHead *head)
 						 " WHERE kind OPERATOR(pg_catalog.=) 'entries'"
 						 " ORDER BY seal_id DESC LIMIT 1",
 						 0, NULL);
-	if (SPI_execute_plan(seal_head_plan, NULL, NULL, false, 1) !=
-		SPI_OK_SELECT)
-		elog(ERROR, "could not read the head of the audit seal chain");
+	opsdata_spi_check(SPI_execute_plan(seal_head_plan, NULL, NULL, false, 1),
+					  SPI_OK_SELECT, "read the head of the audit seal chain");
 	if (SPI_processed == 1)
 	{
 		HeapTuple tup = SPI_tuptable->vals[0];
@@ -451,9 +448,8 @@ seal_read_head(SealHead *head)
 			DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 	}
 	SPI_freetuptable(SPI_tuptable);
-	if (SPI_execute_plan(seal_window_plan, NULL, NULL, false, 1) !=
-		SPI_OK_SELECT)
-		elog(ERROR, "could not read the head of the audit seal chain");
+	opsdata_spi_check(SPI_execute_plan(seal_window_plan, NULL, NULL, false, 1),
+					  SPI_OK_SELECT, "read the head of the audit seal chain");
 	if (SPI_processed == 1)
 	{
 		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
@@ -543,9 +539,9 @@ seal_append(pg_cryptohash_ctx *ctx, SealHead *head, SealRow *row)
 	values[17] = Int64GetDatum(row->server_id);
 	if (!row->has_server)
 		nulls[17] = 'n';
-	if (SPI_execute_plan(seal_insert_plan, values, nulls, false, 0) !=
-		SPI_OK_INSERT)
-		elog(ERROR, "could not insert into audit.seals");
+	opsdata_spi_check(
+		SPI_execute_plan(seal_insert_plan, values, nulls, false, 0),
+		SPI_OK_INSERT, "insert into audit.seals");
 
 	head->seal_id = row->seal_id;
 	memcpy(head->hash, row->hash, SEAL_HASH_LEN);
@@ -593,10 +589,9 @@ seal_min_committed(int64 first, int64 last, int64 *min)
 	values[0] = Int64GetDatum(first);
 	values[1] = Int64GetDatum(last);
 	values[2] = Int64GetDatum(audit_seal_local_server());
-	if (SPI_execute_plan(seal_min_plan, values, NULL, false, 1) !=
-			SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not read the lowest audit entry id");
+	/* An aggregate: one row. */
+	opsdata_spi_check(SPI_execute_plan(seal_min_plan, values, NULL, false, 1),
+					  SPI_OK_SELECT, "read the lowest audit entry id");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 					  &isnull);
 	if (!isnull)
@@ -796,8 +791,7 @@ seal_begin_xact(void)
 	/* Each read must see what committed before it, whatever the default. */
 	XactIsoLevel = XACT_READ_COMMITTED;
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	opsdata_spi_connect(0);
 }
 
 static void
@@ -967,8 +961,7 @@ audit_seal(PG_FUNCTION_ARGS)
 							   "of pg_opsdata"),
 						errhint("Run ALTER EXTENSION pg_opsdata UPDATE.")));
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	opsdata_spi_connect(0);
 	if (seal_max_present(&max))
 	{
 		writers = seal_entry_writers(&nwriters, CurrentMemoryContext);
@@ -1060,19 +1053,20 @@ seal_retention(const char *partition)
 		return;
 
 	LockRelationOid(seal_relid("seals"), ShareRowExclusiveLock);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	opsdata_spi_connect(0);
 	seal_read_head(&head);
 	values[0] = TimestampTzGetDatum(lo);
 	values[1] = TimestampTzGetDatum(hi);
-	if (SPI_execute_with_args(
+	/* An aggregate: one row. */
+	opsdata_spi_check(
+		SPI_execute_with_args(
 			"SELECT pg_catalog.sum(entry_count)::pg_catalog.int8 FROM audit.seals"
 			" WHERE kind OPERATOR(pg_catalog.=) 'entries'"
 			" AND ts_from OPERATOR(pg_catalog.>=) $1"
 			" AND ts_to OPERATOR(pg_catalog.<=) $2",
-			2, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not count the sealed entries of \"%s\"", partition);
+			2, argtypes, values, NULL, false, 1),
+		SPI_OK_SELECT,
+		psprintf("count the sealed entries of \"%s\"", partition));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 					  &isnull);
 
@@ -1167,10 +1161,11 @@ audit_seal_health(PG_FUNCTION_ARGS)
 			"audit.seals is not the table of this version of pg_opsdata: run ALTER EXTENSION pg_opsdata UPDATE.");
 		return (Datum) 0;
 	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	opsdata_spi_connect(0);
 	counted = seal_try_lock_entries();
-	if (SPI_execute(
+	/* A SELECT without FROM: one row. */
+	opsdata_spi_check(
+		SPI_execute(
 			counted
 				? SEAL_HEALTH_SQL(
 					  " u AS NOT MATERIALIZED (SELECT e.entry_id, e.ts"
@@ -1183,9 +1178,8 @@ audit_seal_health(PG_FUNCTION_ARGS)
 				: SEAL_HEALTH_SQL(
 					  " u AS (SELECT 0::pg_catalog.int8 AS entry_id,"
 					  " NULL::pg_catalog.timestamptz AS ts WHERE false)"),
-			true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not read the audit seal chain");
+			true, 1),
+		SPI_OK_SELECT, "read the audit seal chain");
 	{
 		HeapTuple tup = SPI_tuptable->vals[0];
 		TupleDesc desc = SPI_tuptable->tupdesc;

@@ -73,6 +73,7 @@
 #include "utils/typcache.h"
 
 #include "audit/seal.h"
+#include "core/opsdata.h"
 
 /* How one column's values are written. */
 typedef enum SealValueKind
@@ -702,14 +703,14 @@ audit_seal_statement_fetch(HTAB *cache, const int64 *ids, int n, int ncolumns,
 			1, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
-			elog(ERROR, "could not prepare the lookup of audit.statements: %s",
-				 SPI_result_code_string(SPI_result));
+			opsdata_spi_failed(SPI_result,
+							   "prepare the lookup of audit.statements");
 		SPI_keepplan(plan);
 		seal_statements_plan = plan;
 	}
-	if (SPI_execute_plan(seal_statements_plan, values, NULL, false, 0) !=
-		SPI_OK_SELECT)
-		elog(ERROR, "could not read audit.statements");
+	opsdata_spi_check(
+		SPI_execute_plan(seal_statements_plan, values, NULL, false, 0),
+		SPI_OK_SELECT, "read audit.statements");
 	pfree(elems);
 	idcol = SPI_fnumber(SPI_tuptable->tupdesc, SEAL_STATEMENT_ID_COLUMN);
 	if (SPI_processed == 0 || idcol <= 0)
@@ -825,15 +826,16 @@ audit_seal_bucket_width(void)
 	bool isnull;
 	Datum d;
 
-	if (SPI_execute(
+	opsdata_spi_check(
+		SPI_execute(
 			"SELECT CASE WHEN pg_catalog.date_part('month', p.part_interval::pg_catalog.interval) OPERATOR(pg_catalog.=) 0"
 			" AND pg_catalog.date_part('year', p.part_interval::pg_catalog.interval) OPERATOR(pg_catalog.=) 0"
 			" THEN (pg_catalog.date_part('epoch', p.part_interval::pg_catalog.interval)"
 			" OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 END"
 			" FROM opsdata.partitions p"
 			" WHERE p.parent OPERATOR(pg_catalog.=) 'audit.entries'::pg_catalog.regclass",
-			true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the partitioning of audit.entries");
+			true, 1),
+		SPI_OK_SELECT, "read the partitioning of audit.entries");
 	if (SPI_processed == 1)
 	{
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,

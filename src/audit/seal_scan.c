@@ -50,6 +50,7 @@
 
 #include "audit/seal.h"
 #include "audit/seal_scan.h"
+#include "core/opsdata.h"
 
 typedef struct SealReceiver
 {
@@ -233,8 +234,8 @@ audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
 			3, argtypes);
 
 		if (plan == NULL)
-			elog(ERROR, "could not prepare the scan of audit.entries: %s",
-				 SPI_result_code_string(SPI_result));
+			opsdata_spi_failed(SPI_result,
+							   "prepare the scan of audit.entries");
 		SPI_keepplan(plan);
 		seal_scan_plan = plan;
 	}
@@ -295,8 +296,7 @@ audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
 	AtEOXact_GUC(true, nestlevel);
 	/* With a receiver of its own, SPI reports a SELECT as a utility. */
 	if (ret != SPI_OK_SELECT && ret != SPI_OK_UTILITY)
-		elog(ERROR, "could not read audit.entries: %s",
-			 SPI_result_code_string(ret));
+		opsdata_spi_failed(ret, "read audit.entries");
 	if (r.codec != NULL)
 		audit_seal_codec_free(r.codec);
 	qsort(scan->entries, scan->nentries, sizeof(SealEntry), seal_entry_cmp);

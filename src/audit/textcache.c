@@ -206,7 +206,10 @@ Datum
 audit_statements_changed(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "audit._statements_changed() must be fired as a trigger");
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function %s was not called by the trigger manager",
+						"audit._statements_changed")));
 	audit_text_cache_invalidate();
 	return PointerGetDatum(NULL);
 }

@@ -58,6 +58,7 @@
 
 #include "audit/seal.h"
 #include "audit/seal_scan.h"
+#include "core/opsdata.h"
 
 PG_FUNCTION_INFO_V1(audit_verify);
 PG_FUNCTION_INFO_V1(audit_verify_digest);
@@ -644,12 +645,13 @@ verify_load_retentions(Verifier *v, int64 after)
 	uint64 i;
 
 	values[0] = Int64GetDatum(after);
-	if (SPI_execute_with_args(
+	opsdata_spi_check(
+		SPI_execute_with_args(
 			"SELECT seal_id, ts_from, ts_to FROM audit.seals"
 			" WHERE kind OPERATOR(pg_catalog.=) 'retention'"
 			" AND seal_id OPERATOR(pg_catalog.>) $1 ORDER BY seal_id",
-			1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the retention seals");
+			1, argtypes, values, NULL, true, 0),
+		SPI_OK_SELECT, "read the retention seals");
 	v->nretentions = (int) SPI_processed;
 	v->retentions = palloc(sizeof(VerifyRetention) * Max(v->nretentions, 1));
 	for (i = 0; i < SPI_processed; i++)
@@ -761,10 +763,11 @@ verify_start(Verifier *v, int64 first)
 	if (first <= 1)
 		return true;
 	values[0] = Int64GetDatum(first - 1);
-	if (SPI_execute_with_args(
+	opsdata_spi_check(
+		SPI_execute_with_args(
 			"SELECT hash FROM audit.seals WHERE seal_id OPERATOR(pg_catalog.=) $1",
-			1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read audit.seals");
+			1, argtypes, values, NULL, true, 1),
+		SPI_OK_SELECT, "read audit.seals");
 	if (SPI_processed != 1)
 	{
 		verify_found(
@@ -788,13 +791,14 @@ verify_start(Verifier *v, int64 first)
 	v->prev_id = first - 1;
 	SPI_freetuptable(SPI_tuptable);
 	values[0] = Int64GetDatum(first);
-	if (SPI_execute_with_args(
+	opsdata_spi_check(
+		SPI_execute_with_args(
 			"SELECT first_entry_id, last_entry_id FROM audit.seals"
 			" WHERE kind OPERATOR(pg_catalog.=) 'entries'"
 			" AND seal_id OPERATOR(pg_catalog.<) $1"
 			" ORDER BY seal_id DESC LIMIT 1",
-			1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read audit.seals");
+			1, argtypes, values, NULL, true, 1),
+		SPI_OK_SELECT, "read audit.seals");
 	if (SPI_processed == 1)
 	{
 		bool null2;
@@ -841,14 +845,15 @@ verify_range(Verifier *v, Datum *args, char *argnulls)
 	Datum a;
 	Datum b;
 
-	if (SPI_execute_with_args(
+	/* An aggregate: one row. */
+	opsdata_spi_check(
+		SPI_execute_with_args(
 			"SELECT pg_catalog.min(seal_id), pg_catalog.max(seal_id)"
 			" FROM audit.seals"
 			" WHERE ($1 IS NULL OR sealed_at OPERATOR(pg_catalog.>=) $1)"
 			" AND ($2 IS NULL OR sealed_at OPERATOR(pg_catalog.<) $2)",
-			2, argtypes, args, argnulls, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not read audit.seals");
+			2, argtypes, args, argnulls, true, 1),
+		SPI_OK_SELECT, "read audit.seals");
 	a = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 					  &isnull);
 	b = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &null2);
@@ -921,8 +926,7 @@ audit_verify(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(1))
 		argnulls[1] = 'n';
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	opsdata_spi_connect(0);
 	verify_init(&v);
 	saved = audit_seal_encoding_begin();
 	PG_TRY();
@@ -1088,14 +1092,14 @@ verify_digest_check(FunctionCallInfo fcinfo, int64 seal_id, const uint8 *hash,
 	bool isnull;
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "could not connect to SPI");
+	opsdata_spi_connect(0);
 	verify_init(&v);
 
-	if (SPI_execute("SELECT seal_id, total_entries FROM audit.seals"
+	opsdata_spi_check(
+		SPI_execute("SELECT seal_id, total_entries FROM audit.seals"
 					" ORDER BY seal_id DESC LIMIT 1",
-					true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read audit.seals");
+					true, 1),
+		SPI_OK_SELECT, "read audit.seals");
 	if (SPI_processed == 1)
 	{
 		head = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
@@ -1125,11 +1129,11 @@ verify_digest_check(FunctionCallInfo fcinfo, int64 seal_id, const uint8 *hash,
 		SealRow row;
 
 		args[0] = Int64GetDatum(seal_id);
-		if (SPI_execute_with_args("SELECT * FROM audit.seals"
+		opsdata_spi_check(
+			SPI_execute_with_args("SELECT * FROM audit.seals"
 								  " WHERE seal_id OPERATOR(pg_catalog.=) $1",
-								  1, argtypes, args, NULL, true,
-								  1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read audit.seals");
+								  1, argtypes, args, NULL, true, 1),
+			SPI_OK_SELECT, "read audit.seals");
 		if (SPI_processed != 1)
 			verify_found(&v, "rewritten", false, 0, true, seal_id,
 						 psprintf("Seal " INT64_FORMAT

@@ -69,63 +69,6 @@
 /* Rows of one partition inserted together. */
 #define AUDIT_WRITER_BATCH 100
 
-/* Columns of audit.entries, by attribute number (0 when absent). */
-enum
-{
-	COL_ENTRY_ID,
-	COL_TS,
-	COL_DATABASE,
-	COL_USERNAME,
-	COL_CURRENT_USER,
-	COL_APPLICATION,
-	COL_CLIENT_ADDR,
-	COL_BACKEND_PID,
-	COL_XID,
-	COL_CLASS,
-	COL_COMMAND,
-	COL_OBJECTS,
-	COL_PRIVILEGES,
-	COL_ROWS,
-	COL_DURATION,
-	COL_OUTCOME,
-	COL_SQLSTATE,
-	COL_STATEMENT_ID,
-	COL_PARAMS,
-	COL_CONSTANTS,
-	COL_ACTOR,
-	COL_REQUEST_ID,
-	COL_ATTRIBUTES,
-	COL_DETAILS,
-	COL_SERVER_ID,
-	NUM_COLS
-};
-
-static const char *const audit_column_names[NUM_COLS] = {"entry_id",
-														 "ts",
-														 "database",
-														 "username",
-														 "current_user_name",
-														 "application",
-														 "client_addr",
-														 "backend_pid",
-														 "xid",
-														 "class",
-														 "command",
-														 "objects",
-														 "privileges",
-														 "rows",
-														 "duration",
-														 "outcome",
-														 "sqlstate",
-														 "statement_id",
-														 "params",
-														 "constants",
-														 "actor",
-														 "request_id",
-														 "attributes",
-														 "details",
-														 "server_id"};
-
 /* What the writer found by name, for the database the backend is in. */
 typedef struct AuditWriterCatalog
 {
@@ -137,8 +80,7 @@ typedef struct AuditWriterCatalog
 	char entries_kind;
 	char statements_kind;
 	bool shapes; /* entries take constants, statements placeholders */
-	int attnum[NUM_COLS];
-	Oid atttype[NUM_COLS];
+	AuditEntryRow columns; /* of audit.entries */
 } AuditWriterCatalog;
 
 /*
@@ -182,11 +124,8 @@ typedef struct AuditWriter
 	TupleTableSlot *root_slot;
 	AuditStmtWriter *stmts;
 	CommandId cid;
-	MemoryContext rowcxt;	/* values of the row in root_slot */
-	MemoryContext batchcxt; /* values shared by rows of the batch */
-	const char *
-		last_src[NUM_COLS]; /* string each column's last datum was made from */
-	Datum last_datum[NUM_COLS];
+	MemoryContext rowcxt; /* values of the row in root_slot */
+	AuditEntryRow row;	  /* the columns, and values shared by the batch */
 
 	/* Rows waiting for the multi-insert, all for the partition part. */
 	ResultRelInfo *part;
@@ -241,9 +180,6 @@ audit_writer_lookup(void)
 	AuditWriterCatalog *c = &audit_writer_catalog;
 	Oid nsp;
 	Relation rel;
-	TupleDesc desc;
-	int i;
-	int j;
 
 	if (c->valid)
 		return;
@@ -264,28 +200,12 @@ audit_writer_lookup(void)
 	}
 	c->entries_kind = get_rel_relkind(c->entries);
 	c->statements_kind = get_rel_relkind(c->statements);
-	desc = RelationGetDescr(rel);
-	for (i = 0; i < NUM_COLS; i++)
-	{
-		c->attnum[i] = 0;
-		for (j = 0; j < desc->natts; j++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, j);
-
-			if (!att->attisdropped &&
-				strcmp(NameStr(att->attname), audit_column_names[i]) == 0)
-			{
-				c->attnum[i] = j + 1;
-				c->atttype[i] = att->atttypid;
-				break;
-			}
-		}
-	}
+	audit_entry_columns(&c->columns, RelationGetDescr(rel));
 	table_close(rel, AccessShareLock);
 	rel = table_open(c->statements, AccessShareLock);
 	c->statements_relfilenode = rel->rd_node.relNode;
 	/* A schema of 0.1 not updated yet stores texts as they are. */
-	c->shapes = c->attnum[COL_CONSTANTS] > 0 &&
+	c->shapes = c->columns.attnum[AUDIT_COL_CONSTANTS] > 0 &&
 				SPI_fnumber(RelationGetDescr(rel), "placeholders") > 0;
 	table_close(rel, AccessShareLock);
 	c->valid = true;
@@ -339,7 +259,8 @@ audit_writer_open(AuditWriter *w)
 	w->cid = GetCurrentCommandId(true);
 	w->rowcxt = AllocSetContextCreate(
 		CurrentMemoryContext, "pg_opsdata audit rows", ALLOCSET_DEFAULT_SIZES);
-	w->batchcxt = CurrentMemoryContext;
+	w->row = c->columns;
+	w->row.cxt = CurrentMemoryContext;
 }
 
 /* Open audit.statements for the texts the cache does not know. */
@@ -403,200 +324,6 @@ audit_writer_close(AuditWriter *w)
 	FreeExecutorState(w->estate);
 }
 
-/* items as text[], a NULL item (or items) as null. */
-Datum
-audit_text_array(const char **items, int n)
-{
-	Datum *elems = palloc(sizeof(Datum) * n);
-	bool *nulls = palloc(sizeof(bool) * n);
-	int dims[1] = {n};
-	int lbs[1] = {1};
-	int i;
-
-	for (i = 0; i < n; i++)
-	{
-		nulls[i] = items == NULL || items[i] == NULL;
-		elems[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(items[i]);
-	}
-	return PointerGetDatum(construct_md_array(
-		elems, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-/*
- * Arrays of objects and privileges made lately: the statements of an
- * application touch the same objects again and again.  Direct-mapped by a
- * hash of the items; the arrays live in their own context.
- */
-#define AUDIT_ARRAY_CACHE_SLOTS 64
-
-typedef struct AuditArraySlot
-{
-	uint32 hash;
-	int keylen; /* 0: empty */
-	char *key;	/* the items, each a flag byte and its string */
-	Datum array;
-} AuditArraySlot;
-
-static MemoryContext audit_array_cxt = NULL;
-static AuditArraySlot audit_array_cache[AUDIT_ARRAY_CACHE_SLOTS];
-
-/* audit_text_array(), made once for items met again. */
-static Datum
-audit_cached_text_array(const char **items, int n)
-{
-	StringInfoData key;
-	AuditArraySlot *slot;
-	uint32 hash;
-	MemoryContext old;
-	int i;
-
-	initStringInfo(&key);
-	for (i = 0; i < n; i++)
-	{
-		bool isnull = items == NULL || items[i] == NULL;
-
-		appendStringInfoChar(&key, isnull ? 'n' : 'v');
-		if (!isnull)
-			appendBinaryStringInfo(&key, items[i], strlen(items[i]) + 1);
-	}
-	hash = hash_bytes((const unsigned char *) key.data, key.len);
-	slot = &audit_array_cache[hash % AUDIT_ARRAY_CACHE_SLOTS];
-	if (slot->keylen == key.len && slot->hash == hash &&
-		memcmp(slot->key, key.data, key.len) == 0)
-	{
-		pfree(key.data);
-		return slot->array;
-	}
-	if (audit_array_cxt == NULL)
-		audit_array_cxt = AllocSetContextCreate(
-			TopMemoryContext, "pg_opsdata audit arrays", ALLOCSET_SMALL_SIZES);
-	if (slot->keylen > 0)
-	{
-		pfree(slot->key);
-		pfree(DatumGetPointer(slot->array));
-	}
-	old = MemoryContextSwitchTo(audit_array_cxt);
-	slot->key = palloc(key.len);
-	memcpy(slot->key, key.data, key.len);
-	slot->array = audit_text_array(items, n);
-	MemoryContextSwitchTo(old);
-	slot->hash = hash;
-	slot->keylen = key.len;
-	pfree(key.data);
-	return slot->array;
-}
-
-/* The constants of an event's statement, as text[]. */
-static Datum
-audit_constants_array(const AuditEvent *ev)
-{
-	Datum *elems = palloc(sizeof(Datum) * ev->nconsts);
-	int i;
-
-	for (i = 0; i < ev->nconsts; i++)
-		elems[i] = PointerGetDatum(cstring_to_text_with_len(
-			ev->statement + ev->consts[i].offset, ev->consts[i].len));
-	return PointerGetDatum(
-		construct_array(elems, ev->nconsts, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-/*
- * JSON text as jsonb.  The text was checked when it was set (the settings'
- * check, audit.log_event()); should it not parse as jsonb_in() parses it
- * (strings de-escaped), it is kept as a JSON string rather than failing
- * the transaction that wrote it.
- */
-Datum
-audit_json_datum(const char *json)
-{
-	JsonLexContext *lex;
-	JsonSemAction sem;
-	JsonParseErrorType err;
-
-	memset(&sem, 0, sizeof(sem));
-	lex = makeJsonLexContextCstringLen((char *) json, strlen(json),
-									   GetDatabaseEncoding(), true);
-	err = pg_parse_json(lex, &sem);
-	pfree(lex->strval->data);
-	pfree(lex->strval);
-	pfree(lex);
-	if (err != JSON_SUCCESS)
-	{
-		StringInfoData buf;
-
-		initStringInfo(&buf);
-		escape_json(&buf, json);
-		json = buf.data;
-	}
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-}
-
-/* A string as a datum of column c's type (name or text). */
-static Datum
-audit_string_datum(int c, const char *s)
-{
-	if (audit_writer_catalog.atttype[c] == NAMEOID)
-	{
-		Name name = (Name) palloc0(NAMEDATALEN);
-
-		namestrcpy(name, s ? s : "");
-		return NameGetDatum(name);
-	}
-	return CStringGetTextDatum(s ? s : "");
-}
-
-/*
- * The datum of a string column, made once for consecutive rows with the
- * same value (the session facts, class, command and outcome of a batch
- * mostly repeat).  The strings live as long as the batch.
- */
-static Datum
-audit_batch_string(AuditWriter *w, int c, const char *s)
-{
-	MemoryContext old;
-
-	if (w->last_src[c] != NULL &&
-		(w->last_src[c] == s || strcmp(w->last_src[c], s) == 0))
-		return w->last_datum[c];
-	old = MemoryContextSwitchTo(w->batchcxt);
-	w->last_datum[c] = audit_string_datum(c, s);
-	MemoryContextSwitchTo(old);
-	w->last_src[c] = s;
-	return w->last_datum[c];
-}
-
-/*
- * The jsonb datum of a JSON column, made once for consecutive rows with the
- * same text (the declared attributes of a session repeat), in the batch's
- * memory as audit_batch_string() makes its datums.
- */
-static Datum
-audit_batch_json(AuditWriter *w, int c, const char *s)
-{
-	MemoryContext old;
-
-	if (w->last_src[c] != NULL &&
-		(w->last_src[c] == s || strcmp(w->last_src[c], s) == 0))
-		return w->last_datum[c];
-	old = MemoryContextSwitchTo(w->batchcxt);
-	w->last_datum[c] = audit_json_datum(s);
-	MemoryContextSwitchTo(old);
-	w->last_src[c] = s;
-	return w->last_datum[c];
-}
-
-#define SET_COL(c, v)                                                         \
-	do                                                                        \
-	{                                                                         \
-		int attnum_ = audit_writer_catalog.attnum[c];                         \
-                                                                              \
-		if (attnum_ > 0)                                                      \
-		{                                                                     \
-			values[attnum_ - 1] = (v);                                        \
-			isnull[attnum_ - 1] = false;                                      \
-		}                                                                     \
-	} while (0)
-
 /*
  * Fill the root slot with one event as entry entry_id, stored under shape
  * statement_id (when it has a statement), with its constants when the
@@ -607,77 +334,12 @@ audit_fill_entry(AuditWriter *w, AuditEvent *ev, int64 entry_id,
 				 int64 statement_id, bool has_statement, bool with_constants)
 {
 	TupleTableSlot *slot = w->root_slot;
-	Datum *values = slot->tts_values;
-	bool *isnull = slot->tts_isnull;
 
 	ExecClearTuple(slot);
-	memset(isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	SET_COL(COL_ENTRY_ID, Int64GetDatum(entry_id));
-	SET_COL(COL_TS, TimestampTzGetDatum(ev->ts));
-	SET_COL(
-		COL_DATABASE,
-		audit_batch_string(w, COL_DATABASE, ev->database ? ev->database : ""));
-	SET_COL(
-		COL_USERNAME,
-		audit_batch_string(w, COL_USERNAME, ev->username ? ev->username : ""));
-	SET_COL(COL_CURRENT_USER,
-			audit_batch_string(w, COL_CURRENT_USER,
-							   ev->current_user_name ? ev->current_user_name
-													 : ""));
-	if (ev->application)
-		SET_COL(COL_APPLICATION,
-				audit_batch_string(w, COL_APPLICATION, ev->application));
-	if (ev->client_addr)
-		SET_COL(
-			COL_CLIENT_ADDR,
-			DirectFunctionCall1(inet_in, CStringGetDatum(ev->client_addr)));
-	SET_COL(COL_BACKEND_PID, Int32GetDatum(ev->backend_pid));
-	if (ev->flags & AUDIT_EVENT_HAS_XID)
-		SET_COL(COL_XID,
-				FullTransactionIdGetDatum(FullTransactionIdFromU64(ev->xid)));
-	SET_COL(COL_CLASS,
-			audit_batch_string(w, COL_CLASS, audit_class_name(ev->class)));
-	SET_COL(
-		COL_COMMAND,
-		audit_batch_string(w, COL_COMMAND, ev->command ? ev->command : "???"));
-	if (ev->nobjects > 0)
-	{
-		SET_COL(COL_OBJECTS,
-				audit_cached_text_array(ev->objects, ev->nobjects));
-		SET_COL(COL_PRIVILEGES,
-				audit_cached_text_array(ev->privileges, ev->nobjects));
-	}
-	if (ev->flags & AUDIT_EVENT_HAS_ROWS)
-		SET_COL(COL_ROWS, Int64GetDatum(ev->rows));
-	if (ev->flags & AUDIT_EVENT_HAS_DURATION)
-	{
-		Interval *iv = palloc0(sizeof(Interval));
-
-		iv->time = ev->duration_us;
-		SET_COL(COL_DURATION, IntervalPGetDatum(iv));
-	}
-	SET_COL(COL_OUTCOME, audit_batch_string(w, COL_OUTCOME,
-											audit_outcome_name(ev->outcome)));
-	if (ev->sqlstate != 0)
-		SET_COL(COL_SQLSTATE,
-				CStringGetTextDatum(unpack_sql_state(ev->sqlstate)));
-	if (has_statement)
-		SET_COL(COL_STATEMENT_ID, Int64GetDatum(statement_id));
-	if (ev->params)
-		SET_COL(COL_PARAMS, CStringGetTextDatum(ev->params));
-	if (has_statement && with_constants)
-		SET_COL(COL_CONSTANTS, audit_constants_array(ev));
-	if (ev->actor)
-		SET_COL(COL_ACTOR, audit_batch_string(w, COL_ACTOR, ev->actor));
-	if (ev->request_id)
-		SET_COL(COL_REQUEST_ID,
-				audit_batch_string(w, COL_REQUEST_ID, ev->request_id));
-	if (ev->attributes)
-		SET_COL(COL_ATTRIBUTES,
-				audit_batch_json(w, COL_ATTRIBUTES, ev->attributes));
-	if (ev->details)
-		SET_COL(COL_DETAILS, audit_json_datum(ev->details));
-	SET_COL(COL_SERVER_ID, Int64GetDatum((int64) GetSystemIdentifier()));
+	memset(slot->tts_isnull, true,
+		   sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	audit_entry_values(&w->row, ev, entry_id, has_statement, statement_id,
+					   with_constants, slot->tts_values, slot->tts_isnull);
 	ExecStoreVirtualTuple(slot);
 }
 
@@ -706,7 +368,8 @@ audit_writer_find_partition(Relation parent, TimestampTz ts, TimestampTz *lo,
 	Oid part;
 
 	if (key->strategy != PARTITION_STRATEGY_RANGE || key->partnatts != 1 ||
-		key->partattrs[0] != audit_writer_catalog.attnum[COL_TS] ||
+		key->partattrs[0] !=
+			audit_writer_catalog.columns.attnum[AUDIT_COL_TS] ||
 		key->parttypid[0] != TIMESTAMPTZOID || bi == NULL)
 		return InvalidOid;
 

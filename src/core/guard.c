@@ -104,7 +104,9 @@ opsdata_guard(PG_FUNCTION_ARGS)
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
-		elog(ERROR, "opsdata._guard() must be fired as a BEFORE trigger");
+		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+						errmsg("function %s must be fired as a BEFORE trigger",
+							   "opsdata._guard")));
 
 	rel = trigdata->tg_relation;
 	if (!opsdata_guard_allows(rel))

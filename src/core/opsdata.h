@@ -189,10 +189,12 @@ extern void opsdata_toplevel_exec(const char *sql, OpsdataToplevelCheck check,
 /*
  * The error for an SPI call that did not return what was expected
  * (spi.c): what says what pg_opsdata was doing, "read opsdata.jobs".
+ * opsdata_spi_check(rc, expected, what) raises it unless rc is expected;
  * opsdata_spi_connect(options) is SPI_connect_ext() with that check.
  */
 extern pg_attribute_noreturn() void opsdata_spi_failed(int rc,
 													   const char *what);
+extern int opsdata_spi_check(int rc, int expected, const char *what);
 extern void opsdata_spi_connect(int options);
 
 /*

@@ -154,6 +154,45 @@ opsdata_run_as(Oid role, OpsdataPrivilegedFunc func, void *arg)
 	opsdata_privileged_exit(&priv);
 }
 
+/* Set a GUC as a SET statement of the session would. */
+static void
+own_role_set(const char *name, const char *value)
+{
+	(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SET, true, 0, false);
+}
+
+/*
+ * Run SQL as the session's own role with the search_path of a region: for
+ * a job's command that opsdata.run_job() runs as if the session had sent
+ * it (the caller's role is the job's, outside a transaction block), so
+ * that a procedure in it may commit.  Nothing switches the user id.  A
+ * region's nest level cannot span the commits the command makes, so
+ * search_path (pinned) and application_name are set as the session's own
+ * SET would set them; opsdata_own_role_exit() sets back the values saved
+ * (in cxt) here.  The command may SET search_path itself, as any session
+ * may.
+ */
+void
+opsdata_own_role_enter(OpsdataOwnRole *own, const char *application_name,
+					   MemoryContext cxt)
+{
+	own->search_path =
+		MemoryContextStrdup(cxt, GetConfigOption("search_path", false, false));
+	own->application_name = MemoryContextStrdup(
+		cxt, GetConfigOption("application_name", false, false));
+	own_role_set("search_path", OPSDATA_PINNED_SEARCH_PATH);
+	own_role_set("application_name", application_name);
+}
+
+/* Set back what opsdata_own_role_enter() changed. */
+void
+opsdata_own_role_exit(OpsdataOwnRole *own)
+{
+	own_role_set("search_path", own->search_path);
+	own_role_set("application_name", own->application_name);
+}
+
 /*
  * The owner of pg_opsdata in the current database, whose rights its own
  * bookkeeping and built-in jobs use.  Caller is in a transaction; raises an

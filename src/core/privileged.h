@@ -16,10 +16,13 @@
  *
  * or, for a body that is a function of its own, opsdata_run_as(role, func,
  * arg).  See privileged.c for what a region guarantees and what it forbids.
+ * SQL that runs as the session's own role but must commit (a job's command
+ * run by opsdata.run_job() for its own role) pins search_path with
+ * opsdata_own_role_enter() instead.
  * Background workers connect through opsdata_worker_connect(), which pins
  * the same search_path for the whole process.  No other file of
- * pg_opsdata switches the user id or connects a worker (test/run's style
- * suite checks it).
+ * pg_opsdata switches the user id, sets search_path or connects a worker
+ * (test/run's style suite checks it).
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -45,6 +48,13 @@ typedef struct OpsdataPrivileged
 	bool active;
 } OpsdataPrivileged;
 
+/* What opsdata_own_role_enter() saved, for opsdata_own_role_exit(). */
+typedef struct OpsdataOwnRole
+{
+	char *search_path;
+	char *application_name;
+} OpsdataOwnRole;
+
 typedef void (*OpsdataPrivilegedFunc)(void *arg);
 
 extern void opsdata_privileged_enter(OpsdataPrivileged *priv, Oid role);
@@ -53,6 +63,10 @@ extern void opsdata_privileged_set(OpsdataPrivileged *priv, const char *name,
 extern void opsdata_privileged_exit(OpsdataPrivileged *priv);
 extern void opsdata_privileged_unwind(OpsdataPrivileged *priv);
 extern void opsdata_run_as(Oid role, OpsdataPrivilegedFunc func, void *arg);
+extern void opsdata_own_role_enter(OpsdataOwnRole *own,
+								   const char *application_name,
+								   MemoryContext cxt);
+extern void opsdata_own_role_exit(OpsdataOwnRole *own);
 
 extern Oid opsdata_extension_owner(void);
 extern void opsdata_worker_connect(Oid dboid, Oid role);

@@ -40,6 +40,19 @@ opsdata_spi_failed(int rc, const char *what)
 }
 
 /*
+ * rc, when it is the code expected; else the error above.  For a call
+ * whose result is checked and then read:
+ * opsdata_spi_check(SPI_execute(sql, true, 0), SPI_OK_SELECT, "read ...").
+ */
+int
+opsdata_spi_check(int rc, int expected, const char *what)
+{
+	if (rc != expected)
+		opsdata_spi_failed(rc, what);
+	return rc;
+}
+
+/*
  * SPI_connect_ext(options), raising the error above if it fails.
  */
 void

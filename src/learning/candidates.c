@@ -22,12 +22,12 @@
  *	  Entries left dead by candidates that were closed since are therefore
  *	  walked once per backend and reviewer, not once per claim.  The scan
  *	  starts from the top again when the cursor is older than
- *	  pg_opsdata.claim_rescan_interval, when the scan reaches the bottom, or
- *	  when another backend announced (shared.c) that a candidate became
- *	  available at or above the cursor: a new or re-offered one, a
- *	  released one, one labelled but still needing labels, or one whose
- *	  claim rolled back.  Expired leases above the cursor are handed out at
- *	  the next rescan.
+ *	  pg_opsdata.learning_claim_rescan_interval, when the scan reaches the
+ *	  bottom, or when another backend announced (shared.c) that a
+ *	  candidate became available at or above the cursor: a new or
+ *	  re-offered one, a released one, one labelled but still needing
+ *	  labels, or one whose claim rolled back.  Expired leases above the
+ *	  cursor are handed out at the next rescan.
  *
  *	- Each scan step is a generic plan with LIMIT 1 (a claim of n
  *	  candidates runs it n times), so nothing is planned per call.
@@ -379,7 +379,7 @@ offer(FunctionCallInfo fcinfo, ArrayType *array)
 	scores = scores_of(array, &n);
 	score = (n == 1) ? scores[0] : decision_score(scores, n);
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	if (strategy_plan == NULL)
 		strategy_plan = learning_prepare(
 			"SELECT s.strategy FROM learning.strategies s WHERE s.key = $1", 1,
@@ -544,6 +544,7 @@ learning_claim(PG_FUNCTION_ARGS)
 	TimestampTz now;
 	TimestampTz lease_until;
 	uint64 generation;
+	int rescan;
 	Oid relid;
 	Datum args[6];
 	double from_priority;
@@ -597,11 +598,10 @@ learning_claim(PG_FUNCTION_ARGS)
 
 	/* Start where the previous claim stopped, unless there is news. */
 	generation = learning_candidates_generation();
+	rescan = learning_rescan_interval();
 	from_top =
-		!cursor->valid || cursor->relid != relid ||
-		learning_claim_rescan_interval == 0 ||
-		TimestampDifferenceExceeds(cursor->scanned_at, now,
-								   learning_claim_rescan_interval) ||
+		!cursor->valid || cursor->relid != relid || rescan == 0 ||
+		TimestampDifferenceExceeds(cursor->scanned_at, now, rescan) ||
 		learning_candidates_raised_since(cursor->generation, cursor->priority);
 	if (from_top)
 	{
@@ -619,7 +619,7 @@ learning_claim(PG_FUNCTION_ARGS)
 	if (!from_top && cursor->priority < 0)
 		return (Datum) 0;
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	prepare_claim_plans();
 	args[2] = PG_GETARG_DATUM(1);
 	args[3] = TimestampTzGetDatum(lease_until);
@@ -736,7 +736,7 @@ learning_submit(PG_FUNCTION_ARGS)
 	candidate = PG_GETARG_INT64(0);
 	label = PG_GETARG_BOOL(2);
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	if (submit_read_plan == NULL)
 		submit_read_plan = learning_prepare(
 			"SELECT c.key, c.item_id, c.score, c.priority, c.closed_at IS NOT NULL, c.claimed_by, "
@@ -863,7 +863,7 @@ learning_release(PG_FUNCTION_ARGS)
 	args[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	if (release_plan == NULL)
 		release_plan = learning_prepare(
 			"UPDATE learning.candidates c SET status = 'open', claimed_by = NULL, lease_until = NULL "

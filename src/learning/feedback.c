@@ -98,7 +98,7 @@ learning_record_feedback(PG_FUNCTION_ARGS)
 		args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
 	}
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	if (record_plan == NULL)
 		record_plan = learning_prepare(
 			"INSERT INTO learning.feedback (key, score, label, item_id, rating, given_by, source, metadata) "

@@ -396,7 +396,7 @@ learning_feedback_changed(PG_FUNCTION_ARGS)
 			 errmsg(
 				 "learning._feedback_changed() must be fired AFTER ... FOR EACH STATEMENT")));
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
 	{
 		if (histogram_truncate_plan == NULL)
@@ -529,7 +529,7 @@ learning_fold_changes(PG_FUNCTION_ARGS)
 	Datum args[6];
 	int rc;
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	positives = palloc((LEARNING_BINS + 1) * sizeof(int64));
 	negatives = palloc((LEARNING_BINS + 1) * sizeof(int64));
 	min_scores = palloc((LEARNING_BINS + 1) * sizeof(double));

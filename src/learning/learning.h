@@ -91,6 +91,7 @@ extern char *learning_setting(const char *name);
 
 /* candidates.c */
 extern int learning_claim_rescan_interval;
+extern int learning_rescan_interval(void);
 extern void learning_claim_cursor_reset(void);
 
 /* spi helpers (feedback.c) */

@@ -24,7 +24,7 @@
  *
  * Without shared_preload_libraries there is no shared state: thresholds
  * are not cached, and claimers rescan by time alone
- * (pg_opsdata.claim_rescan_interval).
+ * (pg_opsdata.learning_claim_rescan_interval).
  *
  * Locking: threshold_generation is an atomic; the ring and its counter are
  * protected by a spinlock held for a few instructions.
@@ -63,7 +63,16 @@ typedef struct LearningShared
 
 static LearningShared *learning_shared = NULL;
 
-int learning_claim_rescan_interval = 10000;
+#define LEARNING_RESCAN_DEFAULT 10000
+
+int learning_claim_rescan_interval = LEARNING_RESCAN_DEFAULT;
+
+/*
+ * pg_opsdata.claim_rescan_interval, the name of 0.1, kept for 0.2 as a
+ * deprecated alias: -1 while not set; its value counts while the new name
+ * keeps its default.
+ */
+static int learning_claim_rescan_interval_old = -1;
 
 /* What the current transaction will publish when it ends. */
 static bool xact_thresholds_touched = false;
@@ -88,6 +97,39 @@ static const OpsdataShmemPart learning_shmem_part = {
 };
 
 /*
+ * A value given to the deprecated name warns.  The server log hears it
+ * once, from the postmaster, for a configuration file of a preloaded
+ * library, not again from every backend that reloads it.
+ */
+static bool
+learning_check_old_rescan(int *newval, void **extra, GucSource source)
+{
+	if (*newval == -1 || source == PGC_S_DEFAULT)
+		return true;
+	if (source == PGC_S_FILE && IsUnderPostmaster && opsdata_preloaded)
+		return true;
+	ereport(WARNING,
+			(errcode(ERRCODE_WARNING_DEPRECATED_FEATURE),
+			 errmsg("pg_opsdata.claim_rescan_interval is deprecated"),
+			 errhint("Set pg_opsdata.learning_claim_rescan_interval instead; "
+					 "the old name goes away in pg_opsdata 0.3.")));
+	return true;
+}
+
+/*
+ * The rescan interval in effect, in milliseconds: the new name's value,
+ * or the deprecated name's while the new one keeps its default.
+ */
+int
+learning_rescan_interval(void)
+{
+	if (learning_claim_rescan_interval_old >= 0 &&
+		learning_claim_rescan_interval == LEARNING_RESCAN_DEFAULT)
+		return learning_claim_rescan_interval_old;
+	return learning_claim_rescan_interval;
+}
+
+/*
  * Called from _PG_init(): the GUC, the transaction callbacks, and (when
  * preloaded) the shared memory part.
  */
@@ -95,13 +137,22 @@ void
 learning_init(void)
 {
 	DefineCustomIntVariable(
-		"pg_opsdata.claim_rescan_interval",
+		"pg_opsdata.learning_claim_rescan_interval",
 		"Longest time a claimer starts from where its previous claim stopped.",
 		"After this time learning.claim() scans the queue from the highest "
 		"priority again, which hands out expired leases above that point. "
 		"0 rescans on every claim.",
-		&learning_claim_rescan_interval, 10000, 0, INT_MAX / 1000, PGC_USERSET,
-		GUC_UNIT_MS, NULL, NULL, NULL);
+		&learning_claim_rescan_interval, LEARNING_RESCAN_DEFAULT, 0,
+		INT_MAX / 1000, PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable(
+		"pg_opsdata.claim_rescan_interval",
+		"Deprecated name of pg_opsdata.learning_claim_rescan_interval.",
+		"Used while pg_opsdata.learning_claim_rescan_interval keeps its "
+		"default; -1 when not set.",
+		&learning_claim_rescan_interval_old, -1, -1, INT_MAX / 1000,
+		PGC_USERSET, GUC_UNIT_MS | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+		learning_check_old_rescan, NULL, NULL);
 
 	if (!xact_callbacks_registered)
 	{

@@ -374,7 +374,10 @@ Datum
 learning_thresholds_changed(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "learning_thresholds_changed must be called as a trigger");
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function %s was not called by the trigger manager",
+						"learning._thresholds_changed")));
 	learning_thresholds_touched();
 	return PointerGetDatum(NULL);
 }

@@ -780,7 +780,7 @@ learning_tune_histogram(PG_FUNCTION_ARGS)
 	fp_above = palloc((LEARNING_BINS + 1) * sizeof(int64));
 	candidate = palloc0((LEARNING_BINS + 1) * sizeof(bool));
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	if (rows_plan == NULL)
 	{
 		Oid types[3] = {TEXTOID, FLOAT8OID, FLOAT8OID};

@@ -392,7 +392,7 @@ queue_insert_statement(void *arg)
 	QueueInsert *insert = (QueueInsert *) arg;
 	int ret;
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	ret = SPI_execute_with_args(
 		"INSERT INTO metrics.rollup_queue (series_id, bucket_start, sketch) "
 		"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))",

@@ -561,7 +561,7 @@ rollup_run(bool points, TimestampTz from, TimestampTz to)
 	RollupRun *run;
 	int64 rolled;
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	rollup_lock_state();
 	run = rollup_begin(caller);
 	if (points)

@@ -510,7 +510,7 @@ series_find_or_create(text *name, Jsonb *tags)
 	args[0] = PointerGetDatum(name);
 	args[1] = PointerGetDatum(tags);
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	for (attempt = 0; attempt < 2 && !found; attempt++)
 	{
 		bool isnull;

@@ -162,7 +162,7 @@ partition_manage_as_owner(void *arg)
 		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
 		values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
 	}
-	SPI_connect();
+	opsdata_spi_connect(0);
 	rc = SPI_execute_with_args(
 		"SELECT FROM opsdata._partition_register($1, $2, $3, $4, $5, $6, $7, $8, NULL, false)",
 		8, argtypes, values, nulls, false, 0);
@@ -236,7 +236,7 @@ partition_unmanage_as_owner(void *arg)
 	int rc;
 
 	values[0] = ObjectIdGetDatum(unmanage->parent);
-	SPI_connect();
+	opsdata_spi_connect(0);
 	rc = SPI_execute_with_args(
 		"SELECT p.builtin FROM opsdata.partitions p"
 		" WHERE p.parent OPERATOR(pg_catalog.=) $1 FOR UPDATE",
@@ -304,7 +304,7 @@ partition_read_results_as_owner(void *arg)
 	uint64 i;
 	int rc;
 
-	SPI_connect();
+	opsdata_spi_connect(0);
 	plan = SPI_prepare(
 		"SELECT CASE WHEN l.parent OPERATOR(pg_catalog.~) '^[0-9]+$'"
 		"            THEN l.parent::pg_catalog.oid"
@@ -384,7 +384,7 @@ partition_run_maintenance(PG_FUNCTION_ARGS)
 		int rc;
 
 		values[0] = ObjectIdGetDatum(parent);
-		SPI_connect();
+		opsdata_spi_connect(0);
 		rc = SPI_execute_with_args("SELECT FROM opsdata.partitions p"
 								   " WHERE p.parent OPERATOR(pg_catalog.=) $1",
 								   1, argtypes, values, NULL, true, 1);

@@ -227,7 +227,7 @@ partition_log(const char *parent_name, const char *action,
 	else
 		nulls[3] = 'n';
 	partition_log_pass(&values[4], &nulls[4]);
-	SPI_connect();
+	opsdata_spi_connect(0);
 	/* Objects of 0.1 have no pass_started: its rows go without. */
 	rc = SPI_execute_with_args(
 		opsdata_schema_at_least("0.2")
@@ -306,7 +306,7 @@ partition_exec_statements(const PartitionStep *step, Oid owner,
 
 	PG_TRY();
 	{
-		SPI_connect();
+		opsdata_spi_connect(0);
 		if (partition_retention_hook != NULL && step->partition != NULL &&
 			strcmp(step->phase, "retention") == 0 &&
 			(strcmp(step->action, "drop") == 0 ||
@@ -377,7 +377,7 @@ partition_log_batch(const char *parent_name, List *steps, const int64 *rows)
 	values[3] = PointerGetDatum(construct_md_array(
 		details, nulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	partition_log_pass(&values[4], &valnulls[4]);
-	SPI_connect();
+	opsdata_spi_connect(0);
 	/* Objects of 0.1 have no pass_started: its rows go without. */
 	rc = SPI_execute_with_args(
 		opsdata_schema_at_least("0.2")

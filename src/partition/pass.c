@@ -6,7 +6,7 @@
  * A pass is a job entry (worker/worker.h): it runs in a job worker,
  * connected as the extension owner with search_path pinned to pg_catalog,
  * pg_temp (opsdata_worker_connect), outside any caller's transaction.  The
- * built-in job "partition maintenance" runs it in its own job worker;
+ * built-in job "partition.maintain" runs it in its own job worker;
  * opsdata.run_maintenance() (api.c) starts a job worker for it and waits
  * for its results.  The pass runs in transactions of its own:
  *
@@ -122,7 +122,7 @@ static MemoryContext partition_stmt_cxt = NULL;
 static void partition_pass(Datum arg);
 
 /*
- * The job entry: the built-in job "partition maintenance" runs it in its
+ * The job entry: the built-in job "partition.maintain" runs it in its
  * job worker, run_maintenance() in a job worker started for it.
  */
 const WorkerEntry partition_pass_entry = {
@@ -209,7 +209,7 @@ partition_detach_pending(const char *partition)
 	int rc;
 
 	StartTransactionCommand();
-	SPI_connect();
+	opsdata_spi_connect(0);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	values[0] = CStringGetTextDatum(partition);
 	rc = SPI_execute_with_args(
@@ -404,7 +404,7 @@ partition_plan_set(PartitionSetResult *res, MemoryContext namecxt,
 	{
 		HeapTuple tuple;
 
-		SPI_connect();
+		opsdata_spi_connect(0);
 		PushActiveSnapshot(GetTransactionSnapshot());
 		tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(res->parent));
 		if (!HeapTupleIsValid(tuple))
@@ -752,7 +752,7 @@ partition_record(const PartitionSetResult *res, bool first)
 	int rc;
 
 	StartTransactionCommand();
-	SPI_connect();
+	opsdata_spi_connect(0);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	values[0] = ObjectIdGetDatum(res->parent);
 	values[1] = CStringGetTextDatum(partition_status(res));
@@ -856,7 +856,7 @@ partition_run_lock(const PartitionTiming *timing)
 		int rc;
 
 		StartTransactionCommand();
-		SPI_connect();
+		opsdata_spi_connect(0);
 		PushActiveSnapshot(GetTransactionSnapshot());
 		rc = SPI_execute(
 			"SELECT pg_catalog.pg_try_advisory_lock(1869639524, 1)", false, 1);
@@ -889,7 +889,7 @@ partition_read_sets(Oid only, MemoryContext runcxt)
 	int rc;
 
 	StartTransactionCommand();
-	SPI_connect();
+	opsdata_spi_connect(0);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	rc = SPI_execute(
 		"DELETE FROM opsdata.partition_log l WHERE l.logged_at OPERATOR(pg_catalog.<) (pg_catalog.now()"
@@ -947,7 +947,7 @@ partition_pass(Datum arg)
 	MemoryContextSwitchTo(runcxt);
 
 	StartTransactionCommand();
-	SPI_connect();
+	opsdata_spi_connect(0);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	partition_read_timing(&timing);
 	PopActiveSnapshot();

@@ -373,7 +373,10 @@ Datum
 worker_jobs_changed(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "worker_jobs_changed must be called as a trigger");
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function %s was not called by the trigger manager",
+						"opsdata._worker_jobs_changed")));
 	worker_pending_jobs_changed = true;
 	return PointerGetDatum(NULL);
 }

@@ -112,11 +112,12 @@ typedef struct RunnerRun
 	char *max_runtime_text;
 } RunnerRun;
 
-/* How the command of a run started by run_job() is run. */
+/* How the command of a run is run (runner_execute). */
 typedef enum RunnerMode
 {
-	RUNNER_REGION,	/* as the job's role, in a region, in a subtransaction */
-	RUNNER_OWN_ROLE /* the session's own role, outside a transaction block */
+	RUNNER_REGION,	 /* run_job(): as the job's role, in a region */
+	RUNNER_OWN_ROLE, /* run_job() by the job's role, may commit */
+	RUNNER_TOPLEVEL	 /* a job worker: top-level statements or an entry */
 } RunnerMode;
 
 /* The jobs this session is running, to refuse a job running itself. */
@@ -534,57 +535,120 @@ runner_check_spi_result(const RunnerRun *run, int ret)
 		opsdata_spi_failed(ret, psprintf("run job \"%s\"", run->name));
 }
 
+/* A job command may not COMMIT or ROLLBACK by itself: a procedure may. */
+static void
+runner_check_statement(RawStmt *raw, void *arg)
+{
+	if (IsA(raw->stmt, TransactionStmt))
+		runner_check_spi_result((const RunnerRun *) arg,
+								SPI_ERROR_TRANSACTION);
+}
+
+/* The command through SPI, for run_job(). */
+static void
+runner_spi_execute(const RunnerRun *run, bool nonatomic)
+{
+	SPIExecuteOptions options;
+	int ret;
+
+	opsdata_spi_connect(nonatomic ? SPI_OPT_NONATOMIC : 0);
+	memset(&options, 0, sizeof(options));
+	options.allow_nonatomic = nonatomic;
+	ret = SPI_execute_extended(run->command, &options);
+	runner_check_spi_result(run, ret);
+	SPI_finish();
+}
+
 /*
- * Step 3 for run_job(), in a region: run the command as role in a
- * subtransaction, catching its error.  Returns the error (in cxt), or NULL
- * on success; *timed_out tells a cancellation by max_runtime.
+ * Step 3: run the command, catching its error.  Returns the error (in
+ * cxt), or NULL on success; *timed_out tells a cancellation by max_runtime.
+ * Every mode runs it with an error context naming the job, the max_runtime
+ * timer, and auditing on; they differ in where it runs and how an error is
+ * undone:
+ *
+ *  - RUNNER_REGION (run_job()): as role, in a privileged region, in a
+ *    subtransaction of the caller's transaction, rolled back on error;
+ *  - RUNNER_OWN_ROLE (run_job() by the job's role outside a transaction
+ *    block): as the session's own statements, non-atomic, so a procedure
+ *    may commit, with search_path and application_name set for the run
+ *    (opsdata_own_role_enter) and set back afterwards; on error the
+ *    transaction is aborted and a new one started, as SPI does when a
+ *    procedure's COMMIT fails (the active portal's snapshot belonged to the
+ *    aborted transaction); the audit state ends with the run's record
+ *    (runner_finish);
+ *  - RUNNER_TOPLEVEL (a job worker, outside any transaction): entry, when
+ *    the job is a built-in one with an entry (worker.h), else the command
+ *    as top-level statements of the session, as a client's simple query is
+ *    run (opsdata_toplevel_exec); either may commit; on error every
+ *    transaction is aborted.
  */
 static ErrorData *
-runner_execute_in_region(RunnerRun *run, Oid role, MemoryContext cxt,
-						 bool *timed_out)
+runner_execute(RunnerRun *run, RunnerMode mode, Oid role,
+			   const WorkerEntry *entry, MemoryContext cxt, bool *timed_out)
 {
-	ResourceOwner owner = CurrentResourceOwner;
+	ResourceOwner resowner = CurrentResourceOwner;
 	ErrorContextCallback errcallback;
 	ErrorData *volatile edata = NULL;
 	OpsdataPrivileged priv;
+	OpsdataOwnRole own;
 	volatile int audit_saved = -1;
 
 	*timed_out = false;
 	runner_timeout_fired = false;
 	memset(&priv, 0, sizeof(priv));
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
+	if (mode == RUNNER_REGION)
+	{
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+	}
+	else if (mode == RUNNER_OWN_ROLE)
+	{
+		MemoryContextSwitchTo(cxt);
+		opsdata_own_role_enter(&own, runner_application_name(run), cxt);
+		audit_saved = audit_user_statements_begin();
+	}
 
 	PG_TRY();
 	{
-		SPIExecuteOptions options;
-		int ret;
-
 		errcallback.callback = runner_error_context;
 		errcallback.arg = run;
 		errcallback.previous = error_context_stack;
 		error_context_stack = &errcallback;
 
-		if (!OidIsValid(role))
-			ereport(ERROR,
+		if (mode == RUNNER_REGION)
+		{
+			if (!OidIsValid(role))
+				ereport(
+					ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("role \"%s\" does not exist", run->run_as),
 					 errdetail("Job \"%s\" runs as that role.", run->name)));
-
-		opsdata_privileged_enter(&priv, role);
-		opsdata_privileged_set(&priv, "application_name",
-							   runner_application_name(run), PGC_USERSET);
-		audit_saved = audit_user_statements_begin();
+			opsdata_privileged_enter(&priv, role);
+			opsdata_privileged_set(&priv, "application_name",
+								   runner_application_name(run), PGC_USERSET);
+			audit_saved = audit_user_statements_begin();
+		}
 		if (run->max_runtime_ms > 0)
 			enable_timeout_after(runner_timeout_id,
 								 (int) Min(run->max_runtime_ms, INT_MAX));
 
-		opsdata_spi_connect(0);
-		memset(&options, 0, sizeof(options));
-		ret = SPI_execute_extended(run->command, &options);
-		runner_check_spi_result(run, ret);
-		SPI_finish();
+		if (entry != NULL)
+		{
+			/* pg_opsdata's own work: bounded by its own settings. */
+			SetConfigOption("statement_timeout", "0", PGC_USERSET,
+							PGC_S_SESSION);
+			entry->run((Datum) 0);
+		}
+		else if (mode == RUNNER_TOPLEVEL)
+		{
+			audit_saved = audit_user_statements_begin();
+			opsdata_toplevel_exec(run->command, runner_check_statement, run);
+			audit_user_statements_end(audit_saved);
+			audit_saved = -1;
+		}
+		else
+			runner_spi_execute(run, mode == RUNNER_OWN_ROLE);
 
 		if (run->max_runtime_ms > 0)
 			disable_timeout(runner_timeout_id, false);
@@ -594,123 +658,70 @@ runner_execute_in_region(RunnerRun *run, Oid role, MemoryContext cxt,
 		 */
 		if (runner_timeout_fired)
 			QueryCancelPending = false;
-		audit_user_statements_end(audit_saved);
-		opsdata_privileged_exit(&priv);
-		error_context_stack = errcallback.previous;
-
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		if (run->max_runtime_ms > 0)
-			disable_timeout(runner_timeout_id, false);
-		if (audit_saved >= 0)
+		if (mode == RUNNER_REGION)
+		{
 			audit_user_statements_end(audit_saved);
-		opsdata_privileged_unwind(&priv);
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		*timed_out = runner_timeout_fired &&
-					 edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
-
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_END_TRY();
-
-	return edata;
-}
-
-/* Set a GUC as a SET statement of the session would. */
-static void
-runner_set_session(const char *name, const char *value)
-{
-	(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SET, true, 0, false);
-}
-
-/*
- * Step 3 for run_job() called outside a transaction block by a session
- * whose role is the job's: the command runs as the session's own, and a
- * procedure in it may commit.  search_path and application_name are set as
- * for any run, and set back afterwards.  Returns the error (in cxt), or
- * NULL on success; *timed_out tells a cancellation by max_runtime.
- */
-static ErrorData *
-runner_execute_own(RunnerRun *run, MemoryContext cxt, bool *timed_out)
-{
-	ErrorContextCallback errcallback;
-	ErrorData *volatile edata = NULL;
-	char *search_path =
-		MemoryContextStrdup(cxt, GetConfigOption("search_path", false, false));
-	char *appname = MemoryContextStrdup(
-		cxt, GetConfigOption("application_name", false, false));
-	int audit_saved;
-
-	*timed_out = false;
-	runner_timeout_fired = false;
-	MemoryContextSwitchTo(cxt);
-
-	runner_set_session("search_path", OPSDATA_PINNED_SEARCH_PATH);
-	runner_set_session("application_name", runner_application_name(run));
-	audit_saved = audit_user_statements_begin();
-
-	PG_TRY();
-	{
-		SPIExecuteOptions options;
-		int ret;
-
-		errcallback.callback = runner_error_context;
-		errcallback.arg = run;
-		errcallback.previous = error_context_stack;
-		error_context_stack = &errcallback;
-
-		if (run->max_runtime_ms > 0)
-			enable_timeout_after(runner_timeout_id,
-								 (int) Min(run->max_runtime_ms, INT_MAX));
-		opsdata_spi_connect(SPI_OPT_NONATOMIC);
-		memset(&options, 0, sizeof(options));
-		options.allow_nonatomic = true;
-		ret = SPI_execute_extended(run->command, &options);
-		runner_check_spi_result(run, ret);
-		SPI_finish();
-
-		if (run->max_runtime_ms > 0)
-			disable_timeout(runner_timeout_id, false);
-		if (runner_timeout_fired)
-			QueryCancelPending = false;
+			audit_saved = -1;
+			opsdata_privileged_exit(&priv);
+		}
 		error_context_stack = errcallback.previous;
+
+		if (mode == RUNNER_REGION)
+		{
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = resowner;
+		}
 	}
 	PG_CATCH();
 	{
 		if (run->max_runtime_ms > 0)
 			disable_timeout(runner_timeout_id, false);
+		if (mode == RUNNER_REGION)
+		{
+			if (audit_saved >= 0)
+				audit_user_statements_end(audit_saved);
+			audit_saved = -1;
+			opsdata_privileged_unwind(&priv);
+		}
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		*timed_out = runner_timeout_fired &&
 					 edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
 
-		/*
-		 * As SPI does when a procedure's COMMIT fails: abort and start
-		 * afresh.  The active portal's snapshot belonged to the aborted
-		 * transaction.
-		 */
-		AbortCurrentTransaction();
-		if (ActivePortal != NULL)
-			ActivePortal->portalSnapshot = NULL;
-		StartTransactionCommand();
+		switch (mode)
+		{
+			case RUNNER_REGION:
+				RollbackAndReleaseCurrentSubTransaction();
+				CurrentResourceOwner = resowner;
+				break;
+			case RUNNER_OWN_ROLE:
+				AbortCurrentTransaction();
+				if (ActivePortal != NULL)
+					ActivePortal->portalSnapshot = NULL;
+				StartTransactionCommand();
+				break;
+			case RUNNER_TOPLEVEL:
+				AbortOutOfAnyTransaction();
+				if (audit_saved >= 0)
+					audit_user_statements_end(audit_saved);
+				audit_saved = -1;
+				break;
+		}
 		MemoryContextSwitchTo(cxt);
 	}
 	PG_END_TRY();
 
-	/* Committed with the run's record (runner_finish). */
-	audit_user_statements_end(audit_saved);
-	runner_set_session("search_path", search_path);
-	runner_set_session("application_name", appname);
+	if (mode == RUNNER_OWN_ROLE)
+	{
+		/* Committed with the run's record (runner_finish). */
+		audit_user_statements_end(audit_saved);
+		opsdata_own_role_exit(&own);
+	}
+	else if (mode == RUNNER_TOPLEVEL)
+		pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(cxt);
 	return edata;
 }
 
@@ -801,10 +812,7 @@ runner_run(int64 job_id, const char *name, FunctionCallInfo fcinfo)
 					   ? RUNNER_OWN_ROLE
 					   : RUNNER_REGION;
 
-			if (mode == RUNNER_OWN_ROLE)
-				edata = runner_execute_own(&run, cxt, &timed_out);
-			else
-				edata = runner_execute_in_region(&run, role, cxt, &timed_out);
+			edata = runner_execute(&run, mode, role, NULL, cxt, &timed_out);
 			status = runner_outcome(&run, edata, timed_out, &message);
 			runner_finish(&run, atomic, owner, status,
 						  edata != NULL ? edata->sqlerrcode : 0, message);
@@ -828,86 +836,6 @@ runner_run(int64 job_id, const char *name, FunctionCallInfo fcinfo)
 	PG_END_TRY();
 
 	MemoryContextDelete(cxt);
-}
-
-/* A job command may not COMMIT or ROLLBACK by itself: a procedure may. */
-static void
-runner_check_statement(RawStmt *raw, void *arg)
-{
-	if (IsA(raw->stmt, TransactionStmt))
-		runner_check_spi_result((const RunnerRun *) arg,
-								SPI_ERROR_TRANSACTION);
-}
-
-/*
- * Run a job in this job worker, outside any transaction: its entry when it
- * is a built-in job with one (worker.h), else its command as top-level
- * statements of the session, as a client's simple query is run
- * (opsdata_toplevel_exec), audited as the job role's statements.  Either
- * may commit.  Returns the error (in cxt), or NULL; *timed_out tells a
- * cancellation by max_runtime.
- */
-static ErrorData *
-runner_execute_toplevel(RunnerRun *run, const WorkerEntry *entry,
-						MemoryContext cxt, bool *timed_out)
-{
-	ErrorContextCallback errcallback;
-	ErrorData *volatile edata = NULL;
-	volatile int audit_saved = -1;
-
-	*timed_out = false;
-	runner_timeout_fired = false;
-
-	PG_TRY();
-	{
-		errcallback.callback = runner_error_context;
-		errcallback.arg = run;
-		errcallback.previous = error_context_stack;
-		error_context_stack = &errcallback;
-
-		if (run->max_runtime_ms > 0)
-			enable_timeout_after(runner_timeout_id,
-								 (int) Min(run->max_runtime_ms, INT_MAX));
-		if (entry != NULL)
-		{
-			/* pg_opsdata's own work: bounded by its own settings. */
-			SetConfigOption("statement_timeout", "0", PGC_USERSET,
-							PGC_S_SESSION);
-			entry->run((Datum) 0);
-		}
-		else
-		{
-			audit_saved = audit_user_statements_begin();
-			opsdata_toplevel_exec(run->command, runner_check_statement, run);
-			audit_user_statements_end(audit_saved);
-			audit_saved = -1;
-		}
-
-		if (run->max_runtime_ms > 0)
-			disable_timeout(runner_timeout_id, false);
-		if (runner_timeout_fired)
-			QueryCancelPending = false;
-		error_context_stack = errcallback.previous;
-	}
-	PG_CATCH();
-	{
-		if (run->max_runtime_ms > 0)
-			disable_timeout(runner_timeout_id, false);
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		*timed_out = runner_timeout_fired &&
-					 edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
-		AbortOutOfAnyTransaction();
-		if (audit_saved >= 0)
-			audit_user_statements_end(audit_saved);
-		MemoryContextSwitchTo(cxt);
-	}
-	PG_END_TRY();
-
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(cxt);
-	return edata;
 }
 
 /*
@@ -980,8 +908,8 @@ worker_run_in_job_worker(int64 job_id, Oid role)
 				SetConfigOption("application_name",
 								runner_application_name(&run), PGC_USERSET,
 								PGC_S_SESSION);
-				edata = runner_execute_toplevel(
-					&run,
+				edata = runner_execute(
+					&run, RUNNER_TOPLEVEL, role,
 					run.builtin ? worker_entry_for_command(run.command) : NULL,
 					cxt, &timed_out);
 				status = runner_outcome(&run, edata, timed_out, &message);

@@ -180,6 +180,12 @@ BEGIN
 	IF NOT NEW.builtin THEN
 		RETURN NEW;
 	END IF;
+	-- A dump of 0.1 has built-in jobs under the names they had then.
+	NEW.name := CASE
+		WHEN NEW.name = 'prune job runs' THEN 'worker.prune_runs'
+		WHEN NEW.name = 'partition maintenance' THEN 'partition.maintain'
+		WHEN NEW.name = 'audit index closed partitions' THEN 'audit.index_closed_partitions'
+		ELSE NEW.name END;
 	SELECT j.job_id INTO existing FROM opsdata.jobs j WHERE j.name = NEW.name AND j.builtin;
 	IF NOT FOUND THEN
 		RETURN NEW;
@@ -628,7 +634,7 @@ $$;
 COMMENT ON FUNCTION opsdata._prune_job_runs() IS 'Internal: delete runs older than worker.job_history_succeeded or worker.job_history_failed; returns how many';
 
 INSERT INTO opsdata.jobs (name, command, schedule, builtin, comment) VALUES
-	('prune job runs', 'SELECT opsdata._prune_job_runs()', '1 hour', true,
+	('worker.prune_runs', 'SELECT opsdata._prune_job_runs()', '1 hour', true,
 	 'Deletes opsdata.job_runs rows older than the worker.job_history_* settings');
 
 --

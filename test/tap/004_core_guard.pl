@@ -18,7 +18,7 @@ my $node = opsdata_node('guard');
 $node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pg_opsdata;
-	SELECT opsdata.pause_job(job_id) FROM opsdata.jobs WHERE name = 'partition maintenance';
+	SELECT opsdata.pause_job(job_id) FROM opsdata.jobs WHERE name = 'partition.maintain';
 	CREATE ROLE bypass LOGIN IN ROLE pg_write_all_data, pg_read_all_data;
 	CREATE ROLE adm LOGIN IN ROLE opsdata_admin;
 	CREATE ROLE job_super SUPERUSER LOGIN;

@@ -34,7 +34,7 @@ $primary->safe_psql('app', q{
 	CREATE EXTENSION pg_opsdata;
 	-- Short schedules, so that the failover finds the built-in jobs due soon.
 	SELECT count(opsdata.alter_job(job_id, schedule => '3 seconds'))
-	  FROM opsdata.jobs WHERE name IN ('metrics.rollup', 'learning.tune', 'partition maintenance');
+	  FROM opsdata.jobs WHERE name IN ('metrics.rollup', 'learning.tune', 'partition.maintain');
 	CREATE TABLE public.ticks (at timestamptz DEFAULT clock_timestamp());
 	SELECT opsdata.add_job('tick', 'INSERT INTO public.ticks DEFAULT VALUES', '1 second');
 	CREATE TABLE public.events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL,
@@ -148,7 +148,7 @@ is($standby->safe_psql('app', q{
 is($standby->safe_psql('app', qq{
 	SELECT count(*) FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
 	 WHERE j.builtin AND r.run_id > $last_run AND r.status = 'succeeded'
-	   AND j.name IN ('metrics.rollup', 'learning.tune', 'partition maintenance')
+	   AND j.name IN ('metrics.rollup', 'learning.tune', 'partition.maintain')
 	HAVING count(DISTINCT j.name) = 3}) ne '' ? 'ran' : 'not run',
 	'ran', 'the built-in jobs ran on the new primary');
 $standby->safe_psql('app', 'INSERT INTO public.orders VALUES (3)');

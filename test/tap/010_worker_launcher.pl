@@ -89,7 +89,7 @@ $node->restart;
 ok($node->poll_query_until('postgres', "SELECT ($schedulers_sql) = 'app,copied,tmpl'"),
 	'after a restart, exactly the databases with the extension have a scheduler');
 is($node->safe_psql('app', q{SELECT count(*) FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
-	 WHERE j.name = 'prune job runs' AND r.status = 'running'}), '0',
+	 WHERE j.name = 'worker.prune_runs' AND r.status = 'running'}), '0',
 	'the built-in job is not left running');
 
 $node->stop;

@@ -190,7 +190,7 @@ $node->safe_psql('app', q{
 	INSERT INTO opsdata.job_runs (job_id, kind, started_at, finished_at, status)
 	SELECT job_id, 'manual', now() - interval '10 days', now() - interval '10 days', s
 	  FROM opsdata.jobs, unnest(ARRAY['succeeded', 'failed']) s WHERE name = 'silent';
-	CALL opsdata.run_job('prune job runs');
+	CALL opsdata.run_job('worker.prune_runs');
 });
 is($node->safe_psql('app', q{
 	SELECT string_agg(status, ',') FROM opsdata.job_runs WHERE started_at < now() - interval '9 days'}),

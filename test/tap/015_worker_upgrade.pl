@@ -113,7 +113,7 @@ is($node->safe_psql('app', q{
 is($node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_opsdata scheduler'}),
 	$scheduler, 'the scheduler did not need a restart');
 $node->safe_psql('app', q{SELECT opsdata.alter_job(job_id, paused => true) FROM opsdata.jobs WHERE name = 'added in 0.3'});
-is($node->safe_psql('app', q{CALL opsdata.run_job('prune job runs'); SELECT count(*) FROM opsdata.pruned}),
+is($node->safe_psql('app', q{CALL opsdata.run_job('worker.prune_runs'); SELECT count(*) FROM opsdata.pruned}),
 	'1', 'the built-in job whose function the update replaced runs the new code');
 
 # Binary upgrade mode: the launcher is not even registered.

@@ -20,7 +20,7 @@ $node->safe_psql('src', q{
 	CREATE TABLE ticks (at timestamptz DEFAULT clock_timestamp());
 	SELECT opsdata.add_job('tick', 'INSERT INTO public.ticks DEFAULT VALUES', '1 second');
 	SELECT opsdata.add_job('paused one', 'SELECT 1', '1 day', paused => true);
-	SELECT opsdata.alter_job(job_id, schedule => '2 hours') FROM opsdata.jobs WHERE name = 'prune job runs';
+	SELECT opsdata.alter_job(job_id, schedule => '2 hours') FROM opsdata.jobs WHERE name = 'worker.prune_runs';
 });
 $node->poll_query_until('src', q{SELECT count(*) >= 3 FROM ticks}) or die 'no ticks';
 # Every job held still, the built-in ones too, so that the history dumped

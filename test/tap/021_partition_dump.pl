@@ -20,7 +20,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE src');
 $node->safe_psql('src', q{
 	BEGIN;
 	CREATE EXTENSION pg_opsdata;
-	SELECT opsdata.pause_job(job_id) FROM opsdata.jobs WHERE name = 'partition maintenance';
+	SELECT opsdata.pause_job(job_id) FROM opsdata.jobs WHERE name = 'partition.maintain';
 	COMMIT;
 	CREATE SCHEMA app;
 	CREATE TABLE app.events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz NOT NULL, kind text,

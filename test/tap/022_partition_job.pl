@@ -1,5 +1,5 @@
 # A scheduled maintenance pass runs inside the job worker of the built-in
-# job "partition maintenance": while it waits, it holds one worker and no
+# job "partition.maintain": while it waits, it holds one worker and no
 # second process; it records its run and writes what it did to each set to
 # opsdata.partition_log, the rows opsdata.run_maintenance() returns.  A
 # session that asks for a pass meanwhile is told another one is running,
@@ -50,7 +50,7 @@ my $holder = $node->background_psql('postgres');
 $holder->query_safe('BEGIN; LOCK TABLE app.s IN SHARE MODE;');
 $node->safe_psql('postgres', q{
 	SELECT opsdata.alter_job(job_id, paused => false, next_run => now())
-	  FROM opsdata.jobs WHERE name = 'partition maintenance'});
+	  FROM opsdata.jobs WHERE name = 'partition.maintain'});
 $node->poll_query_until('postgres', q{
 	SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
 	 WHERE NOT l.granted AND l.relation = 'app.s'::regclass AND a.backend_type LIKE 'pg_opsdata%'})
@@ -61,7 +61,7 @@ is($node->safe_psql('postgres', q{
 	  FROM pg_stat_activity
 	 WHERE backend_type LIKE 'pg_opsdata%'
 	   AND backend_type NOT IN ('pg_opsdata launcher', 'pg_opsdata scheduler')}),
-	'pg_opsdata job: pg_opsdata job partition maintenance',
+	'pg_opsdata job: pg_opsdata job partition.maintain',
 	'a scheduled pass stalled on a lock holds one worker, its job worker, and no second process');
 
 is($node->safe_psql('postgres', q{
@@ -73,7 +73,7 @@ $holder->query_safe('COMMIT;');
 $holder->quit;
 $node->poll_query_until('postgres', q{
 	SELECT r.status FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
-	 WHERE j.name = 'partition maintenance' ORDER BY r.run_id DESC LIMIT 1}, 'succeeded')
+	 WHERE j.name = 'partition.maintain' ORDER BY r.run_id DESC LIMIT 1}, 'succeeded')
   or die 'the scheduled run never succeeded';
 
 is($node->safe_psql('postgres', q{

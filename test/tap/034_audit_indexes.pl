@@ -2,7 +2,7 @@
 # path: every partition of audit.entries has only its BRIN index on ts
 # (and the primary key) while its day lasts; the by-user B-tree and the
 # by-object GIN index are built, concurrently, on each day once it is over,
-# by the built-in job "audit index closed partitions", and the planner uses
+# by the built-in job "audit.index_closed_partitions", and the planner uses
 # them.  A leftover invalid index is rebuilt.  The job's scheduled run
 # builds them in its own job worker.
 use strict;
@@ -85,10 +85,10 @@ ok($node->poll_query_until('postgres',
 $node->safe_psql('postgres', "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'audit.$name'::regclass");
 $node->safe_psql('postgres', q{
 	SELECT opsdata.alter_job(job_id, paused => false, next_run => now())
-	  FROM opsdata.jobs WHERE name = 'audit index closed partitions'});
+	  FROM opsdata.jobs WHERE name = 'audit.index_closed_partitions'});
 ok($node->poll_query_until('postgres', q{
 		SELECT r.status FROM opsdata.job_runs r JOIN opsdata.jobs j USING (job_id)
-		 WHERE j.name = 'audit index closed partitions' ORDER BY r.run_id DESC LIMIT 1}, 'succeeded'),
+		 WHERE j.name = 'audit.index_closed_partitions' ORDER BY r.run_id DESC LIMIT 1}, 'succeeded'),
 	'the scheduled run of the job succeeds');
 is($node->safe_psql('postgres', "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('audit.$name')"),
 	't', 'when its run is recorded, the job worker has rebuilt the index itself');

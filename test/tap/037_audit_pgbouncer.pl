@@ -1,7 +1,7 @@
 # The acting end user through a pooler: Debian's PgBouncer in transaction
 # pooling mode, many clients sharing two server connections.  Each client
 # declares its actor per transaction (audit.set_context(), or SET LOCAL
-# pg_opsdata.actor), writes and logs an application event, then runs a
+# pg_opsdata.audit_actor), writes and logs an application event, then runs a
 # transaction that declares nothing.  Every entry carries the actor of its
 # own transaction, never a neighbour's; the undeclared ones carry none.
 use strict;
@@ -76,7 +76,7 @@ foreach my $c (1 .. $clients)
 		my $actor = "user-$c-$k";
 		$script .= $k % 2
 		  ? "BEGIN; SELECT audit.set_context('$actor', 'req-$c-$k');\n"
-		  : "BEGIN; SET LOCAL pg_opsdata.actor = '$actor'; SET LOCAL pg_opsdata.request_id = 'req-$c-$k';\n";
+		  : "BEGIN; SET LOCAL pg_opsdata.audit_actor = '$actor'; SET LOCAL pg_opsdata.audit_request_id = 'req-$c-$k';\n";
 		$script .= "INSERT INTO orders (who) VALUES ('$actor');\n";
 		$script .= "SELECT audit.log_event('order.create', '$actor');\n";
 		$script .= "COMMIT;\n";
