@@ -63,7 +63,9 @@
  * audit.verify() accepts the absence of the entries of seals made before
  * it whose bucket lies in that range.
  *
- * The service runs in the database's scheduler (src/worker/worker.h): one
+ * The service runs in the database's scheduler (src/worker/worker.h), and
+ * seals at most once per pg_opsdata.audit_seal_interval (a candidate
+ * horizon waiting for its writers is polled sooner only until it seals): one
  * short transaction to advance the horizon, then rounds of at most
  * SEAL_BLOCK_ENTRIES entries, one transaction each, for at most
  * SEAL_RUN_BUDGET_MS before it lets the scheduler's other services run.
@@ -142,6 +144,7 @@ static bool seal_have_horizon = false;
 static int64 seal_horizon;
 static int64 seal_sealed_upto; /* horizon last sealed up to */
 static bool seal_have_sealed = false;
+static TimestampTz seal_sealed_at; /* when the service last sealed entries */
 static bool seal_have_candidate = false;
 static int64 seal_candidate;
 static VirtualTransactionId *seal_lockers = NULL;
@@ -889,6 +892,19 @@ audit_seal_service(void)
 		return audit_seal_interval_ms <= 0 ? -1 : SEAL_RESTORE_POLL_MS;
 	}
 
+	/*
+	 * Seal once per interval, not at each poll for a candidate's writers:
+	 * under a steady load there is always a candidate, and a round costs
+	 * about as much for a hundred entries as for ten.
+	 */
+	if (seal_have_sealed)
+	{
+		long since = (long) ((GetCurrentTimestamp() - seal_sealed_at) / 1000);
+
+		if (since >= 0 && since < audit_seal_interval_ms)
+			return audit_seal_interval_ms - since;
+	}
+
 	seal_begin_xact();
 	ready = seal_schema_ready();
 	if (ready)
@@ -922,6 +938,7 @@ audit_seal_service(void)
 		{
 			seal_sealed_upto = seal_horizon;
 			seal_have_sealed = true;
+			seal_sealed_at = GetCurrentTimestamp();
 		}
 	}
 	if (more)
