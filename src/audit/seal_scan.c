@@ -63,6 +63,11 @@ typedef struct SealReceiver
 	int stmtcol; /* -1: no such column */
 } SealReceiver;
 
+/* What the codec picks for the receiver. */
+#define SEAL_PICK_ID		0
+#define SEAL_PICK_TS		1
+#define SEAL_PICK_STATEMENT 2
+
 static SPIPlanPtr seal_scan_plan = NULL;
 
 static void
@@ -87,6 +92,10 @@ seal_receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	}
 	if (r->idcol < 0 || r->tscol < 0)
 		elog(ERROR, "audit.entries lacks its entry_id or ts column");
+	audit_seal_codec_pick(r->codec, r->idcol, SEAL_PICK_ID);
+	audit_seal_codec_pick(r->codec, r->tscol, SEAL_PICK_TS);
+	if (r->stmtcol >= 0)
+		audit_seal_codec_pick(r->codec, r->stmtcol, SEAL_PICK_STATEMENT);
 	r->scan->entry_columns = typeinfo->natts;
 }
 
@@ -97,37 +106,54 @@ seal_receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 	SealScan *scan = r->scan;
 	SealEntry *e;
 	int ncolumns = scan->entry_columns;
+	int statement_columns = scan->statement_columns;
+	int offset = scan->data.len;
+	bool isnull;
+	Datum d;
 
 	CHECK_FOR_INTERRUPTS();
-	slot_getallattrs(slot);
 	if (scan->nentries == scan->maxentries)
 	{
 		scan->maxentries *= 2;
 		scan->entries =
 			repalloc_huge(scan->entries, sizeof(SealEntry) * scan->maxentries);
 	}
-	e = &scan->entries[scan->nentries++];
-	e->id = DatumGetInt64(slot->tts_values[r->idcol]);
-	e->ts = DatumGetTimestampTz(slot->tts_values[r->tscol]);
-	e->stmt_null = r->stmtcol < 0 || slot->tts_isnull[r->stmtcol];
-	e->stmt = e->stmt_null ? 0 : DatumGetInt64(slot->tts_values[r->stmtcol]);
-	e->statement_columns = scan->statement_columns;
-	e->group = -1;
 	if (r->columns != NULL)
-		r->columns(r->arg, e->id, &ncolumns, &e->statement_columns);
-	if (ncolumns < 0 || ncolumns > audit_seal_codec_columns(r->codec))
-		ereport(
-			ERROR,
-			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("a seal covers %d columns of audit.entries, which has %d",
-					ncolumns, audit_seal_codec_columns(r->codec)),
-			 errhint("Columns of audit tables must never be dropped.")));
-	e->entry_columns = ncolumns;
-	e->offset = scan->data.len;
+	{
+		/* The id comes before the encoding: read it from the slot. */
+		d = slot_getattr(slot, r->idcol + 1, &isnull);
+		r->columns(r->arg, DatumGetInt64(d), &ncolumns, &statement_columns);
+		if (ncolumns < 0 || ncolumns > audit_seal_codec_columns(r->codec))
+			ereport(
+				ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg(
+					 "a seal covers %d columns of audit.entries, which has %d",
+					 ncolumns, audit_seal_codec_columns(r->codec)),
+				 errhint("Columns of audit tables must never be dropped.")));
+	}
 	audit_seal_encode(r->codec, slot, ncolumns, &scan->data);
-	e->len = scan->data.len - e->offset;
+	e = &scan->entries[scan->nentries++];
+	e->id = DatumGetInt64(
+		audit_seal_codec_picked(r->codec, SEAL_PICK_ID, &isnull));
+	e->ts = DatumGetTimestampTz(
+		audit_seal_codec_picked(r->codec, SEAL_PICK_TS, &isnull));
+	e->stmt_null = true;
+	e->stmt = 0;
+	if (r->stmtcol >= 0)
+	{
+		d = audit_seal_codec_picked(r->codec, SEAL_PICK_STATEMENT, &isnull);
+		e->stmt_null = isnull;
+		e->stmt = isnull ? 0 : DatumGetInt64(d);
+	}
+	e->statement_columns = statement_columns;
+	e->group = -1;
+	e->entry_columns = ncolumns;
+	e->offset = offset;
+	e->len = scan->data.len - offset;
 	/* Room for the statement hash: an entry's bytes are then contiguous. */
-	enlargeStringInfo(&scan->data, SEAL_HASH_LEN);
+	if (scan->data.len + SEAL_HASH_LEN >= scan->data.maxlen)
+		enlargeStringInfo(&scan->data, SEAL_HASH_LEN);
 	scan->data.len += SEAL_HASH_LEN;
 	return true;
 }
@@ -328,11 +354,19 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 	for (i = 0; i < scan->nentries; i++)
 	{
 		SealEntry *e = &scan->entries[i];
+		SealStatementMemo *memo;
 		bool missing;
 
 		if (e->stmt_null)
 		{
 			e->stmt_hash = audit_seal_no_statement();
+			continue;
+		}
+		memo = &scan->memo[(uint64) e->stmt % SEAL_SCAN_MEMO_SIZE];
+		if (memo->hash != NULL && memo->id == e->stmt &&
+			memo->columns == e->statement_columns)
+		{
+			e->stmt_hash = memo->hash;
 			continue;
 		}
 		e->stmt_hash = audit_seal_statement_slot(
@@ -341,6 +375,13 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 		{
 			ids[nmissing] = e->stmt;
 			idcols[nmissing++] = e->statement_columns;
+		}
+		else
+		{
+			/* Only hashes computed: a missing one is looked up again. */
+			memo->id = e->stmt;
+			memo->columns = e->statement_columns;
+			memo->hash = e->stmt_hash;
 		}
 	}
 	/* Usually one count of columns for all; one query per count. */
