@@ -103,6 +103,7 @@
 #include "port/pg_bswap.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -906,24 +907,38 @@ audit_seal_service(void)
 	if (seal_have_horizon &&
 		(!seal_have_sealed || seal_sealed_upto != seal_horizon))
 	{
-		pgstat_report_activity(STATE_RUNNING,
-							   "pg_opsdata scheduler: sealing audit entries");
-		seal_begin_xact();
-		/*
-		 * The extension may have been made anew since the horizon was read:
-		 * then the horizon and the statement hashes kept are of another
-		 * audit.entries, and the next call starts over.
-		 */
-		if (seal_relid("entries") == seal_entries_relid)
-			(void) seal_upto(seal_service_scan(), seal_horizon,
-							 SEAL_RUN_BUDGET_MS, &more);
-		else
+		BackendState state = MyBEEntry ? MyBEEntry->st_state : STATE_IDLE;
+		char *activity =
+			MyBEEntry ? pstrdup(MyBEEntry->st_activity_raw) : pstrdup("");
+
+		/* What the scheduler was doing is shown again afterwards. */
+		PG_TRY();
 		{
-			seal_forget();
-			seal_entries_relid = InvalidOid;
-			more = true;
+			pgstat_report_activity(
+				STATE_RUNNING, "pg_opsdata scheduler: sealing audit entries");
+			seal_begin_xact();
+			/*
+			 * The extension may have been made anew since the horizon was
+			 * read: then the horizon and the statement hashes kept are of
+			 * another audit.entries, and the next call starts over.
+			 */
+			if (seal_relid("entries") == seal_entries_relid)
+				(void) seal_upto(seal_service_scan(), seal_horizon,
+								 SEAL_RUN_BUDGET_MS, &more);
+			else
+			{
+				seal_forget();
+				seal_entries_relid = InvalidOid;
+				more = true;
+			}
+			seal_end_xact();
 		}
-		seal_end_xact();
+		PG_FINALLY();
+		{
+			pgstat_report_activity(state, activity);
+		}
+		PG_END_TRY();
+		pfree(activity);
 		if (!more)
 		{
 			seal_sealed_upto = seal_horizon;

@@ -530,7 +530,8 @@ seal_put_datum(const SealCodec *codec, const SealColumn *col, Datum value,
 		{
 			struct varlena *v = (struct varlena *) DatumGetPointer(value);
 
-			if (VARATT_IS_EXTENDED(v))
+			/* A short header is read in place; only TOAST is expanded. */
+			if (VARATT_IS_EXTERNAL(v) || VARATT_IS_COMPRESSED(v))
 			{
 				old = MemoryContextSwitchTo(codec->valuecxt);
 				v = pg_detoast_datum_packed(v);

@@ -362,7 +362,9 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 			e->stmt_hash = audit_seal_no_statement();
 			continue;
 		}
-		memo = &scan->memo[(uint64) e->stmt % SEAL_SCAN_MEMO_SIZE];
+		memo =
+			&scan->memo[((uint64) e->stmt * UINT64CONST(0x9E3779B97F4A7C15)) >>
+						(64 - SEAL_SCAN_MEMO_BITS)];
 		if (memo->hash != NULL && memo->id == e->stmt &&
 			memo->columns == e->statement_columns)
 		{

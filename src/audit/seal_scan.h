@@ -32,7 +32,8 @@ typedef struct SealEntry
 } SealEntry;
 
 /* A direct-mapped memo in front of the cache of statement hashes. */
-#define SEAL_SCAN_MEMO_SIZE 4096
+#define SEAL_SCAN_MEMO_BITS 14
+#define SEAL_SCAN_MEMO_SIZE (1 << SEAL_SCAN_MEMO_BITS)
 
 typedef struct SealStatementMemo
 {

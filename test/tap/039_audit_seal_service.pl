@@ -151,5 +151,13 @@ is($node->safe_psql('postgres',
 is($node->safe_psql('postgres', "SELECT status FROM opsdata.health() WHERE component = 'audit seals'"), 'ok',
 	'health is ok');
 
+# Once a sealing round is over, pg_stat_activity no longer says that the
+# scheduler seals: what it showed before the round is shown again.
+my $idle = qq{SELECT state FROM pg_stat_activity WHERE pid = ($scheduler)};
+ok($node->poll_query_until('postgres', "SELECT ($idle) = 'idle'"), 'the scheduler waits');
+is($node->safe_psql('postgres', qq{SELECT state || ': ' || query FROM pg_stat_activity WHERE pid = ($scheduler)})
+	  =~ /sealing/ ? 'sealing' : 'not sealing', 'not sealing',
+	'an idle scheduler does not say that it seals');
+
 $node->stop;
 done_testing();
