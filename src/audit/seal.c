@@ -660,7 +660,7 @@ seal_round(SealScan *scan, int64 horizon, int max_entries, bool *more)
 	statement_columns = Max(audit_seal_table_columns("statements"), 0);
 	audit_seal_scan_reset(scan, statement_columns);
 	audit_seal_scan_entries(scan, audit_seal_local_server(), first, last, NULL,
-							NULL);
+							NULL, (Datum) 0);
 	n = scan->nentries;
 	if (n == 0)
 	{

@@ -60,15 +60,19 @@ typedef struct SealReceiver
 	SealCodec *codec;
 	int idcol; /* 0-based */
 	int tscol;
-	int stmtcol; /* -1: no such column */
+	int stmtcol;   /* -1: no such column */
+	int servercol; /* -1: no such column */
+	int64 server_id;
 } SealReceiver;
 
 /* What the codec picks for the receiver. */
 #define SEAL_PICK_ID		0
 #define SEAL_PICK_TS		1
 #define SEAL_PICK_STATEMENT 2
+#define SEAL_PICK_SERVER	3
 
 static SPIPlanPtr seal_scan_plan = NULL;
+static SPIPlanPtr seal_scan_strangers_plan = NULL;
 
 static void
 seal_receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
@@ -77,7 +81,7 @@ seal_receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	int i;
 
 	r->codec = audit_seal_codec(typeinfo, -1, r->scan->cxt);
-	r->idcol = r->tscol = r->stmtcol = -1;
+	r->idcol = r->tscol = r->stmtcol = r->servercol = -1;
 	for (i = 0; i < typeinfo->natts; i++)
 	{
 		const char *name = NameStr(TupleDescAttr(typeinfo, i)->attname);
@@ -89,6 +93,9 @@ seal_receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 		else if (strcmp(name, SEAL_STATEMENT_ID_COLUMN) == 0 &&
 				 TupleDescAttr(typeinfo, i)->atttypid == INT8OID)
 			r->stmtcol = i;
+		else if (strcmp(name, SEAL_SERVER_ID_COLUMN) == 0 &&
+				 TupleDescAttr(typeinfo, i)->atttypid == INT8OID)
+			r->servercol = i;
 	}
 	if (r->idcol < 0 || r->tscol < 0)
 		elog(ERROR, "audit.entries lacks its entry_id or ts column");
@@ -96,6 +103,8 @@ seal_receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	audit_seal_codec_pick(r->codec, r->tscol, SEAL_PICK_TS);
 	if (r->stmtcol >= 0)
 		audit_seal_codec_pick(r->codec, r->stmtcol, SEAL_PICK_STATEMENT);
+	if (r->servercol >= 0)
+		audit_seal_codec_pick(r->codec, r->servercol, SEAL_PICK_SERVER);
 	r->scan->entry_columns = typeinfo->natts;
 }
 
@@ -133,6 +142,36 @@ seal_receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 				 errhint("Columns of audit tables must never be dropped.")));
 	}
 	audit_seal_encode(r->codec, slot, ncolumns, &scan->data);
+	if (r->servercol >= 0)
+	{
+		d = audit_seal_codec_picked(r->codec, SEAL_PICK_SERVER, &isnull);
+		if (isnull || DatumGetInt64(d) != r->server_id)
+		{
+			/* Another server's entry: noted, not kept. */
+			scan->data.len = offset;
+			if (scan->nstrangers == scan->maxstrangers)
+			{
+				scan->maxstrangers = Max(16, scan->maxstrangers * 2);
+				scan->stranger_ids =
+					scan->stranger_ids
+						? repalloc(scan->stranger_ids,
+								   sizeof(int64) * scan->maxstrangers)
+						: MemoryContextAlloc(
+							  scan->cxt, sizeof(int64) * scan->maxstrangers);
+				scan->stranger_servers =
+					scan->stranger_servers
+						? repalloc(scan->stranger_servers,
+								   sizeof(int64) * scan->maxstrangers)
+						: MemoryContextAlloc(
+							  scan->cxt, sizeof(int64) * scan->maxstrangers);
+			}
+			scan->stranger_ids[scan->nstrangers] = DatumGetInt64(
+				audit_seal_codec_picked(r->codec, SEAL_PICK_ID, &isnull));
+			scan->stranger_servers[scan->nstrangers++] =
+				DatumGetInt64(d); /* NULL: 0 */
+			return true;
+		}
+	}
 	e = &scan->entries[scan->nentries++];
 	e->id = DatumGetInt64(
 		audit_seal_codec_picked(r->codec, SEAL_PICK_ID, &isnull));
@@ -199,6 +238,7 @@ void
 audit_seal_scan_reset(SealScan *scan, int statement_columns)
 {
 	scan->nentries = 0;
+	scan->nstrangers = 0;
 	scan->data.len = 0;
 	scan->statement_columns = statement_columns;
 	if (hash_get_num_entries(scan->statements) > SEAL_SCAN_MAX_STATEMENTS)
@@ -233,13 +273,15 @@ seal_entry_cmp(const void *a, const void *b)
 /*
  * Read the entries of server server_id with first <= entry_id <= last,
  * appending them to the scan, and sort the scan's entries by (entry_id,
- * ts).  columns, if not
- * NULL, tells for each entry id how many of its columns and of its
- * statement's to encode.
+ * ts).  columns, if not NULL, tells for each entry id how many of its
+ * columns and of its statement's to encode.  known_servers, if not 0, is
+ * an int8[]: the entries in that range of a server not in it (nor
+ * server_id) are read too, and noted as strangers.
  */
 void
 audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
-						int64 last, SealColumnsFn columns, void *arg)
+						int64 last, SealColumnsFn columns, void *arg,
+						Datum known_servers)
 {
 	SealReceiver r;
 	SPIExecuteOptions options;
@@ -264,6 +306,24 @@ audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
 		SPI_keepplan(plan);
 		seal_scan_plan = plan;
 	}
+	if (known_servers != (Datum) 0 && seal_scan_strangers_plan == NULL)
+	{
+		Oid argtypes[4] = {INT8OID, INT8OID, INT8OID, INT8ARRAYOID};
+		SPIPlanPtr plan = SPI_prepare(
+			"SELECT * FROM audit.entries"
+			" WHERE entry_id OPERATOR(pg_catalog.>=) $1"
+			" AND entry_id OPERATOR(pg_catalog.<=) $2"
+			" AND (" SEAL_SERVER_ID_COLUMN " OPERATOR(pg_catalog.=) $3"
+			" OR " SEAL_SERVER_ID_COLUMN " IS NULL"
+			" OR " SEAL_SERVER_ID_COLUMN " OPERATOR(pg_catalog.<>) ALL ($4))",
+			4, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the scan of audit.entries: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		seal_scan_strangers_plan = plan;
+	}
 
 	memset(&r, 0, sizeof(r));
 	r.pub.receiveSlot = seal_receiver_receive;
@@ -274,8 +334,9 @@ audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
 	r.scan = scan;
 	r.columns = columns;
 	r.arg = arg;
+	r.server_id = server_id;
 
-	params = makeParamList(3);
+	params = makeParamList(4);
 	params->params[0].value = Int64GetDatum(first);
 	params->params[0].ptype = INT8OID;
 	params->params[0].isnull = false;
@@ -285,6 +346,10 @@ audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
 	params->params[2].value = Int64GetDatum(server_id);
 	params->params[2].ptype = INT8OID;
 	params->params[2].isnull = false;
+	params->params[3].value = known_servers;
+	params->params[3].ptype = INT8ARRAYOID;
+	params->params[3].isnull = known_servers == (Datum) 0;
+	params->numParams = known_servers != (Datum) 0 ? 4 : 3;
 
 	/*
 	 * The snapshot is taken before the query is planned: maintenance moves
@@ -315,7 +380,9 @@ audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
 	old = MemoryContextSwitchTo(scan->cxt);
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	ret = SPI_execute_plan_extended(seal_scan_plan, &options);
+	ret = SPI_execute_plan_extended(
+		known_servers != (Datum) 0 ? seal_scan_strangers_plan : seal_scan_plan,
+		&options);
 	PopActiveSnapshot();
 	MemoryContextSwitchTo(old);
 	AtEOXact_GUC(true, nestlevel);

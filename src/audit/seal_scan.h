@@ -53,6 +53,15 @@ typedef struct SealScan
 	StringInfoData data;	 /* the encodings, one after the other */
 	HTAB *statements;		 /* statement hashes, kept across resets */
 	SealStatementMemo *memo; /* SEAL_SCAN_MEMO_SIZE of them */
+
+	/*
+	 * Entries of servers not known to the scan (audit_seal_scan_entries()),
+	 * read and not encoded: each one's id and server.
+	 */
+	int64 *stranger_ids;
+	int64 *stranger_servers;
+	int nstrangers;
+	int maxstrangers;
 } SealScan;
 
 /* How many columns of entry id and of its statement to encode. */
@@ -65,7 +74,8 @@ extern void audit_seal_scan_reset(SealScan *scan, int statement_columns);
 extern void audit_seal_scan_forget_statements(SealScan *scan);
 extern void audit_seal_scan_entries(SealScan *scan, int64 server_id,
 									int64 first, int64 last,
-									SealColumnsFn columns, void *arg);
+									SealColumnsFn columns, void *arg,
+									Datum known_servers);
 extern void audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx);
 extern void audit_seal_scan_digest(SealScan *scan, const int *indexes, int n,
 								   pg_cryptohash_ctx *ctx, uint8 *out);
