@@ -657,7 +657,13 @@ seal_round(SealScan *scan, int64 horizon, int max_entries, bool *more)
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata seal round",
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	statement_columns = Max(audit_seal_table_columns("statements"), 0);
+	/* A seal always covers the shapes: never one of no column of them. */
+	statement_columns = audit_seal_table_columns("statements");
+	if (statement_columns < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("audit.statements is missing: entries are not sealed "
+						"without their statements")));
 	audit_seal_scan_reset(scan, statement_columns);
 	audit_seal_scan_entries(scan, audit_seal_local_server(), first, last, NULL,
 							NULL, (Datum) 0);
