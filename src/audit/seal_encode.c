@@ -406,7 +406,8 @@ seal_put_text_array(StringInfo out, Oid typid, Datum value,
 		MemoryContextSwitchTo(old);
 	}
 	ndim = ARR_NDIM(a);
-	nitems = ArrayGetNItems(ndim, ARR_DIMS(a));
+	/* One dimension, the usual case, needs no product of dimensions. */
+	nitems = ndim == 1 ? ARR_DIMS(a)[0] : ArrayGetNItems(ndim, ARR_DIMS(a));
 	bitmap = ARR_NULLBITMAP(a);
 	ptr = (char *) a + (ARR_HASNULL(a) ? (Size) a->dataoffset
 									   : (Size) ARR_OVERHEAD_NONULLS(ndim));

@@ -190,6 +190,9 @@ seal_receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 	e->entry_columns = ncolumns;
 	e->offset = offset;
 	e->len = scan->data.len - offset;
+	/* The locator's CRC over the bytes while they are at hand. */
+	INIT_CRC32C(e->locator);
+	COMP_CRC32C(e->locator, scan->data.data + offset, e->len);
 	/* Room for the statement hash: an entry's bytes are then contiguous. */
 	if (scan->data.len + SEAL_HASH_LEN >= scan->data.maxlen)
 		enlargeStringInfo(&scan->data, SEAL_HASH_LEN);
@@ -482,11 +485,10 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 	{
 		SealEntry *e = &scan->entries[i];
 		char *bytes = scan->data.data + e->offset;
-		pg_crc32c crc;
+		pg_crc32c crc = e->locator; /* so far, over the encoding */
 
 		memcpy(bytes + e->len, e->stmt_hash, SEAL_HASH_LEN);
-		INIT_CRC32C(crc);
-		COMP_CRC32C(crc, bytes, e->len + SEAL_HASH_LEN);
+		COMP_CRC32C(crc, e->stmt_hash, SEAL_HASH_LEN);
 		FIN_CRC32C(crc);
 		e->locator = crc;
 	}

@@ -28,7 +28,8 @@ typedef struct SealEntry
 	int len;	/* of its encoding */
 	int group;	/* free for the caller */
 	const uint8 *stmt_hash; /* SHA-256 of its statement's encoding */
-	uint32 locator;			/* CRC-32C of encoding || stmt_hash */
+	uint32 locator; /* CRC-32C of encoding || stmt_hash (of the encoding
+					 * only until audit_seal_scan_finish()) */
 } SealEntry;
 
 /* A direct-mapped memo in front of the cache of statement hashes. */
