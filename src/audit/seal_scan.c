@@ -380,6 +380,14 @@ audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("enable_indexonlyscan", "off", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	/*
+	 * Sealing reads the entries just written, in shared buffers: asking the
+	 * kernel to read ahead only costs a lookup per page.
+	 */
+	if (!scan->prefetch)
+		(void) set_config_option("effective_io_concurrency", "0", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+								 false);
 	old = MemoryContextSwitchTo(scan->cxt);
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());

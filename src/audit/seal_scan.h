@@ -54,6 +54,7 @@ typedef struct SealScan
 	StringInfoData data;	 /* the encodings, one after the other */
 	HTAB *statements;		 /* statement hashes, kept across resets */
 	SealStatementMemo *memo; /* SEAL_SCAN_MEMO_SIZE of them */
+	bool prefetch;			 /* pages may be out of shared buffers */
 
 	/*
 	 * Entries of servers not known to the scan (audit_seal_scan_entries()),

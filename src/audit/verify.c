@@ -908,6 +908,8 @@ verify_init(Verifier *v)
 	v->chunk = palloc(sizeof(VerifySeal) * v->maxchunk);
 	v->rounds = palloc(sizeof(VerifyRound) * v->maxchunk);
 	audit_seal_scan_init(&v->scan, 0, CurrentMemoryContext);
+	/* Old entries may have to be read from disk. */
+	v->scan.prefetch = true;
 }
 
 /*
