@@ -55,7 +55,10 @@ SELECT status, detail FROM audit.verify('2000-01-01', '2000-01-02');
 -- Entries received from another server by logical replication keep its
 -- server_id and its numbering: one inside a sealed window, one far above
 -- every id of this server.  They are not sealed here, this server's later
--- entries still are, and the chain verifies.
+-- entries still are, and the chain verifies.  The database subscribes (a
+-- subscription that never connects stands for one).
+CREATE SUBSCRIPTION seal_received CONNECTION 'dbname=elsewhere' PUBLICATION opsdata_pub
+	WITH (connect = false, slot_name = NONE);
 INSERT INTO audit.entries (entry_id, ts, database, username, current_user_name, backend_pid,
 	class, command, outcome, server_id)
 VALUES ((SELECT min(entry_id) FROM audit.entries), now(), 'elsewhere', 'remote', 'remote', 1,
@@ -75,6 +78,15 @@ SELECT count(*) FILTER (WHERE e.server_id = 42) AS received_sealed,
 				  AND s.server_id = e.server_id AND e.ts >= s.ts_from AND e.ts < s.ts_to);
 SELECT bool_and(server_id = audit.server_id()) AS seals_of_this_server FROM audit.seals WHERE kind = 'entries';
 SELECT status, entry_id FROM audit.verify();
+-- Without a subscription, an entry of a server that no seal covers, inside
+-- a window of this server's seals, was not received: it is reported (the
+-- one far above every window is in none).
+BEGIN;
+DROP SUBSCRIPTION seal_received;
+SELECT v.status, v.entry_id = (SELECT min(entry_id) FROM audit.entries) AS that_entry,
+	   v.detail LIKE '%server_id 42,%' AS names_the_server
+  FROM audit.verify() v;
+ROLLBACK;
 
 -- The chain: ids without gaps, each seal holding its predecessor's hash,
 -- windows of entry ids one after the other from the lowest bigint.
@@ -208,6 +220,7 @@ ROLLBACK;
 -- Health has a row for the chain.
 SELECT component, status FROM opsdata.health() WHERE component = 'audit seals';
 
+DROP SUBSCRIPTION seal_received;
 DROP TABLE accounts;
 DROP ROLE seal_auditor, seal_admin;
 DROP EXTENSION pg_opsdata;

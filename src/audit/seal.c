@@ -105,6 +105,7 @@
 #include "port/pg_bswap.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -654,10 +655,16 @@ seal_round(SealScan *scan, int64 horizon, int max_entries, bool *more)
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_opsdata seal round",
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	statement_columns = Max(audit_seal_table_columns("statements"), 0);
+	/* A seal always covers the shapes: never one of no column of them. */
+	statement_columns = audit_seal_table_columns("statements");
+	if (statement_columns < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("audit.statements is missing: entries are not sealed "
+						"without their statements")));
 	audit_seal_scan_reset(scan, statement_columns);
 	audit_seal_scan_entries(scan, audit_seal_local_server(), first, last, NULL,
-							NULL);
+							NULL, (Datum) 0);
 	n = scan->nentries;
 	if (n == 0)
 	{
@@ -916,24 +923,38 @@ audit_seal_service(void)
 	if (seal_have_horizon &&
 		(!seal_have_sealed || seal_sealed_upto != seal_horizon))
 	{
-		pgstat_report_activity(STATE_RUNNING,
-							   "pg_opsdata scheduler: sealing audit entries");
-		seal_begin_xact();
-		/*
-		 * The extension may have been made anew since the horizon was read:
-		 * then the horizon and the statement hashes kept are of another
-		 * audit.entries, and the next call starts over.
-		 */
-		if (seal_relid("entries") == seal_entries_relid)
-			(void) seal_upto(seal_service_scan(), seal_horizon,
-							 SEAL_RUN_BUDGET_MS, &more);
-		else
+		BackendState state = MyBEEntry ? MyBEEntry->st_state : STATE_IDLE;
+		char *activity =
+			MyBEEntry ? pstrdup(MyBEEntry->st_activity_raw) : pstrdup("");
+
+		/* What the scheduler was doing is shown again afterwards. */
+		PG_TRY();
 		{
-			seal_forget();
-			seal_entries_relid = InvalidOid;
-			more = true;
+			pgstat_report_activity(
+				STATE_RUNNING, "pg_opsdata scheduler: sealing audit entries");
+			seal_begin_xact();
+			/*
+			 * The extension may have been made anew since the horizon was
+			 * read: then the horizon and the statement hashes kept are of
+			 * another audit.entries, and the next call starts over.
+			 */
+			if (seal_relid("entries") == seal_entries_relid)
+				(void) seal_upto(seal_service_scan(), seal_horizon,
+								 SEAL_RUN_BUDGET_MS, &more);
+			else
+			{
+				seal_forget();
+				seal_entries_relid = InvalidOid;
+				more = true;
+			}
+			seal_end_xact();
 		}
-		seal_end_xact();
+		PG_FINALLY();
+		{
+			pgstat_report_activity(state, activity);
+		}
+		PG_END_TRY();
+		pfree(activity);
 		if (!more)
 		{
 			seal_sealed_upto = seal_horizon;

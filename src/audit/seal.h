@@ -43,6 +43,9 @@
  */
 typedef struct SealCodec SealCodec;
 
+/* Columns whose values audit_seal_encode() can give besides, at most. */
+#define SEAL_CODEC_PICKS 4
+
 /* A seal, as stored in audit.seals. */
 typedef struct SealRow
 {
@@ -75,7 +78,10 @@ extern SealCodec *audit_seal_codec(TupleDesc desc, int ncolumns,
 								   MemoryContext cxt);
 extern int audit_seal_codec_columns(const SealCodec *codec);
 extern void audit_seal_codec_free(SealCodec *codec);
-extern void audit_seal_encode(const SealCodec *codec, TupleTableSlot *slot,
+extern void audit_seal_codec_pick(SealCodec *codec, int column, int pick);
+extern Datum audit_seal_codec_picked(const SealCodec *codec, int pick,
+									 bool *isnull);
+extern void audit_seal_encode(SealCodec *codec, TupleTableSlot *slot,
 							  int ncolumns, StringInfo out);
 extern int audit_seal_encoding_begin(void);
 extern void audit_seal_encoding_end(int saved);

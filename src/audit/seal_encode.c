@@ -98,6 +98,10 @@ typedef struct SealColumn
 {
 	Oid typid;
 	SealValueKind kind;
+	int16 attlen; /* how the value is stored */
+	bool attbyval;
+	char attalign;
+	int pick;	   /* where audit_seal_encode() gives its value, or -1 */
 	FmgrInfo send; /* SEAL_VALUE_SEND only */
 } SealColumn;
 
@@ -106,6 +110,9 @@ struct SealCodec
 	int ncolumns;
 	MemoryContext cxt;		/* the codec and what it looks up */
 	MemoryContext valuecxt; /* what send functions allocate, per row */
+	int npicked;			/* columns before the last one picked, + 1 */
+	Datum picked[SEAL_CODEC_PICKS];
+	bool picked_null[SEAL_CODEC_PICKS];
 	SealColumn columns[FLEXIBLE_ARRAY_MEMBER];
 };
 
@@ -204,6 +211,10 @@ audit_seal_codec(TupleDesc desc, int ncolumns, MemoryContext cxt)
 		if (att->attisdropped)
 			elog(ERROR, "unexpected dropped column in a sealed row");
 		col->typid = att->atttypid;
+		col->attlen = att->attlen;
+		col->attbyval = att->attbyval;
+		col->attalign = att->attalign;
+		col->pick = -1;
 		base = getBaseType(att->atttypid);
 		switch (base)
 		{
@@ -276,6 +287,28 @@ int
 audit_seal_codec_columns(const SealCodec *codec)
 {
 	return codec->ncolumns;
+}
+
+/*
+ * Have audit_seal_encode() give the value of column (from 0) in
+ * audit_seal_codec_picked(..., pick, ...), whether it encodes it or not.
+ */
+void
+audit_seal_codec_pick(SealCodec *codec, int column, int pick)
+{
+	Assert(pick >= 0 && pick < SEAL_CODEC_PICKS);
+	if (column < 0 || column >= codec->ncolumns)
+		elog(ERROR, "column %d of a sealed row does not exist", column);
+	codec->columns[column].pick = pick;
+	codec->npicked = Max(codec->npicked, column + 1);
+}
+
+/* The value of a picked column in the row last encoded. */
+Datum
+audit_seal_codec_picked(const SealCodec *codec, int pick, bool *isnull)
+{
+	*isnull = codec->picked_null[pick];
+	return codec->picked[pick];
 }
 
 /* Free a codec and all it allocated. */
@@ -374,7 +407,8 @@ seal_put_text_array(StringInfo out, Oid typid, Datum value,
 		MemoryContextSwitchTo(old);
 	}
 	ndim = ARR_NDIM(a);
-	nitems = ArrayGetNItems(ndim, ARR_DIMS(a));
+	/* One dimension, the usual case, needs no product of dimensions. */
+	nitems = ndim == 1 ? ARR_DIMS(a)[0] : ArrayGetNItems(ndim, ARR_DIMS(a));
 	bitmap = ARR_NULLBITMAP(a);
 	ptr = (char *) a + (ARR_HASNULL(a) ? (Size) a->dataoffset
 									   : (Size) ARR_OVERHEAD_NONULLS(ndim));
@@ -414,160 +448,255 @@ seal_put_text_array(StringInfo out, Oid typid, Datum value,
 }
 
 /*
- * Append the encoding of the first ncolumns columns (at most those of the
- * codec) of the row in slot to out.  Memory the send functions allocate is
- * freed at the next call.
+ * Append one non-NULL value of column col.  Memory the send functions
+ * allocate goes into the codec's value context.
  */
-void
-audit_seal_encode(const SealCodec *codec, TupleTableSlot *slot, int ncolumns,
-				  StringInfo out)
+static pg_attribute_always_inline void
+seal_put_datum(const SealCodec *codec, const SealColumn *col, Datum value,
+			   StringInfo out)
 {
 	MemoryContext old;
+	char *p;
+
+	switch (col->kind)
+	{
+		case SEAL_VALUE_INT2:
+			p = seal_reserve(out, 10);
+			p = seal_w32(p, col->typid);
+			p = seal_w32(p, 2);
+			seal_w16(p, (uint16) DatumGetInt16(value));
+			out->len += 10;
+			break;
+		case SEAL_VALUE_INT4:
+			p = seal_reserve(out, 12);
+			p = seal_w32(p, col->typid);
+			p = seal_w32(p, 4);
+			seal_w32(p, (uint32) DatumGetInt32(value));
+			out->len += 12;
+			break;
+		case SEAL_VALUE_FLOAT4:
+		{
+			float4 f = DatumGetFloat4(value);
+			uint32 bits;
+
+			memcpy(&bits, &f, 4);
+			p = seal_reserve(out, 12);
+			p = seal_w32(p, col->typid);
+			p = seal_w32(p, 4);
+			seal_w32(p, bits);
+			out->len += 12;
+			break;
+		}
+		case SEAL_VALUE_INT8:
+			p = seal_reserve(out, 16);
+			p = seal_w32(p, col->typid);
+			p = seal_w32(p, 8);
+			seal_w64(p, (uint64) DatumGetInt64(value));
+			out->len += 16;
+			break;
+		case SEAL_VALUE_FLOAT8:
+		{
+			float8 f = DatumGetFloat8(value);
+			uint64 bits;
+
+			memcpy(&bits, &f, 8);
+			p = seal_reserve(out, 16);
+			p = seal_w32(p, col->typid);
+			p = seal_w32(p, 8);
+			seal_w64(p, bits);
+			out->len += 16;
+			break;
+		}
+		case SEAL_VALUE_BOOL:
+		{
+			char b = DatumGetBool(value) ? 1 : 0;
+
+			seal_put_value(out, col->typid, &b, 1);
+			break;
+		}
+		case SEAL_VALUE_INTERVAL:
+		{
+			Interval *iv = DatumGetIntervalP(value);
+
+			p = seal_reserve(out, 24);
+			p = seal_w32(p, col->typid);
+			p = seal_w32(p, 16);
+			p = seal_w64(p, (uint64) iv->time);
+			p = seal_w32(p, (uint32) iv->day);
+			seal_w32(p, (uint32) iv->month);
+			out->len += 24;
+			break;
+		}
+		case SEAL_VALUE_BYTES:
+		case SEAL_VALUE_TEXT:
+		{
+			struct varlena *v = (struct varlena *) DatumGetPointer(value);
+
+			/* A short header is read in place; only TOAST is expanded. */
+			if (VARATT_IS_EXTERNAL(v) || VARATT_IS_COMPRESSED(v))
+			{
+				old = MemoryContextSwitchTo(codec->valuecxt);
+				v = pg_detoast_datum_packed(v);
+				MemoryContextSwitchTo(old);
+			}
+			seal_put_value(out, col->typid, VARDATA_ANY(v),
+						   VARSIZE_ANY_EXHDR(v));
+			break;
+		}
+		case SEAL_VALUE_NAME:
+		{
+			const char *s = NameStr(*DatumGetName(value));
+
+			seal_put_value(out, col->typid, s, strlen(s));
+			break;
+		}
+		case SEAL_VALUE_TEXT_ARRAY:
+			seal_put_text_array(out, col->typid, value, codec->valuecxt);
+			break;
+		case SEAL_VALUE_INET:
+		case SEAL_VALUE_CIDR:
+		{
+			inet *ip = DatumGetInetPP(value);
+			int nb = Max(ip_addrsize(ip), 0);
+
+			p = seal_reserve(out, 12 + nb);
+			p = seal_w32(p, col->typid);
+			p = seal_w32(p, 4 + nb);
+			*p++ = ip_family(ip);
+			*p++ = ip_bits(ip);
+			*p++ = col->kind == SEAL_VALUE_CIDR ? 1 : 0;
+			*p++ = nb;
+			memcpy(p, ip_addr(ip), nb);
+			out->len += 12 + nb;
+			break;
+		}
+		case SEAL_VALUE_SEND:
+		{
+			bytea *b;
+
+			old = MemoryContextSwitchTo(codec->valuecxt);
+			b = SendFunctionCall((FmgrInfo *) &col->send, value);
+			MemoryContextSwitchTo(old);
+			seal_put_value(out, col->typid, VARDATA(b), VARSIZE(b) - VARHDRSZ);
+			break;
+		}
+	}
+}
+
+/* Append the NULL of column col. */
+static inline void
+seal_put_null_value(const SealColumn *col, StringInfo out)
+{
+	char *p = seal_reserve(out, 8);
+
+	p = seal_w32(p, col->typid);
+	seal_w32(p, (uint32) -1);
+	out->len += 8;
+}
+
+/*
+ * The encoding straight from the stored tuple of a heap slot, walking its
+ * attributes once (as deforming would) without filling the slot's arrays.
+ * False, with nothing written, when the tuple lacks some of the columns
+ * (added to the table after it was stored): the caller deforms then.
+ */
+static bool
+seal_encode_stored(SealCodec *codec, TupleTableSlot *slot, int ncolumns,
+				   StringInfo out)
+{
+	HeapTuple tuple;
+	HeapTupleHeader tup;
+	bool hasnulls;
+	bits8 *bp;
+	char *tp;
+	uint32 off = 0;
+	int nwalk = Max(ncolumns, codec->npicked);
+	char *p;
+	int i;
+
+	if (TTS_IS_BUFFERTUPLE(slot) || TTS_IS_HEAPTUPLE(slot))
+		tuple = ((HeapTupleTableSlot *) slot)->tuple;
+	else
+		return false;
+	if (tuple == NULL)
+		return false;
+	tup = tuple->t_data;
+	if (HeapTupleHeaderGetNatts(tup) < nwalk)
+		return false;
+	hasnulls = HeapTupleHasNulls(tuple);
+	bp = tup->t_bits;
+	tp = (char *) tup + tup->t_hoff;
+
+	p = seal_reserve(out, 4);
+	seal_w32(p, ncolumns);
+	out->len += 4;
+	for (i = 0; i < nwalk; i++)
+	{
+		const SealColumn *col = &codec->columns[i];
+		Datum value;
+
+		if (hasnulls && att_isnull(i, bp))
+		{
+			if (i < ncolumns)
+				seal_put_null_value(col, out);
+			if (col->pick >= 0)
+				codec->picked_null[col->pick] = true;
+			continue;
+		}
+		if (col->attlen == -1)
+			off = att_align_pointer(off, col->attalign, -1, tp + off);
+		else
+			off = att_align_nominal(off, col->attalign);
+		value = fetch_att(tp + off, col->attbyval, col->attlen);
+		off = att_addlength_pointer(off, col->attlen, tp + off);
+		if (i < ncolumns)
+			seal_put_datum(codec, col, value, out);
+		if (col->pick >= 0)
+		{
+			codec->picked[col->pick] = value;
+			codec->picked_null[col->pick] = false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Append the encoding of the first ncolumns columns (at most those of the
+ * codec) of the row in slot to out, and set the values of the columns
+ * audit_seal_codec_pick() named (in the slot's memory).  Memory the send
+ * functions allocate is freed at the next call.
+ */
+void
+audit_seal_encode(SealCodec *codec, TupleTableSlot *slot, int ncolumns,
+				  StringInfo out)
+{
+	int nwalk = Max(ncolumns, codec->npicked);
 	char *p;
 	int i;
 
 	Assert(ncolumns <= codec->ncolumns);
-	slot_getsomeattrs(slot, ncolumns);
 	MemoryContextReset(codec->valuecxt);
+	if (seal_encode_stored(codec, slot, ncolumns, out))
+		return;
+	slot_getsomeattrs(slot, nwalk);
 	p = seal_reserve(out, 4);
 	seal_w32(p, ncolumns);
 	out->len += 4;
-	for (i = 0; i < ncolumns; i++)
+	for (i = 0; i < nwalk; i++)
 	{
 		const SealColumn *col = &codec->columns[i];
-		Datum value = slot->tts_values[i];
 
-		if (slot->tts_isnull[i])
+		if (col->pick >= 0)
 		{
-			p = seal_reserve(out, 8);
-			p = seal_w32(p, col->typid);
-			seal_w32(p, (uint32) -1);
-			out->len += 8;
+			codec->picked[col->pick] = slot->tts_values[i];
+			codec->picked_null[col->pick] = slot->tts_isnull[i];
+		}
+		if (i >= ncolumns)
 			continue;
-		}
-		switch (col->kind)
-		{
-			case SEAL_VALUE_INT2:
-				p = seal_reserve(out, 10);
-				p = seal_w32(p, col->typid);
-				p = seal_w32(p, 2);
-				seal_w16(p, (uint16) DatumGetInt16(value));
-				out->len += 10;
-				break;
-			case SEAL_VALUE_INT4:
-				p = seal_reserve(out, 12);
-				p = seal_w32(p, col->typid);
-				p = seal_w32(p, 4);
-				seal_w32(p, (uint32) DatumGetInt32(value));
-				out->len += 12;
-				break;
-			case SEAL_VALUE_FLOAT4:
-			{
-				float4 f = DatumGetFloat4(value);
-				uint32 bits;
-
-				memcpy(&bits, &f, 4);
-				p = seal_reserve(out, 12);
-				p = seal_w32(p, col->typid);
-				p = seal_w32(p, 4);
-				seal_w32(p, bits);
-				out->len += 12;
-				break;
-			}
-			case SEAL_VALUE_INT8:
-				p = seal_reserve(out, 16);
-				p = seal_w32(p, col->typid);
-				p = seal_w32(p, 8);
-				seal_w64(p, (uint64) DatumGetInt64(value));
-				out->len += 16;
-				break;
-			case SEAL_VALUE_FLOAT8:
-			{
-				float8 f = DatumGetFloat8(value);
-				uint64 bits;
-
-				memcpy(&bits, &f, 8);
-				p = seal_reserve(out, 16);
-				p = seal_w32(p, col->typid);
-				p = seal_w32(p, 8);
-				seal_w64(p, bits);
-				out->len += 16;
-				break;
-			}
-			case SEAL_VALUE_BOOL:
-			{
-				char b = DatumGetBool(value) ? 1 : 0;
-
-				seal_put_value(out, col->typid, &b, 1);
-				break;
-			}
-			case SEAL_VALUE_INTERVAL:
-			{
-				Interval *iv = DatumGetIntervalP(value);
-
-				p = seal_reserve(out, 24);
-				p = seal_w32(p, col->typid);
-				p = seal_w32(p, 16);
-				p = seal_w64(p, (uint64) iv->time);
-				p = seal_w32(p, (uint32) iv->day);
-				seal_w32(p, (uint32) iv->month);
-				out->len += 24;
-				break;
-			}
-			case SEAL_VALUE_BYTES:
-			case SEAL_VALUE_TEXT:
-			{
-				struct varlena *v = (struct varlena *) DatumGetPointer(value);
-
-				if (VARATT_IS_EXTENDED(v))
-				{
-					old = MemoryContextSwitchTo(codec->valuecxt);
-					v = pg_detoast_datum_packed(v);
-					MemoryContextSwitchTo(old);
-				}
-				seal_put_value(out, col->typid, VARDATA_ANY(v),
-							   VARSIZE_ANY_EXHDR(v));
-				break;
-			}
-			case SEAL_VALUE_NAME:
-			{
-				const char *s = NameStr(*DatumGetName(value));
-
-				seal_put_value(out, col->typid, s, strlen(s));
-				break;
-			}
-			case SEAL_VALUE_TEXT_ARRAY:
-				seal_put_text_array(out, col->typid, value, codec->valuecxt);
-				break;
-			case SEAL_VALUE_INET:
-			case SEAL_VALUE_CIDR:
-			{
-				inet *ip = DatumGetInetPP(value);
-				int nb = Max(ip_addrsize(ip), 0);
-
-				p = seal_reserve(out, 12 + nb);
-				p = seal_w32(p, col->typid);
-				p = seal_w32(p, 4 + nb);
-				*p++ = ip_family(ip);
-				*p++ = ip_bits(ip);
-				*p++ = col->kind == SEAL_VALUE_CIDR ? 1 : 0;
-				*p++ = nb;
-				memcpy(p, ip_addr(ip), nb);
-				out->len += 12 + nb;
-				break;
-			}
-			case SEAL_VALUE_SEND:
-			{
-				bytea *b;
-
-				old = MemoryContextSwitchTo(codec->valuecxt);
-				b = SendFunctionCall((FmgrInfo *) &col->send, value);
-				MemoryContextSwitchTo(old);
-				seal_put_value(out, col->typid, VARDATA(b),
-							   VARSIZE(b) - VARHDRSZ);
-				break;
-			}
-		}
+		if (slot->tts_isnull[i])
+			seal_put_null_value(col, out);
+		else
+			seal_put_datum(codec, col, slot->tts_values[i], out);
 	}
 }
 

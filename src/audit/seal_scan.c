@@ -61,10 +61,19 @@ typedef struct SealReceiver
 	SealCodec *codec;
 	int idcol; /* 0-based */
 	int tscol;
-	int stmtcol; /* -1: no such column */
+	int stmtcol;   /* -1: no such column */
+	int servercol; /* -1: no such column */
+	int64 server_id;
 } SealReceiver;
 
+/* What the codec picks for the receiver. */
+#define SEAL_PICK_ID		0
+#define SEAL_PICK_TS		1
+#define SEAL_PICK_STATEMENT 2
+#define SEAL_PICK_SERVER	3
+
 static SPIPlanPtr seal_scan_plan = NULL;
+static SPIPlanPtr seal_scan_strangers_plan = NULL;
 
 static void
 seal_receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
@@ -73,7 +82,7 @@ seal_receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	int i;
 
 	r->codec = audit_seal_codec(typeinfo, -1, r->scan->cxt);
-	r->idcol = r->tscol = r->stmtcol = -1;
+	r->idcol = r->tscol = r->stmtcol = r->servercol = -1;
 	for (i = 0; i < typeinfo->natts; i++)
 	{
 		const char *name = NameStr(TupleDescAttr(typeinfo, i)->attname);
@@ -85,9 +94,18 @@ seal_receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 		else if (strcmp(name, SEAL_STATEMENT_ID_COLUMN) == 0 &&
 				 TupleDescAttr(typeinfo, i)->atttypid == INT8OID)
 			r->stmtcol = i;
+		else if (strcmp(name, SEAL_SERVER_ID_COLUMN) == 0 &&
+				 TupleDescAttr(typeinfo, i)->atttypid == INT8OID)
+			r->servercol = i;
 	}
 	if (r->idcol < 0 || r->tscol < 0)
 		elog(ERROR, "audit.entries lacks its entry_id or ts column");
+	audit_seal_codec_pick(r->codec, r->idcol, SEAL_PICK_ID);
+	audit_seal_codec_pick(r->codec, r->tscol, SEAL_PICK_TS);
+	if (r->stmtcol >= 0)
+		audit_seal_codec_pick(r->codec, r->stmtcol, SEAL_PICK_STATEMENT);
+	if (r->servercol >= 0)
+		audit_seal_codec_pick(r->codec, r->servercol, SEAL_PICK_SERVER);
 	r->scan->entry_columns = typeinfo->natts;
 }
 
@@ -98,37 +116,87 @@ seal_receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 	SealScan *scan = r->scan;
 	SealEntry *e;
 	int ncolumns = scan->entry_columns;
+	int statement_columns = scan->statement_columns;
+	int offset = scan->data.len;
+	bool isnull;
+	Datum d;
 
 	CHECK_FOR_INTERRUPTS();
-	slot_getallattrs(slot);
 	if (scan->nentries == scan->maxentries)
 	{
 		scan->maxentries *= 2;
 		scan->entries =
 			repalloc_huge(scan->entries, sizeof(SealEntry) * scan->maxentries);
 	}
-	e = &scan->entries[scan->nentries++];
-	e->id = DatumGetInt64(slot->tts_values[r->idcol]);
-	e->ts = DatumGetTimestampTz(slot->tts_values[r->tscol]);
-	e->stmt_null = r->stmtcol < 0 || slot->tts_isnull[r->stmtcol];
-	e->stmt = e->stmt_null ? 0 : DatumGetInt64(slot->tts_values[r->stmtcol]);
-	e->statement_columns = scan->statement_columns;
-	e->group = -1;
 	if (r->columns != NULL)
-		r->columns(r->arg, e->id, &ncolumns, &e->statement_columns);
-	if (ncolumns < 0 || ncolumns > audit_seal_codec_columns(r->codec))
-		ereport(
-			ERROR,
-			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("a seal covers %d columns of audit.entries, which has %d",
-					ncolumns, audit_seal_codec_columns(r->codec)),
-			 errhint("Columns of audit tables must never be dropped.")));
-	e->entry_columns = ncolumns;
-	e->offset = scan->data.len;
+	{
+		/* The id comes before the encoding: read it from the slot. */
+		d = slot_getattr(slot, r->idcol + 1, &isnull);
+		r->columns(r->arg, DatumGetInt64(d), &ncolumns, &statement_columns);
+		if (ncolumns < 0 || ncolumns > audit_seal_codec_columns(r->codec))
+			ereport(
+				ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg(
+					 "a seal covers %d columns of audit.entries, which has %d",
+					 ncolumns, audit_seal_codec_columns(r->codec)),
+				 errhint("Columns of audit tables must never be dropped.")));
+	}
 	audit_seal_encode(r->codec, slot, ncolumns, &scan->data);
-	e->len = scan->data.len - e->offset;
+	if (r->servercol >= 0)
+	{
+		d = audit_seal_codec_picked(r->codec, SEAL_PICK_SERVER, &isnull);
+		if (isnull || DatumGetInt64(d) != r->server_id)
+		{
+			/* Another server's entry: noted, not kept. */
+			scan->data.len = offset;
+			if (scan->nstrangers == scan->maxstrangers)
+			{
+				scan->maxstrangers = Max(16, scan->maxstrangers * 2);
+				scan->stranger_ids =
+					scan->stranger_ids
+						? repalloc(scan->stranger_ids,
+								   sizeof(int64) * scan->maxstrangers)
+						: MemoryContextAlloc(
+							  scan->cxt, sizeof(int64) * scan->maxstrangers);
+				scan->stranger_servers =
+					scan->stranger_servers
+						? repalloc(scan->stranger_servers,
+								   sizeof(int64) * scan->maxstrangers)
+						: MemoryContextAlloc(
+							  scan->cxt, sizeof(int64) * scan->maxstrangers);
+			}
+			scan->stranger_ids[scan->nstrangers] = DatumGetInt64(
+				audit_seal_codec_picked(r->codec, SEAL_PICK_ID, &isnull));
+			scan->stranger_servers[scan->nstrangers++] =
+				DatumGetInt64(d); /* NULL: 0 */
+			return true;
+		}
+	}
+	e = &scan->entries[scan->nentries++];
+	e->id = DatumGetInt64(
+		audit_seal_codec_picked(r->codec, SEAL_PICK_ID, &isnull));
+	e->ts = DatumGetTimestampTz(
+		audit_seal_codec_picked(r->codec, SEAL_PICK_TS, &isnull));
+	e->stmt_null = true;
+	e->stmt = 0;
+	if (r->stmtcol >= 0)
+	{
+		d = audit_seal_codec_picked(r->codec, SEAL_PICK_STATEMENT, &isnull);
+		e->stmt_null = isnull;
+		e->stmt = isnull ? 0 : DatumGetInt64(d);
+	}
+	e->statement_columns = statement_columns;
+	e->group = -1;
+	e->entry_columns = ncolumns;
+	e->offset = offset;
+	e->len = scan->data.len - offset;
+	/* The locator's CRC over the bytes while they are at hand. */
+	INIT_CRC32C(e->locator);
+	COMP_CRC32C(e->locator, scan->data.data + offset, e->len);
 	/* Room for the statement hash: an entry's bytes are then contiguous. */
-	enlargeStringInfo(&scan->data, SEAL_HASH_LEN);
+	if (scan->data.len + SEAL_HASH_LEN >= scan->data.maxlen)
+		enlargeStringInfo(&scan->data, SEAL_HASH_LEN);
 	scan->data.len += SEAL_HASH_LEN;
 	return true;
 }
@@ -174,6 +242,7 @@ void
 audit_seal_scan_reset(SealScan *scan, int statement_columns)
 {
 	scan->nentries = 0;
+	scan->nstrangers = 0;
 	scan->data.len = 0;
 	scan->statement_columns = statement_columns;
 	if (hash_get_num_entries(scan->statements) > SEAL_SCAN_MAX_STATEMENTS)
@@ -208,13 +277,15 @@ seal_entry_cmp(const void *a, const void *b)
 /*
  * Read the entries of server server_id with first <= entry_id <= last,
  * appending them to the scan, and sort the scan's entries by (entry_id,
- * ts).  columns, if not
- * NULL, tells for each entry id how many of its columns and of its
- * statement's to encode.
+ * ts).  columns, if not NULL, tells for each entry id how many of its
+ * columns and of its statement's to encode.  known_servers, if not 0, is
+ * an int8[]: the entries in that range of a server not in it (nor
+ * server_id) are read too, and noted as strangers.
  */
 void
 audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
-						int64 last, SealColumnsFn columns, void *arg)
+						int64 last, SealColumnsFn columns, void *arg,
+						Datum known_servers)
 {
 	SealReceiver r;
 	SPIExecuteOptions options;
@@ -239,6 +310,24 @@ audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
 		SPI_keepplan(plan);
 		seal_scan_plan = plan;
 	}
+	if (known_servers != (Datum) 0 && seal_scan_strangers_plan == NULL)
+	{
+		Oid argtypes[4] = {INT8OID, INT8OID, INT8OID, INT8ARRAYOID};
+		SPIPlanPtr plan = SPI_prepare(
+			"SELECT * FROM audit.entries"
+			" WHERE entry_id OPERATOR(pg_catalog.>=) $1"
+			" AND entry_id OPERATOR(pg_catalog.<=) $2"
+			" AND (" SEAL_SERVER_ID_COLUMN " OPERATOR(pg_catalog.=) $3"
+			" OR " SEAL_SERVER_ID_COLUMN " IS NULL"
+			" OR " SEAL_SERVER_ID_COLUMN " OPERATOR(pg_catalog.<>) ALL ($4))",
+			4, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the scan of audit.entries: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		seal_scan_strangers_plan = plan;
+	}
 
 	memset(&r, 0, sizeof(r));
 	r.pub.receiveSlot = seal_receiver_receive;
@@ -249,8 +338,9 @@ audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
 	r.scan = scan;
 	r.columns = columns;
 	r.arg = arg;
+	r.server_id = server_id;
 
-	params = makeParamList(3);
+	params = makeParamList(4);
 	params->params[0].value = Int64GetDatum(first);
 	params->params[0].ptype = INT8OID;
 	params->params[0].isnull = false;
@@ -260,6 +350,10 @@ audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
 	params->params[2].value = Int64GetDatum(server_id);
 	params->params[2].ptype = INT8OID;
 	params->params[2].isnull = false;
+	params->params[3].value = known_servers;
+	params->params[3].ptype = INT8ARRAYOID;
+	params->params[3].isnull = known_servers == (Datum) 0;
+	params->numParams = known_servers != (Datum) 0 ? 4 : 3;
 
 	/*
 	 * The snapshot is taken before the query is planned: maintenance moves
@@ -287,10 +381,20 @@ audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("enable_indexonlyscan", "off", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	/*
+	 * Sealing reads the entries just written, in shared buffers: asking the
+	 * kernel to read ahead only costs a lookup per page.
+	 */
+	if (!scan->prefetch)
+		(void) set_config_option("effective_io_concurrency", "0", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+								 false);
 	old = MemoryContextSwitchTo(scan->cxt);
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	ret = SPI_execute_plan_extended(seal_scan_plan, &options);
+	ret = SPI_execute_plan_extended(
+		known_servers != (Datum) 0 ? seal_scan_strangers_plan : seal_scan_plan,
+		&options);
 	PopActiveSnapshot();
 	MemoryContextSwitchTo(old);
 	AtEOXact_GUC(true, nestlevel);
@@ -328,11 +432,21 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 	for (i = 0; i < scan->nentries; i++)
 	{
 		SealEntry *e = &scan->entries[i];
+		SealStatementMemo *memo;
 		bool missing;
 
 		if (e->stmt_null)
 		{
 			e->stmt_hash = audit_seal_no_statement();
+			continue;
+		}
+		memo =
+			&scan->memo[((uint64) e->stmt * UINT64CONST(0x9E3779B97F4A7C15)) >>
+						(64 - SEAL_SCAN_MEMO_BITS)];
+		if (memo->hash != NULL && memo->id == e->stmt &&
+			memo->columns == e->statement_columns)
+		{
+			e->stmt_hash = memo->hash;
 			continue;
 		}
 		e->stmt_hash = audit_seal_statement_slot(
@@ -341,6 +455,13 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 		{
 			ids[nmissing] = e->stmt;
 			idcols[nmissing++] = e->statement_columns;
+		}
+		else
+		{
+			/* Only hashes computed: a missing one is looked up again. */
+			memo->id = e->stmt;
+			memo->columns = e->statement_columns;
+			memo->hash = e->stmt_hash;
 		}
 	}
 	/* Usually one count of columns for all; one query per count. */
@@ -372,11 +493,10 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 	{
 		SealEntry *e = &scan->entries[i];
 		char *bytes = scan->data.data + e->offset;
-		pg_crc32c crc;
+		pg_crc32c crc = e->locator; /* so far, over the encoding */
 
 		memcpy(bytes + e->len, e->stmt_hash, SEAL_HASH_LEN);
-		INIT_CRC32C(crc);
-		COMP_CRC32C(crc, bytes, e->len + SEAL_HASH_LEN);
+		COMP_CRC32C(crc, e->stmt_hash, SEAL_HASH_LEN);
 		FIN_CRC32C(crc);
 		e->locator = crc;
 	}

@@ -28,11 +28,13 @@ typedef struct SealEntry
 	int len;	/* of its encoding */
 	int group;	/* free for the caller */
 	const uint8 *stmt_hash; /* SHA-256 of its statement's encoding */
-	uint32 locator;			/* CRC-32C of encoding || stmt_hash */
+	uint32 locator; /* CRC-32C of encoding || stmt_hash (of the encoding
+					 * only until audit_seal_scan_finish()) */
 } SealEntry;
 
 /* A direct-mapped memo in front of the cache of statement hashes. */
-#define SEAL_SCAN_MEMO_SIZE 4096
+#define SEAL_SCAN_MEMO_BITS 14
+#define SEAL_SCAN_MEMO_SIZE (1 << SEAL_SCAN_MEMO_BITS)
 
 typedef struct SealStatementMemo
 {
@@ -52,6 +54,16 @@ typedef struct SealScan
 	StringInfoData data;	 /* the encodings, one after the other */
 	HTAB *statements;		 /* statement hashes, kept across resets */
 	SealStatementMemo *memo; /* SEAL_SCAN_MEMO_SIZE of them */
+	bool prefetch;			 /* pages may be out of shared buffers */
+
+	/*
+	 * Entries of servers not known to the scan (audit_seal_scan_entries()),
+	 * read and not encoded: each one's id and server.
+	 */
+	int64 *stranger_ids;
+	int64 *stranger_servers;
+	int nstrangers;
+	int maxstrangers;
 } SealScan;
 
 /* How many columns of entry id and of its statement to encode. */
@@ -64,7 +76,8 @@ extern void audit_seal_scan_reset(SealScan *scan, int statement_columns);
 extern void audit_seal_scan_forget_statements(SealScan *scan);
 extern void audit_seal_scan_entries(SealScan *scan, int64 server_id,
 									int64 first, int64 last,
-									SealColumnsFn columns, void *arg);
+									SealColumnsFn columns, void *arg,
+									Datum known_servers);
 extern void audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx);
 extern void audit_seal_scan_digest(SealScan *scan, const int *indexes, int n,
 								   pg_cryptohash_ctx *ctx, uint8 *out);

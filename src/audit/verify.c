@@ -50,6 +50,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "port/pg_bswap.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -136,6 +137,12 @@ typedef struct Verifier
 	TimestampTz *union_hi;
 	int nunion;
 	int64 retention_used; /* highest retention seal that excused a loss */
+
+	/*
+	 * The servers whose entries may lie in this server's windows (int8[]),
+	 * or 0 when entries of any server may (the database subscribes).
+	 */
+	Datum known_servers;
 
 	/* The chunk, and the buffers of its entries. */
 	SealScan scan;
@@ -489,6 +496,7 @@ verify_chunk(Verifier *v)
 	int *nfound;
 	int64 *inserted; /* per round: the first entry in no bucket, or 0 */
 	bool *has_inserted;
+	int *stranger; /* per round: its first stranger (index), or -1 */
 	MemoryContext old;
 	int i;
 	int r;
@@ -509,7 +517,7 @@ verify_chunk(Verifier *v)
 		if (v->rounds[r].has_server)
 			audit_seal_scan_entries(
 				scan, v->rounds[r].server_id, v->rounds[r].first,
-				v->rounds[end - 1].last, verify_columns, v);
+				v->rounds[end - 1].last, verify_columns, v, v->known_servers);
 		r = end;
 	}
 	if (v->nrounds > 0)
@@ -521,6 +529,16 @@ verify_chunk(Verifier *v)
 	found = palloc0(sizeof(int *) * v->nchunk);
 	inserted = palloc0(sizeof(int64) * Max(v->nrounds, 1));
 	has_inserted = palloc0(sizeof(bool) * Max(v->nrounds, 1));
+	stranger = palloc(sizeof(int) * Max(v->nrounds, 1));
+	for (r = 0; r < v->nrounds; r++)
+		stranger[r] = -1;
+	for (i = 0; i < scan->nstrangers; i++)
+	{
+		r = verify_round_of(v, scan->stranger_ids[i]);
+		if (r >= 0 && (stranger[r] < 0 || scan->stranger_ids[i] <
+											  scan->stranger_ids[stranger[r]]))
+			stranger[r] = i;
+	}
 	for (i = 0; i < scan->nentries; i++)
 	{
 		SealEntry *e = &scan->entries[i];
@@ -568,6 +586,19 @@ verify_chunk(Verifier *v)
 		if (!verify_seal_entries(v, &s->row, scan, found[i], nfound[i]))
 			continue;
 		r = s->round;
+		if (i == v->rounds[r].first_seal + v->rounds[r].nseals - 1 &&
+			stranger[r] >= 0)
+			verify_found(
+				v, "inserted", true, scan->stranger_ids[stranger[r]], true,
+				v->chunk[v->rounds[r].first_seal].row.seal_id,
+				psprintf("Entry " INT64_FORMAT
+						 " lies in the window of seal " INT64_FORMAT
+						 " with server_id " INT64_FORMAT
+						 ", a server whose entries no seal of this database"
+						 " covers and no subscription of it receives.",
+						 scan->stranger_ids[stranger[r]],
+						 v->chunk[v->rounds[r].first_seal].row.seal_id,
+						 scan->stranger_servers[stranger[r]]));
 		if (i == v->rounds[r].first_seal + v->rounds[r].nseals - 1 &&
 			has_inserted[r])
 			verify_found(
@@ -667,6 +698,57 @@ verify_load_retentions(Verifier *v, int64 after)
 			SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 	}
 	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * The servers whose entries may lie in this server's windows of ids: this
+ * server, and those whose entries seals of the chain cover (a dump of
+ * another server restored here brings its seals).  Entries of any other
+ * server are strangers, unless the database subscribes to audit entries of
+ * other servers (doc/scale-out.md): then it holds entries of servers it
+ * has no seal of, verified by their own servers' chains, and any server is
+ * known.
+ */
+static void
+verify_load_servers(Verifier *v)
+{
+	Datum *elems;
+	bool isnull;
+	uint64 i;
+	int n = 0;
+
+	if (SPI_execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_subscription s"
+					" WHERE s.subdbid OPERATOR(pg_catalog.=) (SELECT d.oid"
+					" FROM pg_catalog.pg_database d WHERE d.datname"
+					" OPERATOR(pg_catalog.=) pg_catalog.current_database()))",
+					true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read pg_subscription");
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+								   SPI_tuptable->tupdesc, 1, &isnull)))
+	{
+		SPI_freetuptable(SPI_tuptable);
+		v->known_servers = (Datum) 0;
+		return;
+	}
+	SPI_freetuptable(SPI_tuptable);
+	if (SPI_execute("SELECT DISTINCT server_id FROM audit.seals"
+					" WHERE server_id IS NOT NULL",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read audit.seals");
+	elems = palloc(sizeof(Datum) * (SPI_processed + 1));
+	elems[n++] = Int64GetDatum(audit_seal_local_server());
+	for (i = 0; i < SPI_processed; i++)
+	{
+		Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+								1, &isnull);
+
+		if (!isnull)
+			elems[n++] = d;
+	}
+	SPI_freetuptable(SPI_tuptable);
+	v->known_servers = PointerGetDatum(construct_array(
+		elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /*
@@ -830,6 +912,8 @@ verify_init(Verifier *v)
 	v->chunk = palloc(sizeof(VerifySeal) * v->maxchunk);
 	v->rounds = palloc(sizeof(VerifyRound) * v->maxchunk);
 	audit_seal_scan_init(&v->scan, 0, CurrentMemoryContext);
+	/* Old entries may have to be read from disk. */
+	v->scan.prefetch = true;
 }
 
 /*
@@ -867,6 +951,7 @@ verify_range(Verifier *v, Datum *args, char *argnulls)
 	if (!v->any || !verify_start(v, v->first))
 		return;
 	verify_load_retentions(v, v->first);
+	verify_load_servers(v);
 	verify_walk(v, v->first, v->last, true);
 
 	/*

@@ -103,6 +103,20 @@ is(verdict(qq{INSERT INTO audit.entries (entry_id, ts, database, username, curre
 		SELECT $insert, ts + interval '1 second', database, 'mallory', 'mallory', 1, 'write', 'DELETE', 'ok'
 		  FROM audit.entries WHERE entry_id = $insert}),
 	"inserted|$insert|" . seal_of($insert), 'a row forged inside a sealed range is named');
+# A forged row carrying another server's id, as if received from it: the
+# database subscribes to no other server and has no seal of that one.
+is(verdict(qq{INSERT INTO audit.entries (entry_id, ts, database, username, current_user_name, backend_pid,
+			class, command, outcome, server_id)
+		SELECT $insert, ts, database, 'mallory', 'mallory', 1, 'write', 'DELETE', 'ok', 42
+		  FROM audit.entries WHERE entry_id = $insert}),
+	"inserted|$insert|" . seal_of($insert), 'a row forged inside a sealed range with another server_id is named');
+is(verdict(qq{CREATE SUBSCRIPTION received CONNECTION 'dbname=elsewhere' PUBLICATION opsdata_pub
+			WITH (connect = false, slot_name = NONE);
+		INSERT INTO audit.entries (entry_id, ts, database, username, current_user_name, backend_pid,
+			class, command, outcome, server_id)
+		SELECT $insert, ts, database, 'remote', 'remote', 1, 'write', 'DELETE', 'ok', 42
+		  FROM audit.entries WHERE entry_id = $insert}),
+	'intact||', "in a database that subscribes, other servers' entries are their own chains' business");
 # The statement an entry stands for is its shape (audit.statements) with
 # its constants (audit.entries.constants): both are sealed.
 is($node->safe_psql('postgres', qq{SELECT s.statement_text || ' ' || e.constants::text

@@ -15,7 +15,10 @@ use OpsdataTest;
 
 my $node = opsdata_node('audit_seal_service',
 	conf => "pg_opsdata.audit_seal_interval = '100ms'\nmax_prepared_transactions = 4\n"
-	  . "restart_after_crash = on\n");
+	  . "restart_after_crash = on\n"
+	  # Jobs are read again only when they change: what the scheduler shows
+	  # after a sealing round is not replaced by that.
+	  . "pg_opsdata.check_interval = '1h'\n");
 $node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION pg_opsdata;
@@ -150,6 +153,18 @@ is($node->safe_psql('postgres',
 	't', 'the chain goes on from the seal before the kill');
 is($node->safe_psql('postgres', "SELECT status FROM opsdata.health() WHERE component = 'audit seals'"), 'ok',
 	'health is ok');
+
+# Once a sealing round is over, pg_stat_activity no longer says that the
+# scheduler seals: what it showed before the round is shown again.
+$node->safe_psql('postgres', q{
+	INSERT INTO audit.entries (database, username, current_user_name, backend_pid, class, command, outcome)
+	VALUES (current_database(), 'last', 'last', 1, 'write', 'INSERT', 'ok')});
+ok($node->poll_query_until('postgres', $all_sealed), 'a last entry is sealed');
+my $idle = qq{SELECT state FROM pg_stat_activity WHERE pid = ($scheduler)};
+ok($node->poll_query_until('postgres', "SELECT ($idle) = 'idle'"), 'the scheduler waits');
+is($node->safe_psql('postgres', qq{SELECT state || ': ' || query FROM pg_stat_activity WHERE pid = ($scheduler)})
+	  =~ /sealing/ ? 'sealing' : 'not sealing', 'not sealing',
+	'an idle scheduler does not say that it seals');
 
 $node->stop;
 done_testing();
