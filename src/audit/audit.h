@@ -187,6 +187,8 @@ extern char *audit_actor;
 extern char *audit_request_id;
 extern char *audit_attributes;
 extern int audit_overflow;
+extern char *audit_skip_applications;
+extern const char *audit_skip_prefixes;
 extern int audit_overflow_timeout_ms;
 extern bool audit_catalog;
 extern bool audit_log_parameters;
@@ -197,6 +199,10 @@ extern int audit_flush_interval_ms;
 
 #define AUDIT_OVERFLOW_WAIT 0
 #define AUDIT_OVERFLOW_DROP 1
+
+/* active.c: sessions of pg_opsdata.audit_skip_applications */
+extern bool audit_internal_application(void);
+extern int audit_overflow_policy(void);
 
 extern void audit_define_gucs(void);
 extern const char *audit_class_name(int class);

@@ -231,7 +231,7 @@ audit_queue_or_defer(AuditEvent **events, int n, bool confirm)
 
 	if (n == 0)
 		return;
-	if (audit_overflow == AUDIT_OVERFLOW_DROP)
+	if (audit_overflow_policy() == AUDIT_OVERFLOW_DROP)
 	{
 		audit_queue_put(audit_database_name(), confirm, events, n,
 						AUDIT_PUT_DROP, NULL);
@@ -268,8 +268,9 @@ audit_flush_deferred(bool wait)
 
 	if (audit_deferred_n == 0)
 		return;
-	mode = !wait || audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
-														  : AUDIT_PUT_WAIT;
+	mode = !wait || audit_overflow_policy() == AUDIT_OVERFLOW_DROP
+			   ? AUDIT_PUT_DROP
+			   : AUDIT_PUT_WAIT;
 	PG_TRY();
 	{
 		audit_queue_put(audit_database_name(), audit_confirmed(),
@@ -317,7 +318,7 @@ audit_xact_queue_now(void)
 		else
 			queued[nq++] = ev;
 	}
-	if (audit_overflow == AUDIT_OVERFLOW_WAIT && !XactReadOnly)
+	if (audit_overflow_policy() == AUDIT_OVERFLOW_WAIT && !XactReadOnly)
 	{
 		done = audit_queue_put(audit_database_name(), true, queued, nq,
 							   AUDIT_PUT_TRY, NULL);
@@ -336,8 +337,9 @@ audit_xact_queue_now(void)
 	PG_TRY();
 	{
 		audit_queue_put(audit_database_name(), true, queued + done, nq - done,
-						audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
-															  : AUDIT_PUT_WAIT,
+						audit_overflow_policy() == AUDIT_OVERFLOW_DROP
+							? AUDIT_PUT_DROP
+							: AUDIT_PUT_WAIT,
 						&progress);
 	}
 	PG_FINALLY();
@@ -539,7 +541,7 @@ audit_events_pre_commit(void)
 		 * slow; or this very transaction holds it, and would wait for
 		 * itself) writes its remaining entries itself instead of waiting.
 		 */
-		if (audit_overflow == AUDIT_OVERFLOW_WAIT && !read_only)
+		if (audit_overflow_policy() == AUDIT_OVERFLOW_WAIT && !read_only)
 		{
 			tried = audit_queue_put(audit_database_name(), true, queued, nq,
 									AUDIT_PUT_TRY, NULL);
@@ -552,11 +554,11 @@ audit_events_pre_commit(void)
 				nq = tried;
 			}
 		}
-		audit_queue_put(audit_database_name(), true, queued + tried,
-						nq - tried,
-						audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
-															  : AUDIT_PUT_WAIT,
-						&done);
+		audit_queue_put(
+			audit_database_name(), true, queued + tried, nq - tried,
+			audit_overflow_policy() == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
+														   : AUDIT_PUT_WAIT,
+			&done);
 	}
 	PG_FINALLY();
 	{

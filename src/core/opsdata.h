@@ -222,10 +222,12 @@ extern bool opsdata_guard_only_insert(struct RelationData *rel);
  * Where pg_opsdata's writers write (routing.c): through the table access
  * method into local partitions, or, for a table of Citus, a table not of
  * the kind expected or with pg_opsdata.executor_writes = always, through
- * an INSERT statement the executor runs.
+ * an INSERT statement the executor runs.  On a Citus worker, background
+ * work leaves the tables Citus distributes to the coordinator.
  */
 extern void opsdata_routing_init(void);
 extern bool opsdata_citus_table(Oid relid);
+extern bool opsdata_citus_worker(void);
 extern bool opsdata_write_via_executor(struct RelationData *rel,
 									   char expected_kind);
 

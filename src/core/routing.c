@@ -19,6 +19,10 @@
  *
  * Nothing here depends on Citus being installed: without it, the catalog
  * pg_catalog.pg_dist_partition does not exist and every table is local.
+ * opsdata_citus_worker() tells the background jobs whether this server is
+ * a Citus worker, where partition maintenance and rollups leave the
+ * tables Citus distributes to the coordinator.
+ *
  * The answer for a relation is cached per backend until a relcache
  * invalidation of that relation (or of all relations) arrives: Citus
  * invalidates a table's relcache entry whenever it distributes or
@@ -34,6 +38,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/skey.h"
 #include "access/stratnum.h"
 #include "access/table.h"
@@ -140,6 +145,38 @@ opsdata_citus_table(Oid relid)
 	routing_cache[routing_next].distributed = found;
 	routing_next = (routing_next + 1) % ROUTING_CACHE_SIZE;
 	return found;
+}
+
+/*
+ * Is this server a Citus worker: Citus is installed and its local group
+ * (pg_dist_local_group.groupid) is not the coordinator's, 0?  Background
+ * work on the tables Citus distributes is the coordinator's alone.
+ */
+bool
+opsdata_citus_worker(void)
+{
+	Oid catalog;
+	Relation rel;
+	SysScanDesc scan;
+	HeapTuple tuple;
+	bool worker = false;
+
+	catalog = get_relname_relid("pg_dist_local_group", PG_CATALOG_NAMESPACE);
+	if (!OidIsValid(catalog))
+		return false;
+	rel = table_open(catalog, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool isnull;
+		Datum groupid = heap_getattr(tuple, 1, RelationGetDescr(rel), &isnull);
+
+		worker = !isnull && DatumGetInt32(groupid) != 0;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return worker;
 }
 
 /*

@@ -32,6 +32,9 @@
  * contribution: it is a handful of short statements, planned once per
  * run, and no PL/pgSQL.
  *
+ * On a Citus worker, metrics.rollup() does nothing when the queue is a
+ * table Citus distributes: the coordinator's runs read every shard.
+ *
  * Concurrency: runs (and rebuild_rollups) are serialized by the row lock
  * on the one row of metrics.rollup_state that a run takes first; a second
  * run waits for the first and then finds what it left.  Writers of points
@@ -594,6 +597,10 @@ rollup_run(bool points, TimestampTz from, TimestampTz to)
 Datum
 metrics_rollup(PG_FUNCTION_ARGS)
 {
+	/* On a Citus worker, the coordinator rolls up the distributed queue. */
+	if (opsdata_citus_worker() &&
+		opsdata_citus_table(metrics_relid("rollup_queue")))
+		PG_RETURN_INT64(0);
 	PG_RETURN_INT64(rollup_run(false, 0, 0));
 }
 
