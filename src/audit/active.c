@@ -414,7 +414,7 @@ audit_internal_application(void)
  * the internal connections of Citus's maintenance, deadlock detection and
  * transaction recovery are.  Outside a transaction the last answer stands.
  */
-static bool
+bool
 audit_skipped_session(void)
 {
 	static Oid checked_user = InvalidOid;

@@ -15,6 +15,10 @@
  * On a hot standby none of them is recorded, as no statement is: the
  * standby's queue would never be drained (doc/audit.md, "Hot standbys").
  *
+ * The logins of superusers' internal connections (those that
+ * pg_opsdata.audit_skip_applications names, Citus's by default) are not
+ * recorded, as their statements are not (active.c).
+ *
  * None of these may wait for room in the queue: they are put with the drop
  * policy, and counted when dropped.  Logins are classified by the
  * server-wide pg_opsdata.audit, since per-database and per-role settings
@@ -43,6 +47,7 @@ static TimestampTz audit_session_start = 0;
 static bool audit_exit_registered = false;
 static bool audit_login_recorded = false;
 static bool audit_login_pending = false;
+static bool audit_exiting = false;
 static AuditEvent audit_login_event;
 
 static void audit_session_exit(int code, Datum arg);
@@ -124,6 +129,22 @@ audit_login_settled(void)
 
 	if (!audit_login_pending || IsInitProcessingMode())
 		return;
+	/*
+	 * A superuser's internal connection (pg_opsdata.audit_skip_applications)
+	 * is not audited, its login included; whether the session user is a
+	 * superuser is known in a transaction only.  At exit, the login is
+	 * recorded.
+	 */
+	if (audit_internal_application() && !audit_exiting)
+	{
+		if (!IsTransactionState())
+			return;
+		if (audit_skipped_session())
+		{
+			audit_login_pending = false;
+			return;
+		}
+	}
 	audit_login_pending = false;
 	audit_queue_put(audit_login_event.database, false, &evp, 1, AUDIT_PUT_DROP,
 					NULL);
@@ -171,6 +192,7 @@ audit_record_disconnect(void)
 static void
 audit_session_exit(int code, Datum arg)
 {
+	audit_exiting = true;
 	audit_login_settled();
 	audit_events_at_exit();
 	audit_record_disconnect();
