@@ -3831,6 +3831,58 @@ $$;
 
 COMMENT ON FUNCTION opsdata.distribute(integer) IS 'On a Citus coordinator: distribute metrics.points, metrics.rollup_queue and metrics.rollups by series_id (co-located) and make metrics.series and metrics.rollup_state reference tables; superusers only';
 
+-- What Citus knows of one of these tables and its partitions (its shards,
+-- the shells of its partitions on the workers, its metadata) removed as
+-- its drop would, leaving the table itself, empty, on the coordinator.
+CREATE FUNCTION opsdata._citus_forget(t regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	part record;
+BEGIN
+	FOR part IN
+		SELECT p.logicalrelid AS rel, n.nspname, c.relname, c.relispartition
+		  FROM pg_catalog.pg_dist_partition p
+		  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.logicalrelid
+		  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+		 WHERE p.logicalrelid OPERATOR(pg_catalog.=) t
+			OR p.logicalrelid IN (SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+								   WHERE i.inhparent OPERATOR(pg_catalog.=) t)
+		 ORDER BY c.relispartition DESC
+	LOOP
+		PERFORM pg_catalog.master_remove_distributed_table_metadata_from_workers(part.rel, part.nspname, part.relname);
+		PERFORM pg_catalog.citus_drop_all_shards(part.rel, part.nspname, part.relname,
+												 drop_shards_metadata_only := part.relispartition);
+		PERFORM pg_catalog.master_remove_partition_metadata(part.rel, part.nspname, part.relname);
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION opsdata._citus_forget(regclass) IS 'Internal: removes the shards and Citus metadata of a table of pg_opsdata and its partitions, keeping the table';
+
+-- Before DROP EXTENSION pg_opsdata (src/metrics/citus.c): the shards of
+-- the distributed tables, which live in the extension's schema on every
+-- node, would otherwise keep the schema from being dropped.
+CREATE FUNCTION opsdata._citus_forget_all()
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t regclass;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['metrics.rollups', 'metrics.rollup_queue', 'metrics.points',
+							 'metrics.rollup_state', 'metrics.series']::regclass[]
+	LOOP
+		PERFORM opsdata._citus_forget(t);
+	END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION opsdata._citus_forget_all() IS 'Internal: removes the shards and Citus metadata of every table opsdata.distribute() distributed, before the extension is dropped';
+
 CREATE FUNCTION opsdata.undistribute()
 RETURNS TABLE (relation regclass, rows bigint)
 LANGUAGE plpgsql VOLATILE
@@ -3838,36 +3890,19 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	t regclass;
-	part record;
 	n bigint;
 BEGIN
 	PERFORM opsdata._require_citus_coordinator('opsdata.undistribute()');
 	-- Citus's undistribute_table() remakes a table, which it refuses for
-	-- an extension's: keep the table, copy its rows out, remove what Citus
-	-- knows of it (its shards, the shells of its partitions on the
-	-- workers, its metadata) as its drop would, and put the rows back.
+	-- an extension's: keep the table, copy its rows out, make Citus forget
+	-- it and put the rows back.
 	FOREACH t IN ARRAY ARRAY['metrics.rollups', 'metrics.rollup_queue', 'metrics.points',
 							 'metrics.rollup_state', 'metrics.series']::regclass[]
 	LOOP
 		CONTINUE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
 								   WHERE p.logicalrelid OPERATOR(pg_catalog.=) t);
-		DROP TABLE IF EXISTS pg_temp.opsdata_undistribute;
 		EXECUTE pg_catalog.format('CREATE TEMP TABLE opsdata_undistribute AS SELECT * FROM %s', t);
-		FOR part IN
-			SELECT p.logicalrelid AS rel, n.nspname, c.relname, c.relispartition
-			  FROM pg_catalog.pg_dist_partition p
-			  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.logicalrelid
-			  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-			 WHERE p.logicalrelid OPERATOR(pg_catalog.=) t
-				OR p.logicalrelid IN (SELECT i.inhrelid FROM pg_catalog.pg_inherits i
-									   WHERE i.inhparent OPERATOR(pg_catalog.=) t)
-			 ORDER BY c.relispartition DESC
-		LOOP
-			PERFORM pg_catalog.master_remove_distributed_table_metadata_from_workers(part.rel, part.nspname, part.relname);
-			PERFORM pg_catalog.citus_drop_all_shards(part.rel, part.nspname, part.relname,
-													 drop_shards_metadata_only := part.relispartition);
-			PERFORM pg_catalog.master_remove_partition_metadata(part.rel, part.nspname, part.relname);
-		END LOOP;
+		PERFORM opsdata._citus_forget(t);
 		-- Put back as they were: no trigger queues the points again.
 		PERFORM pg_catalog.set_config('session_replication_role', 'replica', true);
 		EXECUTE pg_catalog.format('INSERT INTO %s SELECT * FROM pg_temp.opsdata_undistribute', t);
@@ -3884,4 +3919,5 @@ $$;
 COMMENT ON FUNCTION opsdata.undistribute() IS 'On a Citus coordinator: bring the tables opsdata.distribute() distributed back to the coordinator as local tables, with their rows; superusers only';
 
 REVOKE ALL ON FUNCTION opsdata.distribute(integer), opsdata.undistribute(),
-	opsdata._distribute_worker(), opsdata._require_citus_coordinator(text) FROM PUBLIC;
+	opsdata._distribute_worker(), opsdata._require_citus_coordinator(text),
+	opsdata._citus_forget(regclass), opsdata._citus_forget_all() FROM PUBLIC;

@@ -107,6 +107,12 @@ typedef enum OpsdataUtilityOrder
 	 */
 	OPSDATA_UTILITY_WORKER,
 	/*
+	 * metrics/citus.c: before DROP EXTENSION pg_opsdata, makes Citus forget
+	 * the tables of metrics it distributes, whose shards would keep the
+	 * schema from being dropped.
+	 */
+	OPSDATA_UTILITY_METRICS_CITUS,
+	/*
 	 * metrics/ingest_copy.c: reads a COPY into metrics.ingest itself, then
 	 * does not continue the statement; last, so that every other handler
 	 * sees that COPY as any other.  The other libraries' hooks do not.
