@@ -483,6 +483,8 @@ audit_xact_reset(void)
  * records them (as rolled back); queued events leave it as they are
  * queued.
  */
+static bool audit_extension_dropped;
+
 void
 audit_events_pre_commit(void)
 {
@@ -496,6 +498,14 @@ audit_events_pre_commit(void)
 	bool read_only;
 
 	if (audit_xact_nevents == 0)
+		return;
+	/*
+	 * The transaction dropped the extension, and the trail with it (a
+	 * statement may have run after DROP EXTENSION in the transaction, or
+	 * with it: Citus runs the statements of its propagation to the other
+	 * nodes meanwhile): there is nowhere to write the entries.
+	 */
+	if (audit_extension_dropped && !audit_extension_present())
 		return;
 	/*
 	 * A read-only transaction may write temporary tables, and nothing else:
