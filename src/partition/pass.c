@@ -31,7 +31,8 @@
  *	  next pass finds pending and tries again.
  *
  * On a Citus worker, a pass leaves the tables Citus distributes (their
- * local shells) to the coordinator's passes, which reach their shards
+ * local shells), and metrics.points, which opsdata.distribute() makes
+ * one, to the coordinator's passes, which reach their shards
  * (core/routing.c).
  *
  * Results: every row the pass writes to opsdata.partition_log carries the
@@ -57,6 +58,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -791,6 +793,7 @@ partition_read_sets(Oid only, MemoryContext runcxt)
 	Datum values[1];
 	List *sets = NIL;
 	bool citus_worker;
+	Oid points;
 	uint64 i;
 	int rc;
 
@@ -812,6 +815,10 @@ partition_read_sets(Oid only, MemoryContext runcxt)
 	if (rc != SPI_OK_SELECT)
 		opsdata_spi_failed(rc, "read opsdata.partitions");
 	citus_worker = opsdata_citus_worker();
+	points =
+		citus_worker
+			? get_relname_relid("points", get_namespace_oid("metrics", true))
+			: InvalidOid;
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool isnull;
@@ -819,8 +826,12 @@ partition_read_sets(Oid only, MemoryContext runcxt)
 			SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 		MemoryContext old;
 
-		/* The coordinator maintains the tables Citus distributes. */
-		if (citus_worker && opsdata_citus_table(parent))
+		/*
+		 * The coordinator maintains the tables Citus distributes, and
+		 * metrics.points, whose shell this is or is to be
+		 * (opsdata.distribute()).
+		 */
+		if (citus_worker && (parent == points || opsdata_citus_table(parent)))
 			continue;
 		old = MemoryContextSwitchTo(runcxt);
 		sets = lappend_oid(sets, parent);
