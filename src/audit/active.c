@@ -391,20 +391,25 @@ audit_user_process(void)
  * default)?
  */
 bool
-audit_internal_application(void)
+audit_internal_application_name(const char *name)
 {
 	const char *prefix;
 
-	if (audit_skip_prefixes == NULL || application_name == NULL ||
-		application_name[0] == '\0')
+	if (audit_skip_prefixes == NULL || name == NULL || name[0] == '\0')
 		return false;
 	for (prefix = audit_skip_prefixes; *prefix != '\0';
 		 prefix += strlen(prefix) + 1)
 	{
-		if (strncmp(application_name, prefix, strlen(prefix)) == 0)
+		if (strncmp(name, prefix, strlen(prefix)) == 0)
 			return true;
 	}
 	return false;
+}
+
+bool
+audit_internal_application(void)
+{
+	return audit_internal_application_name(application_name);
 }
 
 /*

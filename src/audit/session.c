@@ -35,10 +35,13 @@
 
 #include "audit/port.h"
 
+#include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_authid.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "audit/audit.h"
@@ -101,6 +104,25 @@ audit_login(Port *port, int status)
 		!(audit_classes & AUDIT_BIT(AUDIT_CLASS_LOGIN)) ||
 		port->database_name == NULL || port->user_name == NULL)
 		return;
+	/*
+	 * A superuser's internal connection (pg_opsdata.audit_skip_applications):
+	 * authentication runs in a transaction, so the role can be read.
+	 */
+	if (audit_internal_application_name(port->application_name) &&
+		IsTransactionState())
+	{
+		HeapTuple tuple =
+			SearchSysCache1(AUTHNAME, CStringGetDatum(port->user_name));
+		bool super = false;
+
+		if (HeapTupleIsValid(tuple))
+		{
+			super = ((Form_pg_authid) GETSTRUCT(tuple))->rolsuper;
+			ReleaseSysCache(tuple);
+		}
+		if (super)
+			return;
+	}
 	memset(ev, 0, sizeof(AuditEvent));
 	ev->ts = audit_session_start;
 	ev->class = AUDIT_CLASS_LOGIN;
