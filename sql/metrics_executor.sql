@@ -5,7 +5,8 @@
 -- the executor runs (a statement trigger on metrics.points sees it), store
 -- the same points, and queue each point's rollup contribution exactly
 -- once (by the table's own trigger); by default they write the partitions
--- directly and the executor never sees them.
+-- directly and the executor never sees them.  opsdata.distribute() refuses
+-- without Citus.
 BEGIN;
 CREATE EXTENSION pg_opsdata;
 DO $$BEGIN PERFORM opsdata.pause_job(job_id) FROM opsdata.jobs WHERE builtin; END$$;
@@ -84,6 +85,13 @@ SELECT metrics.record_many('{exec.a}', '{1,2}', NULL, '{2024-03-06,2024-03-06}')
 ROLLBACK;
 SELECT count(*) AS points, (SELECT count(*) FROM metrics.rollup_queue) AS queued FROM metrics.points;
 RESET pg_opsdata.executor_writes;
+
+-- Distributing needs Citus, and is for superusers only.
+SELECT try('SELECT opsdata.distribute()');
+SELECT try('SELECT opsdata.undistribute()');
+SET ROLE metrics_executor_writer;
+SELECT try('SELECT opsdata.distribute()');
+RESET ROLE;
 
 DROP TRIGGER seen_insert ON metrics.points;
 DROP FUNCTION seen_insert();
