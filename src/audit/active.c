@@ -26,7 +26,9 @@
  * here too: role names by OID, the rest for the session.
  *
  * Nothing is captured in parallel workers (their leader audits the
- * statement), background workers, during recovery, or in the extension's
+ * statement), superusers' sessions whose application_name is in
+ * pg_opsdata.audit_skip_applications (Citus's internal connections),
+ * background workers, during recovery, or in the extension's
  * own install script.  A job's command is the exception: its statements
  * are a user's, whether a job worker or opsdata.run_job() runs them, and
  * between audit_user_statements_begin() and _end() they are captured as a
@@ -384,16 +386,79 @@ audit_user_process(void)
 }
 
 /*
+ * Does application_name begin with one of the prefixes of
+ * pg_opsdata.audit_skip_applications (Citus's internal connections, by
+ * default)?
+ */
+bool
+audit_internal_application_name(const char *name)
+{
+	const char *prefix;
+
+	if (audit_skip_prefixes == NULL || name == NULL || name[0] == '\0')
+		return false;
+	for (prefix = audit_skip_prefixes; *prefix != '\0';
+		 prefix += strlen(prefix) + 1)
+	{
+		if (strncmp(name, prefix, strlen(prefix)) == 0)
+			return true;
+	}
+	return false;
+}
+
+bool
+audit_internal_application(void)
+{
+	return audit_internal_application_name(application_name);
+}
+
+/*
+ * Is this a superuser's session named in pg_opsdata.audit_skip_applications?
+ * Such sessions are not audited.  Anyone can choose an application_name, so
+ * a name alone hides nothing: the session user must be a superuser, as
+ * the internal connections of Citus's maintenance, deadlock detection and
+ * transaction recovery are.  Outside a transaction the last answer stands.
+ */
+bool
+audit_skipped_session(void)
+{
+	static Oid checked_user = InvalidOid;
+	static bool checked_super = false;
+
+	if (!audit_internal_application())
+		return false;
+	if (GetSessionUserId() != checked_user && IsTransactionState())
+	{
+		checked_user = GetSessionUserId();
+		checked_super = superuser_arg(checked_user);
+	}
+	return GetSessionUserId() == checked_user && checked_super;
+}
+
+/*
+ * The overflow policy of this session: pg_opsdata.audit_overflow, but drop
+ * for a session named in pg_opsdata.audit_skip_applications, which must
+ * never make its node wait on the queue.
+ */
+int
+audit_overflow_policy(void)
+{
+	if (audit_overflow == AUDIT_OVERFLOW_WAIT && audit_internal_application())
+		return AUDIT_OVERFLOW_DROP;
+	return audit_overflow;
+}
+
+/*
  * Cheap tests first: is this a client session (or a job's command) in
  * normal processing, outside the extension's own code, on a primary, in a
- * database with pg_opsdata?
+ * database with pg_opsdata, and not an internal connection of a superuser?
  */
 bool
 audit_capture_active(void)
 {
 	if (!opsdata_preloaded || audit_internal_depth > 0 ||
 		!audit_user_process() || !IsNormalProcessingMode() ||
-		RecoveryInProgress())
+		RecoveryInProgress() || audit_skipped_session())
 		return false;
 	return audit_extension_present();
 }

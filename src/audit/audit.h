@@ -188,6 +188,8 @@ extern char *audit_actor;
 extern char *audit_request_id;
 extern char *audit_attributes;
 extern int audit_overflow;
+extern char *audit_skip_applications;
+extern const char *audit_skip_prefixes;
 extern int audit_overflow_timeout_ms;
 extern bool audit_catalog;
 extern bool audit_log_parameters;
@@ -198,6 +200,12 @@ extern int audit_flush_interval_ms;
 
 #define AUDIT_OVERFLOW_WAIT 0
 #define AUDIT_OVERFLOW_DROP 1
+
+/* active.c: sessions of pg_opsdata.audit_skip_applications */
+extern bool audit_internal_application(void);
+extern bool audit_internal_application_name(const char *name);
+extern bool audit_skipped_session(void);
+extern int audit_overflow_policy(void);
 
 extern void audit_define_gucs(void);
 extern const char *audit_class_name(int class);

@@ -239,7 +239,7 @@ audit_queue_or_defer(AuditEvent **events, int n, bool confirm)
 
 	if (n == 0)
 		return;
-	if (audit_overflow == AUDIT_OVERFLOW_DROP)
+	if (audit_overflow_policy() == AUDIT_OVERFLOW_DROP)
 	{
 		audit_queue_put(audit_database_name(), confirm, events, n,
 						AUDIT_PUT_DROP, NULL);
@@ -276,8 +276,9 @@ audit_flush_deferred(bool wait)
 
 	if (audit_deferred_n == 0)
 		return;
-	mode = !wait || audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
-														  : AUDIT_PUT_WAIT;
+	mode = !wait || audit_overflow_policy() == AUDIT_OVERFLOW_DROP
+			   ? AUDIT_PUT_DROP
+			   : AUDIT_PUT_WAIT;
 	PG_TRY();
 	{
 		audit_queue_put(audit_database_name(), audit_confirmed(),
@@ -325,7 +326,7 @@ audit_xact_queue_now(void)
 		else
 			queued[nq++] = ev;
 	}
-	if (audit_overflow == AUDIT_OVERFLOW_WAIT && !XactReadOnly)
+	if (audit_overflow_policy() == AUDIT_OVERFLOW_WAIT && !XactReadOnly)
 	{
 		done = audit_queue_put(audit_database_name(), true, queued, nq,
 							   AUDIT_PUT_TRY, NULL);
@@ -344,8 +345,9 @@ audit_xact_queue_now(void)
 	PG_TRY();
 	{
 		audit_queue_put(audit_database_name(), true, queued + done, nq - done,
-						audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
-															  : AUDIT_PUT_WAIT,
+						audit_overflow_policy() == AUDIT_OVERFLOW_DROP
+							? AUDIT_PUT_DROP
+							: AUDIT_PUT_WAIT,
 						&progress);
 	}
 	PG_FINALLY();
@@ -489,6 +491,8 @@ audit_xact_reset(void)
  * records them (as rolled back); queued events leave it as they are
  * queued.
  */
+static bool audit_extension_dropped;
+
 void
 audit_events_pre_commit(void)
 {
@@ -504,13 +508,14 @@ audit_events_pre_commit(void)
 	if (audit_xact_nevents == 0)
 		return;
 	/*
-	 * The transaction dropped the extension, and the trail with it: its
-	 * entries have nowhere to go, as those the trail held are gone (the
-	 * queue goes at commit).  Unless it made the extension again, they are
-	 * forgotten rather than failing the commit.
+	 * The transaction dropped the extension, and the trail with it (a
+	 * statement may have run after DROP EXTENSION in the transaction, or
+	 * with it: Citus runs the statements of its propagation to the other
+	 * nodes meanwhile): its entries have nowhere to go, as those the trail
+	 * held are gone (the queue goes at commit).  Unless it made the
+	 * extension again, they are forgotten rather than failing the commit.
 	 */
-	if (audit_extension_dropped &&
-		!OidIsValid(get_extension_oid(OPSDATA_NAME, true)))
+	if (audit_extension_dropped && !audit_extension_present())
 	{
 		audit_xact_nevents = 0;
 		audit_xact_nqueued = 0;
@@ -560,7 +565,7 @@ audit_events_pre_commit(void)
 		 * slow; or this very transaction holds it, and would wait for
 		 * itself) writes its remaining entries itself instead of waiting.
 		 */
-		if (audit_overflow == AUDIT_OVERFLOW_WAIT && !read_only)
+		if (audit_overflow_policy() == AUDIT_OVERFLOW_WAIT && !read_only)
 		{
 			tried = audit_queue_put(audit_database_name(), true, queued, nq,
 									AUDIT_PUT_TRY, NULL);
@@ -573,11 +578,11 @@ audit_events_pre_commit(void)
 				nq = tried;
 			}
 		}
-		audit_queue_put(audit_database_name(), true, queued + tried,
-						nq - tried,
-						audit_overflow == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
-															  : AUDIT_PUT_WAIT,
-						&done);
+		audit_queue_put(
+			audit_database_name(), true, queued + tried, nq - tried,
+			audit_overflow_policy() == AUDIT_OVERFLOW_DROP ? AUDIT_PUT_DROP
+														   : AUDIT_PUT_WAIT,
+			&done);
 	}
 	PG_FINALLY();
 	{

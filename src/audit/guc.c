@@ -10,6 +10,8 @@
  * ALTER ROLE / ALTER DATABASE ... SET; among them how long a session may
  * wait for room in a full queue.  Queue sizes are fixed at server
  * start (POSTMASTER); the flush interval is reloadable (SIGHUP).
+ * pg_opsdata.audit_skip_applications names the internal connections of
+ * other software, Citus's by default, that are not audited (active.c).
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -31,6 +33,8 @@
 #include "core/opsdata.h"
 
 int audit_classes = 0;
+char *audit_skip_applications = NULL;
+const char *audit_skip_prefixes = NULL;
 int audit_overflow = AUDIT_OVERFLOW_WAIT;
 int audit_overflow_timeout_ms = 30 * 1000;
 bool audit_catalog = true;
@@ -173,6 +177,55 @@ audit_assign_classes(const char *newval, void *extra)
 }
 
 /* An actor or request id: at most AUDIT_CONTEXT_MAX_LENGTH bytes. */
+/*
+ * pg_opsdata.audit_skip_applications: a list of application_name
+ * prefixes.  The check hook turns it into the prefixes one after another,
+ * each ended by a NUL, the last followed by a second NUL.
+ */
+static bool
+audit_check_skip_applications(char **newval, void **extra, GucSource source)
+{
+	char *raw = pstrdup(*newval);
+	List *items;
+	ListCell *lc;
+	Size len = 1;
+	char *out;
+	char *p;
+
+	if (!SplitGUCList(raw, ',', &items))
+	{
+		GUC_check_errdetail("List syntax is invalid.");
+		pfree(raw);
+		return false;
+	}
+	foreach (lc, items)
+		len += strlen((char *) lfirst(lc)) + 1;
+	out = malloc(len);
+	if (out == NULL)
+		return false;
+	p = out;
+	foreach (lc, items)
+	{
+		const char *item = (const char *) lfirst(lc);
+
+		if (item[0] == '\0')
+			continue;
+		strcpy(p, item);
+		p += strlen(item) + 1;
+	}
+	*p = '\0';
+	list_free(items);
+	pfree(raw);
+	*extra = out;
+	return true;
+}
+
+static void
+audit_assign_skip_applications(const char *newval, void *extra)
+{
+	audit_skip_prefixes = (const char *) extra;
+}
+
 static bool
 audit_check_context(char **newval, void **extra, GucSource source)
 {
@@ -276,6 +329,18 @@ audit_define_gucs(void)
 		"found no room for this long fails.",
 		&audit_overflow_timeout_ms, 30 * 1000, 1, 24 * 3600 * 1000, PGC_SUSET,
 		GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomStringVariable(
+		"pg_opsdata.audit_skip_applications",
+		"Application names whose superuser sessions are not audited.",
+		"A comma-separated list of prefixes of application_name, by default "
+		"those of Citus's internal connections.  Sessions of other roles "
+		"with such a name are audited, and never wait for room in a full "
+		"audit queue: their queued entries are dropped and counted.",
+		&audit_skip_applications,
+		"citus_internal,citus_rebalancer,citus_run_command", PGC_SUSET,
+		GUC_LIST_INPUT, audit_check_skip_applications,
+		audit_assign_skip_applications, NULL);
 
 	DefineCustomBoolVariable(
 		"pg_opsdata.audit_catalog",

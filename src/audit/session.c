@@ -15,6 +15,10 @@
  * On a hot standby none of them is recorded, as no statement is: the
  * standby's queue would never be drained (doc/audit.md, "Hot standbys").
  *
+ * The logins of superusers' internal connections (those that
+ * pg_opsdata.audit_skip_applications names, Citus's by default) are not
+ * recorded, as their statements are not (active.c).
+ *
  * None of these may wait for room in the queue: they are put with the drop
  * policy, and counted when dropped.  Logins are classified by the
  * server-wide pg_opsdata.audit, since per-database and per-role settings
@@ -31,10 +35,13 @@
 
 #include "audit/port.h"
 
+#include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_authid.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "audit/audit.h"
@@ -43,6 +50,7 @@ static TimestampTz audit_session_start = 0;
 static bool audit_exit_registered = false;
 static bool audit_login_recorded = false;
 static bool audit_login_pending = false;
+static bool audit_exiting = false;
 static AuditEvent audit_login_event;
 
 static void audit_session_exit(int code, Datum arg);
@@ -96,6 +104,25 @@ audit_login(Port *port, int status)
 		!(audit_classes & AUDIT_BIT(AUDIT_CLASS_LOGIN)) ||
 		port->database_name == NULL || port->user_name == NULL)
 		return;
+	/*
+	 * A superuser's internal connection (pg_opsdata.audit_skip_applications):
+	 * authentication runs in a transaction, so the role can be read.
+	 */
+	if (audit_internal_application_name(port->application_name) &&
+		IsTransactionState())
+	{
+		HeapTuple tuple =
+			SearchSysCache1(AUTHNAME, CStringGetDatum(port->user_name));
+		bool super = false;
+
+		if (HeapTupleIsValid(tuple))
+		{
+			super = ((Form_pg_authid) GETSTRUCT(tuple))->rolsuper;
+			ReleaseSysCache(tuple);
+		}
+		if (super)
+			return;
+	}
 	memset(ev, 0, sizeof(AuditEvent));
 	ev->ts = audit_session_start;
 	ev->class = AUDIT_CLASS_LOGIN;
@@ -124,6 +151,22 @@ audit_login_settled(void)
 
 	if (!audit_login_pending || IsInitProcessingMode())
 		return;
+	/*
+	 * A superuser's internal connection (pg_opsdata.audit_skip_applications)
+	 * is not audited, its login included; whether the session user is a
+	 * superuser is known in a transaction only.  At exit, the login is
+	 * recorded.
+	 */
+	if (audit_internal_application() && !audit_exiting)
+	{
+		if (!IsTransactionState())
+			return;
+		if (audit_skipped_session())
+		{
+			audit_login_pending = false;
+			return;
+		}
+	}
 	audit_login_pending = false;
 	audit_queue_put(audit_login_event.database, false, &evp, 1, AUDIT_PUT_DROP,
 					NULL);
@@ -171,6 +214,7 @@ audit_record_disconnect(void)
 static void
 audit_session_exit(int code, Datum arg)
 {
+	audit_exiting = true;
 	audit_login_settled();
 	audit_events_at_exit();
 	audit_record_disconnect();

@@ -13,6 +13,10 @@
  * (partition/route.c).  Statement texts go to audit.statements
  * (statements.c).
  *
+ * audit.entries and audit.statements stay local to each node of a Citus
+ * cluster: the writer refuses to write them when Citus distributes them
+ * (core/routing.c) rather than lose the rows in their local shells.
+ *
  * Entry ids come from ids.c, never from nextval(): the session's sequence
  * state (lastval(), currval()) is the user's.
  *
@@ -240,6 +244,20 @@ audit_writer_open(AuditWriter *w)
 	 * default partition, the order DDL on the partitions takes them in.
 	 */
 	LockRelationOid(c->entries, RowExclusiveLock);
+	/*
+	 * The trail stays local to each node: rows written into the local shell
+	 * of a table Citus distributes would never reach its shards, and the
+	 * writer runs at pre-commit, too late to start distributed writes.
+	 */
+	if (opsdata_citus_table(c->entries) || opsdata_citus_table(c->statements))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("audit.entries and audit.statements must stay local "
+						"tables"),
+				 errdetail("Citus distributes one of them: the entries "
+						   "written here would not reach its shards."),
+				 errhint("Undistribute them: every node keeps its own audit "
+						 "trail.")));
 	w->entries = makeNode(ResultRelInfo);
 	ExecInitResultRelation(w->estate, w->entries, 1);
 	/*

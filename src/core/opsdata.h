@@ -68,6 +68,7 @@ typedef enum OpsdataRelcacheOrder
 	OPSDATA_RELCACHE_AUDIT_WRITER,		  /* audit/writer.c: its catalog */
 	OPSDATA_RELCACHE_AUDIT_QUEUES,		  /* audit/pqueue_store.c */
 	OPSDATA_RELCACHE_LEARNING_THRESHOLDS, /* learning/threshold.c */
+	OPSDATA_RELCACHE_CORE_ROUTING,		  /* core/routing.c */
 	OPSDATA_RELCACHE_NHANDLERS
 } OpsdataRelcacheOrder;
 
@@ -105,6 +106,12 @@ typedef enum OpsdataUtilityOrder
 	 * of a restore.
 	 */
 	OPSDATA_UTILITY_WORKER,
+	/*
+	 * metrics/citus.c: before DROP EXTENSION pg_opsdata, makes Citus forget
+	 * the tables of metrics it distributes, whose shards would keep the
+	 * schema from being dropped.
+	 */
+	OPSDATA_UTILITY_METRICS_CITUS,
 	/*
 	 * metrics/ingest_copy.c: reads a COPY into metrics.ingest itself, then
 	 * does not continue the statement; last, so that every other handler
@@ -218,6 +225,19 @@ extern void audit_user_statements_end(int saved);
 struct RelationData;
 extern bool opsdata_guard_allows(struct RelationData *rel);
 extern bool opsdata_guard_only_insert(struct RelationData *rel);
+
+/*
+ * Where pg_opsdata's writers write (routing.c): through the table access
+ * method into local partitions, or, for a table of Citus, a table not of
+ * the kind expected or with pg_opsdata.metrics_executor_writes = always, through
+ * an INSERT statement the executor runs.  On a Citus worker, background
+ * work leaves the tables Citus distributes to the coordinator.
+ */
+extern void opsdata_routing_init(void);
+extern bool opsdata_citus_table(Oid relid);
+extern bool opsdata_citus_worker(void);
+extern bool opsdata_write_via_executor(struct RelationData *rel,
+									   char expected_kind);
 
 /*
  * Area entry points, called by _PG_init() (metrics, worker, partition,

@@ -40,6 +40,7 @@ _PG_init(void)
 	opsdata_preloaded = process_shared_preload_libraries_in_progress;
 
 	opsdata_shmem_init();
+	opsdata_routing_init();
 	metrics_init();
 	worker_init();
 	partition_init();

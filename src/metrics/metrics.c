@@ -6,9 +6,10 @@
  * metrics_init() runs in _PG_init() whether or not the library is
  * preloaded: the metrics area needs no shared memory, only the per-backend
  * series cache (series.c), whose size is the one GUC of the area, and,
- * when preloaded, the utility hook that reads COPY into metrics.ingest
- * (ingest_copy.c).  _PG_init() calls it before the other areas install
- * their hooks, so that theirs see such a COPY as any other.
+ * when preloaded, the utility handler that reads COPY into metrics.ingest
+ * (ingest_copy.c) and the one that lets DROP EXTENSION remove the tables
+ * Citus distributes (citus.c).  _PG_init() calls it before the other
+ * areas install their hooks, so that theirs see such a COPY as any other.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -35,5 +36,8 @@ metrics_init(void)
 		NULL, NULL);
 	metrics_series_init();
 	if (opsdata_preloaded)
+	{
 		metrics_ingest_copy_init();
+		metrics_citus_init();
+	}
 }

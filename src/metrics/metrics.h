@@ -102,6 +102,7 @@ extern void metrics_ingest_point(MetricsPointWriter *writer, const char *name,
 
 /* ingest_copy.c: COPY into metrics.ingest without the executor */
 extern void metrics_ingest_copy_init(void);
+extern void metrics_citus_init(void);
 extern bool metrics_parse_timestamptz(const char *str, TimestampTz *result);
 
 #endif /* METRICS_METRICS_H */

@@ -22,8 +22,10 @@
  * dense stores, would scatter the values over kilobytes per series.  The
  * stored sketches
  * are inserted with table_multi_insert() while metrics.rollup_queue is
- * the plain table this extension made, else with an INSERT statement run
- * as the table's owner in a privileged region (core/privileged.h).  Either way the caller needs no privilege on the
+ * the plain local table this extension made, else (a table Citus
+ * distributes, or pg_opsdata.metrics_executor_writes = always: core/routing.c)
+ * with an INSERT statement run as the table's owner in a privileged
+ * region (core/privileged.h).  Either way the caller needs no privilege on the
  * queue: writers may add points, not queue rows of their own making.
  *
  * Copyright (c) 2026, pg_opsdata developers
@@ -317,8 +319,9 @@ queue_is_plain(Relation rel, Oid sketch_type)
 	Oid types[4] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, sketch_type};
 	int i;
 
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhasindex ||
-		!opsdata_guard_only_insert(rel) || desc->natts != 4 ||
+	if (opsdata_write_via_executor(rel, RELKIND_RELATION) ||
+		rel->rd_rel->relhasindex || !opsdata_guard_only_insert(rel) ||
+		desc->natts != 4 ||
 		(desc->constr != NULL &&
 		 (desc->constr->num_check > 0 || desc->constr->has_generated_stored)))
 		return false;

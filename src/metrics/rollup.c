@@ -32,6 +32,9 @@
  * contribution: it is a handful of short statements, planned once per
  * run, and no PL/pgSQL.
  *
+ * On a Citus worker, metrics.rollup() does nothing when the queue is a
+ * table Citus distributes: the coordinator's runs read every shard.
+ *
  * Concurrency: runs (and rebuild_rollups) are serialized by the row lock
  * on the one row of metrics.rollup_state that a run takes first; a second
  * run waits for the first and then finds what it left.  Writers of points
@@ -393,7 +396,7 @@ rollup_flush(RollupRun *run)
 		"   metrics.sketch_sum(m.s) + CASE WHEN r.sketch IS NULL THEN r.sum ELSE 0 END,"
 		"   CASE WHEN r.sketch IS NULL THEN LEAST(r.min, metrics.sketch_min(m.s)) ELSE metrics.sketch_min(m.s) END,"
 		"   CASE WHEN r.sketch IS NULL THEN GREATEST(r.max, metrics.sketch_max(m.s)) ELSE metrics.sketch_max(m.s) END,"
-		"   pg_catalog.now()"
+		"   excluded.updated_at"
 		"  FROM (SELECT metrics.sketch_merge(r.sketch, excluded.sketch) AS s) m)",
 		8, argtypes, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
@@ -511,28 +514,30 @@ rollup_take_query(RollupRun *run, const char *sql, int nargs, Oid *argtypes,
 static void
 rollup_end(RollupRun *run)
 {
-	Oid argtypes[3] = {INT8OID, INT8OID, INT8OID};
-	Datum args[3];
+	Oid argtypes[4] = {INT8OID, INT8OID, INT8OID, TIMESTAMPTZOID};
+	Datum args[4];
 	int rc;
 
 	rollup_flush(run);
 	args[0] = Int64GetDatum(run->rolled);
 	args[1] = Int64GetDatum(run->late);
 	args[2] = Int64GetDatum(run->bad);
+	/* A parameter, not clock_timestamp(): Citus updates no volatile call. */
+	args[3] = TimestampTzGetDatum(GetCurrentTimestamp());
 	/* The objects of 0.1 count no skipped points (the warning says them). */
 	rc = SPI_execute_with_args(
 		opsdata_schema_at_least("0.2")
 			? "UPDATE metrics.rollup_state"
-			  " SET runs = runs + 1, last_run_at = pg_catalog.clock_timestamp(),"
+			  " SET runs = runs + 1, last_run_at = $4,"
 			  " last_run_points = $1, points = points + $1, late_points = late_points + $2,"
-			  " last_late_at = CASE WHEN $2 > 0 THEN pg_catalog.clock_timestamp() ELSE last_late_at END,"
+			  " last_late_at = CASE WHEN $2 > 0 THEN $4 ELSE last_late_at END,"
 			  " bad_points = bad_points + $3,"
-			  " last_bad_at = CASE WHEN $3 > 0 THEN pg_catalog.clock_timestamp() ELSE last_bad_at END"
+			  " last_bad_at = CASE WHEN $3 > 0 THEN $4 ELSE last_bad_at END"
 			: "UPDATE metrics.rollup_state"
-			  " SET runs = runs + 1, last_run_at = pg_catalog.clock_timestamp(),"
+			  " SET runs = runs + 1, last_run_at = $4,"
 			  " last_run_points = $1, points = points + $1, late_points = late_points + $2,"
-			  " last_late_at = CASE WHEN $2 > 0 THEN pg_catalog.clock_timestamp() ELSE last_late_at END",
-		3, argtypes, args, NULL, false, 0);
+			  " last_late_at = CASE WHEN $2 > 0 THEN $4 ELSE last_late_at END",
+		4, argtypes, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		opsdata_spi_failed(rc, "update metrics.rollup_state");
 	if (run->bad > 0)
@@ -594,6 +599,10 @@ rollup_run(bool points, TimestampTz from, TimestampTz to)
 Datum
 metrics_rollup(PG_FUNCTION_ARGS)
 {
+	/* On a Citus worker, the coordinator rolls up the distributed queue. */
+	if (opsdata_citus_worker() &&
+		opsdata_citus_table(metrics_relid("rollup_queue")))
+		PG_RETURN_INT64(0);
 	PG_RETURN_INT64(rollup_run(false, 0, 0));
 }
 

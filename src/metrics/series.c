@@ -27,6 +27,11 @@
  *	 - the cache is emptied when it reaches
  *	   pg_opsdata.metrics_series_cache_size entries, which bounds its memory.
  *
+ * When metrics.series is a reference table of Citus (opsdata.distribute()),
+ * a new series is inserted as the table's owner, once the caller's INSERT
+ * privilege is checked, since Citus lets only roles that may update a
+ * reference table lock its shards for an upsert.
+ *
  * Validation happens on a miss only: an entry exists only for a name and
  * tags that passed it.  The cardinality limit (setting
  * metrics.series_limit) is checked when a series is created; concurrent
@@ -48,14 +53,17 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "core/opsdata.h"
+#include "core/privileged.h"
 #include "metrics/metrics.h"
 
 #define METRICS_NAME_MAX 255
@@ -491,6 +499,63 @@ series_remember(const SeriesKey *key, int64 series_id, Oid relid)
 	series_tentative[series_ntentative++] = entry;
 }
 
+typedef struct SeriesInsert
+{
+	Datum *args;
+	int ret;
+} SeriesInsert;
+
+static void
+series_insert_statement(void *arg)
+{
+	SeriesInsert *insert = (SeriesInsert *) arg;
+	Oid argtypes[2] = {TEXTOID, JSONBOID};
+
+	insert->ret = SPI_execute_with_args(
+		"INSERT INTO metrics.series (name, tags) VALUES ($1, $2) "
+		"ON CONFLICT (name, tags) DO NOTHING RETURNING series_id",
+		2, argtypes, insert->args, NULL, false, 1);
+	if (insert->ret != SPI_OK_INSERT_RETURNING)
+		opsdata_spi_failed(insert->ret, "write to metrics.series");
+}
+
+/*
+ * Insert the series (args: name, tags) unless it exists, in the caller's
+ * SPI connection; SPI_tuptable has its id when it was inserted.  As the
+ * caller, but as the owner of metrics.series, once the caller's INSERT
+ * privilege is checked, when it is a reference table of Citus: Citus locks
+ * a reference table's shards for an upsert only for roles that may update
+ * the table, which writers may not.
+ */
+static int
+series_insert(Datum *args)
+{
+	Oid relid =
+		get_relname_relid("series", get_namespace_oid("metrics", false));
+	SeriesInsert insert;
+
+	insert.args = args;
+	if (OidIsValid(relid) && opsdata_citus_table(relid))
+	{
+		AclResult aclresult =
+			pg_class_aclcheck(relid, GetUserId(), ACL_INSERT);
+		HeapTuple tuple;
+		Oid owner;
+
+		if (aclresult != ACLCHECK_OK)
+			aclcheck_error(aclresult, OBJECT_TABLE, "series");
+		tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for relation %u", relid);
+		owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+		ReleaseSysCache(tuple);
+		opsdata_run_as(owner, series_insert_statement, &insert);
+	}
+	else
+		series_insert_statement(&insert);
+	return insert.ret;
+}
+
 /*
  * Find or create the series (name, tags) with SQL; tags are validated.
  * Runs as the calling user, who needs SELECT and INSERT on metrics.series.
@@ -560,12 +625,7 @@ series_find_or_create(text *name, Jsonb *tags)
 					 "Record fewer distinct tag values, or raise the setting \"%s\" with opsdata.set_setting().",
 					 "metrics.series_limit")));
 
-		ret = SPI_execute_with_args(
-			"INSERT INTO metrics.series (name, tags) VALUES ($1, $2) "
-			"ON CONFLICT (name, tags) DO NOTHING RETURNING series_id",
-			2, argtypes, args, NULL, false, 1);
-		if (ret != SPI_OK_INSERT_RETURNING)
-			opsdata_spi_failed(ret, "write to metrics.series");
+		ret = series_insert(args);
 		if (SPI_processed > 0)
 		{
 			series_id = DatumGetInt64(SPI_getbinval(

@@ -22,6 +22,14 @@
  * the parent's statement trigger (capture.c), which would otherwise queue
  * the same points a second time, and the cost of its transition table.
  *
+ * When metrics.points is not a local partitioned table (a table Citus
+ * distributes, core/routing.c) or pg_opsdata.metrics_executor_writes is "always",
+ * the writer buffers all points in one buffer and writes them with an
+ * INSERT statement into metrics.points, run as the caller through SPI: the
+ * executor, and whatever hooks it (Citus), routes the rows, and the
+ * table's statement trigger queues their rollup contributions, so the
+ * writer builds no sketches of its own then.
+ *
  * Routing uses a PartitionDirectory, so the partition descriptor stays the
  * same for the life of the writer, as for one executor query.  The parent
  * is locked RowExclusiveLock until the end of the transaction, like any
@@ -48,6 +56,7 @@
 #include "catalog/pg_type.h"
 #include "catalog/partition.h"
 #include "commands/copy.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_node.h"
@@ -56,6 +65,7 @@
 #include "partitioning/partdesc.h"
 #include "port/pg_bswap.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/partcache.h"
@@ -90,6 +100,7 @@ struct MetricsPointWriter
 {
 	MemoryContext cxt; /* the writer and its buffers */
 	Relation parent;
+	bool via_executor; /* one buffer, written by an INSERT statement */
 	PartitionKey key;
 	PartitionDirectory pdir;
 	PartitionDesc partdesc;
@@ -148,9 +159,12 @@ metrics_writer_begin(void)
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_TABLE, "points");
 	w->parent = table_open(relid, RowExclusiveLock);
-	if (w->parent->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
-		ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
-						errmsg("metrics.points is not partitioned")));
+	if (opsdata_write_via_executor(w->parent, RELKIND_PARTITIONED_TABLE))
+	{
+		w->via_executor = true;
+		MemoryContextSwitchTo(old);
+		return w;
+	}
 	w->key = RelationGetPartitionKey(w->parent);
 	partition_lock_default(w->parent);
 	w->pdir = CreatePartitionDirectory(cxt, true);
@@ -188,7 +202,7 @@ writer_leaf(MetricsPointWriter *w, Oid relid, bool is_default)
 static LeafBuffer *
 writer_route(MetricsPointWriter *w, TimestampTz ts)
 {
-	PartitionBoundInfo bi = w->partdesc->boundinfo;
+	PartitionBoundInfo bi;
 	Datum value = TimestampTzGetDatum(ts);
 	int bound = -1;
 	int part = -1;
@@ -198,7 +212,16 @@ writer_route(MetricsPointWriter *w, TimestampTz ts)
 	if (w->last != NULL && w->last_ranged && ts >= w->last_lo &&
 		ts < w->last_hi)
 		return w->last;
+	if (w->via_executor)
+	{
+		w->last = writer_leaf(w, RelationGetRelid(w->parent), false);
+		w->last_ranged = true;
+		w->last_lo = PG_INT64_MIN;
+		w->last_hi = PG_INT64_MAX;
+		return w->last;
+	}
 
+	bi = w->partdesc->boundinfo;
 	if (bi != NULL && bi->ndatums > 0)
 	{
 		bound = partition_range_datum_bsearch(
@@ -430,6 +453,51 @@ writer_copy_leaf(LeafBuffer *leaf, Relation rel)
 	pfree(data.data);
 }
 
+/*
+ * Insert the points of the single buffer with an INSERT statement into
+ * metrics.points, run as the caller (who may insert into it).
+ */
+static void
+writer_exec_leaf(LeafBuffer *leaf)
+{
+	Datum *ids = palloc(sizeof(Datum) * leaf->rows);
+	Datum *tss = palloc(sizeof(Datum) * leaf->rows);
+	Datum *values = palloc(sizeof(Datum) * leaf->rows);
+	Oid argtypes[3] = {INT8ARRAYOID, get_array_type(TIMESTAMPTZOID),
+					   FLOAT8ARRAYOID};
+	Datum args[3];
+	int64 i;
+	int rc;
+
+	for (i = 0; i < leaf->rows; i++)
+	{
+		ids[i] = Int64GetDatum(leaf->points[i].series_id);
+		tss[i] = TimestampTzGetDatum(leaf->points[i].ts);
+		values[i] = Float8GetDatum(leaf->points[i].value);
+	}
+	args[0] = PointerGetDatum(construct_array(
+		ids, leaf->rows, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(
+		tss, leaf->rows, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[2] = PointerGetDatum(construct_array(
+		values, leaf->rows, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+
+	opsdata_spi_connect(0);
+	rc = SPI_execute_with_args(
+		"INSERT INTO metrics.points (series_id, ts, value) "
+		"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), "
+		"pg_catalog.unnest($2), pg_catalog.unnest($3))",
+		3, argtypes, args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		opsdata_spi_failed(rc, "insert into metrics.points");
+	SPI_finish();
+	for (i = 0; i < 3; i++)
+		pfree(DatumGetPointer(args[i]));
+	pfree(ids);
+	pfree(tss);
+	pfree(values);
+}
+
 static void
 writer_write_leaf(MetricsPointWriter *w, LeafBuffer *leaf)
 {
@@ -437,6 +505,12 @@ writer_write_leaf(MetricsPointWriter *w, LeafBuffer *leaf)
 
 	if (leaf->rows == 0)
 		return;
+	if (w->via_executor)
+	{
+		writer_exec_leaf(leaf);
+		leaf->rows = 0;
+		return;
+	}
 	rel = table_open(leaf->relid, RowExclusiveLock);
 	if (!leaf->is_default && writer_leaf_is_plain(rel))
 		writer_insert_leaf(w, leaf, rel);
@@ -466,7 +540,8 @@ metrics_writer_add(MetricsPointWriter *w, int64 series_id, TimestampTz ts,
 	LeafBuffer *leaf;
 	BufferedPoint *p;
 
-	metrics_deltas_add(w->deltas, series_id, metrics_minute_of(ts), value);
+	if (!w->via_executor)
+		metrics_deltas_add(w->deltas, series_id, metrics_minute_of(ts), value);
 	leaf = writer_route(w, ts);
 	if (leaf->rows >= leaf->size)
 	{
@@ -495,11 +570,14 @@ metrics_writer_finish(MetricsPointWriter *w)
 	int i;
 
 	writer_flush_points(w);
-	metrics_deltas_flush(w->deltas);
+	if (!w->via_executor)
+	{
+		metrics_deltas_flush(w->deltas);
+		DestroyPartitionDirectory(w->pdir);
+	}
 	total = w->total;
 	for (i = 0; i < w->nslots; i++)
 		ExecDropSingleTupleTableSlot(w->slots[i]);
-	DestroyPartitionDirectory(w->pdir);
 	table_close(w->parent, NoLock);
 	MemoryContextDelete(w->cxt);
 	return total;

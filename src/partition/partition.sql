@@ -610,7 +610,7 @@ BEGIN
 		IF r.default_partition IS NOT NULL
 		   AND (r.readable OR pg_catalog.has_table_privilege(v_acting, r.default_partition, 'SELECT')) THEN
 			BEGIN
-				EXECUTE pg_catalog.format('SELECT count(*) FROM (SELECT FROM ONLY %s LIMIT 100001) x',
+				EXECUTE pg_catalog.format('SELECT count(*) FROM (SELECT 1 FROM ONLY %s LIMIT 100001) x',
 										  r.default_partition) INTO n;
 				IF n > 0 THEN
 					rows_text := pg_catalog.format('The default partition %s holds %s.', r.default_partition,

@@ -38,6 +38,11 @@
  *	  (worker_entry_done: "deferred"); what they could not complete the
  *	  next pass finds pending and tries again.
  *
+ * On a Citus worker, a pass leaves the tables Citus distributes (their
+ * local shells), and metrics.points, which opsdata.distribute() makes
+ * one, to the coordinator's passes, which reach their shards
+ * (core/routing.c).
+ *
  * Results: every row the pass writes to opsdata.partition_log carries the
  * time the pass began (pass_started), which identifies it; when a set is
  * done, one row with action 'run' holds what the pass did to it (status,
@@ -885,6 +890,8 @@ partition_read_sets(Oid only, MemoryContext runcxt)
 	Oid argtypes[1] = {OIDOID};
 	Datum values[1];
 	List *sets = NIL;
+	bool citus_worker;
+	Oid points;
 	uint64 i;
 	int rc;
 
@@ -905,14 +912,27 @@ partition_read_sets(Oid only, MemoryContext runcxt)
 		1, argtypes, values, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		opsdata_spi_failed(rc, "read opsdata.partitions");
+	citus_worker = opsdata_citus_worker();
+	points =
+		citus_worker
+			? get_relname_relid("points", get_namespace_oid("metrics", true))
+			: InvalidOid;
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool isnull;
-		MemoryContext old = MemoryContextSwitchTo(runcxt);
+		Oid parent = DatumGetObjectId(SPI_getbinval(
+			SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		MemoryContext old;
 
-		sets = lappend_oid(sets, DatumGetObjectId(SPI_getbinval(
-									 SPI_tuptable->vals[i],
-									 SPI_tuptable->tupdesc, 1, &isnull)));
+		/*
+		 * The coordinator maintains the tables Citus distributes, and
+		 * metrics.points, whose shell this is or is to be
+		 * (opsdata.distribute()).
+		 */
+		if (citus_worker && (parent == points || opsdata_citus_table(parent)))
+			continue;
+		old = MemoryContextSwitchTo(runcxt);
+		sets = lappend_oid(sets, parent);
 		MemoryContextSwitchTo(old);
 	}
 	PopActiveSnapshot();

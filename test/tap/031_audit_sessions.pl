@@ -1,5 +1,5 @@
 # Audit of what only a real server shows: failed password logins, logins
-# and disconnects; the queue's overflow policies (wait, then drop) with
+# and disconnects, none for a superuser's internal connection; the queue's overflow policies (wait, then drop) with
 # their counts in health, while a session holds a lock that keeps the
 # scheduler from draining it; the extended and prepared protocols through
 # pgbench without leaks or errors.
@@ -50,6 +50,22 @@ $node->safe_psql('postgres', 'SELECT audit.flush()');
 is($node->safe_psql('postgres',
 		"SELECT outcome || ':' || sqlstate FROM audit.entries WHERE username = 'mallory'"),
 	'failed:28000', 'a refused role is a failed login');
+
+# --- internal connections (pg_opsdata.audit_skip_applications) ----------
+# A superuser's session named as Citus names its internal connections is
+# not audited, its login and disconnect included; another role's session
+# with the same name is, since anyone may choose a name.
+$node->safe_psql('postgres', 'CREATE ROLE bob LOGIN');
+my $internal = "application_name='citus_internal gpid=10000000001'";
+$node->connect_ok("dbname=postgres $internal", 'a superuser connects under an internal name');
+$node->connect_ok("dbname=postgres user=bob $internal", 'another role connects under the same name');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) FROM audit.entries WHERE username = 'bob' AND command = 'DISCONNECT'", '1'),
+	'the other role\'s session is recorded');
+is($node->safe_psql('postgres',
+		"SELECT string_agg(username || ':' || command, ',' ORDER BY ts, entry_id)
+		   FROM audit.entries WHERE application LIKE 'citus_internal%'"),
+	'bob:LOGIN,bob:DISCONNECT', 'the superuser\'s internal session is not');
 
 # --- overflow: wait -----------------------------------------------------
 # A session holding a lock on the default partition of audit.entries keeps

@@ -1,0 +1,65 @@
+-- pg_opsdata.audit_skip_applications: a superuser's session whose
+-- application_name begins with one of its prefixes (Citus's internal
+-- connections by default) is not audited; anyone else's session with such
+-- a name is, so the name alone hides nothing; only superusers change it.
+CREATE EXTENSION pg_opsdata;
+CREATE TABLE notes (id int);
+CREATE ROLE audit_skip_user;
+GRANT SELECT ON notes TO audit_skip_user;
+CREATE TABLE shown (last bigint);
+INSERT INTO shown VALUES (0);
+CREATE FUNCTION trail()
+RETURNS TABLE (command text, username text, application text, statement text)
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM audit.flush();
+	RETURN QUERY
+		SELECT t.command, t.username::text, t.application, t.statement_text
+		  FROM audit.trail t
+		 WHERE t.entry_id > (SELECT last FROM shown)
+		 ORDER BY t.ts, t.entry_id;
+	UPDATE shown SET last = (SELECT coalesce(max(entry_id), 0) FROM audit.entries);
+END
+$$;
+GRANT EXECUTE ON FUNCTION trail() TO audit_skip_user;
+
+SHOW pg_opsdata.audit_skip_applications;
+SET pg_opsdata.audit = 'read';
+UPDATE shown SET last = (SELECT coalesce(max(entry_id), 0) FROM audit.entries);
+
+-- A superuser's internal connection: not audited.
+SET application_name = 'citus_internal gpid=10000000001';
+SELECT count(*) FROM notes;
+SET application_name = 'citus_rebalancer gpid=10000000002';
+SELECT count(*) FROM notes;
+RESET application_name;
+SELECT count(*) FROM notes WHERE id > 0;
+SELECT * FROM trail();
+
+-- Another role's session with the same name is audited.
+SET SESSION AUTHORIZATION audit_skip_user;
+SET application_name = 'citus_internal gpid=10000000003';
+SELECT count(*) FROM notes;
+SET pg_opsdata.audit_skip_applications = '';
+RESET application_name;
+RESET SESSION AUTHORIZATION;
+SELECT * FROM trail();
+
+-- Without the list, a superuser's session of any name is audited.
+SET pg_opsdata.audit_skip_applications = '';
+SET application_name = 'citus_internal gpid=10000000004';
+SELECT count(*) FROM notes;
+RESET application_name;
+SET pg_opsdata.audit_skip_applications = 'batch, "nightly report"';
+SHOW pg_opsdata.audit_skip_applications;
+SET application_name = 'nightly report 2024-03-01';
+SELECT count(*) FROM notes;
+RESET application_name;
+RESET pg_opsdata.audit_skip_applications;
+SELECT command, application, statement FROM trail();
+
+RESET pg_opsdata.audit;
+DROP FUNCTION trail();
+DROP TABLE shown, notes;
+DROP ROLE audit_skip_user;
+DROP EXTENSION pg_opsdata;
