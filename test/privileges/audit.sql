@@ -12,7 +12,8 @@ SELECT rel, role, privs FROM (VALUES
 	('audit.subscriptions', ARRAY['opsdata_auditor', 'opsdata_admin'], ARRAY['SELECT']),
 	('audit.queue_items', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
 	('audit.dead_letters', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
-	('audit.trail', ARRAY['opsdata_auditor'], ARRAY['SELECT'])
+	('audit.trail', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
+	('audit.import_queue_items', ARRAY['opsdata_admin'], ARRAY['INSERT'])
 ) v(rel, roles, privs), unnest(roles) AS role;
 
 INSERT INTO function_matrix
