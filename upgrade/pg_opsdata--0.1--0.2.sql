@@ -3630,6 +3630,9 @@ COMMENT ON FUNCTION audit._import_event() IS 'Internal: writes a row written to 
 
 CREATE TRIGGER import_event INSTEAD OF INSERT ON audit.import_events
 	FOR EACH ROW EXECUTE FUNCTION audit._import_event();
+-- Refuses an import the session may not make, even of no rows.
+CREATE TRIGGER import_events_check BEFORE INSERT ON audit.import_events
+	FOR EACH STATEMENT EXECUTE FUNCTION audit._import_event();
 
 CREATE VIEW audit.import_queue_items AS
 	SELECT NULL::text AS queue, NULL::jsonb AS payload, NULL::timestamptz AS enqueued_at,

@@ -107,19 +107,40 @@ typedef struct AuditImportState
 	AuditEvent *record; /* IMPORT AUDIT EVENTS, in the transaction's list */
 } AuditImportState;
 
-/* The trigger's data, checked: an INSTEAD OF INSERT row trigger of natts. */
+/*
+ * The trigger's data, checked: an INSTEAD OF INSERT row trigger of a view
+ * of natts columns, or (when statement_ok) a BEFORE INSERT statement
+ * trigger of it.
+ */
 static TriggerData *
-audit_import_trigger(FunctionCallInfo fcinfo, const char *fn, int natts)
+audit_import_trigger(FunctionCallInfo fcinfo, const char *fn, int natts,
+					 bool statement_ok)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_INSTEAD(trigdata->tg_event) ||
 		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		RelationGetDescr(trigdata->tg_relation)->natts != natts)
+		RelationGetDescr(trigdata->tg_relation)->natts != natts ||
+		!(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event)
+			  ? TRIGGER_FIRED_INSTEAD(trigdata->tg_event)
+			  : statement_ok && TRIGGER_FIRED_BEFORE(trigdata->tg_event)))
 		elog(ERROR, "%s must be fired instead of INSERT for each row", fn);
 	return trigdata;
+}
+
+/* Whether the session may import audit events at all. */
+static void
+audit_import_check_events(void)
+{
+	audit_app_check_session();
+	if (!superuser_arg(GetOuterUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to import audit events"),
+				 errdetail("Only superusers may write history into the "
+						   "audit trail; role \"%s\" is not a superuser.",
+						   GetUserNameFromId(GetOuterUserId(), false))));
+	PreventCommandIfReadOnly("import audit events");
 }
 
 /* Column attnum of the new row, NULL when null. */
@@ -247,13 +268,15 @@ audit_import_context(TriggerData *trigdata, int attnum, const char *what,
 
 /*
  * audit._import_event(): the INSTEAD OF INSERT trigger of
- * audit.import_events.  Writes the row as an entry of class imported.
+ * audit.import_events, which writes the row as an entry of class imported;
+ * and its BEFORE INSERT statement trigger, which refuses an import the
+ * session may not make, even of no rows.
  */
 Datum
 audit_import_event(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata =
-		audit_import_trigger(fcinfo, "audit._import_event()", IMP_NATTS);
+		audit_import_trigger(fcinfo, "audit._import_event()", IMP_NATTS, true);
 	AuditImportState *state = fcinfo->flinfo->fn_extra;
 	TimestampTz now = GetCurrentTimestamp();
 	AuditEvent *ev;
@@ -264,15 +287,9 @@ audit_import_event(PG_FUNCTION_ARGS)
 	Datum d;
 	Jsonb *details = NULL;
 
-	audit_app_check_session();
-	if (!superuser_arg(GetOuterUserId()))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to import audit events"),
-				 errdetail("Only superusers may write history into the "
-						   "audit trail; role \"%s\" is not a superuser.",
-						   GetUserNameFromId(GetOuterUserId(), false))));
-	PreventCommandIfReadOnly("import audit events");
+	audit_import_check_events();
+	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		return PointerGetDatum(NULL);
 
 	if (state == NULL)
 	{
@@ -354,8 +371,8 @@ audit_import_event(PG_FUNCTION_ARGS)
 Datum
 audit_import_queue_item(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata =
-		audit_import_trigger(fcinfo, "audit._import_queue_item()", IMQ_NATTS);
+	TriggerData *trigdata = audit_import_trigger(
+		fcinfo, "audit._import_queue_item()", IMQ_NATTS, false);
 	TimestampTz now = GetCurrentTimestamp();
 	PqQueue queue;
 	PqInserter *ins;
