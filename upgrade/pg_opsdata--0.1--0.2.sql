@@ -4027,6 +4027,72 @@ REVOKE ALL ON FUNCTION opsdata.distribute(integer), opsdata.undistribute(),
 	opsdata._distribute_worker(), opsdata._require_citus_coordinator(text),
 	opsdata._citus_forget(regclass), opsdata._citus_forget_all() FROM PUBLIC;
 
+-- Imports of an older system's audit log (entries of class imported) and
+-- audit queue.
+ALTER TABLE audit.entries DROP CONSTRAINT entries_class_check;
+ALTER TABLE audit.entries ADD CONSTRAINT entries_class_check
+	CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app', 'imported')) NOT VALID;
+ALTER TABLE audit.entries VALIDATE CONSTRAINT entries_class_check;
+ALTER TABLE audit.held_entries DROP CONSTRAINT held_entries_class_check,
+	ADD CONSTRAINT held_entries_class_check
+	CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app', 'imported'));
+COMMENT ON COLUMN audit.entries.class IS 'read, write, function, role, ddl, misc or login; app for application events; imported for the events of an older audit log (audit.import_events)';
+COMMENT ON COLUMN audit.held_entries.class IS 'read, write, function, role, ddl, misc or login; app for application events; imported for the events of an older audit log (audit.import_events)';
+
+CREATE VIEW audit.import_events AS
+	SELECT NULL::timestamptz AS ts, NULL::text AS actor, NULL::text AS action, NULL::text AS object,
+		   NULL::text AS outcome, NULL::jsonb AS details, NULL::text AS request_id, NULL::jsonb AS attributes
+	 WHERE false;
+
+COMMENT ON VIEW audit.import_events IS 'Write-only, superusers only: COPY or INSERT the events of an older audit log into the trail, as entries of class imported';
+COMMENT ON COLUMN audit.import_events.ts IS 'When the event happened: the entry''s ts';
+COMMENT ON COLUMN audit.import_events.actor IS 'The end user who acted: the entry''s actor';
+COMMENT ON COLUMN audit.import_events.action IS 'What was done: the entry''s command';
+COMMENT ON COLUMN audit.import_events.object IS 'What it was done to: the entry''s objects';
+COMMENT ON COLUMN audit.import_events.outcome IS 'ok, error, denied or failed; ok when NULL';
+COMMENT ON COLUMN audit.import_events.details IS 'The event''s details, any JSON';
+COMMENT ON COLUMN audit.import_events.request_id IS 'The request it belonged to, if the old log kept one';
+COMMENT ON COLUMN audit.import_events.attributes IS 'More context, a JSON object, if the old log kept any';
+
+CREATE FUNCTION audit._import_event()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_import_event';
+
+COMMENT ON FUNCTION audit._import_event() IS 'Internal: writes a row written to audit.import_events into the trail';
+
+CREATE TRIGGER import_event INSTEAD OF INSERT ON audit.import_events
+	FOR EACH ROW EXECUTE FUNCTION audit._import_event();
+-- Refuses an import the session may not make, even of no rows.
+CREATE TRIGGER import_events_check BEFORE INSERT ON audit.import_events
+	FOR EACH STATEMENT EXECUTE FUNCTION audit._import_event();
+
+CREATE VIEW audit.import_queue_items AS
+	SELECT NULL::text AS queue, NULL::jsonb AS payload, NULL::timestamptz AS enqueued_at,
+		   NULL::integer AS deliveries, NULL::timestamptz AS acked_at
+	 WHERE false;
+
+COMMENT ON VIEW audit.import_queue_items IS 'Write-only: COPY or INSERT the items of an older queue into application queues, in their order';
+COMMENT ON COLUMN audit.import_queue_items.queue IS 'The application queue the item goes into';
+COMMENT ON COLUMN audit.import_queue_items.payload IS 'Item contents';
+COMMENT ON COLUMN audit.import_queue_items.enqueued_at IS 'When the item was enqueued';
+COMMENT ON COLUMN audit.import_queue_items.deliveries IS 'How many times it was handed out; 0 when NULL';
+COMMENT ON COLUMN audit.import_queue_items.acked_at IS 'When it was acknowledged; NULL for an item still to be processed';
+
+CREATE FUNCTION audit._import_queue_item()
+RETURNS trigger
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_import_queue_item';
+
+COMMENT ON FUNCTION audit._import_queue_item() IS 'Internal: enqueues a row written to audit.import_queue_items';
+
+CREATE TRIGGER import_queue_item INSTEAD OF INSERT ON audit.import_queue_items
+	FOR EACH ROW EXECUTE FUNCTION audit._import_queue_item();
+
+GRANT INSERT ON audit.import_queue_items TO opsdata_admin;
+
+REVOKE ALL ON FUNCTION audit._import_event(), audit._import_queue_item() FROM PUBLIC;
+
 -- Functions are created executable by PUBLIC; the install script revokes that
 -- in src/core/finish.sql, the update does it here for the new ones.
 REVOKE ALL ON ALL ROUTINES IN SCHEMA opsdata, audit, learning, metrics FROM PUBLIC;

@@ -87,7 +87,7 @@ audit_app_check_name(const char *what, const char *value)
 }
 
 /* Can this session log application events at all? */
-static void
+void
 audit_app_check_session(void)
 {
 	if (!opsdata_preloaded)
@@ -102,14 +102,15 @@ audit_app_check_session(void)
 }
 
 /*
- * Log one event: action (the command of the entry), object (NULL for
- * none), outcome, and details (a jsonb, or NULL).
+ * A new event of class (app, or imported) in cxt: action (the command of
+ * the entry), object (NULL for none), outcome, and details (a jsonb, or
+ * NULL), each checked as audit.log_event() checks them.  The session's
+ * facts and declared context are the caller's; the caller may change them.
  */
-static void
-audit_app_log(const char *action, const char *object, const char *outcome,
-			  Jsonb *details)
+AuditEvent *
+audit_app_event(MemoryContext cxt, int class, const char *action,
+				const char *object, const char *outcome, Jsonb *details)
 {
-	MemoryContext cxt;
 	AuditEvent *ev;
 	char *details_text = NULL;
 	int outcome_code;
@@ -135,9 +136,7 @@ audit_app_log(const char *action, const char *object, const char *outcome,
 							   AUDIT_APP_DETAILS_MAX)));
 	}
 
-	cxt = audit_event_context();
-	ev = audit_new_event(cxt, AUDIT_CLASS_APP,
-						 MemoryContextStrdup(cxt, action));
+	ev = audit_new_event(cxt, class, MemoryContextStrdup(cxt, action));
 	ev->outcome = outcome_code;
 	if (details_text != NULL)
 		ev->details = MemoryContextStrdup(cxt, details_text);
@@ -148,6 +147,20 @@ audit_app_log(const char *action, const char *object, const char *outcome,
 		ev->objects[0] = MemoryContextStrdup(cxt, object);
 		ev->privileges = MemoryContextAllocZero(cxt, sizeof(char *));
 	}
+	return ev;
+}
+
+/*
+ * Log one event: action (the command of the entry), object (NULL for
+ * none), outcome, and details (a jsonb, or NULL).
+ */
+static void
+audit_app_log(const char *action, const char *object, const char *outcome,
+			  Jsonb *details)
+{
+	AuditEvent *ev = audit_app_event(audit_event_context(), AUDIT_CLASS_APP,
+									 action, object, outcome, details);
+
 	if (audit_rules_excluded(ev, GetUserId()))
 		return;
 	audit_add_event(ev);

@@ -33,6 +33,7 @@
 #include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
 #include "parser/parse_node.h"
+#include "utils/jsonb.h"
 #include "utils/queryjumble.h"
 #include "tcop/cmdtag.h"
 #include "tcop/utility.h"
@@ -48,6 +49,7 @@ typedef enum AuditClass
 	AUDIT_CLASS_MISC,
 	AUDIT_CLASS_LOGIN,
 	AUDIT_CLASS_APP, /* audit.log_event(): not a class of pg_opsdata.audit */
+	AUDIT_CLASS_IMPORTED, /* imported history (import.c): nor this one */
 	AUDIT_NUM_CLASSES
 } AuditClass;
 
@@ -276,6 +278,12 @@ extern void audit_events_pre_commit(void);
 extern void audit_events_end_xact(bool commit);
 extern void audit_events_subxact_abort(SubTransactionId mySubid);
 extern void audit_note_extension_dropped(void);
+
+/* appevents.c */
+extern void audit_app_check_session(void);
+extern AuditEvent *audit_app_event(MemoryContext cxt, int class,
+								   const char *action, const char *object,
+								   const char *outcome, Jsonb *details);
 
 /* session.c */
 extern void audit_login(Port *port, int status);

@@ -44,7 +44,7 @@ CREATE TABLE audit.entries (
 	backend_pid			integer NOT NULL,
 	xid					xid8,
 	class				text NOT NULL
-						CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app')),
+						CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app', 'imported')),
 	command				text NOT NULL,
 	objects				text[],
 	privileges			text[],
@@ -86,7 +86,7 @@ COMMENT ON COLUMN audit.entries.application IS 'application_name of the session'
 COMMENT ON COLUMN audit.entries.client_addr IS 'Client address; NULL for Unix-domain sockets';
 COMMENT ON COLUMN audit.entries.backend_pid IS 'Process ID of the backend';
 COMMENT ON COLUMN audit.entries.xid IS 'Top-level transaction ID, when one was assigned';
-COMMENT ON COLUMN audit.entries.class IS 'read, write, function, role, ddl, misc or login; app for application events';
+COMMENT ON COLUMN audit.entries.class IS 'read, write, function, role, ddl, misc or login; app for application events; imported for the events of an older audit log (audit.import_events)';
 COMMENT ON COLUMN audit.entries.command IS 'Command tag, e.g. INSERT or CREATE TABLE';
 COMMENT ON COLUMN audit.entries.objects IS 'Qualified names of the objects the statement touched (relations, functions, roles, settings, or the identities of objects a DDL statement made, altered or dropped)';
 COMMENT ON COLUMN audit.entries.privileges IS 'Privilege used on each object, in the order of objects (e.g. SELECT or SELECT,UPDATE); NULL where none applies';
@@ -118,7 +118,7 @@ CREATE TABLE audit.held_entries (
 	backend_pid			integer NOT NULL,
 	xid					xid8,
 	class				text NOT NULL
-						CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app')),
+						CHECK (class IN ('read', 'write', 'function', 'role', 'ddl', 'misc', 'login', 'app', 'imported')),
 	command				text NOT NULL,
 	objects				text[],
 	privileges			text[],
@@ -144,7 +144,7 @@ COMMENT ON COLUMN audit.held_entries.application IS 'application_name of the ses
 COMMENT ON COLUMN audit.held_entries.client_addr IS 'Client address; NULL for Unix-domain sockets';
 COMMENT ON COLUMN audit.held_entries.backend_pid IS 'Process ID of the backend';
 COMMENT ON COLUMN audit.held_entries.xid IS 'Top-level transaction ID, when one was assigned';
-COMMENT ON COLUMN audit.held_entries.class IS 'read, write, function, role, ddl, misc or login; app for application events';
+COMMENT ON COLUMN audit.held_entries.class IS 'read, write, function, role, ddl, misc or login; app for application events; imported for the events of an older audit log (audit.import_events)';
 COMMENT ON COLUMN audit.held_entries.command IS 'Command tag, e.g. INSERT or CREATE TABLE';
 COMMENT ON COLUMN audit.held_entries.objects IS 'Qualified names of the objects the statement touched';
 COMMENT ON COLUMN audit.held_entries.privileges IS 'Privilege used on each object, in the order of objects';

@@ -55,7 +55,8 @@ char *audit_attributes = NULL;
 #define AUDIT_ATTRIBUTES_MAX_LENGTH 8192
 
 static const char *const audit_class_names[AUDIT_NUM_CLASSES] = {
-	"read", "write", "function", "role", "ddl", "misc", "login", "app"};
+	"read", "write", "function", "role",	"ddl",
+	"misc", "login", "app",		 "imported"};
 
 static const char *const audit_outcome_names[] = {"ok", "error", "rolled back",
 												  "denied", "failed"};

@@ -154,6 +154,10 @@ extern PqInserter *pq_insert_begin(bool quiet);
 extern int64 pq_insert(PqInserter *ins, int32 queue_id, Jsonb *payload,
 					   int64 entry_id, TimestampTz enqueued_at,
 					   TimestampTz visible_at);
+extern int64 pq_insert_item(PqInserter *ins, int32 queue_id, Jsonb *payload,
+							int64 entry_id, TimestampTz enqueued_at,
+							TimestampTz visible_at, int32 deliveries,
+							TimestampTz acked_at);
 extern void pq_insert_end(PqInserter *ins);
 
 typedef enum PqSettle

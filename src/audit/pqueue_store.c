@@ -316,6 +316,20 @@ int64
 pq_insert(PqInserter *ins, int32 queue_id, Jsonb *payload, int64 entry_id,
 		  TimestampTz enqueued_at, TimestampTz visible_at)
 {
+	return pq_insert_item(ins, queue_id, payload, entry_id, enqueued_at,
+						  visible_at, 0, DT_NOBEGIN);
+}
+
+/*
+ * Insert one item as pq_insert() does, handed out deliveries times already
+ * and acknowledged at acked_at (DT_NOBEGIN: not acknowledged), as an item
+ * imported from another system; returns its id.
+ */
+int64
+pq_insert_item(PqInserter *ins, int32 queue_id, Jsonb *payload, int64 entry_id,
+			   TimestampTz enqueued_at, TimestampTz visible_at,
+			   int32 deliveries, TimestampTz acked_at)
+{
 	TupleTableSlot *slot = ins->slot;
 	int64 seq;
 	int64 id;
@@ -336,7 +350,7 @@ pq_insert(PqInserter *ins, int32 queue_id, Jsonb *payload, int64 entry_id,
 		   sizeof(bool) * slot->tts_tupleDescriptor->natts);
 	slot->tts_values[PQ_ATT_ITEM_ID - 1] = Int64GetDatum(id);
 	slot->tts_values[PQ_ATT_QUEUE_ID - 1] = Int32GetDatum(queue_id);
-	slot->tts_values[PQ_ATT_DELIVERIES - 1] = Int32GetDatum(0);
+	slot->tts_values[PQ_ATT_DELIVERIES - 1] = Int32GetDatum(deliveries);
 	slot->tts_values[PQ_ATT_LEASED - 1] = BoolGetDatum(false);
 	slot->tts_values[PQ_ATT_ENQUEUED_AT - 1] =
 		TimestampTzGetDatum(enqueued_at);
@@ -347,6 +361,11 @@ pq_insert(PqInserter *ins, int32 queue_id, Jsonb *payload, int64 entry_id,
 	slot->tts_isnull[PQ_ATT_LEASED - 1] = false;
 	slot->tts_isnull[PQ_ATT_ENQUEUED_AT - 1] = false;
 	slot->tts_isnull[PQ_ATT_VISIBLE_AT - 1] = false;
+	if (acked_at != DT_NOBEGIN)
+	{
+		slot->tts_values[PQ_ATT_ACKED_AT - 1] = TimestampTzGetDatum(acked_at);
+		slot->tts_isnull[PQ_ATT_ACKED_AT - 1] = false;
+	}
 	if (entry_id != 0)
 	{
 		slot->tts_values[PQ_ATT_ENTRY_ID - 1] = Int64GetDatum(entry_id);

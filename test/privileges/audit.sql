@@ -13,7 +13,8 @@ SELECT rel, role, privs FROM (VALUES
 	('audit.queue_items', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
 	('audit.dead_letters', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
 	('audit.trail', ARRAY['opsdata_auditor'], ARRAY['SELECT']),
-	('audit.new_events', ARRAY['opsdata_admin', 'opsdata_writer'], ARRAY['INSERT'])
+	('audit.new_events', ARRAY['opsdata_admin', 'opsdata_writer'], ARRAY['INSERT']),
+	('audit.import_queue_items', ARRAY['opsdata_admin'], ARRAY['INSERT'])
 ) v(rel, roles, privs), unnest(roles) AS role;
 
 INSERT INTO function_matrix

@@ -108,6 +108,12 @@ like($node->safe_psql('app', q{SELECT status || ': ' || detail FROM opsdata.heal
 	qr/^warning: .*vitals\.series_limit/, 'health reports it');
 
 # --- health as one JSON document --------------------------------------------
+# A check that takes longer than core.health_latency_warning adds a
+# component of its own: on a loaded machine one may take over 100 ms, so
+# the document's shape is checked with a bound it cannot reach.
+is($node->safe_psql('app', q{SELECT opsdata.setting('core.health_latency_warning')::interval = '100 ms'}), 't',
+	'seen from a /health endpoint, a check longer than 100 ms is a warning by default');
+$node->safe_psql('app', q{SELECT opsdata.set_setting('core.health_latency_warning', '1 hour')});
 my $json = $node->safe_psql('app', q{
 	SELECT (h->>'status') || ' ' || (h->>'duration_ms' ~ '^[0-9.]+$') || ' '
 		   || (jsonb_array_length(h->'components') = (SELECT count(*) FROM opsdata.health())) || ' '

@@ -34,6 +34,8 @@ $node->safe_psql('app', q{
 	INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 1000) g;
 	SELECT metrics.record('app.requests', 1);
 	SELECT learning.offer('intent', 'item-1', 0.55);
+	SELECT audit.create_queue('mail');
+	SELECT audit.enqueue_many('mail', ARRAY['{"n": 1}', '{"n": 2}']::jsonb[]);
 	SELECT opsdata.add_job('fails', 'SELECT 1 / 0', '1 day', start_at => now() + interval '1 day');
 });
 # A job that failed once; the first sample of the vital signs reads the
@@ -110,6 +112,8 @@ like(value('opsdata_partition_set_status', 'parent="metrics.points"'), qr/^(-1|0
 	'a partition set: maintained without error, or not yet');
 ok(value('opsdata_rollup_queued_points') >= 1, 'the rollup backlog counts the recorded point');
 is(value('opsdata_learning_candidates_open'), '1', 'the learning queue holds the offered candidate');
+is(value('opsdata_audit_items_ready', 'queue="mail"', 'kind="application"'), '2',
+	'the depth of an audit processing queue');
 ok(value('opsdata_vital_client_connections', 'state="active"') >= 1, 'vital signs: connections by state');
 is(value('opsdata_vital_locks_waiting'), '1', 'vital signs: one lock request was waiting');
 is(value('opsdata_vital_lock_holder_waiters', 'relation="public.accounts"', 'holder_application="batch"',

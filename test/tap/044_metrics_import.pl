@@ -5,7 +5,10 @@
 # all arrive as the same instants; booleans stored as 0/1 and JSON stored as
 # text convert; a bad row fails the whole COPY with an error naming its
 # line, and nothing of that store is imported.  Stores: feedback, thresholds,
-# candidates with their labels, metric points and hourly aggregations.
+# candidates with their labels, metric points and hourly aggregations, an
+# audit log (into the trail, as entries of class imported that keep their
+# old times and actors, sealed like the others, superusers only, the import
+# itself audited) and an audit queue (items readable in their old order).
 use strict;
 use warnings;
 
@@ -210,5 +213,118 @@ is($node->safe_psql('app', q{
 	'hourly aggregates land in the hour buckets and are added up into the day');
 ($ok, $err) = import($hourly_query, $hourly_copy);
 like($err, qr/already has a rollup of width "01:00:00".*line 2/s, 'importing the same buckets twice is refused');
+
+# The audit log: events with their time in every form, their actor, action,
+# object, a 0/1 success and details as JSON text.
+sqlite(q{
+	CREATE TABLE audit_log (id INTEGER PRIMARY KEY, at, user TEXT, action TEXT, target TEXT, success INTEGER,
+							details TEXT);
+	INSERT INTO audit_log VALUES
+		(1, '2024-05-01T10:00:00+02:00', 'alice@example.com', 'order.approve', 'order:1', 1, '{"amount": 120}'),
+		(2, 1714550460, 'bob@example.com', 'order.view', 'order:1', 1, NULL),
+		(3, 1714550520250, 'bob@example.com', 'export.csv', NULL, 0, '{"rows": 3}'),
+		(4, '2024-05-01 08:03:00', 'carol@example.com', 'login', NULL, 1, '{}');
+});
+my $events_query = 'SELECT ' . ts('at') . " AS ts, user AS actor, action, target AS object,"
+  . " CASE success WHEN 1 THEN 'ok' ELSE 'failed' END AS outcome, details FROM audit_log ORDER BY id";
+my $events_copy = 'COPY audit.import_events (ts, actor, action, object, outcome, details) FROM STDIN (FORMAT csv, HEADER true)';
+$node->safe_psql('app', q{
+	CREATE ROLE ops LOGIN IN ROLE opsdata_admin, opsdata_auditor;
+	SELECT audit.log_event('order.create', 'order:1', details => '{"live": true}');
+});
+
+($ok, $err) = import($events_query, $events_copy);
+like($err, qr/audit event of 2024-05-01 [0-9:.+-]+ is older than the audit retention.*COPY import_events, line 2/s,
+	'events older than audit.retention are refused, with the line of the first');
+$node->safe_psql('app', q{SELECT opsdata.set_setting('audit.retention', '10 years')});
+sqlite(q|INSERT INTO audit_log VALUES (5, 1714550600, 'dan', 'order.cancel', 'order:2', 1, '{"reason": ')|);
+($ok, $err) = import($events_query, $events_copy);
+like($err, qr/invalid input syntax for type json.*COPY import_events, line 6, column details/s,
+	'an event whose details are not JSON is named with its line and column');
+sqlite(q{UPDATE audit_log SET details = NULL, at = '2099-01-01 00:00:00+00' WHERE id = 5});
+($ok, $err) = import($events_query, $events_copy);
+like($err, qr/the time of an audit event 2099-01-01 [0-9:.+-]+ is not in the past.*line 6/s,
+	'an event in the future is refused');
+is($node->safe_psql('app', q{SELECT audit.flush() >= 0; SELECT count(*) FROM audit.entries WHERE class = 'imported'}),
+	"t\n0", 'no event of a failed import reaches the trail');
+is($node->safe_psql('app', q{
+	SELECT count(*) || ' ' || min(outcome) || ' ' || min(username) FROM audit.entries WHERE command = 'IMPORT AUDIT EVENTS'}),
+	'3 rolled back ' . $node->safe_psql('app', 'SELECT current_user'),
+	'every failed import is itself in the trail, rolled back, with who tried');
+sqlite(q{DELETE FROM audit_log WHERE id = 5});
+
+my ($out, $perr) = ('', '');
+$node->psql('app', q{INSERT INTO audit.import_events (ts, action) VALUES (now() - interval '1 day', 'x')},
+	stderr => \$perr, extra_params => [ '-U', 'ops' ]);
+like($perr, qr/permission denied for view import_events/, 'an administrator may not import events');
+$node->safe_psql('app', 'GRANT INSERT ON audit.import_events TO ops');
+$node->psql('app', q{INSERT INTO audit.import_events (ts, action) VALUES (now() - interval '1 day', 'x')},
+	stderr => \$perr, extra_params => [ '-U', 'ops' ]);
+like($perr, qr/permission denied to import audit events.*Only superusers may write history/s,
+	'nor may a role granted the view: only superusers write history');
+$node->safe_psql('app', 'REVOKE INSERT ON audit.import_events FROM ops');
+
+($ok, $err) = import($events_query, $events_copy);
+ok($ok, 'the audit log imports') or diag($err);
+is($node->safe_psql('app', q{
+	SELECT string_agg(format('%s|%s|%s|%s|%s|%s', to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), actor, command,
+							 objects, outcome, details), E'\n' ORDER BY ts)
+	  FROM audit.trail WHERE class = 'imported'}),
+	join("\n",
+		'2024-05-01 08:00:00.000|alice@example.com|order.approve|{order:1}|ok|{"amount": 120}',
+		'2024-05-01 08:01:00.000|bob@example.com|order.view|{order:1}|ok|',
+		'2024-05-01 08:02:00.250|bob@example.com|export.csv||failed|{"rows": 3}',
+		'2024-05-01 08:03:00.000|carol@example.com|login||ok|{}'),
+	'the trail shows each old event at its own time, with its actor, action, object, outcome and details');
+is($node->safe_psql('app', q{
+	SELECT string_agg(DISTINCT format('%s %s', e.class, e.username = current_user), ', ')
+	  || ' / ' || (SELECT format('%s %s %s', r.class, r.rows, r.outcome) FROM audit.entries r
+					WHERE r.command = 'IMPORT AUDIT EVENTS' AND r.outcome = 'ok')
+	  || ' / ' || (SELECT count(DISTINCT x.xid) FROM audit.entries x
+					WHERE x.class = 'imported' OR (x.command = 'IMPORT AUDIT EVENTS' AND x.outcome = 'ok'))
+	  || ' / ' || (SELECT class FROM audit.entries WHERE command = 'order.create')
+	  FROM audit.entries e WHERE e.class = 'imported'}),
+	'imported t / ddl 4 ok / 1 / app',
+	'imported entries are of class imported, written by the importer, with the record of their import (same xid); live events are app');
+is($node->safe_psql('app', q{
+	SELECT audit.seal() >= 0;
+	SELECT (SELECT sum(s.entry_count) FROM audit.seals s WHERE s.ts_from = '2024-05-01 00:00+00')
+		   || ' ' || (SELECT status FROM audit.verify())}),
+	"t\n4 intact", 'imported entries are sealed in the seals of their own day, and the chain verifies');
+
+# The audit queue: items still to do, with their attempts, and done ones.
+sqlite(q|
+	CREATE TABLE jobs (id INTEGER PRIMARY KEY, queue TEXT, body TEXT, created, attempts INTEGER, done INTEGER, done_at);
+	INSERT INTO jobs VALUES
+		(1, 'mail', '{"to": "a@example.com"}', 1714550400, 1, 1, 1714550401),
+		(2, 'mail', '{"to": "b@example.com"}', '2024-05-01 08:00:05+00', 2, 0, NULL),
+		(3, 'mail', '{"to": "c@example.com"}', 1714550410000, 0, 0, NULL),
+		(4, 'mail', '{"to": "d@example.com"}', 1714550420, 0, 0, NULL),
+		(5, 'mail', '{"to": ', 1714550430, 0, 0, NULL);
+|);
+$node->safe_psql('app', q{SELECT audit.create_queue('mail')});
+my $queue_query = 'SELECT queue, body AS payload, ' . ts('created') . ' AS enqueued_at, attempts AS deliveries,'
+  . ' CASE WHEN done = 1 THEN ' . ts('done_at') . ' END AS acked_at FROM jobs ORDER BY id';
+my $queue_copy = 'COPY audit.import_queue_items (queue, payload, enqueued_at, deliveries, acked_at) FROM STDIN (FORMAT csv, HEADER true)';
+($ok, $err) = import($queue_query, $queue_copy);
+like($err, qr/invalid input syntax for type json.*COPY import_queue_items, line 6, column payload/s,
+	'a queue item whose payload is not JSON is named with its line');
+is($node->safe_psql('app', 'SELECT count(*) FROM audit.queue_items'), '0', 'no queue item was imported');
+sqlite(q{UPDATE jobs SET body = '{"to": "e@example.com"}', queue = 'nosuch' WHERE id = 5});
+($ok, $err) = import($queue_query, $queue_copy);
+like($err, qr/queue "nosuch" does not exist.*line 6/s, 'an item of an unknown queue is named with its line');
+sqlite(q{UPDATE jobs SET queue = 'mail' WHERE id = 5});
+($ok, $err) = import($queue_query, $queue_copy);
+ok($ok, 'the audit queue imports') or diag($err);
+is($node->safe_psql('app', q{
+	SELECT string_agg(format('%s %s %s', payload->>'to', deliveries, to_char(enqueued_at AT TIME ZONE 'UTC', 'HH24:MI:SS')),
+					  ', ' ORDER BY item_id)
+	  FROM audit.read('mail', 10)}),
+	'b@example.com 3 08:00:05, c@example.com 1 08:00:10, d@example.com 1 08:00:20, e@example.com 1 08:00:30',
+	'audit.read hands the pending items out in their old order, with their enqueue times and delivery counts');
+is($node->safe_psql('app', q{
+	SELECT string_agg(format('%s %s', payload->>'to', acked_at AT TIME ZONE 'UTC'), ', ')
+	  FROM audit.queue_items WHERE acked_at IS NOT NULL}),
+	'a@example.com 2024-05-01 08:00:01', 'acknowledged items keep their acknowledgement and are not handed out');
 
 done_testing();

@@ -1,0 +1,427 @@
+/*-------------------------------------------------------------------------
+ *
+ * import.c
+ *		Importing the stores of an older system into the audit area: its
+ *		audit log into the trail, its audit queue into a processing queue.
+ *
+ * Both are INSTEAD OF INSERT triggers of write-only views (import.sql), so
+ * that "COPY view FROM STDIN" checks every row, names the line of a bad
+ * one (COPY's error context) and loads a whole file or nothing: the rows
+ * are written in the statement's transaction.
+ *
+ * audit.import_events.  Each row becomes an entry of class imported, with
+ * the old event's time (ts), actor, action (command), object, outcome,
+ * details, request and attributes; the session columns (username,
+ * current_user_name, application, backend_pid, xid) are those of the
+ * session that imports, which says who wrote the entry and when the
+ * import ran.  The class cannot be had otherwise: audit.log_event() makes
+ * entries of class app, at the time they are logged, so no entry written
+ * live passes for history, and no imported one for a live event.  Only
+ * superusers import (the role the session acts as, as for the other
+ * changes that could bend the trail, core/duties.c): an import writes any
+ * time and any actor.  The first row of a statement also records the
+ * import itself, always audited whatever the classes and rules: an entry
+ * IMPORT AUDIT EVENTS of class ddl on audit.entries, with the statement's
+ * text and, in rows, how many events it imported; it shares the xid of the
+ * entries it brought.  A failed import rolls back its entries, and its
+ * record is kept as rolled back, like any entry of a rolled-back
+ * transaction.
+ *
+ * Each entry is written at once, through audit_store_events() like the
+ * entries of a committing transaction: its id comes from the database's
+ * counter while the writer holds its lock on audit.entries, as the sealing
+ * horizon requires (seal.c), and it is sealed into the seal of its ts's
+ * bucket by the next sealing round.  An entry older than audit.retention
+ * is refused rather than imported and then dropped by partition
+ * maintenance; one in the future is refused too.
+ *
+ * audit.import_queue_items.  Each row becomes an item of an application
+ * queue, numbered in the order of the rows (so audit.read() hands them out
+ * in that order), with its enqueue time, its delivery count and, for an
+ * item the old store had acknowledged, its acknowledgement time; items not
+ * acknowledged are available at once.  Whoever may insert into the view
+ * (opsdata_admin) imports into any application queue, never into a
+ * subscription's.
+ *
+ * State per statement (the import's record, the retention cut-off) lives
+ * in the trigger's fn_extra, in the executor's memory: it ends with the
+ * statement, whatever way it ends.
+ *
+ * Copyright (c) 2026, pg_opsdata developers
+ *
+ * IDENTIFICATION
+ *		src/audit/import.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "tcop/tcopprot.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "audit/audit.h"
+#include "audit/pqueue.h"
+#include "core/opsdata.h"
+
+PG_FUNCTION_INFO_V1(audit_import_event);
+PG_FUNCTION_INFO_V1(audit_import_queue_item);
+
+/* Columns of audit.import_events. */
+#define IMP_TS		   1
+#define IMP_ACTOR	   2
+#define IMP_ACTION	   3
+#define IMP_OBJECT	   4
+#define IMP_OUTCOME	   5
+#define IMP_DETAILS	   6
+#define IMP_REQUEST_ID 7
+#define IMP_ATTRIBUTES 8
+#define IMP_NATTS	   8
+
+/* Columns of audit.import_queue_items. */
+#define IMQ_QUEUE		1
+#define IMQ_PAYLOAD		2
+#define IMQ_ENQUEUED_AT 3
+#define IMQ_DELIVERIES	4
+#define IMQ_ACKED_AT	5
+#define IMQ_NATTS		5
+
+/* Longest actor and request id, as pg_opsdata.audit_actor allows (guc.c). */
+#define AUDIT_IMPORT_CONTEXT_MAX	1024
+#define AUDIT_IMPORT_ATTRIBUTES_MAX 8192
+
+/* What one import statement keeps from row to row. */
+typedef struct AuditImportState
+{
+	TimestampTz cutoff; /* entries must not be older */
+	AuditEvent *record; /* IMPORT AUDIT EVENTS, in the transaction's list */
+} AuditImportState;
+
+/*
+ * The trigger's data, checked: an INSTEAD OF INSERT row trigger of a view
+ * of natts columns, or (when statement_ok) a BEFORE INSERT statement
+ * trigger of it.
+ */
+static TriggerData *
+audit_import_trigger(FunctionCallInfo fcinfo, const char *fn, int natts,
+					 bool statement_ok)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		RelationGetDescr(trigdata->tg_relation)->natts != natts ||
+		!(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event)
+			  ? TRIGGER_FIRED_INSTEAD(trigdata->tg_event)
+			  : statement_ok && TRIGGER_FIRED_BEFORE(trigdata->tg_event)))
+		elog(ERROR, "%s must be fired instead of INSERT for each row", fn);
+	return trigdata;
+}
+
+/* Whether the session may import audit events at all. */
+static void
+audit_import_check_events(void)
+{
+	audit_app_check_session();
+	if (!superuser_arg(GetOuterUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to import audit events"),
+				 errdetail("Only superusers may write history into the "
+						   "audit trail; role \"%s\" is not a superuser.",
+						   GetUserNameFromId(GetOuterUserId(), false))));
+	PreventCommandIfReadOnly("import audit events");
+}
+
+/* Column attnum of the new row, NULL when null. */
+static Datum
+audit_import_column(TriggerData *trigdata, int attnum, bool *isnull)
+{
+	return heap_getattr(trigdata->tg_trigtuple, attnum,
+						RelationGetDescr(trigdata->tg_relation), isnull);
+}
+
+static char *
+audit_import_text(TriggerData *trigdata, int attnum)
+{
+	bool isnull;
+	Datum d = audit_import_column(trigdata, attnum, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* A timestamp of the row that must be given and not in the future. */
+static TimestampTz
+audit_import_time(TriggerData *trigdata, int attnum, const char *what,
+				  bool required, TimestampTz now)
+{
+	bool isnull;
+	Datum d = audit_import_column(trigdata, attnum, &isnull);
+	TimestampTz ts;
+
+	if (isnull)
+	{
+		if (required)
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+							errmsg("%s must not be null", what)));
+		return DT_NOBEGIN;
+	}
+	ts = DatumGetTimestampTz(d);
+	if (TIMESTAMP_NOT_FINITE(ts) || ts > now)
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s %s is not in the past", what, timestamptz_to_str(ts)),
+			 errdetail("Imported history lies before the import.")));
+	return ts;
+}
+
+/*
+ * The oldest time an entry may have to survive partition maintenance:
+ * now() less the setting audit.retention.
+ */
+static TimestampTz
+audit_import_cutoff(void)
+{
+	TimestampTz cutoff;
+	bool isnull;
+	int rc;
+
+	opsdata_spi_connect(0);
+	rc =
+		SPI_execute("SELECT pg_catalog.now() OPERATOR(pg_catalog.-)"
+					" opsdata.setting('audit.retention')::pg_catalog.interval",
+					true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		opsdata_spi_failed(rc, "read the setting audit.retention");
+	cutoff = DatumGetTimestampTz(SPI_getbinval(
+		SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		cutoff = DT_NOBEGIN;
+	SPI_finish();
+	return cutoff;
+}
+
+/*
+ * The entry that records the import: always audited, written with the
+ * transaction at pre-commit (or queued as rolled back when it aborts).
+ * Its current user is the role the session acts as.
+ */
+static AuditEvent *
+audit_import_record(void)
+{
+	MemoryContext cxt;
+	AuditEvent *ev;
+
+	audit_ensure_contexts();
+	cxt = audit_xact_cxt;
+	ev = audit_new_event(cxt, AUDIT_CLASS_DDL,
+						 MemoryContextStrdup(cxt, "IMPORT AUDIT EVENTS"));
+	ev->current_user_name = audit_role_name(GetOuterUserId());
+	ev->flags |= AUDIT_EVENT_ALWAYS | AUDIT_EVENT_HAS_ROWS;
+	ev->rows = 0;
+	if (debug_query_string != NULL)
+	{
+		const char *text = debug_query_string;
+		int len = strlen(text);
+		char *copy;
+
+		audit_trim_statement(&text, &len);
+		copy = MemoryContextAlloc(cxt, len + 1);
+		memcpy(copy, text, len);
+		copy[len] = '\0';
+		ev->statement = copy;
+	}
+	ev->nobjects = 1;
+	ev->objects = MemoryContextAlloc(cxt, sizeof(char *));
+	ev->privileges = MemoryContextAlloc(cxt, sizeof(char *));
+	ev->objects[0] = MemoryContextStrdup(cxt, "audit.entries");
+	ev->privileges[0] = NULL;
+	audit_add_event(ev);
+	return ev;
+}
+
+/* A text of the row no longer than max bytes, or NULL. */
+static char *
+audit_import_context(TriggerData *trigdata, int attnum, const char *what,
+					 int max)
+{
+	char *value = audit_import_text(trigdata, attnum);
+
+	if (value != NULL && strlen(value) > (size_t) max)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s of an imported audit event is too long", what),
+				 errdetail("It may have at most %d bytes.", max)));
+	return value != NULL && value[0] != '\0' ? value : NULL;
+}
+
+/*
+ * audit._import_event(): the INSTEAD OF INSERT trigger of
+ * audit.import_events, which writes the row as an entry of class imported;
+ * and its BEFORE INSERT statement trigger, which refuses an import the
+ * session may not make, even of no rows.
+ */
+Datum
+audit_import_event(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata =
+		audit_import_trigger(fcinfo, "audit._import_event()", IMP_NATTS, true);
+	AuditImportState *state = fcinfo->flinfo->fn_extra;
+	TimestampTz now = GetCurrentTimestamp();
+	AuditEvent *ev;
+	TimestampTz ts;
+	char *action;
+	char *outcome;
+	bool isnull;
+	Datum d;
+	Jsonb *details = NULL;
+
+	audit_import_check_events();
+	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		return PointerGetDatum(NULL);
+
+	if (state == NULL)
+	{
+		/* The first row of the statement. */
+		AuditImportState s;
+
+		s.cutoff = audit_import_cutoff();
+		(void) GetTopTransactionId(); /* the record shares the entries' xid */
+		s.record = audit_import_record();
+		state = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(s));
+		*state = s;
+		fcinfo->flinfo->fn_extra = state;
+	}
+
+	ts = audit_import_time(trigdata, IMP_TS, "the time of an audit event",
+						   true, now);
+	if (ts < state->cutoff)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("audit event of %s is older than the audit "
+						"retention",
+						timestamptz_to_str(ts)),
+				 errdetail("Partition maintenance would remove it from the "
+						   "trail; it keeps entries since %s.",
+						   timestamptz_to_str(state->cutoff)),
+				 errhint("Raise the setting \"audit.retention\" with "
+						 "opsdata.set_setting() before importing older "
+						 "events.")));
+	action = audit_import_text(trigdata, IMP_ACTION);
+	if (action == NULL)
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("the action of an audit event must not be "
+							   "null")));
+	outcome = audit_import_text(trigdata, IMP_OUTCOME);
+	d = audit_import_column(trigdata, IMP_DETAILS, &isnull);
+	if (!isnull)
+		details = DatumGetJsonbP(d);
+
+	ev = audit_app_event(CurrentMemoryContext, AUDIT_CLASS_IMPORTED, action,
+						 audit_import_text(trigdata, IMP_OBJECT),
+						 outcome != NULL ? outcome : "ok", details);
+	ev->ts = ts;
+	ev->flags |= AUDIT_EVENT_ALWAYS;
+	ev->actor = audit_import_context(trigdata, IMP_ACTOR, "the actor",
+									 AUDIT_IMPORT_CONTEXT_MAX);
+	ev->request_id = audit_import_context(
+		trigdata, IMP_REQUEST_ID, "the request id", AUDIT_IMPORT_CONTEXT_MAX);
+	ev->attributes = NULL;
+	d = audit_import_column(trigdata, IMP_ATTRIBUTES, &isnull);
+	if (!isnull)
+	{
+		Jsonb *attributes = DatumGetJsonbP(d);
+
+		if (!JB_ROOT_IS_OBJECT(attributes))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the attributes of an audit event must be a "
+							"JSON object")));
+		ev->attributes =
+			JsonbToCString(NULL, &attributes->root, VARSIZE(attributes));
+		if (strlen(ev->attributes) > AUDIT_IMPORT_ATTRIBUTES_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("the attributes of an imported audit event are "
+							"too long"),
+					 errdetail("They may have at most %d bytes as text.",
+							   AUDIT_IMPORT_ATTRIBUTES_MAX)));
+	}
+
+	audit_store_events(&ev, 1);
+	state->record->rows++;
+	return PointerGetDatum(trigdata->tg_trigtuple);
+}
+
+/*
+ * audit._import_queue_item(): the INSTEAD OF INSERT trigger of
+ * audit.import_queue_items.  Enqueues the row as an item of its queue.
+ */
+Datum
+audit_import_queue_item(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = audit_import_trigger(
+		fcinfo, "audit._import_queue_item()", IMQ_NATTS, false);
+	TimestampTz now = GetCurrentTimestamp();
+	PqQueue queue;
+	PqInserter *ins;
+	TimestampTz enqueued_at;
+	TimestampTz acked_at;
+	int32 deliveries = 0;
+	bool isnull;
+	Datum d;
+
+	PreventCommandIfReadOnly("import queue items");
+	d = audit_import_column(trigdata, IMQ_QUEUE, &isnull);
+	if (isnull)
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("queue name must not be null")));
+	pq_get_queue(DatumGetTextPP(d), &queue);
+	if (queue.kind != PQ_KIND_APPLICATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("queue \"%s\" is an audit subscription", queue.name),
+				 errdetail("A subscription receives the audit entries that "
+						   "match its filter; nothing else is enqueued into "
+						   "it.")));
+	d = audit_import_column(trigdata, IMQ_PAYLOAD, &isnull);
+	if (isnull)
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("payload must not be null")));
+	enqueued_at = audit_import_time(trigdata, IMQ_ENQUEUED_AT,
+									"the enqueue time of an item", true, now);
+	acked_at =
+		audit_import_time(trigdata, IMQ_ACKED_AT,
+						  "the acknowledgement time of an item", false, now);
+	if (acked_at != DT_NOBEGIN && acked_at < enqueued_at)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("item acknowledged at %s before it was enqueued",
+						timestamptz_to_str(acked_at))));
+	{
+		Datum dd = audit_import_column(trigdata, IMQ_DELIVERIES, &isnull);
+
+		if (!isnull)
+			deliveries = DatumGetInt32(dd);
+	}
+	if (deliveries < 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("deliveries must not be negative")));
+
+	ins = pq_insert_begin(false);
+	(void) pq_insert_item(ins, queue.queue_id, DatumGetJsonbP(d), 0,
+						  enqueued_at, now, deliveries, acked_at);
+	pq_insert_end(ins);
+	return PointerGetDatum(trigdata->tg_trigtuple);
+}
