@@ -3769,11 +3769,11 @@ BEGIN
 		ELSIF r.last_run_at IS NULL AND r.created_at < pg_catalog.now() - interval '1 hour' THEN
 			v_warned := v_warned + 1;
 			status := 'warning';
-			detail := pg_catalog.concat_ws(' ', 'Not maintained since it was put under management; check that the "partition maintenance" job runs.', rows_text);
+			detail := pg_catalog.concat_ws(' ', 'Not maintained since it was put under management; check that the "partition.maintain" job runs.', rows_text);
 		ELSIF r.last_run_at IS NOT NULL AND r.last_run_at < pg_catalog.now() - interval '1 day' THEN
 			v_warned := v_warned + 1;
 			status := 'warning';
-			detail := pg_catalog.concat_ws(' ', 'Not maintained for more than a day; check that the "partition maintenance" job runs.', rows_text);
+			detail := pg_catalog.concat_ws(' ', 'Not maintained for more than a day; check that the "partition.maintain" job runs.', rows_text);
 		ELSIF n > 0 AND r.last_run_at IS NOT NULL THEN
 			v_warned := v_warned + 1;
 			status := 'warning';
