@@ -491,8 +491,6 @@ audit_xact_reset(void)
  * records them (as rolled back); queued events leave it as they are
  * queued.
  */
-static bool audit_extension_dropped;
-
 void
 audit_events_pre_commit(void)
 {
