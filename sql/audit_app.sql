@@ -118,10 +118,12 @@ BEGIN;
 SELECT audit.set_context('frank', scope => 'transaction');
 SELECT audit.log_event('order.ship', 'order:4');
 COMMIT;
+-- (The SET of an audit setting is audited and queued: flushed first.)
+SELECT audit.flush() >= 0 AS flushed;
 SELECT i.payload->>'actor' AS actor, i.payload->>'class' AS class,
 	   i.payload->>'command' AS command, i.payload->'objects' AS objects
   FROM audit.queue_items i JOIN audit.queues q USING (queue_id)
- WHERE q.name = 'erin_or_frank' ORDER BY i.item_id;
+ WHERE q.name = 'erin_or_frank' ORDER BY 1, 2, 3;
 SELECT audit.unsubscribe('erin_or_frank');
 SELECT audit.subscribe('nobody', actors => '{alice,NULL}');
 SELECT * FROM trail();
