@@ -131,13 +131,14 @@ SELECT plan((SELECT count(*)::int FROM outcomes) + 8);
 -- guard or by the lack of TRUNCATE; views and foreign tables refuse any
 -- write the grants do not allow in their own way.  audit.new_events also
 -- takes the right to log application events (EXECUTE on
--- audit.log_event()), which pg_write_all_data does not give.
-SELECT ok(CASE WHEN o.rel = 'audit.new_events'::regclass AND o.op = 'INSERT' THEN o.result = '42501'
+-- audit.log_event()), and audit.import_queue_items membership of
+-- opsdata_admin, which pg_write_all_data does not give.
+SELECT ok(CASE WHEN o.rel IN ('audit.new_events'::regclass, 'audit.import_queue_items'::regclass) AND o.op = 'INSERT' THEN o.result = '42501'
 			   WHEN o.granted THEN o.result <> '42501'
 			   WHEN o.relkind IN ('r', 'p') THEN o.result = '42501'
 			   ELSE o.result <> 'ok' END,
 		  format('pg_write_all_data: %s on %s is %s (%s)', o.op, o.rel,
-				 CASE WHEN o.rel = 'audit.new_events'::regclass AND o.op = 'INSERT' THEN 'refused'
+				 CASE WHEN o.rel IN ('audit.new_events'::regclass, 'audit.import_queue_items'::regclass) AND o.op = 'INSERT' THEN 'refused'
 					  WHEN o.granted THEN 'allowed as granted' ELSE 'refused' END, o.result))
   FROM outcomes o
  ORDER BY o.rel::text, o.op;

@@ -65,6 +65,7 @@
 #include "miscadmin.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -382,6 +383,16 @@ audit_import_queue_item(PG_FUNCTION_ARGS)
 	bool isnull;
 	Datum d;
 
+	/*
+	 * The view is granted to opsdata_admin; a role that writes every table
+	 * (pg_write_all_data) gets no further than on audit.queue_items.
+	 */
+	if (!superuser() &&
+		!has_privs_of_role(GetUserId(), get_role_oid("opsdata_admin", false)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to import queue items"),
+				 errhint("Members of opsdata_admin import queue items.")));
 	PreventCommandIfReadOnly("import queue items");
 	d = audit_import_column(trigdata, IMQ_QUEUE, &isnull);
 	if (isnull)
