@@ -206,6 +206,7 @@ extern int audit_flush_interval_ms;
 /* active.c: sessions of pg_opsdata.audit_skip_applications */
 extern bool audit_internal_application(void);
 extern bool audit_internal_application_name(const char *name);
+extern bool audit_citus_loaded(void);
 extern bool audit_skipped_session(void);
 extern int audit_overflow_policy(void);
 
