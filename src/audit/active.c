@@ -26,9 +26,9 @@
  * here too: role names by OID, the rest for the session.
  *
  * Nothing is captured in parallel workers (their leader audits the
- * statement), superusers' sessions whose application_name is in
- * pg_opsdata.audit_skip_applications (Citus's internal connections),
- * background workers, during recovery, or in the extension's
+ * statement), Citus's internal connections (in a server where Citus is
+ * loaded, superusers' sessions whose application_name is in
+ * pg_opsdata.audit_skip_applications), background workers, during recovery, or in the extension's
  * own install script.  A job's command is the exception: its statements
  * are a user's, whether a job worker or opsdata.run_job() runs them, and
  * between audit_user_statements_begin() and _end() they are captured as a
@@ -413,37 +413,79 @@ audit_internal_application(void)
 }
 
 /*
- * Is this a superuser's session named in pg_opsdata.audit_skip_applications?
- * Such sessions are not audited.  Anyone can choose an application_name, so
- * a name alone hides nothing: the session user must be a superuser, as
- * the internal connections of Citus's maintenance, deadlock detection and
- * transaction recovery are.  Outside a transaction the last answer stands.
+ * Is Citus loaded in this server?  Its setting citus.max_worker_nodes_tracked
+ * then exists, defined by the library rather than a placeholder that any
+ * SET of the name makes.  Citus is only ever preloaded, so the answer is
+ * found once per process, in a process the postmaster started (it loads
+ * the libraries before).
+ */
+bool
+audit_citus_loaded(void)
+{
+	static int known = -1;
+
+	if (known < 0)
+	{
+		const char *name = "citus.max_worker_nodes_tracked";
+		bool loaded =
+			GetConfigOption(name, true, false) != NULL &&
+			(GetConfigOptionFlags(name, true) & GUC_CUSTOM_PLACEHOLDER) == 0;
+
+		if (!IsUnderPostmaster)
+			return loaded;
+		known = loaded ? 1 : 0;
+	}
+	return known == 1;
+}
+
+/*
+ * Is the session user a superuser right now?  Asked again each time, in a
+ * transaction: superuser_arg() keeps its answer until pg_authid changes,
+ * so ALTER ROLE ... NOSUPERUSER counts from the next statement of the
+ * session on.  Outside a transaction, and while an error is being
+ * reported, the last answer stands.
+ */
+static bool
+audit_session_superuser(void)
+{
+	static Oid user = InvalidOid;
+	static bool super = false;
+
+	if (IsTransactionState() && !audit_in_error)
+	{
+		user = GetSessionUserId();
+		super = superuser_arg(user);
+	}
+	return OidIsValid(user) && user == GetSessionUserId() && super;
+}
+
+/*
+ * Is this one of Citus's internal connections, which are not audited: a
+ * session whose application_name begins with a prefix of
+ * pg_opsdata.audit_skip_applications, in a server where Citus is loaded,
+ * whose session user is a superuser (Citus's maintenance, deadlock
+ * detection and transaction recovery connect as one)?  Anyone can choose
+ * an application_name, so the name alone hides nothing; and without Citus
+ * no session is internal to it, so neither can a superuser's session hide
+ * from the trail by its name.
  */
 bool
 audit_skipped_session(void)
 {
-	static Oid checked_user = InvalidOid;
-	static bool checked_super = false;
-
-	if (!audit_internal_application())
-		return false;
-	if (GetSessionUserId() != checked_user && IsTransactionState())
-	{
-		checked_user = GetSessionUserId();
-		checked_super = superuser_arg(checked_user);
-	}
-	return GetSessionUserId() == checked_user && checked_super;
+	return audit_internal_application() && audit_citus_loaded() &&
+		   audit_session_superuser();
 }
 
 /*
  * The overflow policy of this session: pg_opsdata.audit_overflow, but drop
- * for a session named in pg_opsdata.audit_skip_applications, which must
- * never make its node wait on the queue.
+ * for Citus's internal connections (audit_skipped_session()), which must
+ * never make their node wait on the queue.  Every other session, whatever
+ * its name, has the policy the setting gives it.
  */
 int
 audit_overflow_policy(void)
 {
-	if (audit_overflow == AUDIT_OVERFLOW_WAIT && audit_internal_application())
+	if (audit_overflow == AUDIT_OVERFLOW_WAIT && audit_skipped_session())
 		return AUDIT_OVERFLOW_DROP;
 	return audit_overflow;
 }

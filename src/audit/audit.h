@@ -206,6 +206,7 @@ extern int audit_flush_interval_ms;
 /* active.c: sessions of pg_opsdata.audit_skip_applications */
 extern bool audit_internal_application(void);
 extern bool audit_internal_application_name(const char *name);
+extern bool audit_citus_loaded(void);
 extern bool audit_skipped_session(void);
 extern int audit_overflow_policy(void);
 
@@ -275,7 +276,8 @@ extern void audit_flush_deferred(bool wait);
 extern void audit_requeue(AuditEvent **events, int n);
 extern void audit_events_at_exit(void);
 extern void audit_events_pre_commit(void);
-extern void audit_events_end_xact(bool commit);
+extern void audit_events_end_xact(bool commit, bool prepared);
+extern void audit_note_prepared_drop(void);
 extern void audit_events_subxact_abort(SubTransactionId mySubid);
 extern void audit_note_extension_dropped(void);
 

@@ -56,9 +56,11 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "audit/audit.h"
@@ -626,18 +628,36 @@ audit_note_extension_dropped(void)
 }
 
 /*
- * The transaction ended (after the queue's release and the statement
- * caches, see hooks.c): on abort its events are queued as rolled back; a
- * committed DROP EXTENSION takes the database's queue with it.  Never
- * fails.
+ * COMMIT PREPARED has just committed a prepared transaction of this
+ * database, which had pg_opsdata: if the extension is gone now, that
+ * transaction dropped it, and this one takes the queue with it when it
+ * commits.  The prepared transaction's catalog changes are read after
+ * taking in its invalidations.
  */
 void
-audit_events_end_xact(bool commit)
+audit_note_prepared_drop(void)
+{
+	AcceptInvalidationMessages();
+	InvalidateCatalogSnapshot();
+	if (!OidIsValid(get_extension_oid(OPSDATA_NAME, true)))
+		audit_note_extension_dropped();
+}
+
+/*
+ * The transaction ended (after the queue's release and the statement
+ * caches, see hooks.c): on abort its events are queued as rolled back; a
+ * committed DROP EXTENSION takes the database's queue with it.  A
+ * prepared one does not, yet: ROLLBACK PREPARED would find the queue
+ * emptied, and COMMIT PREPARED discards it (audit_note_prepared_drop()).
+ * Never fails.
+ */
+void
+audit_events_end_xact(bool commit, bool prepared)
 {
 	if (!commit)
 		audit_abort();
 	audit_xact_reset();
-	if (commit && audit_extension_dropped && audit_queue_active())
+	if (commit && !prepared && audit_extension_dropped && audit_queue_active())
 		audit_queue_discard(audit_dropped_dbname);
 	audit_extension_dropped = false;
 }

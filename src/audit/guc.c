@@ -10,8 +10,8 @@
  * ALTER ROLE / ALTER DATABASE ... SET; among them how long a session may
  * wait for room in a full queue.  Queue sizes are fixed at server
  * start (POSTMASTER); the flush interval is reloadable (SIGHUP).
- * pg_opsdata.audit_skip_applications names the internal connections of
- * other software, Citus's by default, that are not audited (active.c).
+ * pg_opsdata.audit_skip_applications names Citus's internal connections,
+ * which are not audited in a server where Citus is loaded (active.c).
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -333,11 +333,13 @@ audit_define_gucs(void)
 
 	DefineCustomStringVariable(
 		"pg_opsdata.audit_skip_applications",
-		"Application names whose superuser sessions are not audited.",
+		"Application names of Citus's internal connections, which are not "
+		"audited.",
 		"A comma-separated list of prefixes of application_name, by default "
-		"those of Citus's internal connections.  Sessions of other roles "
-		"with such a name are audited, and never wait for room in a full "
-		"audit queue: their queued entries are dropped and counted.",
+		"those of Citus's internal connections.  Only in a server where "
+		"Citus is loaded, and only when the session user is a superuser, is "
+		"a session with such a name left out of the audit; every other "
+		"session is audited whatever its name.",
 		&audit_skip_applications,
 		"citus_internal,citus_rebalancer,citus_run_command", PGC_SUSET,
 		GUC_LIST_INPUT, audit_check_skip_applications,

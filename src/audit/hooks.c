@@ -29,6 +29,11 @@
  * caches of stored texts, and last the events again (rolled back ones are
  * queued).
  *
+ * A DROP EXTENSION pg_opsdata takes the database's audit queue with it
+ * when it commits; a prepared one, when COMMIT PREPARED commits it (the
+ * ProcessUtility handler sees it go), never at PREPARE, since ROLLBACK
+ * PREPARED keeps the trail and what is queued for it.
+ *
  * It also registers the drain of the audit queue and the sealing of new
  * entries as services of every scheduler (src/worker/worker.h), and hooks
  * the retention seals into partition maintenance (seal.c).
@@ -131,9 +136,15 @@ audit_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					 DestReceiver *dest, QueryCompletion *qc)
 {
 	void *item = audit_utility_begin(pstmt, queryString, context, params);
+	bool commit_prepared = IsA(pstmt->utilityStmt, TransactionStmt) &&
+						   ((TransactionStmt *) pstmt->utilityStmt)->kind ==
+							   TRANS_STMT_COMMIT_PREPARED &&
+						   OidIsValid(get_extension_oid(OPSDATA_NAME, true));
 
 	opsdata_utility_next(pstmt, queryString, readOnlyTree, context, params,
 						 queryEnv, dest, qc);
+	if (commit_prepared)
+		audit_note_prepared_drop();
 	audit_utility_end(item, qc);
 }
 
@@ -202,13 +213,13 @@ audit_xact_callback(XactEvent event, void *arg)
 			audit_queue_release(true);
 			audit_drain_end_xact(true);
 			audit_statements_end_xact(event == XACT_EVENT_COMMIT);
-			audit_events_end_xact(true);
+			audit_events_end_xact(true, event == XACT_EVENT_PREPARE);
 			break;
 		case XACT_EVENT_ABORT:
 			audit_queue_release(false);
 			audit_drain_end_xact(false);
 			audit_statements_end_xact(false);
-			audit_events_end_xact(false);
+			audit_events_end_xact(false, false);
 			break;
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:

@@ -39,9 +39,16 @@
  * queue, numbered in the order of the rows (so audit.read() hands them out
  * in that order), with its enqueue time, its delivery count and, for an
  * item the old store had acknowledged, its acknowledgement time; items not
- * acknowledged are available at once.  Whoever may insert into the view
+ * acknowledged are available at once.  An item not acknowledged that the
+ * old store had handed out as many times as the queue's max_deliveries
+ * allows goes straight to audit.dead_letters (died_at: the import), as
+ * the first read would move it there.  Whoever may insert into the view
  * (opsdata_admin) imports into any application queue, never into a
- * subscription's.
+ * subscription's.  The first row of a statement records the import, as
+ * for events: an entry IMPORT QUEUE ITEMS of class write on
+ * audit.queue_items, always audited, with the role the session acts as,
+ * the statement's text, in rows how many items it imported and in details
+ * how many of them became dead letters.
  *
  * State per statement (the import's record, the retention cut-off) lives
  * in the trigger's fn_extra, in the executor's memory: it ends with the
@@ -105,8 +112,13 @@ PG_FUNCTION_INFO_V1(audit_import_queue_item);
 typedef struct AuditImportState
 {
 	TimestampTz cutoff; /* entries must not be older */
-	AuditEvent *record; /* IMPORT AUDIT EVENTS, in the transaction's list */
+	AuditEvent *record; /* the import's own entry, in the transaction's list */
+	int64 dead_letters; /* queue items imported as dead letters */
+	char *details;		/* the record's details, in the transaction's memory */
 } AuditImportState;
+
+/* Room for the details of an IMPORT QUEUE ITEMS record. */
+#define AUDIT_IMPORT_DETAILS_LEN 64
 
 /*
  * The trigger's data, checked: an INSTEAD OF INSERT row trigger of a view
@@ -214,20 +226,19 @@ audit_import_cutoff(void)
 }
 
 /*
- * The entry that records the import: always audited, written with the
+ * The entry that records an import: always audited, written with the
  * transaction at pre-commit (or queued as rolled back when it aborts).
  * Its current user is the role the session acts as.
  */
 static AuditEvent *
-audit_import_record(void)
+audit_import_record(int class, const char *command, const char *object)
 {
 	MemoryContext cxt;
 	AuditEvent *ev;
 
 	audit_ensure_contexts();
 	cxt = audit_xact_cxt;
-	ev = audit_new_event(cxt, AUDIT_CLASS_DDL,
-						 MemoryContextStrdup(cxt, "IMPORT AUDIT EVENTS"));
+	ev = audit_new_event(cxt, class, MemoryContextStrdup(cxt, command));
 	ev->current_user_name = audit_role_name(GetOuterUserId());
 	ev->flags |= AUDIT_EVENT_ALWAYS | AUDIT_EVENT_HAS_ROWS;
 	ev->rows = 0;
@@ -246,7 +257,7 @@ audit_import_record(void)
 	ev->nobjects = 1;
 	ev->objects = MemoryContextAlloc(cxt, sizeof(char *));
 	ev->privileges = MemoryContextAlloc(cxt, sizeof(char *));
-	ev->objects[0] = MemoryContextStrdup(cxt, "audit.entries");
+	ev->objects[0] = MemoryContextStrdup(cxt, object);
 	ev->privileges[0] = NULL;
 	audit_add_event(ev);
 	return ev;
@@ -299,7 +310,10 @@ audit_import_event(PG_FUNCTION_ARGS)
 
 		s.cutoff = audit_import_cutoff();
 		(void) GetTopTransactionId(); /* the record shares the entries' xid */
-		s.record = audit_import_record();
+		s.record = audit_import_record(AUDIT_CLASS_DDL, "IMPORT AUDIT EVENTS",
+									   "audit.entries");
+		s.dead_letters = 0;
+		s.details = NULL;
 		state = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(s));
 		*state = s;
 		fcinfo->flinfo->fn_extra = state;
@@ -374,6 +388,7 @@ audit_import_queue_item(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = audit_import_trigger(
 		fcinfo, "audit._import_queue_item()", IMQ_NATTS, false);
+	AuditImportState *state = fcinfo->flinfo->fn_extra;
 	TimestampTz now = GetCurrentTimestamp();
 	PqQueue queue;
 	PqInserter *ins;
@@ -430,9 +445,45 @@ audit_import_queue_item(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("deliveries must not be negative")));
 
+	if (state == NULL)
+	{
+		/* The first row of the statement. */
+		AuditImportState s;
+
+		s.cutoff = DT_NOBEGIN;
+		(void) GetTopTransactionId(); /* the record shares the items' xid */
+		s.record = audit_import_record(AUDIT_CLASS_WRITE, "IMPORT QUEUE ITEMS",
+									   "audit.queue_items");
+		s.dead_letters = 0;
+		s.details =
+			MemoryContextAlloc(audit_xact_cxt, AUDIT_IMPORT_DETAILS_LEN);
+		state = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(s));
+		*state = s;
+		fcinfo->flinfo->fn_extra = state;
+	}
+
+	/*
+	 * An item not acknowledged that was handed out as many times as the
+	 * queue allows is a dead letter at once, where the first read would
+	 * move it.
+	 */
 	ins = pq_insert_begin(false);
-	(void) pq_insert_item(ins, queue.queue_id, DatumGetJsonbP(d), 0,
-						  enqueued_at, now, deliveries, acked_at);
+	if (acked_at == DT_NOBEGIN && deliveries >= queue.max_deliveries)
+	{
+		(void) pq_insert_dead_letter(ins, queue.queue_id, DatumGetJsonbP(d),
+									 enqueued_at, deliveries);
+		state->dead_letters++;
+	}
+	else
+		(void) pq_insert_item(ins, queue.queue_id, DatumGetJsonbP(d), 0,
+							  enqueued_at, now, deliveries, acked_at);
 	pq_insert_end(ins);
+
+	state->record->rows++;
+	snprintf(state->details, AUDIT_IMPORT_DETAILS_LEN,
+			 "{\"items\": " INT64_FORMAT ", \"dead_letters\": " INT64_FORMAT
+			 "}",
+			 state->record->rows, state->dead_letters);
+	state->record->details = state->details;
 	return PointerGetDatum(trigdata->tg_trigtuple);
 }

@@ -158,6 +158,9 @@ extern int64 pq_insert_item(PqInserter *ins, int32 queue_id, Jsonb *payload,
 							int64 entry_id, TimestampTz enqueued_at,
 							TimestampTz visible_at, int32 deliveries,
 							TimestampTz acked_at);
+extern int64 pq_insert_dead_letter(PqInserter *ins, int32 queue_id,
+								   Jsonb *payload, TimestampTz enqueued_at,
+								   int32 deliveries);
 extern void pq_insert_end(PqInserter *ins);
 
 typedef enum PqSettle

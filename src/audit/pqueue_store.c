@@ -320,6 +320,23 @@ pq_insert(PqInserter *ins, int32 queue_id, Jsonb *payload, int64 entry_id,
 						  visible_at, 0, DT_NOBEGIN);
 }
 
+/* The id of a new item of queue queue_id. */
+static int64
+pq_next_id(PqInserter *ins, int32 queue_id)
+{
+	int64 seq;
+
+	/*
+	 * The transaction has its id before the item has its own: the queue
+	 * upkeep waits for transactions running when it moves a head, and this
+	 * one must be among them while its item may still come below it.
+	 */
+	(void) GetCurrentTransactionId();
+	seq = ins->quiet ? audit_seq_next(ins->seq)
+					 : nextval_internal(ins->seq, false);
+	return PQ_FIRST_ID(queue_id) | seq;
+}
+
 /*
  * Insert one item as pq_insert() does, handed out deliveries times already
  * and acknowledged at acked_at (DT_NOBEGIN: not acknowledged), as an item
@@ -331,19 +348,10 @@ pq_insert_item(PqInserter *ins, int32 queue_id, Jsonb *payload, int64 entry_id,
 			   int32 deliveries, TimestampTz acked_at)
 {
 	TupleTableSlot *slot = ins->slot;
-	int64 seq;
 	int64 id;
 	List *recheck;
 
-	/*
-	 * The transaction has its id before the item has its own: the queue
-	 * upkeep waits for transactions running when it moves a head, and this
-	 * one must be among them while its item may still come below it.
-	 */
-	(void) GetCurrentTransactionId();
-	seq = ins->quiet ? audit_seq_next(ins->seq)
-					 : nextval_internal(ins->seq, false);
-	id = PQ_FIRST_ID(queue_id) | seq;
+	id = pq_next_id(ins, queue_id);
 
 	ExecClearTuple(slot);
 	memset(slot->tts_isnull, true,
@@ -404,36 +412,30 @@ pq_insert_end(PqInserter *ins)
 /* ---- dead letters ------------------------------------------------------- */
 
 /*
- * Move an item the caller has locked (its latest version in slot) to
- * audit.dead_letters, in the current transaction.
+ * Insert a row of audit.dead_letters: item_id, queue_id, deliveries,
+ * enqueued_at, died_at (now), entry_id and payload (each may be null but
+ * the first four).
  */
-void
-pq_dead_letter(Relation items, TupleTableSlot *slot, EState *estate)
+static void
+pq_dead_insert(const Datum *values, const bool *isnull, EState *estate)
 {
 	Relation rel = table_open(pq_rel(PQ_REL_DEAD_LETTERS), RowExclusiveLock);
 	ResultRelInfo *rri = makeNode(ResultRelInfo);
 	TupleTableSlot *dead = table_slot_create(rel, NULL);
-	TM_FailureData tmfd;
-	TM_Result result;
 	CommandId cid = GetCurrentCommandId(true);
 	List *recheck;
+	int i;
 
-	slot_getallattrs(slot);
 	ExecClearTuple(dead);
 	memset(dead->tts_isnull, true,
 		   sizeof(bool) * dead->tts_tupleDescriptor->natts);
-	/* item_id, queue_id, deliveries, enqueued_at, died_at, entry_id, payload */
-	dead->tts_values[0] = slot->tts_values[PQ_ATT_ITEM_ID - 1];
-	dead->tts_values[1] = slot->tts_values[PQ_ATT_QUEUE_ID - 1];
-	dead->tts_values[2] = slot->tts_values[PQ_ATT_DELIVERIES - 1];
-	dead->tts_values[3] = slot->tts_values[PQ_ATT_ENQUEUED_AT - 1];
+	for (i = 0; i < 7; i++)
+	{
+		dead->tts_values[i] = values[i];
+		dead->tts_isnull[i] = isnull[i];
+	}
 	dead->tts_values[4] = TimestampTzGetDatum(GetCurrentTimestamp());
-	dead->tts_values[5] = slot->tts_values[PQ_ATT_ENTRY_ID - 1];
-	dead->tts_values[6] = slot->tts_values[PQ_ATT_PAYLOAD - 1];
-	dead->tts_isnull[0] = dead->tts_isnull[1] = dead->tts_isnull[2] = false;
-	dead->tts_isnull[3] = dead->tts_isnull[4] = false;
-	dead->tts_isnull[5] = slot->tts_isnull[PQ_ATT_ENTRY_ID - 1];
-	dead->tts_isnull[6] = slot->tts_isnull[PQ_ATT_PAYLOAD - 1];
+	dead->tts_isnull[4] = false;
 	ExecStoreVirtualTuple(dead);
 
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
@@ -445,12 +447,67 @@ pq_dead_letter(Relation items, TupleTableSlot *slot, EState *estate)
 	ExecCloseIndices(rri);
 	ExecDropSingleTupleTableSlot(dead);
 	table_close(rel, NoLock);
+}
 
-	result = table_tuple_delete(items, &slot->tts_tid, cid, InvalidSnapshot,
+/*
+ * Move an item the caller has locked (its latest version in slot) to
+ * audit.dead_letters, in the current transaction.
+ */
+void
+pq_dead_letter(Relation items, TupleTableSlot *slot, EState *estate)
+{
+	Datum values[7];
+	bool isnull[7];
+	TM_FailureData tmfd;
+	TM_Result result;
+
+	slot_getallattrs(slot);
+	values[0] = slot->tts_values[PQ_ATT_ITEM_ID - 1];
+	values[1] = slot->tts_values[PQ_ATT_QUEUE_ID - 1];
+	values[2] = slot->tts_values[PQ_ATT_DELIVERIES - 1];
+	values[3] = slot->tts_values[PQ_ATT_ENQUEUED_AT - 1];
+	values[4] = (Datum) 0;
+	values[5] = slot->tts_values[PQ_ATT_ENTRY_ID - 1];
+	values[6] = slot->tts_values[PQ_ATT_PAYLOAD - 1];
+	isnull[0] = isnull[1] = isnull[2] = isnull[3] = isnull[4] = false;
+	isnull[5] = slot->tts_isnull[PQ_ATT_ENTRY_ID - 1];
+	isnull[6] = slot->tts_isnull[PQ_ATT_PAYLOAD - 1];
+	pq_dead_insert(values, isnull, estate);
+
+	result = table_tuple_delete(items, &slot->tts_tid,
+								GetCurrentCommandId(true), InvalidSnapshot,
 								InvalidSnapshot, true, &tmfd, false);
 	if (result != TM_Ok)
 		elog(ERROR, "could not remove a dead letter from its queue: %d",
 			 (int) result);
+}
+
+/*
+ * Insert an item straight into audit.dead_letters, with an id of its
+ * queue: an imported item that was handed out max_deliveries times
+ * without being acknowledged, as a read would have moved it there.
+ * Returns its id.
+ */
+int64
+pq_insert_dead_letter(PqInserter *ins, int32 queue_id, Jsonb *payload,
+					  TimestampTz enqueued_at, int32 deliveries)
+{
+	Datum values[7];
+	bool isnull[7];
+	int64 id = pq_next_id(ins, queue_id);
+
+	values[0] = Int64GetDatum(id);
+	values[1] = Int32GetDatum(queue_id);
+	values[2] = Int32GetDatum(deliveries);
+	values[3] = TimestampTzGetDatum(enqueued_at);
+	values[4] = values[5] = (Datum) 0;
+	values[6] = payload != NULL ? JsonbPGetDatum(payload) : (Datum) 0;
+	isnull[0] = isnull[1] = isnull[2] = isnull[3] = isnull[4] = false;
+	isnull[5] = true;
+	isnull[6] = payload == NULL;
+	pq_dead_insert(values, isnull, ins->estate);
+	ResetPerTupleExprContext(ins->estate);
+	return id;
 }
 
 /* ---- settling ----------------------------------------------------------- */

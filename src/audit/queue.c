@@ -82,7 +82,8 @@ typedef struct AuditQueueSlot
 	TimestampTz last_drained; /* last commit of a drainer, 0 for never */
 	TimestampTz last_error;	  /* last failed write, 0 for never */
 	char last_error_message[AUDIT_QUEUE_ERROR_LEN]; /* its message */
-	bool held; /* entries were held during a restore (hold.c) */
+	bool held;	  /* entries were held during a restore (hold.c) */
+	bool discard; /* the extension was dropped while a drainer owned it */
 	ConditionVariable space_cv;
 	ConditionVariable owner_cv;
 } AuditQueueSlot;
@@ -278,6 +279,7 @@ audit_queue_slot(const char *dbname, bool create, bool confirm)
 		slot->drainer_pid = 0;
 		slot->last_drained = slot->last_error = 0;
 		slot->held = false;
+		slot->discard = false;
 		strlcpy(slot->dbname, dbname, NAMEDATALEN);
 		slot->head = slot->tail = slot->claim_end = 0;
 		slot->enqueued = slot->drained = slot->dropped = slot->waits =
@@ -290,11 +292,25 @@ audit_queue_slot(const char *dbname, bool create, bool confirm)
 	return victim;
 }
 
+/* Empty a slot and start its counters again; its lock is held. */
+static void
+slot_empty(AuditQueueSlot *slot)
+{
+	slot->tail = slot->claim_end = slot->head;
+	slot->confirmed = false;
+	slot->discard = false;
+	slot->enqueued = slot->drained = slot->dropped = slot->waits =
+		slot->writer_errors = 0;
+	slot->last_drained = slot->last_error = 0;
+}
+
 /*
  * The extension was dropped in the database: what its queue holds belonged
  * to the dropped trail and is discarded, and its counters start again.
- * Left alone while a drainer owns the slot (the scheduler, in the middle
- * of a batch); runs after the commit of DROP EXTENSION, so it must not fail.
+ * While a drainer owns the slot (the scheduler, in the middle of a batch,
+ * perhaps waiting for the locks the drop held), the drainer discards it
+ * when it lets the slot go.  Runs after the commit of DROP EXTENSION, so
+ * it must not fail.
  */
 void
 audit_queue_discard(const char *dbname)
@@ -307,13 +323,9 @@ audit_queue_discard(const char *dbname)
 	slot = &audit_queue->slots[i];
 	LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
 	if (slot->drainer_pid == 0)
-	{
-		slot->tail = slot->claim_end = slot->head;
-		slot->confirmed = false;
-		slot->enqueued = slot->drained = slot->dropped = slot->waits =
-			slot->writer_errors = 0;
-		slot->last_drained = slot->last_error = 0;
-	}
+		slot_empty(slot);
+	else
+		slot->discard = true;
 	LWLockRelease(slot_lock(i));
 	ConditionVariableBroadcast(&slot->space_cv);
 }
@@ -844,7 +856,9 @@ audit_queue_release(bool advance)
 		return;
 	slot = &audit_queue->slots[i];
 	LWLockAcquire(slot_lock(i), LW_EXCLUSIVE);
-	if (advance)
+	if (slot->discard)
+		slot_empty(slot);
+	else if (advance)
 	{
 		slot->tail = slot->claim_end;
 		slot->drained += audit_claimed_events;

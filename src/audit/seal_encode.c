@@ -34,7 +34,12 @@
  * function for every other type; the result is the same bytes.  Send
  * functions of text convert to the client encoding, so the callers switch
  * it to UTF-8 for as long as they encode (audit_seal_encoding_begin()),
- * unless no conversion can happen.
+ * unless no conversion can happen.  Every caller gives it back under
+ * PG_FINALLY, so a session sees its own encoding again however the run
+ * ends (test/isolation/specs/audit_seal_encoding.spec); the GUC
+ * client_encoding itself is never changed.  Only a message sent to the
+ * client in the middle of the run (a FATAL on termination: nothing in the
+ * run raises a notice) would be converted to UTF-8.
  *
  * Nothing here takes a lock; the statement lookup runs one query through
  * SPI (the caller is connected) and its results are cached per call.

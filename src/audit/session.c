@@ -15,9 +15,9 @@
  * On a hot standby none of them is recorded, as no statement is: the
  * standby's queue would never be drained (doc/audit.md, "Hot standbys").
  *
- * The logins of superusers' internal connections (those that
- * pg_opsdata.audit_skip_applications names, Citus's by default) are not
- * recorded, as their statements are not (active.c).
+ * The logins of Citus's internal connections (in a server where Citus is
+ * loaded, superusers' sessions that pg_opsdata.audit_skip_applications
+ * names) are not recorded, as their statements are not (active.c).
  *
  * None of these may wait for room in the queue: they are put with the drop
  * policy, and counted when dropped.  Logins are classified by the
@@ -105,11 +105,11 @@ audit_login(Port *port, int status)
 		port->database_name == NULL || port->user_name == NULL)
 		return;
 	/*
-	 * A superuser's internal connection (pg_opsdata.audit_skip_applications):
+	 * An internal connection of Citus (pg_opsdata.audit_skip_applications):
 	 * authentication runs in a transaction, so the role can be read.
 	 */
 	if (audit_internal_application_name(port->application_name) &&
-		IsTransactionState())
+		audit_citus_loaded() && IsTransactionState())
 	{
 		HeapTuple tuple =
 			SearchSysCache1(AUTHNAME, CStringGetDatum(port->user_name));
@@ -152,7 +152,7 @@ audit_login_settled(void)
 	if (!audit_login_pending || IsInitProcessingMode())
 		return;
 	/*
-	 * A superuser's internal connection (pg_opsdata.audit_skip_applications)
+	 * An internal connection of Citus (pg_opsdata.audit_skip_applications)
 	 * is not audited, its login included; whether the session user is a
 	 * superuser is known in a transaction only.  At exit, the login is
 	 * recorded.

@@ -1,8 +1,9 @@
 # Audit of what only a real server shows: failed password logins, logins
-# and disconnects, none for a superuser's internal connection; the queue's overflow policies (wait, then drop) with
-# their counts in health, while a session holds a lock that keeps the
-# scheduler from draining it; the extended and prepared protocols through
-# pgbench without leaks or errors.
+# and disconnects, none for an internal connection of Citus (the test
+# module citus_stub plays Citus being loaded); the queue's overflow
+# policies (wait, then drop) with their counts in health, while a session
+# holds a lock that keeps the scheduler from draining it; the extended and
+# prepared protocols through pgbench without leaks or errors.
 use strict;
 use warnings;
 
@@ -13,7 +14,8 @@ use Time::HiRes qw(usleep);
 use OpsdataTest;
 
 my $node = opsdata_node('audit_sessions',
-	conf => "pg_opsdata.audit = 'login'\npg_opsdata.audit_queue_size = 64kB\n");
+	conf => "shared_preload_libraries = 'citus_stub, pg_opsdata'\n"
+	  . "pg_opsdata.audit = 'login'\npg_opsdata.audit_queue_size = 64kB\n");
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_opsdata');
 $node->safe_psql('postgres',
@@ -52,9 +54,10 @@ is($node->safe_psql('postgres',
 	'failed:28000', 'a refused role is a failed login');
 
 # --- internal connections (pg_opsdata.audit_skip_applications) ----------
-# A superuser's session named as Citus names its internal connections is
-# not audited, its login and disconnect included; another role's session
-# with the same name is, since anyone may choose a name.
+# With Citus loaded, a superuser's session named as Citus names its
+# internal connections is not audited, its login and disconnect included;
+# another role's session with the same name is, since anyone may choose a
+# name.
 $node->safe_psql('postgres', 'CREATE ROLE bob LOGIN');
 my $internal = "application_name='citus_internal gpid=10000000001'";
 $node->connect_ok("dbname=postgres $internal", 'a superuser connects under an internal name');
@@ -67,28 +70,54 @@ is($node->safe_psql('postgres',
 		   FROM audit.entries WHERE application LIKE 'citus_internal%'"),
 	'bob:LOGIN,bob:DISCONNECT', 'the superuser\'s internal session is not');
 
+# A superuser's internal session that stops being one of a superuser is
+# audited from its next statement on: the session's superuser status is
+# asked again, not remembered from its start.
+$node->safe_psql('postgres', q{
+	CREATE ROLE carol LOGIN SUPERUSER;
+	ALTER ROLE carol SET pg_opsdata.audit = 'read'});
+my $carol;
+{
+	local $ENV{PGUSER} = 'carol';
+	local $ENV{PGAPPNAME} = 'citus_internal gpid=10000000002';
+	$carol = $node->background_psql('postgres');
+}
+$carol->query_safe('SELECT 1 AS while_a_superuser');
+$node->safe_psql('postgres', 'ALTER ROLE carol NOSUPERUSER');
+$carol->query_safe('SELECT 2 AS no_longer_a_superuser');
+$carol->quit;
+$node->safe_psql('postgres', 'SELECT audit.flush()');
+is($node->safe_psql('postgres', q{
+		SELECT string_agg(statement_text, ',' ORDER BY ts, entry_id) FROM audit.trail
+		 WHERE username = 'carol' AND command = 'SELECT'}),
+	'SELECT 2 AS no_longer_a_superuser',
+	'once it is no superuser\'s, the internal session is audited');
+
 # --- overflow: wait -----------------------------------------------------
 # A session holding a lock on the default partition of audit.entries keeps
 # the scheduler (and anyone else) from writing the trail until it ends its
 # transaction.  A session that fills the queue meanwhile waits, and goes on
 # once the lock is released and the scheduler drains the queue.  The
 # filling session audits its reads; the others audit nothing, so they do
-# not wait themselves.
+# not wait themselves.  It is bob's, named as Citus names its internal
+# connections: only a superuser's internal connection never waits, and
+# bob chose its name.
+$node->safe_psql('postgres', "ALTER ROLE bob SET pg_opsdata.audit = 'read'");
 my $owner = $node->background_psql('postgres');
 $owner->query_safe('BEGIN; LOCK audit.entries_default IN ACCESS EXCLUSIVE MODE');
 my $statements = 1500;
 my $selects = join('', map { "SELECT $_ AS padding_padding_padding_padding_padding_padding;\n" } 1 .. $statements);
 my $script = "SET pg_opsdata.audit = 'read';\n$selects";
-my $file = $node->basedir . '/filler.sql';
-PostgreSQL::Test::Utils::append_to_file($file, $script);
+my $selects_file = $node->basedir . '/filler_selects.sql';
+PostgreSQL::Test::Utils::append_to_file($selects_file, $selects);
 my ($stdout, $stderr) = ('', '');
 my $h = IPC::Run::start(
-	[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres') . ' application_name=filler',
-	  '-f', $file ],
+	[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d',
+	  $node->connstr('postgres') . " user=bob application_name='citus_internal filler'", '-f', $selects_file ],
 	'>', \$stdout, '2>', \$stderr);
 ok($node->poll_query_until('postgres',
-		"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'filler' AND wait_event_type = 'Extension')"),
-	'a session that fills the queue waits (pg_opsdata.audit_overflow = wait)');
+		"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'citus_internal filler' AND wait_event_type = 'Extension')"),
+	'a session that fills the queue waits (pg_opsdata.audit_overflow = wait), whatever its name');
 $owner->query_safe('COMMIT');
 $h->finish;
 is($?, 0, 'the waiting session completes once the scheduler can drain the queue');

@@ -8,7 +8,11 @@
 #     prepared DROP EXTENSION holds them waits for it, as for any lock, and
 #     once COMMIT PREPARED has dropped the tables it goes on without them:
 #     its statement answers (it used to fail with "could not open relation
-#     with OID ...", the OID of the dropped audit.rules).
+#     with OID ...", the OID of the dropped audit.rules);
+#   - a prepared DROP EXTENSION leaves the audit queue alone: what was
+#     queued for the trail reaches it after ROLLBACK PREPARED, and goes
+#     with the trail after COMMIT PREPARED (a new CREATE EXTENSION does not
+#     receive it).
 use strict;
 use warnings;
 
@@ -59,6 +63,34 @@ $session->finish;
 is($stdout, "42\n", 'once it has committed, the session answers');
 is($stderr, '', 'without an error');
 is($node->safe_psql('app', 'SELECT 43'), '43', 'and new sessions go on as before');
+
+# Entries queued while a prepared DROP EXTENSION is pending.  The reader's
+# first statement reads the audit rules before the drop holds them; its
+# reads are queued while the drop holds the trail, so the scheduler cannot
+# drain them meanwhile.
+$node->safe_psql('app', 'CREATE EXTENSION pg_opsdata; CREATE TABLE public.kept (id int)');
+my $reader = $node->background_psql('app');
+$reader->query_safe("SET pg_opsdata.audit = 'read'; SELECT count(*) FROM public.kept");
+my $dropper = $node->background_psql('app');
+$dropper->query_safe('BEGIN; DROP EXTENSION pg_opsdata');
+$reader->query_safe('SELECT 1 AS queued_read FROM public.kept') for 1 .. 3;
+$dropper->query_safe(q{PREPARE TRANSACTION 'drop_rolled_back'});
+$node->safe_psql('app', q{ROLLBACK PREPARED 'drop_rolled_back'});
+ok($node->poll_query_until('app', q{
+	SELECT count(*) FROM audit.trail WHERE statement_text = 'SELECT 1 AS queued_read FROM public.kept'}, '3'),
+	'after ROLLBACK PREPARED of DROP EXTENSION, the entries queued meanwhile reach the trail');
+
+$dropper->query_safe('BEGIN; DROP EXTENSION pg_opsdata');
+$reader->query_safe('SELECT 2 AS queued_read FROM public.kept') for 1 .. 3;
+$dropper->query_safe(q{PREPARE TRANSACTION 'drop_committed'});
+$node->safe_psql('app', q{COMMIT PREPARED 'drop_committed'});
+$node->safe_psql('app', 'CREATE EXTENSION pg_opsdata');
+$node->safe_psql('app', 'SELECT audit.flush()');
+is($node->safe_psql('app', q{
+	SELECT count(*) FROM audit.trail WHERE statement_text LIKE 'SELECT 2 AS queued_read%'}),
+	'0', 'after COMMIT PREPARED, they went with the trail');
+$reader->quit;
+$dropper->quit;
 
 $node->stop;
 done_testing();
