@@ -4096,3 +4096,9 @@ REVOKE ALL ON FUNCTION audit._import_event(), audit._import_queue_item() FROM PU
 -- Functions are created executable by PUBLIC; the install script revokes that
 -- in src/core/finish.sql, the update does it here for the new ones.
 REVOKE ALL ON ALL ROUTINES IN SCHEMA opsdata, audit, learning, metrics FROM PUBLIC;
+
+-- Imports store their rows in batches, the last one at the end of the statement.
+CREATE TRIGGER import_events_end AFTER INSERT ON audit.import_events
+	FOR EACH STATEMENT EXECUTE FUNCTION audit._import_event();
+CREATE TRIGGER import_queue_items_end AFTER INSERT ON audit.import_queue_items
+	FOR EACH STATEMENT EXECUTE FUNCTION audit._import_queue_item();
