@@ -285,6 +285,19 @@ extern AuditEvent *audit_app_event(MemoryContext cxt, int class,
 								   const char *action, const char *object,
 								   const char *outcome, Jsonb *details);
 
+/* functions.c */
+extern AuditEvent *audit_record_change(const char *command,
+									   const char *object);
+
+/* viewrows.c */
+struct TriggerData;
+extern struct TriggerData *audit_view_trigger(FunctionCallInfo fcinfo,
+											  const char *fn, int natts,
+											  bool statement_ok);
+extern Datum audit_view_column(struct TriggerData *trigdata, int attnum,
+							   bool *isnull);
+extern char *audit_view_text(struct TriggerData *trigdata, int attnum);
+
 /* session.c */
 extern void audit_login(Port *port, int status);
 extern void audit_login_failed(ErrorData *edata);

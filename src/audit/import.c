@@ -70,14 +70,12 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -138,24 +136,6 @@ typedef struct AuditImport
 
 /* The import statement under way, or NULL. */
 static AuditImport *audit_import_current = NULL;
-
-/*
- * The trigger's data, checked: an INSTEAD OF INSERT row trigger of a view
- * of natts columns, or an INSERT statement trigger of it.
- */
-static TriggerData *
-audit_import_trigger(FunctionCallInfo fcinfo, const char *fn, int natts)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
-		RelationGetDescr(trigdata->tg_relation)->natts != natts ||
-		(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) &&
-		 !TRIGGER_FIRED_INSTEAD(trigdata->tg_event)))
-		elog(ERROR, "%s must be fired instead of INSERT for each row", fn);
-	return trigdata;
-}
 
 /* Store the events the statement has not stored yet. */
 static void
@@ -242,31 +222,9 @@ static void
 audit_import_check_events(void)
 {
 	audit_app_check_session();
-	if (!superuser_arg(GetOuterUserId()))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to import audit events"),
-				 errdetail("Only superusers may write history into the "
-						   "audit trail; role \"%s\" is not a superuser.",
-						   GetUserNameFromId(GetOuterUserId(), false))));
+	opsdata_trail_require_superuser("import audit events",
+									"write history into the audit trail");
 	PreventCommandIfReadOnly("import audit events");
-}
-
-/* Column attnum of the new row, NULL when null. */
-static Datum
-audit_import_column(TriggerData *trigdata, int attnum, bool *isnull)
-{
-	return heap_getattr(trigdata->tg_trigtuple, attnum,
-						RelationGetDescr(trigdata->tg_relation), isnull);
-}
-
-static char *
-audit_import_text(TriggerData *trigdata, int attnum)
-{
-	bool isnull;
-	Datum d = audit_import_column(trigdata, attnum, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
 }
 
 /* A timestamp of the row that must be given and not in the future. */
@@ -275,7 +233,7 @@ audit_import_time(TriggerData *trigdata, int attnum, const char *what,
 				  bool required, TimestampTz now)
 {
 	bool isnull;
-	Datum d = audit_import_column(trigdata, attnum, &isnull);
+	Datum d = audit_view_column(trigdata, attnum, &isnull);
 	TimestampTz ts;
 
 	if (isnull)
@@ -323,40 +281,19 @@ audit_import_cutoff(void)
 
 /*
  * The entry that records the import: always audited, written with the
- * transaction at pre-commit (or queued as rolled back when it aborts).
- * Its current user is the role the session acts as.
+ * transaction at pre-commit (or queued as rolled back when it aborts), with
+ * the count of the entries imported.
  */
 static AuditEvent *
 audit_import_record(void)
 {
-	MemoryContext cxt;
-	AuditEvent *ev;
+	AuditEvent *ev =
+		audit_record_change("IMPORT AUDIT EVENTS", "audit.entries");
 
-	audit_ensure_contexts();
-	cxt = audit_xact_cxt;
-	ev = audit_new_event(cxt, AUDIT_CLASS_DDL,
-						 MemoryContextStrdup(cxt, "IMPORT AUDIT EVENTS"));
-	ev->current_user_name = audit_role_name(GetOuterUserId());
-	ev->flags |= AUDIT_EVENT_ALWAYS | AUDIT_EVENT_HAS_ROWS;
+	if (ev == NULL)
+		elog(ERROR, "an import of audit events cannot be recorded");
+	ev->flags |= AUDIT_EVENT_HAS_ROWS;
 	ev->rows = 0;
-	if (debug_query_string != NULL)
-	{
-		const char *text = debug_query_string;
-		int len = strlen(text);
-		char *copy;
-
-		audit_trim_statement(&text, &len);
-		copy = MemoryContextAlloc(cxt, len + 1);
-		memcpy(copy, text, len);
-		copy[len] = '\0';
-		ev->statement = copy;
-	}
-	ev->nobjects = 1;
-	ev->objects = MemoryContextAlloc(cxt, sizeof(char *));
-	ev->privileges = MemoryContextAlloc(cxt, sizeof(char *));
-	ev->objects[0] = MemoryContextStrdup(cxt, "audit.entries");
-	ev->privileges[0] = NULL;
-	audit_add_event(ev);
 	return ev;
 }
 
@@ -365,7 +302,7 @@ static char *
 audit_import_context(TriggerData *trigdata, int attnum, const char *what,
 					 int max)
 {
-	char *value = audit_import_text(trigdata, attnum);
+	char *value = audit_view_text(trigdata, attnum);
 
 	if (value != NULL && strlen(value) > (size_t) max)
 		ereport(ERROR,
@@ -386,7 +323,7 @@ Datum
 audit_import_event(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata =
-		audit_import_trigger(fcinfo, "audit._import_event()", IMP_NATTS);
+		audit_view_trigger(fcinfo, "audit._import_event()", IMP_NATTS, true);
 	AuditImport *imp;
 	TimestampTz now;
 	AuditEvent *ev;
@@ -438,18 +375,18 @@ audit_import_event(PG_FUNCTION_ARGS)
 				 errhint("Raise the setting \"audit.retention\" with "
 						 "opsdata.set_setting() before importing older "
 						 "events.")));
-	action = audit_import_text(trigdata, IMP_ACTION);
+	action = audit_view_text(trigdata, IMP_ACTION);
 	if (action == NULL)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						errmsg("the action of an audit event must not be "
 							   "null")));
-	outcome = audit_import_text(trigdata, IMP_OUTCOME);
-	d = audit_import_column(trigdata, IMP_DETAILS, &isnull);
+	outcome = audit_view_text(trigdata, IMP_OUTCOME);
+	d = audit_view_column(trigdata, IMP_DETAILS, &isnull);
 	if (!isnull)
 		details = DatumGetJsonbP(d);
 
 	ev = audit_app_event(imp->batchcxt, AUDIT_CLASS_IMPORTED, action,
-						 audit_import_text(trigdata, IMP_OBJECT),
+						 audit_view_text(trigdata, IMP_OBJECT),
 						 outcome != NULL ? outcome : "ok", details);
 	ev->ts = ts;
 	ev->flags |= AUDIT_EVENT_ALWAYS;
@@ -458,7 +395,7 @@ audit_import_event(PG_FUNCTION_ARGS)
 	ev->request_id = audit_import_context(
 		trigdata, IMP_REQUEST_ID, "the request id", AUDIT_IMPORT_CONTEXT_MAX);
 	ev->attributes = NULL;
-	d = audit_import_column(trigdata, IMP_ATTRIBUTES, &isnull);
+	d = audit_view_column(trigdata, IMP_ATTRIBUTES, &isnull);
 	if (!isnull)
 	{
 		Jsonb *attributes = DatumGetJsonbP(d);
@@ -523,8 +460,8 @@ audit_import_queue(AuditImport *imp, text *name)
 Datum
 audit_import_queue_item(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata =
-		audit_import_trigger(fcinfo, "audit._import_queue_item()", IMQ_NATTS);
+	TriggerData *trigdata = audit_view_trigger(
+		fcinfo, "audit._import_queue_item()", IMQ_NATTS, true);
 	AuditImport *imp;
 	TimestampTz now;
 	const PqQueue *queue;
@@ -566,12 +503,12 @@ audit_import_queue_item(PG_FUNCTION_ARGS)
 	}
 	now = GetCurrentTimestamp();
 
-	d = audit_import_column(trigdata, IMQ_QUEUE, &isnull);
+	d = audit_view_column(trigdata, IMQ_QUEUE, &isnull);
 	if (isnull)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						errmsg("queue name must not be null")));
 	queue = audit_import_queue(imp, DatumGetTextPP(d));
-	d = audit_import_column(trigdata, IMQ_PAYLOAD, &isnull);
+	d = audit_view_column(trigdata, IMQ_PAYLOAD, &isnull);
 	if (isnull)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						errmsg("payload must not be null")));
@@ -586,7 +523,7 @@ audit_import_queue_item(PG_FUNCTION_ARGS)
 				 errmsg("item acknowledged at %s before it was enqueued",
 						timestamptz_to_str(acked_at))));
 	{
-		Datum dd = audit_import_column(trigdata, IMQ_DELIVERIES, &isnull);
+		Datum dd = audit_view_column(trigdata, IMQ_DELIVERIES, &isnull);
 
 		if (!isnull)
 			deliveries = DatumGetInt32(dd);
