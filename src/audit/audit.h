@@ -171,6 +171,20 @@ audit_trim_statement(const char **text, int *len)
 	*len = n;
 }
 
+/* A copy in cxt of a statement's text, trimmed by audit_trim_statement(). */
+static inline char *
+audit_trimmed_copy(MemoryContext cxt, const char *text)
+{
+	int len = strlen(text);
+	char *copy;
+
+	audit_trim_statement(&text, &len);
+	copy = MemoryContextAlloc(cxt, len + 1);
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	return copy;
+}
+
 /*
  * The text of the statement at location (-1: unknown) of source, len
  * bytes long (0: to the end), trimmed as audit_trim_statement() does.

@@ -283,17 +283,7 @@ audit_record_change(const char *command, const char *object)
 	ev->current_user_name = audit_role_name(GetOuterUserId());
 	ev->flags |= AUDIT_EVENT_ALWAYS;
 	if (debug_query_string != NULL)
-	{
-		const char *text = debug_query_string;
-		int len = strlen(text);
-		char *copy;
-
-		audit_trim_statement(&text, &len);
-		copy = MemoryContextAlloc(audit_xact_cxt, len + 1);
-		memcpy(copy, text, len);
-		copy[len] = '\0';
-		ev->statement = copy;
-	}
+		ev->statement = audit_trimmed_copy(audit_xact_cxt, debug_query_string);
 	ev->nobjects = 1;
 	ev->objects = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
 	ev->privileges = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
