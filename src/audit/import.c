@@ -431,23 +431,23 @@ static const PqQueue *
 audit_import_queue(AuditImport *imp, text *name)
 {
 	char *cname = text_to_cstring(name);
-	MemoryContext old;
+	PqQueue queue;
 
 	if (imp->queue_name != NULL && strcmp(imp->queue_name, cname) == 0)
 		return &imp->queue;
-	imp->queue_name = NULL;
-	old = MemoryContextSwitchTo(imp->cxt);
-	pq_get_queue(name, &imp->queue);
-	MemoryContextSwitchTo(old);
-	if (imp->queue.kind != PQ_KIND_APPLICATION)
-		ereport(
-			ERROR,
-			(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-			 errmsg("queue \"%s\" is an audit subscription", imp->queue.name),
-			 errdetail("A subscription receives the audit entries that "
-					   "match its filter; nothing else is enqueued into "
-					   "it.")));
+	pq_get_queue(name, &queue);
+	if (queue.kind != PQ_KIND_APPLICATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("queue \"%s\" is an audit subscription", queue.name),
+				 errdetail("A subscription receives the audit entries that "
+						   "match its filter; nothing else is enqueued into "
+						   "it.")));
+	if (imp->queue_name != NULL)
+		pfree(imp->queue_name);
+	imp->queue = queue;
 	imp->queue_name = MemoryContextStrdup(imp->cxt, cname);
+	imp->queue.name = imp->queue_name;
 	return &imp->queue;
 }
 
