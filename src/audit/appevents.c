@@ -279,16 +279,6 @@ audit_app_check_caller(FmgrInfo *flinfo)
 								"write to audit.new_events.")));
 }
 
-/* A text column of the row, NULL when null. */
-static char *
-audit_app_row_text(HeapTuple tuple, TupleDesc desc, int attno)
-{
-	bool isnull;
-	Datum d = heap_getattr(tuple, attno, desc, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
 /*
  * INSTEAD OF INSERT row trigger of audit.new_events (action text, object
  * text, outcome text, details jsonb): logs the row as audit.log_event()
@@ -297,40 +287,30 @@ audit_app_row_text(HeapTuple tuple, TupleDesc desc, int attno)
 Datum
 audit_new_event_row(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	TupleDesc desc;
-	HeapTuple tuple;
+	TriggerData *trigdata =
+		audit_view_trigger(fcinfo, "audit._new_event_row()", 4, false);
 	char *action;
 	char *outcome;
 	bool isnull;
 	Datum details;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_INSTEAD(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-						errmsg("audit_new_event_row must be fired INSTEAD OF "
-							   "INSERT for each row")));
 	audit_app_check_session();
 	audit_app_check_caller(fcinfo->flinfo);
-	desc = RelationGetDescr(trigdata->tg_relation);
-	tuple = trigdata->tg_trigtuple;
-	if (desc->natts != 4 || TupleDescAttr(desc, 3)->atttypid != JSONBOID)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("audit_new_event_row fired on a relation of another "
-						"shape")));
-	action = audit_app_row_text(tuple, desc, 1);
+	if (TupleDescAttr(RelationGetDescr(trigdata->tg_relation), 3)->atttypid !=
+		JSONBOID)
+		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+						errmsg("audit._new_event_row() fired on a relation of "
+							   "another shape")));
+	action = audit_view_text(trigdata, 1);
 	if (action == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("the action of an application event must not be "
 						"null")));
-	outcome = audit_app_row_text(tuple, desc, 3);
-	details = heap_getattr(tuple, 4, desc, &isnull);
-	audit_app_log(action, audit_app_row_text(tuple, desc, 2),
+	outcome = audit_view_text(trigdata, 3);
+	details = audit_view_column(trigdata, 4, &isnull);
+	audit_app_log(action, audit_view_text(trigdata, 2),
 				  outcome ? outcome : "ok",
 				  isnull ? NULL : DatumGetJsonbP(details));
-	return PointerGetDatum(tuple);
+	return PointerGetDatum(trigdata->tg_trigtuple);
 }

@@ -171,6 +171,20 @@ audit_trim_statement(const char **text, int *len)
 	*len = n;
 }
 
+/* A copy in cxt of a statement's text, trimmed by audit_trim_statement(). */
+static inline char *
+audit_trimmed_copy(MemoryContext cxt, const char *text)
+{
+	int len = strlen(text);
+	char *copy;
+
+	audit_trim_statement(&text, &len);
+	copy = MemoryContextAlloc(cxt, len + 1);
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	return copy;
+}
+
 /*
  * The text of the statement at location (-1: unknown) of source, len
  * bytes long (0: to the end), trimmed as audit_trim_statement() does.
@@ -286,6 +300,19 @@ extern void audit_app_check_session(void);
 extern AuditEvent *audit_app_event(MemoryContext cxt, int class,
 								   const char *action, const char *object,
 								   const char *outcome, Jsonb *details);
+
+/* functions.c */
+extern AuditEvent *audit_record_change(const char *command,
+									   const char *object);
+
+/* viewrows.c */
+struct TriggerData;
+extern struct TriggerData *audit_view_trigger(FunctionCallInfo fcinfo,
+											  const char *fn, int natts,
+											  bool statement_ok);
+extern Datum audit_view_column(struct TriggerData *trigdata, int attnum,
+							   bool *isnull);
+extern char *audit_view_text(struct TriggerData *trigdata, int attnum);
 
 /* session.c */
 extern void audit_login(Port *port, int status);

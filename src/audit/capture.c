@@ -685,16 +685,8 @@ audit_unparsed_error(ErrorData *edata)
 				command));
 	else
 	{
-		const char *text = debug_query_string;
-		int len = strlen(text);
-		char *copy;
-
 		/* As a parsed statement's text is: without blanks and semicolon. */
-		audit_trim_statement(&text, &len);
-		copy = MemoryContextAlloc(cxt, len + 1);
-		memcpy(copy, text, len);
-		copy[len] = '\0';
-		ev->statement = copy;
+		ev->statement = audit_trimmed_copy(cxt, debug_query_string);
 	}
 	if (audit_rules_wanted(ev, GetUserId()))
 		audit_add_event(ev);

@@ -260,43 +260,37 @@ audit_health(PG_FUNCTION_ARGS)
 }
 
 /*
- * Record a change of the audit configuration (rules, settings that govern
- * the trail) made by the current statement: always audited, written with
- * the change at commit.  The functions that make such changes are SECURITY
- * DEFINER, so the entry's current user is the role the session acts as
- * (its SET ROLE, else its session user), not the extension owner the
- * function runs as.
+ * Record a change that bears on the trail (of the audit rules, of settings
+ * that govern it, an import into it) made by the current statement: an
+ * entry of class ddl, command on object, always audited, written with the
+ * change at commit (or kept as rolled back).  The functions that make such
+ * changes are SECURITY DEFINER, so the entry's current user is the role the
+ * session acts as (its SET ROLE, else its session user), not the extension
+ * owner the function runs as.  Returns the entry, which the caller may
+ * complete until commit, or NULL when nothing is recorded (no preload, or
+ * recovery).
  */
-static void
+AuditEvent *
 audit_record_change(const char *command, const char *object)
 {
 	AuditEvent *ev;
 
 	if (!opsdata_preloaded || RecoveryInProgress())
-		return;
+		return NULL;
 	audit_ensure_contexts();
 	ev = audit_new_event(audit_xact_cxt, AUDIT_CLASS_DDL,
 						 MemoryContextStrdup(audit_xact_cxt, command));
 	ev->current_user_name = audit_role_name(GetOuterUserId());
 	ev->flags |= AUDIT_EVENT_ALWAYS;
 	if (debug_query_string != NULL)
-	{
-		const char *text = debug_query_string;
-		int len = strlen(text);
-		char *copy;
-
-		audit_trim_statement(&text, &len);
-		copy = MemoryContextAlloc(audit_xact_cxt, len + 1);
-		memcpy(copy, text, len);
-		copy[len] = '\0';
-		ev->statement = copy;
-	}
+		ev->statement = audit_trimmed_copy(audit_xact_cxt, debug_query_string);
 	ev->nobjects = 1;
 	ev->objects = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
 	ev->privileges = MemoryContextAlloc(audit_xact_cxt, sizeof(char *));
 	ev->objects[0] = MemoryContextStrdup(audit_xact_cxt, object);
 	ev->privileges[0] = NULL;
 	audit_add_event(ev);
+	return ev;
 }
 
 /*
@@ -313,7 +307,7 @@ audit_rules_changed(PG_FUNCTION_ARGS)
 	if (OidIsValid(rules))
 		CacheInvalidateRelcacheByRelid(rules);
 	audit_rules_invalidate();
-	audit_record_change(command, object);
+	(void) audit_record_change(command, object);
 	PG_RETURN_VOID();
 }
 
@@ -325,8 +319,8 @@ audit_rules_changed(PG_FUNCTION_ARGS)
 Datum
 audit_config_changed(PG_FUNCTION_ARGS)
 {
-	audit_record_change(text_to_cstring(PG_GETARG_TEXT_PP(0)),
-						text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	(void) audit_record_change(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+							   text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	PG_RETURN_VOID();
 }
 

@@ -27,13 +27,17 @@
  * record is kept as rolled back, like any entry of a rolled-back
  * transaction.
  *
- * Each entry is written at once, through audit_store_events() like the
- * entries of a committing transaction: its id comes from the database's
- * counter while the writer holds its lock on audit.entries, as the sealing
- * horizon requires (seal.c), and it is sealed into the seal of its ts's
- * bucket by the next sealing round.  An entry older than audit.retention
- * is refused rather than imported and then dropped by partition
- * maintenance; one in the future is refused too.
+ * The entries are written in batches of AUDIT_IMPORT_BATCH rows, the last
+ * one by the views' AFTER INSERT statement trigger, through
+ * audit_store_events() like the entries of a committing transaction: their
+ * ids come from the database's counter while the writer holds its lock on
+ * audit.entries, as the sealing horizon requires (seal.c), and each is
+ * sealed into the seal of its ts's bucket by the next sealing round.  So a
+ * statement reads the entries its earlier statements imported, and an
+ * import costs about what its rows cost to store, not a writer's setup per
+ * row.  An entry older than audit.retention is refused rather than
+ * imported and then dropped by partition maintenance; one in the future is
+ * refused too.
  *
  * audit.import_queue_items.  Each row becomes an item of an application
  * queue, numbered in the order of the rows (so audit.read() hands them out
@@ -48,11 +52,19 @@
  * for events: an entry IMPORT QUEUE ITEMS of class write on
  * audit.queue_items, always audited, with the role the session acts as,
  * the statement's text, in rows how many items it imported and in details
- * how many of them became dead letters.
+ * how many of them became dead letters.  The items are inserted as their
+ * rows come, through one inserter (pqueue_store.c) that the statement keeps
+ * open from its first row to its AFTER INSERT statement trigger.
  *
- * State per statement (the import's record, the retention cut-off) lives
- * in the trigger's fn_extra, in the executor's memory: it ends with the
- * statement, whatever way it ends.
+ * State per statement (the privileges checked, the import's record, the
+ * retention cut-off, the events not yet stored, the open inserter) is an
+ * AuditImport, made at the statement's first row in the memory of the
+ * (sub)transaction and ended by the statement trigger.  A statement that
+ * fails takes it with the (sub)transaction it aborts: a reset callback of
+ * its memory forgets it, and the relations the inserter held are released
+ * by the abort, so nothing of a failed COPY is stored.  Should a statement
+ * end without its statement trigger (one disabled by a superuser), the
+ * next import statement of the transaction stores what it left first.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -63,14 +75,12 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -108,37 +118,113 @@ PG_FUNCTION_INFO_V1(audit_import_queue_item);
 #define AUDIT_IMPORT_CONTEXT_MAX	1024
 #define AUDIT_IMPORT_ATTRIBUTES_MAX 8192
 
-/* What one import statement keeps from row to row. */
-typedef struct AuditImportState
+/* Events of audit.import_events stored together. */
+#define AUDIT_IMPORT_BATCH 1000
+
+/* What one import statement keeps from row to row (see the banner). */
+typedef struct AuditImport
 {
-	TimestampTz cutoff; /* entries must not be older */
-	AuditEvent *record; /* the import's own entry, in the transaction's list */
-	int64 dead_letters; /* queue items imported as dead letters */
-	char *details;		/* the record's details, in the transaction's memory */
-} AuditImportState;
+	MemoryContext cxt;		  /* this and all it holds */
+	MemoryContextCallback cb; /* forgets it when cxt goes */
+	FmgrInfo *flinfo;		  /* of the statement's row trigger */
+	AuditEvent *record;		  /* the import's own entry, in the xact's list */
+	/* audit.import_events */
+	TimestampTz cutoff;		/* entries must not be older */
+	MemoryContext batchcxt; /* the events not yet stored */
+	AuditEvent **events;	/* AUDIT_IMPORT_BATCH of them at most */
+	int nevents;
+	/* audit.import_queue_items */
+	PqInserter *ins;	/* open from the first row */
+	PqQueue queue;		/* the queue of the last row */
+	char *queue_name;	/* its name, NULL before the first row */
+	int64 dead_letters; /* items imported as dead letters */
+	char *details;		/* the record's details, in the xact's memory */
+} AuditImport;
+
+/* The import statement under way, or NULL. */
+static AuditImport *audit_import_current = NULL;
+
+/* Store the events the statement has not stored yet. */
+static void
+audit_import_flush(AuditImport *imp)
+{
+	if (imp->nevents == 0)
+		return;
+	audit_store_events(imp->events, imp->nevents);
+	imp->record->rows += imp->nevents;
+	imp->nevents = 0;
+	MemoryContextReset(imp->batchcxt);
+}
 
 /* Room for the details of an IMPORT QUEUE ITEMS record. */
 #define AUDIT_IMPORT_DETAILS_LEN 64
 
 /*
- * The trigger's data, checked: an INSTEAD OF INSERT row trigger of a view
- * of natts columns, or (when statement_ok) a BEFORE INSERT statement
- * trigger of it.
+ * End the statement's import: store what it has not stored yet, close its
+ * inserter, and free its state.
  */
-static TriggerData *
-audit_import_trigger(FunctionCallInfo fcinfo, const char *fn, int natts,
-					 bool statement_ok)
+static void
+audit_import_finish(AuditImport *imp)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	if (imp->record != NULL)
+		audit_import_flush(imp);
+	if (imp->ins != NULL)
+	{
+		PqInserter *ins = imp->ins;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
-		RelationGetDescr(trigdata->tg_relation)->natts != natts ||
-		!(TRIGGER_FIRED_FOR_ROW(trigdata->tg_event)
-			  ? TRIGGER_FIRED_INSTEAD(trigdata->tg_event)
-			  : statement_ok && TRIGGER_FIRED_BEFORE(trigdata->tg_event)))
-		elog(ERROR, "%s must be fired instead of INSERT for each row", fn);
-	return trigdata;
+		imp->ins = NULL;
+		pq_insert_end(ins);
+	}
+	MemoryContextDelete(imp->cxt);
+}
+
+/* The reset callback of an AuditImport's memory. */
+static void
+audit_import_forget(void *arg)
+{
+	if (audit_import_current == (AuditImport *) arg)
+		audit_import_current = NULL;
+}
+
+/*
+ * The state of the import statement whose row trigger is flinfo: the one
+ * under way, or a new one (*first set) in the memory of the current
+ * (sub)transaction.
+ */
+static AuditImport *
+audit_import_state(FmgrInfo *flinfo, bool *first)
+{
+	AuditImport *imp = audit_import_current;
+	MemoryContext cxt;
+
+	*first = false;
+	if (imp != NULL && imp->flinfo == flinfo)
+		return imp;
+	if (imp != NULL)
+		audit_import_finish(imp);
+
+	cxt = AllocSetContextCreate(CurTransactionContext, "pg_opsdata import",
+								ALLOCSET_DEFAULT_SIZES);
+	imp = MemoryContextAllocZero(cxt, sizeof(AuditImport));
+	imp->cxt = cxt;
+	imp->flinfo = flinfo;
+	imp->cb.func = audit_import_forget;
+	imp->cb.arg = imp;
+	MemoryContextRegisterResetCallback(cxt, &imp->cb);
+	audit_import_current = imp;
+	*first = true;
+	return imp;
+}
+
+/*
+ * An AFTER INSERT statement trigger of a view: end the import of the
+ * statement, if it had any row.
+ */
+static void
+audit_import_statement_end(void)
+{
+	if (audit_import_current != NULL)
+		audit_import_finish(audit_import_current);
 }
 
 /* Whether the session may import audit events at all. */
@@ -146,31 +232,9 @@ static void
 audit_import_check_events(void)
 {
 	audit_app_check_session();
-	if (!superuser_arg(GetOuterUserId()))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to import audit events"),
-				 errdetail("Only superusers may write history into the "
-						   "audit trail; role \"%s\" is not a superuser.",
-						   GetUserNameFromId(GetOuterUserId(), false))));
+	opsdata_trail_require_superuser("import audit events",
+									"write history into the audit trail");
 	PreventCommandIfReadOnly("import audit events");
-}
-
-/* Column attnum of the new row, NULL when null. */
-static Datum
-audit_import_column(TriggerData *trigdata, int attnum, bool *isnull)
-{
-	return heap_getattr(trigdata->tg_trigtuple, attnum,
-						RelationGetDescr(trigdata->tg_relation), isnull);
-}
-
-static char *
-audit_import_text(TriggerData *trigdata, int attnum)
-{
-	bool isnull;
-	Datum d = audit_import_column(trigdata, attnum, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
 }
 
 /* A timestamp of the row that must be given and not in the future. */
@@ -179,7 +243,7 @@ audit_import_time(TriggerData *trigdata, int attnum, const char *what,
 				  bool required, TimestampTz now)
 {
 	bool isnull;
-	Datum d = audit_import_column(trigdata, attnum, &isnull);
+	Datum d = audit_view_column(trigdata, attnum, &isnull);
 	TimestampTz ts;
 
 	if (isnull)
@@ -227,39 +291,19 @@ audit_import_cutoff(void)
 
 /*
  * The entry that records an import: always audited, written with the
- * transaction at pre-commit (or queued as rolled back when it aborts).
- * Its current user is the role the session acts as.
+ * transaction at pre-commit (or queued as rolled back when it aborts), with
+ * in rows the count of what it imported.
  */
 static AuditEvent *
 audit_import_record(int class, const char *command, const char *object)
 {
-	MemoryContext cxt;
-	AuditEvent *ev;
+	AuditEvent *ev = audit_record_change(command, object);
 
-	audit_ensure_contexts();
-	cxt = audit_xact_cxt;
-	ev = audit_new_event(cxt, class, MemoryContextStrdup(cxt, command));
-	ev->current_user_name = audit_role_name(GetOuterUserId());
-	ev->flags |= AUDIT_EVENT_ALWAYS | AUDIT_EVENT_HAS_ROWS;
+	if (ev == NULL)
+		elog(ERROR, "an import cannot be recorded");
+	ev->class = class;
+	ev->flags |= AUDIT_EVENT_HAS_ROWS;
 	ev->rows = 0;
-	if (debug_query_string != NULL)
-	{
-		const char *text = debug_query_string;
-		int len = strlen(text);
-		char *copy;
-
-		audit_trim_statement(&text, &len);
-		copy = MemoryContextAlloc(cxt, len + 1);
-		memcpy(copy, text, len);
-		copy[len] = '\0';
-		ev->statement = copy;
-	}
-	ev->nobjects = 1;
-	ev->objects = MemoryContextAlloc(cxt, sizeof(char *));
-	ev->privileges = MemoryContextAlloc(cxt, sizeof(char *));
-	ev->objects[0] = MemoryContextStrdup(cxt, object);
-	ev->privileges[0] = NULL;
-	audit_add_event(ev);
 	return ev;
 }
 
@@ -268,7 +312,7 @@ static char *
 audit_import_context(TriggerData *trigdata, int attnum, const char *what,
 					 int max)
 {
-	char *value = audit_import_text(trigdata, attnum);
+	char *value = audit_view_text(trigdata, attnum);
 
 	if (value != NULL && strlen(value) > (size_t) max)
 		ereport(ERROR,
@@ -280,48 +324,57 @@ audit_import_context(TriggerData *trigdata, int attnum, const char *what,
 
 /*
  * audit._import_event(): the INSTEAD OF INSERT trigger of
- * audit.import_events, which writes the row as an entry of class imported;
- * and its BEFORE INSERT statement trigger, which refuses an import the
- * session may not make, even of no rows.
+ * audit.import_events, which makes the row an entry of class imported; its
+ * BEFORE INSERT statement trigger, which refuses an import the session may
+ * not make, even of no rows; and its AFTER INSERT statement trigger, which
+ * stores the entries not stored yet.
  */
 Datum
 audit_import_event(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata =
-		audit_import_trigger(fcinfo, "audit._import_event()", IMP_NATTS, true);
-	AuditImportState *state = fcinfo->flinfo->fn_extra;
-	TimestampTz now = GetCurrentTimestamp();
+		audit_view_trigger(fcinfo, "audit._import_event()", IMP_NATTS, true);
+	AuditImport *imp;
+	TimestampTz now;
 	AuditEvent *ev;
 	TimestampTz ts;
 	char *action;
 	char *outcome;
 	bool isnull;
+	bool first;
 	Datum d;
 	Jsonb *details = NULL;
+	MemoryContext old;
 
-	audit_import_check_events();
 	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		return PointerGetDatum(NULL);
-
-	if (state == NULL)
 	{
-		/* The first row of the statement. */
-		AuditImportState s;
-
-		s.cutoff = audit_import_cutoff();
-		(void) GetTopTransactionId(); /* the record shares the entries' xid */
-		s.record = audit_import_record(AUDIT_CLASS_DDL, "IMPORT AUDIT EVENTS",
-									   "audit.entries");
-		s.dead_letters = 0;
-		s.details = NULL;
-		state = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(s));
-		*state = s;
-		fcinfo->flinfo->fn_extra = state;
+		if (TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+			audit_import_check_events();
+		else
+			audit_import_statement_end();
+		return PointerGetDatum(NULL);
 	}
 
+	imp = audit_import_state(fcinfo->flinfo, &first);
+	if (first)
+	{
+		audit_import_check_events();
+		imp->cutoff = audit_import_cutoff();
+		(void) GetTopTransactionId(); /* the record shares the entries' xid */
+		imp->record = audit_import_record(
+			AUDIT_CLASS_DDL, "IMPORT AUDIT EVENTS", "audit.entries");
+		imp->batchcxt = AllocSetContextCreate(
+			imp->cxt, "pg_opsdata imported events", ALLOCSET_DEFAULT_SIZES);
+		imp->events = MemoryContextAlloc(imp->cxt, sizeof(AuditEvent *) *
+													   AUDIT_IMPORT_BATCH);
+	}
+	now = GetCurrentTimestamp();
+
+	/* The event and what it holds live until its batch is stored. */
+	old = MemoryContextSwitchTo(imp->batchcxt);
 	ts = audit_import_time(trigdata, IMP_TS, "the time of an audit event",
 						   true, now);
-	if (ts < state->cutoff)
+	if (ts < imp->cutoff)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("audit event of %s is older than the audit "
@@ -329,22 +382,22 @@ audit_import_event(PG_FUNCTION_ARGS)
 						timestamptz_to_str(ts)),
 				 errdetail("Partition maintenance would remove it from the "
 						   "trail; it keeps entries since %s.",
-						   timestamptz_to_str(state->cutoff)),
+						   timestamptz_to_str(imp->cutoff)),
 				 errhint("Raise the setting \"audit.retention\" with "
 						 "opsdata.set_setting() before importing older "
 						 "events.")));
-	action = audit_import_text(trigdata, IMP_ACTION);
+	action = audit_view_text(trigdata, IMP_ACTION);
 	if (action == NULL)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						errmsg("the action of an audit event must not be "
 							   "null")));
-	outcome = audit_import_text(trigdata, IMP_OUTCOME);
-	d = audit_import_column(trigdata, IMP_DETAILS, &isnull);
+	outcome = audit_view_text(trigdata, IMP_OUTCOME);
+	d = audit_view_column(trigdata, IMP_DETAILS, &isnull);
 	if (!isnull)
 		details = DatumGetJsonbP(d);
 
-	ev = audit_app_event(CurrentMemoryContext, AUDIT_CLASS_IMPORTED, action,
-						 audit_import_text(trigdata, IMP_OBJECT),
+	ev = audit_app_event(imp->batchcxt, AUDIT_CLASS_IMPORTED, action,
+						 audit_view_text(trigdata, IMP_OBJECT),
 						 outcome != NULL ? outcome : "ok", details);
 	ev->ts = ts;
 	ev->flags |= AUDIT_EVENT_ALWAYS;
@@ -353,7 +406,7 @@ audit_import_event(PG_FUNCTION_ARGS)
 	ev->request_id = audit_import_context(
 		trigdata, IMP_REQUEST_ID, "the request id", AUDIT_IMPORT_CONTEXT_MAX);
 	ev->attributes = NULL;
-	d = audit_import_column(trigdata, IMP_ATTRIBUTES, &isnull);
+	d = audit_view_column(trigdata, IMP_ATTRIBUTES, &isnull);
 	if (!isnull)
 	{
 		Jsonb *attributes = DatumGetJsonbP(d);
@@ -373,47 +426,27 @@ audit_import_event(PG_FUNCTION_ARGS)
 					 errdetail("They may have at most %d bytes as text.",
 							   AUDIT_IMPORT_ATTRIBUTES_MAX)));
 	}
+	MemoryContextSwitchTo(old);
 
-	audit_store_events(&ev, 1);
-	state->record->rows++;
+	imp->events[imp->nevents++] = ev;
+	if (imp->nevents == AUDIT_IMPORT_BATCH)
+		audit_import_flush(imp);
 	return PointerGetDatum(trigdata->tg_trigtuple);
 }
 
 /*
- * audit._import_queue_item(): the INSTEAD OF INSERT trigger of
- * audit.import_queue_items.  Enqueues the row as an item of its queue.
+ * The application queue called name, for the statement's import: looked
+ * up when it differs from the previous row's.
  */
-Datum
-audit_import_queue_item(PG_FUNCTION_ARGS)
+static const PqQueue *
+audit_import_queue(AuditImport *imp, text *name)
 {
-	TriggerData *trigdata = audit_import_trigger(
-		fcinfo, "audit._import_queue_item()", IMQ_NATTS, false);
-	AuditImportState *state = fcinfo->flinfo->fn_extra;
-	TimestampTz now = GetCurrentTimestamp();
+	char *cname = text_to_cstring(name);
 	PqQueue queue;
-	PqInserter *ins;
-	TimestampTz enqueued_at;
-	TimestampTz acked_at;
-	int32 deliveries = 0;
-	bool isnull;
-	Datum d;
 
-	/*
-	 * The view is granted to opsdata_admin; a role that writes every table
-	 * (pg_write_all_data) gets no further than on audit.queue_items.
-	 */
-	if (!superuser() &&
-		!has_privs_of_role(GetUserId(), get_role_oid("opsdata_admin", false)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to import queue items"),
-				 errhint("Members of opsdata_admin import queue items.")));
-	PreventCommandIfReadOnly("import queue items");
-	d = audit_import_column(trigdata, IMQ_QUEUE, &isnull);
-	if (isnull)
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-						errmsg("queue name must not be null")));
-	pq_get_queue(DatumGetTextPP(d), &queue);
+	if (imp->queue_name != NULL && strcmp(imp->queue_name, cname) == 0)
+		return &imp->queue;
+	pq_get_queue(name, &queue);
 	if (queue.kind != PQ_KIND_APPLICATION)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -421,7 +454,77 @@ audit_import_queue_item(PG_FUNCTION_ARGS)
 				 errdetail("A subscription receives the audit entries that "
 						   "match its filter; nothing else is enqueued into "
 						   "it.")));
-	d = audit_import_column(trigdata, IMQ_PAYLOAD, &isnull);
+	if (imp->queue_name != NULL)
+		pfree(imp->queue_name);
+	imp->queue = queue;
+	imp->queue_name = MemoryContextStrdup(imp->cxt, cname);
+	imp->queue.name = imp->queue_name;
+	return &imp->queue;
+}
+
+/*
+ * audit._import_queue_item(): the INSTEAD OF INSERT trigger of
+ * audit.import_queue_items, which enqueues the row as an item of its
+ * queue; and its AFTER INSERT statement trigger, which closes the
+ * statement's inserter.
+ */
+Datum
+audit_import_queue_item(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = audit_view_trigger(
+		fcinfo, "audit._import_queue_item()", IMQ_NATTS, true);
+	AuditImport *imp;
+	TimestampTz now;
+	const PqQueue *queue;
+	TimestampTz enqueued_at;
+	TimestampTz acked_at;
+	int32 deliveries = 0;
+	bool isnull;
+	bool first;
+	Datum d;
+
+	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+	{
+		if (TRIGGER_FIRED_AFTER(trigdata->tg_event))
+			audit_import_statement_end();
+		return PointerGetDatum(NULL);
+	}
+
+	imp = audit_import_state(fcinfo->flinfo, &first);
+	if (first)
+	{
+		MemoryContext old;
+
+		/*
+		 * The view is granted to opsdata_admin; a role that writes every
+		 * table (pg_write_all_data) gets no further than on
+		 * audit.queue_items.
+		 */
+		if (!superuser() &&
+			!has_privs_of_role(GetUserId(),
+							   get_role_oid("opsdata_admin", false)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to import queue items"),
+					 errhint("Members of opsdata_admin import queue items.")));
+		PreventCommandIfReadOnly("import queue items");
+		(void) GetTopTransactionId(); /* the record shares the items' xid */
+		imp->record = audit_import_record(
+			AUDIT_CLASS_WRITE, "IMPORT QUEUE ITEMS", "audit.queue_items");
+		imp->details =
+			MemoryContextAlloc(audit_xact_cxt, AUDIT_IMPORT_DETAILS_LEN);
+		old = MemoryContextSwitchTo(imp->cxt);
+		imp->ins = pq_insert_begin(false);
+		MemoryContextSwitchTo(old);
+	}
+	now = GetCurrentTimestamp();
+
+	d = audit_view_column(trigdata, IMQ_QUEUE, &isnull);
+	if (isnull)
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("queue name must not be null")));
+	queue = audit_import_queue(imp, DatumGetTextPP(d));
+	d = audit_view_column(trigdata, IMQ_PAYLOAD, &isnull);
 	if (isnull)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						errmsg("payload must not be null")));
@@ -436,7 +539,7 @@ audit_import_queue_item(PG_FUNCTION_ARGS)
 				 errmsg("item acknowledged at %s before it was enqueued",
 						timestamptz_to_str(acked_at))));
 	{
-		Datum dd = audit_import_column(trigdata, IMQ_DELIVERIES, &isnull);
+		Datum dd = audit_view_column(trigdata, IMQ_DELIVERIES, &isnull);
 
 		if (!isnull)
 			deliveries = DatumGetInt32(dd);
@@ -445,45 +548,27 @@ audit_import_queue_item(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("deliveries must not be negative")));
 
-	if (state == NULL)
-	{
-		/* The first row of the statement. */
-		AuditImportState s;
-
-		s.cutoff = DT_NOBEGIN;
-		(void) GetTopTransactionId(); /* the record shares the items' xid */
-		s.record = audit_import_record(AUDIT_CLASS_WRITE, "IMPORT QUEUE ITEMS",
-									   "audit.queue_items");
-		s.dead_letters = 0;
-		s.details =
-			MemoryContextAlloc(audit_xact_cxt, AUDIT_IMPORT_DETAILS_LEN);
-		state = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(s));
-		*state = s;
-		fcinfo->flinfo->fn_extra = state;
-	}
-
 	/*
 	 * An item not acknowledged that was handed out as many times as the
 	 * queue allows is a dead letter at once, where the first read would
 	 * move it.
 	 */
-	ins = pq_insert_begin(false);
-	if (acked_at == DT_NOBEGIN && deliveries >= queue.max_deliveries)
+	if (acked_at == DT_NOBEGIN && deliveries >= queue->max_deliveries)
 	{
-		(void) pq_insert_dead_letter(ins, queue.queue_id, DatumGetJsonbP(d),
-									 enqueued_at, deliveries);
-		state->dead_letters++;
+		(void) pq_insert_dead_letter(imp->ins, queue->queue_id,
+									 DatumGetJsonbP(d), enqueued_at,
+									 deliveries);
+		imp->dead_letters++;
 	}
 	else
-		(void) pq_insert_item(ins, queue.queue_id, DatumGetJsonbP(d), 0,
+		(void) pq_insert_item(imp->ins, queue->queue_id, DatumGetJsonbP(d), 0,
 							  enqueued_at, now, deliveries, acked_at);
-	pq_insert_end(ins);
 
-	state->record->rows++;
-	snprintf(state->details, AUDIT_IMPORT_DETAILS_LEN,
+	imp->record->rows++;
+	snprintf(imp->details, AUDIT_IMPORT_DETAILS_LEN,
 			 "{\"items\": " INT64_FORMAT ", \"dead_letters\": " INT64_FORMAT
 			 "}",
-			 state->record->rows, state->dead_letters);
-	state->record->details = state->details;
+			 imp->record->rows, imp->dead_letters);
+	imp->record->details = imp->details;
 	return PointerGetDatum(trigdata->tg_trigtuple);
 }

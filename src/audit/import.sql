@@ -4,7 +4,8 @@
 -- (audit.import_queue_items, into an application queue).  Each has an
 -- INSTEAD OF INSERT trigger in C (src/audit/import.c) that checks each
 -- row, so that "COPY view FROM STDIN" names the line of a bad row and
--- loads the whole file or nothing.
+-- loads the whole file or nothing, and an AFTER INSERT statement trigger
+-- that ends the statement's import (its rows are stored in batches).
 
 CREATE VIEW audit.import_events AS
 	SELECT NULL::timestamptz AS ts, NULL::text AS actor, NULL::text AS action, NULL::text AS object,
@@ -33,6 +34,9 @@ CREATE TRIGGER import_event INSTEAD OF INSERT ON audit.import_events
 -- Refuses an import the session may not make, even of no rows.
 CREATE TRIGGER import_events_check BEFORE INSERT ON audit.import_events
 	FOR EACH STATEMENT EXECUTE FUNCTION audit._import_event();
+-- Stores the statement's last batch of entries.
+CREATE TRIGGER import_events_end AFTER INSERT ON audit.import_events
+	FOR EACH STATEMENT EXECUTE FUNCTION audit._import_event();
 
 CREATE VIEW audit.import_queue_items AS
 	SELECT NULL::text AS queue, NULL::jsonb AS payload, NULL::timestamptz AS enqueued_at,
@@ -55,5 +59,8 @@ COMMENT ON FUNCTION audit._import_queue_item() IS 'Internal: enqueues a row writ
 
 CREATE TRIGGER import_queue_item INSTEAD OF INSERT ON audit.import_queue_items
 	FOR EACH ROW EXECUTE FUNCTION audit._import_queue_item();
+-- Closes the statement's inserter.
+CREATE TRIGGER import_queue_items_end AFTER INSERT ON audit.import_queue_items
+	FOR EACH STATEMENT EXECUTE FUNCTION audit._import_queue_item();
 
 GRANT INSERT ON audit.import_queue_items TO opsdata_admin;

@@ -37,11 +37,10 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "catalog/pg_authid.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/memutils.h"
-#include "utils/syscache.h"
+#include "utils/acl.h"
 #include "utils/timestamp.h"
 
 #include "audit/audit.h"
@@ -111,16 +110,9 @@ audit_login(Port *port, int status)
 	if (audit_internal_application_name(port->application_name) &&
 		audit_citus_loaded() && IsTransactionState())
 	{
-		HeapTuple tuple =
-			SearchSysCache1(AUTHNAME, CStringGetDatum(port->user_name));
-		bool super = false;
+		Oid role = get_role_oid(port->user_name, true);
 
-		if (HeapTupleIsValid(tuple))
-		{
-			super = ((Form_pg_authid) GETSTRUCT(tuple))->rolsuper;
-			ReleaseSysCache(tuple);
-		}
-		if (super)
+		if (OidIsValid(role) && superuser_arg(role))
 			return;
 	}
 	memset(ev, 0, sizeof(AuditEvent));

@@ -13,6 +13,9 @@
  * a role with CREATEROLE may grant membership in any role that is not a
  * superuser.
  *
+ * Importing history into the trail (audit/import.c) is checked here too:
+ * an import writes any time and any actor.
+ *
  * The functions that make these changes are SECURITY DEFINER, so the check
  * is made on the role the session acts as (its SET ROLE, else its session
  * user), which a SECURITY DEFINER function does not change: a superuser's
@@ -36,6 +39,25 @@
 PG_FUNCTION_INFO_V1(opsdata_trail_check);
 
 /*
+ * Raise insufficient_privilege unless the role the session acts as is a
+ * superuser.  action completes "permission denied to ...", what completes
+ * "Only superusers may ..." in the detail.
+ */
+void
+opsdata_trail_require_superuser(const char *action, const char *what)
+{
+	Oid acting = GetOuterUserId();
+
+	if (!superuser_arg(acting))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s", action),
+				 errdetail("Only superusers may %s; role \"%s\" is not a "
+						   "superuser.",
+						   what, GetUserNameFromId(acting, false))));
+}
+
+/*
  * opsdata._trail_check(action text): raise insufficient_privilege unless
  * the role the session acts as is a superuser.  action completes "permission
  * denied to ...".
@@ -43,18 +65,10 @@ PG_FUNCTION_INFO_V1(opsdata_trail_check);
 Datum
 opsdata_trail_check(PG_FUNCTION_ARGS)
 {
-	Oid acting = GetOuterUserId();
-
 	if (PG_ARGISNULL(0))
 		elog(ERROR, "opsdata._trail_check() needs an action");
-	if (!superuser_arg(acting))
-		ereport(
-			ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to %s",
-					text_to_cstring(PG_GETARG_TEXT_PP(0))),
-			 errdetail(
-				 "Only superusers may narrow what the audit trail records or shorten how long it is kept; role \"%s\" is not a superuser.",
-				 GetUserNameFromId(acting, false))));
+	opsdata_trail_require_superuser(
+		text_to_cstring(PG_GETARG_TEXT_PP(0)),
+		"narrow what the audit trail records or shorten how long it is kept");
 	PG_RETURN_VOID();
 }

@@ -227,6 +227,14 @@ extern bool opsdata_guard_allows(struct RelationData *rel);
 extern bool opsdata_guard_only_insert(struct RelationData *rel);
 
 /*
+ * What only superusers may do to the trail (duties.c): an error unless the
+ * role the session acts as is a superuser.  action completes "permission
+ * denied to ...", what completes "Only superusers may ...".
+ */
+extern void opsdata_trail_require_superuser(const char *action,
+											const char *what);
+
+/*
  * Where pg_opsdata's writers write (routing.c): through the table access
  * method into local partitions, or, for a table of Citus, a table not of
  * the kind expected or with pg_opsdata.metrics_executor_writes = always, through

@@ -51,6 +51,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -58,6 +59,7 @@
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "core/opsdata.h"
 #include "core/privileged.h"
@@ -152,6 +154,35 @@ opsdata_run_as(Oid role, OpsdataPrivilegedFunc func, void *arg)
 	}
 	PG_END_TRY();
 	opsdata_privileged_exit(&priv);
+}
+
+/*
+ * The owner of relation relid; an error when there is no such relation.
+ * Caller is in a transaction.
+ */
+Oid
+opsdata_table_owner(Oid relid)
+{
+	HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid owner;
+
+	if (!HeapTupleIsValid(tuple))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+						errmsg("relation with OID %u does not exist", relid)));
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * Run func(arg) in a region as the owner of relation relid, as VACUUM runs
+ * a table's index expressions: for a statement on a table of pg_opsdata
+ * that the caller may write but that runs code only its owner should.
+ */
+void
+opsdata_run_as_table_owner(Oid relid, OpsdataPrivilegedFunc func, void *arg)
+{
+	opsdata_run_as(opsdata_table_owner(relid), func, arg);
 }
 
 /* Set a GUC as a SET statement of the session would. */

@@ -63,6 +63,9 @@ extern void opsdata_privileged_set(OpsdataPrivileged *priv, const char *name,
 extern void opsdata_privileged_exit(OpsdataPrivileged *priv);
 extern void opsdata_privileged_unwind(OpsdataPrivileged *priv);
 extern void opsdata_run_as(Oid role, OpsdataPrivilegedFunc func, void *arg);
+extern Oid opsdata_table_owner(Oid relid);
+extern void opsdata_run_as_table_owner(Oid relid, OpsdataPrivilegedFunc func,
+									   void *arg);
 extern void opsdata_own_role_enter(OpsdataOwnRole *own,
 								   const char *application_name,
 								   MemoryContext cxt);

@@ -23,10 +23,13 @@
  * a Citus worker, where partition maintenance and rollups leave the
  * tables Citus distributes to the coordinator.
  *
- * The answer for a relation is cached per backend until a relcache
- * invalidation of that relation (or of all relations) arrives: Citus
- * invalidates a table's relcache entry whenever it distributes or
- * undistributes it, and the setting is read on every call.
+ * The answer for a relation is cached per backend, in a hash table of
+ * CacheMemoryContext, until a relcache invalidation of that relation (or
+ * of all relations) arrives through the library's one relcache callback
+ * (inval.c): Citus invalidates a table's relcache entry whenever it
+ * distributes or undistributes it, and the setting is read on every call.
+ * A relation not in the cache is looked up through the unique index of
+ * pg_dist_partition on logicalrelid, as Citus itself reads its catalog.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -42,11 +45,15 @@
 #include "access/skey.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_namespace.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "core/opsdata.h"
 
@@ -65,27 +72,58 @@ static const struct config_enum_entry routing_options[] = {
 static int routing_executor_writes = OPSDATA_EXECUTOR_WRITES_AUTO;
 
 /* Relations whose answer is known, forgotten on their invalidation. */
-#define ROUTING_CACHE_SIZE 8
-
 typedef struct RoutingEntry
 {
-	Oid relid;
+	Oid relid; /* hash key */
 	bool distributed;
 } RoutingEntry;
 
-static RoutingEntry routing_cache[ROUTING_CACHE_SIZE];
-static int routing_next = 0;
+static HTAB *routing_cache = NULL;
+
+/* Citus's unique index of pg_dist_partition on logicalrelid. */
+#define ROUTING_CITUS_INDEX "pg_dist_partition_logical_relid_index"
 
 static void
 routing_invalidate(Datum arg, Oid relid)
 {
-	int i;
+	HASH_SEQ_STATUS seq;
+	RoutingEntry *entry;
 
-	for (i = 0; i < ROUTING_CACHE_SIZE; i++)
+	if (routing_cache == NULL)
+		return;
+	if (OidIsValid(relid))
 	{
-		if (relid == InvalidOid || routing_cache[i].relid == relid)
-			routing_cache[i].relid = InvalidOid;
+		(void) hash_search(routing_cache, &relid, HASH_REMOVE, NULL);
+		return;
 	}
+	hash_seq_init(&seq, routing_cache);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+		(void) hash_search(routing_cache, &entry->relid, HASH_REMOVE, NULL);
+}
+
+/*
+ * The OID of Citus's index of pg_dist_partition on logicalrelid, or
+ * InvalidOid when there is no index of that name whose first column is
+ * logicalrelid (then the catalog is scanned whole).
+ */
+static Oid
+routing_citus_index(void)
+{
+	Oid index = get_relname_relid(ROUTING_CITUS_INDEX, PG_CATALOG_NAMESPACE);
+	HeapTuple tuple;
+	bool usable = false;
+
+	if (!OidIsValid(index))
+		return InvalidOid;
+	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(index));
+	if (HeapTupleIsValid(tuple))
+	{
+		Form_pg_index form = (Form_pg_index) GETSTRUCT(tuple);
+
+		usable = form->indnkeyatts >= 1 && form->indkey.values[0] == 1;
+		ReleaseSysCache(tuple);
+	}
+	return usable ? index : InvalidOid;
 }
 
 /*
@@ -119,31 +157,45 @@ opsdata_citus_table(Oid relid)
 	Relation rel;
 	SysScanDesc scan;
 	ScanKeyData key;
+	RoutingEntry *entry;
 	bool found;
-	int i;
 
-	for (i = 0; i < ROUTING_CACHE_SIZE; i++)
+	if (routing_cache != NULL)
 	{
-		if (routing_cache[i].relid == relid)
-			return routing_cache[i].distributed;
+		entry = hash_search(routing_cache, &relid, HASH_FIND, NULL);
+		if (entry != NULL)
+			return entry->distributed;
 	}
 	catalog = get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE);
 	if (!OidIsValid(catalog))
 		found = false;
 	else
 	{
+		Oid index = routing_citus_index();
+
 		/* The first column of pg_dist_partition, logicalrelid (regclass). */
 		rel = table_open(catalog, AccessShareLock);
 		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ,
 					ObjectIdGetDatum(relid));
-		scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+		scan =
+			systable_beginscan(rel, index, OidIsValid(index), NULL, 1, &key);
 		found = HeapTupleIsValid(systable_getnext(scan));
 		systable_endscan(scan);
 		table_close(rel, AccessShareLock);
 	}
-	routing_cache[routing_next].relid = relid;
-	routing_cache[routing_next].distributed = found;
-	routing_next = (routing_next + 1) % ROUTING_CACHE_SIZE;
+
+	if (routing_cache == NULL)
+	{
+		HASHCTL ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(RoutingEntry);
+		ctl.hcxt = CacheMemoryContext;
+		routing_cache = hash_create("pg_opsdata routing", 64, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	entry = hash_search(routing_cache, &relid, HASH_ENTER, NULL);
+	entry->distributed = found;
 	return found;
 }
 

@@ -12,6 +12,11 @@
  * tables (opsdata._citus_forget_all(): their shards and metadata go, as
  * when Citus drops a table), in the same transaction, so that the drop
  * then removes plain local tables and Citus sends it on to the workers.
+ * It does so only once the role may drop the extension (it owns it, or
+ * is a superuser): the same ownership check as DROP EXTENSION's is made
+ * first, and refuses as it would, so that a role that may not drop the
+ * extension cannot make Citus forget its tables either.  Should the drop
+ * fail after that, the transaction takes the forgetting back with it.
  * Nothing happens without Citus or while the tables are local
  * (core/routing.c).
  *
@@ -25,33 +30,40 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/lsyscache.h"
 
+#include "core/compat.h"
 #include "core/opsdata.h"
 #include "metrics/metrics.h"
 
-/* Does the statement drop pg_opsdata, which is installed here? */
-static bool
+/*
+ * Does the statement drop pg_opsdata, which is installed here?  Returns
+ * its OID, or InvalidOid.
+ */
+static Oid
 citus_drops_opsdata(Node *stmt)
 {
 	DropStmt *drop;
 	ListCell *lc;
 
 	if (!IsA(stmt, DropStmt))
-		return false;
+		return InvalidOid;
 	drop = (DropStmt *) stmt;
 	if (drop->removeType != OBJECT_EXTENSION)
-		return false;
+		return InvalidOid;
 	foreach (lc, drop->objects)
 	{
 		if (strcmp(strVal(lfirst(lc)), OPSDATA_NAME) == 0)
-			return OidIsValid(get_extension_oid(OPSDATA_NAME, true));
+			return get_extension_oid(OPSDATA_NAME, true);
 	}
-	return false;
+	return InvalidOid;
 }
 
 static void
@@ -60,14 +72,19 @@ metrics_citus_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 							 ParamListInfo params, QueryEnvironment *queryEnv,
 							 DestReceiver *dest, QueryCompletion *qc)
 {
+	Oid extension = citus_drops_opsdata(pstmt->utilityStmt);
 	Oid points;
 
-	if (citus_drops_opsdata(pstmt->utilityStmt) &&
+	if (OidIsValid(extension) &&
 		OidIsValid(points = get_relname_relid(
 					   "points", get_namespace_oid("metrics", true))) &&
 		opsdata_citus_table(points))
 	{
 		int rc;
+
+		/* DROP EXTENSION's own check, before anything is forgotten. */
+		if (!opsdata_extension_ownercheck(extension, GetUserId()))
+			aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_EXTENSION, OPSDATA_NAME);
 
 		opsdata_spi_connect(0);
 		rc = SPI_execute("SELECT opsdata._citus_forget_all()", false, 0);

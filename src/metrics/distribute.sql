@@ -28,15 +28,15 @@ AS $$
 DECLARE
 	part regclass;
 BEGIN
-	IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')
-	   AND (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname = 'pg_dist_partition'
-			   AND c.relnamespace = 'pg_catalog'::regnamespace) IS NOT NULL THEN
+	IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'citus')
+	   AND (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.=) 'pg_dist_partition'
+			   AND c.relnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::regnamespace) IS NOT NULL THEN
 		IF EXISTS (SELECT FROM pg_catalog.pg_dist_partition p
 					WHERE p.logicalrelid OPERATOR(pg_catalog.=) 'metrics.points'::regclass) THEN
 			RETURN 'already distributed';
 		END IF;
 	END IF;
-	PERFORM opsdata.pause_job(j.job_id) FROM opsdata.jobs j WHERE j.name = 'metrics.vitals' AND NOT j.paused;
+	PERFORM opsdata.pause_job(j.job_id) FROM opsdata.jobs j WHERE j.name OPERATOR(pg_catalog.=) 'metrics.vitals' AND NOT j.paused;
 	FOR part IN
 		SELECT i.inhrelid::regclass FROM pg_catalog.pg_inherits i
 		 WHERE i.inhparent OPERATOR(pg_catalog.=) 'metrics.points'::regclass
@@ -59,12 +59,12 @@ AS $$
 DECLARE
 	coordinator boolean;
 BEGIN
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'citus') THEN
 		RAISE EXCEPTION 'Citus is not installed in database "%"', pg_catalog.current_database()
 			USING ERRCODE = 'feature_not_supported',
 				  HINT = pg_catalog.format('%s needs Citus: preload it (shared_preload_libraries = ''citus,pg_opsdata''), run CREATE EXTENSION citus and add the worker nodes first.', what);
 	END IF;
-	IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) THEN
+	IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) THEN
 		RAISE EXCEPTION 'permission denied for %', what
 			USING ERRCODE = 'insufficient_privilege',
 				  DETAIL = 'Only superusers may distribute or undistribute the tables of pg_opsdata.';
@@ -90,7 +90,7 @@ DECLARE
 	t record;
 BEGIN
 	PERFORM opsdata._require_citus_coordinator('opsdata.distribute()');
-	IF shard_count IS NOT NULL AND shard_count < 1 THEN
+	IF shard_count IS NOT NULL AND shard_count OPERATOR(pg_catalog.<) 1 THEN
 		RAISE EXCEPTION 'shard count must be positive, not %', shard_count
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
@@ -119,18 +119,18 @@ BEGIN
 		 ORDER BY n
 	LOOP
 		relation := t.rel;
-		distribution := CASE t.how WHEN 'reference' THEN 'reference table'
-								   ELSE 'distributed by series_id' END;
+		distribution := CASE WHEN t.how OPERATOR(pg_catalog.=) 'reference' THEN 'reference table'
+							 ELSE 'distributed by series_id' END;
 		IF EXISTS (SELECT FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid OPERATOR(pg_catalog.=) t.rel) THEN
-			distribution := distribution || ' (already)';
+			distribution := distribution OPERATOR(pg_catalog.||) ' (already)';
 			RETURN NEXT;
 			CONTINUE;
 		END IF;
-		IF t.how = 'reference' THEN
+		IF t.how OPERATOR(pg_catalog.=) 'reference' THEN
 			PERFORM pg_catalog.create_reference_table(t.rel);
-		ELSIF t.rel = 'metrics.points'::regclass AND shard_count IS NOT NULL THEN
+		ELSIF t.rel OPERATOR(pg_catalog.=) 'metrics.points'::regclass AND shard_count IS NOT NULL THEN
 			PERFORM pg_catalog.create_distributed_table(t.rel, 'series_id', shard_count => shard_count);
-		ELSIF t.rel = 'metrics.points'::regclass THEN
+		ELSIF t.rel OPERATOR(pg_catalog.=) 'metrics.points'::regclass THEN
 			PERFORM pg_catalog.create_distributed_table(t.rel, 'series_id');
 		ELSE
 			PERFORM pg_catalog.create_distributed_table(t.rel, 'series_id', colocate_with => 'metrics.points');
@@ -161,7 +161,7 @@ BEGIN
 		  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.logicalrelid
 		  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 		 WHERE p.logicalrelid OPERATOR(pg_catalog.=) t
-			OR p.logicalrelid IN (SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+			OR p.logicalrelid OPERATOR(pg_catalog.=) ANY (SELECT i.inhrelid FROM pg_catalog.pg_inherits i
 								   WHERE i.inhparent OPERATOR(pg_catalog.=) t)
 		 ORDER BY c.relispartition DESC
 	LOOP

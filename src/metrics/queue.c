@@ -414,11 +414,9 @@ queue_insert_as_owner(Oid relid, Oid sketch_type, Datum *ids, Datum *minutes,
 					  Datum *sketches, long n)
 {
 	QueueInsert insert;
-	Oid owner;
-	HeapTuple tuple;
 
 	insert.argtypes[0] = INT8ARRAYOID;
-	insert.argtypes[1] = get_array_type(TIMESTAMPTZOID);
+	insert.argtypes[1] = TIMESTAMPTZARRAYOID;
 	insert.argtypes[2] = get_array_type(sketch_type);
 	insert.args[0] = PointerGetDatum(
 		construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
@@ -427,13 +425,7 @@ queue_insert_as_owner(Oid relid, Oid sketch_type, Datum *ids, Datum *minutes,
 	insert.args[2] = PointerGetDatum(
 		construct_array(sketches, n, sketch_type, -1, false, TYPALIGN_INT));
 
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-
-	opsdata_run_as(owner, queue_insert_statement, &insert);
+	opsdata_run_as_table_owner(relid, queue_insert_statement, &insert);
 }
 
 /*

@@ -530,26 +530,18 @@ series_insert_statement(void *arg)
 static int
 series_insert(Datum *args)
 {
-	Oid relid =
-		get_relname_relid("series", get_namespace_oid("metrics", false));
+	Oid relid = metrics_relid("series");
 	SeriesInsert insert;
 
 	insert.args = args;
-	if (OidIsValid(relid) && opsdata_citus_table(relid))
+	if (opsdata_citus_table(relid))
 	{
 		AclResult aclresult =
 			pg_class_aclcheck(relid, GetUserId(), ACL_INSERT);
-		HeapTuple tuple;
-		Oid owner;
 
 		if (aclresult != ACLCHECK_OK)
 			aclcheck_error(aclresult, OBJECT_TABLE, "series");
-		tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-		if (!HeapTupleIsValid(tuple))
-			elog(ERROR, "cache lookup failed for relation %u", relid);
-		owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-		ReleaseSysCache(tuple);
-		opsdata_run_as(owner, series_insert_statement, &insert);
+		opsdata_run_as_table_owner(relid, series_insert_statement, &insert);
 	}
 	else
 		series_insert_statement(&insert);

@@ -463,8 +463,7 @@ writer_exec_leaf(LeafBuffer *leaf)
 	Datum *ids = palloc(sizeof(Datum) * leaf->rows);
 	Datum *tss = palloc(sizeof(Datum) * leaf->rows);
 	Datum *values = palloc(sizeof(Datum) * leaf->rows);
-	Oid argtypes[3] = {INT8ARRAYOID, get_array_type(TIMESTAMPTZOID),
-					   FLOAT8ARRAYOID};
+	Oid argtypes[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, FLOAT8ARRAYOID};
 	Datum args[3];
 	int64 i;
 	int rc;

@@ -104,20 +104,11 @@ partition_rel_name(Oid relid)
 static Oid
 partition_check_owner(Oid parent)
 {
-	HeapTuple tuple;
-	Oid owner;
-	char relkind;
+	Oid owner = opsdata_table_owner(parent);
 
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(parent));
-	if (!HeapTupleIsValid(tuple))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation with OID %u does not exist", parent)));
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	relkind = ((Form_pg_class) GETSTRUCT(tuple))->relkind;
-	ReleaseSysCache(tuple);
 	if (!opsdata_class_ownercheck(parent, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind),
+		aclcheck_error(ACLCHECK_NOT_OWNER,
+					   get_relkind_objtype(get_rel_relkind(parent)),
 					   get_rel_name(parent));
 	return owner;
 }

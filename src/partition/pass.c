@@ -86,6 +86,7 @@
 #include "utils/timestamp.h"
 
 #include "core/opsdata.h"
+#include "core/privileged.h"
 #include "partition/partition.h"
 
 /* What a pass did to one set. */
@@ -407,17 +408,9 @@ partition_plan_set(PartitionSetResult *res, MemoryContext namecxt,
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		HeapTuple tuple;
-
 		opsdata_spi_connect(0);
 		PushActiveSnapshot(GetTransactionSnapshot());
-		tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(res->parent));
-		if (!HeapTupleIsValid(tuple))
-			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-							errmsg("relation with OID %u does not exist",
-								   res->parent)));
-		res->owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-		ReleaseSysCache(tuple);
+		res->owner = opsdata_table_owner(res->parent);
 		res->name = MemoryContextStrdup(
 			namecxt, quote_qualified_identifier(
 						 get_namespace_name(get_rel_namespace(res->parent)),
