@@ -388,7 +388,14 @@ audit_pq_read(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("audit.read()");
 	PreventCommandIfParallelMode("audit.read()");
 
-	InitMaterializedSRF(fcinfo, 0);
+	/*
+	 * The executor hands the row type it expects (the declared one): using
+	 * it spares building it from pg_proc on every call.
+	 */
+	InitMaterializedSRF(fcinfo, rsinfo != NULL && IsA(rsinfo, ReturnSetInfo) &&
+										rsinfo->expectedDesc != NULL
+									? MAT_SRF_USE_EXPECTED_DESC
+									: 0);
 	if (n == 0)
 		return (Datum) 0;
 	deadline = GetCurrentTimestamp() + wait_us;
