@@ -61,6 +61,8 @@
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "port/pg_bswap.h"
+#include "storage/bufmgr.h"
+#include "storage/bufpage.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inet.h"
@@ -101,7 +103,10 @@ typedef struct SealColumn
 	int16 attlen; /* how the value is stored */
 	bool attbyval;
 	char attalign;
+	uint8 align;   /* attalign in bytes */
 	int pick;	   /* where audit_seal_encode() gives its value, or -1 */
+	char head[8];  /* the type and length, for a value of fixed length */
+	char null[8];  /* the type and -1: the NULL of this column */
 	FmgrInfo send; /* SEAL_VALUE_SEND only */
 } SealColumn;
 
@@ -173,6 +178,65 @@ seal_put_field(StringInfo out, const char *data, int len)
 	appendBinaryStringInfo(out, data, len);
 }
 
+/* Room for n more bytes at the end of out; returns where they go. */
+static inline char *
+seal_reserve(StringInfo out, int n)
+{
+	if (out->len + n >= out->maxlen)
+		enlargeStringInfo(out, n);
+	return out->data + out->len;
+}
+
+static inline char *
+seal_w16(char *p, uint16 v)
+{
+	v = pg_hton16(v);
+	memcpy(p, &v, 2);
+	return p + 2;
+}
+
+static inline char *
+seal_w32(char *p, uint32 v)
+{
+	v = pg_hton32(v);
+	memcpy(p, &v, 4);
+	return p + 4;
+}
+
+static inline char *
+seal_w64(char *p, uint64 v)
+{
+	v = pg_hton64(v);
+	memcpy(p, &v, 8);
+	return p + 8;
+}
+
+/*
+ * The length of the send form of a value of kind, when it is fixed; 0
+ * otherwise.
+ */
+static int
+seal_fixed_length(SealValueKind kind)
+{
+	switch (kind)
+	{
+		case SEAL_VALUE_INT2:
+			return 2;
+		case SEAL_VALUE_INT4:
+		case SEAL_VALUE_FLOAT4:
+			return 4;
+		case SEAL_VALUE_INT8:
+		case SEAL_VALUE_FLOAT8:
+			return 8;
+		case SEAL_VALUE_BOOL:
+			return 1;
+		case SEAL_VALUE_INTERVAL:
+			return 16;
+		default:
+			return 0;
+	}
+}
+
 /*
  * The codec for the first ncolumns columns of rows of desc (-1: every
  * column), allocated in cxt.  Columns dropped from the table do not appear
@@ -214,6 +278,10 @@ audit_seal_codec(TupleDesc desc, int ncolumns, MemoryContext cxt)
 		col->attlen = att->attlen;
 		col->attbyval = att->attbyval;
 		col->attalign = att->attalign;
+		col->align = att->attalign == TYPALIGN_DOUBLE  ? ALIGNOF_DOUBLE
+					 : att->attalign == TYPALIGN_INT   ? ALIGNOF_INT
+					 : att->attalign == TYPALIGN_SHORT ? ALIGNOF_SHORT
+													   : 1;
 		col->pick = -1;
 		base = getBaseType(att->atttypid);
 		switch (base)
@@ -271,6 +339,10 @@ audit_seal_codec(TupleDesc desc, int ncolumns, MemoryContext cxt)
 				col->kind = SEAL_VALUE_SEND;
 				break;
 		}
+		seal_w32(col->null, col->typid);
+		seal_w32(col->null + 4, (uint32) -1);
+		seal_w32(col->head, col->typid);
+		seal_w32(col->head + 4, seal_fixed_length(col->kind));
 		if (col->kind == SEAL_VALUE_SEND)
 		{
 			Oid sendfn;
@@ -318,39 +390,6 @@ audit_seal_codec_free(SealCodec *codec)
 	MemoryContextDelete(codec->cxt);
 }
 
-/* Room for n more bytes at the end of out; returns where they go. */
-static inline char *
-seal_reserve(StringInfo out, int n)
-{
-	if (out->len + n >= out->maxlen)
-		enlargeStringInfo(out, n);
-	return out->data + out->len;
-}
-
-static inline char *
-seal_w16(char *p, uint16 v)
-{
-	v = pg_hton16(v);
-	memcpy(p, &v, 2);
-	return p + 2;
-}
-
-static inline char *
-seal_w32(char *p, uint32 v)
-{
-	v = pg_hton32(v);
-	memcpy(p, &v, 4);
-	return p + 4;
-}
-
-static inline char *
-seal_w64(char *p, uint64 v)
-{
-	v = pg_hton64(v);
-	memcpy(p, &v, 8);
-	return p + 8;
-}
-
 /* A column's type, length and bytes. */
 static inline void
 seal_put_value(StringInfo out, Oid typid, const char *data, int len)
@@ -365,85 +404,89 @@ seal_put_value(StringInfo out, Oid typid, const char *data, int len)
 
 /*
  * An array of text-like elements, written as array_send() writes it,
- * without a call per element: the elements are walked in place.  A short
- * array stored inline with a one-byte header is unpacked into an aligned
- * local buffer first, as detoasting would, without an allocation (a TOAST
- * pointer also has a one-byte header: it is detoasted).
+ * without a call per element: the elements are walked in place.  An array
+ * stored inline is read where it is, whether its header is of one byte or
+ * four (positions are counted from where a four-byte header would start,
+ * as alignment is); one compressed or stored out of line is detoasted.
  */
 static void
 seal_put_text_array(StringInfo out, Oid typid, Datum value,
 					MemoryContext valuecxt)
 {
-	union
-	{
-		ArrayType hdr;
-		double align;
-		char data[256];
-	} local;
 	struct varlena *v = (struct varlena *) DatumGetPointer(value);
-	ArrayType *a;
-	int ndim;
+	const char *body; /* what follows the header: ndim, dataoffset... */
+	int32 ndim;
+	int32 dataoffset;
+	Oid elemtype;
+	int dims[MAXDIM];
+	int lbounds[MAXDIM];
 	int nitems;
 	int start = out->len;
-	bits8 *bitmap;
-	char *ptr;
+	const bits8 *bitmap;
+	uint32 off; /* of the next element, from the start of a 4-byte header */
 	char *p;
 	int i;
 
-	if (VARATT_IS_SHORT(v) && !VARATT_IS_EXTERNAL(v) &&
-		VARSIZE_SHORT(v) - VARHDRSZ_SHORT + VARHDRSZ <= sizeof(local.data))
-	{
-		Size len = VARSIZE_SHORT(v) - VARHDRSZ_SHORT;
-
-		SET_VARSIZE(local.data, len + VARHDRSZ);
-		memcpy(VARDATA(local.data), VARDATA_SHORT(v), len);
-		a = &local.hdr;
-	}
-	else
+	if (VARATT_IS_EXTERNAL(v) || VARATT_IS_COMPRESSED(v))
 	{
 		MemoryContext old = MemoryContextSwitchTo(valuecxt);
 
-		a = DatumGetArrayTypeP(value);
+		v = (struct varlena *) DatumGetArrayTypeP(value);
 		MemoryContextSwitchTo(old);
 	}
-	ndim = ARR_NDIM(a);
+	body = VARDATA_ANY(v);
+	memcpy(&ndim, body, sizeof(int32));
+	memcpy(&dataoffset, body + 4, sizeof(int32));
+	memcpy(&elemtype, body + 8, sizeof(Oid));
+	if (ndim < 0 || ndim > MAXDIM)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("an array of %d dimensions cannot be sealed", ndim)));
+	memcpy(dims, body + 12, sizeof(int) * ndim);
+	memcpy(lbounds, body + 12 + sizeof(int) * ndim, sizeof(int) * ndim);
 	/* One dimension, the usual case, needs no product of dimensions. */
-	nitems = ndim == 1 ? ARR_DIMS(a)[0] : ArrayGetNItems(ndim, ARR_DIMS(a));
-	bitmap = ARR_NULLBITMAP(a);
-	ptr = (char *) a + (ARR_HASNULL(a) ? (Size) a->dataoffset
-									   : (Size) ARR_OVERHEAD_NONULLS(ndim));
+	nitems = ndim == 0 ? 0 : ndim == 1 ? dims[0] : ArrayGetNItems(ndim, dims);
+	bitmap = dataoffset != 0
+				 ? (const bits8 *) (body + 12 + 2 * sizeof(int) * ndim)
+				 : NULL;
+	off = dataoffset != 0 ? (uint32) dataoffset : ARR_OVERHEAD_NONULLS(ndim);
 
-	p = seal_reserve(out, 8 + 12 + 8 * ndim);
+	/*
+	 * Room for all of it at once: the headers, and no more bytes per element
+	 * than its length word and what the array stores of it.
+	 */
+	p = seal_reserve(out, 8 + 12 + 8 * ndim + 4 * nitems + VARSIZE_ANY(v));
 	p = seal_w32(p, typid);
 	p = seal_w32(p, 0); /* the length, set below */
 	p = seal_w32(p, ndim);
-	p = seal_w32(p, ARR_HASNULL(a) ? 1 : 0);
-	p = seal_w32(p, ARR_ELEMTYPE(a));
+	p = seal_w32(p, dataoffset != 0 ? 1 : 0);
+	p = seal_w32(p, elemtype);
 	for (i = 0; i < ndim; i++)
 	{
-		p = seal_w32(p, ARR_DIMS(a)[i]);
-		p = seal_w32(p, ARR_LBOUND(a)[i]);
+		p = seal_w32(p, dims[i]);
+		p = seal_w32(p, lbounds[i]);
 	}
-	out->len = p - out->data;
 	for (i = 0; i < nitems; i++)
 	{
+		const char *e;
 		int len;
 
 		if (bitmap != NULL && (bitmap[i / 8] & (1 << (i % 8))) == 0)
 		{
-			p = seal_reserve(out, 4);
-			seal_w32(p, (uint32) -1);
-			out->len += 4;
+			p = seal_w32(p, (uint32) -1);
 			continue;
 		}
-		ptr = (char *) att_align_pointer(ptr, TYPALIGN_INT, -1, ptr);
-		len = VARSIZE_ANY_EXHDR(ptr);
-		p = seal_reserve(out, 4 + len);
+		/* A pad byte is 0; a short header never is. */
+		if (body[off - VARHDRSZ] == 0)
+			off = INTALIGN(off);
+		e = body + off - VARHDRSZ;
+		len = VARSIZE_ANY_EXHDR(e);
 		p = seal_w32(p, len);
-		memcpy(p, VARDATA_ANY(ptr), len);
-		out->len += 4 + len;
-		ptr += VARSIZE_ANY(ptr);
+		memcpy(p, VARDATA_ANY(e), len);
+		p += len;
+		off += VARSIZE_ANY(e);
 	}
+	out->len = p - out->data;
 	seal_w32(out->data + start + 4, out->len - start - 8);
 }
 
@@ -595,10 +638,63 @@ seal_put_null_value(const SealColumn *col, StringInfo out)
 }
 
 /*
+ * Ask the processor for the cache lines of the tuple about to be encoded,
+ * and of the one after it on its page (scans of entries return the tuples
+ * of a page in order): walking a tuple's values is a chain of dependent
+ * loads, each value's place known only from the length of the one before,
+ * and without this each line the chain reaches first is a wait on memory.
+ * The next tuple's line pointer is read without a lock (the buffer is
+ * pinned): a stale one only makes a useless prefetch.
+ */
+static inline void
+seal_prefetch(TupleTableSlot *slot, HeapTuple tuple)
+{
+#ifdef __GNUC__
+	const char *t = (const char *) tuple->t_data;
+	uint32 len = tuple->t_len;
+	uint32 x;
+
+	for (x = 0; x < len; x += 64)
+		__builtin_prefetch(t + x);
+	if (TTS_IS_BUFFERTUPLE(slot) &&
+		BufferIsValid(((BufferHeapTupleTableSlot *) slot)->buffer) &&
+		ItemPointerIsValid(&tuple->t_self))
+	{
+		Page page = BufferGetPage(((BufferHeapTupleTableSlot *) slot)->buffer);
+		OffsetNumber next = ItemPointerGetOffsetNumber(&tuple->t_self) + 1;
+		ItemId lp;
+		uint32 start;
+
+		if (next > PageGetMaxOffsetNumber(page))
+			return;
+		lp = PageGetItemId(page, next);
+		if (!ItemIdIsNormal(lp))
+			return;
+		start = ItemIdGetOffset(lp);
+		len = ItemIdGetLength(lp);
+		if (start >= BLCKSZ || len > BLCKSZ - start)
+			return;
+		t = (const char *) page + start;
+		for (x = 0; x < len; x += 64)
+			__builtin_prefetch(t + x);
+	}
+#endif
+}
+
+/* Room, in bytes, that the value of any kind but the variable ones takes. */
+#define SEAL_FIXED_ROOM 32
+
+/*
  * The encoding straight from the stored tuple of a heap slot, walking its
  * attributes once (as deforming would) without filling the slot's arrays.
  * False, with nothing written, when the tuple lacks some of the columns
  * (added to the table after it was stored): the caller deforms then.
+ *
+ * The bytes are written through a pointer into out, with room made once
+ * for the headers and values of fixed length of every column
+ * (SEAL_FIXED_ROOM each); a value of variable length makes room for its
+ * bytes besides.  Values that need a detoasting, a send function or an
+ * array walk go through seal_put_datum().
  */
 static bool
 seal_encode_stored(SealCodec *codec, TupleTableSlot *slot, int ncolumns,
@@ -623,40 +719,116 @@ seal_encode_stored(SealCodec *codec, TupleTableSlot *slot, int ncolumns,
 	tup = tuple->t_data;
 	if (HeapTupleHeaderGetNatts(tup) < nwalk)
 		return false;
+	seal_prefetch(slot, tuple);
 	hasnulls = HeapTupleHasNulls(tuple);
 	bp = tup->t_bits;
 	tp = (char *) tup + tup->t_hoff;
 
-	p = seal_reserve(out, 4);
-	seal_w32(p, ncolumns);
-	out->len += 4;
+	p = seal_reserve(out, 4 + SEAL_FIXED_ROOM * ncolumns);
+	p = seal_w32(p, ncolumns);
 	for (i = 0; i < nwalk; i++)
 	{
 		const SealColumn *col = &codec->columns[i];
+		char *vp;
 		Datum value;
 
 		if (hasnulls && att_isnull(i, bp))
 		{
 			if (i < ncolumns)
-				seal_put_null_value(col, out);
+			{
+				memcpy(p, col->null, 8);
+				p += 8;
+			}
 			if (col->pick >= 0)
 				codec->picked_null[col->pick] = true;
 			continue;
 		}
 		if (col->attlen == -1)
-			off = att_align_pointer(off, col->attalign, -1, tp + off);
+		{
+			/* A pad byte is 0; a short header never is. */
+			if (tp[off] == 0)
+				off = TYPEALIGN(col->align, off);
+			vp = tp + off;
+			value = PointerGetDatum(vp);
+			off += VARSIZE_ANY(vp);
+		}
 		else
-			off = att_align_nominal(off, col->attalign);
-		value = fetch_att(tp + off, col->attbyval, col->attlen);
-		off = att_addlength_pointer(off, col->attlen, tp + off);
-		if (i < ncolumns)
-			seal_put_datum(codec, col, value, out);
+		{
+			off = TYPEALIGN(col->align, off);
+			vp = tp + off;
+			value = fetch_att(vp, col->attbyval, col->attlen);
+			off = att_addlength_pointer(off, col->attlen, vp);
+		}
 		if (col->pick >= 0)
 		{
 			codec->picked[col->pick] = value;
 			codec->picked_null[col->pick] = false;
 		}
+		if (i >= ncolumns)
+			continue;
+		switch (col->kind)
+		{
+			case SEAL_VALUE_INT2:
+				memcpy(p, col->head, 8);
+				seal_w16(p + 8, (uint16) DatumGetInt16(value));
+				p += 10;
+				continue;
+			case SEAL_VALUE_INT4:
+				memcpy(p, col->head, 8);
+				seal_w32(p + 8, (uint32) DatumGetInt32(value));
+				p += 12;
+				continue;
+			case SEAL_VALUE_INT8:
+				memcpy(p, col->head, 8);
+				seal_w64(p + 8, (uint64) DatumGetInt64(value));
+				p += 16;
+				continue;
+			case SEAL_VALUE_BOOL:
+				memcpy(p, col->head, 8);
+				p[8] = DatumGetBool(value) ? 1 : 0;
+				p += 9;
+				continue;
+			case SEAL_VALUE_INTERVAL:
+			{
+				Interval *iv = DatumGetIntervalP(value);
+
+				memcpy(p, col->head, 8);
+				seal_w64(p + 8, (uint64) iv->time);
+				seal_w32(p + 16, (uint32) iv->day);
+				seal_w32(p + 20, (uint32) iv->month);
+				p += 24;
+				continue;
+			}
+			case SEAL_VALUE_TEXT:
+			case SEAL_VALUE_BYTES:
+				if (!VARATT_IS_EXTERNAL(vp) && !VARATT_IS_COMPRESSED(vp))
+				{
+					/* Inline, a short header or not: the bytes as they are. */
+					int len = VARSIZE_ANY_EXHDR(vp);
+
+					if (p + 8 + len + SEAL_FIXED_ROOM * (ncolumns - i) >=
+						out->data + out->maxlen)
+					{
+						out->len = p - out->data;
+						p = seal_reserve(
+							out, 8 + len + SEAL_FIXED_ROOM * (ncolumns - i));
+					}
+					memcpy(p, col->head, 4);
+					seal_w32(p + 4, len);
+					memcpy(p + 8, VARDATA_ANY(vp), len);
+					p += 8 + len;
+					continue;
+				}
+				break;
+			default:
+				break;
+		}
+		/* Any other value, through the StringInfo. */
+		out->len = p - out->data;
+		seal_put_datum(codec, col, value, out);
+		p = seal_reserve(out, SEAL_FIXED_ROOM * (ncolumns - i));
 	}
+	out->len = p - out->data;
 	return true;
 }
 

@@ -261,18 +261,24 @@ audit_seal_scan_forget_statements(SealScan *scan)
 	memset(scan->memo, 0, sizeof(SealStatementMemo) * SEAL_SCAN_MEMO_SIZE);
 }
 
-static int
-seal_entry_cmp(const void *a, const void *b)
+/* Entries in (entry_id, ts) order, the comparison inlined in the sort. */
+static inline int
+seal_entry_cmp(const SealEntry *a, const SealEntry *b)
 {
-	const SealEntry *ea = (const SealEntry *) a;
-	const SealEntry *eb = (const SealEntry *) b;
-
-	if (ea->id != eb->id)
-		return ea->id < eb->id ? -1 : 1;
-	if (ea->ts != eb->ts)
-		return ea->ts < eb->ts ? -1 : 1;
+	if (a->id != b->id)
+		return a->id < b->id ? -1 : 1;
+	if (a->ts != b->ts)
+		return a->ts < b->ts ? -1 : 1;
 	return 0;
 }
+
+#define ST_SORT			 seal_sort_entries
+#define ST_ELEMENT_TYPE	 SealEntry
+#define ST_COMPARE(a, b) seal_entry_cmp(a, b)
+#define ST_SCOPE		 static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /*
  * Read the entries of server server_id with first <= entry_id <= last,
@@ -403,7 +409,7 @@ audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
 		opsdata_spi_failed(ret, "read audit.entries");
 	if (r.codec != NULL)
 		audit_seal_codec_free(r.codec);
-	qsort(scan->entries, scan->nentries, sizeof(SealEntry), seal_entry_cmp);
+	seal_sort_entries(scan->entries, scan->nentries);
 }
 
 static int
