@@ -96,10 +96,24 @@ typedef enum SealValueKind
 	SEAL_VALUE_CIDR		   /* cidr: the same with 1 */
 } SealValueKind;
 
+/*
+ * How seal_encode_stored() reads and writes a column of a stored tuple:
+ * the usual ones in one step, any other deformed and written by kind.
+ */
+typedef enum SealStoredOp
+{
+	SEAL_OP_ANY,
+	SEAL_OP_INT8,	  /* 8 bytes by value, aligned on a double */
+	SEAL_OP_INT4,	  /* 4 bytes by value, aligned on an int */
+	SEAL_OP_INTERVAL, /* an interval */
+	SEAL_OP_TEXT	  /* text or bytea with no conversion: its bytes */
+} SealStoredOp;
+
 typedef struct SealColumn
 {
 	Oid typid;
 	SealValueKind kind;
+	SealStoredOp op;
 	int16 attlen; /* how the value is stored */
 	bool attbyval;
 	char attalign;
@@ -136,6 +150,7 @@ typedef struct SealStatementHash
 } SealStatementHash;
 
 static SPIPlanPtr seal_statements_plan = NULL;
+static SPIPlanPtr seal_width_plan = NULL;
 
 /* SHA-256 of no bytes: the statement hash of an entry without one. */
 static const uint8 seal_empty_hash[SEAL_HASH_LEN] = {
@@ -341,6 +356,21 @@ audit_seal_codec(TupleDesc desc, int ncolumns, MemoryContext cxt)
 		}
 		seal_w32(col->null, col->typid);
 		seal_w32(col->null + 4, (uint32) -1);
+		col->op = SEAL_OP_ANY;
+		if (col->kind == SEAL_VALUE_INT8 && col->attlen == 8 &&
+			col->attbyval && col->align == ALIGNOF_DOUBLE)
+			col->op = SEAL_OP_INT8;
+		else if (col->kind == SEAL_VALUE_INT4 && col->attlen == 4 &&
+				 col->attbyval && col->align == ALIGNOF_INT)
+			col->op = SEAL_OP_INT4;
+		else if (col->kind == SEAL_VALUE_INTERVAL &&
+				 col->attlen == sizeof(Interval) && !col->attbyval &&
+				 col->align == ALIGNOF_DOUBLE)
+			col->op = SEAL_OP_INTERVAL;
+		else if ((col->kind == SEAL_VALUE_TEXT ||
+				  col->kind == SEAL_VALUE_BYTES) &&
+				 col->attlen == -1)
+			col->op = SEAL_OP_TEXT;
 		seal_w32(col->head, col->typid);
 		seal_w32(col->head + 4, seal_fixed_length(col->kind));
 		if (col->kind == SEAL_VALUE_SEND)
@@ -681,6 +711,17 @@ seal_prefetch(TupleTableSlot *slot, HeapTuple tuple)
 #endif
 }
 
+/*
+ * seal_put_datum() out of line, for the values seal_encode_stored() does
+ * not write itself: its loop stays small.
+ */
+static pg_noinline void
+seal_put_other(const SealCodec *codec, const SealColumn *col, Datum value,
+			   StringInfo out)
+{
+	seal_put_datum(codec, col, value, out);
+}
+
 /* Room, in bytes, that the value of any kind but the variable ones takes. */
 #define SEAL_FIXED_ROOM 32
 
@@ -743,90 +784,124 @@ seal_encode_stored(SealCodec *codec, TupleTableSlot *slot, int ncolumns,
 				codec->picked_null[col->pick] = true;
 			continue;
 		}
-		if (col->attlen == -1)
+		/* The usual columns, read and written in one go. */
+		switch (i < ncolumns ? col->op : SEAL_OP_ANY)
 		{
-			/* A pad byte is 0; a short header never is. */
-			if (tp[off] == 0)
-				off = TYPEALIGN(col->align, off);
-			vp = tp + off;
-			value = PointerGetDatum(vp);
-			off += VARSIZE_ANY(vp);
-		}
-		else
-		{
-			off = TYPEALIGN(col->align, off);
-			vp = tp + off;
-			value = fetch_att(vp, col->attbyval, col->attlen);
-			off = att_addlength_pointer(off, col->attlen, vp);
+			case SEAL_OP_INT8:
+			{
+				uint64 v;
+
+				off = TYPEALIGN(ALIGNOF_DOUBLE, off);
+				memcpy(&v, tp + off, 8);
+				off += 8;
+				memcpy(p, col->head, 8);
+				seal_w64(p + 8, v);
+				p += 16;
+				value = Int64GetDatum((int64) v);
+				break;
+			}
+			case SEAL_OP_INT4:
+			{
+				uint32 v;
+
+				off = TYPEALIGN(ALIGNOF_INT, off);
+				memcpy(&v, tp + off, 4);
+				off += 4;
+				memcpy(p, col->head, 8);
+				seal_w32(p + 8, v);
+				p += 12;
+				value = Int32GetDatum((int32) v);
+				break;
+			}
+			case SEAL_OP_INTERVAL:
+			{
+				Interval *iv;
+
+				off = TYPEALIGN(ALIGNOF_DOUBLE, off);
+				iv = (Interval *) (tp + off);
+				off += sizeof(Interval);
+				memcpy(p, col->head, 8);
+				seal_w64(p + 8, (uint64) iv->time);
+				seal_w32(p + 16, (uint32) iv->day);
+				seal_w32(p + 20, (uint32) iv->month);
+				p += 24;
+				value = PointerGetDatum(iv);
+				break;
+			}
+			case SEAL_OP_TEXT:
+			{
+				const char *data;
+				int len;
+
+				/* A pad byte is 0; a short header never is. */
+				if (tp[off] == 0)
+					off = TYPEALIGN(col->align, off);
+				vp = tp + off;
+				value = PointerGetDatum(vp);
+				if (VARATT_IS_1B(vp) && !VARATT_IS_1B_E(vp))
+				{
+					len = VARSIZE_1B(vp) - VARHDRSZ_SHORT;
+					data = vp + VARHDRSZ_SHORT;
+					off += VARHDRSZ_SHORT + len;
+				}
+				else if (VARATT_IS_4B_U(vp))
+				{
+					len = VARSIZE_4B(vp) - VARHDRSZ;
+					data = vp + VARHDRSZ;
+					off += VARHDRSZ + len;
+				}
+				else
+				{
+					/* Compressed or out of line: expanded. */
+					off += VARSIZE_ANY(vp);
+					out->len = p - out->data;
+					seal_put_other(codec, col, value, out);
+					p = seal_reserve(out, SEAL_FIXED_ROOM * (ncolumns - i));
+					break;
+				}
+				if (p + 8 + len + SEAL_FIXED_ROOM * (ncolumns - i) >=
+					out->data + out->maxlen)
+				{
+					out->len = p - out->data;
+					p = seal_reserve(
+						out, 8 + len + SEAL_FIXED_ROOM * (ncolumns - i));
+				}
+				memcpy(p, col->head, 4);
+				seal_w32(p + 4, len);
+				memcpy(p + 8, data, len);
+				p += 8 + len;
+				break;
+			}
+			default:
+				/* Any other column: deformed, then written as its kind. */
+				if (col->attlen == -1)
+				{
+					if (tp[off] == 0)
+						off = TYPEALIGN(col->align, off);
+					vp = tp + off;
+					value = PointerGetDatum(vp);
+					off += VARSIZE_ANY(vp);
+				}
+				else
+				{
+					off = TYPEALIGN(col->align, off);
+					vp = tp + off;
+					value = fetch_att(vp, col->attbyval, col->attlen);
+					off = att_addlength_pointer(off, col->attlen, vp);
+				}
+				if (i < ncolumns)
+				{
+					out->len = p - out->data;
+					seal_put_other(codec, col, value, out);
+					p = seal_reserve(out, SEAL_FIXED_ROOM * (ncolumns - i));
+				}
+				break;
 		}
 		if (col->pick >= 0)
 		{
 			codec->picked[col->pick] = value;
 			codec->picked_null[col->pick] = false;
 		}
-		if (i >= ncolumns)
-			continue;
-		switch (col->kind)
-		{
-			case SEAL_VALUE_INT2:
-				memcpy(p, col->head, 8);
-				seal_w16(p + 8, (uint16) DatumGetInt16(value));
-				p += 10;
-				continue;
-			case SEAL_VALUE_INT4:
-				memcpy(p, col->head, 8);
-				seal_w32(p + 8, (uint32) DatumGetInt32(value));
-				p += 12;
-				continue;
-			case SEAL_VALUE_INT8:
-				memcpy(p, col->head, 8);
-				seal_w64(p + 8, (uint64) DatumGetInt64(value));
-				p += 16;
-				continue;
-			case SEAL_VALUE_BOOL:
-				memcpy(p, col->head, 8);
-				p[8] = DatumGetBool(value) ? 1 : 0;
-				p += 9;
-				continue;
-			case SEAL_VALUE_INTERVAL:
-			{
-				Interval *iv = DatumGetIntervalP(value);
-
-				memcpy(p, col->head, 8);
-				seal_w64(p + 8, (uint64) iv->time);
-				seal_w32(p + 16, (uint32) iv->day);
-				seal_w32(p + 20, (uint32) iv->month);
-				p += 24;
-				continue;
-			}
-			case SEAL_VALUE_TEXT:
-			case SEAL_VALUE_BYTES:
-				if (!VARATT_IS_EXTERNAL(vp) && !VARATT_IS_COMPRESSED(vp))
-				{
-					/* Inline, a short header or not: the bytes as they are. */
-					int len = VARSIZE_ANY_EXHDR(vp);
-
-					if (p + 8 + len + SEAL_FIXED_ROOM * (ncolumns - i) >=
-						out->data + out->maxlen)
-					{
-						out->len = p - out->data;
-						p = seal_reserve(
-							out, 8 + len + SEAL_FIXED_ROOM * (ncolumns - i));
-					}
-					memcpy(p, col->head, 4);
-					seal_w32(p + 4, len);
-					memcpy(p + 8, VARDATA_ANY(vp), len);
-					p += 8 + len;
-					continue;
-				}
-				break;
-			default:
-				break;
-		}
-		/* Any other value, through the StringInfo. */
-		out->len = p - out->data;
-		seal_put_datum(codec, col, value, out);
-		p = seal_reserve(out, SEAL_FIXED_ROOM * (ncolumns - i));
 	}
 	out->len = p - out->data;
 	return true;
@@ -847,7 +922,9 @@ audit_seal_encode(SealCodec *codec, TupleTableSlot *slot, int ncolumns,
 	int i;
 
 	Assert(ncolumns <= codec->ncolumns);
-	MemoryContextReset(codec->valuecxt);
+	/* Most rows allocate nothing: no call then. */
+	if (!codec->valuecxt->isReset)
+		MemoryContextReset(codec->valuecxt);
 	if (seal_encode_stored(codec, slot, ncolumns, out))
 		return;
 	slot_getsomeattrs(slot, nwalk);
@@ -1124,18 +1201,35 @@ int64
 audit_seal_bucket_width(void)
 {
 	int64 width = USECS_PER_DAY;
+	Oid nsp = get_namespace_oid("audit", true);
+	Datum entries = ObjectIdGetDatum(
+		OidIsValid(nsp) ? get_relname_relid("entries", nsp) : InvalidOid);
 	bool isnull;
 	Datum d;
 
-	opsdata_spi_check(
-		SPI_execute(
+	if (!OidIsValid(nsp) || !OidIsValid(DatumGetObjectId(entries)))
+		return width;
+	if (seal_width_plan == NULL)
+	{
+		Oid argtypes[1] = {REGCLASSOID};
+		SPIPlanPtr plan = SPI_prepare_cursor(
 			"SELECT CASE WHEN pg_catalog.date_part('month', p.part_interval::pg_catalog.interval) OPERATOR(pg_catalog.=) 0"
 			" AND pg_catalog.date_part('year', p.part_interval::pg_catalog.interval) OPERATOR(pg_catalog.=) 0"
 			" THEN (pg_catalog.date_part('epoch', p.part_interval::pg_catalog.interval)"
 			" OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 END"
 			" FROM opsdata.partitions p"
-			" WHERE p.parent OPERATOR(pg_catalog.=) 'audit.entries'::pg_catalog.regclass",
-			true, 1),
+			" WHERE p.parent OPERATOR(pg_catalog.=) $1",
+			1, argtypes, CURSOR_OPT_GENERIC_PLAN);
+
+		if (plan == NULL)
+			opsdata_spi_failed(SPI_result,
+							   "prepare the read of the partitioning of "
+							   "audit.entries");
+		SPI_keepplan(plan);
+		seal_width_plan = plan;
+	}
+	opsdata_spi_check(
+		SPI_execute_plan(seal_width_plan, &entries, NULL, true, 1),
 		SPI_OK_SELECT, "read the partitioning of audit.entries");
 	if (SPI_processed == 1)
 	{
