@@ -472,8 +472,11 @@ seal_put_text_array(StringInfo out, Oid typid, Datum value,
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("an array of %d dimensions cannot be sealed", ndim)));
-	memcpy(dims, body + 12, sizeof(int) * ndim);
-	memcpy(lbounds, body + 12 + sizeof(int) * ndim, sizeof(int) * ndim);
+	for (i = 0; i < ndim; i++)
+	{
+		memcpy(&dims[i], body + 12 + sizeof(int) * i, sizeof(int));
+		memcpy(&lbounds[i], body + 12 + sizeof(int) * (ndim + i), sizeof(int));
+	}
 	/* One dimension, the usual case, needs no product of dimensions. */
 	nitems = ndim == 0 ? 0 : ndim == 1 ? dims[0] : ArrayGetNItems(ndim, dims);
 	bitmap = dataoffset != 0
@@ -748,6 +751,7 @@ seal_encode_stored(SealCodec *codec, TupleTableSlot *slot, int ncolumns,
 	char *tp;
 	uint32 off = 0;
 	int nwalk = Max(ncolumns, codec->npicked);
+	uint64 present = ~UINT64CONST(0); /* bit i: column i is not NULL */
 	char *p;
 	int i;
 
@@ -764,6 +768,13 @@ seal_encode_stored(SealCodec *codec, TupleTableSlot *slot, int ncolumns,
 	hasnulls = HeapTupleHasNulls(tuple);
 	bp = tup->t_bits;
 	tp = (char *) tup + tup->t_hoff;
+	/* The null bitmap as a word, when it fits in one. */
+	if (hasnulls && nwalk <= 64)
+	{
+		present = 0;
+		for (i = 0; i < BITMAPLEN(nwalk); i++)
+			present |= (uint64) bp[i] << (8 * i);
+	}
 
 	p = seal_reserve(out, 4 + SEAL_FIXED_ROOM * ncolumns);
 	p = seal_w32(p, ncolumns);
@@ -773,7 +784,8 @@ seal_encode_stored(SealCodec *codec, TupleTableSlot *slot, int ncolumns,
 		char *vp;
 		Datum value;
 
-		if (hasnulls && att_isnull(i, bp))
+		if (nwalk <= 64 ? ((present >> i) & 1) == 0
+						: hasnulls && att_isnull(i, bp))
 		{
 			if (i < ncolumns)
 			{

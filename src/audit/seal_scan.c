@@ -75,6 +75,14 @@ typedef struct SealReceiver
 static SPIPlanPtr seal_scan_plan = NULL;
 static SPIPlanPtr seal_scan_strangers_plan = NULL;
 
+/* The slot of the memo for statement id. */
+static inline SealStatementMemo *
+seal_scan_memo(SealScan *scan, int64 id)
+{
+	return &scan->memo[((uint64) id * UINT64CONST(0x9E3779B97F4A7C15)) >>
+					   (64 - SEAL_SCAN_MEMO_BITS)];
+}
+
 static void
 seal_receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 {
@@ -191,13 +199,36 @@ seal_receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 	e->entry_columns = ncolumns;
 	e->offset = offset;
 	e->len = scan->data.len - offset;
-	/* The locator's CRC over the bytes while they are at hand. */
-	INIT_CRC32C(e->locator);
-	COMP_CRC32C(e->locator, scan->data.data + offset, e->len);
 	/* Room for the statement hash: an entry's bytes are then contiguous. */
 	if (scan->data.len + SEAL_HASH_LEN >= scan->data.maxlen)
 		enlargeStringInfo(&scan->data, SEAL_HASH_LEN);
 	scan->data.len += SEAL_HASH_LEN;
+
+	/*
+	 * The statement hash, when the memo has it, and the locator's CRC over
+	 * the bytes while they are at hand; audit_seal_scan_finish() does the
+	 * rest.
+	 */
+	e->stmt_hash = NULL;
+	if (e->stmt_null)
+		e->stmt_hash = audit_seal_no_statement();
+	else
+	{
+		SealStatementMemo *memo = seal_scan_memo(scan, e->stmt);
+
+		if (memo->hash != NULL && memo->id == e->stmt &&
+			memo->columns == statement_columns)
+			e->stmt_hash = memo->hash;
+	}
+	INIT_CRC32C(e->locator);
+	COMP_CRC32C(e->locator, scan->data.data + offset, e->len);
+	e->located = e->stmt_hash != NULL;
+	if (e->located)
+	{
+		memcpy(scan->data.data + offset + e->len, e->stmt_hash, SEAL_HASH_LEN);
+		COMP_CRC32C(e->locator, e->stmt_hash, SEAL_HASH_LEN);
+		FIN_CRC32C(e->locator);
+	}
 	return true;
 }
 
@@ -441,14 +472,10 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 		SealStatementMemo *memo;
 		bool missing;
 
-		if (e->stmt_null)
-		{
-			e->stmt_hash = audit_seal_no_statement();
+		if (e->located)
 			continue;
-		}
-		memo =
-			&scan->memo[((uint64) e->stmt * UINT64CONST(0x9E3779B97F4A7C15)) >>
-						(64 - SEAL_SCAN_MEMO_BITS)];
+		Assert(!e->stmt_null);
+		memo = seal_scan_memo(scan, e->stmt);
 		if (memo->hash != NULL && memo->id == e->stmt &&
 			memo->columns == e->statement_columns)
 		{
@@ -501,6 +528,9 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 		char *bytes = scan->data.data + e->offset;
 		pg_crc32c crc = e->locator; /* so far, over the encoding */
 
+		if (e->located)
+			continue;
+		e->located = true;
 		memcpy(bytes + e->len, e->stmt_hash, SEAL_HASH_LEN);
 		COMP_CRC32C(crc, e->stmt_hash, SEAL_HASH_LEN);
 		FIN_CRC32C(crc);

@@ -29,7 +29,10 @@ typedef struct SealEntry
 	int group;	/* free for the caller */
 	const uint8 *stmt_hash; /* SHA-256 of its statement's encoding */
 	uint32 locator; /* CRC-32C of encoding || stmt_hash (of the encoding
-					 * only until audit_seal_scan_finish()) */
+					 * only until located) */
+	bool located;	/* stmt_hash known, copied after the encoding, and
+					 * locator final: at once when the memo had it,
+					 * else by audit_seal_scan_finish() */
 } SealEntry;
 
 /* A direct-mapped memo in front of the cache of statement hashes. */
