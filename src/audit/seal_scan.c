@@ -75,12 +75,34 @@ typedef struct SealReceiver
 static SPIPlanPtr seal_scan_plan = NULL;
 static SPIPlanPtr seal_scan_strangers_plan = NULL;
 
+StaticAssertDecl(sizeof(SealStatementMemo) == 64,
+				 "a slot of the memo fills a cache line");
+
 /* The slot of the memo for statement id. */
 static inline SealStatementMemo *
 seal_scan_memo(SealScan *scan, int64 id)
 {
 	return &scan->memo[((uint64) id * UINT64CONST(0x9E3779B97F4A7C15)) >>
 					   (64 - SEAL_SCAN_MEMO_BITS)];
+}
+
+#ifdef __GNUC__
+#define pg_prefetch_mem(p) __builtin_prefetch(p)
+#else
+#define pg_prefetch_mem(p) ((void) 0)
+#endif
+
+/*
+ * Entry e's statement hash is hash: copy it after the entry's bytes and
+ * finish its locator.
+ */
+static inline void
+seal_scan_locate(SealScan *scan, SealEntry *e, const uint8 *hash)
+{
+	memcpy(scan->data.data + e->offset + e->len, hash, SEAL_HASH_LEN);
+	COMP_CRC32C(e->locator, hash, SEAL_HASH_LEN);
+	FIN_CRC32C(e->locator);
+	e->located = true;
 }
 
 static void
@@ -205,29 +227,33 @@ seal_receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 	scan->data.len += SEAL_HASH_LEN;
 
 	/*
-	 * The statement hash, when the memo has it, and the locator's CRC over
-	 * the bytes while they are at hand; audit_seal_scan_finish() does the
-	 * rest.
+	 * The locator's CRC over the bytes while they are at hand.  The memo's
+	 * slot for the entry's statement is asked of the processor now, and
+	 * read at the next entry (a memo of many statements is seldom in
+	 * cache): the hash is then copied after the bytes of this entry, still
+	 * in cache, and its locator finished.  audit_seal_scan_finish() does
+	 * what is left.
 	 */
-	e->stmt_hash = NULL;
-	if (e->stmt_null)
-		e->stmt_hash = audit_seal_no_statement();
-	else
-	{
-		SealStatementMemo *memo = seal_scan_memo(scan, e->stmt);
-
-		if (memo->hash != NULL && memo->id == e->stmt &&
-			memo->columns == statement_columns)
-			e->stmt_hash = memo->hash;
-	}
 	INIT_CRC32C(e->locator);
 	COMP_CRC32C(e->locator, scan->data.data + offset, e->len);
-	e->located = e->stmt_hash != NULL;
-	if (e->located)
+	e->located = false;
+	e->stmt_hash = NULL;
+	if (e->stmt_null)
+		seal_scan_locate(scan, e, audit_seal_no_statement());
+	else
+		pg_prefetch_mem(seal_scan_memo(scan, e->stmt));
+	if (scan->nentries >= 2)
 	{
-		memcpy(scan->data.data + offset + e->len, e->stmt_hash, SEAL_HASH_LEN);
-		COMP_CRC32C(e->locator, e->stmt_hash, SEAL_HASH_LEN);
-		FIN_CRC32C(e->locator);
+		SealEntry *prev = &scan->entries[scan->nentries - 2];
+
+		if (!prev->located)
+		{
+			SealStatementMemo *memo = seal_scan_memo(scan, prev->stmt);
+
+			if (memo->valid && memo->id == prev->stmt &&
+				memo->columns == prev->statement_columns)
+				seal_scan_locate(scan, prev, memo->hash);
+		}
 	}
 	return true;
 }
@@ -261,8 +287,10 @@ audit_seal_scan_init(SealScan *scan, int statement_columns, MemoryContext cxt)
 	scan->data.cursor = 0;
 	scan->data.data[0] = '\0';
 	scan->statements = audit_seal_statement_cache(cxt);
-	scan->memo = MemoryContextAllocZero(cxt, sizeof(SealStatementMemo) *
-												 SEAL_SCAN_MEMO_SIZE);
+	/* Slots on cache lines of their own. */
+	scan->memo = (SealStatementMemo *) TYPEALIGN(
+		64, MemoryContextAllocZero(
+				cxt, sizeof(SealStatementMemo) * SEAL_SCAN_MEMO_SIZE + 64));
 }
 
 /* Statement hashes a scan keeps at most. */
@@ -476,10 +504,10 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 			continue;
 		Assert(!e->stmt_null);
 		memo = seal_scan_memo(scan, e->stmt);
-		if (memo->hash != NULL && memo->id == e->stmt &&
+		if (memo->valid && memo->id == e->stmt &&
 			memo->columns == e->statement_columns)
 		{
-			e->stmt_hash = memo->hash;
+			seal_scan_locate(scan, e, memo->hash);
 			continue;
 		}
 		e->stmt_hash = audit_seal_statement_slot(
@@ -494,7 +522,8 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 			/* Only hashes computed: a missing one is looked up again. */
 			memo->id = e->stmt;
 			memo->columns = e->statement_columns;
-			memo->hash = e->stmt_hash;
+			memo->valid = true;
+			memcpy(memo->hash, e->stmt_hash, SEAL_HASH_LEN);
 		}
 	}
 	/* Usually one count of columns for all; one query per count. */
@@ -525,16 +554,10 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 	for (i = 0; i < scan->nentries; i++)
 	{
 		SealEntry *e = &scan->entries[i];
-		char *bytes = scan->data.data + e->offset;
-		pg_crc32c crc = e->locator; /* so far, over the encoding */
 
-		if (e->located)
-			continue;
-		e->located = true;
-		memcpy(bytes + e->len, e->stmt_hash, SEAL_HASH_LEN);
-		COMP_CRC32C(crc, e->stmt_hash, SEAL_HASH_LEN);
-		FIN_CRC32C(crc);
-		e->locator = crc;
+		if (!e->located)
+			seal_scan_locate(scan, e, e->stmt_hash);
+		e->stmt_hash = NULL;
 	}
 	pfree(ids);
 	pfree(idcols);
