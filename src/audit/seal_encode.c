@@ -106,7 +106,9 @@ typedef enum SealStoredOp
 	SEAL_OP_INT8,	  /* 8 bytes by value, aligned on a double */
 	SEAL_OP_INT4,	  /* 4 bytes by value, aligned on an int */
 	SEAL_OP_INTERVAL, /* an interval */
-	SEAL_OP_TEXT	  /* text or bytea with no conversion: its bytes */
+	SEAL_OP_TEXT,	  /* text or bytea with no conversion: its bytes */
+	SEAL_OP_INET,	  /* inet or cidr */
+	SEAL_OP_ARRAY	  /* an array of text with no conversion */
 } SealStoredOp;
 
 typedef struct SealColumn
@@ -371,6 +373,12 @@ audit_seal_codec(TupleDesc desc, int ncolumns, MemoryContext cxt)
 				  col->kind == SEAL_VALUE_BYTES) &&
 				 col->attlen == -1)
 			col->op = SEAL_OP_TEXT;
+		else if ((col->kind == SEAL_VALUE_INET ||
+				  col->kind == SEAL_VALUE_CIDR) &&
+				 col->attlen == -1)
+			col->op = SEAL_OP_INET;
+		else if (col->kind == SEAL_VALUE_TEXT_ARRAY && col->attlen == -1)
+			col->op = SEAL_OP_ARRAY;
 		seal_w32(col->head, col->typid);
 		seal_w32(col->head + 4, seal_fixed_length(col->kind));
 		if (col->kind == SEAL_VALUE_SEND)
@@ -884,6 +892,45 @@ seal_encode_stored(SealCodec *codec, TupleTableSlot *slot, int ncolumns,
 				p += 8 + len;
 				break;
 			}
+			case SEAL_OP_INET:
+			{
+				const inet_struct *ip;
+				int nb;
+
+				if (tp[off] == 0)
+					off = TYPEALIGN(col->align, off);
+				vp = tp + off;
+				value = PointerGetDatum(vp);
+				off += VARSIZE_ANY(vp);
+				if (VARATT_IS_EXTERNAL(vp) || VARATT_IS_COMPRESSED(vp))
+				{
+					out->len = p - out->data;
+					seal_put_other(codec, col, value, out);
+					p = seal_reserve(out, SEAL_FIXED_ROOM * (ncolumns - i));
+					break;
+				}
+				ip = (const inet_struct *) VARDATA_ANY(vp);
+				nb = ip->family == PGSQL_AF_INET ? 4 : 16;
+				memcpy(p, col->head, 4);
+				seal_w32(p + 4, 4 + nb);
+				p[8] = ip->family;
+				p[9] = ip->bits;
+				p[10] = col->kind == SEAL_VALUE_CIDR ? 1 : 0;
+				p[11] = nb;
+				memcpy(p + 12, ip->ipaddr, nb);
+				p += 12 + nb;
+				break;
+			}
+			case SEAL_OP_ARRAY:
+				if (tp[off] == 0)
+					off = TYPEALIGN(col->align, off);
+				vp = tp + off;
+				value = PointerGetDatum(vp);
+				off += VARSIZE_ANY(vp);
+				out->len = p - out->data;
+				seal_put_text_array(out, col->typid, value, codec->valuecxt);
+				p = seal_reserve(out, SEAL_FIXED_ROOM * (ncolumns - i));
+				break;
 			default:
 				/* Any other column: deformed, then written as its kind. */
 				if (col->attlen == -1)
