@@ -12,9 +12,12 @@
  * is made.  The query has no ORDER BY, so that the planner reads each heap
  * page once (a bitmap scan of the primary key's range) instead of fetching
  * the rows one by one in index order; the entries are sorted afterwards,
- * which costs next to nothing as they arrive nearly in order.  The
- * statements missing from the scan's cache of statement hashes are then
- * looked up with one query, and the locators computed.  A scan's buffers,
+ * which costs next to nothing as they arrive nearly in order.  The hash
+ * of an entry's statement comes from a memo of the hashes computed (its
+ * slot prefetched as the entry is read, and used at the next one), and
+ * the locator is computed then, while the entry's bytes are in cache; the
+ * statements missing from the memo are then looked up in the scan's cache
+ * of statement hashes, those it lacks with one query.  A scan's buffers,
  * and its cache, are kept from one use to the next
  * (audit_seal_scan_reset()): statements never change, so a hash once
  * computed holds.
@@ -87,9 +90,9 @@ seal_scan_memo(SealScan *scan, int64 id)
 }
 
 #ifdef __GNUC__
-#define pg_prefetch_mem(p) __builtin_prefetch(p)
+#define SEAL_PREFETCH(p) __builtin_prefetch(p)
 #else
-#define pg_prefetch_mem(p) ((void) 0)
+#define SEAL_PREFETCH(p) ((void) 0)
 #endif
 
 /*
@@ -241,7 +244,7 @@ seal_receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 	if (e->stmt_null)
 		seal_scan_locate(scan, e, audit_seal_no_statement());
 	else
-		pg_prefetch_mem(seal_scan_memo(scan, e->stmt));
+		SEAL_PREFETCH(seal_scan_memo(scan, e->stmt));
 	if (scan->nentries >= 2)
 	{
 		SealEntry *prev = &scan->entries[scan->nentries - 2];
