@@ -678,12 +678,20 @@ seal_round(SealScan *scan, int64 horizon, int max_entries, bool *more)
 
 	width = audit_seal_bucket_width();
 	groups = palloc(sizeof(SealGroup) * maxgroups);
+	g = 0;
 	for (i = 0; i < n; i++)
 	{
 		SealEntry *e = &scan->entries[i];
 		TimestampTz from;
 		TimestampTz to;
 
+		/* Usually the bucket of the entry before. */
+		if (ngroups > 0 && e->ts >= groups[g].from && e->ts < groups[g].to)
+		{
+			groups[g].count++;
+			e->group = g;
+			continue;
+		}
 		audit_seal_bucket(e->ts, width, &from, &to);
 		for (g = 0; g < ngroups; g++)
 		{

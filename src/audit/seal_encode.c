@@ -66,6 +66,8 @@
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "port/pg_bswap.h"
+#include "storage/bufmgr.h"
+#include "storage/bufpage.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inet.h"
@@ -99,14 +101,33 @@ typedef enum SealValueKind
 	SEAL_VALUE_CIDR		   /* cidr: the same with 1 */
 } SealValueKind;
 
+/*
+ * How seal_encode_stored() reads and writes a column of a stored tuple:
+ * the usual ones in one step, any other deformed and written by kind.
+ */
+typedef enum SealStoredOp
+{
+	SEAL_OP_ANY,
+	SEAL_OP_INT8,	  /* 8 bytes by value, aligned on a double */
+	SEAL_OP_INT4,	  /* 4 bytes by value, aligned on an int */
+	SEAL_OP_INTERVAL, /* an interval */
+	SEAL_OP_TEXT,	  /* text or bytea with no conversion: its bytes */
+	SEAL_OP_INET,	  /* inet or cidr */
+	SEAL_OP_ARRAY	  /* an array of text with no conversion */
+} SealStoredOp;
+
 typedef struct SealColumn
 {
 	Oid typid;
 	SealValueKind kind;
+	SealStoredOp op;
 	int16 attlen; /* how the value is stored */
 	bool attbyval;
 	char attalign;
+	uint8 align;   /* attalign in bytes */
 	int pick;	   /* where audit_seal_encode() gives its value, or -1 */
+	char head[8];  /* the type and length, for a value of fixed length */
+	char null[8];  /* the type and -1: the NULL of this column */
 	FmgrInfo send; /* SEAL_VALUE_SEND only */
 } SealColumn;
 
@@ -136,6 +157,7 @@ typedef struct SealStatementHash
 } SealStatementHash;
 
 static SPIPlanPtr seal_statements_plan = NULL;
+static SPIPlanPtr seal_width_plan = NULL;
 
 /* SHA-256 of no bytes: the statement hash of an entry without one. */
 static const uint8 seal_empty_hash[SEAL_HASH_LEN] = {
@@ -176,6 +198,102 @@ seal_put_field(StringInfo out, const char *data, int len)
 {
 	seal_put_int32(out, len);
 	appendBinaryStringInfo(out, data, len);
+}
+
+/* Room for n more bytes at the end of out; returns where they go. */
+static inline char *
+seal_reserve(StringInfo out, int n)
+{
+	if (out->len + n >= out->maxlen)
+		enlargeStringInfo(out, n);
+	return out->data + out->len;
+}
+
+static inline char *
+seal_w16(char *p, uint16 v)
+{
+	v = pg_hton16(v);
+	memcpy(p, &v, 2);
+	return p + 2;
+}
+
+static inline char *
+seal_w32(char *p, uint32 v)
+{
+	v = pg_hton32(v);
+	memcpy(p, &v, 4);
+	return p + 4;
+}
+
+static inline char *
+seal_w64(char *p, uint64 v)
+{
+	v = pg_hton64(v);
+	memcpy(p, &v, 8);
+	return p + 8;
+}
+
+/*
+ * The length of the send form of a value of kind, when it is fixed; 0
+ * otherwise.
+ */
+static int
+seal_fixed_length(SealValueKind kind)
+{
+	switch (kind)
+	{
+		case SEAL_VALUE_INT2:
+			return 2;
+		case SEAL_VALUE_INT4:
+		case SEAL_VALUE_FLOAT4:
+			return 4;
+		case SEAL_VALUE_INT8:
+		case SEAL_VALUE_FLOAT8:
+			return 8;
+		case SEAL_VALUE_BOOL:
+			return 1;
+		case SEAL_VALUE_INTERVAL:
+			return 16;
+		default:
+			return 0;
+	}
+}
+
+/*
+ * memcpy() of len bytes, without a call for the few bytes of most text
+ * values: two copies of 8 or 4 bytes that may overlap, reading and
+ * writing only the len bytes.
+ */
+static inline void
+seal_copy(char *dst, const char *src, int len)
+{
+	uint64 a;
+	uint64 b;
+	uint32 c;
+	uint32 d;
+
+	if (len > 16)
+		memcpy(dst, src, len);
+	else if (len >= 8)
+	{
+		memcpy(&a, src, 8);
+		memcpy(&b, src + len - 8, 8);
+		memcpy(dst, &a, 8);
+		memcpy(dst + len - 8, &b, 8);
+	}
+	else if (len >= 4)
+	{
+		memcpy(&c, src, 4);
+		memcpy(&d, src + len - 4, 4);
+		memcpy(dst, &c, 4);
+		memcpy(dst + len - 4, &d, 4);
+	}
+	else if (len > 0)
+	{
+		dst[0] = src[0];
+		dst[len / 2] = src[len / 2];
+		dst[len - 1] = src[len - 1];
+	}
 }
 
 /*
@@ -219,6 +337,10 @@ audit_seal_codec(TupleDesc desc, int ncolumns, MemoryContext cxt)
 		col->attlen = att->attlen;
 		col->attbyval = att->attbyval;
 		col->attalign = att->attalign;
+		col->align = att->attalign == TYPALIGN_DOUBLE  ? ALIGNOF_DOUBLE
+					 : att->attalign == TYPALIGN_INT   ? ALIGNOF_INT
+					 : att->attalign == TYPALIGN_SHORT ? ALIGNOF_SHORT
+													   : 1;
 		col->pick = -1;
 		base = getBaseType(att->atttypid);
 		switch (base)
@@ -276,6 +398,31 @@ audit_seal_codec(TupleDesc desc, int ncolumns, MemoryContext cxt)
 				col->kind = SEAL_VALUE_SEND;
 				break;
 		}
+		seal_w32(col->null, col->typid);
+		seal_w32(col->null + 4, (uint32) -1);
+		col->op = SEAL_OP_ANY;
+		if (col->kind == SEAL_VALUE_INT8 && col->attlen == 8 &&
+			col->attbyval && col->align == ALIGNOF_DOUBLE)
+			col->op = SEAL_OP_INT8;
+		else if (col->kind == SEAL_VALUE_INT4 && col->attlen == 4 &&
+				 col->attbyval && col->align == ALIGNOF_INT)
+			col->op = SEAL_OP_INT4;
+		else if (col->kind == SEAL_VALUE_INTERVAL &&
+				 col->attlen == sizeof(Interval) && !col->attbyval &&
+				 col->align == ALIGNOF_DOUBLE)
+			col->op = SEAL_OP_INTERVAL;
+		else if ((col->kind == SEAL_VALUE_TEXT ||
+				  col->kind == SEAL_VALUE_BYTES) &&
+				 col->attlen == -1)
+			col->op = SEAL_OP_TEXT;
+		else if ((col->kind == SEAL_VALUE_INET ||
+				  col->kind == SEAL_VALUE_CIDR) &&
+				 col->attlen == -1)
+			col->op = SEAL_OP_INET;
+		else if (col->kind == SEAL_VALUE_TEXT_ARRAY && col->attlen == -1)
+			col->op = SEAL_OP_ARRAY;
+		seal_w32(col->head, col->typid);
+		seal_w32(col->head + 4, seal_fixed_length(col->kind));
 		if (col->kind == SEAL_VALUE_SEND)
 		{
 			Oid sendfn;
@@ -323,39 +470,6 @@ audit_seal_codec_free(SealCodec *codec)
 	MemoryContextDelete(codec->cxt);
 }
 
-/* Room for n more bytes at the end of out; returns where they go. */
-static inline char *
-seal_reserve(StringInfo out, int n)
-{
-	if (out->len + n >= out->maxlen)
-		enlargeStringInfo(out, n);
-	return out->data + out->len;
-}
-
-static inline char *
-seal_w16(char *p, uint16 v)
-{
-	v = pg_hton16(v);
-	memcpy(p, &v, 2);
-	return p + 2;
-}
-
-static inline char *
-seal_w32(char *p, uint32 v)
-{
-	v = pg_hton32(v);
-	memcpy(p, &v, 4);
-	return p + 4;
-}
-
-static inline char *
-seal_w64(char *p, uint64 v)
-{
-	v = pg_hton64(v);
-	memcpy(p, &v, 8);
-	return p + 8;
-}
-
 /* A column's type, length and bytes. */
 static inline void
 seal_put_value(StringInfo out, Oid typid, const char *data, int len)
@@ -370,85 +484,92 @@ seal_put_value(StringInfo out, Oid typid, const char *data, int len)
 
 /*
  * An array of text-like elements, written as array_send() writes it,
- * without a call per element: the elements are walked in place.  A short
- * array stored inline with a one-byte header is unpacked into an aligned
- * local buffer first, as detoasting would, without an allocation (a TOAST
- * pointer also has a one-byte header: it is detoasted).
+ * without a call per element: the elements are walked in place.  An array
+ * stored inline is read where it is, whether its header is of one byte or
+ * four (positions are counted from where a four-byte header would start,
+ * as alignment is); one compressed or stored out of line is detoasted.
  */
 static void
 seal_put_text_array(StringInfo out, Oid typid, Datum value,
 					MemoryContext valuecxt)
 {
-	union
-	{
-		ArrayType hdr;
-		double align;
-		char data[256];
-	} local;
 	struct varlena *v = (struct varlena *) DatumGetPointer(value);
-	ArrayType *a;
-	int ndim;
+	const char *body; /* what follows the header: ndim, dataoffset... */
+	int32 ndim;
+	int32 dataoffset;
+	Oid elemtype;
+	int dims[MAXDIM];
+	int lbounds[MAXDIM];
 	int nitems;
 	int start = out->len;
-	bits8 *bitmap;
-	char *ptr;
+	const bits8 *bitmap;
+	uint32 off; /* of the next element, from the start of a 4-byte header */
 	char *p;
 	int i;
 
-	if (VARATT_IS_SHORT(v) && !VARATT_IS_EXTERNAL(v) &&
-		VARSIZE_SHORT(v) - VARHDRSZ_SHORT + VARHDRSZ <= sizeof(local.data))
-	{
-		Size len = VARSIZE_SHORT(v) - VARHDRSZ_SHORT;
-
-		SET_VARSIZE(local.data, len + VARHDRSZ);
-		memcpy(VARDATA(local.data), VARDATA_SHORT(v), len);
-		a = &local.hdr;
-	}
-	else
+	if (VARATT_IS_EXTERNAL(v) || VARATT_IS_COMPRESSED(v))
 	{
 		MemoryContext old = MemoryContextSwitchTo(valuecxt);
 
-		a = DatumGetArrayTypeP(value);
+		v = (struct varlena *) DatumGetArrayTypeP(value);
 		MemoryContextSwitchTo(old);
 	}
-	ndim = ARR_NDIM(a);
+	body = VARDATA_ANY(v);
+	memcpy(&ndim, body, sizeof(int32));
+	memcpy(&dataoffset, body + 4, sizeof(int32));
+	memcpy(&elemtype, body + 8, sizeof(Oid));
+	if (ndim < 0 || ndim > MAXDIM)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("an array of %d dimensions cannot be sealed", ndim)));
+	for (i = 0; i < ndim; i++)
+	{
+		memcpy(&dims[i], body + 12 + sizeof(int) * i, sizeof(int));
+		memcpy(&lbounds[i], body + 12 + sizeof(int) * (ndim + i), sizeof(int));
+	}
 	/* One dimension, the usual case, needs no product of dimensions. */
-	nitems = ndim == 1 ? ARR_DIMS(a)[0] : ArrayGetNItems(ndim, ARR_DIMS(a));
-	bitmap = ARR_NULLBITMAP(a);
-	ptr = (char *) a + (ARR_HASNULL(a) ? (Size) a->dataoffset
-									   : (Size) ARR_OVERHEAD_NONULLS(ndim));
+	nitems = ndim == 0 ? 0 : ndim == 1 ? dims[0] : ArrayGetNItems(ndim, dims);
+	bitmap = dataoffset != 0
+				 ? (const bits8 *) (body + 12 + 2 * sizeof(int) * ndim)
+				 : NULL;
+	off = dataoffset != 0 ? (uint32) dataoffset : ARR_OVERHEAD_NONULLS(ndim);
 
-	p = seal_reserve(out, 8 + 12 + 8 * ndim);
+	/*
+	 * Room for all of it at once: the headers, and no more bytes per element
+	 * than its length word and what the array stores of it.
+	 */
+	p = seal_reserve(out, 8 + 12 + 8 * ndim + 4 * nitems + VARSIZE_ANY(v));
 	p = seal_w32(p, typid);
 	p = seal_w32(p, 0); /* the length, set below */
 	p = seal_w32(p, ndim);
-	p = seal_w32(p, ARR_HASNULL(a) ? 1 : 0);
-	p = seal_w32(p, ARR_ELEMTYPE(a));
+	p = seal_w32(p, dataoffset != 0 ? 1 : 0);
+	p = seal_w32(p, elemtype);
 	for (i = 0; i < ndim; i++)
 	{
-		p = seal_w32(p, ARR_DIMS(a)[i]);
-		p = seal_w32(p, ARR_LBOUND(a)[i]);
+		p = seal_w32(p, dims[i]);
+		p = seal_w32(p, lbounds[i]);
 	}
-	out->len = p - out->data;
 	for (i = 0; i < nitems; i++)
 	{
+		const char *e;
 		int len;
 
 		if (bitmap != NULL && (bitmap[i / 8] & (1 << (i % 8))) == 0)
 		{
-			p = seal_reserve(out, 4);
-			seal_w32(p, (uint32) -1);
-			out->len += 4;
+			p = seal_w32(p, (uint32) -1);
 			continue;
 		}
-		ptr = (char *) att_align_pointer(ptr, TYPALIGN_INT, -1, ptr);
-		len = VARSIZE_ANY_EXHDR(ptr);
-		p = seal_reserve(out, 4 + len);
+		/* A pad byte is 0; a short header never is. */
+		if (body[off - VARHDRSZ] == 0)
+			off = INTALIGN(off);
+		e = body + off - VARHDRSZ;
+		len = VARSIZE_ANY_EXHDR(e);
 		p = seal_w32(p, len);
-		memcpy(p, VARDATA_ANY(ptr), len);
-		out->len += 4 + len;
-		ptr += VARSIZE_ANY(ptr);
+		seal_copy(p, VARDATA_ANY(e), len);
+		p += len;
+		off += VARSIZE_ANY(e);
 	}
+	out->len = p - out->data;
 	seal_w32(out->data + start + 4, out->len - start - 8);
 }
 
@@ -600,10 +721,74 @@ seal_put_null_value(const SealColumn *col, StringInfo out)
 }
 
 /*
+ * Ask the processor for the cache lines of the tuple about to be encoded,
+ * and of the one after it on its page (scans of entries return the tuples
+ * of a page in order): walking a tuple's values is a chain of dependent
+ * loads, each value's place known only from the length of the one before,
+ * and without this each line the chain reaches first is a wait on memory.
+ * The next tuple's line pointer is read without a lock (the buffer is
+ * pinned): a stale one only makes a useless prefetch.
+ */
+static inline void
+seal_prefetch(TupleTableSlot *slot, HeapTuple tuple)
+{
+#ifdef __GNUC__
+	const char *t = (const char *) tuple->t_data;
+	uint32 len = tuple->t_len;
+	uint32 x;
+
+	for (x = 0; x < len; x += 64)
+		__builtin_prefetch(t + x);
+	if (TTS_IS_BUFFERTUPLE(slot) &&
+		BufferIsValid(((BufferHeapTupleTableSlot *) slot)->buffer) &&
+		ItemPointerIsValid(&tuple->t_self))
+	{
+		Page page = BufferGetPage(((BufferHeapTupleTableSlot *) slot)->buffer);
+		OffsetNumber next = ItemPointerGetOffsetNumber(&tuple->t_self) + 1;
+		ItemId lp;
+		uint32 start;
+
+		if (next > PageGetMaxOffsetNumber(page))
+			return;
+		lp = PageGetItemId(page, next);
+		if (!ItemIdIsNormal(lp))
+			return;
+		start = ItemIdGetOffset(lp);
+		len = ItemIdGetLength(lp);
+		if (start >= BLCKSZ || len > BLCKSZ - start)
+			return;
+		t = (const char *) page + start;
+		for (x = 0; x < len; x += 64)
+			__builtin_prefetch(t + x);
+	}
+#endif
+}
+
+/*
+ * seal_put_datum() out of line, for the values seal_encode_stored() does
+ * not write itself: its loop stays small.
+ */
+static pg_noinline void
+seal_put_other(const SealCodec *codec, const SealColumn *col, Datum value,
+			   StringInfo out)
+{
+	seal_put_datum(codec, col, value, out);
+}
+
+/* Room, in bytes, that the value of any kind but the variable ones takes. */
+#define SEAL_FIXED_ROOM 32
+
+/*
  * The encoding straight from the stored tuple of a heap slot, walking its
  * attributes once (as deforming would) without filling the slot's arrays.
  * False, with nothing written, when the tuple lacks some of the columns
  * (added to the table after it was stored): the caller deforms then.
+ *
+ * The bytes are written through a pointer into out, with room made once
+ * for the headers and values of fixed length of every column
+ * (SEAL_FIXED_ROOM each); a value of variable length makes room for its
+ * bytes besides.  Values that need a detoasting, a send function or an
+ * array walk go through seal_put_datum().
  */
 static bool
 seal_encode_stored(SealCodec *codec, TupleTableSlot *slot, int ncolumns,
@@ -616,6 +801,7 @@ seal_encode_stored(SealCodec *codec, TupleTableSlot *slot, int ncolumns,
 	char *tp;
 	uint32 off = 0;
 	int nwalk = Max(ncolumns, codec->npicked);
+	uint64 present = ~UINT64CONST(0); /* bit i: column i is not NULL */
 	char *p;
 	int i;
 
@@ -628,40 +814,197 @@ seal_encode_stored(SealCodec *codec, TupleTableSlot *slot, int ncolumns,
 	tup = tuple->t_data;
 	if (HeapTupleHeaderGetNatts(tup) < nwalk)
 		return false;
+	seal_prefetch(slot, tuple);
 	hasnulls = HeapTupleHasNulls(tuple);
 	bp = tup->t_bits;
 	tp = (char *) tup + tup->t_hoff;
+	/* The null bitmap as a word, when it fits in one. */
+	if (hasnulls && nwalk <= 64)
+	{
+		present = 0;
+		for (i = 0; i < BITMAPLEN(nwalk); i++)
+			present |= (uint64) bp[i] << (8 * i);
+	}
 
-	p = seal_reserve(out, 4);
-	seal_w32(p, ncolumns);
-	out->len += 4;
+	p = seal_reserve(out, 4 + SEAL_FIXED_ROOM * ncolumns);
+	p = seal_w32(p, ncolumns);
 	for (i = 0; i < nwalk; i++)
 	{
 		const SealColumn *col = &codec->columns[i];
+		char *vp;
 		Datum value;
 
-		if (hasnulls && att_isnull(i, bp))
+		if (nwalk <= 64 ? ((present >> i) & 1) == 0
+						: hasnulls && att_isnull(i, bp))
 		{
 			if (i < ncolumns)
-				seal_put_null_value(col, out);
+			{
+				memcpy(p, col->null, 8);
+				p += 8;
+			}
 			if (col->pick >= 0)
 				codec->picked_null[col->pick] = true;
 			continue;
 		}
-		if (col->attlen == -1)
-			off = att_align_pointer(off, col->attalign, -1, tp + off);
-		else
-			off = att_align_nominal(off, col->attalign);
-		value = fetch_att(tp + off, col->attbyval, col->attlen);
-		off = att_addlength_pointer(off, col->attlen, tp + off);
-		if (i < ncolumns)
-			seal_put_datum(codec, col, value, out);
+		/* The usual columns, read and written in one go. */
+		switch (i < ncolumns ? col->op : SEAL_OP_ANY)
+		{
+			case SEAL_OP_INT8:
+			{
+				uint64 v;
+
+				off = TYPEALIGN(ALIGNOF_DOUBLE, off);
+				memcpy(&v, tp + off, 8);
+				off += 8;
+				memcpy(p, col->head, 8);
+				seal_w64(p + 8, v);
+				p += 16;
+				value = Int64GetDatum((int64) v);
+				break;
+			}
+			case SEAL_OP_INT4:
+			{
+				uint32 v;
+
+				off = TYPEALIGN(ALIGNOF_INT, off);
+				memcpy(&v, tp + off, 4);
+				off += 4;
+				memcpy(p, col->head, 8);
+				seal_w32(p + 8, v);
+				p += 12;
+				value = Int32GetDatum((int32) v);
+				break;
+			}
+			case SEAL_OP_INTERVAL:
+			{
+				Interval *iv;
+
+				off = TYPEALIGN(ALIGNOF_DOUBLE, off);
+				iv = (Interval *) (tp + off);
+				off += sizeof(Interval);
+				memcpy(p, col->head, 8);
+				seal_w64(p + 8, (uint64) iv->time);
+				seal_w32(p + 16, (uint32) iv->day);
+				seal_w32(p + 20, (uint32) iv->month);
+				p += 24;
+				value = PointerGetDatum(iv);
+				break;
+			}
+			case SEAL_OP_TEXT:
+			{
+				const char *data;
+				int len;
+
+				/* A pad byte is 0; a short header never is. */
+				if (tp[off] == 0)
+					off = TYPEALIGN(col->align, off);
+				vp = tp + off;
+				value = PointerGetDatum(vp);
+				if (VARATT_IS_1B(vp) && !VARATT_IS_1B_E(vp))
+				{
+					len = VARSIZE_1B(vp) - VARHDRSZ_SHORT;
+					data = vp + VARHDRSZ_SHORT;
+					off += VARHDRSZ_SHORT + len;
+				}
+				else if (VARATT_IS_4B_U(vp))
+				{
+					len = VARSIZE_4B(vp) - VARHDRSZ;
+					data = vp + VARHDRSZ;
+					off += VARHDRSZ + len;
+				}
+				else
+				{
+					/* Compressed or out of line: expanded. */
+					off += VARSIZE_ANY(vp);
+					out->len = p - out->data;
+					seal_put_other(codec, col, value, out);
+					p = seal_reserve(out, SEAL_FIXED_ROOM * (ncolumns - i));
+					break;
+				}
+				if (p + 8 + len + SEAL_FIXED_ROOM * (ncolumns - i) >=
+					out->data + out->maxlen)
+				{
+					out->len = p - out->data;
+					p = seal_reserve(
+						out, 8 + len + SEAL_FIXED_ROOM * (ncolumns - i));
+				}
+				memcpy(p, col->head, 4);
+				seal_w32(p + 4, len);
+				seal_copy(p + 8, data, len);
+				p += 8 + len;
+				break;
+			}
+			case SEAL_OP_INET:
+			{
+				const inet_struct *ip;
+				int nb;
+
+				if (tp[off] == 0)
+					off = TYPEALIGN(col->align, off);
+				vp = tp + off;
+				value = PointerGetDatum(vp);
+				off += VARSIZE_ANY(vp);
+				if (VARATT_IS_EXTERNAL(vp) || VARATT_IS_COMPRESSED(vp))
+				{
+					out->len = p - out->data;
+					seal_put_other(codec, col, value, out);
+					p = seal_reserve(out, SEAL_FIXED_ROOM * (ncolumns - i));
+					break;
+				}
+				ip = (const inet_struct *) VARDATA_ANY(vp);
+				nb = ip->family == PGSQL_AF_INET ? 4 : 16;
+				memcpy(p, col->head, 4);
+				seal_w32(p + 4, 4 + nb);
+				p[8] = ip->family;
+				p[9] = ip->bits;
+				p[10] = col->kind == SEAL_VALUE_CIDR ? 1 : 0;
+				p[11] = nb;
+				memcpy(p + 12, ip->ipaddr, nb);
+				p += 12 + nb;
+				break;
+			}
+			case SEAL_OP_ARRAY:
+				if (tp[off] == 0)
+					off = TYPEALIGN(col->align, off);
+				vp = tp + off;
+				value = PointerGetDatum(vp);
+				off += VARSIZE_ANY(vp);
+				out->len = p - out->data;
+				seal_put_text_array(out, col->typid, value, codec->valuecxt);
+				p = seal_reserve(out, SEAL_FIXED_ROOM * (ncolumns - i));
+				break;
+			default:
+				/* Any other column: deformed, then written as its kind. */
+				if (col->attlen == -1)
+				{
+					if (tp[off] == 0)
+						off = TYPEALIGN(col->align, off);
+					vp = tp + off;
+					value = PointerGetDatum(vp);
+					off += VARSIZE_ANY(vp);
+				}
+				else
+				{
+					off = TYPEALIGN(col->align, off);
+					vp = tp + off;
+					value = fetch_att(vp, col->attbyval, col->attlen);
+					off = att_addlength_pointer(off, col->attlen, vp);
+				}
+				if (i < ncolumns)
+				{
+					out->len = p - out->data;
+					seal_put_other(codec, col, value, out);
+					p = seal_reserve(out, SEAL_FIXED_ROOM * (ncolumns - i));
+				}
+				break;
+		}
 		if (col->pick >= 0)
 		{
 			codec->picked[col->pick] = value;
 			codec->picked_null[col->pick] = false;
 		}
 	}
+	out->len = p - out->data;
 	return true;
 }
 
@@ -680,7 +1023,9 @@ audit_seal_encode(SealCodec *codec, TupleTableSlot *slot, int ncolumns,
 	int i;
 
 	Assert(ncolumns <= codec->ncolumns);
-	MemoryContextReset(codec->valuecxt);
+	/* Most rows allocate nothing: no call then. */
+	if (!codec->valuecxt->isReset)
+		MemoryContextReset(codec->valuecxt);
 	if (seal_encode_stored(codec, slot, ncolumns, out))
 		return;
 	slot_getsomeattrs(slot, nwalk);
@@ -957,18 +1302,35 @@ int64
 audit_seal_bucket_width(void)
 {
 	int64 width = USECS_PER_DAY;
+	Oid nsp = get_namespace_oid("audit", true);
+	Datum entries = ObjectIdGetDatum(
+		OidIsValid(nsp) ? get_relname_relid("entries", nsp) : InvalidOid);
 	bool isnull;
 	Datum d;
 
-	opsdata_spi_check(
-		SPI_execute(
+	if (!OidIsValid(nsp) || !OidIsValid(DatumGetObjectId(entries)))
+		return width;
+	if (seal_width_plan == NULL)
+	{
+		Oid argtypes[1] = {REGCLASSOID};
+		SPIPlanPtr plan = SPI_prepare_cursor(
 			"SELECT CASE WHEN pg_catalog.date_part('month', p.part_interval::pg_catalog.interval) OPERATOR(pg_catalog.=) 0"
 			" AND pg_catalog.date_part('year', p.part_interval::pg_catalog.interval) OPERATOR(pg_catalog.=) 0"
 			" THEN (pg_catalog.date_part('epoch', p.part_interval::pg_catalog.interval)"
 			" OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 END"
 			" FROM opsdata.partitions p"
-			" WHERE p.parent OPERATOR(pg_catalog.=) 'audit.entries'::pg_catalog.regclass",
-			true, 1),
+			" WHERE p.parent OPERATOR(pg_catalog.=) $1",
+			1, argtypes, CURSOR_OPT_GENERIC_PLAN);
+
+		if (plan == NULL)
+			opsdata_spi_failed(SPI_result,
+							   "prepare the read of the partitioning of "
+							   "audit.entries");
+		SPI_keepplan(plan);
+		seal_width_plan = plan;
+	}
+	opsdata_spi_check(
+		SPI_execute_plan(seal_width_plan, &entries, NULL, true, 1),
 		SPI_OK_SELECT, "read the partitioning of audit.entries");
 	if (SPI_processed == 1)
 	{

@@ -12,9 +12,12 @@
  * is made.  The query has no ORDER BY, so that the planner reads each heap
  * page once (a bitmap scan of the primary key's range) instead of fetching
  * the rows one by one in index order; the entries are sorted afterwards,
- * which costs next to nothing as they arrive nearly in order.  The
- * statements missing from the scan's cache of statement hashes are then
- * looked up with one query, and the locators computed.  A scan's buffers,
+ * which costs next to nothing as they arrive nearly in order.  The hash
+ * of an entry's statement comes from a memo of the hashes computed (its
+ * slot prefetched as the entry is read, and used at the next one), and
+ * the locator is computed then, while the entry's bytes are in cache; the
+ * statements missing from the memo are then looked up in the scan's cache
+ * of statement hashes, those it lacks with one query.  A scan's buffers,
  * and its cache, are kept from one use to the next
  * (audit_seal_scan_reset()): statements never change, so a hash once
  * computed holds.
@@ -74,6 +77,36 @@ typedef struct SealReceiver
 
 static SPIPlanPtr seal_scan_plan = NULL;
 static SPIPlanPtr seal_scan_strangers_plan = NULL;
+
+StaticAssertDecl(sizeof(SealStatementMemo) == 64,
+				 "a slot of the memo fills a cache line");
+
+/* The slot of the memo for statement id. */
+static inline SealStatementMemo *
+seal_scan_memo(SealScan *scan, int64 id)
+{
+	return &scan->memo[((uint64) id * UINT64CONST(0x9E3779B97F4A7C15)) >>
+					   (64 - SEAL_SCAN_MEMO_BITS)];
+}
+
+#ifdef __GNUC__
+#define SEAL_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define SEAL_PREFETCH(p) ((void) 0)
+#endif
+
+/*
+ * Entry e's statement hash is hash: copy it after the entry's bytes and
+ * finish its locator.
+ */
+static inline void
+seal_scan_locate(SealScan *scan, SealEntry *e, const uint8 *hash)
+{
+	memcpy(scan->data.data + e->offset + e->len, hash, SEAL_HASH_LEN);
+	COMP_CRC32C(e->locator, hash, SEAL_HASH_LEN);
+	FIN_CRC32C(e->locator);
+	e->located = true;
+}
 
 static void
 seal_receiver_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
@@ -191,13 +224,40 @@ seal_receiver_receive(TupleTableSlot *slot, DestReceiver *self)
 	e->entry_columns = ncolumns;
 	e->offset = offset;
 	e->len = scan->data.len - offset;
-	/* The locator's CRC over the bytes while they are at hand. */
-	INIT_CRC32C(e->locator);
-	COMP_CRC32C(e->locator, scan->data.data + offset, e->len);
 	/* Room for the statement hash: an entry's bytes are then contiguous. */
 	if (scan->data.len + SEAL_HASH_LEN >= scan->data.maxlen)
 		enlargeStringInfo(&scan->data, SEAL_HASH_LEN);
 	scan->data.len += SEAL_HASH_LEN;
+
+	/*
+	 * The locator's CRC over the bytes while they are at hand.  The memo's
+	 * slot for the entry's statement is asked of the processor now, and
+	 * read at the next entry (a memo of many statements is seldom in
+	 * cache): the hash is then copied after the bytes of this entry, still
+	 * in cache, and its locator finished.  audit_seal_scan_finish() does
+	 * what is left.
+	 */
+	INIT_CRC32C(e->locator);
+	COMP_CRC32C(e->locator, scan->data.data + offset, e->len);
+	e->located = false;
+	e->stmt_hash = NULL;
+	if (e->stmt_null)
+		seal_scan_locate(scan, e, audit_seal_no_statement());
+	else
+		SEAL_PREFETCH(seal_scan_memo(scan, e->stmt));
+	if (scan->nentries >= 2)
+	{
+		SealEntry *prev = &scan->entries[scan->nentries - 2];
+
+		if (!prev->located)
+		{
+			SealStatementMemo *memo = seal_scan_memo(scan, prev->stmt);
+
+			if (memo->valid && memo->id == prev->stmt &&
+				memo->columns == prev->statement_columns)
+				seal_scan_locate(scan, prev, memo->hash);
+		}
+	}
 	return true;
 }
 
@@ -230,8 +290,10 @@ audit_seal_scan_init(SealScan *scan, int statement_columns, MemoryContext cxt)
 	scan->data.cursor = 0;
 	scan->data.data[0] = '\0';
 	scan->statements = audit_seal_statement_cache(cxt);
-	scan->memo = MemoryContextAllocZero(cxt, sizeof(SealStatementMemo) *
-												 SEAL_SCAN_MEMO_SIZE);
+	/* Slots on cache lines of their own. */
+	scan->memo = (SealStatementMemo *) TYPEALIGN(
+		64, MemoryContextAllocZero(
+				cxt, sizeof(SealStatementMemo) * SEAL_SCAN_MEMO_SIZE + 64));
 }
 
 /* Statement hashes a scan keeps at most. */
@@ -261,18 +323,24 @@ audit_seal_scan_forget_statements(SealScan *scan)
 	memset(scan->memo, 0, sizeof(SealStatementMemo) * SEAL_SCAN_MEMO_SIZE);
 }
 
-static int
-seal_entry_cmp(const void *a, const void *b)
+/* Entries in (entry_id, ts) order, the comparison inlined in the sort. */
+static inline int
+seal_entry_cmp(const SealEntry *a, const SealEntry *b)
 {
-	const SealEntry *ea = (const SealEntry *) a;
-	const SealEntry *eb = (const SealEntry *) b;
-
-	if (ea->id != eb->id)
-		return ea->id < eb->id ? -1 : 1;
-	if (ea->ts != eb->ts)
-		return ea->ts < eb->ts ? -1 : 1;
+	if (a->id != b->id)
+		return a->id < b->id ? -1 : 1;
+	if (a->ts != b->ts)
+		return a->ts < b->ts ? -1 : 1;
 	return 0;
 }
+
+#define ST_SORT			 seal_sort_entries
+#define ST_ELEMENT_TYPE	 SealEntry
+#define ST_COMPARE(a, b) seal_entry_cmp(a, b)
+#define ST_SCOPE		 static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /*
  * Read the entries of server server_id with first <= entry_id <= last,
@@ -403,7 +471,7 @@ audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
 		opsdata_spi_failed(ret, "read audit.entries");
 	if (r.codec != NULL)
 		audit_seal_codec_free(r.codec);
-	qsort(scan->entries, scan->nentries, sizeof(SealEntry), seal_entry_cmp);
+	seal_sort_entries(scan->entries, scan->nentries);
 }
 
 static int
@@ -435,18 +503,14 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 		SealStatementMemo *memo;
 		bool missing;
 
-		if (e->stmt_null)
-		{
-			e->stmt_hash = audit_seal_no_statement();
+		if (e->located)
 			continue;
-		}
-		memo =
-			&scan->memo[((uint64) e->stmt * UINT64CONST(0x9E3779B97F4A7C15)) >>
-						(64 - SEAL_SCAN_MEMO_BITS)];
-		if (memo->hash != NULL && memo->id == e->stmt &&
+		Assert(!e->stmt_null);
+		memo = seal_scan_memo(scan, e->stmt);
+		if (memo->valid && memo->id == e->stmt &&
 			memo->columns == e->statement_columns)
 		{
-			e->stmt_hash = memo->hash;
+			seal_scan_locate(scan, e, memo->hash);
 			continue;
 		}
 		e->stmt_hash = audit_seal_statement_slot(
@@ -461,7 +525,8 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 			/* Only hashes computed: a missing one is looked up again. */
 			memo->id = e->stmt;
 			memo->columns = e->statement_columns;
-			memo->hash = e->stmt_hash;
+			memo->valid = true;
+			memcpy(memo->hash, e->stmt_hash, SEAL_HASH_LEN);
 		}
 	}
 	/* Usually one count of columns for all; one query per count. */
@@ -492,13 +557,10 @@ audit_seal_scan_finish(SealScan *scan, pg_cryptohash_ctx *ctx)
 	for (i = 0; i < scan->nentries; i++)
 	{
 		SealEntry *e = &scan->entries[i];
-		char *bytes = scan->data.data + e->offset;
-		pg_crc32c crc = e->locator; /* so far, over the encoding */
 
-		memcpy(bytes + e->len, e->stmt_hash, SEAL_HASH_LEN);
-		COMP_CRC32C(crc, e->stmt_hash, SEAL_HASH_LEN);
-		FIN_CRC32C(crc);
-		e->locator = crc;
+		if (!e->located)
+			seal_scan_locate(scan, e, e->stmt_hash);
+		e->stmt_hash = NULL;
 	}
 	pfree(ids);
 	pfree(idcols);

@@ -27,20 +27,28 @@ typedef struct SealEntry
 	int offset; /* of its encoding in SealScan.data, followed by stmt_hash */
 	int len;	/* of its encoding */
 	int group;	/* free for the caller */
-	const uint8 *stmt_hash; /* SHA-256 of its statement's encoding */
-	uint32 locator; /* CRC-32C of encoding || stmt_hash (of the encoding
-					 * only until audit_seal_scan_finish()) */
+	const uint8 *stmt_hash; /* SHA-256 of its statement's encoding, while
+							 * audit_seal_scan_finish() looks for it */
+	uint32 locator; /* CRC-32C of encoding || its statement's hash (of the
+					 * encoding only until located) */
+	bool located;	/* statement hash copied after the encoding, and
+					 * locator final: as the next entry is read when the
+					 * memo has the hash, else by
+					 * audit_seal_scan_finish() */
 } SealEntry;
 
 /* A direct-mapped memo in front of the cache of statement hashes. */
 #define SEAL_SCAN_MEMO_BITS 14
 #define SEAL_SCAN_MEMO_SIZE (1 << SEAL_SCAN_MEMO_BITS)
 
+/* A slot of the memo: one cache line. */
 typedef struct SealStatementMemo
 {
 	int64 id;
-	int columns;
-	const uint8 *hash; /* NULL: empty */
+	int32 columns;
+	bool valid;
+	uint8 hash[SEAL_HASH_LEN];
+	char pad[64 - 8 - 4 - 4 - SEAL_HASH_LEN];
 } SealStatementMemo;
 
 typedef struct SealScan
@@ -53,7 +61,7 @@ typedef struct SealScan
 	int statement_columns;	 /* default for the statements */
 	StringInfoData data;	 /* the encodings, one after the other */
 	HTAB *statements;		 /* statement hashes, kept across resets */
-	SealStatementMemo *memo; /* SEAL_SCAN_MEMO_SIZE of them */
+	SealStatementMemo *memo; /* SEAL_SCAN_MEMO_SIZE of them, aligned */
 	bool prefetch;			 /* pages may be out of shared buffers */
 
 	/*
