@@ -380,6 +380,7 @@ extern uint64 audit_queue_unassigned_drops(void);
 /* ids.c */
 extern void audit_ids_init(void);
 extern int64 audit_ids_allocate(Oid entries, Oid seq, int n);
+extern int64 audit_ids_highest(Oid entries, Oid seq);
 extern int64 audit_seq_next(Oid seq);
 
 /* indexcache.c */

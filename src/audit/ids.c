@@ -12,8 +12,9 @@
  *	  once per server life (and again when audit.entries is a new relation,
  *	  after DROP and CREATE EXTENSION) from the highest entry_id of any row
  *	  version of audit.entries, in-progress and prepared ones included (the
- *	  rightmost key of each partition's primary key index, read with
- *	  SnapshotAny), and from the sequence audit.entries_entry_id_seq.
+ *	  rightmost key of a closed partition's unique B-tree on the ids, read
+ *	  with SnapshotAny, or a scan of every row version of a partition that
+ *	  has none, the day's), and from the sequence audit.entries_entry_id_seq.
  *	- The sequence is the counter's persistent high-water mark, read at
  *	  every allocation.  Whenever the counter passes it, it is advanced
  *	  (AUDIT_IDS_AHEAD beyond, the counter's "mark") by writing its page and
@@ -458,6 +459,69 @@ audit_ids_allocate(Oid entries, Oid seq, int n)
 		UnlockReleaseBuffer(buf);
 		relation_close(seqrel, NoLock);
 		return first;
+	}
+}
+
+/*
+ * The highest entry id taken so far for the current database, by the
+ * counter or by nextval() of the sequence, or 0 when none was: every id up
+ * to it was taken before this call returned.  Seeds the counter when it is
+ * not, as audit_ids_allocate() does; takes no id.  entries and seq are
+ * audit.entries and its sequence; the caller is in a transaction.
+ */
+int64
+audit_ids_highest(Oid entries, Oid seq)
+{
+	int64 seed = 0;
+	bool have_seed = false;
+
+	for (;;)
+	{
+		Relation seqrel;
+		Buffer buf;
+		HeapTupleData tuple;
+		Form_pg_sequence_data form;
+		AuditIdCounter *c;
+		int64 floor;
+		int64 highest;
+
+		if (!have_seed && !audit_ids_seeded(entries))
+		{
+			seed = audit_ids_scan(entries);
+			have_seed = true;
+		}
+
+		seqrel = relation_open(seq, AccessShareLock);
+		form = audit_seq_lock(seqrel, &buf, &tuple);
+		floor = form->is_called ? form->last_value : form->last_value - 1;
+
+		LWLockAcquire(audit_ids_lock, LW_EXCLUSIVE);
+		c = audit_ids_counter();
+		if (c == NULL || c->entries != entries)
+		{
+			if (!have_seed)
+			{
+				LWLockRelease(audit_ids_lock);
+				UnlockReleaseBuffer(buf);
+				relation_close(seqrel, NoLock);
+				continue;
+			}
+			if (c == NULL)
+				c = audit_ids_new_counter();
+			c->entries = entries;
+			c->last = seed;
+			c->mark = 0;
+		}
+		else if (have_seed)
+			c->last = Max(c->last, seed);
+		/* A sequence moved by anyone else handed out values up to its own. */
+		if (floor != c->mark)
+			c->last = Max(c->last, floor);
+		highest = c->last;
+		LWLockRelease(audit_ids_lock);
+		UnlockReleaseBuffer(buf);
+		relation_close(seqrel, NoLock);
+		return highest;
 	}
 }
 

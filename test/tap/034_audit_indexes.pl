@@ -1,7 +1,8 @@
 # Indexes chosen for the queries auditors run without costing the write
-# path: every partition of audit.entries has only its BRIN index on ts
-# (and the primary key) while its day lasts; the by-user B-tree and the
-# by-object GIN index are built, concurrently, on each day once it is over,
+# path: every partition of audit.entries has only its BRIN indexes on
+# entry_id and ts while its day lasts; the unique B-tree on the ids, the
+# by-user B-tree and the by-object GIN index are built, concurrently, on
+# each day once it is over,
 # by the built-in job "audit.index_closed_partitions", and the planner uses
 # them.  A leftover invalid index is rebuilt.  The job's scheduled run
 # builds them in its own job worker.
@@ -48,17 +49,23 @@ my $indexes = q{SELECT string_agg(c.relname || ':' || am.amname || ':' || i.indi
 my $today = $node->safe_psql('postgres', q{
 	SELECT p.partition FROM opsdata.show_partitions('audit.entries') p
 	 WHERE now() >= p.lower_bound::timestamptz AND now() < p.upper_bound::timestamptz});
-like($node->safe_psql('postgres', sprintf($indexes, $today)), qr/^[^,]*_pkey:btree:true,[^,]*_ts_idx:brin:true$/,
-	'the current day has only its primary key and its BRIN index');
+like($node->safe_psql('postgres', sprintf($indexes, $today)), qr/^[^,]*_entry_id_idx:brin:true,[^,]*_ts_idx:brin:true$/,
+	'the current day has only its BRIN indexes');
 
-is($node->safe_psql('postgres', 'SELECT audit._index_closed_partitions()'), '2',
-	'two indexes are missing on the closed day; a worker builds them');
-ok($node->poll_query_until('postgres', sprintf($indexes, $closed) . " AND c.relname ~ '_(username_ts|objects)_idx\$'",
-		"${\ substr($closed, 6)}_objects_idx:gin:true,${\ substr($closed, 6)}_username_ts_idx:btree:true"),
-	'the closed day gets its by-user B-tree and its by-object GIN index');
+is($node->safe_psql('postgres', 'SELECT audit._index_closed_partitions()'), '3',
+	'three indexes are missing on the closed day; a worker builds them');
+ok($node->poll_query_until('postgres', sprintf($indexes, $closed) . " AND c.relname ~ '_(entry_id_key|username_ts_idx|objects_idx)\$'",
+		"${\ substr($closed, 6)}_entry_id_key:btree:true,${\ substr($closed, 6)}_objects_idx:gin:true,"
+		. "${\ substr($closed, 6)}_username_ts_idx:btree:true"),
+	'the closed day gets its unique B-tree on the ids, its by-user B-tree and its by-object GIN index');
+is($node->safe_psql('postgres', q{
+	SELECT i.indisunique || ':' || pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+	 WHERE c.relname ~ '_entry_id_key$' AND i.indrelid = '} . $closed . q{'::regclass}),
+	"true:CREATE UNIQUE INDEX ${\ substr($closed, 6)}_entry_id_key ON $closed USING btree (entry_id, server_id)",
+	'the B-tree on the ids is unique on (entry_id, server_id)');
 is($node->safe_psql('postgres', 'SELECT audit._index_closed_partitions()'), '0',
 	'once built, nothing is missing and no worker starts');
-like($node->safe_psql('postgres', sprintf($indexes, $today)), qr/^[^,]*_pkey:btree:true,[^,]*_ts_idx:brin:true$/,
+like($node->safe_psql('postgres', sprintf($indexes, $today)), qr/^[^,]*_entry_id_idx:brin:true,[^,]*_ts_idx:brin:true$/,
 	'the current day is left alone');
 
 # The planner uses them for the questions auditors ask.
@@ -71,6 +78,14 @@ like($node->safe_psql('postgres',
 	qr/objects_idx/, 'a query by object uses the GIN index of the closed day');
 is($node->safe_psql('postgres', "SELECT count(*) FROM audit.entries WHERE username = 'mallory'"), '200',
 	'the answer is complete');
+my $first = $node->safe_psql('postgres', "SELECT min(entry_id) FROM $closed");
+like($node->safe_psql('postgres',
+		"EXPLAIN (COSTS OFF) SELECT * FROM audit.entries WHERE entry_id = $first + 7 AND ts < now() - interval '2 days'"),
+	qr/entry_id_key/, 'a query by id uses the B-tree on the ids of the closed day');
+like($node->safe_psql('postgres',
+		"SET enable_seqscan = off; EXPLAIN (COSTS OFF) SELECT * FROM audit.entries"
+		. " WHERE entry_id BETWEEN $first AND $first + 99 AND ts > now() - interval '1 day'"),
+	qr/Bitmap Index Scan on \S*entry_id_idx/, 'a range of ids of the current day is read through its BRIN index');
 
 # A build that failed leaves an invalid index; the next run rebuilds it.
 my $name = substr($closed, 6) . '_objects_idx';
