@@ -87,6 +87,38 @@ like($node->safe_psql('postgres',
 		. " WHERE entry_id BETWEEN $first AND $first + 99 AND ts > now() - interval '1 day'"),
 	qr/Bitmap Index Scan on \S*entry_id_idx/, 'a range of ids of the current day is read through its BRIN index');
 
+# The entries a transaction writes into the current day, whose first block
+# range is summarized (a BRIN index made on an empty partition summarizes
+# it), are each found through its BRIN index on entry_id: the writer gives
+# each index the rows with the least and greatest values only.  The
+# session audits writes from the database's setting, so that no entry of a
+# SET (every change of pg_opsdata.audit is audited) comes after the
+# transaction's and widens the summary over them; the ALTER DATABASE's is
+# written first.
+$node->safe_psql('postgres', q{
+	CREATE TABLE brin_t (id int);
+	ALTER DATABASE postgres SET pg_opsdata.audit = 'write';
+});
+$node->safe_psql('postgres', 'SELECT audit.flush()');
+$node->safe_psql('postgres', q{
+	BEGIN;
+	INSERT INTO brin_t VALUES (1);
+	INSERT INTO brin_t VALUES (2);
+	INSERT INTO brin_t VALUES (3);
+	INSERT INTO brin_t VALUES (4);
+	INSERT INTO brin_t VALUES (5);
+	COMMIT;
+});
+my ($lo, $hi) = split /\|/, $node->safe_psql('postgres',
+	q{SELECT min(entry_id) || '|' || max(entry_id) FROM audit.entries WHERE objects @> '{public.brin_t}'});
+is($hi - $lo, 4, 'the five entries of the transaction have consecutive ids');
+my $by_id = q{SET enable_seqscan = off; SELECT count(*) FROM audit.entries WHERE entry_id = %s};
+like($node->safe_psql('postgres', sprintf($by_id, "$hi") =~ s/SELECT count/EXPLAIN (COSTS OFF) SELECT count/r),
+	qr/Bitmap Index Scan on \S*entry_id_idx/, 'an entry of the current day is looked up through its BRIN index');
+is(join(',', map { $node->safe_psql('postgres', sprintf($by_id, $_)) } $lo .. $hi), '1,1,1,1,1',
+	'each entry of the transaction is found through the BRIN index');
+$node->safe_psql('postgres', 'ALTER DATABASE postgres RESET pg_opsdata.audit');
+
 # A build that failed leaves an invalid index; the next run rebuilds it.
 my $name = substr($closed, 6) . '_objects_idx';
 $node->safe_psql('postgres', "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'audit.$name'::regclass");
