@@ -24,7 +24,7 @@ my $with = opsdata_node('state_with',
 my $without = opsdata_node('state_without', preload => 0, conf => $common);
 $_->start for ($with, $without);
 $with->safe_psql('postgres', 'CREATE EXTENSION pg_opsdata');
-wait_partitioned($with);
+opsdata_wait_audit_partitioned($with);
 
 my $script = <<'EOS';
 \set VERBOSITY default
@@ -193,17 +193,6 @@ EOS
 
 # The outputs of the script, with errors in place.
 
-# Wait until partition maintenance has made the partition of audit.entries
-# that new entries go to: a query planned before it moves rows out of the
-# default partition would miss them.
-sub wait_partitioned
-{
-	my ($node) = @_;
-	$node->poll_query_until('postgres', q{
-		SELECT EXISTS (SELECT FROM opsdata.show_partitions('audit.entries')
-						WHERE now() >= lower_bound::timestamptz AND clock_timestamp() + interval '10 minutes' < upper_bound::timestamptz)})
-	  or die 'audit.entries was not partitioned';
-}
 
 sub run_script
 {

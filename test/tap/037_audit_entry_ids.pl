@@ -17,20 +17,9 @@ my $node = opsdata_node('entry_ids',
 	conf => "pg_opsdata.audit = 'write'\nmax_prepared_transactions = 4\nrestart_after_crash = on\n");
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION pg_opsdata; CREATE TABLE t (id serial, v int)');
-wait_partitioned($node);
+opsdata_wait_audit_partitioned($node);
 
 
-# Wait until partition maintenance has made the partition of audit.entries
-# that new entries go to: a query planned before it moves rows out of the
-# default partition would miss them.
-sub wait_partitioned
-{
-	my ($node) = @_;
-	$node->poll_query_until('postgres', q{
-		SELECT EXISTS (SELECT FROM opsdata.show_partitions('audit.entries')
-						WHERE now() >= lower_bound::timestamptz AND clock_timestamp() + interval '10 minutes' < upper_bound::timestamptz)})
-	  or die 'audit.entries was not partitioned';
-}
 
 sub write_rows
 {
@@ -128,7 +117,7 @@ is($standby->safe_psql('postgres', "SELECT count(*) FROM audit.entries WHERE ent
 
 # --- DROP and CREATE EXTENSION: a new trail ------------------------------
 $standby->safe_psql('postgres', 'DROP EXTENSION pg_opsdata; CREATE EXTENSION pg_opsdata');
-wait_partitioned($standby);
+opsdata_wait_audit_partitioned($standby);
 write_rows($standby, 2);
 is($standby->safe_psql('postgres',
 		"SELECT string_agg(entry_id::text, ',' ORDER BY entry_id) FROM audit.entries WHERE command = 'INSERT'"),

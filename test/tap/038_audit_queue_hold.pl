@@ -32,11 +32,7 @@ $node->safe_psql('postgres', 'CREATE EXTENSION pg_opsdata');
 # The test's own sessions are not audited: only the ones it starts to fill
 # the queue are, so that watching never waits for the queue.
 $ENV{PGOPTIONS} = '-c pg_opsdata.audit=none';
-$node->poll_query_until('postgres', q{
-	SELECT EXISTS (SELECT FROM opsdata.show_partitions('audit.entries')
-					WHERE now() >= lower_bound::timestamptz
-					  AND clock_timestamp() + interval '10 minutes' < upper_bound::timestamptz)})
-  or die 'audit.entries was not partitioned';
+opsdata_wait_audit_partitioned($node);
 
 # A psql running a script of numbered reads tagged with a name, in the
 # background; each read that completes prints its number.  $setup runs

@@ -11,7 +11,8 @@ use Exporter 'import';
 
 our @EXPORT = qw(opsdata_node opsdata_wait_up opsdata_wait_old_server_gone
   opsdata_stalled_job opsdata_fill_areas opsdata_fingerprint_sql
-  opsdata_table_columns opsdata_check_areas_work);
+  opsdata_table_columns opsdata_check_areas_work
+  opsdata_wait_audit_partitioned);
 
 # A new, initialized (not started) node.  preload => 0 leaves pg_opsdata out
 # of shared_preload_libraries; extra settings may be given as conf => '...'.
@@ -47,6 +48,23 @@ sub opsdata_wait_up
 		qr/all server processes terminated; reinitializing.*database system is ready to accept connections/s,
 		$offset);
 	return $node->poll_query_until('postgres', 'SELECT true');
+}
+
+# Wait until partition maintenance has made the partitions of audit.entries
+# that the next ten minutes' entries go to (today's, and tomorrow's when
+# midnight is near): a query planned before maintenance moves rows out of
+# the default partition would miss them.  Dies when it never happens.
+sub opsdata_wait_audit_partitioned
+{
+	my ($node, $db) = @_;
+	$node->poll_query_until($db || 'postgres', q{
+		SELECT pg_catalog.bool_and(EXISTS (
+				 SELECT FROM opsdata.show_partitions('audit.entries')
+				  WHERE t >= lower_bound::timestamptz AND t < upper_bound::timestamptz))
+		  FROM (VALUES (pg_catalog.now()),
+					   (pg_catalog.clock_timestamp() + interval '10 minutes')) v(t)})
+	  or die 'audit.entries was not partitioned';
+	return;
 }
 
 # After the postmaster itself was killed ($node->kill9): wait until every
