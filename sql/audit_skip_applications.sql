@@ -26,8 +26,9 @@ $$;
 GRANT EXECUTE ON FUNCTION trail() TO audit_skip_user;
 
 SHOW pg_opsdata.audit_skip_applications;
-SET pg_opsdata.audit = 'read';
 UPDATE shown SET last = (SELECT coalesce(max(entry_id), 0) FROM audit.entries);
+-- (The SET is audited and queued: it comes after the last entry shown.)
+SET pg_opsdata.audit = 'read';
 
 -- Without Citus loaded, no session is one of its internal connections: a
 -- superuser's session named as Citus names them is audited, and a setting
