@@ -469,22 +469,30 @@ audit_seq_write(Relation seqrel, Buffer buf, HeapTupleData *tuple, int64 value,
 }
 
 /*
- * The database's counter, seeded, brought above what the sequence handed
- * out by anyone else, and returned with audit_ids_lock held exclusively;
- * *seqrel is the sequence, opened, and *buf its page, locked.  *floor is
- * the highest value the sequence has handed out.
+ * Hand out n consecutive entry ids for the current database and return
+ * the first.  entries and seq are audit.entries and its sequence; the
+ * caller holds RowExclusiveLock on entries and is in a transaction that
+ * writes.  Raises an error when the ids are exhausted.
  */
-static AuditIdCounter *
-audit_ids_lock_counter(Oid entries, Oid seq, Relation *seqrel, Buffer *buf,
-					   HeapTupleData *tuple, int64 *floor)
+int64
+audit_ids_allocate(Oid entries, Oid seq, int n)
 {
 	int64 seed = 0;
 	bool have_seed = false;
 
+	Assert(n > 0);
 	for (;;)
 	{
+		Relation seqrel;
+		Buffer buf;
+		HeapTupleData tuple;
 		Form_pg_sequence_data form;
 		AuditIdCounter *c;
+		int64 floor;
+		int64 first;
+		int64 last;
+		int64 mark;
+		bool write;
 
 		if (!have_seed && !audit_ids_seeded(entries))
 		{
@@ -492,9 +500,9 @@ audit_ids_lock_counter(Oid entries, Oid seq, Relation *seqrel, Buffer *buf,
 			have_seed = true;
 		}
 
-		*seqrel = relation_open(seq, AccessShareLock);
-		form = audit_seq_lock(*seqrel, buf, tuple);
-		*floor = form->is_called ? form->last_value : form->last_value - 1;
+		seqrel = relation_open(seq, AccessShareLock);
+		form = audit_seq_lock(seqrel, &buf, &tuple);
+		floor = form->is_called ? form->last_value : form->last_value - 1;
 
 		LWLockAcquire(audit_ids_lock, LW_EXCLUSIVE);
 		c = audit_ids_counter();
@@ -504,8 +512,8 @@ audit_ids_lock_counter(Oid entries, Oid seq, Relation *seqrel, Buffer *buf,
 			{
 				/* Taken over since it was looked at: seed it, and again. */
 				LWLockRelease(audit_ids_lock);
-				UnlockReleaseBuffer(*buf);
-				relation_close(*seqrel, NoLock);
+				UnlockReleaseBuffer(buf);
+				relation_close(seqrel, NoLock);
 				continue;
 			}
 			if (c == NULL)
@@ -522,62 +530,37 @@ audit_ids_lock_counter(Oid entries, Oid seq, Relation *seqrel, Buffer *buf,
 		 * moved by anyone else (nextval() of the column default, a
 		 * restore's setval()) may have handed out values up to its own: the
 		 * counter goes above them.  A sequence set lower is ignored, and set
-		 * back by the next allocation.
+		 * back.
 		 */
-		if (*floor != c->mark)
-			c->last = Max(c->last, *floor);
-		return c;
-	}
-}
-
-/*
- * Hand out n consecutive entry ids for the current database and return
- * the first.  entries and seq are audit.entries and its sequence; the
- * caller holds RowExclusiveLock on entries and is in a transaction that
- * writes.  Raises an error when the ids are exhausted.
- */
-int64
-audit_ids_allocate(Oid entries, Oid seq, int n)
-{
-	Relation seqrel;
-	Buffer buf;
-	HeapTupleData tuple;
-	AuditIdCounter *c;
-	int64 floor;
-	int64 first;
-	int64 last;
-	int64 mark;
-	bool write;
-
-	Assert(n > 0);
-	c = audit_ids_lock_counter(entries, seq, &seqrel, &buf, &tuple, &floor);
-	if (c->last > PG_INT64_MAX - n)
-	{
-		int64 highest = c->last;
-
+		if (floor != c->mark)
+			c->last = Max(c->last, floor);
+		if (c->last > PG_INT64_MAX - n)
+		{
+			LWLockRelease(audit_ids_lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
+					 errmsg("audit entry ids are exhausted"),
+					 errdetail("The highest entry id is " INT64_FORMAT ".",
+							   c->last)));
+		}
+		first = c->last + 1;
+		last = c->last + n;
+		c->last = last;
+		c->used = ++audit_ids->tick;
+		write = last > floor || floor != c->mark;
+		if (write)
+			c->mark = last > PG_INT64_MAX - AUDIT_IDS_AHEAD
+						  ? PG_INT64_MAX
+						  : last + AUDIT_IDS_AHEAD;
+		mark = c->mark;
 		LWLockRelease(audit_ids_lock);
-		ereport(ERROR, (errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
-						errmsg("audit entry ids are exhausted"),
-						errdetail("The highest entry id is " INT64_FORMAT ".",
-								  highest)));
-	}
-	first = c->last + 1;
-	last = c->last + n;
-	c->last = last;
-	c->used = ++audit_ids->tick;
-	write = last > floor || floor != c->mark;
-	if (write)
-		c->mark = last > PG_INT64_MAX - AUDIT_IDS_AHEAD
-					  ? PG_INT64_MAX
-					  : last + AUDIT_IDS_AHEAD;
-	mark = c->mark;
-	LWLockRelease(audit_ids_lock);
 
-	if (write)
-		audit_seq_write(seqrel, buf, &tuple, mark, true, mark, 0);
-	UnlockReleaseBuffer(buf);
-	relation_close(seqrel, NoLock);
-	return first;
+		if (write)
+			audit_seq_write(seqrel, buf, &tuple, mark, true, mark, 0);
+		UnlockReleaseBuffer(buf);
+		relation_close(seqrel, NoLock);
+		return first;
+	}
 }
 
 /*
@@ -590,19 +573,57 @@ audit_ids_allocate(Oid entries, Oid seq, int n)
 int64
 audit_ids_highest(Oid entries, Oid seq)
 {
-	Relation seqrel;
-	Buffer buf;
-	HeapTupleData tuple;
-	int64 floor;
-	int64 highest;
+	int64 seed = 0;
+	bool have_seed = false;
 
-	highest =
-		audit_ids_lock_counter(entries, seq, &seqrel, &buf, &tuple, &floor)
-			->last;
-	LWLockRelease(audit_ids_lock);
-	UnlockReleaseBuffer(buf);
-	relation_close(seqrel, NoLock);
-	return highest;
+	for (;;)
+	{
+		Relation seqrel;
+		Buffer buf;
+		HeapTupleData tuple;
+		Form_pg_sequence_data form;
+		AuditIdCounter *c;
+		int64 floor;
+		int64 highest;
+
+		if (!have_seed && !audit_ids_seeded(entries))
+		{
+			seed = audit_ids_scan(entries);
+			have_seed = true;
+		}
+
+		seqrel = relation_open(seq, AccessShareLock);
+		form = audit_seq_lock(seqrel, &buf, &tuple);
+		floor = form->is_called ? form->last_value : form->last_value - 1;
+
+		LWLockAcquire(audit_ids_lock, LW_EXCLUSIVE);
+		c = audit_ids_counter();
+		if (c == NULL || c->entries != entries)
+		{
+			if (!have_seed)
+			{
+				LWLockRelease(audit_ids_lock);
+				UnlockReleaseBuffer(buf);
+				relation_close(seqrel, NoLock);
+				continue;
+			}
+			if (c == NULL)
+				c = audit_ids_new_counter();
+			c->entries = entries;
+			c->last = seed;
+			c->mark = 0;
+		}
+		else if (have_seed)
+			c->last = Max(c->last, seed);
+		/* A sequence moved by anyone else handed out values up to its own. */
+		if (floor != c->mark)
+			c->last = Max(c->last, floor);
+		highest = c->last;
+		LWLockRelease(audit_ids_lock);
+		UnlockReleaseBuffer(buf);
+		relation_close(seqrel, NoLock);
+		return highest;
+	}
 }
 
 /* Values nextval() logs ahead of the one it hands out (sequence.c). */
