@@ -159,8 +159,8 @@ SELECT is(pg_temp.attempt('guard_writer', 'SELECT metrics.record(''guard.m'', 1)
 
 -- Sequences: every identifier a sequence gives is unique on its own, so a
 -- sequence set back by setval() makes inserts fail, never repeat an
--- identifier.  The exception: audit.entries, whose ids are unique per
--- server (a unique B-tree on (entry_id, server_id) on each closed day).
+-- identifier.  The exception: a partitioned table's unique keys include
+-- its partition key, so audit.entries is unique on (entry_id, ts, server_id).
 SELECT is_empty($$
 	SELECT s.oid::regclass
 	  FROM pg_class s

@@ -4093,6 +4093,9 @@ GRANT INSERT ON audit.import_queue_items TO opsdata_admin;
 
 REVOKE ALL ON FUNCTION audit._import_event(), audit._import_queue_item() FROM PUBLIC;
 
+-- Functions are created executable by PUBLIC; the install script revokes that
+-- in src/core/finish.sql, the update does it here for the new ones.
+REVOKE ALL ON ALL ROUTINES IN SCHEMA opsdata, audit, learning, metrics FROM PUBLIC;
 
 -- Imports store their rows in batches, the last one at the end of the statement.
 CREATE TRIGGER import_events_end AFTER INSERT ON audit.import_events
@@ -4245,46 +4248,3 @@ BEGIN
 	END LOOP;
 END
 $$;
-
---
--- Audit: the day's partition of audit.entries keeps no B-tree.  The
--- primary key gives way to a BRIN index on entry_id; each closed day gets
--- a unique B-tree on (entry_id, server_id) from the closed-day indexing
--- job, as it gets its by-user and by-object indexes.  Closed partitions
--- are given theirs here at once, so that no range of ids is read without
--- one.
---
-ALTER TABLE audit.entries DROP CONSTRAINT entries_pkey;
-CREATE INDEX entries_entry_id_idx ON audit.entries USING brin (entry_id);
--- Without a primary key, rows are logged whole when maintenance deletes
--- them from the default partition.
-ALTER TABLE audit.entries REPLICA IDENTITY FULL;
-DO $$
-DECLARE
-	p record;
-BEGIN
-	FOR p IN
-		SELECT c.oid::pg_catalog.regclass AS rel
-		  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
-		 WHERE i.inhparent = 'audit.entries'::pg_catalog.regclass AND c.relkind = 'r'
-	LOOP
-		EXECUTE pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL', p.rel);
-	END LOOP;
-	FOR p IN
-		SELECT n.nspname, c.relname
-		  FROM opsdata._partition_layout('audit.entries') l
-		  JOIN pg_catalog.pg_class c ON c.oid = l.partition
-		  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		 WHERE NOT l.is_default AND NOT l.detach_pending
-		   AND l.upper_time <= pg_catalog.now() - interval '1 hour'
-	LOOP
-		EXECUTE pg_catalog.format('CREATE UNIQUE INDEX %I ON %I.%I USING btree (entry_id, server_id)',
-								  pg_catalog.left(p.relname, 49) || '_entry_id_key', p.nspname, p.relname);
-	END LOOP;
-END
-$$;
-COMMENT ON FUNCTION audit._index_closed_partitions() IS 'Internal: start building the entry id, by-user and by-object indexes missing on partitions of audit.entries whose day ended over an hour ago; returns how many are missing';
-
--- Functions are created executable by PUBLIC; the install script revokes that
--- in src/core/finish.sql, the update does it here for the new ones.
-REVOKE ALL ON ALL ROUTINES IN SCHEMA opsdata, audit, learning, metrics FROM PUBLIC;

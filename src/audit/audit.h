@@ -409,12 +409,6 @@ extern uint64 audit_queue_unassigned_drops(void);
 /* ids.c */
 extern void audit_ids_init(void);
 extern int64 audit_ids_allocate(Oid entries, Oid seq, int n);
-extern int64 audit_ids_highest(Oid entries, Oid seq);
-
-/* brinbatch.c */
-extern bool audit_brin_batch_ok(ResultRelInfo *rri);
-extern void audit_brin_insert_batch(ResultRelInfo *rri, TupleTableSlot **slots,
-									int n);
 extern int64 audit_seq_next(Oid seq);
 
 /* indexcache.c */

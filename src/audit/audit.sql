@@ -24,7 +24,7 @@ CREATE SEQUENCE audit.entries_entry_id_seq AS bigint;
 
 -- The server an entry comes from (src/audit/server.c): the system
 -- identifier of its cluster.  Each server numbers its entries on its own,
--- so an entry is known by (entry_id, server_id): a database that receives the entries of
+-- so the primary key includes it: a database that receives the entries of
 -- other servers by logical replication keeps them beside its own.
 CREATE FUNCTION audit.server_id()
 RETURNS bigint
@@ -60,20 +60,17 @@ CREATE TABLE audit.entries (
 	request_id			text,
 	attributes			jsonb,
 	details				jsonb,
-	server_id			bigint NOT NULL DEFAULT audit.server_id()
+	server_id			bigint NOT NULL DEFAULT audit.server_id(),
+	PRIMARY KEY (entry_id, ts, server_id)
 ) PARTITION BY RANGE (ts);
 
 ALTER SEQUENCE audit.entries_entry_id_seq OWNED BY audit.entries.entry_id;
 
 -- Auditors look by time (BRIN: ts grows with the table, and costs next to
--- nothing to maintain), by user and by object; sealing and verification
--- read ranges of entry_id (BRIN too: ids grow with the table).  A B-tree
--- on the ids, the by-user B-tree and the by-object GIN index would cost
--- every audited statement; they are built on each day's partition once the
--- day is over (audit._index_closed_partitions()), the B-tree on the ids as
--- a unique index on (entry_id, server_id).
+-- nothing to maintain), by user and by object.  The by-user B-tree and the
+-- by-object GIN index would cost every audited statement; they are built
+-- on each day's partition once the day is over (audit._index_closed_partitions()).
 CREATE INDEX entries_ts_idx ON audit.entries USING brin (ts);
-CREATE INDEX entries_entry_id_idx ON audit.entries USING brin (entry_id);
 
 -- Rows land here until partition maintenance has made the day's partition,
 -- and maintenance moves them out.
@@ -230,12 +227,8 @@ ALTER TABLE audit.statements ENABLE REPLICA TRIGGER statement_arrived;
 
 -- Tables without a primary key are logged whole when their rows are
 -- deleted, so that a publication that carries them (FOR ALL TABLES) never
--- makes pg_opsdata's own deletes fail (partition maintenance moves rows
--- out of the default partition of audit.entries; the partitions it makes
--- get the parent's replica identity).
+-- makes pg_opsdata's own deletes fail.
 ALTER TABLE audit.held_entries REPLICA IDENTITY FULL;
-ALTER TABLE audit.entries REPLICA IDENTITY FULL;
-ALTER TABLE audit.entries_default REPLICA IDENTITY FULL;
 
 SELECT pg_catalog.pg_extension_config_dump('audit.statements', '');
 SELECT pg_catalog.pg_extension_config_dump('audit.entries_default', '');
@@ -423,7 +416,7 @@ RETURNS integer
 LANGUAGE c VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'audit_index_closed_partitions';
 
-COMMENT ON FUNCTION audit._index_closed_partitions() IS 'Internal: start building the entry id, by-user and by-object indexes missing on partitions of audit.entries whose day ended over an hour ago; returns how many are missing';
+COMMENT ON FUNCTION audit._index_closed_partitions() IS 'Internal: start building the by-user and by-object indexes missing on partitions of audit.entries whose day ended over an hour ago; returns how many are missing';
 
 -- Five minutes past every hour: a day's partition qualifies an hour after
 -- midnight UTC.

@@ -12,11 +12,8 @@
  *	  once per server life (and again when audit.entries is a new relation,
  *	  after DROP and CREATE EXTENSION) from the highest entry_id of any row
  *	  version of audit.entries, in-progress and prepared ones included (the
- *	  rightmost key of a closed partition's unique B-tree on the ids, read
- *	  with SnapshotAny; for the day's partition, which has none, the
- *	  summaries of its BRIN index on the ids and a scan of every row version
- *	  of the block ranges not summarized yet), and from the sequence
- *	  audit.entries_entry_id_seq.
+ *	  rightmost key of each partition's primary key index, read with
+ *	  SnapshotAny), and from the sequence audit.entries_entry_id_seq.
  *	- The sequence is the counter's persistent high-water mark, read at
  *	  every allocation.  Whenever the counter passes it, it is advanced
  *	  (AUDIT_IDS_AHEAD beyond, the counter's "mark") by writing its page and
@@ -56,12 +53,7 @@
  */
 #include "postgres.h"
 
-#include "access/brin.h"
-#include "access/brin_internal.h"
-#include "access/brin_revmap.h"
-#include "access/brin_tuple.h"
 #include "access/genam.h"
-#include "access/heapam.h"
 #include "access/relation.h"
 #include "access/relscan.h"
 #include "access/table.h"
@@ -79,7 +71,6 @@
 #include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -213,87 +204,6 @@ audit_ids_seeded(Oid entries)
 }
 
 /*
- * The highest entry_id of any row version of rel, from a BRIN minmax index
- * on it (index, entry_id being column attnum of rel): the greatest value of
- * each summarized block range (a summary covers every row version inserted
- * in its range, dead and in-progress ones included), and a scan of every
- * row version of the ranges not summarized (the last ones, mostly).  False
- * when index is not such an index.
- */
-static bool
-audit_ids_brin_max(Relation rel, Relation index, AttrNumber attnum, int64 *max)
-{
-	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
-	BlockNumber per_range;
-	BlockNumber start;
-	BrinRevmap *revmap;
-	BrinDesc *bdesc;
-	Buffer buf = InvalidBuffer;
-
-	if (index->rd_rel->relam != BRIN_AM_OID ||
-		index->rd_index->indnatts != 1 ||
-		index->rd_index->indkey.values[0] != attnum ||
-		!index->rd_index->indisvalid ||
-		rel->rd_rel->relam != HEAP_TABLE_AM_OID ||
-		index_getprocid(index, 1, BRIN_PROCNUM_OPCINFO) !=
-			F_BRIN_MINMAX_OPCINFO)
-		return false;
-	*max = 0;
-	bdesc = brin_build_desc(index);
-	revmap = brinRevmapInitialize(index, &per_range, NULL);
-	for (start = 0; start < nblocks; start += per_range)
-	{
-		OffsetNumber off;
-		Size size;
-		BrinTuple *tup;
-		BrinTuple *copy = NULL;
-
-		CHECK_FOR_INTERRUPTS();
-		tup = brinGetTupleForHeapBlock(revmap, start, &buf, &off, &size,
-									   BUFFER_LOCK_SHARE, NULL);
-		if (tup != NULL)
-		{
-			if (!BrinTupleIsPlaceholder(tup))
-				copy = brin_copy_tuple(tup, size, NULL, NULL);
-			LockBuffer(buf, BUFFER_LOCK_UNLOCK);
-		}
-		if (copy != NULL)
-		{
-			BrinMemTuple *dtup = brin_deform_tuple(bdesc, copy, NULL);
-
-			if (!dtup->bt_columns[0].bv_allnulls)
-				*max =
-					Max(*max, DatumGetInt64(dtup->bt_columns[0].bv_values[1]));
-			pfree(copy);
-		}
-		else
-		{
-			TableScanDesc scan =
-				table_beginscan_strat(rel, SnapshotAny, 0, NULL, true, false);
-			TupleTableSlot *slot = table_slot_create(rel, NULL);
-
-			heap_setscanlimits(scan, start, Min(per_range, nblocks - start));
-			while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-			{
-				bool isnull;
-				Datum d = slot_getattr(slot, attnum, &isnull);
-
-				CHECK_FOR_INTERRUPTS();
-				if (!isnull && DatumGetInt64(d) > *max)
-					*max = DatumGetInt64(d);
-			}
-			ExecDropSingleTupleTableSlot(slot);
-			table_endscan(scan);
-		}
-	}
-	if (BufferIsValid(buf))
-		ReleaseBuffer(buf);
-	brinRevmapTerminate(revmap);
-	brin_free_desc(bdesc);
-	return true;
-}
-
-/*
  * The highest entry_id of any row version of one leaf of audit.entries,
  * or 0: the rightmost key of a B-tree index led by entry_id, or else the
  * greatest value of a scan of every row version.  Dead versions count too,
@@ -315,7 +225,6 @@ audit_ids_leaf_max(Oid relid)
 		return 0;
 	}
 	indexes = RelationGetIndexList(rel);
-	/* A B-tree led by entry_id, the closed days', is read first. */
 	foreach (lc, indexes)
 	{
 		Relation index = index_open(lfirst_oid(lc), AccessShareLock);
@@ -347,17 +256,6 @@ audit_ids_leaf_max(Oid relid)
 		index_close(index, AccessShareLock);
 		done = true;
 		break;
-	}
-	/* Else the BRIN index on entry_id, the current day's. */
-	foreach (lc, indexes)
-	{
-		Relation index;
-
-		if (done)
-			break;
-		index = index_open(lfirst_oid(lc), AccessShareLock);
-		done = audit_ids_brin_max(rel, index, attnum, &max);
-		index_close(index, AccessShareLock);
 	}
 	list_free(indexes);
 
@@ -560,69 +458,6 @@ audit_ids_allocate(Oid entries, Oid seq, int n)
 		UnlockReleaseBuffer(buf);
 		relation_close(seqrel, NoLock);
 		return first;
-	}
-}
-
-/*
- * The highest entry id taken so far for the current database, by the
- * counter or by nextval() of the sequence, or 0 when none was: every id up
- * to it was taken before this call returned.  Seeds the counter when it is
- * not, as audit_ids_allocate() does; takes no id.  entries and seq are
- * audit.entries and its sequence; the caller is in a transaction.
- */
-int64
-audit_ids_highest(Oid entries, Oid seq)
-{
-	int64 seed = 0;
-	bool have_seed = false;
-
-	for (;;)
-	{
-		Relation seqrel;
-		Buffer buf;
-		HeapTupleData tuple;
-		Form_pg_sequence_data form;
-		AuditIdCounter *c;
-		int64 floor;
-		int64 highest;
-
-		if (!have_seed && !audit_ids_seeded(entries))
-		{
-			seed = audit_ids_scan(entries);
-			have_seed = true;
-		}
-
-		seqrel = relation_open(seq, AccessShareLock);
-		form = audit_seq_lock(seqrel, &buf, &tuple);
-		floor = form->is_called ? form->last_value : form->last_value - 1;
-
-		LWLockAcquire(audit_ids_lock, LW_EXCLUSIVE);
-		c = audit_ids_counter();
-		if (c == NULL || c->entries != entries)
-		{
-			if (!have_seed)
-			{
-				LWLockRelease(audit_ids_lock);
-				UnlockReleaseBuffer(buf);
-				relation_close(seqrel, NoLock);
-				continue;
-			}
-			if (c == NULL)
-				c = audit_ids_new_counter();
-			c->entries = entries;
-			c->last = seed;
-			c->mark = 0;
-		}
-		else if (have_seed)
-			c->last = Max(c->last, seed);
-		/* A sequence moved by anyone else handed out values up to its own. */
-		if (floor != c->mark)
-			c->last = Max(c->last, floor);
-		highest = c->last;
-		LWLockRelease(audit_ids_lock);
-		UnlockReleaseBuffer(buf);
-		relation_close(seqrel, NoLock);
-		return highest;
 	}
 }
 

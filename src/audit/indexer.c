@@ -1,21 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * indexer.c
- *		The entry id, by-user and by-object indexes of closed days of
- *		audit.entries.
+ *		The by-user and by-object indexes of closed days of audit.entries.
  *
- * Every partition of audit.entries has the indexes of its parent: BRIN
- * indexes on ts and on entry_id, which cost next to nothing per row.  The
- * B-trees that find one entry, a user's or an object's entries, a unique
- * B-tree on (entry_id, server_id), a B-tree on (username, ts) and a GIN
- * index on objects, would cost every audited statement an index insertion
- * each (and the rightmost leaf page of a B-tree on growing ids is a point
- * of contention between concurrent writers); they are built instead on
+ * Every partition of audit.entries has the indexes of its parent: the
+ * primary key and a BRIN index on ts, which cost next to nothing per row.
+ * The indexes auditors need to find a user's or an object's entries, a
+ * B-tree on (username, ts) and a GIN index on objects, would cost every
+ * audited statement an index insertion or two; they are built instead on
  * each day's partition once that day is over (and an hour more, for the
  * entries of statements that started before midnight), when nothing writes
  * there any more.  Queries on the current day read its partition, found by
- * partition pruning and the BRIN indexes (a bitmap scan of the block
- * ranges that can hold the values asked for).
+ * partition pruning and the BRIN index.
  *
  * The work is a job entry (worker/worker.h), run in a job worker connected
  * as the extension owner: the built-in job "audit.index_closed_partitions"
@@ -71,9 +67,8 @@ static const WorkerEntry audit_indexer_entry = {
 
 /*
  * The statements that give the closed partitions their missing indexes,
- * one per row: the DROPs of leftover invalid indexes come before the
- * CREATEs, the newest days first, the unique index on the ids of a day
- * before its other indexes.
+ * one per row: the DROP of a leftover invalid index comes before the
+ * CREATE of the same index.
  */
 static const char *const audit_indexer_plan_sql =
 	"WITH closed AS ("
@@ -84,14 +79,11 @@ static const char *const audit_indexer_plan_sql =
 	"   WHERE NOT l.is_default AND NOT l.detach_pending"
 	"     AND l.upper_time OPERATOR(pg_catalog.<=) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 hour')),"
 	" wanted AS ("
-	"  SELECT nspname, relname, pg_catalog.left(relname, 49) OPERATOR(pg_catalog.||) '_entry_id_key' AS idx,"
-	"         'UNIQUE ' AS uniq, 'btree (entry_id, server_id)' AS def, 1 AS ord FROM closed"
-	"  UNION ALL"
-	"  SELECT nspname, relname, pg_catalog.left(relname, 47) OPERATOR(pg_catalog.||) '_username_ts_idx',"
-	"         '', 'btree (username, ts)', 2 FROM closed"
+	"  SELECT nspname, relname, pg_catalog.left(relname, 47) OPERATOR(pg_catalog.||) '_username_ts_idx' AS idx,"
+	"         'btree (username, ts)' AS def, 1 AS ord FROM closed"
 	"  UNION ALL"
 	"  SELECT nspname, relname, pg_catalog.left(relname, 50) OPERATOR(pg_catalog.||) '_objects_idx',"
-	"         '', 'gin (objects)', 3 FROM closed),"
+	"         'gin (objects)', 2 FROM closed),"
 	" state AS ("
 	"  SELECT w.*, i.indisvalid"
 	"    FROM wanted w"
@@ -99,15 +91,12 @@ static const char *const audit_indexer_plan_sql =
 	"     AND ic.relnamespace OPERATOR(pg_catalog.=) (SELECT n.oid FROM pg_catalog.pg_namespace n"
 	"                                                  WHERE n.nspname OPERATOR(pg_catalog.=) w.nspname)"
 	"    LEFT JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) ic.oid)"
-	"SELECT s.format FROM ("
-	" SELECT pg_catalog.format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', nspname, idx) AS format,"
-	"        0 AS phase, relname, ord"
-	"   FROM state WHERE indisvalid OPERATOR(pg_catalog.=) false"
-	" UNION ALL"
-	" SELECT pg_catalog.format('CREATE %sINDEX CONCURRENTLY %I ON %I.%I USING %s', uniq, idx, nspname,"
-	"                          relname, def), 1, relname, ord"
-	"   FROM state WHERE indisvalid IS NOT TRUE) s "
-	"ORDER BY s.phase, s.relname DESC, s.ord";
+	"SELECT pg_catalog.format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', nspname, idx)"
+	"  FROM state WHERE indisvalid OPERATOR(pg_catalog.=) false "
+	"UNION ALL "
+	"SELECT pg_catalog.format('CREATE INDEX CONCURRENTLY %I ON %I.%I USING %s', idx, nspname, relname, def)"
+	"  FROM state WHERE indisvalid IS NOT TRUE "
+	"ORDER BY 1 DESC";
 
 /*
  * Registers the job entry; called by audit_init() in every process.
@@ -135,7 +124,7 @@ audit_index_closed_partitions(PG_FUNCTION_ARGS)
 	opsdata_spi_connect(0);
 	rc = SPI_execute(
 		psprintf(
-			"SELECT pg_catalog.count(*) FROM (%s) p WHERE p.format OPERATOR(pg_catalog.~~) 'CREATE %%'",
+			"SELECT pg_catalog.count(*) FROM (%s) s WHERE s.format OPERATOR(pg_catalog.~~) 'CREATE %%'",
 			audit_indexer_plan_sql),
 		true, 0);
 	if (rc != SPI_OK_SELECT)

@@ -36,10 +36,11 @@
  * this server's entries; verification reads a seal's server's entries.
  *
  * A horizon is then found without waiting and without touching the
- * writers' path: read M, the highest entry id this server has taken (the
- * counter of ids.c, or the sequence when nextval() went beyond it; every
- * smaller id was taken before the read too, by a transaction that held its
- * lock then); after that read, list the
+ * writers' path: read M, the highest entry_id of this server's rows present
+ * in audit.entries, committed, in progress or dead (the rightmost key of each
+ * partition's primary key; any row that exists will do: its id was taken
+ * before the read, so every smaller id was taken before the read too, by
+ * a transaction that held its lock then); after that read, list the
  * transactions holding such a lock on
  * audit.entries (GetLockConflicts(), as CREATE INDEX CONCURRENTLY does; a
  * prepared transaction keeps its locks and is listed).  Once every one of
@@ -152,6 +153,7 @@ static int seal_nlockers = 0;
 static Oid seal_entries_relid = InvalidOid; /* what the horizon is about */
 static SealScan *seal_buffers = NULL;		/* the service's, across rounds */
 
+static SPIPlanPtr seal_max_plan = NULL;
 static SPIPlanPtr seal_min_plan = NULL;
 static SPIPlanPtr seal_head_plan = NULL;
 static SPIPlanPtr seal_window_plan = NULL;
@@ -226,22 +228,151 @@ seal_prepare(const char *sql, int nargs, Oid *argtypes)
 }
 
 /*
- * The highest entry id this server has taken so far (ids.c), whether its
- * row is committed, in progress, aborted or not inserted yet: every id up
- * to it was taken before this read, which is all the horizon needs.  No
- * index or heap page of audit.entries is read (but for the scan that seeds
- * the counter once per server life).  False when no id was taken.
+ * The highest entry_id of this server's entries in the primary key index
+ * of rel, whatever the state of its row (SnapshotAny: in progress,
+ * committed or dead); false when there is none.  *usable is cleared when
+ * rel has no such index.
+ */
+static bool
+seal_max_in_index(Relation rel, int64 *max, bool *usable)
+{
+	Oid pk = RelationGetPrimaryKeyIndex(rel);
+	AttrNumber server_att =
+		get_attnum(RelationGetRelid(rel), SEAL_SERVER_ID_COLUMN);
+	int64 server = audit_seal_local_server();
+	int server_key = 0; /* its position in the index, from 1 */
+	Relation index;
+	IndexScanDesc scan;
+	bool found = false;
+	int k;
+
+	if (!OidIsValid(pk))
+	{
+		*usable = false;
+		return false;
+	}
+	index = index_open(pk, AccessShareLock);
+	if (index->rd_index->indnkeyatts < 1 ||
+		index->rd_index->indkey.values[0] !=
+			get_attnum(RelationGetRelid(rel), SEAL_ENTRY_ID_COLUMN) ||
+		TupleDescAttr(RelationGetDescr(index), 0)->atttypid != INT8OID)
+	{
+		index_close(index, AccessShareLock);
+		*usable = false;
+		return false;
+	}
+	for (k = 0; k < index->rd_index->indnkeyatts; k++)
+	{
+		if (server_att != InvalidAttrNumber &&
+			index->rd_index->indkey.values[k] == server_att &&
+			TupleDescAttr(RelationGetDescr(index), k)->atttypid == INT8OID)
+			server_key = k + 1;
+	}
+	if (server_att != InvalidAttrNumber && server_key == 0)
+	{
+		index_close(index, AccessShareLock);
+		*usable = false;
+		return false;
+	}
+	scan = index_beginscan(rel, index, SnapshotAny, 0, 0);
+	scan->xs_want_itup = true;
+	index_rescan(scan, NULL, 0, NULL, 0);
+	while (!found && index_getnext_tid(scan, BackwardScanDirection) != NULL)
+	{
+		bool isnull;
+		Datum d;
+
+		CHECK_FOR_INTERRUPTS();
+		/* Entries received from other servers number on their own. */
+		if (server_key > 0)
+		{
+			d = index_getattr(scan->xs_itup, server_key, scan->xs_itupdesc,
+							  &isnull);
+			if (isnull || DatumGetInt64(d) != server)
+				continue;
+		}
+		d = index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &isnull);
+		if (!isnull)
+		{
+			*max = DatumGetInt64(d);
+			found = true;
+		}
+	}
+	index_endscan(scan);
+	index_close(index, AccessShareLock);
+	return found;
+}
+
+/*
+ * The highest entry_id of any row present in audit.entries, committed or
+ * not (its id was taken before this read, which is all the horizon needs),
+ * from the rightmost key of each partition's primary key: no heap page is
+ * read, however many recent rows are still in progress.  Falls back on
+ * max() when a partition lacks that key.  False when there is no entry.
+ * Connected to SPI.
  */
 static bool
 seal_max_present(int64 *max)
 {
-	Oid entries = seal_relid("entries");
-	Oid seq = seal_relid("entries_entry_id_seq");
+	Relation parent = table_open(seal_relid("entries"), AccessShareLock);
+	bool usable = true;
+	bool any = false;
+	Datum server;
 
-	if (!OidIsValid(entries) || !OidIsValid(seq))
-		return false;
-	*max = audit_ids_highest(entries, seq);
-	return *max > 0;
+	if (parent->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		PartitionDesc pd = RelationGetPartitionDesc(parent, true);
+		int i;
+
+		for (i = 0; i < pd->nparts && usable; i++)
+		{
+			Relation part;
+			int64 m;
+
+			if (get_rel_relkind(pd->oids[i]) != RELKIND_RELATION)
+			{
+				usable = false;
+				break;
+			}
+			part = table_open(pd->oids[i], AccessShareLock);
+			if (seal_max_in_index(part, &m, &usable) && (!any || m > *max))
+			{
+				*max = m;
+				any = true;
+			}
+			table_close(part, AccessShareLock);
+		}
+	}
+	else if (seal_max_in_index(parent, max, &usable))
+		any = true;
+	table_close(parent, AccessShareLock);
+	if (usable)
+		return any;
+
+	if (seal_max_plan == NULL)
+	{
+		Oid argtypes[1] = {INT8OID};
+
+		seal_max_plan = seal_prepare(
+			"SELECT pg_catalog.max(entry_id) FROM audit.entries"
+			" WHERE " SEAL_SERVER_ID_COLUMN " OPERATOR(pg_catalog.=) $1",
+			1, argtypes);
+	}
+	server = Int64GetDatum(audit_seal_local_server());
+	/* An aggregate: one row. */
+	opsdata_spi_check(SPI_execute_plan(seal_max_plan, &server, NULL, false, 1),
+					  SPI_OK_SELECT, "read the highest audit entry id");
+	{
+		bool isnull;
+		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								1, &isnull);
+
+		any = !isnull;
+		if (any)
+			*max = DatumGetInt64(d);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return any;
 }
 
 /*

@@ -10,8 +10,7 @@
  * one query whose executor hands each row to a DestReceiver here, which
  * encodes it at once into one buffer: no row is copied, no per-row SPI call
  * is made.  The query has no ORDER BY, so that the planner reads each heap
- * page once (a bitmap scan of the range of ids: the BRIN index on entry_id
- * of the current day, a closed day's B-tree on the ids) instead of fetching
+ * page once (a bitmap scan of the primary key's range) instead of fetching
  * the rows one by one in index order; the entries are sorted afterwards,
  * which costs next to nothing as they arrive nearly in order.  The hash
  * of an entry's statement comes from a memo of the hashes computed (its
@@ -440,7 +439,7 @@ audit_seal_scan_entries(SealScan *scan, int64 server_id, int64 first,
 
 	/*
 	 * Whatever the statistics say, read each page once: a bitmap scan of the
-	 * range of ids (the plan is made with these settings at its first
+	 * primary key's range (the plan is made with these settings at its first
 	 * use and kept).  The receiver's codec is made in the scan's context.
 	 */
 	nestlevel = NewGUCNestLevel();

@@ -13,8 +13,7 @@
  * replication from another server keep that server's identifier, so a
  * central database that receives the trails of several servers tells them
  * apart, and their entry_ids, which each server numbers on its own, never
- * collide: an entry is known by (entry_id, server_id), unique on each
- * closed day (indexer.c).
+ * collide: the primary key is (entry_id, ts, server_id).
  *
  * Nothing here takes a lock or reads a table: the identifier is read from
  * the copy of pg_control in shared memory.

@@ -7,9 +7,7 @@
  * that transaction) and by the queue's drainer.  Rows are built in C and
  * inserted as COPY does: through the table AM's multi-insert, one WAL
  * record and one buffer lock for many rows, then the index entries of each
- * row (of the rows with the least and greatest values, for the BRIN
- * indexes of the day's partition: brinbatch.c); no SPI, no per-row
- * planning.  audit.entries rows are routed to the
+ * row; no SPI, no per-row planning.  audit.entries rows are routed to the
  * partition of their ts (the default partition until partition maintenance
  * has made the day's), with the default partition locked first
  * (partition/route.c).  Statement texts go to audit.statements
@@ -302,20 +300,15 @@ static void
 audit_writer_flush(AuditWriter *w)
 {
 	ResultRelInfo *part = w->part;
-	bool batched;
 	int i;
 
 	if (w->nslots == 0)
 		return;
 	table_multi_insert(part->ri_RelationDesc, w->slots, w->nslots, w->cid, 0,
 					   NULL);
-	/* The day's partition: BRIN indexes only, a few entries for the batch. */
-	batched = part->ri_NumIndices > 0 && audit_brin_batch_ok(part);
-	if (batched)
-		audit_brin_insert_batch(part, w->slots, w->nslots);
 	for (i = 0; i < w->nslots; i++)
 	{
-		if (part->ri_NumIndices > 0 && !batched)
+		if (part->ri_NumIndices > 0)
 		{
 			List *recheck = ExecInsertIndexTuples(part, w->slots[i], w->estate,
 												  false, false, NULL, NIL);

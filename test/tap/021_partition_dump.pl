@@ -73,14 +73,12 @@ is($node->safe_psql('restored',
 my $audit_part = $node->safe_psql('restored',
 	q{SELECT c.oid::regclass FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 	   WHERE i.inhparent = 'audit.entries'::regclass AND c.relname <> 'entries_default' LIMIT 1});
-my $cloned = $node->safe_psql('restored',
-	qq{SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-		 JOIN pg_inherits h ON h.inhrelid = i.indexrelid
-	   WHERE i.indrelid = '$audit_part'::regclass AND h.inhparent = 'audit.entries_entry_id_idx'::regclass});
+my $pkey = $node->safe_psql('restored',
+	qq{SELECT conname FROM pg_constraint WHERE conrelid = '$audit_part'::regclass AND contype = 'p'});
 my ($rc, $out, $err) = $node->psql('restored',
-	"CREATE INDEX $cloned ON $audit_part USING brin (entry_id)");
-is($rc, 0, 'making the cloned index of a partition of audit.entries again is skipped');
-like($err, qr/NOTICE:  index "$cloned" already exists, skipping/, 'with a notice');
+	"ALTER TABLE ONLY $audit_part ADD CONSTRAINT $pkey PRIMARY KEY (entry_id, ts, server_id)");
+is($rc, 0, 'adding the cloned primary key of a partition of audit.entries again is skipped');
+like($err, qr/NOTICE:  constraint "$pkey" already exists, skipping/, 'with a notice');
 ($rc, $out, $err) = $node->psql('restored', "CREATE INDEX extra_idx ON $audit_part (command)");
 is($rc, 0, 'a new index on such a partition is made');
 is($node->safe_psql('restored', q{SELECT count(*) FROM pg_class WHERE relname = 'extra_idx'}), '1',

@@ -1,8 +1,7 @@
 # Indexes chosen for the queries auditors run without costing the write
-# path: every partition of audit.entries has only its BRIN indexes on
-# entry_id and ts while its day lasts; the unique B-tree on the ids, the
-# by-user B-tree and the by-object GIN index are built, concurrently, on
-# each day once it is over,
+# path: every partition of audit.entries has only its BRIN index on ts
+# (and the primary key) while its day lasts; the by-user B-tree and the
+# by-object GIN index are built, concurrently, on each day once it is over,
 # by the built-in job "audit.index_closed_partitions", and the planner uses
 # them.  A leftover invalid index is rebuilt.  The job's scheduled run
 # builds them in its own job worker.
@@ -49,23 +48,17 @@ my $indexes = q{SELECT string_agg(c.relname || ':' || am.amname || ':' || i.indi
 my $today = $node->safe_psql('postgres', q{
 	SELECT p.partition FROM opsdata.show_partitions('audit.entries') p
 	 WHERE now() >= p.lower_bound::timestamptz AND now() < p.upper_bound::timestamptz});
-like($node->safe_psql('postgres', sprintf($indexes, $today)), qr/^[^,]*_entry_id_idx:brin:true,[^,]*_ts_idx:brin:true$/,
-	'the current day has only its BRIN indexes');
+like($node->safe_psql('postgres', sprintf($indexes, $today)), qr/^[^,]*_pkey:btree:true,[^,]*_ts_idx:brin:true$/,
+	'the current day has only its primary key and its BRIN index');
 
-is($node->safe_psql('postgres', 'SELECT audit._index_closed_partitions()'), '3',
-	'three indexes are missing on the closed day; a worker builds them');
-ok($node->poll_query_until('postgres', sprintf($indexes, $closed) . " AND c.relname ~ '_(entry_id_key|username_ts_idx|objects_idx)\$'",
-		"${\ substr($closed, 6)}_entry_id_key:btree:true,${\ substr($closed, 6)}_objects_idx:gin:true,"
-		. "${\ substr($closed, 6)}_username_ts_idx:btree:true"),
-	'the closed day gets its unique B-tree on the ids, its by-user B-tree and its by-object GIN index');
-is($node->safe_psql('postgres', q{
-	SELECT i.indisunique || ':' || pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-	 WHERE c.relname ~ '_entry_id_key$' AND i.indrelid = '} . $closed . q{'::regclass}),
-	"true:CREATE UNIQUE INDEX ${\ substr($closed, 6)}_entry_id_key ON $closed USING btree (entry_id, server_id)",
-	'the B-tree on the ids is unique on (entry_id, server_id)');
+is($node->safe_psql('postgres', 'SELECT audit._index_closed_partitions()'), '2',
+	'two indexes are missing on the closed day; a worker builds them');
+ok($node->poll_query_until('postgres', sprintf($indexes, $closed) . " AND c.relname ~ '_(username_ts|objects)_idx\$'",
+		"${\ substr($closed, 6)}_objects_idx:gin:true,${\ substr($closed, 6)}_username_ts_idx:btree:true"),
+	'the closed day gets its by-user B-tree and its by-object GIN index');
 is($node->safe_psql('postgres', 'SELECT audit._index_closed_partitions()'), '0',
 	'once built, nothing is missing and no worker starts');
-like($node->safe_psql('postgres', sprintf($indexes, $today)), qr/^[^,]*_entry_id_idx:brin:true,[^,]*_ts_idx:brin:true$/,
+like($node->safe_psql('postgres', sprintf($indexes, $today)), qr/^[^,]*_pkey:btree:true,[^,]*_ts_idx:brin:true$/,
 	'the current day is left alone');
 
 # The planner uses them for the questions auditors ask.
@@ -78,46 +71,6 @@ like($node->safe_psql('postgres',
 	qr/objects_idx/, 'a query by object uses the GIN index of the closed day');
 is($node->safe_psql('postgres', "SELECT count(*) FROM audit.entries WHERE username = 'mallory'"), '200',
 	'the answer is complete');
-my $first = $node->safe_psql('postgres', "SELECT min(entry_id) FROM $closed");
-like($node->safe_psql('postgres',
-		"EXPLAIN (COSTS OFF) SELECT * FROM audit.entries WHERE entry_id = $first + 7 AND ts < now() - interval '2 days'"),
-	qr/entry_id_key/, 'a query by id uses the B-tree on the ids of the closed day');
-like($node->safe_psql('postgres',
-		"SET enable_seqscan = off; EXPLAIN (COSTS OFF) SELECT * FROM audit.entries"
-		. " WHERE entry_id BETWEEN $first AND $first + 99 AND ts > now() - interval '1 day'"),
-	qr/Bitmap Index Scan on \S*entry_id_idx/, 'a range of ids of the current day is read through its BRIN index');
-
-# The entries a transaction writes into the current day, whose first block
-# range is summarized (a BRIN index made on an empty partition summarizes
-# it), are each found through its BRIN index on entry_id: the writer gives
-# each index the rows with the least and greatest values only.  The
-# session audits writes from the database's setting, so that no entry of a
-# SET (every change of pg_opsdata.audit is audited) comes after the
-# transaction's and widens the summary over them; the ALTER DATABASE's is
-# written first.
-$node->safe_psql('postgres', q{
-	CREATE TABLE brin_t (id int);
-	ALTER DATABASE postgres SET pg_opsdata.audit = 'write';
-});
-$node->safe_psql('postgres', 'SELECT audit.flush()');
-$node->safe_psql('postgres', q{
-	BEGIN;
-	INSERT INTO brin_t VALUES (1);
-	INSERT INTO brin_t VALUES (2);
-	INSERT INTO brin_t VALUES (3);
-	INSERT INTO brin_t VALUES (4);
-	INSERT INTO brin_t VALUES (5);
-	COMMIT;
-});
-my ($lo, $hi) = split /\|/, $node->safe_psql('postgres',
-	q{SELECT min(entry_id) || '|' || max(entry_id) FROM audit.entries WHERE objects @> '{public.brin_t}'});
-is($hi - $lo, 4, 'the five entries of the transaction have consecutive ids');
-my $by_id = q{SET enable_seqscan = off; SELECT count(*) FROM audit.entries WHERE entry_id = %s};
-like($node->safe_psql('postgres', sprintf($by_id, "$hi") =~ s/SELECT count/EXPLAIN (COSTS OFF) SELECT count/r),
-	qr/Bitmap Index Scan on \S*entry_id_idx/, 'an entry of the current day is looked up through its BRIN index');
-is(join(',', map { $node->safe_psql('postgres', sprintf($by_id, $_)) } $lo .. $hi), '1,1,1,1,1',
-	'each entry of the transaction is found through the BRIN index');
-$node->safe_psql('postgres', 'ALTER DATABASE postgres RESET pg_opsdata.audit');
 
 # A build that failed leaves an invalid index; the next run rebuilds it.
 my $name = substr($closed, 6) . '_objects_idx';

@@ -80,20 +80,6 @@ is($node->safe_psql('postgres', q{
 	't', 'entries written after the crash are numbered above those of the prepared transaction');
 sequence_above($node, 'crash with a prepared transaction');
 
-# --- the sequence set back, the summaries of the BRIN indexes on entry_id
-# dropped, a restart: the ids are seeded from a scan of the block ranges
-# not summarized -------------------------------------------------------
-$node->safe_psql('postgres', q{
-	SELECT brin_desummarize_range(i.indexrelid, 0)
-	  FROM pg_index i JOIN pg_inherits h ON h.inhrelid = i.indrelid
-	 WHERE h.inhparent = 'audit.entries'::regclass
-	   AND i.indexrelid::regclass::text LIKE '%entry_id_idx'});
-$node->psql('postgres', "SELECT setval('audit.entries_entry_id_seq', 1)");
-$node->restart;
-write_rows($node, 2);
-unique_ids($node, 'restart without BRIN summaries');
-sequence_above($node, 'restart without BRIN summaries');
-
 # --- a restore's setval() above the ids it brings back ------------------
 $node->safe_psql('postgres', "SELECT setval('audit.entries_entry_id_seq', 100000)");
 write_rows($node, 1);
