@@ -51,5 +51,14 @@ SELECT q.name, count(*) FROM audit.queue_items i JOIN audit.queues q USING (queu
 COMMIT;
 SELECT string_agg(payload->>'i', ' ' ORDER BY item_id) FROM audit.read('import_b', 4);
 
+-- Without the statement trigger that stores the last batch (a superuser
+-- dropped it), the commit stores it.
+DROP TRIGGER import_events_end ON audit.import_events;
+INSERT INTO audit.import_events (ts, action)
+SELECT pg_catalog.now() - interval '1 hour', 'old.no_end' FROM generate_series(1, 1500);
+SELECT count(*) FROM audit.entries WHERE command = 'old.no_end';
+CREATE TRIGGER import_events_end AFTER INSERT ON audit.import_events
+	FOR EACH STATEMENT EXECUTE FUNCTION audit._import_event();
+
 SELECT audit.unsubscribe('import_sub');
 DROP EXTENSION pg_opsdata;

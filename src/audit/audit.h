@@ -302,6 +302,7 @@ extern AuditEvent *audit_app_event(MemoryContext cxt, int class,
 								   const char *outcome, Jsonb *details);
 
 /* functions.c */
+extern void audit_import_end(void);
 extern AuditEvent *audit_record_change(const char *command,
 									   const char *object);
 

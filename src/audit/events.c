@@ -505,6 +505,7 @@ audit_events_pre_commit(void)
 	volatile int tried = 0;
 	bool read_only;
 
+	audit_import_end();
 	if (audit_xact_nevents == 0)
 		return;
 	/*

@@ -64,7 +64,8 @@
  * its memory forgets it, and the relations the inserter held are released
  * by the abort, so nothing of a failed COPY is stored.  Should a statement
  * end without its statement trigger (one disabled by a superuser), the
- * next import statement of the transaction stores what it left first.
+ * next import statement of the transaction, or else its commit, stores
+ * what it left.
  *
  * Copyright (c) 2026, pg_opsdata developers
  *
@@ -217,11 +218,12 @@ audit_import_state(FmgrInfo *flinfo, bool *first)
 }
 
 /*
- * An AFTER INSERT statement trigger of a view: end the import of the
- * statement, if it had any row.
+ * End the import statement under way, if any: from the views' AFTER
+ * INSERT statement triggers, and at pre-commit for a statement that ended
+ * without its trigger.
  */
-static void
-audit_import_statement_end(void)
+void
+audit_import_end(void)
 {
 	if (audit_import_current != NULL)
 		audit_import_finish(audit_import_current);
@@ -351,7 +353,7 @@ audit_import_event(PG_FUNCTION_ARGS)
 		if (TRIGGER_FIRED_BEFORE(trigdata->tg_event))
 			audit_import_check_events();
 		else
-			audit_import_statement_end();
+			audit_import_end();
 		return PointerGetDatum(NULL);
 	}
 
@@ -486,7 +488,7 @@ audit_import_queue_item(PG_FUNCTION_ARGS)
 	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
 	{
 		if (TRIGGER_FIRED_AFTER(trigdata->tg_event))
-			audit_import_statement_end();
+			audit_import_end();
 		return PointerGetDatum(NULL);
 	}
 
